@@ -1,0 +1,85 @@
+// Command mcpedge is a gateway for Model Context Protocol servers.
+//
+// Usage:
+//
+//	mcpedge serve [--config FILE | --mcp-servers FILE] [--listen ADDR]
+//	mcpedge stdio (--config FILE | --mcp-servers FILE)
+//	mcpedge config check (--config FILE | --mcp-servers FILE)
+//	mcpedge version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(context.Background(), args[1:], stdout, stderr)
+	case "stdio":
+		err = cmdStdio(context.Background(), args[1:], stderr)
+	case "config":
+		if len(args) < 2 || args[1] != "check" {
+			fmt.Fprintln(stderr, "usage: mcpedge config check (--config FILE | --mcp-servers FILE)")
+			return 2
+		}
+		err = cmdConfigCheck(args[2:], stdout)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "mcpedge %s\n", version)
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mcpedge: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "mcpedge: %v\n", err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "mcpedge: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type usageError struct{ error }
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `mcpedge — a secure, observable gateway for MCP servers
+
+Commands:
+  serve [--config FILE | --mcp-servers FILE] [--listen ADDR]
+        Run the gateway over Streamable HTTP (default 127.0.0.1:8080).
+  stdio (--config FILE | --mcp-servers FILE)
+        Serve the aggregated catalog over stdio, for desktop clients.
+  config check (--config FILE | --mcp-servers FILE)
+        Validate a configuration and print every problem with file:line.
+  version
+        Print the version.
+`)
+}

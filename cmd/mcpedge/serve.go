@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// source says where the configuration comes from, so it can be reloaded.
+type source struct {
+	path       string
+	mcpServers bool
+}
+
+func (s source) load() (*config.Config, error) {
+	switch {
+	case s.path == "":
+		return config.Default(), nil
+	case s.mcpServers:
+		return config.LoadMCPServers(s.path)
+	default:
+		return config.Load(s.path)
+	}
+}
+
+func configFlags(fs *flag.FlagSet) func() (source, error) {
+	cfgPath := fs.String("config", "", "TOML configuration `file`")
+	mcpServers := fs.String("mcp-servers", "", "desktop-client JSON `file` with an \"mcpServers\" object")
+	return func() (source, error) {
+		if *cfgPath != "" && *mcpServers != "" {
+			return source{}, usageError{errors.New("--config and --mcp-servers cannot be used together")}
+		}
+		if *mcpServers != "" {
+			return source{path: *mcpServers, mcpServers: true}, nil
+		}
+		return source{path: *cfgPath}, nil
+	}
+}
+
+func setVersions() {
+	gateway.Version = version
+	upstream.Version = version
+}
+
+func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	src := configFlags(fs)
+	listen := fs.String("listen", "", "override server.listen (`host:port`)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := src()
+	if err != nil {
+		return err
+	}
+	cfg, err := s.load()
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Server.Listen = *listen
+	}
+	setVersions()
+	log := telemetry.NewLogger(cfg.Server.LogLevel)
+	token := os.Getenv(cfg.Server.AuthTokenEnv)
+	if !isLoopback(cfg.Server.Listen) && token == "" {
+		return fmt.Errorf("refusing to listen on non-loopback address %s without authentication: set %s to a bearer token (or listen on 127.0.0.1)", cfg.Server.Listen, cfg.Server.AuthTokenEnv)
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Server.Listen, err)
+	}
+	m := telemetry.NewMetrics()
+	g := gateway.New(cfg, log, m)
+	g.Start(ctx)
+	h := g.Handler(gateway.HTTPOptions{
+		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
+		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
+	})
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second, // slow-header clients cannot hold connections
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		// No ReadTimeout/WriteTimeout: SSE streams are long-lived. Bodies are
+		// bounded by a per-request read deadline in the gateway instead.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	addr := ln.Addr().String()
+	fmt.Fprintf(stdout, "mcpedge %s listening on http://%s/mcp\n", version, addr)
+	if len(cfg.Upstreams) == 0 {
+		fmt.Fprintf(stdout, "no upstreams configured: only the built-in mcpedge__status tool is served.\n"+
+			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+
+			"or reuse a desktop client's file (mcpedge serve --mcp-servers claude_desktop_config.json).\n")
+	}
+	log.Info("listening", "addr", addr, "upstreams", len(cfg.Upstreams), "auth", token != "", "config", s.path)
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	reload := func(why string) {
+		next, err := s.load()
+		if err != nil {
+			log.Error("reload failed; keeping the running configuration", "trigger", why, "err", err.Error())
+			return
+		}
+		if next.Server.Listen != cfg.Server.Listen && *listen == "" {
+			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
+		}
+		added, removed, changed := g.Apply(ctx, next)
+		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
+	}
+	var changes <-chan struct{}
+	if s.path != "" {
+		changes = watchFile(ctx, s.path, 2*time.Second)
+	}
+	for {
+		select {
+		case err := <-serveErr:
+			g.Stop(context.Background())
+			return fmt.Errorf("serving: %w", err)
+		case <-changes:
+			reload("file change")
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload("SIGHUP")
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "grace", cfg.Server.ShutdownGrace.D())
+			return shutdown(srv, g, cfg.Server.ShutdownGrace.D(), log)
+		}
+	}
+}
+
+// shutdown stops accepting, lets in-flight requests finish within grace,
+// then closes client sessions (ending their SSE streams) and stops upstreams.
+func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(ctx) }()
+	g.Drain(ctx)
+	g.CloseSessions()
+	err := <-done
+	if errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("grace period over; closing remaining connections")
+		_ = srv.Close()
+		err = nil
+	}
+	stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stopCancel()
+	g.Stop(stopCtx)
+	log.Info("stopped")
+	return err
+}
+
+// watchFile reports changes of a file's size or modification time. Polling
+// keeps it portable and dependency-free; a reload is cheap and idempotent.
+func watchFile(ctx context.Context, path string, every time.Duration) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	stat := func() (time.Time, int64) {
+		fi, err := os.Stat(path)
+		if err != nil {
+			return time.Time{}, -1
+		}
+		return fi.ModTime(), fi.Size()
+	}
+	mt, sz := stat()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				m2, s2 := stat()
+				if s2 >= 0 && (!m2.Equal(mt) || s2 != sz) {
+					mt, sz = m2, s2
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	return ch
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("stdio", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	src := configFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := src()
+	if err != nil {
+		return err
+	}
+	cfg, err := s.load()
+	if err != nil {
+		return err
+	}
+	setVersions()
+	log := telemetry.NewLogger(cfg.Server.LogLevel)
+	g := gateway.New(cfg, log, telemetry.NewMetrics())
+	g.Start(ctx)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	// Give upstreams a moment so the first tools/list is complete; a slow
+	// upstream joins later through list_changed.
+	g.WaitAttempted(ctx, cfg.Server.RequestTimeout.D()/4)
+	err = g.Aggregate().Run(ctx, &mcp.StdioTransport{})
+	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	g.Stop(stopCtx)
+	if err != nil && ctx.Err() == nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}
+
+func cmdConfigCheck(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	src := configFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	s, err := src()
+	if err != nil {
+		return err
+	}
+	if s.path == "" {
+		return usageError{errors.New("config check needs --config FILE or --mcp-servers FILE")}
+	}
+	cfg, err := s.load()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d upstreams, listen %s)\n", s.path, len(cfg.Upstreams), cfg.Server.Listen)
+	return nil
+}

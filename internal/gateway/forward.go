@@ -1,0 +1,475 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
+)
+
+// call is one request the gateway forwards on behalf of a client session.
+// It carries what the upstream's server-to-client traffic needs to find its
+// way back: the client session and, for progress, the client's own token.
+type call struct {
+	id       uint64
+	ss       *mcp.ServerSession
+	up       *upstream.Upstream
+	method   string
+	start    time.Time
+	token    string // gateway progress token sent upstream ("" if none)
+	cancel   context.CancelFunc
+	released atomic.Bool
+}
+
+var callSeq atomic.Uint64
+
+// begin resolves the upstream session for a request and registers the call
+// so that sampling, elicitation, roots and progress from the upstream reach
+// the client that caused them. The returned context carries the
+// upstream's timeout; end must be called with the outcome.
+func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, ss *mcp.ServerSession, method string, progressToken any) (context.Context, *mcp.ClientSession, *call, error) {
+	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now()}
+	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
+	clientID := ""
+	if ss != nil {
+		clientID = ss.ID()
+	}
+	cs, err := u.Session(ctx, clientID)
+	if err != nil {
+		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
+		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: err.Error()}
+	}
+	ctx, c.cancel = context.WithTimeout(ctx, u.Config().Timeout.D())
+	if progressToken != nil && ss != nil {
+		c.token = "mcpedge-" + strconv.FormatUint(c.id, 10)
+		g.progress.put(c.token, ss, progressToken)
+	}
+	g.inflight.add(c)
+	return ctx, cs, c, nil
+}
+
+// end records the outcome of a call and translates transport-level failures
+// into JSON-RPC errors that tell the client what happened.
+func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error) error {
+	if !c.released.CompareAndSwap(false, true) {
+		return err
+	}
+	g.inflight.remove(c)
+	if c.token != "" {
+		g.progress.drop(c.token)
+	}
+	cause := context.Cause(ctx)
+	c.cancel()
+	name := c.up.Name()
+	g.metrics.Latency.WithLabelValues(name, c.method).Observe(time.Since(c.start).Seconds())
+	if err == nil {
+		if isToolError {
+			g.metrics.Errors.WithLabelValues(name, c.method, "tool").Inc()
+		}
+		return nil
+	}
+	var werr *jsonrpc.Error
+	switch {
+	case errors.As(err, &werr):
+		// The upstream's own protocol error travels unchanged.
+		g.metrics.Errors.WithLabelValues(name, c.method, "protocol").Inc()
+		return werr
+	case errors.Is(cause, context.DeadlineExceeded):
+		g.metrics.Errors.WithLabelValues(name, c.method, "timeout").Inc()
+		return &jsonrpc.Error{Code: CodeUpstreamTimeout, Message: fmt.Sprintf("upstream %s did not answer %s within %s", name, c.method, c.up.Config().Timeout.D())}
+	case errors.Is(err, context.Canceled):
+		g.metrics.Errors.WithLabelValues(name, c.method, "canceled").Inc()
+		return err
+	default:
+		g.metrics.Errors.WithLabelValues(name, c.method, "unavailable").Inc()
+		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", name, err)}
+	}
+}
+
+// JSON-RPC error codes the gateway itself returns, in the implementation
+// defined server-error range (-32000 to -32099).
+const (
+	CodeUpstreamUnavailable = -32010
+	CodeUpstreamTimeout     = -32011
+)
+
+func withProgress(meta mcp.Meta, token string) mcp.Meta {
+	if token == "" {
+		return meta
+	}
+	out := make(mcp.Meta, len(meta)+1)
+	for k, v := range meta {
+		out[k] = v
+	}
+	out["progressToken"] = token
+	return out
+}
+
+// toolHandler forwards tools/call to upstream u, where the tool is called
+// name. Arguments travel as the raw JSON the client sent.
+func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler {
+	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		p := req.Params
+		ctx, cs, c, err := g.begin(ctx, u, req.Session, "tools/call", p.GetProgressToken())
+		if err != nil {
+			return nil, err
+		}
+		params := &mcp.CallToolParams{Meta: withProgress(p.Meta, c.token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+		if len(p.Arguments) > 0 {
+			params.Arguments = p.Arguments
+		}
+		res, err := cs.CallTool(ctx, params)
+		isErr := err == nil && res != nil && res.IsError
+		return res, g.end(ctx, c, isErr, err)
+	}
+}
+
+func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHandler {
+	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+		p := req.Params
+		ctx, cs, c, err := g.begin(ctx, u, req.Session, "prompts/get", p.GetProgressToken())
+		if err != nil {
+			return nil, err
+		}
+		params := *p
+		params.Name = name
+		params.Meta = withProgress(p.Meta, c.token)
+		res, err := cs.GetPrompt(ctx, &params)
+		return res, g.end(ctx, c, false, err)
+	}
+}
+
+func (g *Gateway) resourceHandler(u *upstream.Upstream) mcp.ResourceHandler {
+	return func(ctx context.Context, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return g.read(ctx, u, req)
+	}
+}
+
+func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	p := req.Params
+	ctx, cs, c, err := g.begin(ctx, u, req.Session, "resources/read", p.GetProgressToken())
+	if err != nil {
+		return nil, err
+	}
+	params := *p
+	params.Meta = withProgress(p.Meta, c.token)
+	res, err := cs.ReadResource(ctx, &params)
+	return res, g.end(ctx, c, false, err)
+}
+
+// readMiddleware routes resources/read for URIs that no listed resource or
+// template matches: on /mcp/<name> every read goes to that upstream (servers
+// may serve URIs they do not list), on /mcp the owner is found by template.
+func (g *Gateway) readMiddleware(only string) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			if method != "resources/read" || err == nil {
+				return res, err
+			}
+			var werr *jsonrpc.Error
+			if !errors.As(err, &werr) || werr.Code != mcp.CodeResourceNotFound {
+				return res, err
+			}
+			rr, ok := req.(*mcp.ReadResourceRequest)
+			if !ok {
+				return res, err
+			}
+			u := g.ownerOf(only, rr.Params.URI)
+			if u == nil {
+				return res, err
+			}
+			return g.read(ctx, u, rr)
+		}
+	}
+}
+
+// ownerOf finds the upstream that serves uri: on a per-upstream endpoint
+// that upstream; on /mcp the owner of the exact URI, else of the first
+// template (in config order) that matches it.
+func (g *Gateway) ownerOf(only, uri string) *upstream.Upstream {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if only != "" {
+		return g.upstreams[only]
+	}
+	if name, ok := g.resources[uri]; ok {
+		return g.upstreams[name]
+	}
+	for _, name := range g.order {
+		reg := g.regs[name]
+		if reg == nil {
+			continue
+		}
+		for _, t := range reg.templates {
+			tmpl, err := uritemplate.New(t)
+			if err == nil && tmpl.Regexp().MatchString(uri) {
+				return g.upstreams[name]
+			}
+		}
+	}
+	return nil
+}
+
+func checkTemplate(t string) error {
+	_, err := uritemplate.New(t)
+	return err
+}
+
+// checkToolSchema rejects tools the SDK server would refuse (it panics on
+// them): an upstream's bad tool must cost that tool, not the gateway.
+func checkToolSchema(t *mcp.Tool) error {
+	if t.Name == "" {
+		return errors.New("empty name")
+	}
+	var m map[string]any
+	b, err := json.Marshal(t.InputSchema)
+	if err != nil || json.Unmarshal(b, &m) != nil {
+		return errors.New("inputSchema is not a JSON object")
+	}
+	if m["type"] != "object" {
+		return fmt.Errorf(`inputSchema type is %v, want "object"`, m["type"])
+	}
+	if t.OutputSchema != nil {
+		if _, err := json.Marshal(t.OutputSchema); err != nil {
+			return fmt.Errorf("outputSchema: %v", err)
+		}
+	}
+	return nil
+}
+
+// complete routes completion/complete: prompt references by aggregated
+// prompt name, resource references by the template's owner.
+func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	p := *req.Params
+	if p.Ref == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "completion/complete: missing ref"}
+	}
+	ref := *p.Ref
+	var u *upstream.Upstream
+	switch ref.Type {
+	case "ref/prompt":
+		if only != "" {
+			u, _ = g.Upstream(only)
+		} else {
+			g.mu.RLock()
+			r, ok := g.prompts[ref.Name]
+			if ok {
+				u = g.upstreams[r.up]
+				ref.Name = r.name
+			}
+			g.mu.RUnlock()
+		}
+	case "ref/resource":
+		if only != "" {
+			u, _ = g.Upstream(only)
+		} else {
+			g.mu.RLock()
+			if name, ok := g.templates[ref.URI]; ok {
+				u = g.upstreams[name]
+			} else if name, ok := g.resources[ref.URI]; ok {
+				u = g.upstreams[name]
+			}
+			g.mu.RUnlock()
+		}
+	default:
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: unknown ref type %q", ref.Type)}
+	}
+	if u == nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: no prompt or resource template %q", ref.Name+ref.URI)}
+	}
+	p.Ref = &ref
+	ctx, cs, c, err := g.begin(ctx, u, req.Session, "completion/complete", nil)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cs.Complete(ctx, &p)
+	return res, g.end(ctx, c, false, err)
+}
+
+// subscriptions reference-counts resource subscriptions per upstream and URI:
+// a shared upstream connection is subscribed once however many clients
+// subscribe, and unsubscribed when the last one leaves.
+type subscriptions struct {
+	mu    sync.Mutex
+	count map[string]map[*mcp.ServerSession]bool // upstream + "\x00" + uri -> sessions
+}
+
+func (g *Gateway) subscribe(ctx context.Context, only, uri string, ss *mcp.ServerSession) error {
+	u := g.ownerOf(only, uri)
+	if u == nil {
+		return mcp.ResourceNotFoundError(uri)
+	}
+	key := u.Name() + "\x00" + uri
+	g.subs.mu.Lock()
+	if g.subs.count == nil {
+		g.subs.count = map[string]map[*mcp.ServerSession]bool{}
+	}
+	set := g.subs.count[key]
+	first := len(set) == 0
+	if set == nil {
+		set = map[*mcp.ServerSession]bool{}
+		g.subs.count[key] = set
+	}
+	set[ss] = true
+	g.subs.mu.Unlock()
+	if !first && u.Config().Isolation != "session" {
+		return nil
+	}
+	ctx, cs, c, err := g.begin(ctx, u, ss, "resources/subscribe", nil)
+	if err != nil {
+		return err
+	}
+	err = cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri})
+	return g.end(ctx, c, false, err)
+}
+
+func (g *Gateway) unsubscribe(ctx context.Context, only, uri string, ss *mcp.ServerSession) error {
+	u := g.ownerOf(only, uri)
+	if u == nil {
+		return mcp.ResourceNotFoundError(uri)
+	}
+	key := u.Name() + "\x00" + uri
+	g.subs.mu.Lock()
+	set := g.subs.count[key]
+	delete(set, ss)
+	last := len(set) == 0
+	if last {
+		delete(g.subs.count, key)
+	}
+	g.subs.mu.Unlock()
+	if !last && u.Config().Isolation != "session" {
+		return nil
+	}
+	ctx, cs, c, err := g.begin(ctx, u, ss, "resources/unsubscribe", nil)
+	if err != nil {
+		return err
+	}
+	err = cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
+	return g.end(ctx, c, false, err)
+}
+
+// dropSession forgets a closed client session's subscriptions, unsubscribing
+// upstream where it was the last subscriber.
+func (s *subscriptions) dropSession(ss *mcp.ServerSession, g *Gateway) {
+	s.mu.Lock()
+	var gone []string
+	for key, set := range s.count {
+		if set[ss] {
+			delete(set, ss)
+			if len(set) == 0 {
+				delete(s.count, key)
+				gone = append(gone, key)
+			}
+		}
+	}
+	s.mu.Unlock()
+	for _, key := range gone {
+		for i := 0; i < len(key); i++ {
+			if key[i] == 0 {
+				if u, ok := g.Upstream(key[:i]); ok {
+					if cs, err := u.Session(context.Background(), ""); err == nil {
+						ctx, cancel := context.WithTimeout(context.Background(), u.Config().Timeout.D())
+						_ = cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: key[i+1:]})
+						cancel()
+					}
+				}
+				break
+			}
+		}
+	}
+}
+
+// inflightTable tracks forwarded calls per upstream, newest last.
+type inflightTable struct {
+	mu    sync.Mutex
+	calls map[*upstream.Upstream][]*call
+}
+
+func (t *inflightTable) add(c *call) {
+	t.mu.Lock()
+	if t.calls == nil {
+		t.calls = map[*upstream.Upstream][]*call{}
+	}
+	t.calls[c.up] = append(t.calls[c.up], c)
+	t.mu.Unlock()
+}
+
+func (t *inflightTable) remove(c *call) {
+	t.mu.Lock()
+	list := t.calls[c.up]
+	for i, x := range list {
+		if x == c {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(t.calls, c.up)
+	} else {
+		t.calls[c.up] = list
+	}
+	t.mu.Unlock()
+}
+
+func (t *inflightTable) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for _, l := range t.calls {
+		n += len(l)
+	}
+	return n
+}
+
+// latest returns the client session of the newest call in flight on u.
+func (t *inflightTable) latest(u *upstream.Upstream) *mcp.ServerSession {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	list := t.calls[u]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i].ss != nil {
+			return list[i].ss
+		}
+	}
+	return nil
+}
+
+// progressTable maps the progress tokens the gateway sends upstream to the
+// client session and the client's own token. Rewriting tokens keeps two
+// clients that picked the same token apart on a shared upstream connection.
+type progressTable struct {
+	m sync.Map // string -> progressTarget
+}
+
+type progressTarget struct {
+	ss    *mcp.ServerSession
+	token any
+}
+
+func (t *progressTable) put(tok string, ss *mcp.ServerSession, orig any) {
+	t.m.Store(tok, progressTarget{ss: ss, token: orig})
+}
+
+func (t *progressTable) drop(tok string) { t.m.Delete(tok) }
+
+func (t *progressTable) get(tok any) (progressTarget, bool) {
+	s, ok := tok.(string)
+	if !ok {
+		return progressTarget{}, false
+	}
+	v, ok := t.m.Load(s)
+	if !ok {
+		return progressTarget{}, false
+	}
+	return v.(progressTarget), true
+}

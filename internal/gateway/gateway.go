@@ -1,0 +1,510 @@
+// Package gateway is the client-facing side of mcpedge: it federates the
+// catalogs of many upstreams into one MCP server (/mcp) and exposes each
+// upstream unchanged on its own server (/mcp/<upstream>).
+//
+// Both faces are go-sdk [mcp.Server]s whose features are kept in step with the
+// upstreams' catalogs; every handler forwards to the upstream that owns the
+// item. Keeping the SDK on both sides is what gives the gateway both protocol
+// eras: the SDK negotiates 2025-era sessions and stateless 2026-07-28 requests
+// with clients and with upstreams independently, and the gateway passes
+// input-required results and server-to-client requests between them (see
+// docs/architecture.md, "Protocol eras").
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Version is reported as the aggregated server's version; main sets it.
+var Version = "dev"
+
+// Gateway holds the upstreams and the MCP servers built from their catalogs.
+type Gateway struct {
+	log     *slog.Logger
+	metrics *telemetry.Metrics
+	cfg     atomic.Pointer[config.Config]
+
+	agg *mcp.Server
+
+	mu        sync.RWMutex
+	upstreams map[string]*upstream.Upstream
+	order     []string               // config order: earlier upstreams win name conflicts
+	per       map[string]*mcp.Server // /mcp/<name>
+	regs      map[string]*registration
+	tools     map[string]route // aggregated tool name -> owner
+	prompts   map[string]route
+	resources map[string]string // exact resource URI -> upstream
+	templates map[string]string // URI template -> upstream
+
+	inflight inflightTable
+	progress progressTable
+	subs     subscriptions
+	levels   levelTable
+	sessions sync.Map // client session id -> *mcp.ServerSession
+}
+
+// route says which upstream owns an aggregated name and what the upstream
+// calls it.
+type route struct {
+	up   string
+	name string
+}
+
+// registration is what one upstream contributed to the aggregated server, so
+// it can be withdrawn exactly when the upstream changes or goes away.
+type registration struct {
+	tools, prompts, resources, templates []string
+	conflicts                            []string
+	catalog                              *upstream.Catalog
+}
+
+// New builds a gateway for cfg. Upstreams are created but not started; call
+// [Gateway.Start].
+func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
+	g := &Gateway{
+		log: log, metrics: m,
+		upstreams: map[string]*upstream.Upstream{},
+		per:       map[string]*mcp.Server{},
+		regs:      map[string]*registration{},
+		tools:     map[string]route{},
+		prompts:   map[string]route{},
+		resources: map[string]string{},
+		templates: map[string]string{},
+	}
+	g.cfg.Store(cfg)
+	g.agg = g.newAggregateServer(cfg)
+	g.addBuiltins()
+	return g
+}
+
+// Start starts every configured upstream. It does not wait for them.
+func (g *Gateway) Start(ctx context.Context) {
+	g.Apply(ctx, g.cfg.Load())
+}
+
+// Stop stops every upstream (and so every stdio child), waiting at most
+// until ctx is done.
+func (g *Gateway) Stop(ctx context.Context) {
+	g.mu.Lock()
+	ups := slices.Collect(maps.Values(g.upstreams))
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, u := range ups {
+		wg.Go(func() { u.Stop(ctx) })
+	}
+	wg.Wait()
+}
+
+// Apply makes the running upstreams match cfg: upstreams that are new are
+// started, removed ones stopped, and changed ones (by [config.Upstream.Fingerprint])
+// replaced. Upstreams whose configuration did not change keep their
+// connections, child processes and client sessions untouched.
+func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed, changed []string) {
+	g.cfg.Store(cfg)
+	want := map[string]config.Upstream{}
+	var order []string
+	for _, u := range cfg.Upstreams {
+		if u.Disabled {
+			continue
+		}
+		want[u.Name] = u
+		order = append(order, u.Name)
+	}
+	g.mu.Lock()
+	var stop []*upstream.Upstream
+	for name, u := range g.upstreams {
+		w, ok := want[name]
+		switch {
+		case !ok:
+			removed = append(removed, name)
+		case w.Fingerprint() != u.Config().Fingerprint():
+			changed = append(changed, name)
+		default:
+			continue
+		}
+		stop = append(stop, u)
+		delete(g.upstreams, name)
+		g.unregisterLocked(name)
+		if !ok {
+			// A changed upstream keeps its /mcp/<name> server, so clients
+			// connected there see list_changed instead of a dead session.
+			delete(g.per, name)
+		}
+	}
+	var start []*upstream.Upstream
+	for _, name := range order {
+		if _, ok := g.upstreams[name]; ok {
+			continue
+		}
+		if !slices.Contains(changed, name) {
+			added = append(added, name)
+		}
+		u := upstream.New(want[name], &upstream.Options{Logger: g.log, Sink: (*sink)(g)})
+		g.upstreams[name] = u
+		start = append(start, u)
+	}
+	g.order = order
+	g.mu.Unlock()
+	for _, u := range stop {
+		go u.Stop(context.WithoutCancel(ctx))
+	}
+	for _, u := range start {
+		u.Start(ctx)
+	}
+	return added, removed, changed
+}
+
+// Upstream returns the named upstream, if configured.
+func (g *Gateway) Upstream(name string) (*upstream.Upstream, bool) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	u, ok := g.upstreams[name]
+	return u, ok
+}
+
+// Statuses returns every upstream's status in config order, with the names
+// the upstream could not register because of conflicts.
+func (g *Gateway) Statuses() []UpstreamStatus {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	out := make([]UpstreamStatus, 0, len(g.order))
+	for _, name := range g.order {
+		u, ok := g.upstreams[name]
+		if !ok {
+			continue
+		}
+		s := UpstreamStatus{Status: u.Status()}
+		if r := g.regs[name]; r != nil {
+			s.Conflicts = r.conflicts
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// UpstreamStatus is an upstream's status plus gateway-level problems.
+type UpstreamStatus struct {
+	upstream.Status
+	Conflicts []string `json:"conflicts,omitempty"`
+}
+
+// Aggregate returns the server behind /mcp.
+func (g *Gateway) Aggregate() *mcp.Server { return g.agg }
+
+// PerUpstream returns the server behind /mcp/<name>, or nil while that
+// upstream has never been ready.
+func (g *Gateway) PerUpstream(name string) *mcp.Server {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.per[name]
+}
+
+func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
+	s := mcp.NewServer(&mcp.Implementation{Name: "mcpedge", Title: "mcpedge gateway", Version: Version}, &mcp.ServerOptions{
+		Logger:       g.log,
+		PageSize:     cfg.Server.PageSize,
+		Instructions: "mcpedge federates several MCP servers. Tool and prompt names are <upstream>__<name>; resource URIs are the upstreams' own.",
+		Capabilities: &mcp.ServerCapabilities{
+			Tools:       &mcp.ToolCapabilities{ListChanged: true},
+			Prompts:     &mcp.PromptCapabilities{ListChanged: true},
+			Resources:   &mcp.ResourceCapabilities{ListChanged: true, Subscribe: true},
+			Logging:     &mcp.LoggingCapabilities{},
+			Completions: &mcp.CompletionCapabilities{},
+		},
+		SubscribeHandler:   func(ctx context.Context, r *mcp.SubscribeRequest) error { return g.subscribe(ctx, "", r.Params.URI, r.Session) },
+		UnsubscribeHandler: func(ctx context.Context, r *mcp.UnsubscribeRequest) error { return g.unsubscribe(ctx, "", r.Params.URI, r.Session) },
+		CompletionHandler:  func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) { return g.complete(ctx, "", r) },
+		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
+	})
+	s.AddReceivingMiddleware(g.levelMiddleware(""), g.readMiddleware(""))
+	return s
+}
+
+// newPerUpstreamServer mirrors one upstream: its server info, instructions
+// and capabilities, so a client on /mcp/<name> sees that server unchanged.
+func (g *Gateway) newPerUpstreamServer(u *upstream.Upstream, cat *upstream.Catalog) *mcp.Server {
+	name := u.Name()
+	impl := &mcp.Implementation{Name: name, Version: "unknown"}
+	opts := &mcp.ServerOptions{Logger: g.log, PageSize: g.cfg.Load().Server.PageSize, Capabilities: &mcp.ServerCapabilities{}}
+	if init := cat.Init; init != nil {
+		if init.ServerInfo != nil {
+			impl = init.ServerInfo
+		}
+		opts.Instructions = init.Instructions
+		if c := init.Capabilities; c != nil {
+			cp := *c
+			opts.Capabilities = &cp
+		}
+	}
+	caps := opts.Capabilities
+	if caps.Resources != nil && caps.Resources.Subscribe {
+		opts.SubscribeHandler = func(ctx context.Context, r *mcp.SubscribeRequest) error { return g.subscribe(ctx, name, r.Params.URI, r.Session) }
+		opts.UnsubscribeHandler = func(ctx context.Context, r *mcp.UnsubscribeRequest) error {
+			return g.unsubscribe(ctx, name, r.Params.URI, r.Session)
+		}
+	}
+	if caps.Completions != nil {
+		opts.CompletionHandler = func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) { return g.complete(ctx, name, r) }
+	}
+	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
+	s := mcp.NewServer(impl, opts)
+	s.AddReceivingMiddleware(g.levelMiddleware(name), g.readMiddleware(name))
+	return s
+}
+
+// CatalogChanged re-registers an upstream's catalog on both servers. It runs
+// on the upstream's supervisor goroutine after every (re)connect, loss and
+// list_changed; the SDK servers then tell connected clients through their own
+// list_changed notifications.
+func (g *Gateway) catalogChanged(u *upstream.Upstream) {
+	name := u.Name()
+	cat := u.Catalog()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.upstreams[name] != u {
+		return // replaced or removed meanwhile
+	}
+	g.unregisterLocked(name)
+	if cat.Init == nil {
+		return // down: its items are withdrawn until it is back
+	}
+	per := g.per[name]
+	if per == nil {
+		per = g.newPerUpstreamServer(u, cat)
+		g.per[name] = per
+	}
+	reg := &registration{catalog: cat}
+	g.regs[name] = reg
+	ucfg := u.Config()
+	prefix := ucfg.NamePrefix()
+
+	for _, t := range cat.Tools {
+		if err := checkToolSchema(t); err != nil {
+			reg.conflicts = append(reg.conflicts, fmt.Sprintf("tool %q skipped: %v", t.Name, err))
+			continue
+		}
+		per.AddTool(t, g.toolHandler(u, t.Name))
+		agg := NamespacedName(prefix, t.Name)
+		if owner, taken := g.tools[agg]; taken || agg == builtinStatus {
+			reg.conflicts = append(reg.conflicts, fmt.Sprintf("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up)))
+			continue
+		}
+		at := *t
+		at.Name = agg
+		g.agg.AddTool(&at, g.toolHandler(u, t.Name))
+		g.tools[agg] = route{up: name, name: t.Name}
+		reg.tools = append(reg.tools, agg)
+	}
+
+	for _, p := range cat.Prompts {
+		per.AddPrompt(p, g.promptHandler(u, p.Name))
+		agg := NamespacedName(prefix, p.Name)
+		if owner, taken := g.prompts[agg]; taken {
+			reg.conflicts = append(reg.conflicts, fmt.Sprintf("prompt %q: aggregated name %q already used by %s", p.Name, agg, owner.up))
+			continue
+		}
+		ap := *p
+		ap.Name = agg
+		g.agg.AddPrompt(&ap, g.promptHandler(u, p.Name))
+		g.prompts[agg] = route{up: name, name: p.Name}
+		reg.prompts = append(reg.prompts, agg)
+	}
+	for _, r := range cat.Resources {
+		per.AddResource(r, g.resourceHandler(u))
+		if owner, taken := g.resources[r.URI]; taken {
+			reg.conflicts = append(reg.conflicts, fmt.Sprintf("resource %q already offered by %s", r.URI, owner))
+			continue
+		}
+		g.agg.AddResource(r, g.resourceHandler(u))
+		g.resources[r.URI] = name
+		reg.resources = append(reg.resources, r.URI)
+	}
+	for _, t := range cat.Templates {
+		if err := checkTemplate(t.URITemplate); err != nil {
+			reg.conflicts = append(reg.conflicts, fmt.Sprintf("resource template %q skipped: %v", t.URITemplate, err))
+			continue
+		}
+		per.AddResourceTemplate(t, g.resourceHandler(u))
+		if owner, taken := g.templates[t.URITemplate]; taken {
+			reg.conflicts = append(reg.conflicts, fmt.Sprintf("resource template %q already offered by %s", t.URITemplate, owner))
+			continue
+		}
+		g.agg.AddResourceTemplate(t, g.resourceHandler(u))
+		g.templates[t.URITemplate] = name
+		reg.templates = append(reg.templates, t.URITemplate)
+	}
+	for _, c := range reg.conflicts {
+		g.log.Error("catalog conflict", "upstream", name, "problem", c)
+	}
+}
+
+func orBuiltin(s string) string {
+	if s == "" {
+		return "the gateway's built-in tools"
+	}
+	return "upstream " + s
+}
+
+// unregisterLocked withdraws everything upstream name registered on the
+// aggregated server.
+func (g *Gateway) unregisterLocked(name string) {
+	reg := g.regs[name]
+	if reg == nil {
+		return
+	}
+	delete(g.regs, name)
+	if len(reg.tools) > 0 {
+		g.agg.RemoveTools(reg.tools...)
+		for _, n := range reg.tools {
+			delete(g.tools, n)
+		}
+	}
+	if len(reg.prompts) > 0 {
+		g.agg.RemovePrompts(reg.prompts...)
+		for _, n := range reg.prompts {
+			delete(g.prompts, n)
+		}
+	}
+	if len(reg.resources) > 0 {
+		g.agg.RemoveResources(reg.resources...)
+		for _, n := range reg.resources {
+			delete(g.resources, n)
+		}
+	}
+	if len(reg.templates) > 0 {
+		g.agg.RemoveResourceTemplates(reg.templates...)
+		for _, n := range reg.templates {
+			delete(g.templates, n)
+		}
+	}
+	if per := g.per[name]; per != nil {
+		c := reg.catalog
+		per.RemoveTools(toolNames(c)...)
+		per.RemovePrompts(promptNames(c)...)
+		per.RemoveResources(resourceURIs(c)...)
+		per.RemoveResourceTemplates(templateURIs(c)...)
+	}
+}
+
+func toolNames(c *upstream.Catalog) []string {
+	out := make([]string, len(c.Tools))
+	for i, t := range c.Tools {
+		out[i] = t.Name
+	}
+	return out
+}
+
+func promptNames(c *upstream.Catalog) []string {
+	out := make([]string, len(c.Prompts))
+	for i, p := range c.Prompts {
+		out[i] = p.Name
+	}
+	return out
+}
+
+func resourceURIs(c *upstream.Catalog) []string {
+	out := make([]string, len(c.Resources))
+	for i, r := range c.Resources {
+		out[i] = r.URI
+	}
+	return out
+}
+
+func templateURIs(c *upstream.Catalog) []string {
+	out := make([]string, len(c.Templates))
+	for i, t := range c.Templates {
+		out[i] = t.URITemplate
+	}
+	return out
+}
+
+// sessionOpened remembers a client session so per-session upstream
+// connections and logging can find it, and forgets it when it ends.
+func (g *Gateway) sessionOpened(ss *mcp.ServerSession) {
+	id := ss.ID()
+	if id == "" {
+		return
+	}
+	if _, loaded := g.sessions.LoadOrStore(id, ss); loaded {
+		return
+	}
+	g.metrics.Sessions.Inc()
+	go func() {
+		_ = ss.Wait()
+		g.sessions.Delete(id)
+		g.metrics.Sessions.Dec()
+		g.subs.dropSession(ss, g)
+		g.levels.drop(ss)
+		g.mu.RLock()
+		ups := slices.Collect(maps.Values(g.upstreams))
+		g.mu.RUnlock()
+		for _, u := range ups {
+			u.ReleaseSession(id)
+		}
+	}()
+}
+
+// Drain waits until no forwarded request is in flight, or ctx is done.
+func (g *Gateway) Drain(ctx context.Context) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for g.inflight.count() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CloseSessions closes every client session on /mcp and /mcp/<upstream>.
+func (g *Gateway) CloseSessions() {
+	g.mu.RLock()
+	servers := []*mcp.Server{g.agg}
+	for _, s := range g.per {
+		servers = append(servers, s)
+	}
+	g.mu.RUnlock()
+	for _, s := range servers {
+		for ss := range s.Sessions() {
+			_ = ss.Close()
+		}
+	}
+}
+
+// WaitAttempted waits until every upstream has made its first connection
+// attempt, at most d.
+func (g *Gateway) WaitAttempted(ctx context.Context, d time.Duration) {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		all := true
+		for _, s := range g.Statuses() {
+			if !s.Attempted {
+				all = false
+			}
+		}
+		if all {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,293 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// HTTPOptions configure the HTTP face of the gateway.
+type HTTPOptions struct {
+	// Token, if non-empty, is the static bearer token every request except
+	// /healthz must present. It is compared in constant time.
+	Token string
+	// AllowedOrigins are browser origins (scheme://host[:port]) accepted in
+	// addition to loopback origins.
+	AllowedOrigins []string
+	// MaxBodyBytes and MaxJSONDepth bound each JSON-RPC message.
+	MaxBodyBytes int64
+	MaxJSONDepth int
+	// BodyReadTimeout bounds how long a client may take to send a body.
+	BodyReadTimeout time.Duration
+	// SessionTimeout closes client sessions idle for this long (0: 30 minutes).
+	SessionTimeout time.Duration
+}
+
+// Handler returns the gateway's HTTP handler: /mcp, /mcp/<upstream>,
+// /healthz, /readyz and /metrics.
+func (g *Gateway) Handler(o HTTPOptions) http.Handler {
+	if o.SessionTimeout == 0 {
+		o.SessionTimeout = 30 * time.Minute
+	}
+	if o.BodyReadTimeout == 0 {
+		o.BodyReadTimeout = 30 * time.Second
+	}
+	sdkOpts := &mcp.StreamableHTTPOptions{Logger: g.log, SessionTimeout: o.SessionTimeout, MaxRequestBodyBytes: o.MaxBodyBytes}
+	agg := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return g.agg }, sdkOpts)
+	per := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }, sdkOpts)
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /readyz", g.guard(o, http.HandlerFunc(g.readyz)))
+	mux.Handle("GET /metrics", g.guard(o, promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})))
+	mux.Handle("/mcp", g.guard(o, g.checkBody(o, agg)))
+	mux.Handle("/mcp/{upstream}", g.guard(o, g.checkBody(o, g.requireUpstream(per))))
+	return g.requestID(mux)
+}
+
+// Readiness is the body of /readyz.
+type Readiness struct {
+	Ready     bool             `json:"ready"`
+	Upstreams []UpstreamStatus `json:"upstreams"`
+}
+
+// readyz answers 200 once every upstream has finished its first connection
+// attempt, whatever its outcome: a replica with one broken upstream still
+// serves the others, so it must stay in rotation. The body shows each
+// upstream's state and last error; "ready" is false while any is still
+// making its first attempt.
+func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
+	st := g.Statuses()
+	ready := true
+	for _, s := range st {
+		if !s.Attempted {
+			ready = false
+		}
+	}
+	if st == nil {
+		st = []UpstreamStatus{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if !ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(Readiness{Ready: ready, Upstreams: st})
+}
+
+func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("upstream")
+		u, ok := g.Upstream(name)
+		if !ok {
+			g.reject(w, r, http.StatusNotFound, "unknown_upstream", jsonrpcInvalidRequest, fmt.Sprintf("no upstream named %q is configured", name))
+			return
+		}
+		if g.PerUpstream(name) == nil {
+			st := u.Status()
+			w.Header().Set("Retry-After", "1")
+			g.reject(w, r, http.StatusServiceUnavailable, "upstream_not_ready", CodeUpstreamUnavailable,
+				fmt.Sprintf("upstream %q is not ready yet (state %s): %s", name, st.State, st.LastError))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+const (
+	jsonrpcParseError     = -32700
+	jsonrpcInvalidRequest = -32600
+)
+
+// guard applies the checks every request must pass before it is looked at:
+// Origin (DNS rebinding), credentials, and no credentials in the URL.
+func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, a := range o.AllowedOrigins {
+		allowed[strings.TrimRight(strings.ToLower(a), "/")] = true
+	}
+	want := []byte("Bearer " + o.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, allowed) {
+			g.reject(w, r, http.StatusForbidden, "origin", jsonrpcInvalidRequest, fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
+			return
+		}
+		q := r.URL.Query()
+		for _, k := range []string{"access_token", "token", "api_key", "apikey", "key"} {
+			if q.Has(k) {
+				g.reject(w, r, http.StatusBadRequest, "token_in_query", jsonrpcInvalidRequest, "credentials are never accepted in the URL; send Authorization: Bearer <token>")
+				return
+			}
+		}
+		if o.Token != "" {
+			got := []byte(r.Header.Get("Authorization"))
+			if subtle.ConstantTimeCompare(got, want) != 1 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="mcpedge"`)
+				g.reject(w, r, http.StatusUnauthorized, "unauthorized", jsonrpcInvalidRequest, "missing or invalid bearer token")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// originAllowed accepts loopback origins (a page served from this machine)
+// and configured ones. An origin that merely equals the Host header is not
+// enough: that is exactly what a DNS-rebinding page presents.
+func originAllowed(origin string, allowed map[string]bool) bool {
+	o := strings.TrimRight(strings.ToLower(origin), "/")
+	if allowed[o] || allowed["*"] {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkBody reads and validates a POSTed JSON-RPC message before the SDK
+// sees it: size, UTF-8, syntax, duplicate keys, depth, no batches, and the
+// 2026-07-28 Mcp-Method / Mcp-Name headers against the body. The SDK then
+// parses exactly the bytes that were validated.
+func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
+	lim := jsonguard.Limits{MaxDepth: o.MaxJSONDepth}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(o.BodyReadTimeout))
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
+		_ = rc.SetReadDeadline(time.Time{})
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				g.reject(w, r, http.StatusRequestEntityTooLarge, "body_too_large", jsonrpcInvalidRequest, fmt.Sprintf("request body exceeds %d bytes", o.MaxBodyBytes))
+				return
+			}
+			g.reject(w, r, http.StatusBadRequest, "body_read", jsonrpcParseError, "reading request body: "+err.Error())
+			return
+		}
+		if err := jsonguard.Check(body, lim); err != nil {
+			code, reason := jsonrpcParseError, "invalid_json"
+			switch jsonguard.KindOf(err) {
+			case jsonguard.ErrBatch:
+				code, reason = jsonrpcInvalidRequest, "batch"
+			case jsonguard.ErrNotObject:
+				code, reason = jsonrpcInvalidRequest, "not_object"
+			case jsonguard.ErrDuplicateKey:
+				code, reason = jsonrpcInvalidRequest, "duplicate_key"
+			case jsonguard.ErrDepth:
+				code, reason = jsonrpcInvalidRequest, "too_deep"
+			}
+			g.reject(w, r, http.StatusBadRequest, reason, code, err.Error())
+			return
+		}
+		if hm, hn := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"); hm != "" || hn != "" {
+			env, err := jsonguard.ParseEnvelope(body)
+			if err != nil {
+				g.reject(w, r, http.StatusBadRequest, "envelope", jsonrpcInvalidRequest, err.Error())
+				return
+			}
+			if hm != "" && hm != env.Method {
+				g.reject(w, r, http.StatusBadRequest, "header_mismatch", jsonrpcInvalidRequest, fmt.Sprintf("Mcp-Method header %q does not match the body's method %q", hm, env.Method))
+				return
+			}
+			if name, ok := env.Name(); hn != "" && (!ok || hn != name) {
+				g.reject(w, r, http.StatusBadRequest, "header_mismatch", jsonrpcInvalidRequest, fmt.Sprintf("Mcp-Name header %q does not match the body's name %q", hn, name))
+				return
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// reject answers with a JSON-RPC error object (id null: the request was not
+// understood well enough to echo its id) and counts the reason.
+func (g *Gateway) reject(w http.ResponseWriter, r *http.Request, status int, reason string, code int, msg string) {
+	g.metrics.Rejections.WithLabelValues(reason).Inc()
+	g.log.Info("request rejected", "request_id", RequestID(r.Context()), "reason", reason, "status", status, "path", r.URL.Path, "remote", r.RemoteAddr, "detail", msg)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": nil,
+		"error": map[string]any{"code": code, "message": msg},
+	})
+}
+
+type requestIDKey struct{}
+
+// RequestID returns the request id carried by ctx, or "".
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(requestIDKey{}).(string)
+	return s
+}
+
+// requestID gives every request an id (the client's X-Request-Id when it is
+// sane, else a random one), echoes it, and logs the request when it ends.
+func (g *Gateway) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Request-Id")
+		if id == "" || len(id) > 128 || strings.ContainsFunc(id, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+			var b [8]byte
+			_, _ = rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		if g.log.Enabled(r.Context(), slog.LevelDebug) {
+			g.log.Debug("http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+				"mcp_method", r.Header.Get("Mcp-Method"), "session", r.Header.Get("Mcp-Session-Id"),
+				"status", sw.status, "duration", time.Since(start))
+		}
+	})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

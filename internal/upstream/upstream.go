@@ -1,0 +1,566 @@
+// Package upstream connects the gateway to one MCP server and keeps that
+// connection alive.
+//
+// An [Upstream] owns a supervisor goroutine that connects (stdio child process,
+// Streamable HTTP or legacy SSE, all through the official go-sdk client
+// transports), fetches the server's catalog, and reconnects with exponential
+// backoff when the connection is lost. The gateway never blocks on an upstream
+// that is down: [Upstream.Session] answers at once with an error naming the
+// cause, and [Upstream.Catalog] is empty until the server is back.
+//
+// Server-to-client traffic (sampling, elicitation, roots, progress, logging,
+// change notifications) is handed to a [Sink], which the gateway implements to
+// route it back to the client session that caused it.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// State is the life-cycle state of an upstream connection.
+type State string
+
+// The states an upstream moves through. Connecting is also the state while a
+// restart waits out its backoff.
+const (
+	StateConnecting State = "connecting"
+	StateReady      State = "ready"
+	StateFailed     State = "failed"
+	StateStopped    State = "stopped"
+)
+
+// ErrUnavailable is wrapped by every error returned for an upstream that has
+// no live connection, so callers can tell "down" from "the call failed".
+var ErrUnavailable = errors.New("upstream unavailable")
+
+// Catalog is everything an upstream offers, fetched in full (all pages) after
+// each connect and after each list_changed notification. A Catalog is
+// immutable once published.
+type Catalog struct {
+	Init      *mcp.InitializeResult
+	Tools     []*mcp.Tool
+	Prompts   []*mcp.Prompt
+	Resources []*mcp.Resource
+	Templates []*mcp.ResourceTemplate
+	Fetched   time.Time
+}
+
+// Status is a point-in-time view of an upstream for /readyz and the status tools.
+type Status struct {
+	Name       string    `json:"name"`
+	Transport  string    `json:"transport"`
+	State      State     `json:"state"`
+	LastError  string    `json:"last_error,omitempty"`
+	Since      time.Time `json:"since"`
+	Restarts   int64     `json:"restarts"`
+	Tools      int       `json:"tools"`
+	Prompts    int       `json:"prompts"`
+	Resources  int       `json:"resources"`
+	Templates  int       `json:"templates"`
+	Protocol   string    `json:"protocol_version,omitempty"`
+	ServerName string    `json:"server_name,omitempty"`
+	Attempted  bool      `json:"-"`
+}
+
+// Options configure an Upstream. A nil *Options uses the defaults.
+type Options struct {
+	Logger *slog.Logger
+	// Sink receives server-to-client traffic. If nil, such requests are
+	// refused and notifications dropped.
+	Sink Sink
+	// MinBackoff and MaxBackoff bound the reconnect delay. If zero they
+	// default to 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// HTTPClient is used for http and sse transports. If nil, a client with
+	// sane timeouts is used.
+	HTTPClient *http.Client
+}
+
+// Upstream is one configured MCP server and its supervised connection.
+type Upstream struct {
+	cfg  config.Upstream
+	opts Options
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	state     State
+	lastErr   string
+	since     time.Time
+	attempted bool
+	shared    *conn
+	perSess   map[string]*conn // isolation = "session": client session id -> connection
+	restarts  atomic.Int64
+
+	catalog atomic.Pointer[Catalog]
+	refresh chan struct{}
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New returns an Upstream for cfg. It does nothing until [Upstream.Start].
+func New(cfg config.Upstream, opts *Options) *Upstream {
+	u := &Upstream{cfg: cfg, state: StateConnecting, since: time.Now(), refresh: make(chan struct{}, 1), done: make(chan struct{})}
+	if opts != nil {
+		u.opts = *opts
+	}
+	if u.opts.Logger == nil {
+		u.opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if u.opts.MinBackoff <= 0 {
+		u.opts.MinBackoff = 200 * time.Millisecond
+	}
+	if u.opts.MaxBackoff <= 0 {
+		u.opts.MaxBackoff = 30 * time.Second
+	}
+	if u.opts.HTTPClient == nil {
+		u.opts.HTTPClient = &http.Client{Transport: &http.Transport{
+			Proxy:                 nil, // never route upstream traffic through an ambient proxy
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 0, // streamable responses may legitimately wait
+			ForceAttemptHTTP2:     true,
+		}}
+	}
+	u.log = u.opts.Logger.With("upstream", cfg.Name)
+	u.catalog.Store(&Catalog{})
+	return u
+}
+
+// Config returns the configuration the upstream was built from.
+func (u *Upstream) Config() config.Upstream { return u.cfg }
+
+// Name returns the upstream's configured name.
+func (u *Upstream) Name() string { return u.cfg.Name }
+
+// Catalog returns the last catalog fetched while the upstream was ready; it is
+// empty while the upstream is down.
+func (u *Upstream) Catalog() *Catalog { return u.catalog.Load() }
+
+// Status reports the upstream's state for health endpoints.
+func (u *Upstream) Status() Status {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	c := u.catalog.Load()
+	s := Status{
+		Name: u.cfg.Name, Transport: u.cfg.Transport, State: u.state, LastError: u.lastErr,
+		Since: u.since, Restarts: u.restarts.Load(), Tools: len(c.Tools), Prompts: len(c.Prompts),
+		Resources: len(c.Resources), Templates: len(c.Templates), Attempted: u.attempted,
+	}
+	if c.Init != nil {
+		s.Protocol = c.Init.ProtocolVersion
+		if c.Init.ServerInfo != nil {
+			s.ServerName = c.Init.ServerInfo.Name
+		}
+	}
+	return s
+}
+
+func (u *Upstream) setState(s State, err error) {
+	u.mu.Lock()
+	changed := u.state != s
+	u.state = s
+	if err != nil {
+		u.lastErr = err.Error()
+	} else if s == StateReady {
+		u.lastErr = ""
+	}
+	if changed {
+		u.since = time.Now()
+	}
+	if s == StateReady || s == StateFailed {
+		u.attempted = true
+	}
+	u.mu.Unlock()
+	if u.opts.Sink != nil && changed {
+		u.opts.Sink.StateChanged(u, s)
+	}
+}
+
+// Start launches the supervisor. It returns at once; the first connection
+// attempt happens in the background so that one slow upstream never delays
+// the gateway or its other upstreams.
+func (u *Upstream) Start(ctx context.Context) {
+	u.ctx, u.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	go u.supervise()
+}
+
+// Stop closes every connection of the upstream (killing stdio children) and
+// waits for the supervisor to exit, at most until ctx is done.
+func (u *Upstream) Stop(ctx context.Context) {
+	if u.cancel == nil {
+		return
+	}
+	u.cancel()
+	select {
+	case <-u.done:
+	case <-ctx.Done():
+	}
+	u.mu.Lock()
+	sess := u.perSess
+	u.perSess = nil
+	u.mu.Unlock()
+	for _, c := range sess {
+		c.close()
+	}
+	u.setState(StateStopped, nil)
+}
+
+// Refresh asks the supervisor to fetch the catalog again (after a
+// list_changed notification). It never blocks.
+func (u *Upstream) Refresh() {
+	select {
+	case u.refresh <- struct{}{}:
+	default:
+	}
+}
+
+func (u *Upstream) supervise() {
+	defer close(u.done)
+	backoff := u.opts.MinBackoff
+	for u.ctx.Err() == nil {
+		u.setState(StateConnecting, nil)
+		start := time.Now()
+		c, err := u.connect(u.ctx, "")
+		if err == nil {
+			err = u.fetchCatalog(u.ctx, c)
+			if err != nil {
+				c.close()
+			}
+		}
+		if err != nil {
+			if u.ctx.Err() != nil {
+				return
+			}
+			u.log.Warn("upstream connect failed", "err", err, "retry_in", backoff)
+			u.setState(StateFailed, err)
+			if !u.sleep(backoff) {
+				return
+			}
+			backoff = min(backoff*2, u.opts.MaxBackoff)
+			continue
+		}
+		u.mu.Lock()
+		u.shared = c
+		u.mu.Unlock()
+		u.setState(StateReady, nil)
+		u.log.Info("upstream ready", "tools", len(u.Catalog().Tools), "protocol", u.Catalog().Init.ProtocolVersion, "took", time.Since(start))
+		if u.opts.Sink != nil {
+			u.opts.Sink.CatalogChanged(u)
+		}
+		err = u.serve(c)
+		u.mu.Lock()
+		u.shared = nil
+		u.mu.Unlock()
+		c.close()
+		u.catalog.Store(&Catalog{})
+		if u.ctx.Err() != nil {
+			return
+		}
+		u.restarts.Add(1)
+		u.log.Warn("upstream connection lost", "err", err)
+		u.setState(StateFailed, fmt.Errorf("connection lost: %w", err))
+		if u.opts.Sink != nil {
+			u.opts.Sink.CatalogChanged(u)
+		}
+		// A connection that lived a while earns a fresh backoff.
+		if time.Since(start) > 30*time.Second {
+			backoff = u.opts.MinBackoff
+		}
+		if !u.sleep(backoff) {
+			return
+		}
+		backoff = min(backoff*2, u.opts.MaxBackoff)
+	}
+}
+
+// serve waits for the connection to end, refreshing the catalog on request.
+func (u *Upstream) serve(c *conn) error {
+	ended := make(chan error, 1)
+	go func() { ended <- c.cs.Wait() }()
+	for {
+		select {
+		case err := <-ended:
+			if err == nil {
+				err = errors.New("server closed the connection")
+			}
+			return err
+		case <-u.ctx.Done():
+			return u.ctx.Err()
+		case <-u.refresh:
+			if err := u.fetchCatalog(u.ctx, c); err != nil {
+				u.log.Warn("catalog refresh failed", "err", err)
+				continue
+			}
+			if u.opts.Sink != nil {
+				u.opts.Sink.CatalogChanged(u)
+			}
+		}
+	}
+}
+
+func (u *Upstream) sleep(d time.Duration) bool {
+	// Jitter keeps a fleet of gateways from reconnecting in lockstep.
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-u.ctx.Done():
+		return false
+	}
+}
+
+// fetchCatalog lists everything the server offers, following every page.
+func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.D()+u.cfg.Timeout.D())
+	defer cancel()
+	cat := &Catalog{Init: c.cs.InitializeResult(), Fetched: time.Now()}
+	caps := &mcp.ServerCapabilities{}
+	if cat.Init != nil && cat.Init.Capabilities != nil {
+		caps = cat.Init.Capabilities
+	}
+	if caps.Tools != nil {
+		for t, err := range c.cs.Tools(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing tools: %w", err)
+			}
+			cat.Tools = append(cat.Tools, t)
+		}
+	}
+	if caps.Prompts != nil {
+		for p, err := range c.cs.Prompts(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing prompts: %w", err)
+			}
+			cat.Prompts = append(cat.Prompts, p)
+		}
+	}
+	if caps.Resources != nil {
+		for r, err := range c.cs.Resources(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing resources: %w", err)
+			}
+			cat.Resources = append(cat.Resources, r)
+		}
+		for t, err := range c.cs.ResourceTemplates(ctx, nil) {
+			if err != nil {
+				return fmt.Errorf("listing resource templates: %w", err)
+			}
+			cat.Templates = append(cat.Templates, t)
+		}
+	}
+	u.catalog.Store(cat)
+	return nil
+}
+
+// Session returns the client session that should carry a request made on
+// behalf of the gateway client session clientID. With isolation "shared" that
+// is the one supervised connection; with "session" it is a connection of the
+// client's own, opened on first use.
+func (u *Upstream) Session(ctx context.Context, clientID string) (*mcp.ClientSession, error) {
+	u.mu.Lock()
+	shared, state, lastErr := u.shared, u.state, u.lastErr
+	if u.cfg.Isolation != "session" || clientID == "" {
+		u.mu.Unlock()
+		if shared == nil {
+			if lastErr == "" {
+				lastErr = string(state)
+			}
+			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, u.cfg.Name, lastErr)
+		}
+		return shared.cs, nil
+	}
+	if c, ok := u.perSess[clientID]; ok {
+		u.mu.Unlock()
+		return c.cs, nil
+	}
+	u.mu.Unlock()
+	if shared == nil {
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, u.cfg.Name, lastErr)
+	}
+	c, err := u.connect(ctx, clientID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: opening per-session connection: %v", ErrUnavailable, u.cfg.Name, err)
+	}
+	u.mu.Lock()
+	if u.perSess == nil {
+		u.perSess = map[string]*conn{}
+	}
+	if old, ok := u.perSess[clientID]; ok { // lost a race with ourselves
+		u.mu.Unlock()
+		c.close()
+		return old.cs, nil
+	}
+	u.perSess[clientID] = c
+	u.mu.Unlock()
+	return c.cs, nil
+}
+
+// ReleaseSession closes the per-session connection of a client session that
+// ended. It is a no-op for shared upstreams.
+func (u *Upstream) ReleaseSession(clientID string) {
+	u.mu.Lock()
+	c, ok := u.perSess[clientID]
+	delete(u.perSess, clientID)
+	u.mu.Unlock()
+	if ok {
+		go c.close()
+	}
+}
+
+// Sessions returns every live client session of the upstream (shared and
+// per-session), for fan-out such as logging levels.
+func (u *Upstream) Sessions() []*mcp.ClientSession {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var out []*mcp.ClientSession
+	if u.shared != nil {
+		out = append(out, u.shared.cs)
+	}
+	for _, c := range u.perSess {
+		out = append(out, c.cs)
+	}
+	return out
+}
+
+// conn is one client session to the upstream plus what must be cleaned up
+// with it.
+type conn struct {
+	cs      *mcp.ClientSession
+	cmd     *exec.Cmd
+	closing sync.Once
+}
+
+func (c *conn) close() {
+	c.closing.Do(func() {
+		_ = c.cs.Close()
+		if c.cmd != nil {
+			killTree(c.cmd)
+		}
+	})
+}
+
+// connect opens one client session. owner is the gateway client session the
+// connection belongs to ("" for the shared connection); it is handed to the
+// sink so server-to-client requests reach the right client.
+func (u *Upstream) connect(ctx context.Context, owner string) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.D())
+	defer cancel()
+	c := &conn{}
+	var t mcp.Transport
+	switch u.cfg.Transport {
+	case "stdio":
+		cmd := exec.Command(u.cfg.Command, u.cfg.Args...)
+		cmd.Dir = u.cfg.Dir
+		cmd.Env = os.Environ()
+		for k, v := range u.cfg.Env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		cmd.Stderr = &lineLogger{log: u.log}
+		configureChild(cmd)
+		c.cmd = cmd
+		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
+	case "http":
+		t = &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.httpClient(), MaxRetries: 1}
+	case "sse":
+		t = &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.httpClient()}
+	default:
+		return nil, fmt.Errorf("unknown transport %q", u.cfg.Transport)
+	}
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner))
+	client.AddReceivingMiddleware(u.rootsMiddleware(owner))
+	cs, err := client.Connect(ctx, t, nil)
+	if err != nil {
+		if c.cmd != nil {
+			killTree(c.cmd)
+		}
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
+	c.cs = cs
+	return c, nil
+}
+
+// Version is the gateway version reported to upstreams; main sets it.
+var Version = "dev"
+
+func (u *Upstream) httpClient() *http.Client {
+	if len(u.cfg.Headers) == 0 {
+		return u.opts.HTTPClient
+	}
+	cl := *u.opts.HTTPClient
+	cl.Transport = &headerTransport{base: cl.Transport, headers: u.cfg.Headers}
+	return &cl
+}
+
+// headerTransport adds the configured headers (for example an upstream's own
+// credentials) to every request. The client's credentials are never copied
+// here: they stop at the gateway.
+type headerTransport struct {
+	base    http.RoundTripper
+	headers map[string]string
+}
+
+func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h.headers {
+		r.Header.Set(k, v)
+	}
+	base := h.base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
+}
+
+type lineLogger struct {
+	log *slog.Logger
+	buf []byte
+	mu  sync.Mutex
+}
+
+// Write logs the child's stderr line by line at debug level, bounded so a
+// chatty child cannot grow memory.
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := indexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.log.Debug("upstream stderr", "line", string(l.buf[:i]))
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > 8192 {
+		l.log.Debug("upstream stderr", "line", string(l.buf))
+		l.buf = l.buf[:0]
+	}
+	return len(p), nil
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}

@@ -223,9 +223,15 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 			Logging:     &mcp.LoggingCapabilities{},
 			Completions: &mcp.CompletionCapabilities{},
 		},
-		SubscribeHandler:   func(ctx context.Context, r *mcp.SubscribeRequest) error { return g.subscribe(ctx, "", r.Params.URI, r.Session) },
-		UnsubscribeHandler: func(ctx context.Context, r *mcp.UnsubscribeRequest) error { return g.unsubscribe(ctx, "", r.Params.URI, r.Session) },
-		CompletionHandler:  func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) { return g.complete(ctx, "", r) },
+		SubscribeHandler: func(ctx context.Context, r *mcp.SubscribeRequest) error {
+			return g.subscribe(ctx, "", r.Params.URI, r.Session)
+		},
+		UnsubscribeHandler: func(ctx context.Context, r *mcp.UnsubscribeRequest) error {
+			return g.unsubscribe(ctx, "", r.Params.URI, r.Session)
+		},
+		CompletionHandler: func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return g.complete(ctx, "", r)
+		},
 		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
 	})
 	s.AddReceivingMiddleware(g.levelMiddleware(""), g.readMiddleware(""))
@@ -250,13 +256,17 @@ func (g *Gateway) newPerUpstreamServer(u *upstream.Upstream, cat *upstream.Catal
 	}
 	caps := opts.Capabilities
 	if caps.Resources != nil && caps.Resources.Subscribe {
-		opts.SubscribeHandler = func(ctx context.Context, r *mcp.SubscribeRequest) error { return g.subscribe(ctx, name, r.Params.URI, r.Session) }
+		opts.SubscribeHandler = func(ctx context.Context, r *mcp.SubscribeRequest) error {
+			return g.subscribe(ctx, name, r.Params.URI, r.Session)
+		}
 		opts.UnsubscribeHandler = func(ctx context.Context, r *mcp.UnsubscribeRequest) error {
 			return g.unsubscribe(ctx, name, r.Params.URI, r.Session)
 		}
 	}
 	if caps.Completions != nil {
-		opts.CompletionHandler = func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) { return g.complete(ctx, name, r) }
+		opts.CompletionHandler = func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+			return g.complete(ctx, name, r)
+		}
 	}
 	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
 	s := mcp.NewServer(impl, opts)

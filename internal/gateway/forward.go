@@ -28,6 +28,7 @@ type call struct {
 	token    string // gateway progress token sent upstream ("" if none)
 	cancel   context.CancelFunc
 	released atomic.Bool
+	cont     *continuation // set when the client is stateless (2026-07-28)
 }
 
 var callSeq atomic.Uint64
@@ -118,6 +119,9 @@ func withProgress(meta mcp.Meta, token string) mcp.Meta {
 // name. Arguments travel as the raw JSON the client sent.
 func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		if newEra(req.Session) && !upstreamNewEra(u) {
+			return g.callToolNewEra(ctx, u, name, req)
+		}
 		p := req.Params
 		ctx, cs, c, err := g.begin(ctx, u, req.Session, "tools/call", p.GetProgressToken())
 		if err != nil {
@@ -431,17 +435,25 @@ func (t *inflightTable) count() int {
 	return n
 }
 
-// latest returns the client session of the newest call in flight on u.
-func (t *inflightTable) latest(u *upstream.Upstream) *mcp.ServerSession {
+// latest returns the newest call in flight on u that has a client session.
+func (t *inflightTable) latest(u *upstream.Upstream) *call {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	list := t.calls[u]
 	for i := len(list) - 1; i >= 0; i-- {
 		if list[i].ss != nil {
-			return list[i].ss
+			return list[i]
 		}
 	}
 	return nil
+}
+
+// upstreamNewEra reports whether the upstream negotiated the stateless
+// protocol; such an upstream returns input requests itself and never sends
+// server-to-client requests.
+func upstreamNewEra(u *upstream.Upstream) bool {
+	init := u.Catalog().Init
+	return init != nil && init.ProtocolVersion >= statelessVersion
 }
 
 // progressTable maps the progress tokens the gateway sends upstream to the

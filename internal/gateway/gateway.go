@@ -49,6 +49,7 @@ type Gateway struct {
 	templates map[string]string // URI template -> upstream
 
 	inflight inflightTable
+	conts    continuations
 	progress progressTable
 	subs     subscriptions
 	levels   levelTable

@@ -48,9 +48,10 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	if o.BodyReadTimeout == 0 {
 		o.BodyReadTimeout = 30 * time.Second
 	}
-	sdkOpts := &mcp.StreamableHTTPOptions{Logger: g.log, SessionTimeout: o.SessionTimeout, MaxRequestBodyBytes: o.MaxBodyBytes}
-	agg := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return g.agg }, sdkOpts)
-	per := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }, sdkOpts)
+	aggServer := func(*http.Request) *mcp.Server { return g.agg }
+	perServer := func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }
+	agg := eraSwitch(aggServer, g.log, o)
+	per := eraSwitch(perServer, g.log, o)
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +63,22 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux.Handle("/mcp", g.guard(o, g.checkBody(o, agg)))
 	mux.Handle("/mcp/{upstream}", g.guard(o, g.checkBody(o, g.requireUpstream(per))))
 	return g.requestID(mux)
+}
+
+// eraSwitch serves both protocol eras on one endpoint: a request that
+// declares MCP-Protocol-Version 2026-07-28 or later goes to the SDK's
+// stateless handler (no session, one POST per request), everything else
+// (initialize, session traffic, GET streams, DELETE) to the stateful one.
+func eraSwitch(getServer func(*http.Request) *mcp.Server, log *slog.Logger, o HTTPOptions) http.Handler {
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: log, SessionTimeout: o.SessionTimeout, MaxRequestBodyBytes: o.MaxBodyBytes})
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: log, Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessVersion {
+			stateless.ServeHTTP(w, r)
+			return
+		}
+		stateful.ServeHTTP(w, r)
+	})
 }
 
 // Readiness is the body of /readyz.

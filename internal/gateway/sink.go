@@ -66,47 +66,75 @@ func (s *sink) Progress(ctx context.Context, u *upstream.Upstream, p *mcp.Progre
 	_ = t.ss.NotifyProgress(ctx, &q)
 }
 
-// target finds the client session a server-to-client request belongs to.
-func (s *sink) target(u *upstream.Upstream, owner, method string) (*mcp.ServerSession, error) {
+// target finds the client session a server-to-client request belongs to,
+// and the continuation to use instead when that client is stateless.
+func (s *sink) target(u *upstream.Upstream, owner, method string) (*mcp.ServerSession, *continuation, error) {
 	g := s.g()
 	if owner != "" {
 		if ss := g.session(owner); ss != nil {
-			return ss, nil
+			return ss, nil, nil
 		}
-		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: the client session for %s has ended", method)}
+		return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: the client session for %s has ended", method)}
 	}
-	if ss := g.inflight.latest(u); ss != nil {
-		return ss, nil
+	if c := g.inflight.latest(u); c != nil {
+		return c.ss, c.cont, nil
 	}
-	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: %s from upstream %s arrived while no client request was in flight, so there is no client to ask", method, u.Name())}
+	return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: %s from upstream %s arrived while no client request was in flight, so there is no client to ask", method, u.Name())}
+}
+
+// viaContinuation asks a stateless client through an input-required result.
+func viaContinuation[R mcp.InputResponse](ctx context.Context, c *continuation, method string, p any) (R, error) {
+	var zero R
+	req, err := inputFor(method, p)
+	if err != nil {
+		return zero, err
+	}
+	resp, err := c.ask(ctx, req)
+	if err != nil {
+		return zero, err
+	}
+	r, ok := resp.(R)
+	if !ok {
+		return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("mcpedge: the client answered %s with a %T", method, resp)}
+	}
+	return r, nil
 }
 
 func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
-	ss, err := s.target(u, owner, "sampling/createMessage")
+	ss, cont, err := s.target(u, owner, "sampling/createMessage")
 	if err != nil {
 		return nil, err
+	}
+	if cont != nil {
+		return viaContinuation[*mcp.CreateMessageWithToolsResult](ctx, cont, "sampling/createMessage", p)
 	}
 	return ss.CreateMessageWithTools(ctx, p)
 }
 
 func (s *sink) Elicit(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
-	ss, err := s.target(u, owner, "elicitation/create")
+	ss, cont, err := s.target(u, owner, "elicitation/create")
 	if err != nil {
 		return nil, err
+	}
+	if cont != nil {
+		return viaContinuation[*mcp.ElicitResult](ctx, cont, "elicitation/create", p)
 	}
 	return ss.Elicit(ctx, p)
 }
 
 func (s *sink) ElicitationComplete(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitationCompleteParams) {
-	if ss, err := s.target(u, owner, "notifications/elicitation/complete"); err == nil {
+	if ss, cont, err := s.target(u, owner, "notifications/elicitation/complete"); err == nil && cont == nil {
 		_ = ss.NotifyElicitationComplete(ctx, p)
 	}
 }
 
 func (s *sink) ListRoots(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ListRootsParams) (*mcp.ListRootsResult, error) {
-	ss, err := s.target(u, owner, "roots/list")
+	ss, cont, err := s.target(u, owner, "roots/list")
 	if err != nil {
 		return nil, err
+	}
+	if cont != nil {
+		return viaContinuation[*mcp.ListRootsResult](ctx, cont, "roots/list", p)
 	}
 	return ss.ListRoots(ctx, p)
 }

@@ -1,0 +1,122 @@
+// Package e2e drives the gateway end to end against real MCP peers: the
+// reference "everything" server from the Node SDK project (over stdio and
+// Streamable HTTP), the Node SDK client, and the go-sdk client.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// testGateway is an in-process gateway behind an httptest server.
+type testGateway struct {
+	*gateway.Gateway
+	URL     string
+	Metrics *telemetry.Metrics
+}
+
+func logger(t testing.TB) *slog.Logger {
+	if os.Getenv("MCPEDGE_TEST_LOG") != "" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewJSONHandler(io.Discard, nil))
+}
+
+// startGateway parses a TOML config, starts a gateway on it and waits until
+// every upstream has made its first attempt.
+func startGateway(t testing.TB, toml string, opts ...func(*gateway.HTTPOptions)) *testGateway {
+	t.Helper()
+	cfg, err := config.Parse("test.toml", []byte(toml))
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	m := telemetry.NewMetrics()
+	g := gateway.New(cfg, logger(t), m)
+	ctx, cancel := context.WithCancel(context.Background())
+	g.Start(ctx)
+	ho := gateway.HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}
+	for _, o := range opts {
+		o(&ho)
+	}
+	srv := httptest.NewServer(g.Handler(ho))
+	t.Cleanup(func() {
+		g.CloseSessions()
+		srv.Close()
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		g.Stop(stop)
+		cancel()
+	})
+	g.WaitAttempted(ctx, 60*time.Second)
+	return &testGateway{Gateway: g, URL: srv.URL, Metrics: m}
+}
+
+// everythingStdio returns a TOML upstream block for the everything server
+// over stdio.
+func everythingStdio(t testing.TB, name string, extra ...string) string {
+	root, err := nodeclient.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodeclient.Check(root); err != nil {
+		t.Fatal(err)
+	}
+	cmd, args := nodeclient.EverythingStdioCommand(root)
+	return upstreamBlock(name, "stdio", "command = "+q(cmd)+"\nargs = "+qlist(args), extra...)
+}
+
+func upstreamBlock(name, transport, body string, extra ...string) string {
+	return "\n[[upstreams]]\nname = " + q(name) + "\ntransport = " + q(transport) + "\n" + body + "\n" + strings.Join(extra, "\n") + "\n"
+}
+
+func q(s string) string { b, _ := json.Marshal(s); return string(b) }
+
+func qlist(l []string) string { b, _ := json.Marshal(l); return string(b) }
+
+// goClient connects the go-sdk client to url with the given handlers.
+func goClient(t testing.TB, url string, opts *mcp.ClientOptions, version string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-go", Version: "1"}, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var so *mcp.ClientSessionOptions
+	if version != "" {
+		so = &mcp.ClientSessionOptions{ProtocolVersion: version}
+	}
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, so)
+	if err != nil {
+		t.Fatalf("connect %s: %v", url, err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+func ctxT(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func text(t testing.TB, res *mcp.CallToolResult) string {
+	t.Helper()
+	var b strings.Builder
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			b.WriteString(tc.Text)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,207 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// statelessVersion is the first protocol revision without sessions or
+// server-to-client requests.
+const statelessVersion = "2026-07-28"
+
+// newEra reports whether a client session speaks the stateless 2026-07-28
+// protocol, where the server may not send requests and must instead return
+// input-required results. An ephemeral stateless session carries no
+// initialize parameters and is new-era by construction.
+func newEra(ss *mcp.ServerSession) bool {
+	if ss == nil {
+		return false
+	}
+	ip := ss.InitializeParams()
+	return ip == nil || ip.ProtocolVersion >= statelessVersion
+}
+
+// A continuation lets a 2026-era client take part in a tool call whose
+// upstream speaks the older protocol and sends server-to-client requests
+// (sampling, elicitation, roots) in the middle of the call.
+//
+// The upstream call keeps running in the gateway. Each request the upstream
+// sends becomes an input-required result for the client, carrying a
+// gateway-issued requestState; when the client retries with inputResponses,
+// the answers are handed to the waiting upstream request and the gateway
+// waits for the next request or the final result. The upstream never knows
+// the client is stateless.
+type continuation struct {
+	id      string
+	events  chan contEvent
+	mu      sync.Mutex
+	answers map[string]chan mcp.InputResponse
+	seq     atomic.Int64
+	expires time.Time
+}
+
+type contEvent struct {
+	inputID string
+	req     mcp.InputRequest
+	res     *mcp.CallToolResult
+	err     error
+}
+
+// continuationPrefix marks requestState values minted by the gateway, so
+// they are never mistaken for an upstream's own state.
+const continuationPrefix = "mcpedge-cont:"
+
+type continuations struct {
+	m sync.Map // id -> *continuation
+}
+
+func (cs *continuations) create(ttl time.Duration) *continuation {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	c := &continuation{id: hex.EncodeToString(b[:]), events: make(chan contEvent, 4), answers: map[string]chan mcp.InputResponse{}, expires: time.Now().Add(ttl)}
+	cs.m.Store(c.id, c)
+	return c
+}
+
+func (cs *continuations) get(state string) (*continuation, bool) {
+	id, ok := strings.CutPrefix(state, continuationPrefix)
+	if !ok {
+		return nil, false
+	}
+	v, ok := cs.m.Load(id)
+	if !ok {
+		return nil, true
+	}
+	return v.(*continuation), true
+}
+
+func (cs *continuations) drop(c *continuation) { cs.m.Delete(c.id) }
+
+// ask is called by the sink on behalf of an upstream's server-to-client
+// request: it surfaces the request to the client as an input request and
+// waits for the client's answer.
+func (c *continuation) ask(ctx context.Context, req mcp.InputRequest) (mcp.InputResponse, error) {
+	id := "mcpedge-" + strconv.FormatInt(c.seq.Add(1), 10)
+	ch := make(chan mcp.InputResponse, 1)
+	c.mu.Lock()
+	c.answers[id] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.answers, id)
+		c.mu.Unlock()
+	}()
+	select {
+	case c.events <- contEvent{inputID: id, req: req}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// answer delivers the client's input responses; it reports how many matched
+// a waiting request.
+func (c *continuation) answer(responses mcp.InputResponseMap) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for id, r := range responses {
+		if ch, ok := c.answers[id]; ok {
+			select {
+			case ch <- r:
+				n++
+			default:
+			}
+		}
+	}
+	return n
+}
+
+// next waits for the upstream call's next event and turns it into what the
+// client receives.
+func (g *Gateway) next(ctx context.Context, c *continuation) (*mcp.CallToolResult, error) {
+	select {
+	case ev := <-c.events:
+		if ev.req != nil {
+			return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{ev.inputID: ev.req}, RequestState: continuationPrefix + c.id}, nil
+		}
+		g.conts.drop(c)
+		return ev.res, ev.err
+	case <-ctx.Done():
+		// The client gave up on this round; the upstream call is left to
+		// finish or time out on its own and the continuation expires with it.
+		return nil, ctx.Err()
+	}
+}
+
+// callToolNewEra runs a tools/call for a 2026-era client against an upstream
+// that may send server-to-client requests mid-call.
+func (g *Gateway) callToolNewEra(ctx context.Context, u *upstream.Upstream, name string, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	p := req.Params
+	if cont, ours := g.conts.get(p.RequestState); ours {
+		if cont == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call the gateway no longer holds (it finished, expired, or was made on another replica); start the call again"}
+		}
+		if cont.answer(p.InputResponses) == 0 {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "inputResponses answer none of the pending input requests"}
+		}
+		return g.next(ctx, cont)
+	}
+	timeout := u.Config().Timeout.D()
+	cont := g.conts.create(timeout)
+	// The upstream call must outlive this HTTP request: the client comes back
+	// with a new request carrying the answers.
+	bg := context.WithoutCancel(ctx)
+	cctx, cs, c, err := g.begin(bg, u, req.Session, "tools/call", p.GetProgressToken())
+	if err != nil {
+		g.conts.drop(cont)
+		return nil, err
+	}
+	c.cont = cont
+	params := &mcp.CallToolParams{Meta: withProgress(p.Meta, c.token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+	if len(p.Arguments) > 0 {
+		params.Arguments = p.Arguments
+	}
+	go func() {
+		res, err := cs.CallTool(cctx, params)
+		isErr := err == nil && res != nil && res.IsError
+		err = g.end(cctx, c, isErr, err)
+		select {
+		case cont.events <- contEvent{res: res, err: err}:
+		case <-time.After(timeout):
+			g.conts.drop(cont) // nobody came back for the result
+		}
+	}()
+	return g.next(ctx, cont)
+}
+
+func inputFor(method string, p any) (mcp.InputRequest, error) {
+	switch v := p.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		return v, nil
+	case *mcp.ElicitParams:
+		return v, nil
+	case *mcp.ListRootsParams:
+		if v == nil {
+			v = &mcp.ListRootsParams{}
+		}
+		return v, nil
+	}
+	return nil, fmt.Errorf("mcpedge: cannot relay %s to a %s client", method, statelessVersion)
+}

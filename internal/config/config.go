@@ -1,0 +1,241 @@
+// Package config loads, validates and documents the mcpedge gateway
+// configuration.
+//
+// The gateway is configured from a TOML file (see Load and Parse) or, to make
+// migration easy, from the "mcpServers" JSON file that desktop MCP clients use
+// (see LoadMCPServers and ParseMCPServers). Both paths produce the same
+// *Config with every default applied, environment references expanded and
+// every field validated, so the rest of the gateway never has to second-guess
+// a value it receives from here.
+//
+// Loading never stops at the first mistake: a *Problems error lists every
+// problem found, each with the file, line and column it comes from, because
+// an operator fixing a config file one error per restart is a poor use of
+// their time.
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"sort"
+	"time"
+)
+
+// Defaults. They are exported so that other packages (flags, docs, tests) can
+// refer to them instead of repeating magic numbers.
+const (
+	DefaultListen          = "127.0.0.1:8080"
+	DefaultAuthTokenEnv    = "MCPEDGE_AUTH_TOKEN"
+	DefaultMaxBodyBytes    = int64(4 << 20)
+	DefaultMaxJSONDepth    = 64
+	DefaultRequestTimeout  = Duration(60 * time.Second)
+	DefaultShutdownGrace   = Duration(10 * time.Second)
+	DefaultLogLevel        = "info"
+	DefaultPageSize        = 100
+	DefaultUpstreamTimeout = Duration(30 * time.Second)
+	DefaultConnectTimeout  = Duration(10 * time.Second)
+
+	// MaxNameLen bounds upstream names: they end up in tool names, log
+	// lines and metric labels, where long names are a nuisance.
+	MaxNameLen = 48
+	// MaxJSONDepthLimit is the largest accepted max_json_depth. Deeper
+	// documents are never legitimate MCP traffic and only serve to make
+	// recursive decoders expensive.
+	MaxJSONDepthLimit = 1000
+)
+
+// Transports an upstream can use.
+const (
+	TransportStdio = "stdio" // child process speaking MCP over stdin/stdout
+	TransportHTTP  = "http"  // MCP streamable HTTP transport
+	TransportSSE   = "sse"   // legacy HTTP+SSE transport (protocol 2024-11-05)
+)
+
+// Isolation modes of an upstream.
+const (
+	// IsolationShared uses one upstream connection (or child process) for
+	// all client sessions. It is cheap, and right for stateless servers.
+	IsolationShared = "shared"
+	// IsolationSession gives every client session its own upstream
+	// connection (or child process), for servers that keep per-client
+	// state such as a browser, a working directory or a login.
+	IsolationSession = "session"
+)
+
+// Log levels accepted in log_level.
+var LogLevels = []string{"debug", "info", "warn", "error"}
+
+// Config is the complete, validated gateway configuration.
+type Config struct {
+	Server    Server
+	Upstreams []Upstream
+	// Path is the file the configuration was loaded from, "" for the
+	// embedded defaults. Hot reload re-reads this file.
+	Path string
+}
+
+// Server holds the settings of the gateway's own listener.
+type Server struct {
+	// Listen is the host:port the gateway listens on (toml "listen").
+	// It defaults to loopback so that a freshly installed gateway is not
+	// reachable from the network by accident.
+	Listen string
+	// AuthTokenEnv names the environment variable holding the static
+	// bearer token clients must present (toml "auth_token_env"). The token
+	// itself never lives in the config file, which tends to be checked in
+	// or world-readable. "" disables static-token authentication.
+	AuthTokenEnv string
+	// AllowedOrigins are Origin header values accepted in addition to
+	// loopback origins (toml "allowed_origins"). Checking Origin is what
+	// protects a local gateway from DNS-rebinding attacks by web pages.
+	// Values are canonicalised to lower-case "scheme://host[:port]".
+	AllowedOrigins []string
+	// MaxBodyBytes bounds a request body (toml "max_body_bytes").
+	MaxBodyBytes int64
+	// MaxJSONDepth bounds the nesting depth of JSON messages
+	// (toml "max_json_depth"), so hostile input cannot exhaust the stack
+	// of recursive decoders.
+	MaxJSONDepth int
+	// RequestTimeout is the upper bound for one client request through the
+	// gateway (toml "request_timeout").
+	RequestTimeout Duration
+	// ShutdownGrace is how long in-flight requests get to finish on
+	// shutdown (toml "shutdown_grace").
+	ShutdownGrace Duration
+	// LogLevel is one of debug, info, warn, error (toml "log_level").
+	LogLevel string
+	// PageSize is the number of items per page the gateway serves on list
+	// methods (toml "page_size").
+	PageSize int
+}
+
+// Upstream is one MCP server the gateway aggregates.
+type Upstream struct {
+	// Name identifies the upstream in logs, metrics and admin output and is
+	// the default tool namespace. It matches ^[a-z0-9-]+$ and is at most
+	// MaxNameLen bytes, so it is safe everywhere without quoting.
+	Name string
+	// DisplayName is a free-form human name (toml "display_name"). Imports
+	// from mcpServers JSON keep the original server key here, since Name
+	// may have had to be rewritten to be valid.
+	DisplayName string
+	// Transport is TransportStdio, TransportHTTP or TransportSSE. When the
+	// file leaves it out it is inferred: stdio if command is set, http if
+	// url is set.
+	Transport string
+	// Command, Args, Env and Dir describe the child process (stdio only).
+	// Env values have ${VAR} references expanded. A relative Dir is
+	// resolved against the config file's directory by Load and
+	// LoadMCPServers (not by Parse, which has no file system context).
+	Command string
+	Args    []string
+	Env     map[string]string
+	Dir     string
+	// URL is the server endpoint (http and sse only); Headers are sent with
+	// every request to it. Both have ${VAR} references expanded, which is
+	// how secrets such as bearer tokens stay out of the file.
+	URL     string
+	Headers map[string]string
+	// Prefix is the namespace for this upstream's tools and prompts: nil
+	// means Name, "" means no namespacing. Use NamePrefix to read it.
+	Prefix *string
+	// Timeout bounds one request to this upstream (toml "timeout").
+	Timeout Duration
+	// ConnectTimeout bounds connecting plus the initialize handshake
+	// (toml "connect_timeout").
+	ConnectTimeout Duration
+	// Isolation is IsolationShared or IsolationSession.
+	Isolation string
+	// Disabled upstreams are validated but not started. Keeping them in the
+	// file lets an operator switch one off without losing its settings.
+	Disabled bool
+}
+
+// NamePrefix returns the namespace for the upstream's tools and prompts: Name
+// when Prefix is nil, else *Prefix (which may be "" for no namespacing).
+func (u *Upstream) NamePrefix() string {
+	if u.Prefix == nil {
+		return u.Name
+	}
+	return *u.Prefix
+}
+
+// Fingerprint returns a stable hash of every field whose change requires
+// reconnecting to the upstream: transport, command, args, env, dir, url,
+// headers, isolation and both timeouts. Hot reload compares fingerprints of
+// same-named upstreams and keeps the sessions of those that did not change.
+//
+// Name, DisplayName, Prefix and Disabled are deliberately left out: renaming
+// the namespace does not need a new connection, and the caller matches
+// upstreams by Name and handles Disabled itself.
+func (u Upstream) Fingerprint() string {
+	h := sha256.New()
+	// Every field is length-prefixed so that no two different configs
+	// can serialise to the same byte stream (e.g. args ["a b"] vs ["a","b"]).
+	str := func(s string) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	num := func(v int64) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(v))
+		h.Write(n[:])
+	}
+	strMap := func(m map[string]string) {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		num(int64(len(keys)))
+		for _, k := range keys {
+			str(k)
+			str(m[k])
+		}
+	}
+	str("mcpedge-upstream-v1")
+	str(u.Transport)
+	str(u.Command)
+	num(int64(len(u.Args)))
+	for _, a := range u.Args {
+		str(a)
+	}
+	strMap(u.Env)
+	str(u.Dir)
+	str(u.URL)
+	strMap(u.Headers)
+	str(u.Isolation)
+	num(int64(u.Timeout))
+	num(int64(u.ConnectTimeout))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Default returns the embedded defaults: every server setting at its default
+// and no upstreams. It is what an empty config file yields.
+func Default() *Config {
+	return &Config{
+		Server: Server{
+			Listen:         DefaultListen,
+			AuthTokenEnv:   DefaultAuthTokenEnv,
+			MaxBodyBytes:   DefaultMaxBodyBytes,
+			MaxJSONDepth:   DefaultMaxJSONDepth,
+			RequestTimeout: DefaultRequestTimeout,
+			ShutdownGrace:  DefaultShutdownGrace,
+			LogLevel:       DefaultLogLevel,
+			PageSize:       DefaultPageSize,
+		},
+	}
+}
+
+// defaultUpstream returns an Upstream with every default that does not
+// depend on other fields applied (Transport is inferred during validation).
+func defaultUpstream() Upstream {
+	return Upstream{
+		Timeout:        DefaultUpstreamTimeout,
+		ConnectTimeout: DefaultConnectTimeout,
+		Isolation:      IsolationShared,
+	}
+}

@@ -1,0 +1,326 @@
+package config
+
+import (
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	nameRE   = regexp.MustCompile(`^[a-z0-9-]+$`)
+	prefixRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]*$`)
+)
+
+// validate checks the decoded configuration, normalises a few values
+// (transport, log level, origins) and infers the transport. Every problem is
+// reported, located with the metadata collected while decoding.
+func (d *decoder) validate(c *Config, sm serverMeta, metas []upstreamMeta) {
+	d.validateServer(&c.Server, sm)
+
+	firstName := map[string]int{}
+	firstPrefix := map[string]int{}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		m := metas[i]
+		d.validateUpstream(u, m)
+
+		dupName := false
+		if u.Name != "" {
+			if j, dup := firstName[u.Name]; dup {
+				dupName = true
+				l, prev := m.loc("name"), metas[j].loc("name")
+				d.add(l.pos, l.field, "duplicate name %q (first used by %s%s)", u.Name, prev.field, atLine(prev.pos))
+			} else {
+				firstName[u.Name] = i
+			}
+		}
+		// Two enabled upstreams in one namespace would make tool routing
+		// ambiguous. An empty prefix opts out of namespacing; collisions
+		// between such upstreams can only be detected per tool at run time.
+		if p := u.NamePrefix(); p != "" && !u.Disabled && !(dupName && u.Prefix == nil) {
+			if j, dup := firstPrefix[p]; dup {
+				l := m.loc("prefix")
+				if u.Prefix == nil {
+					l = m.loc("name")
+				}
+				prev := c.Upstreams[j]
+				d.add(l.pos, l.field, "tool namespace %q is also used by upstream %q; set a distinct prefix", p, prev.Name)
+			} else {
+				firstPrefix[p] = i
+			}
+		}
+	}
+}
+
+func atLine(p pos) string {
+	if p.line == 0 {
+		return ""
+	}
+	return ", line " + strconv.Itoa(p.line)
+}
+
+func (d *decoder) validateServer(s *Server, m serverMeta) {
+	bad := func(key, format string, args ...any) {
+		l := m.loc(key)
+		d.add(l.pos, l.field, format, args...)
+	}
+
+	if err := checkListen(s.Listen); err != "" {
+		bad("listen", "%s", err)
+	}
+	if s.AuthTokenEnv != "" && !validEnvName(s.AuthTokenEnv) {
+		bad("auth_token_env", "%q is not a valid environment variable name (letters, digits and _, not starting with a digit); use \"\" to disable token authentication", truncate(s.AuthTokenEnv, 64))
+	}
+	for i, o := range s.AllowedOrigins {
+		canon, err := canonicalOrigin(o)
+		if err != "" {
+			l := m.loc("allowed_origins")
+			d.add(l.pos, indexField(l.field, i), "%s", err)
+			continue
+		}
+		s.AllowedOrigins[i] = canon
+	}
+	if s.MaxBodyBytes <= 0 {
+		bad("max_body_bytes", "must be greater than 0, got %d", s.MaxBodyBytes)
+	}
+	if s.MaxJSONDepth < 1 || s.MaxJSONDepth > MaxJSONDepthLimit {
+		bad("max_json_depth", "must be between 1 and %d, got %d", MaxJSONDepthLimit, s.MaxJSONDepth)
+	}
+	if s.RequestTimeout <= 0 {
+		bad("request_timeout", "must be greater than 0, got %s", s.RequestTimeout)
+	}
+	if s.ShutdownGrace <= 0 {
+		bad("shutdown_grace", "must be greater than 0, got %s", s.ShutdownGrace)
+	}
+	if lvl := strings.ToLower(s.LogLevel); slices.Contains(LogLevels, lvl) {
+		s.LogLevel = lvl
+	} else {
+		bad("log_level", "must be one of %s, got %q", strings.Join(LogLevels, ", "), truncate(s.LogLevel, 64))
+	}
+	if s.PageSize <= 0 {
+		bad("page_size", "must be greater than 0, got %d", s.PageSize)
+	}
+}
+
+func checkListen(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "must be host:port, e.g. \"127.0.0.1:8080\" or \":8080\" (" + truncate(strconv.Quote(addr), 80) + ")"
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return "port must be a number from 0 to 65535, got " + truncate(strconv.Quote(port), 40)
+	}
+	if strings.ContainsAny(host, " \t\r\n/") {
+		return "invalid host " + truncate(strconv.Quote(host), 80)
+	}
+	return ""
+}
+
+// canonicalOrigin checks that o is a browser Origin value
+// (scheme://host[:port]) and returns it lower-cased, which is how browsers
+// send it. Wildcards and "null" are refused: allowing them would re-open
+// the cross-site and DNS-rebinding holes the Origin check exists to close.
+func canonicalOrigin(o string) (string, string) {
+	switch o {
+	case "*":
+		return "", `wildcard origins are not supported: list each allowed origin, e.g. "https://app.example.com"`
+	case "null":
+		return "", `the "null" origin (sandboxed frames, file: pages) cannot be allowed safely`
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Scheme == "" || u.Host == "" || u.Opaque != "" {
+		return "", "invalid origin " + truncate(strconv.Quote(o), 80) + `: want scheme://host[:port], e.g. "https://app.example.com"`
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "", "invalid origin " + truncate(strconv.Quote(o), 80) + ": an origin has no user info, path, query or fragment"
+	}
+	return strings.ToLower(u.Scheme) + "://" + strings.ToLower(u.Host), ""
+}
+
+// normTransport maps the spellings found in the wild to the transport
+// constants.
+func normTransport(s string) (string, bool) {
+	k := strings.ToLower(s)
+	k = strings.ReplaceAll(k, "-", "")
+	k = strings.ReplaceAll(k, "_", "")
+	switch k {
+	case "stdio":
+		return TransportStdio, true
+	case "http", "streamablehttp":
+		return TransportHTTP, true
+	case "sse":
+		return TransportSSE, true
+	}
+	return "", false
+}
+
+func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
+	bad := func(field, format string, args ...any) {
+		l := m.loc(field)
+		d.add(l.pos, l.field, format, args...)
+	}
+
+	// Settings that already failed to decode are not checked further:
+	// "command is required" after "command: expected string" is noise.
+	switch {
+	case m.failed("name"):
+	case u.Name == "":
+		bad("name", "is required")
+	case len(u.Name) > MaxNameLen:
+		bad("name", "must be at most %d characters, got %d", MaxNameLen, len(u.Name))
+	case !nameRE.MatchString(u.Name):
+		bad("name", "%q must contain only lower-case letters, digits and -", truncate(u.Name, 64))
+	}
+
+	hasCommand := u.Command != ""
+	hasURL := u.URL != "" || m.unsetVars["url"]
+	transportOK := !m.failed("transport") && !m.failed("command") && !m.failed("url")
+	switch {
+	case !transportOK:
+	case u.Transport != "":
+		if t, ok := normTransport(u.Transport); ok {
+			u.Transport = t
+		} else {
+			bad("transport", "must be one of stdio, http, sse; got %q", truncate(u.Transport, 64))
+			transportOK = false
+		}
+	case hasCommand && hasURL:
+		bad("transport", "both command and url are set: remove one, or set transport to say which is meant")
+		transportOK = false
+	case hasCommand:
+		u.Transport = TransportStdio
+	case hasURL:
+		u.Transport = TransportHTTP
+	default:
+		bad("command", "one of command (stdio) or url (http, sse) is required")
+		transportOK = false
+	}
+
+	if transportOK {
+		switch u.Transport {
+		case TransportStdio:
+			if !hasCommand {
+				bad("command", "is required for the stdio transport")
+			}
+			if hasURL {
+				bad("url", "is not used by the stdio transport")
+			}
+			if u.Headers != nil {
+				bad("headers", "are not used by the stdio transport")
+			}
+		default:
+			if !hasURL {
+				bad("url", "is required for the %s transport", u.Transport)
+			} else if !m.unsetVars["url"] {
+				if msg := checkUpstreamURL(u.URL); msg != "" {
+					bad("url", "%s", msg)
+				}
+			}
+			if hasCommand {
+				bad("command", "is not used by the %s transport", u.Transport)
+			}
+			if u.Args != nil {
+				bad("args", "are not used by the %s transport", u.Transport)
+			}
+			if u.Env != nil {
+				bad("env", "is not used by the %s transport (it sets a child process's environment)", u.Transport)
+			}
+			if u.Dir != "" {
+				bad("dir", "is not used by the %s transport", u.Transport)
+			}
+		}
+	}
+
+	// Strings that end up in exec or on the wire must not smuggle in NUL or
+	// line breaks: exec rejects NUL late and confusingly, and CR/LF in a
+	// header value would be header injection.
+	if strings.ContainsRune(u.Command, 0) {
+		bad("command", "must not contain NUL bytes")
+	}
+	for i, a := range u.Args {
+		if strings.ContainsRune(a, 0) {
+			l := m.elemLoc("args", i)
+			d.add(l.pos, l.field, "must not contain NUL bytes")
+		}
+	}
+	if strings.ContainsRune(u.Dir, 0) {
+		bad("dir", "must not contain NUL bytes")
+	}
+	for _, k := range sortedKeys(u.Env) {
+		l := m.keyLoc("env", k)
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			d.add(l.pos, l.field, "invalid environment variable name: must be non-empty without = or NUL")
+		}
+		if strings.ContainsRune(u.Env[k], 0) {
+			d.add(l.pos, l.field, "value must not contain NUL bytes")
+		}
+	}
+	for _, k := range sortedKeys(u.Headers) {
+		l := m.keyLoc("headers", k)
+		if !validHeaderName(k) {
+			d.add(l.pos, l.field, "invalid HTTP header name")
+		}
+		if strings.ContainsAny(u.Headers[k], "\r\n\x00") {
+			d.add(l.pos, l.field, "value must not contain CR, LF or NUL")
+		}
+	}
+
+	if u.Prefix != nil && !prefixRE.MatchString(*u.Prefix) {
+		bad("prefix", "%q may contain only letters, digits, _, . and - (tool names allow nothing else)", truncate(*u.Prefix, 64))
+	}
+	if u.Timeout <= 0 {
+		bad("timeout", "must be greater than 0, got %s", u.Timeout)
+	}
+	if u.ConnectTimeout <= 0 {
+		bad("connect_timeout", "must be greater than 0, got %s", u.ConnectTimeout)
+	}
+	switch u.Isolation {
+	case IsolationShared, IsolationSession:
+	default:
+		bad("isolation", "must be %q or %q, got %q", IsolationShared, IsolationSession, truncate(u.Isolation, 64))
+	}
+}
+
+// checkUpstreamURL validates an (expanded) upstream URL. The URL itself is
+// not quoted in messages because expansion may have put a secret into it.
+func checkUpstreamURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "is not a valid URL"
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return "must be an http:// or https:// URL"
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return "must include a host"
+	}
+	return ""
+}
+
+func validHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -66,6 +66,7 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 	}
 	g.inflight.remove(c)
 	if c.token != "" {
+		g.progress.settle(c.token)
 		g.progress.drop(c.token)
 	}
 	cause := context.Cause(ctx)
@@ -466,10 +467,35 @@ type progressTable struct {
 type progressTarget struct {
 	ss    *mcp.ServerSession
 	token any
+	last  *atomic.Int64 // unix nanos of the last notification relayed
 }
 
 func (t *progressTable) put(tok string, ss *mcp.ServerSession, orig any) {
-	t.m.Store(tok, progressTarget{ss: ss, token: orig})
+	t.m.Store(tok, progressTarget{ss: ss, token: orig, last: new(atomic.Int64)})
+}
+
+// settle gives progress notifications that the upstream sent just before
+// its result a moment to be relayed, so the client sees them before the
+// result. The SDK client hands notifications to a handler goroutine while
+// the response goes straight to the caller, so the two can swap places.
+// Only calls that asked for progress pay this, and at most 25ms.
+func (t *progressTable) settle(tok string) {
+	v, ok := t.m.Load(tok)
+	if !ok {
+		return
+	}
+	last := v.(progressTarget).last
+	if last.Load() == 0 {
+		return // no progress at all: nothing can be in flight
+	}
+	start := time.Now()
+	for time.Since(start) < 25*time.Millisecond {
+		quiet := time.Since(time.Unix(0, last.Load()))
+		if time.Since(start) >= 2*time.Millisecond && quiet >= 2*time.Millisecond {
+			return
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
 }
 
 func (t *progressTable) drop(tok string) { t.m.Delete(tok) }

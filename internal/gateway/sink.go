@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -64,6 +65,7 @@ func (s *sink) Progress(ctx context.Context, u *upstream.Upstream, p *mcp.Progre
 	q := *p
 	q.ProgressToken = t.token
 	_ = t.ss.NotifyProgress(ctx, &q)
+	t.last.Store(time.Now().UnixNano())
 }
 
 // target finds the client session a server-to-client request belongs to,

@@ -72,6 +72,7 @@ type Status struct {
 	Templates  int       `json:"templates"`
 	Protocol   string    `json:"protocol_version,omitempty"`
 	ServerName string    `json:"server_name,omitempty"`
+	PID        int       `json:"pid,omitempty"` // the shared stdio child, if running
 	Attempted  bool      `json:"-"`
 }
 
@@ -161,6 +162,9 @@ func (u *Upstream) Status() Status {
 		Name: u.cfg.Name, Transport: u.cfg.Transport, State: u.state, LastError: u.lastErr,
 		Since: u.since, Restarts: u.restarts.Load(), Tools: len(c.Tools), Prompts: len(c.Prompts),
 		Resources: len(c.Resources), Templates: len(c.Templates), Attempted: u.attempted,
+	}
+	if u.shared != nil && u.shared.cmd != nil && u.shared.cmd.Process != nil {
+		s.PID = u.shared.cmd.Process.Pid
 	}
 	if c.Init != nil {
 		s.Protocol = c.Init.ProtocolVersion
@@ -423,6 +427,13 @@ func (u *Upstream) ReleaseSession(clientID string) {
 	if ok {
 		go c.close()
 	}
+}
+
+// SessionCount returns how many per-session connections are open.
+func (u *Upstream) SessionCount() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.perSess)
 }
 
 // Sessions returns every live client session of the upstream (shared and

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The loaders read files an operator wrote, but they also run on hot reload
@@ -129,5 +130,49 @@ func checkResult(t *testing.T, data []byte, c *Config, err error) {
 			t.Fatalf("bad upstream settings accepted: %+v", u)
 		}
 		_ = u.Fingerprint()
+	}
+}
+
+// TestPathological feeds inputs that once took quadratic time (or could
+// blow the stack); each must be answered quickly.
+func TestPathological(t *testing.T) {
+	manyKeys := func(n int) string {
+		var b strings.Builder
+		b.WriteString(`{"mcpServers": {`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`"a` + strings.Repeat("!", i%50) + strings.Repeat(" ", i/50) + `": {"command": "x"}`)
+		}
+		b.WriteString("}}")
+		return b.String()
+	}
+	tests := []struct {
+		name  string
+		parse func(string, []byte, func(string) (string, bool)) (*Config, error)
+		src   string
+	}{
+		{"deep dotted key", parseTOML, strings.Repeat("a.", 30000) + "b = 1\n"},
+		{"deep table header", parseTOML, "[" + strings.Repeat("a.", 30000) + "b]\n"},
+		{"deep array table", parseTOML, "[[" + strings.Repeat("a.", 30000) + "b]]\n"},
+		{"deep inline value", parseTOML, "a = " + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + "\n"},
+		{"many array tables", parseTOML, strings.Repeat("[[upstreams]]\nname = \"a\"\n", 20000)},
+		{"deep JSON", parseMCPServers, strings.Repeat("[", 100000) + strings.Repeat("]", 100000)},
+		{"many colliding names", parseMCPServers, manyKeys(20000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				tt.parse("p", []byte(tt.src), fuzzEnv)
+			}()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				t.Fatal("took more than 20s")
+			}
+		})
 	}
 }

@@ -173,13 +173,18 @@ func deriveNames(keys []string) []string {
 		}
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(keys[a], keys[b]) })
+	// next remembers the next suffix to try per base, so that many keys
+	// with the same base do not cost quadratic time.
+	next := map[string]int{}
 	for _, i := range order {
 		base := sanitizeName(keys[i])
 		name := base
-		for n := 2; used[name]; n++ {
+		n := max(next[base], 2)
+		for ; used[name]; n++ {
 			suffix := "-" + strconv.Itoa(n)
 			name = strings.TrimRight(cut(base, MaxNameLen-len(suffix)), "-") + suffix
 		}
+		next[base] = n
 		names[i] = name
 		used[name] = true
 	}

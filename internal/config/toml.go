@@ -70,7 +70,7 @@ func (d *decoder) tomlTree(data []byte) (*val, bool) {
 		return nil, false
 	}
 	idx := indexTOML(data)
-	root := tomlVal(doc, "", idx, pos{1, 1})
+	root := tomlVal(doc, tpath{}, idx, pos{1, 1})
 	if root.kind != kTable {
 		// Cannot happen for a successful decode into a map, but the
 		// interpreter relies on a table root.
@@ -79,18 +79,25 @@ func (d *decoder) tomlTree(data []byte) (*val, bool) {
 	return root, true
 }
 
-// tomlVal converts a go-toml decoded value at path into a *val.
-func tomlVal(v any, path string, idx tomlIndex, fallback pos) *val {
-	p, ok := idx.pos[path]
+// tomlVal converts a go-toml decoded value at path into a *val. Below
+// maxTreeDepth only the kind of a value is kept: nothing that deep is ever
+// interpreted, and copying it would let a pathological file (a key with
+// thousands of dotted parts) cost quadratic time.
+func tomlVal(v any, path tpath, idx tomlIndex, fallback pos) *val {
+	p, ok := idx.pos[path.s]
 	if !ok {
 		p = fallback
 	}
+	deep := path.depth >= maxTreeDepth
 	switch x := v.(type) {
 	case map[string]any:
 		t := newTable(p)
+		if deep {
+			return t
+		}
 		for k, e := range x {
-			kp := tomlPath(path, k)
-			keyPos, ok := idx.pos[kp]
+			kp := path.key(k)
+			keyPos, ok := idx.pos[kp.s]
 			if !ok {
 				keyPos = p
 			}
@@ -100,14 +107,20 @@ func tomlVal(v any, path string, idx tomlIndex, fallback pos) *val {
 		return t
 	case []any:
 		a := &val{kind: kArray, pos: p}
+		if deep {
+			return a
+		}
 		for i, e := range x {
-			a.arr = append(a.arr, tomlVal(e, tomlIndexPath(path, i), idx, p))
+			a.arr = append(a.arr, tomlVal(e, path.index(i), idx, p))
 		}
 		return a
 	case []map[string]any:
 		a := &val{kind: kArray, pos: p}
+		if deep {
+			return a
+		}
 		for i, e := range x {
-			a.arr = append(a.arr, tomlVal(e, tomlIndexPath(path, i), idx, p))
+			a.arr = append(a.arr, tomlVal(e, path.index(i), idx, p))
 		}
 		return a
 	case string:
@@ -125,11 +138,32 @@ func tomlVal(v any, path string, idx tomlIndex, fallback pos) *val {
 	}
 }
 
-// Paths in the position index: key segments are "\x00k" + key, array
-// indexes "\x00#" + index, so keys and indexes cannot be confused.
-func tomlPath(base, key string) string { return base + "\x00k" + key }
+// maxTreeDepth is how many path segments deep positions are indexed and
+// values converted. The deepest setting is upstreams[i].env.KEY (4).
+const maxTreeDepth = 8
 
-func tomlIndexPath(base string, i int) string { return base + "\x00#" + strconv.Itoa(i) }
+// tpath is a path in the position index: key segments are "\x00k" + key,
+// array indexes "\x00#" + index, so keys and indexes cannot be confused.
+// Past maxTreeDepth the string stops growing, which keeps the cost of
+// absurdly deep documents linear; positions that deep are never asked for.
+type tpath struct {
+	s     string
+	depth int
+}
+
+func (p tpath) key(k string) tpath {
+	if p.depth >= maxTreeDepth {
+		return tpath{p.s, p.depth + 1}
+	}
+	return tpath{p.s + "\x00k" + k, p.depth + 1}
+}
+
+func (p tpath) index(i int) tpath {
+	if p.depth >= maxTreeDepth {
+		return tpath{p.s, p.depth + 1}
+	}
+	return tpath{p.s + "\x00#" + strconv.Itoa(i), p.depth + 1}
+}
 
 // tomlIndex maps paths of keys, table headers and array elements to where
 // they appear in the document.
@@ -157,22 +191,22 @@ func indexTOML(data []byte) tomlIndex {
 		}
 	}
 
-	var recordValue func(path string, v *unstable.Node)
+	var recordValue func(path tpath, v *unstable.Node)
 	// recordKV records a key/value relative to the table at base.
-	recordKV := func(base string, kv *unstable.Node) {
+	recordKV := func(base tpath, kv *unstable.Node) {
 		path := base
 		it := kv.Key()
-		for it.Next() {
+		for it.Next() && path.depth < maxTreeDepth {
 			k := it.Node()
-			path = tomlPath(path, string(k.Data))
+			path = path.key(string(k.Data))
 			if ps, ok := at(k); ok {
-				record(path, ps)
+				record(path.s, ps)
 			}
 		}
 		recordValue(path, kv.Value())
 	}
-	recordValue = func(path string, v *unstable.Node) {
-		if v == nil {
+	recordValue = func(path tpath, v *unstable.Node) {
+		if v == nil || path.depth >= maxTreeDepth {
 			return
 		}
 		switch v.Kind {
@@ -191,9 +225,9 @@ func indexTOML(data []byte) tomlIndex {
 				if c.Kind == unstable.Comment {
 					continue
 				}
-				ep := tomlIndexPath(path, i)
+				ep := path.index(i)
 				if ps, ok := at(c); ok {
-					record(ep, ps)
+					record(ep.s, ps)
 				}
 				recordValue(ep, c)
 				i++
@@ -215,7 +249,7 @@ func indexTOML(data []byte) tomlIndex {
 		return li.pos(off)
 	}
 
-	cur := "" // path of the table the following key/values belong to
+	var cur tpath // the table the following key/values belong to
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
@@ -224,7 +258,7 @@ func indexTOML(data []byte) tomlIndex {
 		case unstable.Table, unstable.ArrayTable:
 			var keys []string
 			it := e.Key()
-			for it.Next() {
+			for it.Next() && len(keys) <= maxTreeDepth {
 				keys = append(keys, string(it.Node().Data))
 			}
 			if len(keys) == 0 {
@@ -233,20 +267,20 @@ func indexTOML(data []byte) tomlIndex {
 			// Resolve every prefix that names an array of tables to its
 			// latest element, as TOML does: [a.b] after [[a]] means the
 			// last a.
-			path := ""
+			var path tpath
 			for i, k := range keys {
-				path = tomlPath(path, k)
-				n, isArray := idx.arrays[path]
+				path = path.key(k)
+				n, isArray := idx.arrays[path.s]
 				last := i == len(keys)-1
 				switch {
 				case last && e.Kind == unstable.ArrayTable:
-					idx.arrays[path] = n + 1
-					path = tomlIndexPath(path, n)
+					idx.arrays[path.s] = n + 1
+					path = path.index(n)
 				case isArray && n > 0:
-					path = tomlIndexPath(path, n-1)
+					path = path.index(n - 1)
 				}
 			}
-			record(path, headerPos(e))
+			record(path.s, headerPos(e))
 			cur = path
 		}
 	}

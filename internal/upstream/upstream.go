@@ -456,12 +456,14 @@ func (u *Upstream) Sessions() []*mcp.ClientSession {
 type conn struct {
 	cs      *mcp.ClientSession
 	cmd     *exec.Cmd
+	cancel  context.CancelFunc
 	closing sync.Once
 }
 
 func (c *conn) close() {
 	c.closing.Do(func() {
 		_ = c.cs.Close()
+		c.cancel()
 		if c.cmd != nil {
 			killTree(c.cmd)
 		}
@@ -471,10 +473,14 @@ func (c *conn) close() {
 // connect opens one client session. owner is the gateway client session the
 // connection belongs to ("" for the shared connection); it is handed to the
 // sink so server-to-client requests reach the right client.
-func (u *Upstream) connect(ctx context.Context, owner string) (*conn, error) {
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.D())
-	defer cancel()
-	c := &conn{}
+//
+// The context given to Connect lives as long as the connection: the SSE
+// transport ties its event stream to it. So the connect timeout is a timer
+// that cancels it only if Connect has not returned in time.
+func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
+	ctx, cancel := context.WithCancel(u.ctx)
+	timer := time.AfterFunc(u.cfg.ConnectTimeout.D(), cancel)
+	c := &conn{cancel: cancel}
 	var t mcp.Transport
 	switch u.cfg.Transport {
 	case "stdio":
@@ -498,9 +504,17 @@ func (u *Upstream) connect(ctx context.Context, owner string) (*conn, error) {
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner))
 	client.AddReceivingMiddleware(u.rootsMiddleware(owner))
 	cs, err := client.Connect(ctx, t, nil)
+	if !timer.Stop() && err == nil {
+		_ = cs.Close()
+		err = fmt.Errorf("no answer to initialize within %s", u.cfg.ConnectTimeout.D())
+	}
 	if err != nil {
+		cancel()
 		if c.cmd != nil {
 			killTree(c.cmd)
+		}
+		if ctx.Err() != nil && u.ctx.Err() == nil {
+			err = fmt.Errorf("no answer to initialize within %s: %w", u.cfg.ConnectTimeout.D(), err)
 		}
 		return nil, fmt.Errorf("connecting: %w", err)
 	}

@@ -63,8 +63,8 @@ const (
 	IsolationSession = "session"
 )
 
-// Log levels accepted in log_level.
-var LogLevels = []string{"debug", "info", "warn", "error"}
+// logLevels are the values accepted in log_level.
+var logLevels = []string{"debug", "info", "warn", "error"}
 
 // Config is the complete, validated gateway configuration.
 type Config struct {

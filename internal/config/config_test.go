@@ -304,6 +304,7 @@ func TestRules(t *testing.T) {
 		// Other upstream fields.
 		{"isolation", up + "command = \"x\"\nisolation = \"per-client\"\n",
 			nil, []string{`c.toml:4:1: upstreams[0].isolation: must be "shared" or "session", got "per-client"`}},
+		{"display name", up + "command = \"x\"\ndisplay_name = \"Anything goes: ✓\"\n", nil, nil},
 		{"isolation session", up + "command = \"x\"\nisolation = \"session\"\n", nil, nil},
 		{"timeout zero", up + "command = \"x\"\ntimeout = \"0s\"\nconnect_timeout = \"-5s\"\n",
 			nil, []string{
@@ -630,6 +631,7 @@ func TestProblemString(t *testing.T) {
 		{Problem{File: "f", Line: 4, Col: 5, Msg: "m"}, "f:4:5: m"},
 		{Problem{Msg: "m"}, "m"},
 		{Problem{Field: "x", Msg: "m"}, "x: m"},
+		{Problem{Line: 2, Col: 1, Field: "x", Msg: "m"}, "2:1: x: m"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

@@ -25,7 +25,9 @@ func (p Problem) String() string {
 	var b strings.Builder
 	b.WriteString(p.File)
 	if p.Line > 0 {
-		b.WriteByte(':')
+		if p.File != "" {
+			b.WriteByte(':')
+		}
 		b.WriteString(strconv.Itoa(p.Line))
 		if p.Col > 0 {
 			b.WriteByte(':')

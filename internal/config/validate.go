@@ -95,10 +95,10 @@ func (d *decoder) validateServer(s *Server, m serverMeta) {
 	if s.ShutdownGrace <= 0 {
 		bad("shutdown_grace", "must be greater than 0, got %s", s.ShutdownGrace)
 	}
-	if lvl := strings.ToLower(s.LogLevel); slices.Contains(LogLevels, lvl) {
+	if lvl := strings.ToLower(s.LogLevel); slices.Contains(logLevels, lvl) {
 		s.LogLevel = lvl
 	} else {
-		bad("log_level", "must be one of %s, got %q", strings.Join(LogLevels, ", "), truncate(s.LogLevel, 64))
+		bad("log_level", "must be one of %s, got %q", strings.Join(logLevels, ", "), truncate(s.LogLevel, 64))
 	}
 	if s.PageSize <= 0 {
 		bad("page_size", "must be greater than 0, got %d", s.PageSize)

@@ -172,7 +172,7 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 // enough: that is exactly what a DNS-rebinding page presents.
 func originAllowed(origin string, allowed map[string]bool) bool {
 	o := strings.TrimRight(strings.ToLower(origin), "/")
-	if allowed[o] || allowed["*"] {
+	if allowed[o] {
 		return true
 	}
 	u, err := url.Parse(o)

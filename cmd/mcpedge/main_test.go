@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "mcpedge-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "mcpedge")
+	cmd := exec.Command("go", "build", "-o", binary, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		panic("building mcpedge: " + err.Error() + "\n" + string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func everything(t *testing.T) (string, []string) {
+	root, err := nodeclient.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nodeclient.Check(root); err != nil {
+		t.Fatal(err)
+	}
+	return nodeclient.EverythingStdioCommand(root)
+}
+
+func writeConfig(t *testing.T, body string) string {
+	p := filepath.Join(t.TempDir(), "mcpedge.toml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func everythingBlock(t *testing.T, name string) string {
+	cmd, args := everything(t)
+	a, _ := json.Marshal(args)
+	c, _ := json.Marshal(cmd)
+	return "\n[[upstreams]]\nname = \"" + name + "\"\ncommand = " + string(c) + "\nargs = " + string(a) + "\n"
+}
+
+// gatewayProc is a running `mcpedge serve`.
+type gatewayProc struct {
+	cmd    *exec.Cmd
+	URL    string
+	stdout []string
+	stderr *strings.Builder
+}
+
+var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
+
+func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	out, _ := cmd.StdoutPipe()
+	p := &gatewayProc{cmd: cmd, stderr: &strings.Builder{}}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(out)
+	found := make(chan string, 1)
+	go func() {
+		for sc.Scan() {
+			line := sc.Text()
+			p.stdout = append(p.stdout, line)
+			if m := listenRE.FindStringSubmatch(line); m != nil {
+				found <- m[1]
+			}
+		}
+		close(found)
+	}()
+	select {
+	case u, ok := <-found:
+		if !ok {
+			t.Fatalf("gateway exited before listening: %s", p.stderr.String())
+		}
+		p.URL = u
+	case <-time.After(10 * time.Second):
+		t.Fatalf("gateway did not report its address: %s", p.stderr.String())
+	}
+	return p
+}
+
+func (p *gatewayProc) readyz(t *testing.T) map[string]any {
+	resp, err := http.Get(p.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return m
+}
+
+func (p *gatewayProc) waitReady(t *testing.T, names ...string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		m := p.readyz(t)
+		ups, _ := m["upstreams"].([]any)
+		ready := 0
+		for _, u := range ups {
+			um := u.(map[string]any)
+			for _, n := range names {
+				if um["name"] == n && um["state"] == "ready" {
+					ready++
+				}
+			}
+		}
+		if ready == len(names) {
+			return m
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("upstreams %v not ready: %v", names, p.readyz(t))
+	return nil
+}
+
+func connect(t *testing.T, url string) *mcp.ClientSession {
+	c := mcp.NewClient(&mcp.Implementation{Name: "cli-test", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "mcpedge ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	good := writeConfig(t, "[server]\nlisten = \"127.0.0.1:9000\"\n[[upstreams]]\nname = \"a\"\ncommand = \"true\"\n")
+	out, err := exec.Command(binary, "config", "check", "--config", good).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "ok") {
+		t.Fatalf("good config: %s %v", out, err)
+	}
+	bad := writeConfig(t, "[server]\nlisten = \"nope\"\n\n[[upstreams]]\nname = \"Bad Name\"\ntransport = \"stdio\"\n\n[[upstreams]]\nname = \"x\"\ntransport = \"http\"\nurl = \"ftp://h/\"\n")
+	out, err = exec.Command(binary, "config", "check", "--config", bad).CombinedOutput()
+	if err == nil {
+		t.Fatalf("bad config accepted: %s", out)
+	}
+	for _, want := range []string{bad + ":2:", bad + ":5:", bad + ":11:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestServeDefaults runs the binary with no configuration at all: it listens
+// on loopback, explains how to add upstreams, and serves its status tool.
+func TestServeDefaults(t *testing.T) {
+	p := startServe(t, nil)
+	if !strings.Contains(strings.Join(p.stdout, "\n")+p.stderr.String(), "add MCP servers") {
+		time.Sleep(100 * time.Millisecond)
+		if !strings.Contains(strings.Join(p.stdout, "\n"), "add MCP servers") {
+			t.Errorf("no hint on adding upstreams: %v", p.stdout)
+		}
+	}
+	cs := connect(t, p.URL+"/mcp")
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "mcpedge__status", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("status tool: %v %v", res, err)
+	}
+	if !strings.HasPrefix(strings.TrimPrefix(p.URL, "http://"), "127.0.0.1:") {
+		t.Errorf("default bind is %s", p.URL)
+	}
+}
+
+func TestRefusesPublicBindWithoutToken(t *testing.T) {
+	cmd := exec.Command(binary, "serve", "--listen", "0.0.0.0:0")
+	cmd.Env = append(os.Environ(), "MCPEDGE_AUTH_TOKEN=")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "refusing to listen") {
+		t.Fatalf("public bind without token: err %v, output %s", err, out)
+	}
+}
+
+// TestStdioMode launches `mcpedge stdio` the way a desktop client does and
+// calls an upstream tool through it.
+func TestStdioMode(t *testing.T) {
+	cfg := writeConfig(t, everythingBlock(t, "ev"))
+	c := mcp.NewClient(&mcp.Implementation{Name: "desktop", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: exec.Command(binary, "stdio", "--config", cfg)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "stdio"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc, ok := res.Content[0].(*mcp.TextContent); !ok || tc.Text != "Echo: stdio" {
+		t.Errorf("result %+v", res.Content)
+	}
+}
+
+// TestMCPServersFile serves a desktop client's JSON configuration as is.
+func TestMCPServersFile(t *testing.T) {
+	cmd, args := everything(t)
+	b, _ := json.Marshal(map[string]any{"mcpServers": map[string]any{"Everything Server": map[string]any{"command": cmd, "args": args}}})
+	path := filepath.Join(t.TempDir(), "claude_desktop_config.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startServe(t, nil, "--mcp-servers", path)
+	p.waitReady(t, "everything-server")
+	cs := connect(t, p.URL+"/mcp")
+	if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "everything-server__echo", Arguments: map[string]any{"message": "x"}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSignals checks SIGHUP reload and SIGTERM drain on the real binary: a
+// reload adds an upstream without restarting the other's child; SIGTERM lets
+// an in-flight call finish, exits 0, and leaves no child process behind.
+func TestSignals(t *testing.T) {
+	path := writeConfig(t, "[server]\nshutdown_grace = \"10s\"\n"+everythingBlock(t, "one"))
+	p := startServe(t, nil, "--config", path)
+	m := p.waitReady(t, "one")
+	pid := int(m["upstreams"].([]any)[0].(map[string]any)["pid"].(float64))
+
+	if err := os.WriteFile(path, []byte("[server]\nshutdown_grace = \"10s\"\n"+everythingBlock(t, "one")+everythingBlock(t, "two")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	m = p.waitReady(t, "one", "two")
+	var pids []int
+	for _, u := range m["upstreams"].([]any) {
+		um := u.(map[string]any)
+		pids = append(pids, int(um["pid"].(float64)))
+		if um["name"] == "one" && int(um["pid"].(float64)) != pid {
+			t.Errorf("reload restarted the unchanged upstream")
+		}
+	}
+
+	cs := connect(t, p.URL+"/mcp")
+	done := make(chan error, 1)
+	go func() {
+		res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "one__trigger-long-running-operation", Arguments: map[string]any{"duration": 2, "steps": 2}})
+		if err == nil && res.IsError {
+			err = io.ErrUnexpectedEOF
+		}
+		done <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("in-flight call during drain: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("in-flight call never finished")
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- p.cmd.Wait() }()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit: %v\n%s", err, p.stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("gateway did not exit after SIGTERM")
+	}
+	for _, cp := range pids {
+		if err := syscall.Kill(cp, 0); err == nil {
+			t.Errorf("child %d survived the gateway", cp)
+		}
+	}
+}

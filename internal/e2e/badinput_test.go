@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 type httpCase struct {
@@ -140,6 +141,34 @@ func TestBearerToken(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != want {
 			t.Errorf("GET %s without token: %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestMetricsExposeUpstreams checks the Prometheus output names requests,
+// latency and upstream states by upstream and method.
+func TestMetricsExposeUpstreams(t *testing.T) {
+	gw := startGateway(t, "[server]\n"+everythingStdio(t, "ev")+upstreamBlock("down", "stdio", `command = "/nonexistent/x"`))
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	if _, err := cs.CallTool(ctxT(t, 10*time.Second), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "m"}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(gw.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`mcpedge_requests_total{method="tools/call",upstream="ev"} 1`,
+		`mcpedge_request_duration_seconds_count{method="tools/call",upstream="ev"} 1`,
+		`mcpedge_upstream_state{state="ready",upstream="ev"} 1`,
+		`mcpedge_upstream_state{state="failed",upstream="down"} 1`,
+		`mcpedge_upstream_catalog_items{kind="tools",upstream="ev"}`,
+		`mcpedge_client_sessions 1`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 }

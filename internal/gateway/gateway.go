@@ -87,6 +87,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g.cfg.Store(cfg)
 	g.agg = g.newAggregateServer(cfg)
 	g.addBuiltins()
+	m.Registry.MustRegister(newUpstreamCollector(g))
 	return g
 }
 

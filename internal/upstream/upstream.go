@@ -238,7 +238,14 @@ func (u *Upstream) supervise() {
 	defer close(u.done)
 	backoff := u.opts.MinBackoff
 	for u.ctx.Err() == nil {
-		u.setState(StateConnecting, nil)
+		// A failed upstream stays "failed", with its last error, while it
+		// retries: flapping to "connecting" would hide why it is down.
+		u.mu.Lock()
+		failed := u.state == StateFailed
+		u.mu.Unlock()
+		if !failed {
+			u.setState(StateConnecting, nil)
+		}
 		start := time.Now()
 		c, err := u.connect(u.ctx, "")
 		if err == nil {

@@ -357,7 +357,7 @@ func TestErrorString(t *testing.T) {
 	if !strings.Contains(msg, `..."`) && !strings.Contains(msg, `"...`) || len(msg) > 200 {
 		t.Errorf("long duplicate key not truncated: %s", msg)
 	}
-	for k := ErrSyntax; k <= ErrEnvelope; k++ {
+	for k := ErrSyntax; k <= ErrTooLarge; k++ {
 		if strings.HasPrefix(k.String(), "Kind(") {
 			t.Errorf("Kind %d has no name", k)
 		}
@@ -370,6 +370,15 @@ func TestErrorString(t *testing.T) {
 	}
 	if KindOf(fmt.Errorf("wrapped: %w", err)) != ErrDuplicateKey {
 		t.Errorf("KindOf does not unwrap")
+	}
+}
+
+func TestCheckSize(t *testing.T) {
+	if checkSize(MaxInputSize) != nil {
+		t.Errorf("MaxInputSize rejected")
+	}
+	if e := checkSize(MaxInputSize + 1); e == nil || e.Kind != ErrTooLarge {
+		t.Errorf("MaxInputSize+1: got %v, want ErrTooLarge", e)
 	}
 }
 

@@ -38,11 +38,13 @@
 // # Cost
 //
 // Check runs on every request, so it is a hand-written single-pass scanner
-// that does not allocate for well-formed messages of ordinary shape: the
-// container stack, the per-object key list used for duplicate detection and
-// the buffer for unescaped keys all start in fixed-size arrays on the stack.
-// Objects with more than 32 members switch to a map for duplicate detection,
-// and only those (and errors) allocate.
+// that does not allocate for messages of ordinary shape: the container
+// stack, the list of keys of the open objects used for duplicate detection,
+// and the buffer for unescaped keys all start in small fixed-size arrays on
+// the stack. Keys are compared against the earlier keys of the same object
+// (after a cheap fingerprint check); an object with more than 32 members
+// switches to a hash map. Only such large objects, nesting deeper than
+// DefaultMaxDepth, unusually many or long escaped keys, and errors allocate.
 //
 // [ParseEnvelope] extracts the few top-level fields the gateway routes on
 // (for instance to verify the Mcp-Method and Mcp-Name HTTP headers against

@@ -2,12 +2,18 @@ package jsonguard
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
 
 // DefaultMaxDepth is the nesting limit used when Limits.MaxDepth is zero.
 const DefaultMaxDepth = 64
+
+// MaxInputSize is the largest input Check accepts (2 GiB - 1): offsets are
+// kept in 32 bits to keep Check's working memory small. Larger inputs are
+// rejected with ErrTooLarge; a gateway limits bodies far below this anyway.
+const MaxInputSize = math.MaxInt32
 
 // Limits configures Check.
 type Limits struct {
@@ -44,6 +50,8 @@ const (
 	// ErrEnvelope: returned only by ParseEnvelope, when a routed field has
 	// the wrong JSON type (for example a non-string "method").
 	ErrEnvelope
+	// ErrTooLarge: the input is larger than MaxInputSize.
+	ErrTooLarge
 )
 
 var kindNames = [...]string{
@@ -55,6 +63,7 @@ var kindNames = [...]string{
 	ErrNotObject:    "not an object",
 	ErrTrailing:     "trailing data",
 	ErrEnvelope:     "invalid envelope",
+	ErrTooLarge:     "input too large",
 }
 
 func (k Kind) String() string {
@@ -120,11 +129,15 @@ func duplicateKeyError(off int, key []byte) *Error {
 //     it (ErrTrailing).
 //
 // A byte order mark is rejected (ErrSyntax). Numbers are not range-checked.
+// Inputs larger than MaxInputSize are rejected (ErrTooLarge).
 // Check reports the first problem in input order; ErrBatch and ErrNotObject
 // are reported as soon as the first byte of the top-level value is seen.
 //
 // Check does not retain data and, for ordinary messages, does not allocate.
 func Check(data []byte, lim Limits) error {
+	if err := checkSize(len(data)); err != nil {
+		return err
+	}
 	max := lim.MaxDepth
 	if max <= 0 {
 		max = DefaultMaxDepth
@@ -137,6 +150,13 @@ func Check(data []byte, lim Limits) error {
 	s := scanner{data: data, max: max}
 	if err := s.run(frameBuf[:0], keyBuf[:0], unescBuf[:0]); err != nil {
 		return err
+	}
+	return nil
+}
+
+func checkSize(n int) *Error {
+	if n > MaxInputSize {
+		return newError(ErrTooLarge, 0, "input larger than "+strconv.Itoa(MaxInputSize)+" bytes")
 	}
 	return nil
 }

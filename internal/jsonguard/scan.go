@@ -13,26 +13,30 @@ const (
 	// smallObject is the number of members an object may have before
 	// duplicate detection switches from a linear scan to a hash index.
 	smallObject = 32
-	keyBufLen   = 64  // keys of all open objects, in the stack buffer
-	unescBufLen = 256 // unescaped bytes of escaped keys, in the stack buffer
+	// Sizes of the stack buffers; beyond them the stacks grow on the heap.
+	keyBufLen   = 48  // keys of all open objects
+	unescBufLen = 128 // unescaped bytes of the escaped keys of all open objects
 )
 
 // keyRef locates the unescaped bytes of one object key: data[off:end] for a
 // key without escapes (its raw bytes are its unescaped bytes, as the input is
 // valid UTF-8), or unesc[off:end] for a key that had escapes.
+// Offsets are 32 bits wide to keep the stack buffers small: Check rejects
+// inputs of MaxInputSize bytes or more.
 type keyRef struct {
-	off, end int
+	off, end int32
 	fp       uint32 // cheap fingerprint, compared before the bytes
 	esc      bool
 }
 
 // frame is one open container.
 type frame struct {
-	keys  int // for an object, index in scanner.keys of its first key; -1 for an array
-	unesc int // len(scanner.unesc) when the object was opened
-	// index maps the hash of each key of a large object to the key's
-	// position in the object; nil while the object is small.
-	index map[uint64]int
+	keys  int32 // for an object, index in keys of its first key; -1 for an array
+	unesc int32 // len(unesc) when the object was opened
+	// big is set when the object has more than smallObject keys; then the
+	// top of indexes maps the hash of each of its keys to the key's
+	// position in the object.
+	big bool
 }
 
 // scanner holds the read-only state of Check. The mutable stacks live in
@@ -68,6 +72,7 @@ func (s *scanner) run(frames []frame, keys []keyRef, unesc []byte) *Error {
 		return s.unexpected(i, "looking for beginning of value")
 	}
 
+	var indexes []map[uint64]int32 // one per open object with f.big
 	state := stValue
 	for {
 		switch state {
@@ -86,7 +91,7 @@ func (s *scanner) run(frames []frame, keys []keyRef, unesc []byte) *Error {
 					state = stAfter
 					continue
 				}
-				frames = append(frames, frame{keys: len(keys), unesc: len(unesc)})
+				frames = append(frames, frame{keys: int32(len(keys)), unesc: int32(len(unesc))})
 				state = stKey
 			case '[':
 				if len(frames) >= s.max {
@@ -159,29 +164,32 @@ func (s *scanner) run(frames []frame, keys []keyRef, unesc []byte) *Error {
 					// Unreachable: scanString validated the escapes.
 					return newError(ErrSyntax, i, "invalid escape in object key")
 				}
-				k = keyRef{off: off, end: len(unesc), esc: true}
+				k = keyRef{off: int32(off), end: int32(len(unesc)), esc: true}
 			} else {
-				k = keyRef{off: i + 1, end: end - 1}
+				k = keyRef{off: int32(i + 1), end: int32(end - 1)}
 			}
 			kb := k.bytes(data, unesc)
 			k.fp = fingerprint(kb)
 			prev := keys[f.keys:]
-			if f.index == nil {
+			if !f.big {
 				if hasKey(data, unesc, prev, k.fp, kb) {
 					return duplicateKeyError(i, kb)
 				}
 				if len(prev) == smallObject {
 					// Large object: index its keys by hash.
-					f.index = make(map[uint64]int, 4*smallObject)
+					index := make(map[uint64]int32, 4*smallObject)
 					for j, p := range prev {
-						f.index[maphash.Bytes(seed, p.bytes(data, unesc))] = j
+						index[maphash.Bytes(seed, p.bytes(data, unesc))] = int32(j)
 					}
+					indexes = append(indexes, index)
+					f.big = true
 				}
 			}
-			if f.index != nil {
+			if f.big {
+				index := indexes[len(indexes)-1]
 				h := maphash.Bytes(seed, kb)
-				if j, ok := f.index[h]; !ok {
-					f.index[h] = len(prev)
+				if j, ok := index[h]; !ok {
+					index[h] = int32(len(prev))
 				} else if bytes.Equal(prev[j].bytes(data, unesc), kb) ||
 					hasKey(data, unesc, prev, k.fp, kb) { // on a hash collision
 					return duplicateKeyError(i, kb)
@@ -225,6 +233,10 @@ func (s *scanner) run(frames []frame, keys []keyRef, unesc []byte) *Error {
 			case isObj && c == '}':
 				keys = keys[:f.keys]
 				unesc = unesc[:f.unesc]
+				if f.big {
+					indexes[len(indexes)-1] = nil
+					indexes = indexes[:len(indexes)-1]
+				}
 				frames = frames[:top]
 				i++
 			case !isObj && c == ']':

@@ -402,9 +402,6 @@ func TestCheckEveryPrefix(t *testing.T) {
 }
 
 func TestCheckAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation counts are not meaningful with -short builds")
-	}
 	inputs := map[string]string{
 		"tools/call":   toolsCall,
 		"escaped keys": `{"\u006asonrpc":"2.0","\u0069d":1,"m\u0065thod":"x","p":{"\u00e9\u00e9":1,"\ud83d\ude80":[{"\u0041":1}]}}`,

@@ -212,9 +212,6 @@ func TestParseEnvelopeIDAliasesInput(t *testing.T) {
 }
 
 func TestParseEnvelopeAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip("allocation counts are not meaningful with -short builds")
-	}
 	cases := []struct {
 		in   string
 		max  float64

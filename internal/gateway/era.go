@@ -168,7 +168,7 @@ func (g *Gateway) callToolNewEra(ctx context.Context, u *upstream.Upstream, name
 	// The upstream call must outlive this HTTP request: the client comes back
 	// with a new request carrying the answers.
 	bg := context.WithoutCancel(ctx)
-	cctx, cs, c, err := g.begin(bg, u, req.Session, "tools/call", p.GetProgressToken())
+	cctx, cs, c, err := g.begin(bg, u, req, "tools/call", p.GetProgressToken())
 	if err != nil {
 		g.conts.drop(cont)
 		return nil, err

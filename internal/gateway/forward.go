@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,20 @@ var callSeq atomic.Uint64
 // so that sampling, elicitation, roots and progress from the upstream reach
 // the client that caused them. The returned context carries the
 // upstream's timeout; end must be called with the outcome.
-func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, ss *mcp.ServerSession, method string, progressToken any) (context.Context, *mcp.ClientSession, *call, error) {
+//
+// The client's request id (X-Request-Id, assigned at the HTTP edge) is put
+// in the returned context: it is logged with the outcome and sent on to HTTP
+// upstreams, so one id follows a call through every hop.
+func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any) (context.Context, *mcp.ClientSession, *call, error) {
+	var ss *mcp.ServerSession
+	if req != nil {
+		ss, _ = req.GetSession().(*mcp.ServerSession)
+		if ex := req.GetExtra(); ex != nil && ex.Header != nil {
+			if rid := ex.Header.Get("X-Request-Id"); rid != "" {
+				ctx = upstream.WithRequestID(ctx, rid)
+			}
+		}
+	}
 	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now()}
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
 	clientID := ""
@@ -72,7 +86,15 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 	cause := context.Cause(ctx)
 	c.cancel()
 	name := c.up.Name()
-	g.metrics.Latency.WithLabelValues(name, c.method).Observe(time.Since(c.start).Seconds())
+	took := time.Since(c.start)
+	g.metrics.Latency.WithLabelValues(name, c.method).Observe(took.Seconds())
+	if g.log.Enabled(ctx, slog.LevelDebug) || err != nil {
+		lvl := slog.LevelDebug
+		if err != nil && !errors.Is(err, context.Canceled) {
+			lvl = slog.LevelWarn
+		}
+		g.log.Log(ctx, lvl, "upstream call", "request_id", upstream.RequestID(ctx), "upstream", name, "method", c.method, "took", took, "tool_error", isToolError, "err", err)
+	}
 	if err == nil {
 		if isToolError {
 			g.metrics.Errors.WithLabelValues(name, c.method, "tool").Inc()
@@ -124,7 +146,7 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 			return g.callToolNewEra(ctx, u, name, req)
 		}
 		p := req.Params
-		ctx, cs, c, err := g.begin(ctx, u, req.Session, "tools/call", p.GetProgressToken())
+		ctx, cs, c, err := g.begin(ctx, u, req, "tools/call", p.GetProgressToken())
 		if err != nil {
 			return nil, err
 		}
@@ -141,7 +163,7 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		p := req.Params
-		ctx, cs, c, err := g.begin(ctx, u, req.Session, "prompts/get", p.GetProgressToken())
+		ctx, cs, c, err := g.begin(ctx, u, req, "prompts/get", p.GetProgressToken())
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +183,7 @@ func (g *Gateway) resourceHandler(u *upstream.Upstream) mcp.ResourceHandler {
 
 func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 	p := req.Params
-	ctx, cs, c, err := g.begin(ctx, u, req.Session, "resources/read", p.GetProgressToken())
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/read", p.GetProgressToken())
 	if err != nil {
 		return nil, err
 	}
@@ -293,7 +315,7 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: no prompt or resource template %q", ref.Name+ref.URI)}
 	}
 	p.Ref = &ref
-	ctx, cs, c, err := g.begin(ctx, u, req.Session, "completion/complete", nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -309,7 +331,8 @@ type subscriptions struct {
 	count map[string]map[*mcp.ServerSession]bool // upstream + "\x00" + uri -> sessions
 }
 
-func (g *Gateway) subscribe(ctx context.Context, only, uri string, ss *mcp.ServerSession) error {
+func (g *Gateway) subscribe(ctx context.Context, only string, req *mcp.SubscribeRequest) error {
+	uri, ss := req.Params.URI, req.Session
 	u := g.ownerOf(only, uri)
 	if u == nil {
 		return mcp.ResourceNotFoundError(uri)
@@ -330,7 +353,7 @@ func (g *Gateway) subscribe(ctx context.Context, only, uri string, ss *mcp.Serve
 	if !first && u.Config().Isolation != "session" {
 		return nil
 	}
-	ctx, cs, c, err := g.begin(ctx, u, ss, "resources/subscribe", nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/subscribe", nil)
 	if err != nil {
 		return err
 	}
@@ -338,7 +361,8 @@ func (g *Gateway) subscribe(ctx context.Context, only, uri string, ss *mcp.Serve
 	return g.end(ctx, c, false, err)
 }
 
-func (g *Gateway) unsubscribe(ctx context.Context, only, uri string, ss *mcp.ServerSession) error {
+func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.UnsubscribeRequest) error {
+	uri, ss := req.Params.URI, req.Session
 	u := g.ownerOf(only, uri)
 	if u == nil {
 		return mcp.ResourceNotFoundError(uri)
@@ -355,7 +379,7 @@ func (g *Gateway) unsubscribe(ctx context.Context, only, uri string, ss *mcp.Ser
 	if !last && u.Config().Isolation != "session" {
 		return nil
 	}
-	ctx, cs, c, err := g.begin(ctx, u, ss, "resources/unsubscribe", nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/unsubscribe", nil)
 	if err != nil {
 		return err
 	}

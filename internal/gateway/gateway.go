@@ -226,10 +226,10 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 			Completions: &mcp.CompletionCapabilities{},
 		},
 		SubscribeHandler: func(ctx context.Context, r *mcp.SubscribeRequest) error {
-			return g.subscribe(ctx, "", r.Params.URI, r.Session)
+			return g.subscribe(ctx, "", r)
 		},
 		UnsubscribeHandler: func(ctx context.Context, r *mcp.UnsubscribeRequest) error {
-			return g.unsubscribe(ctx, "", r.Params.URI, r.Session)
+			return g.unsubscribe(ctx, "", r)
 		},
 		CompletionHandler: func(ctx context.Context, r *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			return g.complete(ctx, "", r)
@@ -259,10 +259,10 @@ func (g *Gateway) newPerUpstreamServer(u *upstream.Upstream, cat *upstream.Catal
 	caps := opts.Capabilities
 	if caps.Resources != nil && caps.Resources.Subscribe {
 		opts.SubscribeHandler = func(ctx context.Context, r *mcp.SubscribeRequest) error {
-			return g.subscribe(ctx, name, r.Params.URI, r.Session)
+			return g.subscribe(ctx, name, r)
 		}
 		opts.UnsubscribeHandler = func(ctx context.Context, r *mcp.UnsubscribeRequest) error {
-			return g.unsubscribe(ctx, name, r.Params.URI, r.Session)
+			return g.unsubscribe(ctx, name, r)
 		}
 	}
 	if caps.Completions != nil {

@@ -533,12 +533,23 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 var Version = "dev"
 
 func (u *Upstream) httpClient() *http.Client {
-	if len(u.cfg.Headers) == 0 {
-		return u.opts.HTTPClient
-	}
 	cl := *u.opts.HTTPClient
 	cl.Transport = &headerTransport{base: cl.Transport, headers: u.cfg.Headers}
 	return &cl
+}
+
+type requestIDKey struct{}
+
+// WithRequestID returns a context carrying the gateway request id, which
+// HTTP upstreams receive as X-Request-Id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the request id carried by ctx, or "".
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(requestIDKey{}).(string)
+	return s
 }
 
 // headerTransport adds the configured headers (for example an upstream's own
@@ -553,6 +564,9 @@ func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	for k, v := range h.headers {
 		r.Header.Set(k, v)
+	}
+	if id := RequestID(r.Context()); id != "" {
+		r.Header.Set("X-Request-Id", id)
 	}
 	base := h.base
 	if base == nil {

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,8 +68,34 @@ func everythingBlock(t *testing.T, name string) string {
 type gatewayProc struct {
 	cmd    *exec.Cmd
 	URL    string
-	stdout []string
-	stderr *strings.Builder
+	mu     sync.Mutex
+	lines  []string
+	stderr *lockedBuffer
+}
+
+func (p *gatewayProc) stdout() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// lockedBuffer is a strings.Builder safe for the exec copier goroutine and
+// the test reading it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
@@ -78,7 +105,7 @@ func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	out, _ := cmd.StdoutPipe()
-	p := &gatewayProc{cmd: cmd, stderr: &strings.Builder{}}
+	p := &gatewayProc{cmd: cmd, stderr: &lockedBuffer{}}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -92,7 +119,9 @@ func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 	go func() {
 		for sc.Scan() {
 			line := sc.Text()
-			p.stdout = append(p.stdout, line)
+			p.mu.Lock()
+			p.lines = append(p.lines, line)
+			p.mu.Unlock()
 			if m := listenRE.FindStringSubmatch(line); m != nil {
 				found <- m[1]
 			}
@@ -187,11 +216,12 @@ func TestConfigCheck(t *testing.T) {
 // on loopback, explains how to add upstreams, and serves its status tool.
 func TestServeDefaults(t *testing.T) {
 	p := startServe(t, nil)
-	if !strings.Contains(strings.Join(p.stdout, "\n")+p.stderr.String(), "add MCP servers") {
-		time.Sleep(100 * time.Millisecond)
-		if !strings.Contains(strings.Join(p.stdout, "\n"), "add MCP servers") {
-			t.Errorf("no hint on adding upstreams: %v", p.stdout)
-		}
+	deadline := time.Now().Add(2 * time.Second)
+	for !strings.Contains(p.stdout(), "add MCP servers") && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(p.stdout(), "add MCP servers") {
+		t.Errorf("no hint on adding upstreams: %s", p.stdout())
 	}
 	cs := connect(t, p.URL+"/mcp")
 	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "mcpedge__status", Arguments: map[string]any{}})

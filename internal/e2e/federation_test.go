@@ -61,8 +61,9 @@ func TestFederationNodeClient(t *testing.T) {
 	if len(st) != 2 || st[0].State != "ready" || st[1].State != "ready" {
 		t.Fatalf("statuses = %+v", st)
 	}
-	if len(st[1].Conflicts) == 0 {
-		t.Errorf("remote's duplicate resource URIs were not reported as conflicts")
+	// Whichever became ready second reports the duplicates.
+	if (len(st[0].Conflicts) == 0) == (len(st[1].Conflicts) == 0) {
+		t.Errorf("duplicate resource URIs must be reported by exactly one upstream: local %v, remote %v", st[0].Conflicts, st[1].Conflicts)
 	}
 
 	for _, up := range []string{"local", "remote"} {
@@ -89,7 +90,6 @@ func TestFederationNodeClient(t *testing.T) {
 		{"name": "get-tiny-image", "arguments": map[string]any{}},
 		{"name": "get-annotated-message", "arguments": map[string]any{"messageType": "success", "includeImage": true}},
 		{"name": "get-resource-links", "arguments": map[string]any{"count": 3}},
-		{"name": "get-resource-reference", "arguments": map[string]any{"resourceType": "Blob", "resourceId": 2}},
 		{"name": "get-structured-content", "arguments": map[string]any{"location": "New York"}},
 		{"name": "get-sum", "arguments": map[string]any{"a": 2, "b": "not a number"}},
 	} {
@@ -98,6 +98,12 @@ func TestFederationNodeClient(t *testing.T) {
 		if !reflect.DeepEqual(d["result"], v["result"]) || !reflect.DeepEqual(d["error"], v["error"]) {
 			t.Errorf("%s differs through the gateway:\ndirect %s\nvia    %s", call["name"], jsonText(d), jsonText(v))
 		}
+	}
+
+	// An embedded resource (its blob holds a timestamp, so compare shape).
+	ref := nodeclient.Run(t, gw.URL+"/mcp/remote", "call", map[string]any{"name": "get-resource-reference", "arguments": map[string]any{"resourceType": "Blob", "resourceId": 2}})
+	if txt := jsonText(ref["result"]); !strings.Contains(txt, `"type":"resource"`) || !strings.Contains(txt, `"blob":"`) || !strings.Contains(txt, `"uri":"demo://resource/dynamic/blob/2"`) {
+		t.Errorf("embedded resource = %s", txt)
 	}
 
 	// Prompts, resources and completion are routed to their owner.

@@ -269,11 +269,13 @@ func (u *Upstream) supervise() {
 		u.mu.Lock()
 		u.shared = c
 		u.mu.Unlock()
-		u.setState(StateReady, nil)
-		u.log.Info("upstream ready", "tools", len(u.Catalog().Tools), "protocol", u.Catalog().Init.ProtocolVersion, "took", time.Since(start))
+		// Register the catalog before reporting ready, so that whoever sees
+		// "ready" also finds the upstream's tools.
 		if u.opts.Sink != nil {
 			u.opts.Sink.CatalogChanged(u)
 		}
+		u.setState(StateReady, nil)
+		u.log.Info("upstream ready", "tools", len(u.Catalog().Tools), "protocol", u.Catalog().Init.ProtocolVersion, "took", time.Since(start))
 		err = u.serve(c)
 		u.mu.Lock()
 		u.shared = nil

@@ -54,7 +54,7 @@ type continuation struct {
 type contEvent struct {
 	inputID string
 	req     mcp.InputRequest
-	res     *mcp.CallToolResult
+	res     any // the final result, of the method's result type
 	err     error
 }
 
@@ -133,54 +133,54 @@ func (c *continuation) answer(responses mcp.InputResponseMap) int {
 	return n
 }
 
-// next waits for the upstream call's next event and turns it into what the
-// client receives.
-func (g *Gateway) next(ctx context.Context, c *continuation) (*mcp.CallToolResult, error) {
+// nextRound waits for the upstream call's next event and turns it into what
+// the client receives: an input-required result built by needInput, or the
+// final result.
+func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInput func(mcp.InputRequestMap, string) R) (R, error) {
+	var zero R
 	select {
 	case ev := <-c.events:
 		if ev.req != nil {
-			return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{ev.inputID: ev.req}, RequestState: continuationPrefix + c.id}, nil
+			return needInput(mcp.InputRequestMap{ev.inputID: ev.req}, continuationPrefix+c.id), nil
 		}
 		g.conts.drop(c)
-		return ev.res, ev.err
+		res, _ := ev.res.(R)
+		return res, ev.err
 	case <-ctx.Done():
 		// The client gave up on this round; the upstream call is left to
 		// finish or time out on its own and the continuation expires with it.
-		return nil, ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 
-// callToolNewEra runs a tools/call for a 2026-era client against an upstream
-// that may send server-to-client requests mid-call.
-func (g *Gateway) callToolNewEra(ctx context.Context, u *upstream.Upstream, name string, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	p := req.Params
-	if cont, ours := g.conts.get(p.RequestState); ours {
+// runNewEra runs a multi-round-trip method (tools/call, prompts/get,
+// resources/read) for a 2026-era client against an upstream that may send
+// server-to-client requests mid-call. state and responses are the client's
+// requestState and inputResponses; do performs the upstream call.
+func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, state string, responses mcp.InputResponseMap, progressToken any,
+	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), needInput func(mcp.InputRequestMap, string) R) (R, error) {
+	var zero R
+	if cont, ours := g.conts.get(state); ours {
 		if cont == nil {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call the gateway no longer holds (it finished, expired, or was made on another replica); start the call again"}
+			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call the gateway no longer holds (it finished, expired, or was made on another replica); start the call again"}
 		}
-		if cont.answer(p.InputResponses) == 0 {
-			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "inputResponses answer none of the pending input requests"}
+		if cont.answer(responses) == 0 {
+			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "inputResponses answer none of the pending input requests"}
 		}
-		return g.next(ctx, cont)
+		return nextRound(g, ctx, cont, needInput)
 	}
 	timeout := u.Config().Timeout.D()
 	cont := g.conts.create(timeout)
 	// The upstream call must outlive this HTTP request: the client comes back
 	// with a new request carrying the answers.
-	bg := context.WithoutCancel(ctx)
-	cctx, cs, c, err := g.begin(bg, u, req, "tools/call", p.GetProgressToken())
+	cctx, cs, c, err := g.begin(context.WithoutCancel(ctx), u, req, method, progressToken)
 	if err != nil {
 		g.conts.drop(cont)
-		return nil, err
+		return zero, err
 	}
 	c.cont = cont
-	params := &mcp.CallToolParams{Meta: withProgress(p.Meta, c.token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
-	if len(p.Arguments) > 0 {
-		params.Arguments = p.Arguments
-	}
 	go func() {
-		res, err := cs.CallTool(cctx, params)
-		isErr := err == nil && res != nil && res.IsError
+		res, isErr, err := do(cctx, cs, c.token)
 		err = g.end(cctx, c, isErr, err)
 		select {
 		case cont.events <- contEvent{res: res, err: err}:
@@ -188,7 +188,28 @@ func (g *Gateway) callToolNewEra(ctx context.Context, u *upstream.Upstream, name
 			g.conts.drop(cont) // nobody came back for the result
 		}
 	}()
-	return g.next(ctx, cont)
+	return nextRound(g, ctx, cont, needInput)
+}
+
+// forward runs one request against upstream u for a client of the same era
+// (or one the SDK translates for): begin, the call, end.
+func forward[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any,
+	do func(context.Context, *mcp.ClientSession, string) (R, bool, error)) (R, error) {
+	ctx, cs, c, err := g.begin(ctx, u, req, method, progressToken)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	res, isErr, err := do(ctx, cs, c.token)
+	return res, g.end(ctx, c, isErr, err)
+}
+
+// translate reports whether a request needs the gateway's own era
+// translation: a stateless client calling an upstream that may send
+// server-to-client requests.
+func translate(u *upstream.Upstream, req mcp.Request) bool {
+	ss, _ := req.GetSession().(*mcp.ServerSession)
+	return newEra(ss) && !upstreamNewEra(u)
 }
 
 func inputFor(method string, p any) (mcp.InputRequest, error) {

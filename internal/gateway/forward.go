@@ -43,6 +43,7 @@ var callSeq atomic.Uint64
 // in the returned context: it is logged with the outcome and sent on to HTTP
 // upstreams, so one id follows a call through every hop.
 func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any) (context.Context, *mcp.ClientSession, *call, error) {
+	ctx = upstream.Detach(ctx)
 	var ss *mcp.ServerSession
 	if req != nil {
 		ss, _ = req.GetSession().(*mcp.ServerSession)
@@ -126,52 +127,98 @@ const (
 	CodeUpstreamTimeout     = -32011
 )
 
+// hopByHop are the per-request _meta keys of the 2026-07-28 protocol that
+// describe one hop (client to gateway, or gateway to upstream): the
+// gateway's own client sets them for the upstream hop, so the client's must
+// not travel on.
+var hopByHop = []string{
+	mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientInfo, mcp.MetaKeyClientCapabilities,
+	mcp.MetaKeyLogLevel, mcp.MetaKeySubscriptionID, mcp.MetaKeyServerInfo,
+}
+
+// withProgress returns the _meta to send upstream: the client's, without
+// hop-by-hop keys, and with the gateway's progress token when there is one.
+// The client's map is never modified.
 func withProgress(meta mcp.Meta, token string) mcp.Meta {
-	if token == "" {
+	hop := false
+	for _, k := range hopByHop {
+		if _, ok := meta[k]; ok {
+			hop = true
+			break
+		}
+	}
+	if token == "" && !hop {
 		return meta
 	}
 	out := make(mcp.Meta, len(meta)+1)
 	for k, v := range meta {
 		out[k] = v
 	}
-	out["progressToken"] = token
+	for _, k := range hopByHop {
+		delete(out, k)
+	}
+	if token != "" {
+		out["progressToken"] = token
+	}
+	if len(out) == 0 {
+		return nil
+	}
 	return out
+}
+
+// dropServerInfo removes the upstream's 2026-07-28 serverInfo annotation
+// from a result, so the client sees the server it talks to (the SDK server
+// adds its own).
+func dropServerInfo(m mcp.Meta) {
+	delete(m, mcp.MetaKeyServerInfo)
 }
 
 // toolHandler forwards tools/call to upstream u, where the tool is called
 // name. Arguments travel as the raw JSON the client sent.
 func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		if newEra(req.Session) && !upstreamNewEra(u) {
-			return g.callToolNewEra(ctx, u, name, req)
-		}
 		p := req.Params
-		ctx, cs, c, err := g.begin(ctx, u, req, "tools/call", p.GetProgressToken())
-		if err != nil {
-			return nil, err
+		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
+			params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+			if len(p.Arguments) > 0 {
+				params.Arguments = p.Arguments
+			}
+			res, err := cs.CallTool(ctx, params)
+			if res != nil {
+				dropServerInfo(res.Meta)
+			}
+			return res, err == nil && res != nil && res.IsError, err
 		}
-		params := &mcp.CallToolParams{Meta: withProgress(p.Meta, c.token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
-		if len(p.Arguments) > 0 {
-			params.Arguments = p.Arguments
+		if translate(u, req) {
+			return runNewEra(g, ctx, u, req, "tools/call", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+				func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
+					return &mcp.CallToolResult{InputRequests: m, RequestState: state}
+				})
 		}
-		res, err := cs.CallTool(ctx, params)
-		isErr := err == nil && res != nil && res.IsError
-		return res, g.end(ctx, c, isErr, err)
+		return forward(g, ctx, u, req, "tools/call", p.GetProgressToken(), do)
 	}
 }
 
 func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
 		p := req.Params
-		ctx, cs, c, err := g.begin(ctx, u, req, "prompts/get", p.GetProgressToken())
-		if err != nil {
-			return nil, err
+		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
+			params := *p
+			params.Name = name
+			params.Meta = withProgress(p.Meta, token)
+			res, err := cs.GetPrompt(ctx, &params)
+			if res != nil {
+				dropServerInfo(res.Meta)
+			}
+			return res, false, err
 		}
-		params := *p
-		params.Name = name
-		params.Meta = withProgress(p.Meta, c.token)
-		res, err := cs.GetPrompt(ctx, &params)
-		return res, g.end(ctx, c, false, err)
+		if translate(u, req) {
+			return runNewEra(g, ctx, u, req, "prompts/get", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+				func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
+					return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
+				})
+		}
+		return forward(g, ctx, u, req, "prompts/get", p.GetProgressToken(), do)
 	}
 }
 
@@ -183,14 +230,22 @@ func (g *Gateway) resourceHandler(u *upstream.Upstream) mcp.ResourceHandler {
 
 func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 	p := req.Params
-	ctx, cs, c, err := g.begin(ctx, u, req, "resources/read", p.GetProgressToken())
-	if err != nil {
-		return nil, err
+	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
+		params := *p
+		params.Meta = withProgress(p.Meta, token)
+		res, err := cs.ReadResource(ctx, &params)
+		if res != nil {
+			dropServerInfo(res.Meta)
+		}
+		return res, false, err
 	}
-	params := *p
-	params.Meta = withProgress(p.Meta, c.token)
-	res, err := cs.ReadResource(ctx, &params)
-	return res, g.end(ctx, c, false, err)
+	if translate(u, req) {
+		return runNewEra(g, ctx, u, req, "resources/read", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+			func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
+				return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
+			})
+	}
+	return forward(g, ctx, u, req, "resources/read", p.GetProgressToken(), do)
 }
 
 // readMiddleware routes resources/read for URIs that no listed resource or
@@ -315,6 +370,7 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: no prompt or resource template %q", ref.Name+ref.URI)}
 	}
 	p.Ref = &ref
+	p.Meta = withProgress(p.Meta, "")
 	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", nil)
 	if err != nil {
 		return nil, err

@@ -542,6 +542,25 @@ func (u *Upstream) httpClient() *http.Client {
 
 type requestIDKey struct{}
 
+// Detach returns a context with ctx's deadline and cancellation but none of
+// its values except the gateway's own request id.
+//
+// A forwarded request's context comes from the client-facing SDK server and
+// carries that side's values — among them the protocol version the client
+// negotiated, which the SDK client would otherwise send to the upstream in
+// place of the version the upstream negotiated. The two sides of the gateway
+// are separate sessions and must not share request-scoped state.
+func Detach(ctx context.Context) context.Context { return detached{ctx} }
+
+type detached struct{ context.Context }
+
+func (d detached) Value(key any) any {
+	if _, ok := key.(requestIDKey); ok {
+		return d.Context.Value(key)
+	}
+	return nil
+}
+
 // WithRequestID returns a context carrying the gateway request id, which
 // HTTP upstreams receive as X-Request-Id.
 func WithRequestID(ctx context.Context, id string) context.Context {

@@ -501,13 +501,21 @@ async function main() {
     await Promise.race([work.catch(() => {}), sleep(2000)]);
   };
 
+  let deadlineHit = false;
   const hardTimer = setTimeout(async () => {
     // Last resort: the per-request timeouts below fire a little earlier.
+    // From here on this path owns the result: closing the client makes the
+    // pending request reject with "Connection closed", which must not be
+    // reported as the scenario's outcome.
+    deadlineHit = true;
     await Promise.race([closeAll().catch(() => {}), sleep(1000)]);
     finish({
       ok: false,
+      scenario: opts.scenario,
+      transport: opts.transport,
       error: `timeout: scenario ${opts.scenario} did not finish within ${opts.timeout}s`,
       timeout: true,
+      protocolVersion: obs.initializeResponse?.protocolVersion,
       notifications,
       serverRequests,
       clientErrors,
@@ -568,7 +576,7 @@ async function main() {
 
   // Per-request timeouts end 300ms before the hard deadline, so a slow peer
   // shows up as the SDK's request-timeout error with all observations.
-  const remaining = () => Math.max(500, timeoutMs - 300 - (Date.now() - t0));
+  const remaining = () => Math.max(100, timeoutMs - 300 - (Date.now() - t0));
   const ctx = {
     arg,
     obs,
@@ -614,8 +622,10 @@ async function main() {
       elapsedMs: Date.now() - t0,
     };
   }
-  await closeAll();
+  if (deadlineHit) return; // the hard-deadline path reports
   clearTimeout(hardTimer);
+  await closeAll();
+  if (deadlineHit) return;
   finish(out);
 }
 

@@ -61,7 +61,33 @@ func startGateway(t testing.TB, toml string, opts ...func(*gateway.HTTPOptions))
 		cancel()
 	})
 	g.WaitAttempted(ctx, 60*time.Second)
+	waitLazyTools(t, g)
 	return &testGateway{Gateway: g, URL: srv.URL, Metrics: m}
+}
+
+// waitLazyTools waits until every ready everything-server upstream lists the
+// tools it registers only after initialization (it announces them with
+// list_changed, which the gateway follows), so tests do not race that.
+func waitLazyTools(t testing.TB, g *gateway.Gateway) {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range g.Statuses() {
+		if s.State != "ready" || s.ServerName != "mcp-servers/everything" {
+			continue
+		}
+		u, _ := g.Upstream(s.Name)
+		for time.Now().Before(deadline) {
+			found := false
+			for _, tl := range u.Catalog().Tools {
+				if tl.Name == "trigger-sampling-request" {
+					found = true
+				}
+			}
+			if found {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // everythingStdio returns a TOML upstream block for the everything server

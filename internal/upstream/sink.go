@@ -34,7 +34,7 @@ type Sink interface {
 // client, which either answers them itself (a 2026 client) or has the SDK
 // server fulfil them by server-to-client requests (an older client). That is
 // what makes an upstream of one protocol era usable from a client of the other.
-func (u *Upstream) clientOptions(owner string) *mcp.ClientOptions {
+func (u *Upstream) clientOptions(owner string, c *conn) *mcp.ClientOptions {
 	s := u.opts.Sink
 	o := &mcp.ClientOptions{
 		Logger:         u.log,
@@ -43,7 +43,13 @@ func (u *Upstream) clientOptions(owner string) *mcp.ClientOptions {
 			RootsV2:     &mcp.RootCapabilities{ListChanged: true},
 			Elicitation: &mcp.ElicitationCapabilities{Form: &mcp.FormElicitationCapabilities{}, URL: &mcp.URLElicitationCapabilities{}},
 		},
-		ToolListChangedHandler:     func(context.Context, *mcp.ToolListChangedRequest) { u.Refresh() },
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			if owner == "" {
+				u.Refresh()
+				return
+			}
+			c.toolsChanged()
+		},
 		PromptListChangedHandler:   func(context.Context, *mcp.PromptListChangedRequest) { u.Refresh() },
 		ResourceListChangedHandler: func(context.Context, *mcp.ResourceListChangedRequest) { u.Refresh() },
 	}

@@ -412,6 +412,9 @@ func (u *Upstream) Session(ctx context.Context, clientID string) (*mcp.ClientSes
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: opening per-session connection: %v", ErrUnavailable, u.cfg.Name, err)
 	}
+	wait, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.D())
+	c.awaitCatalog(wait, u.Catalog().Tools)
+	cancel()
 	u.mu.Lock()
 	if u.perSess == nil {
 		u.perSess = map[string]*conn{}
@@ -467,6 +470,49 @@ type conn struct {
 	cmd     *exec.Cmd
 	cancel  context.CancelFunc
 	closing sync.Once
+	changed chan struct{} // tools/list_changed on a per-session connection
+}
+
+func (c *conn) toolsChanged() {
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+// awaitCatalog waits, at most until ctx is done, for a fresh per-session
+// connection to offer every tool of the shared catalog. Some servers
+// register tools only after initialization (or after learning the client's
+// capabilities) and announce them with list_changed; the client was shown
+// the shared catalog, so its first call must not race that registration.
+func (c *conn) awaitCatalog(ctx context.Context, want []*mcp.Tool) {
+	if len(want) == 0 {
+		return
+	}
+	for {
+		have := map[string]bool{}
+		for t, err := range c.cs.Tools(ctx, nil) {
+			if err != nil {
+				return
+			}
+			have[t.Name] = true
+		}
+		missing := false
+		for _, t := range want {
+			if !have[t.Name] {
+				missing = true
+				break
+			}
+		}
+		if !missing {
+			return
+		}
+		select {
+		case <-c.changed:
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 func (c *conn) close() {
@@ -489,7 +535,7 @@ func (c *conn) close() {
 func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	ctx, cancel := context.WithCancel(u.ctx)
 	timer := time.AfterFunc(u.cfg.ConnectTimeout.D(), cancel)
-	c := &conn{cancel: cancel}
+	c := &conn{cancel: cancel, changed: make(chan struct{}, 1)}
 	var t mcp.Transport
 	switch u.cfg.Transport {
 	case "stdio":
@@ -510,7 +556,7 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	default:
 		return nil, fmt.Errorf("unknown transport %q", u.cfg.Transport)
 	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner))
+	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
 	client.AddReceivingMiddleware(u.rootsMiddleware(owner))
 	cs, err := client.Connect(ctx, t, nil)
 	if !timer.Stop() && err == nil {

@@ -83,6 +83,9 @@ func waitLazyTools(t testing.TB, g *gateway.Gateway) {
 				}
 			}
 			if found {
+				// The catalog is published just before it is registered on
+				// the servers; give the registration its moment.
+				time.Sleep(50 * time.Millisecond)
 				break
 			}
 			time.Sleep(20 * time.Millisecond)

@@ -175,6 +175,7 @@ type results struct {
 	kinds      []*kindResult
 	cold       []*coldScenario
 	idleNoneKB int64
+	idleNone   rssSplit
 	started    time.Time
 	took       time.Duration
 	loadStart  string
@@ -184,6 +185,7 @@ type results struct {
 type kindResult struct {
 	kind           string
 	idleKB         int64
+	idleSplit      rssSplit
 	sessBaseKB     int64
 	sessAfterKB    int64
 	sessions       int
@@ -373,6 +375,7 @@ func measureKind(ctx context.Context, o *options, k string) (*kindResult, error)
 
 	sleepCtx(ctx, 300*time.Millisecond)
 	kr.idleKB = rssKB(gw.pid)
+	kr.idleSplit = splitOf(gw.pid)
 	kr.upIdleKB = rssKB(up.pid)
 
 	// RSS per idle session: N raw sessions (initialize + initialized) held
@@ -492,6 +495,7 @@ func measureColdAll(ctx context.Context, o *options, res *results) error {
 	}
 	sleepCtx(ctx, 300*time.Millisecond)
 	res.idleNoneKB = rssKB(gw.pid)
+	res.idleNone = splitOf(gw.pid)
 	gw.stop(false)
 
 	if o.coldReps == 0 {
@@ -578,4 +582,21 @@ func waitQuiet(ctx context.Context, o *options, pids ...int) {
 			return
 		}
 	}
+}
+
+// rssSplit is VmRSS by kind: anonymous memory (heap, stacks) and file-backed
+// pages (the mapped executable and shared libraries).
+type rssSplit struct{ anonKB, fileKB int64 }
+
+func splitOf(pid int) rssSplit {
+	a, _ := statusKB(pid, "RssAnon")
+	f, _ := statusKB(pid, "RssFile")
+	return rssSplit{a, f}
+}
+
+func (r rssSplit) String() string {
+	if r.anonKB == 0 && r.fileKB == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%s + %s", mib(r.anonKB), mib(r.fileKB))
 }

@@ -184,9 +184,9 @@ func render(o *options, res *results) string {
 
 	// Memory.
 	p("### Memory (VmRSS from /proc/PID/status)\n\n")
-	p("| Gateway with | Idle RSS | Loaded RSS (max, %d-client raw run) | Peak (VmHWM) | RSS per idle session | Upstream idle RSS |\n|---|---:|---:|---:|---:|---:|\n", hi)
+	p("| Gateway with | Idle RSS | of which anon + file | Loaded RSS (max, %d-client raw run) | Peak (VmHWM) | RSS per idle session | Upstream idle RSS |\n|---|---:|---:|---:|---:|---:|---:|\n", hi)
 	if res.idleNoneKB > 0 {
-		p("| no upstreams | %s | — | — | — | — |\n", mib(res.idleNoneKB))
+		p("| no upstreams | %s | %s | — | — | — | — |\n", mib(res.idleNoneKB), res.idleNone)
 	}
 	for _, kr := range res.kinds {
 		per := "—"
@@ -194,9 +194,9 @@ func render(o *options, res *results) string {
 			per = fmt.Sprintf("%.1f KiB (+%s over %d sessions)", float64(kr.sessAfterKB-kr.sessBaseKB)/float64(kr.sessions),
 				mib(kr.sessAfterKB-kr.sessBaseKB), kr.sessions)
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", kr.kind, mib(kr.idleKB), mib(kr.loadedKB), mib(kr.hwmKB), per, mib(kr.upIdleKB))
+		p("| %s | %s | %s | %s | %s | %s | %s |\n", kr.kind, mib(kr.idleKB), kr.idleSplit, mib(kr.loadedKB), mib(kr.hwmKB), per, mib(kr.upIdleKB))
 	}
-	p("\nIdle: 300 ms after every upstream reported ready. Per idle session: sessions opened on /mcp with initialize + notifications/initialized and held open (no GET stream), RSS delta after 300 ms divided by their number.\n\n")
+	p("\nIdle: 300 ms after every upstream reported ready. Anon is RssAnon (heap, stacks), file is RssFile (pages of the mapped executable and shared libraries). Per idle session: sessions opened on /mcp with initialize + notifications/initialized and held open (no GET stream), RSS delta after 300 ms divided by their number.\n\n")
 
 	// Cold start.
 	if len(res.cold) > 0 {

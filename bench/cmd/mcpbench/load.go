@@ -45,6 +45,7 @@ type cell struct {
 	HopCPU, UpstreamCPU, SelfCPU time.Duration // during the measured window
 	OtherCPU                     time.Duration // used by every other process on the machine
 	HopSyscalls                  int64         // read+write system calls of the hop (gateway or proxy)
+	HopSwitches                  int64         // context switches of the hop's threads
 	HopRSSMaxKB                  int64         // hop VmRSS, max sampled during the window
 }
 
@@ -216,7 +217,7 @@ func (c *cell) run(ctx context.Context, warmup, dur time.Duration, hopPID, upPID
 	}
 
 	sleepCtx(ctx, warmup)
-	gw0, up0, self0, all0, sc0 := cpuOf(hopPID), cpuOf(upPID), selfCPU(), machineBusy(), syscalls(hopPID)
+	gw0, up0, self0, all0, sc0, cs0 := cpuOf(hopPID), cpuOf(upPID), selfCPU(), machineBusy(), syscalls(hopPID), ctxSwitches(hopPID)
 	t1 := time.Now()
 	phase.Store(phaseMeasure)
 	end := t1.Add(dur)
@@ -237,6 +238,7 @@ func (c *cell) run(ctx context.Context, warmup, dur time.Duration, hopPID, upPID
 	c.HopCPU, c.UpstreamCPU, c.SelfCPU = cpuOf(hopPID)-gw0, cpuOf(upPID)-up0, selfCPU()-self0
 	c.OtherCPU = max(0, machineBusy()-all0-c.HopCPU-c.UpstreamCPU-c.SelfCPU)
 	c.HopSyscalls = syscalls(hopPID) - sc0
+	c.HopSwitches = ctxSwitches(hopPID) - cs0
 	if hopPID != 0 {
 		c.HopRSSMaxKB = max(c.HopRSSMaxKB, rssKB(hopPID))
 	}

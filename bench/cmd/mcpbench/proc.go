@@ -322,3 +322,32 @@ func syscalls(pid int) int64 {
 	}
 	return n
 }
+
+// ctxSwitches sums the voluntary and involuntary context switches of pid's
+// threads (from /proc/PID/task/*/status). Threads that exited are missed,
+// which for a Go process, whose threads live as long as it does, is rare.
+func ctxSwitches(pid int) int64 {
+	if pid == 0 {
+		return 0
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(b), "\n") {
+			k, v, ok := strings.Cut(line, ":")
+			if ok && (k == "voluntary_ctxt_switches" || k == "nonvoluntary_ctxt_switches") {
+				x, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+				n += x
+			}
+		}
+	}
+	return n
+}

@@ -118,7 +118,7 @@ func render(o *options, res *results) string {
 	// Load cells.
 	p("### Throughput, latency and CPU per call\n\n")
 	p("CPU per call is utime+stime from /proc/PID/stat over the measured window (10 ms ticks), divided by the calls ")
-	p("(for the hop also its read+write system calls per call, from /proc/PID/io); ")
+	p("(for the hop also, per call, its read+write system calls \"sc\" from /proc/PID/io and its threads' context switches \"cs\" from /proc/PID/task/*/status); ")
 	p("\"client\" is the load generator itself (getrusage). Every process shares the same %d CPUs. ", ncpu)
 	p("\"Other load\" is the share of the machine's CPU used by processes outside the benchmark during the window (from /proc/stat); above a few percent the cell was disturbed.\n\n")
 	p("| Upstream | Client | Clients | Path | Calls/s | p50 | p99 | Hop CPU/call (gateway or proxy) | Upstream CPU/call | Client CPU/call | Errors | Other load |\n")
@@ -133,7 +133,7 @@ func render(o *options, res *results) string {
 			if c.Path != "direct" {
 				gwc = us(perCall(c.HopCPU, c.Calls))
 				if c.HopSyscalls > 0 && c.Calls > 0 {
-					gwc += fmt.Sprintf(" (%.1f syscalls)", float64(c.HopSyscalls)/float64(c.Calls))
+					gwc += fmt.Sprintf(" (%.1f sc, %.1f cs)", float64(c.HopSyscalls)/float64(c.Calls), float64(c.HopSwitches)/float64(c.Calls))
 				}
 			}
 			errs := fmt.Sprint(c.Errors)

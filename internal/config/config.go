@@ -239,3 +239,12 @@ func defaultUpstream() Upstream {
 		Isolation:      IsolationShared,
 	}
 }
+
+// ReservedNames are upstream names the gateway uses for its own built-in
+// servers (and, for "mcpedge", its tool namespace); a configured upstream
+// may not take them, so that /mcp/<name> and <name>__ always mean the same
+// thing.
+var ReservedNames = map[string]string{
+	"mcpedge": "the gateway's own tools",
+	"lattice": "the built-in lattice engine",
+}

@@ -160,6 +160,9 @@ func (d *decoder) decodeMCPServer(t *table) (Upstream, upstreamMeta) {
 func deriveNames(keys []string) []string {
 	names := make([]string, len(keys))
 	used := map[string]bool{}
+	for r := range ReservedNames {
+		used[r] = true // a desktop server called "lattice" becomes "lattice-2"
+	}
 	for i, k := range keys {
 		if len(k) <= MaxNameLen && nameRE.MatchString(k) && !used[k] {
 			names[i] = k

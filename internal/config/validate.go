@@ -173,6 +173,8 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 		bad("name", "must be at most %d characters, got %d", MaxNameLen, len(u.Name))
 	case !nameRE.MatchString(u.Name):
 		bad("name", "%q must contain only lower-case letters, digits and -", truncate(u.Name, 64))
+	case ReservedNames[u.Name] != "":
+		bad("name", "%q is reserved for %s; choose another name", u.Name, ReservedNames[u.Name])
 	}
 
 	hasCommand := u.Command != ""

@@ -48,6 +48,8 @@ type Gateway struct {
 	resources map[string]string // exact resource URI -> upstream
 	templates map[string]string // URI template -> upstream
 
+	builtins []builtin
+
 	inflight inflightTable
 	conts    continuations
 	progress progressTable
@@ -91,6 +93,28 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	return g
 }
 
+// builtin is an MCP server that runs inside the gateway and is served like
+// any upstream.
+type builtin struct {
+	cfg config.Upstream
+	srv *mcp.Server
+}
+
+// AddBuiltin registers an in-process MCP server as the upstream name
+// (listed as name__… on /mcp and unchanged on /mcp/name). Call it before
+// [Gateway.Start]; the name must be one of [config.ReservedNames] so that
+// no configured upstream can take it.
+func (g *Gateway) AddBuiltin(name string, srv *mcp.Server) {
+	cfg := config.Default()
+	u := config.Upstream{
+		Name: name, Transport: upstream.TransportBuiltin, Isolation: config.IsolationShared,
+		Timeout: cfg.Server.RequestTimeout, ConnectTimeout: config.Duration(5 * time.Second),
+	}
+	g.mu.Lock()
+	g.builtins = append(g.builtins, builtin{cfg: u, srv: srv})
+	g.mu.Unlock()
+}
+
 // Start starts every configured upstream. It does not wait for them.
 func (g *Gateway) Start(ctx context.Context) {
 	g.Apply(ctx, g.cfg.Load())
@@ -116,6 +140,7 @@ func (g *Gateway) Stop(ctx context.Context) {
 func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed, changed []string) {
 	g.cfg.Store(cfg)
 	want := map[string]config.Upstream{}
+	servers := map[string]*mcp.Server{}
 	var order []string
 	for _, u := range cfg.Upstreams {
 		if u.Disabled {
@@ -125,6 +150,14 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		order = append(order, u.Name)
 	}
 	g.mu.Lock()
+	for _, b := range g.builtins {
+		if _, taken := want[b.cfg.Name]; taken {
+			continue // config validation forbids this; never shadow silently
+		}
+		want[b.cfg.Name] = b.cfg
+		servers[b.cfg.Name] = b.srv
+		order = append(order, b.cfg.Name)
+	}
 	var stop []*upstream.Upstream
 	for name, u := range g.upstreams {
 		w, ok := want[name]
@@ -153,7 +186,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		if !slices.Contains(changed, name) {
 			added = append(added, name)
 		}
-		u := upstream.New(want[name], &upstream.Options{Logger: g.log, Sink: (*sink)(g)})
+		u := upstream.New(want[name], &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name]})
 		g.upstreams[name] = u
 		start = append(start, u)
 	}

@@ -88,7 +88,14 @@ type Options struct {
 	// HTTPClient is used for http and sse transports. If nil, a client with
 	// sane timeouts is used.
 	HTTPClient *http.Client
+	// Server, if set, makes this a built-in upstream: an MCP server running
+	// inside the gateway, reached over in-memory transports. It goes through
+	// the same supervision, catalog and relay as any other upstream.
+	Server *mcp.Server
 }
+
+// TransportBuiltin names the in-process transport of built-in upstreams.
+const TransportBuiltin = "builtin"
 
 // Upstream is one configured MCP server and its supervised connection.
 type Upstream struct {
@@ -469,6 +476,7 @@ type conn struct {
 	cs      *mcp.ClientSession
 	cmd     *exec.Cmd
 	cancel  context.CancelFunc
+	onClose func() // extra cleanup (the server side of a built-in upstream)
 	closing sync.Once
 	changed chan struct{} // tools/list_changed on a per-session connection
 }
@@ -519,6 +527,9 @@ func (c *conn) close() {
 	c.closing.Do(func() {
 		_ = c.cs.Close()
 		c.cancel()
+		if c.onClose != nil {
+			c.onClose()
+		}
 		if c.cmd != nil {
 			killTree(c.cmd)
 		}
@@ -538,6 +549,19 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	c := &conn{cancel: cancel, changed: make(chan struct{}, 1)}
 	var t mcp.Transport
 	switch u.cfg.Transport {
+	case TransportBuiltin:
+		if u.opts.Server == nil {
+			cancel()
+			return nil, errors.New("built-in upstream without a server")
+		}
+		ct, st := mcp.NewInMemoryTransports()
+		ss, err := u.opts.Server.Connect(ctx, st, nil)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("starting built-in server: %w", err)
+		}
+		c.onClose = func() { _ = ss.Close() }
+		t = ct
 	case "stdio":
 		cmd := exec.Command(u.cfg.Command, u.cfg.Args...)
 		cmd.Dir = u.cfg.Dir

@@ -309,10 +309,16 @@ func (g *Gateway) newPerUpstreamServer(u *upstream.Upstream, cat *upstream.Catal
 	return s
 }
 
-// CatalogChanged re-registers an upstream's catalog on both servers. It runs
-// on the upstream's supervisor goroutine after every (re)connect, loss and
-// list_changed; the SDK servers then tell connected clients through their own
-// list_changed notifications.
+// catalogChanged brings both servers in line with an upstream's catalog. It
+// runs on the upstream's supervisor goroutine after every (re)connect, loss
+// and list_changed; the SDK servers then tell connected clients through their
+// own list_changed notifications.
+//
+// Items that stay are replaced in place and only items that went away are
+// removed, so a refresh never shows clients a catalog with the upstream's
+// tools briefly missing. Every registration is guarded: an item the SDK
+// refuses (it panics on some malformed definitions) costs that item, reported
+// as a conflict, never the gateway.
 func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	name := u.Name()
 	cat := u.Catalog()
@@ -321,9 +327,13 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	if g.upstreams[name] != u {
 		return // replaced or removed meanwhile
 	}
-	g.unregisterLocked(name)
 	if cat.Init == nil {
-		return // down: its items are withdrawn until it is back
+		g.unregisterLocked(name) // down: its items are withdrawn until it is back
+		return
+	}
+	old := g.regs[name]
+	if old == nil {
+		old = &registration{catalog: &upstream.Catalog{}}
 	}
 	per := g.per[name]
 	if per == nil {
@@ -331,67 +341,186 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 		g.per[name] = per
 	}
 	reg := &registration{catalog: cat}
-	g.regs[name] = reg
 	ucfg := u.Config()
 	prefix := ucfg.NamePrefix()
+	skip := func(format string, args ...any) { reg.conflicts = append(reg.conflicts, fmt.Sprintf(format, args...)) }
+	owned := func(owner string) bool { return owner == name }
+
+	// Withdraw first what is gone, so its names are free for the new items.
+	perTools, perPrompts, perRes, perTmpl := set(toolNames(cat)), set(promptNames(cat)), set(resourceURIs(cat)), set(templateURIs(cat))
+	per.RemoveTools(missing(toolNames(old.catalog), perTools)...)
+	per.RemovePrompts(missing(promptNames(old.catalog), perPrompts)...)
+	per.RemoveResources(missing(resourceURIs(old.catalog), perRes)...)
+	per.RemoveResourceTemplates(missing(templateURIs(old.catalog), perTmpl)...)
+	g.withdrawLocked(old, func(kind, key string) bool {
+		switch kind {
+		case "tool":
+			r, ok := g.tools[key]
+			return ok && r.up == name && !perTools[r.name]
+		case "prompt":
+			r, ok := g.prompts[key]
+			return ok && r.up == name && !perPrompts[r.name]
+		case "resource":
+			return !perRes[key]
+		default:
+			return !perTmpl[key]
+		}
+	})
 
 	for _, t := range cat.Tools {
 		if err := checkToolSchema(t); err != nil {
-			reg.conflicts = append(reg.conflicts, fmt.Sprintf("tool %q skipped: %v", t.Name, err))
+			skip("tool %q skipped: %v", t.Name, err)
 			continue
 		}
-		per.AddTool(t, g.toolHandler(u, t.Name))
+		if err := guarded(func() { per.AddTool(t, g.toolHandler(u, t.Name)) }); err != nil {
+			skip("tool %q skipped: %v", t.Name, err)
+			continue
+		}
 		agg := NamespacedName(prefix, t.Name)
-		if owner, taken := g.tools[agg]; taken || agg == builtinStatus {
-			reg.conflicts = append(reg.conflicts, fmt.Sprintf("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up)))
+		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || (taken && owner.name != t.Name) {
+			skip("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up))
 			continue
 		}
 		at := *t
 		at.Name = agg
-		g.agg.AddTool(&at, g.toolHandler(u, t.Name))
+		if err := guarded(func() { g.agg.AddTool(&at, g.toolHandler(u, t.Name)) }); err != nil {
+			skip("tool %q skipped: %v", t.Name, err)
+			continue
+		}
 		g.tools[agg] = route{up: name, name: t.Name}
 		reg.tools = append(reg.tools, agg)
 	}
-
 	for _, p := range cat.Prompts {
-		per.AddPrompt(p, g.promptHandler(u, p.Name))
+		if err := guarded(func() { per.AddPrompt(p, g.promptHandler(u, p.Name)) }); err != nil {
+			skip("prompt %q skipped: %v", p.Name, err)
+			continue
+		}
 		agg := NamespacedName(prefix, p.Name)
-		if owner, taken := g.prompts[agg]; taken {
-			reg.conflicts = append(reg.conflicts, fmt.Sprintf("prompt %q: aggregated name %q already used by %s", p.Name, agg, owner.up))
+		if owner, taken := g.prompts[agg]; taken && (!owned(owner.up) || owner.name != p.Name) {
+			skip("prompt %q: aggregated name %q already used by %s", p.Name, agg, owner.up)
 			continue
 		}
 		ap := *p
 		ap.Name = agg
-		g.agg.AddPrompt(&ap, g.promptHandler(u, p.Name))
+		if err := guarded(func() { g.agg.AddPrompt(&ap, g.promptHandler(u, p.Name)) }); err != nil {
+			skip("prompt %q skipped: %v", p.Name, err)
+			continue
+		}
 		g.prompts[agg] = route{up: name, name: p.Name}
 		reg.prompts = append(reg.prompts, agg)
 	}
 	for _, r := range cat.Resources {
-		per.AddResource(r, g.resourceHandler(u))
-		if owner, taken := g.resources[r.URI]; taken {
-			reg.conflicts = append(reg.conflicts, fmt.Sprintf("resource %q already offered by %s", r.URI, owner))
+		if err := guarded(func() { per.AddResource(r, g.resourceHandler(u)) }); err != nil {
+			skip("resource %q skipped: %v", r.URI, err)
 			continue
 		}
-		g.agg.AddResource(r, g.resourceHandler(u))
+		if owner, taken := g.resources[r.URI]; taken && !owned(owner) {
+			skip("resource %q already offered by %s", r.URI, owner)
+			continue
+		}
+		if err := guarded(func() { g.agg.AddResource(r, g.resourceHandler(u)) }); err != nil {
+			skip("resource %q skipped: %v", r.URI, err)
+			continue
+		}
 		g.resources[r.URI] = name
 		reg.resources = append(reg.resources, r.URI)
 	}
 	for _, t := range cat.Templates {
 		if err := checkTemplate(t.URITemplate); err != nil {
-			reg.conflicts = append(reg.conflicts, fmt.Sprintf("resource template %q skipped: %v", t.URITemplate, err))
+			skip("resource template %q skipped: %v", t.URITemplate, err)
 			continue
 		}
-		per.AddResourceTemplate(t, g.resourceHandler(u))
-		if owner, taken := g.templates[t.URITemplate]; taken {
-			reg.conflicts = append(reg.conflicts, fmt.Sprintf("resource template %q already offered by %s", t.URITemplate, owner))
+		if err := guarded(func() { per.AddResourceTemplate(t, g.resourceHandler(u)) }); err != nil {
+			skip("resource template %q skipped: %v", t.URITemplate, err)
 			continue
 		}
-		g.agg.AddResourceTemplate(t, g.resourceHandler(u))
+		if owner, taken := g.templates[t.URITemplate]; taken && !owned(owner) {
+			skip("resource template %q already offered by %s", t.URITemplate, owner)
+			continue
+		}
+		if err := guarded(func() { g.agg.AddResourceTemplate(t, g.resourceHandler(u)) }); err != nil {
+			skip("resource template %q skipped: %v", t.URITemplate, err)
+			continue
+		}
 		g.templates[t.URITemplate] = name
 		reg.templates = append(reg.templates, t.URITemplate)
 	}
+	g.regs[name] = reg
 	for _, c := range reg.conflicts {
 		g.log.Error("catalog conflict", "upstream", name, "problem", c)
+	}
+}
+
+// guarded runs an SDK registration call, turning a panic (the SDK panics on
+// some malformed definitions) into an error.
+func guarded(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("refused by the MCP server: %v", r)
+		}
+	}()
+	f()
+	return nil
+}
+
+func set(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[s] = true
+	}
+	return m
+}
+
+// missing returns the items of l that are not in keep.
+func missing(l []string, keep map[string]bool) []string {
+	var out []string
+	for _, s := range l {
+		if !keep[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// withdrawLocked removes from the aggregated server the items of reg for
+// which gone(kind, key) is true.
+func (g *Gateway) withdrawLocked(reg *registration, gone func(kind, key string) bool) {
+	var tools, prompts, resources, templates []string
+	for _, n := range reg.tools {
+		if gone("tool", n) {
+			tools = append(tools, n)
+			delete(g.tools, n)
+		}
+	}
+	for _, n := range reg.prompts {
+		if gone("prompt", n) {
+			prompts = append(prompts, n)
+			delete(g.prompts, n)
+		}
+	}
+	for _, n := range reg.resources {
+		if gone("resource", n) {
+			resources = append(resources, n)
+			delete(g.resources, n)
+		}
+	}
+	for _, n := range reg.templates {
+		if gone("template", n) {
+			templates = append(templates, n)
+			delete(g.templates, n)
+		}
+	}
+	if len(tools) > 0 {
+		g.agg.RemoveTools(tools...)
+	}
+	if len(prompts) > 0 {
+		g.agg.RemovePrompts(prompts...)
+	}
+	if len(resources) > 0 {
+		g.agg.RemoveResources(resources...)
+	}
+	if len(templates) > 0 {
+		g.agg.RemoveResourceTemplates(templates...)
 	}
 }
 
@@ -402,38 +531,15 @@ func orBuiltin(s string) string {
 	return "upstream " + s
 }
 
-// unregisterLocked withdraws everything upstream name registered on the
-// aggregated server.
+// unregisterLocked withdraws everything upstream name registered, on the
+// aggregated server and on its own.
 func (g *Gateway) unregisterLocked(name string) {
 	reg := g.regs[name]
 	if reg == nil {
 		return
 	}
 	delete(g.regs, name)
-	if len(reg.tools) > 0 {
-		g.agg.RemoveTools(reg.tools...)
-		for _, n := range reg.tools {
-			delete(g.tools, n)
-		}
-	}
-	if len(reg.prompts) > 0 {
-		g.agg.RemovePrompts(reg.prompts...)
-		for _, n := range reg.prompts {
-			delete(g.prompts, n)
-		}
-	}
-	if len(reg.resources) > 0 {
-		g.agg.RemoveResources(reg.resources...)
-		for _, n := range reg.resources {
-			delete(g.resources, n)
-		}
-	}
-	if len(reg.templates) > 0 {
-		g.agg.RemoveResourceTemplates(reg.templates...)
-		for _, n := range reg.templates {
-			delete(g.templates, n)
-		}
-	}
+	g.withdrawLocked(reg, func(string, string) bool { return true })
 	if per := g.per[name]; per != nil {
 		c := reg.catalog
 		per.RemoveTools(toolNames(c)...)

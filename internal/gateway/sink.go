@@ -26,6 +26,9 @@ func (s *sink) CatalogChanged(u *upstream.Upstream) { s.g().catalogChanged(u) }
 // ResourceUpdated tells every client subscribed to the URI, on /mcp and on
 // /mcp/<upstream>; the SDK servers keep the per-session subscription sets.
 func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp.ResourceUpdatedNotificationParams) {
+	if p == nil {
+		return
+	}
 	g := s.g()
 	_ = g.agg.ResourceUpdated(ctx, p)
 	if per := g.PerUpstream(u.Name()); per != nil {
@@ -37,6 +40,9 @@ func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp
 // go to its client only; a shared connection's go to every client of /mcp and
 // /mcp/<upstream>, each filtered by the level that client set.
 func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) {
+	if p == nil {
+		return
+	}
 	g := s.g()
 	if owner != "" {
 		if ss := g.session(owner); ss != nil {
@@ -58,6 +64,9 @@ func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *m
 // Progress restores the client's own progress token and sends the
 // notification to the client whose call it belongs to.
 func (s *sink) Progress(ctx context.Context, u *upstream.Upstream, p *mcp.ProgressNotificationParams) {
+	if p == nil {
+		return
+	}
 	t, ok := s.g().progress.get(p.ProgressToken)
 	if !ok {
 		return // the call already ended, or the token was never ours
@@ -125,6 +134,9 @@ func (s *sink) Elicit(ctx context.Context, u *upstream.Upstream, owner string, p
 }
 
 func (s *sink) ElicitationComplete(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitationCompleteParams) {
+	if p == nil {
+		return
+	}
 	if ss, cont, err := s.target(u, owner, "notifications/elicitation/complete"); err == nil && cont == nil {
 		_ = ss.NotifyElicitationComplete(ctx, p)
 	}

@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -94,4 +95,40 @@ func (u *Upstream) rootsMiddleware(owner string) mcp.Middleware {
 			return res, nil
 		}
 	}
+}
+
+// paramsRequired lists the upstream-to-gateway notifications whose params
+// the spec requires and that handlers (the SDK's and the gateway's) read.
+var paramsRequired = map[string]bool{
+	"notifications/resources/updated":      true,
+	"notifications/elicitation/complete":   true,
+	"notifications/progress":               true,
+	"notifications/message":                true,
+	"notifications/cancelled":              false,
+	"notifications/tools/list_changed":     false,
+	"notifications/prompts/list_changed":   false,
+	"notifications/resources/list_changed": false,
+}
+
+// guardMiddleware drops notifications that lack params the spec requires:
+// a broken or hostile upstream must cost its own message, not the gateway.
+// (Some SDK handlers dereference such params unchecked.)
+func (u *Upstream) guardMiddleware() mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			if paramsRequired[method] && isNil(req.GetParams()) {
+				u.log.Warn("dropping notification without params", "method", method)
+				return nil, nil
+			}
+			return next(ctx, method, req)
+		}
+	}
+}
+
+func isNil(p mcp.Params) bool {
+	if p == nil {
+		return true
+	}
+	v := reflect.ValueOf(p)
+	return v.Kind() == reflect.Pointer && v.IsNil()
 }

@@ -361,7 +361,9 @@ func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
 			if err != nil {
 				return fmt.Errorf("listing tools: %w", err)
 			}
-			cat.Tools = append(cat.Tools, t)
+			if t != nil {
+				cat.Tools = append(cat.Tools, t)
+			}
 		}
 	}
 	if caps.Prompts != nil {
@@ -369,7 +371,9 @@ func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
 			if err != nil {
 				return fmt.Errorf("listing prompts: %w", err)
 			}
-			cat.Prompts = append(cat.Prompts, p)
+			if p != nil {
+				cat.Prompts = append(cat.Prompts, p)
+			}
 		}
 	}
 	if caps.Resources != nil {
@@ -377,13 +381,17 @@ func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
 			if err != nil {
 				return fmt.Errorf("listing resources: %w", err)
 			}
-			cat.Resources = append(cat.Resources, r)
+			if r != nil {
+				cat.Resources = append(cat.Resources, r)
+			}
 		}
 		for t, err := range c.cs.ResourceTemplates(ctx, nil) {
 			if err != nil {
 				return fmt.Errorf("listing resource templates: %w", err)
 			}
-			cat.Templates = append(cat.Templates, t)
+			if t != nil {
+				cat.Templates = append(cat.Templates, t)
+			}
 		}
 	}
 	u.catalog.Store(cat)
@@ -581,7 +589,7 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		return nil, fmt.Errorf("unknown transport %q", u.cfg.Transport)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
-	client.AddReceivingMiddleware(u.rootsMiddleware(owner))
+	client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner))
 	cs, err := client.Connect(ctx, t, nil)
 	if !timer.Stop() && err == nil {
 		_ = cs.Close()

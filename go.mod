@@ -3,6 +3,7 @@ module github.com/mcpedge/mcpedge
 go 1.26.8
 
 require (
+	github.com/klauspost/compress v1.20.1
 	github.com/modelcontextprotocol/go-sdk v1.8.0
 	github.com/pelletier/go-toml/v2 v2.4.3
 	github.com/prometheus/client_golang v1.25.0

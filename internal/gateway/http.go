@@ -37,6 +37,9 @@ type HTTPOptions struct {
 	BodyReadTimeout time.Duration
 	// SessionTimeout closes client sessions idle for this long (0: 30 minutes).
 	SessionTimeout time.Duration
+	// API, if set, serves /api/ (REST) behind the same guards as /mcp:
+	// Origin, token, and for bodies the size limit and strict JSON checks.
+	API http.Handler
 }
 
 // Handler returns the gateway's HTTP handler: /mcp, /mcp/<upstream>,
@@ -62,6 +65,9 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux.Handle("GET /metrics", g.guard(o, promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})))
 	mux.Handle("/mcp", g.guard(o, g.checkBody(o, agg)))
 	mux.Handle("/mcp/{upstream}", g.guard(o, g.checkBody(o, g.requireUpstream(per))))
+	if o.API != nil {
+		mux.Handle("/api/", g.guard(o, g.checkJSONBody(o, o.API)))
+	}
 	return g.requestID(mux)
 }
 
@@ -245,6 +251,48 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// checkJSONBody bounds and validates a REST request body: size, UTF-8,
+// syntax, duplicate keys and depth; REST bodies, like MCP messages, are
+// single JSON objects.
+func (g *Gateway) checkJSONBody(o HTTPOptions, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || r.Method == http.MethodGet || r.Method == http.MethodHead {
+			next.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(o.BodyReadTimeout))
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
+		_ = rc.SetReadDeadline(time.Time{})
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				g.rejectREST(w, r, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", o.MaxBodyBytes))
+				return
+			}
+			g.rejectREST(w, r, http.StatusBadRequest, "body_read", "reading request body: "+err.Error())
+			return
+		}
+		if len(bytes.TrimSpace(body)) > 0 {
+			if err := jsonguard.Check(body, jsonguard.Limits{MaxDepth: o.MaxJSONDepth}); err != nil {
+				g.rejectREST(w, r, http.StatusBadRequest, "invalid_json", "request body must be one JSON object: "+err.Error())
+				return
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rejectREST answers a REST request with a JSON problem object.
+func (g *Gateway) rejectREST(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
+	g.metrics.Rejections.WithLabelValues(reason).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": reason, "message": msg}})
 }
 
 // reject answers with a JSON-RPC error object (id null: the request was not

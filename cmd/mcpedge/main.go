@@ -21,6 +21,7 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
+	tuneGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -246,6 +246,11 @@ func build(ctx context.Context, o *options) error {
 	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-o", o.binDir + string(os.PathSeparator)}, pkgs...)...)
 	cmd.Dir = o.root
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	// Measure the binary users get: the default build is pure Go (static).
+	cmd.Env = os.Environ()
+	if os.Getenv("CGO_ENABLED") == "" {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+	}
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("go build: %w", err)
 	}

@@ -5,6 +5,7 @@
 //	mcpedge serve [--config FILE | --mcp-servers FILE] [--listen ADDR]
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
+//	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
 //	mcpedge version
 package main
 
@@ -42,6 +43,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		err = cmdConfigCheck(args[2:], stdout)
+	case "lattice":
+		err = cmdLattice(context.Background(), args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "mcpedge %s\n", version)
 		return 0
@@ -80,6 +83,8 @@ Commands:
         Serve the aggregated catalog over stdio, for desktop clients.
   config check (--config FILE | --mcp-servers FILE)
         Validate a configuration and print every problem with file:line.
+  lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
+        Benchmark the built-in lattice engine and print a table.
   version
         Print the version.
 `)

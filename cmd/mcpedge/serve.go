@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -88,10 +89,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	m := telemetry.NewMetrics()
 	g := gateway.New(cfg, log, m)
+	lat := newLatticeService(cfg, log)
+	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	g.Start(ctx)
 	h := g.Handler(gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
+		API: latticesvc.RESTHandler(lat),
 	})
 	srv := &http.Server{
 		Handler:           h,
@@ -105,7 +109,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	addr := ln.Addr().String()
 	fmt.Fprintf(stdout, "mcpedge %s listening on http://%s/mcp\n", version, addr)
 	if len(cfg.Upstreams) == 0 {
-		fmt.Fprintf(stdout, "no upstreams configured: only the built-in mcpedge__status tool is served.\n"+
+		fmt.Fprintf(stdout, "no upstreams configured: only the built-in tools (mcpedge__status, lattice__*) are served.\n"+
 			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+
 			"or reuse a desktop client's file (mcpedge serve --mcp-servers claude_desktop_config.json).\n")
 	}
@@ -127,6 +131,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
 		}
 		added, removed, changed := g.Apply(ctx, next)
+		lat.SetLimits(latticeLimits(next))
 		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
 	}
 	var changes <-chan struct{}
@@ -237,6 +242,7 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	setVersions()
 	log := telemetry.NewLogger(cfg.Server.LogLevel)
 	g := gateway.New(cfg, log, telemetry.NewMetrics())
+	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(cfg, log)))
 	g.Start(ctx)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

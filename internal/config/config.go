@@ -18,6 +18,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"os"
+	"path/filepath"
 	"sort"
 	"time"
 )
@@ -35,6 +37,23 @@ const (
 	DefaultPageSize        = 100
 	DefaultUpstreamTimeout = Duration(30 * time.Second)
 	DefaultConnectTimeout  = Duration(10 * time.Second)
+
+	// Lattice limits (the [lattice] table), the per-plan limits of the
+	// built-in lattice engine until plans exist.
+	DefaultLatticeMaxPoints             = int64(1) << 32
+	DefaultLatticeMaxInlineBlockedCells = 1 << 16
+	DefaultLatticeMaxPathPoints         = 1 << 16
+	DefaultLatticeOperationTimeout      = Duration(10 * time.Second)
+	DefaultLatticeMaxLattices           = 1000
+	// MaxLatticePoints is the largest accepted lattice.max_points: the
+	// engine's own ceiling (2^62).
+	MaxLatticePoints = int64(1) << 62
+	// MaxLatticeCountLimit bounds lattice.max_inline_blocked_cells and
+	// lattice.max_path_points: both are lists carried in one JSON message.
+	MaxLatticeCountLimit = 1 << 24
+	// MaxLatticeLattices bounds lattice.max_lattices: every stored
+	// definition is kept in memory and rewritten with the file.
+	MaxLatticeLattices = 1000000
 
 	// MaxNameLen bounds upstream names: they end up in tool names, log
 	// lines and metric labels, where long names are a nuisance.
@@ -70,6 +89,9 @@ var logLevels = []string{"debug", "info", "warn", "error"}
 type Config struct {
 	Server    Server
 	Upstreams []Upstream
+	// Lattice holds the limits of the built-in lattice engine (toml
+	// [lattice]).
+	Lattice Lattice
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -108,6 +130,32 @@ type Server struct {
 	// PageSize is the number of items per page the gateway serves on list
 	// methods (toml "page_size").
 	PageSize int
+	// DataDir is where the gateway keeps its state, such as stored lattice
+	// definitions (toml "data_dir"). It defaults to DefaultDataDir(); ""
+	// turns persistence off. A relative path is resolved against the
+	// config file's directory by Load (not by Parse).
+	DataDir string
+}
+
+// Lattice bounds what the built-in lattice engine may be asked to do; these
+// are the per-plan limits until plans exist.
+type Lattice struct {
+	// MaxPoints caps the number of points of one lattice (toml
+	// "max_points").
+	MaxPoints int64
+	// MaxInlineBlockedCells caps the explicit blocked-cell list of one
+	// lattice definition (toml "max_inline_blocked_cells").
+	MaxInlineBlockedCells int
+	// MaxPathPoints caps the points of a returned path and of a point set
+	// given to a transform; longer paths are reported by length only
+	// (toml "max_path_points").
+	MaxPathPoints int
+	// OperationTimeout bounds one lattice operation (toml
+	// "operation_timeout").
+	OperationTimeout Duration
+	// MaxLattices caps the number of stored lattice definitions (toml
+	// "max_lattices"). 0 disables storing.
+	MaxLattices int
 }
 
 // Upstream is one MCP server the gateway aggregates.
@@ -226,8 +274,29 @@ func Default() *Config {
 			ShutdownGrace:  DefaultShutdownGrace,
 			LogLevel:       DefaultLogLevel,
 			PageSize:       DefaultPageSize,
+			DataDir:        DefaultDataDir(),
+		},
+		Lattice: Lattice{
+			MaxPoints:             DefaultLatticeMaxPoints,
+			MaxInlineBlockedCells: DefaultLatticeMaxInlineBlockedCells,
+			MaxPathPoints:         DefaultLatticeMaxPathPoints,
+			OperationTimeout:      DefaultLatticeOperationTimeout,
+			MaxLattices:           DefaultLatticeMaxLattices,
 		},
 	}
+}
+
+// DefaultDataDir is the default server.data_dir: $XDG_DATA_HOME/mcpedge
+// when XDG_DATA_HOME is an absolute path (the XDG rule), else
+// ~/.local/share/mcpedge, else "" (no home directory: persistence off).
+func DefaultDataDir() string {
+	if x := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "mcpedge")
+	}
+	if home, err := os.UserHomeDir(); err == nil && filepath.IsAbs(home) {
+		return filepath.Join(home, ".local", "share", "mcpedge")
+	}
+	return ""
 }
 
 // defaultUpstream returns an Upstream with every default that does not

@@ -97,7 +97,8 @@ func TestExample(t *testing.T) {
 				Isolation:      "shared",
 			},
 		},
-		Path: "example.toml",
+		Lattice: Default().Lattice,
+		Path:    "example.toml",
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
@@ -162,6 +163,7 @@ request_timeout = "1m30s"
 shutdown_grace = "500ms"
 log_level = "DEBUG"
 page_size = 7
+data_dir = "/var/lib/mcpedge"
 `
 	c, ps := parseT(t, src, nil)
 	if ps != nil {
@@ -177,6 +179,7 @@ page_size = 7
 		ShutdownGrace:  Duration(500 * time.Millisecond),
 		LogLevel:       "debug",
 		PageSize:       7,
+		DataDir:        "/var/lib/mcpedge",
 	}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("got %+v\nwant %+v", c.Server, want)

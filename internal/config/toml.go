@@ -288,7 +288,8 @@ func indexTOML(data []byte) tomlIndex {
 }
 
 var (
-	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "log_level", "page_size"}
+	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "log_level", "page_size", "data_dir"}
+	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
 	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled"}
 )
 
@@ -303,6 +304,14 @@ func (d *decoder) decodeTOML(root *val) *Config {
 			top.typeErr("server", v, "table ([server])")
 		} else {
 			sm = d.decodeServer(d.table(v, "server"), &c.Server)
+		}
+	}
+	var lm latticeMeta
+	if v := top.get("lattice"); v != nil {
+		if v.kind != kTable {
+			top.typeErr("lattice", v, "table ([lattice])")
+		} else {
+			lm = d.decodeLattice(d.table(v, "lattice"), &c.Lattice)
 		}
 	}
 	var metas []upstreamMeta
@@ -323,8 +332,9 @@ func (d *decoder) decodeTOML(root *val) *Config {
 			}
 		}
 	}
-	top.unknown([]string{"server", "upstreams"})
+	top.unknown([]string{"server", "upstreams", "lattice"})
 	d.validate(c, sm, metas)
+	d.validateLattice(&c.Lattice, lm)
 	return c
 }
 
@@ -353,8 +363,36 @@ func (d *decoder) decodeServer(t *table, s *Server) serverMeta {
 	t.duration("request_timeout", &s.RequestTimeout)
 	t.duration("shutdown_grace", &s.ShutdownGrace)
 	t.str("log_level", &s.LogLevel)
+	t.str("data_dir", &s.DataDir)
 	t.unknown(serverKeys)
 	return serverMeta{t}
+}
+
+// latticeMeta locates lattice settings for validation.
+type latticeMeta struct{ t *table }
+
+func (m latticeMeta) loc(key string) loc {
+	if m.t == nil {
+		return loc{field: "lattice." + key}
+	}
+	return m.t.loc(key)
+}
+
+func (d *decoder) decodeLattice(t *table, l *Lattice) latticeMeta {
+	t.integer("max_points", &l.MaxPoints)
+	var n int64
+	if t.integer("max_inline_blocked_cells", &n) {
+		l.MaxInlineBlockedCells = clampInt(n)
+	}
+	if t.integer("max_path_points", &n) {
+		l.MaxPathPoints = clampInt(n)
+	}
+	if t.integer("max_lattices", &n) {
+		l.MaxLattices = clampInt(n)
+	}
+	t.duration("operation_timeout", &l.OperationTimeout)
+	t.unknown(latticeKeys)
+	return latticeMeta{t}
 }
 
 // clampInt converts to int without wrapping on 32-bit platforms; the range
@@ -463,6 +501,9 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 // than relative to wherever the gateway happens to be started.
 func resolveDirs(c *Config, path string) {
 	base := filepath.Dir(path)
+	if d := c.Server.DataDir; d != "" && !filepath.IsAbs(d) {
+		c.Server.DataDir = filepath.Join(base, d)
+	}
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
 		if u.Dir != "" && !filepath.IsAbs(u.Dir) {

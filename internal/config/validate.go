@@ -103,6 +103,31 @@ func (d *decoder) validateServer(s *Server, m serverMeta) {
 	if s.PageSize <= 0 {
 		bad("page_size", "must be greater than 0, got %d", s.PageSize)
 	}
+	if strings.ContainsRune(s.DataDir, 0) {
+		bad("data_dir", "must not contain NUL bytes")
+	}
+}
+
+func (d *decoder) validateLattice(l *Lattice, m latticeMeta) {
+	bad := func(key, format string, args ...any) {
+		lc := m.loc(key)
+		d.add(lc.pos, lc.field, format, args...)
+	}
+	if l.MaxPoints < 1 || l.MaxPoints > MaxLatticePoints {
+		bad("max_points", "must be between 1 and %d (2^62), got %d", MaxLatticePoints, l.MaxPoints)
+	}
+	if l.MaxInlineBlockedCells < 0 || l.MaxInlineBlockedCells > MaxLatticeCountLimit {
+		bad("max_inline_blocked_cells", "must be between 0 and %d, got %d", MaxLatticeCountLimit, l.MaxInlineBlockedCells)
+	}
+	if l.MaxPathPoints < 1 || l.MaxPathPoints > MaxLatticeCountLimit {
+		bad("max_path_points", "must be between 1 and %d, got %d", MaxLatticeCountLimit, l.MaxPathPoints)
+	}
+	if l.OperationTimeout <= 0 {
+		bad("operation_timeout", "must be greater than 0, got %s", l.OperationTimeout)
+	}
+	if l.MaxLattices < 0 || l.MaxLattices > MaxLatticeLattices {
+		bad("max_lattices", "must be between 0 and %d, got %d", MaxLatticeLattices, l.MaxLattices)
+	}
 }
 
 func checkListen(addr string) string {

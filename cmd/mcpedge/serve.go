@@ -141,7 +141,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for {
 		select {
 		case err := <-serveErr:
-			g.Stop(context.Background())
+			stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
+			g.Stop(stopCtx)
+			stopCancel()
 			return fmt.Errorf("serving: %w", err)
 		case <-changes:
 			reload("file change")
@@ -156,18 +158,22 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 }
 
-// shutdown stops accepting, lets in-flight requests finish within grace,
-// then closes client sessions (ending their SSE streams) and stops upstreams.
+// shutdown refuses new sessions and lets in-flight requests finish within
+// grace — their clients can still reach the gateway, to answer an
+// elicitation for example — then closes client sessions (ending their SSE
+// streams), the listener and the connections, and stops upstreams.
 func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *slog.Logger) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- srv.Shutdown(ctx) }()
 	g.Drain(ctx)
-	g.CloseSessions()
-	err := <-done
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	g.CloseSessions(closeCtx)
+	closeCancel()
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer shutCancel()
+	err := srv.Shutdown(shutCtx)
 	if errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("grace period over; closing remaining connections")
+		log.Warn("connections still open after the grace period; closing them")
 		_ = srv.Close()
 		err = nil
 	}

@@ -27,7 +27,7 @@ func TestBuiltinUpstream(t *testing.T) {
 	defer cancel()
 	g.Start(ctx)
 	hs := httptest.NewServer(g.Handler(gateway.HTTPOptions{MaxBodyBytes: 1 << 20}))
-	t.Cleanup(func() { g.CloseSessions(); hs.Close(); g.Stop(context.Background()) })
+	t.Cleanup(func() { g.CloseSessions(context.Background()); hs.Close(); g.Stop(context.Background()) })
 	g.WaitAttempted(ctx, 10*time.Second)
 
 	cs := goClient(t, hs.URL+"/mcp", nil, "2025-11-25")

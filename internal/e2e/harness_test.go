@@ -53,7 +53,7 @@ func startGateway(t testing.TB, toml string, opts ...func(*gateway.HTTPOptions))
 	}
 	srv := httptest.NewServer(g.Handler(ho))
 	t.Cleanup(func() {
-		g.CloseSessions()
+		g.CloseSessions(context.Background())
 		srv.Close()
 		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
 		defer c()

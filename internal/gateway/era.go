@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -44,6 +45,8 @@ func newEra(ss *mcp.ServerSession) bool {
 // the client is stateless.
 type continuation struct {
 	id      string
+	method  string             // the method and upstream it was issued for:
+	up      *upstream.Upstream // a retry must match both
 	events  chan contEvent
 	mu      sync.Mutex
 	answers map[string]chan mcp.InputResponse
@@ -66,11 +69,14 @@ type continuations struct {
 	m sync.Map // id -> *continuation
 }
 
-func (cs *continuations) create(ttl time.Duration) *continuation {
+func (cs *continuations) create(method string, u *upstream.Upstream, ttl time.Duration) *continuation {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	c := &continuation{id: hex.EncodeToString(b[:]), events: make(chan contEvent, 4), answers: map[string]chan mcp.InputResponse{}, expires: time.Now().Add(ttl)}
+	c := &continuation{id: hex.EncodeToString(b[:]), method: method, up: u, events: make(chan contEvent, 4), answers: map[string]chan mcp.InputResponse{}, expires: time.Now().Add(ttl)}
 	cs.m.Store(c.id, c)
+	// A client may walk away between rounds: forget the call a while after
+	// the upstream's own timeout has ended it.
+	time.AfterFunc(2*ttl, func() { cs.drop(c) })
 	return c
 }
 
@@ -144,7 +150,10 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 			return needInput(mcp.InputRequestMap{ev.inputID: ev.req}, continuationPrefix+c.id), nil
 		}
 		g.conts.drop(c)
-		res, _ := ev.res.(R)
+		res, ok := ev.res.(R)
+		if !ok && ev.err == nil {
+			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: continuation ended without a result"}
+		}
 		return res, ev.err
 	case <-ctx.Done():
 		// The client gave up on this round; the upstream call is left to
@@ -164,21 +173,23 @@ func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req
 		if cont == nil {
 			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call the gateway no longer holds (it finished, expired, or was made on another replica); start the call again"}
 		}
+		if cont.method != method || cont.up != u {
+			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState belongs to a different request; retry the request it was issued for"}
+		}
 		if cont.answer(responses) == 0 {
 			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "inputResponses answer none of the pending input requests"}
 		}
 		return nextRound(g, ctx, cont, needInput)
 	}
 	timeout := u.Config().Timeout.D()
-	cont := g.conts.create(timeout)
+	cont := g.conts.create(method, u, timeout)
 	// The upstream call must outlive this HTTP request: the client comes back
 	// with a new request carrying the answers.
-	cctx, cs, c, err := g.begin(context.WithoutCancel(ctx), u, req, method, progressToken)
+	cctx, cs, c, err := g.begin(context.WithoutCancel(ctx), u, req, method, progressToken, cont)
 	if err != nil {
 		g.conts.drop(cont)
 		return zero, err
 	}
-	c.cont = cont
 	go func() {
 		res, isErr, err := do(cctx, cs, c.token)
 		err = g.end(cctx, c, isErr, err)
@@ -195,12 +206,21 @@ func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req
 // (or one the SDK translates for): begin, the call, end.
 func forward[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error)) (R, error) {
-	ctx, cs, c, err := g.begin(ctx, u, req, method, progressToken)
+	ctx, cs, c, err := g.begin(ctx, u, req, method, progressToken, nil)
 	if err != nil {
 		var zero R
 		return zero, err
 	}
 	res, isErr, err := do(ctx, cs, c.token)
+	if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
+		// The upstream forgot this client's session (it restarted or timed
+		// it out) and did not run the request: open a new one and send the
+		// request there, once.
+		u.Forget(c.clientID, cs)
+		if cs2, err2 := u.Session(ctx, c.clientID); err2 == nil {
+			res, isErr, err = do(ctx, cs2, c.token)
+		}
+	}
 	return res, g.end(ctx, c, isErr, err)
 }
 

@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -21,16 +24,49 @@ import (
 // It carries what the upstream's server-to-client traffic needs to find its
 // way back: the client session and, for progress, the client's own token.
 type call struct {
-	id       uint64
-	ss       *mcp.ServerSession
-	up       *upstream.Upstream
-	method   string
-	start    time.Time
-	token    string // gateway progress token sent upstream ("" if none)
-	cancel   context.CancelFunc
-	released atomic.Bool
-	cont     *continuation // set when the client is stateless (2026-07-28)
+	id        uint64
+	ss        *mcp.ServerSession
+	up        *upstream.Upstream
+	method    string
+	start     time.Time
+	token     string // gateway progress token sent upstream ("" if none)
+	cancel    context.CancelFunc
+	released  atomic.Bool
+	cont      *continuation   // set when the client is stateless (2026-07-28)
+	ctx       context.Context // the upstream call's context: bounds everything done for the call
+	clientCtx context.Context // the client request's context: its values route messages to the right stream
+	release   string          // per-call upstream connection to close at the end ("" if none)
+	clientID  string          // the per-session connection's key ("" for the shared one)
 }
+
+// clientSide returns a context for sending to the call's client on behalf
+// of the upstream: the client request's values (so the SDK writes to that
+// request's stream, not to a GET stream the client may not have) and the
+// call's lifetime (so a client that never answers cannot hold the upstream,
+// a shutdown or a reload).
+func (c *call) clientSide(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	var stop func() bool
+	if c.ctx != nil {
+		stop = context.AfterFunc(c.ctx, cancel)
+	} else {
+		t := time.AfterFunc(c.up.Config().Timeout.D(), cancel)
+		stop = t.Stop
+	}
+	var vals context.Context = ctx
+	if c.clientCtx != nil {
+		vals = c.clientCtx
+	}
+	return valuesFrom{Context: ctx, vals: vals}, func() { stop(); cancel() }
+}
+
+// valuesFrom has one context's lifetime and another's values.
+type valuesFrom struct {
+	context.Context
+	vals context.Context
+}
+
+func (v valuesFrom) Value(key any) any { return v.vals.Value(key) }
 
 var callSeq atomic.Uint64
 
@@ -42,7 +78,8 @@ var callSeq atomic.Uint64
 // The client's request id (X-Request-Id, assigned at the HTTP edge) is put
 // in the returned context: it is logged with the outcome and sent on to HTTP
 // upstreams, so one id follows a call through every hop.
-func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any) (context.Context, *mcp.ClientSession, *call, error) {
+func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any, cont *continuation) (context.Context, *mcp.ClientSession, *call, error) {
+	clientCtx := ctx
 	ctx = upstream.Detach(ctx)
 	var ss *mcp.ServerSession
 	if req != nil {
@@ -53,11 +90,24 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 			}
 		}
 	}
-	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now()}
+	if ss != nil {
+		// Also covers clients that never send notifications/initialized.
+		g.sessionOpened(ss)
+	}
+	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx}
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
 	clientID := ""
 	if ss != nil {
 		clientID = ss.ID()
+	}
+	if clientID == "" && u.Config().Isolation == config.IsolationSession {
+		// A stateless client has no session to own a connection: it gets
+		// one for this call alone, never one shared with other clients.
+		clientID = "call-" + strconv.FormatUint(c.id, 10)
+		c.release = clientID
+	}
+	if u.Config().Isolation == config.IsolationSession {
+		c.clientID = clientID
 	}
 	cs, err := u.Session(ctx, clientID)
 	if err != nil {
@@ -65,12 +115,21 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: err.Error()}
 	}
 	ctx, c.cancel = context.WithTimeout(ctx, u.Config().Timeout.D())
+	c.ctx = ctx
 	if progressToken != nil && ss != nil {
-		c.token = "mcpedge-" + strconv.FormatUint(c.id, 10)
-		g.progress.put(c.token, ss, progressToken)
+		c.token = progressTokenFor(c.id)
+		g.progress.put(c.token, ss, progressToken, u, c)
 	}
 	g.inflight.add(c)
 	return ctx, cs, c, nil
+}
+
+// progressTokenFor returns an unguessable token, so that one upstream cannot
+// inject progress into another upstream's calls.
+func progressTokenFor(id uint64) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "mcpedge-" + strconv.FormatUint(id, 10) + "-" + hex.EncodeToString(b[:])
 }
 
 // end records the outcome of a call and translates transport-level failures
@@ -83,6 +142,9 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 	if c.token != "" {
 		g.progress.settle(c.token)
 		g.progress.drop(c.token)
+	}
+	if c.release != "" {
+		c.up.ReleaseSession(c.release)
 	}
 	cause := context.Cause(ctx)
 	c.cancel()
@@ -371,7 +433,7 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 	}
 	p.Ref = &ref
 	p.Meta = withProgress(p.Meta, "")
-	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", nil, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -409,12 +471,26 @@ func (g *Gateway) subscribe(ctx context.Context, only string, req *mcp.Subscribe
 	if !first && u.Config().Isolation != "session" {
 		return nil
 	}
-	ctx, cs, c, err := g.begin(ctx, u, req, "resources/subscribe", nil)
+	forget := func() {
+		g.subs.mu.Lock()
+		if set := g.subs.count[key]; set != nil {
+			delete(set, ss)
+			if len(set) == 0 {
+				delete(g.subs.count, key)
+			}
+		}
+		g.subs.mu.Unlock()
+	}
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/subscribe", nil, nil)
 	if err != nil {
+		forget()
 		return err
 	}
 	err = cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri})
-	return g.end(ctx, c, false, err)
+	if err = g.end(ctx, c, false, err); err != nil {
+		forget() // a failed first subscription must not count as one
+	}
+	return err
 }
 
 func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.UnsubscribeRequest) error {
@@ -435,7 +511,7 @@ func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.Unsubsc
 	if !last && u.Config().Isolation != "session" {
 		return nil
 	}
-	ctx, cs, c, err := g.begin(ctx, u, req, "resources/unsubscribe", nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/unsubscribe", nil, nil)
 	if err != nil {
 		return err
 	}
@@ -461,7 +537,9 @@ func (s *subscriptions) dropSession(ss *mcp.ServerSession, g *Gateway) {
 	for _, key := range gone {
 		for i := 0; i < len(key); i++ {
 			if key[i] == 0 {
-				if u, ok := g.Upstream(key[:i]); ok {
+				// A session-isolated upstream's connection closes with the
+				// session, taking its subscriptions with it.
+				if u, ok := g.Upstream(key[:i]); ok && u.Config().Isolation != config.IsolationSession {
 					if cs, err := u.Session(context.Background(), ""); err == nil {
 						ctx, cancel := context.WithTimeout(context.Background(), u.Config().Timeout.D())
 						_ = cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: key[i+1:]})
@@ -547,31 +625,34 @@ type progressTable struct {
 type progressTarget struct {
 	ss    *mcp.ServerSession
 	token any
+	up    *upstream.Upstream
+	call  *call
 	last  *atomic.Int64 // unix nanos of the last notification relayed
+	queue *atomic.Int64 // notifications queued for the client, not yet sent
 }
 
-func (t *progressTable) put(tok string, ss *mcp.ServerSession, orig any) {
-	t.m.Store(tok, progressTarget{ss: ss, token: orig, last: new(atomic.Int64)})
+func (t *progressTable) put(tok string, ss *mcp.ServerSession, orig any, u *upstream.Upstream, c *call) {
+	t.m.Store(tok, progressTarget{ss: ss, token: orig, up: u, call: c, last: new(atomic.Int64), queue: new(atomic.Int64)})
 }
 
 // settle gives progress notifications that the upstream sent just before
 // its result a moment to be relayed, so the client sees them before the
-// result. The SDK client hands notifications to a handler goroutine while
-// the response goes straight to the caller, so the two can swap places.
-// Only calls that asked for progress pay this, and at most 25ms.
+// result. The SDK client hands notifications to a goroutine while the
+// response goes straight to the caller, so the two can swap places. Only
+// calls that asked for progress pay this, and at most 25ms.
 func (t *progressTable) settle(tok string) {
 	v, ok := t.m.Load(tok)
 	if !ok {
 		return
 	}
-	last := v.(progressTarget).last
-	if last.Load() == 0 {
+	pt := v.(progressTarget)
+	if pt.last.Load() == 0 && pt.queue.Load() == 0 {
 		return // no progress at all: nothing can be in flight
 	}
 	start := time.Now()
 	for time.Since(start) < 25*time.Millisecond {
-		quiet := time.Since(time.Unix(0, last.Load()))
-		if time.Since(start) >= 2*time.Millisecond && quiet >= 2*time.Millisecond {
+		quiet := time.Since(time.Unix(0, pt.last.Load()))
+		if pt.queue.Load() == 0 && time.Since(start) >= 2*time.Millisecond && quiet >= 2*time.Millisecond {
 			return
 		}
 		time.Sleep(500 * time.Microsecond)

@@ -49,6 +49,7 @@ type Gateway struct {
 	templates map[string]string // URI template -> upstream
 
 	builtins []builtin
+	draining atomic.Bool
 
 	inflight inflightTable
 	conts    continuations
@@ -56,6 +57,9 @@ type Gateway struct {
 	subs     subscriptions
 	levels   levelTable
 	sessions sync.Map // client session id -> *mcp.ServerSession
+	outboxes sync.Map // *mcp.ServerSession -> *outbox
+	bgOnce   sync.Once
+	bg       chan func()
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -159,6 +163,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		order = append(order, b.cfg.Name)
 	}
 	var stop []*upstream.Upstream
+	levels := map[string]mcp.LoggingLevel{} // carried over to replacements
 	for name, u := range g.upstreams {
 		w, ok := want[name]
 		switch {
@@ -170,11 +175,18 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 			continue
 		}
 		stop = append(stop, u)
+		if l, ok := u.LogLevel(); ok {
+			levels[name] = l
+		}
 		delete(g.upstreams, name)
 		g.unregisterLocked(name)
 		if !ok {
 			// A changed upstream keeps its /mcp/<name> server, so clients
 			// connected there see list_changed instead of a dead session.
+			// A removed one's clients are disconnected.
+			if per := g.per[name]; per != nil {
+				go closeAll(context.WithoutCancel(ctx), per)
+			}
 			delete(g.per, name)
 		}
 	}
@@ -187,6 +199,9 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 			added = append(added, name)
 		}
 		u := upstream.New(want[name], &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name]})
+		if l, ok := levels[name]; ok {
+			u.SetLogLevel(l)
+		}
 		g.upstreams[name] = u
 		start = append(start, u)
 	}
@@ -344,6 +359,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	ucfg := u.Config()
 	prefix := ucfg.NamePrefix()
 	skip := func(format string, args ...any) { reg.conflicts = append(reg.conflicts, fmt.Sprintf(format, args...)) }
+	var perSkipped struct{ tools, prompts, resources, templates []string } // refused on /mcp/<name> too
 	owned := func(owner string) bool { return owner == name }
 
 	// Withdraw first what is gone, so its names are free for the new items.
@@ -370,10 +386,12 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	for _, t := range cat.Tools {
 		if err := checkToolSchema(t); err != nil {
 			skip("tool %q skipped: %v", t.Name, err)
+			perSkipped.tools = append(perSkipped.tools, t.Name)
 			continue
 		}
 		if err := guarded(func() { per.AddTool(t, g.toolHandler(u, t.Name)) }); err != nil {
 			skip("tool %q skipped: %v", t.Name, err)
+			perSkipped.tools = append(perSkipped.tools, t.Name)
 			continue
 		}
 		agg := NamespacedName(prefix, t.Name)
@@ -393,6 +411,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	for _, p := range cat.Prompts {
 		if err := guarded(func() { per.AddPrompt(p, g.promptHandler(u, p.Name)) }); err != nil {
 			skip("prompt %q skipped: %v", p.Name, err)
+			perSkipped.prompts = append(perSkipped.prompts, p.Name)
 			continue
 		}
 		agg := NamespacedName(prefix, p.Name)
@@ -412,6 +431,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	for _, r := range cat.Resources {
 		if err := guarded(func() { per.AddResource(r, g.resourceHandler(u)) }); err != nil {
 			skip("resource %q skipped: %v", r.URI, err)
+			perSkipped.resources = append(perSkipped.resources, r.URI)
 			continue
 		}
 		if owner, taken := g.resources[r.URI]; taken && !owned(owner) {
@@ -428,10 +448,12 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	for _, t := range cat.Templates {
 		if err := checkTemplate(t.URITemplate); err != nil {
 			skip("resource template %q skipped: %v", t.URITemplate, err)
+			perSkipped.templates = append(perSkipped.templates, t.URITemplate)
 			continue
 		}
 		if err := guarded(func() { per.AddResourceTemplate(t, g.resourceHandler(u)) }); err != nil {
 			skip("resource template %q skipped: %v", t.URITemplate, err)
+			perSkipped.templates = append(perSkipped.templates, t.URITemplate)
 			continue
 		}
 		if owner, taken := g.templates[t.URITemplate]; taken && !owned(owner) {
@@ -445,6 +467,28 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 		g.templates[t.URITemplate] = name
 		reg.templates = append(reg.templates, t.URITemplate)
 	}
+	// Items still listed but refused this time (bad schema, refused by the
+	// SDK) must not linger with their old definitions.
+	inNew := map[string]map[string]bool{"tool": set(reg.tools), "prompt": set(reg.prompts), "resource": set(reg.resources), "template": set(reg.templates)}
+	g.withdrawLocked(old, func(kind, key string) bool {
+		if inNew[kind][key] {
+			return false
+		}
+		switch kind {
+		case "tool":
+			return g.tools[key].up == name
+		case "prompt":
+			return g.prompts[key].up == name
+		case "resource":
+			return g.resources[key] == name
+		default:
+			return g.templates[key] == name
+		}
+	})
+	per.RemoveTools(perSkipped.tools...)
+	per.RemovePrompts(perSkipped.prompts...)
+	per.RemoveResources(perSkipped.resources...)
+	per.RemoveResourceTemplates(perSkipped.templates...)
 	g.regs[name] = reg
 	for _, c := range reg.conflicts {
 		g.log.Error("catalog conflict", "upstream", name, "problem", c)
@@ -607,8 +651,11 @@ func (g *Gateway) sessionOpened(ss *mcp.ServerSession) {
 	}()
 }
 
-// Drain waits until no forwarded request is in flight, or ctx is done.
+// Drain stops new client sessions from starting and waits until no
+// forwarded request is in flight, or ctx is done. Existing sessions keep
+// working meanwhile, so calls waiting on their clients can finish.
 func (g *Gateway) Drain(ctx context.Context) {
+	g.draining.Store(true)
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for g.inflight.count() > 0 {
@@ -620,18 +667,32 @@ func (g *Gateway) Drain(ctx context.Context) {
 	}
 }
 
-// CloseSessions closes every client session on /mcp and /mcp/<upstream>.
-func (g *Gateway) CloseSessions() {
+// CloseSessions closes every client session on /mcp and /mcp/<upstream>,
+// in parallel, waiting at most until ctx is done.
+func (g *Gateway) CloseSessions(ctx context.Context) {
 	g.mu.RLock()
 	servers := []*mcp.Server{g.agg}
 	for _, s := range g.per {
 		servers = append(servers, s)
 	}
 	g.mu.RUnlock()
+	closeAll(ctx, servers...)
+}
+
+// closeAll closes the sessions of servers in parallel, at most until ctx is
+// done: closing waits for requests in flight, which may wait on a client.
+func closeAll(ctx context.Context, servers ...*mcp.Server) {
+	var wg sync.WaitGroup
 	for _, s := range servers {
 		for ss := range s.Sessions() {
-			_ = ss.Close()
+			wg.Go(func() { _ = ss.Close() })
 		}
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 

@@ -232,6 +232,16 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			g.reject(w, r, http.StatusBadRequest, reason, code, err.Error())
 			return
 		}
+		if g.draining.Load() && r.Header.Get("Mcp-Session-Id") == "" {
+			// While draining, calls in flight may still need their clients
+			// (answers to elicitation, input-required retries), but nothing
+			// new starts.
+			if env, err := jsonguard.ParseEnvelope(body); err == nil && (env.Method == "initialize" || env.Method == "server/discover") {
+				w.Header().Set("Retry-After", "1")
+				g.reject(w, r, http.StatusServiceUnavailable, "draining", CodeUpstreamUnavailable, "the gateway is shutting down; connect to another replica")
+				return
+			}
+		}
 		if hm, hn := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"); hm != "" || hn != "" {
 			env, err := jsonguard.ParseEnvelope(body)
 			if err != nil {

@@ -3,9 +3,11 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -19,34 +21,79 @@ var _ upstream.Sink = (*sink)(nil)
 
 func (s *sink) g() *Gateway { return (*Gateway)(s) }
 
-func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {}
+// StateChanged re-subscribes a shared connection that came (back) up to
+// every resource its clients are subscribed to: a new connection starts with
+// none, and clients would silently stop getting updates.
+func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {
+	if st != upstream.StateReady || u.Config().Isolation == config.IsolationSession {
+		return
+	}
+	g := s.g()
+	prefix := u.Name() + "\x00"
+	g.subs.mu.Lock()
+	var uris []string
+	for key := range g.subs.count {
+		if uri, ok := strings.CutPrefix(key, prefix); ok {
+			uris = append(uris, uri)
+		}
+	}
+	g.subs.mu.Unlock()
+	if len(uris) == 0 {
+		return
+	}
+	go func() {
+		cs, err := u.Session(context.Background(), "")
+		if err != nil {
+			return
+		}
+		for _, uri := range uris {
+			ctx, cancel := context.WithTimeout(context.Background(), u.Config().Timeout.D())
+			if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+				g.log.Warn("re-subscribing after reconnect failed", "upstream", u.Name(), "uri", uri, "err", err)
+			}
+			cancel()
+		}
+	}()
+}
 
 func (s *sink) CatalogChanged(u *upstream.Upstream) { s.g().catalogChanged(u) }
 
 // ResourceUpdated tells every client subscribed to the URI, on /mcp and on
 // /mcp/<upstream>; the SDK servers keep the per-session subscription sets.
+// The fan-out runs on the gateway's own worker, never on the upstream's
+// notification goroutine, so a client that stopped reading cannot hold up
+// the upstream's other traffic.
 func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp.ResourceUpdatedNotificationParams) {
 	if p == nil {
 		return
 	}
 	g := s.g()
-	_ = g.agg.ResourceUpdated(ctx, p)
-	if per := g.PerUpstream(u.Name()); per != nil {
-		_ = per.ResourceUpdated(ctx, p)
-	}
+	per := g.PerUpstream(u.Name())
+	g.background(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
+		defer cancel()
+		_ = g.agg.ResourceUpdated(ctx, p)
+		if per != nil {
+			_ = per.ResourceUpdated(ctx, p)
+		}
+	})
 }
 
 // Log forwards an upstream log message. A per-session connection's messages
 // go to its client only; a shared connection's go to every client of /mcp and
-// /mcp/<upstream>, each filtered by the level that client set.
+// /mcp/<upstream>, each filtered by the level that client set. Each client
+// gets them through its own bounded outbox.
 func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) {
 	if p == nil {
 		return
 	}
 	g := s.g()
+	send := func(ss *mcp.ServerSession) {
+		g.post(ss, func(ctx context.Context) { _ = ss.Log(ctx, p) })
+	}
 	if owner != "" {
 		if ss := g.session(owner); ss != nil {
-			_ = ss.Log(ctx, p)
+			send(ss)
 		}
 		return
 	}
@@ -56,41 +103,56 @@ func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *m
 	}
 	for _, srv := range servers {
 		for ss := range srv.Sessions() {
-			_ = ss.Log(ctx, p)
+			send(ss)
 		}
 	}
 }
 
 // Progress restores the client's own progress token and sends the
-// notification to the client whose call it belongs to.
+// notification to the client whose call it belongs to, on that call's
+// stream. Tokens are checked against the upstream they were given to.
 func (s *sink) Progress(ctx context.Context, u *upstream.Upstream, p *mcp.ProgressNotificationParams) {
 	if p == nil {
 		return
 	}
-	t, ok := s.g().progress.get(p.ProgressToken)
-	if !ok {
-		return // the call already ended, or the token was never ours
+	g := s.g()
+	t, ok := g.progress.get(p.ProgressToken)
+	if !ok || t.up != u {
+		return // the call already ended, or the token is not this upstream's
 	}
 	q := *p
 	q.ProgressToken = t.token
-	_ = t.ss.NotifyProgress(ctx, &q)
-	t.last.Store(time.Now().UnixNano())
+	t.queue.Add(1)
+	if !g.post(t.ss, func(ctx context.Context) {
+		cctx, cancel := t.call.clientSide(ctx)
+		defer cancel()
+		_ = t.ss.NotifyProgress(cctx, &q)
+		t.last.Store(time.Now().UnixNano())
+		t.queue.Add(-1)
+	}) {
+		t.queue.Add(-1)
+	}
 }
 
-// target finds the client session a server-to-client request belongs to,
-// and the continuation to use instead when that client is stateless.
-func (s *sink) target(u *upstream.Upstream, owner, method string) (*mcp.ServerSession, *continuation, error) {
+// target finds the call a server-to-client request belongs to: on a
+// per-session connection the owner's newest call on that upstream, on a
+// shared connection the newest call in flight on it.
+func (s *sink) target(u *upstream.Upstream, owner, method string) (*call, error) {
 	g := s.g()
 	if owner != "" {
-		if ss := g.session(owner); ss != nil {
-			return ss, nil, nil
+		ss := g.session(owner)
+		if ss == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: the client session for %s has ended", method)}
 		}
-		return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: the client session for %s has ended", method)}
+		if c := g.inflight.latestOf(u, ss); c != nil {
+			return c, nil
+		}
+		return &call{ss: ss, up: u}, nil
 	}
 	if c := g.inflight.latest(u); c != nil {
-		return c.ss, c.cont, nil
+		return c, nil
 	}
-	return nil, nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: %s from upstream %s arrived while no client request was in flight, so there is no client to ask", method, u.Name())}
+	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("mcpedge: %s from upstream %s arrived while no client request was in flight, so there is no client to ask", method, u.Name())}
 }
 
 // viaContinuation asks a stateless client through an input-required result.
@@ -111,46 +173,49 @@ func viaContinuation[R mcp.InputResponse](ctx context.Context, c *continuation, 
 	return r, nil
 }
 
-func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
-	ss, cont, err := s.target(u, owner, "sampling/createMessage")
+// ask relays one server-to-client request to the client of the call it
+// belongs to, bounded by that call's lifetime.
+func ask[R mcp.InputResponse](s *sink, ctx context.Context, u *upstream.Upstream, owner, method string, p any, direct func(context.Context, *mcp.ServerSession) (R, error)) (R, error) {
+	var zero R
+	c, err := s.target(u, owner, method)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	if cont != nil {
-		return viaContinuation[*mcp.CreateMessageWithToolsResult](ctx, cont, "sampling/createMessage", p)
+	cctx, cancel := c.clientSide(ctx)
+	defer cancel()
+	if c.cont != nil {
+		return viaContinuation[R](cctx, c.cont, method, p)
 	}
-	return ss.CreateMessageWithTools(ctx, p)
+	return direct(cctx, c.ss)
+}
+
+func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
+	return ask(s, ctx, u, owner, "sampling/createMessage", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
+		return ss.CreateMessageWithTools(ctx, p)
+	})
 }
 
 func (s *sink) Elicit(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
-	ss, cont, err := s.target(u, owner, "elicitation/create")
-	if err != nil {
-		return nil, err
-	}
-	if cont != nil {
-		return viaContinuation[*mcp.ElicitResult](ctx, cont, "elicitation/create", p)
-	}
-	return ss.Elicit(ctx, p)
+	return ask(s, ctx, u, owner, "elicitation/create", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {
+		return ss.Elicit(ctx, p)
+	})
+}
+
+func (s *sink) ListRoots(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ListRootsParams) (*mcp.ListRootsResult, error) {
+	return ask(s, ctx, u, owner, "roots/list", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ListRootsResult, error) {
+		return ss.ListRoots(ctx, p)
+	})
 }
 
 func (s *sink) ElicitationComplete(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitationCompleteParams) {
 	if p == nil {
 		return
 	}
-	if ss, cont, err := s.target(u, owner, "notifications/elicitation/complete"); err == nil && cont == nil {
-		_ = ss.NotifyElicitationComplete(ctx, p)
+	c, err := s.target(u, owner, "notifications/elicitation/complete")
+	if err != nil || c.cont != nil {
+		return
 	}
-}
-
-func (s *sink) ListRoots(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ListRootsParams) (*mcp.ListRootsResult, error) {
-	ss, cont, err := s.target(u, owner, "roots/list")
-	if err != nil {
-		return nil, err
-	}
-	if cont != nil {
-		return viaContinuation[*mcp.ListRootsResult](ctx, cont, "roots/list", p)
-	}
-	return ss.ListRoots(ctx, p)
+	s.g().post(c.ss, func(ctx context.Context) { _ = c.ss.NotifyElicitationComplete(ctx, p) })
 }
 
 func (g *Gateway) session(id string) *mcp.ServerSession {
@@ -167,7 +232,7 @@ func (g *Gateway) session(id string) *mcp.ServerSession {
 type levelTable struct {
 	mu      sync.Mutex
 	bySess  map[*mcp.ServerSession]mcp.LoggingLevel
-	applied map[string]int
+	applied map[*upstream.Upstream]int
 }
 
 var levelRank = map[mcp.LoggingLevel]int{"debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4, "critical": 5, "alert": 6, "emergency": 7}
@@ -210,25 +275,20 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 			}
 			g.mu.RUnlock()
 			for _, u := range ups {
-				if init := u.Catalog().Init; init == nil || init.Capabilities == nil || init.Capabilities.Logging == nil {
-					continue
-				}
 				g.levels.mu.Lock()
 				if g.levels.applied == nil {
-					g.levels.applied = map[string]int{}
+					g.levels.applied = map[*upstream.Upstream]int{}
 				}
-				cur, set := g.levels.applied[u.Name()]
+				cur, set := g.levels.applied[u]
 				if set && cur <= rank {
 					g.levels.mu.Unlock()
 					continue
 				}
-				g.levels.applied[u.Name()] = rank
+				g.levels.applied[u] = rank
 				g.levels.mu.Unlock()
-				for _, cs := range u.Sessions() {
-					if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: p.Level}); err != nil {
-						g.log.Warn("forwarding logging/setLevel failed", "upstream", u.Name(), "err", err)
-					}
-				}
+				// The upstream keeps the level and applies it to every
+				// connection it has or opens later.
+				u.SetLogLevel(p.Level)
 			}
 			return res, nil
 		}

@@ -22,6 +22,7 @@ type Metrics struct {
 	Latency    *prometheus.HistogramVec
 	Rejections *prometheus.CounterVec
 	Sessions   prometheus.Gauge
+	Dropped    *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics on a fresh registry, together with the Go
@@ -47,12 +48,16 @@ func NewMetrics() *Metrics {
 			Namespace: "mcpedge", Name: "http_rejections_total",
 			Help: "HTTP requests refused before reaching MCP handling, by reason.",
 		}, []string{"reason"}),
+		Dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mcpedge", Name: "notifications_dropped_total",
+			Help: "Upstream notifications not delivered to a client because it was not keeping up, by reason.",
+		}, []string{"reason"}),
 		Sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "mcpedge", Name: "client_sessions",
 			Help: "Client sessions currently open on the gateway.",
 		}),
 	}
-	r.MustRegister(m.Requests, m.Errors, m.Latency, m.Rejections, m.Sessions,
+	r.MustRegister(m.Requests, m.Errors, m.Latency, m.Rejections, m.Sessions, m.Dropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -94,6 +94,10 @@ type Options struct {
 	Server *mcp.Server
 }
 
+// closeTimeout bounds how long closing one upstream connection may take
+// before its context is cancelled and its child killed.
+const closeTimeout = 5 * time.Second
+
 // TransportBuiltin names the in-process transport of built-in upstreams.
 const TransportBuiltin = "builtin"
 
@@ -114,6 +118,7 @@ type Upstream struct {
 
 	catalog atomic.Pointer[Catalog]
 	refresh chan struct{}
+	level   atomic.Pointer[mcp.LoggingLevel] // most verbose level a client asked for
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -226,8 +231,15 @@ func (u *Upstream) Stop(ctx context.Context) {
 	sess := u.perSess
 	u.perSess = nil
 	u.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range sess {
-		c.close()
+		wg.Go(c.close)
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 	u.setState(StateStopped, nil)
 }
@@ -276,6 +288,7 @@ func (u *Upstream) supervise() {
 		u.mu.Lock()
 		u.shared = c
 		u.mu.Unlock()
+		u.applyLogLevel(c)
 		// Register the catalog before reporting ready, so that whoever sees
 		// "ready" also finds the upstream's tools.
 		if u.opts.Sink != nil {
@@ -431,6 +444,11 @@ func (u *Upstream) Session(ctx context.Context, clientID string) (*mcp.ClientSes
 	c.awaitCatalog(wait, u.Catalog().Tools)
 	cancel()
 	u.mu.Lock()
+	if u.ctx.Err() != nil || u.state == StateStopped { // stopped meanwhile
+		u.mu.Unlock()
+		c.close()
+		return nil, fmt.Errorf("%w: %s: stopped", ErrUnavailable, u.cfg.Name)
+	}
 	if u.perSess == nil {
 		u.perSess = map[string]*conn{}
 	}
@@ -441,7 +459,36 @@ func (u *Upstream) Session(ctx context.Context, clientID string) (*mcp.ClientSes
 	}
 	u.perSess[clientID] = c
 	u.mu.Unlock()
+	u.applyLogLevel(c)
+	// A per-session connection that dies is forgotten, so the client's next
+	// call opens a fresh one instead of failing until its session ends.
+	go func() {
+		_ = c.cs.Wait()
+		u.mu.Lock()
+		if u.perSess[clientID] == c {
+			delete(u.perSess, clientID)
+		}
+		u.mu.Unlock()
+		c.close()
+	}()
 	return c.cs, nil
+}
+
+// Forget drops the per-session connection of clientID if it is still cs
+// (the upstream said it no longer knows that session), so that the next
+// [Upstream.Session] opens a fresh one.
+func (u *Upstream) Forget(clientID string, cs *mcp.ClientSession) {
+	u.mu.Lock()
+	c, ok := u.perSess[clientID]
+	if ok && c.cs == cs {
+		delete(u.perSess, clientID)
+	} else {
+		ok = false
+	}
+	u.mu.Unlock()
+	if ok {
+		go c.close()
+	}
 }
 
 // ReleaseSession closes the per-session connection of a client session that
@@ -453,6 +500,51 @@ func (u *Upstream) ReleaseSession(clientID string) {
 	u.mu.Unlock()
 	if ok {
 		go c.close()
+	}
+}
+
+// SetLogLevel records the logging level clients want from this upstream and
+// applies it to every open connection and to each one opened later
+// (reconnects, per-session connections, replacements after a reload keep
+// their own Upstream and start from the next setLevel).
+func (u *Upstream) SetLogLevel(level mcp.LoggingLevel) {
+	u.level.Store(&level)
+	u.mu.Lock()
+	var conns []*conn
+	if u.shared != nil {
+		conns = append(conns, u.shared)
+	}
+	for _, c := range u.perSess {
+		conns = append(conns, c)
+	}
+	u.mu.Unlock()
+	for _, c := range conns {
+		go u.applyLogLevel(c)
+	}
+}
+
+// LogLevel returns the logging level clients asked of this upstream, if any.
+func (u *Upstream) LogLevel() (mcp.LoggingLevel, bool) {
+	if l := u.level.Load(); l != nil {
+		return *l, true
+	}
+	return "", false
+}
+
+// applyLogLevel sends the wanted level to a connection whose server logs.
+func (u *Upstream) applyLogLevel(c *conn) {
+	lvl := u.level.Load()
+	if lvl == nil {
+		return
+	}
+	init := c.cs.InitializeResult()
+	if init == nil || init.Capabilities == nil || init.Capabilities.Logging == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout.D())
+	defer cancel()
+	if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: *lvl}); err != nil {
+		u.log.Warn("setting the upstream's logging level failed", "level", *lvl, "err", err)
 	}
 }
 
@@ -533,7 +625,15 @@ func (c *conn) awaitCatalog(ctx context.Context, want []*mcp.Tool) {
 
 func (c *conn) close() {
 	c.closing.Do(func() {
-		_ = c.cs.Close()
+		// The SDK's Close waits for requests in flight on the connection; a
+		// server-to-client request a client never answers must not keep the
+		// connection (and a stdio child) alive, so the wait is bounded.
+		done := make(chan struct{})
+		go func() { _ = c.cs.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeTimeout):
+		}
 		c.cancel()
 		if c.onClose != nil {
 			c.onClose()
@@ -599,6 +699,9 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		cancel()
 		if c.cmd != nil {
 			killTree(c.cmd)
+		}
+		if c.onClose != nil {
+			c.onClose()
 		}
 		if ctx.Err() != nil && u.ctx.Err() == nil {
 			err = fmt.Errorf("no answer to initialize within %s: %w", u.cfg.ConnectTimeout.D(), err)

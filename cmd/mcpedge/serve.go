@@ -53,6 +53,19 @@ func configFlags(fs *flag.FlagSet) func() (source, error) {
 	}
 }
 
+// parseAndLoad parses a command's flags and loads the configuration they name.
+func parseAndLoad(fs *flag.FlagSet, args []string, src func() (source, error)) (source, *config.Config, error) {
+	if err := fs.Parse(args); err != nil {
+		return source{}, nil, err
+	}
+	s, err := src()
+	if err != nil {
+		return source{}, nil, err
+	}
+	cfg, err := s.load()
+	return s, cfg, err
+}
+
 func setVersions() {
 	gateway.Version = version
 	upstream.Version = version
@@ -63,14 +76,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.SetOutput(stderr)
 	src := configFlags(fs)
 	listen := fs.String("listen", "", "override server.listen (`host:port`)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := src()
-	if err != nil {
-		return err
-	}
-	cfg, err := s.load()
+	s, cfg, err := parseAndLoad(fs, args, src)
 	if err != nil {
 		return err
 	}
@@ -234,14 +240,7 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stdio", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	src := configFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	s, err := src()
-	if err != nil {
-		return err
-	}
-	cfg, err := s.load()
+	_, cfg, err := parseAndLoad(fs, args, src)
 	if err != nil {
 		return err
 	}

@@ -204,17 +204,13 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Now().Add(o.BodyReadTimeout))
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
-		_ = rc.SetReadDeadline(time.Time{})
+		body, status, reason, err := readBody(w, r, o)
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				g.reject(w, r, http.StatusRequestEntityTooLarge, "body_too_large", jsonrpcInvalidRequest, fmt.Sprintf("request body exceeds %d bytes", o.MaxBodyBytes))
-				return
+			code := jsonrpcParseError
+			if status == http.StatusRequestEntityTooLarge {
+				code = jsonrpcInvalidRequest
 			}
-			g.reject(w, r, http.StatusBadRequest, "body_read", jsonrpcParseError, "reading request body: "+err.Error())
+			g.reject(w, r, status, reason, code, err.Error())
 			return
 		}
 		if err := jsonguard.Check(body, lim); err != nil {
@@ -272,17 +268,9 @@ func (g *Gateway) checkJSONBody(o HTTPOptions, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Now().Add(o.BodyReadTimeout))
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
-		_ = rc.SetReadDeadline(time.Time{})
+		body, status, reason, err := readBody(w, r, o)
 		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				g.rejectREST(w, r, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", o.MaxBodyBytes))
-				return
-			}
-			g.rejectREST(w, r, http.StatusBadRequest, "body_read", "reading request body: "+err.Error())
+			g.rejectREST(w, r, status, reason, err.Error())
 			return
 		}
 		if len(bytes.TrimSpace(body)) > 0 {
@@ -295,6 +283,23 @@ func (g *Gateway) checkJSONBody(o HTTPOptions, next http.Handler) http.Handler {
 		r.ContentLength = int64(len(body))
 		next.ServeHTTP(w, r)
 	})
+}
+
+// readBody reads a request body within the size limit and the body read
+// deadline; on failure it returns the HTTP status and reason to refuse with.
+func readBody(w http.ResponseWriter, r *http.Request, o HTTPOptions) ([]byte, int, string, error) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(o.BodyReadTimeout))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, o.MaxBodyBytes))
+	_ = rc.SetReadDeadline(time.Time{})
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Errorf("request body exceeds %d bytes", o.MaxBodyBytes)
+		}
+		return nil, http.StatusBadRequest, "body_read", fmt.Errorf("reading request body: %w", err)
+	}
+	return body, 0, "", nil
 }
 
 // rejectREST answers a REST request with a JSON problem object.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,5 +132,53 @@ func TestStatelessClientLegacyUpstream(t *testing.T) {
 				t.Errorf("client was asked %v", asked)
 			}
 		})
+	}
+}
+
+// TestLegacyClientStatelessUpstream runs a 2025-11-25 client against a
+// 2026-07-28 upstream whose tool asks for input with an input-required
+// result: the gateway hands the input request to the SDK server, which asks
+// the stateful client with a real elicitation/create, and the call is
+// retried upstream with the answer and the upstream's requestState.
+func TestLegacyClientStatelessUpstream(t *testing.T) {
+	up := mcp.NewServer(&mcp.Implementation{Name: "modern", Version: "1"}, nil)
+	var rounds atomic.Int32
+	up.AddTool(&mcp.Tool{Name: "ask", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			rounds.Add(1)
+			if ans, ok := r.Params.InputResponses["colour"].(*mcp.ElicitResult); ok && r.Params.RequestState == "state-1" {
+				return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("got %v", ans.Content["colour"])}}}, nil
+			}
+			return &mcp.CallToolResult{
+				InputRequests: mcp.InputRequestMap{"colour": &mcp.ElicitParams{Message: "colour?", RequestedSchema: map[string]any{
+					"type": "object", "properties": map[string]any{"colour": map[string]any{"type": "string"}}}}},
+				RequestState: "state-1",
+			}, nil
+		})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, &mcp.StreamableHTTPOptions{Stateless: true}))
+	t.Cleanup(srv.Close)
+	gw := startGateway(t, "[server]\n"+upstreamBlock("modern", "http", "url = "+q(srv.URL)))
+	if p := status(gw, "modern").Protocol; p != "2026-07-28" {
+		t.Fatalf("upstream negotiated %q, want the stateless revision", p)
+	}
+	var asked atomic.Int32
+	c := mcp.NewClient(&mcp.Implementation{Name: "old", Version: "1"}, &mcp.ClientOptions{
+		ElicitationHandler: func(ctx context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked.Add(1)
+			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{"colour": "green"}}, nil
+		},
+	})
+	ctx := ctxT(t, 30*time.Second)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: gw.URL + "/mcp", MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "modern__ask", Arguments: map[string]any{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := text(t, res); got != "got green" || asked.Load() != 1 || rounds.Load() != 2 {
+		t.Errorf("result %q, client asked %d times, upstream rounds %d", got, asked.Load(), rounds.Load())
 	}
 }

@@ -51,7 +51,6 @@ type continuation struct {
 	mu      sync.Mutex
 	answers map[string]chan mcp.InputResponse
 	seq     atomic.Int64
-	expires time.Time
 }
 
 type contEvent struct {
@@ -72,7 +71,7 @@ type continuations struct {
 func (cs *continuations) create(method string, u *upstream.Upstream, ttl time.Duration) *continuation {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	c := &continuation{id: hex.EncodeToString(b[:]), method: method, up: u, events: make(chan contEvent, 4), answers: map[string]chan mcp.InputResponse{}, expires: time.Now().Add(ttl)}
+	c := &continuation{id: hex.EncodeToString(b[:]), method: method, up: u, events: make(chan contEvent, 4), answers: map[string]chan mcp.InputResponse{}}
 	cs.m.Store(c.id, c)
 	// A client may walk away between rounds: forget the call a while after
 	// the upstream's own timeout has ended it.

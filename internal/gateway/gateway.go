@@ -641,7 +641,6 @@ func (g *Gateway) sessionOpened(ss *mcp.ServerSession) {
 		g.sessions.Delete(id)
 		g.metrics.Sessions.Dec()
 		g.subs.dropSession(ss, g)
-		g.levels.drop(ss)
 		g.mu.RLock()
 		ups := slices.Collect(maps.Values(g.upstreams))
 		g.mu.RUnlock()

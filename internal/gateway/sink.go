@@ -231,17 +231,10 @@ func (g *Gateway) session(id string) *mcp.ServerSession {
 // client; the SDK server then filters per client session.
 type levelTable struct {
 	mu      sync.Mutex
-	bySess  map[*mcp.ServerSession]mcp.LoggingLevel
 	applied map[*upstream.Upstream]int
 }
 
 var levelRank = map[mcp.LoggingLevel]int{"debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4, "critical": 5, "alert": 6, "emergency": 7}
-
-func (t *levelTable) drop(ss *mcp.ServerSession) {
-	t.mu.Lock()
-	delete(t.bySess, ss)
-	t.mu.Unlock()
-}
 
 // levelMiddleware forwards logging/setLevel to the upstreams behind the
 // endpoint when the new level is more verbose than what they were last set to.

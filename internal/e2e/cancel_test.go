@@ -28,7 +28,7 @@ func TestCancellationReachesUpstream(t *testing.T) {
 		}
 	})
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil))
-	t.Cleanup(srv.Close)
+	closeFixture(t, srv)
 	gw := startGateway(t, "[server]\n"+upstreamBlock("b", "http", "url = "+q(srv.URL)))
 	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
 	ctx, cancel := context.WithCancel(context.Background())

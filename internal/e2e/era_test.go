@@ -86,7 +86,7 @@ func legacyInteractive() *mcp.Server {
 func TestStatelessClientLegacyUpstream(t *testing.T) {
 	up := legacyInteractive()
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil))
-	t.Cleanup(srv.Close)
+	closeFixture(t, srv)
 	gw := startGateway(t, "[server]\n"+upstreamBlock("legacy", "http", "url = "+q(srv.URL)))
 	if p := status(gw, "legacy").Protocol; p != "2025-11-25" {
 		t.Fatalf("upstream negotiated %q", p)
@@ -156,7 +156,7 @@ func TestLegacyClientStatelessUpstream(t *testing.T) {
 			}, nil
 		})
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, &mcp.StreamableHTTPOptions{Stateless: true}))
-	t.Cleanup(srv.Close)
+	closeFixture(t, srv)
 	gw := startGateway(t, "[server]\n"+upstreamBlock("modern", "http", "url = "+q(srv.URL)))
 	if p := status(gw, "modern").Protocol; p != "2026-07-28" {
 		t.Fatalf("upstream negotiated %q, want the stateless revision", p)

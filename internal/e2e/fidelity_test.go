@@ -120,7 +120,7 @@ func (s *rawSession) call(t *testing.T, method string, params any) map[string]an
 // JSON-RPC errors with data, and that arguments arrive byte for byte.
 func TestResultFidelity(t *testing.T) {
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return contentServer() }, nil))
-	t.Cleanup(srv.Close)
+	closeFixture(t, srv)
 	gw := startGateway(t, "[server]\n"+upstreamBlock("content", "http", "url = "+q(srv.URL)))
 
 	direct := newRawSession(t, srv.URL)

@@ -149,3 +149,18 @@ func text(t testing.TB, res *mcp.CallToolResult) string {
 	}
 	return b.String()
 }
+
+// closeFixture closes an in-process upstream when the test ends, bounded:
+// httptest.Server.Close waits for every handler, and a fixture handler may
+// still be waiting on a client that will never answer.
+func closeFixture(t testing.TB, srv *httptest.Server) {
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		done := make(chan struct{})
+		go func() { srv.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+		}
+	})
+}

@@ -51,7 +51,7 @@ func TestHeadersAtTheBoundary(t *testing.T) {
 	})
 	rec := &headerRecorder{}
 	upSrv := httptest.NewServer(rec.wrap(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil)))
-	t.Cleanup(upSrv.Close) // after the gateway stops (cleanups run last-in first-out)
+	closeFixture(t, upSrv) // after the gateway stops (cleanups run last-in first-out)
 
 	t.Setenv("UPSTREAM_KEY", "upstream-secret")
 	gw := startGateway(t, "[server]\n"+upstreamBlock("rec", "http", "url = "+q(upSrv.URL), `headers = { "X-Api-Key" = "${UPSTREAM_KEY}" }`),

@@ -64,10 +64,16 @@ func reviewGatewayOpts(t testing.TB, toml string, closeSessions bool) (*Gateway,
 func reviewHTTPUpstream(t testing.TB, s *mcp.Server) string {
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(func() {
-		// Forcibly: a gateway connection that failed to close must not
-		// hang the test's cleanup.
+		// Forcibly and bounded: a fixture handler still waiting on a client
+		// (an elicitation nobody answers) must not hang the test's cleanup;
+		// httptest.Server.Close waits for every handler.
 		srv.CloseClientConnections()
-		srv.Close()
+		done := make(chan struct{})
+		go func() { srv.Close(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+		}
 	})
 	return srv.URL
 }

@@ -100,6 +100,12 @@ PKGS=("$@")
 log "go vet ${PKGS[*]}"
 go vet "${PKGS[@]}"
 
+# The default build is pure Go and must keep cross-compiling for devices.
+log "cross-compile check (CGO_ENABLED=0: linux/amd64, linux/arm64, linux/arm)"
+for target in linux/amd64 linux/arm64 linux/arm; do
+	CGO_ENABLED=0 GOOS=${target%/*} GOARCH=${target#*/} GOARM=7 go build -o /dev/null ./cmd/mcpedge
+done
+
 log "go test -race ${PKGS[*]}"
 # shellcheck disable=SC2086 # GO_TEST_FLAGS is deliberately word-split
 go test -race -count=1 -timeout "${GO_TEST_TIMEOUT:-20m}" ${GO_TEST_FLAGS:-} "${PKGS[@]}"

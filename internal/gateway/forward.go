@@ -639,23 +639,34 @@ func (t *progressTable) put(tok string, ss *mcp.ServerSession, orig any, u *upst
 // its result a moment to be relayed, so the client sees them before the
 // result. The SDK client hands notifications to a goroutine while the
 // response goes straight to the caller, so the two can swap places. Only
-// calls that asked for progress pay this, and at most 25ms.
+// calls that asked for progress pay this: 5 ms, more on a loaded machine,
+// at most 50 ms.
 func (t *progressTable) settle(tok string) {
 	v, ok := t.m.Load(tok)
 	if !ok {
 		return
 	}
 	pt := v.(progressTarget)
-	if pt.last.Load() == 0 && pt.queue.Load() == 0 {
-		return // no progress at all: nothing can be in flight
-	}
+	// Notifications the upstream sent before its result are already queued
+	// in the SDK client when the result arrives, and its handler goroutine
+	// runs them in order within moments; on a loaded machine that can take a
+	// few milliseconds, even for the first one. So wait at least minWait,
+	// then until none has been relayed for quietFor, at most maxWait.
+	// When the machine is loaded, goroutines wake late — ours and the SDK's
+	// alike — so the wait stretches with the lateness this loop observes.
+	const step, quietFor, maxWait = 500 * time.Microsecond, 2 * time.Millisecond, 50 * time.Millisecond
+	minWait := 5 * time.Millisecond
 	start := time.Now()
-	for time.Since(start) < 25*time.Millisecond {
+	for time.Since(start) < maxWait {
 		quiet := time.Since(time.Unix(0, pt.last.Load()))
-		if pt.queue.Load() == 0 && time.Since(start) >= 2*time.Millisecond && quiet >= 2*time.Millisecond {
+		if pt.queue.Load() == 0 && time.Since(start) >= minWait && quiet >= quietFor {
 			return
 		}
-		time.Sleep(500 * time.Microsecond)
+		before := time.Now()
+		time.Sleep(step)
+		if late := time.Since(before) - step; 10*late > minWait {
+			minWait = min(10*late, maxWait)
+		}
 	}
 }
 

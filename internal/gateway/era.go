@@ -223,6 +223,16 @@ func forward[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req m
 	return res, g.end(ctx, c, isErr, err)
 }
 
+// relay forwards one multi-round-trip request (tools/call, prompts/get,
+// resources/read), translating between protocol eras where the SDK does not.
+func relay[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, state string, responses mcp.InputResponseMap, progressToken any,
+	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), needInput func(mcp.InputRequestMap, string) R) (R, error) {
+	if translate(u, req) {
+		return runNewEra(g, ctx, u, req, method, state, responses, progressToken, do, needInput)
+	}
+	return forward(g, ctx, u, req, method, progressToken, do)
+}
+
 // translate reports whether a request needs the gateway's own era
 // translation: a stateless client calling an upstream that may send
 // server-to-client requests.

@@ -251,13 +251,10 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 			}
 			return res, err == nil && res != nil && res.IsError, err
 		}
-		if translate(u, req) {
-			return runNewEra(g, ctx, u, req, "tools/call", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-				func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
-					return &mcp.CallToolResult{InputRequests: m, RequestState: state}
-				})
-		}
-		return forward(g, ctx, u, req, "tools/call", p.GetProgressToken(), do)
+		return relay(g, ctx, u, req, "tools/call", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+			func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
+				return &mcp.CallToolResult{InputRequests: m, RequestState: state}
+			})
 	}
 }
 
@@ -274,13 +271,10 @@ func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHan
 			}
 			return res, false, err
 		}
-		if translate(u, req) {
-			return runNewEra(g, ctx, u, req, "prompts/get", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-				func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
-					return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
-				})
-		}
-		return forward(g, ctx, u, req, "prompts/get", p.GetProgressToken(), do)
+		return relay(g, ctx, u, req, "prompts/get", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+			func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
+				return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
+			})
 	}
 }
 
@@ -301,13 +295,10 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		}
 		return res, false, err
 	}
-	if translate(u, req) {
-		return runNewEra(g, ctx, u, req, "resources/read", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-			func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
-				return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
-			})
-	}
-	return forward(g, ctx, u, req, "resources/read", p.GetProgressToken(), do)
+	return relay(g, ctx, u, req, "resources/read", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+		func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
+			return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
+		})
 }
 
 // readMiddleware routes resources/read for URIs that no listed resource or

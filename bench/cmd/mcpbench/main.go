@@ -50,7 +50,6 @@ type options struct {
 	quietWait   time.Duration
 	maxOther    float64
 	retries     int
-	keepBinDir  bool
 	args        []string
 	root        string // module root
 	binDir      string

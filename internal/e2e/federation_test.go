@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // names returns result[kind]["names"] as strings.
@@ -190,5 +189,3 @@ func TestServerToClientNodeClient(t *testing.T) {
 		}
 	})
 }
-
-var _ = mcp.Implementation{}

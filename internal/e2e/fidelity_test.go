@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -148,5 +150,30 @@ func TestResultFidelity(t *testing.T) {
 	ir := (&rawSession{url: gw.URL + "/mcp/content"}).call(t, "initialize", map[string]any{"protocolVersion": "2025-11-25", "capabilities": map[string]any{}, "clientInfo": map[string]any{"name": "raw", "version": "1"}})
 	if got := jsonText(ir); !strings.Contains(got, `"name":"content"`) || !strings.Contains(got, `"version":"1.2.3"`) || !strings.Contains(got, `"instructions":"content fixtures"`) {
 		t.Errorf("per-upstream initialize = %s", got)
+	}
+}
+
+// TestReadNotFoundIsNotResent checks that an upstream's own "not found" for
+// a URI the gateway routed reaches the client once, on both endpoints,
+// without the gateway asking the upstream again.
+func TestReadNotFoundIsNotResent(t *testing.T) {
+	var reads atomic.Int32
+	s := mcp.NewServer(&mcp.Implementation{Name: "res", Version: "1"}, nil)
+	s.AddResourceTemplate(&mcp.ResourceTemplate{Name: "docs", URITemplate: "doc://{id}"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		reads.Add(1)
+		return nil, mcp.ResourceNotFoundError(r.Params.URI)
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	closeFixture(t, srv)
+	gw := startGateway(t, "[server]\n"+upstreamBlock("res", "http", "url = "+q(srv.URL)))
+	for _, ep := range []string{"/mcp", "/mcp/res"} {
+		reads.Store(0)
+		cs := goClient(t, gw.URL+ep, nil, "2025-11-25")
+		if _, err := cs.ReadResource(ctxT(t, 10*time.Second), &mcp.ReadResourceParams{URI: "doc://missing"}); err == nil {
+			t.Errorf("%s: read of a missing document succeeded", ep)
+		}
+		if n := reads.Load(); n != 1 {
+			t.Errorf("%s: upstream asked %d times, want once", ep, n)
+		}
 	}
 }

@@ -301,14 +301,17 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		})
 }
 
-// readMiddleware routes resources/read for URIs that no listed resource or
-// template matches: on /mcp/<name> every read goes to that upstream (servers
-// may serve URIs they do not list), on /mcp the owner is found by template.
+// readMiddleware lets /mcp/<name> read URIs the upstream serves without
+// listing them (servers may): when the SDK server finds no listed resource
+// or template for a URI, the read goes to the upstream as is. A not-found
+// error for a URI the gateway did route came from the upstream itself and is
+// returned unchanged; on /mcp routing is by listed resources and templates
+// only, so nothing is re-sent there.
 func (g *Gateway) readMiddleware(only string) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			res, err := next(ctx, method, req)
-			if method != "resources/read" || err == nil {
+			if method != "resources/read" || err == nil || only == "" {
 				return res, err
 			}
 			var werr *jsonrpc.Error
@@ -319,13 +322,28 @@ func (g *Gateway) readMiddleware(only string) mcp.Middleware {
 			if !ok {
 				return res, err
 			}
-			u := g.ownerOf(only, rr.Params.URI)
-			if u == nil {
+			u, ok := g.Upstream(only)
+			if !ok || listed(u.Catalog(), rr.Params.URI) {
 				return res, err
 			}
 			return g.read(ctx, u, rr)
 		}
 	}
+}
+
+// listed reports whether a catalog lists uri or a template matching it.
+func listed(cat *upstream.Catalog, uri string) bool {
+	for _, r := range cat.Resources {
+		if r.URI == uri {
+			return true
+		}
+	}
+	for _, t := range cat.Templates {
+		if tmpl, err := uritemplate.New(t.URITemplate); err == nil && tmpl.Regexp().MatchString(uri) {
+			return true
+		}
+	}
+	return false
 }
 
 // ownerOf finds the upstream that serves uri: on a per-upstream endpoint

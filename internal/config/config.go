@@ -92,6 +92,15 @@ type Config struct {
 	// Lattice holds the limits of the built-in lattice engine (toml
 	// [lattice]).
 	Lattice Lattice
+	// Store, Redis, Auth, Plans, Limits and Audit are the multi-tenant
+	// security settings (toml [store], [redis], [auth], [plans.NAME],
+	// [limits], [audit]); see security.go.
+	Store  Store
+	Redis  Redis
+	Auth   Auth
+	Plans  map[string]Plan
+	Limits Limits
+	Audit  Audit
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -264,7 +273,7 @@ func (u Upstream) Fingerprint() string {
 // Default returns the embedded defaults: every server setting at its default
 // and no upstreams. It is what an empty config file yields.
 func Default() *Config {
-	return &Config{
+	c := &Config{
 		Server: Server{
 			Listen:         DefaultListen,
 			AuthTokenEnv:   DefaultAuthTokenEnv,
@@ -284,6 +293,8 @@ func Default() *Config {
 			MaxLattices:           DefaultLatticeMaxLattices,
 		},
 	}
+	defaultSecurity(c)
+	return c
 }
 
 // DefaultDataDir is the default server.data_dir: $XDG_DATA_HOME/mcpedge

@@ -100,6 +100,8 @@ func TestExample(t *testing.T) {
 		Lattice: Default().Lattice,
 		Path:    "example.toml",
 	}
+	def := Default()
+	want.Auth, want.Plans, want.Audit = def.Auth, def.Plans, def.Audit
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

@@ -332,9 +332,11 @@ func (d *decoder) decodeTOML(root *val) *Config {
 			}
 		}
 	}
-	top.unknown([]string{"server", "upstreams", "lattice"})
+	secm := d.decodeSecurity(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
+	d.validateSecurity(c, secm)
 	return c
 }
 

@@ -196,6 +196,7 @@ const (
 var hopByHop = []string{
 	mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientInfo, mcp.MetaKeyClientCapabilities,
 	mcp.MetaKeyLogLevel, mcp.MetaKeySubscriptionID, mcp.MetaKeyServerInfo,
+	metaPrincipal,
 }
 
 // withProgress returns the _meta to send upstream: the client's, without
@@ -238,10 +239,14 @@ func dropServerInfo(m mcp.Meta) {
 // toolHandler forwards tools/call to upstream u, where the tool is called
 // name. Arguments travel as the raw JSON the client sent.
 func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler {
+	builtinUp := u.Config().Transport == upstream.TransportBuiltin
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p := req.Params
 		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
 			params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+			if builtinUp {
+				params.Meta = builtinMeta(params.Meta, principalOf(req))
+			}
 			if len(p.Arguments) > 0 {
 				params.Arguments = p.Arguments
 			}

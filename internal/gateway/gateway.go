@@ -50,6 +50,9 @@ type Gateway struct {
 
 	builtins []builtin
 	draining atomic.Bool
+	// security is the multi-tenant layer (nil: single-user mode). Set
+	// once before serving, read on every request.
+	security Security
 
 	inflight inflightTable
 	conts    continuations
@@ -284,7 +287,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 		},
 		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
 	})
-	s.AddReceivingMiddleware(g.levelMiddleware(""), g.readMiddleware(""))
+	s.AddReceivingMiddleware(g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
 	return s
 }
 
@@ -320,7 +323,7 @@ func (g *Gateway) newPerUpstreamServer(u *upstream.Upstream, cat *upstream.Catal
 	}
 	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
 	s := mcp.NewServer(impl, opts)
-	s.AddReceivingMiddleware(g.levelMiddleware(name), g.readMiddleware(name))
+	s.AddReceivingMiddleware(g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
 	return s
 }
 

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -51,18 +52,35 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	if o.BodyReadTimeout == 0 {
 		o.BodyReadTimeout = 30 * time.Second
 	}
+	mux := http.NewServeMux()
 	aggServer := func(*http.Request) *mcp.Server { return g.agg }
 	perServer := func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }
 	agg := eraSwitch(aggServer, g.log, o)
 	per := eraSwitch(perServer, g.log, o)
+	if g.security != nil {
+		agg, per = sdkAuth(agg), sdkAuth(per)
+		prm := g.security.ProtectedResourceMetadata()
+		// RFC 9728 §3.1: the well-known URI, also with the resource's path
+		// appended, which is where MCP clients look first.
+		mux.Handle("GET /.well-known/oauth-protected-resource", g.cors(o, prm))
+		mux.Handle("GET /.well-known/oauth-protected-resource/{path...}", g.cors(o, prm))
+	}
 
-	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")
 	})
-	mux.Handle("GET /readyz", g.guard(o, http.HandlerFunc(g.readyz)))
-	mux.Handle("GET /metrics", g.guard(o, promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{})))
+	guardedReady := g.guard(o, http.HandlerFunc(g.readyz))
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		// Probes carry no credentials: without one they get the verdict
+		// alone; upstream details are for operators.
+		if g.security != nil && r.Header.Get("Authorization") == "" {
+			g.readyz(w, r)
+			return
+		}
+		guardedReady.ServeHTTP(w, r)
+	})
+	mux.Handle("GET /metrics", g.guard(o, g.operatorOnly(promhttp.HandlerFor(g.metrics.Registry, promhttp.HandlerOpts{}))))
 	mux.Handle("/mcp", g.guard(o, g.checkBody(o, agg)))
 	mux.Handle("/mcp/{upstream}", g.guard(o, g.checkBody(o, g.requireUpstream(per))))
 	if o.API != nil {
@@ -109,6 +127,11 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		st = []UpstreamStatus{}
 	}
+	if g.security != nil {
+		if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
+			st = []UpstreamStatus{}
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if !ready {
@@ -121,6 +144,9 @@ func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("upstream")
 		u, ok := g.Upstream(name)
+		if ok && g.security != nil && !g.security.Allowed(principal.From(r.Context()), name, "upstream", "") {
+			ok = false // another tenant's upstream does not exist for this caller
+		}
 		if !ok {
 			g.reject(w, r, http.StatusNotFound, "unknown_upstream", jsonrpcInvalidRequest, fmt.Sprintf("no upstream named %q is configured", name))
 			return
@@ -150,9 +176,14 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 	}
 	want := []byte("Bearer " + o.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, allowed) {
-			g.reject(w, r, http.StatusForbidden, "origin", jsonrpcInvalidRequest, fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
-			return
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if !originAllowed(origin, allowed) {
+				g.reject(w, r, http.StatusForbidden, "origin", jsonrpcInvalidRequest, fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
+				return
+			}
+			if corsHeaders(w, r) {
+				return // a preflight: answered without credentials, as browsers send it
+			}
 		}
 		q := r.URL.Query()
 		for _, k := range []string{"access_token", "token", "api_key", "apikey", "key"} {
@@ -161,7 +192,12 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 				return
 			}
 		}
-		if o.Token != "" {
+		if g.security != nil {
+			var ok bool
+			if r, ok = g.authenticate(w, r); !ok {
+				return
+			}
+		} else if o.Token != "" {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="mcpedge"`)
@@ -252,6 +288,9 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 				g.reject(w, r, http.StatusBadRequest, "header_mismatch", jsonrpcInvalidRequest, fmt.Sprintf("Mcp-Name header %q does not match the body's name %q", hn, name))
 				return
 			}
+		}
+		if !g.admit(w, r, body) {
+			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
@@ -371,4 +410,53 @@ func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// operatorOnly admits, in multi-tenant mode, only admins of an operator
+// tenant: what it guards (metrics) describes every tenant's traffic.
+func (g *Gateway) operatorOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.security != nil {
+			if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
+				g.rejectREST(w, r, http.StatusForbidden, "forbidden", "only administrators of an operator tenant may read this")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cors checks Origin and adds CORS headers for a handler that needs no
+// credentials (the OAuth metadata).
+func (g *Gateway) cors(o HTTPOptions, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, a := range o.AllowedOrigins {
+		allowed[strings.TrimRight(strings.ToLower(a), "/")] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" && originAllowed(origin, allowed) {
+			if corsHeaders(w, r) {
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// corsHeaders lets a browser page from an allowed origin (server.allowed_origins
+// or loopback; the caller has checked) call the gateway and read what an MCP
+// client needs. It answers a preflight itself and reports whether it did.
+func corsHeaders(w http.ResponseWriter, r *http.Request) bool {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, Mcp-Protocol-Version, WWW-Authenticate, RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id")
+	if r.Method != http.MethodOptions || r.Header.Get("Access-Control-Request-Method") == "" {
+		return false
+	}
+	h.Set("Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Mcp-Method, Mcp-Name, Last-Event-Id, X-Request-Id")
+	h.Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
+	return true
 }

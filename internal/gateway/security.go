@@ -1,0 +1,459 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Security is what the multi-tenant layer plugs into the request path. The
+// gateway calls it at fixed points and never looks inside: the principal
+// is attached at the HTTP edge (Authenticate), requests are admitted or
+// refused before the SDK sees them (Admit), every list is filtered and
+// every call checked (Allowed), and every tool call is reported (Record).
+// A nil Security is single-user mode: no principal, everything allowed.
+type Security interface {
+	// Authenticate returns the caller of r, or an *AuthError.
+	Authenticate(r *http.Request) (*principal.Principal, error)
+	// Admit applies rate limits and, for tools/call, the monthly quota to
+	// one JSON-RPC request. It may set headers (RateLimit-*) on h; a
+	// non-nil Denial refuses the request.
+	Admit(r *http.Request, h http.Header, p *principal.Principal, method string) *Denial
+	// Allowed reports whether p may see and use an item: kind is "tool",
+	// "prompt", "resource" or "upstream"; upstream is the owning
+	// upstream's configured name; name is the item's own name at that
+	// upstream ("" for kind "upstream" and "resource"). It is called for
+	// every listed item, so it must be cheap.
+	Allowed(p *principal.Principal, upstream, kind, name string) bool
+	// Record reports a finished (or refused) tool call for the audit log.
+	Record(ctx context.Context, p *principal.Principal, c CallRecord)
+	// ResourceMetadataURL is the URL of this gateway's OAuth protected
+	// resource metadata (RFC 9728) as seen by the client of r.
+	ResourceMetadataURL(r *http.Request) string
+	// ProtectedResourceMetadata serves that document.
+	ProtectedResourceMetadata() http.Handler
+}
+
+// AuthError is a refused credential: Status 401 (missing, unknown,
+// expired, revoked) or 403 (valid, but not from here / not enough).
+// Code is the OAuth error code for WWW-Authenticate ("invalid_token",
+// "insufficient_scope", "invalid_request"; "" when no credential was sent).
+type AuthError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *AuthError) Error() string { return e.Message }
+
+// Denial refuses an admitted request (rate limit, quota).
+type Denial struct {
+	Status     int // 429 for limits and quotas
+	Reason     string
+	Message    string
+	RetryAfter time.Duration
+}
+
+// CallRecord describes one tool call for the audit log.
+type CallRecord struct {
+	Upstream  string
+	Tool      string // the tool's name at the upstream
+	Name      string // the name the client used
+	Arguments json.RawMessage
+	Outcome   string // "ok", "error" (tool or protocol error), "denied"
+	Error     string
+	Latency   time.Duration
+	ClientIP  string
+	RequestID string
+}
+
+// CodeRateLimited is the JSON-RPC error code of a request refused by a
+// rate limit or quota; data.retryAfterMs says when to try again.
+const CodeRateLimited = -32029
+
+// metaPrincipal is the _meta key through which the gateway tells its
+// built-in servers (and only them) who is calling. It is hop-by-hop: a
+// client's value is always removed.
+const metaPrincipal = "io.mcpedge/principal"
+
+// PrincipalMeta is the value of the metaPrincipal key.
+type PrincipalMeta struct {
+	TenantID string `json:"tenant_id"`
+	Tenant   string `json:"tenant"`
+	Plan     string `json:"plan"`
+	Operator bool   `json:"operator,omitempty"`
+	ID       string `json:"id"`
+	Role     string `json:"role"`
+}
+
+// PrincipalFromMeta returns who is calling a built-in server, as the
+// gateway put it in the request's _meta; nil when absent (single-user
+// mode, or a call that did not come through the gateway).
+func PrincipalFromMeta(m mcp.Meta) *PrincipalMeta {
+	v, ok := m[metaPrincipal]
+	if !ok {
+		return nil
+	}
+	switch x := v.(type) {
+	case PrincipalMeta:
+		return &x
+	case *PrincipalMeta:
+		return x
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	var pm PrincipalMeta
+	if json.Unmarshal(b, &pm) != nil {
+		return nil
+	}
+	return &pm
+}
+
+// SetSecurity installs the multi-tenant layer. Call it before serving.
+func (g *Gateway) SetSecurity(s Security) { g.security = s }
+
+// authenticate is the edge of the request path: it resolves the caller and
+// attaches it to the request, both for the gateway (principal.With) and for
+// the SDK (as auth.TokenInfo, so that handlers see it in req.Extra and
+// sessions are bound to the principal that created them).
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (*http.Request, bool) {
+	sec := g.security
+	if sec == nil {
+		return r, true
+	}
+	p, err := sec.Authenticate(r)
+	if err != nil {
+		ae := &AuthError{}
+		if !errors.As(err, &ae) {
+			ae = &AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: err.Error()}
+		}
+		g.challenge(w, r, ae)
+		return nil, false
+	}
+	return r.WithContext(principal.With(r.Context(), p)), true
+}
+
+// challenge answers 401/403 with the WWW-Authenticate parameters the MCP
+// authorization spec requires (resource_metadata, and error for a bad
+// token), and a JSON-RPC error body for MCP clients.
+func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthError) {
+	params := []string{`realm="mcpedge"`, fmt.Sprintf("resource_metadata=%q", g.security.ResourceMetadataURL(r))}
+	if ae.Code != "" {
+		params = append(params, fmt.Sprintf("error=%q", ae.Code))
+		params = append(params, fmt.Sprintf("error_description=%q", strings.ReplaceAll(ae.Message, `"`, "'")))
+	}
+	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+	status := ae.Status
+	if status != http.StatusForbidden {
+		status = http.StatusUnauthorized
+	}
+	reason := "unauthenticated"
+	if status == http.StatusForbidden {
+		reason = "forbidden"
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+		g.rejectREST(w, r, status, reason, ae.Message)
+		return
+	}
+	g.reject(w, r, status, reason, jsonrpcInvalidRequest, ae.Message)
+}
+
+// sdkAuth passes the principal attached by authenticate on to the SDK as
+// TokenInfo. The SDK binds a session to TokenInfo.UserID, so a session id
+// leaked to another credential is useless to it.
+func sdkAuth(next http.Handler) http.Handler {
+	verify := func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
+		p := principal.From(r.Context())
+		if p == nil {
+			return nil, fmt.Errorf("%w: no principal", auth.ErrInvalidToken)
+		}
+		return &auth.TokenInfo{UserID: p.Kind + ":" + p.ID, Scopes: p.Scopes, Expiration: p.ExpiresAt, Extra: map[string]any{"principal": p}}, nil
+	}
+	return auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(next)
+}
+
+// principalOf returns the caller of an MCP request, or nil.
+func principalOf(req mcp.Request) *principal.Principal {
+	if req == nil {
+		return nil
+	}
+	ex := req.GetExtra()
+	if ex == nil || ex.TokenInfo == nil {
+		return nil
+	}
+	p, _ := ex.TokenInfo.Extra["principal"].(*principal.Principal)
+	return p
+}
+
+// admit applies Security.Admit to a validated JSON-RPC body. Responses and
+// notifications are never limited: refusing a client's answer to an
+// elicitation would break a call that was already admitted.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	sec := g.security
+	if sec == nil {
+		return true
+	}
+	env, err := jsonguard.ParseEnvelope(body)
+	if err != nil || env.Method == "" || env.ID == nil {
+		return true
+	}
+	d := sec.Admit(r, w.Header(), principal.From(r.Context()), env.Method)
+	if d == nil {
+		return true
+	}
+	if d.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	status := d.Status
+	if status == 0 {
+		status = http.StatusTooManyRequests
+	}
+	g.metrics.Rejections.WithLabelValues(d.Reason).Inc()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": json.RawMessage(env.ID),
+		"error": map[string]any{"code": CodeRateLimited, "message": d.Message,
+			"data": map[string]any{"reason": d.Reason, "retryAfterMs": d.RetryAfter.Milliseconds()}},
+	})
+	return false
+}
+
+// authzMiddleware filters what a caller sees and refuses what it may not
+// use, on /mcp (only == "") and on /mcp/<only>. A refused item looks
+// exactly like one that does not exist: the same error, and absent from
+// lists.
+func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			sec := g.security
+			if sec == nil {
+				return next(ctx, method, req)
+			}
+			p := principalOf(req)
+			switch method {
+			case "initialize", "ping", "notifications/initialized", "logging/setLevel", "server/discover":
+				return next(ctx, method, req)
+			case "tools/list":
+				if p == nil || !p.CanList() {
+					return &mcp.ListToolsResult{Tools: []*mcp.Tool{}}, nil
+				}
+				res, err := next(ctx, method, req)
+				if r, ok := res.(*mcp.ListToolsResult); ok && err == nil {
+					kept := r.Tools[:0:0]
+					for _, t := range r.Tools {
+						if up, name := g.toolOwner(only, t.Name); up != "" && sec.Allowed(p, up, "tool", name) {
+							kept = append(kept, t)
+						}
+					}
+					r.Tools = kept
+				}
+				return res, err
+			case "tools/call":
+				params, _ := req.GetParams().(*mcp.CallToolParamsRaw)
+				name := ""
+				var args json.RawMessage
+				if params != nil {
+					name, args = params.Name, params.Arguments
+				}
+				up, tool := g.toolOwner(only, name)
+				rec := CallRecord{Upstream: up, Tool: tool, Name: name, Arguments: args}
+				if ex := req.GetExtra(); ex != nil && ex.Header != nil {
+					rec.RequestID = ex.Header.Get("X-Request-Id")
+				}
+				if p == nil || up == "" || !p.CanCall() || !sec.Allowed(p, up, "tool", tool) {
+					rec.Outcome = "denied"
+					sec.Record(ctx, p, rec)
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
+				}
+				start := time.Now()
+				res, err := next(ctx, method, req)
+				rec.Latency = time.Since(start)
+				rec.Outcome = "ok"
+				if err != nil {
+					rec.Outcome, rec.Error = "error", err.Error()
+				} else if r, ok := res.(*mcp.CallToolResult); ok && r.IsError {
+					rec.Outcome = "error"
+				}
+				sec.Record(ctx, p, rec)
+				return res, err
+			case "prompts/list":
+				if p == nil || !p.CanList() {
+					return &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}, nil
+				}
+				res, err := next(ctx, method, req)
+				if r, ok := res.(*mcp.ListPromptsResult); ok && err == nil {
+					kept := r.Prompts[:0:0]
+					for _, pr := range r.Prompts {
+						if up, name := g.promptOwner(only, pr.Name); up != "" && sec.Allowed(p, up, "prompt", name) {
+							kept = append(kept, pr)
+						}
+					}
+					r.Prompts = kept
+				}
+				return res, err
+			case "prompts/get":
+				params, _ := req.GetParams().(*mcp.GetPromptParams)
+				name := ""
+				if params != nil {
+					name = params.Name
+				}
+				if up, pn := g.promptOwner(only, name); p == nil || up == "" || !p.CanRead() || !sec.Allowed(p, up, "prompt", pn) {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", name)}
+				}
+				return next(ctx, method, req)
+			case "resources/list":
+				if p == nil || !p.CanList() {
+					return &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}, nil
+				}
+				res, err := next(ctx, method, req)
+				if r, ok := res.(*mcp.ListResourcesResult); ok && err == nil {
+					kept := r.Resources[:0:0]
+					for _, x := range r.Resources {
+						if up := g.resourceOwner(only, x.URI); up != "" && sec.Allowed(p, up, "resource", "") {
+							kept = append(kept, x)
+						}
+					}
+					r.Resources = kept
+				}
+				return res, err
+			case "resources/templates/list":
+				if p == nil || !p.CanList() {
+					return &mcp.ListResourceTemplatesResult{ResourceTemplates: []*mcp.ResourceTemplate{}}, nil
+				}
+				res, err := next(ctx, method, req)
+				if r, ok := res.(*mcp.ListResourceTemplatesResult); ok && err == nil {
+					kept := r.ResourceTemplates[:0:0]
+					for _, x := range r.ResourceTemplates {
+						if up := g.templateOwner(only, x.URITemplate); up != "" && sec.Allowed(p, up, "resource", "") {
+							kept = append(kept, x)
+						}
+					}
+					r.ResourceTemplates = kept
+				}
+				return res, err
+			case "resources/read", "resources/subscribe", "resources/unsubscribe":
+				uri := ""
+				switch x := req.GetParams().(type) {
+				case *mcp.ReadResourceParams:
+					uri = x.URI
+				case *mcp.SubscribeParams:
+					uri = x.URI
+				case *mcp.UnsubscribeParams:
+					uri = x.URI
+				}
+				if up := g.uriOwner(only, uri); p == nil || up == "" || !p.CanRead() || !sec.Allowed(p, up, "resource", "") {
+					return nil, mcp.ResourceNotFoundError(uri)
+				}
+				return next(ctx, method, req)
+			case "completion/complete":
+				params, _ := req.GetParams().(*mcp.CompleteParams)
+				if p == nil || params == nil || params.Ref == nil || !p.CanRead() {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown completion reference"}
+				}
+				up, name, kind := "", "", "resource"
+				switch params.Ref.Type {
+				case "ref/prompt":
+					up, name = g.promptOwner(only, params.Ref.Name)
+					kind = "prompt"
+				default:
+					up = g.uriOwner(only, params.Ref.URI)
+				}
+				if up == "" || !sec.Allowed(p, up, kind, name) {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown completion reference"}
+				}
+				return next(ctx, method, req)
+			}
+			// Anything else (a method added to the protocol later) is
+			// refused rather than let through unchecked.
+			if p == nil || !p.CanList() {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not found"}
+			}
+			return next(ctx, method, req)
+		}
+	}
+}
+
+// toolOwner returns the upstream that owns a tool as the client names it
+// on /mcp (only == "") or /mcp/<only>, and the tool's name there.
+func (g *Gateway) toolOwner(only, name string) (string, string) {
+	if only != "" {
+		return only, name
+	}
+	if name == builtinStatus {
+		return "mcpedge", "status"
+	}
+	g.mu.RLock()
+	r, ok := g.tools[name]
+	g.mu.RUnlock()
+	if !ok {
+		return "", ""
+	}
+	return r.up, r.name
+}
+
+func (g *Gateway) promptOwner(only, name string) (string, string) {
+	if only != "" {
+		return only, name
+	}
+	g.mu.RLock()
+	r, ok := g.prompts[name]
+	g.mu.RUnlock()
+	if !ok {
+		return "", ""
+	}
+	return r.up, r.name
+}
+
+func (g *Gateway) resourceOwner(only, uri string) string {
+	if only != "" {
+		return only
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.resources[uri]
+}
+
+func (g *Gateway) templateOwner(only, tmpl string) string {
+	if only != "" {
+		return only
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.templates[tmpl]
+}
+
+// uriOwner resolves a concrete URI (listed, or matching a template).
+func (g *Gateway) uriOwner(only, uri string) string {
+	if u := g.ownerOf(only, uri); u != nil {
+		return u.Name()
+	}
+	return ""
+}
+
+// builtinMeta returns the _meta for a call to a built-in server: the
+// client's (already stripped of hop-by-hop keys) plus who is calling.
+func builtinMeta(meta mcp.Meta, p *principal.Principal) mcp.Meta {
+	if p == nil {
+		return meta
+	}
+	out := make(mcp.Meta, len(meta)+1)
+	for k, v := range meta {
+		out[k] = v
+	}
+	out[metaPrincipal] = PrincipalMeta{TenantID: p.TenantID, Tenant: p.TenantName, Plan: p.Plan, Operator: p.Operator, ID: p.ID, Role: p.Role}
+	return out
+}

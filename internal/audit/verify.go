@@ -1,0 +1,219 @@
+package audit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	"github.com/mcpedge/mcpedge/internal/store"
+)
+
+// DefaultPageSize is how many entries Verify and Export read per query.
+const DefaultPageSize = 1000
+
+// Problem kinds of a Report.
+const (
+	ProblemGap      = "gap"       // a Seq is missing: entries were removed
+	ProblemOrder    = "order"     // Seq did not increase: entries were reordered or duplicated
+	ProblemLink     = "link"      // PrevHash is not the previous entry's Hash: removed, inserted, reordered or rewritten
+	ProblemHash     = "hash"      // Hash is not Seal of the entry: the entry was edited
+	ProblemTruncate = "truncated" // the chain ends before the expected head: entries were cut off its end
+	ProblemHead     = "head"      // the entry at the expected head's Seq has another Hash: the chain was rewritten
+)
+
+// A Head identifies the end of a chain at some moment: the last entry's Seq
+// and Hash. Remembering a head outside the database lets a later Verify
+// notice that entries were cut off the end.
+type Head struct {
+	Seq  int64  `json:"seq"`
+	Hash []byte `json:"hash"`
+}
+
+// VerifyOptions adjust Verify.
+type VerifyOptions struct {
+	// ExpectHead, if not nil, is a head remembered earlier: the chain must
+	// reach ExpectHead.Seq and its entry there must have ExpectHead.Hash.
+	// Entries appended after it are fine.
+	ExpectHead *Head
+	// PageSize is how many entries are read per query. If zero,
+	// DefaultPageSize.
+	PageSize int
+}
+
+// A Report is the outcome of a verification.
+type Report struct {
+	// Entries is the number of entries found intact, in chain order,
+	// before the first problem (all of them when OK).
+	Entries int64 `json:"entries"`
+	OK      bool  `json:"ok"`
+	// FirstBad is the Seq of the first entry that is not intact: the
+	// first missing Seq for a gap, the entry itself otherwise; for
+	// ProblemTruncate and ProblemHead it is ExpectHead.Seq. 0 when OK.
+	FirstBad int64 `json:"first_bad,omitempty"`
+	// Kind is one of the Problem* constants; Problem explains it.
+	Kind    string `json:"kind,omitempty"`
+	Problem string `json:"problem,omitempty"`
+	// Head is the last intact entry: the chain's head when OK.
+	Head Head `json:"head"`
+}
+
+// Verify walks the whole audit chain from Seq 1, a page at a time, and
+// reports the first problem it finds (see [VerifyWith]).
+func Verify(ctx context.Context, st store.Audit) (Report, error) {
+	return VerifyWith(ctx, st, VerifyOptions{})
+}
+
+// VerifyWith walks the whole audit chain from Seq 1, a page at a time, and
+// reports the first problem it finds, in this order for each entry:
+//
+//   - ProblemOrder: its Seq is not greater than the previous one's;
+//   - ProblemGap: its Seq is not the previous one's plus one (the first
+//     entry's must be 1), so entries were removed;
+//   - ProblemLink: its PrevHash is not the previous entry's Hash (empty for
+//     Seq 1), so entries were removed, inserted or reordered, or the
+//     previous entry was edited and its Hash recomputed;
+//   - ProblemHash: its Hash is not what [Seal] computes from its fields, so
+//     it was edited.
+//
+// After the last entry, it compares the chain with opts.ExpectHead, if
+// given (ProblemTruncate, ProblemHead).
+//
+// What a chain alone can not show: removing entries from the end leaves a
+// valid shorter chain, and so does deleting every entry; and since the hash
+// has no key, someone who can write the database can rewrite entries and
+// recompute every later hash. Both are caught only against a head
+// remembered outside the database (opts.ExpectHead).
+//
+// The error is for failures to read the store; a damaged chain is a Report
+// with OK false. Entries appended while Verify runs are verified too if
+// they arrive before it reads the last page.
+func VerifyWith(ctx context.Context, st store.Audit, opts VerifyOptions) (Report, error) {
+	page := orDefault(opts.PageSize, DefaultPageSize)
+	c := newChecker(opts)
+	after := int64(0)
+	for {
+		entries, err := st.ListAudit(ctx, store.AuditFilter{AfterSeq: after, Limit: page})
+		if err != nil {
+			return c.report, fmt.Errorf("audit: verify: reading entries after %d: %w", after, err)
+		}
+		if len(entries) == 0 {
+			break
+		}
+		for i := range entries {
+			if !c.check(&entries[i]) {
+				return c.report, nil
+			}
+		}
+		// Resume after the highest Seq seen, whatever the order was.
+		after = c.prev.Seq
+	}
+	return c.finish(), nil
+}
+
+// VerifyLines verifies a chain read from r as written by [Export] with an
+// empty filter: one JSON entry per line, in Seq order, from Seq 1. An
+// auditor can verify an archived export this way without the database.
+// The error is for unreadable input; a damaged chain is a Report with OK
+// false.
+func VerifyLines(r io.Reader, opts VerifyOptions) (Report, error) {
+	c := newChecker(opts)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		var e store.AuditEntry
+		if err := json.Unmarshal(b, &e); err != nil {
+			return c.report, fmt.Errorf("audit: verify: line %d: %w", line, err)
+		}
+		if !c.check(&e) {
+			return c.report, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return c.report, fmt.Errorf("audit: verify: line %d: %w", line+1, err)
+	}
+	return c.finish(), nil
+}
+
+// checker verifies a chain one entry at a time.
+type checker struct {
+	expect *Head
+	prev   Head // the last intact entry
+	// sawExpect is set once the entry at expect.Seq was seen and matched.
+	sawExpect bool
+	report    Report
+}
+
+func newChecker(opts VerifyOptions) *checker {
+	return &checker{expect: opts.ExpectHead}
+}
+
+// check verifies e against the chain so far; false means it recorded a
+// problem in c.report and the walk stops.
+func (c *checker) check(e *store.AuditEntry) bool {
+	switch {
+	case e.Seq <= c.prev.Seq:
+		return c.fail(e.Seq, ProblemOrder, fmt.Sprintf("entry %d comes after entry %d: entries were reordered or duplicated", e.Seq, c.prev.Seq))
+	case e.Seq != c.prev.Seq+1:
+		missing := fmt.Sprintf("entries %d to %d are", c.prev.Seq+1, e.Seq-1)
+		if e.Seq-1 == c.prev.Seq+1 {
+			missing = fmt.Sprintf("entry %d is", c.prev.Seq+1)
+		}
+		return c.fail(c.prev.Seq+1, ProblemGap, missing+" missing: entries were removed")
+	case !bytes.Equal(e.PrevHash, c.prev.Hash):
+		if c.prev.Seq == 0 {
+			return c.fail(e.Seq, ProblemLink, fmt.Sprintf("entry 1 has prev_hash %s, want none: entries before it were removed or it was altered", short(e.PrevHash)))
+		}
+		return c.fail(e.Seq, ProblemLink, fmt.Sprintf("entry %d has prev_hash %s but entry %d has hash %s: entries were removed, inserted or reordered, or entry %d was rewritten",
+			e.Seq, short(e.PrevHash), c.prev.Seq, short(c.prev.Hash), c.prev.Seq))
+	}
+	if want := sealed(e); !bytes.Equal(e.Hash, want) {
+		return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has hash %s but its contents hash to %s: the entry was edited", e.Seq, short(e.Hash), short(want)))
+	}
+	if c.expect != nil && e.Seq == c.expect.Seq {
+		if !bytes.Equal(e.Hash, c.expect.Hash) {
+			return c.fail(e.Seq, ProblemHead, fmt.Sprintf("entry %d has hash %s but the expected head has %s: the chain was rewritten", e.Seq, short(e.Hash), short(c.expect.Hash)))
+		}
+		c.sawExpect = true
+	}
+	c.prev = Head{Seq: e.Seq, Hash: e.Hash}
+	c.report.Entries++
+	c.report.Head = c.prev
+	return true
+}
+
+func (c *checker) fail(seq int64, kind, problem string) bool {
+	c.report.FirstBad, c.report.Kind, c.report.Problem = seq, kind, problem
+	return false
+}
+
+// finish checks the end of the chain against the expected head.
+func (c *checker) finish() Report {
+	if c.expect != nil && c.expect.Seq > 0 && !c.sawExpect {
+		c.fail(c.expect.Seq, ProblemTruncate, fmt.Sprintf("the chain ends at entry %d but the expected head is entry %d: entries were removed from the end", c.prev.Seq, c.expect.Seq))
+		return c.report
+	}
+	c.report.OK = true
+	return c.report
+}
+
+// short abbreviates a hash for messages.
+func short(h []byte) string {
+	if len(h) == 0 {
+		return "(none)"
+	}
+	s := hex.EncodeToString(h)
+	if len(s) > 16 {
+		s = s[:16] + "…"
+	}
+	return s
+}

@@ -8,13 +8,15 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// memAudit is an in-memory store.Audit for unit tests, following the
-// store contract: one appender at a time, Seq and PrevHash set before seal.
-// hook, if set, runs around every append: before is returned instead of
-// appending, after is returned although the append committed.
+// memAudit is an in-memory store.Audit for unit tests that behaves like the
+// SQL stores: one appender at a time, Seq and PrevHash set before seal, a
+// separate head record, and entries put back as passed when an append
+// fails. hook, if set, runs around every append: before is returned
+// instead of appending, after is returned although the append committed.
 type memAudit struct {
 	mu      sync.Mutex
 	entries []store.AuditEntry
+	head    Head
 	sizes   []int // entries per committed append
 	hook    func(ctx context.Context, n int) (before, after error)
 	appends int // calls of AppendAudit
@@ -40,20 +42,23 @@ func (m *memAudit) AppendAudit(ctx context.Context, entries []*store.AuditEntry,
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var seq int64
-	var prev []byte
-	if n := len(m.entries); n > 0 {
-		seq, prev = m.entries[n-1].Seq, m.entries[n-1].Hash
-	}
-	for _, e := range entries {
+	saved := make([]store.AuditEntry, len(entries))
+	seq, prev := m.head.Seq, m.head.Hash
+	for i, e := range entries {
+		saved[i] = *e
 		seq++
 		e.Seq, e.PrevHash = seq, prev
 		seal(e)
 		prev = e.Hash
-		c := *e
-		m.entries = append(m.entries, c)
+		m.entries = append(m.entries, *e)
 	}
+	m.head = Head{Seq: seq, Hash: prev}
 	m.sizes = append(m.sizes, len(entries))
+	if after != nil {
+		for i, e := range entries {
+			*e = saved[i]
+		}
+	}
 	return after
 }
 
@@ -83,11 +88,7 @@ func (m *memAudit) ListAudit(ctx context.Context, f store.AuditFilter) ([]store.
 func (m *memAudit) AuditHead(ctx context.Context) (int64, []byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.entries) == 0 {
-		return 0, nil, nil
-	}
-	e := m.entries[len(m.entries)-1]
-	return e.Seq, e.Hash, nil
+	return m.head.Seq, m.head.Hash, nil
 }
 
 // all returns a copy of every stored entry.
@@ -97,12 +98,12 @@ func (m *memAudit) all() []store.AuditEntry {
 	return append([]store.AuditEntry(nil), m.entries...)
 }
 
-// tamper changes the stored entries directly, as someone with access to
-// the database would.
-func (m *memAudit) tamper(f func([]store.AuditEntry) []store.AuditEntry) {
+// tamper changes the stored entries and head record directly, as someone
+// with access to the database would.
+func (m *memAudit) tamper(f func(es []store.AuditEntry, head *Head) []store.AuditEntry) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.entries = f(m.entries)
+	m.entries = f(m.entries, &m.head)
 }
 
 func matches(e *store.AuditEntry, f store.AuditFilter) bool {

@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -400,18 +401,28 @@ func (l *Logger) urgentLocked() bool {
 // Logger's context is cancelled.
 func (l *Logger) commit(batch []*store.AuditEntry) error {
 	backoff := l.retryMin
+	last := batch[len(batch)-1]
 	for attempt := 1; ; attempt++ {
 		for _, e := range batch {
 			e.Seq, e.PrevHash, e.Hash = 0, nil, nil
 		}
-		err := l.st.AppendAudit(l.ctx, batch, Seal)
+		// Remember what the store sealed last: a store may put the
+		// entries back as they were when the append fails.
+		var sealedLast Head
+		seal := func(e *store.AuditEntry) {
+			Seal(e)
+			if e == last {
+				sealedLast = Head{Seq: e.Seq, Hash: e.Hash}
+			}
+		}
+		err := l.st.AppendAudit(l.ctx, batch, seal)
 		if err == nil {
 			return nil
 		}
 		// The transaction may have committed even though an error came
 		// back (a connection lost during COMMIT). Appending again would
 		// record the batch twice, so look first.
-		if l.landed(batch) {
+		if l.landed(sealedLast) {
 			l.log.Warn("audit: append reported an error but the batch was committed", "entries", len(batch), "err", err)
 			return nil
 		}
@@ -429,29 +440,25 @@ func (l *Logger) commit(batch []*store.AuditEntry) error {
 		case <-t.C:
 		case <-l.ctx.Done():
 			t.Stop()
-			// One last look: the cancelled attempt may have landed.
-			if l.landed(batch) {
-				return nil
-			}
 			return err
 		}
 		backoff = min(2*backoff, l.retryMax)
 	}
 }
 
-// landed reports whether a failed append of batch was nevertheless
-// committed: the store sealed its last entry (so it assigned Seq) and the
-// entry stored under that Seq has the same hash. The Store contract appends
-// a batch in one transaction, so the last entry stands for all of them.
-func (l *Logger) landed(batch []*store.AuditEntry) bool {
-	last := batch[len(batch)-1]
+// landed reports whether a failed append was nevertheless committed: the
+// store sealed the batch's last entry as last, and the entry stored under
+// that Seq has the same hash (which covers the entry's contents and, through
+// PrevHash, the chain before it). The Store contract appends a batch in one
+// transaction, so the last entry stands for all of them.
+func (l *Logger) landed(last Head) bool {
 	if last.Seq <= 0 || len(last.Hash) == 0 {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(l.ctx), writeThroughTimeout)
 	defer cancel()
 	got, err := l.st.ListAudit(ctx, store.AuditFilter{AfterSeq: last.Seq - 1, Limit: 1})
-	return err == nil && len(got) == 1 && got[0].Seq == last.Seq && string(got[0].Hash) == string(last.Hash)
+	return err == nil && len(got) == 1 && got[0].Seq == last.Seq && bytes.Equal(got[0].Hash, last.Hash)
 }
 
 // writeThrough appends an entry recorded after the writer stopped.

@@ -22,13 +22,15 @@
 //
 // [Verify] walks the whole chain and reports the first problem. A chain
 // check can not see that entries were cut off its end, because what remains
-// is still a valid chain; [VerifyOptions.ExpectHead] compares the chain with
-// a head (Seq and Hash) remembered elsewhere, which detects that too. The
-// hash is not keyed: someone able to write the database can also recompute
-// every hash after the entries they change, so the chain shows tampering
-// only relative to a head kept out of their reach (for example a head
-// printed by "mcpedge audit verify" and stored elsewhere, or an export
-// archived off the machine).
+// is still a valid chain. Verify therefore also compares the chain with the
+// head the store records separately, which catches a careless deletion, and
+// with [VerifyOptions.ExpectHead], a head (Seq and Hash) remembered outside
+// the database, which catches a careful one. The hash is not keyed: someone
+// able to write the database can also recompute every hash after the
+// entries they change, and the store's head record with them, so the chain
+// shows tampering by such a person only relative to a head kept out of
+// their reach (for example one printed by a verification and stored
+// elsewhere, or an export archived off the machine).
 //
 // # Exporting
 //

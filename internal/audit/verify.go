@@ -21,8 +21,8 @@ const (
 	ProblemOrder    = "order"     // Seq did not increase: entries were reordered or duplicated
 	ProblemLink     = "link"      // PrevHash is not the previous entry's Hash: removed, inserted, reordered or rewritten
 	ProblemHash     = "hash"      // Hash is not Seal of the entry: the entry was edited
-	ProblemTruncate = "truncated" // the chain ends before the expected head: entries were cut off its end
-	ProblemHead     = "head"      // the entry at the expected head's Seq has another Hash: the chain was rewritten
+	ProblemTruncate = "truncated" // the chain ends before the store's head record or the expected head: entries were cut off its end
+	ProblemHead     = "head"      // the entry at that head's Seq has another Hash: the chain was rewritten
 )
 
 // A Head identifies the end of a chain at some moment: the last entry's Seq
@@ -52,7 +52,8 @@ type Report struct {
 	OK      bool  `json:"ok"`
 	// FirstBad is the Seq of the first entry that is not intact: the
 	// first missing Seq for a gap, the entry itself otherwise; for
-	// ProblemTruncate and ProblemHead it is ExpectHead.Seq. 0 when OK.
+	// ProblemTruncate it is the Seq of the head the chain did not reach.
+	// 0 when OK.
 	FirstBad int64 `json:"first_bad,omitempty"`
 	// Kind is one of the Problem* constants; Problem explains it.
 	Kind    string `json:"kind,omitempty"`
@@ -79,14 +80,17 @@ func Verify(ctx context.Context, st store.Audit) (Report, error) {
 //   - ProblemHash: its Hash is not what [Seal] computes from its fields, so
 //     it was edited.
 //
-// After the last entry, it compares the chain with opts.ExpectHead, if
-// given (ProblemTruncate, ProblemHead).
+// The chain must also reach the head the store records separately
+// ([store.Audit.AuditHead], read before the walk) and opts.ExpectHead, if
+// given, with the same hash there (ProblemTruncate, ProblemHead).
 //
 // What a chain alone can not show: removing entries from the end leaves a
-// valid shorter chain, and so does deleting every entry; and since the hash
-// has no key, someone who can write the database can rewrite entries and
-// recompute every later hash. Both are caught only against a head
-// remembered outside the database (opts.ExpectHead).
+// valid shorter chain, and so does deleting every entry. The store's head
+// record catches that only if whoever removed them did not also change
+// the record; and since the hash has no key, someone who can write the
+// database can also rewrite entries and recompute every later hash and the
+// head record. Those are caught only against a head remembered outside the
+// database (opts.ExpectHead).
 //
 // The error is for failures to read the store; a damaged chain is a Report
 // with OK false. Entries appended while Verify runs are verified too if
@@ -94,6 +98,13 @@ func Verify(ctx context.Context, st store.Audit) (Report, error) {
 func VerifyWith(ctx context.Context, st store.Audit, opts VerifyOptions) (Report, error) {
 	page := orDefault(opts.PageSize, DefaultPageSize)
 	c := newChecker(opts)
+	// The store keeps its own record of the head (read before the walk,
+	// so entries appended meanwhile only extend the chain past it).
+	seq, hash, err := st.AuditHead(ctx)
+	if err != nil {
+		return c.report, fmt.Errorf("audit: verify: %w", err)
+	}
+	c.heads = append(c.heads, expectedHead{Head: Head{Seq: seq, Hash: hash}, source: "the store's head record"})
 	after := int64(0)
 	for {
 		entries, err := st.ListAudit(ctx, store.AuditFilter{AfterSeq: after, Limit: page})
@@ -117,6 +128,8 @@ func VerifyWith(ctx context.Context, st store.Audit, opts VerifyOptions) (Report
 // VerifyLines verifies a chain read from r as written by [Export] with an
 // empty filter: one JSON entry per line, in Seq order, from Seq 1. An
 // auditor can verify an archived export this way without the database.
+// There is no store head record here: only opts.ExpectHead shows that lines
+// were cut off the end.
 // The error is for unreadable input; a damaged chain is a Report with OK
 // false.
 func VerifyLines(r io.Reader, opts VerifyOptions) (Report, error) {
@@ -146,15 +159,24 @@ func VerifyLines(r io.Reader, opts VerifyOptions) (Report, error) {
 
 // checker verifies a chain one entry at a time.
 type checker struct {
-	expect *Head
+	heads  []expectedHead
 	prev   Head // the last intact entry
-	// sawExpect is set once the entry at expect.Seq was seen and matched.
-	sawExpect bool
-	report    Report
+	report Report
+}
+
+// expectedHead is a head the chain must reach, and where it comes from.
+type expectedHead struct {
+	Head
+	source string
+	seen   bool // the chain reached it with the same hash
 }
 
 func newChecker(opts VerifyOptions) *checker {
-	return &checker{expect: opts.ExpectHead}
+	c := &checker{}
+	if opts.ExpectHead != nil {
+		c.heads = append(c.heads, expectedHead{Head: *opts.ExpectHead, source: "the expected head"})
+	}
+	return c
 }
 
 // check verifies e against the chain so far; false means it recorded a
@@ -179,11 +201,15 @@ func (c *checker) check(e *store.AuditEntry) bool {
 	if want := sealed(e); !bytes.Equal(e.Hash, want) {
 		return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has hash %s but its contents hash to %s: the entry was edited", e.Seq, short(e.Hash), short(want)))
 	}
-	if c.expect != nil && e.Seq == c.expect.Seq {
-		if !bytes.Equal(e.Hash, c.expect.Hash) {
-			return c.fail(e.Seq, ProblemHead, fmt.Sprintf("entry %d has hash %s but the expected head has %s: the chain was rewritten", e.Seq, short(e.Hash), short(c.expect.Hash)))
+	for i := range c.heads {
+		h := &c.heads[i]
+		if e.Seq != h.Seq {
+			continue
 		}
-		c.sawExpect = true
+		if !bytes.Equal(e.Hash, h.Hash) {
+			return c.fail(e.Seq, ProblemHead, fmt.Sprintf("entry %d has hash %s but %s has %s: the chain (or that record) was rewritten", e.Seq, short(e.Hash), h.source, short(h.Hash)))
+		}
+		h.seen = true
 	}
 	c.prev = Head{Seq: e.Seq, Hash: e.Hash}
 	c.report.Entries++
@@ -196,11 +222,13 @@ func (c *checker) fail(seq int64, kind, problem string) bool {
 	return false
 }
 
-// finish checks the end of the chain against the expected head.
+// finish checks that the chain reached every expected head.
 func (c *checker) finish() Report {
-	if c.expect != nil && c.expect.Seq > 0 && !c.sawExpect {
-		c.fail(c.expect.Seq, ProblemTruncate, fmt.Sprintf("the chain ends at entry %d but the expected head is entry %d: entries were removed from the end", c.prev.Seq, c.expect.Seq))
-		return c.report
+	for _, h := range c.heads {
+		if h.Seq > 0 && !h.seen {
+			c.fail(h.Seq, ProblemTruncate, fmt.Sprintf("the chain ends at entry %d but %s is entry %d: entries were removed from the end", c.prev.Seq, h.source, h.Seq))
+			return c.report
+		}
 	}
 	c.report.OK = true
 	return c.report

@@ -83,8 +83,10 @@ var tamperCases = []tamperCase{
 	{"delete first", 1, ProblemGap, false},
 	{"swap contents", 4, ProblemLink, false},
 	{"renumber after delete", 4, ProblemLink, false},
-	{"truncate tail", 10, ProblemTruncate, true},
-	{"rewrite tail", 10, ProblemHead, true},
+	{"truncate tail", 10, ProblemTruncate, false},
+	{"reseal tail", 10, ProblemHead, false},
+	{"truncate tail and head record", 10, ProblemTruncate, true},
+	{"reseal tail and head record", 10, ProblemHead, true},
 }
 
 func TestVerifyTamperFake(t *testing.T) {
@@ -92,8 +94,8 @@ func TestVerifyTamperFake(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &memAudit{}
 			head := fill(t, st, 10)
-			st.tamper(func(es []store.AuditEntry) []store.AuditEntry {
-				return tamperFake(t, tc.name, es)
+			st.tamper(func(es []store.AuditEntry, h *Head) []store.AuditEntry {
+				return tamperFake(t, tc.name, es, h)
 			})
 			checkTampered(t, st, head, tc)
 		})
@@ -101,7 +103,7 @@ func TestVerifyTamperFake(t *testing.T) {
 	t.Run("out of order", func(t *testing.T) {
 		st := &memAudit{}
 		fill(t, st, 10)
-		st.tamper(func(es []store.AuditEntry) []store.AuditEntry {
+		st.tamper(func(es []store.AuditEntry, _ *Head) []store.AuditEntry {
 			es[3], es[4] = es[4], es[3] // a store returning rows out of Seq order
 			return es
 		})
@@ -127,8 +129,8 @@ func TestVerifyTamperFake(t *testing.T) {
 }
 
 // tamperFake applies a tamper case to entries as stored (index i holds Seq
-// i+1).
-func tamperFake(t *testing.T, name string, es []store.AuditEntry) []store.AuditEntry {
+// i+1) and the store's head record.
+func tamperFake(t *testing.T, name string, es []store.AuditEntry, head *Head) []store.AuditEntry {
 	switch name {
 	case "edit outcome":
 		es[3].Outcome = "denied"
@@ -153,9 +155,16 @@ func tamperFake(t *testing.T, name string, es []store.AuditEntry) []store.AuditE
 		}
 	case "truncate tail":
 		return es[:7]
-	case "rewrite tail":
+	case "reseal tail":
 		es[9].Outcome = "denied"
 		Seal(&es[9])
+	case "truncate tail and head record":
+		*head = Head{Seq: 7, Hash: es[6].Hash}
+		return es[:7]
+	case "reseal tail and head record":
+		es[9].Outcome = "denied"
+		Seal(&es[9])
+		*head = Head{Seq: 10, Hash: es[9].Hash}
 	default:
 		t.Fatalf("unknown tamper case %q", name)
 	}

@@ -119,19 +119,28 @@ func (c *ClientIP) trusts(a netip.Addr) bool {
 // normalized so that one client has one spelling: IPv4-mapped IPv6 becomes
 // IPv4 and any IPv6 zone is dropped.
 func parseHop(s string) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		ap, err2 := netip.ParseAddrPort(s)
-		switch {
-		case err2 == nil:
+	// Pick the parser from the shape, so the common forms never take a
+	// failing parse (whose error value allocates).
+	var a netip.Addr
+	var err error
+	switch {
+	case strings.HasPrefix(s, "["):
+		if strings.HasSuffix(s, "]") {
+			a, err = netip.ParseAddr(s[1 : len(s)-1])
+		} else {
+			var ap netip.AddrPort
+			ap, err = netip.ParseAddrPort(s)
 			a = ap.Addr()
-		case len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']':
-			if a, err = netip.ParseAddr(s[1 : len(s)-1]); err != nil {
-				return netip.Addr{}, false
-			}
-		default:
-			return netip.Addr{}, false
 		}
+	case strings.Count(s, ":") == 1: // IPv4 with a port
+		var ap netip.AddrPort
+		ap, err = netip.ParseAddrPort(s)
+		a = ap.Addr()
+	default: // IPv4, or IPv6 without brackets
+		a, err = netip.ParseAddr(s)
+	}
+	if err != nil {
+		return netip.Addr{}, false
 	}
 	return a.Unmap().WithZone(""), true
 }

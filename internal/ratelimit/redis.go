@@ -120,14 +120,14 @@ return {1, tight, tight_rem, 0, math.ceil(tight_reset)}
 
 // quotaScript consumes one unit of a quota counter unless it is used up,
 // so denied calls are not counted. KEYS[1] is the counter, ARGV[1] the
-// quota, ARGV[2] the expiry as a Unix time. Returns {allowed, used}.
+// quota, ARGV[2] its time to live in seconds. Returns {allowed, used}.
 var quotaScript = redis.NewScript(`
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 if used >= tonumber(ARGV[1]) then
   return {0, used}
 end
 used = redis.call('INCR', KEYS[1])
-redis.call('EXPIREAT', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {1, used}
 `)
 
@@ -195,8 +195,10 @@ func (l *Redis) Quota(ctx context.Context, p Plan, tenant string, now time.Time)
 	}
 	month, next := monthOf(now)
 	key := l.quotaKey(tenant, monthStart(month))
-	res, err := quotaScript.Run(ctx, l.c, []string{key},
-		p.MonthlyQuota, next.Add(quotaRetention).Unix()).Int64Slice()
+	// A TTL relative to the caller's now, not an absolute EXPIREAT: it is
+	// right even when the caller's clock and Redis's disagree.
+	ttl := int64(ceilSeconds(next.Add(quotaRetention).Sub(now)))
+	res, err := quotaScript.Run(ctx, l.c, []string{key}, p.MonthlyQuota, ttl).Int64Slice()
 	if err != nil {
 		return Decision{}, fmt.Errorf("ratelimit: redis quota: %w", err)
 	}
@@ -229,6 +231,7 @@ func (l *Redis) SeedQuota(ctx context.Context, tenant string, month time.Time, u
 	if ttl <= 0 {
 		return nil // that month's counter would already have expired
 	}
+	ttl = ttl.Round(time.Second)
 	if err := l.c.Set(ctx, key, strconv.FormatInt(max(0, used), 10), ttl).Err(); err != nil {
 		return fmt.Errorf("ratelimit: redis seed quota: %w", err)
 	}

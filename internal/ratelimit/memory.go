@@ -21,7 +21,8 @@ const (
 	DefaultMaxKeys    = 100_000
 	DefaultMaxTenants = 100_000
 	// DefaultMaxIPs caps the IP dimension, the one an attacker controls.
-	// At roughly 250 bytes per entry it bounds that table near 25 MiB.
+	// An entry takes about 200 bytes, so this bounds that table near
+	// 20 MB — affordable on a Raspberry Pi.
 	DefaultMaxIPs = 100_000
 	// DefaultMaxQuotaTenants caps monthly quota counters (one per tenant).
 	DefaultMaxQuotaTenants = 100_000

@@ -284,3 +284,36 @@ func TestRedisDefaultPrefix(t *testing.T) {
 		t.Errorf("prefix %q, rl prefix %q", l.prefix, l.rlPrefix)
 	}
 }
+
+func BenchmarkRedisAllow(b *testing.B) {
+	url := os.Getenv("MCPEDGE_TEST_REDIS")
+	if url == "" {
+		b.Skip("set MCPEDGE_TEST_REDIS to benchmark against Redis")
+	}
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	p := fmt.Sprintf("mcpedge-bench:%d", time.Now().UnixNano())
+	l := NewRedis(c, p)
+	plan := Plan{KeyRate: 1e5, KeyBurst: 1e6, TenantRate: 1e5, TenantBurst: 1e6, IPRate: 1e5, IPBurst: 1e6}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			s := Subject{Key: fmt.Sprint("key-", i&63), Tenant: "tenant", IP: ipv4N(i & 1023)}
+			if _, err := l.Allow(ctx, plan, s); err != nil {
+				b.Fatal(err)
+			}
+			i++
+		}
+	})
+	b.StopTimer()
+	iter := c.Scan(ctx, 0, p+":*", 1000).Iterator()
+	for iter.Next(ctx) {
+		c.Del(ctx, iter.Val())
+	}
+}

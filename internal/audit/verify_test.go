@@ -11,12 +11,16 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// fill appends n entries to st in batches of 3 (so batches straddle
-// pages) and returns the head.
+// fill appends n entries to st in batches (of 3 for short chains, so
+// batches straddle pages) and returns the head.
 func fill(t *testing.T, st store.Audit, n int) Head {
 	t.Helper()
 	ctx := t.Context()
 	t0 := time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC)
+	size := 3
+	if n > 30 {
+		size = 97
+	}
 	var batch []*store.AuditEntry
 	for i := range n {
 		e := entry(i)
@@ -26,7 +30,7 @@ func fill(t *testing.T, st store.Audit, n int) Head {
 			e.TenantID, e.Action = "t2", "auth.login"
 		}
 		batch = append(batch, e)
-		if len(batch) == 3 || i == n-1 {
+		if len(batch) == size || i == n-1 {
 			if err := st.AppendAudit(ctx, batch, Seal); err != nil {
 				t.Fatalf("AppendAudit: %v", err)
 			}

@@ -32,14 +32,18 @@ type argonParams struct {
 	keyLen  int
 }
 
-// defaultArgon are the parameters of new password hashes: m=19456 KiB
+// productionArgon are the parameters of new password hashes: m=19456 KiB
 // (19 MiB), t=2, p=1, a 16-byte salt and a 32-byte hash. This is the
 // OWASP Password Storage Cheat Sheet's first argon2id configuration,
 // chosen for a small device: one hash takes tens of milliseconds and 19
 // MiB, and the Service lets only a few run at once (hashConcurrency), so
 // a login flood costs bounded memory. Hashes store their own parameters,
-// so raising these later keeps old hashes valid. Tests lower them.
-var defaultArgon = argonParams{memory: 19456, time: 2, threads: 1, saltLen: 16, keyLen: 32}
+// so raising these later keeps old hashes valid.
+var productionArgon = argonParams{memory: 19456, time: 2, threads: 1, saltLen: 16, keyLen: 32}
+
+// defaultArgon is what HashPassword uses: productionArgon, except in
+// tests, which lower it.
+var defaultArgon = productionArgon
 
 // Bounds on the parameters VerifyPassword accepts from a stored hash, so
 // that a corrupt or planted hash can not make one login take a gigabyte.

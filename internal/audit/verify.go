@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -27,10 +29,56 @@ const (
 
 // A Head identifies the end of a chain at some moment: the last entry's Seq
 // and Hash. Remembering a head outside the database lets a later Verify
-// notice that entries were cut off the end.
+// notice that entries were cut off the end or rewritten.
+//
+// A Head is written for people as "<seq>:<hash in lower-case hex>" (String,
+// ParseHead), and in JSON as {"seq":<seq>,"hash":"<hex>"}: hex, unlike the
+// base64 of exported entries, because heads are copied by hand and
+// compared with sha256sum-style output.
 type Head struct {
+	Seq  int64
+	Hash []byte
+}
+
+// String returns "<seq>:<hex hash>", the form ParseHead reads.
+func (h Head) String() string { return fmt.Sprintf("%d:%s", h.Seq, hex.EncodeToString(h.Hash)) }
+
+// ParseHead reads a head written by Head.String.
+func ParseHead(s string) (Head, error) {
+	seqText, hashText, ok := strings.Cut(strings.TrimSpace(s), ":")
+	seq, err := strconv.ParseInt(seqText, 10, 64)
+	if !ok || err != nil || seq < 0 {
+		return Head{}, fmt.Errorf("audit: head %q: want <seq>:<hex hash>", s)
+	}
+	hash, err := hex.DecodeString(hashText)
+	if err != nil || (seq > 0 && len(hash) != 32) {
+		return Head{}, fmt.Errorf("audit: head %q: the hash must be 64 hex digits", s)
+	}
+	return Head{Seq: seq, Hash: hash}, nil
+}
+
+type headJSON struct {
 	Seq  int64  `json:"seq"`
-	Hash []byte `json:"hash"`
+	Hash string `json:"hash"`
+}
+
+// MarshalJSON writes {"seq":…,"hash":"<hex>"}.
+func (h Head) MarshalJSON() ([]byte, error) {
+	return json.Marshal(headJSON{h.Seq, hex.EncodeToString(h.Hash)})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (h *Head) UnmarshalJSON(b []byte) error {
+	var j headJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	hash, err := hex.DecodeString(j.Hash)
+	if err != nil {
+		return fmt.Errorf("audit: head hash: %w", err)
+	}
+	*h = Head{Seq: j.Seq, Hash: hash}
+	return nil
 }
 
 // VerifyOptions adjust Verify.
@@ -58,7 +106,8 @@ type Report struct {
 	// Kind is one of the Problem* constants; Problem explains it.
 	Kind    string `json:"kind,omitempty"`
 	Problem string `json:"problem,omitempty"`
-	// Head is the last intact entry: the chain's head when OK.
+	// Head is the last intact entry: the chain's head when OK, to be
+	// remembered for a later VerifyOptions.ExpectHead.
 	Head Head `json:"head"`
 }
 

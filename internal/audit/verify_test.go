@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -216,5 +217,33 @@ func TestVerifyStoreError(t *testing.T) {
 	}
 	if _, err := Export(t.Context(), &errAudit{}, store.AuditFilter{}, &bytes.Buffer{}); err == nil {
 		t.Fatal("Export ignored a store error")
+	}
+}
+
+func TestHeadText(t *testing.T) {
+	h := Head{Seq: 42, Hash: bytes.Repeat([]byte{0xab}, 32)}
+	s := h.String()
+	if s != "42:"+strings.Repeat("ab", 32) {
+		t.Fatalf("String = %s", s)
+	}
+	back, err := ParseHead(s)
+	if err != nil || back.Seq != 42 || !bytes.Equal(back.Hash, h.Hash) {
+		t.Fatalf("ParseHead(%s) = %v, %v", s, back, err)
+	}
+	if empty, err := ParseHead("0:"); err != nil || empty.Seq != 0 {
+		t.Fatalf("empty head: %v, %v", empty, err)
+	}
+	for _, bad := range []string{"", "42", "x:ab", "-1:", "42:abc", "42:" + strings.Repeat("ab", 31)} {
+		if _, err := ParseHead(bad); err == nil {
+			t.Errorf("ParseHead(%q) accepted", bad)
+		}
+	}
+	b, err := json.Marshal(Report{OK: true, Entries: 42, Head: h})
+	if err != nil || !strings.Contains(string(b), `"head":{"seq":42,"hash":"abab`) {
+		t.Fatalf("JSON %s, %v", b, err)
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil || !bytes.Equal(r.Head.Hash, h.Hash) {
+		t.Fatalf("JSON round trip: %+v, %v", r, err)
 	}
 }

@@ -12,11 +12,13 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// newSvc returns a service on a fresh data directory with small limits
-// suitable for tests (a 2 MiB catalytic region).
+// newSvc returns a service on a fresh store, acting for the tenant
+// "default" when a call has no principal, with small limits suitable for
+// tests (a 2 MiB catalytic region).
 func newSvc(t testing.TB, mod ...func(*Options)) *Service {
 	t.Helper()
-	o := Options{DataDir: t.TempDir(), Limits: DefaultLimits(), CatalyticRegionBytes: 2 << 20}
+	st := newStore(t)
+	o := Options{Store: st, DefaultTenant: addTenant(t, st, "default"), Limits: DefaultLimits(), CatalyticRegionBytes: 2 << 20}
 	for _, m := range mod {
 		m(&o)
 	}

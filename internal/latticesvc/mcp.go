@@ -126,7 +126,7 @@ func NewMCPServer(svc *Service) *mcp.Server {
 		if err != nil {
 			return nil, "", err
 		}
-		in, err := svc.Create(name, d)
+		in, err := svc.Create(ctx, name, d)
 		if err != nil {
 			return nil, "", err
 		}
@@ -145,7 +145,7 @@ func NewMCPServer(svc *Service) *mcp.Server {
 		if err != nil {
 			return nil, "", err
 		}
-		in, err := svc.Get(id)
+		in, err := svc.Get(ctx, id)
 		if err != nil {
 			return nil, "", err
 		}
@@ -163,7 +163,7 @@ func NewMCPServer(svc *Service) *mcp.Server {
 		if err := decodeEmpty(raw); err != nil {
 			return nil, "", err
 		}
-		l, err := svc.List()
+		l, err := svc.List(ctx)
 		if err != nil {
 			return nil, "", err
 		}
@@ -182,7 +182,7 @@ func NewMCPServer(svc *Service) *mcp.Server {
 		if err != nil {
 			return nil, "", err
 		}
-		if err := svc.Delete(id); err != nil {
+		if err := svc.Delete(ctx, id); err != nil {
 			return nil, "", err
 		}
 		return deleteResult{ID: id, Deleted: true}, "deleted lattice " + id, nil
@@ -244,14 +244,15 @@ type deleteResult struct {
 }
 
 // tool adapts a handler returning (structured result, summary, error) to
-// an MCP tool handler: service errors become isError results.
+// an MCP tool handler: the caller comes from the call's _meta, and service
+// errors become isError results.
 func tool(svc *Service, h func(ctx context.Context, raw []byte) (any, string, error)) mcp.ToolHandler {
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		var raw []byte
 		if req.Params != nil {
 			raw = req.Params.Arguments
 		}
-		out, summary, err := h(ctx, raw)
+		out, summary, err := h(mcpContext(ctx, req), raw)
 		if err != nil {
 			var se *Error
 			if !errors.As(err, &se) {

@@ -52,10 +52,12 @@ func (rt restRoute) match(path string) (id string, ok bool) {
 }
 
 // RESTHandler serves the lattice REST API at its full paths (/api/lattices…,
-// /api/openapi.json); mount it at /api/. Errors are JSON objects
-// {"error": {"code", "message"}} with a status that fits: 400 bad input,
-// 404 unknown id or route, 405, 413, 415, 422 over a limit, 503 store
-// unavailable, 504 operation timeout.
+// /api/openapi.json); mount it at /api/. The caller is principal.From of
+// the request's context (the gateway attaches it before the handler), else
+// Options.DefaultTenant. Errors are JSON objects {"error": {"code",
+// "message"}} with a status that fits: 400 bad input, 403 no tenant, 404
+// unknown id (also another tenant's) or route, 405, 413, 415, 422 over a
+// limit, 503 store unavailable, 504 operation timeout.
 func RESTHandler(svc *Service) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var allowed []string
@@ -68,7 +70,7 @@ func RESTHandler(svc *Service) http.Handler {
 				allowed = append(allowed, rt.method)
 				continue
 			}
-			rt.handle(svc, w, r, id)
+			rt.handle(svc, w, r.WithContext(withFace(r.Context(), "rest")), id)
 			return
 		}
 		if len(allowed) > 0 {
@@ -123,7 +125,7 @@ func body(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 func (s *Service) restList(w http.ResponseWriter, r *http.Request, _ string) {
-	l, err := s.List()
+	l, err := s.List(r.Context())
 	if err != nil {
 		writeError(w, err)
 		return
@@ -142,7 +144,7 @@ func (s *Service) restCreate(w http.ResponseWriter, r *http.Request, _ string) {
 		writeError(w, err)
 		return
 	}
-	in, err := s.Create(name, d)
+	in, err := s.Create(r.Context(), name, d)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -152,7 +154,7 @@ func (s *Service) restCreate(w http.ResponseWriter, r *http.Request, _ string) {
 }
 
 func (s *Service) restGet(w http.ResponseWriter, r *http.Request, id string) {
-	in, err := s.Get(id)
+	in, err := s.Get(r.Context(), id)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -161,7 +163,7 @@ func (s *Service) restGet(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (s *Service) restDelete(w http.ResponseWriter, r *http.Request, id string) {
-	if err := s.Delete(id); err != nil {
+	if err := s.Delete(r.Context(), id); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -169,7 +171,8 @@ func (s *Service) restDelete(w http.ResponseWriter, r *http.Request, id string) 
 }
 
 func (s *Service) restPath(w http.ResponseWriter, r *http.Request, id string) {
-	if _, err := s.lookup(id); err != nil {
+	st, err := s.lookup(r.Context(), id, "path")
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -183,7 +186,7 @@ func (s *Service) restPath(w http.ResponseWriter, r *http.Request, id string) {
 		writeError(w, err)
 		return
 	}
-	res, err := s.Path(r.Context(), Target{ID: id}, req)
+	res, err := s.Path(r.Context(), Target{ID: id, stored: st}, req)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -192,7 +195,8 @@ func (s *Service) restPath(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 func (s *Service) restTransform(w http.ResponseWriter, r *http.Request, id string) {
-	if _, err := s.lookup(id); err != nil {
+	st, err := s.lookup(r.Context(), id, "transform")
+	if err != nil {
 		writeError(w, err)
 		return
 	}
@@ -206,7 +210,7 @@ func (s *Service) restTransform(w http.ResponseWriter, r *http.Request, id strin
 		writeError(w, err)
 		return
 	}
-	res, err := s.Transform(r.Context(), Target{ID: id}, pts, ts)
+	res, err := s.Transform(r.Context(), Target{ID: id, stored: st}, pts, ts)
 	if err != nil {
 		writeError(w, err)
 		return

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/mcpedge/mcpedge/internal/principal"
 )
 
 type restClient struct {
@@ -21,7 +23,19 @@ type restClient struct {
 }
 
 func restServer(t testing.TB, svc *Service) *restClient {
-	srv := httptest.NewServer(RESTHandler(svc))
+	return restServerAs(t, svc, nil)
+}
+
+// restServerAs serves the API to p, attached to every request as the
+// gateway does (nil: no principal).
+func restServerAs(t testing.TB, svc *Service, p *principal.Principal) *restClient {
+	h := RESTHandler(svc)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p != nil {
+			r = r.WithContext(principal.With(r.Context(), p))
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(srv.Close)
 	return &restClient{t: t, url: srv.URL}
 }
@@ -107,7 +121,7 @@ func TestRESTRoundTrip(t *testing.T) {
 func TestRESTErrors(t *testing.T) {
 	svc := newSvc(t)
 	c := restServer(t, svc)
-	in, err := svc.Create("", Def{Dims: []int64{10, 10}})
+	in, err := svc.Create(bg, "", Def{Dims: []int64{10, 10}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +164,7 @@ func TestRESTErrors(t *testing.T) {
 	lim := DefaultLimits()
 	lim.OperationTimeout = 1
 	svc.SetLimits(lim)
-	blocked, err := svc.Create("", Def{Dims: []int64{10, 10}, Cells: [][]int64{{5, 5}}})
+	blocked, err := svc.Create(bg, "", Def{Dims: []int64{10, 10}, Cells: [][]int64{{5, 5}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +186,9 @@ func TestRESTStoreUnavailable(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "lattices.json"), []byte("{"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := restServer(t, New(Options{DataDir: dir}))
+	st := newStore(t)
+	tenant := addTenant(t, st, "acme")
+	c := restServer(t, New(Options{Store: st, DefaultTenant: tenant, DataDir: dir, ImportTenant: tenant}))
 	for _, r := range []struct {
 		method, path string
 		body         any
@@ -183,7 +199,7 @@ func TestRESTStoreUnavailable(t *testing.T) {
 		{"POST", "/api/lattices/lat_0123456789abcdef/path", map[string]any{"from": []int{0}, "to": []int{1}}},
 	} {
 		if st, _, out := c.do(r.method, r.path, r.body); st != 503 || errCode(out) != "store_unavailable" || !strings.Contains(errMsg(out), "lattices.json") {
-			t.Errorf("%s %s on a corrupt store: %d %v", r.method, r.path, st, out)
+			t.Errorf("%s %s with a broken lattices.json: %d %v", r.method, r.path, st, out)
 		}
 	}
 }
@@ -358,7 +374,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 
 	svc := newSvc(t)
 	c := restServer(t, svc)
-	in, err := svc.Create("", Def{Dims: []int64{50, 50, 50}})
+	in, err := svc.Create(bg, "", Def{Dims: []int64{50, 50, 50}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package latticesvc puts the lattice engine (internal/lattice) behind the
-// gateway: a Service with a registry of named lattice definitions persisted
-// to <data_dir>/lattices.json, per-plan limits and a timeout on every
+// gateway: a Service with a registry of named lattice definitions kept in
+// the store and scoped by tenant, per-plan limits and a timeout on every
 // operation, an in-process MCP server with the lattice_* tools
 // (NewMCPServer), and a REST API under /api/ (RESTHandler). See
 // docs/lattice.md.
@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/lattice"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 // Limits are the per-plan limits until plans exist (config [lattice]).
@@ -98,14 +99,37 @@ func (l Limits) engine() lattice.Limits {
 	}
 }
 
-// Options configure a Service.
+// Options configure a Service. Every field is optional.
 type Options struct {
-	// DataDir is where lattices.json lives; "" keeps definitions in memory
-	// only. The directory is created (0700) if needed; if that fails the
-	// service runs without persistence and says so (Persistence, log).
+	// Store keeps the definitions, scoped by tenant; several gateways may
+	// share one. nil keeps them in memory only, lost at exit (logged as a
+	// warning, reported by Persistence, and persisted is false in
+	// responses).
+	Store store.Lattices
+	// DefaultTenant is the tenant id of calls without a principal:
+	// single-user mode (auth off, or mcpedge stdio). With a Store and no
+	// DefaultTenant such calls can not use stored lattices
+	// (tenant_required); without a Store, "" is a tenant like any other.
+	// Calls with a principal always use the principal's tenant.
+	DefaultTenant string
+	// DataDir is where an earlier mcpedge kept lattices.json. If that file
+	// exists, ImportTenant is set and there is a Store, New imports it into
+	// the store once (see Persistence).
 	DataDir string
-	// Limits are the plan's limits (see SetLimits; zero: DefaultLimits).
+	// ImportTenant is the tenant id that lattices.json is imported into.
+	ImportTenant string
+	// Limits are the configured limits, the [lattice] table (see
+	// SetLimits; zero: DefaultLimits).
 	Limits Limits
+	// PlanLimits returns a plan's limits. A MaxPoints or OperationTimeout
+	// above 0 replaces the configured value for callers on that plan; 0,
+	// and every other field, keeps it. nil: the configured limits apply to
+	// every plan. It is called once per operation, so it should be cheap.
+	PlanLimits func(plan string) Limits
+	// Audit, if set, receives a "lattice.not_found" entry for every lookup
+	// by id that finds nothing in the caller's tenant (an id of another
+	// tenant answers exactly like one that does not exist).
+	Audit  func(ctx context.Context, e *store.AuditEntry)
 	Logger *slog.Logger
 	// Version is reported as the MCP server's version.
 	Version string
@@ -118,40 +142,34 @@ type Options struct {
 }
 
 // Service is the lattice engine with a registry of stored definitions. It
-// is safe for concurrent use.
+// is safe for concurrent use. It keeps no copy of the definitions: every
+// use reads the store, so gateways sharing one store always agree.
 type Service struct {
-	log     *slog.Logger
-	version string
-	lim     atomic.Pointer[Limits]
-	store   *store
-	sem     chan struct{}
-
-	mu      sync.RWMutex
-	entries map[string]*entry
-	order   []string // creation order
+	log           *slog.Logger
+	version       string
+	lim           atomic.Pointer[Limits]
+	planLimits    func(string) Limits
+	audit         func(context.Context, *store.AuditEntry)
+	store         store.Lattices
+	persisted     bool   // store is the configured Store, not memory
+	warning       string // why persistence is off
+	defaultTenant string
+	importTenant  string
+	importErr     error // lattices.json could not be imported: importTenant's stored lattices are unavailable
+	createMu      sync.Mutex
+	sem           chan struct{}
 
 	regionMu    chan struct{} // one catalytic search at a time
 	region      []byte
 	regionBytes int
 }
 
-// entry is one stored definition; the built lattice is cached per limits.
-type entry struct {
-	id      string
-	name    string
-	def     Def
-	created time.Time
-
-	mu    sync.Mutex
-	lat   *lattice.Lattice
-	latLm lattice.Limits
-}
-
-// New creates the service and loads stored definitions from
-// opts.DataDir/lattices.json. It never fails: a data directory that cannot
-// be created turns persistence off, and an unreadable or corrupt file makes
-// stored lattices unavailable (inline lattices still work) without ever
-// overwriting the file; both are logged and reported by Persistence.
+// New creates the service and, if there is one to import, imports
+// lattices.json into the store. It never fails: without a store the
+// service keeps definitions in memory, and a file that can not be
+// imported makes the import tenant's stored lattices unavailable (inline
+// lattices still work) without changing the file; both are logged and
+// reported by Persistence.
 func New(opts Options) *Service {
 	log := opts.Logger
 	if log == nil {
@@ -167,8 +185,9 @@ func New(opts Options) *Service {
 	}
 	s := &Service{
 		log: log, version: opts.Version,
+		planLimits: opts.PlanLimits, audit: opts.Audit,
+		store: opts.Store, persisted: opts.Store != nil, defaultTenant: opts.DefaultTenant,
 		sem:         make(chan struct{}, n),
-		entries:     map[string]*entry{},
 		regionMu:    make(chan struct{}, 1),
 		regionBytes: rb,
 	}
@@ -176,19 +195,18 @@ func New(opts Options) *Service {
 		s.version = "dev"
 	}
 	s.SetLimits(opts.Limits)
-	s.store = openStore(opts.DataDir, log)
-	for _, e := range s.store.loaded {
-		s.entries[e.id] = e
-		s.order = append(s.order, e.id)
+	if s.store == nil {
+		s.store = &memLattices{}
+		s.warn("no store is configured; stored lattices are kept in memory only")
 	}
-	s.store.loaded = nil
+	s.importFile(opts.DataDir, opts.ImportTenant)
 	return s
 }
 
-// SetLimits replaces the limits. A zero Limits means DefaultLimits();
-// otherwise zero fields take their defaults, except MaxInlineBlockedCells
-// and MaxLattices, where 0 means none. Operations already running keep the
-// limits they started with.
+// SetLimits replaces the configured limits. A zero Limits means
+// DefaultLimits(); otherwise zero fields take their defaults, except
+// MaxInlineBlockedCells and MaxLattices, where 0 means none. Operations
+// already running keep the limits they started with.
 func (s *Service) SetLimits(l Limits) {
 	if l == (Limits{}) {
 		l = DefaultLimits()
@@ -197,25 +215,25 @@ func (s *Service) SetLimits(l Limits) {
 	s.lim.Store(&n)
 }
 
-// Limits returns the limits in force.
+// Limits returns the configured limits (before any plan's are applied).
 func (s *Service) Limits() Limits { return *s.lim.Load() }
 
 // Persistence describes where definitions are kept.
 type Persistence struct {
-	// File is the lattices.json path, "" when definitions are kept in
-	// memory only.
-	File string
-	// Err is why stored lattices are unavailable (an unreadable or corrupt
-	// file), or nil.
+	// Stored is true when definitions are kept in the configured store,
+	// false when in memory only.
+	Stored bool
+	// Err is why the import tenant's stored lattices are unavailable
+	// (lattices.json could not be read or imported), or nil.
 	Err error
-	// Warning says why persistence is off although a data directory was
-	// configured, or "".
+	// Warning says why persistence is off, or why lattices.json was not
+	// imported, or "".
 	Warning string
 }
 
-// Persistence reports the state of the store.
+// Persistence reports where definitions are kept.
 func (s *Service) Persistence() Persistence {
-	return Persistence{File: s.store.file, Err: s.store.err, Warning: s.store.warning}
+	return Persistence{Stored: s.persisted, Err: s.importErr, Warning: s.warning}
 }
 
 // Error is a service error: a stable code, the HTTP status that fits and a
@@ -241,6 +259,7 @@ const (
 	CodeBlockedEndpoint   = "blocked_endpoint"
 	CodeInvalidTransform  = "invalid_transform"
 	CodeNotFound          = "not_found"
+	CodeTenantRequired    = "tenant_required"
 	CodeTooManyPoints     = "too_many_points"
 	CodeTooManyCells      = "too_many_blocked_cells"
 	CodeTooManyLattices   = "too_many_lattices"
@@ -269,6 +288,7 @@ var codeStatus = map[string]int{
 	CodeInvalidTransform: http.StatusBadRequest,
 	CodeInvalidJSON:      http.StatusBadRequest,
 	CodeNotFound:         http.StatusNotFound,
+	CodeTenantRequired:   http.StatusForbidden,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeBodyTooLarge:     http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
@@ -296,7 +316,7 @@ func wrapErr(code string, err error, format string, args ...any) *Error {
 
 // engineErr maps an engine error (or a context error of an operation run
 // under ctx, whose parent is parent) to an *Error.
-func (s *Service) engineErr(parent context.Context, err error, lim Limits) error {
+func (s *Service) engineErr(parent context.Context, err error, lim callLimits) error {
 	if err == nil {
 		return nil
 	}
@@ -307,11 +327,11 @@ func (s *Service) engineErr(parent context.Context, err error, lim Limits) error
 	msg := err.Error()
 	switch {
 	case errors.Is(err, context.DeadlineExceeded) && parent.Err() == nil:
-		return wrapErr(CodeTimeout, err, "the operation took longer than the limit of %s (lattice.operation_timeout) and was stopped", lim.OperationTimeout)
+		return wrapErr(CodeTimeout, err, "the operation took longer than %s and was stopped", lim.timeout())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return wrapErr(CodeCanceled, err, "the operation was canceled: %s", msg)
 	case errors.Is(err, lattice.ErrTooManyPoints):
-		return wrapErr(CodeTooManyPoints, err, "%s (lattice.max_points is %d)", msg, lim.MaxPoints)
+		return wrapErr(CodeTooManyPoints, err, "%s", lim.tooManyPoints(msg))
 	case errors.Is(err, lattice.ErrDensity):
 		return wrapErr(CodeInvalidDensity, err, "%s: blocked.random.density must be in [0, 1]", msg)
 	case errors.Is(err, lattice.ErrDimension):
@@ -370,48 +390,82 @@ func checkPlan(d Def, lim Limits) (*lattice.Lattice, error) {
 type Target struct {
 	ID  string
 	Def *Def
+
+	stored *stored // ID, already looked up
+}
+
+// stored is a definition read from the store.
+type stored struct {
+	id, name string
+	def      Def
+	created  time.Time
 }
 
 // resolve returns the lattice of t under lim.
-func (s *Service) resolve(t Target, lim Limits) (*lattice.Lattice, error) {
-	if t.Def != nil {
-		l, err := checkPlan(*t.Def, lim)
-		if err != nil {
-			return nil, s.engineErr(context.Background(), err, lim)
+func (s *Service) resolve(ctx context.Context, t Target, op string, lim callLimits) (*lattice.Lattice, error) {
+	d := t.Def
+	if d == nil {
+		st := t.stored
+		if st == nil {
+			var err error
+			if st, err = s.lookup(ctx, t.ID, op); err != nil {
+				return nil, err
+			}
 		}
-		return l, nil
+		d = &st.def
 	}
-	e, err := s.lookup(t.ID)
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.lat != nil && e.latLm == lim.engine() {
-		return e.lat, nil
-	}
-	l, err := checkPlan(e.def, lim)
+	l, err := checkPlan(*d, lim.Limits)
 	if err != nil {
 		return nil, s.engineErr(context.Background(), err, lim)
 	}
-	e.lat, e.latLm = l, lim.engine()
 	return l, nil
 }
 
-func (s *Service) lookup(id string) (*entry, error) {
-	if err := s.store.usable(); err != nil {
+// lookup reads the caller's stored lattice id; op names the operation for
+// the audit log. Another tenant's id is not found, exactly like one that
+// does not exist.
+func (s *Service) lookup(ctx context.Context, id, op string) (*stored, error) {
+	c := s.caller(ctx)
+	tenant, err := s.tenantFor(c)
+	if err != nil {
 		return nil, err
 	}
 	if !validID(id) {
 		return nil, errorf(CodeInvalidID, "%q is not a lattice id (they look like lat_ followed by 16 hex digits)", truncate(id, 40))
 	}
-	s.mu.RLock()
-	e := s.entries[id]
-	s.mu.RUnlock()
-	if e == nil {
+	row, err := s.store.GetLattice(ctx, tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.auditNotFound(ctx, c, op, id)
 		return nil, errorf(CodeNotFound, "no lattice with id %s", id)
 	}
-	return e, nil
+	if err != nil {
+		return nil, s.storeErr(ctx, err, "reading lattice %s", id)
+	}
+	return s.decodeRow(row)
+}
+
+// decodeRow decodes a definition read from the store.
+func (s *Service) decodeRow(row *store.Lattice) (*stored, error) {
+	d, created, err := decodeSpec(row.Spec)
+	if err != nil {
+		s.log.Error("stored lattice unreadable", "id", row.ID, "tenant", row.TenantID, "err", err.Error())
+		return nil, wrapErr(CodeInternal, err, "stored lattice %s can not be read: %v", row.ID, err)
+	}
+	if created.IsZero() {
+		created = row.CreatedAt
+	}
+	return &stored{id: row.ID, name: row.Name, def: d, created: created.UTC().Truncate(time.Millisecond)}, nil
+}
+
+// storeErr reports a failed store call: canceled by the caller, or the
+// store is unavailable.
+func (s *Service) storeErr(ctx context.Context, err error, format string, args ...any) error {
+	what := fmt.Sprintf(format, args...)
+	if ctx.Err() != nil {
+		return wrapErr(CodeCanceled, err, "%s was canceled: %v", what, err)
+	}
+	s.log.Error("lattice store failed", "op", what, "err", err.Error())
+	return wrapErr(CodeStoreUnavailable, err, "%s failed: the store is unavailable: %v", what, err)
 }
 
 func validID(id string) bool {
@@ -464,11 +518,11 @@ func boundaryName(periodic bool) string {
 	return "open"
 }
 
-func (s *Service) info(e *entry, withCells bool) Info {
+func (s *Service) info(e *stored, withCells bool) Info {
 	pts, _ := e.def.points()
 	in := Info{
 		ID: e.id, Name: e.name, Dims: slices.Clone(e.def.Dims), Boundary: boundaryName(e.def.Periodic),
-		BlockedCells: len(e.def.Cells), Points: pts, Created: e.created, Persisted: s.store.file != "",
+		BlockedCells: len(e.def.Cells), Points: pts, Created: e.created, Persisted: s.persisted,
 	}
 	if len(e.def.Cells) > 0 || e.def.Random != nil {
 		in.Blocked = &BlockedSet{}
@@ -485,97 +539,109 @@ func (s *Service) info(e *entry, withCells bool) Info {
 	return in
 }
 
-// Create validates d against the plan and stores it.
-func (s *Service) Create(name string, d Def) (Info, error) {
-	lim := s.Limits()
-	if err := s.store.usable(); err != nil {
+// Create validates d against the caller's plan and stores it in the
+// caller's tenant.
+func (s *Service) Create(ctx context.Context, name string, d Def) (Info, error) {
+	c := s.caller(ctx)
+	lim := s.limitsFor(c)
+	tenant, err := s.tenantFor(c)
+	if err != nil {
 		return Info{}, err
 	}
 	if lim.MaxLattices == 0 {
 		return Info{}, errorf(CodeTooManyLattices, "storing lattices is turned off (lattice.max_lattices = 0); pass the lattice inline instead")
 	}
-	l, err := checkPlan(d, lim)
-	if err != nil {
+	if _, err := checkPlan(d, lim.Limits); err != nil {
 		return Info{}, s.engineErr(context.Background(), err, lim)
 	}
-	e := &entry{id: newID(), name: name, def: d, created: time.Now().UTC().Truncate(time.Millisecond), lat: l, latLm: lim.engine()}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.entries) >= lim.MaxLattices {
-		return Info{}, errorf(CodeTooManyLattices, "%d lattices are stored, the limit (lattice.max_lattices); delete some first", len(s.entries))
+	spec, err := encodeSpec(d, nil)
+	if err != nil {
+		return Info{}, wrapErr(CodeInternal, err, "internal error: %v", err)
 	}
-	for s.entries[e.id] != nil {
-		e.id = newID()
+	// Counting and inserting under one lock makes the limit exact within
+	// a gateway; gateways sharing a store may pass it by a create or two
+	// racing each other.
+	s.createMu.Lock()
+	defer s.createMu.Unlock()
+	n, err := s.store.CountLattices(ctx, tenant)
+	if err != nil {
+		return Info{}, s.storeErr(ctx, err, "counting lattices")
 	}
-	next := append(slices.Clone(s.order), e.id)
-	if err := s.save(next, map[string]*entry{e.id: e}); err != nil {
-		return Info{}, err
+	if n >= lim.MaxLattices {
+		return Info{}, errorf(CodeTooManyLattices, "%d lattices are stored, the limit (lattice.max_lattices); delete some first", n)
 	}
-	s.entries[e.id] = e
-	s.order = next
-	return s.info(e, true), nil
-}
-
-// save writes the registry made of order (entries from s.entries or extra)
-// to disk; the caller holds s.mu and commits the change only on success.
-func (s *Service) save(order []string, extra map[string]*entry) error {
-	if s.store.file == "" {
-		return nil
-	}
-	es := make([]*entry, 0, len(order))
-	for _, id := range order {
-		e := extra[id]
-		if e == nil {
-			e = s.entries[id]
+	row := &store.Lattice{ID: newID(), TenantID: tenant, Name: name, Spec: spec}
+	for range 3 {
+		err = s.store.CreateLattice(ctx, row)
+		if !errors.Is(err, store.ErrConflict) {
+			break
 		}
-		es = append(es, e)
+		row.ID = newID() // taken (by any tenant): draw again
 	}
-	if err := s.store.save(es); err != nil {
-		s.log.Error("writing lattice store failed", "file", s.store.file, "err", err.Error())
-		return wrapErr(CodeStoreWrite, err, "could not write %s: %v", s.store.file, err)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Info{}, wrapErr(CodeStoreWrite, err, "the lattice could not be stored: tenant %s does not exist in the store", tenant)
+	case err != nil && ctx.Err() != nil:
+		return Info{}, wrapErr(CodeCanceled, err, "storing the lattice was canceled: %v", err)
+	case err != nil:
+		s.log.Error("storing a lattice failed", "tenant", tenant, "err", err.Error())
+		return Info{}, wrapErr(CodeStoreWrite, err, "the lattice could not be stored: %v", err)
 	}
-	return nil
+	return s.info(&stored{id: row.ID, name: name, def: d, created: row.CreatedAt.UTC().Truncate(time.Millisecond)}, true), nil
 }
 
-// Get returns a stored lattice with its full definition.
-func (s *Service) Get(id string) (Info, error) {
-	e, err := s.lookup(id)
+// Get returns the caller's stored lattice with its full definition.
+func (s *Service) Get(ctx context.Context, id string) (Info, error) {
+	e, err := s.lookup(ctx, id, "get")
 	if err != nil {
 		return Info{}, err
 	}
 	return s.info(e, true), nil
 }
 
-// List returns the stored lattices, oldest first, without explicit cells.
-func (s *Service) List() ([]Info, error) {
-	if err := s.store.usable(); err != nil {
+// List returns the caller's stored lattices, oldest first, without
+// explicit cells.
+func (s *Service) List(ctx context.Context) ([]Info, error) {
+	tenant, err := s.tenantFor(s.caller(ctx))
+	if err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]Info, 0, len(s.order))
-	for _, id := range s.order {
-		out = append(out, s.info(s.entries[id], false))
+	rows, err := s.store.ListLattices(ctx, tenant)
+	if err != nil {
+		return nil, s.storeErr(ctx, err, "listing lattices")
+	}
+	out := make([]Info, 0, len(rows))
+	for i := range rows {
+		e, err := s.decodeRow(&rows[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s.info(e, false))
 	}
 	return out, nil
 }
 
-// Delete removes a stored lattice.
-func (s *Service) Delete(id string) error {
-	if _, err := s.lookup(id); err != nil {
+// Delete removes the caller's stored lattice.
+func (s *Service) Delete(ctx context.Context, id string) error {
+	c := s.caller(ctx)
+	tenant, err := s.tenantFor(c)
+	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.entries[id] == nil { // deleted meanwhile
+	if !validID(id) {
+		return errorf(CodeInvalidID, "%q is not a lattice id (they look like lat_ followed by 16 hex digits)", truncate(id, 40))
+	}
+	err = s.store.DeleteLattice(ctx, tenant, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		s.auditNotFound(ctx, c, "delete", id)
 		return errorf(CodeNotFound, "no lattice with id %s", id)
+	case err != nil && ctx.Err() != nil:
+		return wrapErr(CodeCanceled, err, "deleting lattice %s was canceled: %v", id, err)
+	case err != nil:
+		s.log.Error("deleting a lattice failed", "id", id, "tenant", tenant, "err", err.Error())
+		return wrapErr(CodeStoreWrite, err, "lattice %s could not be deleted: %v", id, err)
 	}
-	next := slices.DeleteFunc(slices.Clone(s.order), func(x string) bool { return x == id })
-	if err := s.save(next, nil); err != nil {
-		return err
-	}
-	delete(s.entries, id)
-	s.order = next
 	return nil
 }
 
@@ -627,16 +693,17 @@ func (s *Service) acquire(ctx context.Context) error {
 
 func (s *Service) release() { <-s.sem }
 
-// Path finds a shortest path on t's lattice within the operation timeout.
+// Path finds a shortest path on t's lattice (a stored one of the caller's
+// tenant, or an inline one) within the caller's operation timeout.
 func (s *Service) Path(ctx context.Context, t Target, r PathRequest) (PathResult, error) {
-	lim := s.Limits()
-	parent := ctx
-	ctx, cancel := context.WithTimeout(ctx, lim.OperationTimeout)
-	defer cancel()
-	l, err := s.resolve(t, lim)
+	lim := s.limitsFor(s.caller(ctx))
+	l, err := s.resolve(ctx, t, "path", lim)
 	if err != nil {
 		return PathResult{}, err
 	}
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, lim.OperationTimeout)
+	defer cancel()
 	if err := s.acquire(ctx); err != nil {
 		return PathResult{}, s.engineErr(parent, err, lim)
 	}
@@ -729,17 +796,17 @@ type TransformResult struct {
 // Transform applies ts to points on t's lattice and checks that its inverse
 // gives the points back.
 func (s *Service) Transform(ctx context.Context, t Target, points [][]int64, ts TransformSpec) (TransformResult, error) {
-	lim := s.Limits()
+	lim := s.limitsFor(s.caller(ctx))
 	if len(points) > lim.MaxPathPoints {
 		return TransformResult{}, errorf(CodeTooManyInRequest, "%d points; at most %d may be transformed at once (lattice.max_path_points)", len(points), lim.MaxPathPoints)
+	}
+	l, err := s.resolve(ctx, t, "transform", lim)
+	if err != nil {
+		return TransformResult{}, err
 	}
 	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, lim.OperationTimeout)
 	defer cancel()
-	l, err := s.resolve(t, lim)
-	if err != nil {
-		return TransformResult{}, err
-	}
 	tr, err := buildTransform(l, ts)
 	if err != nil {
 		return TransformResult{}, s.engineErr(parent, err, lim)

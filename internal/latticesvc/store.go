@@ -2,36 +2,31 @@ package latticesvc
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
+
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// StoreFile is the name of the registry file in the data directory. It
-// moves to the tenant store (SQLite/PostgreSQL) when tenancy lands.
+// StoreFile is the name of the registry file earlier versions of mcpedge
+// kept in the data directory. It is imported into the store once (see
+// Options.ImportTenant) and then renamed to StoreFile + ".imported".
 const StoreFile = "lattices.json"
 
-// storeVersion is the format version written to the file.
+// storeVersion is the file's format version.
 const storeVersion = 1
 
 // maxStoreBytes bounds the file read at start.
 const maxStoreBytes = 1 << 30
-
-// store is the registry file. A file that cannot be read or parsed is
-// never overwritten: err is set and every operation on stored lattices
-// reports it until the operator fixes or moves the file and restarts.
-type store struct {
-	file    string // "" = memory only
-	err     error  // stored lattices unavailable
-	warning string // why persistence is off
-	loaded  []*entry
-}
 
 // fileFormat is the JSON layout of lattices.json.
 type fileFormat struct {
@@ -39,50 +34,16 @@ type fileFormat struct {
 	Lattices []json.RawMessage `json:"lattices"`
 }
 
-// fileEntry is one definition in the file: the create request's fields
-// plus id and created.
-type fileEntry struct {
-	ID       string      `json:"id"`
-	Name     string      `json:"name,omitempty"`
-	Created  time.Time   `json:"created"`
-	Dims     []int64     `json:"dims"`
-	Boundary string      `json:"boundary"`
-	Blocked  *BlockedSet `json:"blocked,omitempty"`
-}
-
-func openStore(dir string, log *slog.Logger) *store {
-	st := &store{}
-	if dir == "" {
-		st.warning = "no data directory is configured (server.data_dir); stored lattices are kept in memory only"
-		log.Warn("lattice persistence is off: " + st.warning)
-		return st
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		st.warning = fmt.Sprintf("data directory %s cannot be created (%v); stored lattices are kept in memory only", dir, err)
-		log.Warn("lattice persistence is off: " + st.warning)
-		return st
-	}
-	st.file = filepath.Join(dir, StoreFile)
-	entries, err := readStore(st.file)
-	if err != nil {
-		st.err = errorf(CodeStoreUnavailable, "stored lattices are unavailable: %v; fix or move the file away and restart (it is never overwritten while it cannot be read); inline lattices still work", err)
-		log.Error("lattice store unusable", "file", st.file, "err", err.Error())
-		return st
-	}
-	st.loaded = entries
-	log.Info("lattice store loaded", "file", st.file, "lattices", len(entries))
-	return st
-}
-
-func (st *store) usable() error {
-	if st.err != nil {
-		return st.err
-	}
-	return nil
+// legacyEntry is one definition read from lattices.json.
+type legacyEntry struct {
+	id      string
+	name    string
+	def     Def
+	created time.Time
 }
 
 // readStore reads and validates the file; a missing file is an empty store.
-func readStore(path string) ([]*entry, error) {
+func readStore(path string) ([]*legacyEntry, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -111,7 +72,7 @@ func readStore(path string) ([]*entry, error) {
 		return nil, fmt.Errorf("%s has format version %d; this mcpedge reads version %d", path, ff.Version, storeVersion)
 	}
 	seen := map[string]bool{}
-	var out []*entry
+	var out []*legacyEntry
 	for i, raw := range ff.Lattices {
 		e, err := decodeFileEntry(raw)
 		if err != nil {
@@ -130,7 +91,7 @@ func readStore(path string) ([]*entry, error) {
 // create request, against the engine's own limits rather than the plan's
 // (a definition stored under a larger plan still loads; using it reports
 // the plan's limit).
-func decodeFileEntry(raw json.RawMessage) (*entry, error) {
+func decodeFileEntry(raw json.RawMessage) (*legacyEntry, error) {
 	o, err := parseObject(raw)
 	if err != nil {
 		return nil, err
@@ -164,78 +125,11 @@ func decodeFileEntry(raw json.RawMessage) (*entry, error) {
 	if _, ok := def.points(); !ok {
 		return nil, fmt.Errorf("dims %v have more than 2^62 points", def.Dims)
 	}
-	return &entry{id: id, name: name, def: def, created: created.UTC()}, nil
+	return &legacyEntry{id: id, name: name, def: def, created: created.UTC()}, nil
 }
 
 // storedDefLimits are the decoding limits for stored definitions.
 var storedDefLimits = Limits{MaxInlineBlockedCells: 1 << 24}
-
-// save writes es atomically: a temporary file in the same directory,
-// fsync, rename over the old file, fsync of the directory.
-func (st *store) save(es []*entry) error {
-	// One lattice per line: readable, and diffs stay small.
-	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "{\"version\": %d, \"lattices\": [", storeVersion)
-	for i, e := range es {
-		fe := fileEntry{ID: e.id, Name: e.name, Created: e.created, Dims: e.def.Dims, Boundary: boundaryName(e.def.Periodic)}
-		if len(e.def.Cells) > 0 || e.def.Random != nil {
-			fe.Blocked = &BlockedSet{Cells: e.def.Cells}
-			if r := e.def.Random; r != nil {
-				fe.Blocked.Random = &RandomJSON{Density: r.Density, Seed: r.Seed}
-			}
-		}
-		line, err := json.Marshal(fe)
-		if err != nil {
-			return err
-		}
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.WriteString("\n  ")
-		buf.Write(line)
-	}
-	buf.WriteString("\n]}\n")
-	return writeFileAtomic(st.file, buf.Bytes())
-}
-
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Chmod(0o600); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		_ = f.Close()
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	// Make the rename itself durable. Not every platform can sync a
-	// directory; the data is already safe in the renamed file.
-	if d, derr := os.Open(dir); derr == nil {
-		_ = d.Sync()
-		_ = d.Close()
-	}
-	return nil
-}
 
 // describeJSONErr adds the line and column to a JSON syntax or type error.
 func describeJSONErr(data []byte, err error) string {
@@ -254,4 +148,220 @@ func describeJSONErr(data []byte, err error) string {
 	line := 1 + bytes.Count(data[:off], []byte("\n"))
 	col := int(off) - bytes.LastIndexByte(data[:off], '\n')
 	return fmt.Sprintf("line %d, column %d: %v", line, col, err)
+}
+
+// The store holds a definition as JSON in the shape of a create request
+// without its name (which has a column of its own): {"dims": […],
+// "boundary": "open", "blocked": {"cells": […], "random": {…}}}. A
+// definition imported from lattices.json also keeps its original creation
+// time as "created", since the store stamps every new row with the time
+// of the insert.
+type specJSON struct {
+	Dims     []int64     `json:"dims"`
+	Boundary string      `json:"boundary"`
+	Blocked  *BlockedSet `json:"blocked,omitempty"`
+	Created  *time.Time  `json:"created,omitempty"`
+}
+
+func encodeSpec(d Def, created *time.Time) ([]byte, error) {
+	sj := specJSON{Dims: d.Dims, Boundary: boundaryName(d.Periodic), Created: created}
+	if len(d.Cells) > 0 || d.Random != nil {
+		sj.Blocked = &BlockedSet{Cells: d.Cells}
+		if r := d.Random; r != nil {
+			sj.Blocked.Random = &RandomJSON{Density: r.Density, Seed: r.Seed}
+		}
+	}
+	return json.Marshal(sj)
+}
+
+// decodeSpec checks a stored definition with the same rules as a create
+// request, against the engine's own limits rather than the plan's (a
+// definition stored under a larger plan still reads; using it reports the
+// plan's limit). created is the time kept in the definition, if any.
+func decodeSpec(raw []byte) (d Def, created time.Time, err error) {
+	o, err := parseObject(raw)
+	if err != nil {
+		return Def{}, time.Time{}, err
+	}
+	if err := o.only("dims", "boundary", "blocked", "created"); err != nil {
+		return Def{}, time.Time{}, err
+	}
+	if cs, ok, err := o.str("created"); err != nil {
+		return Def{}, time.Time{}, err
+	} else if ok {
+		if created, err = time.Parse(time.RFC3339Nano, cs); err != nil {
+			return Def{}, time.Time{}, fmt.Errorf("created %q is not an RFC 3339 time", truncate(cs, 40))
+		}
+	}
+	if d, err = o.def(storedDefLimits, false); err != nil {
+		return Def{}, time.Time{}, err
+	}
+	if _, ok := d.points(); !ok {
+		return Def{}, time.Time{}, fmt.Errorf("dims %v have more than 2^62 points", d.Dims)
+	}
+	return d, created.UTC(), nil
+}
+
+// memLattices keeps definitions in memory when no store is configured. It
+// keeps the store's contract (tenant scoping, ErrNotFound, ErrConflict,
+// creation order), so the service has one code path.
+type memLattices struct {
+	mu   sync.Mutex
+	rows []store.Lattice // creation order
+}
+
+var _ store.Lattices = (*memLattices)(nil)
+
+func (m *memLattices) find(tenantID, id string) int {
+	return slices.IndexFunc(m.rows, func(l store.Lattice) bool { return l.ID == id && l.TenantID == tenantID })
+}
+
+func (m *memLattices) CreateLattice(ctx context.Context, l *store.Lattice) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l.ID == "" {
+		l.ID = store.NewID()
+	}
+	if slices.ContainsFunc(m.rows, func(x store.Lattice) bool { return x.ID == l.ID }) {
+		return fmt.Errorf("lattice id %q: %w", l.ID, store.ErrConflict)
+	}
+	l.CreatedAt = time.Now().UTC().Truncate(time.Microsecond)
+	row := *l
+	row.Spec = bytes.Clone(l.Spec)
+	m.rows = append(m.rows, row)
+	return nil
+}
+
+func (m *memLattices) GetLattice(ctx context.Context, tenantID, id string) (*store.Lattice, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.find(tenantID, id)
+	if i < 0 {
+		return nil, fmt.Errorf("lattice %q: %w", id, store.ErrNotFound)
+	}
+	l := m.rows[i]
+	return &l, nil // Spec is never modified in place, so sharing it is safe
+}
+
+func (m *memLattices) ListLattices(ctx context.Context, tenantID string) ([]store.Lattice, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.Lattice
+	for _, l := range m.rows {
+		if l.TenantID == tenantID {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func (m *memLattices) DeleteLattice(ctx context.Context, tenantID, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	i := m.find(tenantID, id)
+	if i < 0 {
+		return fmt.Errorf("lattice %q: %w", id, store.ErrNotFound)
+	}
+	m.rows = slices.Delete(m.rows, i, i+1)
+	return nil
+}
+
+func (m *memLattices) CountLattices(ctx context.Context, tenantID string) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for _, l := range m.rows {
+		if l.TenantID == tenantID {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// warn adds to Persistence().Warning and logs.
+func (s *Service) warn(msg string) {
+	if s.warning != "" {
+		s.warning += "; "
+	}
+	s.warning += msg
+	s.log.Warn("lattice persistence: " + msg)
+}
+
+// importTimeout bounds the one-time import at start.
+const importTimeout = 2 * time.Minute
+
+// importFile imports <dir>/lattices.json, written by an earlier mcpedge,
+// into the store under tenant, keeping ids, names and creation times, and
+// then renames it to lattices.json.imported. Ids already in the tenant
+// are skipped, so an import cut short (a crash before the rename) is
+// finished by the next start. A file that cannot be read, or an import
+// that fails, leaves the file as it is and makes the tenant's stored
+// lattices unavailable (store_unavailable, naming the file and the
+// problem) until a restart imports it, so that nobody works on a
+// registry with lattices silently missing; other tenants are unaffected.
+func (s *Service) importFile(dir, tenant string) {
+	if dir == "" {
+		return
+	}
+	file := filepath.Join(dir, StoreFile)
+	if _, err := os.Stat(file); errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	switch {
+	case !s.persisted:
+		s.warn(file + " is not imported: no store is configured (the file is left as it is)")
+		return
+	case tenant == "":
+		s.warn(file + " is not imported: no tenant to import it into is configured (the file is left as it is)")
+		return
+	}
+	s.importTenant = tenant
+	fail := func(msg string, args ...any) {
+		s.importErr = errorf(CodeStoreUnavailable, "stored lattices are unavailable: "+msg+"; the file is left as it is — fix or move it away and restart; inline lattices still work", args...)
+		s.log.Error("lattice import failed", "file", file, "tenant", tenant, "err", s.importErr.Error())
+	}
+	entries, err := readStore(file)
+	if err != nil {
+		fail("%v", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), importTimeout)
+	defer cancel()
+	imported, present := 0, 0
+	for _, e := range entries {
+		_, err := s.store.GetLattice(ctx, tenant, e.id)
+		if err == nil {
+			present++
+			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			fail("importing %s into the store failed: %v", file, err)
+			return
+		}
+		created := e.created
+		spec, err := encodeSpec(e.def, &created)
+		if err == nil {
+			err = s.store.CreateLattice(ctx, &store.Lattice{ID: e.id, TenantID: tenant, Name: e.name, Spec: spec})
+		}
+		if errors.Is(err, store.ErrConflict) {
+			if _, gerr := s.store.GetLattice(ctx, tenant, e.id); gerr == nil {
+				present++ // another process imported it meanwhile
+				continue
+			}
+			fail("importing %s into the store failed: id %s is taken by another tenant", file, e.id)
+			return
+		}
+		if err != nil {
+			fail("importing %s into the store failed: %v", file, err)
+			return
+		}
+		imported++
+	}
+	to := file + ".imported"
+	if err := os.Rename(file, to); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Everything is in the store; the next start skips what is there.
+		s.log.Warn("lattices imported, but the file could not be renamed", "file", file, "err", err.Error())
+		to = file
+	}
+	s.log.Info("lattices imported into the store", "file", file, "tenant", tenant, "imported", imported, "already_present", present, "renamed_to", to)
 }

@@ -1,0 +1,138 @@
+package sqlite_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/store/sqlite"
+	"github.com/mcpedge/mcpedge/internal/store/storetest"
+)
+
+func openFile(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openFile(t, filepath.Join(t.TempDir(), "mcpedge.db"))
+	})
+}
+
+func TestConformanceInMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return openFile(t, ":memory:") })
+}
+
+// TestTwoProcesses opens the same file twice, as the CLI and a running
+// gateway do, and writes through both at once.
+func TestTwoProcesses(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	storetest.RunShared(t, openFile(t, path), openFile(t, path))
+}
+
+func TestMigrateTwiceIsNoop(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "m.db")
+	s := openFile(t, path)
+	v1, err := s.SchemaVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1 != sqlite.LatestVersion() {
+		t.Fatalf("SchemaVersion = %d after Open, want %d", v1, sqlite.LatestVersion())
+	}
+	tn := &store.Tenant{Name: "keep"}
+	if err := s.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("second Migrate: %v", err)
+	}
+	s2 := openFile(t, path) // a third migration, by another "process"
+	v2, err := s2.SchemaVersion(ctx)
+	if err != nil || v2 != v1 {
+		t.Fatalf("SchemaVersion after migrating again = %d, %v; want %d", v2, err, v1)
+	}
+	if _, err := s2.GetTenant(ctx, tn.ID); err != nil {
+		t.Fatalf("data lost by migrating again: %v", err)
+	}
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "new.db")
+	openFile(t, path).Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sqlite.Open(ctx, path)
+	if !errors.Is(err, store.ErrSchemaTooNew) {
+		t.Fatalf("Open of a database at version 9999 = %v, want ErrSchemaTooNew", err)
+	}
+	want := fmt.Sprintf("database schema version 9999 is newer than this binary supports (%d); upgrade mcpedge", sqlite.LatestVersion())
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+}
+
+func TestOpenErrors(t *testing.T) {
+	ctx := context.Background()
+	_, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "missing", "x.db"))
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("Open in a missing directory = %v, want an error naming the directory", err)
+	}
+	if _, err := sqlite.Open(ctx, ""); err == nil {
+		t.Error("Open(\"\") succeeded")
+	}
+	notDB := filepath.Join(t.TempDir(), "junk.db")
+	if err := os.WriteFile(notDB, []byte(strings.Repeat("not a database ", 100)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sqlite.Open(ctx, notDB); err == nil || !strings.Contains(err.Error(), notDB) {
+		t.Errorf("Open of a file that is not a database = %v, want an error naming it", err)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "secret.db")
+	openFile(t, path)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := st.Mode().Perm(); m != 0o600 {
+		t.Errorf("database file mode = %v, want 0600 (it holds the gateway's secrets)", m)
+	}
+}
+
+func TestPathWithSpecialCharacters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a dir?#%", "my db.sqlite")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s := openFile(t, path)
+	if err := s.CreateTenant(t.Context(), &store.Tenant{Name: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the database is not at the path given: %v", err)
+	}
+}

@@ -117,7 +117,7 @@ func NewMCPServer(svc *Service) *mcp.Server {
 	srv.AddTool(&mcp.Tool{
 		Name:         "lattice_create",
 		Title:        "Store a lattice",
-		Description:  "Stores a lattice definition and returns its id (lat_…) for lattice_path, lattice_transform, lattice_get and lattice_delete. dims are the axis lengths (1 to 32 axes, each ≥ 1); boundary is open (default) or periodic; blocked is a list of points or {\"random\": {\"density\": 0.2, \"seed\": 7}}.",
+		Description:  "Stores a lattice definition in your tenant and returns its id (lat_…) for lattice_path, lattice_transform, lattice_get and lattice_delete. dims are the axis lengths (1 to 32 axes, each ≥ 1); boundary is open (default) or periodic; blocked is a list of points or {\"random\": {\"density\": 0.2, \"seed\": 7}}.",
 		InputSchema:  schema("LatticeDefinition"),
 		OutputSchema: schema("Lattice"),
 		Annotations:  &mcp.ToolAnnotations{DestructiveHint: &f, OpenWorldHint: &f},
@@ -155,7 +155,7 @@ func NewMCPServer(svc *Service) *mcp.Server {
 	srv.AddTool(&mcp.Tool{
 		Name:         "lattice_list",
 		Title:        "List stored lattices",
-		Description:  "Lists the stored lattices, oldest first (without their explicit blocked-cell lists; blocked_cells counts them).",
+		Description:  "Lists your tenant's stored lattices, oldest first (without their explicit blocked-cell lists; blocked_cells counts them).",
 		InputSchema:  objectSchema("", nil),
 		OutputSchema: schema("LatticeList"),
 		Annotations:  ro,

@@ -1,0 +1,147 @@
+// Package admin is the administration of a multi-tenant gateway: tenants,
+// users, API keys, plans, virtual servers, tool rules and the audit log.
+//
+// It has two layers. [Ops] holds every rule: validation, authorization
+// and auditing. The REST API ([Handler], under /api) and the command line
+// (cmd/mcpedge) both call Ops, so a rule can not be enforced on one face
+// and forgotten on the other.
+//
+// # Who may do what
+//
+// Every Ops method reads the caller from its context ([principal.From]);
+// without one it fails with 401. The command line calls with
+// [CLIContext], an operator owner audited as actor "cli".
+//
+//   - Operator tenants' admins and owners manage every tenant and the
+//     plans. Everyone else manages (admins, owners) or reads (viewers,
+//     members) only their own tenant: its users, keys, virtual servers,
+//     rules, and (admins, owners) its audit log.
+//   - Reading needs the admin:read or admin:write scope; changing needs
+//     admin:write. A credential without scopes has every scope.
+//   - Only owners create, promote, demote or remove owners. Nobody grants
+//     a key a role above their own, nor scopes beyond their own (a scoped
+//     caller's keys carry a subset of its scopes).
+//   - Only operators change a tenant's plan, disable or delete a tenant;
+//     a tenant's own admins may change its IP allowlist.
+//   - Whatever is aimed at another tenant's objects answers 404, exactly as
+//     if they did not exist, and is audited as "authz.denied" in the
+//     caller's tenant. Refusals within the caller's own tenant answer 403
+//     and are audited as the attempted action with outcome "denied".
+//
+// Every change is recorded in the audit log with its outcome ("ok",
+// "denied" or "error"); secrets never are.
+package admin
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/store"
+)
+
+// Credentials issues and withdraws credentials. *auth.Service implements
+// it; Ops goes through it rather than the store so that key secrets are
+// generated, hashed and revoked (on every replica) in one place. It
+// records successful key changes (key.create, key.rotate, key.revoke) in
+// the audit log itself, so Ops records only refused and failed ones.
+type Credentials interface {
+	// CreateKey fills k's Prefix, Hash, ExpiresAt (from expiresIn; 0:
+	// never), ID and CreatedAt, stores it and returns the secret.
+	CreateKey(ctx context.Context, k *store.APIKey, expiresIn time.Duration) (secret string, err error)
+	// RotateKey creates a successor of the key with the same name, role
+	// and scopes; the old key keeps working for the configured overlap.
+	RotateKey(ctx context.Context, tenantID, keyID string) (secret string, next *store.APIKey, err error)
+	// RevokeKey revokes the key at once, everywhere.
+	RevokeKey(ctx context.Context, tenantID, keyID string) error
+	// RevokeUser ends every session of the user.
+	RevokeUser(ctx context.Context, tenantID, userID string) error
+}
+
+// Recorder appends audit entries; *audit.Logger implements it. Record
+// must not block for long and must not drop entries.
+type Recorder interface {
+	Record(ctx context.Context, e *store.AuditEntry)
+}
+
+// OpsOptions configure [NewOps]. Store, Credentials and Audit are required.
+type OpsOptions struct {
+	Store       store.Store
+	Credentials Credentials
+	Audit       Recorder
+	// HashPassword turns a password into the PHC string stored in
+	// store.User.PasswordHash; nil means auth.HashPassword.
+	HashPassword func(password string) (string, error)
+	// Plans are the configured plans ([plans.NAME]); the store's plan
+	// overrides add to and replace them. Nil means config.DefaultPlans().
+	Plans map[string]config.Plan
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Log receives failures that have no caller to report to (nil:
+	// slog.Default()).
+	Log *slog.Logger
+}
+
+// Ops is the administration of the gateway. It is safe for concurrent
+// use; its methods take the caller from ctx (see the package doc).
+type Ops struct {
+	st    store.Store
+	creds Credentials
+	audit Recorder
+	hash  func(string) (string, error)
+	plans map[string]config.Plan
+	now   func() time.Time
+	log   *slog.Logger
+}
+
+// NewOps returns an Ops over o.Store.
+func NewOps(o OpsOptions) *Ops {
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log}
+	if ops.hash == nil {
+		ops.hash = auth.HashPassword
+	}
+	if ops.plans == nil {
+		ops.plans = config.DefaultPlans()
+	}
+	if ops.now == nil {
+		ops.now = time.Now
+	}
+	if ops.log == nil {
+		ops.log = slog.Default()
+	}
+	return ops
+}
+
+// Store returns the store Ops works on.
+func (o *Ops) Store() store.Store { return o.st }
+
+// CLIActor is the audit actor (and principal kind) of the command line.
+const CLIActor = "cli"
+
+// CLIContext returns ctx carrying the principal of the local command line:
+// an owner of an operator tenant, audited as actor and kind "cli". Having
+// the database means having everything; the CLI is still audited.
+func CLIContext(ctx context.Context) context.Context {
+	return principal.With(ctx, &principal.Principal{
+		Kind:     CLIActor,
+		ID:       CLIActor,
+		Operator: true,
+		Role:     principal.RoleOwner,
+	})
+}
+
+type clientIPKey struct{}
+
+// WithClientIP returns ctx carrying the caller's address for audit
+// entries; the REST handler sets it.
+func WithClientIP(ctx context.Context, ip string) context.Context {
+	return context.WithValue(ctx, clientIPKey{}, ip)
+}
+
+func clientIP(ctx context.Context) string {
+	s, _ := ctx.Value(clientIPKey{}).(string)
+	return s
+}

@@ -1,0 +1,605 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/principal"
+)
+
+// DefaultMaxBodyBytes bounds a request body when Options.MaxBodyBytes is
+// zero. Admin requests are small; the gateway's own bound applies first.
+const DefaultMaxBodyBytes = 1 << 20
+
+// AuthRoutes serves the session endpoints (/api/auth/login, refresh,
+// logout); *auth.Service implements it.
+type AuthRoutes interface {
+	Routes(mux *http.ServeMux, clientIP func(*http.Request) string)
+}
+
+// Options configure [Handler].
+type Options struct {
+	// Ops does the work. Required.
+	Ops *Ops
+	// Auth, if set, serves /api/auth/…, which needs no principal.
+	Auth AuthRoutes
+	// Lattice, if set, serves /api/lattices… (latticesvc.RESTHandler).
+	Lattice http.Handler
+	// ClientIP returns the caller's address for audit entries and the
+	// allowlist self-check; nil means the host of r.RemoteAddr.
+	ClientIP func(*http.Request) string
+	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+// route is one admin endpoint. routes (below) are exactly the admin
+// endpoints documented in openapi.json; a test checks both ways.
+type route struct {
+	method, pattern string
+	handle          func(h *handler, w http.ResponseWriter, r *http.Request) error
+	// public routes need no principal.
+	public bool
+}
+
+var routes = []route{
+	{method: "GET", pattern: "/api/me", handle: (*handler).me},
+	{method: "GET", pattern: "/api/tenants", handle: (*handler).listTenants},
+	{method: "POST", pattern: "/api/tenants", handle: (*handler).createTenant},
+	{method: "GET", pattern: "/api/tenants/{tenant}", handle: (*handler).getTenant},
+	{method: "PATCH", pattern: "/api/tenants/{tenant}", handle: (*handler).updateTenant},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}", handle: (*handler).deleteTenant},
+	{method: "GET", pattern: "/api/tenants/{tenant}/users", handle: (*handler).listUsers},
+	{method: "POST", pattern: "/api/tenants/{tenant}/users", handle: (*handler).createUser},
+	{method: "PATCH", pattern: "/api/tenants/{tenant}/users/{id}", handle: (*handler).updateUser},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/users/{id}", handle: (*handler).deleteUser},
+	{method: "GET", pattern: "/api/tenants/{tenant}/keys", handle: (*handler).listKeys},
+	{method: "POST", pattern: "/api/tenants/{tenant}/keys", handle: (*handler).createKey},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/keys/{id}", handle: (*handler).revokeKey},
+	{method: "POST", pattern: "/api/tenants/{tenant}/keys/{id}/rotate", handle: (*handler).rotateKey},
+	{method: "GET", pattern: "/api/plans", handle: (*handler).listPlans},
+	{method: "PUT", pattern: "/api/plans/{name}", handle: (*handler).putPlan},
+	{method: "DELETE", pattern: "/api/plans/{name}", handle: (*handler).deletePlan},
+	{method: "GET", pattern: "/api/tenants/{tenant}/virtual-servers", handle: (*handler).listVirtualServers},
+	{method: "POST", pattern: "/api/tenants/{tenant}/virtual-servers", handle: (*handler).createVirtualServer},
+	{method: "PUT", pattern: "/api/tenants/{tenant}/virtual-servers/{id}", handle: (*handler).updateVirtualServer},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/virtual-servers/{id}", handle: (*handler).deleteVirtualServer},
+	{method: "GET", pattern: "/api/tenants/{tenant}/rules", handle: (*handler).listRules},
+	{method: "POST", pattern: "/api/tenants/{tenant}/rules", handle: (*handler).createRule},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/rules/{id}", handle: (*handler).deleteRule},
+	{method: "GET", pattern: "/api/audit", handle: (*handler).listAudit},
+	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
+}
+
+// lattice paths forwarded to Options.Lattice.
+const (
+	latticeRoot    = "/api/lattices"
+	latticeSubtree = "/api/lattices/"
+)
+
+type handler struct {
+	ops      *Ops
+	mux      *http.ServeMux
+	clientIP func(*http.Request) string
+	maxBody  int64
+}
+
+// Handler serves the whole of /api: the admin endpoints, /api/auth/… (from
+// o.Auth), /api/lattices… (from o.Lattice) and /api/openapi.json, one
+// OpenAPI 3.1 document describing all of them. Mount it at /api/.
+//
+// The caller's principal must already be in the request context (the
+// gateway's authenticator puts it there); only /api/auth/… and
+// /api/openapi.json answer without one. The tenant is only ever taken
+// from the principal and the path, never from a header.
+//
+// Errors are JSON objects {"error": {"code", "message"}}; see the Code
+// constants for the codes and their statuses.
+func Handler(o Options) http.Handler {
+	h := &handler{ops: o.Ops, mux: http.NewServeMux(), clientIP: o.ClientIP, maxBody: o.MaxBodyBytes}
+	if h.clientIP == nil {
+		h.clientIP = remoteHost
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	for _, rt := range routes {
+		h.mux.Handle(rt.method+" "+rt.pattern, h.serve(rt))
+	}
+	if o.Lattice != nil {
+		lat := h.needPrincipal(o.Lattice)
+		h.mux.Handle(latticeRoot, lat)
+		h.mux.Handle(latticeSubtree, lat)
+	}
+	if o.Auth != nil {
+		o.Auth.Routes(h.mux, h.clientIP)
+	}
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := h.mux.Handler(r); pattern == "" {
+		h.noRoute(w, r)
+		return
+	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// noRoute answers 405 (with Allow) when another method is served on the
+// path, else 404, both in the API's JSON error form.
+func (h *handler) noRoute(w http.ResponseWriter, r *http.Request) {
+	var allowed []string
+	for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, p := h.mux.Handler(probe); p != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		writeError(w, errorf(CodeMethodNotAllowed, "%s is not supported on %s (allowed: %s)", r.Method, clip(r.URL.Path), strings.Join(allowed, ", ")))
+		return
+	}
+	writeError(w, errorf(CodeNotFound, "no endpoint %s %s; the API is described at /api/openapi.json", r.Method, clip(r.URL.Path)))
+}
+
+func (h *handler) serve(rt route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(WithClientIP(r.Context(), h.clientIP(r)))
+		if !rt.public && principal.From(r.Context()) == nil {
+			unauthenticated(w)
+			return
+		}
+		if err := rt.handle(h, w, r); err != nil {
+			writeError(w, err)
+		}
+	})
+}
+
+func (h *handler) needPrincipal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if principal.From(r.Context()) == nil {
+			unauthenticated(w)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func unauthenticated(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="mcpedge"`)
+	writeError(w, errUnauthenticated)
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	// Admin answers are per caller and some carry secrets: never cache.
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	e := AsError(err)
+	msg := e.Message
+	if e.Code == CodeInternal {
+		msg = "internal error; the gateway's log has the details"
+		if e.Message != "" && e.Message != "internal error" {
+			msg = e.Message
+		}
+	}
+	writeJSON(w, e.Status(), map[string]any{"error": map[string]string{"code": e.Code, "message": msg}})
+}
+
+// decode reads a JSON object body into v: application/json only, bounded,
+// unknown fields and trailing data refused.
+func (h *handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+		return errorf(CodeUnsupportedMedia, "send the request body as JSON with Content-Type: application/json (got %q)", clip(ct))
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, h.maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeErr(err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		if err != nil {
+			if e := decodeErr(err); e.Code == CodeBodyTooLarge {
+				return e
+			}
+		}
+		return errorf(CodeInvalidJSON, "the request body must be one JSON object, without anything after it")
+	}
+	return nil
+}
+
+func decodeErr(err error) *Error {
+	var (
+		mbe *http.MaxBytesError
+		se  *json.SyntaxError
+		te  *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.As(err, &mbe):
+		return errorf(CodeBodyTooLarge, "the request body exceeds %d bytes", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return errorf(CodeInvalidJSON, "a JSON object is required as the request body")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errorf(CodeInvalidJSON, "the request body is truncated JSON")
+	case errors.As(err, &se):
+		return errorf(CodeInvalidJSON, "the request body is not valid JSON: %v (at byte %d)", se, se.Offset)
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return errorf(CodeInvalidJSON, "the request body must be a JSON object, not %s", te.Value)
+		}
+		return errorf(CodeInvalidJSON, "field %q must be %s, not %s", te.Field, jsonKind(te.Type.Kind().String()), te.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return errorf(CodeInvalidJSON, "unknown field %s in the request body", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return errorf(CodeInvalidJSON, "the request body can not be read: %v", err)
+}
+
+func jsonKind(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "slice":
+		return "an array"
+	case "struct", "map":
+		return "an object"
+	case "ptr":
+		return "a value"
+	}
+	return "a number"
+}
+
+func (h *handler) me(w http.ResponseWriter, r *http.Request) error {
+	me, err := h.ops.Me(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, me)
+	return nil
+}
+
+func (h *handler) listTenants(w http.ResponseWriter, r *http.Request) error {
+	ts, err := h.ops.ListTenants(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tenants": nonNil(ts)})
+	return nil
+}
+
+func (h *handler) createTenant(w http.ResponseWriter, r *http.Request) error {
+	var s TenantSpec
+	if err := h.decode(w, r, &s); err != nil {
+		return err
+	}
+	t, err := h.ops.CreateTenant(r.Context(), s)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/tenants/"+t.ID)
+	writeJSON(w, http.StatusCreated, t)
+	return nil
+}
+
+func (h *handler) getTenant(w http.ResponseWriter, r *http.Request) error {
+	t, err := h.ops.GetTenant(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (h *handler) updateTenant(w http.ResponseWriter, r *http.Request) error {
+	var p TenantPatch
+	if err := h.decode(w, r, &p); err != nil {
+		return err
+	}
+	t, err := h.ops.UpdateTenant(r.Context(), r.PathValue("tenant"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+func (h *handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
+	if err := h.ops.DeleteTenant(r.Context(), r.PathValue("tenant")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) listUsers(w http.ResponseWriter, r *http.Request) error {
+	us, err := h.ops.ListUsers(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"users": nonNil(us)})
+	return nil
+}
+
+func (h *handler) createUser(w http.ResponseWriter, r *http.Request) error {
+	var s UserSpec
+	if err := h.decode(w, r, &s); err != nil {
+		return err
+	}
+	u, err := h.ops.CreateUser(r.Context(), r.PathValue("tenant"), s)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/tenants/"+url.PathEscape(r.PathValue("tenant"))+"/users/"+u.ID)
+	writeJSON(w, http.StatusCreated, u)
+	return nil
+}
+
+func (h *handler) updateUser(w http.ResponseWriter, r *http.Request) error {
+	var p UserPatch
+	if err := h.decode(w, r, &p); err != nil {
+		return err
+	}
+	u, err := h.ops.UpdateUser(r.Context(), r.PathValue("tenant"), r.PathValue("id"), p)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, u)
+	return nil
+}
+
+func (h *handler) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	if err := h.ops.DeleteUser(r.Context(), r.PathValue("tenant"), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) listKeys(w http.ResponseWriter, r *http.Request) error {
+	ks, err := h.ops.ListKeys(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": nonNil(ks)})
+	return nil
+}
+
+func (h *handler) createKey(w http.ResponseWriter, r *http.Request) error {
+	var s KeySpec
+	if err := h.decode(w, r, &s); err != nil {
+		return err
+	}
+	nk, err := h.ops.CreateKey(r.Context(), r.PathValue("tenant"), s)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/tenants/"+url.PathEscape(r.PathValue("tenant"))+"/keys/"+nk.Key.ID)
+	writeJSON(w, http.StatusCreated, nk)
+	return nil
+}
+
+func (h *handler) revokeKey(w http.ResponseWriter, r *http.Request) error {
+	if _, err := h.ops.RevokeKey(r.Context(), r.PathValue("tenant"), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) rotateKey(w http.ResponseWriter, r *http.Request) error {
+	nk, err := h.ops.RotateKey(r.Context(), r.PathValue("tenant"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, nk)
+	return nil
+}
+
+func (h *handler) listPlans(w http.ResponseWriter, r *http.Request) error {
+	ps, err := h.ops.ListPlans(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"plans": nonNil(ps)})
+	return nil
+}
+
+func (h *handler) putPlan(w http.ResponseWriter, r *http.Request) error {
+	var l PlanLimits
+	if err := h.decode(w, r, &l); err != nil {
+		return err
+	}
+	p, err := h.ops.PutPlan(r.Context(), r.PathValue("name"), l)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (h *handler) deletePlan(w http.ResponseWriter, r *http.Request) error {
+	if err := h.ops.DeletePlan(r.Context(), r.PathValue("name")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) listVirtualServers(w http.ResponseWriter, r *http.Request) error {
+	vs, err := h.ops.ListVirtualServers(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"virtual_servers": nonNil(vs)})
+	return nil
+}
+
+func (h *handler) createVirtualServer(w http.ResponseWriter, r *http.Request) error {
+	var s VirtualServerSpec
+	if err := h.decode(w, r, &s); err != nil {
+		return err
+	}
+	v, err := h.ops.CreateVirtualServer(r.Context(), r.PathValue("tenant"), s)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/tenants/"+url.PathEscape(r.PathValue("tenant"))+"/virtual-servers/"+v.ID)
+	writeJSON(w, http.StatusCreated, v)
+	return nil
+}
+
+func (h *handler) updateVirtualServer(w http.ResponseWriter, r *http.Request) error {
+	var s VirtualServerSpec
+	if err := h.decode(w, r, &s); err != nil {
+		return err
+	}
+	v, err := h.ops.UpdateVirtualServer(r.Context(), r.PathValue("tenant"), r.PathValue("id"), s)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (h *handler) deleteVirtualServer(w http.ResponseWriter, r *http.Request) error {
+	if err := h.ops.DeleteVirtualServer(r.Context(), r.PathValue("tenant"), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) listRules(w http.ResponseWriter, r *http.Request) error {
+	rs, err := h.ops.ListRules(r.Context(), r.PathValue("tenant"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"rules": nonNil(rs)})
+	return nil
+}
+
+func (h *handler) createRule(w http.ResponseWriter, r *http.Request) error {
+	var s RuleSpec
+	if err := h.decode(w, r, &s); err != nil {
+		return err
+	}
+	rule, err := h.ops.CreateRule(r.Context(), r.PathValue("tenant"), s)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/tenants/"+url.PathEscape(r.PathValue("tenant"))+"/rules/"+rule.ID)
+	writeJSON(w, http.StatusCreated, rule)
+	return nil
+}
+
+func (h *handler) deleteRule(w http.ResponseWriter, r *http.Request) error {
+	if err := h.ops.DeleteRule(r.Context(), r.PathValue("tenant"), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// auditQueryParams are the query parameters GET /api/audit accepts.
+var auditQueryParams = []string{"tenant", "actor", "action", "since", "until", "after", "limit"}
+
+func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) error {
+	qv := r.URL.Query()
+	for k := range qv {
+		if !contains(auditQueryParams, k) {
+			return invalid("unknown query parameter %q; use %s", clip(k), strings.Join(auditQueryParams, ", "))
+		}
+	}
+	q := AuditQuery{Tenant: qv.Get("tenant"), Actor: qv.Get("actor"), Action: qv.Get("action")}
+	var err error
+	if q.Since, err = queryTime(qv, "since"); err != nil {
+		return err
+	}
+	if q.Until, err = queryTime(qv, "until"); err != nil {
+		return err
+	}
+	if q.After, err = queryInt(qv, "after"); err != nil {
+		return err
+	}
+	limit, err := queryInt(qv, "limit")
+	if err != nil {
+		return err
+	}
+	q.Limit = int(min(limit, MaxAuditLimit))
+	es, err := h.ops.ListAudit(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	next := q.After
+	if len(es) > 0 {
+		next = es[len(es)-1].Seq
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": es, "next_after": next})
+	return nil
+}
+
+func queryTime(q url.Values, name string) (time.Time, error) {
+	s := q.Get(name)
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, invalid("%s=%q is not an RFC 3339 time such as 2026-11-01T00:00:00Z", name, clip(s))
+	}
+	return t, nil
+}
+
+func queryInt(q url.Values, name string) (int64, error) {
+	s := q.Get(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, invalid("%s=%q is not a non-negative integer", name, clip(s))
+	}
+	return n, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *handler) openAPI(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(OpenAPIDocument())
+	return nil
+}

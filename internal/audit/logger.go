@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -156,8 +158,11 @@ func orDefault[T int | time.Duration](v, def T) T {
 //
 // Record copies e, so the caller may reuse it. It fills Time with the
 // current time if zero, converts it to UTC and truncates it to
-// microseconds (the precision [Seal] hashes). Seq, PrevHash and Hash are
-// ignored; the store assigns them.
+// microseconds (the precision [Seal] hashes). It replaces invalid UTF-8
+// and NUL characters in the string fields with U+FFFD, because PostgreSQL
+// text can hold neither and an entry the store refuses forever would
+// stall the log (strings often come from clients: tool names, IPs).
+// Seq, PrevHash and Hash are ignored; the store assigns them.
 //
 // After Close, Record appends the entry synchronously instead (bounded by a
 // short timeout) and, if that fails, logs it at error level.
@@ -168,6 +173,9 @@ func (l *Logger) Record(ctx context.Context, e *store.AuditEntry) {
 	}
 	c.Time = c.Time.UTC().Truncate(time.Microsecond)
 	c.Seq, c.PrevHash, c.Hash = 0, nil, nil
+	for _, f := range []*string{&c.TenantID, &c.Actor, &c.ActorKind, &c.Action, &c.Target, &c.Outcome, &c.ClientIP} {
+		*f = storable(*f)
+	}
 
 	l.mu.Lock()
 	var blockedAt time.Time
@@ -489,6 +497,14 @@ func (l *Logger) logLost(ctx context.Context, e *store.AuditEntry, err error) {
 	c.Seq, c.PrevHash, c.Hash = 0, nil, nil
 	b, _ := json.Marshal(&c)
 	l.log.ErrorContext(ctx, "audit: entry could not be written", "entry", string(b), "err", errString(err))
+}
+
+// storable returns s with invalid UTF-8 and NUL replaced by U+FFFD.
+func storable(s string) string {
+	if utf8.ValidString(s) && !strings.Contains(s, "\x00") {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func errString(err error) string {

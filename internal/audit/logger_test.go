@@ -149,7 +149,7 @@ func TestLoggerRecordCopiesAndStampsTime(t *testing.T) {
 		l.Record(t.Context(), e)
 		e.Target = "changed after Record"
 		given := time.Date(2026, 1, 2, 3, 4, 5, 6789, time.FixedZone("x", 7200))
-		l.Record(t.Context(), &store.AuditEntry{Time: given, Action: "a"})
+		l.Record(t.Context(), &store.AuditEntry{Time: given, Action: "a", Target: "tool\x00\xffé"})
 		if err := l.Close(t.Context()); err != nil {
 			t.Fatal(err)
 		}
@@ -165,6 +165,9 @@ func TestLoggerRecordCopiesAndStampsTime(t *testing.T) {
 		}
 		if want := given.UTC().Truncate(time.Microsecond); !got[1].Time.Equal(want) || got[1].Time.Location() != time.UTC {
 			t.Errorf("Time = %v, want %v", got[1].Time, want)
+		}
+		if got[1].Target != "tool\uFFFD\uFFFDé" {
+			t.Errorf("Target = %q, want NUL and invalid UTF-8 replaced", got[1].Target)
 		}
 		mustVerify(t, st, 2)
 	})

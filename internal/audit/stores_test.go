@@ -143,7 +143,7 @@ func TestSealRoundTripStores(t *testing.T) {
 		es := []*store.AuditEntry{
 			{Time: time.Date(2026, 2, 3, 4, 5, 6, 123456789, time.FixedZone("x", -5*3600)), Actor: "a", ActorKind: "cli", Action: "x", Outcome: "ok"},
 			{Time: time.Unix(0, 1000).UTC(), Actor: "é\u2028", ActorKind: "user", Action: "y", Outcome: "error", LatencyUS: -1,
-				Detail: []byte(`{"b":1,  "a":[]}`), TenantID: "t", Target: "\x00", ClientIP: "::1"},
+				Detail: []byte(`{"b":1,  "a":[]}`), TenantID: "t", Target: "\t\\\"", ClientIP: "::1"},
 			{Actor: "z", ActorKind: "system", Action: "z", Outcome: "denied", Detail: []byte{}},
 		}
 		for _, e := range es {

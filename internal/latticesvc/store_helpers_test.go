@@ -2,40 +2,44 @@ package latticesvc
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/store/sqlite"
 )
 
-// The tests run on the store opened by openStore. Until the SQLite store
-// lands this is a fake: the in-memory store, one per path (so that
-// "reopening" a path finds the data), which also checks that tenants
-// exist, like the real store's foreign key.
+// The tests run on the real SQLite store, one database file per test
+// (reopening a path finds the data).
 
-var fakeStores sync.Map // path → *fakeStore
-
-type fakeStore struct {
-	memLattices
-	tenants sync.Map // id → name
+// testDB is a SQLite store closed once, by the test or at its end.
+type testDB struct {
+	*sqlite.Store
+	once sync.Once
+	err  error
 }
 
-func (f *fakeStore) CreateLattice(ctx context.Context, l *store.Lattice) error {
-	if _, ok := f.tenants.Load(l.TenantID); !ok {
-		return errors.Join(store.ErrNotFound, errors.New("tenant "+l.TenantID))
-	}
-	return f.memLattices.CreateLattice(ctx, l)
+func (d *testDB) Close() error {
+	d.once.Do(func() { d.err = d.Store.Close() })
+	return d.err
 }
 
-// openStore opens the test store at path (creating it).
+// openStore opens (creating it) the SQLite store at path.
 func openStore(t testing.TB, path string) store.Lattices {
 	t.Helper()
-	v, _ := fakeStores.LoadOrStore(path, &fakeStore{})
-	return v.(*fakeStore)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &testDB{Store: s}
+	t.Cleanup(func() { _ = d.Close() })
+	return d
 }
 
 // newStore opens a fresh test store.
@@ -46,10 +50,11 @@ func newStore(t testing.TB) store.Lattices {
 // addTenant creates a tenant in st and returns its id.
 func addTenant(t testing.TB, st store.Lattices, name string) string {
 	t.Helper()
-	f := st.(*fakeStore)
-	id := "tenant-" + name
-	f.tenants.Store(id, name)
-	return id
+	tn := &store.Tenant{Name: name, Plan: "free"}
+	if err := st.(store.Tenants).CreateTenant(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+	return tn.ID
 }
 
 // as returns ctx carrying a principal of tenant on plan.

@@ -144,8 +144,9 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	keyHMAC    []byte // HMAC key for API key hashes
-	refreshKey []byte // HMAC key for refresh token hashes (derived)
+	keyHMAC    []byte   // HMAC key for API key hashes
+	keyMAC     *macPool // HMAC states keyed with keyHMAC
+	refreshKey []byte   // HMAC key for refresh token hashes (derived)
 	jwtKey     []byte
 
 	keys    *ttlCache[string, *keyEntry]    // by string(hash)
@@ -207,6 +208,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if s.jwtKey, err = s.secret(ctx, secretJWT, 64); err != nil {
 		return nil, err
 	}
+	s.keyMAC = newMACPool(s.keyHMAC)
 	s.refreshKey = hmacSHA256(s.keyHMAC, []byte("mcpedge refresh token v1"))
 	if cfg.OIDC.Issuer != "" {
 		hc := o.HTTPClient

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
@@ -87,6 +88,9 @@ type keyEntry struct {
 	key    *store.APIKey
 	tenant *tenantEntry
 	p      principal.Principal
+	// queued mirrors lastUsed.queued for this key (UnixNano), so that the
+	// hot path skips the lastUsed lock within lastUsedEvery.
+	queued atomic.Int64
 }
 
 // tenant returns the tenant by id through the cache.

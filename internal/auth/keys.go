@@ -8,6 +8,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"regexp"
 	"slices"
 	"strings"
@@ -64,7 +66,25 @@ func hmacSHA256(key, msg []byte) []byte {
 }
 
 // keyHash is the stored form of an API key.
-func (s *Service) keyHash(secret string) []byte { return hmacSHA256(s.keyHMAC, []byte(secret)) }
+func (s *Service) keyHash(secret string) []byte { return s.keyMAC.sum(nil, secret) }
+
+// macPool reuses HMAC states: creating one costs more than hashing a key.
+type macPool struct{ p sync.Pool }
+
+func newMACPool(key []byte) *macPool {
+	key = slices.Clone(key)
+	return &macPool{p: sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}}
+}
+
+// sum appends HMAC-SHA256(key, msg) to dst.
+func (m *macPool) sum(dst []byte, msg string) []byte {
+	h := m.p.Get().(hash.Hash)
+	h.Reset()
+	_, _ = io.WriteString(h, msg)
+	dst = h.Sum(dst)
+	m.p.Put(h)
+	return dst
+}
 
 var scopeRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9:._*/-]{0,63}$`)
 
@@ -75,13 +95,13 @@ const (
 
 // authenticateKey resolves an API key.
 func (s *Service) authenticateKey(ctx context.Context, secret, clientIP string) (*principal.Principal, error) {
-	hash := s.keyHash(secret)
+	var buf [sha256.Size]byte
+	sum := s.keyMAC.sum(buf[:0], secret)
 	now := s.now()
-	e, ok := s.keys.get(string(hash), now)
+	e, ok := s.keys.get(string(sum), now)
 	if !ok {
-		v, err, _ := s.loads.Do("key:"+string(hash), func() (any, error) {
-			return s.loadKey(ctx, hash, now)
-		})
+		var err error
+		e, err = s.loadKeyOnce(ctx, string(sum), now)
 		if err != nil {
 			var f *failure
 			if errors.As(err, &f) {
@@ -95,7 +115,6 @@ func (s *Service) authenticateKey(ctx context.Context, secret, clientIP string) 
 			}
 			return nil, err
 		}
-		e = v.(*keyEntry)
 	}
 	// Checked on every use, cached or not: a revocation that raced with
 	// loading the entry is still seen, and expiry needs no eviction.
@@ -108,9 +127,22 @@ func (s *Service) authenticateKey(ctx context.Context, secret, clientIP string) 
 	if err := checkTenant(e.tenant, clientIP); err != nil {
 		return nil, s.reject(ctx, keyWho(e.key), clientIP, err, map[string]any{"prefix": e.key.Prefix})
 	}
-	s.used.touch(e.key.ID, now)
+	if q := e.queued.Load(); q == 0 || now.UnixNano()-q >= int64(lastUsedEvery) {
+		e.queued.Store(s.used.touch(e.key.ID, now).UnixNano())
+	}
 	p := e.p
 	return &p, nil
+}
+
+// loadKeyOnce is loadKey shared by concurrent callers with the same key.
+func (s *Service) loadKeyOnce(ctx context.Context, hash string, now time.Time) (*keyEntry, error) {
+	v, err, _ := s.loads.Do("key:"+hash, func() (any, error) {
+		return s.loadKey(ctx, []byte(hash), now)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*keyEntry), nil
 }
 
 // keyFailure carries the key a refusal is about, for the audit entry.
@@ -401,13 +433,18 @@ func newLastUsed() *lastUsed {
 	return &lastUsed{queued: make(map[string]time.Time), pending: make(map[string]time.Time)}
 }
 
-func (l *lastUsed) touch(id string, now time.Time) {
+// touch queues now as the key's last use unless it was queued less than
+// lastUsedEvery ago, and returns when it was last queued.
+func (l *lastUsed) touch(id string, now time.Time) time.Time {
 	l.mu.Lock()
-	if q, ok := l.queued[id]; !ok || now.Sub(q) >= lastUsedEvery {
+	defer l.mu.Unlock()
+	q, ok := l.queued[id]
+	if !ok || now.Sub(q) >= lastUsedEvery {
+		q = now
 		l.queued[id] = now
 		l.pending[id] = now.UTC()
 	}
-	l.mu.Unlock()
+	return q
 }
 
 func (l *lastUsed) take(now time.Time) map[string]time.Time {

@@ -1,0 +1,189 @@
+package auth
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/store"
+)
+
+// requireService returns the environment variable's value, or skips the
+// test when it is unset (fails instead when MCPEDGE_REQUIRE_SERVICES=1).
+func requireService(t testing.TB, env string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("%s is not set and MCPEDGE_REQUIRE_SERVICES=1", env)
+		}
+		t.Skipf("%s is not set", env)
+	}
+	return v
+}
+
+// eventually polls cond every few milliseconds for up to 10s: long enough
+// for a loaded machine, and the loop ends as soon as cond holds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRevocationSecondServicePoll: a key revoked through one Service is
+// refused by a second Service on the same store after its poll, even
+// though the second one had the key cached (and its clock never moves,
+// so the cache would not expire on its own).
+func TestRevocationSecondServicePoll(t *testing.T) {
+	e := newEnv(t, newTestStore(t))
+	b := e.service()
+	tn := e.tenant("acme")
+	secret, k := e.key(tn.ID, principal.RoleMember, 0)
+	u := e.user(tn.ID, "alice", principal.RoleMember, goodPassword)
+	tok, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAuth(t, b, secret, testIP)
+	mustAuth(t, b, tok.AccessToken, testIP)
+
+	if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.RevokeUser(context.Background(), tn.ID, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	mustAuth(t, b, secret, testIP) // not yet polled: the documented window
+	if err := b.pollRevocations(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Authenticate(context.Background(), secret, testIP)
+	wantErr(t, err, ErrUnauthenticated, "API key revoked")
+	_, err = b.Authenticate(context.Background(), tok.AccessToken, testIP)
+	wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
+}
+
+// TestRevocationPollLoop: the same through Start's background poll.
+func TestRevocationPollLoop(t *testing.T) {
+	e := newEnv(t, newTestStore(t))
+	b := e.service(func(o *Options) { o.Config.RevocationPoll = config.Duration(10 * time.Millisecond) })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Start(ctx)
+	tn := e.tenant("acme")
+	secret, k := e.key(tn.ID, principal.RoleMember, 0)
+	mustAuth(t, b, secret, testIP)
+	if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second service to refuse the revoked key", func() bool {
+		_, err := b.Authenticate(context.Background(), secret, testIP)
+		return err != nil
+	})
+	_, err := b.Authenticate(context.Background(), secret, testIP)
+	wantErr(t, err, ErrUnauthenticated, "API key revoked")
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testRedis(t *testing.T) redis.UniversalClient {
+	t.Helper()
+	u := requireService(t, "MCPEDGE_TEST_REDIS")
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	t.Cleanup(func() { c.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatalf("redis at %s: %v", opt.Addr, err)
+	}
+	return c
+}
+
+// TestRevocationRedis: with Redis, a second Service whose store poll is an
+// hour away still refuses a revoked key, session and user at once.
+func TestRevocationRedis(t *testing.T) {
+	rdb := testRedis(t)
+	e := newEnv(t, newTestStore(t), func(o *Options) { o.Redis = rdb })
+	b := e.service(func(o *Options) { o.Redis = rdb }) // RevocationPoll: 1h
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b.Start(ctx) // subscribed when Start returns
+
+	tn := e.tenant("acme")
+	secret, k := e.key(tn.ID, principal.RoleMember, 0)
+	u := e.user(tn.ID, "alice", principal.RoleMember, goodPassword)
+	login := func() *Tokens {
+		tok, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	t1, t2 := login(), login()
+	for _, c := range []string{secret, t1.AccessToken, t2.AccessToken} {
+		mustAuth(t, b, c, testIP)
+	}
+	refused := func(cred string) func() bool {
+		return func() bool { _, err := b.Authenticate(context.Background(), cred, testIP); return err != nil }
+	}
+
+	if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the key revocation to arrive through Redis", refused(secret))
+
+	p, err := e.svc.Authenticate(context.Background(), t1.AccessToken, testIP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.svc.Logout(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the logout to arrive through Redis", refused(t1.AccessToken))
+	mustAuth(t, b, t2.AccessToken, testIP)
+
+	if err := e.svc.RevokeUser(context.Background(), tn.ID, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the user revocation to arrive through Redis", refused(t2.AccessToken))
+	_, err = b.Authenticate(context.Background(), t2.AccessToken, testIP)
+	wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
+}
+
+// TestRevocationMessagesCannotGrant: garbage and unknown kinds on the
+// channel are ignored.
+func TestRevocationMessagesIgnored(t *testing.T) {
+	e := newEnv(t, newTestStore(t))
+	e.svc.applyRevocation(&store.Revocation{Kind: "everything", Subject: "x"})
+	e.svc.applyRevocation(&store.Revocation{Kind: "key", Subject: ""})
+	if len(e.svc.rev.m) != 0 {
+		t.Fatalf("revocations %v", e.svc.rev.m)
+	}
+}
+
+func TestRevocationPrune(t *testing.T) {
+	e := newEnv(t, newTestStore(t))
+	now := e.clock.Now()
+	e.svc.applyRevocation(&store.Revocation{Kind: "jti", Subject: "a", At: now, ExpiresAt: now.Add(time.Minute)})
+	e.svc.applyRevocation(&store.Revocation{Kind: "key", Subject: "b", At: now})
+	e.clock.Advance(2 * time.Minute)
+	e.svc.rev.prune(e.clock.Now())
+	if e.svc.rev.has("jti", "a") || !e.svc.rev.has("key", "b") {
+		t.Fatalf("after prune: %v", e.svc.rev.m)
+	}
+}

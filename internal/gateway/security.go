@@ -94,6 +94,7 @@ type PrincipalMeta struct {
 	Plan     string `json:"plan"`
 	Operator bool   `json:"operator,omitempty"`
 	ID       string `json:"id"`
+	Kind     string `json:"kind"`
 	Role     string `json:"role"`
 }
 
@@ -454,6 +455,6 @@ func builtinMeta(meta mcp.Meta, p *principal.Principal) mcp.Meta {
 	for k, v := range meta {
 		out[k] = v
 	}
-	out[metaPrincipal] = PrincipalMeta{TenantID: p.TenantID, Tenant: p.TenantName, Plan: p.Plan, Operator: p.Operator, ID: p.ID, Role: p.Role}
+	out[metaPrincipal] = PrincipalMeta{TenantID: p.TenantID, Tenant: p.TenantName, Plan: p.Plan, Operator: p.Operator, ID: p.ID, Kind: p.Kind, Role: p.Role}
 	return out
 }

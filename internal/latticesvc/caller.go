@@ -57,7 +57,7 @@ func mcpContext(ctx context.Context, req *mcp.CallToolRequest) context.Context {
 	if req != nil && req.Params != nil {
 		if pm := gateway.PrincipalFromMeta(req.Params.Meta); pm != nil {
 			ctx = principal.With(ctx, &principal.Principal{
-				Kind: kindOf(pm.ID), ID: pm.ID, TenantID: pm.TenantID, TenantName: pm.Tenant,
+				Kind: kindOf(pm), ID: pm.ID, TenantID: pm.TenantID, TenantName: pm.Tenant,
 				Plan: pm.Plan, Operator: pm.Operator, Role: pm.Role,
 			})
 		}
@@ -65,11 +65,13 @@ func mcpContext(ctx context.Context, req *mcp.CallToolRequest) context.Context {
 	return withFace(ctx, "mcp")
 }
 
-// kindOf guesses a principal's kind from its id, since the _meta value
-// does not carry it: only OIDC ids are recognisable ("oidc:<sub>"); keys
-// and users are left "" rather than guessed.
-func kindOf(id string) string {
-	if strings.HasPrefix(id, "oidc:") {
+// kindOf is the principal's kind: as the gateway says, or, from an older
+// gateway that did not say, recognisable OIDC ids ("oidc:<sub>") only.
+func kindOf(pm *gateway.PrincipalMeta) string {
+	if pm.Kind != "" {
+		return pm.Kind
+	}
+	if strings.HasPrefix(pm.ID, "oidc:") {
 		return principal.KindOIDC
 	}
 	return ""

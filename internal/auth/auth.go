@@ -57,6 +57,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
@@ -144,10 +145,11 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	keyHMAC    []byte   // HMAC key for API key hashes
-	keyMAC     *macPool // HMAC states keyed with keyHMAC
-	refreshKey []byte   // HMAC key for refresh token hashes (derived)
-	jwtKey     []byte
+	keyHMAC      []byte   // HMAC key for API key hashes
+	keyMAC       *macPool // HMAC states keyed with keyHMAC
+	refreshKey   []byte   // HMAC key for refresh token hashes (derived)
+	jwtKey       []byte
+	accessParser *jwt.Parser
 
 	keys    *ttlCache[string, *keyEntry]    // by string(hash)
 	users   *ttlCache[string, *userEntry]   // by user id
@@ -209,6 +211,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.keyMAC = newMACPool(s.keyHMAC)
+	s.accessParser = newAccessParser(cfg, s.now)
 	s.refreshKey = hmacSHA256(s.keyHMAC, []byte("mcpedge refresh token v1"))
 	if cfg.OIDC.Issuer != "" {
 		hc := o.HTTPClient

@@ -88,6 +88,9 @@ type keyEntry struct {
 	key    *store.APIKey
 	tenant *tenantEntry
 	p      principal.Principal
+	// refusal, if set, is a final refusal (revoked, expired) remembered
+	// for the cache TTL; p is then empty.
+	refusal error
 	// queued mirrors lastUsed.queued for this key (UnixNano), so that the
 	// hot path skips the lastUsed lock within lastUsedEvery.
 	queued atomic.Int64

@@ -116,6 +116,9 @@ func (s *Service) authenticateKey(ctx context.Context, secret, clientIP string) 
 			return nil, err
 		}
 	}
+	if e.refusal != nil {
+		return nil, s.reject(ctx, keyWho(e.key), clientIP, e.refusal, map[string]any{"prefix": e.key.Prefix})
+	}
 	// Checked on every use, cached or not: a revocation that raced with
 	// loading the entry is still seen, and expiry needs no eviction.
 	if s.rev.has(revKey, e.key.ID) {
@@ -182,11 +185,13 @@ func (s *Service) loadKey(ctx context.Context, hash []byte, now time.Time) (*key
 	if subtle.ConstantTimeCompare(k.Hash, hash) != 1 {
 		return nil, unauth("unknown API key")
 	}
+	// Revoked and expired are final: remember them for the cache TTL so
+	// that a client retrying a dead key does not query the store each time.
 	if !k.RevokedAt.IsZero() || s.rev.has(revKey, k.ID) {
-		return nil, keyRefused(k, unauth("API key revoked"))
+		return nil, s.refuseKey(hash, k, now, unauth("API key revoked"))
 	}
 	if !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt) {
-		return nil, keyRefused(k, unauth("API key expired"))
+		return nil, s.refuseKey(hash, k, now, unauth("API key expired"))
 	}
 	te, err := s.tenant(ctx, k.TenantID)
 	if err != nil {
@@ -226,6 +231,12 @@ func (s *Service) loadKey(ctx context.Context, hash []byte, now time.Time) (*key
 	}}
 	s.keys.put(string(hash), e, now)
 	return e, nil
+}
+
+// refuseKey caches a final refusal of k and returns it.
+func (s *Service) refuseKey(hash []byte, k *store.APIKey, now time.Time, err error) error {
+	s.keys.put(string(hash), &keyEntry{key: k, refusal: err}, now)
+	return keyRefused(k, err)
 }
 
 // validateKey checks the caller-supplied fields of a new key.

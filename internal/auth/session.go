@@ -8,6 +8,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -364,15 +365,7 @@ func (s *Service) authenticateJWT(ctx context.Context, token, clientIP string) (
 // user revocations, the user and the tenant.
 func (s *Service) authenticateAccess(ctx context.Context, token, clientIP string) (*principal.Principal, error) {
 	var c accessClaims
-	_, err := jwt.NewParser(
-		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
-		jwt.WithIssuer(s.cfg.Issuer),
-		jwt.WithAudience(s.cfg.Audience),
-		jwt.WithExpirationRequired(),
-		jwt.WithIssuedAt(),
-		jwt.WithLeeway(leeway),
-		jwt.WithTimeFunc(s.now),
-	).ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil })
+	_, err := s.accessParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil })
 	if err != nil {
 		return nil, s.reject(ctx, who{}, clientIP, unauth(jwtReason(err)), map[string]any{"issuer": s.cfg.Issuer})
 	}
@@ -414,6 +407,21 @@ func (s *Service) authenticateAccess(ctx context.Context, token, clientIP string
 		SessionID:   c.SessionID,
 		TokenID:     c.ID,
 	}, nil
+}
+
+// newAccessParser returns the parser of the gateway's own access tokens:
+// HS256 only, iss and aud must match, exp required, iat checked (nbf is
+// always checked when present).
+func newAccessParser(cfg config.Auth, now func() time.Time) *jwt.Parser {
+	return jwt.NewParser(
+		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
+		jwt.WithIssuer(cfg.Issuer),
+		jwt.WithAudience(cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(leeway),
+		jwt.WithTimeFunc(now),
+	)
 }
 
 // issuedNotAfter reports whether the token was issued at or before t.

@@ -380,7 +380,11 @@ func (l *Logger) run() {
 
 		l.mu.Lock()
 		if err != nil {
-			// Close gave up: keep what is left for its error.
+			// Close gave up: keep what is left for its error, without
+			// what the last attempt assigned.
+			for _, e := range batch {
+				e.Seq, e.PrevHash, e.Hash = 0, nil, nil
+			}
 			l.unwritten = append(batch, l.queue...)
 			l.queue = nil
 			l.stopped = true

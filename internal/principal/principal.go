@@ -106,7 +106,9 @@ func (p *Principal) Can(role, scope string) bool {
 }
 
 // CanList: viewers and up, with mcp:list.
-func (p *Principal) CanList() bool { return p.Can(RoleViewer, ScopeList) || p.Can(RoleViewer, ScopeCall) }
+func (p *Principal) CanList() bool {
+	return p.Can(RoleViewer, ScopeList) || p.Can(RoleViewer, ScopeCall)
+}
 
 // CanCall: members and up, with mcp:call.
 func (p *Principal) CanCall() bool { return p.Can(RoleMember, ScopeCall) }

@@ -2,11 +2,8 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,9 +26,15 @@ type backend struct {
 	exec func(t *testing.T, query string, args ...any)
 }
 
-// backendFactories open a fresh, empty store per call; one that returns a
-// backend without a store is not configured and skipped.
-var backendFactories = []func(t *testing.T) backend{newSQLite}
+// backendFactories open a fresh, empty store per call, or skip the test if
+// that kind of store is not configured.
+var backendFactories = []struct {
+	name string
+	open func(t *testing.T) backend
+}{
+	{"sqlite", newSQLite},
+	{"postgres", newPostgres},
+}
 
 func newSQLite(t *testing.T) backend {
 	path := filepath.Join(t.TempDir(), "mcpedge.db")
@@ -53,14 +56,10 @@ func newSQLite(t *testing.T) backend {
 	}}
 }
 
-// eachBackend runs f as a subtest on every available real store.
+// eachBackend runs f as a subtest on every real store.
 func eachBackend(t *testing.T, f func(t *testing.T, b backend)) {
-	for _, open := range backendFactories {
-		b := open(t)
-		if b.st == nil {
-			continue // skipped: not configured
-		}
-		t.Run(b.name, func(t *testing.T) { f(t, b) })
+	for _, bf := range backendFactories {
+		t.Run(bf.name, func(t *testing.T) { f(t, bf.open(t)) })
 	}
 }
 
@@ -221,13 +220,10 @@ func sqlTamper(t *testing.T, b backend, name string) {
 }
 
 func TestVerifyTamperStores(t *testing.T) {
-	for _, open := range backendFactories {
+	for _, bf := range backendFactories {
 		for _, tc := range tamperCases {
-			b := open(t)
-			if b.st == nil {
-				break
-			}
-			t.Run(b.name+"/"+tc.name, func(t *testing.T) {
+			t.Run(bf.name+"/"+tc.name, func(t *testing.T) {
+				b := bf.open(t)
 				head := fill(t, b.st, 10)
 				mustVerify(t, b.st, 10)
 				sqlTamper(t, b, tc.name)
@@ -269,14 +265,3 @@ func TestLoggerStoreOutage(t *testing.T) {
 		mustVerify(t, b.st, 5)
 	})
 }
-
-// randomName returns a fresh lower-case identifier.
-func randomName(prefix string) string {
-	var b [6]byte
-	rand.Read(b[:])
-	return prefix + hex.EncodeToString(b[:])
-}
-
-// requireServices reports whether tests must fail rather than skip when a
-// service is not configured.
-func requireServices() bool { return os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" }

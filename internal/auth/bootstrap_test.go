@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
-	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 func setGetenv(s *Service, vars map[string]string) {
@@ -16,6 +15,7 @@ func setGetenv(s *Service, vars map[string]string) {
 }
 
 func TestBootstrapGeneratedKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	setGetenv(e.svc, nil)
 	var out bytes.Buffer
@@ -68,6 +68,7 @@ func TestBootstrapGeneratedKey(t *testing.T) {
 }
 
 func TestBootstrapFromEnvironment(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	const key, pw = "env-provided-admin-key-0123456789", "an owner password"
 	setGetenv(e.svc, map[string]string{"TEST_ADMIN_KEY": key, "TEST_ADMIN_PASSWORD": pw})
@@ -92,6 +93,7 @@ func TestBootstrapFromEnvironment(t *testing.T) {
 }
 
 func TestBootstrapBadEnvironment(t *testing.T) {
+	t.Parallel()
 	for name, vars := range map[string]map[string]string{
 		"short password": {"TEST_ADMIN_PASSWORD": "short"},
 		"short key":      {"TEST_ADMIN_KEY": "short"},
@@ -109,57 +111,65 @@ func TestBootstrapBadEnvironment(t *testing.T) {
 	}
 }
 
-// TestBootstrapConcurrent: several Services (as several processes would)
-// bootstrap one store at once; exactly one does it.
+// TestBootstrapConcurrent: several replicas, each with its own store
+// connection, bootstrap one empty database at once; exactly one does it.
 func TestBootstrapConcurrent(t *testing.T) {
-	e := newEnv(t, newTestStore(t))
-	const n = 8
-	svcs := make([]*Service, n)
-	for i := range svcs {
-		svcs[i] = e.service()
-		setGetenv(svcs[i], nil)
-	}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		wins int
-		outs []string
-	)
-	for _, s := range svcs {
-		wg.Go(func() {
-			var out bytes.Buffer
-			ok, err := s.Bootstrap(context.Background(), &out)
-			if err != nil {
-				t.Errorf("Bootstrap: %v", err)
+	t.Parallel()
+	for _, be := range sharedBackends() {
+		t.Run(be.name, func(t *testing.T) {
+			const n = 4
+			stores := be.open(t, n)
+			e := newEnv(t, stores[0])
+			svcs := make([]*Service, n)
+			for i := range svcs {
+				svcs[i] = e.service(onStore(stores[i]))
+				setGetenv(svcs[i], nil)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if ok {
-				wins++
-				outs = append(outs, out.String())
+			var (
+				wg    sync.WaitGroup
+				mu    sync.Mutex
+				wins  int
+				start = make(chan struct{})
+			)
+			for _, s := range svcs {
+				wg.Go(func() {
+					<-start
+					var out bytes.Buffer
+					ok, err := s.Bootstrap(context.Background(), &out)
+					if err != nil {
+						t.Errorf("Bootstrap: %v", err)
+					}
+					if ok != strings.Contains(out.String(), KeyPrefix) {
+						t.Errorf("Bootstrap = %v with output %q", ok, out.String())
+					}
+					mu.Lock()
+					defer mu.Unlock()
+					if ok {
+						wins++
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			if wins != 1 {
+				t.Fatalf("%d replicas bootstrapped, want 1", wins)
+			}
+			ctx := context.Background()
+			if c, _ := e.st.CountTenants(ctx); c != 1 {
+				t.Fatalf("%d tenants", c)
+			}
+			tn, err := e.st.GetTenantByName(ctx, "default")
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := e.st.ListKeys(ctx, tn.ID)
+			if err != nil || len(keys) != 1 {
+				t.Fatalf("keys %+v, %v", keys, err)
+			}
+			users, err := e.st.ListUsers(ctx, tn.ID)
+			if err != nil || len(users) != 1 {
+				t.Fatalf("users %+v, %v", users, err)
 			}
 		})
 	}
-	wg.Wait()
-	if wins != 1 {
-		t.Fatalf("%d services bootstrapped, want 1", wins)
-	}
-	ctx := context.Background()
-	if c, _ := e.st.CountTenants(ctx); c != 1 {
-		t.Fatalf("%d tenants", c)
-	}
-	tn, err := e.st.GetTenantByName(ctx, "default")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys := 0
-	for _, a := range e.audit.find("key.create", "ok") {
-		if a.TenantID == tn.ID {
-			keys++
-		}
-	}
-	if keys != 1 {
-		t.Fatalf("%d keys created", keys)
-	}
-	var _ store.Store = e.st
 }

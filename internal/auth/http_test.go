@@ -39,6 +39,7 @@ func post(t *testing.T, srv *httptest.Server, path, body, bearer string) (int, m
 }
 
 func TestRoutes(t *testing.T) {
+	t.Parallel()
 	e, tn, _ := sessionEnv(t)
 	mux := http.NewServeMux()
 	e.svc.Routes(mux, func(r *http.Request) string { return testIP })
@@ -84,6 +85,7 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestRoutesErrors(t *testing.T) {
+	t.Parallel()
 	e, tn, _ := sessionEnv(t)
 	mux := http.NewServeMux()
 	e.svc.Routes(mux, nil)

@@ -14,6 +14,7 @@ import (
 )
 
 func TestKeyFormatAndStorage(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	secret, k := e.key(tn.ID, principal.RoleMember, 0)
@@ -41,6 +42,7 @@ func TestKeyFormatAndStorage(t *testing.T) {
 }
 
 func TestAuthenticateKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme", func(t *store.Tenant) { t.Plan = "pro" })
 	secret, k := e.key(tn.ID, principal.RoleAdmin, time.Hour, func(k *store.APIKey) { k.Scopes = []string{"mcp:call", "mcp:list"} })
@@ -62,6 +64,7 @@ func TestAuthenticateKey(t *testing.T) {
 }
 
 func TestKeyUnknown(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	e.tenant("acme")
 	_, err := e.svc.Authenticate(context.Background(), newKeySecret(), testIP)
@@ -74,6 +77,7 @@ func TestKeyUnknown(t *testing.T) {
 }
 
 func TestKeyRevoked(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	secret, k := e.key(tn.ID, principal.RoleMember, 0)
@@ -105,6 +109,7 @@ func TestKeyRevoked(t *testing.T) {
 }
 
 func TestKeyExpired(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	secret, _ := e.key(tn.ID, principal.RoleMember, time.Minute)
@@ -117,6 +122,7 @@ func TestKeyExpired(t *testing.T) {
 }
 
 func TestKeyDisabledTenant(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	secret, _ := e.key(tn.ID, principal.RoleMember, 0)
@@ -129,6 +135,7 @@ func TestKeyDisabledTenant(t *testing.T) {
 }
 
 func TestKeyClientIPAllowlist(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme", func(t *store.Tenant) { t.IPAllowlist = []string{"10.0.0.0/8", "2001:db8::/32", "192.0.2.7"} })
 	secret, _ := e.key(tn.ID, principal.RoleMember, 0)
@@ -152,6 +159,7 @@ func TestKeyClientIPAllowlist(t *testing.T) {
 }
 
 func TestKeyOfDisabledUser(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	u := e.user(tn.ID, "alice", principal.RoleAdmin, "")
@@ -178,6 +186,7 @@ func TestKeyOfDisabledUser(t *testing.T) {
 }
 
 func TestCreateKeyValidation(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	other := e.tenant("other")
@@ -226,6 +235,7 @@ func TestCreateKeyValidation(t *testing.T) {
 }
 
 func TestImportKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	ctx := context.Background()
@@ -267,6 +277,7 @@ func TestImportKey(t *testing.T) {
 }
 
 func TestRotateKey(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	oldSecret, old := e.key(tn.ID, principal.RoleMember, 30*24*time.Hour, func(k *store.APIKey) { k.Scopes = []string{"mcp:call"} })
@@ -296,34 +307,42 @@ func TestRotateKey(t *testing.T) {
 }
 
 func TestKeyLastUsedBatched(t *testing.T) {
-	st := newFakeStore() // observes TouchKeys calls directly
-	e := newEnv(t, st)
+	t.Parallel()
+	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	secret, k := e.key(tn.ID, principal.RoleMember, 0)
+	lastUsed := func() time.Time {
+		t.Helper()
+		got, err := e.st.GetKey(context.Background(), tn.ID, k.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.LastUsedAt
+	}
 	t0 := e.clock.Now()
 	for range 5 {
 		mustAuth(t, e.svc, secret, testIP)
 		e.clock.Advance(time.Second)
 	}
+	if !lastUsed().IsZero() {
+		t.Fatal("last-used written before the flush")
+	}
 	e.svc.flushLastUsed(context.Background())
-	st.mu.Lock()
-	got := st.touched[k.ID]
-	st.mu.Unlock()
-	if !got.Equal(t0) {
+	if got := lastUsed(); !got.Equal(t0) {
 		t.Fatalf("last used %v, want the first use %v", got, t0)
 	}
 	e.clock.Advance(time.Minute)
 	mustAuth(t, e.svc, secret, testIP)
-	e.svc.flushLastUsed(context.Background())
-	st.mu.Lock()
-	got = st.touched[k.ID]
-	st.mu.Unlock()
-	if !got.Equal(e.clock.Now()) {
+	if err := e.svc.Close(); err != nil { // Close flushes
+		t.Fatal(err)
+	}
+	if got := lastUsed(); !got.Equal(e.clock.Now()) {
 		t.Fatalf("last used %v, want %v", got, e.clock.Now())
 	}
 }
 
 func TestKeyConcurrentAuthenticate(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme")
 	secret, k := e.key(tn.ID, principal.RoleMember, 0)

@@ -127,6 +127,7 @@ func signIDP(t *testing.T, m jwt.SigningMethod, key any, header map[string]any, 
 }
 
 func TestOIDCValid(t *testing.T) {
+	t.Parallel()
 	e, srv := oidcEnv(t)
 	k := testKeys()
 	now := e.clock.Now()
@@ -158,6 +159,7 @@ func TestOIDCValid(t *testing.T) {
 }
 
 func TestOIDCClaimMapping(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t, func(o *config.OIDC) { o.DefaultTenant = "acme" })
 	k := testKeys()
 	now := e.clock.Now()
@@ -192,6 +194,7 @@ func TestOIDCClaimMapping(t *testing.T) {
 }
 
 func TestOIDCNoTenant(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t) // no default tenant
 	cl := idpClaims(e.clock.Now())
 	delete(cl, "tenant")
@@ -201,6 +204,7 @@ func TestOIDCNoTenant(t *testing.T) {
 }
 
 func TestOIDCClientIPAllowlist(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	e.tenant("walled", func(t *store.Tenant) { t.IPAllowlist = []string{"10.0.0.0/8"} })
 	cl := idpClaims(e.clock.Now())
@@ -212,6 +216,7 @@ func TestOIDCClientIPAllowlist(t *testing.T) {
 }
 
 func TestOIDCAlgNone(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	tok := signIDP(t, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, map[string]any{"kid": "rsa1"}, idpClaims(e.clock.Now()))
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -222,6 +227,7 @@ func TestOIDCAlgNone(t *testing.T) {
 // whose HMAC secret is the provider's RSA public key, in each encoding a
 // verifier might hand to HMAC.
 func TestOIDCHS256WithPublicKey(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	pub := &testKeys().rsa.PublicKey
 	der, err := x509.MarshalPKIXPublicKey(pub)
@@ -242,6 +248,7 @@ func TestOIDCHS256WithPublicKey(t *testing.T) {
 }
 
 func TestOIDCExpired(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	tok := signIDP(t, jwt.SigningMethodRS256, testKeys().rsa, map[string]any{"kid": "rsa1"}, idpClaims(e.clock.Now()))
 	e.clock.Advance(5*time.Minute + leeway + time.Second)
@@ -250,6 +257,7 @@ func TestOIDCExpired(t *testing.T) {
 }
 
 func TestOIDCNotYetValid(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	cl := idpClaims(e.clock.Now())
 	cl["nbf"] = e.clock.Now().Add(time.Hour).Unix()
@@ -259,6 +267,7 @@ func TestOIDCNotYetValid(t *testing.T) {
 }
 
 func TestOIDCMissingExp(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	cl := idpClaims(e.clock.Now())
 	delete(cl, "exp")
@@ -268,6 +277,7 @@ func TestOIDCMissingExp(t *testing.T) {
 }
 
 func TestOIDCWrongIssuer(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	cl := idpClaims(e.clock.Now())
 	cl["iss"] = "https://evil.example.test"
@@ -283,6 +293,7 @@ func TestOIDCWrongIssuer(t *testing.T) {
 }
 
 func TestOIDCWrongAudience(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	for _, aud := range []any{"another-api", []string{"another-api", "third"}, nil} {
 		cl := idpClaims(e.clock.Now())
@@ -305,6 +316,7 @@ func TestOIDCWrongAudience(t *testing.T) {
 }
 
 func TestOIDCAlgorithmNotConfigured(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t, func(o *config.OIDC) { o.Algorithms = []string{"ES256"} })
 	tok := signIDP(t, jwt.SigningMethodRS256, testKeys().rsa, map[string]any{"kid": "rsa1"}, idpClaims(e.clock.Now()))
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -321,6 +333,7 @@ func TestOIDCAlgorithmNotConfigured(t *testing.T) {
 // configured JWKS, then a refusal; further unknown kids within the rate
 // limit do not reach the provider.
 func TestOIDCUnknownKid(t *testing.T) {
+	t.Parallel()
 	e, srv := oidcEnv(t)
 	k := testKeys()
 	mustAuth(t, e.svc, signIDP(t, jwt.SigningMethodRS256, k.rsa, map[string]any{"kid": "rsa1"}, idpClaims(e.clock.Now())), testIP)
@@ -361,6 +374,7 @@ func tok2(t *testing.T, e *env, key *rsa.PrivateKey, kid string) string {
 // (or carrying) an attacker's key are ignored; the attacker's server sees
 // no request at all.
 func TestOIDCHeaderKeysNotFollowed(t *testing.T) {
+	t.Parallel()
 	e, srv := oidcEnv(t)
 	k := testKeys()
 	attacker := newJWKSServer(t, pubJWK(&k.attacker.PublicKey, "evil", "RS256"), pubJWK(&k.attacker.PublicKey, "rsa1", "RS256"))
@@ -391,6 +405,7 @@ func TestOIDCHeaderKeysNotFollowed(t *testing.T) {
 }
 
 func TestOIDCJWKSUnavailable(t *testing.T) {
+	t.Parallel()
 	e, srv := oidcEnv(t)
 	srv.Close()
 	tok := signIDP(t, jwt.SigningMethodRS256, testKeys().rsa, map[string]any{"kid": "rsa1"}, idpClaims(e.clock.Now()))
@@ -399,6 +414,7 @@ func TestOIDCJWKSUnavailable(t *testing.T) {
 }
 
 func TestOIDCJWKSContent(t *testing.T) {
+	t.Parallel()
 	// Symmetric keys, encryption keys, short RSA keys and private halves
 	// in the set: only usable public signing keys are kept.
 	k := testKeys()
@@ -430,6 +446,7 @@ func TestOIDCJWKSContent(t *testing.T) {
 }
 
 func TestOIDCRevokedJTI(t *testing.T) {
+	t.Parallel()
 	e, _ := oidcEnv(t)
 	cl := idpClaims(e.clock.Now())
 	tok := signIDP(t, jwt.SigningMethodRS256, testKeys().rsa, map[string]any{"kid": "rsa1"}, cl)
@@ -446,6 +463,7 @@ func TestOIDCRevokedJTI(t *testing.T) {
 }
 
 func TestOIDCConfigErrors(t *testing.T) {
+	t.Parallel()
 	st := newTestStore(t)
 	for name, o := range map[string]config.OIDC{
 		"same issuer": {Issuer: "mcpedge", Audience: "a", JWKSURL: "http://x/"},

@@ -7,6 +7,7 @@ import (
 )
 
 func TestHashPassword(t *testing.T) {
+	t.Parallel()
 	h, err := HashPassword("correct horse battery")
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +31,7 @@ func TestHashPassword(t *testing.T) {
 }
 
 func TestHashPasswordMinimumLength(t *testing.T) {
+	t.Parallel()
 	if _, err := HashPassword("elevenchars"); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("11 characters: %v, want ErrInvalid", err)
 	}
@@ -45,6 +47,7 @@ func TestHashPasswordMinimumLength(t *testing.T) {
 }
 
 func TestVerifyPasswordMalformed(t *testing.T) {
+	t.Parallel()
 	good, _ := HashPassword("correct horse battery")
 	f := strings.Split(good, "$")
 	for name, h := range map[string]string{
@@ -69,6 +72,7 @@ func TestVerifyPasswordMalformed(t *testing.T) {
 // TestPasswordProductionParams checks the documented parameters and that
 // a hash made with them verifies.
 func TestPasswordProductionParams(t *testing.T) {
+	t.Parallel()
 	if want := (argonParams{memory: 19456, time: 2, threads: 1, saltLen: 16, keyLen: 32}); productionArgon != want {
 		t.Fatalf("production parameters %+v; the documented ones are %+v", productionArgon, want)
 	}

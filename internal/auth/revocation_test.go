@@ -40,60 +40,91 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// TestRevocationSecondServicePoll: a key revoked through one Service is
-// refused by a second Service on the same store after its poll, even
-// though the second one had the key cached (and its clock never moves,
-// so the cache would not expire on its own).
+// TestRevocationSecondServicePoll: a key, a session and a user revoked
+// through one replica are refused by a second replica (its own store
+// connection to the same database) after its poll, even though it had
+// them cached (and its clock never moves, so the cache would not expire
+// on its own).
 func TestRevocationSecondServicePoll(t *testing.T) {
-	e := newEnv(t, newTestStore(t))
-	b := e.service()
-	tn := e.tenant("acme")
-	secret, k := e.key(tn.ID, principal.RoleMember, 0)
-	u := e.user(tn.ID, "alice", principal.RoleMember, goodPassword)
-	tok, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustAuth(t, b, secret, testIP)
-	mustAuth(t, b, tok.AccessToken, testIP)
+	t.Parallel()
+	for _, be := range sharedBackends() {
+		t.Run(be.name, func(t *testing.T) {
+			stores := be.open(t, 2)
+			e := newEnv(t, stores[0])
+			b := e.service(onStore(stores[1]))
+			tn := e.tenant("acme")
+			secret, k := e.key(tn.ID, principal.RoleMember, 0)
+			u := e.user(tn.ID, "alice", principal.RoleMember, goodPassword)
+			login := func() *Tokens {
+				tok, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tok
+			}
+			t1, t2 := login(), login()
+			for _, c := range []string{secret, t1.AccessToken, t2.AccessToken} {
+				mustAuth(t, b, c, testIP)
+			}
 
-	if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
-		t.Fatal(err)
+			if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
+				t.Fatal(err)
+			}
+			p, err := e.svc.Authenticate(context.Background(), t1.AccessToken, testIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.Logout(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+			mustAuth(t, b, secret, testIP) // not yet polled: the documented window
+			mustAuth(t, b, t1.AccessToken, testIP)
+			if err := b.pollRevocations(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.Authenticate(context.Background(), secret, testIP)
+			wantErr(t, err, ErrUnauthenticated, "API key revoked")
+			_, err = b.Authenticate(context.Background(), t1.AccessToken, testIP)
+			wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
+			mustAuth(t, b, t2.AccessToken, testIP)
+
+			if err := e.svc.RevokeUser(context.Background(), tn.ID, u.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.pollRevocations(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			_, err = b.Authenticate(context.Background(), t2.AccessToken, testIP)
+			wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
+		})
 	}
-	if err := e.svc.RevokeUser(context.Background(), tn.ID, u.ID); err != nil {
-		t.Fatal(err)
-	}
-	mustAuth(t, b, secret, testIP) // not yet polled: the documented window
-	if err := b.pollRevocations(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	_, err = b.Authenticate(context.Background(), secret, testIP)
-	wantErr(t, err, ErrUnauthenticated, "API key revoked")
-	_, err = b.Authenticate(context.Background(), tok.AccessToken, testIP)
-	wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
 }
 
 // TestRevocationPollLoop: the same through Start's background poll.
 func TestRevocationPollLoop(t *testing.T) {
-	e := newEnv(t, newTestStore(t))
-	b := e.service(func(o *Options) { o.Config.RevocationPoll = config.Duration(10 * time.Millisecond) })
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b.Start(ctx)
-	tn := e.tenant("acme")
-	secret, k := e.key(tn.ID, principal.RoleMember, 0)
-	mustAuth(t, b, secret, testIP)
-	if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the second service to refuse the revoked key", func() bool {
-		_, err := b.Authenticate(context.Background(), secret, testIP)
-		return err != nil
-	})
-	_, err := b.Authenticate(context.Background(), secret, testIP)
-	wantErr(t, err, ErrUnauthenticated, "API key revoked")
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
+	t.Parallel()
+	for _, be := range sharedBackends() {
+		t.Run(be.name, func(t *testing.T) {
+			stores := be.open(t, 2)
+			e := newEnv(t, stores[0])
+			b := e.service(onStore(stores[1]), func(o *Options) { o.Config.RevocationPoll = config.Duration(10 * time.Millisecond) })
+			b.Start(t.Context())
+			tn := e.tenant("acme")
+			secret, k := e.key(tn.ID, principal.RoleMember, 0)
+			mustAuth(t, b, secret, testIP)
+			if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the second service to refuse the revoked key", func() bool {
+				_, err := b.Authenticate(context.Background(), secret, testIP)
+				return err != nil
+			})
+			_, err := b.Authenticate(context.Background(), secret, testIP)
+			wantErr(t, err, ErrUnauthenticated, "API key revoked")
+			if err := b.Close(); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
@@ -114,60 +145,72 @@ func testRedis(t *testing.T) redis.UniversalClient {
 	return c
 }
 
-// TestRevocationRedis: with Redis, a second Service whose store poll is an
+// TestRevocationRedis: with Redis, a second replica whose store poll is an
 // hour away still refuses a revoked key, session and user at once.
 func TestRevocationRedis(t *testing.T) {
+	t.Parallel()
 	rdb := testRedis(t)
-	e := newEnv(t, newTestStore(t), func(o *Options) { o.Redis = rdb })
-	b := e.service(func(o *Options) { o.Redis = rdb }) // RevocationPoll: 1h
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	b.Start(ctx) // subscribed when Start returns
+	for _, be := range sharedBackends() {
+		t.Run(be.name, func(t *testing.T) {
+			stores := be.open(t, 2)
+			e := newEnv(t, stores[0], func(o *Options) { o.Redis = rdb })
+			b := e.service(onStore(stores[1]), func(o *Options) { o.Redis = rdb }) // RevocationPoll: 1h
+			b.Start(t.Context())                                                   // subscribed when Start returns
 
-	tn := e.tenant("acme")
-	secret, k := e.key(tn.ID, principal.RoleMember, 0)
-	u := e.user(tn.ID, "alice", principal.RoleMember, goodPassword)
-	login := func() *Tokens {
-		tok, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
-	t1, t2 := login(), login()
-	for _, c := range []string{secret, t1.AccessToken, t2.AccessToken} {
-		mustAuth(t, b, c, testIP)
-	}
-	refused := func(cred string) func() bool {
-		return func() bool { _, err := b.Authenticate(context.Background(), cred, testIP); return err != nil }
-	}
+			tn := e.tenant("acme")
+			secret, k := e.key(tn.ID, principal.RoleMember, 0)
+			u := e.user(tn.ID, "alice", principal.RoleMember, goodPassword)
+			login := func() *Tokens {
+				tok, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return tok
+			}
+			t1, t2 := login(), login()
+			for _, c := range []string{secret, t1.AccessToken, t2.AccessToken} {
+				mustAuth(t, b, c, testIP)
+			}
+			refused := func(cred string) func() bool {
+				return func() bool { _, err := b.Authenticate(context.Background(), cred, testIP); return err != nil }
+			}
 
-	if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the key revocation to arrive through Redis", refused(secret))
+			if err := e.svc.RevokeKey(context.Background(), tn.ID, k.ID); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the key revocation to arrive through Redis", refused(secret))
 
-	p, err := e.svc.Authenticate(context.Background(), t1.AccessToken, testIP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.svc.Logout(context.Background(), p); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, "the logout to arrive through Redis", refused(t1.AccessToken))
-	mustAuth(t, b, t2.AccessToken, testIP)
+			p, err := e.svc.Authenticate(context.Background(), t1.AccessToken, testIP)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := e.svc.Logout(context.Background(), p); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the logout to arrive through Redis", refused(t1.AccessToken))
+			mustAuth(t, b, t2.AccessToken, testIP)
 
-	if err := e.svc.RevokeUser(context.Background(), tn.ID, u.ID); err != nil {
-		t.Fatal(err)
+			if err := e.svc.RevokeUser(context.Background(), tn.ID, u.ID); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the user revocation to arrive through Redis", refused(t2.AccessToken))
+			_, err = b.Authenticate(context.Background(), t2.AccessToken, testIP)
+			wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
+			// Nothing of this came from the store poll.
+			b.rev.mu.RLock()
+			seq := b.rev.seq
+			b.rev.mu.RUnlock()
+			if seq != 0 {
+				t.Fatalf("the second replica polled the store (seq %d)", seq)
+			}
+		})
 	}
-	eventually(t, "the user revocation to arrive through Redis", refused(t2.AccessToken))
-	_, err = b.Authenticate(context.Background(), t2.AccessToken, testIP)
-	wantErr(t, err, ErrUnauthenticated, "session revoked; log in again")
 }
 
-// TestRevocationMessagesCannotGrant: garbage and unknown kinds on the
+// TestRevocationMessagesIgnored: garbage and unknown kinds on the
 // channel are ignored.
 func TestRevocationMessagesIgnored(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	e.svc.applyRevocation(&store.Revocation{Kind: "everything", Subject: "x"})
 	e.svc.applyRevocation(&store.Revocation{Kind: "key", Subject: ""})
@@ -177,6 +220,7 @@ func TestRevocationMessagesIgnored(t *testing.T) {
 }
 
 func TestRevocationPrune(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, newTestStore(t))
 	now := e.clock.Now()
 	e.svc.applyRevocation(&store.Revocation{Kind: "jti", Subject: "a", At: now, ExpiresAt: now.Add(time.Minute)})

@@ -33,6 +33,7 @@ func login(t *testing.T, e *env) *Tokens {
 }
 
 func TestLogin(t *testing.T) {
+	t.Parallel()
 	e, tn, u := sessionEnv(t)
 	tok := login(t, e)
 	if tok.TokenType != "Bearer" || tok.ExpiresIn != 900 || !strings.HasPrefix(tok.RefreshToken, refreshPrefix) || tok.AccessToken == "" {
@@ -63,6 +64,7 @@ func TestLogin(t *testing.T) {
 // TestLoginFailuresLookAlike: unknown tenant, unknown user, wrong
 // password and no password set all get the same error.
 func TestLoginFailuresLookAlike(t *testing.T) {
+	t.Parallel()
 	e, tn, _ := sessionEnv(t)
 	e.user(tn.ID, "nopass", principal.RoleMember, "")
 	ctx := context.Background()
@@ -88,6 +90,7 @@ func TestLoginFailuresLookAlike(t *testing.T) {
 }
 
 func TestLoginLockout(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t) // threshold 3, base 1m, max 10m
 	ctx := context.Background()
 	fail := func() {
@@ -126,6 +129,7 @@ func TestLoginLockout(t *testing.T) {
 }
 
 func TestLockoutSchedule(t *testing.T) {
+	t.Parallel()
 	e, _, _ := sessionEnv(t) // threshold 3, base 1m, max 10m
 	now := e.clock.Now()
 	for n, want := range map[int]time.Duration{1: 0, 2: 0, 3: time.Minute, 4: 2 * time.Minute, 5: 4 * time.Minute, 6: 8 * time.Minute, 7: 10 * time.Minute, 100: 10 * time.Minute} {
@@ -137,6 +141,7 @@ func TestLockoutSchedule(t *testing.T) {
 }
 
 func TestLoginDisabledUserAndTenant(t *testing.T) {
+	t.Parallel()
 	e, tn, u := sessionEnv(t)
 	ctx := context.Background()
 	u.Disabled = true
@@ -164,6 +169,7 @@ func TestLoginDisabledUserAndTenant(t *testing.T) {
 }
 
 func TestRefreshRotation(t *testing.T) {
+	t.Parallel()
 	e, _, _ := sessionEnv(t)
 	ctx := context.Background()
 	t1 := login(t, e)
@@ -206,6 +212,7 @@ func TestRefreshRotation(t *testing.T) {
 }
 
 func TestRefreshInvalidAndExpired(t *testing.T) {
+	t.Parallel()
 	e, _, _ := sessionEnv(t)
 	ctx := context.Background()
 	for _, bad := range []string{"", "x", refreshPrefix + strings.Repeat("A", 43), strings.Repeat("A", 300)} {
@@ -225,6 +232,7 @@ func TestRefreshInvalidAndExpired(t *testing.T) {
 }
 
 func TestLogout(t *testing.T) {
+	t.Parallel()
 	e, _, _ := sessionEnv(t)
 	ctx := context.Background()
 	tok := login(t, e)
@@ -249,6 +257,7 @@ func TestLogout(t *testing.T) {
 }
 
 func TestRevokeUser(t *testing.T) {
+	t.Parallel()
 	e, tn, u := sessionEnv(t)
 	ctx := context.Background()
 	a, b := login(t, e), login(t, e)
@@ -275,6 +284,7 @@ func TestRevokeUser(t *testing.T) {
 }
 
 func TestAccessTokenDisabledUser(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := login(t, e)
 	u.Disabled = true
@@ -309,6 +319,7 @@ func ownToken(t *testing.T, e *env, u *store.User, method jwt.SigningMethod, key
 }
 
 func TestAccessTokenControl(t *testing.T) {
+	t.Parallel()
 	// The helper's token, signed with the real key, is accepted: the
 	// hostile variants below fail for the reason they test.
 	e, _, u := sessionEnv(t)
@@ -316,6 +327,7 @@ func TestAccessTokenControl(t *testing.T) {
 }
 
 func TestAccessTokenAlgNone(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodNone, jwt.UnsafeAllowNoneSignatureType, nil)
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -328,6 +340,7 @@ func TestAccessTokenAlgNone(t *testing.T) {
 }
 
 func TestAccessTokenOtherSecret(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, []byte("an attacker's guess at the secret, 32+ bytes long"), nil)
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -338,6 +351,7 @@ func TestAccessTokenOtherSecret(t *testing.T) {
 }
 
 func TestAccessTokenOtherHMACAlgs(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	for _, m := range []jwt.SigningMethod{jwt.SigningMethodHS384, jwt.SigningMethodHS512} {
 		tok := ownToken(t, e, u, m, e.svc.jwtKey, nil)
@@ -347,6 +361,7 @@ func TestAccessTokenOtherHMACAlgs(t *testing.T) {
 }
 
 func TestAccessTokenExpired(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, e.svc.jwtKey, nil) // exp = now+1m
 	e.clock.Advance(time.Minute + leeway + time.Second)
@@ -355,6 +370,7 @@ func TestAccessTokenExpired(t *testing.T) {
 }
 
 func TestAccessTokenNotYetValid(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, e.svc.jwtKey, func(c *accessClaims) {
 		c.NotBefore = jwt.NewNumericDate(e.clock.Now().Add(time.Hour))
@@ -364,6 +380,7 @@ func TestAccessTokenNotYetValid(t *testing.T) {
 }
 
 func TestAccessTokenIssuedInFuture(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, e.svc.jwtKey, func(c *accessClaims) {
 		c.IssuedAt = jwt.NewNumericDate(e.clock.Now().Add(time.Hour))
@@ -373,6 +390,7 @@ func TestAccessTokenIssuedInFuture(t *testing.T) {
 }
 
 func TestAccessTokenMissingExp(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, e.svc.jwtKey, func(c *accessClaims) { c.ExpiresAt = nil })
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -380,6 +398,7 @@ func TestAccessTokenMissingExp(t *testing.T) {
 }
 
 func TestAccessTokenWrongIssuer(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, e.svc.jwtKey, func(c *accessClaims) { c.Issuer = "someone-else" })
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -387,6 +406,7 @@ func TestAccessTokenWrongIssuer(t *testing.T) {
 }
 
 func TestAccessTokenWrongAudience(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	tok := ownToken(t, e, u, jwt.SigningMethodHS256, e.svc.jwtKey, func(c *accessClaims) { c.Audience = jwt.ClaimStrings{"another-service"} })
 	_, err := e.svc.Authenticate(context.Background(), tok, testIP)
@@ -397,6 +417,7 @@ func TestAccessTokenWrongAudience(t *testing.T) {
 }
 
 func TestAccessTokenMissingClaims(t *testing.T) {
+	t.Parallel()
 	e, _, u := sessionEnv(t)
 	for name, mod := range map[string]func(*accessClaims){
 		"sub": func(c *accessClaims) { c.Subject = "" },
@@ -418,6 +439,7 @@ func TestAccessTokenMissingClaims(t *testing.T) {
 }
 
 func TestMalformedTokens(t *testing.T) {
+	t.Parallel()
 	e, _, _ := sessionEnv(t)
 	for _, tok := range []string{"a.b.c", "eyJhbGciOiJIUzI1NiJ9.e30.", "...", strings.Repeat("a", maxTokenLen+1)} {
 		_, err := e.svc.Authenticate(context.Background(), tok, testIP)

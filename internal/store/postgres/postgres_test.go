@@ -1,9 +1,6 @@
 package postgres_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -19,63 +16,20 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store/storetest"
 )
 
-// adminURL is a superuser URL from MCPEDGE_TEST_POSTGRES. Without it the
-// tests skip, unless MCPEDGE_REQUIRE_SERVICES=1 (CI, scripts/test.sh),
-// where a silently skipped database test would hide a broken store.
+// adminURL is MCPEDGE_TEST_POSTGRES; see storetest.PostgresURL.
 func adminURL(t *testing.T) string {
 	t.Helper()
-	u := os.Getenv("MCPEDGE_TEST_POSTGRES")
-	if u == "" {
-		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
-			t.Fatal("MCPEDGE_TEST_POSTGRES is not set and MCPEDGE_REQUIRE_SERVICES=1; run scripts/test.sh or point it at a PostgreSQL superuser URL")
-		}
-		t.Skip("MCPEDGE_TEST_POSTGRES is not set (a superuser URL such as postgres://mcpedge:mcpedge@127.0.0.1:5432/mcpedge_test?sslmode=disable); skipping PostgreSQL tests")
+	if os.Getenv("MCPEDGE_TEST_POSTGRES") == "" {
+		storetest.PostgresURL(t) // skips or fails with the explanation
 	}
-	return u
+	return os.Getenv("MCPEDGE_TEST_POSTGRES")
 }
 
 // pools bounds the stores open at once, so that a many-core machine
 // running subtests in parallel stays under max_connections.
 var pools = make(chan struct{}, 8)
 
-// freshSchema creates a schema with a random name, drops it when t ends,
-// and returns a URL whose search_path is that schema.
-func freshSchema(t *testing.T) string {
-	t.Helper()
-	admin := adminURL(t)
-	ctx := t.Context()
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "mcpedge_test_" + hex.EncodeToString(b[:])
-	conn, err := pgx.Connect(ctx, admin)
-	if err != nil {
-		t.Fatalf("connecting to MCPEDGE_TEST_POSTGRES (%s): %v", postgres.Redact(admin), err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("creating schema %s: %v", schema, err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	if err != nil {
-		t.Fatalf("MCPEDGE_TEST_POSTGRES does not parse: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+func freshSchema(t *testing.T) string { return storetest.PostgresURL(t) }
 
 // open opens a store with a small pool (see pools).
 func open(t *testing.T, rawURL string) *postgres.Store {

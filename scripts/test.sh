@@ -78,12 +78,111 @@ else
 	echo "$WANT" >"$STAMP"
 fi
 
-# ---------------------------------------------------------------- services (later work)
-# >>> SERVICES: later work goes here. Install and start what the
-# >>> PostgreSQL/Redis/browser tests need, e.g.
-# >>>   apt_install postgresql redis-server chromium
-# >>>   as_root service postgresql start; as_root service redis-server start
-# >>> and export the DSNs/paths the tests read. Nothing is installed yet.
+# >>> SERVICES
+# ---------------------------------------------------------------- services (PostgreSQL, Redis)
+# The store, rate-limit and revocation tests run against real servers: the
+# Debian PostgreSQL cluster (no systemd needed: pg_ctlcluster) and a private
+# redis-server on 127.0.0.1:6390 that keeps nothing on disk. Both are left
+# running, so the next run only checks that they answer. Set
+# MCPEDGE_TEST_POSTGRES / MCPEDGE_TEST_REDIS yourself to use other servers.
+PG_TEST_PORT=5432 # the cluster's port, once known
+REDIS_TEST_PORT=6390
+SERVICE_WAIT=30 # seconds a freshly started server has to answer
+
+# as_postgres runs a command as the cluster's superuser (from /, which that
+# user can always enter).
+as_postgres() {
+	if [ "$(id -u)" -eq 0 ]; then
+		(cd / && runuser -u postgres -- "$@")
+	else
+		(cd / && sudo -u postgres "$@")
+	fi
+}
+
+pg_url() { echo "postgres://mcpedge:mcpedge@127.0.0.1:$PG_TEST_PORT/mcpedge_test?sslmode=disable"; }
+pg_answers() { psql "$(pg_url)" -XAtqc 'SELECT 1' >/dev/null 2>&1; }
+
+# redis_answers PORT: a PING over bash's /dev/tcp, so no client is needed.
+redis_answers() {
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf 'PING\r\n' >&3
+		IFS= read -r -t 2 reply <&3 && [ "${reply%$'\r'}" = "+PONG" ]
+	) 2>/dev/null
+}
+
+start_postgres() {
+	if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ! command -v pg_ctlcluster >/dev/null 2>&1; then
+		apt_install postgresql
+	fi
+	# The first cluster of pg_lsclusters: version, name, port, status.
+	local cluster ver name port status
+	cluster=$(pg_lsclusters -h 2>/dev/null | head -n 1)
+	if [ -z "$cluster" ]; then
+		ver=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+		log "creating PostgreSQL $ver cluster main"
+		as_root pg_createcluster "$ver" main >/dev/null
+		cluster=$(pg_lsclusters -h | head -n 1)
+	fi
+	read -r ver name port status _ <<<"$cluster"
+	if [ "${status%%,*}" != online ]; then
+		log "starting PostgreSQL $ver/$name on port $port"
+		as_root pg_ctlcluster "$ver" "$name" start || die "pg_ctlcluster $ver $name start failed; see /var/log/postgresql/postgresql-$ver-$name.log"
+	fi
+	local i
+	for ((i = 0; i < SERVICE_WAIT * 4; i++)); do
+		pg_isready -q -h 127.0.0.1 -p "$port" && break
+		sleep 0.25
+	done
+	pg_isready -q -h 127.0.0.1 -p "$port" || die "PostgreSQL $ver/$name did not accept connections on 127.0.0.1:$port within ${SERVICE_WAIT}s; see /var/log/postgresql/postgresql-$ver-$name.log"
+	# Role and database, only if absent (an existing role keeps its password).
+	as_postgres psql -p "$port" -XAtq -v ON_ERROR_STOP=1 >/dev/null <<-'SQL' || die "creating the PostgreSQL role mcpedge and database mcpedge_test failed"
+		DO $$ BEGIN
+			IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'mcpedge') THEN
+				CREATE ROLE mcpedge LOGIN SUPERUSER PASSWORD 'mcpedge';
+			END IF;
+		END $$;
+		SELECT 'CREATE DATABASE mcpedge_test OWNER mcpedge'
+			WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'mcpedge_test')\gexec
+	SQL
+	log "PostgreSQL $ver/$name: accepting connections on port $port"
+	PG_TEST_PORT=$port
+}
+
+if [ -n "${MCPEDGE_TEST_POSTGRES:-}" ]; then
+	log "PostgreSQL: using MCPEDGE_TEST_POSTGRES from the environment"
+else
+	if command -v psql >/dev/null 2>&1 && pg_answers; then
+		log "PostgreSQL: running on 127.0.0.1:$PG_TEST_PORT"
+	else
+		start_postgres
+		pg_answers || die "PostgreSQL is up on port $PG_TEST_PORT, but $(pg_url | sed 's/:mcpedge@/:xxxxx@/') does not answer (a role mcpedge with another password? pg_hba.conf?)"
+	fi
+	MCPEDGE_TEST_POSTGRES=$(pg_url)
+	export MCPEDGE_TEST_POSTGRES
+fi
+
+if [ -n "${MCPEDGE_TEST_REDIS:-}" ]; then
+	log "Redis: using MCPEDGE_TEST_REDIS from the environment"
+else
+	if redis_answers "$REDIS_TEST_PORT"; then
+		log "Redis: running on 127.0.0.1:$REDIS_TEST_PORT"
+	else
+		command -v redis-server >/dev/null 2>&1 || apt_install redis-server
+		log "starting a private redis-server on 127.0.0.1:$REDIS_TEST_PORT"
+		redis-server --bind 127.0.0.1 --port "$REDIS_TEST_PORT" --save '' --appendonly no --daemonize yes \
+			--dir /tmp --logfile /tmp/mcpedge-test-redis.log --pidfile /tmp/mcpedge-test-redis.pid \
+			|| die "redis-server did not start; see /tmp/mcpedge-test-redis.log"
+		for ((i = 0; i < SERVICE_WAIT * 4; i++)); do
+			redis_answers "$REDIS_TEST_PORT" && break
+			sleep 0.25
+		done
+		redis_answers "$REDIS_TEST_PORT" || die "redis-server did not answer PING on 127.0.0.1:$REDIS_TEST_PORT within ${SERVICE_WAIT}s; see /tmp/mcpedge-test-redis.log"
+	fi
+	export MCPEDGE_TEST_REDIS=redis://127.0.0.1:$REDIS_TEST_PORT/0
+fi
+# Database and Redis tests fail rather than skip from here on.
+export MCPEDGE_REQUIRE_SERVICES=1
 # <<< SERVICES
 
 # ---------------------------------------------------------------- checks and tests

@@ -1,11 +1,13 @@
 package sqlite_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,5 +136,77 @@ func TestPathWithSpecialCharacters(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatalf("the database is not at the path given: %v", err)
+	}
+}
+
+// TestRealProcesses runs writers in child processes (this test binary,
+// re-executed) and in this one at once, all on one file: the audit chain
+// stays gapless and linked, and no write fails with "database is locked".
+func TestRealProcesses(t *testing.T) {
+	const appends = 40
+	if path := os.Getenv("MCPEDGE_SQLITE_CHILD_DB"); path != "" {
+		write(t, path, appends)
+		return
+	}
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	path := filepath.Join(t.TempDir(), "procs.db")
+	s := openFile(t, path)
+	const children = 2
+	cmds := make([]*exec.Cmd, children)
+	outs := make([]bytes.Buffer, children)
+	for i := range cmds {
+		cmds[i] = exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestRealProcesses$", "-test.count=1")
+		cmds[i].Env = append(os.Environ(), "MCPEDGE_SQLITE_CHILD_DB="+path)
+		cmds[i].Stdout, cmds[i].Stderr = &outs[i], &outs[i]
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, path, appends)
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("writer process %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	entries, err := s.ListAudit(t.Context(), store.AuditFilter{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (children + 1) * appends; len(entries) != want {
+		t.Fatalf("%d audit entries from %d processes, want %d", len(entries), children+1, want)
+	}
+	storetest.VerifyChain(t, entries)
+	tn, err := s.GetTenantByName(t.Context(), "procs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.GetUsage(t.Context(), tn.ID, "p"); n != (children+1)*appends {
+		t.Errorf("usage = %d, want %d", n, (children+1)*appends)
+	}
+}
+
+// write appends audit entries and usage through its own store on path.
+func write(t *testing.T, path string, n int) {
+	ctx := t.Context()
+	s := openFile(t, path)
+	tn := &store.Tenant{Name: "procs"}
+	if err := s.CreateTenant(ctx, tn); errors.Is(err, store.ErrConflict) {
+		tn, err = s.GetTenantByName(ctx, "procs")
+		if err != nil {
+			t.Fatal(err)
+		}
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		e := &store.AuditEntry{Actor: fmt.Sprint(os.Getpid()), ActorKind: "cli", Action: "x", Outcome: "ok", Target: fmt.Sprint(i)}
+		if err := s.AppendAudit(ctx, []*store.AuditEntry{e}, storetest.Seal); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddUsage(ctx, tn.ID, "p", 1); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

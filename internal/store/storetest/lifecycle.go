@@ -20,7 +20,7 @@ func testDeleteTenant(t *testing.T, s store.Store) {
 		ok(t, s.CreateLattice(ctx, &store.Lattice{TenantID: tn.ID, Name: "l", Spec: []byte(`{}`)}), "CreateLattice")
 		_, err := s.AddUsage(ctx, tn.ID, "2026-11", 7)
 		ok(t, err, "AddUsage")
-		ok(t, s.AppendAudit(ctx, []*store.AuditEntry{entry(tn.ID, k.ID, "key.create")}, seal), "AppendAudit")
+		ok(t, s.AppendAudit(ctx, []*store.AuditEntry{entry(tn.ID, k.ID, "key.create")}, Seal), "AppendAudit")
 	}
 	goneKey, err := s.GetKeyByPrefix(ctx, gone.ID, "mk_gone")
 	ok(t, err, "GetKeyByPrefix")
@@ -94,7 +94,7 @@ func testTimesUTC(t *testing.T, s store.Store) {
 	ok(t, s.PutPlan(ctx, &store.Plan{Name: "p"}), "PutPlan")
 	e := entry(tn.ID, "a", "b")
 	e.Time = at(7)
-	ok(t, s.AppendAudit(ctx, []*store.AuditEntry{e}, seal), "AppendAudit")
+	ok(t, s.AppendAudit(ctx, []*store.AuditEntry{e}, Seal), "AppendAudit")
 
 	gotT, err := s.GetTenant(ctx, tn.ID)
 	ok(t, err, "GetTenant")

@@ -76,12 +76,12 @@ func entry(tenant, actor, action string) *store.AuditEntry {
 
 func testAudit(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	ok(t, s.AppendAudit(ctx, nil, seal), "AppendAudit of nothing")
+	ok(t, s.AppendAudit(ctx, nil, Seal), "AppendAudit of nothing")
 
 	var sealed []store.AuditEntry
 	spy := func(e *store.AuditEntry) {
 		sealed = append(sealed, *e)
-		seal(e)
+		Seal(e)
 	}
 	first := entry("t1", "k1", "auth.login")
 	first.Time = at(1)
@@ -117,13 +117,13 @@ func testAudit(t *testing.T, s store.Store) {
 	all, err := s.ListAudit(ctx, store.AuditFilter{})
 	ok(t, err, "ListAudit")
 	diff(t, []store.AuditEntry{*first, *batch[0], *batch[1]}, all, "ListAudit")
-	verifyChain(t, all)
+	VerifyChain(t, all)
 
 	// A failing seal (empty hash) appends nothing.
 	bad := entry("t1", "k1", "x")
 	if err := s.AppendAudit(ctx, []*store.AuditEntry{entry("t1", "k1", "y"), bad}, func(e *store.AuditEntry) {
 		if e.Action == "y" {
-			seal(e)
+			Seal(e)
 		}
 	}); err == nil {
 		t.Error("AppendAudit with a seal that set no hash succeeded")
@@ -148,7 +148,7 @@ func testAuditConcurrent(t *testing.T, s store.Store) {
 				if i%3 == 0 {
 					batch = append(batch, entry("t", fmt.Sprintf("w%d", w), "tool.result"))
 				}
-				if err := s.AppendAudit(ctx, batch, seal); err != nil {
+				if err := s.AppendAudit(ctx, batch, Seal); err != nil {
 					t.Errorf("concurrent AppendAudit: %v", err)
 					return
 				}
@@ -167,7 +167,7 @@ func testAuditConcurrent(t *testing.T, s store.Store) {
 	if len(all) != want {
 		t.Fatalf("%d entries after concurrent appends, want %d", len(all), want)
 	}
-	verifyChain(t, all)
+	VerifyChain(t, all)
 }
 
 func testListAudit(t *testing.T, s store.Store) {
@@ -183,7 +183,7 @@ func testListAudit(t *testing.T, s store.Store) {
 	for i, e := range in {
 		e.Time = at(i)
 	}
-	ok(t, s.AppendAudit(ctx, in, seal), "AppendAudit")
+	ok(t, s.AppendAudit(ctx, in, Seal), "AppendAudit")
 	seqs := func(f store.AuditFilter) []int64 {
 		t.Helper()
 		got, err := s.ListAudit(ctx, f)

@@ -27,7 +27,7 @@ func RunShared(t *testing.T, a, b store.Store) {
 			wg.Go(func() {
 				actor := fmt.Sprintf("s%dw%d", i, w)
 				for r := range rounds {
-					if err := s.AppendAudit(ctx, []*store.AuditEntry{entry(tn.ID, actor, "tool.call")}, seal); err != nil {
+					if err := s.AppendAudit(ctx, []*store.AuditEntry{entry(tn.ID, actor, "tool.call")}, Seal); err != nil {
 						t.Errorf("store %d: AppendAudit: %v", i, err)
 						return
 					}
@@ -64,7 +64,7 @@ func RunShared(t *testing.T, a, b store.Store) {
 	if len(entries) != total {
 		t.Fatalf("%d audit entries, want %d", len(entries), total)
 	}
-	verifyChain(t, entries)
+	VerifyChain(t, entries)
 	n, err := a.GetUsage(ctx, tn.ID, "2026-11")
 	ok(t, err, "GetUsage")
 	if n != int64(2*total) {

@@ -129,8 +129,10 @@ func mkKey(t *testing.T, s store.Store, tenantID, prefix string) *store.APIKey {
 	return k
 }
 
-// seal is the tests' chain hash: sha256 over seq, prev hash and the fields.
-func seal(e *store.AuditEntry) { e.Hash = hashOf(e) }
+// Seal is the suite's AppendAudit seal: sha256 over Seq, PrevHash and the
+// entry's fields (the real one lives in package audit; the store must not
+// care which one it is given).
+func Seal(e *store.AuditEntry) { e.Hash = hashOf(e) }
 
 func hashOf(e *store.AuditEntry) []byte {
 	h := sha256.New()
@@ -141,8 +143,8 @@ func hashOf(e *store.AuditEntry) []byte {
 	return h.Sum(nil)
 }
 
-// verifyChain checks that entries are 1…n, linked, and hash correctly.
-func verifyChain(t *testing.T, entries []store.AuditEntry) {
+// VerifyChain checks that entries are 1…n, linked, and hash correctly.
+func VerifyChain(t *testing.T, entries []store.AuditEntry) {
 	t.Helper()
 	var prev []byte
 	for i, e := range entries {

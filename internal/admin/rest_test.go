@@ -348,7 +348,10 @@ func testCrossTenant(t *testing.T, e *env) {
 
 // TestLastOwner: the last owner can not be removed, disabled or demoted.
 func TestLastOwner(t *testing.T) {
-	e := newEnv(t, nil)
+	testLastOwner(t, newEnv(t, nil))
+}
+
+func testLastOwner(t *testing.T, e *env) {
 	e.tenant("solo")
 	owner := e.key("solo", KeySpec{Name: "owner", Role: principal.RoleOwner})
 	want(t, "demote", e.do(owner, "PATCH", "/api/tenants/solo/users/boss", map[string]any{"role": "admin"}), 409, CodeLastOwner)

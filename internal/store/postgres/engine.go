@@ -171,4 +171,9 @@ func retryable(err error) bool {
 
 func (e *engine) IsUnique(err error) bool     { return pgCode(err) == "23505" }
 func (e *engine) IsForeignKey(err error) bool { return pgCode(err) == "23503" }
-func (e *engine) ForUpdate() string           { return " FOR UPDATE" }
+
+// ForUpdate takes the lock an UPDATE of non-key columns takes, which is
+// what every caller does next; unlike FOR UPDATE it does not block the
+// foreign-key checks of concurrent inserts (a key created in a tenant whose
+// row is locked for a last-owner check).
+func (e *engine) ForUpdate() string { return " FOR NO KEY UPDATE" }

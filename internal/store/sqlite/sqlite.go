@@ -35,7 +35,7 @@ const BusyTimeout = 10 * time.Second
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// Migrations are this binary's SQLite migrations.
+// migrations are this binary's SQLite migrations, in version order.
 var migrations = mustLoad(migrationFiles)
 
 func mustLoad(fsys fs.FS) []sqlbase.Migration {

@@ -29,7 +29,7 @@ func (s *Store) AppendAudit(ctx context.Context, entries []*store.AuditEntry, se
 		}
 		saved[i] = *e
 	}
-	now := s.Now()
+	now := s.now()
 	err = s.e.Tx(ctx, TxOptions{Durable: true}, func(q Q) error {
 		var seq int64
 		var prev []byte

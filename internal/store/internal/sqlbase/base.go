@@ -13,22 +13,22 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// Store implements every store interface except the lifecycle methods
-// (Kind, SchemaVersion, Ping, Close), which the dialect packages add.
+// Store implements store.Store except Kind, Ping and Close, which the
+// dialect packages add around their connections.
 type Store struct {
 	e Engine
-	// now is the clock for the times the store fills (CreatedAt …).
-	now func() time.Time
+	// clock is the source of the times the store fills (CreatedAt …).
+	clock func() time.Time
 }
 
 // New returns a Store over e.
 func New(e Engine) *Store {
-	return &Store{e: e, now: time.Now}
+	return &Store{e: e, clock: time.Now}
 }
 
-// Now is the store's clock: UTC, rounded down to the microsecond both
+// now is the store's clock: UTC, rounded down to the microsecond both
 // databases keep, so a value written and read back compares Equal.
-func (s *Store) Now() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+func (s *Store) now() time.Time { return s.clock().UTC().Truncate(time.Microsecond) }
 
 // ts normalizes a caller's time the same way (zero stays zero).
 func ts(t time.Time) time.Time {

@@ -71,8 +71,8 @@ type Engine interface {
 	IsUnique(err error) bool
 	// IsForeignKey reports whether err is a violated foreign key.
 	IsForeignKey(err error) bool
-	// ForUpdate is the clause that locks selected rows until commit
-	// (" FOR UPDATE"), or "" where the transaction already excludes
-	// other writers.
+	// ForUpdate is the clause that locks selected rows against other
+	// writers until commit (" FOR NO KEY UPDATE"), or "" where the
+	// transaction already excludes other writers.
 	ForUpdate() string
 }

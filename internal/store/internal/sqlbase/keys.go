@@ -36,7 +36,7 @@ func checkKey(k *store.APIKey) error {
 
 // insertKey stores k, filling ID (unless set) and CreatedAt on success.
 func (s *Store) insertKey(ctx context.Context, q Q, k *store.APIKey) error {
-	id, now := k.ID, s.Now()
+	id, now := k.ID, s.now()
 	if id == "" {
 		id = store.NewID()
 	}
@@ -120,7 +120,7 @@ func (s *Store) ListKeys(ctx context.Context, tenantID string) (_ []store.APIKey
 func (s *Store) RevokeKey(ctx context.Context, tenantID, id string, at time.Time) (err error) {
 	defer wrap(&err, "revoking key %q", id)
 	if at.IsZero() {
-		at = s.Now()
+		at = s.now()
 	}
 	return s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		k, err := s.getKey(ctx, q, "id", tenantID, id, s.e.ForUpdate())

@@ -25,7 +25,7 @@ func (s *Store) PutPlan(ctx context.Context, p *store.Plan) (err error) {
 	if p.Name == "" {
 		return invalid("plan name: must not be empty")
 	}
-	now := s.Now()
+	now := s.now()
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO plans (`+planCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET
@@ -90,7 +90,7 @@ func (s *Store) CreateVirtualServer(ctx context.Context, v *store.VirtualServer)
 	if v.Name == "" {
 		return invalid("virtual server name: must not be empty")
 	}
-	id, now := store.NewID(), s.Now()
+	id, now := store.NewID(), s.now()
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO virtual_servers (`+vsCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
 			id, v.TenantID, v.Name, jsonList(v.Upstreams), jsonList(v.Tools), now)
@@ -156,7 +156,7 @@ func (s *Store) CreateRule(ctx context.Context, r *store.Rule) (err error) {
 	if r.Tool == "" {
 		return invalid("rule tool: must not be empty (use * for every tool)")
 	}
-	id, now := store.NewID(), s.Now()
+	id, now := store.NewID(), s.now()
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO rules (`+ruleCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, r.TenantID, r.Tool, r.Effect, jsonList(r.Roles), jsonList(r.Scopes), r.Priority, now)

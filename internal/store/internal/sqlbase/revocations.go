@@ -47,7 +47,7 @@ func (s *Store) Revoke(ctx context.Context, r *store.Revocation) (err error) {
 	}
 	rv := *r
 	if rv.At.IsZero() {
-		rv.At = s.Now()
+		rv.At = s.now()
 	}
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		return revoke(ctx, q, &rv)

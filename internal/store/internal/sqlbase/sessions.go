@@ -27,7 +27,7 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) (
 	if len(t.Hash) == 0 {
 		return invalid("refresh token hash: must not be empty")
 	}
-	id, now := store.NewID(), s.Now()
+	id, now := store.NewID(), s.now()
 	family := t.FamilyID
 	if family == "" {
 		family = id
@@ -52,7 +52,7 @@ func (s *Store) CreateRefreshToken(ctx context.Context, t *store.RefreshToken) (
 func (s *Store) UseRefreshToken(ctx context.Context, hash []byte, at time.Time) (_ *store.RefreshToken, err error) {
 	defer wrap(&err, "using a refresh token")
 	if at.IsZero() {
-		at = s.Now()
+		at = s.now()
 	}
 	var tok *store.RefreshToken
 	var reused bool
@@ -101,7 +101,7 @@ func (s *Store) revokeFamily(ctx context.Context, q Q, family string, at time.Ti
 func (s *Store) RevokeFamily(ctx context.Context, familyID string, at time.Time) (err error) {
 	defer wrap(&err, "revoking token family %q", familyID)
 	if at.IsZero() {
-		at = s.Now()
+		at = s.now()
 	}
 	return s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		return s.revokeFamily(ctx, q, familyID, at)
@@ -111,7 +111,7 @@ func (s *Store) RevokeFamily(ctx context.Context, familyID string, at time.Time)
 func (s *Store) RevokeUserSessions(ctx context.Context, userID string, at time.Time) (err error) {
 	defer wrap(&err, "revoking the sessions of user %q", userID)
 	if at.IsZero() {
-		at = s.Now()
+		at = s.now()
 	}
 	return s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		if _, err := q.Exec(ctx, `UPDATE refresh_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`, ts(at), userID); err != nil {

@@ -23,7 +23,7 @@ func (s *Store) CreateTenant(ctx context.Context, t *store.Tenant) (err error) {
 	if !tenantName.MatchString(t.Name) {
 		return invalid("tenant name %q: want 1 to 32 of a-z 0-9 _ - starting with a letter or digit", t.Name)
 	}
-	id, now := store.NewID(), s.Now()
+	id, now := store.NewID(), s.now()
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO tenants (`+tenantCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			id, t.Name, t.Plan, t.Operator, jsonList(t.IPAllowlist), t.Disabled, now)
@@ -123,7 +123,7 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) (err error) {
 		if _, err := bump(ctx, q, counterPolicy); err != nil {
 			return err
 		}
-		now := s.Now()
+		now := s.now()
 		for _, sub := range subjects {
 			if err := revoke(ctx, q, &store.Revocation{Kind: sub.kind, Subject: sub.id, At: now, ExpiresAt: sub.expires}); err != nil {
 				return err

@@ -48,7 +48,7 @@ func scanLattice(r Row) (*store.Lattice, error) {
 // CreateLattice returns ErrConflict when l.ID is set and taken.
 func (s *Store) CreateLattice(ctx context.Context, l *store.Lattice) (err error) {
 	defer wrap(&err, "creating lattice %q", l.Name)
-	id, now := l.ID, s.Now()
+	id, now := l.ID, s.now()
 	if id == "" {
 		id = store.NewID()
 	}
@@ -127,7 +127,7 @@ func (s *Store) GetOrCreateSecret(ctx context.Context, name string, gen func() (
 	}
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		if _, err := q.Exec(ctx, `INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-			name, candidate, s.Now()); err != nil {
+			name, candidate, s.now()); err != nil {
 			return err
 		}
 		return q.QueryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)

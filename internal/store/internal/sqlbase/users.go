@@ -27,7 +27,7 @@ func (s *Store) CreateUser(ctx context.Context, u *store.User) (err error) {
 	if !validRole(u.Role) {
 		return invalid("user role %q: want viewer, member, admin or owner", u.Role)
 	}
-	id, now := store.NewID(), s.Now()
+	id, now := store.NewID(), s.now()
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		_, err := q.Exec(ctx, `INSERT INTO users (`+userCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, u.TenantID, u.Name, u.Role, u.PasswordHash, u.Disabled, u.FailedLogins, ts(u.LockedUntil), now)

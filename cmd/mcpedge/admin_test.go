@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -11,9 +12,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
-	_ "modernc.org/sqlite"
+	"github.com/mcpedge/mcpedge/internal/store/sqlite" // also the database/sql driver "sqlite"
 )
 
 // adminStore is a configuration whose store is a SQLite file in a fresh
@@ -204,5 +209,65 @@ func TestAdminCLIErrors(t *testing.T) {
 	bad := writeConfig(t, "[store]\nurl = \"sqlite:///nonexistent/dir/x.db\"\n")
 	if _, e, code := mcpedge(t, "", nil, "tenant", "ls", "--config", bad); code != 1 || !strings.Contains(e, "opening the store") {
 		t.Errorf("missing store directory: exit %d %s", code, e)
+	}
+}
+
+// TestAdminCLIBesideGateway: the commands work on a store a gateway has
+// open. The "gateway" here is this process: the same SQLite file, an
+// auth service following revocations and an audit logger appending. A key
+// the CLI revokes stops working in it within the revocation poll, and the
+// audit chain both processes append to stays whole.
+func TestAdminCLIBesideGateway(t *testing.T) {
+	cfg, db := adminStore(t)
+	c := []string{"--config", cfg}
+	mustRun(t, append([]string{"tenant", "create", "acme"}, c...)...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := sqlite.Open(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	lg := audit.NewLogger(st, nil, audit.LoggerOptions{})
+	defer lg.Close(context.Background())
+	as, err := auth.New(ctx, auth.Options{Store: st, Config: config.Auth{RevocationPoll: config.Duration(50 * time.Millisecond)}, Audit: lg.Record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as.Start(ctx)
+	defer as.Close()
+
+	// The gateway appends audit entries while the CLI does.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ctx.Err() == nil && i < 200; i++ {
+			lg.Record(ctx, &store.AuditEntry{Time: time.Now(), Actor: "gw", ActorKind: "system", Action: "tool.call", Outcome: "ok"})
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	key := lastLine(mustRun(t, append([]string{"key", "create", "--tenant", "acme"}, c...)...))
+	if _, err := as.Authenticate(ctx, key, "127.0.0.1"); err != nil {
+		t.Fatalf("the gateway does not accept a key the CLI created: %v", err)
+	}
+	mustRun(t, append([]string{"key", "revoke", key[:12]}, c...)...)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := as.Authenticate(ctx, key, "127.0.0.1"); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the gateway still accepts a key the CLI revoked")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	<-done
+	if err := lg.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	out := mustRun(t, append([]string{"audit", "verify"}, c...)...)
+	if !strings.Contains(out, "audit chain OK") {
+		t.Errorf("audit verify: %q", out)
 	}
 }

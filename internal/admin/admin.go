@@ -141,7 +141,12 @@ func WithClientIP(ctx context.Context, ip string) context.Context {
 	return context.WithValue(ctx, clientIPKey{}, ip)
 }
 
-func clientIP(ctx context.Context) string {
+// ClientIPFrom returns the address WithClientIP put in ctx, or "". The
+// credential service's own audit entries (key.create, …) can take it from
+// there.
+func ClientIPFrom(ctx context.Context) string {
 	s, _ := ctx.Value(clientIPKey{}).(string)
 	return s
 }
+
+func clientIP(ctx context.Context) string { return ClientIPFrom(ctx) }

@@ -164,15 +164,15 @@ func (o *Ops) DeleteUser(ctx context.Context, tenantRef, userRef string) (err er
 		}
 	}
 	// Sessions are ended after the delete, so that a refused delete (the
-	// last owner) leaves them alone; a revocation of an unknown user is
-	// harmless.
+	// last owner) leaves them alone. The store records a "user"
+	// revocation that every replica follows; the user record is gone, so
+	// the credential service (which looks the user up) is not asked.
 	if err := o.st.DeleteUser(ctx, t.ID, u.ID); err != nil {
 		return storeErr(err, "user \""+clip(userRef)+"\"")
 	}
-	if err := o.creds.RevokeUser(ctx, t.ID, u.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
-		if rerr := o.st.RevokeUserSessions(ctx, u.ID, o.now()); rerr != nil {
-			return &Error{Code: CodeInternal, Message: "the user was removed, but ending their sessions failed", Err: errors.Join(err, rerr)}
-		}
+	c.detail["sessions_revoked"] = true
+	if err := o.st.RevokeUserSessions(ctx, u.ID, o.now()); err != nil {
+		return &Error{Code: CodeInternal, Message: "the user was removed, but ending their sessions failed; their access tokens stop working when they expire", Err: err}
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -200,11 +201,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	e := AsError(err)
 	msg := e.Message
-	if e.Code == CodeInternal {
+	if e.Code == CodeInternal && msg == "internal error" {
 		msg = "internal error; the gateway's log has the details"
-		if e.Message != "" && e.Message != "internal error" {
-			msg = e.Message
-		}
 	}
 	writeJSON(w, e.Status(), map[string]any{"error": map[string]string{"code": e.Code, "message": msg}})
 }
@@ -532,7 +530,7 @@ var auditQueryParams = []string{"tenant", "actor", "action", "since", "until", "
 func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 	qv := r.URL.Query()
 	for k := range qv {
-		if !contains(auditQueryParams, k) {
+		if !slices.Contains(auditQueryParams, k) {
 			return invalid("unknown query parameter %q; use %s", clip(k), strings.Join(auditQueryParams, ", "))
 		}
 	}
@@ -586,15 +584,6 @@ func queryInt(q url.Values, name string) (int64, error) {
 		return 0, invalid("%s=%q is not a non-negative integer", name, clip(s))
 	}
 	return n, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func (h *handler) openAPI(w http.ResponseWriter, r *http.Request) error {

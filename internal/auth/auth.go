@@ -161,6 +161,7 @@ type Service struct {
 	oidc *oidcVerifier // nil without [auth.oidc]
 
 	hashSlots chan struct{} // bounds concurrent argon2 work
+	accounts  accountLocks  // login attempts take turns per account
 	dummyHash string        // burnt for unknown users (timing)
 	dummyOnce sync.Once
 	getenv    func(string) string
@@ -192,7 +193,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		keys:    newTTLCache[string, *keyEntry](),
 		users:   newTTLCache[string, *userEntry](),
 		tenants: newTTLCache[string, *tenantEntry](),
-		rev:     newRevocations(),
+		rev:     newRevocations(cfg.AccessTTL.D()),
 		getenv:  os.Getenv,
 	}
 	if s.log == nil {

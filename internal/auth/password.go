@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
@@ -128,28 +129,73 @@ func parsePHC(s string) (p argonParams, salt, key []byte, err error) {
 // hashConcurrency is how many argon2 computations a Service runs at once.
 func hashConcurrency() int { return max(1, min(runtime.GOMAXPROCS(0), 4)) }
 
-// verify is VerifyPassword within the Service's concurrency bound.
-func (s *Service) verify(ctx context.Context, encoded, pw string) (bool, error) {
+// acquireHashSlot waits for one of the Service's hashing slots; call the
+// returned function to give it back.
+func (s *Service) acquireHashSlot(ctx context.Context) (release func(), err error) {
 	select {
 	case s.hashSlots <- struct{}{}:
+		return func() { <-s.hashSlots }, nil
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return nil, ctx.Err()
 	}
-	defer func() { <-s.hashSlots }()
-	return VerifyPassword(encoded, pw)
+}
+
+// dummy returns a hash (of the current parameters) to verify against
+// when there is no real one, so that the time spent does not tell.
+func (s *Service) dummy() string {
+	s.dummyOnce.Do(func() {
+		s.dummyHash, _ = hashWith(defaultArgon, "mcpedge dummy password")
+	})
+	return s.dummyHash
 }
 
 // burn spends the time of a password check for a login that fails before
-// one (unknown tenant or user, no password set), so that response times
-// do not tell which accounts exist.
+// one (unknown tenant or user), so that response times do not tell which
+// accounts exist.
 func (s *Service) burn(ctx context.Context, pw string) {
-	s.dummyOnce.Do(func() {
-		h, err := hashWith(defaultArgon, "mcpedge dummy password")
-		if err == nil {
-			s.dummyHash = h
+	release, err := s.acquireHashSlot(ctx)
+	if err != nil {
+		return
+	}
+	defer release()
+	_, _ = VerifyPassword(s.dummy(), pw)
+}
+
+// accountLocks serializes login attempts per account.
+type accountLocks struct {
+	mu sync.Mutex
+	m  map[string]*accountLock
+}
+
+type accountLock struct {
+	ch   chan struct{} // capacity 1: held when full
+	refs int
+}
+
+func (a *accountLocks) lock(ctx context.Context, id string) (unlock func(), err error) {
+	a.mu.Lock()
+	if a.m == nil {
+		a.m = make(map[string]*accountLock)
+	}
+	l := a.m[id]
+	if l == nil {
+		l = &accountLock{ch: make(chan struct{}, 1)}
+		a.m[id] = l
+	}
+	l.refs++
+	a.mu.Unlock()
+	done := func() {
+		a.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(a.m, id)
 		}
-	})
-	if s.dummyHash != "" {
-		_, _ = s.verify(ctx, s.dummyHash, pw)
+		a.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+		return func() { <-l.ch; done() }, nil
+	case <-ctx.Done():
+		done()
+		return nil, ctx.Err()
 	}
 }

@@ -37,17 +37,26 @@ type revocations struct {
 	mu  sync.RWMutex
 	m   map[revID]revEntry
 	seq int64 // highest store Seq seen
+	// sessionTail is how long after a session or user revocation an
+	// access token issued before it can still be presented (AccessTTL
+	// plus leeway and a margin for clock skew): after that the entry is
+	// not needed in memory, whatever the store keeps. Refresh tokens are
+	// revoked in the store itself.
+	sessionTail time.Duration
 
 	pollMu sync.Mutex // one poll at a time
 }
 
-func newRevocations() *revocations {
-	return &revocations{m: make(map[revID]revEntry)}
+func newRevocations(accessTTL time.Duration) *revocations {
+	return &revocations{m: make(map[revID]revEntry), sessionTail: accessTTL + leeway + time.Minute}
 }
 
 // add records a revocation. For a subject revoked twice the latest time
 // is kept (a user revoked again revokes the sessions started since).
 func (r *revocations) add(kind, subject string, at, expires time.Time) {
+	if (kind == revFamily || kind == revUser) && !at.IsZero() {
+		expires = at.Add(r.sessionTail)
+	}
 	k := revID{kind, subject}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -225,9 +225,18 @@ func TestRevocationPrune(t *testing.T) {
 	now := e.clock.Now()
 	e.svc.applyRevocation(&store.Revocation{Kind: "jti", Subject: "a", At: now, ExpiresAt: now.Add(time.Minute)})
 	e.svc.applyRevocation(&store.Revocation{Kind: "key", Subject: "b", At: now})
+	e.svc.applyRevocation(&store.Revocation{Kind: "token_family", Subject: "c", At: now})
+	e.svc.applyRevocation(&store.Revocation{Kind: "user", Subject: "d", At: now})
 	e.clock.Advance(2 * time.Minute)
 	e.svc.rev.prune(e.clock.Now())
-	if e.svc.rev.has("jti", "a") || !e.svc.rev.has("key", "b") {
-		t.Fatalf("after prune: %v", e.svc.rev.m)
+	if e.svc.rev.has("jti", "a") || !e.svc.rev.has("key", "b") || !e.svc.rev.has("token_family", "c") || !e.svc.rev.has("user", "d") {
+		t.Fatalf("after 2m: %v", e.svc.rev.m)
+	}
+	// Session and user revocations are needed only while access tokens
+	// issued before them live.
+	e.clock.Advance(e.cfg.AccessTTL.D())
+	e.svc.rev.prune(e.clock.Now())
+	if !e.svc.rev.has("key", "b") || e.svc.rev.has("token_family", "c") || e.svc.rev.has("user", "d") {
+		t.Fatalf("after AccessTTL: %v", e.svc.rev.m)
 	}
 }

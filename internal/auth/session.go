@@ -52,10 +52,9 @@ type accessClaims struct {
 // LockoutThreshold failures in a row the account is locked for
 // LockoutBase, doubling with each further failure up to LockoutMax; while
 // locked, even the right password is refused, and attempts are not
-// counted (so a lock does not grow while nobody can try). Concurrent
-// failures may each see the same count, so a burst can overshoot the
-// threshold by the number of attempts in flight (bounded by the hashing
-// concurrency) before the lock applies.
+// counted (so a lock does not grow while nobody can try). Attempts on
+// one replica are checked a few at a time (the hashing concurrency), so a
+// burst of guesses overshoots the threshold by at most that many.
 func (s *Service) Login(ctx context.Context, tenant, user, password, clientIP string) (*Tokens, error) {
 	deny := func(w who, reason string, extra map[string]any) error {
 		d := map[string]any{"reason": reason, "user": truncate(user, maxNameLen)}
@@ -85,20 +84,39 @@ func (s *Service) Login(ctx context.Context, tenant, user, password, clientIP st
 		s.burn(ctx, password)
 		return nil, deny(who{tenant: t.ID}, "unknown user", nil)
 	}
+	// Attempts on one account take turns on this replica, and each reads
+	// the account afresh in its turn: a burst of concurrent guesses sees
+	// the failures before it and the lock they set, so it can not
+	// overshoot LockoutThreshold (across replicas, by at most one guess
+	// per other replica in flight).
+	unlock, err := s.accounts.lock(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	release, err := s.acquireHashSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if u, err = s.st.GetUser(ctx, t.ID, u.ID); err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		_, _ = VerifyPassword(s.dummy(), password)
+		return nil, deny(who{tenant: t.ID}, "unknown user", nil)
+	}
 	w := userWho(u)
 	now := s.now()
 	if u.PasswordHash == "" {
-		s.burn(ctx, password)
+		_, _ = VerifyPassword(s.dummy(), password)
 		return nil, deny(w, "no password set", nil)
 	}
 	if now.Before(u.LockedUntil) {
-		s.burn(ctx, password)
+		_, _ = VerifyPassword(s.dummy(), password)
 		return nil, deny(w, "locked", map[string]any{"locked_until": u.LockedUntil.UTC()})
 	}
-	ok, err := s.verify(ctx, u.PasswordHash, password)
-	if err != nil && ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
+	ok, err := VerifyPassword(u.PasswordHash, password)
 	if err != nil || !ok {
 		reason := "wrong password"
 		if err != nil {

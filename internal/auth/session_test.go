@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -450,4 +451,32 @@ func TestMalformedTokens(t *testing.T) {
 			t.Errorf("error echoes the token: %v", err)
 		}
 	}
+}
+
+// TestLoginLockoutBurst: concurrent guesses on one account take turns,
+// so a burst does not get more than LockoutThreshold guesses checked.
+func TestLoginLockoutBurst(t *testing.T) {
+	t.Parallel()
+	e, _, _ := sessionEnv(t) // threshold 3
+	var wg sync.WaitGroup
+	for range 24 {
+		wg.Go(func() {
+			_, err := e.svc.Login(context.Background(), "acme", "alice", "wrong password!", testIP)
+			if !errors.Is(err, ErrUnauthenticated) {
+				t.Errorf("Login: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	checked := 0
+	for _, a := range e.audit.find("auth.login", "denied") {
+		if strings.Contains(string(a.Detail), "wrong password") {
+			checked++
+		}
+	}
+	if checked != e.cfg.LockoutThreshold {
+		t.Fatalf("%d guesses were checked, want %d", checked, e.cfg.LockoutThreshold)
+	}
+	_, err := e.svc.Login(context.Background(), "acme", "alice", goodPassword, testIP)
+	wantErr(t, err, ErrUnauthenticated, "")
 }

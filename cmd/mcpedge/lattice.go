@@ -32,16 +32,30 @@ func latticeLimits(cfg *config.Config) latticesvc.Limits {
 	}
 }
 
-// newLatticeService creates the built-in lattice service, persisting to
-// server.data_dir. It never fails: without a usable data directory the
-// service keeps definitions in memory (and logs a warning).
-func newLatticeService(cfg *config.Config, log *slog.Logger) *latticesvc.Service {
-	return latticesvc.New(latticesvc.Options{
+// newLatticeService creates the built-in lattice service over the store:
+// definitions are scoped by the caller's tenant (single-user mode acts as
+// the bootstrap tenant), limited by the caller's plan, and lookups of
+// another tenant's ids are audited.
+func newLatticeService(cfg *config.Config, log *slog.Logger, sec *securityStack) *latticesvc.Service {
+	o := latticesvc.Options{
 		DataDir: cfg.Server.DataDir,
 		Limits:  latticeLimits(cfg),
 		Logger:  log.With("upstream", "lattice"),
 		Version: version,
-	})
+	}
+	if sec != nil {
+		o.Store = sec.Store
+		o.ImportTenant = sec.Tenant.ID
+		if cfg.Auth.Mode == config.AuthOff {
+			o.DefaultTenant = sec.Tenant.ID
+		}
+		o.Audit = sec.Audit.Record
+		o.PlanLimits = func(plan string) latticesvc.Limits {
+			p := sec.Policy.Plan(plan)
+			return latticesvc.Limits{MaxPoints: p.LatticeMaxPoints, OperationTimeout: p.LatticeTimeout.D()}
+		}
+	}
+	return latticesvc.New(o)
 }
 
 func cmdLattice(ctx context.Context, args []string, stdout, stderr io.Writer) error {

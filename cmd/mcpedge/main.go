@@ -6,6 +6,7 @@
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
+//	mcpedge migrate | tenant … | key … | user … | plan … | audit …
 //	mcpedge version
 package main
 
@@ -87,6 +88,16 @@ Commands:
         Validate a configuration and print every problem with file:line.
   lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
         Benchmark the built-in lattice engine and print a table.
+  migrate
+        Bring the store's schema up to date (serve does this at start).
+  tenant create NAME [--plan PLAN] [--upstreams a,b|*] | tenant ls | tenant rm NAME
+  key create --tenant NAME [--role ROLE] [--scopes a,b] [--expires DUR] | key ls | key revoke ID|PREFIX | key rotate ID|PREFIX
+  user create --tenant NAME USER [--role ROLE] | user ls | user rm
+  plan ls | plan set NAME --key-per-minute N …
+  audit verify | audit export [--tenant T] [--since TIME] [--out FILE]
+        Administer tenants, credentials, plans and the audit log in the
+        configured store (all take --config FILE; they work while a
+        gateway runs on the same store). Run one without arguments for help.
   version
         Print the version.
 `)

@@ -103,7 +103,10 @@ var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
 func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	// Every gateway gets its own data directory (its own store) and a
+	// known operator key, unless the test says otherwise.
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir(), "MCPEDGE_ADMIN_KEY="+testAdminKey)
+	cmd.Env = append(cmd.Env, env...)
 	out, _ := cmd.StdoutPipe()
 	p := &gatewayProc{cmd: cmd, stderr: &lockedBuffer{}}
 	cmd.Stderr = p.stderr
@@ -141,7 +144,9 @@ func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 }
 
 func (p *gatewayProc) readyz(t *testing.T) map[string]any {
-	resp, err := http.Get(p.URL + "/readyz")
+	req, _ := http.NewRequest(http.MethodGet, p.URL+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+testAdminKey)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +184,8 @@ func connect(t *testing.T, url string) *mcp.ClientSession {
 	c := mcp.NewClient(&mcp.Implementation{Name: "cli-test", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	hc := &http.Client{Transport: bearer{token: testAdminKey, base: http.DefaultTransport}}
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,12 +239,15 @@ func TestServeDefaults(t *testing.T) {
 	}
 }
 
-func TestRefusesPublicBindWithoutToken(t *testing.T) {
-	cmd := exec.Command(binary, "serve", "--listen", "0.0.0.0:0")
-	cmd.Env = append(os.Environ(), "MCPEDGE_AUTH_TOKEN=")
+// TestRefusesPublicBindWithoutAuth: auth off is for loopback only, also
+// when --listen overrides the file.
+func TestRefusesPublicBindWithoutAuth(t *testing.T) {
+	cfg := writeConfig(t, "[auth]\nmode = \"off\"\n")
+	cmd := exec.Command(binary, "serve", "--config", cfg, "--listen", "0.0.0.0:0")
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "refusing to listen") {
-		t.Fatalf("public bind without token: err %v, output %s", err, out)
+		t.Fatalf("public bind with auth off: err %v, output %s", err, out)
 	}
 }
 
@@ -249,7 +258,9 @@ func TestStdioMode(t *testing.T) {
 	c := mcp.NewClient(&mcp.Implementation{Name: "desktop", Version: "1"}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: exec.Command(binary, "stdio", "--config", cfg)}, nil)
+	sc := exec.Command(binary, "stdio", "--config", cfg)
+	sc.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir())
+	cs, err := c.Connect(ctx, &mcp.CommandTransport{Command: sc}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,24 +85,44 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	setVersions()
 	log := telemetry.NewLogger(cfg.Server.LogLevel)
-	token := os.Getenv(cfg.Server.AuthTokenEnv)
-	if !isLoopback(cfg.Server.Listen) && token == "" {
-		return fmt.Errorf("refusing to listen on non-loopback address %s without authentication: set %s to a bearer token (or listen on 127.0.0.1)", cfg.Server.Listen, cfg.Server.AuthTokenEnv)
+	token := ""
+	if cfg.Auth.Mode == config.AuthOff {
+		token = os.Getenv(cfg.Server.AuthTokenEnv)
+		if !isLoopback(cfg.Server.Listen) {
+			return fmt.Errorf("refusing to listen on non-loopback address %s with auth.mode = \"off\": anyone who can reach it could use every upstream; set [auth] mode = \"required\" (the default) or listen on 127.0.0.1", cfg.Server.Listen)
+		}
 	}
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Server.Listen, err)
 	}
+	defer ln.Close()
 	m := telemetry.NewMetrics()
+	sec, err := openSecurity(ctx, cfg, log, m.Registry, stdout)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sec.Close(closeCtx)
+	}()
 	g := gateway.New(cfg, log, m)
-	lat := newLatticeService(cfg, log)
+	if sec.Layer != nil {
+		g.SetSecurity(sec.Layer)
+	}
+	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	g.Start(ctx)
-	h := g.Handler(gateway.HTTPOptions{
+	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
-		API: latticesvc.RESTHandler(lat),
-	})
+		API: adminAPI(cfg, sec, lat, log),
+	}
+	if sec.Layer == nil {
+		ho.Anonymous = sec.anonymous()
+	}
+	h := g.Handler(ho)
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second, // slow-header clients cannot hold connections
@@ -119,7 +139,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+
 			"or reuse a desktop client's file (mcpedge serve --mcp-servers claude_desktop_config.json).\n")
 	}
-	log.Info("listening", "addr", addr, "upstreams", len(cfg.Upstreams), "auth", token != "", "config", s.path)
+	log.Info("listening", "addr", addr, "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode, "store", sec.Store.Kind(), "redis", sec.Redis != nil, "config", s.path)
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -246,8 +266,22 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	setVersions()
 	log := telemetry.NewLogger(cfg.Server.LogLevel)
-	g := gateway.New(cfg, log, telemetry.NewMetrics())
-	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(cfg, log)))
+	m := telemetry.NewMetrics()
+	// stdout is the MCP stream: first-start notices go to stderr.
+	sec, err := openSecurity(ctx, cfg, log, m.Registry, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		sec.Close(closeCtx)
+	}()
+	g := gateway.New(cfg, log, m)
+	// stdio is single-user: whoever started the process is the caller.
+	lcfg := *cfg
+	lcfg.Auth.Mode = config.AuthOff
+	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
 	g.Start(ctx)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

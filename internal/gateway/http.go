@@ -41,7 +41,14 @@ type HTTPOptions struct {
 	// API, if set, serves /api/ (REST) behind the same guards as /mcp:
 	// Origin, token, and for bodies the size limit and strict JSON checks.
 	API http.Handler
+	// Anonymous, in single-user mode (no Security), is the principal
+	// attached to every request, so that services scoped by tenant work
+	// the same in both modes.
+	Anonymous *principal.Principal
 }
+
+// publicAPI are the /api paths that need no credential: signing in.
+var publicAPI = map[string]bool{"/api/auth/login": true, "/api/auth/refresh": true}
 
 // Handler returns the gateway's HTTP handler: /mcp, /mcp/<upstream>,
 // /healthz, /readyz and /metrics.
@@ -193,11 +200,16 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 			}
 		}
 		if g.security != nil {
-			var ok bool
-			if r, ok = g.authenticate(w, r); !ok {
-				return
+			if !publicAPI[r.URL.Path] {
+				var ok bool
+				if r, ok = g.authenticate(w, r); !ok {
+					return
+				}
 			}
-		} else if o.Token != "" {
+		} else if o.Anonymous != nil {
+			r = r.WithContext(principal.With(r.Context(), o.Anonymous))
+		}
+		if g.security == nil && o.Token != "" {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="mcpedge"`)

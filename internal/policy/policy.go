@@ -45,6 +45,8 @@ type Engine struct {
 	snap  atomic.Pointer[snapshot]
 	kick  chan struct{}
 	mu    sync.Mutex // serialises loads
+	// lastCatchUp is when catchUp last reloaded (unix nanoseconds).
+	lastCatchUp atomic.Int64
 }
 
 type snapshot struct {
@@ -140,6 +142,29 @@ func (e *Engine) Load(ctx context.Context) error {
 	return nil
 }
 
+// catchUp reloads the policy for a tenant the snapshot does not know, at
+// most every catchUpEvery, so that unknown tenants cannot make every
+// request query the store.
+func (e *Engine) catchUp(tenantID string) (*tenantPolicy, bool) {
+	now := time.Now().UnixNano()
+	last := e.lastCatchUp.Load()
+	if now-last < int64(catchUpEvery) || !e.lastCatchUp.CompareAndSwap(last, now) {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Load(ctx); err != nil {
+		if e.log != nil {
+			e.log.Warn("policy reload failed", "error", err)
+		}
+		return nil, false
+	}
+	tp, ok := e.snap.Load().tenants[tenantID]
+	return tp, ok
+}
+
+const catchUpEvery = 100 * time.Millisecond
+
 // Invalidate asks the Run loop to reload now (a change was announced).
 func (e *Engine) Invalidate() {
 	select {
@@ -205,6 +230,12 @@ func (e *Engine) Allowed(p *principal.Principal, upstream, kind, name string) bo
 		return true
 	}
 	tp, ok := e.snap.Load().tenants[p.TenantID]
+	if !ok {
+		// A credential of a tenant created since the last load (the CLI
+		// or another replica made it): catch up now rather than answer
+		// "nothing" until the next poll.
+		tp, ok = e.catchUp(p.TenantID)
+	}
 	if !ok || tp.tenant.Disabled {
 		return false
 	}

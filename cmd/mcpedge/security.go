@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/policy"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/ratelimit"
+	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/store/open"
+	"github.com/mcpedge/mcpedge/internal/tenancy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// securityStack is everything the multi-tenant layer runs: the store, the
+// optional Redis, authentication, policy, limits and the audit log. It is
+// opened in both auth modes — with auth off the store still holds lattice
+// definitions and the audit log still records tool calls — but only mode
+// "required" puts Layer into the request path.
+type securityStack struct {
+	Store    store.Store
+	Redis    *redis.Client
+	Auth     *auth.Service
+	Policy   *policy.Engine
+	Limiter  ratelimit.Limiter
+	Audit    *audit.Logger
+	ClientIP *ratelimit.ClientIP
+	Layer    *tenancy.Layer // nil when auth is off
+	// Tenant is the bootstrap tenant, which single-user mode acts as.
+	Tenant store.Tenant
+	cancel context.CancelFunc
+}
+
+// openSecurity opens the stack. Bootstrap output (the first admin key) goes
+// to notice; it must not be the MCP stream in stdio mode.
+func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, notice io.Writer) (_ *securityStack, err error) {
+	s := &securityStack{}
+	defer func() {
+		if err != nil {
+			s.Close(context.Background())
+		}
+	}()
+	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelOpen()
+	s.Store, err = open.Open(openCtx, cfg.Store.URL, cfg.Server.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the store: %w", err)
+	}
+	if cfg.Redis.URL != "" {
+		opt, perr := redis.ParseURL(cfg.Redis.URL)
+		if perr != nil {
+			return nil, fmt.Errorf("redis.url: %w", perr)
+		}
+		s.Redis = redis.NewClient(opt)
+		if err = s.Redis.Ping(openCtx).Err(); err != nil {
+			return nil, fmt.Errorf("redis at %s does not answer: %w (limits and revocations need it; remove [redis] to run without)", opt.Addr, err)
+		}
+	}
+	s.Audit = audit.NewLogger(s.Store, log, audit.LoggerOptions{Registerer: reg})
+	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: s.Audit.Record, Log: log}
+	if s.Redis != nil {
+		ao.Redis = s.Redis
+	}
+	s.Auth, err = auth.New(openCtx, ao)
+	if err != nil {
+		return nil, fmt.Errorf("starting authentication: %w", err)
+	}
+	if _, err = s.Auth.Bootstrap(openCtx, notice); err != nil {
+		return nil, fmt.Errorf("first-start setup: %w", err)
+	}
+	t, err := s.Store.GetTenantByName(openCtx, cfg.Auth.BootstrapTenant)
+	if err == nil {
+		s.Tenant = *t
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	s.Policy = policy.New(s.Store, cfg.Plans, log)
+	if err = s.Policy.Load(openCtx); err != nil {
+		return nil, err
+	}
+	if s.Redis != nil {
+		s.Limiter = ratelimit.NewRedis(s.Redis, "mcpedge")
+	} else {
+		s.Limiter = ratelimit.NewMemory(nil)
+	}
+	s.ClientIP, err = ratelimit.NewClientIP(cfg.Limits.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("limits.trusted_proxies: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.Auth.Start(runCtx)
+	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
+	if cfg.Auth.Mode == config.AuthRequired {
+		s.Layer = tenancy.New(tenancy.Options{
+			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit,
+			ClientIP: s.ClientIP, Config: cfg, Log: log,
+		})
+	}
+	return s, nil
+}
+
+// Close stops the background work and flushes the audit log before the
+// store closes, so no recorded entry is lost.
+func (s *securityStack) Close(ctx context.Context) {
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.Auth != nil {
+		_ = s.Auth.Close()
+	}
+	if s.Audit != nil {
+		if err := s.Audit.Close(ctx); err != nil {
+			slog.Default().Error("audit log not fully written", "error", err)
+		}
+	}
+	if s.Limiter != nil {
+		_ = s.Limiter.Close()
+	}
+	if s.Redis != nil {
+		_ = s.Redis.Close()
+	}
+	if s.Store != nil {
+		_ = s.Store.Close()
+	}
+}
+
+// adminAPI is everything under /api/: administration, sign-in and the
+// lattice REST API.
+func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger) http.Handler {
+	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log})
+	return admin.Handler(admin.Options{
+		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
+		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+	})
+}
+
+// anonymous is the caller in single-user mode (auth off): the owner of the
+// bootstrap tenant, as whoever can reach a loopback-only gateway is.
+func (s *securityStack) anonymous() *principal.Principal {
+	return &principal.Principal{
+		Kind: principal.KindAnonymous, ID: "local", TenantID: s.Tenant.ID, TenantName: s.Tenant.Name,
+		Plan: s.Tenant.Plan, Operator: s.Tenant.Operator, Role: principal.RoleOwner,
+	}
+}

@@ -1,0 +1,460 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	_ "modernc.org/sqlite"
+)
+
+// The tests in this file run the real binary with authentication on: the
+// store is a real SQLite file (or a real PostgreSQL), Redis is real, and
+// credentials are made with the real CLI, as an operator would.
+
+const testAdminKey = "mcpe_e2eadminkey0123456789abcdefghijklmnopqrstu"
+
+// secEnv is the environment of a gateway under test: its own data
+// directory and a known bootstrap key.
+func secEnv(t *testing.T) []string {
+	return []string{"XDG_DATA_HOME=" + t.TempDir(), "MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_AUTH_TOKEN="}
+}
+
+// cli runs an mcpedge subcommand against the config and returns its
+// output; it fails the test on a non-zero exit.
+func cli(t *testing.T, env []string, args ...string) string {
+	t.Helper()
+	out, err := cliErr(env, args...)
+	if err != nil {
+		t.Fatalf("mcpedge %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func cliErr(env []string, args ...string) (string, error) {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// bearer adds a token to every request of an MCP client.
+type bearer struct {
+	token string
+	extra map[string]string
+	base  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	for k, v := range b.extra {
+		r.Header.Set(k, v)
+	}
+	return b.base.RoundTrip(r)
+}
+
+func connectAs(t *testing.T, url, token string, extra map[string]string) (*mcp.ClientSession, error) {
+	c := mcp.NewClient(&mcp.Implementation{Name: "sec-test", Version: "1"}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	hc := &http.Client{Transport: bearer{token: token, extra: extra, base: http.DefaultTransport}}
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err == nil {
+		t.Cleanup(func() { _ = cs.Close() })
+	}
+	return cs, err
+}
+
+func toolNames(t *testing.T, cs *mcp.ClientSession) map[string]bool {
+	t.Helper()
+	names := map[string]bool{}
+	for tool, err := range cs.Tools(context.Background(), nil) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names[tool.Name] = true
+	}
+	return names
+}
+
+// rawInit POSTs an initialize request and returns the status, headers and
+// decoded body.
+func rawInit(t *testing.T, url, token string, hdr map[string]string) (int, http.Header, map[string]any) {
+	t.Helper()
+	body := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`
+	return rawPost(t, url, token, body, hdr)
+}
+
+func rawPost(t *testing.T, url, token, body string, hdr map[string]string) (int, http.Header, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		// An SSE-framed answer: take the data line.
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "data: ") {
+				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &m)
+			}
+		}
+	}
+	if m == nil {
+		m = map[string]any{"raw": string(b)}
+	}
+	return resp.StatusCode, resp.Header, m
+}
+
+func apiDo(t *testing.T, method, url, token, body string) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// waitFor polls cond until it holds or d passes, and reports how long it
+// took.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for time.Since(start) < d {
+		if cond() {
+			return time.Since(start)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s", what, d)
+	return 0
+}
+
+// TestAuthRequiredEndToEnd is the single-replica story on SQLite: bootstrap,
+// the 401 challenge and its metadata, tenants and keys made with the CLI,
+// each tenant seeing only its virtual server, cross-tenant attempts looking
+// like nothing, revocation, and an audit log that verifies and catches
+// tampering.
+func TestAuthRequiredEndToEnd(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n"+everythingBlock(t, "ev"))
+	p := startServe(t, env, "--config", cfgPath)
+	base := p.URL
+
+	// Unauthenticated: 401 with the RFC 9728 pointer, which resolves.
+	st, h, body := rawInit(t, base+"/mcp", "", nil)
+	wa := h.Get("WWW-Authenticate")
+	if st != http.StatusUnauthorized || !strings.Contains(wa, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`) {
+		t.Fatalf("no credential: %d %q %v", st, wa, body)
+	}
+	code, prm := apiDo(t, http.MethodGet, base+"/.well-known/oauth-protected-resource/mcp", "", "")
+	var md map[string]any
+	if code != 200 || json.Unmarshal(prm, &md) != nil || md["resource"] != base+"/mcp" {
+		t.Fatalf("protected resource metadata: %d %s", code, prm)
+	}
+	st, h, _ = rawInit(t, base+"/mcp", "mcpe_notakey000000000000000000000000000000000", nil)
+	if st != http.StatusUnauthorized || !strings.Contains(h.Get("WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("unknown key: %d %q", st, h.Get("WWW-Authenticate"))
+	}
+	if st, _, _ := rawInit(t, base+"/mcp?access_token="+testAdminKey, "", nil); st != http.StatusBadRequest {
+		t.Fatalf("token in the query: %d", st)
+	}
+
+	// Two tenants through the CLI, while the gateway runs on the same store.
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "ev")
+	cli(t, env, "tenant", "create", "beta", "--config", cfgPath, "--upstreams", "lattice")
+	keyA := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "acme", "--role", "member"))
+	keyB := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "beta", "--role", "member"))
+	if !strings.HasPrefix(keyA, "mcpe_") || !strings.HasPrefix(keyB, "mcpe_") || keyA == keyB {
+		t.Fatalf("keys: %q %q", keyA, keyB)
+	}
+	p.waitReadyAuth(t, testAdminKey, "ev")
+
+	csA, err := connectAs(t, base+"/mcp", keyA, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	namesA := toolNames(t, csA)
+	if !namesA["ev__echo"] || namesA["mcpedge__status"] || namesA["lattice__lattice_path"] {
+		t.Errorf("acme sees %v", namesA)
+	}
+	res, err := csA.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "hi"}})
+	if err != nil || res.IsError {
+		t.Fatalf("acme calls its tool: %v %v", res, err)
+	}
+
+	// beta asks for acme's tool, also claiming to be acme in headers.
+	csB, err := connectAs(t, base+"/mcp", keyB, map[string]string{"X-Tenant": "acme", "X-Mcpedge-Tenant": "acme", "X-Forwarded-User": "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	namesB := toolNames(t, csB)
+	if namesB["ev__echo"] || !namesB["lattice__lattice_path"] {
+		t.Errorf("beta sees %v", namesB)
+	}
+	_, errB := csB.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "hi"}})
+	_, errNone := csB.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__nonesuch", Arguments: map[string]any{}})
+	if errB == nil || errNone == nil || strings.ReplaceAll(errB.Error(), "ev__echo", "X") != strings.ReplaceAll(errNone.Error(), "ev__nonesuch", "X") {
+		t.Errorf("a forbidden tool must look like a missing one: %v / %v", errB, errNone)
+	}
+	if st, _, _ := rawInit(t, base+"/mcp/ev", keyB, nil); st != http.StatusNotFound {
+		t.Errorf("beta on /mcp/ev: %d, want 404", st)
+	}
+	if st, _, _ := rawInit(t, base+"/mcp/ev", keyA, nil); st != http.StatusOK {
+		t.Errorf("acme on /mcp/ev: %d", st)
+	}
+
+	// The admin API: the operator sees both tenants; tenants see only
+	// themselves, and another tenant's ids answer 404.
+	code, b := apiDo(t, http.MethodGet, base+"/api/tenants", testAdminKey, "")
+	if code != 200 || !strings.Contains(string(b), `"acme"`) || !strings.Contains(string(b), `"beta"`) {
+		t.Errorf("operator lists tenants: %d %s", code, b)
+	}
+	if code, b := apiDo(t, http.MethodGet, base+"/api/tenants/acme/keys", keyB, ""); code != http.StatusNotFound {
+		t.Errorf("beta reads acme's keys: %d %s", code, b)
+	}
+	if code, _ := apiDo(t, http.MethodGet, base+"/metrics", keyA, ""); code != http.StatusForbidden {
+		t.Errorf("a tenant reads /metrics: %d", code)
+	}
+	if code, _ := apiDo(t, http.MethodGet, base+"/metrics", testAdminKey, ""); code != 200 {
+		t.Errorf("the operator reads /metrics: %d", code)
+	}
+
+	// Revocation with the CLI reaches the running gateway within the
+	// poll bound.
+	prefix := keyA[:12]
+	cli(t, env, "key", "revoke", prefix, "--config", cfgPath, "--tenant", "acme")
+	took := waitFor(t, 5*time.Second, "revoked key refused", func() bool {
+		st, _, _ := rawInit(t, base+"/mcp", keyA, nil)
+		return st == http.StatusUnauthorized
+	})
+	t.Logf("CLI revocation took effect after %s (revocation_poll 500ms)", took)
+
+	// The audit log has the calls and the refusal, and verifies.
+	out := cli(t, env, "audit", "export", "--config", cfgPath)
+	var sawCall, sawDenied bool
+	for _, line := range strings.Split(out, "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		if e["action"] == "tool.call" && e["target"] == "ev__echo" && e["outcome"] == "ok" {
+			sawCall = true
+			if strings.Contains(line, "hi") && !strings.Contains(line, "args_sha256") {
+				t.Errorf("arguments logged in the clear: %s", line)
+			}
+		}
+		if e["action"] == "tool.call" && e["outcome"] == "denied" {
+			sawDenied = true
+		}
+	}
+	if !sawCall || !sawDenied {
+		t.Errorf("audit export lacks the call (%v) or the refusal (%v):\n%s", sawCall, sawDenied, out)
+	}
+	if out := cli(t, env, "audit", "verify", "--config", cfgPath); !strings.Contains(strings.ToLower(out), "ok") {
+		t.Errorf("audit verify: %s", out)
+	}
+
+	// Tamper with one entry in the database file: verify must fail.
+	dataDir := strings.TrimPrefix(env[0], "XDG_DATA_HOME=")
+	dbPath := filepath.Join(dataDir, "mcpedge", "mcpedge.db")
+	db, err := sql.Open("sqlite", dbPath+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	tbl := auditTable(t, db)
+	if _, err := db.Exec(fmt.Sprintf(`UPDATE %s SET outcome = 'ok' WHERE outcome = 'denied'`, tbl)); err != nil {
+		t.Fatalf("tampering: %v", err)
+	}
+	out, err = cliErr(env, "audit", "verify", "--config", cfgPath)
+	if err == nil {
+		t.Errorf("audit verify accepted an edited entry: %s", out)
+	}
+}
+
+// auditTable finds the audit table's name in a SQLite database.
+func auditTable(t *testing.T, db *sql.DB) string {
+	t.Helper()
+	var name string
+	err := db.QueryRow(`SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%audit%' ORDER BY length(name) LIMIT 1`).Scan(&name)
+	if err != nil {
+		t.Fatalf("finding the audit table: %v", err)
+	}
+	return name
+}
+
+// waitReadyAuth is waitReady with the operator's key (upstream details of
+// /readyz are for operators).
+func (p *gatewayProc) waitReadyAuth(t *testing.T, key string, names ...string) {
+	t.Helper()
+	waitFor(t, 30*time.Second, "upstreams ready", func() bool {
+		code, b := apiDo(t, http.MethodGet, p.URL+"/readyz", key, "")
+		if code != 200 {
+			return false
+		}
+		var m struct {
+			Upstreams []struct{ Name, State string }
+		}
+		_ = json.Unmarshal(b, &m)
+		ready := 0
+		for _, u := range m.Upstreams {
+			for _, n := range names {
+				if u.Name == n && u.State == "ready" {
+					ready++
+				}
+			}
+		}
+		return ready == len(names)
+	})
+}
+
+// TestSpoofedForwardedFor: X-Forwarded-For from a peer that is not a
+// trusted proxy changes nothing (the IP limit holds); from a trusted one it
+// names the client.
+func TestSpoofedForwardedFor(t *testing.T) {
+	for _, trusted := range []bool{false, true} {
+		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
+			env := secEnv(t)
+			conf := "[plans.enterprise]\nip_per_minute = 1\nip_burst = 3\n"
+			if trusted {
+				conf += "[limits]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"
+			}
+			p := startServe(t, env, "--config", writeConfig(t, conf))
+			refused := 0
+			for i := range 6 {
+				st, h, body := rawInit(t, p.URL+"/mcp", testAdminKey, map[string]string{"X-Forwarded-For": fmt.Sprintf("203.0.113.%d", i+1)})
+				if st == http.StatusTooManyRequests {
+					refused++
+					if h.Get("Retry-After") == "" || h.Get("RateLimit-Limit") == "" {
+						t.Errorf("429 without Retry-After / RateLimit headers: %v", h)
+					}
+					e, _ := body["error"].(map[string]any)
+					if e == nil || e["code"] != float64(-32029) {
+						t.Errorf("429 body: %v", body)
+					}
+				}
+			}
+			if !trusted && refused != 3 {
+				t.Errorf("untrusted peer: %d of 6 refused, want 3 (spoofed X-Forwarded-For must not reset the IP limit)", refused)
+			}
+			if trusted && refused != 0 {
+				t.Errorf("trusted proxy: %d refused, want 0 (each forwarded client has its own limit)", refused)
+			}
+		})
+	}
+}
+
+// TestLoginSessions signs a user in with a password, uses the access token
+// on /mcp, rotates the refresh token, detects its reuse, and logs out.
+func TestLoginSessions(t *testing.T) {
+	env := append(secEnv(t), "MCPEDGE_ADMIN_PASSWORD=correct horse battery staple")
+	p := startServe(t, env, "--config", writeConfig(t, "[auth]\nlockout_threshold = 3\n"))
+	login := func(pw string) (int, map[string]any) {
+		b, _ := json.Marshal(map[string]string{"tenant": "default", "user": "owner", "password": pw})
+		code, out := apiDo(t, http.MethodPost, p.URL+"/api/auth/login", "", string(b))
+		var m map[string]any
+		_ = json.Unmarshal(out, &m)
+		return code, m
+	}
+	code, tok := login("correct horse battery staple")
+	if code != 200 || tok["access_token"] == nil || tok["refresh_token"] == nil {
+		t.Fatalf("login: %d %v", code, tok)
+	}
+	access := tok["access_token"].(string)
+	if st, _, _ := rawInit(t, p.URL+"/mcp", access, nil); st != 200 {
+		t.Fatalf("access token on /mcp: %d", st)
+	}
+	refresh := tok["refresh_token"].(string)
+	code, out := apiDo(t, http.MethodPost, p.URL+"/api/auth/refresh", "", `{"refresh_token":"`+refresh+`"}`)
+	if code != 200 {
+		t.Fatalf("refresh: %d %s", code, out)
+	}
+	var next map[string]any
+	_ = json.Unmarshal(out, &next)
+	if code, _ := apiDo(t, http.MethodPost, p.URL+"/api/auth/refresh", "", `{"refresh_token":"`+refresh+`"}`); code != http.StatusUnauthorized {
+		t.Fatalf("reused refresh token: %d", code)
+	}
+	// Reuse revoked the whole session: the rotated token is dead too.
+	if code, _ := apiDo(t, http.MethodPost, p.URL+"/api/auth/refresh", "", `{"refresh_token":"`+next["refresh_token"].(string)+`"}`); code != http.StatusUnauthorized {
+		t.Fatalf("refresh after reuse detection: %d", code)
+	}
+
+	// Brute force: wrong passwords lock the account; then even the right
+	// one is refused, with the same answer.
+	for range 4 {
+		if code, _ := login("wrong password!!"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password: %d", code)
+		}
+	}
+	if code, _ := login("correct horse battery staple"); code != http.StatusUnauthorized {
+		t.Fatalf("locked account accepted the right password: %d", code)
+	}
+}
+
+// TestFirstStartPrintsKey: with nothing in the environment, the first start
+// creates the operator key and prints it once; it works, and a second start
+// on the same store prints none.
+func TestFirstStartPrintsKey(t *testing.T) {
+	data := t.TempDir()
+	env := []string{"XDG_DATA_HOME=" + data, "MCPEDGE_ADMIN_KEY=", "MCPEDGE_ADMIN_PASSWORD="}
+	p := startServe(t, env)
+	var key string
+	waitFor(t, 5*time.Second, "key printed", func() bool {
+		for _, line := range strings.Split(p.stdout(), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(line), "mcpe_") {
+				key = strings.TrimSpace(line)
+				return true
+			}
+		}
+		return false
+	})
+	if st, _, _ := rawInit(t, p.URL+"/mcp", key, nil); st != http.StatusOK {
+		t.Fatalf("the printed key: %d", st)
+	}
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+	p2 := startServe(t, env)
+	time.Sleep(300 * time.Millisecond)
+	if strings.Contains(p2.stdout(), "mcpe_") {
+		t.Errorf("second start printed a key again:\n%s", p2.stdout())
+	}
+	if st, _, _ := rawInit(t, p2.URL+"/mcp", key, nil); st != http.StatusOK {
+		t.Fatalf("the key after a restart: %d", st)
+	}
+}

@@ -1,0 +1,247 @@
+// Package tenancy puts the multi-tenant layer into the gateway's request
+// path: it implements gateway.Security by composing authentication
+// (internal/auth), policy (internal/policy), rate limits and quotas
+// (internal/ratelimit) and the audit log (internal/audit).
+//
+// Order on every request: authenticate at the HTTP edge (the tenant comes
+// from the credential, never from a header), then admit (per-IP, per-key
+// and per-tenant rates; the monthly quota for tools/call), then filter and
+// check every MCP item against the tenant's virtual servers and rules, then
+// record each tool call.
+package tenancy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/policy"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/ratelimit"
+	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
+)
+
+// Options are the parts the layer composes.
+type Options struct {
+	Auth     *auth.Service
+	Policy   *policy.Engine
+	Limiter  ratelimit.Limiter
+	Audit    *audit.Logger
+	ClientIP *ratelimit.ClientIP
+	Config   *config.Config
+	Log      *slog.Logger
+	// FailOpen admits requests when the limiter cannot decide (Redis
+	// down). The default, false, refuses them: a limit that silently
+	// stops holding is worse than a clear error.
+	FailOpen bool
+	Now      func() time.Time
+}
+
+// Layer implements gateway.Security.
+type Layer struct {
+	o Options
+}
+
+var _ gateway.Security = (*Layer)(nil)
+
+// New returns the layer.
+func New(o Options) *Layer {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Layer{o: o}
+}
+
+// bearer extracts the token of an "Authorization: Bearer" header.
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// Authenticate implements gateway.Security.
+func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
+	tok, ok := bearer(r)
+	if !ok {
+		msg := "authentication required: send Authorization: Bearer <API key or access token>"
+		if r.Header.Get("Authorization") != "" {
+			return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_request", Message: "the Authorization header must be \"Bearer <token>\""}
+		}
+		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Message: msg}
+	}
+	p, err := l.o.Auth.Authenticate(r.Context(), tok, l.o.ClientIP.From(r))
+	if err != nil {
+		reason := auth.Reason(err)
+		if errors.Is(err, auth.ErrForbidden) {
+			return nil, &gateway.AuthError{Status: http.StatusForbidden, Code: "insufficient_scope", Message: reason}
+		}
+		if !errors.Is(err, auth.ErrUnauthenticated) {
+			// The store failed: say so without blaming the credential.
+			l.o.Log.Error("authentication could not be decided", "error", err)
+			return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the credential could not be checked right now; retry shortly"}
+		}
+		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: reason}
+	}
+	return p, nil
+}
+
+// ratePlan converts a configured plan (per minute) into the limiter's
+// (per second).
+func ratePlan(p config.Plan) ratelimit.Plan {
+	return ratelimit.Plan{
+		Name:    p.Name,
+		KeyRate: float64(p.KeyPerMinute) / 60, KeyBurst: int(p.KeyBurst),
+		TenantRate: float64(p.TenantPerMinute) / 60, TenantBurst: int(p.TenantBurst),
+		IPRate: float64(p.IPPerMinute) / 60, IPBurst: int(p.IPBurst),
+		MonthlyQuota: p.MonthlyQuota,
+	}
+}
+
+// Admit implements gateway.Security.
+func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, method string) *gateway.Denial {
+	if p == nil {
+		return &gateway.Denial{Status: http.StatusUnauthorized, Reason: "unauthenticated", Message: "no caller"}
+	}
+	plan := ratePlan(l.o.Policy.Plan(p.Plan))
+	ctx := r.Context()
+	d, err := l.o.Limiter.Allow(ctx, plan, ratelimit.Subject{Key: p.Kind + ":" + p.ID, Tenant: p.TenantID, IP: l.o.ClientIP.From(r)})
+	if err != nil {
+		return l.limiterDown(err)
+	}
+	ratelimit.SetHeaders(h, d)
+	if !d.Allowed {
+		return &gateway.Denial{Status: http.StatusTooManyRequests, Reason: "rate_limited_" + d.Dimension,
+			Message:    fmt.Sprintf("rate limit exceeded (%s limit of plan %q); retry in %s", d.Dimension, plan.Name, d.RetryAfter.Round(time.Millisecond)),
+			RetryAfter: d.RetryAfter}
+	}
+	if method != "tools/call" || plan.MonthlyQuota == 0 {
+		return nil
+	}
+	q, err := l.o.Limiter.Quota(ctx, plan, p.TenantID, l.o.Now())
+	if err != nil {
+		return l.limiterDown(err)
+	}
+	if !q.Allowed {
+		ratelimit.SetHeaders(h, q)
+		return &gateway.Denial{Status: http.StatusTooManyRequests, Reason: "quota_exceeded",
+			Message:    fmt.Sprintf("monthly quota of %d tool calls of plan %q is used up; it resets in %s", plan.MonthlyQuota, plan.Name, q.Reset.Round(time.Minute)),
+			RetryAfter: q.RetryAfter}
+	}
+	return nil
+}
+
+func (l *Layer) limiterDown(err error) *gateway.Denial {
+	l.o.Log.Error("rate limiter could not decide", "error", err)
+	if l.o.FailOpen {
+		return nil
+	}
+	return &gateway.Denial{Status: http.StatusServiceUnavailable, Reason: "limiter_unavailable",
+		Message: "rate limits cannot be checked right now (limiter store unreachable); retry shortly", RetryAfter: time.Second}
+}
+
+// Allowed implements gateway.Security.
+func (l *Layer) Allowed(p *principal.Principal, upstream, kind, name string) bool {
+	return l.o.Policy.Allowed(p, upstream, kind, name)
+}
+
+// Record implements gateway.Security: one audit entry per tool call.
+func (l *Layer) Record(ctx context.Context, p *principal.Principal, c gateway.CallRecord) {
+	if l.o.Audit == nil {
+		return
+	}
+	detail := audit.ArgumentsDetail(l.o.Config.Audit.Arguments, c.Arguments)
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	detail["name"] = c.Name
+	if c.RequestID != "" {
+		detail["request_id"] = c.RequestID
+	}
+	if c.Error != "" {
+		detail["error"] = truncate(c.Error, 500)
+	}
+	b, _ := json.Marshal(detail)
+	e := &store.AuditEntry{
+		Action:    "tool.call",
+		Target:    policy.CanonicalName(c.Upstream, c.Tool),
+		Outcome:   c.Outcome,
+		LatencyUS: c.Latency.Microseconds(),
+		Detail:    b,
+	}
+	if c.Upstream == "" {
+		e.Target = c.Name
+	}
+	if p != nil {
+		e.TenantID, e.Actor, e.ActorKind = p.TenantID, p.ID, p.Kind
+	} else {
+		e.ActorKind = principal.KindAnonymous
+	}
+	l.o.Audit.Record(ctx, e)
+}
+
+// ResourceMetadataURL implements gateway.Security: the RFC 9728 location
+// for the /mcp resource, on the host the client used (or resource_url).
+func (l *Layer) ResourceMetadataURL(r *http.Request) string {
+	return l.origin(r) + "/.well-known/oauth-protected-resource/mcp"
+}
+
+// origin is scheme://host of this gateway as its clients see it.
+func (l *Layer) origin(r *http.Request) string {
+	if u := l.o.Config.Auth.ResourceURL; u != "" {
+		if i := strings.Index(u[strings.Index(u, "://")+3:], "/"); i >= 0 {
+			return u[:strings.Index(u, "://")+3+i]
+		}
+		return u
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// ProtectedResourceMetadata implements gateway.Security.
+func (l *Layer) ProtectedResourceMetadata() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resource := l.o.Config.Auth.ResourceURL
+		if resource == "" {
+			resource = l.origin(r) + "/mcp"
+		}
+		md := oauthex.ProtectedResourceMetadata{
+			Resource:               resource,
+			BearerMethodsSupported: []string{"header"},
+			ScopesSupported:        principal.KnownScopes,
+			ResourceName:           "mcpedge",
+		}
+		if iss := l.o.Config.Auth.OIDC.Issuer; iss != "" {
+			md.AuthorizationServers = []string{iss}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_ = json.NewEncoder(w).Encode(md)
+	})
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/store/storetest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	_ "modernc.org/sqlite"
 )
@@ -457,4 +458,151 @@ func TestFirstStartPrintsKey(t *testing.T) {
 	if st, _, _ := rawInit(t, p2.URL+"/mcp", key, nil); st != http.StatusOK {
 		t.Fatalf("the key after a restart: %d", st)
 	}
+}
+
+// redisURL returns the test Redis, skipping (or failing, when services are
+// required) without one.
+func redisURL(t *testing.T) string {
+	u := os.Getenv("MCPEDGE_TEST_REDIS")
+	if u == "" {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
+			t.Fatal("MCPEDGE_TEST_REDIS is not set and MCPEDGE_REQUIRE_SERVICES=1: run scripts/test.sh")
+		}
+		t.Skip("MCPEDGE_TEST_REDIS is not set; run scripts/test.sh for the Redis tests")
+	}
+	return u
+}
+
+// TestReplicasShareLimitsAndRevocation runs two gateway processes on one
+// PostgreSQL store and one Redis, as replicas behind a load balancer: the
+// rate limit and the monthly quota hold across them, and a key revoked on
+// one is refused by the other at once (through Redis: the store poll is set
+// to 30s here, so only Redis can be that fast).
+func TestReplicasShareLimitsAndRevocation(t *testing.T) {
+	pg := storetest.PostgresURL(t)
+	rd := redisURL(t)
+	conf := fmt.Sprintf(`[store]
+url = %q
+[redis]
+url = %q
+[auth]
+revocation_poll = "30s"
+[plans.tiny]
+key_per_minute = 1
+key_burst = 4
+tenant_per_minute = 6000
+tenant_burst = 1000
+ip_per_minute = 0
+monthly_quota = 0
+[plans.metered]
+key_per_minute = 6000
+key_burst = 1000
+tenant_per_minute = 6000
+tenant_burst = 1000
+ip_per_minute = 0
+monthly_quota = 3
+`, pg, rd)
+	cfgPath := writeConfig(t, conf)
+	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey}
+	p1 := startServe(t, env, "--config", cfgPath)
+	p2 := startServe(t, env, "--config", cfgPath)
+
+	cli(t, env, "tenant", "create", "tiny", "--config", cfgPath, "--plan", "tiny", "--upstreams", "lattice")
+	cli(t, env, "tenant", "create", "metered", "--config", cfgPath, "--plan", "metered", "--upstreams", "lattice")
+	kTiny := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "tiny", "--role", "member"))
+
+	// The key's burst of 4 is shared by both replicas.
+	ok, limited := 0, 0
+	for i := range 8 {
+		url := p1.URL
+		if i%2 == 1 {
+			url = p2.URL
+		}
+		st, h, body := rawInit(t, url+"/mcp", kTiny, nil)
+		switch st {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			limited++
+			if h.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+			if e, _ := body["error"].(map[string]any); e == nil || !strings.Contains(fmt.Sprint(e["message"]), "retry in") {
+				t.Errorf("429 body does not say when to retry: %v", body)
+			}
+		default:
+			t.Fatalf("request %d: status %d %v", i, st, body)
+		}
+	}
+	if ok != 4 || limited != 4 {
+		t.Errorf("across two replicas: %d allowed, %d limited; want 4 and 4", ok, limited)
+	}
+
+	// The monthly quota (3 tool calls) is counted across replicas.
+	code, b := apiDo(t, http.MethodPost, p1.URL+"/api/tenants/metered/keys", testAdminKey, `{"name":"q","role":"member"}`)
+	if code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("creating a key through the API: %d %s", code, b)
+	}
+	var created struct {
+		Key    struct{ ID string }
+		Secret string
+	}
+	if err := json.Unmarshal(b, &created); err != nil || created.Secret == "" {
+		t.Fatalf("key create answer: %s", b)
+	}
+	cs1, err := connectAs(t, p1.URL+"/mcp", created.Secret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs2, err := connectAs(t, p2.URL+"/mcp", created.Secret, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var quotaErr error
+	calls := 0
+	for i := range 5 {
+		cs := cs1
+		if i%2 == 1 {
+			cs = cs2
+		}
+		_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "lattice__lattice_list", Arguments: map[string]any{}})
+		if err != nil {
+			quotaErr = err
+			break
+		}
+		calls++
+	}
+	if calls != 3 || quotaErr == nil || !strings.Contains(quotaErr.Error(), "Too Many Requests") {
+		t.Errorf("quota across replicas: %d calls before %v; want 3 then a quota error", calls, quotaErr)
+	}
+
+	// Revoke on replica 1 through the API; replica 2 refuses at once.
+	kRev := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "metered", "--role", "member"))
+	if st, _, _ := rawInit(t, p2.URL+"/mcp", kRev, nil); st != http.StatusOK {
+		t.Fatalf("fresh key on replica 2: %d", st)
+	}
+	code, b = apiDo(t, http.MethodGet, p1.URL+"/api/tenants/metered/keys", testAdminKey, "")
+	var keys []struct{ ID, Prefix string }
+	var wrapped struct{ Keys []struct{ ID, Prefix string } }
+	if json.Unmarshal(b, &keys) != nil || len(keys) == 0 {
+		_ = json.Unmarshal(b, &wrapped)
+		keys = wrapped.Keys
+	}
+	id := ""
+	for _, k := range keys {
+		if strings.HasPrefix(kRev, k.Prefix) && k.Prefix != "" {
+			id = k.ID
+		}
+	}
+	if code != 200 || id == "" {
+		t.Fatalf("finding the key: %d %s", code, b)
+	}
+	if code, b := apiDo(t, http.MethodDelete, p1.URL+"/api/tenants/metered/keys/"+id, testAdminKey, ""); code/100 != 2 {
+		t.Fatalf("revoking through replica 1: %d %s", code, b)
+	}
+	took := waitFor(t, 3*time.Second, "replica 2 refuses the revoked key", func() bool {
+		st, _, _ := rawInit(t, p2.URL+"/mcp", kRev, nil)
+		return st == http.StatusUnauthorized
+	})
+	t.Logf("revocation reached the other replica after %s (store poll: 30s)", took)
 }

@@ -364,6 +364,11 @@ func (s *Service) Close() error {
 // else is looked up as an imported API key. clientIP is checked against
 // the tenant's allowlist.
 //
+// OIDC tokens map to a tenant by the tenant claim (or DefaultTenant), a
+// role by the role claim (or DefaultRole), and scopes by "scope"/"scp".
+// Those scopes limit the principal like an API key's: a provider whose
+// tokens carry scopes must include the mcp:* ones the caller needs.
+//
 // The returned principal is the caller's own copy, but its slices are
 // shared with the cache and must not be modified.
 func (s *Service) Authenticate(ctx context.Context, token, clientIP string) (*principal.Principal, error) {

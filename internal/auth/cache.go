@@ -103,6 +103,8 @@ func (s *Service) tenant(ctx context.Context, id string) (*tenantEntry, error) {
 		return e, nil
 	}
 	v, err, _ := s.loads.Do("tenant:"+id, func() (any, error) {
+		ctx, cancel := sharedLoadContext(ctx)
+		defer cancel()
 		t, err := s.st.GetTenant(ctx, id)
 		if err != nil {
 			return nil, err
@@ -125,6 +127,8 @@ func (s *Service) tenantByName(ctx context.Context, name string) (*tenantEntry, 
 		return e, nil
 	}
 	v, err, _ := s.loads.Do("tenant-"+key, func() (any, error) {
+		ctx, cancel := sharedLoadContext(ctx)
+		defer cancel()
 		t, err := s.st.GetTenantByName(ctx, name)
 		if err != nil {
 			return nil, err
@@ -149,6 +153,8 @@ func (s *Service) user(ctx context.Context, tenantID, id string) (*store.User, e
 		return e.u, nil
 	}
 	v, err, _ := s.loads.Do("user:"+tenantID+"/"+id, func() (any, error) {
+		ctx, cancel := sharedLoadContext(ctx)
+		defer cancel()
 		u, err := s.st.GetUser(ctx, tenantID, id)
 		if err != nil {
 			return nil, err
@@ -160,6 +166,13 @@ func (s *Service) user(ctx context.Context, tenantID, id string) (*store.User, e
 		return nil, err
 	}
 	return v.(*store.User), nil
+}
+
+// sharedLoadContext is the context of a store lookup shared by
+// concurrent requests (singleflight): one caller going away must not fail
+// the others, but the lookup stays bounded.
+func sharedLoadContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
 func newTenantEntry(t *store.Tenant) *tenantEntry {

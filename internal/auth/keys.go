@@ -140,6 +140,8 @@ func (s *Service) authenticateKey(ctx context.Context, secret, clientIP string) 
 // loadKeyOnce is loadKey shared by concurrent callers with the same key.
 func (s *Service) loadKeyOnce(ctx context.Context, hash string, now time.Time) (*keyEntry, error) {
 	v, err, _ := s.loads.Do("key:"+hash, func() (any, error) {
+		ctx, cancel := sharedLoadContext(ctx)
+		defer cancel()
 		return s.loadKey(ctx, []byte(hash), now)
 	})
 	if err != nil {

@@ -156,6 +156,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if next.Server.Listen != cfg.Server.Listen && *listen == "" {
 			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
 		}
+		if restartNeeded(cfg, next) {
+			log.Warn("[store], [redis], [auth], [plans], [limits] or [audit] changed; restart to apply them (upstreams and [lattice] are reloaded now)")
+		}
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
 		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
@@ -318,4 +321,10 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d upstreams, listen %s)\n", s.path, len(cfg.Upstreams), cfg.Server.Listen)
 	return nil
+}
+
+// restartNeeded reports whether settings that are read once at start (the
+// store, Redis, authentication, plans, limits, audit policy) differ.
+func restartNeeded(a, b *config.Config) bool {
+	return fmt.Sprint(a.Store, a.Redis, a.Auth, a.Plans, a.Limits, a.Audit) != fmt.Sprint(b.Store, b.Redis, b.Auth, b.Plans, b.Limits, b.Audit)
 }

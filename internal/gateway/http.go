@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,7 +92,7 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux.Handle("/mcp", g.guard(o, g.checkBody(o, agg)))
 	mux.Handle("/mcp/{upstream}", g.guard(o, g.checkBody(o, g.requireUpstream(per))))
 	if o.API != nil {
-		mux.Handle("/api/", g.guard(o, g.checkJSONBody(o, o.API)))
+		mux.Handle("/api/", g.guard(o, g.admitREST(g.checkJSONBody(o, o.API))))
 	}
 	return g.requestID(mux)
 }
@@ -471,4 +472,27 @@ func corsHeaders(w http.ResponseWriter, r *http.Request) bool {
 	h.Set("Access-Control-Max-Age", "600")
 	w.WriteHeader(http.StatusNoContent)
 	return true
+}
+
+// admitREST applies the rate limits to the REST API: per key, tenant and
+// IP for signed-in callers, per IP for sign-in itself.
+func (g *Gateway) admitREST(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.security == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if d := g.security.Admit(r, w.Header(), principal.From(r.Context()), "api"); d != nil {
+			if d.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
+			}
+			status := d.Status
+			if status == 0 {
+				status = http.StatusTooManyRequests
+			}
+			g.rejectREST(w, r, status, d.Reason, d.Message)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -27,8 +27,9 @@ type Security interface {
 	// Authenticate returns the caller of r, or an *AuthError.
 	Authenticate(r *http.Request) (*principal.Principal, error)
 	// Admit applies rate limits and, for tools/call, the monthly quota to
-	// one JSON-RPC request. It may set headers (RateLimit-*) on h; a
-	// non-nil Denial refuses the request.
+	// one JSON-RPC request (method "api" for a REST request). It may set
+	// headers (RateLimit-*) on h; a non-nil Denial refuses the request. p
+	// is nil only for the sign-in endpoints, which are limited by IP.
 	Admit(r *http.Request, h http.Header, p *principal.Principal, method string) *Denial
 	// Allowed reports whether p may see and use an item: kind is "tool",
 	// "prompt", "resource" or "upstream"; upstream is the owning

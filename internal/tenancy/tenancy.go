@@ -116,11 +116,24 @@ func ratePlan(p config.Plan) ratelimit.Plan {
 
 // Admit implements gateway.Security.
 func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, method string) *gateway.Denial {
+	ctx := r.Context()
 	if p == nil {
-		return &gateway.Denial{Status: http.StatusUnauthorized, Reason: "unauthenticated", Message: "no caller"}
+		// Signing in: only the client IP is known, and the default plan's
+		// IP limit applies (it bounds password guessing and the CPU that
+		// password hashing costs).
+		plan := ratePlan(l.o.Policy.Plan(config.DefaultPlan))
+		d, err := l.o.Limiter.Allow(ctx, ratelimit.Plan{Name: plan.Name, IPRate: plan.IPRate, IPBurst: plan.IPBurst}, ratelimit.Subject{IP: l.o.ClientIP.From(r)})
+		if err != nil {
+			return l.limiterDown(err)
+		}
+		ratelimit.SetHeaders(h, d)
+		if !d.Allowed {
+			return &gateway.Denial{Status: http.StatusTooManyRequests, Reason: "rate_limited_ip",
+				Message: fmt.Sprintf("too many requests from this address; retry in %s", d.RetryAfter.Round(time.Millisecond)), RetryAfter: d.RetryAfter}
+		}
+		return nil
 	}
 	plan := ratePlan(l.o.Policy.Plan(p.Plan))
-	ctx := r.Context()
 	d, err := l.o.Limiter.Allow(ctx, plan, ratelimit.Subject{Key: p.Kind + ":" + p.ID, Tenant: p.TenantID, IP: l.o.ClientIP.From(r)})
 	if err != nil {
 		return l.limiterDown(err)

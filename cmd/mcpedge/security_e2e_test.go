@@ -2,17 +2,27 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"database/sql"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/mcpedge/mcpedge/internal/store/storetest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -605,4 +615,144 @@ monthly_quota = 3
 		return st == http.StatusUnauthorized
 	})
 	t.Logf("revocation reached the other replica after %s (store poll: 30s)", took)
+}
+
+// TestOIDCEndToEnd accepts bearer JWTs of an external identity provider on
+// the real binary: keys come only from the configured JWKS URL, the tenant
+// from a claim, and the classic forgeries are refused.
+func TestOIDCEndToEnd(t *testing.T) {
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &priv.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(jwks)
+	}))
+	defer idp.Close()
+	var attackerHits atomic.Int32
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		attackerHits.Add(1)
+		otherSet, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &other.PublicKey, KeyID: "evil", Algorithm: "RS256", Use: "sig"}}})
+		_, _ = w.Write(otherSet)
+	}))
+	defer attacker.Close()
+
+	env := secEnv(t)
+	cfgPath := writeConfig(t, fmt.Sprintf("[auth.oidc]\nissuer = \"https://idp.example.test\"\naudience = \"mcpedge-test\"\njwks_url = %q\n", idp.URL))
+	p := startServe(t, env, "--config", cfgPath)
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "lattice")
+
+	claims := func(mod func(jwt.MapClaims)) jwt.MapClaims {
+		c := jwt.MapClaims{"iss": "https://idp.example.test", "aud": "mcpedge-test", "sub": "alice",
+			"tenant": "acme", "role": "member", "exp": time.Now().Add(10 * time.Minute).Unix(), "iat": time.Now().Unix()}
+		if mod != nil {
+			mod(c)
+		}
+		return c
+	}
+	sign := func(c jwt.MapClaims, key *rsa.PrivateKey, hdr map[string]any) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, c)
+		tok.Header["kid"] = "k1"
+		for k, v := range hdr {
+			tok.Header[k] = v
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	good := sign(claims(nil), priv, nil)
+	if st, _, body := rawInit(t, p.URL+"/mcp", good, nil); st != http.StatusOK {
+		t.Fatalf("a valid IdP token: %d %v", st, body)
+	}
+	cs, err := connectAs(t, p.URL+"/mcp", good, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := toolNames(t, cs); !names["lattice__lattice_path"] {
+		t.Errorf("the IdP user's tenant catalog: %v", names)
+	}
+
+	pubDER, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
+	hs, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, claims(nil)).SignedString(pubPEM)
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims(nil)).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	cases := map[string]struct {
+		token string
+		want  int
+	}{
+		"alg none":                  {none, 401},
+		"HS256 with the public key": {hs, 401},
+		"expired":                   {sign(claims(func(c jwt.MapClaims) { c["exp"] = time.Now().Add(-time.Minute).Unix() }), priv, nil), 401},
+		"not yet valid":             {sign(claims(func(c jwt.MapClaims) { c["nbf"] = time.Now().Add(time.Hour).Unix() }), priv, nil), 401},
+		"no expiry":                 {sign(claims(func(c jwt.MapClaims) { delete(c, "exp") }), priv, nil), 401},
+		"wrong issuer":              {sign(claims(func(c jwt.MapClaims) { c["iss"] = "https://evil.example.test" }), priv, nil), 401},
+		"wrong audience":            {sign(claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), priv, nil), 401},
+		"another key":               {sign(claims(nil), other, nil), 401},
+		"kid elsewhere (jku)":       {sign(claims(nil), other, map[string]any{"kid": "evil", "jku": attacker.URL}), 401},
+		"unknown tenant":            {sign(claims(func(c jwt.MapClaims) { c["tenant"] = "nonesuch" }), priv, nil), 403},
+	}
+	for name, c := range cases {
+		if st, _, body := rawInit(t, p.URL+"/mcp", c.token, map[string]string{"X-Tenant": "acme"}); st != c.want {
+			t.Errorf("%s: status %d, want %d (%v)", name, st, c.want, body)
+		}
+	}
+	if n := attackerHits.Load(); n != 0 {
+		t.Errorf("the gateway fetched keys from a URL named in a token (%d requests)", n)
+	}
+}
+
+// TestLatticeTenancyEndToEnd: stored lattices belong to the caller's
+// tenant, survive a restart (they live in the store), and another tenant's
+// id answers like a missing one.
+func TestLatticeTenancyEndToEnd(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, "")
+	p := startServe(t, env, "--config", cfgPath)
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "lattice")
+	cli(t, env, "tenant", "create", "beta", "--config", cfgPath, "--upstreams", "lattice")
+	keyA := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "acme", "--role", "member"))
+	keyB := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "beta", "--role", "member"))
+
+	code, b := apiDo(t, http.MethodPost, p.URL+"/api/lattices", keyA, `{"name":"grid","dims":[20,20],"boundary":"open"}`)
+	if code/100 != 2 {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	var created struct{ ID string }
+	if json.Unmarshal(b, &created) != nil || created.ID == "" {
+		t.Fatalf("create answer: %s", b)
+	}
+	if code, b := apiDo(t, http.MethodGet, p.URL+"/api/lattices", keyB, ""); code != 200 || strings.Contains(string(b), created.ID) {
+		t.Errorf("beta lists acme's lattice: %d %s", code, b)
+	}
+	codeOther, _ := apiDo(t, http.MethodGet, p.URL+"/api/lattices/"+created.ID, keyB, "")
+	missing := created.ID[:len(created.ID)-4] + "0000"
+	if missing == created.ID {
+		missing = created.ID[:len(created.ID)-4] + "1111"
+	}
+	codeNone, _ := apiDo(t, http.MethodGet, p.URL+"/api/lattices/"+missing, keyB, "")
+	if codeOther != http.StatusNotFound || codeNone != http.StatusNotFound {
+		t.Errorf("another tenant's id %d, a missing id %d; want 404 for both", codeOther, codeNone)
+	}
+	path := `{"from":[0,0],"to":[19,19]}`
+	if code, b := apiDo(t, http.MethodPost, p.URL+"/api/lattices/"+created.ID+"/path", keyA, path); code != 200 || !strings.Contains(string(b), `"length":38`) {
+		t.Errorf("path on acme's lattice: %d %s", code, b)
+	}
+
+	// A graceful stop flushes the audit log (a crash may lose the last
+	// flush interval's entries; see docs/security.md).
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Wait()
+	p2 := startServe(t, env, "--config", cfgPath)
+	if code, b := apiDo(t, http.MethodGet, p2.URL+"/api/lattices/"+created.ID, keyA, ""); code != 200 {
+		t.Errorf("acme's lattice after a restart: %d %s", code, b)
+	}
+	out := cli(t, env, "audit", "export", "--config", cfgPath)
+	if !strings.Contains(out, `"lattice.not_found"`) {
+		t.Errorf("the cross-tenant lookup is not in the audit log:\n%s\n%s", out, cli(t, env, "audit", "verify", "--config", cfgPath))
+	}
 }

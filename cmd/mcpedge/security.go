@@ -106,8 +106,9 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
 			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit,
-			ClientIP: s.ClientIP, Config: cfg, Log: log,
+			ClientIP: s.ClientIP, Config: cfg, Log: log, Usage: s.Store,
 		})
+		go s.Layer.Run(runCtx)
 	}
 	return s, nil
 }
@@ -117,6 +118,11 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 func (s *securityStack) Close(ctx context.Context) {
 	if s.cancel != nil {
 		s.cancel()
+	}
+	if s.Layer != nil {
+		if err := s.Layer.Flush(ctx); err != nil {
+			slog.Default().Error("quota usage not saved", "error", err)
+		}
 	}
 	if s.Auth != nil {
 		_ = s.Auth.Close()

@@ -756,3 +756,36 @@ func TestLatticeTenancyEndToEnd(t *testing.T) {
 		t.Errorf("the cross-tenant lookup is not in the audit log:\n%s\n%s", out, cli(t, env, "audit", "verify", "--config", cfgPath))
 	}
 }
+
+// TestQuotaSurvivesRestart: without Redis the monthly quota is counted in
+// memory and saved to the store, so a restart does not hand out a fresh
+// month.
+func TestQuotaSurvivesRestart(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, "[plans.metered]\nkey_per_minute = 6000\nkey_burst = 100\ntenant_per_minute = 6000\ntenant_burst = 100\nmonthly_quota = 3\n")
+	p := startServe(t, env, "--config", cfgPath)
+	cli(t, env, "tenant", "create", "m", "--config", cfgPath, "--plan", "metered", "--upstreams", "lattice")
+	key := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "m", "--role", "member"))
+	call := func(url string) error {
+		cs, err := connectAs(t, url+"/mcp", key, nil)
+		if err != nil {
+			return err
+		}
+		_, err = cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "lattice__lattice_list", Arguments: map[string]any{}})
+		return err
+	}
+	for i := range 2 {
+		if err := call(p.URL); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Wait()
+	p2 := startServe(t, env, "--config", cfgPath)
+	if err := call(p2.URL); err != nil {
+		t.Fatalf("third call (after the restart): %v", err)
+	}
+	if err := call(p2.URL); err == nil || !strings.Contains(err.Error(), "Too Many Requests") {
+		t.Fatalf("fourth call: %v, want the quota refusal", err)
+	}
+}

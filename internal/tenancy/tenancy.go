@@ -40,6 +40,9 @@ type Options struct {
 	ClientIP *ratelimit.ClientIP
 	Config   *config.Config
 	Log      *slog.Logger
+	// Usage, with an in-memory limiter, keeps monthly quota counts in the
+	// store across restarts (see usageSync). Ignored with Redis.
+	Usage store.Usage
 	// FailOpen admits requests when the limiter cannot decide (Redis
 	// down). The default, false, refuses them: a limit that silently
 	// stops holding is worse than a clear error.
@@ -49,7 +52,8 @@ type Options struct {
 
 // Layer implements gateway.Security.
 type Layer struct {
-	o Options
+	o     Options
+	usage *usageSync // nil unless the limiter is in memory and Usage is set
 }
 
 var _ gateway.Security = (*Layer)(nil)
@@ -62,7 +66,39 @@ func New(o Options) *Layer {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	return &Layer{o: o}
+	l := &Layer{o: o}
+	if mem, ok := o.Limiter.(*ratelimit.Memory); ok && o.Usage != nil {
+		l.usage = &usageSync{mem: mem, store: o.Usage, seen: map[usageKey]int64{}}
+	}
+	return l
+}
+
+// Run writes quota counts to the store every second until ctx ends.
+func (l *Layer) Run(ctx context.Context) {
+	if l.usage == nil {
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := l.usage.flush(ctx, l.o.Now()); err != nil && ctx.Err() == nil {
+				l.o.Log.Warn("saving quota usage failed; retrying", "error", err)
+			}
+		}
+	}
+}
+
+// Flush writes the quota counts counted so far (call before the store
+// closes).
+func (l *Layer) Flush(ctx context.Context) error {
+	if l.usage == nil {
+		return nil
+	}
+	return l.usage.flush(ctx, l.o.Now())
 }
 
 // bearer extracts the token of an "Authorization: Bearer" header.
@@ -147,7 +183,13 @@ func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, me
 	if method != "tools/call" || plan.MonthlyQuota == 0 {
 		return nil
 	}
-	q, err := l.o.Limiter.Quota(ctx, plan, p.TenantID, l.o.Now())
+	now := l.o.Now()
+	if l.usage != nil {
+		if err := l.usage.seed(ctx, p.TenantID, now); err != nil {
+			return l.limiterDown(err)
+		}
+	}
+	q, err := l.o.Limiter.Quota(ctx, plan, p.TenantID, now)
 	if err != nil {
 		return l.limiterDown(err)
 	}

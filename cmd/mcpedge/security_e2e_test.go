@@ -789,3 +789,35 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 		t.Fatalf("fourth call: %v, want the quota refusal", err)
 	}
 }
+
+// TestCORS: a browser page from a configured origin gets its preflight
+// answered without credentials and can read the MCP headers; any other
+// origin is refused before authentication.
+func TestCORS(t *testing.T) {
+	env := secEnv(t)
+	p := startServe(t, env, "--config", writeConfig(t, "[server]\nallowed_origins = [\"https://app.example.test\"]\n"))
+	pre := func(origin string) *http.Response {
+		req, _ := http.NewRequest(http.MethodOptions, p.URL+"/mcp", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type, mcp-protocol-version")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	ok := pre("https://app.example.test")
+	if ok.StatusCode != http.StatusNoContent || ok.Header.Get("Access-Control-Allow-Origin") != "https://app.example.test" ||
+		!strings.Contains(strings.ToLower(ok.Header.Get("Access-Control-Allow-Headers")), "authorization") {
+		t.Errorf("preflight from an allowed origin: %d %v", ok.StatusCode, ok.Header)
+	}
+	if bad := pre("https://evil.example.test"); bad.StatusCode != http.StatusForbidden || bad.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("preflight from another origin: %d %v", bad.StatusCode, bad.Header)
+	}
+	st, h, _ := rawInit(t, p.URL+"/mcp", testAdminKey, map[string]string{"Origin": "https://app.example.test"})
+	if st != 200 || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
+		t.Errorf("a request from an allowed origin: %d %v", st, h)
+	}
+}

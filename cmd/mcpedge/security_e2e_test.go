@@ -24,6 +24,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/store/storetest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	_ "modernc.org/sqlite"
@@ -819,5 +820,23 @@ func TestCORS(t *testing.T) {
 	st, h, _ := rawInit(t, p.URL+"/mcp", testAdminKey, map[string]string{"Origin": "https://app.example.test"})
 	if st != 200 || !strings.Contains(h.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
 		t.Errorf("a request from an allowed origin: %d %v", st, h)
+	}
+}
+
+// TestNodeClientWithKey: the official TypeScript SDK client, given an API
+// key, lists and calls through an authenticating gateway; without the key
+// it is refused.
+func TestNodeClientWithKey(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, everythingBlock(t, "ev"))
+	p := startServe(t, env, "--config", cfgPath)
+	p.waitReadyAuth(t, testAdminKey, "ev")
+	res := nodeclient.Run(t, p.URL+"/mcp", "call", map[string]any{"name": "ev__echo", "arguments": map[string]any{"message": "from node"}},
+		nodeclient.WithHeader("Authorization", "Bearer "+testAdminKey))
+	if b, _ := json.Marshal(res["result"]); !strings.Contains(string(b), "Echo: from node") {
+		t.Errorf("node client through auth: %v", res)
+	}
+	if _, err := nodeclient.Try(t, p.URL+"/mcp", "list", nil); err == nil {
+		t.Errorf("node client without a key was served")
 	}
 }

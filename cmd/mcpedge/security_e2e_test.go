@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -279,7 +280,7 @@ func TestAuthRequiredEndToEnd(t *testing.T) {
 
 	// The audit log has the calls and the refusal, and verifies.
 	out := cli(t, env, "audit", "export", "--config", cfgPath)
-	var sawCall, sawDenied bool
+	var sawCall, sawDenied, sawAccept, sawReject bool
 	for _, line := range strings.Split(out, "\n") {
 		var e map[string]any
 		if json.Unmarshal([]byte(line), &e) != nil {
@@ -287,13 +288,28 @@ func TestAuthRequiredEndToEnd(t *testing.T) {
 		}
 		if e["action"] == "tool.call" && e["target"] == "ev__echo" && e["outcome"] == "ok" {
 			sawCall = true
-			if strings.Contains(line, "hi") && !strings.Contains(line, "args_sha256") {
-				t.Errorf("arguments logged in the clear: %s", line)
+			raw, _ := base64.StdEncoding.DecodeString(fmt.Sprint(e["detail"]))
+			if !strings.Contains(string(raw), "args_sha256") || strings.Contains(string(raw), `"message"`) {
+				t.Errorf("tool arguments must be recorded as a hash by default: %s", raw)
 			}
 		}
 		if e["action"] == "tool.call" && e["outcome"] == "denied" {
 			sawDenied = true
 		}
+		if e["action"] == "auth.accept" {
+			sawAccept = true
+		}
+		if e["action"] == "auth.reject" {
+			sawReject = true
+		}
+		for _, secret := range []string{keyA, keyB, testAdminKey} {
+			if strings.Contains(line, secret) {
+				t.Errorf("a key secret is in the audit log: %s", line)
+			}
+		}
+	}
+	if !sawAccept || !sawReject {
+		t.Errorf("audit export lacks accepted (%v) or refused (%v) authentications", sawAccept, sawReject)
 	}
 	if !sawCall || !sawDenied {
 		t.Errorf("audit export lacks the call (%v) or the refusal (%v):\n%s", sawCall, sawDenied, out)

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/audit"
@@ -52,8 +53,10 @@ type Options struct {
 
 // Layer implements gateway.Security.
 type Layer struct {
-	o     Options
-	usage *usageSync // nil unless the limiter is in memory and Usage is set
+	o        Options
+	acceptMu sync.Mutex
+	accepted map[acceptKey]time.Time
+	usage    *usageSync // nil unless the limiter is in memory and Usage is set
 }
 
 var _ gateway.Security = (*Layer)(nil)
@@ -66,7 +69,7 @@ func New(o Options) *Layer {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	l := &Layer{o: o}
+	l := &Layer{o: o, accepted: map[acceptKey]time.Time{}}
 	if mem, ok := o.Limiter.(*ratelimit.Memory); ok && o.Usage != nil {
 		l.usage = &usageSync{mem: mem, store: o.Usage, seen: map[usageKey]int64{}}
 	}
@@ -135,7 +138,44 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		}
 		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: reason}
 	}
+	l.recordAccept(r, p)
 	return p, nil
+}
+
+// acceptEvery is how often a successful authentication of one credential
+// from one address is written to the audit log. Refusals are always
+// written (by the auth service); successes are written once per window,
+// so the log shows who used which credential from where and when, without
+// one entry per HTTP request of a busy session.
+const acceptEvery = time.Minute
+
+// maxAcceptSeen bounds the memory of recordAccept.
+const maxAcceptSeen = 100_000
+
+type acceptKey struct{ id, ip string }
+
+func (l *Layer) recordAccept(r *http.Request, p *principal.Principal) {
+	if l.o.Audit == nil {
+		return
+	}
+	ip := l.o.ClientIP.From(r)
+	k := acceptKey{p.Kind + ":" + p.ID, ip}
+	now := l.o.Now()
+	l.acceptMu.Lock()
+	if last, ok := l.accepted[k]; ok && now.Sub(last) < acceptEvery {
+		l.acceptMu.Unlock()
+		return
+	}
+	if len(l.accepted) >= maxAcceptSeen {
+		clear(l.accepted)
+	}
+	l.accepted[k] = now
+	l.acceptMu.Unlock()
+	detail, _ := json.Marshal(map[string]any{"path": truncate(r.URL.Path, 200), "role": p.Role, "once_per": acceptEvery.String()})
+	l.o.Audit.Record(r.Context(), &store.AuditEntry{
+		TenantID: p.TenantID, Actor: p.ID, ActorKind: p.Kind, Action: "auth.accept",
+		Outcome: "ok", ClientIP: ip, Detail: detail,
+	})
 }
 
 // ratePlan converts a configured plan (per minute) into the limiter's

@@ -69,6 +69,26 @@ const (
 	TransportStdio = "stdio" // child process speaking MCP over stdin/stdout
 	TransportHTTP  = "http"  // MCP streamable HTTP transport
 	TransportSSE   = "sse"   // legacy HTTP+SSE transport (protocol 2024-11-05)
+	// TransportWASM runs a WebAssembly (WASI preview 1) module inside the
+	// gateway as a tool server; see Upstream.Module, Sandbox and
+	// docs/wasm.md.
+	TransportWASM = "wasm"
+)
+
+// Sandbox defaults and bounds of wasm upstreams ([upstreams.sandbox]).
+const (
+	DefaultSandboxMemoryMB     = 64
+	DefaultSandboxTimeout      = Duration(5 * time.Second)
+	DefaultSandboxMaxInstances = 4
+	// MaxSandboxMemoryMB is the 4 GiB a 32-bit WebAssembly memory can
+	// address at most.
+	MaxSandboxMemoryMB = 4096
+	// MaxSandboxMaxInstances bounds sandbox.max_instances: every instance
+	// may hold memory_mb of memory.
+	MaxSandboxMaxInstances = 1024
+	// MaxModuleBytes bounds the size of a wasm module file, which is read
+	// whole into memory to be hashed and compiled.
+	MaxModuleBytes = 256 << 20
 )
 
 // Isolation modes of an upstream.
@@ -207,6 +227,53 @@ type Upstream struct {
 	// Disabled upstreams are validated but not started. Keeping them in the
 	// file lets an operator switch one off without losing its settings.
 	Disabled bool
+	// Module is the WebAssembly file of a wasm upstream (toml "module").
+	// A relative path is resolved against the config file's directory by
+	// Load (not by Parse).
+	Module string
+	// ModuleHash is the hex SHA-256 of Module's content when the
+	// configuration was loaded. Load sets it ("" from Parse); it is part of
+	// the Fingerprint, so a reload after the module file changed restarts
+	// the upstream.
+	ModuleHash string
+	// Sandbox bounds what a wasm upstream's module may use (toml
+	// [upstreams.sandbox]). It is the zero value for other transports.
+	Sandbox Sandbox
+}
+
+// Sandbox is the resource and capability limits of a wasm upstream. Every
+// tool call runs in a fresh instance of the module within these limits.
+type Sandbox struct {
+	// MemoryMB caps the linear memory of one instance, in MiB (toml
+	// "memory_mb"); growing beyond it fails inside the module.
+	MemoryMB int
+	// Timeout bounds one run of the module, CPU and wall time (toml
+	// "timeout"); a module still running then is stopped.
+	Timeout Duration
+	// Dirs are the only host directories the module can see (toml "dirs").
+	Dirs []SandboxDir
+	// Env is the module's environment allow-list (toml "env"): "NAME"
+	// passes the gateway's own NAME through (left out when unset),
+	// "NAME=value" sets a literal value. Nothing else is visible.
+	Env []string
+	// MaxInstances bounds how many instances run at once (toml
+	// "max_instances"); further calls wait for a free slot. Memory use is
+	// at most MaxInstances × MemoryMB.
+	MaxInstances int
+}
+
+// SandboxDir is one directory a wasm module may use, written
+// "host[:guest][:ro|:rw]" in the file.
+type SandboxDir struct {
+	// Host is the directory on the gateway's machine. Load makes a
+	// relative path absolute against the config file's directory.
+	Host string
+	// Guest is where the module sees it, an absolute slash-separated
+	// path; "" means the same path as Host.
+	Guest string
+	// Writable allows the module to create, change and delete files below
+	// Host (":rw"); by default the directory is read-only.
+	Writable bool
 }
 
 // NamePrefix returns the namespace for the upstream's tools and prompts: Name
@@ -220,7 +287,8 @@ func (u *Upstream) NamePrefix() string {
 
 // Fingerprint returns a stable hash of every field whose change requires
 // reconnecting to the upstream: transport, command, args, env, dir, url,
-// headers, isolation and both timeouts. Hot reload compares fingerprints of
+// headers, isolation and both timeouts, and for wasm upstreams the module
+// path, its content hash and the sandbox. Hot reload compares fingerprints of
 // same-named upstreams and keeps the sessions of those that did not change.
 //
 // Name, DisplayName, Prefix and Disabled are deliberately left out: renaming
@@ -267,6 +335,30 @@ func (u Upstream) Fingerprint() string {
 	str(u.Isolation)
 	num(int64(u.Timeout))
 	num(int64(u.ConnectTimeout))
+	// The wasm fields are hashed only for wasm upstreams, so the
+	// fingerprints of the other transports do not depend on them.
+	if u.Transport == TransportWASM {
+		sb := u.Sandbox
+		str(u.Module)
+		str(u.ModuleHash)
+		num(int64(sb.MemoryMB))
+		num(int64(sb.Timeout))
+		num(int64(sb.MaxInstances))
+		num(int64(len(sb.Dirs)))
+		for _, d := range sb.Dirs {
+			str(d.Host)
+			str(d.Guest)
+			if d.Writable {
+				num(1)
+			} else {
+				num(0)
+			}
+		}
+		num(int64(len(sb.Env)))
+		for _, e := range sb.Env {
+			str(e)
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
@@ -317,6 +409,15 @@ func defaultUpstream() Upstream {
 		Timeout:        DefaultUpstreamTimeout,
 		ConnectTimeout: DefaultConnectTimeout,
 		Isolation:      IsolationShared,
+	}
+}
+
+// defaultSandbox returns the sandbox of a wasm upstream that sets nothing.
+func defaultSandbox() Sandbox {
+	return Sandbox{
+		MemoryMB:     DefaultSandboxMemoryMB,
+		Timeout:      DefaultSandboxTimeout,
+		MaxInstances: DefaultSandboxMaxInstances,
 	}
 }
 

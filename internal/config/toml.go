@@ -23,7 +23,9 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := Parse(path, data)
+	// Unlike Parse, Load checks the files a wasm upstream names (the
+	// module and its sandbox directories), relative to the file's directory.
+	c, err := parseTOMLIn(path, data, os.LookupEnv, filepath.Dir(path))
 	if err != nil {
 		return nil, err
 	}
@@ -38,7 +40,13 @@ func Parse(path string, data []byte) (*Config, error) {
 }
 
 func parseTOML(path string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
-	d := &decoder{file: path, lookup: lookup}
+	return parseTOMLIn(path, data, lookup, "")
+}
+
+// parseTOMLIn is parseTOML that also checks, when base is not "", the files
+// wasm upstreams name, with relative paths resolved against base.
+func parseTOMLIn(path string, data []byte, lookup func(string) (string, bool), base string) (*Config, error) {
+	d := &decoder{file: path, lookup: lookup, base: base}
 	root, ok := d.tomlTree(data)
 	if !ok {
 		return nil, &d.probs
@@ -290,7 +298,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "log_level", "page_size", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -418,6 +426,10 @@ type upstreamMeta struct {
 	// unsetVars records settings whose ${VAR} references could not be
 	// resolved: they are already reported and not validated further.
 	unsetVars map[string]bool
+	// sandbox is [upstreams.sandbox] with defaults applied, and sandboxT
+	// its table (nil when absent); validation gives it to wasm upstreams.
+	sandbox  Sandbox
+	sandboxT *table
 }
 
 func (m upstreamMeta) loc(field string) loc {
@@ -494,6 +506,8 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	t.duration("timeout", &u.Timeout)
 	t.duration("connect_timeout", &u.ConnectTimeout)
 	t.str("isolation", &u.Isolation)
+	t.str("module", &u.Module)
+	d.decodeSandbox(t, &m)
 	t.unknown(upstreamKeys)
 	return u, m
 }
@@ -511,5 +525,6 @@ func resolveDirs(c *Config, path string) {
 		if u.Dir != "" && !filepath.IsAbs(u.Dir) {
 			u.Dir = filepath.Join(base, u.Dir)
 		}
+		resolveWASMPaths(u, base)
 	}
 }

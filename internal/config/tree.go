@@ -102,6 +102,10 @@ type decoder struct {
 	json   bool // JSON vocabulary in messages ("object" rather than "table")
 	lookup func(string) (string, bool)
 	probs  Problems
+	// base is the directory relative file paths are resolved against for
+	// checks that need the file system (wasm modules and sandbox dirs);
+	// "" skips them (Parse has no file system context).
+	base string
 }
 
 func (d *decoder) add(p pos, field, format string, args ...any) {

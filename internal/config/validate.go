@@ -204,12 +204,16 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 
 	hasCommand := u.Command != ""
 	hasURL := u.URL != "" || m.unsetVars["url"]
-	transportOK := !m.failed("transport") && !m.failed("command") && !m.failed("url")
+	hasModule := u.Module != ""
+	transportOK := !m.failed("transport") && !m.failed("command") && !m.failed("url") && !m.failed("module")
 	switch {
 	case !transportOK:
 	case u.Transport != "":
 		if t, ok := normTransport(u.Transport); ok {
 			u.Transport = t
+		} else if !d.json && strings.EqualFold(u.Transport, TransportWASM) {
+			// TOML only: mcpServers JSON has no module key.
+			u.Transport = TransportWASM
 		} else {
 			bad("transport", "must be one of stdio, http, sse; got %q", truncate(u.Transport, 64))
 			transportOK = false
@@ -221,6 +225,8 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 		u.Transport = TransportStdio
 	case hasURL:
 		u.Transport = TransportHTTP
+	case hasModule:
+		u.Transport = TransportWASM
 	default:
 		bad("command", "one of command (stdio) or url (http, sse) is required")
 		transportOK = false
@@ -238,6 +244,8 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 			if u.Headers != nil {
 				bad("headers", "are not used by the stdio transport")
 			}
+		case TransportWASM:
+			d.validateWASM(u, m, hasCommand, hasURL)
 		default:
 			if !hasURL {
 				bad("url", "is required for the %s transport", u.Transport)
@@ -257,6 +265,14 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 			}
 			if u.Dir != "" {
 				bad("dir", "is not used by the %s transport", u.Transport)
+			}
+		}
+		if u.Transport != TransportWASM {
+			if hasModule {
+				bad("module", "is only used by the wasm transport")
+			}
+			if m.sandboxT != nil {
+				bad("sandbox", "is only used by the wasm transport")
 			}
 		}
 	}

@@ -1,0 +1,607 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/mcpedge/mcpedge/internal/sealbox"
+)
+
+// BusyTimeout is how long a write waits for another process's write
+// transaction (the CLI's, or the gateway's when the CLI writes).
+const BusyTimeout = 10 * time.Second
+
+// schemaVersion is the PRAGMA user_version of the schema below.
+const schemaVersion = 1
+
+// schema is the whole schema. Times are INTEGER Unix microseconds.
+//
+// seq orders entries (AUTOINCREMENT: never reused, so order survives
+// purges). line is the partial index a consumer reads a target's head
+// from: only pending and delivering entries are in it. usage holds each
+// tenant's entry count and bytes, maintained in the transactions that
+// change entries, so a bound is checked without counting rows.
+// seal_keys is the sealbox key ring: ids, salts, check values and
+// message counts; no key material.
+const schema = `
+CREATE TABLE entries (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         TEXT NOT NULL UNIQUE,
+	tenant     TEXT NOT NULL,
+	target     TEXT NOT NULL,
+	tool       TEXT NOT NULL,
+	idem_key   TEXT NOT NULL,
+	state      TEXT NOT NULL CHECK (state IN ('pending', 'delivering', 'done', 'failed')),
+	attempts   INTEGER NOT NULL DEFAULT 0,
+	last_error TEXT NOT NULL DEFAULT '',
+	owner      TEXT NOT NULL DEFAULT '',
+	payload    BLOB NOT NULL,
+	result     BLOB,
+	size       INTEGER NOT NULL,
+	created_at INTEGER NOT NULL,
+	updated_at INTEGER NOT NULL,
+	next_at    INTEGER NOT NULL,
+	done_at    INTEGER
+) STRICT;
+CREATE UNIQUE INDEX entries_idem ON entries (tenant, idem_key);
+CREATE INDEX entries_line ON entries (target, seq) WHERE state IN ('pending', 'delivering');
+CREATE INDEX entries_tenant ON entries (tenant, seq);
+CREATE INDEX entries_ended ON entries (done_at) WHERE state IN ('done', 'failed');
+CREATE TABLE usage (
+	tenant  TEXT PRIMARY KEY,
+	entries INTEGER NOT NULL,
+	bytes   INTEGER NOT NULL
+) STRICT;
+CREATE TABLE seal_keys (
+	id          INTEGER PRIMARY KEY,
+	salt        BLOB NOT NULL,
+	check_value BLOB NOT NULL,
+	used        INTEGER NOT NULL,
+	created_at  INTEGER NOT NULL
+) STRICT;
+`
+
+// A Queue is an open queue database. It is safe for concurrent use.
+type Queue struct {
+	path     string
+	box      *sealbox.Box
+	opts     Options
+	log      *slog.Logger
+	instance string // marks the entries this Queue claimed
+	now      func() time.Time
+
+	read, write *sql.DB
+
+	ops     chan *op
+	closing chan struct{} // closed by Close: the writer finishes and stops
+	stopped chan struct{} // closed when the writer has stopped
+	once    sync.Once
+
+	commits atomic.Int64 // committed transactions, for tests
+
+	mu       sync.Mutex
+	waiters  map[string]chan struct{} // per target, closed on a change
+	inflight map[string]bool          // entries Next returned, without an outcome yet
+}
+
+// Open opens the queue database at path, creating it (mode 0600) if
+// needed; its directory must exist. box seals and opens arguments and
+// results, and keeps its key ring in the database; it may be nil for
+// tools that only list, retry and purge (they return [ErrNoKey] for the
+// rest). opts may be nil.
+func Open(ctx context.Context, path string, box *sealbox.Box, opts *Options) (*Queue, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	o.setDefaults()
+	q := &Queue{
+		path:     path,
+		box:      box,
+		opts:     o,
+		log:      o.Logger,
+		instance: newID(),
+		now:      time.Now,
+		ops:      make(chan *op, maxBatch),
+		closing:  make(chan struct{}),
+		stopped:  make(chan struct{}),
+		waiters:  map[string]chan struct{}{},
+		inflight: map[string]bool{},
+	}
+	if err := q.open(ctx); err != nil {
+		return nil, fmt.Errorf("queue: opening %s: %w", path, err)
+	}
+	go q.writer()
+	if err := q.do(ctx, q.recount); err != nil {
+		q.Close()
+		return nil, fmt.Errorf("queue: opening %s: %w", path, err)
+	}
+	if box != nil {
+		if err := box.Attach(ctx, keyStore{q}); err != nil {
+			q.Close()
+			return nil, fmt.Errorf("queue: %s: %w", path, err)
+		}
+	}
+	return q, nil
+}
+
+func (q *Queue) open(ctx context.Context) error {
+	path, err := filepath.Abs(q.path)
+	if err != nil {
+		return err
+	}
+	if err := create(path); err != nil {
+		return err
+	}
+	file := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
+	params := url.Values{}
+	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+	// Every commit is durable: an Enqueue that returned is on disk.
+	params.Add("_pragma", "synchronous(FULL)")
+	w := url.Values{"_txlock": {"immediate"}}
+	for k, v := range params {
+		w[k] = v
+	}
+	w.Add("_pragma", "journal_mode(WAL)")
+	if q.write, err = sql.Open("sqlite", file+"?"+w.Encode()); err != nil {
+		return err
+	}
+	q.write.SetMaxOpenConns(1)
+	q.write.SetConnMaxLifetime(0)
+	q.write.SetConnMaxIdleTime(0)
+	if err := q.write.PingContext(ctx); err != nil {
+		q.write.Close()
+		return err
+	}
+	if err := migrate(ctx, q.write); err != nil {
+		q.write.Close()
+		return err
+	}
+	params.Add("_pragma", "query_only(1)")
+	if q.read, err = sql.Open("sqlite", file+"?"+params.Encode()); err != nil {
+		q.write.Close()
+		return err
+	}
+	q.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
+	q.read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
+	return nil
+}
+
+// create makes the database file with mode 0600 unless it exists, and
+// explains a missing directory (SQLite would only say "unable to open").
+func create(path string) error {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("directory %s does not exist", dir)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// migrate creates the schema in a new database and refuses one made by a
+// newer mcpedge.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+		return err
+	}
+	switch {
+	case v == schemaVersion:
+		return nil
+	case v > schemaVersion:
+		return fmt.Errorf("the queue database has schema version %d, made by a newer mcpedge (this one knows %d)", v, schemaVersion)
+	}
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("creating the schema: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close stops the writer after the operations already submitted, and
+// closes the database. Deliver loops return ErrClosed; an entry one was
+// delivering stays delivering, and the next consumer delivers it again.
+// Close is safe to call more than once.
+func (q *Queue) Close() error {
+	var err error
+	q.once.Do(func() {
+		close(q.closing)
+		<-q.stopped
+		err = errors.Join(q.write.Close(), q.read.Close())
+	})
+	return err
+}
+
+// Path is the database file.
+func (q *Queue) Path() string { return q.path }
+
+// IntegrityCheck runs PRAGMA integrity_check and returns an error listing
+// what it found unless the database is sound.
+func (q *Queue) IntegrityCheck(ctx context.Context) error {
+	rows, err := q.read.QueryContext(ctx, `PRAGMA integrity_check`)
+	if err != nil {
+		return fmt.Errorf("queue: integrity check: %w", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return fmt.Errorf("queue: integrity check: %w", err)
+		}
+		if s != "ok" {
+			problems = append(problems, s)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("queue: integrity check: %w", err)
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("queue: %s fails the integrity check: %s", q.path, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// The writer.
+//
+// Every write goes through one goroutine, which takes the operations
+// waiting in q.ops, runs them in one BEGIN IMMEDIATE transaction and
+// commits once (group commit): while one commit waits for the disk, the
+// next batch gathers. An operation's caller gets its result after the
+// commit, so a write that returned is durable.
+
+// An op is one write. fn runs in the batch's transaction; it returns the
+// op's own outcome (ErrNotFound, a FullError, …), which never aborts the
+// batch. A failed statement does: fn's statements go through w, which
+// records the first database error, and the batch is then rolled back and
+// its ops run again one per transaction, so one bad op fails alone.
+type op struct {
+	ctx     context.Context
+	fn      func(w *wtx) error
+	done    chan error
+	targets []string // targets whose line the op changed, set by fn
+}
+
+// do runs fn in the writer and waits for its commit.
+func (q *Queue) do(ctx context.Context, fn func(w *wtx) error) error {
+	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case q.ops <- o:
+	case <-q.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctxErr(ctx)
+	}
+	select {
+	case err := <-o.done:
+		return err
+	case <-q.stopped:
+		// The writer may have taken o just before stopping.
+		select {
+		case err := <-o.done:
+			return err
+		default:
+			return ErrClosed
+		}
+	case <-ctx.Done():
+		// o may still commit: the caller can not know. Enqueue documents
+		// how to find out (the idempotency key).
+		return ctxErr(ctx)
+	}
+}
+
+func (q *Queue) writer() {
+	defer close(q.stopped)
+	prune := time.NewTicker(time.Minute)
+	defer prune.Stop()
+	batch := make([]*op, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-q.ops:
+			batch = append(batch, o)
+		case <-prune.C:
+			batch = append(batch, &op{ctx: context.Background(), fn: q.prune, done: make(chan error, 1)})
+		case <-q.closing:
+			// Finish what was submitted before Close.
+			for {
+				select {
+				case o := <-q.ops:
+					q.run([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case o := <-q.ops:
+				batch = append(batch, o)
+			default:
+				break gather
+			}
+		}
+		q.run(batch)
+	}
+}
+
+// run commits a batch, or, when a statement fails, each op alone.
+func (q *Queue) run(batch []*op) {
+	live := batch[:0:0]
+	for _, o := range batch {
+		if err := o.ctx.Err(); err != nil {
+			o.done <- ctxErr(o.ctx)
+			continue
+		}
+		live = append(live, o)
+	}
+	if len(live) == 0 {
+		return
+	}
+	results, err := q.commit(live)
+	if err != nil && len(live) > 1 {
+		for _, o := range live {
+			q.run([]*op{o})
+		}
+		return
+	}
+	var targets []string
+	for i, o := range live {
+		if err != nil {
+			o.done <- err
+			continue
+		}
+		targets = append(targets, o.targets...)
+		o.done <- results[i]
+	}
+	for _, t := range targets {
+		q.signal(t)
+	}
+}
+
+// commit runs ops in one transaction. It returns each op's outcome, or
+// the error that rolled the transaction back.
+func (q *Queue) commit(ops []*op) ([]error, error) {
+	ctx := context.Background()
+	tx, err := q.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the DSN sets _txlock
+	if err != nil {
+		return nil, q.dbErr("starting a write transaction", err)
+	}
+	defer tx.Rollback()
+	w := &wtx{q: q, tx: tx, ctx: ctx, now: q.now(), usage: map[string]*usage{}}
+	results := make([]error, len(ops))
+	for i, o := range ops {
+		w.op = o
+		o.targets = o.targets[:0]
+		results[i] = o.fn(w)
+		if w.err != nil {
+			return nil, q.dbErr("writing", w.err)
+		}
+	}
+	if err := w.flushUsage(); err != nil {
+		return nil, q.dbErr("writing", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, q.dbErr("committing", err)
+	}
+	q.commits.Add(1)
+	return results, nil
+}
+
+func (q *Queue) dbErr(doing string, err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
+		return fmt.Errorf("queue: %s: the database stayed locked by another process for %v: %w", doing, BusyTimeout, err)
+	}
+	return fmt.Errorf("queue: %s: %w", doing, err)
+}
+
+// wtx is the transaction ops run in.
+type wtx struct {
+	q   *Queue
+	tx  *sql.Tx
+	ctx context.Context
+	now time.Time
+	op  *op
+	err error // the first failed statement
+	// usage caches the usage rows this transaction read and changed;
+	// total is the sum over all tenants, loaded on first use.
+	usage map[string]*usage
+	total *usage
+}
+
+type usage struct {
+	entries, bytes int64
+	dirty          bool
+}
+
+func (w *wtx) exec(query string, args ...any) int64 {
+	if w.err != nil {
+		return 0
+	}
+	res, err := w.tx.ExecContext(w.ctx, query, args...)
+	if err != nil {
+		w.err = err
+		return 0
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		w.err = err
+	}
+	return n
+}
+
+// row runs a query that returns at most one row and scans it; it returns
+// false when there is no row (or a statement failed earlier).
+func (w *wtx) row(query string, args []any, dest ...any) bool {
+	if w.err != nil {
+		return false
+	}
+	err := w.tx.QueryRowContext(w.ctx, query, args...).Scan(dest...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false
+	}
+	if err != nil {
+		w.err = err
+		return false
+	}
+	return true
+}
+
+// changed records that the op changed target's line, to wake its
+// consumer after the commit.
+func (w *wtx) changed(target string) { w.op.targets = append(w.op.targets, target) }
+
+func (w *wtx) tenantUsage(tenant string) *usage {
+	if u, ok := w.usage[tenant]; ok {
+		return u
+	}
+	u := &usage{}
+	w.row(`SELECT entries, bytes FROM usage WHERE tenant = ?`, []any{tenant}, &u.entries, &u.bytes)
+	w.usage[tenant] = u
+	return u
+}
+
+func (w *wtx) totalUsage() *usage {
+	if w.total == nil {
+		w.total = &usage{}
+		w.row(`SELECT coalesce(sum(entries), 0), coalesce(sum(bytes), 0) FROM usage`, nil, &w.total.entries, &w.total.bytes)
+	}
+	return w.total
+}
+
+func (w *wtx) addUsage(tenant string, entries, bytes int64) {
+	t := w.totalUsage()
+	u := w.tenantUsage(tenant)
+	u.entries += entries
+	u.bytes += bytes
+	u.dirty = true
+	t.entries += entries
+	t.bytes += bytes
+}
+
+func (w *wtx) flushUsage() error {
+	for tenant, u := range w.usage {
+		if !u.dirty {
+			continue
+		}
+		if u.entries <= 0 {
+			w.exec(`DELETE FROM usage WHERE tenant = ?`, tenant)
+		} else {
+			w.exec(`INSERT INTO usage (tenant, entries, bytes) VALUES (?, ?, ?)
+				ON CONFLICT (tenant) DO UPDATE SET entries = excluded.entries, bytes = excluded.bytes`,
+				tenant, u.entries, u.bytes)
+		}
+	}
+	return w.err
+}
+
+// recount rebuilds the usage table from the entries, so a count can never
+// drift for long (Open runs it).
+func (q *Queue) recount(w *wtx) error {
+	w.exec(`DELETE FROM usage`)
+	w.exec(`INSERT INTO usage (tenant, entries, bytes) SELECT tenant, count(*), sum(size) FROM entries GROUP BY tenant`)
+	return nil
+}
+
+// wait returns a channel closed at the next change of target's line.
+func (q *Queue) wait(target string) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	c, ok := q.waiters[target]
+	if !ok {
+		c = make(chan struct{})
+		q.waiters[target] = c
+	}
+	return c
+}
+
+func (q *Queue) signal(target string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if c, ok := q.waiters[target]; ok {
+		close(c)
+		delete(q.waiters, target)
+	}
+}
+
+// keyStore keeps the sealbox key ring in the queue database.
+type keyStore struct{ q *Queue }
+
+var _ sealbox.Store = keyStore{}
+
+func (k keyStore) Keys(ctx context.Context) ([]sealbox.KeyRecord, error) {
+	rows, err := k.q.read.QueryContext(ctx, `SELECT id, salt, check_value, used, created_at FROM seal_keys`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []sealbox.KeyRecord
+	for rows.Next() {
+		var r sealbox.KeyRecord
+		var created int64
+		if err := rows.Scan(&r.ID, &r.Salt, &r.Check, &r.Used, &created); err != nil {
+			return nil, err
+		}
+		r.Created = time.UnixMicro(created).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (k keyStore) AddKey(ctx context.Context, r sealbox.KeyRecord) error {
+	return k.q.do(ctx, func(w *wtx) error {
+		var one int
+		if w.row(`SELECT 1 FROM seal_keys WHERE id = ?`, []any{r.ID}, &one) {
+			return sealbox.ErrKeyExists
+		}
+		w.exec(`INSERT INTO seal_keys (id, salt, check_value, used, created_at) VALUES (?, ?, ?, 0, ?)`,
+			r.ID, r.Salt, r.Check, r.Created.UnixMicro())
+		return nil
+	})
+}
+
+func (k keyStore) Reserve(ctx context.Context, id uint32, n uint64) (uint64, error) {
+	var before uint64
+	err := k.q.do(ctx, func(w *wtx) error {
+		var used int64
+		if !w.row(`UPDATE seal_keys SET used = used + ? WHERE id = ? RETURNING used`, []any{int64(n), id}, &used) {
+			if w.err == nil {
+				return fmt.Errorf("no key %d in the key ring", id)
+			}
+			return nil
+		}
+		before = uint64(used) - n
+		return nil
+	})
+	return before, err
+}

@@ -89,6 +89,7 @@ func newOIDCVerifier(cfg config.OIDC, hc *http.Client, now func() time.Time, log
 			jwt.WithIssuedAt(),
 			jwt.WithLeeway(leeway),
 			jwt.WithTimeFunc(now),
+			jwt.WithStrictDecoding(),
 		),
 		limiter: rate.NewLimiter(rate.Every(minJWKSRefresh), 1),
 	}, nil

@@ -439,6 +439,9 @@ func newAccessParser(cfg config.Auth, now func() time.Time) *jwt.Parser {
 		jwt.WithIssuedAt(),
 		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(now),
+		// Reject non-canonical base64 (a signature with altered padding
+		// bits must not verify as the same token).
+		jwt.WithStrictDecoding(),
 	)
 }
 

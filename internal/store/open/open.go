@@ -43,6 +43,8 @@ func Open(ctx context.Context, rawURL, dataDir string) (store.Store, error) {
 		return sqlite.Open(ctx, filepath.Join(dataDir, DefaultFile))
 	case rawURL == "sqlite::memory:":
 		return sqlite.Open(ctx, ":memory:")
+	case strings.HasPrefix(rawURL, "sqlite://") && strings.Contains(strings.SplitN(strings.TrimPrefix(rawURL, "sqlite://"), "/", 2)[0], "@"):
+		return nil, fmt.Errorf("store url %s: a sqlite URL names a file and has no user, password or host; want sqlite:///abs/path.db or sqlite://rel/path.db", redact(rawURL))
 	case strings.HasPrefix(rawURL, "sqlite:///"):
 		return sqlite.Open(ctx, filepath.Clean(strings.TrimPrefix(rawURL, "sqlite://")))
 	case strings.HasPrefix(rawURL, "sqlite://"):
@@ -51,7 +53,7 @@ func Open(ctx context.Context, rawURL, dataDir string) (store.Store, error) {
 			return nil, errors.New(`store url "sqlite://" names no file; use sqlite:///abs/path.db, sqlite://rel/path.db or sqlite::memory:`)
 		}
 		if dataDir == "" {
-			return nil, fmt.Errorf("store url %q is relative to data_dir, which is not set; set data_dir or use sqlite:///absolute/path", rawURL)
+			return nil, fmt.Errorf("store url %s is relative to data_dir, which is not set; set data_dir or use sqlite:///absolute/path", redact(rawURL))
 		}
 		path := filepath.Join(dataDir, rel)
 		if err := mkdir(filepath.Dir(path)); err != nil {
@@ -59,7 +61,7 @@ func Open(ctx context.Context, rawURL, dataDir string) (store.Store, error) {
 		}
 		return sqlite.Open(ctx, path)
 	case strings.HasPrefix(rawURL, "sqlite:"):
-		return nil, fmt.Errorf("store url %q: want sqlite:///abs/path.db, sqlite://rel/path.db (in data_dir) or sqlite::memory:", rawURL)
+		return nil, fmt.Errorf("store url %s: want sqlite:///abs/path.db, sqlite://rel/path.db (in data_dir) or sqlite::memory:", redact(rawURL))
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		return postgres.Open(ctx, rawURL)
 	}

@@ -856,3 +856,29 @@ func TestNodeClientWithKey(t *testing.T) {
 		t.Errorf("node client without a key was served")
 	}
 }
+
+// TestBadTokenFloodThrottled: an address that keeps presenting bad
+// credentials is slowed down (429) before they are looked up; a good
+// credential from another address is unaffected.
+func TestBadTokenFloodThrottled(t *testing.T) {
+	env := secEnv(t)
+	p := startServe(t, env, "--config", writeConfig(t, "[limits]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"))
+	throttled := 0
+	for i := range 60 {
+		st, h, _ := rawInit(t, p.URL+"/mcp", fmt.Sprintf("mcpe_guess%036d", i), map[string]string{"X-Forwarded-For": "203.0.113.50"})
+		if st == http.StatusTooManyRequests {
+			throttled++
+			if h.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+		} else if st != http.StatusUnauthorized {
+			t.Fatalf("bad key: %d", st)
+		}
+	}
+	if throttled < 20 {
+		t.Errorf("only %d of 60 bad attempts throttled", throttled)
+	}
+	if st, _, _ := rawInit(t, p.URL+"/mcp", testAdminKey, map[string]string{"X-Forwarded-For": "203.0.113.51"}); st != http.StatusOK {
+		t.Errorf("a good key from another address: %d", st)
+	}
+}

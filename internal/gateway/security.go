@@ -54,6 +54,8 @@ type AuthError struct {
 	Status  int
 	Code    string
 	Message string
+	// RetryAfter is set with Status 429 (too many failed attempts).
+	RetryAfter time.Duration
 }
 
 func (e *AuthError) Error() string { return e.Message }
@@ -157,6 +159,13 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 		params = append(params, fmt.Sprintf("error=%q", ae.Code))
 		params = append(params, fmt.Sprintf("error_description=%q", strings.ReplaceAll(ae.Message, `"`, "'")))
 	}
+	if ae.Status == http.StatusTooManyRequests {
+		if ae.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.FormatInt(int64((ae.RetryAfter+time.Second-1)/time.Second), 10))
+		}
+		g.reject(w, r, http.StatusTooManyRequests, "auth_throttled", CodeRateLimited, ae.Message)
+		return
+	}
 	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
 	status := ae.Status
 	if status != http.StatusForbidden {
@@ -246,6 +255,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				return next(ctx, method, req)
 			}
 			p := principalOf(req)
+			g.rememberCaller(req, p)
 			switch method {
 			case "initialize", "ping", "notifications/initialized", "logging/setLevel", "server/discover":
 				return next(ctx, method, req)
@@ -361,6 +371,22 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 					return nil, mcp.ResourceNotFoundError(uri)
 				}
 				return next(ctx, method, req)
+			case "subscriptions/listen":
+				// The 2026-07-28 replacement of resources/subscribe: the SDK
+				// server subscribes each listed URI by calling the
+				// SubscribeHandler itself, past this middleware, so each URI
+				// is checked here as resources/subscribe would be.
+				if p == nil || !p.CanList() {
+					return nil, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not found"}
+				}
+				if x, ok := req.GetParams().(*mcp.SubscriptionsListenParams); ok && x != nil && x.Notifications != nil {
+					for _, uri := range x.Notifications.ResourceSubscriptions {
+						if up := g.uriOwner(only, uri); up == "" || !p.CanRead() || !sec.Allowed(p, up, "resource", "") {
+							return nil, mcp.ResourceNotFoundError(uri)
+						}
+					}
+				}
+				return next(ctx, method, req)
 			case "completion/complete":
 				params, _ := req.GetParams().(*mcp.CompleteParams)
 				if p == nil || params == nil || params.Ref == nil || !p.CanRead() {
@@ -372,7 +398,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 					up, name = g.promptOwner(only, params.Ref.Name)
 					kind = "prompt"
 				default:
-					up = g.uriOwner(only, params.Ref.URI)
+					up = g.refOwner(only, params.Ref.URI) // where complete() sends it
 				}
 				if up == "" || !sec.Allowed(p, up, kind, name) {
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown completion reference"}
@@ -387,6 +413,39 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 			return next(ctx, method, req)
 		}
 	}
+}
+
+// rememberCaller records the principal behind req's client session (see
+// Gateway.callers) and forgets it when the session ends.
+func (g *Gateway) rememberCaller(req mcp.Request, p *principal.Principal) {
+	if p == nil || req == nil {
+		return
+	}
+	ss, ok := req.GetSession().(*mcp.ServerSession)
+	if !ok || ss == nil {
+		return
+	}
+	if _, loaded := g.callers.Swap(ss, p); !loaded {
+		go func() {
+			_ = ss.Wait()
+			g.callers.Delete(ss)
+		}()
+	}
+}
+
+// mayReceive reports whether client session ss may be sent what upstream
+// u sends on its own: always in single-user mode, else only when the
+// session's principal may use u.
+func (g *Gateway) mayReceive(ss *mcp.ServerSession, u string) bool {
+	sec := g.security
+	if sec == nil {
+		return true
+	}
+	v, ok := g.callers.Load(ss)
+	if !ok {
+		return false
+	}
+	return sec.Allowed(v.(*principal.Principal), u, "upstream", "")
 }
 
 // toolOwner returns the upstream that owns a tool as the client names it

@@ -56,6 +56,7 @@ type Layer struct {
 	o        Options
 	acceptMu sync.Mutex
 	accepted map[acceptKey]time.Time
+	fails    *failureGate
 	usage    *usageSync // nil unless the limiter is in memory and Usage is set
 }
 
@@ -69,7 +70,7 @@ func New(o Options) *Layer {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	l := &Layer{o: o, accepted: map[acceptKey]time.Time{}}
+	l := &Layer{o: o, accepted: map[acceptKey]time.Time{}, fails: newFailureGate()}
 	if mem, ok := o.Limiter.(*ratelimit.Memory); ok && o.Usage != nil {
 		l.usage = &usageSync{mem: mem, store: o.Usage, seen: map[usageKey]int64{}}
 	}
@@ -125,8 +126,15 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		}
 		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Message: msg}
 	}
-	p, err := l.o.Auth.Authenticate(r.Context(), tok, l.o.ClientIP.From(r))
+	ip := l.o.ClientIP.From(r)
+	if blocked, wait := l.fails.blocked(ip, l.o.Now()); blocked {
+		return nil, &gateway.AuthError{Status: http.StatusTooManyRequests, Message: fmt.Sprintf("%s; retry in %s", throttleMsg, wait.Round(time.Millisecond)), RetryAfter: wait}
+	}
+	p, err := l.o.Auth.Authenticate(r.Context(), tok, ip)
 	if err != nil {
+		if errors.Is(err, auth.ErrUnauthenticated) {
+			l.fails.failed(ip, l.o.Now())
+		}
 		reason := auth.Reason(err)
 		if errors.Is(err, auth.ErrForbidden) {
 			return nil, &gateway.AuthError{Status: http.StatusForbidden, Code: "insufficient_scope", Message: reason}

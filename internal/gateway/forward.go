@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -353,7 +355,10 @@ func listed(cat *upstream.Catalog, uri string) bool {
 
 // ownerOf finds the upstream that serves uri: on a per-upstream endpoint
 // that upstream; on /mcp the owner of the exact URI, else of the first
-// template (in config order) that matches it.
+// template that matches it in the order the SDK server tries them (sorted
+// by template string). It must agree with the SDK's dispatch of
+// resources/read exactly: authorization asks ownerOf, and a different
+// answer would check one upstream and read from another.
 func (g *Gateway) ownerOf(only, uri string) *upstream.Upstream {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -363,16 +368,10 @@ func (g *Gateway) ownerOf(only, uri string) *upstream.Upstream {
 	if name, ok := g.resources[uri]; ok {
 		return g.upstreams[name]
 	}
-	for _, name := range g.order {
-		reg := g.regs[name]
-		if reg == nil {
-			continue
-		}
-		for _, t := range reg.templates {
-			tmpl, err := uritemplate.New(t)
-			if err == nil && tmpl.Regexp().MatchString(uri) {
-				return g.upstreams[name]
-			}
+	for _, t := range slices.Sorted(maps.Keys(g.templates)) {
+		tmpl, err := uritemplate.New(t)
+		if err == nil && tmpl.Regexp().MatchString(uri) {
+			return g.upstreams[g.templates[t]]
 		}
 	}
 	return nil
@@ -428,16 +427,8 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 			g.mu.RUnlock()
 		}
 	case "ref/resource":
-		if only != "" {
-			u, _ = g.Upstream(only)
-		} else {
-			g.mu.RLock()
-			if name, ok := g.templates[ref.URI]; ok {
-				u = g.upstreams[name]
-			} else if name, ok := g.resources[ref.URI]; ok {
-				u = g.upstreams[name]
-			}
-			g.mu.RUnlock()
+		if name := g.refOwner(only, ref.URI); name != "" {
+			u, _ = g.Upstream(name)
 		}
 	default:
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: unknown ref type %q", ref.Type)}
@@ -453,6 +444,22 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 	}
 	res, err := cs.Complete(ctx, &p)
 	return res, g.end(ctx, c, false, err)
+}
+
+// refOwner is the upstream a completion/complete resource reference goes
+// to: on /mcp the owner of the template (or resource) with exactly that
+// URI, which is not ownerOf's answer (a reference names a template, not a
+// URI matching one). Authorization asks this same function.
+func (g *Gateway) refOwner(only, uri string) string {
+	if only != "" {
+		return only
+	}
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if name, ok := g.templates[uri]; ok {
+		return name
+	}
+	return g.resources[uri]
 }
 
 // subscriptions reference-counts resource subscriptions per upstream and URI:

@@ -60,6 +60,11 @@ type Gateway struct {
 	subs     subscriptions
 	levels   levelTable
 	sessions sync.Map // client session id -> *mcp.ServerSession
+	// callers is, in multi-tenant mode, the principal behind each client
+	// session (*mcp.ServerSession -> *principal.Principal), so that what
+	// an upstream sends on its own (logs) reaches only sessions whose
+	// principal may use that upstream.
+	callers  sync.Map
 	outboxes sync.Map // *mcp.ServerSession -> *outbox
 	bgOnce   sync.Once
 	bg       chan func()

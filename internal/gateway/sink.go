@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -103,7 +104,9 @@ func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *m
 	}
 	for _, srv := range servers {
 		for ss := range srv.Sessions() {
-			send(ss)
+			if g.mayReceive(ss, u.Name()) { // another tenant's upstream logs nothing to this one
+				send(ss)
+			}
 		}
 	}
 }
@@ -267,6 +270,12 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 				}
 			}
 			g.mu.RUnlock()
+			if sec := g.security; sec != nil {
+				// Only the upstreams the caller may use: one tenant does
+				// not turn up the logging of another's.
+				p := principalOf(req)
+				ups = slices.DeleteFunc(ups, func(u *upstream.Upstream) bool { return !sec.Allowed(p, u.Name(), "upstream", "") })
+			}
 			for _, u := range ups {
 				g.levels.mu.Lock()
 				if g.levels.applied == nil {

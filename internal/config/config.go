@@ -222,6 +222,10 @@ type Upstream struct {
 	// ConnectTimeout bounds connecting plus the initialize handshake
 	// (toml "connect_timeout").
 	ConnectTimeout Duration
+	// FailureHandling holds the circuit breaker, retry and per-tool
+	// timeout settings (toml "retries", "tool_timeouts",
+	// [upstreams.breaker]); see failure.go.
+	FailureHandling
 	// Isolation is IsolationShared or IsolationSession.
 	Isolation string
 	// Disabled upstreams are validated but not started. Keeping them in the

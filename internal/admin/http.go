@@ -165,10 +165,24 @@ func (h *handler) serve(rt route) http.Handler {
 	})
 }
 
+// needPrincipal guards the lattice REST API, the REST face of the lattice
+// tools: reading (GET) needs the rights of listing tools (viewers and up,
+// mcp:list or mcp:call), anything else (create, delete, searches) those of
+// calling them (members and up, mcp:call).
 func (h *handler) needPrincipal(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if principal.From(r.Context()) == nil {
+		p := principal.From(r.Context())
+		if p == nil {
 			unauthenticated(w)
+			return
+		}
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			if !p.CanList() {
+				writeError(w, errorf(CodeForbidden, "reading lattices needs the viewer role or stronger and, for a credential limited to scopes, %s or %s", principal.ScopeList, principal.ScopeCall))
+				return
+			}
+		} else if !p.CanCall() {
+			writeError(w, errorf(CodeForbidden, "changing or searching lattices needs the member role or stronger and, for a credential limited to scopes, %s", principal.ScopeCall))
 			return
 		}
 		next.ServeHTTP(w, r)

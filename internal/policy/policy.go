@@ -13,7 +13,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -266,7 +265,7 @@ func (tp *tenantPolicy) toolVisible(upstream, canon string) bool {
 			return true
 		}
 		for _, g := range globs {
-			if m, _ := path.Match(g, canon); m {
+			if globMatch(g, canon) {
 				return true
 			}
 		}
@@ -282,7 +281,7 @@ func (tp *tenantPolicy) toolVisible(upstream, canon string) bool {
 func ruleDecision(rules []store.Rule, p *principal.Principal, canon string) bool {
 	matched := false
 	for _, r := range rules {
-		if m, _ := path.Match(r.Tool, canon); !m {
+		if !globMatch(r.Tool, canon) {
 			continue
 		}
 		matched = true

@@ -46,3 +46,37 @@ func TestReviewLatticeRESTNeedsTheRightsOfTheTools(t *testing.T) {
 		want(t, "member "+w.method+" "+w.path, e.do(member, w.method, w.path, map[string]any{}), 200)
 	}
 }
+
+// TestReviewScopedCallerMintsNoUnscopedCredential: a key limited to
+// admin:write may only hand out keys limited to a subset of its scopes
+// (mayGrant). But it could create a user with a password (or set one on an
+// existing user), sign in as that user and get an access token that is not
+// limited to scopes at all — including mcp:call, which the key lacks.
+func TestReviewScopedCallerMintsNoUnscopedCredential(t *testing.T) {
+	e := newEnv(t, nil)
+	e.tenant("acme")
+	scoped := e.key("acme", KeySpec{Name: "provisioner", Role: principal.RoleAdmin, Scopes: []string{principal.ScopeAdminRead, principal.ScopeAdminWrite}})
+	if scoped.CanCall() {
+		t.Fatal("precondition: the key can call tools")
+	}
+	// Control: it may not create an unscoped key.
+	want(t, "unscoped key", e.do(scoped, "POST", "/api/tenants/acme/keys", map[string]any{"name": "k", "role": "member"}), 403, CodeForbidden)
+
+	r := e.do(scoped, "POST", "/api/tenants/acme/users", map[string]any{"name": "sock", "role": "admin", "password": "long enough password"})
+	if r.status/100 == 2 {
+		tok, err := e.auth.Login(e.ctx, "acme", "sock", "long enough password", testIP)
+		if err == nil {
+			p := e.authn(tok.AccessToken)
+			t.Fatalf("a key limited to %v created a signed-in user with scopes %v (can call tools: %v)", scoped.Scopes, p.Scopes, p.CanCall())
+		}
+	}
+	// Setting the password of an existing user is the same.
+	if _, err := e.ops.CreateUser(CLIContext(e.ctx), "acme", UserSpec{Name: "carol", Role: principal.RoleMember}); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.do(scoped, "PATCH", "/api/tenants/acme/users/carol", map[string]any{"password": "another long password"}); r.status/100 == 2 {
+		t.Fatalf("a key limited to scopes set a password: %d %s", r.status, r.raw)
+	}
+	// Users without passwords (for keys tied to them, or OIDC) are fine.
+	want(t, "user without password", e.do(scoped, "POST", "/api/tenants/acme/users", map[string]any{"name": "nopw", "role": "member"}), 201)
+}

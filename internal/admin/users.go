@@ -61,6 +61,9 @@ func (o *Ops) CreateUser(ctx context.Context, tenantRef string, s UserSpec) (_ *
 	}
 	u := &store.User{TenantID: t.ID, Name: s.Name, Role: s.Role}
 	if s.Password != "" {
+		if err := c.maySetPassword(); err != nil {
+			return nil, err
+		}
 		if err := validPassword(s.Password); err != nil {
 			return nil, err
 		}
@@ -113,6 +116,9 @@ func (o *Ops) UpdateUser(ctx context.Context, tenantRef, userRef string, patch U
 		changed = append(changed, "role")
 	}
 	if patch.Password != nil {
+		if err := c.maySetPassword(); err != nil {
+			return nil, err
+		}
 		if err := validPassword(*patch.Password); err != nil {
 			return nil, err
 		}
@@ -185,6 +191,16 @@ func (c *call) mayGrantRole(role string) error {
 	}
 	if principal.RoleRank(role) > principal.RoleRank(c.p.Role) {
 		return c.forbid("you can not grant role %s, which is above your own (%s)", role, c.p.Role)
+	}
+	return nil
+}
+
+// maySetPassword: a password lets someone sign in to a session that is not
+// limited to scopes, so a caller whose credential is limited to scopes may
+// not set one (as it may only hand out keys limited to its own scopes).
+func (c *call) maySetPassword() error {
+	if len(c.p.Scopes) > 0 {
+		return c.forbid("your credential is limited to scopes %v, so it can not set passwords: a signed-in user is not limited to scopes", c.p.Scopes)
 	}
 	return nil
 }

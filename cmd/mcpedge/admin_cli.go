@@ -82,6 +82,7 @@ type adminCtx struct {
 	stderr io.Writer
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
+	expectHead                                                       string
 	json, operator                                                   bool
 	limits                                                           planFlags
 }
@@ -113,7 +114,9 @@ var adminCmds = []adminCmd{
 	{name: "user rm", args: "--tenant NAME USER", run: runUserRemove, flags: tenantFlag},
 	{name: "plan ls", args: "[--json]", run: runPlanList, flags: jsonFlag},
 	{name: "plan set", args: "NAME [--key-per-minute N] … [--lattice-timeout D]", run: runPlanSet, flags: func(fs *flag.FlagSet, c *adminCtx) { c.limits.declare(fs) }},
-	{name: "audit verify", run: runAuditVerify, raw: true},
+	{name: "audit verify", args: "[--expect-head SEQ:HASH]", run: runAuditVerify, raw: true, flags: func(fs *flag.FlagSet, c *adminCtx) {
+		fs.StringVar(&c.expectHead, "expect-head", "", "a head printed by an earlier verify (`SEQ:HASH`), kept outside the database: the chain must still reach it unchanged")
+	}},
 	{name: "audit export", args: "[--tenant T] [--since RFC3339] [--out FILE]", run: runAuditExport, raw: true, flags: func(fs *flag.FlagSet, c *adminCtx) {
 		fs.StringVar(&c.tenant, "tenant", "", "only this tenant's entries (`name` or id)")
 		fs.StringVar(&c.since, "since", "", "only entries at or after this `time` (RFC 3339, e.g. 2026-11-01T00:00:00Z)")

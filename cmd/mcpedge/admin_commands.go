@@ -341,7 +341,15 @@ func runAuditVerify(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	if err := positional("audit verify", pos); err != nil {
 		return err
 	}
-	rep, err := audit.Verify(c.ctx, c.st)
+	var opts audit.VerifyOptions
+	if c.expectHead != "" {
+		h, err := audit.ParseHead(c.expectHead)
+		if err != nil {
+			return usageError{err}
+		}
+		opts.ExpectHead = &h
+	}
+	rep, err := audit.VerifyWith(c.ctx, c.st, opts)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
@@ -27,8 +28,9 @@ import (
 // securityStack is everything the multi-tenant layer runs: the store, the
 // optional Redis, authentication, policy, limits and the audit log. It is
 // opened in both auth modes — with auth off the store still holds lattice
-// definitions and the audit log still records tool calls — but only mode
-// "required" puts Layer into the request path.
+// definitions and the CLI's administration is still audited — but only
+// mode "required" puts Layer into the request path (and so records each
+// tool call).
 type securityStack struct {
 	Store    store.Store
 	Redis    *redis.Client
@@ -147,10 +149,52 @@ func (s *securityStack) Close(ctx context.Context) {
 // lattice REST API.
 func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger) http.Handler {
 	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log})
-	return admin.Handler(admin.Options{
+	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
 	})
+	// A change made through this replica's API is in force on this
+	// replica before the answer goes out; other replicas see it within
+	// auth.revocation_poll.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") {
+			h.ServeHTTP(w, r)
+			return
+		}
+		cw := &commitWriter{ResponseWriter: w, reload: func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := sec.Policy.Load(ctx); err != nil {
+				log.Warn("policy reload after an admin change failed; the next poll retries", "error", err)
+			}
+		}}
+		h.ServeHTTP(cw, r)
+	})
+}
+
+// commitWriter reloads the policy just before a successful admin change's
+// status line is written.
+type commitWriter struct {
+	http.ResponseWriter
+	reload func()
+	done   bool
+}
+
+func (c *commitWriter) WriteHeader(code int) {
+	if !c.done {
+		c.done = true
+		if code < 300 {
+			c.reload()
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *commitWriter) Write(b []byte) (int, error) {
+	if !c.done {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(b)
 }
 
 // anonymous is the caller in single-user mode (auth off): the owner of the

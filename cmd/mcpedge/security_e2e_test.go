@@ -261,6 +261,13 @@ func TestAuthRequiredEndToEnd(t *testing.T) {
 	if code, b := apiDo(t, http.MethodGet, base+"/api/tenants/acme/keys", keyB, ""); code != http.StatusNotFound {
 		t.Errorf("beta reads acme's keys: %d %s", code, b)
 	}
+	adminB := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "beta", "--role", "admin"))
+	if code, b := apiDo(t, http.MethodPost, base+"/api/tenants/beta/virtual-servers", adminB, `{"name":"more","upstreams":["*"]}`); code != http.StatusForbidden {
+		t.Errorf("a tenant admin widened its own virtual servers: %d %s", code, b)
+	}
+	if code, b := apiDo(t, http.MethodGet, base+"/api/openapi.json", "", ""); code != 200 || !strings.Contains(string(b), `"openapi"`) {
+		t.Errorf("the API description without a credential: %d", code)
+	}
 	if code, _ := apiDo(t, http.MethodGet, base+"/metrics", keyA, ""); code != http.StatusForbidden {
 		t.Errorf("a tenant reads /metrics: %d", code)
 	}
@@ -530,7 +537,7 @@ ip_per_minute = 0
 monthly_quota = 3
 `, pg, rd)
 	cfgPath := writeConfig(t, conf)
-	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey}
+	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_ADMIN_PASSWORD=correct horse battery staple"}
 	p1 := startServe(t, env, "--config", cfgPath)
 	p2 := startServe(t, env, "--config", cfgPath)
 
@@ -631,7 +638,29 @@ monthly_quota = 3
 		st, _, _ := rawInit(t, p2.URL+"/mcp", kRev, nil)
 		return st == http.StatusUnauthorized
 	})
-	t.Logf("revocation reached the other replica after %s (store poll: 30s)", took)
+	t.Logf("key revocation reached the other replica after %s (store poll: 30s; key cache: 1s)", took)
+
+	// A logout on replica 1 ends the session on replica 2 at once: access
+	// tokens are not cached, and the store is polled only every 30s, so
+	// only the Redis broadcast can do this within the bound below.
+	code, b = apiDo(t, http.MethodPost, p1.URL+"/api/auth/login", "", `{"tenant":"default","user":"owner","password":"correct horse battery staple"}`)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if code != 200 || json.Unmarshal(b, &tok) != nil || tok.AccessToken == "" {
+		t.Fatalf("login: %d %s", code, b)
+	}
+	if st, _, _ := rawInit(t, p2.URL+"/mcp", tok.AccessToken, nil); st != http.StatusOK {
+		t.Fatalf("access token on replica 2: %d", st)
+	}
+	if code, b := apiDo(t, http.MethodPost, p1.URL+"/api/auth/logout", tok.AccessToken, ""); code/100 != 2 {
+		t.Fatalf("logout: %d %s", code, b)
+	}
+	took = waitFor(t, 5*time.Second, "replica 2 refuses the logged-out token", func() bool {
+		st, _, _ := rawInit(t, p2.URL+"/mcp", tok.AccessToken, nil)
+		return st == http.StatusUnauthorized
+	})
+	t.Logf("logout reached the other replica after %s (store poll: 30s)", took)
 }
 
 // TestOIDCEndToEnd accepts bearer JWTs of an external identity provider on

@@ -276,6 +276,12 @@ func (o *Ops) CreateVirtualServer(ctx context.Context, tenantRef string, s Virtu
 	if err != nil {
 		return nil, err
 	}
+	if !operatorAdmin(c.p) {
+		// Virtual servers are what the operator sold the tenant: its own
+		// admins may narrow access (rules, deleting a virtual server) but
+		// never widen it.
+		return nil, c.forbid("only administrators of an operator tenant decide which upstreams a tenant may use; narrow access with rules instead")
+	}
 	c.target = "virtual_server:" + clip(s.Name)
 	if err := validName("virtual server", s.Name); err != nil {
 		return nil, err
@@ -300,6 +306,12 @@ func (o *Ops) UpdateVirtualServer(ctx context.Context, tenantRef, ref string, s 
 	t, err := c.tenant(tenantRef, write)
 	if err != nil {
 		return nil, err
+	}
+	if !operatorAdmin(c.p) {
+		// Virtual servers are what the operator sold the tenant: its own
+		// admins may narrow access (rules, deleting a virtual server) but
+		// never widen it.
+		return nil, c.forbid("only administrators of an operator tenant decide which upstreams a tenant may use; narrow access with rules instead")
 	}
 	v, err := o.lookupVS(c, t.ID, ref)
 	if err != nil {

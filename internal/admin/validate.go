@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"github.com/mcpedge/mcpedge/internal/auth"
 	"net/netip"
 	"path"
 	"regexp"
@@ -15,10 +16,10 @@ import (
 // Limits on what one request may set. They keep rows small and listings
 // readable; none is a security boundary by itself.
 const (
-	maxListItems   = 64   // upstreams, tools, scopes, roles, CIDRs per object
-	maxGlobLen     = 200  // a tool glob
-	minPasswordLen = 8    // passwords; long passphrases are welcome
-	maxPasswordLen = 1024 // bounds the hashing cost
+	maxListItems   = 64                  // upstreams, tools, scopes, roles, CIDRs per object
+	maxGlobLen     = 200                 // a tool glob
+	minPasswordLen = auth.MinPasswordLen // what auth.HashPassword accepts
+	maxPasswordLen = 1024                // bounds the hashing cost
 	// MaxKeyLifetime bounds expires_in: ten years.
 	MaxKeyLifetime = 10 * 365 * 24 * time.Hour
 )

@@ -56,7 +56,8 @@ var Roles = []string{"viewer", "member", "admin", "owner"}
 // Store selects where tenants, users, keys, audit entries and lattice
 // definitions live (toml [store]).
 type Store struct {
-	// URL is "sqlite:///abs/path.db", "sqlite://relative.db" (relative to
+	// URL (${VAR} references expanded, so a password can stay in the
+	// environment) is "sqlite:///abs/path.db", "sqlite://relative.db" (relative to
 	// data_dir), "sqlite::memory:" or "postgres://…". "" means
 	// <data_dir>/mcpedge.db, or an in-memory database when data_dir is "".
 	URL string
@@ -66,7 +67,8 @@ type Store struct {
 // rate limits and quotas that hold across replicas, and revocations that
 // reach every replica at once.
 type Redis struct {
-	// URL is "redis://[user:pass@]host:port/db"; "" means no Redis.
+	// URL is "redis://[user:pass@]host:port/db" (${VAR} references
+	// expanded); "" means no Redis.
 	URL string
 }
 
@@ -243,12 +245,18 @@ func (d *decoder) decodeSecurity(top *table, c *Config) securityMeta {
 	var m securityMeta
 	if t := d.subTable(top, "store"); t != nil {
 		m.store = t
-		t.str("url", &c.Store.URL)
+		if t.str("url", &c.Store.URL) {
+			l := t.loc("url")
+			c.Store.URL, _ = d.expand(c.Store.URL, l.pos, l.field, false)
+		}
 		t.unknown(storeKeys)
 	}
 	if t := d.subTable(top, "redis"); t != nil {
 		m.redis = t
-		t.str("url", &c.Redis.URL)
+		if t.str("url", &c.Redis.URL) {
+			l := t.loc("url")
+			c.Redis.URL, _ = d.expand(c.Redis.URL, l.pos, l.field, false)
+		}
 		t.unknown(redisKeys)
 	}
 	if t := d.subTable(top, "auth"); t != nil {

@@ -49,7 +49,7 @@ type HTTPOptions struct {
 }
 
 // publicAPI are the /api paths that need no credential: signing in.
-var publicAPI = map[string]bool{"/api/auth/login": true, "/api/auth/refresh": true}
+var publicAPI = map[string]bool{"/api/auth/login": true, "/api/auth/refresh": true, "/api/openapi.json": true}
 
 // Handler returns the gateway's HTTP handler: /mcp, /mcp/<upstream>,
 // /healthz, /readyz and /metrics.

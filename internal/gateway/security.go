@@ -47,7 +47,9 @@ type Security interface {
 }
 
 // AuthError is a refused credential: Status 401 (missing, unknown,
-// expired, revoked) or 403 (valid, but not from here / not enough).
+// expired, revoked) or 403 (valid, but not from here / not enough) — or
+// no verdict: 429 (too many failures from this address) or 503 (the
+// store could not be asked).
 // Code is the OAuth error code for WWW-Authenticate ("invalid_token",
 // "insufficient_scope", "invalid_request"; "" when no credential was sent).
 type AuthError struct {
@@ -159,11 +161,22 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 		params = append(params, fmt.Sprintf("error=%q", ae.Code))
 		params = append(params, fmt.Sprintf("error_description=%q", strings.ReplaceAll(ae.Message, `"`, "'")))
 	}
-	if ae.Status == http.StatusTooManyRequests {
+	rest := strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/readyz" || r.URL.Path == "/metrics"
+	if ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable {
+		// Not a verdict on the credential: too many failures from this
+		// address, or the store cannot be asked right now.
 		if ae.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.FormatInt(int64((ae.RetryAfter+time.Second-1)/time.Second), 10))
 		}
-		g.reject(w, r, http.StatusTooManyRequests, "auth_throttled", CodeRateLimited, ae.Message)
+		reason, code := "auth_throttled", CodeRateLimited
+		if ae.Status == http.StatusServiceUnavailable {
+			reason, code = "auth_unavailable", CodeUpstreamUnavailable
+		}
+		if rest {
+			g.rejectREST(w, r, ae.Status, reason, ae.Message)
+		} else {
+			g.reject(w, r, ae.Status, reason, code, ae.Message)
+		}
 		return
 	}
 	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
@@ -175,7 +188,7 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 	if status == http.StatusForbidden {
 		reason = "forbidden"
 	}
-	if strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/readyz" || r.URL.Path == "/metrics" {
+	if rest {
 		g.rejectREST(w, r, status, reason, ae.Message)
 		return
 	}

@@ -142,7 +142,7 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		if !errors.Is(err, auth.ErrUnauthenticated) {
 			// The store failed: say so without blaming the credential.
 			l.o.Log.Error("authentication could not be decided", "error", err)
-			return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: "the credential could not be checked right now; retry shortly"}
+			return nil, &gateway.AuthError{Status: http.StatusServiceUnavailable, Message: "the credential could not be checked right now (store unavailable); retry shortly", RetryAfter: time.Second}
 		}
 		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: reason}
 	}

@@ -76,6 +76,15 @@ func (s *Service) Login(ctx context.Context, tenant, user, password, clientIP st
 		s.burn(ctx, password)
 		return nil, deny(who{}, "unknown tenant", map[string]any{"tenant": truncate(tenant, maxNameLen)})
 	}
+	// A disabled tenant, or an address outside its allowlist, is refused
+	// before any password is looked at: answering only after checking it
+	// would tell a guesser outside the allowlist when a guess was right
+	// (403 instead of 401), and let it lock accounts out.
+	if err := checkTenant(newTenantEntry(t), clientIP); err != nil {
+		s.emit(ctx, &store.AuditEntry{TenantID: t.ID, ActorKind: principal.KindAnonymous,
+			Action: "auth.login", Outcome: outcomeDenied, ClientIP: clientIP}, map[string]any{"reason": Reason(err), "user": truncate(user, maxNameLen)})
+		return nil, err
+	}
 	u, err := s.st.GetUserByName(ctx, t.ID, user)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {

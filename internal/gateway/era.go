@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -165,7 +164,7 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 // resources/read) for a 2026-era client against an upstream that may send
 // server-to-client requests mid-call. state and responses are the client's
 // requestState and inputResponses; do performs the upstream call.
-func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, state string, responses mcp.InputResponseMap, progressToken any,
+func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool, state string, responses mcp.InputResponseMap, progressToken any,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), needInput func(mcp.InputRequestMap, string) R) (R, error) {
 	var zero R
 	if cont, ours := g.conts.get(state); ours {
@@ -180,17 +179,19 @@ func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req
 		}
 		return nextRound(g, ctx, cont, needInput)
 	}
-	timeout := u.Config().Timeout.D()
+	timeout, _ := g.edgeOf(u).timeoutFor(u, tool)
 	cont := g.conts.create(method, u, timeout)
 	// The upstream call must outlive this HTTP request: the client comes back
 	// with a new request carrying the answers.
-	cctx, cs, c, err := g.begin(context.WithoutCancel(ctx), u, req, method, progressToken, cont)
+	cctx, cs, c, err := g.begin(context.WithoutCancel(ctx), u, req, method, tool, progressToken, cont)
 	if err != nil {
 		g.conts.drop(cont)
 		return zero, err
 	}
 	go func() {
-		res, isErr, err := do(cctx, cs, c.token)
+		// Once the client has answered an input request, the call is no
+		// longer repeated: a new attempt would ask again.
+		res, isErr, err := attempt(g, cctx, c, cs, do, func() bool { return cont.seq.Load() == 0 })
 		err = g.end(cctx, c, isErr, err)
 		select {
 		case cont.events <- contEvent{res: res, err: err}:
@@ -202,35 +203,27 @@ func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req
 }
 
 // forward runs one request against upstream u for a client of the same era
-// (or one the SDK translates for): begin, the call, end.
-func forward[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any,
+// (or one the SDK translates for): begin, the call (repeated when that is
+// safe, see attempt), end.
+func forward[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool string, progressToken any,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error)) (R, error) {
-	ctx, cs, c, err := g.begin(ctx, u, req, method, progressToken, nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, method, tool, progressToken, nil)
 	if err != nil {
 		var zero R
 		return zero, err
 	}
-	res, isErr, err := do(ctx, cs, c.token)
-	if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
-		// The upstream forgot this client's session (it restarted or timed
-		// it out) and did not run the request: open a new one and send the
-		// request there, once.
-		u.Forget(c.clientID, cs)
-		if cs2, err2 := u.Session(ctx, c.clientID); err2 == nil {
-			res, isErr, err = do(ctx, cs2, c.token)
-		}
-	}
+	res, isErr, err := attempt(g, ctx, c, cs, do, nil)
 	return res, g.end(ctx, c, isErr, err)
 }
 
 // relay forwards one multi-round-trip request (tools/call, prompts/get,
 // resources/read), translating between protocol eras where the SDK does not.
-func relay[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, state string, responses mcp.InputResponseMap, progressToken any,
+func relay[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool, state string, responses mcp.InputResponseMap, progressToken any,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), needInput func(mcp.InputRequestMap, string) R) (R, error) {
 	if translate(u, req) {
-		return runNewEra(g, ctx, u, req, method, state, responses, progressToken, do, needInput)
+		return runNewEra(g, ctx, u, req, method, tool, state, responses, progressToken, do, needInput)
 	}
-	return forward(g, ctx, u, req, method, progressToken, do)
+	return forward(g, ctx, u, req, method, tool, progressToken, do)
 }
 
 // translate reports whether a request needs the gateway's own era

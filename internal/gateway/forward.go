@@ -39,6 +39,13 @@ type call struct {
 	clientCtx context.Context // the client request's context: its values route messages to the right stream
 	release   string          // per-call upstream connection to close at the end ("" if none)
 	clientID  string          // the per-session connection's key ("" for the shared one)
+
+	// Failure handling (failure.go).
+	tool     string               // the upstream's own tool name, for tools/call
+	edge     *edge                // the upstream's breaker, retry budget and timeouts
+	timeout  time.Duration        // this call's timeout
+	perTool  bool                 // timeout comes from tool_timeouts
+	admitted func(outcome, error) // reports the current attempt to the breaker; nil once reported
 }
 
 // clientSide returns a context for sending to the call's client on behalf
@@ -74,13 +81,19 @@ var callSeq atomic.Uint64
 
 // begin resolves the upstream session for a request and registers the call
 // so that sampling, elicitation, roots and progress from the upstream reach
-// the client that caused them. The returned context carries the
-// upstream's timeout; end must be called with the outcome.
+// the client that caused them. The returned context carries the call's
+// timeout: the tool's own for tools/call of a tool in tool_timeouts (tool is
+// the upstream's name for it), else the upstream's. end must be called with
+// the outcome.
+//
+// The upstream's circuit breaker admits the call first: while it is open
+// the call fails at once with CodeUpstreamUnavailable, saying why and when
+// the breaker probes again. A failure to get a session counts against it.
 //
 // The client's request id (X-Request-Id, assigned at the HTTP edge) is put
 // in the returned context: it is logged with the outcome and sent on to HTTP
 // upstreams, so one id follows a call through every hop.
-func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method string, progressToken any, cont *continuation) (context.Context, *mcp.ClientSession, *call, error) {
+func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool string, progressToken any, cont *continuation) (context.Context, *mcp.ClientSession, *call, error) {
 	clientCtx := ctx
 	ctx = upstream.Detach(ctx)
 	var ss *mcp.ServerSession
@@ -96,8 +109,9 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		// Also covers clients that never send notifications/initialized.
 		g.sessionOpened(ss)
 	}
-	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx}
+	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
+	c.edge.budget.earn()
 	clientID := ""
 	if ss != nil {
 		clientID = ss.ID()
@@ -111,12 +125,23 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 	if u.Config().Isolation == config.IsolationSession {
 		c.clientID = clientID
 	}
+	admitted, err := c.edge.breaker.admit()
+	if err != nil {
+		g.edgeMetrics.rejections.WithLabelValues(u.Name()).Inc()
+		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
+		msg := c.edge.breaker.rejection(err)
+		g.log.Debug("upstream call refused", "request_id", upstream.RequestID(ctx), "upstream", u.Name(), "method", method, "reason", msg)
+		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: msg}
+	}
+	c.admitted = admitted
 	cs, err := u.Session(ctx, clientID)
 	if err != nil {
+		c.settle(failure, err)
 		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
 		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: err.Error()}
 	}
-	ctx, c.cancel = context.WithTimeout(ctx, u.Config().Timeout.D())
+	c.timeout, c.perTool = c.edge.timeoutFor(u, tool)
+	ctx, c.cancel = context.WithTimeout(ctx, c.timeout)
 	c.ctx = ctx
 	if progressToken != nil && ss != nil {
 		c.token = progressTokenFor(c.id)
@@ -134,7 +159,9 @@ func progressTokenFor(id uint64) string {
 	return "mcpedge-" + strconv.FormatUint(id, 10) + "-" + hex.EncodeToString(b[:])
 }
 
-// end records the outcome of a call and translates transport-level failures
+// end records the outcome of a call, reports it to the upstream's circuit
+// breaker (transport failures count; the upstream's own errors, tool errors
+// and client cancellations do not) and translates transport-level failures
 // into JSON-RPC errors that tell the client what happened.
 func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error) error {
 	if !c.released.CompareAndSwap(false, true) {
@@ -149,6 +176,7 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 		c.up.ReleaseSession(c.release)
 	}
 	cause := context.Cause(ctx)
+	c.settle(classify(ctx, err), err)
 	c.cancel()
 	name := c.up.Name()
 	took := time.Since(c.start)
@@ -166,21 +194,25 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 		}
 		return nil
 	}
-	var werr *jsonrpc.Error
+	werr, fromUpstream := upstreamError(err)
 	switch {
-	case errors.As(err, &werr):
+	case fromUpstream:
 		// The upstream's own protocol error travels unchanged.
 		g.metrics.Errors.WithLabelValues(name, c.method, "protocol").Inc()
 		return werr
 	case errors.Is(cause, context.DeadlineExceeded):
 		g.metrics.Errors.WithLabelValues(name, c.method, "timeout").Inc()
-		return &jsonrpc.Error{Code: CodeUpstreamTimeout, Message: fmt.Sprintf("upstream %s did not answer %s within %s", name, c.method, c.up.Config().Timeout.D())}
+		msg := fmt.Sprintf("upstream %s did not answer %s within %s", name, c.method, c.timeout)
+		if c.perTool {
+			msg = fmt.Sprintf("upstream %s did not answer %s of tool %q within its tool timeout of %s", name, c.method, c.tool, c.timeout)
+		}
+		return &jsonrpc.Error{Code: CodeUpstreamTimeout, Message: msg}
 	case errors.Is(err, context.Canceled):
 		g.metrics.Errors.WithLabelValues(name, c.method, "canceled").Inc()
 		return err
 	default:
 		g.metrics.Errors.WithLabelValues(name, c.method, "unavailable").Inc()
-		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %v", name, err)}
+		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %s", name, transportDetail(err))}
 	}
 }
 
@@ -258,7 +290,7 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 			}
 			return res, err == nil && res != nil && res.IsError, err
 		}
-		return relay(g, ctx, u, req, "tools/call", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+		return relay(g, ctx, u, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
 			func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
 				return &mcp.CallToolResult{InputRequests: m, RequestState: state}
 			})
@@ -278,7 +310,7 @@ func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHan
 			}
 			return res, false, err
 		}
-		return relay(g, ctx, u, req, "prompts/get", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+		return relay(g, ctx, u, req, "prompts/get", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
 			func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
 				return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
 			})
@@ -302,7 +334,7 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		}
 		return res, false, err
 	}
-	return relay(g, ctx, u, req, "resources/read", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+	return relay(g, ctx, u, req, "resources/read", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
 		func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
 			return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
 		})
@@ -438,11 +470,14 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 	}
 	p.Ref = &ref
 	p.Meta = withProgress(p.Meta, "")
-	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", nil, nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", "", nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	res, err := cs.Complete(ctx, &p)
+	res, _, err := attempt(g, ctx, c, cs, func(ctx context.Context, cs *mcp.ClientSession, _ string) (*mcp.CompleteResult, bool, error) {
+		res, err := cs.Complete(ctx, &p)
+		return res, false, err
+	}, nil)
 	return res, g.end(ctx, c, false, err)
 }
 
@@ -502,7 +537,7 @@ func (g *Gateway) subscribe(ctx context.Context, only string, req *mcp.Subscribe
 		}
 		g.subs.mu.Unlock()
 	}
-	ctx, cs, c, err := g.begin(ctx, u, req, "resources/subscribe", nil, nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/subscribe", "", nil, nil)
 	if err != nil {
 		forget()
 		return err
@@ -532,7 +567,7 @@ func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.Unsubsc
 	if !last && u.Config().Isolation != "session" {
 		return nil
 	}
-	ctx, cs, c, err := g.begin(ctx, u, req, "resources/unsubscribe", nil, nil)
+	ctx, cs, c, err := g.begin(ctx, u, req, "resources/unsubscribe", "", nil, nil)
 	if err != nil {
 		return err
 	}

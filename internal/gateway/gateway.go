@@ -47,6 +47,7 @@ type Gateway struct {
 	prompts   map[string]route
 	resources map[string]string // exact resource URI -> upstream
 	templates map[string]string // URI template -> upstream
+	edges     map[string]*edge  // upstream -> breaker, retry budget, timeouts (failure.go)
 
 	builtins []builtin
 	draining atomic.Bool
@@ -68,6 +69,8 @@ type Gateway struct {
 	outboxes sync.Map // *mcp.ServerSession -> *outbox
 	bgOnce   sync.Once
 	bg       chan func()
+
+	edgeMetrics *edgeMetrics
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -102,6 +105,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g.agg = g.newAggregateServer(cfg)
 	g.addBuiltins()
 	m.Registry.MustRegister(newUpstreamCollector(g))
+	g.edgeMetrics = newEdgeMetrics(m.Registry)
 	return g
 }
 
@@ -214,6 +218,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		start = append(start, u)
 	}
 	g.order = order
+	g.applyEdgesLocked(want)
 	g.mu.Unlock()
 	for _, u := range stop {
 		go u.Stop(context.WithoutCancel(ctx))
@@ -247,6 +252,9 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 		if r := g.regs[name]; r != nil {
 			s.Conflicts = r.conflicts
 		}
+		if e := g.edges[name]; e != nil && e.breaker != nil {
+			s.Breaker, s.BreakerReason = e.breaker.status()
+		}
 		out = append(out, s)
 	}
 	return out
@@ -256,6 +264,12 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 type UpstreamStatus struct {
 	upstream.Status
 	Conflicts []string `json:"conflicts,omitempty"`
+	// Breaker is the state of the upstream's circuit breaker: "closed",
+	// "open" or "half-open"; empty when it has none.
+	Breaker string `json:"breaker,omitempty"`
+	// BreakerReason says why the breaker last opened, while it is not
+	// closed.
+	BreakerReason string `json:"breaker_reason,omitempty"`
 }
 
 // Aggregate returns the server behind /mcp.

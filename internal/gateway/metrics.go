@@ -14,6 +14,7 @@ type upstreamCollector struct {
 	restarts *prometheus.Desc
 	items    *prometheus.Desc
 	sessions *prometheus.Desc
+	breaker  *prometheus.Desc
 }
 
 func newUpstreamCollector(g *Gateway) *upstreamCollector {
@@ -27,6 +28,8 @@ func newUpstreamCollector(g *Gateway) *upstreamCollector {
 			[]string{"upstream", "kind"}, nil),
 		sessions: prometheus.NewDesc("mcpedge_upstream_session_connections", "Per-client-session connections open to an upstream with isolation = \"session\".",
 			[]string{"upstream"}, nil),
+		breaker: prometheus.NewDesc("mcpedge_upstream_breaker_state", "The upstream's circuit breaker: 0 closed, 1 half-open, 2 open (absent when it has none).",
+			[]string{"upstream"}, nil),
 	}
 }
 
@@ -35,6 +38,7 @@ func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.restarts
 	ch <- c.items
 	ch <- c.sessions
+	ch <- c.breaker
 }
 
 var allStates = []upstream.State{upstream.StateConnecting, upstream.StateReady, upstream.StateFailed, upstream.StateStopped}
@@ -56,5 +60,32 @@ func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 		if u, ok := c.g.Upstream(s.Name); ok {
 			ch <- prometheus.MustNewConstMetric(c.sessions, prometheus.GaugeValue, float64(u.SessionCount()), s.Name)
 		}
+		if v, ok := breakerStates[s.Breaker]; ok {
+			ch <- prometheus.MustNewConstMetric(c.breaker, prometheus.GaugeValue, v, s.Name)
+		}
 	}
+}
+
+// breakerStates are the values of mcpedge_upstream_breaker_state.
+var breakerStates = map[string]float64{"closed": 0, "half-open": 1, "open": 2}
+
+// edgeMetrics count what failure handling does (see failure.go).
+type edgeMetrics struct {
+	retries    *prometheus.CounterVec
+	rejections *prometheus.CounterVec
+}
+
+func newEdgeMetrics(r prometheus.Registerer) *edgeMetrics {
+	m := &edgeMetrics{
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mcpedge", Name: "upstream_retries_total",
+			Help: "Calls sent to an upstream again after a transport failure, by upstream and method.",
+		}, []string{"upstream", "method"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "mcpedge", Name: "upstream_breaker_rejections_total",
+			Help: "Calls the upstream's circuit breaker refused (open, or half-open with its probes in flight).",
+		}, []string{"upstream"}),
+	}
+	r.MustRegister(m.retries, m.rejections)
+	return m
 }

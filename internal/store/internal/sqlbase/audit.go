@@ -49,18 +49,31 @@ func (s *Store) AppendAudit(ctx context.Context, entries []*store.AuditEntry, se
 			if len(e.Hash) == 0 {
 				return invalid("audit append: seal left the hash of entry %d empty", e.Seq)
 			}
-			_, err := q.Exec(ctx, `INSERT INTO audit (seq, at, tenant_id, actor, actor_kind, action, target, outcome,
-					latency_us, client_ip, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				e.Seq, e.Time, e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome,
-				e.LatencyUS, e.ClientIP, e.Detail, e.PrevHash, e.Hash)
+			prev = e.Hash
+		}
+		// Multi-row inserts: one statement to parse per chunk instead of
+		// one per entry, which is most of an append's cost on SQLite.
+		for start := 0; start < len(entries); start += auditInsertChunk {
+			chunk := entries[start:min(start+auditInsertChunk, len(entries))]
+			var sb strings.Builder
+			sb.WriteString(`INSERT INTO audit (` + auditCols + `) VALUES `)
+			args := make([]any, 0, len(chunk)*13)
+			for i, e := range chunk {
+				if i > 0 {
+					sb.WriteString(", ")
+				}
+				sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+				args = append(args, e.Seq, e.Time, e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome,
+					e.LatencyUS, e.ClientIP, e.Detail, e.PrevHash, e.Hash)
+			}
+			_, err := q.Exec(ctx, sb.String(), args...)
 			if s.e.IsUnique(err) {
 				// Only a head row out of step with the table gets here.
-				return fmt.Errorf("audit entry %d exists already: %w", e.Seq, store.ErrChainBroken)
+				return fmt.Errorf("audit entries %d-%d overlap existing ones: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, store.ErrChainBroken)
 			}
 			if err != nil {
 				return err
 			}
-			prev = e.Hash
 		}
 		_, err = q.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, prev)
 		return err
@@ -72,6 +85,10 @@ func (s *Store) AppendAudit(ctx context.Context, entries []*store.AuditEntry, se
 	}
 	return err
 }
+
+// auditInsertChunk is how many entries one INSERT carries (13 parameters
+// each, well below both databases' parameter limits).
+const auditInsertChunk = 64
 
 const auditCols = `seq, at, tenant_id, actor, actor_kind, action, target, outcome, latency_us, client_ip, detail, prev_hash, hash`
 

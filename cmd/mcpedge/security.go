@@ -152,6 +152,7 @@ func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, l
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
+		LatticeAllowed: sec.Policy.Allowed,
 	})
 	// A change made through this replica's API is in force on this
 	// replica before the answer goes out; other replicas see it within

@@ -39,7 +39,16 @@ type Options struct {
 	ClientIP func(*http.Request) string
 	// MaxBodyBytes bounds request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// LatticeAllowed, if set, is the tenant policy (policy.Engine.Allowed):
+	// each lattice endpoint is allowed only when the lattice tool it does
+	// the work of (LatticeUpstream, "tool", "lattice_create"…) is, so that
+	// virtual servers and per-tool rules hold over REST as over MCP.
+	LatticeAllowed func(p *principal.Principal, upstream, kind, name string) bool
 }
+
+// LatticeUpstream is the name of the built-in lattice server, whose tools
+// the lattice REST API stands for.
+const LatticeUpstream = "lattice"
 
 // route is one admin endpoint. routes (below) are exactly the admin
 // endpoints documented in openapi.json; a test checks both ways.
@@ -90,6 +99,7 @@ type handler struct {
 	mux      *http.ServeMux
 	clientIP func(*http.Request) string
 	maxBody  int64
+	allowed  func(p *principal.Principal, upstream, kind, name string) bool
 }
 
 // Handler serves the whole of /api: the admin endpoints, /api/auth/… (from
@@ -104,7 +114,7 @@ type handler struct {
 // Errors are JSON objects {"error": {"code", "message"}}; see the Code
 // constants for the codes and their statuses.
 func Handler(o Options) http.Handler {
-	h := &handler{ops: o.Ops, mux: http.NewServeMux(), clientIP: o.ClientIP, maxBody: o.MaxBodyBytes}
+	h := &handler{ops: o.Ops, mux: http.NewServeMux(), clientIP: o.ClientIP, maxBody: o.MaxBodyBytes, allowed: o.LatticeAllowed}
 	if h.clientIP == nil {
 		h.clientIP = remoteHost
 	}
@@ -185,8 +195,37 @@ func (h *handler) needPrincipal(next http.Handler) http.Handler {
 			writeError(w, errorf(CodeForbidden, "changing or searching lattices needs the member role or stronger and, for a credential limited to scopes, %s", principal.ScopeCall))
 			return
 		}
+		if tool := latticeTool(r.Method, r.URL.Path); h.allowed != nil && tool != "" && !h.allowed(p, LatticeUpstream, "tool", tool) {
+			writeError(w, errorf(CodeForbidden, "this credential may not use the lattice tool %s (the tenant's virtual servers or rules)", tool))
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// latticeTool names the lattice tool a lattice REST request does the work
+// of ("" for a path that is none: the lattice handler answers 404/405).
+func latticeTool(method, path string) string {
+	rest, ok := strings.CutPrefix(path, latticeRoot)
+	if !ok || (rest != "" && rest[0] != '/') {
+		return ""
+	}
+	parts := strings.Split(strings.TrimPrefix(rest, "/"), "/")
+	switch {
+	case rest == "" && method == http.MethodGet:
+		return "lattice_list"
+	case rest == "" && method == http.MethodPost:
+		return "lattice_create"
+	case len(parts) == 1 && parts[0] != "" && method == http.MethodGet:
+		return "lattice_get"
+	case len(parts) == 1 && parts[0] != "" && method == http.MethodDelete:
+		return "lattice_delete"
+	case len(parts) == 2 && parts[1] == "path" && method == http.MethodPost:
+		return "lattice_path"
+	case len(parts) == 2 && parts[1] == "transform" && method == http.MethodPost:
+		return "lattice_transform"
+	}
+	return ""
 }
 
 func unauthenticated(w http.ResponseWriter) {

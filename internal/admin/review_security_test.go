@@ -80,3 +80,23 @@ func TestReviewScopedCallerMintsNoUnscopedCredential(t *testing.T) {
 	// Users without passwords (for keys tied to them, or OIDC) are fine.
 	want(t, "user without password", e.do(scoped, "POST", "/api/tenants/acme/users", map[string]any{"name": "nopw", "role": "member"}), 201)
 }
+
+// TestReviewLatticeToolOfRequest: every lattice endpoint stands for the
+// tool whose policy applies to it.
+func TestReviewLatticeToolOfRequest(t *testing.T) {
+	for _, c := range []struct{ method, path, tool string }{
+		{"GET", "/api/lattices", "lattice_list"},
+		{"POST", "/api/lattices", "lattice_create"},
+		{"GET", "/api/lattices/lat_1", "lattice_get"},
+		{"DELETE", "/api/lattices/lat_1", "lattice_delete"},
+		{"POST", "/api/lattices/lat_1/path", "lattice_path"},
+		{"POST", "/api/lattices/lat_1/transform", "lattice_transform"},
+		{"PUT", "/api/lattices/lat_1", ""},
+		{"GET", "/api/lattices/", ""},
+		{"GET", "/api/latticesx", ""},
+	} {
+		if got := latticeTool(c.method, c.path); got != c.tool {
+			t.Errorf("%s %s: %q, want %q", c.method, c.path, got, c.tool)
+		}
+	}
+}

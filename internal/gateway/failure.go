@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -148,13 +149,18 @@ func isUpstreamError(err error) bool {
 }
 
 // transportDetail describes a transport failure for the client without the
-// request URL, which may carry a secret expanded into the configuration.
-func transportDetail(err error) string {
+// upstream's URL, which may carry a secret expanded into the configuration
+// (the SDK sometimes formats the URL into its messages).
+func transportDetail(err error, upstreamURL string) string {
+	msg := err.Error()
 	var uerr *url.Error
 	if errors.As(err, &uerr) {
-		return uerr.Err.Error()
+		msg = uerr.Err.Error()
 	}
-	return err.Error()
+	if upstreamURL != "" {
+		msg = strings.ReplaceAll(msg, upstreamURL, "<upstream url>")
+	}
+	return msg
 }
 
 // settle reports the outcome of the call's current attempt to the breaker,
@@ -238,8 +244,9 @@ func (b *breaker) admit() (done func(outcome, error), err error) {
 		switch o {
 		case failure:
 			if cause != nil {
+				msg := strings.TrimPrefix(cause.Error(), "upstream "+b.name+": ")
 				b.mu.Lock()
-				b.lastErr = truncateMsg(cause.Error(), 200)
+				b.lastErr = truncateMsg(msg, 200)
 				b.mu.Unlock()
 			}
 			report(errFailure)
@@ -425,7 +432,7 @@ func (g *Gateway) retry(ctx context.Context, c *call, cs *mcp.ClientSession, n i
 		g.log.Warn("upstream call not retried: retry budget spent", "request_id", upstream.RequestID(ctx), "upstream", name, "method", c.method, "tool", c.tool, "err", err)
 		return nil, false
 	}
-	c.settle(failure, err)
+	c.settle(failure, errors.New(transportDetail(err, c.up.Config().URL)))
 	g.log.Warn("retrying upstream call", "request_id", upstream.RequestID(ctx), "upstream", name, "method", c.method, "tool", c.tool, "attempt", n+1, "backoff", wait, "err", err)
 	t := time.NewTimer(wait)
 	select {

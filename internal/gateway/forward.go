@@ -163,7 +163,7 @@ func progressTokenFor(id uint64) string {
 // breaker (transport failures count; the upstream's own errors, tool errors
 // and client cancellations do not) and translates transport-level failures
 // into JSON-RPC errors that tell the client what happened.
-func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error) error {
+func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error) (out error) {
 	if !c.released.CompareAndSwap(false, true) {
 		return err
 	}
@@ -176,7 +176,8 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 		c.up.ReleaseSession(c.release)
 	}
 	cause := context.Cause(ctx)
-	c.settle(classify(ctx, err), err)
+	health := classify(ctx, err)
+	defer func() { c.settle(health, out) }() // with the error the client sees
 	c.cancel()
 	name := c.up.Name()
 	took := time.Since(c.start)
@@ -212,7 +213,7 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 		return err
 	default:
 		g.metrics.Errors.WithLabelValues(name, c.method, "unavailable").Inc()
-		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %s", name, transportDetail(err))}
+		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %s", name, transportDetail(err, c.up.Config().URL))}
 	}
 }
 

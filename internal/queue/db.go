@@ -86,6 +86,7 @@ type Queue struct {
 	now      func() time.Time
 
 	read, write *sql.DB
+	conn        *sql.Conn // the writer's connection (of write)
 
 	ops     chan *op
 	closing chan struct{} // closed by Close: the writer finishes and stops
@@ -93,6 +94,9 @@ type Queue struct {
 	once    sync.Once
 
 	commits atomic.Int64 // committed transactions, for tests
+	// stmts are the writer's prepared statements, by query; only the
+	// writer goroutine uses them.
+	stmts map[string]*sql.Stmt
 
 	mu       sync.Mutex
 	waiters  map[string]chan struct{} // per target, closed on a change
@@ -122,6 +126,7 @@ func Open(ctx context.Context, path string, box *sealbox.Box, opts *Options) (*Q
 		stopped:  make(chan struct{}),
 		waiters:  map[string]chan struct{}{},
 		inflight: map[string]bool{},
+		stmts:    map[string]*sql.Stmt{},
 	}
 	if err := q.open(ctx); err != nil {
 		return nil, fmt.Errorf("queue: opening %s: %w", path, err)
@@ -169,6 +174,10 @@ func (q *Queue) open(ctx context.Context) error {
 		return err
 	}
 	if err := migrate(ctx, q.write); err != nil {
+		q.write.Close()
+		return err
+	}
+	if q.conn, err = q.write.Conn(ctx); err != nil {
 		q.write.Close()
 		return err
 	}
@@ -320,6 +329,12 @@ func (q *Queue) do(ctx context.Context, fn func(w *wtx) error) error {
 
 func (q *Queue) writer() {
 	defer close(q.stopped)
+	defer func() {
+		for _, st := range q.stmts {
+			st.Close()
+		}
+		q.conn.Close()
+	}()
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
 	batch := make([]*op, 0, maxBatch)
@@ -390,14 +405,23 @@ func (q *Queue) run(batch []*op) {
 
 // commit runs ops in one transaction. It returns each op's outcome, or
 // the error that rolled the transaction back.
+//
+// The writer keeps one connection (q.conn) and its prepared statements
+// for the life of the queue, and begins and ends transactions with SQL
+// itself: a database/sql Tx would hold the pool's only write connection,
+// so statements could not be prepared for reuse across transactions.
 func (q *Queue) commit(ops []*op) ([]error, error) {
 	ctx := context.Background()
-	tx, err := q.write.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the DSN sets _txlock
-	if err != nil {
+	if _, err := q.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return nil, q.dbErr("starting a write transaction", err)
 	}
-	defer tx.Rollback()
-	w := &wtx{q: q, tx: tx, ctx: ctx, now: q.now(), usage: map[string]*usage{}}
+	committed := false
+	defer func() {
+		if !committed {
+			_, _ = q.conn.ExecContext(ctx, `ROLLBACK`)
+		}
+	}()
+	w := &wtx{q: q, ctx: ctx, now: q.now(), usage: map[string]*usage{}}
 	results := make([]error, len(ops))
 	for i, o := range ops {
 		w.op = o
@@ -410,9 +434,10 @@ func (q *Queue) commit(ops []*op) ([]error, error) {
 	if err := w.flushUsage(); err != nil {
 		return nil, q.dbErr("writing", err)
 	}
-	if err := tx.Commit(); err != nil {
+	if _, err := q.conn.ExecContext(ctx, `COMMIT`); err != nil {
 		return nil, q.dbErr("committing", err)
 	}
+	committed = true
 	q.commits.Add(1)
 	return results, nil
 }
@@ -428,7 +453,6 @@ func (q *Queue) dbErr(doing string, err error) error {
 // wtx is the transaction ops run in.
 type wtx struct {
 	q   *Queue
-	tx  *sql.Tx
 	ctx context.Context
 	now time.Time
 	op  *op
@@ -448,7 +472,12 @@ func (w *wtx) exec(query string, args ...any) int64 {
 	if w.err != nil {
 		return 0
 	}
-	res, err := w.tx.ExecContext(w.ctx, query, args...)
+	st, err := w.stmt(query)
+	if err != nil {
+		w.err = err
+		return 0
+	}
+	res, err := st.ExecContext(w.ctx, args...)
 	if err != nil {
 		w.err = err
 		return 0
@@ -466,7 +495,7 @@ func (w *wtx) row(query string, args []any, dest ...any) bool {
 	if w.err != nil {
 		return false
 	}
-	err := w.tx.QueryRowContext(w.ctx, query, args...).Scan(dest...)
+	err := w.queryRow(query, args...).Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false
 	}
@@ -475,6 +504,40 @@ func (w *wtx) row(query string, args []any, dest ...any) bool {
 		return false
 	}
 	return true
+}
+
+// stmt returns query prepared on the writer's connection: parsing a
+// statement costs about as much as running it, and the writer runs the
+// same few statements all day. Only the writer goroutine calls it.
+func (w *wtx) stmt(query string) (*sql.Stmt, error) {
+	st, ok := w.q.stmts[query]
+	if !ok {
+		var err error
+		if st, err = w.q.conn.PrepareContext(w.ctx, query); err != nil {
+			return nil, err
+		}
+		w.q.stmts[query] = st
+	}
+	return st, nil
+}
+
+// query runs a prepared statement that returns rows.
+func (w *wtx) query(query string, args ...any) (*sql.Rows, error) {
+	st, err := w.stmt(query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(w.ctx, args...)
+}
+
+// queryRow runs a prepared statement that returns at most one row. A
+// failure to prepare shows when the row is scanned.
+func (w *wtx) queryRow(query string, args ...any) *sql.Row {
+	st, err := w.stmt(query)
+	if err != nil {
+		return w.q.conn.QueryRowContext(w.ctx, query, args...)
+	}
+	return st.QueryRowContext(w.ctx, args...)
 }
 
 // changed records that the op changed target's line, to wake its

@@ -33,7 +33,7 @@ func (q *Queue) claim(ctx context.Context, target string) (c claimed, err error)
 		var seq int64
 		var owner string
 		var payload []byte
-		e, err := scanEntry(w.tx.QueryRowContext(w.ctx, `SELECT `+entryCols+`, seq, owner, payload FROM entries
+		e, err := scanEntry(w.queryRow(`SELECT `+entryCols+`, seq, owner, payload FROM entries
 			WHERE target = ? AND state IN ('pending', 'delivering') ORDER BY seq LIMIT 1`, target), &seq, &owner, &payload)
 		if err != nil {
 			if !errors.Is(err, sql.ErrNoRows) {

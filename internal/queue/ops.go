@@ -291,7 +291,7 @@ func (q *Queue) prune(w *wtx) error {
 		if w.err != nil {
 			return nil
 		}
-		rows, err := w.tx.QueryContext(w.ctx, `DELETE FROM entries WHERE seq IN (
+		rows, err := w.query(`DELETE FROM entries WHERE seq IN (
 				SELECT seq FROM entries WHERE state IN ('done', 'failed') AND done_at < ? AND state = ? LIMIT ?)
 			RETURNING tenant, size`, w.now.Add(-c.keep).UnixMicro(), string(c.state), pruneBatch)
 		if err != nil {

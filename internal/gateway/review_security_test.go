@@ -461,3 +461,34 @@ func TestReviewSecurityCompletionChecksOneUpstreamAsksAnother(t *testing.T) {
 		t.Fatalf("tenant B's completion was answered by tenant A's upstream: %v", res.Completion.Values)
 	}
 }
+
+// TestReviewSecuritySessionBoundToTenant: sdkAuth bound a session to
+// Kind:ID only. An identity-provider subject is the same in every tenant
+// its tokens name ("oidc:<sub>"), so a token of that subject for tenant B
+// could use the session opened with its token for tenant A — and with it
+// A's per-session upstream connections (isolation = "session"), whose
+// state belongs to A. A session must be bound to the tenant too.
+func TestReviewSecuritySessionBoundToTenant(t *testing.T) {
+	ub := legacyOnly("ub", nil)
+	secTool(ub, "b_tool", nil)
+	sec := newSecFake()
+	sec.creds["idp-token-for-a"] = &principal.Principal{Kind: principal.KindOIDC, ID: "oidc:alice", TenantID: "ta", TenantName: "a", Role: principal.RoleMember}
+	sec.creds["idp-token-for-b"] = &principal.Principal{Kind: principal.KindOIDC, ID: "oidc:alice", TenantID: "tb", TenantName: "b", Role: principal.RoleMember}
+	_, url := secGateway(t, "[server]\n"+reviewBlock("ub", reviewHTTPUpstream(t, ub)), sec, nil)
+
+	csA := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken("idp-token-for-a"))
+	req, _ := http.NewRequest(http.MethodPost, url+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	req.Header.Set("Mcp-Session-Id", csA.ID())
+	req.Header.Set("Authorization", "Bearer idp-token-for-b")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Fatal("a token for tenant B used the session opened with a token for tenant A (same subject)")
+	}
+}

@@ -197,14 +197,16 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 
 // sdkAuth passes the principal attached by authenticate on to the SDK as
 // TokenInfo. The SDK binds a session to TokenInfo.UserID, so a session id
-// leaked to another credential is useless to it.
+// leaked to another credential is useless to it. The tenant is part of it:
+// an identity provider's subject ("oidc:<sub>") is the same whatever
+// tenant its token names.
 func sdkAuth(next http.Handler) http.Handler {
 	verify := func(ctx context.Context, _ string, r *http.Request) (*auth.TokenInfo, error) {
 		p := principal.From(r.Context())
 		if p == nil {
 			return nil, fmt.Errorf("%w: no principal", auth.ErrInvalidToken)
 		}
-		return &auth.TokenInfo{UserID: p.Kind + ":" + p.ID, Scopes: p.Scopes, Expiration: p.ExpiresAt, Extra: map[string]any{"principal": p}}, nil
+		return &auth.TokenInfo{UserID: p.Kind + ":" + p.TenantID + ":" + p.ID, Scopes: p.Scopes, Expiration: p.ExpiresAt, Extra: map[string]any{"principal": p}}, nil
 	}
 	return auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(next)
 }

@@ -123,6 +123,11 @@ type Upstream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// The loaded module of a wasm upstream (see wasm.go).
+	wasmMu     sync.Mutex
+	wasm       *wasmState
+	wasmClosed bool
 }
 
 // New returns an Upstream for cfg. It does nothing until [Upstream.Start].
@@ -241,6 +246,7 @@ func (u *Upstream) Stop(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+	u.closeWASM()
 	u.setState(StateStopped, nil)
 }
 
@@ -652,6 +658,17 @@ func (c *conn) close() {
 // transport ties its event stream to it. So the connect timeout is a timer
 // that cancels it only if Connect has not returned in time.
 func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
+	var wasmSrv *mcp.Server
+	if u.cfg.Transport == config.TransportWASM {
+		// Loaded before the connect timer starts: compiling a large module
+		// on a small device can take longer than connect_timeout, and the
+		// load is bounded by itself (tools/list by the sandbox timeout).
+		srv, err := u.wasmServer()
+		if err != nil {
+			return nil, fmt.Errorf("loading wasm module: %w", err)
+		}
+		wasmSrv = srv
+	}
 	ctx, cancel := context.WithCancel(u.ctx)
 	timer := time.AfterFunc(u.cfg.ConnectTimeout.D(), cancel)
 	c := &conn{cancel: cancel, changed: make(chan struct{}, 1)}
@@ -669,6 +686,13 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 			return nil, fmt.Errorf("starting built-in server: %w", err)
 		}
 		c.onClose = func() { _ = ss.Close() }
+		t = ct
+	case config.TransportWASM:
+		ct, err := u.connectWASM(ctx, wasmSrv, c)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
 		t = ct
 	case "stdio":
 		cmd := exec.Command(u.cfg.Command, u.cfg.Args...)

@@ -136,9 +136,10 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 	c.admitted = admitted
 	cs, err := u.Session(ctx, clientID)
 	if err != nil {
-		c.settle(failure, err)
+		msg := transportDetail(err, u.Config().URL)
+		c.settle(failure, errors.New(msg))
 		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
-		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: err.Error()}
+		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: msg}
 	}
 	c.timeout, c.perTool = c.edge.timeoutFor(u, tool)
 	ctx, c.cancel = context.WithTimeout(ctx, c.timeout)

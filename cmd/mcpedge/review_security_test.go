@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -143,5 +144,39 @@ func TestReviewSecurityControlsBinary(t *testing.T) {
 	}
 	if code, _ := apiDo(t, http.MethodGet, p.URL+"/healthz", "", ""); code != 200 {
 		t.Fatalf("the gateway is unwell after hostile input: %d", code)
+	}
+}
+
+// TestReviewLatticeRESTChangesAreAudited: the same change through the
+// lattice tools is a tool.call entry; through /api/lattices nothing.
+func TestReviewLatticeRESTChangesAreAudited(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, "")
+	p := startServe(t, env, "--config", cfgPath)
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "lattice")
+	key := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "acme", "--role", "member"))
+	code, b := apiDo(t, http.MethodPost, p.URL+"/api/lattices", key, `{"name":"grid","dims":[4,4],"boundary":"open"}`)
+	var created struct{ ID string }
+	if code/100 != 2 || json.Unmarshal(b, &created) != nil {
+		t.Fatalf("create: %d %s", code, b)
+	}
+	if code, b := apiDo(t, http.MethodDelete, p.URL+"/api/lattices/"+created.ID, key, ""); code/100 != 2 {
+		t.Fatalf("delete: %d %s", code, b)
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	_ = p.cmd.Wait()
+	out := cli(t, env, "audit", "export", "--config", cfgPath)
+	seen := map[string]bool{}
+	for _, line := range strings.Split(out, "\n") {
+		var e struct {
+			Action, Target, Outcome string
+			Detail                  []byte
+		}
+		if json.Unmarshal([]byte(line), &e) == nil && e.Action == "tool.call" && e.Outcome == "ok" && strings.Contains(string(e.Detail), created.ID) {
+			seen[e.Target] = true
+		}
+	}
+	if !seen["lattice__lattice_create"] || !seen["lattice__lattice_delete"] {
+		t.Fatalf("the lattice %s was created and deleted over REST; the audit log has %v of it:\n%s", created.ID, seen, out)
 	}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 // DefaultMaxBodyBytes bounds a request body when Options.MaxBodyBytes is
@@ -178,7 +180,9 @@ func (h *handler) serve(rt route) http.Handler {
 // needPrincipal guards the lattice REST API, the REST face of the lattice
 // tools: reading (GET) needs the rights of listing tools (viewers and up,
 // mcp:list or mcp:call), anything else (create, delete, searches) those of
-// calling them (members and up, mcp:call).
+// calling them (members and up, mcp:call). Each request that stands for a
+// tool is audited as the tool call would be over MCP ("tool.call" on
+// lattice__<tool>, with "via": "rest"), refused ones as "denied".
 func (h *handler) needPrincipal(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := principal.From(r.Context())
@@ -186,21 +190,70 @@ func (h *handler) needPrincipal(next http.Handler) http.Handler {
 			unauthenticated(w)
 			return
 		}
+		tool := latticeTool(r.Method, r.URL.Path)
+		deny := func(format string, args ...any) {
+			h.auditLattice(r, p, tool, OutcomeDenied, http.StatusForbidden, 0, "")
+			writeError(w, errorf(CodeForbidden, format, args...))
+		}
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			if !p.CanList() {
-				writeError(w, errorf(CodeForbidden, "reading lattices needs the viewer role or stronger and, for a credential limited to scopes, %s or %s", principal.ScopeList, principal.ScopeCall))
+				deny("reading lattices needs the viewer role or stronger and, for a credential limited to scopes, %s or %s", principal.ScopeList, principal.ScopeCall)
 				return
 			}
 		} else if !p.CanCall() {
-			writeError(w, errorf(CodeForbidden, "changing or searching lattices needs the member role or stronger and, for a credential limited to scopes, %s", principal.ScopeCall))
+			deny("changing or searching lattices needs the member role or stronger and, for a credential limited to scopes, %s", principal.ScopeCall)
 			return
 		}
-		if tool := latticeTool(r.Method, r.URL.Path); h.allowed != nil && tool != "" && !h.allowed(p, LatticeUpstream, "tool", tool) {
-			writeError(w, errorf(CodeForbidden, "this credential may not use the lattice tool %s (the tenant's virtual servers or rules)", tool))
+		if h.allowed != nil && tool != "" && !h.allowed(p, LatticeUpstream, "tool", tool) {
+			deny("this credential may not use the lattice tool %s (the tenant's virtual servers or rules)", tool)
 			return
 		}
-		next.ServeHTTP(w, r)
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(sw, r)
+		outcome := OutcomeOK
+		if sw.status >= 400 {
+			outcome = OutcomeError
+		}
+		h.auditLattice(r, p, tool, outcome, sw.status, time.Since(start), sw.Header().Get("Location"))
 	})
+}
+
+// auditLattice records one lattice REST request that stands for a tool.
+func (h *handler) auditLattice(r *http.Request, p *principal.Principal, tool, outcome string, status int, took time.Duration, location string) {
+	if tool == "" || h.ops.audit == nil {
+		return
+	}
+	detail := map[string]any{"name": LatticeUpstream + "__" + tool, "via": "rest", "status": status}
+	if id := strings.TrimPrefix(location, latticeSubtree); location != "" {
+		detail["id"] = id
+	} else if parts := strings.Split(strings.TrimPrefix(r.URL.Path, latticeSubtree), "/"); strings.HasPrefix(r.URL.Path, latticeSubtree) && parts[0] != "" {
+		detail["id"] = clip(parts[0])
+	}
+	if rid := r.Header.Get("X-Request-Id"); rid != "" {
+		detail["request_id"] = clip(rid)
+	}
+	e := &store.AuditEntry{
+		Time: h.ops.now().UTC(), TenantID: p.TenantID, Actor: p.ID, ActorKind: p.Kind,
+		Action: "tool.call", Target: LatticeUpstream + "__" + tool, Outcome: outcome,
+		LatencyUS: took.Microseconds(), ClientIP: h.clientIP(r),
+	}
+	if e.ActorKind == "" {
+		e.ActorKind = principal.KindAnonymous
+	}
+	e.Detail, _ = json.Marshal(detail)
+	h.ops.audit.Record(context.WithoutCancel(r.Context()), e)
+}
+
+// statusWriter remembers the status a handler answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // latticeTool names the lattice tool a lattice REST request does the work

@@ -2,9 +2,11 @@ package admin
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 // TestReviewLatticeRESTNeedsTheRightsOfTheTools: /api/lattices is the REST
@@ -98,5 +100,28 @@ func TestReviewLatticeToolOfRequest(t *testing.T) {
 		if got := latticeTool(c.method, c.path); got != c.tool {
 			t.Errorf("%s %s: %q, want %q", c.method, c.path, got, c.tool)
 		}
+	}
+}
+
+// TestReviewLatticeRESTIsAudited: over MCP every lattice tool call is a
+// tool.call audit entry; the REST face wrote none, so creating or deleting
+// stored lattices over REST left no trace. It is audited like the tool
+// call, refusals included.
+func TestReviewLatticeRESTIsAudited(t *testing.T) {
+	e := newEnv(t, nil)
+	acme := e.tenant("acme")
+	viewer := e.key("acme", KeySpec{Name: "viewer", Role: principal.RoleViewer})
+	member := e.key("acme", KeySpec{Name: "member", Role: principal.RoleMember})
+	want(t, "member deletes", e.do(member, "DELETE", "/api/lattices/lat_1", nil), 200)
+	want(t, "viewer creates", e.do(viewer, "POST", "/api/lattices", map[string]any{}), 403, CodeForbidden)
+	var got []string
+	for _, x := range e.auditEntries(store.AuditFilter{TenantID: acme.ID}) {
+		if x.Action == "tool.call" {
+			got = append(got, x.Actor+" "+x.Target+" "+x.Outcome+" "+string(x.Detail))
+		}
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], member.ID+" lattice__lattice_delete ok ") || !strings.Contains(got[0], `"id":"lat_1"`) ||
+		!strings.Contains(got[0], `"via":"rest"`) || !strings.HasPrefix(got[1], viewer.ID+" lattice__lattice_create denied ") {
+		t.Fatalf("audit entries of lattice REST calls: %q", got)
 	}
 }

@@ -273,7 +273,10 @@ func (l *Layer) Record(ctx context.Context, p *principal.Principal, c gateway.Ca
 	if detail == nil {
 		detail = map[string]any{}
 	}
-	detail["name"] = c.Name
+	// Names come from the client (a call of a tool that does not exist
+	// carries whatever it sent): clip them, as errors are clipped, so one
+	// call can not add megabytes to the append-only log.
+	detail["name"] = truncate(c.Name, maxNameInAudit)
 	if c.RequestID != "" {
 		detail["request_id"] = c.RequestID
 	}
@@ -283,13 +286,13 @@ func (l *Layer) Record(ctx context.Context, p *principal.Principal, c gateway.Ca
 	b, _ := json.Marshal(detail)
 	e := &store.AuditEntry{
 		Action:    "tool.call",
-		Target:    policy.CanonicalName(c.Upstream, c.Tool),
+		Target:    truncate(policy.CanonicalName(c.Upstream, c.Tool), maxNameInAudit),
 		Outcome:   c.Outcome,
 		LatencyUS: c.Latency.Microseconds(),
 		Detail:    b,
 	}
 	if c.Upstream == "" {
-		e.Target = c.Name
+		e.Target = truncate(c.Name, maxNameInAudit)
 	}
 	if p != nil {
 		e.TenantID, e.Actor, e.ActorKind = p.TenantID, p.ID, p.Kind
@@ -298,6 +301,10 @@ func (l *Layer) Record(ctx context.Context, p *principal.Principal, c gateway.Ca
 	}
 	l.o.Audit.Record(ctx, e)
 }
+
+// maxNameInAudit bounds a tool name in an audit entry (MCP tool names have
+// at most 128 characters; the prefix adds the upstream's name).
+const maxNameInAudit = 256
 
 // ResourceMetadataURL implements gateway.Security: the RFC 9728 location
 // for the /mcp resource, on the host the client used (or resource_url).

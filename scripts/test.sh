@@ -185,6 +185,19 @@ fi
 export MCPEDGE_REQUIRE_SERVICES=1
 # <<< SERVICES
 
+# ---------------------------------------------------------------- WASM tool examples
+# Build the example WebAssembly tool servers (examples/wasm/<name>/, package
+# main) next to their sources, so that examples/wasm/mcpedge.toml runs as it
+# is. Quick when nothing changed (go build's cache). The Go tests build
+# their own copies, so go test alone does not need this.
+log "build the WASM tool examples (GOOS=wasip1 GOARCH=wasm)"
+for dir in examples/wasm/*/; do
+	[ -f "$dir/main.go" ] || continue
+	name=$(basename "$dir")
+	(cd "$dir" && CGO_ENABLED=0 GOOS=wasip1 GOARCH=wasm go build -o "$name.wasm" .) \
+		|| die "building the WASM example $dir failed"
+done
+
 # ---------------------------------------------------------------- checks and tests
 log "gofmt"
 UNFORMATTED=$(find . -name '*.go' -not -path './.git/*' -not -path "./$NODE_DIR/node_modules/*" -print0 | xargs -0 -r gofmt -l)

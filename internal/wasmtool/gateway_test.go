@@ -325,3 +325,40 @@ sandbox = { env = ["MODE=exit"] }
 		t.Errorf("textstats: %q", resultText(res))
 	}
 }
+
+// TestExampleConfig runs examples/wasm/mcpedge.toml as it is, with the
+// example modules built where it expects them.
+func TestExampleConfig(t *testing.T) {
+	dir := t.TempDir()
+	src, err := os.ReadFile("../../examples/wasm/mcpedge.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "mcpedge.toml"), src)
+	copyModule(t, "textstats", filepath.Join(dir, "textstats", "textstats.wasm"))
+	copyModule(t, "readfile", filepath.Join(dir, "readfile", "readfile.wasm"))
+	hello, err := os.ReadFile("../../examples/wasm/readfile/sample/hello.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "readfile", "sample", "hello.txt"), hello)
+
+	cfg, err := config.Load(filepath.Join(dir, "mcpedge.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := startGateway(t, cfg)
+	cs := connect(t, g.URL+"/mcp")
+	res := callTool(t, cs, "files__read_file", map[string]any{"path": "hello.txt"})
+	if res.IsError || resultText(res) != string(hello) {
+		t.Errorf("read_file: %q", resultText(res))
+	}
+	res = callTool(t, cs, "files__read_file", map[string]any{"path": "/etc/passwd"})
+	if !res.IsError || resultText(res) != "/etc/passwd is outside the directories shared with this tool" {
+		t.Errorf("read_file outside: %q", resultText(res))
+	}
+	res = callTool(t, cs, "textstats__textstats", map[string]any{"text": "a b c"})
+	if res.IsError || resultText(res) != "1 lines, 3 words, 5 characters, 5 bytes" {
+		t.Errorf("textstats: %q", resultText(res))
+	}
+}

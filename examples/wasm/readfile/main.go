@@ -24,6 +24,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"unicode/utf8"
 )
 
@@ -180,19 +181,19 @@ func listDir(path string) map[string]any {
 	}
 }
 
-// describe turns a file system error into a message for the model. A path
-// outside the shared directories does not exist for this module at all.
+// describe turns a file system error into a message for the model. Under
+// WASI, a path outside every shared directory fails with EBADF (no
+// directory to resolve it in), and a link leading out of one with EPERM.
 func describe(err error) string {
 	var pe *fs.PathError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if errors.As(err, &pe) {
-			return pe.Path + " does not exist (or is outside the directories shared with this tool)"
-		}
-	case errors.Is(err, fs.ErrPermission):
-		if errors.As(err, &pe) {
-			return pe.Path + ": permission denied"
-		}
+		return pe.Path + " does not exist"
+	case errors.Is(err, syscall.EBADF), errors.Is(err, fs.ErrPermission):
+		return pe.Path + " is outside the directories shared with this tool"
 	}
 	return err.Error()
 }

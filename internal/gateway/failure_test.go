@@ -399,3 +399,26 @@ func metricValue(t *testing.T, g *Gateway, name, up, method string) float64 {
 	}
 	return 0
 }
+
+func TestRetryStaysOnTheClientsSession(t *testing.T) {
+	up := newFaultUpstream(t)
+	g, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, `isolation = "session"`))
+	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	if _, err := callTool(context.Background(), cs, "f__idem"); err != nil {
+		t.Fatal(err)
+	}
+	u, _ := g.Upstream("f")
+	if n := u.SessionCount(); n != 1 {
+		t.Fatalf("per-session connections = %d, want 1", n)
+	}
+	w := up.proxy.Watch(`"name":"read"`, 1)
+	if res, err := callTool(context.Background(), cs, "f__read"); err != nil || res.IsError {
+		t.Fatalf("read across one reset on a per-session connection: %v %v", res, err)
+	}
+	if w.Seen() != 2 || up.calls["read"].Load() != 1 {
+		t.Errorf("proxy saw %d, upstream ran it %d times; want 2 and 1", w.Seen(), up.calls["read"].Load())
+	}
+	if n := u.SessionCount(); n != 1 {
+		t.Errorf("the retry opened another connection: %d", n)
+	}
+}

@@ -111,7 +111,6 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 	}
 	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
-	c.edge.budget.earn()
 	clientID := ""
 	if ss != nil {
 		clientID = ss.ID()
@@ -134,6 +133,7 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: msg}
 	}
 	c.admitted = admitted
+	c.edge.budget.earn() // only calls that reach the upstream earn retries
 	cs, err := u.Session(ctx, clientID)
 	if err != nil {
 		msg := transportDetail(err, u.Config().URL)

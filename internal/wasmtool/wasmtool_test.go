@@ -460,3 +460,22 @@ func TestServer(t *testing.T) {
 		}
 	}
 }
+
+// TestTrap: a module that traps (here, (func $_start unreachable)) fails
+// the run with the trap's first line.
+func TestTrap(t *testing.T) {
+	bin := []byte("\x00asm\x01\x00\x00\x00" +
+		"\x01\x04\x01\x60\x00\x00" + // type section: func () -> ()
+		"\x03\x02\x01\x00" + // function section: one function of type 0
+		"\x07\x0a\x01\x06_start\x00\x00" + // export section: _start = func 0
+		"\x0a\x05\x01\x03\x00\x00\x0b") // code section: no locals, unreachable, end
+	m, err := wasmtool.Compile(context.Background(), "trap", bin, wasmtool.Sandbox{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	_, err = m.Run(ctxT(t, 30*time.Second), []byte(`{"method":"tools/list"}`))
+	if want := "module failed: module[] function[_start] failed: wasm error: unreachable"; !errors.Is(err, wasmtool.ErrFailed) || err.Error() != want {
+		t.Errorf("err = %v, want %q", err, want)
+	}
+}

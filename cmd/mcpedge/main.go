@@ -46,6 +46,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdConfigCheck(args[2:], stdout)
 	case "lattice":
 		err = cmdLattice(context.Background(), args[1:], stdout, stderr)
+	case "queue":
+		err = cmdQueue(context.Background(), args[1:], stdout, stderr)
 	case "migrate", "tenant", "key", "user", "plan", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":

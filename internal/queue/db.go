@@ -249,6 +249,10 @@ func (q *Queue) Close() error {
 	return err
 }
 
+// Box is the box the queue was opened with (nil without a key), for
+// rotating its key before [Queue.Reencrypt].
+func (q *Queue) Box() *sealbox.Box { return q.box }
+
 // Path is the database file.
 func (q *Queue) Path() string { return q.path }
 

@@ -138,7 +138,7 @@ func (q *Queue) complete(ctx context.Context, e *Entry, result json.RawMessage) 
 		already = false
 		var state, target string
 		if !w.row(`SELECT state, target FROM entries WHERE id = ?`, []any{e.ID}, &state, &target) {
-			return ErrNotFound
+			return fmt.Errorf("%w: %s", ErrNotFound, e.ID)
 		}
 		if State(state) == Done {
 			already = true
@@ -189,7 +189,7 @@ func (q *Queue) fail(ctx context.Context, e *Entry, cause error, retryAt time.Ti
 		var state, target string
 		var attempts int
 		if !w.row(`SELECT state, target, attempts FROM entries WHERE id = ?`, []any{e.ID}, &state, &target, &attempts) {
-			return ErrNotFound
+			return fmt.Errorf("%w: %s", ErrNotFound, e.ID)
 		}
 		if State(state) == Done {
 			return fmt.Errorf("%w: entry %s is done", ErrState, e.ID)
@@ -246,7 +246,7 @@ func (q *Queue) Retry(ctx context.Context, id string) error {
 	return q.do(ctx, func(w *wtx) error {
 		var state, target string
 		if !w.row(`SELECT state, target FROM entries WHERE id = ?`, []any{id}, &state, &target) {
-			return ErrNotFound
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
 		switch State(state) {
 		case Delivering:
@@ -269,7 +269,7 @@ func (q *Queue) Purge(ctx context.Context, id string) error {
 		var tenant, target string
 		var size int64
 		if !w.row(`DELETE FROM entries WHERE id = ? RETURNING tenant, target, size`, []any{id}, &tenant, &target, &size) {
-			return ErrNotFound
+			return fmt.Errorf("%w: %s", ErrNotFound, id)
 		}
 		w.addUsage(tenant, -1, -size)
 		w.changed(target)

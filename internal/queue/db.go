@@ -612,14 +612,21 @@ func (q *Queue) wait(target string) <-chan struct{} {
 	return c
 }
 
+// signal wakes the consumer of target, and Run (which waits on "", a
+// name no target has).
 func (q *Queue) signal(target string) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if c, ok := q.waiters[target]; ok {
-		close(c)
-		delete(q.waiters, target)
+	for _, t := range []string{target, anyTarget} {
+		if c, ok := q.waiters[t]; ok {
+			close(c)
+			delete(q.waiters, t)
+		}
 	}
 }
+
+// anyTarget is the waiters key of Run, woken by a change of any target.
+const anyTarget = ""
 
 // keyStore keeps the sealbox key ring in the queue database.
 type keyStore struct{ q *Queue }

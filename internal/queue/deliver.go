@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -172,6 +173,51 @@ func (q *Queue) Deliver(ctx context.Context, target string, fn DeliverFunc) erro
 		if ctx.Err() != nil {
 			return ctxErr(ctx)
 		}
+	}
+}
+
+// Run delivers every target's entries with fn until ctx ends or the
+// queue closes: one [Queue.Deliver] loop per target that has entries
+// waiting, started at once for the targets found in the database and as
+// soon as an entry for a new target is enqueued. It is what a gateway
+// runs; fn sees the target in e.Target. Run returns after every loop
+// has stopped.
+func (q *Queue) Run(ctx context.Context, fn DeliverFunc) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	running := map[string]bool{}
+	for {
+		wake := q.wait(anyTarget) // before listing, so no new target is missed
+		targets, err := q.Targets(ctx)
+		if err != nil && ctx.Err() == nil {
+			q.log.Error("queue: listing targets", "err", err)
+		}
+		for _, t := range targets {
+			if running[t] {
+				continue
+			}
+			running[t] = true
+			wg.Go(func() {
+				err := q.Deliver(ctx, t, fn)
+				if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+					q.log.Error("queue: delivery to a target stopped", "target", t, "err", err)
+				}
+			})
+		}
+		t := time.NewTimer(q.opts.PollInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctxErr(ctx)
+		case <-q.closing:
+			t.Stop()
+			return ErrClosed
+		case <-wake:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 }
 

@@ -758,3 +758,30 @@ func TestSchemaTooNew(t *testing.T) {
 		t.Errorf("Open in a missing directory: %v", err)
 	}
 }
+
+func TestRun(t *testing.T) {
+	q := openQueue(t, t.TempDir(), fastOpts())
+	for i := range 6 {
+		mustEnqueue(t, q, call("t", fmt.Sprint("up", i%3), "tool", `{}`))
+	}
+	r := &recorder{}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- q.Run(ctx, r.deliver) }()
+	waitFor(t, "the first entries", func() bool { return len(r.deliveries()) == 6 })
+	// A target that had no entries when Run started.
+	late := mustEnqueue(t, q, call("t", "late", "tool", `{}`))
+	waitFor(t, "the new target's entry", func() bool { return slices.Contains(r.deliveries(), late) })
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run = %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if l, _ := q.List(t.Context(), Filter{State: Done}); len(l) != 7 {
+		t.Errorf("%d entries done, want 7", len(l))
+	}
+}

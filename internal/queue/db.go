@@ -94,9 +94,11 @@ type Queue struct {
 	once    sync.Once
 
 	commits atomic.Int64 // committed transactions, for tests
-	// stmts are the writer's prepared statements, by query; only the
-	// writer goroutine uses them.
-	stmts map[string]*sql.Stmt
+	// stmts are the writer's prepared statements, by query; syncNormal
+	// says its connection is at synchronous=NORMAL. Only the writer
+	// goroutine uses them.
+	stmts      map[string]*sql.Stmt
+	syncNormal bool
 
 	mu       sync.Mutex
 	waiters  map[string]chan struct{} // per target, closed on a change
@@ -301,11 +303,25 @@ type op struct {
 	fn      func(w *wtx) error
 	done    chan error
 	targets []string // targets whose line the op changed, set by fn
+	light   bool     // see doLight
 }
 
 // do runs fn in the writer and waits for its commit.
 func (q *Queue) do(ctx context.Context, fn func(w *wtx) error) error {
-	o := &op{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return q.submit(&op{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// doLight is do for a write that need not survive a power loss, only a
+// crash of the process: a batch of nothing but light ops commits without
+// waiting for the disk (synchronous=NORMAL). Claims are light: losing one
+// to a power cut means the entry is delivered again, which at-least-once
+// allows anyway.
+func (q *Queue) doLight(ctx context.Context, fn func(w *wtx) error) error {
+	return q.submit(&op{ctx: ctx, fn: fn, done: make(chan error, 1), light: true})
+}
+
+func (q *Queue) submit(o *op) error {
+	ctx := o.ctx
 	select {
 	case q.ops <- o:
 	case <-q.closing:
@@ -416,6 +432,23 @@ func (q *Queue) run(batch []*op) {
 // so statements could not be prepared for reuse across transactions.
 func (q *Queue) commit(ops []*op) ([]error, error) {
 	ctx := context.Background()
+	light := true
+	for _, o := range ops {
+		light = light && o.light
+	}
+	// The connection opens with synchronous=FULL; switch only when the
+	// batch's kind differs from the last one's. A failed switch fails the
+	// batch, so no durable write ever commits under NORMAL.
+	if light != q.syncNormal {
+		mode := "FULL"
+		if light {
+			mode = "NORMAL"
+		}
+		if _, err := q.conn.ExecContext(ctx, `PRAGMA synchronous = `+mode); err != nil {
+			return nil, q.dbErr("setting synchronous="+mode, err)
+		}
+		q.syncNormal = light
+	}
 	if _, err := q.conn.ExecContext(ctx, `BEGIN IMMEDIATE`); err != nil {
 		return nil, q.dbErr("starting a write transaction", err)
 	}

@@ -29,7 +29,7 @@ type claimed struct {
 // claim looks at the head of target's line and, if it is due, marks it
 // delivering by this Queue.
 func (q *Queue) claim(ctx context.Context, target string) (c claimed, err error) {
-	err = q.do(ctx, func(w *wtx) error {
+	err = q.doLight(ctx, func(w *wtx) error {
 		c = claimed{}
 		var seq int64
 		var owner string

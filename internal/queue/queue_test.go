@@ -785,3 +785,34 @@ func TestRun(t *testing.T) {
 		t.Errorf("%d entries done, want 7", len(l))
 	}
 }
+
+// TestDurability checks the writer's synchronous setting: FULL for every
+// batch with a durable write, NORMAL only for batches of claims.
+func TestDurability(t *testing.T) {
+	q := openQueue(t, t.TempDir(), fastOpts())
+	mode := func() int {
+		var m int
+		if err := q.do(t.Context(), func(w *wtx) error {
+			w.row(`PRAGMA synchronous`, nil, &m)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	const full, normal = 2, 1
+	mustEnqueue(t, q, call("t", "up", "tool", `{}`))
+	if m := mode(); m != full {
+		t.Errorf("synchronous = %d after an enqueue, want FULL (2)", m)
+	}
+	var m int
+	if err := q.doLight(t.Context(), func(w *wtx) error {
+		w.row(`PRAGMA synchronous`, nil, &m)
+		return nil
+	}); err != nil || m != normal {
+		t.Errorf("synchronous in a light batch = %d, %v; want NORMAL (1)", m, err)
+	}
+	if m := mode(); m != full {
+		t.Errorf("synchronous = %d in a durable batch after a light one, want FULL (2)", m)
+	}
+}

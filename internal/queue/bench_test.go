@@ -20,28 +20,32 @@ func unbounded() *Options {
 }
 
 // BenchmarkEnqueue measures durable enqueues (each returns after its
-// commit with synchronous=FULL) from 64 goroutines at once, which group
-// commit batches; "enqueues/s" is the rate, "entries/commit" the mean
-// batch.
+// commit with synchronous=FULL) from 4, 16 and 64 goroutines at once,
+// which group commit batches; "enqueues/s" is the rate, "entries/commit"
+// the mean batch.
 func BenchmarkEnqueue(b *testing.B) {
-	q := openQueue(b, b.TempDir(), unbounded())
-	b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0))) // 64 goroutines
-	var n atomic.Int64
-	commits := q.commits.Load()
-	start := time.Now()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			i := n.Add(1)
-			if _, err := q.Enqueue(b.Context(), Entry{Tenant: fmt.Sprint("t", i%8), Target: fmt.Sprint("up", i%4), Tool: "read", Arguments: benchArgs}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "enqueues/s")
-	b.ReportMetric(float64(b.N)/float64(q.commits.Load()-commits), "entries/commit")
+	for _, g := range []int{4, 16, 64} {
+		b.Run(fmt.Sprintf("goroutines=%d", g), func(b *testing.B) {
+			q := openQueue(b, b.TempDir(), unbounded())
+			b.SetParallelism(max(1, g/runtime.GOMAXPROCS(0)))
+			var n atomic.Int64
+			commits := q.commits.Load()
+			start := time.Now()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					i := n.Add(1)
+					if _, err := q.Enqueue(b.Context(), Entry{Tenant: fmt.Sprint("t", i%8), Target: fmt.Sprint("up", i%4), Tool: "read", Arguments: benchArgs}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "enqueues/s")
+			b.ReportMetric(float64(b.N)/float64(q.commits.Load()-commits), "entries/commit")
+		})
+	}
 }
 
 // BenchmarkEnqueueSerial measures one goroutine enqueueing, each Enqueue

@@ -282,6 +282,7 @@ func TestGatewayBadModules(t *testing.T) {
 [[upstreams]]
 name = "good"
 module = "`+module(t, "textstats")+`"
+isolation = "session"
 
 [[upstreams]]
 name = "missing"

@@ -193,7 +193,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		keys:    newTTLCache[string, *keyEntry](),
 		users:   newTTLCache[string, *userEntry](),
 		tenants: newTTLCache[string, *tenantEntry](),
-		rev:     newRevocations(cfg.AccessTTL.D()),
+		rev:     newRevocations(cfg.AccessTTL.D(), cfg.RefreshTTL.D()),
 		getenv:  os.Getenv,
 	}
 	if s.log == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -37,25 +38,39 @@ type revocations struct {
 	mu  sync.RWMutex
 	m   map[revID]revEntry
 	seq int64 // highest store Seq seen
-	// sessionTail is how long after a session or user revocation an
-	// access token issued before it can still be presented (AccessTTL
-	// plus leeway and a margin for clock skew): after that the entry is
-	// not needed in memory, whatever the store keeps. Refresh tokens are
-	// revoked in the store itself.
+	// sessionTail is how long after a session revocation an access
+	// token issued before it can still be presented (AccessTTL plus
+	// leeway and a margin for clock skew): after that the entry is not
+	// needed in memory, whatever the store keeps. Refresh checks a
+	// session revocation in the store itself (IsRevoked).
 	sessionTail time.Duration
+	// userTail is how long a user revocation is kept: it ends every
+	// session started at or before it (Refresh compares the session's
+	// start with it, so a refresh token that escaped the store's
+	// revocation by racing it is still refused), and such a session
+	// lives at most RefreshTTL, its last access token sessionTail more.
+	userTail time.Duration
 
-	pollMu sync.Mutex // one poll at a time
+	pollMu   sync.Mutex   // one poll at a time
+	polls    atomic.Int64 // polls started (under pollMu)
+	polledOK int64        // the number of the last poll that succeeded (under pollMu)
 }
 
-func newRevocations(accessTTL time.Duration) *revocations {
-	return &revocations{m: make(map[revID]revEntry), sessionTail: accessTTL + leeway + time.Minute}
+func newRevocations(accessTTL, refreshTTL time.Duration) *revocations {
+	tail := accessTTL + leeway + time.Minute
+	return &revocations{m: make(map[revID]revEntry), sessionTail: tail, userTail: refreshTTL + tail}
 }
 
 // add records a revocation. For a subject revoked twice the latest time
 // is kept (a user revoked again revokes the sessions started since).
 func (r *revocations) add(kind, subject string, at, expires time.Time) {
-	if (kind == revFamily || kind == revUser) && !at.IsZero() {
-		expires = at.Add(r.sessionTail)
+	if !at.IsZero() {
+		switch kind {
+		case revFamily:
+			expires = at.Add(r.sessionTail)
+		case revUser:
+			expires = at.Add(r.userTail)
+		}
 	}
 	k := revID{kind, subject}
 	r.mu.Lock()
@@ -103,9 +118,30 @@ func (r *revocations) prune(now time.Time) {
 // pollRevocations reads the revocations recorded since the last poll and
 // applies them. The first call (from New) loads them all.
 func (s *Service) pollRevocations(ctx context.Context) error {
+	s.rev.pollMu.Lock()
+	defer s.rev.pollMu.Unlock()
+	return s.pollLocked(ctx)
+}
+
+// syncRevocations returns once the in-memory list holds every revocation
+// the store had committed when it was called: it polls, unless a poll
+// that started after the call has already succeeded meanwhile (so that a
+// burst of callers shares polls).
+func (s *Service) syncRevocations(ctx context.Context) error {
 	r := s.rev
+	started := r.polls.Load()
 	r.pollMu.Lock()
 	defer r.pollMu.Unlock()
+	if r.polledOK > started {
+		return nil
+	}
+	return s.pollLocked(ctx)
+}
+
+// pollLocked is pollRevocations under pollMu.
+func (s *Service) pollLocked(ctx context.Context) error {
+	r := s.rev
+	n := r.polls.Add(1)
 	const page = 1000
 	for {
 		r.mu.RLock()
@@ -128,6 +164,7 @@ func (s *Service) pollRevocations(ctx context.Context) error {
 		}
 	}
 	r.prune(s.now())
+	r.polledOK = n
 	return nil
 }
 

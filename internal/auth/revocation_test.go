@@ -232,11 +232,23 @@ func TestRevocationPrune(t *testing.T) {
 	if e.svc.rev.has("jti", "a") || !e.svc.rev.has("key", "b") || !e.svc.rev.has("token_family", "c") || !e.svc.rev.has("user", "d") {
 		t.Fatalf("after 2m: %v", e.svc.rev.m)
 	}
-	// Session and user revocations are needed only while access tokens
-	// issued before them live.
+	// Session revocations are needed in memory only while access tokens
+	// issued before them live (Refresh asks the store about sessions).
 	e.clock.Advance(e.cfg.AccessTTL.D())
 	e.svc.rev.prune(e.clock.Now())
-	if !e.svc.rev.has("key", "b") || e.svc.rev.has("token_family", "c") || e.svc.rev.has("user", "d") {
+	if !e.svc.rev.has("key", "b") || e.svc.rev.has("token_family", "c") || !e.svc.rev.has("user", "d") {
 		t.Fatalf("after AccessTTL: %v", e.svc.rev.m)
+	}
+	// A user revocation ends the sessions started before it, which live
+	// up to RefreshTTL (and their last access token AccessTTL more).
+	e.clock.Advance(e.cfg.RefreshTTL.D() - 2*time.Minute)
+	e.svc.rev.prune(e.clock.Now())
+	if !e.svc.rev.has("user", "d") {
+		t.Fatalf("before RefreshTTL+AccessTTL: %v", e.svc.rev.m)
+	}
+	e.clock.Advance(2*time.Minute + leeway + time.Minute)
+	e.svc.rev.prune(e.clock.Now())
+	if !e.svc.rev.has("key", "b") || e.svc.rev.has("user", "d") {
+		t.Fatalf("after RefreshTTL+AccessTTL: %v", e.svc.rev.m)
 	}
 }

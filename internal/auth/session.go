@@ -45,6 +45,11 @@ type accessClaims struct {
 	// precision; this orders a token against a user revocation made in the
 	// same second (a login right after a password change must work).
 	IssuedMS int64 `json:"ims"`
+	// StartMS is when the session (the login) started, in milliseconds:
+	// a user revocation at or after it ends the session, so an access
+	// token that a refresh racing the revocation issued after it is
+	// refused too. Zero in tokens from older versions.
+	StartMS int64 `json:"sst,omitempty"`
 }
 
 // Login checks a password and starts a session. Every failure returns the
@@ -189,12 +194,12 @@ func (s *Service) lockUntil(now time.Time, n int) time.Time {
 // startSession creates a refresh-token family and its first tokens.
 func (s *Service) startSession(ctx context.Context, u *store.User, now time.Time) (*Tokens, error) {
 	family := store.NewID()
-	return s.issue(ctx, u, family, now, now.Add(s.cfg.RefreshTTL.D()))
+	return s.issue(ctx, u, family, now, now, now.Add(s.cfg.RefreshTTL.D()))
 }
 
-// issue stores a new refresh token of family (valid until sessionEnd)
-// and signs an access token.
-func (s *Service) issue(ctx context.Context, u *store.User, family string, now, sessionEnd time.Time) (*Tokens, error) {
+// issue stores a new refresh token of family (the session that started
+// at sessionStart, valid until sessionEnd) and signs an access token.
+func (s *Service) issue(ctx context.Context, u *store.User, family string, now, sessionStart, sessionEnd time.Time) (*Tokens, error) {
 	refresh := refreshPrefix + randomBase62(43)
 	rt := &store.RefreshToken{
 		FamilyID:  family,
@@ -206,7 +211,7 @@ func (s *Service) issue(ctx context.Context, u *store.User, family string, now, 
 	if err := s.st.CreateRefreshToken(ctx, rt); err != nil {
 		return nil, fmt.Errorf("auth: storing refresh token: %w", err)
 	}
-	access, exp, err := s.signAccess(u, family, now)
+	access, exp, err := s.signAccess(u, family, now, sessionStart)
 	if err != nil {
 		return nil, err
 	}
@@ -218,7 +223,7 @@ func (s *Service) issue(ctx context.Context, u *store.User, family string, now, 
 	}, nil
 }
 
-func (s *Service) signAccess(u *store.User, family string, now time.Time) (string, time.Time, error) {
+func (s *Service) signAccess(u *store.User, family string, now, sessionStart time.Time) (string, time.Time, error) {
 	exp := now.Add(s.cfg.AccessTTL.D())
 	c := accessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
@@ -233,6 +238,7 @@ func (s *Service) signAccess(u *store.User, family string, now time.Time) (strin
 		TenantID:  u.TenantID,
 		SessionID: family,
 		IssuedMS:  now.UnixMilli(),
+		StartMS:   sessionStart.UnixMilli(),
 	}
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	t.Header["kid"] = secretJWT
@@ -280,8 +286,18 @@ func (s *Service) Refresh(ctx context.Context, refreshToken, clientIP string) (*
 	if !now.Before(rt.ExpiresAt) {
 		return nil, deny(w, unauth("session expired; log in again"), map[string]any{"session": rt.FamilyID})
 	}
-	if s.rev.has(revFamily, rt.FamilyID) {
-		return nil, deny(w, unauth("session revoked; log in again"), map[string]any{"session": rt.FamilyID})
+	start := s.sessionStart(rt, now)
+	revoked := func() error {
+		switch ok, err := s.sessionRevoked(ctx, rt, start); {
+		case err != nil:
+			return err
+		case ok:
+			return deny(w, unauth("session revoked; log in again"), map[string]any{"session": rt.FamilyID})
+		}
+		return nil
+	}
+	if err := revoked(); err != nil {
+		return nil, err
 	}
 	u, err := s.st.GetUser(ctx, rt.TenantID, rt.UserID)
 	if err != nil {
@@ -297,13 +313,73 @@ func (s *Service) Refresh(ctx context.Context, refreshToken, clientIP string) (*
 	if err := checkTenant(te, clientIP); err != nil {
 		return nil, deny(w, err, nil)
 	}
-	tok, err := s.issue(ctx, u, rt.FamilyID, now, rt.ExpiresAt)
+	tok, err := s.issue(ctx, u, rt.FamilyID, now, start, rt.ExpiresAt)
 	if err != nil {
+		return nil, err
+	}
+	// A logout or a user revocation that landed between UseRefreshToken
+	// and CreateRefreshToken (on any replica) revoked the tokens that
+	// existed, not the one just stored: look again now that it is stored.
+	// The new tokens have not left this function, so refusing here is
+	// enough; the store records the session revoked as well.
+	if err := revoked(); err != nil {
+		var f *failure
+		if errors.As(err, &f) {
+			s.endRacingSession(ctx, rt)
+		}
 		return nil, err
 	}
 	s.emit(ctx, &store.AuditEntry{TenantID: u.TenantID, Actor: u.ID, ActorKind: principal.KindUser,
 		Action: "auth.refresh", Outcome: outcomeOK, ClientIP: clientIP}, map[string]any{"session": rt.FamilyID})
 	return tok, nil
+}
+
+// sessionStart is when rt's session started (its login): every token of
+// a family carries the session's end, RefreshTTL after its start. If
+// RefreshTTL changed since, the result is off by the change (never after
+// now).
+func (s *Service) sessionStart(rt *store.RefreshToken, now time.Time) time.Time {
+	start := rt.ExpiresAt.Add(-s.cfg.RefreshTTL.D())
+	if start.After(now) {
+		return now
+	}
+	return start
+}
+
+// sessionRevoked reports whether rt's session, started at start, was
+// revoked: by a logout or a reuse (a "token_family" revocation, asked of
+// the store, which keeps it for the session's lifetime) or by a user
+// revocation at or after its start (the in-memory list, brought up to
+// date with the store first and keeping user revocations for RefreshTTL).
+// The store revokes a session's refresh tokens itself; this catches a
+// token created concurrently with the revocation, which the store's
+// update did not see.
+func (s *Service) sessionRevoked(ctx context.Context, rt *store.RefreshToken, start time.Time) (bool, error) {
+	if err := s.syncRevocations(ctx); err != nil {
+		return false, err
+	}
+	if s.rev.has(revFamily, rt.FamilyID) {
+		return true, nil
+	}
+	if at, ok := s.rev.revokedAt(revUser, rt.UserID); ok && start.UnixMilli() <= at.UnixMilli() {
+		return true, nil
+	}
+	return s.st.IsRevoked(ctx, revFamily, rt.FamilyID)
+}
+
+// endRacingSession revokes the session of a refresh that lost a race
+// with a revocation: its new refresh token may have escaped the store's
+// update.
+func (s *Service) endRacingSession(ctx context.Context, rt *store.RefreshToken) {
+	if s.rev.has(revFamily, rt.FamilyID) {
+		return // a logout or a reuse: the store already records it
+	}
+	now := s.now().UTC()
+	if err := s.st.RevokeFamily(ctx, rt.FamilyID, now); err != nil {
+		s.log.Warn("auth: revoking a session that a revocation raced", "session", rt.FamilyID, "err", err)
+		return
+	}
+	s.revokeLocal(ctx, store.Revocation{Kind: revFamily, Subject: rt.FamilyID, At: now, ExpiresAt: rt.ExpiresAt})
 }
 
 func familyOf(rt *store.RefreshToken) string {
@@ -403,7 +479,7 @@ func (s *Service) authenticateAccess(ctx context.Context, token, clientIP string
 	if s.rev.has(revJTI, c.ID) || s.rev.has(revFamily, c.SessionID) {
 		return nil, s.reject(ctx, w, clientIP, unauth("session revoked; log in again"), map[string]any{"session": c.SessionID})
 	}
-	if at, ok := s.rev.revokedAt(revUser, c.Subject); ok && issuedNotAfter(&c, at) {
+	if at, ok := s.rev.revokedAt(revUser, c.Subject); ok && (issuedNotAfter(&c, at) || startedNotAfter(&c, at)) {
 		return nil, s.reject(ctx, w, clientIP, unauth("session revoked; log in again"), map[string]any{"session": c.SessionID})
 	}
 	u, err := s.user(ctx, c.TenantID, c.Subject)
@@ -460,6 +536,12 @@ func issuedNotAfter(c *accessClaims, t time.Time) bool {
 		return c.IssuedMS <= t.UnixMilli()
 	}
 	return !c.IssuedAt.After(t.Truncate(time.Second)) // second precision: err on the safe side
+}
+
+// startedNotAfter reports whether the token's session started at or
+// before t (false for tokens without the claim).
+func startedNotAfter(c *accessClaims, t time.Time) bool {
+	return c.StartMS > 0 && c.StartMS <= t.UnixMilli()
 }
 
 // rejectIf audits and returns refusals; other errors (the store is down)

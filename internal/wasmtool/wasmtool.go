@@ -251,7 +251,9 @@ func Compile(ctx context.Context, name string, bin []byte, sb Sandbox, opts *Opt
 		// the host: the compiler adds a check at function entries and loop
 		// back-edges (a small cost on hot loops).
 		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(uint32(sb.MemoryMB * (1 << 20) / pageSize)).
+		// In pages of 64 KiB, computed in uint32 so that 4096 MiB does not
+		// overflow an int on 32-bit platforms.
+		WithMemoryLimitPages(uint32(sb.MemoryMB) * (1 << 20 / pageSize)).
 		WithCompilationCache(o.Cache)
 	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
 	defer func() {

@@ -156,7 +156,7 @@ env = ["PWD=/docs"]
 name = "tt"
 module = "tools/testtool.wasm"
 [upstreams.sandbox]
-timeout = "2s"
+timeout = "3s"
 memory_mb = 32
 env = ["MCPEDGE_WASM_E2E_PASS", "MCPEDGE_WASM_E2E_UNSET", "LITERAL=1"]
 `))
@@ -202,7 +202,7 @@ env = ["MCPEDGE_WASM_E2E_PASS", "MCPEDGE_WASM_E2E_UNSET", "LITERAL=1"]
 
 	// A runaway call is stopped and reported; the upstream stays usable.
 	res = callTool(t, cs, "tt__loop", nil)
-	if !res.IsError || !strings.Contains(resultText(res), "time limit exceeded: stopped after 2s") {
+	if !res.IsError || !strings.Contains(resultText(res), "time limit exceeded: stopped after 3s") {
 		t.Errorf("loop: %q (isError %v)", resultText(res), res.IsError)
 	}
 	res = callTool(t, cs, "tt__alloc", map[string]any{"mb": 64})

@@ -101,7 +101,7 @@ func TestFreshInstances(t *testing.T) {
 // runTimeout is the sandbox timeout of tests that want one to pass: short,
 // yet long enough for an ordinary call on a loaded machine under -race
 // (where a run of a Go module takes some 50 to 100 ms).
-const runTimeout = 2 * time.Second
+const runTimeout = 3 * time.Second
 
 // TestTimeout: a module looping forever without calling the host, or
 // sleeping, is stopped at the sandbox's timeout, and the next call works.
@@ -119,7 +119,7 @@ func TestTimeout(t *testing.T) {
 		if !errors.Is(err, wasmtool.ErrTimeout) {
 			t.Fatalf("%s: err = %v, want ErrTimeout", tc.tool, err)
 		}
-		if !strings.Contains(err.Error(), "stopped after 2s") {
+		if !strings.Contains(err.Error(), "stopped after 3s") {
 			t.Errorf("%s: err = %v", tc.tool, err)
 		}
 		// The bound is generous for -race on a busy machine; what matters
@@ -300,7 +300,7 @@ func TestListProblems(t *testing.T) {
 	}{
 		{"garbage", wasmtool.ErrBadOutput, "tools/list: malformed output: invalid character"},
 		{"exit", wasmtool.ErrFailed, "tools/list: module failed: exit status 3"},
-		{"loop", wasmtool.ErrTimeout, "tools/list: time limit exceeded: stopped after 2s"},
+		{"loop", wasmtool.ErrTimeout, "tools/list: time limit exceeded: stopped after 3s"},
 		{"noschema", wasmtool.ErrBadOutput, `tools[0]: x: inputSchema must be a JSON Schema object with "type": "object"`},
 		{"badname", wasmtool.ErrBadOutput, `tools[0]: name "has space": must be 1 to 128 letters, digits, _, - or .`},
 		{"dup", wasmtool.ErrBadOutput, `tools[1]: duplicate name "x"`},
@@ -451,7 +451,7 @@ func TestServer(t *testing.T) {
 		t.Errorf("echo: %v %+v", err, res)
 	}
 	for tool, want := range map[string]string{
-		"loop":    `tool "loop" failed: time limit exceeded: stopped after 2s`,
+		"loop":    `tool "loop" failed: time limit exceeded: stopped after 3s`,
 		"garbage": `tool "garbage" failed: malformed output: stdout does not hold a JSON object`,
 	} {
 		res, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: tool})

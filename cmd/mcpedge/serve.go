@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/mcpedge/mcpedge/internal/wasmtool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -97,6 +99,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("listening on %s: %w", cfg.Server.Listen, err)
 	}
 	defer ln.Close()
+	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
 	sec, err := openSecurity(ctx, cfg, log, m.Registry, stdout)
 	if err != nil {
@@ -269,6 +272,7 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	setVersions()
 	log := telemetry.NewLogger(cfg.Server.LogLevel)
+	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
 	// stdout is the MCP stream: first-start notices go to stderr.
 	sec, err := openSecurity(ctx, cfg, log, m.Registry, stderr)
@@ -327,4 +331,21 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 // store, Redis, authentication, plans, limits, audit policy) differ.
 func restartNeeded(a, b *config.Config) bool {
 	return fmt.Sprint(a.Store, a.Redis, a.Auth, a.Plans, a.Limits, a.Audit) != fmt.Sprint(b.Store, b.Redis, b.Auth, b.Plans, b.Limits, b.Audit)
+}
+
+// useWASMCache keeps compiled WASM tool modules in <data_dir>/wasm-cache, so
+// that a restart does not compile them again (seconds per module, more on a
+// small device). Without a data directory modules are compiled per process.
+func useWASMCache(cfg *config.Config, log *slog.Logger) {
+	if cfg.Server.DataDir == "" {
+		return
+	}
+	dir := filepath.Join(cfg.Server.DataDir, "wasm-cache")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		log.Warn("WASM compilation cache unavailable; modules are compiled at every start", "dir", dir, "error", err)
+		return
+	}
+	if err := wasmtool.UseCacheDir(dir); err != nil {
+		log.Warn("WASM compilation cache unavailable; modules are compiled at every start", "dir", dir, "error", err)
+	}
 }

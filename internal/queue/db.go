@@ -99,6 +99,7 @@ type Queue struct {
 	// goroutine uses them.
 	stmts      map[string]*sql.Stmt
 	syncNormal bool
+	pruneMore  bool // the last prune hit its batch size
 
 	mu       sync.Mutex
 	waiters  map[string]chan struct{} // per target, closed on a change
@@ -306,7 +307,8 @@ type op struct {
 	light   bool     // see doLight
 }
 
-// do runs fn in the writer and waits for its commit.
+// do runs fn in the writer and waits for its commit. If ctx ends before
+// fn's transaction begins, fn does not run and do returns ctx's error.
 func (q *Queue) do(ctx context.Context, fn func(w *wtx) error) error {
 	return q.submit(&op{ctx: ctx, fn: fn, done: make(chan error, 1)})
 }
@@ -329,6 +331,11 @@ func (q *Queue) submit(o *op) error {
 	case <-ctx.Done():
 		return ctxErr(ctx)
 	}
+	// Wait for the outcome even when ctx ends: the writer skips an op
+	// whose ctx ended before its transaction began, and one under way
+	// ends with its commit, so the wait is short, and the caller knows
+	// whether its write happened (and fn's results are not written while
+	// the caller reads them).
 	select {
 	case err := <-o.done:
 		return err
@@ -340,10 +347,6 @@ func (q *Queue) submit(o *op) error {
 		default:
 			return ErrClosed
 		}
-	case <-ctx.Done():
-		// o may still commit: the caller can not know. Enqueue documents
-		// how to find out (the idempotency key).
-		return ctxErr(ctx)
 	}
 }
 
@@ -357,6 +360,7 @@ func (q *Queue) writer() {
 	}()
 	prune := time.NewTicker(time.Minute)
 	defer prune.Stop()
+	var pruneAgain <-chan time.Time // set while expired entries are left
 	batch := make([]*op, 0, maxBatch)
 	for {
 		batch = batch[:0]
@@ -364,6 +368,9 @@ func (q *Queue) writer() {
 		case o := <-q.ops:
 			batch = append(batch, o)
 		case <-prune.C:
+			batch = append(batch, &op{ctx: context.Background(), fn: q.prune, done: make(chan error, 1)})
+		case <-pruneAgain:
+			pruneAgain = nil
 			batch = append(batch, &op{ctx: context.Background(), fn: q.prune, done: make(chan error, 1)})
 		case <-q.closing:
 			// Finish what was submitted before Close.
@@ -386,6 +393,11 @@ func (q *Queue) writer() {
 			}
 		}
 		q.run(batch)
+		if q.pruneMore && pruneAgain == nil {
+			// Delete the rest soon, in transactions of their own, so no
+			// write waits long behind a prune.
+			pruneAgain = time.After(10 * time.Millisecond)
+		}
 	}
 }
 

@@ -33,9 +33,12 @@ func resultAD(tenant, id string) sealbox.AD {
 //
 // If the tenant already has an entry with e.IdempotencyKey, Enqueue
 // stores nothing and returns that entry's id (whatever its state), so a
-// caller that is not sure an Enqueue went through (ctx ended first, the
-// process restarted) can simply enqueue again with the same key. An empty
-// IdempotencyKey gets a fresh one.
+// caller that is not sure an Enqueue went through (its process restarted)
+// can simply enqueue again with the same key. An empty IdempotencyKey
+// gets a fresh one. When ctx ends before the entry's transaction begins,
+// nothing is stored and ctx's error is returned; once it has begun,
+// Enqueue waits for its commit (milliseconds, or up to [BusyTimeout]
+// while another process holds the database).
 //
 // Past a bound it returns an [*FullError]; an entry whose arguments and
 // meta exceed [Options.MaxEntryBytes] gets [ErrTooLarge]. Both are the
@@ -277,13 +280,15 @@ func (q *Queue) Purge(ctx context.Context, id string) error {
 	})
 }
 
-// pruneBatch bounds the entries one prune deletes, so it never holds the
-// write lock for long.
-const pruneBatch = 1000
+// pruneBatch bounds the entries of each state one prune deletes, so it
+// never holds the write lock for long; the writer prunes again soon while
+// more are left. A variable for tests.
+var pruneBatch = 1000
 
 // prune deletes done entries older than Retention and failed ones older
 // than FailedRetention.
 func (q *Queue) prune(w *wtx) error {
+	q.pruneMore = false
 	for _, c := range []struct {
 		state State
 		keep  time.Duration
@@ -298,6 +303,7 @@ func (q *Queue) prune(w *wtx) error {
 			w.err = err
 			return nil
 		}
+		n := 0
 		for rows.Next() {
 			var tenant string
 			var size int64
@@ -306,7 +312,9 @@ func (q *Queue) prune(w *wtx) error {
 				break
 			}
 			w.addUsage(tenant, -1, -size)
+			n++
 		}
+		q.pruneMore = q.pruneMore || n == pruneBatch
 		if err := rows.Close(); err != nil && w.err == nil {
 			w.err = err
 		}
@@ -317,8 +325,9 @@ func (q *Queue) prune(w *wtx) error {
 	return nil
 }
 
-// Prune deletes expired done and failed entries now (the writer also does
-// it every minute).
+// Prune deletes expired done and failed entries now, up to a batch of
+// each; the writer deletes the rest soon after, and looks for expired
+// entries every minute anyway.
 func (q *Queue) Prune(ctx context.Context) error { return q.do(ctx, q.prune) }
 
 // notify calls OnDone for an entry that became done or failed.

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -32,7 +33,14 @@ func openQueue(t testing.TB, dir string, opts *Options) *Queue {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q, err := Open(t.Context(), filepath.Join(dir, "queue.db"), box, opts)
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
+	q, err := Open(t.Context(), filepath.Join(dir, "queue.db"), box, &o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -815,4 +823,34 @@ func TestDurability(t *testing.T) {
 	if m := mode(); m != full {
 		t.Errorf("synchronous = %d in a durable batch after a light one, want FULL (2)", m)
 	}
+}
+
+// TestPruneBacklog: more expired entries than one prune deletes are all
+// deleted, in several transactions.
+func TestPruneBacklog(t *testing.T) {
+	defer func(n int) { pruneBatch = n }(pruneBatch)
+	pruneBatch = 3
+	ctx := t.Context()
+	q := openQueue(t, t.TempDir(), &Options{Retention: time.Hour})
+	for range 10 {
+		if err := q.Complete(ctx, mustEnqueue(t, q, call("t", "up", "tool", `{}`)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	later := time.Now().Add(2 * time.Hour)
+	if err := q.do(ctx, func(w *wtx) error { q.now = func() time.Time { return later }; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	before := q.commits.Load()
+	if err := q.Prune(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "every expired entry to go", func() bool {
+		tu, _, _ := q.Usage(ctx, "t")
+		return tu.Entries == 0
+	})
+	if n := q.commits.Load() - before; n < 4 {
+		t.Errorf("10 entries pruned in %d commits, want at least 4 of at most 3 entries", n)
+	}
+	q.Close() // the writer stops reading pruneBatch before it is restored
 }

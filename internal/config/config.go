@@ -226,6 +226,9 @@ type Upstream struct {
 	// timeout settings (toml "retries", "tool_timeouts",
 	// [upstreams.breaker]); see failure.go.
 	FailureHandling
+	// Cache is the upstream's response cache (toml [upstreams.cache]); see
+	// cache.go.
+	Cache Cache
 	// Isolation is IsolationShared or IsolationSession.
 	Isolation string
 	// Disabled upstreams are validated but not started. Keeping them in the

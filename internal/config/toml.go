@@ -298,7 +298,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "log_level", "page_size", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -506,6 +506,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	t.duration("timeout", &u.Timeout)
 	t.duration("connect_timeout", &u.ConnectTimeout)
 	d.decodeFailureHandling(t, &u.FailureHandling)
+	d.decodeCache(t, &u.Cache)
 	t.str("isolation", &u.Isolation)
 	t.str("module", &u.Module)
 	d.decodeSandbox(t, &m)

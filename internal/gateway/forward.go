@@ -292,9 +292,12 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 			}
 			return res, err == nil && res != nil && res.IsError, err
 		}
-		return relay(g, ctx, u, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-			func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
-				return &mcp.CallToolResult{InputRequests: m, RequestState: state}
+		return cached(g, ctx, u, req, "tools/call", name, p.Arguments, p.RequestState != "" || len(p.InputResponses) > 0,
+			func(ctx context.Context) (*mcp.CallToolResult, error) {
+				return relay(g, ctx, u, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+					func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
+						return &mcp.CallToolResult{InputRequests: m, RequestState: state}
+					})
 			})
 	}
 }
@@ -336,9 +339,12 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		}
 		return res, false, err
 	}
-	return relay(g, ctx, u, req, "resources/read", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-		func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
-			return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
+	return cached(g, ctx, u, req, "resources/read", p.URI, nil, p.RequestState != "" || len(p.InputResponses) > 0,
+		func(ctx context.Context) (*mcp.ReadResourceResult, error) {
+			return relay(g, ctx, u, req, "resources/read", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+				func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
+					return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
+				})
 		})
 }
 

@@ -45,9 +45,10 @@ type Gateway struct {
 	regs      map[string]*registration
 	tools     map[string]route // aggregated tool name -> owner
 	prompts   map[string]route
-	resources map[string]string // exact resource URI -> upstream
-	templates map[string]string // URI template -> upstream
-	edges     map[string]*edge  // upstream -> breaker, retry budget, timeouts (failure.go)
+	resources map[string]string         // exact resource URI -> upstream
+	templates map[string]string         // URI template -> upstream
+	edges     map[string]*edge          // upstream -> breaker, retry budget, timeouts (failure.go)
+	caches    map[string]*responseCache // upstream -> response cache, if it has one (cache.go)
 
 	builtins []builtin
 	draining atomic.Bool
@@ -70,7 +71,8 @@ type Gateway struct {
 	bgOnce   sync.Once
 	bg       chan func()
 
-	edgeMetrics *edgeMetrics
+	edgeMetrics  *edgeMetrics
+	cacheMetrics *cacheMetrics
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -106,6 +108,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g.addBuiltins()
 	m.Registry.MustRegister(newUpstreamCollector(g))
 	g.edgeMetrics = newEdgeMetrics(m.Registry)
+	g.cacheMetrics = newCacheMetrics(m.Registry)
 	return g
 }
 
@@ -219,6 +222,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 	}
 	g.order = order
 	g.applyEdgesLocked(want)
+	g.applyCachesLocked(want)
 	g.mu.Unlock()
 	for _, u := range stop {
 		go u.Stop(context.WithoutCancel(ctx))

@@ -24,6 +24,34 @@ type claimed struct {
 	// ended is an entry the look failed for good (an interrupted delivery
 	// out of attempts); look again at once.
 	ended *Entry
+	// idle says there is nothing to claim now (set by peek only).
+	idle bool
+}
+
+// peek reads the head of target's line and says whether a claim could
+// take it: idle when the line is empty or its head is under way here,
+// due when the head is waiting for its backoff.
+func (q *Queue) peek(ctx context.Context, target string) (claimed, error) {
+	var state, owner, id string
+	var next int64
+	err := q.read.QueryRowContext(ctx, `SELECT id, state, owner, next_at FROM entries
+		WHERE target = ? AND state IN ('pending', 'delivering') ORDER BY seq LIMIT 1`, target).Scan(&id, &state, &owner, &next)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return claimed{idle: true}, nil
+	case err != nil:
+		if ctx.Err() != nil {
+			return claimed{}, ctxErr(ctx)
+		}
+		return claimed{}, fmt.Errorf("queue: reading the line of %s: %w", target, err)
+	case State(state) == Delivering && owner == q.instance && q.inFlight(id):
+		return claimed{idle: true}, nil
+	case State(state) == Pending:
+		if at := time.UnixMicro(next); at.After(q.now()) {
+			return claimed{due: at}, nil
+		}
+	}
+	return claimed{}, nil
 }
 
 // claim looks at the head of target's line and, if it is due, marks it
@@ -87,7 +115,12 @@ func (q *Queue) Next(ctx context.Context, target string) (*Entry, error) {
 	}
 	for {
 		wake := q.wait(target) // before looking, so no change is missed
-		c, err := q.claim(ctx, target)
+		// Look first on a read connection: an idle or backed-off target
+		// then costs no write transaction per poll.
+		c, err := q.peek(ctx, target)
+		if err == nil && c.due.IsZero() && !c.idle {
+			c, err = q.claim(ctx, target)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -854,3 +854,27 @@ func TestPruneBacklog(t *testing.T) {
 	}
 	q.Close() // the writer stops reading pruneBatch before it is restored
 }
+
+// TestIdleTargetCostsNoWrites: a consumer polling an empty line, or one
+// whose head waits for its backoff, looks on a read connection only.
+func TestIdleTargetCostsNoWrites(t *testing.T) {
+	q := openQueue(t, t.TempDir(), &Options{PollInterval: 5 * time.Millisecond})
+	id := mustEnqueue(t, q, call("t", "busy", "tool", `{}`))
+	if _, err := q.Next(t.Context(), "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Fail(t.Context(), id, errors.New("down"), time.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	before := q.commits.Load()
+	for _, target := range []string{"empty", "busy"} {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		if e, err := q.Next(ctx, target); !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Next(%s) = %v, %v", target, e, err)
+		}
+		cancel()
+	}
+	if n := q.commits.Load() - before; n != 0 {
+		t.Errorf("idle polling made %d commits", n)
+	}
+}

@@ -6,7 +6,7 @@
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
-//	mcpedge migrate | tenant … | key … | user … | plan … | audit …
+//	mcpedge migrate | tenant … | key … | user … | plan … | audit … | queue …
 //	mcpedge version
 package main
 
@@ -96,10 +96,13 @@ Commands:
   key create --tenant NAME [--role ROLE] [--scopes a,b] [--expires DUR] | key ls | key revoke ID|PREFIX | key rotate ID|PREFIX
   user create --tenant NAME USER [--role ROLE] | user ls | user rm
   plan ls | plan set NAME --key-per-minute N …
-  audit verify | audit export [--tenant T] [--since TIME] [--out FILE]
+  audit verify [--expect-head SEQ:HASH] | audit export [--tenant T] [--since TIME] [--out FILE]
         Administer tenants, credentials, plans and the audit log in the
         configured store (all take --config FILE; they work while a
         gateway runs on the same store). Run one without arguments for help.
+  queue ls [--json] | queue retry ID | queue purge ID | queue rekey
+        Inspect and manage the durable offline queue in <data_dir>/queue.db
+        (not yet fed by the gateway; see docs/edge.md).
   version
         Print the version.
 `)

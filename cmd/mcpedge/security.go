@@ -115,6 +115,20 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	return s, nil
 }
 
+// openSecurityFor opens the stack for a command and returns the function
+// that closes it (flushing the audit log within 10 s).
+func openSecurityFor(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, notice io.Writer) (*securityStack, func(), error) {
+	s, err := openSecurity(ctx, cfg, log, reg, notice)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Close(closeCtx)
+	}, nil
+}
+
 // Close stops the background work and flushes the audit log before the
 // store closes, so no recorded entry is lost.
 func (s *securityStack) Close(ctx context.Context) {

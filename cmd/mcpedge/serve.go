@@ -90,7 +90,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	token := ""
 	if cfg.Auth.Mode == config.AuthOff {
 		token = os.Getenv(cfg.Server.AuthTokenEnv)
-		if !isLoopback(cfg.Server.Listen) {
+		if !config.ListenIsLoopback(cfg.Server.Listen) {
 			return fmt.Errorf("refusing to listen on non-loopback address %s with auth.mode = \"off\": anyone who can reach it could use every upstream; set [auth] mode = \"required\" (the default) or listen on 127.0.0.1", cfg.Server.Listen)
 		}
 	}
@@ -101,15 +101,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer ln.Close()
 	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
-	sec, err := openSecurity(ctx, cfg, log, m.Registry, stdout)
+	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, stdout)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		sec.Close(closeCtx)
-	}()
+	defer closeSec()
 	g := gateway.New(cfg, log, m)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)
@@ -250,18 +246,6 @@ func watchFile(ctx context.Context, path string, every time.Duration) <-chan str
 	return ch
 }
 
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stdio", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -275,15 +259,11 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
 	// stdout is the MCP stream: first-start notices go to stderr.
-	sec, err := openSecurity(ctx, cfg, log, m.Registry, stderr)
+	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		sec.Close(closeCtx)
-	}()
+	defer closeSec()
 	g := gateway.New(cfg, log, m)
 	// stdio is single-user: whoever started the process is the caller.
 	lcfg := *cfg

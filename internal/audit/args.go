@@ -1,10 +1,11 @@
 package audit
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+
+	"github.com/mcpedge/mcpedge/internal/canonjson"
 )
 
 // Argument policies: how much of a tool call's arguments an audit entry
@@ -57,23 +58,5 @@ func ArgumentsDetail(policy string, args json.RawMessage) map[string]any {
 	}
 }
 
-// canonicalJSON returns the canonical form of one JSON value (see
-// ArgumentsDetail), or false if raw is not exactly one valid JSON value.
-func canonicalJSON(raw []byte) ([]byte, bool) {
-	if !json.Valid(raw) {
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, false
-	}
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, false
-	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), true
-}
+// canonicalJSON is canonjson.Canonical (see ArgumentsDetail).
+func canonicalJSON(raw []byte) ([]byte, bool) { return canonjson.Canonical(raw) }

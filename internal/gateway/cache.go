@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/canonjson"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -139,29 +140,13 @@ func cacheKey(tenant, principal, up, method, name string, canonArgs []byte) stri
 // canonicalJSON returns the canonical form of one JSON value: object keys
 // sorted, no insignificant whitespace, numbers as written, no HTML
 // escaping; false if raw is not exactly one valid JSON value. Absent
-// arguments are the empty object. (internal/audit has the same rule for
-// argument hashes; it is repeated here so the gateway does not depend on
-// the audit package.)
+// arguments are the empty object. (The audit log hashes arguments in the
+// same form: both use internal/canonjson.)
 func canonicalJSON(raw []byte) ([]byte, bool) {
 	if len(bytes.TrimSpace(raw)) == 0 || bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
 		return []byte("{}"), true
 	}
-	if !json.Valid(raw) {
-		return nil, false
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, false
-	}
-	var out bytes.Buffer
-	enc := json.NewEncoder(&out)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, false
-	}
-	return bytes.TrimSuffix(out.Bytes(), []byte("\n")), true
+	return canonjson.Canonical(raw)
 }
 
 // cacheMetrics count what the response caches do.

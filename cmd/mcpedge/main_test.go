@@ -137,7 +137,7 @@ func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 			t.Fatalf("gateway exited before listening: %s", p.stderr.String())
 		}
 		p.URL = u
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second): // a loaded CI machine: opening the store, migrations
 		t.Fatalf("gateway did not report its address: %s", p.stderr.String())
 	}
 	return p

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/queue"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // TestQueueCLI runs `mcpedge queue …` against a queue this test fills,
@@ -164,5 +165,35 @@ func TestQueueCLI(t *testing.T) {
 	}
 	if out, errs, code := mcpedge(t, "", env, "queue", "ls", "--config", cfg); code != 0 || !strings.Contains(out, id) {
 		t.Errorf("ls --config: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// TestServeOpensQueue: serve opens <data_dir>/queue.db, offers
+// mcpedge__queue_result, and it answers "not found" for an unknown id.
+func TestServeOpensQueue(t *testing.T) {
+	xdg := t.TempDir()
+	p := startServe(t, []string{"XDG_DATA_HOME=" + xdg, queueKeyEnv + "="})
+	cs := connect(t, p.URL+"/mcp")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tools, err := cs.ListTools(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, tl := range tools.Tools {
+		found = found || tl.Name == "mcpedge__queue_result"
+	}
+	if !found {
+		t.Fatalf("mcpedge__queue_result not listed")
+	}
+	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "mcpedge__queue_result", Arguments: map[string]any{"id": "nosuch"}})
+	if err == nil || !strings.Contains(err.Error(), `no queued call "nosuch"`) {
+		t.Errorf("queue_result of an unknown id: %v", err)
+	}
+	for _, f := range []string{queueDBFile, queueKeyFile} {
+		if _, err := os.Stat(filepath.Join(xdg, "mcpedge", f)); err != nil {
+			t.Errorf("serve did not create %s: %v", f, err)
+		}
 	}
 }

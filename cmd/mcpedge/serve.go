@@ -12,12 +12,15 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/mcpedge/mcpedge/internal/wasmtool"
@@ -112,6 +115,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
+	stopQueue := startQueue(ctx, cfg, g, log)
+	defer stopQueue()
 	g.Start(ctx)
 	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
@@ -169,6 +174,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for {
 		select {
 		case err := <-serveErr:
+			stopQueue()
 			stopCtx, stopCancel := context.WithTimeout(context.Background(), 5*time.Second)
 			g.Stop(stopCtx)
 			stopCancel()
@@ -181,7 +187,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "grace", cfg.Server.ShutdownGrace.D())
-			return shutdown(srv, g, cfg.Server.ShutdownGrace.D(), log)
+			return shutdown(srv, g, cfg.Server.ShutdownGrace.D(), log, stopQueue)
 		}
 	}
 }
@@ -189,11 +195,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 // shutdown refuses new sessions and lets in-flight requests finish within
 // grace — their clients can still reach the gateway, to answer an
 // elicitation for example — then closes client sessions (ending their SSE
-// streams), the listener and the connections, and stops upstreams.
-func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *slog.Logger) error {
+// streams), the listener and the connections, and stops upstreams. The
+// offline queue's delivery loop stops (stopQueue) once the gateway has
+// drained, before the upstreams it delivers to are stopped.
+func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *slog.Logger, stopQueue func()) error {
 	ctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	g.Drain(ctx)
+	stopQueue()
 	closeCtx, closeCancel := context.WithTimeout(context.Background(), 2*time.Second)
 	g.CloseSessions(closeCtx)
 	closeCancel()
@@ -210,6 +219,37 @@ func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *sl
 	g.Stop(stopCtx)
 	log.Info("stopped")
 	return err
+}
+
+// startQueue opens the offline queue (<data_dir>/queue.db), makes it the
+// gateway's place for deferred calls and delivers queued calls for as long
+// as the gateway runs. The returned function stops the delivery loop, waits
+// for it and closes the queue; it is safe to call more than once. Without
+// a queue (no data directory, no key) the gateway serves on and calls to
+// an unreachable upstream fail as they did before.
+func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log *slog.Logger) (stop func()) {
+	q, err := openQueueDB(ctx, cfg.Server.DataDir, true, &queue.Options{OnDone: deferq.Announce(g), Logger: log})
+	if err != nil {
+		log.Warn("offline queue unavailable: calls to an unreachable upstream fail instead of being queued", "err", err.Error())
+		return func() {}
+	}
+	g.SetDeferrer(deferq.Queue{Q: q})
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = q.Run(runCtx, deferq.Deliver(g))
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			if err := q.Close(); err != nil {
+				log.Warn("closing the offline queue", "err", err.Error())
+			}
+		})
+	}
 }
 
 // watchFile reports changes of a file's size or modification time. Polling

@@ -50,6 +50,21 @@ type FailureHandling struct {
 	// ToolTimeouts overrides Timeout for single tools, by the upstream's own
 	// tool name (toml "tool_timeouts", e.g. { "slow-tool" = "2m" }).
 	ToolTimeouts map[string]Duration
+	// Deferrable lists the upstream's own tool names whose calls the
+	// gateway may put in the offline queue when the upstream is
+	// unreachable (toml "deferrable"); ["*"] means every tool. See
+	// docs/edge.md, "Wiring the queue".
+	Deferrable []string
+}
+
+// IsDeferrable reports whether the upstream's tool is marked deferrable.
+func (f FailureHandling) IsDeferrable(tool string) bool {
+	for _, t := range f.Deferrable {
+		if t == "*" || t == tool {
+			return true
+		}
+	}
+	return false
 }
 
 // Breaker configures an upstream's circuit breaker. Only transport
@@ -127,6 +142,12 @@ func (f FailureHandling) FailureKey() string {
 		h.Write([]byte(k))
 		num(int64(f.ToolTimeouts[k]))
 	}
+	deferrable := slices.Sorted(slices.Values(f.Deferrable))
+	num(int64(len(deferrable)))
+	for _, k := range deferrable {
+		num(int64(len(k)))
+		h.Write([]byte(k))
+	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
@@ -159,6 +180,49 @@ func (d *decoder) decodeFailureHandling(t *table, f *FailureHandling) {
 		} else {
 			f.ToolTimeouts = d.decodeToolTimeouts(v, t.loc("tool_timeouts").field)
 		}
+	}
+	d.decodeDeferrable(t, f)
+}
+
+// decodeDeferrable reads "deferrable", an array of the upstream's tool
+// names or ["*"], reporting each bad element where it stands.
+func (d *decoder) decodeDeferrable(t *table, f *FailureHandling) {
+	v := t.get("deferrable")
+	if v == nil {
+		return
+	}
+	l := t.loc("deferrable")
+	if v.kind != kArray {
+		t.typeErr("deferrable", v, d.kindName(kArray)+` of tool names, e.g. ["send-mail"] or ["*"]`)
+		return
+	}
+	out := make([]string, 0, len(v.arr))
+	seen := map[string]bool{}
+	ok := true
+	for i, e := range v.arr {
+		p := e.pos
+		if p.line == 0 {
+			p = l.pos
+		}
+		field := indexField(l.field, i)
+		switch {
+		case e.kind != kString:
+			d.add(p, field, "expected a tool name (string), got %s", d.kindName(e.kind))
+		case e.str == "":
+			d.add(p, field, "tool name must not be empty")
+		case seen[e.str]:
+			d.add(p, field, "tool %q is listed twice", e.str)
+		case e.str == "*" && len(v.arr) > 1:
+			d.add(p, field, `"*" (every tool) must be the only element`)
+		default:
+			seen[e.str] = true
+			out = append(out, e.str)
+			continue
+		}
+		ok = false
+	}
+	if ok {
+		f.Deferrable = out
 	}
 }
 

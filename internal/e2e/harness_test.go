@@ -39,12 +39,22 @@ func logger(t testing.TB) *slog.Logger {
 // every upstream has made its first attempt.
 func startGateway(t testing.TB, toml string, opts ...func(*gateway.HTTPOptions)) *testGateway {
 	t.Helper()
+	return startGatewayWith(t, toml, nil, opts...)
+}
+
+// startGatewayWith is startGateway with a hook that sets the gateway up
+// (SetDeferrer, say) before it starts.
+func startGatewayWith(t testing.TB, toml string, before func(*gateway.Gateway), opts ...func(*gateway.HTTPOptions)) *testGateway {
+	t.Helper()
 	cfg, err := config.Parse("test.toml", []byte(toml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	m := telemetry.NewMetrics()
 	g := gateway.New(cfg, logger(t), m)
+	if before != nil {
+		before(g)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Start(ctx)
 	ho := gateway.HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}

@@ -278,6 +278,9 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 	builtinUp := u.Config().Transport == upstream.TransportBuiltin
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		p := req.Params
+		// answered: the upstream's own JSON-RPC error, not the gateway's
+		// "unavailable", which a deferrable call is queued on.
+		var answered atomic.Bool
 		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
 			params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
 			if builtinUp {
@@ -287,19 +290,35 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 				params.Arguments = p.Arguments
 			}
 			res, err := cs.CallTool(ctx, params)
+			answered.Store(err != nil && isUpstreamError(err))
 			if res != nil {
 				dropServerInfo(res.Meta)
 			}
 			return res, err == nil && res != nil && res.IsError, err
 		}
-		return cached(g, ctx, u, req, "tools/call", name, p.Arguments, p.RequestState != "" || len(p.InputResponses) > 0,
+		resuming := p.RequestState != "" || len(p.InputResponses) > 0
+		res, err := cached(g, ctx, u, req, "tools/call", name, p.Arguments, resuming,
 			func(ctx context.Context) (*mcp.CallToolResult, error) {
 				return relay(g, ctx, u, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
 					func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
 						return &mcp.CallToolResult{InputRequests: m, RequestState: state}
 					})
 			})
+		if err != nil && g.deferrer != nil && !builtinUp && !resuming && !answered.Load() &&
+			errCode(err) == CodeUpstreamUnavailable && g.deferrable(u, name, p.Meta) {
+			return g.deferCall(ctx, req, u, name, err)
+		}
+		return res, err
 	}
+}
+
+// errCode is the JSON-RPC code of err, 0 if it has none.
+func errCode(err error) int64 {
+	var werr *jsonrpc.Error
+	if errors.As(err, &werr) {
+		return werr.Code
+	}
+	return 0
 }
 
 func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHandler {

@@ -55,6 +55,9 @@ type Gateway struct {
 	// security is the multi-tenant layer (nil: single-user mode). Set
 	// once before serving, read on every request.
 	security Security
+	// deferrer is the offline queue (defer.go); nil: calls are never
+	// queued. Set once before serving.
+	deferrer Deferrer
 
 	inflight inflightTable
 	conts    continuations
@@ -421,7 +424,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 			continue
 		}
 		agg := NamespacedName(prefix, t.Name)
-		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || (taken && owner.name != t.Name) {
+		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || agg == builtinQueueResult || (taken && owner.name != t.Name) {
 			skip("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up))
 			continue
 		}

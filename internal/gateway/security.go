@@ -282,7 +282,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				if r, ok := res.(*mcp.ListToolsResult); ok && err == nil {
 					kept := r.Tools[:0:0]
 					for _, t := range r.Tools {
-						if up, name := g.toolOwner(only, t.Name); up != "" && sec.Allowed(p, up, "tool", name) {
+						if up, name := g.toolOwner(only, t.Name); up != "" && toolAllowed(sec, p, up, name) {
 							kept = append(kept, t)
 						}
 					}
@@ -301,7 +301,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 					rec.RequestID = ex.Header.Get("X-Request-Id")
 				}
-				if p == nil || up == "" || !p.CanCall() || !sec.Allowed(p, up, "tool", tool) {
+				if p == nil || up == "" || !p.CanCall() || !toolAllowed(sec, p, up, tool) {
 					rec.Outcome = "denied"
 					sec.Record(ctx, p, rec)
 					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
@@ -472,6 +472,9 @@ func (g *Gateway) toolOwner(only, name string) (string, string) {
 	if name == builtinStatus {
 		return "mcpedge", "status"
 	}
+	if name == builtinQueueResult {
+		return "mcpedge", "queue_result"
+	}
 	g.mu.RLock()
 	r, ok := g.tools[name]
 	g.mu.RUnlock()
@@ -479,6 +482,16 @@ func (g *Gateway) toolOwner(only, name string) (string, string) {
 		return "", ""
 	}
 	return r.up, r.name
+}
+
+// toolAllowed asks the security layer whether p may see and use a tool;
+// the queue's result tool is every caller's (it answers only about the
+// caller's own tenant), unlike the gateway's other tools.
+func toolAllowed(sec Security, p *principal.Principal, up, tool string) bool {
+	if up == "mcpedge" && tool == "queue_result" {
+		return p != nil
+	}
+	return sec.Allowed(p, up, "tool", tool)
 }
 
 func (g *Gateway) promptOwner(only, name string) (string, string) {

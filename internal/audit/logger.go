@@ -240,11 +240,16 @@ func (l *Logger) Flush(ctx context.Context) error {
 			l.mu.Unlock()
 			return err
 		}
-		ch, lastErr := l.changed, l.lastErr
+		ch := l.changed
 		l.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			// The latest store error, not the one seen before waiting: the
+			// writer may have failed since without signalling a change.
+			l.mu.Lock()
+			lastErr := l.lastErr
+			l.mu.Unlock()
 			if lastErr != nil {
 				return fmt.Errorf("audit: flush: %w (last store error: %v)", ctx.Err(), lastErr)
 			}

@@ -540,6 +540,8 @@ monthly_quota = 3
 	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_ADMIN_PASSWORD=correct horse battery staple"}
 	p1 := startServe(t, env, "--config", cfgPath)
 	p2 := startServe(t, env, "--config", cfgPath)
+	p1.waitReadyAuth(t, testAdminKey, "lattice")
+	p2.waitReadyAuth(t, testAdminKey, "lattice")
 
 	cli(t, env, "tenant", "create", "tiny", "--config", cfgPath, "--plan", "tiny", "--upstreams", "lattice")
 	cli(t, env, "tenant", "create", "metered", "--config", cfgPath, "--plan", "metered", "--upstreams", "lattice")
@@ -689,6 +691,7 @@ func TestOIDCEndToEnd(t *testing.T) {
 	env := secEnv(t)
 	cfgPath := writeConfig(t, fmt.Sprintf("[auth.oidc]\nissuer = \"https://idp.example.test\"\naudience = \"mcpedge-test\"\njwks_url = %q\n", idp.URL))
 	p := startServe(t, env, "--config", cfgPath)
+	p.waitReadyAuth(t, testAdminKey, "lattice")
 	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "lattice")
 
 	claims := func(mod func(jwt.MapClaims)) jwt.MapClaims {
@@ -810,6 +813,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 	env := secEnv(t)
 	cfgPath := writeConfig(t, "[plans.metered]\nkey_per_minute = 6000\nkey_burst = 100\ntenant_per_minute = 6000\ntenant_burst = 100\nmonthly_quota = 3\n")
 	p := startServe(t, env, "--config", cfgPath)
+	p.waitReadyAuth(t, testAdminKey, "lattice")
 	cli(t, env, "tenant", "create", "m", "--config", cfgPath, "--plan", "metered", "--upstreams", "lattice")
 	key := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "m", "--role", "member"))
 	call := func(url string) error {
@@ -828,6 +832,7 @@ func TestQuotaSurvivesRestart(t *testing.T) {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	_ = p.cmd.Wait()
 	p2 := startServe(t, env, "--config", cfgPath)
+	p2.waitReadyAuth(t, testAdminKey, "lattice")
 	if err := call(p2.URL); err != nil {
 		t.Fatalf("third call (after the restart): %v", err)
 	}

@@ -199,7 +199,7 @@ func TestMemoryUnlimited(t *testing.T) {
 	if err != nil || !d.Allowed || d.Limit != 0 || d.Dimension != "" {
 		t.Errorf("empty plan: %+v, %v; want allowed with no limit", d, err)
 	}
-	d, _ = m.Allow(context.Background(), DefaultPlans()[PlanFree], Subject{})
+	d, _ = m.Allow(context.Background(), Plan{KeyRate: 2, KeyBurst: 10, TenantRate: 5, TenantBurst: 20, IPRate: 10, IPBurst: 40}, Subject{})
 	if !d.Allowed || d.Limit != 0 {
 		t.Errorf("empty subject: %+v, want allowed with no limit", d)
 	}

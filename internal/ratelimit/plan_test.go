@@ -7,37 +7,6 @@ import (
 	"time"
 )
 
-func TestDefaultPlans(t *testing.T) {
-	plans := DefaultPlans()
-	for _, name := range []string{PlanFree, PlanPro, PlanEnterprise} {
-		p, ok := plans[name]
-		if !ok {
-			t.Fatalf("no %q plan", name)
-		}
-		if p.Name != name {
-			t.Errorf("plan %q has Name %q", name, p.Name)
-		}
-		if err := p.Validate(); err != nil {
-			t.Errorf("default plan invalid: %v", err)
-		}
-		if !limited(p.KeyRate) || !limited(p.TenantRate) || !limited(p.IPRate) {
-			t.Errorf("plan %q leaves a dimension unlimited: %+v", name, p)
-		}
-	}
-	// Plans get more generous in order.
-	if !(plans[PlanFree].KeyRate < plans[PlanPro].KeyRate && plans[PlanPro].KeyRate < plans[PlanEnterprise].KeyRate) {
-		t.Error("key rates are not increasing free < pro < enterprise")
-	}
-	if plans[PlanFree].MonthlyQuota <= 0 || plans[PlanEnterprise].MonthlyQuota != 0 {
-		t.Error("free must have a quota and enterprise none")
-	}
-	// A fresh map each call.
-	plans[PlanFree] = Plan{}
-	if DefaultPlans()[PlanFree].KeyRate == 0 {
-		t.Error("DefaultPlans returned a shared map")
-	}
-}
-
 func TestPlanValidate(t *testing.T) {
 	tests := []struct {
 		name    string

@@ -66,8 +66,8 @@ const (
 const IPv6Prefix = 64
 
 // A Plan holds the limits of one service plan. Plans come from config
-// ([plans.NAME] tables) or the tenant store; [DefaultPlans] supplies the
-// built-in ones.
+// ([plans.NAME] tables, with built-in defaults in config.DefaultPlans),
+// converted to requests per second by the caller.
 //
 // A rate of zero switches that dimension off (unlimited), as does a
 // MonthlyQuota of zero. A burst of zero with a positive rate means
@@ -96,52 +96,6 @@ type Plan struct {
 	// MonthlyQuota is how many tools/call requests one tenant may make per
 	// calendar month (UTC). Zero means unlimited.
 	MonthlyQuota int64 `json:"monthly_quota" toml:"monthly_quota"`
-}
-
-// Names of the built-in plans.
-const (
-	PlanFree       = "free"
-	PlanPro        = "pro"
-	PlanEnterprise = "enterprise"
-)
-
-// DefaultPlans returns the built-in plans, keyed by name. It returns a fresh
-// map on every call so callers may modify it.
-//
-// The numbers follow one pattern: bursts are a few seconds' worth of the
-// rate, because an agent typically fans out several tool calls at once and
-// then goes quiet while the model thinks; the tenant limit is a small
-// multiple of the key limit (a tenant runs several agents); the IP limit is
-// looser than the key limit because many users may share one NAT address.
-//
-//	plan        key rate/burst  tenant rate/burst  ip rate/burst  tools/call per month
-//	free           2/s    10        5/s     20        10/s   40        10,000 (~330/day)
-//	pro           20/s    60       50/s    150        50/s  150     1,000,000
-//	enterprise   100/s   300      500/s   1500       200/s  600     unlimited
-func DefaultPlans() map[string]Plan {
-	return map[string]Plan{
-		PlanFree: {
-			Name:    PlanFree,
-			KeyRate: 2, KeyBurst: 10,
-			TenantRate: 5, TenantBurst: 20,
-			IPRate: 10, IPBurst: 40,
-			MonthlyQuota: 10_000,
-		},
-		PlanPro: {
-			Name:    PlanPro,
-			KeyRate: 20, KeyBurst: 60,
-			TenantRate: 50, TenantBurst: 150,
-			IPRate: 50, IPBurst: 150,
-			MonthlyQuota: 1_000_000,
-		},
-		PlanEnterprise: {
-			Name:    PlanEnterprise,
-			KeyRate: 100, KeyBurst: 300,
-			TenantRate: 500, TenantBurst: 1500,
-			IPRate: 200, IPBurst: 600,
-			MonthlyQuota: 0,
-		},
-	}
 }
 
 // maxRate bounds rates so that the emission interval (1/rate) stays well

@@ -276,11 +276,8 @@ func (o *Ops) CreateVirtualServer(ctx context.Context, tenantRef string, s Virtu
 	if err != nil {
 		return nil, err
 	}
-	if !operatorAdmin(c.p) {
-		// Virtual servers are what the operator sold the tenant: its own
-		// admins may narrow access (rules, deleting a virtual server) but
-		// never widen it.
-		return nil, c.forbid("only administrators of an operator tenant decide which upstreams a tenant may use; narrow access with rules instead")
+	if err := c.mayWidenVS(); err != nil {
+		return nil, err
 	}
 	c.target = "virtual_server:" + clip(s.Name)
 	if err := validName("virtual server", s.Name); err != nil {
@@ -307,11 +304,8 @@ func (o *Ops) UpdateVirtualServer(ctx context.Context, tenantRef, ref string, s 
 	if err != nil {
 		return nil, err
 	}
-	if !operatorAdmin(c.p) {
-		// Virtual servers are what the operator sold the tenant: its own
-		// admins may narrow access (rules, deleting a virtual server) but
-		// never widen it.
-		return nil, c.forbid("only administrators of an operator tenant decide which upstreams a tenant may use; narrow access with rules instead")
+	if err := c.mayWidenVS(); err != nil {
+		return nil, err
 	}
 	v, err := o.lookupVS(c, t.ID, ref)
 	if err != nil {
@@ -346,6 +340,16 @@ func (o *Ops) DeleteVirtualServer(ctx context.Context, tenantRef, ref string) (e
 	}
 	c.detail["name"] = v.Name
 	return storeErr(o.st.DeleteVirtualServer(ctx, t.ID, v.ID), "virtual server \""+clip(ref)+"\"")
+}
+
+// mayWidenVS checks that the caller may create or change virtual servers.
+// They are what the operator sold the tenant: its own admins may narrow
+// access (rules, deleting a virtual server) but never widen it.
+func (c *call) mayWidenVS() error {
+	if !operatorAdmin(c.p) {
+		return c.forbid("only administrators of an operator tenant decide which upstreams a tenant may use; narrow access with rules instead")
+	}
+	return nil
 }
 
 // lookupVS finds a tenant's virtual server by id or name.

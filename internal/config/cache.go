@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -170,27 +171,10 @@ func (d *decoder) decodeCache(t *table, c *Cache) {
 // decodeCacheTools reads a table of tool name to TTL, reporting each bad
 // entry at its key.
 func (d *decoder) decodeCacheTools(v *val, field string) map[string]Duration {
-	out := make(map[string]Duration, len(v.keys))
-	for _, k := range v.keys {
-		e, p, f := v.fields[k], v.keyPos[k], joinField(field, k)
-		if k == "" {
-			d.add(p, f, "tool name must not be empty")
-			continue
-		}
-		if e.kind != kString {
-			d.add(p, f, "expected a duration string such as \"30s\", got %s", d.kindName(e.kind))
-			continue
-		}
-		dur, err := parseDuration(e.str)
-		if err != nil {
-			d.add(p, f, "%s", err)
-			continue
-		}
+	return d.decodeToolDurations(v, field, "30s", func(dur Duration) string {
 		if dur < 0 || dur > MaxCacheTTL {
-			d.add(p, f, "must be between 0 (off) and %s, got %s", MaxCacheTTL, dur)
-			continue
+			return fmt.Sprintf("must be between 0 (off) and %s, got %s", MaxCacheTTL, dur)
 		}
-		out[k] = dur
-	}
-	return out
+		return ""
+	})
 }

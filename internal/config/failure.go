@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -252,9 +253,22 @@ func (d *decoder) decodeBreaker(t *table, b *Breaker) {
 	t.unknown(breakerKeys)
 }
 
-// decodeToolTimeouts reads a table of tool name to duration, reporting each
+// decodeToolTimeouts reads a table of tool name to timeout, reporting each
 // bad entry at its key.
 func (d *decoder) decodeToolTimeouts(v *val, field string) map[string]Duration {
+	return d.decodeToolDurations(v, field, "2m", func(dur Duration) string {
+		if dur <= 0 {
+			return fmt.Sprintf("must be greater than 0, got %s", dur)
+		}
+		return ""
+	})
+}
+
+// decodeToolDurations reads a table of tool name to duration string,
+// reporting each bad entry at its key: an empty name, a value that is not a
+// duration string (example shows one in the message), or one that check
+// rejects by returning a message. Only the good entries are returned.
+func (d *decoder) decodeToolDurations(v *val, field, example string, check func(Duration) string) map[string]Duration {
 	out := make(map[string]Duration, len(v.keys))
 	for _, k := range v.keys {
 		e, p, f := v.fields[k], v.keyPos[k], joinField(field, k)
@@ -263,7 +277,7 @@ func (d *decoder) decodeToolTimeouts(v *val, field string) map[string]Duration {
 			continue
 		}
 		if e.kind != kString {
-			d.add(p, f, "expected a duration string such as \"2m\", got %s", d.kindName(e.kind))
+			d.add(p, f, "expected a duration string such as %q, got %s", example, d.kindName(e.kind))
 			continue
 		}
 		dur, err := parseDuration(e.str)
@@ -271,8 +285,8 @@ func (d *decoder) decodeToolTimeouts(v *val, field string) map[string]Duration {
 			d.add(p, f, "%s", err)
 			continue
 		}
-		if dur <= 0 {
-			d.add(p, f, "must be greater than 0, got %s", dur)
+		if msg := check(dur); msg != "" {
+			d.add(p, f, "%s", msg)
 			continue
 		}
 		out[k] = dur

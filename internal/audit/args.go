@@ -43,7 +43,7 @@ func ArgumentsDetail(policy string, args json.RawMessage) map[string]any {
 	if n == 0 {
 		return map[string]any{"args_bytes": 0}
 	}
-	canon, ok := canonicalJSON(args)
+	canon, ok := canonjson.Canonical(args)
 	if !ok {
 		return map[string]any{"args_bytes": n, "args_invalid": true}
 	}
@@ -57,6 +57,3 @@ func ArgumentsDetail(policy string, args json.RawMessage) map[string]any {
 		return map[string]any{"args_bytes": n}
 	}
 }
-
-// canonicalJSON is canonjson.Canonical (see ArgumentsDetail).
-func canonicalJSON(raw []byte) ([]byte, bool) { return canonjson.Canonical(raw) }

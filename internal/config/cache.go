@@ -1,11 +1,7 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -92,33 +88,14 @@ func (c Cache) Limits() (entries int, bytes int64) {
 // The gateway keeps an upstream's cached results across a reload only when
 // this and the upstream's Fingerprint are unchanged.
 func (c Cache) CacheKey() string {
-	h := sha256.New()
-	num := func(v int64) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		h.Write(n[:])
-	}
+	k := newKeyHash()
 	entries, bytes := c.Limits()
-	num(int64(c.TTL))
-	num(int64(entries))
-	num(bytes)
-	if c.ServeStale {
-		num(1)
-	} else {
-		num(0)
-	}
-	tools := make([]string, 0, len(c.Tools))
-	for k := range c.Tools {
-		tools = append(tools, k)
-	}
-	slices.Sort(tools)
-	num(int64(len(tools)))
-	for _, k := range tools {
-		num(int64(len(k)))
-		h.Write([]byte(k))
-		num(int64(c.Tools[k]))
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	k.num(int64(c.TTL))
+	k.num(int64(entries))
+	k.num(bytes)
+	k.flag(c.ServeStale)
+	k.durations(c.Tools)
+	return k.sum()
 }
 
 var cacheKeys = []string{"ttl", "max_entries", "max_bytes", "serve_stale", "tools"}

@@ -15,12 +15,10 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -302,30 +300,14 @@ func (u *Upstream) NamePrefix() string {
 // the namespace does not need a new connection, and the caller matches
 // upstreams by Name and handles Disabled itself.
 func (u Upstream) Fingerprint() string {
-	h := sha256.New()
-	// Every field is length-prefixed so that no two different configs
-	// can serialise to the same byte stream (e.g. args ["a b"] vs ["a","b"]).
-	str := func(s string) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
-	}
-	num := func(v int64) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		h.Write(n[:])
-	}
+	k := newKeyHash()
+	str, num := k.str, k.num
 	strMap := func(m map[string]string) {
-		keys := make([]string, 0, len(m))
-		for k := range m {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(m))
 		num(int64(len(keys)))
-		for _, k := range keys {
-			str(k)
-			str(m[k])
+		for _, key := range keys {
+			str(key)
+			str(m[key])
 		}
 	}
 	str("mcpedge-upstream-v1")
@@ -355,18 +337,14 @@ func (u Upstream) Fingerprint() string {
 		for _, d := range sb.Dirs {
 			str(d.Host)
 			str(d.Guest)
-			if d.Writable {
-				num(1)
-			} else {
-				num(0)
-			}
+			k.flag(d.Writable)
 		}
 		num(int64(len(sb.Env)))
 		for _, e := range sb.Env {
 			str(e)
 		}
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return k.sum()
 }
 
 // Default returns the embedded defaults: every server setting at its default

@@ -1,9 +1,6 @@
 package config
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"time"
@@ -121,35 +118,19 @@ func (f FailureHandling) ToolTimeout(tool string) (Duration, bool) {
 // defaults applied). The gateway keeps an upstream's breaker across a reload
 // only when this and the upstream's Fingerprint are unchanged.
 func (f FailureHandling) FailureKey() string {
-	h := sha256.New()
-	num := func(v int64) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(v))
-		h.Write(n[:])
-	}
+	k := newKeyHash()
 	failures, openFor, half := f.Breaker.Settings()
-	num(int64(failures))
-	num(int64(openFor))
-	num(int64(half))
-	num(int64(f.MaxRetries()))
-	tools := make([]string, 0, len(f.ToolTimeouts))
-	for k := range f.ToolTimeouts {
-		tools = append(tools, k)
-	}
-	slices.Sort(tools)
-	num(int64(len(tools)))
-	for _, k := range tools {
-		num(int64(len(k)))
-		h.Write([]byte(k))
-		num(int64(f.ToolTimeouts[k]))
-	}
+	k.num(int64(failures))
+	k.num(int64(openFor))
+	k.num(int64(half))
+	k.num(int64(f.MaxRetries()))
+	k.durations(f.ToolTimeouts)
 	deferrable := slices.Sorted(slices.Values(f.Deferrable))
-	num(int64(len(deferrable)))
-	for _, k := range deferrable {
-		num(int64(len(k)))
-		h.Write([]byte(k))
+	k.num(int64(len(deferrable)))
+	for _, t := range deferrable {
+		k.str(t)
 	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
+	return k.sum()
 }
 
 var breakerKeys = []string{"failures", "open_for", "half_open_calls"}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,25 +62,7 @@ func (e *engine) rebind(query string) string {
 // args stores the zero time as NULL ("not set") and every other time in
 // UTC.
 func args(in []any) []any {
-	var out []any // copied on the first change, so the caller's slice is left alone
-	for i, a := range in {
-		t, ok := a.(time.Time)
-		if !ok {
-			continue
-		}
-		if out == nil {
-			out = slices.Clone(in)
-		}
-		if t.IsZero() {
-			out[i] = nil
-		} else {
-			out[i] = t.UTC()
-		}
-	}
-	if out == nil {
-		return in
-	}
-	return out
+	return sqlbase.ConvertTimes(in, func(t time.Time) any { return t.UTC() })
 }
 
 func (q q) Exec(ctx context.Context, query string, a ...any) (int64, error) {

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"modernc.org/sqlite"
@@ -41,25 +40,7 @@ type sqlQ interface {
 type q struct{ db sqlQ }
 
 func args(in []any) []any {
-	var out []any // copied on the first time, so the caller's slice is left alone
-	for i, a := range in {
-		t, ok := a.(time.Time)
-		if !ok {
-			continue
-		}
-		if out == nil {
-			out = slices.Clone(in)
-		}
-		if t.IsZero() {
-			out[i] = nil
-		} else {
-			out[i] = t.UnixMicro()
-		}
-	}
-	if out == nil {
-		return in
-	}
-	return out
+	return sqlbase.ConvertTimes(in, func(t time.Time) any { return t.UnixMicro() })
 }
 
 func (q q) Exec(ctx context.Context, query string, a ...any) (int64, error) {

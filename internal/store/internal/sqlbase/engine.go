@@ -26,6 +26,8 @@ package sqlbase
 
 import (
 	"context"
+	"slices"
+	"time"
 )
 
 // Q runs statements, inside a transaction or not.
@@ -75,4 +77,29 @@ type Engine interface {
 	// writers until commit (" FOR NO KEY UPDATE"), or "" where the
 	// transaction already excludes other writers.
 	ForUpdate() string
+}
+
+// ConvertTimes is for engines: it returns args with each time.Time replaced
+// by conv(t), or by nil when it is the zero time ("not set"). The caller's
+// slice is copied on the first change, never modified.
+func ConvertTimes(args []any, conv func(time.Time) any) []any {
+	var out []any
+	for i, a := range args {
+		t, ok := a.(time.Time)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(args)
+		}
+		if t.IsZero() {
+			out[i] = nil
+		} else {
+			out[i] = conv(t)
+		}
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }

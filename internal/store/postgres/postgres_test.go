@@ -1,8 +1,6 @@
 package postgres_test
 
 import (
-	"errors"
-	"fmt"
 	"net/url"
 	"os"
 	"strings"
@@ -34,17 +32,25 @@ func freshSchema(t *testing.T) string { return storetest.PostgresURL(t) }
 // open opens a store with a small pool (see pools).
 func open(t *testing.T, rawURL string) *postgres.Store {
 	t.Helper()
+	s, err := tryOpen(t, rawURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func tryOpen(t *testing.T, rawURL string) (*postgres.Store, error) {
 	pools <- struct{}{}
 	s, err := postgres.Open(t.Context(), rawURL+"&pool_max_conns=4")
 	if err != nil {
 		<-pools
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		s.Close()
 		<-pools
 	})
-	return s
+	return s, nil
 }
 
 func TestConformance(t *testing.T) {
@@ -79,55 +85,20 @@ func TestConcurrentMigrations(t *testing.T) {
 	}
 }
 
-func TestMigrateTwiceIsNoop(t *testing.T) {
-	ctx := t.Context()
+func TestMigrations(t *testing.T) {
 	u := freshSchema(t)
-	s := open(t, u)
-	v1, err := s.SchemaVersion(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v1 != postgres.LatestVersion() {
-		t.Fatalf("SchemaVersion = %d after Open, want %d", v1, postgres.LatestVersion())
-	}
-	tn := &store.Tenant{Name: "keep"}
-	if err := s.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
-	s2 := open(t, u)
-	v2, err := s2.SchemaVersion(ctx)
-	if err != nil || v2 != v1 {
-		t.Fatalf("SchemaVersion after migrating again = %d, %v; want %d", v2, err, v1)
-	}
-	if _, err := s2.GetTenant(ctx, tn.ID); err != nil {
-		t.Fatalf("data lost by migrating again: %v", err)
-	}
-}
-
-func TestSchemaTooNew(t *testing.T) {
-	ctx := t.Context()
-	u := freshSchema(t)
-	open(t, u)
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = conn.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`)
-	conn.Close(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = postgres.Open(ctx, u)
-	if !errors.Is(err, store.ErrSchemaTooNew) {
-		t.Fatalf("Open of a database at version 9999 = %v, want ErrSchemaTooNew", err)
-	}
-	want := fmt.Sprintf("database schema version 9999 is newer than this binary supports (%d); upgrade mcpedge", postgres.LatestVersion())
-	if !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not say %q", err, want)
-	}
+	storetest.RunMigrations(t, postgres.LatestVersion(),
+		func(t *testing.T) (storetest.Migrator, error) { return tryOpen(t, u) },
+		func(t *testing.T, stmt string) {
+			conn, err := pgx.Connect(t.Context(), u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(t.Context())
+			if _, err := conn.Exec(t.Context(), stmt); err != nil {
+				t.Fatal(err)
+			}
+		})
 }
 
 func TestOpenErrors(t *testing.T) {

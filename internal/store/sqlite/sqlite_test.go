@@ -19,12 +19,20 @@ import (
 
 func openFile(t *testing.T, path string) *sqlite.Store {
 	t.Helper()
-	s, err := sqlite.Open(t.Context(), path)
+	s, err := tryOpen(t, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+func tryOpen(t *testing.T, path string) (*sqlite.Store, error) {
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, nil
 }
 
 func TestConformance(t *testing.T) {
@@ -44,55 +52,20 @@ func TestTwoProcesses(t *testing.T) {
 	storetest.RunShared(t, openFile(t, path), openFile(t, path))
 }
 
-func TestMigrateTwiceIsNoop(t *testing.T) {
-	ctx := t.Context()
+func TestMigrations(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.db")
-	s := openFile(t, path)
-	v1, err := s.SchemaVersion(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if v1 != sqlite.LatestVersion() {
-		t.Fatalf("SchemaVersion = %d after Open, want %d", v1, sqlite.LatestVersion())
-	}
-	tn := &store.Tenant{Name: "keep"}
-	if err := s.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("second Migrate: %v", err)
-	}
-	s2 := openFile(t, path) // a third migration, by another "process"
-	v2, err := s2.SchemaVersion(ctx)
-	if err != nil || v2 != v1 {
-		t.Fatalf("SchemaVersion after migrating again = %d, %v; want %d", v2, err, v1)
-	}
-	if _, err := s2.GetTenant(ctx, tn.ID); err != nil {
-		t.Fatalf("data lost by migrating again: %v", err)
-	}
-}
-
-func TestSchemaTooNew(t *testing.T) {
-	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "new.db")
-	openFile(t, path).Close()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = db.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (9999, '9999_future.sql')`)
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = sqlite.Open(ctx, path)
-	if !errors.Is(err, store.ErrSchemaTooNew) {
-		t.Fatalf("Open of a database at version 9999 = %v, want ErrSchemaTooNew", err)
-	}
-	want := fmt.Sprintf("database schema version 9999 is newer than this binary supports (%d); upgrade mcpedge", sqlite.LatestVersion())
-	if !strings.Contains(err.Error(), want) {
-		t.Errorf("error %q does not say %q", err, want)
-	}
+	storetest.RunMigrations(t, sqlite.LatestVersion(),
+		func(t *testing.T) (storetest.Migrator, error) { return tryOpen(t, path) },
+		func(t *testing.T, stmt string) {
+			db, err := sql.Open("sqlite", path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if _, err := db.ExecContext(t.Context(), stmt); err != nil {
+				t.Fatal(err)
+			}
+		})
 }
 
 func TestOpenErrors(t *testing.T) {

@@ -277,18 +277,32 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			g.reject(w, r, http.StatusBadRequest, reason, code, err.Error())
 			return
 		}
+		// The envelope is parsed at most once, and only when something
+		// below needs it.
+		var (
+			env    jsonguard.Envelope
+			envErr error
+			parsed bool
+		)
+		envelope := func() (jsonguard.Envelope, error) {
+			if !parsed {
+				env, envErr = jsonguard.ParseEnvelope(body)
+				parsed = true
+			}
+			return env, envErr
+		}
 		if g.draining.Load() && r.Header.Get("Mcp-Session-Id") == "" {
 			// While draining, calls in flight may still need their clients
 			// (answers to elicitation, input-required retries), but nothing
 			// new starts.
-			if env, err := jsonguard.ParseEnvelope(body); err == nil && (env.Method == "initialize" || env.Method == "server/discover") {
+			if env, err := envelope(); err == nil && (env.Method == "initialize" || env.Method == "server/discover") {
 				w.Header().Set("Retry-After", "1")
 				g.reject(w, r, http.StatusServiceUnavailable, "draining", CodeUpstreamUnavailable, "the gateway is shutting down; connect to another replica")
 				return
 			}
 		}
 		if hm, hn := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"); hm != "" || hn != "" {
-			env, err := jsonguard.ParseEnvelope(body)
+			env, err := envelope()
 			if err != nil {
 				g.reject(w, r, http.StatusBadRequest, "envelope", jsonrpcInvalidRequest, err.Error())
 				return
@@ -302,7 +316,7 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 				return
 			}
 		}
-		if !g.admit(w, r, body) {
+		if !g.admit(w, r, envelope) {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))

@@ -224,15 +224,16 @@ func principalOf(req mcp.Request) *principal.Principal {
 	return p
 }
 
-// admit applies Security.Admit to a validated JSON-RPC body. Responses and
+// admit applies Security.Admit to a validated JSON-RPC body, whose
+// envelope checkBody parses at most once per request. Responses and
 // notifications are never limited: refusing a client's answer to an
 // elicitation would break a call that was already admitted.
-func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, body []byte) bool {
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, envelope func() (jsonguard.Envelope, error)) bool {
 	sec := g.security
 	if sec == nil {
 		return true
 	}
-	env, err := jsonguard.ParseEnvelope(body)
+	env, err := envelope()
 	if err != nil || env.Method == "" || env.ID == nil {
 		return true
 	}

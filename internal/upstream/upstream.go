@@ -679,19 +679,17 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 			cancel()
 			return nil, errors.New("built-in upstream without a server")
 		}
-		ct, st := mcp.NewInMemoryTransports()
-		ss, err := u.opts.Server.Connect(ctx, st, nil)
+		ct, err := connectInProcess(ctx, u.opts.Server, c)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("starting built-in server: %w", err)
 		}
-		c.onClose = func() { _ = ss.Close() }
 		t = ct
 	case config.TransportWASM:
-		ct, err := u.connectWASM(ctx, wasmSrv, c)
+		ct, err := connectInProcess(ctx, wasmSrv, c)
 		if err != nil {
 			cancel()
-			return nil, err
+			return nil, fmt.Errorf("starting wasm server: %w", err)
 		}
 		t = ct
 	case "stdio":

@@ -3,7 +3,6 @@ package upstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"time"
@@ -86,13 +85,14 @@ func (u *Upstream) closeWASM() {
 	}
 }
 
-// connectWASM connects to the wasm upstream's server over in-memory
-// transports, as for a built-in upstream.
-func (u *Upstream) connectWASM(ctx context.Context, srv *mcp.Server, c *conn) (mcp.Transport, error) {
+// connectInProcess connects to an in-process MCP server (a built-in or a
+// wasm upstream's) over in-memory transports; closing c closes the server
+// side.
+func connectInProcess(ctx context.Context, srv *mcp.Server, c *conn) (mcp.Transport, error) {
 	ct, st := mcp.NewInMemoryTransports()
 	ss, err := srv.Connect(ctx, st, nil)
 	if err != nil {
-		return nil, fmt.Errorf("starting wasm server: %w", err)
+		return nil, err
 	}
 	c.onClose = func() { _ = ss.Close() }
 	return ct, nil

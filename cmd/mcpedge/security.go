@@ -71,7 +71,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 		}
 	}
 	s.Audit = audit.NewLogger(s.Store, log, audit.LoggerOptions{Registerer: reg})
-	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: s.Audit.Record, Log: log}
+	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: withAdminClientIP(s.Audit.Record), Log: log}
 	if s.Redis != nil {
 		ao.Redis = s.Redis
 	}
@@ -113,6 +113,18 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 		go s.Layer.Run(runCtx)
 	}
 	return s, nil
+}
+
+// withAdminClientIP gives the credential service's own audit entries
+// (key.create, key.rotate, key.revoke, …) made through the admin API the
+// caller's address, which the admin handler put in ctx.
+func withAdminClientIP(record func(context.Context, *store.AuditEntry)) func(context.Context, *store.AuditEntry) {
+	return func(ctx context.Context, e *store.AuditEntry) {
+		if e.ClientIP == "" {
+			e.ClientIP = admin.ClientIPFrom(ctx)
+		}
+		record(ctx, e)
+	}
 }
 
 // openSecurityFor opens the stack for a command and returns the function

@@ -2,10 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,54 +9,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/mcpedge/mcpedge/internal/store/postgres"
+	"github.com/mcpedge/mcpedge/internal/store/storetest"
 )
 
 // newPostgres opens a PostgreSQL store in a fresh schema of the server at
-// MCPEDGE_TEST_POSTGRES (a superuser URL); the schema is dropped when t
-// ends. Without the variable the test is skipped, unless
-// MCPEDGE_REQUIRE_SERVICES=1, where a silent skip would hide a failure.
+// MCPEDGE_TEST_POSTGRES; see storetest.PostgresURL, which also skips or
+// fails t without it.
 func newPostgres(t *testing.T) backend {
 	t.Helper()
-	admin := os.Getenv("MCPEDGE_TEST_POSTGRES")
-	if admin == "" {
-		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
-			t.Fatal("MCPEDGE_TEST_POSTGRES is not set and MCPEDGE_REQUIRE_SERVICES=1")
-		}
-		t.Skip("MCPEDGE_TEST_POSTGRES is not set; skipping PostgreSQL")
-	}
 	ctx := t.Context()
-	var rnd [6]byte
-	rand.Read(rnd[:])
-	schema := "audit_test_" + hex.EncodeToString(rnd[:])
-	exec := func(ctx context.Context, query string) error {
-		conn, err := pgx.Connect(ctx, admin)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, query)
-		return err
-	}
-	if err := exec(ctx, `CREATE SCHEMA `+schema); err != nil {
-		t.Fatalf("creating schema %s on %s: %v", schema, postgres.Redact(admin), err)
-	}
-	t.Cleanup(func() {
-		if err := exec(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(admin)
-	if err != nil || u.Scheme == "" {
-		t.Fatalf("MCPEDGE_TEST_POSTGRES must be a postgres:// URL")
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	rawURL := u.String()
-	q.Set("pool_max_conns", "4") // a pool option: not for the raw connection
-	u.RawQuery = q.Encode()
-
-	st, err := postgres.Open(ctx, u.String())
+	rawURL := storetest.PostgresURL(t)
+	st, err := postgres.Open(ctx, rawURL+"&pool_max_conns=4") // a pool option: not for the raw connection
 	if err != nil {
 		t.Fatalf("postgres.Open: %v", err)
 	}

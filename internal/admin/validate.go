@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"github.com/mcpedge/mcpedge/internal/auth"
 	"net/netip"
 	"path"
 	"regexp"
@@ -10,6 +9,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/principal"
 )
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -138,7 +139,7 @@ func cmdAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	var cmd *adminCmd
 	for i := range adminCmds {
 		words := strings.Fields(adminCmds[i].name)
-		if len(args) >= len(words) && slicesEqual(args[:len(words)], words) {
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
 			cmd = &adminCmds[i]
 			args = args[len(words):]
 			break
@@ -308,18 +309,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func slicesEqual(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // printJSON prints v indented.

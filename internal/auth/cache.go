@@ -98,38 +98,25 @@ type keyEntry struct {
 
 // tenant returns the tenant by id through the cache.
 func (s *Service) tenant(ctx context.Context, id string) (*tenantEntry, error) {
-	now := s.now()
-	if e, ok := s.tenants.get(id, now); ok {
-		return e, nil
-	}
-	v, err, _ := s.loads.Do("tenant:"+id, func() (any, error) {
-		ctx, cancel := sharedLoadContext(ctx)
-		defer cancel()
-		t, err := s.st.GetTenant(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		e := newTenantEntry(t)
-		s.tenants.put(id, e, now)
-		return e, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(*tenantEntry), nil
+	return s.cachedTenant(ctx, id, func(ctx context.Context) (*store.Tenant, error) { return s.st.GetTenant(ctx, id) })
 }
 
 // tenantByName returns the tenant by name through the cache.
 func (s *Service) tenantByName(ctx context.Context, name string) (*tenantEntry, error) {
+	return s.cachedTenant(ctx, "name:"+name, func(ctx context.Context) (*store.Tenant, error) { return s.st.GetTenantByName(ctx, name) })
+}
+
+// cachedTenant returns the tenant cached under key, loading it with get
+// (once for concurrent callers) when it is not.
+func (s *Service) cachedTenant(ctx context.Context, key string, get func(context.Context) (*store.Tenant, error)) (*tenantEntry, error) {
 	now := s.now()
-	key := "name:" + name
 	if e, ok := s.tenants.get(key, now); ok {
 		return e, nil
 	}
-	v, err, _ := s.loads.Do("tenant-"+key, func() (any, error) {
+	v, err, _ := s.loads.Do("tenant:"+key, func() (any, error) {
 		ctx, cancel := sharedLoadContext(ctx)
 		defer cancel()
-		t, err := s.st.GetTenantByName(ctx, name)
+		t, err := get(ctx)
 		if err != nil {
 			return nil, err
 		}

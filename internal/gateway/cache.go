@@ -213,12 +213,19 @@ func (g *Gateway) cacheOf(u *upstream.Upstream) *responseCache {
 
 // readOnly reports whether the upstream's catalog marks its tool read-only.
 func readOnly(u *upstream.Upstream, tool string) bool {
+	a := toolAnnotations(u, tool)
+	return a != nil && a.ReadOnlyHint
+}
+
+// toolAnnotations returns the annotations of the upstream's tool (its own
+// name) in its current catalog, nil if it has none or no such tool.
+func toolAnnotations(u *upstream.Upstream, tool string) *mcp.ToolAnnotations {
 	for _, t := range u.Catalog().Tools {
 		if t.Name == tool {
-			return t.Annotations != nil && t.Annotations.ReadOnlyHint
+			return t.Annotations
 		}
 	}
-	return false
+	return nil
 }
 
 // cacheable is a result type the cache keeps.

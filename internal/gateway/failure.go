@@ -351,13 +351,8 @@ func safeToRepeat(u *upstream.Upstream, method, tool string) bool {
 	if method != "tools/call" {
 		return false
 	}
-	for _, t := range u.Catalog().Tools {
-		if t.Name == tool {
-			a := t.Annotations
-			return a != nil && (a.ReadOnlyHint || a.IdempotentHint)
-		}
-	}
-	return false
+	a := toolAnnotations(u, tool)
+	return a != nil && (a.ReadOnlyHint || a.IdempotentHint)
 }
 
 // Retry backoff: retryBase doubling per attempt up to retryMax, each wait

@@ -146,7 +146,7 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		}
 		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: reason}
 	}
-	l.recordAccept(r, p)
+	l.recordAccept(r, p, ip)
 	return p, nil
 }
 
@@ -162,11 +162,10 @@ const maxAcceptSeen = 100_000
 
 type acceptKey struct{ id, ip string }
 
-func (l *Layer) recordAccept(r *http.Request, p *principal.Principal) {
+func (l *Layer) recordAccept(r *http.Request, p *principal.Principal, ip string) {
 	if l.o.Audit == nil {
 		return
 	}
-	ip := l.o.ClientIP.From(r)
 	k := acceptKey{p.Kind + ":" + p.ID, ip}
 	now := l.o.Now()
 	l.acceptMu.Lock()

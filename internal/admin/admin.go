@@ -148,5 +148,3 @@ func ClientIPFrom(ctx context.Context) string {
 	s, _ := ctx.Value(clientIPKey{}).(string)
 	return s
 }
-
-func clientIP(ctx context.Context) string { return ClientIPFrom(ctx) }

@@ -233,9 +233,9 @@ func (c *call) record(e *store.AuditEntry, detail map[string]any) {
 	e.Actor = c.p.ID
 	e.ActorKind = c.p.Kind
 	if e.ActorKind == "" {
-		e.ActorKind = "anonymous"
+		e.ActorKind = principal.KindAnonymous
 	}
-	e.ClientIP = clientIP(c.ctx)
+	e.ClientIP = ClientIPFrom(c.ctx)
 	if len(detail) > 0 {
 		if b, err := json.Marshal(detail); err == nil {
 			e.Detail = b

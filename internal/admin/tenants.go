@@ -184,8 +184,8 @@ func (o *Ops) UpdateTenant(ctx context.Context, ref string, patch TenantPatch) (
 		if err != nil {
 			return nil, err
 		}
-		if t.ID == c.p.TenantID && !allows(allow, clientIP(ctx)) {
-			return nil, errorf(CodeConflict, "the new ip_allowlist does not include your own address %s: you would lock yourself out", clientIP(ctx))
+		if t.ID == c.p.TenantID && !allows(allow, ClientIPFrom(ctx)) {
+			return nil, errorf(CodeConflict, "the new ip_allowlist does not include your own address %s: you would lock yourself out", ClientIPFrom(ctx))
 		}
 		t.IPAllowlist = allow
 		c.detail["ip_allowlist"] = allow

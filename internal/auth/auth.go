@@ -152,7 +152,7 @@ type Service struct {
 	accessParser *jwt.Parser
 
 	keys    *ttlCache[string, *keyEntry]    // by string(hash)
-	users   *ttlCache[string, *userEntry]   // by user id
+	users   *ttlCache[string, *store.User]  // by user id
 	tenants *ttlCache[string, *tenantEntry] // by tenant id and "name:"+name
 	loads   singleflight.Group
 
@@ -191,7 +191,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		log:     o.Log,
 		now:     o.Now,
 		keys:    newTTLCache[string, *keyEntry](),
-		users:   newTTLCache[string, *userEntry](),
+		users:   newTTLCache[string, *store.User](),
 		tenants: newTTLCache[string, *tenantEntry](),
 		rev:     newRevocations(cfg.AccessTTL.D(), cfg.RefreshTTL.D()),
 		getenv:  os.Getenv,

@@ -79,10 +79,6 @@ type tenantEntry struct {
 	allow []netip.Prefix
 }
 
-type userEntry struct {
-	u *store.User
-}
-
 // keyEntry is a verified API key and the principal it resolves to.
 type keyEntry struct {
 	key    *store.APIKey
@@ -133,11 +129,11 @@ func (s *Service) cachedTenant(ctx context.Context, key string, get func(context
 // user returns the user by id (within tenantID) through the cache.
 func (s *Service) user(ctx context.Context, tenantID, id string) (*store.User, error) {
 	now := s.now()
-	if e, ok := s.users.get(id, now); ok {
-		if e.u.TenantID != tenantID {
+	if u, ok := s.users.get(id, now); ok {
+		if u.TenantID != tenantID {
 			return nil, store.ErrNotFound
 		}
-		return e.u, nil
+		return u, nil
 	}
 	v, err, _ := s.loads.Do("user:"+tenantID+"/"+id, func() (any, error) {
 		ctx, cancel := sharedLoadContext(ctx)
@@ -146,7 +142,7 @@ func (s *Service) user(ctx context.Context, tenantID, id string) (*store.User, e
 		if err != nil {
 			return nil, err
 		}
-		s.users.put(id, &userEntry{u: u}, now)
+		s.users.put(id, u, now)
 		return u, nil
 	})
 	if err != nil {

@@ -17,14 +17,12 @@ import (
 	"container/list"
 	"context"
 	"encoding/json"
-	"errors"
 	"sync"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/canonjson"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/upstream"
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -364,6 +362,6 @@ func decodeCached[R cacheable](ent cacheEntry, mark string, now time.Time) (R, b
 // unreachable reports whether err says the upstream could not be reached
 // or did not answer: the errors a stale result may stand in for.
 func unreachable(err error) bool {
-	var werr *jsonrpc.Error
-	return errors.As(err, &werr) && (werr.Code == CodeUpstreamUnavailable || werr.Code == CodeUpstreamTimeout)
+	code := errCode(err)
+	return code == CodeUpstreamUnavailable || code == CodeUpstreamTimeout
 }

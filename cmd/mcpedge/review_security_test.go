@@ -48,8 +48,8 @@ func TestReviewLatticeRESTFollowsPolicy(t *testing.T) {
 		t.Fatalf("acme sees the lattice tools: %v", names)
 	}
 	// ... and none over REST either.
-	if code, b := apiDo(t, http.MethodPost, p.URL+"/api/lattices", keyA, grid); code/100 == 2 {
-		t.Errorf("acme, whose virtual servers exclude the lattice upstream, created a lattice over REST: %d %s", code, b)
+	if code, b := apiDo(t, http.MethodPost, p.URL+"/api/lattices", keyA, grid); code != http.StatusForbidden {
+		t.Errorf("acme, whose virtual servers exclude the lattice upstream, creating a lattice over REST: %d %s, want 403", code, b)
 	}
 
 	// A rule denying lattice_delete to members holds over REST.
@@ -64,8 +64,8 @@ func TestReviewLatticeRESTFollowsPolicy(t *testing.T) {
 		defer cs.Close()
 		return !toolNames(t, cs)["lattice__lattice_delete"]
 	})
-	if code, b := apiDo(t, http.MethodDelete, p.URL+"/api/lattices/"+created.ID, keyB, ""); code/100 == 2 {
-		t.Errorf("a member denied lattice_delete by a rule deleted a lattice over REST: %d %s", code, b)
+	if code, b := apiDo(t, http.MethodDelete, p.URL+"/api/lattices/"+created.ID, keyB, ""); code != http.StatusForbidden {
+		t.Errorf("a member denied lattice_delete by a rule deleting a lattice over REST: %d %s, want 403", code, b)
 	}
 }
 

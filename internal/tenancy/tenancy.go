@@ -105,20 +105,9 @@ func (l *Layer) Flush(ctx context.Context) error {
 	return l.usage.flush(ctx, l.o.Now())
 }
 
-// bearer extracts the token of an "Authorization: Bearer" header.
-func bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
 // Authenticate implements gateway.Security.
 func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
-	tok, ok := bearer(r)
+	tok, ok := auth.BearerToken(r)
 	if !ok {
 		msg := "authentication required: send Authorization: Bearer <API key or access token>"
 		if r.Header.Get("Authorization") != "" {

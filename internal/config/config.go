@@ -119,6 +119,9 @@ type Config struct {
 	Plans  map[string]Plan
 	Limits Limits
 	Audit  Audit
+	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
+	// queue.go.
+	Queue Queue
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -371,6 +374,7 @@ func Default() *Config {
 		},
 	}
 	defaultSecurity(c)
+	c.Queue = DefaultQueue()
 	return c
 }
 

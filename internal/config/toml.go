@@ -136,7 +136,7 @@ func tomlVal(v any, path tpath, idx tomlIndex, fallback pos) *val {
 	case int64:
 		return &val{kind: kInt, pos: p, i: x}
 	case float64:
-		return &val{kind: kFloat, pos: p}
+		return &val{kind: kFloat, pos: p, f: x}
 	case bool:
 		return &val{kind: kBool, pos: p, b: x}
 	case time.Time, toml.LocalDate, toml.LocalDateTime, toml.LocalTime:
@@ -341,10 +341,12 @@ func (d *decoder) decodeTOML(root *val) *Config {
 		}
 	}
 	secm := d.decodeSecurity(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice"}, securityTables...))
+	qt := d.decodeQueue(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
+	d.validateQueue(c, qt)
 	return c
 }
 

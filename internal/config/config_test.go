@@ -101,7 +101,7 @@ func TestExample(t *testing.T) {
 		Path:    "example.toml",
 	}
 	def := Default()
-	want.Auth, want.Plans, want.Audit = def.Auth, def.Plans, def.Audit
+	want.Auth, want.Plans, want.Audit, want.Queue = def.Auth, def.Plans, def.Audit, def.Queue
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

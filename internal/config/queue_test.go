@@ -109,4 +109,3 @@ func TestQueueProblems(t *testing.T) {
 		})
 	}
 }
-

@@ -122,6 +122,9 @@ type Config struct {
 	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
 	// queue.go.
 	Queue Queue
+	// Routing is the device-wide routing policy (toml [routing]); see
+	// routing.go.
+	Routing Routing
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -247,6 +250,22 @@ type Upstream struct {
 	// Sandbox bounds what a wasm upstream's module may use (toml
 	// [upstreams.sandbox]). It is the zero value for other transports.
 	Sandbox Sandbox
+	// Targets are the servers this upstream may route a call to (toml
+	// [[upstreams.targets]]), in order of preference; empty: the upstream
+	// is its own single target. Each is a full Upstream named
+	// "<upstream>@<target>" with the upstream's settings and the target's
+	// transport; see routing.go.
+	Targets []Upstream
+	// TargetName is a target's own name (toml targets[i].name); "" for an
+	// upstream.
+	TargetName string
+	// Locality is LocalityLocal or LocalityRemote (toml "locality"); ""
+	// in a file means inferred, see EffectiveLocality.
+	Locality string
+	// LocalOnly lists the upstream's tools whose calls never leave the
+	// device (toml "local_only"; ["*"] for all): they go to local targets
+	// only.
+	LocalOnly []string
 }
 
 // Sandbox is the resource and capability limits of a wasm upstream. Every
@@ -325,6 +344,7 @@ func (u Upstream) Fingerprint() string {
 	str(u.URL)
 	strMap(u.Headers)
 	str(u.Isolation)
+	str(u.Locality)
 	num(int64(u.Timeout))
 	num(int64(u.ConnectTimeout))
 	// The wasm fields are hashed only for wasm upstreams, so the
@@ -375,6 +395,7 @@ func Default() *Config {
 	}
 	defaultSecurity(c)
 	c.Queue = DefaultQueue()
+	c.Routing = DefaultRouting()
 	return c
 }
 

@@ -169,13 +169,19 @@ func (d *decoder) decodeFailureHandling(t *table, f *FailureHandling) {
 // decodeDeferrable reads "deferrable", an array of the upstream's tool
 // names or ["*"], reporting each bad element where it stands.
 func (d *decoder) decodeDeferrable(t *table, f *FailureHandling) {
-	v := t.get("deferrable")
+	d.decodeToolList(t, "deferrable", &f.Deferrable)
+}
+
+// decodeToolList reads key, an array of the upstream's tool names or
+// ["*"], into dst, reporting each bad element where it stands.
+func (d *decoder) decodeToolList(t *table, key string, dst *[]string) {
+	v := t.get(key)
 	if v == nil {
 		return
 	}
-	l := t.loc("deferrable")
+	l := t.loc(key)
 	if v.kind != kArray {
-		t.typeErr("deferrable", v, d.kindName(kArray)+` of tool names, e.g. ["send-mail"] or ["*"]`)
+		t.typeErr(key, v, d.kindName(kArray)+` of tool names, e.g. ["send-mail"] or ["*"]`)
 		return
 	}
 	out := make([]string, 0, len(v.arr))
@@ -204,7 +210,7 @@ func (d *decoder) decodeDeferrable(t *table, f *FailureHandling) {
 		ok = false
 	}
 	if ok {
-		f.Deferrable = out
+		*dst = out
 	}
 }
 

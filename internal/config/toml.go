@@ -298,7 +298,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "log_level", "page_size", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -340,9 +340,10 @@ func (d *decoder) decodeTOML(root *val) *Config {
 			}
 		}
 	}
+	d.decodeRouting(top, c)
 	secm := d.decodeSecurity(top, c)
 	qt := d.decodeQueue(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue"}, securityTables...))
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "routing"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
@@ -432,6 +433,10 @@ type upstreamMeta struct {
 	// its table (nil when absent); validation gives it to wasm upstreams.
 	sandbox  Sandbox
 	sandboxT *table
+	// target is set for a [[upstreams.targets]] table; targets holds the
+	// metas of an upstream's targets.
+	target  bool
+	targets []upstreamMeta
 }
 
 func (m upstreamMeta) loc(field string) loc {
@@ -512,6 +517,9 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	t.str("isolation", &u.Isolation)
 	t.str("module", &u.Module)
 	d.decodeSandbox(t, &m)
+	t.str("locality", &u.Locality)
+	d.decodeLocalOnly(t, &u)
+	m.targets = d.decodeTargets(t, &u)
 	t.unknown(upstreamKeys)
 	return u, m
 }
@@ -530,5 +538,12 @@ func resolveDirs(c *Config, path string) {
 			u.Dir = filepath.Join(base, u.Dir)
 		}
 		resolveWASMPaths(u, base)
+		for j := range u.Targets {
+			t := &u.Targets[j]
+			if t.Dir != "" && !filepath.IsAbs(t.Dir) {
+				t.Dir = filepath.Join(base, t.Dir)
+			}
+			resolveWASMPaths(t, base)
+		}
 	}
 }

@@ -32,6 +32,7 @@ type val struct {
 	pos  pos
 	str  string
 	i    int64
+	f    float64 // kFloat only
 	b    bool
 	arr  []*val
 	// Tables: keys in document order, their values and the position of

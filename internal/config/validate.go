@@ -202,6 +202,44 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 		bad("name", "%q is reserved for %s; choose another name", u.Name, ReservedNames[u.Name])
 	}
 
+	if _, routed := m.t.v.fields["targets"]; routed || len(u.Targets) > 0 {
+		if u.Locality != "" {
+			bad("locality", "is set per target when the upstream has [[upstreams.targets]]")
+		}
+		d.validateTargets(u, m)
+	} else {
+		d.validateTransport(u, m)
+		switch u.Locality {
+		case "", LocalityLocal, LocalityRemote:
+		default:
+			bad("locality", "must be %q or %q, got %q", LocalityLocal, LocalityRemote, truncate(u.Locality, 64))
+		}
+	}
+
+	if u.Prefix != nil && !prefixRE.MatchString(*u.Prefix) {
+		bad("prefix", "%q may contain only letters, digits, _, . and - (tool names allow nothing else)", truncate(*u.Prefix, 64))
+	}
+	if u.Timeout <= 0 {
+		bad("timeout", "must be greater than 0, got %s", u.Timeout)
+	}
+	if u.ConnectTimeout <= 0 {
+		bad("connect_timeout", "must be greater than 0, got %s", u.ConnectTimeout)
+	}
+	switch u.Isolation {
+	case IsolationShared, IsolationSession:
+	default:
+		bad("isolation", "must be %q or %q, got %q", IsolationShared, IsolationSession, truncate(u.Isolation, 64))
+	}
+}
+
+// validateTransport checks how an upstream (or one of its targets) is
+// reached — transport, command, url, module and their companions — and
+// infers the transport when the file leaves it out.
+func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
+	bad := func(field, format string, args ...any) {
+		l := m.loc(field)
+		d.add(l.pos, l.field, format, args...)
+	}
 	hasCommand := u.Command != ""
 	hasURL := u.URL != "" || m.unsetVars["url"]
 	hasModule := u.Module != ""
@@ -309,21 +347,6 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 		if strings.ContainsAny(u.Headers[k], "\r\n\x00") {
 			d.add(l.pos, l.field, "value must not contain CR, LF or NUL")
 		}
-	}
-
-	if u.Prefix != nil && !prefixRE.MatchString(*u.Prefix) {
-		bad("prefix", "%q may contain only letters, digits, _, . and - (tool names allow nothing else)", truncate(*u.Prefix, 64))
-	}
-	if u.Timeout <= 0 {
-		bad("timeout", "must be greater than 0, got %s", u.Timeout)
-	}
-	if u.ConnectTimeout <= 0 {
-		bad("connect_timeout", "must be greater than 0, got %s", u.ConnectTimeout)
-	}
-	switch u.Isolation {
-	case IsolationShared, IsolationSession:
-	default:
-		bad("isolation", "must be %q or %q, got %q", IsolationShared, IsolationSession, truncate(u.Isolation, 64))
 	}
 }
 

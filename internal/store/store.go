@@ -233,6 +233,7 @@ type Store interface {
 	Usage
 	Lattices
 	Secrets
+	Devices
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

@@ -54,6 +54,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Usage", testUsage},
 		{"Lattices", testLattices},
 		{"Secrets", testSecrets},
+		{"Devices", testDevices},
+		{"EnrollTokens", testEnrollTokens},
+		{"Nonces", testNonces},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 	}

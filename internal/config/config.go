@@ -122,6 +122,9 @@ type Config struct {
 	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
 	// queue.go.
 	Queue Queue
+	// Hub makes the gateway an edge of a hub gateway (toml [hub]); see
+	// hub.go and docs/hub.md.
+	Hub Hub
 	// Routing is the device-wide routing policy (toml [routing]); see
 	// routing.go.
 	Routing Routing
@@ -395,6 +398,7 @@ func Default() *Config {
 	}
 	defaultSecurity(c)
 	c.Queue = DefaultQueue()
+	c.Hub = DefaultHub()
 	c.Routing = DefaultRouting()
 	return c
 }
@@ -438,4 +442,5 @@ func defaultSandbox() Sandbox {
 var ReservedNames = map[string]string{
 	"mcpedge": "the gateway's own tools",
 	"lattice": "the built-in lattice engine",
+	"hub":     "the hub of an edge gateway ([hub] url)",
 }

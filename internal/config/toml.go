@@ -343,11 +343,13 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	d.decodeRouting(top, c)
 	secm := d.decodeSecurity(top, c)
 	qt := d.decodeQueue(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "routing"}, securityTables...))
+	ht := d.decodeHub(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "routing"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
 	d.validateQueue(c, qt)
+	d.validateHub(c, ht)
 	return c
 }
 

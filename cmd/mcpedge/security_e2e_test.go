@@ -537,7 +537,9 @@ ip_per_minute = 0
 monthly_quota = 3
 `, pg, rd)
 	cfgPath := writeConfig(t, conf)
-	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_ADMIN_PASSWORD=correct horse battery staple"}
+	// Replicas on PostgreSQL share the master key of the store's secrets.
+	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_ADMIN_PASSWORD=correct horse battery staple",
+		"MCPEDGE_STORE_KEY=c3RvcmUta2V5LW9mLXRoZS1yZXBsaWNhLXRlc3QhISE="}
 	p1 := startServe(t, env, "--config", cfgPath)
 	p2 := startServe(t, env, "--config", cfgPath)
 	p1.waitReadyAuth(t, testAdminKey, "lattice")

@@ -21,7 +21,10 @@
 //   - Methods honour ctx cancellation and are safe for concurrent use by
 //     several goroutines and several processes sharing the database.
 //   - Secrets never enter the store in the clear: API keys and refresh
-//     tokens are stored as keyed hashes, passwords as password hashes.
+//     tokens are stored as keyed hashes, passwords as password hashes, and
+//     the gateway's own keys (Secrets) are sealed with AES-256-GCM under a
+//     master key that is not in the database (see Secrets and
+//     SealedSecrets).
 package store
 
 import (
@@ -398,9 +401,55 @@ type Lattices interface {
 
 // Secrets holds the gateway's own keys (the HMAC key for API key hashes,
 // the JWT signing key), shared by every replica.
+//
+// A store opened by package open seals every value (SealedSecrets): the
+// row holds a ciphertext bound to the secret's name, and
+// GetOrCreateSecret opens it, so callers only ever see the plaintext. The
+// sealing lives in the store rather than in its callers so that no caller
+// can forget it, write a value in the clear, or be handed a ciphertext as
+// a key.
 type Secrets interface {
 	// GetOrCreateSecret returns the secret named name, creating it with
 	// gen() if absent. Concurrent callers (also in other processes) all
-	// get the same value.
+	// get the same value. It never returns a ciphertext: a value that
+	// does not open is an error.
 	GetOrCreateSecret(ctx context.Context, name string, gen func() ([]byte, error)) ([]byte, error)
+}
+
+// SecretKey describes one data key of the ring that secrets are sealed
+// with. It holds no key material.
+type SecretKey struct {
+	ID      uint32    `json:"id"`
+	Created time.Time `json:"created"`
+	// Messages is how many seals were reserved under the key by every
+	// process sharing the store: an upper bound of the messages sealed.
+	Messages    uint64 `json:"messages"`
+	MaxMessages uint64 `json:"max_messages"`
+	// Active is the key new seals use (the newest).
+	Active bool `json:"active"`
+	// Secrets is how many secrets are sealed with this key now.
+	Secrets int `json:"secrets"`
+}
+
+// SecretRing is the state of the secrets' encryption.
+type SecretRing struct {
+	Keys []SecretKey `json:"keys"` // by id
+	// Secrets is the number of secrets; Plaintext how many of them are
+	// not sealed yet (written by an earlier mcpedge and not read since).
+	Secrets   int `json:"secrets"`
+	Plaintext int `json:"plaintext"`
+}
+
+// SealedSecrets is what a store opened with a master key (package open
+// always opens them so) adds: the key ring of its secrets.
+type SealedSecrets interface {
+	// SecretRing describes the key ring and the secrets, read from the
+	// database (so it includes what other processes did).
+	SecretRing(ctx context.Context) (*SecretRing, error)
+	// RekeySecrets adds a data key, makes it the one new seals use, and
+	// seals every secret again with it; it returns the new key's id and
+	// how many secrets it sealed again. Other processes sharing the
+	// store keep working meanwhile: ciphertexts of older keys still open,
+	// and a process learns of the new key when it first meets it.
+	RekeySecrets(ctx context.Context) (keyID uint32, resealed int, err error)
 }

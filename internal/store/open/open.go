@@ -4,14 +4,18 @@
 package open
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/postgres"
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
@@ -31,7 +35,135 @@ const DefaultFile = "mcpedge.db"
 //	postgres://… postgresql://…  a PostgreSQL database (see package postgres)
 //
 // Errors never show a password from rawURL.
+//
+// The store's secrets are sealed with the master key from $MCPEDGE_STORE_KEY
+// when that is set, else from [DefaultKey]; [OpenWithKey] takes another.
 func Open(ctx context.Context, rawURL, dataDir string) (store.Store, error) {
+	return OpenWithKey(ctx, rawURL, dataDir, nil)
+}
+
+// OpenWithKey is Open with the master key the store's secrets are sealed
+// with taken from key (nil: $MCPEDGE_STORE_KEY if set, else
+// [DefaultKey]). A key that does not match the store's key ring is
+// refused with an error naming where the key came from; the store is
+// then not opened.
+func OpenWithKey(ctx context.Context, rawURL, dataDir string, key sealbox.KeySource) (store.Store, error) {
+	st, err := openStore(ctx, rawURL, dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if key == nil {
+		if os.Getenv(KeyEnv) != "" {
+			key = sealbox.EnvKey(KeyEnv)
+		} else if key, err = DefaultKey(rawURL, dataDir); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	if err := seal(ctx, st, key); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// KeyEnv is the environment variable Open reads the store's master key
+// from (base64 of 32 bytes) when it is set.
+const KeyEnv = "MCPEDGE_STORE_KEY"
+
+// KeyFile is the name of the default master key file, in the directory of
+// the database file.
+const KeyFile = "store.key"
+
+// sealBlock is how many seals a process reserves from a key's message
+// count at a time. Secrets are sealed rarely (at creation, migration and
+// rekey), so a small block keeps the counts near the truth.
+const sealBlock = 8
+
+// sealer is what both store implementations add (package sqlbase).
+type sealer interface {
+	SealSecrets(ctx context.Context, box *sealbox.Box) error
+}
+
+func seal(ctx context.Context, st store.Store, key sealbox.KeySource) error {
+	sl, ok := st.(sealer)
+	if !ok {
+		return fmt.Errorf("store: %s stores can not seal their secrets", st.Kind())
+	}
+	if fk, ok := key.(fileKey); ok {
+		// A key file that is missing while the store has a key ring was
+		// lost or not copied: creating a new one would only be refused
+		// by the ring, and would stand in the way of restoring the
+		// right one.
+		if _, err := os.Stat(fk.path); errors.Is(err, fs.ErrNotExist) {
+			r, err := st.(store.SealedSecrets).SecretRing(ctx)
+			if err != nil {
+				return err
+			}
+			if len(r.Keys) > 0 {
+				return fmt.Errorf("store: the master key file %s does not exist, but the store's secrets were sealed with a master key: restore the file from your backup (or give the key another way); a new key would not open them", fk.path)
+			}
+		}
+	}
+	box, err := sealbox.New(ctx, key, &sealbox.Options{Reserve: sealBlock})
+	if err != nil {
+		return fmt.Errorf("store: the master key of the store's secrets: %w", err)
+	}
+	return sl.SealSecrets(ctx, box)
+}
+
+// DefaultKey is the master key source of a store when none is configured:
+//
+//   - an in-memory database: a random key held in memory (the database
+//     and its secrets end with the process);
+//   - a SQLite file: the key file store.key in the database file's
+//     directory (<data_dir>/store.key by default), created with 32 random
+//     bytes and mode 0600 on first use;
+//   - PostgreSQL: none, an error. Replicas sharing the database must share
+//     the key, and a file created on each machine would differ.
+func DefaultKey(rawURL, dataDir string) (sealbox.KeySource, error) {
+	switch {
+	case rawURL == "" && dataDir == "", rawURL == "sqlite::memory:":
+		return memoryKey(), nil
+	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
+		return nil, fmt.Errorf("store: a PostgreSQL store needs the master key of its secrets set explicitly, the same on every replica: $%s (base64 of 32 random bytes; make one with: head -c 32 /dev/urandom | base64) or [store] key_file; a key file created on each machine would differ", KeyEnv)
+	case rawURL == "":
+		return FileKey(filepath.Join(dataDir, KeyFile)), nil
+	case strings.HasPrefix(rawURL, "sqlite:///"):
+		return FileKey(filepath.Join(filepath.Dir(filepath.Clean(strings.TrimPrefix(rawURL, "sqlite://"))), KeyFile)), nil
+	case strings.HasPrefix(rawURL, "sqlite://") && dataDir != "":
+		return FileKey(filepath.Join(filepath.Dir(filepath.Join(dataDir, strings.TrimPrefix(rawURL, "sqlite://"))), KeyFile)), nil
+	}
+	// An URL Open refuses: let it say why.
+	return memoryKey(), nil
+}
+
+// FileKey is the master key in the file path (32 raw bytes), created with
+// mode 0600 on first use like [sealbox.FileKey], except that Open does not
+// create it for a store that already has sealed secrets: a missing key
+// file there is an error that says to restore it.
+func FileKey(path string) sealbox.KeySource {
+	return fileKey{KeySource: sealbox.FileKey(path), path: path}
+}
+
+type fileKey struct {
+	sealbox.KeySource
+	path string
+}
+
+// memoryKey is a random master key that lives as long as the process.
+func memoryKey() sealbox.KeySource {
+	k := make([]byte, sealbox.KeySize)
+	rand.Read(k)
+	return memKey(k)
+}
+
+type memKey []byte
+
+func (k memKey) MasterKey(context.Context) ([]byte, error) { return bytes.Clone(k), nil }
+func (memKey) String() string                              { return "a random key for this in-memory database" }
+
+func openStore(ctx context.Context, rawURL, dataDir string) (store.Store, error) {
 	switch {
 	case rawURL == "":
 		if dataDir == "" {

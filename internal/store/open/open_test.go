@@ -80,6 +80,8 @@ func TestSQLitePaths(t *testing.T) {
 
 func TestPostgres(t *testing.T) {
 	u := storetest.PostgresURL(t)
+	// A PostgreSQL store needs an explicit master key (secrets_test.go).
+	t.Setenv(open.KeyEnv, "c3RvcmUta2V5LW9mLXRoZS1wb3N0Z3Jlcy10ZXN0ISE=")
 	for _, scheme := range []string{"postgres://", "postgresql://"} {
 		s := mustOpen(t, scheme+strings.TrimPrefix(u, "postgres://"), "")
 		if s.Kind() != "postgres" {

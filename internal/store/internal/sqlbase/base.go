@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
@@ -19,6 +21,9 @@ type Store struct {
 	e Engine
 	// clock is the source of the times the store fills (CreatedAt …).
 	clock func() time.Time
+	// box seals the secrets table once SealSecrets attached it; nil
+	// before (see secrets.go).
+	box atomic.Pointer[sealbox.Box]
 }
 
 // New returns a Store over e.

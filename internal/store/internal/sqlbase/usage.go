@@ -2,7 +2,6 @@ package sqlbase
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -103,34 +102,4 @@ func (s *Store) CountLattices(ctx context.Context, tenantID string) (n int, err 
 	defer wrap(&err, "counting lattices")
 	err = s.e.QueryRow(ctx, `SELECT COUNT(*) FROM lattices WHERE tenant_id = ?`, tenantID).Scan(&n)
 	return n, err
-}
-
-// GetOrCreateSecret calls gen outside any transaction (it may be slow, and
-// it may run in several processes at once); the first insert wins and
-// every caller returns the stored value, never its own candidate.
-func (s *Store) GetOrCreateSecret(ctx context.Context, name string, gen func() ([]byte, error)) (_ []byte, err error) {
-	defer wrap(&err, "getting secret %q", name)
-	var v []byte
-	err = s.e.QueryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
-	if err == nil {
-		return v, nil
-	}
-	if !isNoRows(err) {
-		return nil, err
-	}
-	candidate, err := gen()
-	if err != nil {
-		return nil, fmt.Errorf("generating secret %q: %w", name, err)
-	}
-	if len(candidate) == 0 {
-		return nil, invalid("secret %q: the generator returned no bytes", name)
-	}
-	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
-		if _, err := q.Exec(ctx, `INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-			name, candidate, s.now()); err != nil {
-			return err
-		}
-		return q.QueryRow(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
-	})
-	return v, err
 }

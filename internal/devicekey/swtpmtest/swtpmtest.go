@@ -1,0 +1,144 @@
+// Package swtpmtest runs a private software TPM (swtpm, Debian package
+// swtpm) for tests, so that TPM code is tested against a real TPM 2.0
+// implementation instead of a mock.
+//
+// Tests that call Start are skipped when swtpm is not installed, unless
+// MCPEDGE_REQUIRE_SERVICES is set (as scripts/test.sh does), in which case
+// they fail: CI must not pass by skipping.
+package swtpmtest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TPM is a running swtpm.
+type TPM struct {
+	// Addr is what devicekey.Options.TPM takes: tcp://127.0.0.1:PORT.
+	Addr string
+	// Dir holds the TPM's state (its seeds: a new TPM has new keys).
+	Dir string
+
+	cmd  *exec.Cmd
+	log  *bytes.Buffer
+	done chan struct{}
+}
+
+// Start starts a swtpm on a free loopback port with its state in a new
+// temporary directory, and stops it when the test ends.
+func Start(t testing.TB) *TPM {
+	t.Helper()
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") != "" {
+			t.Fatalf("swtpm is not installed and MCPEDGE_REQUIRE_SERVICES is set (apt-get install swtpm swtpm-tools)")
+		}
+		t.Skip("swtpm is not installed (apt-get install swtpm swtpm-tools); set MCPEDGE_REQUIRE_SERVICES=1 to fail instead")
+	}
+	dir := t.TempDir()
+	// The port is found free and then handed to swtpm, so another
+	// process may take it in between: try again with another port.
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s, err := start(bin, dir)
+		if err == nil {
+			t.Cleanup(s.stop)
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("swtpmtest: %v", lastErr)
+	return nil
+}
+
+func start(bin, dir string) (*TPM, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	var log bytes.Buffer
+	cmd := exec.Command(bin, "socket", "--tpm2",
+		"--tpmstate", "dir="+dir,
+		"--server", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(port),
+		"--flags", "not-need-init,startup-clear",
+		"--log", "fd=2,level=1")
+	cmd.Stdout = &log
+	cmd.Stderr = &log
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+	s := &TPM{Addr: "tcp://127.0.0.1:" + strconv.Itoa(port), Dir: dir, cmd: cmd, log: &log, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(s.done) }()
+	// Ready when it answers a command (not merely accepts a connection).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := ping(port)
+		if err == nil {
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("swtpm exited at start (%v): %s", cmd.ProcessState, log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return nil, fmt.Errorf("swtpm did not answer on 127.0.0.1:%d within 20s: %v", port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var stopMu sync.Mutex
+
+func (s *TPM) stop() {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ping sends TPM2_GetRandom(8) and waits for any well-formed answer.
+func ping(port int) error {
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	cmd := []byte{0x80, 0x01, 0, 0, 0, 12, 0, 0, 0x01, 0x7b, 0, 8} // TPM_ST_NO_SESSIONS, size 12, TPM_CC_GetRandom, 8 bytes
+	if _, err := conn.Write(cmd); err != nil {
+		return err
+	}
+	hdr := make([]byte, 10)
+	if _, err := io.ReadFull(conn, hdr); err != nil {
+		return err
+	}
+	if rc := binary.BigEndian.Uint32(hdr[6:]); rc != 0 {
+		return fmt.Errorf("GetRandom answered with code %#x", rc)
+	}
+	return nil
+}

@@ -185,6 +185,15 @@ fi
 export MCPEDGE_REQUIRE_SERVICES=1
 # <<< SERVICES
 
+# ---------------------------------------------------------------- software TPM (device identity)
+# internal/devicekey's tests start private swtpm instances (socket mode on
+# loopback ports) to test TPM keys, attestation and sealing against a real
+# TPM 2.0 implementation. With MCPEDGE_REQUIRE_SERVICES set (above) they
+# fail rather than skip when swtpm is missing.
+if ! command -v swtpm >/dev/null 2>&1; then
+	apt_install swtpm swtpm-tools
+fi
+
 # ---------------------------------------------------------------- WASM tool examples
 # Build the example WebAssembly tool servers (examples/wasm/<name>/, package
 # main) next to their sources, so that examples/wasm/mcpedge.toml runs as it

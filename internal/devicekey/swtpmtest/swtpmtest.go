@@ -69,8 +69,7 @@ func start(bin, dir string) (*TPM, error) {
 	cmd := exec.Command(bin, "socket", "--tpm2",
 		"--tpmstate", "dir="+dir,
 		"--server", "type=tcp,bindaddr=127.0.0.1,port="+strconv.Itoa(port),
-		"--flags", "not-need-init,startup-clear",
-		"--log", "fd=2,level=1")
+		"--flags", "not-need-init,startup-clear")
 	cmd.Stdout = &log
 	cmd.Stderr = &log
 	if err := cmd.Start(); err != nil {

@@ -21,7 +21,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
-	"github.com/mcpedge/mcpedge/internal/store/open"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -217,7 +216,7 @@ func (c *adminCtx) open(ctx context.Context, raw bool) (closeAll func() error, e
 	}()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	st, err := open.Open(openCtx, c.cfg.Store.URL, c.cfg.Server.DataDir)
+	st, err := openStore(openCtx, c.cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}

@@ -6,7 +6,7 @@
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
-//	mcpedge migrate | tenant … | key … | user … | plan … | audit … | queue …
+//	mcpedge migrate | tenant … | key … | user … | plan … | audit … | queue … | secrets …
 //	mcpedge version
 package main
 
@@ -48,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLattice(context.Background(), args[1:], stdout, stderr)
 	case "queue":
 		err = cmdQueue(context.Background(), args[1:], stdout, stderr)
+	case "secrets":
+		err = cmdSecrets(context.Background(), args[1:], stdout, stderr)
 	case "migrate", "tenant", "key", "user", "plan", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
@@ -103,6 +105,9 @@ Commands:
   queue ls [--json] | queue retry ID | queue purge ID | queue rekey
         Inspect and manage the durable offline queue in <data_dir>/queue.db
         (not yet fed by the gateway; see docs/edge.md).
+  secrets status [--json] | secrets rekey
+        Show the key ring the store's secrets are sealed with, or seal them
+        again under a new data key (see docs/operations.md).
   version
         Print the version.
 `)

@@ -19,7 +19,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/ratelimit"
 	"github.com/mcpedge/mcpedge/internal/store"
-	"github.com/mcpedge/mcpedge/internal/store/open"
 	"github.com/mcpedge/mcpedge/internal/tenancy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -56,7 +55,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	}()
 	openCtx, cancelOpen := context.WithTimeout(ctx, 30*time.Second)
 	defer cancelOpen()
-	s.Store, err = open.Open(openCtx, cfg.Store.URL, cfg.Server.DataDir)
+	s.Store, err = openStore(openCtx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("opening the store: %w", err)
 	}

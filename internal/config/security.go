@@ -61,7 +61,32 @@ type Store struct {
 	// data_dir), "sqlite::memory:" or "postgres://…". "" means
 	// <data_dir>/mcpedge.db, or an in-memory database when data_dir is "".
 	URL string
+	// Key is where the master key that seals the store's secrets comes
+	// from (toml "key"): StoreKeyAuto (""), StoreKeyEnv, StoreKeyFile or
+	// StoreKeyTPM. Auto is KeyEnv when that variable is set, else
+	// KeyFile when set, else store.key beside a SQLite database; a
+	// PostgreSQL store needs the variable or KeyFile, the same on every
+	// replica.
+	Key string
+	// KeyFile is the master key file, 32 raw bytes (toml "key_file",
+	// ${VAR} references expanded; relative to data_dir). For SQLite it
+	// is created with mode 0600 on first use; for PostgreSQL it must
+	// exist.
+	KeyFile string
+	// KeyEnv is the environment variable holding the master key in
+	// base64 (toml "key_env"); "" means DefaultStoreKeyEnv.
+	KeyEnv string
 }
+
+// Master key sources of [store] key.
+const (
+	StoreKeyAuto = ""
+	StoreKeyEnv  = "env"
+	StoreKeyFile = "file"
+	StoreKeyTPM  = "tpm"
+	// DefaultStoreKeyEnv is the default [store] key_env.
+	DefaultStoreKeyEnv = "MCPEDGE_STORE_KEY"
+)
 
 // Redis is the optional shared state of several replicas (toml [redis]):
 // rate limits and quotas that hold across replicas, and revocations that
@@ -202,7 +227,7 @@ func defaultSecurity(c *Config) {
 }
 
 var (
-	storeKeys  = []string{"url"}
+	storeKeys  = []string{"url", "key", "key_file", "key_env"}
 	redisKeys  = []string{"url"}
 	authKeys   = []string{"mode", "issuer", "audience", "access_ttl", "refresh_ttl", "key_rotate_overlap", "revocation_poll", "lockout_threshold", "lockout_base", "lockout_max", "resource_url", "bootstrap_tenant", "bootstrap_key_env", "bootstrap_password_env", "oidc"}
 	oidcKeys   = []string{"issuer", "audience", "jwks_url", "jwks_refresh", "tenant_claim", "default_tenant", "role_claim", "default_role", "algorithms"}
@@ -249,6 +274,12 @@ func (d *decoder) decodeSecurity(top *table, c *Config) securityMeta {
 			l := t.loc("url")
 			c.Store.URL, _ = d.expand(c.Store.URL, l.pos, l.field, false)
 		}
+		t.str("key", &c.Store.Key)
+		if t.str("key_file", &c.Store.KeyFile) {
+			l := t.loc("key_file")
+			c.Store.KeyFile, _ = d.expand(c.Store.KeyFile, l.pos, l.field, false)
+		}
+		t.str("key_env", &c.Store.KeyEnv)
 		t.unknown(storeKeys)
 	}
 	if t := d.subTable(top, "redis"); t != nil {
@@ -421,6 +452,20 @@ func (d *decoder) validateSecurity(c *Config, m securityMeta) {
 	}
 	if c.Store.URL != "" && !strings.HasPrefix(c.Store.URL, "sqlite:") && !strings.HasPrefix(c.Store.URL, "postgres://") && !strings.HasPrefix(c.Store.URL, "postgresql://") {
 		bad(m.store, "store", "url", "must start with sqlite: or postgres://, got %q", truncate(redactURL(c.Store.URL), 80))
+	}
+	switch c.Store.Key {
+	case StoreKeyAuto, StoreKeyEnv, StoreKeyFile, StoreKeyTPM:
+	default:
+		bad(m.store, "store", "key", "must be %q, %q or %q (or absent: the variable if set, else the file), got %q", StoreKeyEnv, StoreKeyFile, StoreKeyTPM, truncate(c.Store.Key, 32))
+	}
+	if c.Store.KeyEnv != "" && !validEnvName(c.Store.KeyEnv) {
+		bad(m.store, "store", "key_env", "%q is not a valid environment variable name", truncate(c.Store.KeyEnv, 64))
+	}
+	if c.Store.Key == StoreKeyEnv && c.Store.KeyFile != "" {
+		bad(m.store, "store", "key_file", "is not used with key = %q; remove one of them", StoreKeyEnv)
+	}
+	if c.Store.Key == StoreKeyTPM && c.Store.KeyFile != "" {
+		bad(m.store, "store", "key_file", "is not used with key = %q (the TPM-sealed key lives in data_dir); remove one of them", StoreKeyTPM)
 	}
 	if c.Redis.URL != "" && !strings.HasPrefix(c.Redis.URL, "redis://") && !strings.HasPrefix(c.Redis.URL, "rediss://") {
 		bad(m.redis, "redis", "url", "must start with redis:// or rediss://, got %q", truncate(redactURL(c.Redis.URL), 80))

@@ -1,0 +1,46 @@
+package devicekey
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"testing"
+)
+
+// FuzzOpenSealedKey feeds arbitrary device.key contents to the decoder:
+// errors only, no panics, and nothing but the sealed key itself opens.
+func FuzzOpenSealedKey(f *testing.F) {
+	mk := make([]byte, 32)
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	good, err := sealKey(priv, mk)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add([]byte("MDK1"))
+	f.Add(good[:len(good)-1])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := openSealedKey(b, mk)
+		if err == nil && !k.Equal(priv) {
+			t.Fatal("opened a key that was not sealed")
+		}
+	})
+}
+
+// FuzzParseBlob feeds arbitrary device.tpm / master.tpm contents to the
+// blob parser.
+func FuzzParseBlob(f *testing.F) {
+	f.Add([]byte(`{"format":"mcpedge device key (TPM) v1","public":"AAE=","private":"AAE="}`))
+	f.Add([]byte(`{"format":"x"}`))
+	f.Add([]byte(`[]`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		blob, err := parseBlob("device.tpm", formatDeviceKey, b)
+		if err == nil && (len(blob.Public) == 0 || len(blob.Private) == 0) {
+			t.Fatal("accepted a blob without its areas")
+		}
+	})
+}

@@ -46,6 +46,9 @@ type Options struct {
 	// the work of (LatticeUpstream, "tool", "lattice_create"…) is, so that
 	// virtual servers and per-tool rules hold over REST as over MCP.
 	LatticeAllowed func(p *principal.Principal, upstream, kind, name string) bool
+	// Queue, if set, is the offline queue that GET /api/queue… reads
+	// (queue.go); nil: those endpoints answer 503.
+	Queue QueueReader
 }
 
 // LatticeUpstream is the name of the built-in lattice server, whose tools
@@ -87,6 +90,8 @@ var routes = []route{
 	{method: "POST", pattern: "/api/tenants/{tenant}/rules", handle: (*handler).createRule},
 	{method: "DELETE", pattern: "/api/tenants/{tenant}/rules/{id}", handle: (*handler).deleteRule},
 	{method: "GET", pattern: "/api/audit", handle: (*handler).listAudit},
+	{method: "GET", pattern: "/api/queue", handle: (*handler).listQueued},
+	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
 }
 
@@ -102,6 +107,7 @@ type handler struct {
 	clientIP func(*http.Request) string
 	maxBody  int64
 	allowed  func(p *principal.Principal, upstream, kind, name string) bool
+	queue    QueueReader
 }
 
 // Handler serves the whole of /api: the admin endpoints, /api/auth/… (from
@@ -116,7 +122,7 @@ type handler struct {
 // Errors are JSON objects {"error": {"code", "message"}}; see the Code
 // constants for the codes and their statuses.
 func Handler(o Options) http.Handler {
-	h := &handler{ops: o.Ops, mux: http.NewServeMux(), clientIP: o.ClientIP, maxBody: o.MaxBodyBytes, allowed: o.LatticeAllowed}
+	h := &handler{ops: o.Ops, mux: http.NewServeMux(), clientIP: o.ClientIP, maxBody: o.MaxBodyBytes, allowed: o.LatticeAllowed, queue: o.Queue}
 	if h.clientIP == nil {
 		h.clientIP = remoteHost
 	}

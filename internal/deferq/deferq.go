@@ -14,8 +14,12 @@ import (
 	"github.com/mcpedge/mcpedge/internal/queue"
 )
 
-// Queue adapts a *queue.Queue to gateway.Deferrer.
-type Queue struct{ Q *queue.Queue }
+// Queue adapts a *queue.Queue to gateway.Deferrer. Mon, if set, counts
+// enqueues and refusals.
+type Queue struct {
+	Q   *queue.Queue
+	Mon *Monitor
+}
 
 var _ gateway.Deferrer = Queue{}
 
@@ -23,6 +27,13 @@ var _ gateway.Deferrer = Queue{}
 // the queue's message.
 func (a Queue) Defer(ctx context.Context, tenant, upstream, tool string, args json.RawMessage, idemKey string) (string, error) {
 	id, err := a.Q.Enqueue(ctx, queue.Entry{Tenant: tenant, Target: upstream, Tool: tool, Arguments: args, IdempotencyKey: idemKey})
+	if a.Mon != nil {
+		if err != nil {
+			a.Mon.refused(err)
+		} else {
+			a.Mon.M.Enqueued.WithLabelValues(upstream).Inc()
+		}
+	}
 	if errors.Is(err, queue.ErrFull) {
 		return "", fullError{err}
 	}

@@ -14,6 +14,8 @@ const builtinStatus = "mcpedge__status"
 // statusOutput is the structured result of the status tool.
 type statusOutput struct {
 	Upstreams []UpstreamStatus `json:"upstreams"`
+	// Queue is the offline queue's health (queueres.go), when reported.
+	Queue *QueueHealth `json:"queue,omitempty"`
 }
 
 // addBuiltins registers the gateway's own tools on /mcp. They answer from
@@ -27,7 +29,7 @@ func (g *Gateway) addBuiltins() {
 		InputSchema: schema,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(bool)},
 	}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		out := statusOutput{Upstreams: g.Statuses()}
+		out := statusOutput{Upstreams: g.Statuses(), Queue: g.queueHealthNow()}
 		if out.Upstreams == nil {
 			out.Upstreams = []UpstreamStatus{}
 		}

@@ -77,9 +77,11 @@ type QueuedCall struct {
 }
 
 // SetDeferrer gives the gateway an offline queue and registers the
-// mcpedge__queue_result tool on /mcp. Call it before serving.
+// mcpedge__queue_result tool and the mcpedge://queue/{id} resource
+// template on /mcp. Call it before serving.
 func (g *Gateway) SetDeferrer(d Deferrer) {
 	g.deferrer = d
+	g.addQueueResource(d)
 	g.agg.AddTool(&mcp.Tool{
 		Name:        builtinQueueResult,
 		Title:       "Queued call result",
@@ -131,13 +133,13 @@ func (g *Gateway) deferrable(u *upstream.Upstream, tool string, meta mcp.Meta) b
 func (g *Gateway) deferCall(ctx context.Context, req *mcp.CallToolRequest, u *upstream.Upstream, tool string, unavailable error) (*mcp.CallToolResult, error) {
 	p := req.Params
 	key, _ := p.Meta[MetaIdempotencyKey].(string)
-	id, err := g.deferrer.Defer(ctx, tenantOf(req), u.Name(), tool, p.Arguments, key)
+	id, err := g.deferrer.Defer(ctx, tenantOf(req), groupName(u), tool, p.Arguments, key)
 	if errors.Is(err, ErrQueueFull) {
-		g.log.Warn("call not queued: queue full", "upstream", u.Name(), "tool", tool, "err", err)
+		g.log.Warn("call not queued: queue full", "upstream", groupName(u), "tool", tool, "err", err)
 		return nil, &jsonrpc.Error{Code: CodeQueueFull, Message: err.Error()}
 	}
 	if err != nil {
-		g.log.Warn("call not queued", "upstream", u.Name(), "tool", tool, "err", err)
+		g.log.Warn("call not queued", "upstream", groupName(u), "tool", tool, "err", err)
 		var werr *jsonrpc.Error
 		if errors.As(unavailable, &werr) {
 			return nil, &jsonrpc.Error{Code: werr.Code, Message: werr.Message + "; not queued: " + err.Error()}
@@ -148,17 +150,18 @@ func (g *Gateway) deferCall(ctx context.Context, req *mcp.CallToolRequest, u *up
 	if werr := (*jsonrpc.Error)(nil); errors.As(unavailable, &werr) {
 		why = werr.Message
 	}
-	g.log.Info("call queued: upstream unavailable", "upstream", u.Name(), "tool", tool, "id", id, "reason", why)
+	g.log.Info("call queued: upstream unavailable", "upstream", groupName(u), "tool", tool, "id", id, "reason", why)
+	uri := QueueURI(id)
 	out := map[string]any{
-		"queued": true, "id": id, "target": u.Name(),
-		"note": fmt.Sprintf("upstream %s is unavailable (%s); the call is queued and will be delivered when it is back. Ask mcpedge__queue_result with this id for its result.", u.Name(), why),
+		"queued": true, "id": id, "target": groupName(u), "uri": uri,
+		"note": fmt.Sprintf("upstream %s is unavailable (%s); the call is queued and will be delivered when it is back. Ask mcpedge__queue_result with this id, or read (or subscribe to) the resource %s, for its result.", groupName(u), why, uri),
 	}
 	text, err := json.Marshal(out)
 	if err != nil {
 		return nil, err
 	}
 	return &mcp.CallToolResult{
-		Meta:              mcp.Meta{MetaQueued: map[string]any{"id": id}},
+		Meta:              mcp.Meta{MetaQueued: map[string]any{"id": id, "uri": uri}},
 		Content:           []mcp.Content{&mcp.TextContent{Text: string(text)}},
 		StructuredContent: out,
 	}, nil
@@ -209,7 +212,9 @@ func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json
 		}
 		return res, err == nil && res != nil && res.IsError, err
 	}
-	res, err := forward(g, ctx, u, nil, "tools/call", tool, nil, do)
+	res, err := routed(g, ctx, u, nil, "tools/call", tool, "", func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
+		return forward(g, ctx, t, nil, "tools/call", tool, nil, do)
+	})
 	if err != nil && fromUpstream && isUpstreamError(err) {
 		return nil, upstreamAnswered{err}
 	}
@@ -219,13 +224,16 @@ func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json
 // AnnounceQueued tells the tenant's connected clients on /mcp that a
 // queued call ended (state "done" or "failed"): a notifications/message
 // at level info, logger "mcpedge.queue", data {"id", "state", "target",
-// "tool"}. Only clients that set a log level receive it (the SDK filters
-// by level); a client that missed it asks mcpedge__queue_result. In
-// single-user mode every session is the tenant's.
+// "tool", "uri"}. Only clients that set a log level receive it (the SDK
+// filters by level); a client that missed it asks mcpedge__queue_result
+// or reads the entry's resource. In single-user mode every session is the
+// tenant's. Sessions subscribed to the entry's resource (only the
+// tenant's can subscribe) also get notifications/resources/updated.
 func (g *Gateway) AnnounceQueued(tenant, id, state, target, tool string) {
+	g.queueEnded(id)
 	p := &mcp.LoggingMessageParams{
 		Level: "info", Logger: "mcpedge.queue",
-		Data: map[string]any{"id": id, "state": state, "target": target, "tool": tool},
+		Data: map[string]any{"id": id, "state": state, "target": target, "tool": tool, "uri": QueueURI(id)},
 	}
 	for ss := range g.agg.Sessions() {
 		if g.security != nil {

@@ -58,6 +58,9 @@ type Gateway struct {
 	// deferrer is the offline queue (defer.go); nil: calls are never
 	// queued. Set once before serving.
 	deferrer Deferrer
+	// queueHealth reports the offline queue for /readyz and
+	// mcpedge__status (queueres.go); nil: not reported.
+	queueHealth func() QueueHealth
 
 	inflight inflightTable
 	conts    continuations
@@ -463,6 +466,10 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 			perSkipped.resources = append(perSkipped.resources, r.URI)
 			continue
 		}
+		if reservedURI(r.URI) {
+			skip("resource %q not offered on /mcp: the %s scheme is the gateway's own", r.URI, reservedScheme)
+			continue
+		}
 		if owner, taken := g.resources[r.URI]; taken && !owned(owner) {
 			skip("resource %q already offered by %s", r.URI, owner)
 			continue
@@ -483,6 +490,10 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 		if err := guarded(func() { per.AddResourceTemplate(t, g.resourceHandler(u)) }); err != nil {
 			skip("resource template %q skipped: %v", t.URITemplate, err)
 			perSkipped.templates = append(perSkipped.templates, t.URITemplate)
+			continue
+		}
+		if reservedURI(t.URITemplate) {
+			skip("resource template %q not offered on /mcp: the %s scheme is the gateway's own", t.URITemplate, reservedScheme)
 			continue
 		}
 		if owner, taken := g.templates[t.URITemplate]; taken && !owned(owner) {

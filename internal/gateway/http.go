@@ -117,6 +117,9 @@ func eraSwitch(getServer func(*http.Request) *mcp.Server, log *slog.Logger, o HT
 type Readiness struct {
 	Ready     bool             `json:"ready"`
 	Upstreams []UpstreamStatus `json:"upstreams"`
+	// Queue is the offline queue's health, a detail like Upstreams (left
+	// out for callers who may not see details); it never affects Ready.
+	Queue *QueueHealth `json:"queue,omitempty"`
 }
 
 // readyz answers 200 once every upstream has finished its first connection
@@ -135,17 +138,22 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		st = []UpstreamStatus{}
 	}
+	details := true
 	if g.security != nil {
 		if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
-			st = []UpstreamStatus{}
+			st, details = []UpstreamStatus{}, false
 		}
+	}
+	var qh *QueueHealth
+	if details {
+		qh = g.queueHealthNow()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	_ = json.NewEncoder(w).Encode(Readiness{Ready: ready, Upstreams: st})
+	_ = json.NewEncoder(w).Encode(Readiness{Ready: ready, Upstreams: st, Queue: qh})
 }
 
 func (g *Gateway) requireUpstream(next http.Handler) http.Handler {

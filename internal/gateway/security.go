@@ -351,7 +351,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				if r, ok := res.(*mcp.ListResourcesResult); ok && err == nil {
 					kept := r.Resources[:0:0]
 					for _, x := range r.Resources {
-						if up := g.resourceOwner(only, x.URI); up != "" && sec.Allowed(p, up, "resource", "") {
+						if up := g.resourceOwner(only, x.URI); up != "" && resourceAllowed(sec, p, up) {
 							kept = append(kept, x)
 						}
 					}
@@ -366,7 +366,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				if r, ok := res.(*mcp.ListResourceTemplatesResult); ok && err == nil {
 					kept := r.ResourceTemplates[:0:0]
 					for _, x := range r.ResourceTemplates {
-						if up := g.templateOwner(only, x.URITemplate); up != "" && sec.Allowed(p, up, "resource", "") {
+						if up := g.templateOwner(only, x.URITemplate); up != "" && resourceAllowed(sec, p, up) {
 							kept = append(kept, x)
 						}
 					}
@@ -383,7 +383,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				case *mcp.UnsubscribeParams:
 					uri = x.URI
 				}
-				if up := g.uriOwner(only, uri); p == nil || up == "" || !p.CanRead() || !sec.Allowed(p, up, "resource", "") {
+				if up := g.uriOwner(only, uri); p == nil || up == "" || !p.CanRead() || !resourceAllowed(sec, p, up) {
 					return nil, mcp.ResourceNotFoundError(uri)
 				}
 				return next(ctx, method, req)
@@ -397,7 +397,7 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 				}
 				if x, ok := req.GetParams().(*mcp.SubscriptionsListenParams); ok && x != nil && x.Notifications != nil {
 					for _, uri := range x.Notifications.ResourceSubscriptions {
-						if up := g.uriOwner(only, uri); up == "" || !p.CanRead() || !sec.Allowed(p, up, "resource", "") {
+						if up := g.uriOwner(only, uri); up == "" || !p.CanRead() || !resourceAllowed(sec, p, up) {
 							return nil, mcp.ResourceNotFoundError(uri)
 						}
 					}
@@ -495,6 +495,16 @@ func toolAllowed(sec Security, p *principal.Principal, up, tool string) bool {
 	return sec.Allowed(p, up, "tool", tool)
 }
 
+// resourceAllowed asks the security layer whether p may use up's
+// resources; the queue's resources are every caller's (each answers only
+// about the caller's own tenant), like mcpedge__queue_result.
+func resourceAllowed(sec Security, p *principal.Principal, up string) bool {
+	if up == "mcpedge" {
+		return p != nil
+	}
+	return sec.Allowed(p, up, "resource", "")
+}
+
 func (g *Gateway) promptOwner(only, name string) (string, string) {
 	if only != "" {
 		return only, name
@@ -521,15 +531,25 @@ func (g *Gateway) templateOwner(only, tmpl string) string {
 	if only != "" {
 		return only
 	}
+	if tmpl == queueTemplate && g.deferrer != nil {
+		return "mcpedge"
+	}
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	return g.templates[tmpl]
 }
 
 // uriOwner resolves a concrete URI (listed, or matching a template).
+//
+// A queued call's URI on /mcp is the gateway's ("mcpedge"): upstreams
+// cannot offer URIs of the reserved scheme there, so the SDK dispatches
+// it to the queue's template too.
 func (g *Gateway) uriOwner(only, uri string) string {
+	if only == "" && g.deferrer != nil && strings.HasPrefix(uri, QueueURIPrefix) {
+		return "mcpedge"
+	}
 	if u := g.ownerOf(only, uri); u != nil {
-		return u.Name()
+		return groupName(u)
 	}
 	return ""
 }

@@ -519,7 +519,7 @@ func (q *Queue) Get(ctx context.Context, tenant, id string) (*Entry, error) {
 func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {
 	var where []string
 	var args []any
-	if f.Tenant != "" {
+	if f.Tenant != "" || f.ExactTenant {
 		where, args = append(where, `tenant = ?`), append(args, f.Tenant)
 	}
 	if f.Target != "" {

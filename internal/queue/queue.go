@@ -296,6 +296,9 @@ func newID() string {
 // Filter selects entries for List. Zero fields match everything.
 type Filter struct {
 	Tenant string
+	// ExactTenant matches Tenant even when it is "" (the single-user
+	// tenant); otherwise an empty Tenant matches every tenant.
+	ExactTenant bool
 	Target string
 	State  State
 	// After lists entries enqueued after the entry with this id

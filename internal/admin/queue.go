@@ -1,0 +1,198 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/queue"
+)
+
+// QueueReader reads the offline queue for GET /api/queue…; *queue.Queue
+// implements it.
+type QueueReader interface {
+	// Get returns an entry with its result; tenant "" reads any tenant's
+	// entry, so the handler checks the tenant itself.
+	Get(ctx context.Context, tenant, id string) (*queue.Entry, error)
+	List(ctx context.Context, f queue.Filter) ([]queue.Entry, error)
+}
+
+// Queue listing bounds.
+const (
+	DefaultQueueLimit = 100
+	MaxQueueLimit     = 1000
+	// maxQueueIDLen bounds an entry id in a path; queue ids are 27
+	// characters.
+	maxQueueIDLen = 64
+)
+
+// QueueURIPrefix starts a queued call's resource URI on /mcp (the
+// gateway's QueueURIPrefix); answers carry the URI so a REST client can
+// hand it to an MCP client.
+const QueueURIPrefix = "mcpedge://queue/"
+
+// QueuedCall is a queued call as the REST API shows it: never its
+// arguments (the caller sent them) nor its idempotency key; its result
+// only from GET /api/queue/{id}.
+type QueuedCall struct {
+	ID          string     `json:"id"`
+	URI         string     `json:"uri"`
+	State       string     `json:"state"`
+	Target      string     `json:"target"`
+	Tool        string     `json:"tool"`
+	Attempts    int        `json:"attempts"`
+	LastError   string     `json:"last_error,omitempty"`
+	Result      any        `json:"result,omitempty"`
+	Size        int64      `json:"size"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	NextAttempt *time.Time `json:"next_attempt,omitempty"`
+	DoneAt      *time.Time `json:"done_at,omitempty"`
+}
+
+func queuedCall(e *queue.Entry) QueuedCall {
+	c := QueuedCall{ID: e.ID, URI: QueueURIPrefix + e.ID, State: string(e.State), Target: e.Target, Tool: e.Tool,
+		Attempts: e.Attempts, LastError: e.LastError, Size: e.Size, CreatedAt: e.CreatedAt, UpdatedAt: e.UpdatedAt}
+	if len(e.Result) > 0 {
+		c.Result = jsonRaw(e.Result)
+	}
+	if !e.NextAttempt.IsZero() {
+		t := e.NextAttempt
+		c.NextAttempt = &t
+	}
+	if !e.DoneAt.IsZero() {
+		t := e.DoneAt
+		c.DoneAt = &t
+	}
+	return c
+}
+
+// jsonRaw is a stored JSON result written as is.
+type jsonRaw []byte
+
+func (j jsonRaw) MarshalJSON() ([]byte, error) { return j, nil }
+
+// ValidQueueID reports whether s can be a queue entry id: 1 to 64 ASCII
+// letters, digits, '-' or '_'. Anything else is refused before the queue
+// is asked.
+func ValidQueueID(s string) bool {
+	if s == "" || len(s) > maxQueueIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// queueCaller returns the caller allowed to read queued calls: anyone who
+// may list tools (viewers and up; mcp:list or mcp:call for a scoped
+// credential), like reading lattices. The tenant is the principal's, never
+// a parameter: operators too see only their own tenant's calls here (the
+// whole queue is `mcpedge queue ls` on the gateway's machine).
+func (h *handler) queueCaller(r *http.Request) (*principal.Principal, error) {
+	p := principal.From(r.Context())
+	if !p.CanList() {
+		return nil, errorf(CodeForbidden, "reading queued calls needs the viewer role or stronger and, for a credential limited to scopes, %s or %s", principal.ScopeList, principal.ScopeCall)
+	}
+	if h.queue == nil {
+		return nil, errorf(CodeUnavailable, "the offline queue is not open on this gateway ([queue] enabled = false, or it could not be opened: see the gateway's log and /readyz)")
+	}
+	return p, nil
+}
+
+func queueErr(err error, id string) error {
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return errorf(CodeNotFound, "no queued call %q", id)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return AsError(err)
+	}
+	return &Error{Code: CodeUnavailable, Message: "the offline queue could not be read; see the gateway's log", Err: err}
+}
+
+// getQueued answers GET /api/queue/{id}: the caller's tenant's entry with
+// its result; another tenant's id answers 404 exactly like a missing one.
+func (h *handler) getQueued(w http.ResponseWriter, r *http.Request) error {
+	p, err := h.queueCaller(r)
+	if err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if !ValidQueueID(id) {
+		return invalid("%q is not a queued call id (ids are like q2al…: letters, digits, '-' and '_', at most %d)", clip(id), maxQueueIDLen)
+	}
+	if len(r.URL.Query()) > 0 {
+		return invalid("GET /api/queue/{id} takes no query parameters")
+	}
+	e, err := h.queue.Get(r.Context(), p.TenantID, id)
+	if err == nil && e.Tenant != p.TenantID {
+		err = queue.ErrNotFound // tenant "" (single-user) reads its own only
+	}
+	if err != nil {
+		return queueErr(err, id)
+	}
+	writeJSON(w, http.StatusOK, queuedCall(e))
+	return nil
+}
+
+var queueQueryParams = []string{"state", "target", "after", "limit"}
+
+// listQueued answers GET /api/queue: the caller's tenant's entries, oldest
+// first, without results.
+func (h *handler) listQueued(w http.ResponseWriter, r *http.Request) error {
+	p, err := h.queueCaller(r)
+	if err != nil {
+		return err
+	}
+	qv := r.URL.Query()
+	for k, vs := range qv {
+		if !slices.Contains(queueQueryParams, k) {
+			return invalid("unknown query parameter %q; use %s", clip(k), strings.Join(queueQueryParams, ", "))
+		}
+		if len(vs) > 1 {
+			return invalid("query parameter %q given %d times; give it once", k, len(vs))
+		}
+	}
+	f := queue.Filter{Tenant: p.TenantID, ExactTenant: true, Target: qv.Get("target"), State: queue.State(qv.Get("state")), After: qv.Get("after")}
+	if f.State != "" && !f.State.Valid() {
+		return invalid("state must be pending, delivering, done or failed, got %q", clip(string(f.State)))
+	}
+	if f.After != "" && !ValidQueueID(f.After) {
+		return invalid("after must be a queued call id (next_after of the previous page), got %q", clip(f.After))
+	}
+	if len(f.Target) > 256 {
+		return invalid("target is longer than 256 bytes")
+	}
+	limit, err := queryInt(qv, "limit")
+	if err != nil {
+		return err
+	}
+	switch {
+	case limit == 0:
+		f.Limit = DefaultQueueLimit
+	default:
+		f.Limit = int(min(limit, MaxQueueLimit))
+	}
+	es, err := h.queue.List(r.Context(), f)
+	if err != nil {
+		return queueErr(err, "")
+	}
+	out := make([]QueuedCall, 0, len(es))
+	for i := range es {
+		out = append(out, queuedCall(&es[i]))
+	}
+	next := f.After
+	if len(es) > 0 {
+		next = es[len(es)-1].ID
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "next_after": next})
+	return nil
+}

@@ -28,11 +28,21 @@ import (
 // With "off", or "auto" on a device without a TPM, MasterKey fails: the
 // caller should choose a file or environment key ([DefaultMaster]) then.
 func TPMSealedKey(o Options) sealbox.KeySource {
-	return sealedKey{tpm: o.TPM, path: filepath.Join(o.DataDir, SealedMasterName), dataDir: o.DataDir}
+	if o.DataDir == "" {
+		return sealedKey{tpm: o.TPM}
+	}
+	return sealedKey{tpm: o.TPM, path: filepath.Join(o.DataDir, SealedMasterName)}
+}
+
+// TPMSealedKeyFile is TPMSealedKey with the sealed object kept at path:
+// one master key per purpose (the store's secrets, the offline queue)
+// keeps them apart. tpm is as in Options.TPM.
+func TPMSealedKeyFile(tpm, path string) sealbox.KeySource {
+	return sealedKey{tpm: tpm, path: path}
 }
 
 type sealedKey struct {
-	tpm, path, dataDir string
+	tpm, path string
 }
 
 func (s sealedKey) String() string {
@@ -40,7 +50,7 @@ func (s sealedKey) String() string {
 }
 
 func (s sealedKey) MasterKey(ctx context.Context) (_ []byte, err error) {
-	if s.dataDir == "" {
+	if s.path == "" {
 		return nil, errors.New("devicekey: no data directory for the TPM-sealed master key: set [server] data_dir")
 	}
 	dev, err := tpmPath(s.tpm)

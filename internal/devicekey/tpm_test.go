@@ -383,6 +383,18 @@ func TestTPMSealedMasterKey(t *testing.T) {
 		}
 	}
 
+	// Another file is another master key, from the same TPM.
+	other, err := devicekey.TPMSealedKeyFile(sw.Addr, filepath.Join(dir, "store.tpm")).MasterKey(ctx)
+	if err != nil {
+		t.Fatalf("TPMSealedKeyFile: %v", err)
+	}
+	if bytes.Equal(other, k1) {
+		t.Fatal("two sealed files hold the same master key")
+	}
+	if _, err := devicekey.TPMSealedKey(devicekey.Options{TPM: sw.Addr}).MasterKey(ctx); err == nil {
+		t.Fatal("a sealed key without a data directory")
+	}
+
 	// It works as a sealbox key source, and seals a file device key,
 	// while a TPM device key of the same TPM is open.
 	tk := openTPM(t, sw.Addr, dir)

@@ -427,6 +427,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 			continue
 		}
 		agg := NamespacedName(prefix, t.Name)
+		g.yieldToLocalLocked(g.tools, name, agg, g.agg.RemoveTools)
 		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || agg == builtinQueueResult || (taken && owner.name != t.Name) {
 			skip("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up))
 			continue
@@ -447,6 +448,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 			continue
 		}
 		agg := NamespacedName(prefix, p.Name)
+		g.yieldToLocalLocked(g.prompts, name, agg, g.agg.RemovePrompts)
 		if owner, taken := g.prompts[agg]; taken && (!owned(owner.up) || owner.name != p.Name) {
 			skip("prompt %q: aggregated name %q already used by %s", p.Name, agg, owner.up)
 			continue

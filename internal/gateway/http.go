@@ -49,7 +49,16 @@ type HTTPOptions struct {
 }
 
 // publicAPI are the /api paths that need no credential: signing in.
-var publicAPI = map[string]bool{"/api/auth/login": true, "/api/auth/refresh": true, "/api/openapi.json": true}
+var publicAPI = map[string]bool{
+	"/api/auth/login": true, "/api/auth/refresh": true, "/api/openapi.json": true,
+	// An edge signs in to its hub with its device key (internal/hub).
+	"/api/hub/nonce": true, "/api/hub/enroll": true, "/api/hub/session": true,
+}
+
+// compressedAPI are the /api paths whose bodies are compressed (an edge's
+// telemetry, zstd): their size is bounded here, their JSON is checked by
+// their handler after decompression.
+var compressedAPI = map[string]bool{"/api/hub/telemetry": true}
 
 // Handler returns the gateway's HTTP handler: /mcp, /mcp/<upstream>,
 // /healthz, /readyz and /metrics.
@@ -347,7 +356,7 @@ func (g *Gateway) checkJSONBody(o HTTPOptions, next http.Handler) http.Handler {
 			g.rejectREST(w, r, status, reason, err.Error())
 			return
 		}
-		if len(bytes.TrimSpace(body)) > 0 {
+		if len(bytes.TrimSpace(body)) > 0 && !compressedAPI[r.URL.Path] {
 			if err := jsonguard.Check(body, jsonguard.Limits{MaxDepth: o.MaxJSONDepth}); err != nil {
 				g.rejectREST(w, r, http.StatusBadRequest, "invalid_json", "request body must be one JSON object: "+err.Error())
 				return

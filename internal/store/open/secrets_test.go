@@ -447,3 +447,71 @@ func TestDefaultKeyFile(t *testing.T) {
 		t.Error("the secret changed after restoring the key file")
 	}
 }
+
+// FuzzSecretRow writes arbitrary bytes into a secret's row, sealed or
+// not, as someone with write access to the database could, and reads the
+// secret through a sealed store. It must never panic and never hand back
+// the bytes of a sealed row (a ciphertext as a key): a sealed row opens to
+// the secret it was made for or is an error; a row in the clear is
+// returned as it is and sealed in place.
+func FuzzSecretRow(f *testing.F) {
+	dir := f.TempDir()
+	path := filepath.Join(dir, "f.db")
+	s, err := open.OpenWithKey(context.Background(), "sqlite://"+path, "", sealbox.FileKey(filepath.Join(dir, "k")))
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer s.Close()
+	good, err := s.GetOrCreateSecret(context.Background(), "f", func() ([]byte, error) { return []byte("the-real-secret"), nil })
+	if err != nil {
+		f.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer db.Close()
+	var goodCT []byte
+	if err := db.QueryRow(`SELECT value FROM secrets WHERE name = 'f'`).Scan(&goodCT); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(goodCT, true)
+	f.Add(goodCT, false)
+	f.Add(goodCT[:len(goodCT)-1], true)
+	f.Add(append([]byte{2}, goodCT[1:]...), true)
+	f.Add([]byte{}, true)
+	f.Add([]byte{}, false)
+	f.Add([]byte("plain"), false)
+	f.Add(make([]byte, sealbox.Overhead), true)
+	f.Fuzz(func(t *testing.T, value []byte, sealed bool) {
+		if value == nil {
+			value = []byte{}
+		}
+		if _, err := db.Exec(`UPDATE secrets SET value = ?, sealed = ? WHERE name = 'f'`, value, sealed); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.GetOrCreateSecret(context.Background(), "f", func() ([]byte, error) {
+			t.Fatal("gen called for an existing secret")
+			return nil, nil
+		})
+		switch {
+		case sealed && bytes.Equal(value, goodCT):
+			if err != nil || !bytes.Equal(got, good) {
+				t.Fatalf("the real ciphertext: %q, %v", got, err)
+			}
+		case sealed || len(value) == 0:
+			if err == nil {
+				t.Fatalf("forged row %x (sealed %v) opened to %x", value, sealed, got)
+			}
+		default:
+			if err != nil || !bytes.Equal(got, value) {
+				t.Fatalf("plaintext row %x read as %x, %v", value, got, err)
+			}
+			var now []byte
+			var isSealed bool
+			if err := db.QueryRow(`SELECT value, sealed FROM secrets WHERE name = 'f'`).Scan(&now, &isSealed); err != nil || !isSealed {
+				t.Fatalf("plaintext row not sealed after the read: sealed=%v %v", isSealed, err)
+			}
+		}
+	})
+}

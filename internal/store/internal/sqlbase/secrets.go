@@ -118,6 +118,10 @@ func (s *Store) replaceSecret(ctx context.Context, box *sealbox.Box, name string
 func (s *Store) openSecret(ctx context.Context, name string, value []byte, sealed bool) ([]byte, error) {
 	box := s.box.Load()
 	switch {
+	case len(value) == 0:
+		// Never written by a store (a generator's empty value is
+		// refused): the row was tampered with.
+		return nil, fmt.Errorf("secret %q is empty in the database", name)
 	case sealed && box == nil:
 		return nil, fmt.Errorf("secret %q is sealed and this store was opened without a master key", name)
 	case sealed:

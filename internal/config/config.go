@@ -128,6 +128,9 @@ type Config struct {
 	// Routing is the device-wide routing policy (toml [routing]); see
 	// routing.go.
 	Routing Routing
+	// Device says where the device key lives (toml [device]); see
+	// device.go and docs/device-identity.md.
+	Device Device
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -400,6 +403,7 @@ func Default() *Config {
 	c.Queue = DefaultQueue()
 	c.Hub = DefaultHub()
 	c.Routing = DefaultRouting()
+	c.Device = DefaultDevice()
 	return c
 }
 

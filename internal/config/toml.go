@@ -344,12 +344,14 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	secm := d.decodeSecurity(top, c)
 	qt := d.decodeQueue(top, c)
 	ht := d.decodeHub(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "routing"}, securityTables...))
+	dt := d.decodeDevice(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "routing", "device"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
 	d.validateQueue(c, qt)
 	d.validateHub(c, ht)
+	d.validateDevice(c, dt)
 	return c
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/mcpedge/mcpedge/internal/sealbox"
 )
@@ -150,7 +151,10 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("queue %s: no entry %s (there is no queue: %s does not exist)", sub, pos[0], path)
 		}
 	}
-	q, err := openQueueDB(ctx, dataDir, sub == "rekey", nil)
+	// The configured bounds and retention, so that the CLI's own pruning
+	// keeps what the gateway keeps.
+	qopts := deferq.Options(cfg.Queue)
+	q, err := openQueueDB(ctx, dataDir, sub == "rekey", &qopts)
 	if err != nil {
 		return err
 	}

@@ -172,12 +172,12 @@ func (s *securityStack) Close(ctx context.Context) {
 
 // adminAPI is everything under /api/: administration, sign-in and the
 // lattice REST API.
-func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger) http.Handler {
+func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader) http.Handler {
 	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log})
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
-		LatticeAllowed: sec.Policy.Allowed,
+		LatticeAllowed: sec.Policy.Allowed, Queue: queue,
 	})
 	// A change made through this replica's API is in force on this
 	// replica before the answer goes out; other replicas see it within

@@ -12,15 +12,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
-	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
-	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/mcpedge/mcpedge/internal/wasmtool"
@@ -115,13 +112,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
-	stopQueue := startQueue(ctx, cfg, g, log)
+	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
 	g.Start(ctx)
 	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
-		API: adminAPI(cfg, sec, lat, log),
+		API: adminAPI(cfg, sec, lat, log, queueReader),
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
@@ -161,7 +158,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
 		}
 		if restartNeeded(cfg, next) {
-			log.Warn("[store], [redis], [auth], [plans], [limits] or [audit] changed; restart to apply them (upstreams and [lattice] are reloaded now)")
+			log.Warn("[store], [redis], [auth], [plans], [limits], [audit] or [queue] changed; restart to apply them (upstreams and [lattice] are reloaded now)")
 		}
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
@@ -219,37 +216,6 @@ func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *sl
 	g.Stop(stopCtx)
 	log.Info("stopped")
 	return err
-}
-
-// startQueue opens the offline queue (<data_dir>/queue.db), makes it the
-// gateway's place for deferred calls and delivers queued calls for as long
-// as the gateway runs. The returned function stops the delivery loop, waits
-// for it and closes the queue; it is safe to call more than once. Without
-// a queue (no data directory, no key) the gateway serves on and calls to
-// an unreachable upstream fail as they did before.
-func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log *slog.Logger) (stop func()) {
-	q, err := openQueueDB(ctx, cfg.Server.DataDir, true, &queue.Options{OnDone: deferq.Announce(g), Logger: log})
-	if err != nil {
-		log.Warn("offline queue unavailable: calls to an unreachable upstream fail instead of being queued", "err", err.Error())
-		return func() {}
-	}
-	g.SetDeferrer(deferq.Queue{Q: q})
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = q.Run(runCtx, deferq.Deliver(g))
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-			if err := q.Close(); err != nil {
-				log.Warn("closing the offline queue", "err", err.Error())
-			}
-		})
-	}
 }
 
 // watchFile reports changes of a file's size or modification time. Polling
@@ -348,9 +314,10 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 }
 
 // restartNeeded reports whether settings that are read once at start (the
-// store, Redis, authentication, plans, limits, audit policy) differ.
+// store, Redis, authentication, plans, limits, audit policy, offline
+// queue) differ.
 func restartNeeded(a, b *config.Config) bool {
-	return fmt.Sprint(a.Store, a.Redis, a.Auth, a.Plans, a.Limits, a.Audit) != fmt.Sprint(b.Store, b.Redis, b.Auth, b.Plans, b.Limits, b.Audit)
+	return fmt.Sprint(a.Store, a.Redis, a.Auth, a.Plans, a.Limits, a.Audit, a.Queue) != fmt.Sprint(b.Store, b.Redis, b.Auth, b.Plans, b.Limits, b.Audit, b.Queue)
 }
 
 // useWASMCache keeps compiled WASM tool modules in <data_dir>/wasm-cache, so

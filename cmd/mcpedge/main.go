@@ -48,6 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdLattice(context.Background(), args[1:], stdout, stderr)
 	case "queue":
 		err = cmdQueue(context.Background(), args[1:], stdout, stderr)
+	case "device":
+		err = cmdDevice(context.Background(), args[1:], stdout, stderr)
 	case "secrets":
 		err = cmdSecrets(context.Background(), args[1:], stdout, stderr)
 	case "migrate", "tenant", "key", "user", "plan", "audit":
@@ -108,6 +110,9 @@ Commands:
   secrets status [--json] | secrets rekey
         Show the key ring the store's secrets are sealed with, or seal them
         again under a new data key (see docs/operations.md).
+  device show [--json]
+        Print this device's identity key (id, tpm or file, public key, PCRs),
+        creating it on first use (see docs/device-identity.md).
   version
         Print the version.
 `)

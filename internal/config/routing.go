@@ -230,6 +230,11 @@ func (d *decoder) validateTargets(u *Upstream, m upstreamMeta) {
 		}
 		seen[t.TargetName] = i
 		t.Name = u.Name + "@" + t.TargetName
+		if t.Prefix == nil {
+			// The namespace stays the upstream's, not "<upstream>@<target>".
+			p := u.Name
+			t.Prefix = &p
+		}
 	}
 }
 

@@ -206,7 +206,7 @@ func (g *Gateway) applyCachesLocked(want map[string]config.Upstream) {
 func (g *Gateway) cacheOf(u *upstream.Upstream) *responseCache {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	return g.caches[u.Name()]
+	return g.caches[groupName(u)]
 }
 
 // readOnly reports whether the upstream's catalog marks its tool read-only.
@@ -241,7 +241,7 @@ func cached[R cacheable](g *Gateway, ctx context.Context, u *upstream.Upstream, 
 		return run(ctx)
 	}
 	ro := method == "tools/call" && c.cfg.ToolTTL(name) > 0 && readOnly(u, name)
-	return serve(c, ctx, req, u.Name(), method, name, args, ro, run)
+	return serve(c, ctx, req, groupName(u), method, name, args, ro, run)
 }
 
 // serve is cached for one cache: readOnly says whether the tool (for

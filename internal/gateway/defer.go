@@ -133,13 +133,13 @@ func (g *Gateway) deferrable(u *upstream.Upstream, tool string, meta mcp.Meta) b
 func (g *Gateway) deferCall(ctx context.Context, req *mcp.CallToolRequest, u *upstream.Upstream, tool string, unavailable error) (*mcp.CallToolResult, error) {
 	p := req.Params
 	key, _ := p.Meta[MetaIdempotencyKey].(string)
-	id, err := g.deferrer.Defer(ctx, tenantOf(req), u.Name(), tool, p.Arguments, key)
+	id, err := g.deferrer.Defer(ctx, tenantOf(req), groupName(u), tool, p.Arguments, key)
 	if errors.Is(err, ErrQueueFull) {
-		g.log.Warn("call not queued: queue full", "upstream", u.Name(), "tool", tool, "err", err)
+		g.log.Warn("call not queued: queue full", "upstream", groupName(u), "tool", tool, "err", err)
 		return nil, &jsonrpc.Error{Code: CodeQueueFull, Message: err.Error()}
 	}
 	if err != nil {
-		g.log.Warn("call not queued", "upstream", u.Name(), "tool", tool, "err", err)
+		g.log.Warn("call not queued", "upstream", groupName(u), "tool", tool, "err", err)
 		var werr *jsonrpc.Error
 		if errors.As(unavailable, &werr) {
 			return nil, &jsonrpc.Error{Code: werr.Code, Message: werr.Message + "; not queued: " + err.Error()}
@@ -150,11 +150,11 @@ func (g *Gateway) deferCall(ctx context.Context, req *mcp.CallToolRequest, u *up
 	if werr := (*jsonrpc.Error)(nil); errors.As(unavailable, &werr) {
 		why = werr.Message
 	}
-	g.log.Info("call queued: upstream unavailable", "upstream", u.Name(), "tool", tool, "id", id, "reason", why)
+	g.log.Info("call queued: upstream unavailable", "upstream", groupName(u), "tool", tool, "id", id, "reason", why)
 	uri := QueueURI(id)
 	out := map[string]any{
-		"queued": true, "id": id, "target": u.Name(), "uri": uri,
-		"note": fmt.Sprintf("upstream %s is unavailable (%s); the call is queued and will be delivered when it is back. Ask mcpedge__queue_result with this id, or read (or subscribe to) the resource %s, for its result.", u.Name(), why, uri),
+		"queued": true, "id": id, "target": groupName(u), "uri": uri,
+		"note": fmt.Sprintf("upstream %s is unavailable (%s); the call is queued and will be delivered when it is back. Ask mcpedge__queue_result with this id, or read (or subscribe to) the resource %s, for its result.", groupName(u), why, uri),
 	}
 	text, err := json.Marshal(out)
 	if err != nil {
@@ -212,7 +212,9 @@ func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json
 		}
 		return res, err == nil && res != nil && res.IsError, err
 	}
-	res, err := forward(g, ctx, u, nil, "tools/call", tool, nil, do)
+	res, err := routed(g, ctx, u, nil, "tools/call", tool, "", func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
+		return forward(g, ctx, t, nil, "tools/call", tool, nil, do)
+	})
 	if err != nil && fromUpstream && isUpstreamError(err) {
 		return nil, upstreamAnswered{err}
 	}

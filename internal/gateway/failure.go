@@ -35,7 +35,12 @@ type edge struct {
 	retries int
 	breaker *breaker // nil: no breaker
 	budget  *retryBudget
+	lat     latencyEMA // answered calls, for the router (route.go)
 }
+
+// latency is the moving average of the connection's answered calls, 0
+// before the first.
+func (e *edge) latency() time.Duration { return e.lat.get() }
 
 // noEdge serves calls on an upstream the gateway no longer configures
 // (removed by a reload while the call began): no breaker, no retries.

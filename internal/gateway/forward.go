@@ -46,6 +46,7 @@ type call struct {
 	timeout  time.Duration        // this call's timeout
 	perTool  bool                 // timeout comes from tool_timeouts
 	admitted func(outcome, error) // reports the current attempt to the breaker; nil once reported
+	att      *attemptNote         // the router's view of this attempt (route.go); nil when not routed
 }
 
 // clientSide returns a context for sending to the call's client on behalf
@@ -141,6 +142,9 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
 		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: msg}
 	}
+	if c.att = attemptFrom(clientCtx); c.att != nil {
+		c.att.sent.Store(true) // from here on the upstream may run it
+	}
 	c.timeout, c.perTool = c.edge.timeoutFor(u, tool)
 	ctx, c.cancel = context.WithTimeout(ctx, c.timeout)
 	c.ctx = ctx
@@ -183,6 +187,10 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 	name := c.up.Name()
 	took := time.Since(c.start)
 	g.metrics.Latency.WithLabelValues(name, c.method).Observe(took.Seconds())
+	if health == success {
+		avg := c.edge.lat.observe(took)
+		g.routeMetrics.latency.WithLabelValues(name).Set(avg.Seconds())
+	}
 	if g.log.Enabled(ctx, slog.LevelDebug) || err != nil {
 		lvl := slog.LevelDebug
 		if err != nil && !errors.Is(err, context.Canceled) {
@@ -197,6 +205,9 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 		return nil
 	}
 	werr, fromUpstream := upstreamError(err)
+	if fromUpstream && c.att != nil {
+		c.att.answered.Store(true)
+	}
 	switch {
 	case fromUpstream:
 		// The upstream's own protocol error travels unchanged.
@@ -297,17 +308,21 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 			return res, err == nil && res != nil && res.IsError, err
 		}
 		resuming := p.RequestState != "" || len(p.InputResponses) > 0
+		ctx, note := explained(ctx, p.Meta)
 		res, err := cached(g, ctx, u, req, "tools/call", name, p.Arguments, resuming,
 			func(ctx context.Context) (*mcp.CallToolResult, error) {
-				return relay(g, ctx, u, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-					func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
-						return &mcp.CallToolResult{InputRequests: m, RequestState: state}
-					})
+				return routed(g, ctx, u, req, "tools/call", name, p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
+					return relay(g, ctx, t, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+						func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
+							return &mcp.CallToolResult{InputRequests: m, RequestState: state}
+						})
+				})
 			})
 		if err != nil && g.deferrer != nil && !builtinUp && !resuming && !answered.Load() &&
 			errCode(err) == CodeUpstreamUnavailable && g.deferrable(u, name, p.Meta) {
-			return g.deferCall(ctx, req, u, name, err)
+			res, err = g.deferCall(ctx, req, u, name, err)
 		}
+		note.attach(res)
 		return res, err
 	}
 }
@@ -334,10 +349,15 @@ func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHan
 			}
 			return res, false, err
 		}
-		return relay(g, ctx, u, req, "prompts/get", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-			func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
-				return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
-			})
+		ctx, note := explained(ctx, p.Meta)
+		res, err := routed(g, ctx, u, req, "prompts/get", "", p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.GetPromptResult, error) {
+			return relay(g, ctx, t, req, "prompts/get", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+				func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
+					return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
+				})
+		})
+		note.attach(res)
+		return res, err
 	}
 }
 
@@ -358,13 +378,18 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		}
 		return res, false, err
 	}
-	return cached(g, ctx, u, req, "resources/read", p.URI, nil, p.RequestState != "" || len(p.InputResponses) > 0,
+	ctx, note := explained(ctx, p.Meta)
+	res, err := cached(g, ctx, u, req, "resources/read", p.URI, nil, p.RequestState != "" || len(p.InputResponses) > 0,
 		func(ctx context.Context) (*mcp.ReadResourceResult, error) {
-			return relay(g, ctx, u, req, "resources/read", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-				func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
-					return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
-				})
+			return routed(g, ctx, u, req, "resources/read", "", p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.ReadResourceResult, error) {
+				return relay(g, ctx, t, req, "resources/read", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+					func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
+						return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
+					})
+			})
 		})
+	note.attach(res)
+	return res, err
 }
 
 // readMiddleware lets /mcp/<name> read URIs the upstream serves without
@@ -422,15 +447,15 @@ func (g *Gateway) ownerOf(only, uri string) *upstream.Upstream {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	if only != "" {
-		return g.upstreams[only]
+		return g.lookupLocked(only)
 	}
 	if name, ok := g.resources[uri]; ok {
-		return g.upstreams[name]
+		return g.lookupLocked(name)
 	}
 	for _, t := range slices.Sorted(maps.Keys(g.templates)) {
 		tmpl, err := uritemplate.New(t)
 		if err == nil && tmpl.Regexp().MatchString(uri) {
-			return g.upstreams[g.templates[t]]
+			return g.lookupLocked(g.templates[t])
 		}
 	}
 	return nil
@@ -480,7 +505,7 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 			g.mu.RLock()
 			r, ok := g.prompts[ref.Name]
 			if ok {
-				u = g.upstreams[r.up]
+				u = g.lookupLocked(r.up)
 				ref.Name = r.name
 			}
 			g.mu.RUnlock()

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/devload"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -79,6 +80,14 @@ type Gateway struct {
 
 	edgeMetrics  *edgeMetrics
 	cacheMetrics *cacheMetrics
+
+	// Routing (route.go). groups maps every configured upstream to its
+	// connections (targets); g.mu guards it like upstreams.
+	groups       map[string]*group
+	sampler      devload.Sampler
+	loadSource   atomic.Pointer[func() devload.Sample]
+	lastChoice   sync.Map // upstream -> name of the target chosen first last time
+	routeMetrics *routeMetrics
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -108,6 +117,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 		prompts:   map[string]route{},
 		resources: map[string]string{},
 		templates: map[string]string{},
+		groups:    map[string]*group{},
 	}
 	g.cfg.Store(cfg)
 	g.agg = g.newAggregateServer(cfg)
@@ -115,6 +125,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	m.Registry.MustRegister(newUpstreamCollector(g))
 	g.edgeMetrics = newEdgeMetrics(m.Registry)
 	g.cacheMetrics = newCacheMetrics(m.Registry)
+	g.routeMetrics = newRouteMetrics(m.Registry, g)
 	return g
 }
 
@@ -164,22 +175,29 @@ func (g *Gateway) Stop(ctx context.Context) {
 // connections, child processes and client sessions untouched.
 func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed, changed []string) {
 	g.cfg.Store(cfg)
+	// want holds the connections (an upstream, or each of its targets),
+	// groups the configured upstreams they belong to.
 	want := map[string]config.Upstream{}
+	groups := map[string]config.Upstream{}
 	servers := map[string]*mcp.Server{}
 	var order []string
 	for _, u := range cfg.Upstreams {
 		if u.Disabled {
 			continue
 		}
-		want[u.Name] = u
-		order = append(order, u.Name)
+		groups[u.Name] = u
+		for _, t := range u.Expand() {
+			want[t.Name] = t
+			order = append(order, t.Name)
+		}
 	}
 	g.mu.Lock()
 	for _, b := range g.builtins {
-		if _, taken := want[b.cfg.Name]; taken {
+		if _, taken := groups[b.cfg.Name]; taken {
 			continue // config validation forbids this; never shadow silently
 		}
 		want[b.cfg.Name] = b.cfg
+		groups[b.cfg.Name] = b.cfg
 		servers[b.cfg.Name] = b.srv
 		order = append(order, b.cfg.Name)
 	}
@@ -201,7 +219,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		}
 		delete(g.upstreams, name)
 		g.unregisterLocked(name)
-		if !ok {
+		if _, stays := groups[name]; !ok && !stays {
 			// A changed upstream keeps its /mcp/<name> server, so clients
 			// connected there see list_changed instead of a dead session.
 			// A removed one's clients are disconnected.
@@ -228,7 +246,8 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 	}
 	g.order = order
 	g.applyEdgesLocked(want)
-	g.applyCachesLocked(want)
+	g.applyCachesLocked(groups)
+	g.applyGroupsLocked(groups)
 	g.mu.Unlock()
 	for _, u := range stop {
 		go u.Stop(context.WithoutCancel(ctx))
@@ -240,11 +259,14 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 }
 
 // Upstream returns the named upstream, if configured.
+//
+// For an upstream with targets it returns the target whose catalog the
+// upstream offers (the first connected one), and false while none is.
 func (g *Gateway) Upstream(name string) (*upstream.Upstream, bool) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
-	u, ok := g.upstreams[name]
-	return u, ok
+	u := g.lookupLocked(name)
+	return u, u != nil
 }
 
 // Statuses returns every upstream's status in config order, with the names
@@ -259,11 +281,22 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 			continue
 		}
 		s := UpstreamStatus{Status: u.Status()}
-		if r := g.regs[name]; r != nil {
+		gname := groupName(u)
+		if r := g.regs[gname]; r != nil && (gname == name || catalogSource(g.groups[gname]) == u) {
 			s.Conflicts = r.conflicts
 		}
-		if e := g.edges[name]; e != nil && e.breaker != nil {
+		e := g.edges[name]
+		if e != nil && e.breaker != nil {
 			s.Breaker, s.BreakerReason = e.breaker.status()
+		}
+		if gname != name {
+			s.Upstream, s.Target = gname, targetName(u)
+		}
+		s.Locality = u.Config().EffectiveLocality()
+		if e != nil {
+			if l := e.latency(); l > 0 {
+				s.LatencyMs = float64(l.Microseconds()) / 1000
+			}
 		}
 		out = append(out, s)
 	}
@@ -280,6 +313,15 @@ type UpstreamStatus struct {
 	// BreakerReason says why the breaker last opened, while it is not
 	// closed.
 	BreakerReason string `json:"breaker_reason,omitempty"`
+	// Upstream and Target name a target of an upstream with
+	// [[upstreams.targets]] (the status's Name is "<upstream>@<target>").
+	Upstream string `json:"upstream,omitempty"`
+	Target   string `json:"target,omitempty"`
+	// Locality is "local" or "remote" (configured or inferred).
+	Locality string `json:"locality,omitempty"`
+	// LatencyMs is the moving average of answered calls' latency, the
+	// router's measure; absent before the first answered call.
+	LatencyMs float64 `json:"latency_ms,omitempty"`
 }
 
 // Aggregate returns the server behind /mcp.
@@ -322,8 +364,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 
 // newPerUpstreamServer mirrors one upstream: its server info, instructions
 // and capabilities, so a client on /mcp/<name> sees that server unchanged.
-func (g *Gateway) newPerUpstreamServer(u *upstream.Upstream, cat *upstream.Catalog) *mcp.Server {
-	name := u.Name()
+func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.Server {
 	impl := &mcp.Implementation{Name: name, Version: "unknown"}
 	opts := &mcp.ServerOptions{Logger: g.log, PageSize: g.cfg.Load().Server.PageSize, Capabilities: &mcp.ServerCapabilities{}}
 	if init := cat.Init; init != nil {
@@ -374,17 +415,29 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 	if g.upstreams[name] != u {
 		return // replaced or removed meanwhile
 	}
+	if gname := groupName(u); gname != name {
+		// A target: its upstream offers the catalog of its first
+		// connected target, which this change may have changed.
+		g.refreshGroupLocked(gname)
+		return
+	}
 	if cat.Init == nil {
 		g.unregisterLocked(name) // down: its items are withdrawn until it is back
 		return
 	}
+	g.registerLocked(name, u, cat)
+}
+
+// registerLocked registers cat, the catalog of connection u, as what the
+// configured upstream name offers. g.mu must be held.
+func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstream.Catalog) {
 	old := g.regs[name]
 	if old == nil {
 		old = &registration{catalog: &upstream.Catalog{}}
 	}
 	per := g.per[name]
 	if per == nil {
-		per = g.newPerUpstreamServer(u, cat)
+		per = g.newPerUpstreamServer(name, cat)
 		g.per[name] = per
 	}
 	reg := &registration{catalog: cat}

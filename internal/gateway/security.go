@@ -549,7 +549,7 @@ func (g *Gateway) uriOwner(only, uri string) string {
 		return "mcpedge"
 	}
 	if u := g.ownerOf(only, uri); u != nil {
-		return u.Name()
+		return groupName(u)
 	}
 	return ""
 }

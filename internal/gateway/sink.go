@@ -69,7 +69,7 @@ func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp
 		return
 	}
 	g := s.g()
-	per := g.PerUpstream(u.Name())
+	per := g.PerUpstream(groupName(u))
 	g.background(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		defer cancel()
@@ -99,12 +99,12 @@ func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *m
 		return
 	}
 	servers := []*mcp.Server{g.agg}
-	if per := g.PerUpstream(u.Name()); per != nil {
+	if per := g.PerUpstream(groupName(u)); per != nil {
 		servers = append(servers, per)
 	}
 	for _, srv := range servers {
 		for ss := range srv.Sessions() {
-			if g.mayReceive(ss, u.Name()) { // another tenant's upstream logs nothing to this one
+			if g.mayReceive(ss, groupName(u)) { // another tenant's upstream logs nothing to this one
 				send(ss)
 			}
 		}
@@ -259,8 +259,8 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 			var ups []*upstream.Upstream
 			g.mu.RLock()
 			if only != "" {
-				if u := g.upstreams[only]; u != nil {
-					ups = append(ups, u)
+				if gr := g.groups[only]; gr != nil {
+					ups = append(ups, gr.targets...)
 				}
 			} else {
 				for _, name := range g.order {
@@ -274,7 +274,7 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 				// Only the upstreams the caller may use: one tenant does
 				// not turn up the logging of another's.
 				p := principalOf(req)
-				ups = slices.DeleteFunc(ups, func(u *upstream.Upstream) bool { return !sec.Allowed(p, u.Name(), "upstream", "") })
+				ups = slices.DeleteFunc(ups, func(u *upstream.Upstream) bool { return !sec.Allowed(p, groupName(u), "upstream", "") })
 			}
 			for _, u := range ups {
 				g.levels.mu.Lock()

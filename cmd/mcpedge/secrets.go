@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/open"
@@ -41,10 +42,9 @@ The master key is [store] key / key_file / key_env: by default $MCPEDGE_STORE_KE
 store needs the variable or key_file, the same on every replica.
 `
 
-// tpmStoreKey makes the TPM-sealed master key source of [store] key =
-// "tpm" for a data directory. It is nil while this build has no TPM
-// support (see docs/configuration.md).
-var tpmStoreKey func(dataDir string) (sealbox.KeySource, error)
+// storeTPMFile is the TPM-sealed master key of [store] key = "tpm", in
+// data_dir: a key of its own, apart from the device's and the queue's.
+const storeTPMFile = "store.tpm"
 
 // storeKeySource chooses the master key of the store's secrets from the
 // configuration ([store] key, key_file, key_env) and the environment.
@@ -83,10 +83,10 @@ func storeKeySource(cfg *config.Config) (sealbox.KeySource, error) {
 		if postgres {
 			return nil, errors.New(`[store] key = "tpm" seals the key to this machine's TPM, but replicas sharing a PostgreSQL store need the same key: use key_env or key_file`)
 		}
-		if tpmStoreKey == nil {
-			return nil, errors.New(`[store] key = "tpm": this build of mcpedge has no TPM support yet; use key_env or key_file`)
+		if cfg.Server.DataDir == "" {
+			return nil, errors.New(`[store] key = "tpm" keeps the sealed key in data_dir, which is not set`)
 		}
-		return tpmStoreKey(cfg.Server.DataDir)
+		return devicekey.TPMSealedKeyFile(cfg.Device.TPM, filepath.Join(cfg.Server.DataDir, storeTPMFile)), nil
 	}
 	if os.Getenv(envName) != "" {
 		return sealbox.EnvKey(envName), nil

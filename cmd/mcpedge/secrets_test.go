@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/mcpedge/mcpedge/internal/devicekey/swtpmtest"
 	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/open"
@@ -257,5 +258,50 @@ func TestSecretsKeySources(t *testing.T) {
 	}
 	if _, errs, code := mcpedge(t, "", env, "secrets", "rekey", "extra"); code != 2 || !strings.Contains(errs, "unexpected argument") {
 		t.Errorf("extra argument: exit %d: %s", code, errs)
+	}
+}
+
+// [store] key = "tpm": the master key is sealed to the TPM and kept in
+// <data_dir>/store.tpm; the same TPM opens the store again, another TPM
+// (another machine) is refused with an error naming the key.
+func TestSecretsTPMKey(t *testing.T) {
+	tpm := swtpmtest.Start(t)
+	dir := t.TempDir()
+	conf := func(addr string) string {
+		return writeConfig(t, "[server]\ndata_dir = \""+filepath.ToSlash(dir)+"\"\n[device]\ntpm = \""+addr+"\"\n[store]\nkey = \"tpm\"\n")
+	}
+	cfg := conf(tpm.Addr)
+	env := append(secEnv(t), open.KeyEnv+"=")
+	sealedPath := filepath.Join(dir, "store.tpm")
+	master, r := secretsStatus(t, env, cfg)
+	if master != "TPM-sealed key "+sealedPath || len(r.Keys) != 1 {
+		t.Fatalf("status: %s %+v", master, r)
+	}
+	if _, err := os.Stat(sealedPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, open.KeyFile)); err == nil {
+		t.Error("a key file was made beside the TPM-sealed key")
+	}
+	cli(t, env, "tenant", "create", "acme", "--config", cfg)
+	key := lastLine(cli(t, env, "key", "create", "--config", cfg, "--tenant", "acme", "--role", "member"))
+	out := cli(t, env, "secrets", "rekey", "--config", cfg)
+	if !strings.Contains(out, "key 2 is active (master key from TPM-sealed key "+sealedPath+")") {
+		t.Fatalf("rekey: %s", out)
+	}
+	checkSealed(t, filepath.Join(dir, open.DefaultFile), 2)
+	p := startServe(t, env, "--config", cfg)
+	p.waitReadyAuth(t, testAdminKey, "lattice")
+	if st, _, _ := rawInit(t, p.URL+"/mcp", key, nil); st != http.StatusOK {
+		t.Fatalf("a key made before the rekey, on a gateway with the TPM key: %d", st)
+	}
+	stop(p)
+
+	other := swtpmtest.Start(t)
+	if _, errs, code := mcpedge(t, "", env, "secrets", "status", "--config", conf(other.Addr)); code != 1 || !strings.Contains(errs, sealedPath+": it was sealed by another TPM") {
+		t.Fatalf("another TPM: exit %d: %s", code, errs)
+	}
+	if _, errs, code := mcpedge(t, "", env, "secrets", "status", "--config", conf("off")); code != 1 || !strings.Contains(errs, "TPM-sealed key") {
+		t.Fatalf("tpm = off with key = tpm: exit %d: %s", code, errs)
 	}
 }

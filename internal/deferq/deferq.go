@@ -73,6 +73,9 @@ func (a Queue) Status(ctx context.Context, tenant, id string) (*gateway.QueuedCa
 // result — also one with isError — is the entry's result.
 func Deliver(g *gateway.Gateway) queue.DeliverFunc {
 	return func(ctx context.Context, e *queue.Entry) (json.RawMessage, error) {
+		// The tenant's routing rules still hold: a local-only tenant's
+		// queued call is delivered to a local target only.
+		ctx = gateway.WithCallerTenant(ctx, e.Tenant)
 		res, err := g.CallUpstream(ctx, e.Target, e.Tool, e.Arguments, map[string]any{gateway.MetaIdempotencyKey: e.DeliveryKey()})
 		if err != nil {
 			if gateway.IsUpstreamError(err) {

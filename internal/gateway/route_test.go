@@ -2,12 +2,14 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -144,4 +146,34 @@ func TestRouteNote(t *testing.T) {
 	n.attach(nilRes) // no panic
 	var none *routeNote
 	none.attach(res) // not asked: nothing
+}
+
+// TestPolicyForQueuedDelivery: a call the gateway makes for a tenant
+// without a client request (a queued call's delivery) still gets the
+// tenant's local-only rule.
+func TestPolicyForQueuedDelivery(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(`
+[routing]
+local_only_tenants = ["clinic"]
+[[upstreams]]
+name = "ev"
+[[upstreams.targets]]
+url = "http://127.0.0.1:1/mcp"
+[[upstreams.targets]]
+url = "http://10.0.0.1/mcp"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	gr := &group{cfg: cfg.Upstreams[0]}
+	if in := g.policyFor(WithCallerTenant(context.Background(), "clinic"), gr, nil, "echo"); !strings.Contains(in.localOnly, `tenant "clinic" is local-only`) {
+		t.Errorf("delivery for a local-only tenant: %+v", in)
+	}
+	if in := g.policyFor(WithCallerTenant(context.Background(), "other"), gr, nil, "echo"); in.localOnly != "" {
+		t.Errorf("delivery for another tenant: %+v", in)
+	}
+	if in := g.policyFor(context.Background(), gr, nil, "echo"); in.localOnly != "" {
+		t.Errorf("no tenant: %+v", in)
+	}
 }

@@ -177,3 +177,16 @@ url = "http://10.0.0.1/mcp"
 		t.Errorf("no tenant: %+v", in)
 	}
 }
+
+// BenchmarkDecide is the routing policy alone, for a local and a remote
+// target under load (the longest path: a preference and a latency check).
+func BenchmarkDecide(b *testing.B) {
+	cands := []candidate{{name: "local", local: true, latency: 30 * time.Millisecond}, {name: "cloud", latency: 5 * time.Millisecond}}
+	in := policyInput{routing: config.DefaultRouting(), load: devload.Sample{CPU: 0.5, Memory: 0.5, OK: true}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := decide(cands, in); len(d.order) != 2 {
+			b.Fatal(d)
+		}
+	}
+}

@@ -1,0 +1,140 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mcpedge/mcpedge/bench/internal/fixture"
+	"github.com/mcpedge/mcpedge/bench/internal/rawmcp"
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/devload"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
+)
+
+// edgeGateway starts an in-process gateway whose configuration is
+// upstreams (TOML; %[1]q is the minimal echo upstream's URL) and opens a
+// raw session on it, prepared to call echo__echo.
+func edgeGateway(tb testing.TB, upstreams string) (*rawmcp.Session, *gateway.Gateway) {
+	tb.Helper()
+	up := httptest.NewServer(fixture.MinEcho())
+	tb.Cleanup(up.Close)
+	cfg, err := config.Parse("bench.toml", fmt.Appendf(nil, "[server]\nlisten = \"127.0.0.1:0\"\nlog_level = \"error\"\n"+upstreams, up.URL+"/mcp"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := gateway.New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	// The device's real load must not move calls between targets while
+	// the benchmark runs.
+	g.SetLoadSource(func() devload.Sample { return devload.Sample{CPU: 0.1, Memory: 0.1, OK: true} })
+	g.Start(ctx)
+	tb.Cleanup(func() {
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+		defer scancel()
+		g.Stop(sctx)
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ready := 0
+		st := g.Statuses()
+		for _, s := range st {
+			if s.State == "ready" {
+				ready++
+			}
+		}
+		if ready == len(st) && ready > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("upstreams not ready: %+v", st)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	srv := httptest.NewServer(g.Handler(gateway.HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
+	tb.Cleanup(srv.Close)
+	hc := rawmcp.NewHTTPClient(4)
+	tb.Cleanup(hc.CloseIdleConnections)
+	sess, err := rawmcp.Open(context.Background(), hc, srv.URL+"/mcp")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sess.Prepare("echo__echo", "hello")
+	return sess, g
+}
+
+// alternate calls a and c one after the other b.N times (swapping the order
+// every iteration, so both see the same machine load) and returns each
+// one's median latency.
+func alternate(b *testing.B, a, c *rawmcp.Session) (p50a, p50c time.Duration) {
+	ctx := context.Background()
+	for range 200 { // warm up connections, caches and averages
+		if err := a.Call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := c.Call(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	da := make([]time.Duration, 0, b.N)
+	dc := make([]time.Duration, 0, b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		first, second, d1, d2 := a, c, &da, &dc
+		if i%2 == 1 {
+			first, second, d1, d2 = c, a, &dc, &da
+		}
+		t0 := time.Now()
+		if err := first.Call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		t1 := time.Now()
+		if err := second.Call(ctx); err != nil {
+			b.Fatal(err)
+		}
+		*d1 = append(*d1, t1.Sub(t0))
+		*d2 = append(*d2, time.Since(t1))
+	}
+	b.StopTimer()
+	slices.Sort(da)
+	slices.Sort(dc)
+	return da[len(da)/2], dc[len(dc)/2]
+}
+
+const echoUpstream = "[[upstreams]]\nname = \"echo\"\nurl = %[1]q\n"
+
+// BenchmarkCacheHit compares a read-only tools/call answered from the
+// response cache with the same call sent to the upstream (a gateway
+// without a cache), alternately: p50-miss-ns, p50-hit-ns and
+// hit-to-miss, the hit's share of the uncached call's median.
+func BenchmarkCacheHit(b *testing.B) {
+	miss, _ := edgeGateway(b, echoUpstream)
+	hit, _ := edgeGateway(b, echoUpstream+"[upstreams.cache]\nttl = \"1h\"\n")
+	pm, ph := alternate(b, miss, hit)
+	b.ReportMetric(float64(pm.Nanoseconds()), "p50-miss-ns")
+	b.ReportMetric(float64(ph.Nanoseconds()), "p50-hit-ns")
+	b.ReportMetric(float64(ph)/float64(pm), "hit-to-miss")
+}
+
+// BenchmarkRoutingOverhead compares a call to an upstream with one target
+// with a call to an upstream with two (a local and a remote one, both the
+// minimal echo upstream), alternately: what deciding per call adds
+// (added-p50-ns; the candidates, the policy and its metrics).
+func BenchmarkRoutingOverhead(b *testing.B) {
+	single, _ := edgeGateway(b, echoUpstream)
+	routed, g := edgeGateway(b, "[[upstreams]]\nname = \"echo\"\n[[upstreams.targets]]\nname = \"a\"\nurl = %[1]q\n[[upstreams.targets]]\nname = \"b\"\nurl = %[1]q\nlocality = \"remote\"\n")
+	if st := g.Statuses(); len(st) != 2 {
+		b.Fatalf("routed gateway connections: %+v", st)
+	}
+	ps, pr := alternate(b, single, routed)
+	b.ReportMetric(float64(ps.Nanoseconds()), "p50-single-ns")
+	b.ReportMetric(float64(pr.Nanoseconds()), "p50-routed-ns")
+	b.ReportMetric(float64((pr - ps).Nanoseconds()), "added-p50-ns")
+}

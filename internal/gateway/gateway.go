@@ -480,6 +480,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			continue
 		}
 		agg := NamespacedName(prefix, t.Name)
+		g.yieldToLocalLocked("tool", g.tools, name, agg, g.agg.RemoveTools)
 		g.yieldToLocalLocked(g.tools, name, agg, g.agg.RemoveTools)
 		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || agg == builtinQueueResult || (taken && owner.name != t.Name) {
 			skip("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up))
@@ -501,6 +502,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			continue
 		}
 		agg := NamespacedName(prefix, p.Name)
+		g.yieldToLocalLocked("prompt", g.prompts, name, agg, g.agg.RemovePrompts)
 		g.yieldToLocalLocked(g.prompts, name, agg, g.agg.RemovePrompts)
 		if owner, taken := g.prompts[agg]; taken && (!owned(owner.up) || owner.name != p.Name) {
 			skip("prompt %q: aggregated name %q already used by %s", p.Name, agg, owner.up)
@@ -525,6 +527,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			skip("resource %q not offered on /mcp: the %s scheme is the gateway's own", r.URI, reservedScheme)
 			continue
 		}
+		g.yieldURIToLocalLocked("resource", g.resources, name, r.URI, g.agg.RemoveResources)
 		if owner, taken := g.resources[r.URI]; taken && !owned(owner) {
 			skip("resource %q already offered by %s", r.URI, owner)
 			continue
@@ -551,6 +554,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			skip("resource template %q not offered on /mcp: the %s scheme is the gateway's own", t.URITemplate, reservedScheme)
 			continue
 		}
+		g.yieldURIToLocalLocked("template", g.templates, name, t.URITemplate, g.agg.RemoveResourceTemplates)
 		if owner, taken := g.templates[t.URITemplate]; taken && !owned(owner) {
 			skip("resource template %q already offered by %s", t.URITemplate, owner)
 			continue

@@ -18,7 +18,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
-	"github.com/mcpedge/mcpedge/internal/store/sqlite" // also the database/sql driver "sqlite"
+	"github.com/mcpedge/mcpedge/internal/store/open" // also the database/sql driver "sqlite"
 )
 
 // adminStore is a configuration whose store is a SQLite file in a fresh
@@ -224,7 +224,9 @@ func TestAdminCLIBesideGateway(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := sqlite.Open(ctx, db)
+	// The store's secrets are sealed: open it with its master key (the
+	// default, store.key beside the file), as the gateway does.
+	st, err := open.Open(ctx, "sqlite://"+db, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,6 +103,9 @@ type registration struct {
 	tools, prompts, resources, templates []string
 	conflicts                            []string
 	catalog                              *upstream.Catalog
+	// offline: the upstream is down and this, its last catalog, is kept
+	// listed (offline.go).
+	offline bool
 }
 
 // New builds a gateway for cfg. Upstreams are created but not started; call
@@ -285,6 +288,9 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 		if r := g.regs[gname]; r != nil && (gname == name || catalogSource(g.groups[gname]) == u) {
 			s.Conflicts = r.conflicts
 		}
+		if r := g.regs[gname]; r != nil && r.offline {
+			s.CatalogKept = true
+		}
 		e := g.edges[name]
 		if e != nil && e.breaker != nil {
 			s.Breaker, s.BreakerReason = e.breaker.status()
@@ -322,6 +328,9 @@ type UpstreamStatus struct {
 	// LatencyMs is the moving average of answered calls' latency, the
 	// router's measure; absent before the first answered call.
 	LatencyMs float64 `json:"latency_ms,omitempty"`
+	// CatalogKept says that the upstream is down and its last catalog is
+	// still listed (keep_catalog).
+	CatalogKept bool `json:"catalog_kept,omitempty"`
 }
 
 // Aggregate returns the server behind /mcp.
@@ -422,6 +431,9 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 		return
 	}
 	if cat.Init == nil {
+		if g.keepOfflineLocked(name) {
+			return // down, but its last catalog stays listed
+		}
 		g.unregisterLocked(name) // down: its items are withdrawn until it is back
 		return
 	}
@@ -481,7 +493,6 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 		}
 		agg := NamespacedName(prefix, t.Name)
 		g.yieldToLocalLocked("tool", g.tools, name, agg, g.agg.RemoveTools)
-		g.yieldToLocalLocked(g.tools, name, agg, g.agg.RemoveTools)
 		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || agg == builtinQueueResult || (taken && owner.name != t.Name) {
 			skip("tool %q: aggregated name %q already used by %s", t.Name, agg, orBuiltin(owner.up))
 			continue
@@ -503,7 +514,6 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 		}
 		agg := NamespacedName(prefix, p.Name)
 		g.yieldToLocalLocked("prompt", g.prompts, name, agg, g.agg.RemovePrompts)
-		g.yieldToLocalLocked(g.prompts, name, agg, g.agg.RemovePrompts)
 		if owner, taken := g.prompts[agg]; taken && (!owned(owner.up) || owner.name != p.Name) {
 			skip("prompt %q: aggregated name %q already used by %s", p.Name, agg, owner.up)
 			continue

@@ -136,6 +136,9 @@ func Open(ctx context.Context, o Options) (Key, error) {
 	if o.DataDir == "" {
 		return nil, errors.New("devicekey: no data directory: set [server] data_dir")
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	pcrs, err := normPCRs(o.PCRs)
 	if err != nil {
 		return nil, err

@@ -3,14 +3,17 @@ package devicekey_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/devicekey"
@@ -101,6 +104,46 @@ func TestTPMKeyPersists(t *testing.T) {
 	k3 := openTPM(t, sw.Addr, t.TempDir())
 	if k3.ID() == id {
 		t.Fatal("a second key has the same id")
+	}
+}
+
+// Signing and attesting at once from several goroutines: the key
+// serializes its TPM commands.
+func TestTPMKeyConcurrent(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	k := openTPM(t, sw.Addr, t.TempDir())
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			digest := sha256.Sum256([]byte{byte(i)})
+			sig, err := k.Sign(rand.Reader, digest[:], crypto.SHA256)
+			if err != nil || !ecdsa.VerifyASN1(k.Public().(*ecdsa.PublicKey), digest[:], sig) {
+				t.Errorf("Sign: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			n := []byte{byte(i), 1, 2, 3}
+			att, err := k.Attest(n)
+			if err != nil {
+				t.Errorf("Attest: %v", err)
+				return
+			}
+			if _, err := devicekey.Verify(att, k.Public(), n, devicekey.Policy{}); err != nil {
+				t.Errorf("Verify: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	k.Close()
+	digest := sha256.Sum256(nil)
+	if _, err := k.Sign(rand.Reader, digest[:], crypto.SHA256); err == nil {
+		t.Error("Sign after Close succeeded")
+	}
+	if _, err := k.Attest([]byte("n")); err == nil {
+		t.Error("Attest after Close succeeded")
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2/transport"
-	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 )
 
 // Timeouts for a TPM reached over TCP (a software TPM). A real TPM is a
@@ -34,7 +33,7 @@ const (
 // tcp://host:port, the raw command port of swtpm in socket mode.
 func openTransport(dev string) (transport.TPMCloser, error) {
 	if !strings.HasPrefix(dev, "tcp://") {
-		t, err := linuxtpm.Open(dev)
+		t, err := openDevice(dev)
 		if err != nil {
 			return nil, fmt.Errorf("devicekey: open TPM %s: %w", dev, err)
 		}

@@ -52,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDevice(context.Background(), args[1:], stdout, stderr)
 	case "secrets":
 		err = cmdSecrets(context.Background(), args[1:], stdout, stderr)
+	case "hub":
+		err = cmdHub(context.Background(), args[1:], stdout, stderr)
 	case "migrate", "tenant", "key", "user", "plan", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
@@ -110,6 +112,9 @@ Commands:
   secrets status [--json] | secrets rekey
         Show the key ring the store's secrets are sealed with, or seal them
         again under a new data key (see docs/operations.md).
+  hub token create --tenant NAME [--uses N] [--ttl DUR] | hub devices [--json]
+        Create an enrollment token for edge gateways, or list the enrolled
+        devices and their last contact (see docs/hub.md).
   device show [--json]
         Print this device's identity key (id, tpm or file, public key, PCRs),
         creating it on first use (see docs/device-identity.md).

@@ -177,13 +177,13 @@ func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, l
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
-		LatticeAllowed: sec.Policy.Allowed, Queue: queue,
+		LatticeAllowed: sec.Policy.Allowed, Hub: hubService(cfg, sec, log), Queue: queue,
 	})
 	// A change made through this replica's API is in force on this
 	// replica before the answer goes out; other replicas see it within
 	// auth.revocation_poll.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") {
+		if r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r) {
 			h.ServeHTTP(w, r)
 			return
 		}

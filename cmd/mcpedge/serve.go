@@ -106,6 +106,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeSec()
+	link, err := startEdge(ctx, cfg, sec, m, log) // [hub] url: adds the hub's upstream to cfg
+	if err != nil {
+		return err
+	}
+	defer link.Close()
 	g := gateway.New(cfg, log, m)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)
@@ -154,6 +159,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			log.Error("reload failed; keeping the running configuration", "trigger", why, "err", err.Error())
 			return
 		}
+		link.augment(next)
 		if next.Server.Listen != cfg.Server.Listen && *listen == "" {
 			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/hub"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
@@ -76,6 +77,7 @@ func newEnv(t *testing.T, st store.Store) *env {
 			writeJSON(w, http.StatusOK, map[string]any{"lattice": r.Method + " " + r.URL.Path})
 		}),
 		ClientIP: func(*http.Request) string { return testIP },
+		Hub:      hub.New(hub.Options{Store: st, Credentials: as, Audit: lg, Log: log}),
 	}).(*handler)
 	cli := CLIContext(ctx)
 	if e.opsT, err = ops.CreateTenant(cli, TenantSpec{Name: "ops", Operator: true}); err != nil {

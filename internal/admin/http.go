@@ -36,6 +36,10 @@ type Options struct {
 	Auth AuthRoutes
 	// Lattice, if set, serves /api/lattices… (latticesvc.RESTHandler).
 	Lattice http.Handler
+	// Hub, if set, serves the hub endpoints /api/hub/… and
+	// /api/devices… (internal/hub), which check their callers themselves:
+	// edges sign in there without a principal.
+	Hub http.Handler
 	// ClientIP returns the caller's address for audit entries and the
 	// allowlist self-check; nil means the host of r.RemoteAddr.
 	ClientIP func(*http.Request) string
@@ -95,6 +99,9 @@ var routes = []route{
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
 }
 
+// hubPatterns are the paths forwarded to Options.Hub.
+var hubPatterns = []string{"/api/hub/", "/api/devices", "/api/devices/"}
+
 // lattice paths forwarded to Options.Lattice.
 const (
 	latticeRoot    = "/api/lattices"
@@ -131,6 +138,11 @@ func Handler(o Options) http.Handler {
 	}
 	for _, rt := range routes {
 		h.mux.Handle(rt.method+" "+rt.pattern, h.serve(rt))
+	}
+	if o.Hub != nil {
+		for _, p := range hubPatterns {
+			h.mux.Handle(p, o.Hub)
+		}
 	}
 	if o.Lattice != nil {
 		lat := h.needPrincipal(o.Lattice)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/mcpedge/mcpedge/internal/hub"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 )
 
@@ -19,7 +20,11 @@ import (
 var adminDoc []byte
 
 var merged = sync.OnceValues(func() ([]byte, error) {
-	return mergeDocs(adminDoc, latticesvc.OpenAPIDocument())
+	b, err := mergeDocs(adminDoc, latticesvc.OpenAPIDocument())
+	if err != nil {
+		return nil, err
+	}
+	return mergeDocs(b, hub.OpenAPIDocument())
 })
 
 // OpenAPIDocument returns the OpenAPI 3.1 document of everything

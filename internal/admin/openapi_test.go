@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mcpedge/mcpedge/internal/hub"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 )
 
@@ -130,6 +131,10 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		concrete := paramRE.ReplaceAllString(path, "x")
 		_, pattern := e.h.mux.Handler(httptest.NewRequest(method, concrete, nil))
 		switch {
+		case hub.Owns(path):
+			if !slices.Contains(hubPatterns, pattern) {
+				t.Errorf("documented %s is not forwarded to the hub API (%q)", k, pattern)
+			}
 		case strings.HasPrefix(path, "/api/lattices"):
 			if pattern != latticeRoot && pattern != latticeSubtree {
 				t.Errorf("documented %s is not forwarded to the lattice API (%q)", k, pattern)

@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/devicekey"
+	"github.com/mcpedge/mcpedge/internal/hub"
+	"github.com/mcpedge/mcpedge/internal/hub/edge"
+	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
+)
+
+// hubService is the hub side of `mcpedge serve`: every gateway whose
+// [auth] mode is "required" is a hub for the edges that enroll with it
+// (docs/hub.md). With auth off its endpoints answer 503 saying why.
+func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.Service {
+	o := hub.Options{
+		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: verifyAttestation,
+		ClientIP: sec.ClientIP.From, Log: log,
+	}
+	if cfg.Auth.Mode != config.AuthRequired {
+		o.Disabled = `this gateway cannot be a hub: [auth] mode is "off", and devices sign in with credentials`
+	}
+	return hub.New(o)
+}
+
+// verifyAttestation checks an enrolling device's TPM attestation with
+// devicekey.Verify: the quote and certification must be made for this
+// nonce by the AK, which is pinned at the first enrollment. PCR values
+// are recorded, not enforced (docs/hub.md).
+func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce, pinnedAK []byte) ([]byte, error) {
+	var att devicekey.Attestation
+	if err := json.Unmarshal(raw, &att); err != nil {
+		return nil, fmt.Errorf("attestation is not devicekey JSON: %w", err)
+	}
+	v, err := devicekey.Verify(&att, pub, nonce, devicekey.Policy{AK: pinnedAK})
+	if err != nil {
+		return nil, err
+	}
+	return v.AK, nil
+}
+
+// edgeLink is the edge side of `mcpedge serve` when [hub] url is set.
+type edgeLink struct {
+	link *edge.Link
+	key  devicekey.Key
+	hub  config.Hub
+	log  *slog.Logger
+}
+
+// startEdge opens the device key, starts the link to the hub and adds its
+// synthetic upstream ("hub") to cfg. It returns nil without [hub] url.
+func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *telemetry.Metrics, log *slog.Logger) (*edgeLink, error) {
+	if !cfg.Hub.Enabled() {
+		return nil, nil
+	}
+	key, err := devicekey.Open(ctx, devicekey.Options{DataDir: cfg.Server.DataDir, TPM: cfg.Device.TPM, PCRs: cfg.Device.PCRs})
+	if err != nil {
+		return nil, fmt.Errorf("[hub] url is set, so this gateway needs its device key: %w", err)
+	}
+	attest := func(nonce []byte) (json.RawMessage, error) {
+		a, err := key.Attest(nonce)
+		if err != nil {
+			return nil, err
+		}
+		return json.Marshal(a)
+	}
+	l, err := edge.New(edge.Options{
+		Hub: cfg.Hub, Key: key, Attest: attest, Audit: sec.Store,
+		Gatherer: m.Registry, Registerer: m.Registry, Log: log.With("component", "hub-link"),
+	})
+	if err == nil {
+		err = l.Start(ctx)
+	}
+	if err != nil {
+		_ = key.Close()
+		return nil, err
+	}
+	e := &edgeLink{link: l, key: key, hub: cfg.Hub, log: log}
+	e.augment(cfg)
+	log.Info("edge of a hub", "hub", cfg.Hub.URL, "device", key.ID(), "key", key.Kind())
+	return e, nil
+}
+
+// augment adds the hub's synthetic upstream to a (re)loaded
+// configuration; [hub] itself is read once at start.
+func (e *edgeLink) augment(c *config.Config) {
+	if e == nil {
+		return
+	}
+	if fmt.Sprint(c.Hub) != fmt.Sprint(e.hub) {
+		e.log.Warn("[hub] changed; restart to apply it")
+	}
+	c.Upstreams = append(c.Upstreams, e.link.Upstream())
+}
+
+// Close stops the link and closes the device key.
+func (e *edgeLink) Close() {
+	if e == nil {
+		return
+	}
+	e.link.Close()
+	_ = e.key.Close()
+}
+
+const hubUsage = `Hub commands (each takes --config FILE or --mcp-servers FILE to find the store):
+  hub token create --tenant NAME [--name N] [--uses N] [--ttl 24h]
+        Create an enrollment token for edges of the tenant; prints it alone on the last line.
+  hub devices [--json]
+        List the enrolled devices: id, name, tenant, kind, attested, enrolled, last contact, address.
+`
+
+// cmdHub runs `mcpedge hub ...` on the store the configuration names.
+func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var name string
+	switch {
+	case len(args) >= 2 && args[0] == "token" && args[1] == "create":
+		name, args = "hub token create", args[2:]
+	case len(args) >= 1 && args[0] == "devices":
+		name, args = "hub devices", args[1:]
+	default:
+		fmt.Fprint(stderr, hubUsage)
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+			return flag.ErrHelp
+		}
+		return usageError{errors.New("hub: give a subcommand (see the usage above)")}
+	}
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	src := configFlags(fs)
+	tenant := fs.String("tenant", "", "the tenant `NAME` devices enrolled with the token join")
+	tokName := fs.String("name", "", "a `label` for the token")
+	uses := fs.Int("uses", 1, "how many devices may enroll with the token")
+	ttl := fs.Duration("ttl", hub.DefaultTokenTTL, "how long the token is valid")
+	asJSON := fs.Bool("json", false, "print JSON")
+	_, cfg, err := parseAndLoad(fs, args, src)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		var ue usageError
+		if !errors.As(err, &ue) && fs.Parsed() {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := openStore(openCtx, cfg)
+	if err != nil {
+		return fmt.Errorf("opening the store: %w", err)
+	}
+	defer st.Close()
+	if name == "hub devices" {
+		return hubDevices(ctx, st, *asJSON, stdout)
+	}
+	if *tenant == "" {
+		return usageError{errors.New("hub token create: --tenant NAME is required")}
+	}
+	if *uses < 1 || *uses > 100000 || *ttl <= 0 || *ttl > 366*24*time.Hour {
+		return usageError{errors.New("hub token create: --uses must be 1 to 100000 and --ttl greater than 0 and at most a year")}
+	}
+	t, err := st.GetTenantByName(ctx, *tenant)
+	if err != nil {
+		return fmt.Errorf("tenant %q: %w", *tenant, err)
+	}
+	tok, err := hub.CreateToken(ctx, st, t.ID, *tokName, *uses, *ttl, time.Now())
+	if err != nil {
+		return err
+	}
+	al := audit.NewLogger(st, slog.New(slog.DiscardHandler), audit.LoggerOptions{})
+	detail, _ := json.Marshal(map[string]any{"uses": tok.Uses, "expires_at": tok.ExpiresAt})
+	al.Record(ctx, &store.AuditEntry{TenantID: t.ID, Actor: "cli", ActorKind: "cli", Action: "hub.token.create", Target: tok.ID, Outcome: "ok", Detail: detail})
+	closeCtx, closeCancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer closeCancel()
+	if err := al.Close(closeCtx); err != nil {
+		return fmt.Errorf("auditing the new token: %w", err)
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(tok)
+	}
+	fmt.Fprintf(stdout, "enrollment token %s for tenant %s: %d use(s), expires %s\n", tok.ID, t.Name, tok.Uses, tok.ExpiresAt.Format(time.RFC3339))
+	fmt.Fprintf(stdout, "set it on the edge as [hub] enroll_token (e.g. MCPEDGE_ENROLL_TOKEN); it is shown only now:\n%s\n", tok.Token)
+	return nil
+}
+
+func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writer) error {
+	views, err := hub.ListDevices(ctx, st, "")
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(views)
+	}
+	if len(views) == 0 {
+		fmt.Fprintln(stdout, "no devices enrolled")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tTENANT\tKIND\tATTESTED\tENROLLED\tLAST CONTACT\tADDRESS")
+	for _, d := range views {
+		att := "no"
+		if d.Attested {
+			att = "yes"
+		}
+		last := "never"
+		if !d.LastContact.IsZero() {
+			last = d.LastContact.Format(time.RFC3339) + " (" + time.Since(d.LastContact).Round(time.Second).String() + " ago)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Name, d.TenantName, d.Kind, att, d.EnrolledAt.Format(time.RFC3339), last, d.LastAddr)
+	}
+	return tw.Flush()
+}
+
+// hubAPIRoute reports whether an /api request is the hub's, which bypasses
+// the admin API's policy reload (telemetry is frequent and changes no
+// policy).
+func hubAPIRoute(r *http.Request) bool { return hub.Owns(r.URL.Path) }

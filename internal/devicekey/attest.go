@@ -351,7 +351,14 @@ func selectedPCRs(sel tpm2.TPMLPCRSelection) ([]int, error) {
 func unmarshal[T tpm2.Marshallable, P interface {
 	*T
 	tpm2.Unmarshallable
-}](b []byte, field string) (*T, error) {
+}](b []byte, field string) (_ *T, err error) {
+	// The decoder works by reflection on bytes from outside; whatever
+	// it may panic on is malformed input, not a reason to crash.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %s: %v", ErrMalformed, field, r)
+		}
+	}()
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: %s is missing", ErrMalformed, field)
 	}

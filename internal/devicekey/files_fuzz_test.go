@@ -4,6 +4,8 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"testing"
+
+	"github.com/google/go-tpm/tpm2"
 )
 
 // FuzzOpenSealedKey feeds arbitrary device.key contents to the decoder:
@@ -44,6 +46,25 @@ func FuzzParseBlob(f *testing.F) {
 		blob, err := parseBlob("device.tpm", formatDeviceKey, b)
 		if err == nil && (len(blob.Public) == 0 || len(blob.Private) == 0) {
 			t.Fatal("accepted a blob without its areas")
+		}
+	})
+}
+
+// FuzzPublicArea feeds arbitrary TPMT_PUBLIC bytes (device.tpm's public
+// area, an attestation's key_public or ak_public) to the decoder and the
+// P-256 key extraction.
+func FuzzPublicArea(f *testing.F) {
+	f.Add(tpm2.Marshal(deviceKeyTemplate))
+	f.Add(tpm2.Marshal(akTemplate))
+	f.Add(tpm2.Marshal(srkTemplate))
+	f.Add([]byte{0, 0x23, 0, 0x0b})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := unmarshal[tpm2.TPMTPublic](b, "public")
+		if err != nil {
+			return
+		}
+		if pub, err := eccPublic(p); err == nil && !pub.Curve.IsOnCurve(pub.X, pub.Y) {
+			t.Fatal("a point off the curve was accepted")
 		}
 	})
 }

@@ -272,6 +272,21 @@ type Upstream struct {
 	// device (toml "local_only"; ["*"] for all): they go to local targets
 	// only.
 	LocalOnly []string
+	// KeepCatalog keeps the upstream's last catalog listed while it is down
+	// (toml "keep_catalog"); nil means the default, see KeepsCatalog.
+	KeepCatalog *bool
+}
+
+// KeepsCatalog reports whether the upstream's tools, prompts and resources
+// stay listed while its connection is lost: when keep_catalog says so, and
+// by default for an upstream with deferrable tools or a response cache —
+// the tools whose calls can still be queued or answered from the cache
+// while it is away.
+func (u Upstream) KeepsCatalog() bool {
+	if u.KeepCatalog != nil {
+		return *u.KeepCatalog
+	}
+	return len(u.Deferrable) > 0 || u.Cache.Enabled()
 }
 
 // Sandbox is the resource and capability limits of a wasm upstream. Every

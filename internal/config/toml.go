@@ -298,7 +298,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "log_level", "page_size", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -523,6 +523,10 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	d.decodeSandbox(t, &m)
 	t.str("locality", &u.Locality)
 	d.decodeLocalOnly(t, &u)
+	var keep bool
+	if t.boolean("keep_catalog", &keep) {
+		u.KeepCatalog = &keep
+	}
 	m.targets = d.decodeTargets(t, &u)
 	t.unknown(upstreamKeys)
 	return u, m

@@ -103,6 +103,9 @@ type registration struct {
 	tools, prompts, resources, templates []string
 	conflicts                            []string
 	catalog                              *upstream.Catalog
+	// offline: the upstream is down and this, its last catalog, is kept
+	// listed (offline.go).
+	offline bool
 }
 
 // New builds a gateway for cfg. Upstreams are created but not started; call
@@ -285,6 +288,9 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 		if r := g.regs[gname]; r != nil && (gname == name || catalogSource(g.groups[gname]) == u) {
 			s.Conflicts = r.conflicts
 		}
+		if r := g.regs[gname]; r != nil && r.offline {
+			s.CatalogKept = true
+		}
 		e := g.edges[name]
 		if e != nil && e.breaker != nil {
 			s.Breaker, s.BreakerReason = e.breaker.status()
@@ -322,6 +328,9 @@ type UpstreamStatus struct {
 	// LatencyMs is the moving average of answered calls' latency, the
 	// router's measure; absent before the first answered call.
 	LatencyMs float64 `json:"latency_ms,omitempty"`
+	// CatalogKept says that the upstream is down and its last catalog is
+	// still listed (keep_catalog).
+	CatalogKept bool `json:"catalog_kept,omitempty"`
 }
 
 // Aggregate returns the server behind /mcp.
@@ -422,6 +431,9 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 		return
 	}
 	if cat.Init == nil {
+		if g.keepOfflineLocked(name) {
+			return // down, but its last catalog stays listed
+		}
 		g.unregisterLocked(name) // down: its items are withdrawn until it is back
 		return
 	}

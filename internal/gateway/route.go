@@ -116,6 +116,9 @@ func (g *Gateway) refreshGroupLocked(name string) {
 	}
 	src := catalogSource(gr)
 	if src == nil {
+		if g.keepOfflineLocked(name) {
+			return
+		}
 		g.unregisterLocked(name)
 		return
 	}

@@ -129,9 +129,12 @@ func DefaultMaster(dataDir string) sealbox.KeySource {
 // Open opens this device's key, creating it on first use: in the TPM
 // that o.TPM names (or finds), else in <DataDir>/device.key.
 //
-// With TPM "auto", a present /dev/tpmrm0 that cannot be used is an
-// error rather than a silent fall back to a file key, so that a device
-// does not quietly lose its hardware identity.
+// With TPM "auto", an existing key wins: device.tpm means the TPM (an
+// error if /dev/tpmrm0 is gone), device.key means the file key (even if a
+// TPM has appeared since); only a new device chooses, the TPM if
+// /dev/tpmrm0 exists. A present TPM that cannot be used is an error, not
+// a silent fall back to a file key: a device must not quietly lose its
+// hardware identity.
 func Open(ctx context.Context, o Options) (Key, error) {
 	if o.DataDir == "" {
 		return nil, errors.New("devicekey: no data directory: set [server] data_dir")
@@ -148,6 +151,18 @@ func Open(ctx context.Context, o Options) (Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	if isAuto(o.TPM) {
+		// "auto" keeps the key the device already has, so that a TPM
+		// appearing (enabled in the firmware) or disappearing never
+		// silently gives the device a new identity.
+		tpmFile, keyFile := exists(filepath.Join(o.DataDir, TPMKeyName)), exists(filepath.Join(o.DataDir, FileKeyName))
+		switch {
+		case tpmFile && dev == "":
+			return nil, fmt.Errorf("devicekey: %s holds a key in a TPM, but %s does not exist: enable the TPM again, or move the file away to use a file key (a new device id, which needs a new enrollment)", filepath.Join(o.DataDir, TPMKeyName), DefaultTPMDevice)
+		case !tpmFile && keyFile:
+			dev = ""
+		}
+	}
 	if dev == "" {
 		master := o.Master
 		if master == nil {
@@ -156,6 +171,16 @@ func Open(ctx context.Context, o Options) (Key, error) {
 		return openFileKey(ctx, filepath.Join(o.DataDir, FileKeyName), master)
 	}
 	return openTPMKey(ctx, dev, o)
+}
+
+func isAuto(sel string) bool {
+	sel = strings.TrimSpace(sel)
+	return sel == "" || sel == TPMAuto
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // tpmPath resolves Options.TPM to a device path or tcp:// address, or ""

@@ -477,3 +477,37 @@ func TestTPMSealedMasterKey(t *testing.T) {
 		t.Fatalf("device.tpm as master.tpm: %v", err)
 	}
 }
+
+// "auto" keeps the key a device has: a key in a TPM that is gone is an
+// error, not a new file key (a new identity).
+func TestAutoKeepsExistingKey(t *testing.T) {
+	if _, err := os.Stat(devicekey.DefaultTPMDevice); err == nil {
+		t.Skipf("%s exists on this machine; the test needs a machine without it", devicekey.DefaultTPMDevice)
+	}
+	ctx := context.Background()
+	sw := swtpmtest.Start(t)
+	dir := t.TempDir()
+	openTPM(t, sw.Addr, dir).Close()
+	_, err := devicekey.Open(ctx, devicekey.Options{DataDir: dir, TPM: "auto"})
+	if err == nil || !strings.Contains(err.Error(), devicekey.TPMKeyName) || !strings.Contains(err.Error(), devicekey.DefaultTPMDevice) {
+		t.Fatalf("auto with device.tpm and no TPM: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, devicekey.FileKeyName)); err == nil {
+		t.Fatal("auto made a file key beside device.tpm")
+	}
+	// "off" is explicit: a file key.
+	master := sealbox.FileKey(filepath.Join(t.TempDir(), "m"))
+	k, err := devicekey.Open(ctx, devicekey.Options{DataDir: dir, TPM: "off", Master: master})
+	if err != nil || k.Kind() != devicekey.KindFile {
+		t.Fatalf("off: %v", err)
+	}
+	k.Close()
+	// A file key stays a file key under "auto".
+	fdir := t.TempDir()
+	openFile(t, fdir, master).Close()
+	k, err = devicekey.Open(ctx, devicekey.Options{DataDir: fdir, Master: master})
+	if err != nil || k.Kind() != devicekey.KindFile {
+		t.Fatalf("auto with device.key: %v", err)
+	}
+	k.Close()
+}

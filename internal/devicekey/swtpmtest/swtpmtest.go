@@ -72,6 +72,7 @@ func start(bin, dir string) (*TPM, error) {
 		"--flags", "not-need-init,startup-clear")
 	cmd.Stdout = &log
 	cmd.Stderr = &log
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start swtpm: %w", err)
 	}

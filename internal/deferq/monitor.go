@@ -49,12 +49,13 @@ type Monitor struct {
 	reason string // why there is no queue
 
 	snapshot func() telemetry.QueueSnapshot
+	reset    func() // drops the cached snapshot
 }
 
 // NewMonitor registers the queue's metrics on r.
 func NewMonitor(r prometheus.Registerer) *Monitor {
 	m := &Monitor{reason: "not opened yet"}
-	m.snapshot = telemetry.CachedQueueSnapshot(SnapshotTTL, m.read)
+	m.snapshot, m.reset = telemetry.CachedQueueSnapshot(SnapshotTTL, m.read)
 	m.M = telemetry.NewQueueMetrics(r, m.snapshot)
 	return m
 }
@@ -64,6 +65,7 @@ func (m *Monitor) Attach(q *queue.Queue) {
 	m.mu.Lock()
 	m.q, m.reason = q, ""
 	m.mu.Unlock()
+	m.reset()
 }
 
 // Unavailable records that the gateway runs without a queue, and why.
@@ -71,6 +73,7 @@ func (m *Monitor) Unavailable(reason string) {
 	m.mu.Lock()
 	m.q, m.reason = nil, reason
 	m.mu.Unlock()
+	m.reset()
 }
 
 // Snapshot returns the queue's state (cached for SnapshotTTL).

@@ -181,12 +181,18 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // CachedQueueSnapshot wraps read so that it runs at most once per ttl:
-// scrapes, /readyz and mcpedge__status share one database read.
-func CachedQueueSnapshot(ttl time.Duration, read func() QueueSnapshot) func() QueueSnapshot {
+// scrapes, /readyz and mcpedge__status share one database read. reset
+// drops the cached snapshot (the queue was opened or closed).
+func CachedQueueSnapshot(ttl time.Duration, read func() QueueSnapshot) (get func() QueueSnapshot, reset func()) {
 	var mu sync.Mutex
 	var last QueueSnapshot
 	var at time.Time
-	return func() QueueSnapshot {
+	reset = func() {
+		mu.Lock()
+		at = time.Time{}
+		mu.Unlock()
+	}
+	get = func() QueueSnapshot {
 		mu.Lock()
 		defer mu.Unlock()
 		if !at.IsZero() && time.Since(at) < ttl {
@@ -198,4 +204,5 @@ func CachedQueueSnapshot(ttl time.Duration, read func() QueueSnapshot) func() Qu
 		}
 		return last
 	}
+	return get, reset
 }

@@ -100,6 +100,9 @@ func (s sealedKey) MasterKey(ctx context.Context) (_ []byte, err error) {
 		InPrivate:    tpm2.TPM2BPrivate{Buffer: blob.Private},
 		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](blob.Public),
 	}.Execute(t)
+	if err != nil && !isForeign(err) {
+		return nil, fmt.Errorf("devicekey: TPM %s: load %s: %w", dev, s.path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: TPM %s cannot load %s: it was sealed by another TPM, or this TPM was cleared (%w); the master key, and what it encrypts, cannot be recovered", dev, s.path, err)
 	}

@@ -146,8 +146,11 @@ func openTPMKey(ctx context.Context, dev string, o Options) (_ Key, err error) {
 		InPrivate:    tpm2.TPM2BPrivate{Buffer: blob.Private},
 		InPublic:     tpm2.BytesAs2B[tpm2.TPMTPublic](blob.Public),
 	}.Execute(t)
-	if err != nil {
+	if isForeign(err) {
 		return nil, fmt.Errorf("devicekey: TPM %s cannot load %s: it was made by another TPM, or this TPM was cleared (%w); move the file away to create a new key, which gives the device a new id and needs a new enrollment", dev, path, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("devicekey: TPM %s: load the device key from %s: %w", dev, path, err)
 	}
 	id, err := ID(pub)
 	if err != nil {
@@ -402,6 +405,13 @@ func createPrimary(t transport.TPM, hierarchy tpm2.TPMHandle, tmpl tpm2.TPMTPubl
 
 func srkHandle(srk *tpm2.CreatePrimaryResponse) tpm2.AuthHandle {
 	return tpm2.AuthHandle{Handle: srk.ObjectHandle, Name: srk.Name, Auth: tpm2.PasswordAuth(nil)}
+}
+
+// isForeign reports whether a TPM2_Load failed because the blob's
+// private area does not belong under this SRK: another TPM made it, or
+// this TPM's owner seed changed (TPM2_Clear).
+func isForeign(err error) bool {
+	return errors.Is(err, tpm2.TPMRCIntegrity)
 }
 
 // flush frees a transient object; errors are ignored because there is

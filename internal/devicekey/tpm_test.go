@@ -158,6 +158,9 @@ func TestTPMKeyOtherTPM(t *testing.T) {
 	if !strings.Contains(err.Error(), "another TPM") || !strings.Contains(err.Error(), devicekey.TPMKeyName) {
 		t.Fatalf("error does not explain: %v", err)
 	}
+	if testing.Verbose() {
+		t.Log(err)
+	}
 }
 
 func TestAttestation(t *testing.T) {
@@ -459,6 +462,9 @@ func TestTPMSealedMasterKey(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "another TPM") || !strings.Contains(err.Error(), devicekey.SealedMasterName) {
 		t.Fatalf("error does not explain: %v", err)
+	}
+	if testing.Verbose() {
+		t.Log(err)
 	}
 	// No TPM at all.
 	_, err = devicekey.TPMSealedKey(devicekey.Options{DataDir: dir, TPM: "off"}).MasterKey(ctx)

@@ -119,6 +119,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
+	if cfg.Server.DataDir != "" {
+		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
+	}
 	g.Start(ctx)
 	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,

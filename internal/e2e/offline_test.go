@@ -53,7 +53,9 @@ func TestOfflineCatalog(t *testing.T) {
 	var qu *queue.Queue
 	runDone := make(chan struct{})
 	runCtx, stopRun := context.WithCancel(context.Background())
+	catalogs := filepath.Join(dir, "catalogs")
 	gw := startGatewayWith(t, "[server]\n"+kept+dropped, func(g *gateway.Gateway) {
+		g.SetCatalogDir(catalogs)
 		var err error
 		qu, err = queue.Open(t.Context(), filepath.Join(dir, "queue.db"), box, &queue.Options{
 			MaxAttempts: 1000, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
@@ -156,5 +158,36 @@ func TestOfflineCatalog(t *testing.T) {
 	})
 	if s := kst(); s.CatalogKept {
 		t.Errorf("catalog still marked kept after the upstream came back: %+v", s)
+	}
+
+	// The kept upstream's catalog was saved (the other's was not): a
+	// gateway started while the upstream cannot start lists it at once.
+	waitFor(t, "the saved catalog", 5*time.Second, func() bool {
+		_, err := os.Stat(filepath.Join(catalogs, "kept.json"))
+		return err == nil
+	})
+	if _, err := os.Stat(filepath.Join(catalogs, "dropped.json")); !os.IsNotExist(err) {
+		t.Errorf("the dropped upstream's catalog was saved: %v", err)
+	}
+	if err := os.Remove(keptFlag); err != nil {
+		t.Fatal(err)
+	}
+	gw2 := startGatewayWith(t, "[server]\n"+kept, func(g *gateway.Gateway) { g.SetCatalogDir(catalogs) })
+	cs2 := goClient(t, gw2.URL+"/mcp", nil, "2025-11-25")
+	res2, err := cs2.ListTools(ctxT(t, 10*time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(res2.Tools, func(tl *mcp.Tool) bool { return tl.Name == "kept__echo" }) {
+		t.Fatalf("restarted gateway without its upstream lists %d tools, not kept__echo", len(res2.Tools))
+	}
+	for _, s := range gw2.Statuses() {
+		if s.Name == "kept" && (s.State == "ready" || !s.CatalogKept) {
+			t.Errorf("restarted gateway's status: %+v", s)
+		}
+	}
+	_, err = cs2.CallTool(ctxT(t, 20*time.Second), &mcp.CallToolParams{Name: "kept__get-sum", Arguments: map[string]any{"a": 1, "b": 2}})
+	if code(err) != gateway.CodeUpstreamUnavailable {
+		t.Errorf("call of a saved catalog's tool while the upstream is down: %v, want -32010", err)
 	}
 }

@@ -88,6 +88,9 @@ type Gateway struct {
 	loadSource   atomic.Pointer[func() devload.Sample]
 	lastChoice   sync.Map // upstream -> name of the target chosen first last time
 	routeMetrics *routeMetrics
+	// catalogs saves the catalogs of upstreams that keep theirs
+	// (offline.go); nil: off.
+	catalogs *catalogStore
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -599,6 +602,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 	per.RemoveResources(perSkipped.resources...)
 	per.RemoveResourceTemplates(perSkipped.templates...)
 	g.regs[name] = reg
+	g.catalogRegisteredLocked(name, cat)
 	for _, c := range reg.conflicts {
 		g.log.Error("catalog conflict", "upstream", name, "problem", c)
 	}

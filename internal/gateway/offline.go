@@ -1,5 +1,21 @@
 package gateway
 
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
 // keepOfflineLocked decides what happens to an upstream's catalog when its
 // connection is lost (every target's, for an upstream with targets). By
 // default its items are withdrawn: offering tools that certainly cannot
@@ -22,4 +38,193 @@ func (g *Gateway) keepOfflineLocked(name string) bool {
 			"upstream", name, "tools", len(reg.tools))
 	}
 	return true
+}
+
+// Saved catalogs: with a catalog directory (SetCatalogDir; `mcpedge
+// serve` uses <data_dir>/catalogs), the catalog of every upstream that
+// keeps its catalog is saved whenever it is registered, and at start an
+// upstream that has not connected yet lists its saved catalog, kept as if
+// it had just gone down. A device that restarts while its network is away
+// still shows its clients the tools whose calls it can queue.
+
+// maxSavedCatalog bounds a saved catalog file read at start.
+const maxSavedCatalog = 16 << 20
+
+// savedCatalogVersion is the file format's version.
+const savedCatalogVersion = 1
+
+type savedCatalog struct {
+	Version   int                     `json:"version"`
+	Upstream  string                  `json:"upstream"`
+	Saved     time.Time               `json:"saved"`
+	Init      *mcp.InitializeResult   `json:"init"`
+	Tools     []*mcp.Tool             `json:"tools,omitempty"`
+	Prompts   []*mcp.Prompt           `json:"prompts,omitempty"`
+	Resources []*mcp.Resource         `json:"resources,omitempty"`
+	Templates []*mcp.ResourceTemplate `json:"templates,omitempty"`
+}
+
+// catalogStore saves catalogs, one write at a time, skipping unchanged ones.
+type catalogStore struct {
+	dir       string
+	restoring bool // set (under g.mu) while a saved catalog is registered: not saved again
+	mu        sync.Mutex
+	last      map[string][32]byte // upstream -> hash of the last file written
+}
+
+// SetCatalogDir turns saved catalogs on (dir) or off (""). Call it before
+// [Gateway.Start].
+func (g *Gateway) SetCatalogDir(dir string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if dir == "" {
+		g.catalogs = nil
+		return
+	}
+	g.catalogs = &catalogStore{dir: dir, last: map[string][32]byte{}}
+}
+
+// catalogRegisteredLocked saves the catalog just registered for name when
+// the upstream keeps its catalog. g.mu must be held; the file is written
+// in the background.
+func (g *Gateway) catalogRegisteredLocked(name string, cat *upstream.Catalog) {
+	cs, gr := g.catalogs, g.groups[name]
+	if cs == nil || cs.restoring || gr == nil || !gr.cfg.KeepsCatalog() || gr.cfg.Transport == upstream.TransportBuiltin || cat.Init == nil {
+		return
+	}
+	b, err := json.Marshal(savedCatalog{Version: savedCatalogVersion, Upstream: name, Saved: time.Now().UTC(), Init: cat.Init,
+		Tools: cat.Tools, Prompts: cat.Prompts, Resources: cat.Resources, Templates: cat.Templates})
+	if err != nil {
+		g.log.Warn("saving the catalog", "upstream", name, "err", err)
+		return
+	}
+	go func() {
+		if err := cs.save(name, b); err != nil {
+			g.log.Warn("saving the catalog", "upstream", name, "err", err)
+		}
+	}()
+}
+
+func (cs *catalogStore) save(name string, b []byte) error {
+	// The hash leaves out the time of saving, so an unchanged catalog is
+	// not written again on every reconnect.
+	var s savedCatalog
+	_ = json.Unmarshal(b, &s)
+	s.Saved = time.Time{}
+	plain, _ := json.Marshal(s)
+	h := sha256.Sum256(plain)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.last[name] == h {
+		return nil
+	}
+	if err := os.MkdirAll(cs.dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(cs.dir, "."+name+"-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(cs.dir, name+".json")); err != nil {
+		return err
+	}
+	cs.last[name] = h
+	return nil
+}
+
+// restoreCatalogsLocked lists the saved catalog of every upstream that
+// keeps its catalog and has none registered yet. g.mu must be held.
+func (g *Gateway) restoreCatalogsLocked() {
+	cs := g.catalogs
+	if cs == nil {
+		return
+	}
+	for name, gr := range g.groups {
+		if g.regs[name] != nil || !gr.cfg.KeepsCatalog() || len(gr.targets) == 0 || gr.cfg.Transport == upstream.TransportBuiltin {
+			continue
+		}
+		if catalogSource(gr) != nil {
+			continue // connected already
+		}
+		path := filepath.Join(cs.dir, name+".json")
+		b, err := readBounded(path, maxSavedCatalog)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		var cat *upstream.Catalog
+		if err == nil {
+			cat, err = decodeSavedCatalog(b, name)
+		}
+		if err != nil {
+			g.log.Warn("saved catalog not used", "upstream", name, "file", path, "err", err)
+			continue
+		}
+		cs.restoring = true
+		g.registerLocked(name, gr.targets[0], cat)
+		cs.restoring = false
+		if reg := g.regs[name]; reg != nil {
+			reg.offline = true
+			g.log.Info("upstream not connected yet: listing its saved catalog (keep_catalog)", "upstream", name, "tools", len(reg.tools), "saved", cat.Fetched)
+		}
+	}
+}
+
+// decodeSavedCatalog checks a saved catalog file: its version, that it is
+// the named upstream's, and that it has the initialize result a registered
+// catalog needs.
+func decodeSavedCatalog(b []byte, name string) (*upstream.Catalog, error) {
+	var s savedCatalog
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("not a saved catalog: %w", err)
+	}
+	switch {
+	case s.Version != savedCatalogVersion:
+		return nil, fmt.Errorf("saved catalog version %d, this gateway reads version %d", s.Version, savedCatalogVersion)
+	case s.Upstream != name:
+		return nil, fmt.Errorf("the file holds the catalog of upstream %q", s.Upstream)
+	case s.Init == nil:
+		return nil, errors.New("the saved catalog has no initialize result")
+	}
+	for _, list := range [][]bool{nilsOf(s.Tools), nilsOf(s.Prompts), nilsOf(s.Resources), nilsOf(s.Templates)} {
+		if slices.Contains(list, true) {
+			return nil, errors.New("the saved catalog has a null item")
+		}
+	}
+	return &upstream.Catalog{Init: s.Init, Tools: s.Tools, Prompts: s.Prompts, Resources: s.Resources, Templates: s.Templates, Fetched: s.Saved}, nil
+}
+
+func nilsOf[T any](l []*T) []bool {
+	out := make([]bool, len(l))
+	for i, x := range l {
+		out[i] = x == nil
+	}
+	return out
+}
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return b, nil
 }

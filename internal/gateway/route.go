@@ -699,4 +699,5 @@ func (g *Gateway) applyGroupsLocked(want map[string]config.Upstream) {
 			g.refreshGroupLocked(name)
 		}
 	}
+	g.restoreCatalogsLocked()
 }

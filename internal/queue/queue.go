@@ -299,8 +299,8 @@ type Filter struct {
 	// ExactTenant matches Tenant even when it is "" (the single-user
 	// tenant); otherwise an empty Tenant matches every tenant.
 	ExactTenant bool
-	Target string
-	State  State
+	Target      string
+	State       State
 	// After lists entries enqueued after the entry with this id
 	// (pagination).
 	After string

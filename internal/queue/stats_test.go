@@ -1,0 +1,66 @@
+package queue
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+)
+
+// Stats groups the entries by target and state with the oldest creation
+// time; Limits returns the bounds in force; a Filter with ExactTenant
+// matches the single-user tenant "" only.
+func TestStatsAndExactTenant(t *testing.T) {
+	q := openQueue(t, t.TempDir(), &Options{MaxEntries: 50, MaxBytes: 1 << 20})
+	ctx := t.Context()
+	before := time.Now().Add(-time.Second)
+	enq := func(tenant, target string) string {
+		id, err := q.Enqueue(ctx, Entry{Tenant: tenant, Target: target, Tool: "x", Arguments: json.RawMessage(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	a := enq("", "ev")
+	enq("", "ev")
+	enq("t1", "other")
+	e, err := q.Next(ctx, "ev")
+	if err != nil || e.ID != a {
+		t.Fatalf("next: %+v %v", e, err)
+	}
+	if err := q.Complete(ctx, a, json.RawMessage(`{"ok":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := q.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MaxEntries != 50 || st.MaxBytes != 1<<20 || st.Total.Entries != 3 || st.Total.Bytes <= 0 {
+		t.Errorf("stats totals: %+v", st)
+	}
+	got := map[string]int64{}
+	for _, d := range st.Depth {
+		got[d.Target+"/"+string(d.State)] = d.Entries
+		if d.Oldest.Before(before) || d.Oldest.After(time.Now()) {
+			t.Errorf("%s/%s oldest %v", d.Target, d.State, d.Oldest)
+		}
+	}
+	if len(got) != 3 || got["ev/done"] != 1 || got["ev/pending"] != 1 || got["other/pending"] != 1 {
+		t.Errorf("depth: %v", got)
+	}
+	if l := q.Limits(); l.MaxEntries != 50 || l.OnDone != nil || l.Logger != nil || l.MaxAttempts != DefaultMaxAttempts {
+		t.Errorf("limits: %+v", l)
+	}
+
+	all, err := q.List(ctx, Filter{Tenant: ""})
+	if err != nil || len(all) != 3 {
+		t.Fatalf("list of every tenant: %d, %v", len(all), err)
+	}
+	mine, err := q.List(ctx, Filter{Tenant: "", ExactTenant: true})
+	if err != nil || len(mine) != 2 || mine[0].Tenant != "" || mine[1].Tenant != "" {
+		t.Fatalf("list of tenant \"\": %+v, %v", mine, err)
+	}
+	theirs, err := q.List(ctx, Filter{Tenant: "t1", ExactTenant: true})
+	if err != nil || len(theirs) != 1 {
+		t.Fatalf("list of t1: %+v, %v", theirs, err)
+	}
+}

@@ -477,7 +477,8 @@ func isNilResult(r any) bool {
 // back to the next target when one cannot be reached. u is the connection
 // whose handler the client called (the group's catalog source). A call
 // resuming a multi-round-trip exchange the gateway holds goes back to the
-// target that started it.
+// target that started it; one carrying an upstream's own requestState is
+// decided like any other call.
 //
 // Fallback happens only when the gateway itself could not get an answer
 // (-32010: breaker open, no connection, transport failure), never after
@@ -491,12 +492,14 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 	if gr == nil {
 		return run(ctx, u)
 	}
-	if state != "" {
-		if cont, ours := g.conts.get(state); ours && cont != nil {
-			return run(ctx, cont.up)
-		}
-		return run(ctx, u)
+	if cont, ours := g.conts.get(state); state != "" && ours && cont != nil {
+		return run(ctx, cont.up)
 	}
+	// Any other requestState (an upstream's own) is routed like a new
+	// call: its arguments and input responses are the call's data, so
+	// local-only rules hold for it too, and the targets are replicas of
+	// one server, whose state a 2026-07-28 server must accept on any of
+	// its instances.
 	note, _ := ctx.Value(routeNoteKey{}).(*routeNote)
 	if len(gr.targets) == 0 {
 		return run(ctx, u) // being replaced by a reload

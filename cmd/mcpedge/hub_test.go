@@ -24,6 +24,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpedge/mcpedge/internal/devicekey/swtpmtest"
 	"github.com/mcpedge/mcpedge/internal/hub"
 )
 
@@ -545,4 +546,48 @@ func grepLines(text, prefix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestHubTPMEnrollment: an edge whose device key is in a (software) TPM
+// enrolls with its attestation; the hub verifies it, pins the AK and
+// lists the device as a TPM device, attested. After a restart the edge
+// signs in again with the same key.
+func TestHubTPMEnrollment(t *testing.T) {
+	tpm := swtpmtest.Start(t)
+	hubEnv := secEnv(t)
+	hubCfg := writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n")
+	hp := startServe(t, hubEnv, "--config", hubCfg)
+	cli(t, hubEnv, "tenant", "create", "edges", "--config", hubCfg, "--upstreams", "*")
+	tok := lastLine(cli(t, hubEnv, "hub", "token", "create", "--config", hubCfg, "--tenant", "edges"))
+
+	edgeEnv := []string{"XDG_DATA_HOME=" + t.TempDir(), "MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_AUTH_TOKEN="}
+	edgeCfg := writeConfig(t, "[device]\ntpm = \""+tpm.Addr+"\"\n[hub]\nurl = \""+hp.URL+"\"\nenroll_token = \""+tok+"\"\ntelemetry_interval = \"1s\"\n")
+	ep := startServe(t, edgeEnv, "--config", edgeCfg)
+	var dev hubDevice
+	waitFor(t, 30*time.Second, "the TPM device enrolled", func() bool {
+		code, b := apiDo(t, http.MethodGet, hp.URL+hub.PathDevices, testAdminKey, "")
+		var l struct{ Devices []hubDevice }
+		if code != 200 || json.Unmarshal(b, &l) != nil || len(l.Devices) != 1 {
+			return false
+		}
+		dev = l.Devices[0]
+		return true
+	})
+	t.Logf("TPM device on the hub: %+v", dev)
+	if dev.Kind != "tpm" || !dev.Attested {
+		t.Fatalf("the TPM device on the hub: %+v", dev)
+	}
+	if out := cli(t, hubEnv, "hub", "devices", "--config", hubCfg); !strings.Contains(out, dev.ID) || !strings.Contains(out, " tpm ") || !strings.Contains(out, " yes ") {
+		t.Errorf("mcpedge hub devices:\n%s", out)
+	}
+	// Restart the edge: it signs in with the same TPM key, no token needed.
+	_ = ep.cmd.Process.Signal(syscall.SIGTERM)
+	_ = ep.cmd.Wait()
+	before := getDevice(t, hp.URL, dev.ID).LastContact
+	edgeCfg2 := writeConfig(t, "[device]\ntpm = \""+tpm.Addr+"\"\n[hub]\nurl = \""+hp.URL+"\"\ntelemetry_interval = \"1s\"\n")
+	startServe(t, edgeEnv, "--config", edgeCfg2)
+	waitFor(t, 30*time.Second, "the TPM device signed in again", func() bool {
+		d := getDevice(t, hp.URL, dev.ID)
+		return d.LastContact.After(before) && d.Attested
+	})
 }

@@ -92,20 +92,26 @@ func ValidQueueID(s string) bool {
 	return true
 }
 
-// queueCaller returns the caller allowed to read queued calls: anyone who
-// may list tools (viewers and up; mcp:list or mcp:call for a scoped
-// credential), like reading lattices. The tenant is the principal's, never
-// a parameter: operators too see only their own tenant's calls here (the
-// whole queue is `mcpedge queue ls` on the gateway's machine).
-func (h *handler) queueCaller(r *http.Request) (*principal.Principal, error) {
+// queueCaller returns the tenant whose queued calls the caller may read:
+// anyone who may list tools (viewers and up; mcp:list or mcp:call for a
+// scoped credential), like reading lattices. The tenant is the
+// principal's, never a parameter: operators too see only their own
+// tenant's calls here (the whole queue is `mcpedge queue ls` on the
+// gateway's machine). The anonymous principal of single-user mode reads
+// tenant "": that is the tenant its calls are queued under on /mcp, where
+// single-user mode has no tenant.
+func (h *handler) queueCaller(r *http.Request) (tenant string, err error) {
 	p := principal.From(r.Context())
 	if !p.CanList() {
-		return nil, errorf(CodeForbidden, "reading queued calls needs the viewer role or stronger and, for a credential limited to scopes, %s or %s", principal.ScopeList, principal.ScopeCall)
+		return "", errorf(CodeForbidden, "reading queued calls needs the viewer role or stronger and, for a credential limited to scopes, %s or %s", principal.ScopeList, principal.ScopeCall)
 	}
 	if h.queue == nil {
-		return nil, errorf(CodeUnavailable, "the offline queue is not open on this gateway ([queue] enabled = false, or it could not be opened: see the gateway's log and /readyz)")
+		return "", errorf(CodeUnavailable, "the offline queue is not open on this gateway ([queue] enabled = false, or it could not be opened: see the gateway's log and /readyz)")
 	}
-	return p, nil
+	if p.Kind == principal.KindAnonymous {
+		return "", nil
+	}
+	return p.TenantID, nil
 }
 
 func queueErr(err error, id string) error {
@@ -121,7 +127,7 @@ func queueErr(err error, id string) error {
 // getQueued answers GET /api/queue/{id}: the caller's tenant's entry with
 // its result; another tenant's id answers 404 exactly like a missing one.
 func (h *handler) getQueued(w http.ResponseWriter, r *http.Request) error {
-	p, err := h.queueCaller(r)
+	tenant, err := h.queueCaller(r)
 	if err != nil {
 		return err
 	}
@@ -132,8 +138,8 @@ func (h *handler) getQueued(w http.ResponseWriter, r *http.Request) error {
 	if len(r.URL.Query()) > 0 {
 		return invalid("GET /api/queue/{id} takes no query parameters")
 	}
-	e, err := h.queue.Get(r.Context(), p.TenantID, id)
-	if err == nil && e.Tenant != p.TenantID {
+	e, err := h.queue.Get(r.Context(), tenant, id)
+	if err == nil && e.Tenant != tenant {
 		err = queue.ErrNotFound // tenant "" (single-user) reads its own only
 	}
 	if err != nil {
@@ -148,7 +154,7 @@ var queueQueryParams = []string{"state", "target", "after", "limit"}
 // listQueued answers GET /api/queue: the caller's tenant's entries, oldest
 // first, without results.
 func (h *handler) listQueued(w http.ResponseWriter, r *http.Request) error {
-	p, err := h.queueCaller(r)
+	tenant, err := h.queueCaller(r)
 	if err != nil {
 		return err
 	}
@@ -161,7 +167,7 @@ func (h *handler) listQueued(w http.ResponseWriter, r *http.Request) error {
 			return invalid("query parameter %q given %d times; give it once", k, len(vs))
 		}
 	}
-	f := queue.Filter{Tenant: p.TenantID, ExactTenant: true, Target: qv.Get("target"), State: queue.State(qv.Get("state")), After: qv.Get("after")}
+	f := queue.Filter{Tenant: tenant, ExactTenant: true, Target: qv.Get("target"), State: queue.State(qv.Get("state")), After: qv.Get("after")}
 	if f.State != "" && !f.State.Valid() {
 		return invalid("state must be pending, delivering, done or failed, got %q", clip(string(f.State)))
 	}

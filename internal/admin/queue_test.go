@@ -158,8 +158,10 @@ func TestQueueREST(t *testing.T) {
 	}
 }
 
-// Single-user mode: the anonymous tenant "" sees its own entries only,
-// not those of named tenants that share the file.
+// Single-user mode: the anonymous principal (which names the bootstrap
+// tenant, as `mcpedge serve` with auth off makes it) reads tenant "", the
+// tenant its calls are queued under on /mcp, and not those of named
+// tenants that share the file.
 func TestQueueRESTSingleUser(t *testing.T) {
 	e := newEnv(t, nil)
 	q := openTestQueue(t)
@@ -172,7 +174,7 @@ func TestQueueRESTSingleUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	anon := &principal.Principal{Kind: "anonymous", ID: "anonymous", Role: principal.RoleOwner}
+	anon := &principal.Principal{Kind: principal.KindAnonymous, ID: "local", TenantID: "t1", TenantName: "default", Role: principal.RoleOwner}
 	want(t, "own", e.do(anon, "GET", "/api/queue/"+mine, nil), http.StatusOK)
 	want(t, "named tenant's", e.do(anon, "GET", "/api/queue/"+theirs, nil), http.StatusNotFound, CodeNotFound)
 	r := e.do(anon, "GET", "/api/queue", nil)

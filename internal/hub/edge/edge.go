@@ -104,6 +104,7 @@ type Link struct {
 	ring     []hub.Snapshot
 	dropped  int64
 	kick     chan struct{} // sign in again now
+	signing  chan struct{} // held during a sign-in (capacity 1)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -158,7 +159,7 @@ func New(o Options) (*Link, error) {
 	l := &Link{
 		o: o, base: base, secret: hex.EncodeToString(sec), enc: enc,
 		client: &http.Client{Transport: o.Transport, Timeout: 30 * time.Second},
-		kick:   make(chan struct{}, 1),
+		kick:   make(chan struct{}, 1), signing: make(chan struct{}, 1),
 	}
 	l.metrics = newLinkMetrics(o.Registerer, l)
 	l.proxy = &httputil.ReverseProxy{
@@ -417,6 +418,21 @@ func (l *Link) signInLoop(ctx context.Context) {
 // signIn signs in with a fresh nonce; a hub that does not know the device
 // (first start, or its store was reset) gets an enrollment instead.
 func (l *Link) signIn(ctx context.Context) error {
+	// One sign-in at a time: requests that find no credential while the
+	// hub is back all wait for the same sign-in instead of each making
+	// (and revoking) one.
+	select {
+	case l.signing <- struct{}{}:
+		defer func() { <-l.signing }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	l.mu.Lock()
+	fresh := l.token != "" && time.Until(l.expires) > max(l.ttl/5, time.Minute)
+	l.mu.Unlock()
+	if fresh {
+		return nil // another caller just signed in
+	}
 	err := l.signInAs(ctx, false)
 	var he *hubError
 	if errors.As(err, &he) && he.code == "unknown_device" {

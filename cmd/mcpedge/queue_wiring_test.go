@@ -50,7 +50,10 @@ func newQueueClient(t *testing.T, url, token string) *queueClient {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	hc := &http.Client{Transport: bearer{token: token, base: http.DefaultTransport}}
+	hc := http.DefaultClient
+	if token != "" {
+		hc = &http.Client{Transport: bearer{token: token, base: http.DefaultTransport}}
+	}
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatal(err)
@@ -416,5 +419,70 @@ func TestQueueDisabled(t *testing.T) {
 		if !regexp.MustCompile(regexp.QuoteMeta(w)).MatchString(out) {
 			t.Errorf("config check output lacks %q:\n%s", w, out)
 		}
+	}
+}
+
+// TestQueueAuthOff: in single-user mode (auth off) the local user's
+// queued call is read through its resource and the REST API, and the
+// subscription's update arrives.
+func TestQueueAuthOff(t *testing.T) {
+	target := nodeclient.StartEverythingHTTP(t)
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := faultproxy.New(u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
+	env := secEnv(t)
+	cfgPath := writeConfig(t, `
+[auth]
+mode = "off"
+
+[queue]
+backoff_min = "200ms"
+backoff_max = "1s"
+
+[[upstreams]]
+name = "ev"
+transport = "http"
+url = "http://`+px.Addr()+u.Path+`"
+timeout = "5s"
+retries = 0
+deferrable = ["*"]
+
+[upstreams.breaker]
+failures = 1
+open_for = "500ms"
+`)
+	p := startServe(t, env, "--config", cfgPath)
+	p.waitReady(t, "ev")
+	c := newQueueClient(t, p.URL+"/mcp", "")
+	px.Set(faultproxy.Reset())
+	res, err := c.cs.CallTool(tctx(t), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "solo"}})
+	id, uri := queueAnswer(t, "the local user's call", res, err)
+	if err := c.cs.Subscribe(tctx(t), &mcp.SubscribeParams{URI: uri}); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := apiDo(t, http.MethodGet, p.URL+"/api/queue/"+id, "", ""); code != 200 || !strings.Contains(string(body), `"uri":"`+uri+`"`) {
+		t.Errorf("GET /api/queue/%s: %d %s", id, code, body)
+	}
+	if code, body := apiDo(t, http.MethodGet, p.URL+"/api/queue", "", ""); code != 200 || !strings.Contains(string(body), id) {
+		t.Errorf("GET /api/queue: %d %s", code, body)
+	}
+	qh, _ := p.readyz(t)["queue"].(map[string]any)
+	if qh["open"] != true {
+		t.Errorf("/readyz queue: %v", qh)
+	}
+	px.Set(faultproxy.Pass())
+	waitFor(t, 60*time.Second, "the update of the subscribed entry", func() bool {
+		us := c.updates()
+		return len(us) == 1 && us[0] == uri
+	})
+	rr, err := c.cs.ReadResource(tctx(t), &mcp.ReadResourceParams{URI: uri})
+	if err != nil || !strings.Contains(rr.Contents[0].Text, `"state":"done"`) || !strings.Contains(rr.Contents[0].Text, "Echo: solo") {
+		t.Errorf("the resource after delivery: %+v, %v", rr, err)
 	}
 }

@@ -168,7 +168,10 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("upstream")
-		u, ok := g.Upstream(name)
+		// A configured upstream, whether or not a connection serves it now
+		// (an upstream with targets has none while no target is
+		// connected); never a target's connection name.
+		ok := g.configured(name)
 		if ok && g.security != nil && !g.security.Allowed(principal.From(r.Context()), name, "upstream", "") {
 			ok = false // another tenant's upstream does not exist for this caller
 		}
@@ -177,10 +180,13 @@ func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
 			return
 		}
 		if g.PerUpstream(name) == nil {
-			st := u.Status()
+			msg := fmt.Sprintf("upstream %q is not ready yet: none of its targets is connected", name)
+			if u, ok := g.Upstream(name); ok {
+				st := u.Status()
+				msg = fmt.Sprintf("upstream %q is not ready yet (state %s): %s", name, st.State, st.LastError)
+			}
 			w.Header().Set("Retry-After", "1")
-			g.reject(w, r, http.StatusServiceUnavailable, "upstream_not_ready", CodeUpstreamUnavailable,
-				fmt.Sprintf("upstream %q is not ready yet (state %s): %s", name, st.State, st.LastError))
+			g.reject(w, r, http.StatusServiceUnavailable, "upstream_not_ready", CodeUpstreamUnavailable, msg)
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -5,12 +5,22 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -125,3 +135,77 @@ locality = "remote"
 	}
 }
 
+// TestRoutingPerUpstreamWhileNoTargetConnected: /mcp/<name> of an upstream
+// with targets, none of them connected, still exists. With its catalog
+// kept (here: restored from a saved catalog at start) it serves that
+// catalog, as /mcp/<name> of an upstream without targets does; it used to
+// answer 404 "no upstream named ... is configured", because the lookup
+// found no connected target.
+func TestRoutingPerUpstreamWhileNoTargetConnected(t *testing.T) {
+	dir := t.TempDir()
+	saved, _ := json.Marshal(savedCatalog{Version: savedCatalogVersion, Upstream: "rec", Init: &mcp.InitializeResult{ProtocolVersion: "2025-11-25",
+		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}, ServerInfo: &mcp.Implementation{Name: "records", Version: "1"}},
+		Tools: []*mcp.Tool{{Name: "records", InputSchema: map[string]any{"type": "object"}}}})
+	if err := os.WriteFile(filepath.Join(dir, "rec.json"), saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("t.toml", []byte(`
+[[upstreams]]
+name = "rec"
+keep_catalog = true
+[[upstreams.targets]]
+url = "http://127.0.0.1:1/mcp"
+[[upstreams.targets]]
+url = "http://127.0.0.1:2/mcp"
+locality = "remote"
+[[upstreams]]
+name = "gone"
+[[upstreams.targets]]
+url = "http://127.0.0.1:3/mcp"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	g.SetCatalogDir(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g.Start(ctx)
+	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		g.CloseSessions(context.Background())
+		srv.Close()
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		g.Stop(stop)
+	})
+	g.WaitAttempted(ctx, 20*time.Second)
+
+	cs := reviewClient(t, srv.URL+"/mcp/rec", nil, "")
+	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer lcancel()
+	res, err := cs.ListTools(lctx, nil)
+	if err != nil || len(res.Tools) != 1 || res.Tools[0].Name != "records" {
+		t.Fatalf("/mcp/rec tools: %+v %v", res, err)
+	}
+	_, err = cs.CallTool(lctx, &mcp.CallToolParams{Name: "records", Arguments: map[string]any{}})
+	var werr *jsonrpc.Error
+	if !errors.As(err, &werr) || werr.Code != CodeUpstreamUnavailable {
+		t.Errorf("call while no target is connected: %v, want code %d", err, CodeUpstreamUnavailable)
+	}
+
+	// An upstream with targets that never connected is not ready (503),
+	// not unknown; a target's connection name is not an upstream.
+	for path, want := range map[string]int{"/mcp/gone": http.StatusServiceUnavailable, "/mcp/rec@local": http.StatusNotFound, "/mcp/nope": http.StatusNotFound} {
+		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST %s: %d %s, want %d", path, resp.StatusCode, body, want)
+		}
+	}
+}

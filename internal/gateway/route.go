@@ -80,6 +80,15 @@ func (g *Gateway) routeOf(u *upstream.Upstream) *group {
 	return g.groups[groupName(u)]
 }
 
+// configured reports whether name is a configured upstream (or a
+// built-in), with or without targets; a target's connection name
+// ("search@cloud") is not one.
+func (g *Gateway) configured(name string) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.groups[name] != nil
+}
+
 // lookupLocked resolves a configured upstream name to the connection that
 // serves its catalog: the upstream itself, or for an upstream with targets
 // the target whose catalog is registered (nil while none is connected).

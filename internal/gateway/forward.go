@@ -522,15 +522,19 @@ func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRe
 	}
 	p.Ref = &ref
 	p.Meta = withProgress(p.Meta, "")
-	ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", "", nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	res, _, err := attempt(g, ctx, c, cs, func(ctx context.Context, cs *mcp.ClientSession, _ string) (*mcp.CompleteResult, bool, error) {
-		res, err := cs.Complete(ctx, &p)
-		return res, false, err
-	}, nil)
-	return res, g.end(ctx, c, false, err)
+	// Routed like a read: what the user is typing is the call's data, so
+	// local-only rules hold for it.
+	return routed(g, ctx, u, req, "completion/complete", "", "", func(ctx context.Context, u *upstream.Upstream) (*mcp.CompleteResult, error) {
+		ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", "", nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		res, _, err := attempt(g, ctx, c, cs, func(ctx context.Context, cs *mcp.ClientSession, _ string) (*mcp.CompleteResult, bool, error) {
+			res, err := cs.Complete(ctx, &p)
+			return res, false, err
+		}, nil)
+		return res, g.end(ctx, c, false, err)
+	})
 }
 
 // refOwner is the upstream a completion/complete resource reference goes

@@ -209,3 +209,69 @@ url = "http://127.0.0.1:3/mcp"
 		}
 	}
 }
+
+// TestRoutingCompletionKeepsLocalOnly: completion/complete carries what the
+// user is typing into a prompt's arguments; for a local-only upstream it
+// must not go to a remote target. It went to the target whose catalog is
+// offered, here the remote one, listed first.
+func TestRoutingCompletionKeepsLocalOnly(t *testing.T) {
+	var cloudCalls, localCalls atomic.Int32
+	upstreamFor := func(calls *atomic.Int32) string {
+		return hostileUpstreamFunc(t, func(method string) (string, bool) {
+			switch method {
+			case "initialize":
+				return `{"protocolVersion":"2025-11-25","capabilities":{"prompts":{},"completions":{}},"serverInfo":{"name":"records","version":"1"}}`, true
+			case "prompts/list":
+				return `{"prompts":[{"name":"patient","arguments":[{"name":"id"}]}]}`, true
+			case "completion/complete":
+				calls.Add(1)
+				return `{"completion":{"values":["p-1"]}}`, true
+			}
+			return "", false
+		})
+	}
+	cloud, local := upstreamFor(&cloudCalls), upstreamFor(&localCalls)
+	g, gw := reviewGateway(t, fmt.Sprintf(`
+[[upstreams]]
+name = "rec"
+local_only = ["*"]
+[[upstreams.targets]]
+name = "cloud"
+url = %q
+locality = "remote"
+[[upstreams.targets]]
+name = "local"
+url = %q
+`, cloud, local))
+	if !reviewWait(t, "both targets connected", 20*time.Second, func() bool {
+		n := 0
+		for _, s := range g.Statuses() {
+			if s.State == upstream.StateReady {
+				n++
+			}
+		}
+		return n == 2
+	}) {
+		t.Fatalf("targets not ready: %+v", g.Statuses())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, path := range []string{"/mcp", "/mcp/rec"} {
+		cs := reviewClient(t, gw+path, nil, "")
+		name := "rec__patient"
+		if path != "/mcp" {
+			name = "patient"
+		}
+		res, err := cs.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/prompt", Name: name},
+			Argument: mcp.CompleteParamsArgument{Name: "id", Value: "confidential-"}})
+		if err != nil || res == nil || len(res.Completion.Values) != 1 {
+			t.Errorf("%s: complete: %+v %v", path, res, err)
+		}
+	}
+	if n := cloudCalls.Load(); n != 0 {
+		t.Errorf("the remote target received %d completions of a local-only upstream", n)
+	}
+	if n := localCalls.Load(); n != 2 {
+		t.Errorf("the local target received %d completions, want 2", n)
+	}
+}

@@ -224,6 +224,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 			levels[name] = l
 		}
 		delete(g.upstreams, name)
+		g.routeMetrics.latency.DeleteLabelValues(name) // its average goes with its edge
 		g.unregisterLocked(name)
 		if _, stays := groups[name]; !ok && !stays {
 			// A changed upstream keeps its /mcp/<name> server, so clients

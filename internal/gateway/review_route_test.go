@@ -275,3 +275,79 @@ url = %q
 		t.Errorf("the local target received %d completions, want 2", n)
 	}
 }
+
+// TestRoutingMetricsOfRemovedTargets: a reload that removes a target, or
+// an upstream with targets, removes their routing series too, as
+// mcpedge_upstream_state does: a removed target's latency average stayed
+// on /metrics with its last value.
+func TestRoutingMetricsOfRemovedTargets(t *testing.T) {
+	parse := func(toml string) *config.Config {
+		cfg, err := config.Parse("t.toml", []byte(toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	both := parse(`
+[[upstreams]]
+name = "ev"
+[[upstreams.targets]]
+url = "http://127.0.0.1:1/mcp"
+[[upstreams.targets]]
+url = "http://127.0.0.1:2/mcp"
+locality = "remote"
+[[upstreams]]
+name = "other"
+[[upstreams.targets]]
+url = "http://127.0.0.1:3/mcp"
+[[upstreams.targets]]
+url = "http://127.0.0.1:4/mcp"
+locality = "remote"
+`)
+	m := telemetry.NewMetrics()
+	g := New(both, slog.New(slog.DiscardHandler), m)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g.Start(ctx)
+	defer func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		g.Stop(stop)
+	}()
+	for _, c := range []string{"ev@local", "ev@remote", "other@local", "other@remote"} {
+		g.routeMetrics.latency.WithLabelValues(c).Set(0.01)
+	}
+	g.routeMetrics.decisions.WithLabelValues("other", "local", factorPriority).Inc()
+	g.routeMetrics.fallbacks.WithLabelValues("other", "local", "remote").Inc()
+	g.routeMetrics.refusals.WithLabelValues("other").Inc()
+
+	g.Apply(ctx, parse(`
+[[upstreams]]
+name = "ev"
+[[upstreams.targets]]
+url = "http://127.0.0.1:1/mcp"
+`))
+	series := map[string]bool{}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "upstream" {
+					series[mf.GetName()+"/"+l.GetValue()] = true
+				}
+			}
+		}
+	}
+	if !series["mcpedge_upstream_latency_ema_seconds/ev@local"] {
+		t.Error("the kept target's latency average is gone")
+	}
+	for _, s := range []string{"mcpedge_upstream_latency_ema_seconds/ev@remote", "mcpedge_upstream_latency_ema_seconds/other@local",
+		"mcpedge_route_decisions_total/other", "mcpedge_route_fallbacks_total/other", "mcpedge_route_refusals_total/other"} {
+		if series[s] {
+			t.Errorf("%s still exported after its removal", s)
+		}
+	}
+}

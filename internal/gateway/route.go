@@ -699,6 +699,9 @@ func (g *Gateway) applyGroupsLocked(want map[string]config.Upstream) {
 		}
 		g.unregisterLocked(name)
 		g.lastChoice.Delete(name)
+		for _, v := range []*prometheus.CounterVec{g.routeMetrics.decisions, g.routeMetrics.fallbacks, g.routeMetrics.refusals} {
+			v.DeletePartialMatch(prometheus.Labels{"upstream": name})
+		}
 		if len(gr.cfg.Targets) > 0 {
 			if per := g.per[name]; per != nil {
 				go closeAll(context.Background(), per)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -409,6 +410,13 @@ func TestQueueDisabled(t *testing.T) {
 	if toolNames(t, connect(t, p.URL+"/mcp"))["mcpedge__queue_result"] {
 		t.Error("mcpedge__queue_result offered without a queue")
 	}
+	// Changing [queue] while serving: the reload says a restart is needed.
+	if err := os.WriteFile(cfgPath, []byte("[queue]\nenabled = true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the reload's restart warning", func() bool {
+		return strings.Contains(p.stderr.String(), "[queue] changed; restart to apply them")
+	})
 
 	bad := writeConfig(t, "[queue]\nmax_entries = 0\ntenant_max_bytes = 1\nkeep_done = \"forever\"\n")
 	out, err := cliErr(nil, "config", "check", "--config", bad)

@@ -64,3 +64,50 @@ func TestStatsAndExactTenant(t *testing.T) {
 		t.Fatalf("list of t1: %+v, %v", theirs, err)
 	}
 }
+
+// BenchmarkStats measures the grouped query behind the queue's metrics and
+// readiness on a queue holding 100,000 entries (the default bound) over 8
+// targets, some delivered.
+func BenchmarkStats(b *testing.B) {
+	q := openQueue(b, b.TempDir(), unbounded())
+	ctx := b.Context()
+	const n = 100_000
+	sem := make(chan struct{}, 64)
+	errs := make(chan error, 64)
+	for i := range n {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			if _, err := q.Enqueue(ctx, Entry{Tenant: "t", Target: "up" + string(rune('0'+i%8)), Tool: "read", Arguments: benchArgs}); err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}()
+	}
+	for range cap(sem) {
+		sem <- struct{}{}
+	}
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+	for range 100 {
+		e, err := q.Next(ctx, "up0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := q.Complete(ctx, e.ID, json.RawMessage(`{}`)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		st, err := q.Stats(ctx)
+		if err != nil || st.Total.Entries != n {
+			b.Fatalf("%+v, %v", st.Total, err)
+		}
+	}
+}

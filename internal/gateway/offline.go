@@ -70,6 +70,11 @@ type catalogStore struct {
 	restoring bool // set (under g.mu) while a saved catalog is registered: not saved again
 	mu        sync.Mutex
 	last      map[string][32]byte // upstream -> hash of the last file written
+	// pending is the newest catalog of each upstream not written yet.
+	// Writers run on goroutines that may start in any order: each writes
+	// whatever is newest, so an older catalog never overwrites a newer one.
+	pmu     sync.Mutex
+	pending map[string][]byte
 }
 
 // SetCatalogDir turns saved catalogs on (dir) or off (""). Call it before
@@ -81,7 +86,7 @@ func (g *Gateway) SetCatalogDir(dir string) {
 		g.catalogs = nil
 		return
 	}
-	g.catalogs = &catalogStore{dir: dir, last: map[string][32]byte{}}
+	g.catalogs = &catalogStore{dir: dir, last: map[string][32]byte{}, pending: map[string][]byte{}}
 }
 
 // catalogRegisteredLocked saves the catalog just registered for name when
@@ -98,14 +103,27 @@ func (g *Gateway) catalogRegisteredLocked(name string, cat *upstream.Catalog) {
 		g.log.Warn("saving the catalog", "upstream", name, "err", err)
 		return
 	}
+	cs.pmu.Lock()
+	cs.pending[name] = b
+	cs.pmu.Unlock()
 	go func() {
-		if err := cs.save(name, b); err != nil {
+		if err := cs.save(name); err != nil {
 			g.log.Warn("saving the catalog", "upstream", name, "err", err)
 		}
 	}()
 }
 
-func (cs *catalogStore) save(name string, b []byte) error {
+// save writes the newest pending catalog of upstream name, if any.
+func (cs *catalogStore) save(name string) error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.pmu.Lock()
+	b, ok := cs.pending[name]
+	delete(cs.pending, name)
+	cs.pmu.Unlock()
+	if !ok {
+		return nil // a writer that started earlier wrote it
+	}
 	// The hash leaves out the time of saving, so an unchanged catalog is
 	// not written again on every reconnect.
 	var s savedCatalog
@@ -113,8 +131,6 @@ func (cs *catalogStore) save(name string, b []byte) error {
 	s.Saved = time.Time{}
 	plain, _ := json.Marshal(s)
 	h := sha256.Sum256(plain)
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
 	if cs.last[name] == h {
 		return nil
 	}

@@ -351,3 +351,60 @@ url = "http://127.0.0.1:1/mcp"
 		}
 	}
 }
+
+// TestSavedCatalogLastWins: catalogs registered one after the other are
+// saved in that order, so the file holds the latest. Each save ran on its
+// own goroutine, and goroutines do not start in the order they were
+// created: an older catalog could overwrite a newer one, and a device
+// restarted offline then listed a catalog the upstream no longer had.
+func TestSavedCatalogLastWins(t *testing.T) {
+	cfg, err := config.Parse("t.toml", []byte(`
+[[upstreams]]
+name = "ev"
+keep_catalog = true
+url = "http://127.0.0.1:1/mcp"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	dir := t.TempDir()
+	g.SetCatalogDir(dir)
+	g.mu.Lock()
+	g.groups["ev"] = &group{cfg: cfg.Upstreams[0]}
+	g.mu.Unlock()
+	catalog := func(tool string) *upstream.Catalog {
+		return &upstream.Catalog{Init: &mcp.InitializeResult{ProtocolVersion: "2025-11-25"},
+			Tools: []*mcp.Tool{{Name: tool, InputSchema: map[string]any{"type": "object"}}}}
+	}
+	for i := range 20 {
+		g.mu.Lock()
+		for j := range 5 {
+			g.catalogRegisteredLocked("ev", catalog(fmt.Sprintf("t%d-%d", i, j)))
+		}
+		g.mu.Unlock()
+		want := fmt.Sprintf("t%d-4", i)
+		var got string
+		reviewWait(t, "saved", 5*time.Second, func() bool {
+			b, err := os.ReadFile(filepath.Join(dir, "ev.json"))
+			if err != nil {
+				return false
+			}
+			cat, err := decodeSavedCatalog(b, "ev")
+			if err != nil || len(cat.Tools) != 1 {
+				return false
+			}
+			got = cat.Tools[0].Name
+			return got == want
+		})
+		time.Sleep(50 * time.Millisecond) // any save still running finishes
+		b, _ := os.ReadFile(filepath.Join(dir, "ev.json"))
+		if cat, err := decodeSavedCatalog(b, "ev"); err != nil || cat.Tools[0].Name != want {
+			t.Fatalf("round %d: saved %s (%v), want %s", i, got, err, want)
+		}
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("files left in the catalog directory: %v", entries)
+	}
+}

@@ -124,6 +124,11 @@ func (g *Gateway) deferrable(u *upstream.Upstream, tool string, meta mcp.Meta) b
 	if v, ok := meta[MetaDefer].(bool); ok {
 		return v
 	}
+	// The configured upstream's settings: u may be a target a reload
+	// removed, whose handlers a kept catalog still lists.
+	if gr := g.routeOf(u); gr != nil {
+		return gr.cfg.IsDeferrable(tool)
+	}
 	return g.edgeOf(u).cfg.IsDeferrable(tool)
 }
 

@@ -408,3 +408,70 @@ url = "http://127.0.0.1:1/mcp"
 		t.Errorf("files left in the catalog directory: %v", entries)
 	}
 }
+
+// TestRoutingKeptCatalogQueuesAfterReload: while no target is connected
+// and the catalog is kept, a reload that renames the targets keeps the
+// catalog listed, and a deferrable tool's call is still queued. The kept
+// catalog's handlers belong to the old target, whose settings the reload
+// removed, so the call was not recognised as deferrable and failed.
+func TestRoutingKeptCatalogQueuesAfterReload(t *testing.T) {
+	dir := t.TempDir()
+	saved, _ := json.Marshal(savedCatalog{Version: savedCatalogVersion, Upstream: "rec", Init: &mcp.InitializeResult{ProtocolVersion: "2025-11-25",
+		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}}, ServerInfo: &mcp.Implementation{Name: "records", Version: "1"}},
+		Tools: []*mcp.Tool{{Name: "records", InputSchema: map[string]any{"type": "object"}}}})
+	if err := os.WriteFile(filepath.Join(dir, "rec.json"), saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parse := func(toml string) *config.Config {
+		cfg, err := config.Parse("t.toml", []byte(toml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	cfg := parse(`
+[[upstreams]]
+name = "rec"
+deferrable = ["records"]
+[[upstreams.targets]]
+name = "a"
+url = "http://127.0.0.1:1/mcp"
+`)
+	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	g.SetCatalogDir(dir)
+	fd := &fakeDeferrer{}
+	g.SetDeferrer(fd)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g.Start(ctx)
+	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
+	t.Cleanup(func() {
+		srv.CloseClientConnections()
+		g.CloseSessions(context.Background())
+		srv.Close()
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		g.Stop(stop)
+	})
+	g.WaitAttempted(ctx, 20*time.Second)
+	g.Apply(ctx, parse(`
+[[upstreams]]
+name = "rec"
+deferrable = ["records"]
+[[upstreams.targets]]
+name = "b"
+url = "http://127.0.0.1:2/mcp"
+`))
+	g.WaitAttempted(ctx, 20*time.Second)
+
+	cs := reviewClient(t, srv.URL+"/mcp", nil, "")
+	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
+	defer ccancel()
+	res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "rec__records", Arguments: map[string]any{"x": 1}})
+	if err != nil || res.IsError {
+		t.Fatalf("call while offline after a reload: %+v %v, want a queued answer", res, err)
+	}
+	if fd.count() != 1 || fd.calls[0].upstream != "rec" || fd.calls[0].tool != "records" {
+		t.Errorf("queued %+v, want one call of rec's records", fd.calls)
+	}
+}

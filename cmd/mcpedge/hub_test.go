@@ -247,6 +247,24 @@ func TestHubEnrollmentRefusals(t *testing.T) {
 	if st, _, _ := rawInit(t, base+"/mcp", testAdminKey, nil); st != http.StatusOK {
 		t.Errorf("the hub after the hostile requests: %d", st)
 	}
+
+	// Removing the device: its credential stops working at once, and it
+	// cannot enroll again without a new token.
+	if code, b := apiDo(t, http.MethodDelete, base+hub.PathDevices+"/"+d.id, sr2.Token, ""); code != 403 {
+		t.Errorf("a device removes itself: %d %s", code, b)
+	}
+	if code, b := apiDo(t, http.MethodDelete, base+hub.PathDevices+"/"+d.id, testAdminKey, ""); code != 204 {
+		t.Fatalf("removing the device: %d %s", code, b)
+	}
+	if code, _ := apiDo(t, http.MethodGet, base+hub.PathDevices+"/"+d.id, testAdminKey, ""); code != 404 {
+		t.Errorf("a removed device: %d", code)
+	}
+	if st, _, _ := rawInit(t, base+"/mcp", sr2.Token, nil); st != http.StatusUnauthorized {
+		t.Errorf("a removed device's credential: %d", st)
+	}
+	if code, b := apiDo(t, http.MethodPost, base+hub.PathEnroll, "", d.enrollBody(t, base, hubNonce(t, base), "", nil)); code != 401 || errCode(b) != "token_required" {
+		t.Errorf("a removed device enrolls without a token: %d %s", code, b)
+	}
 }
 
 // hubMetric reads one series from a Prometheus text exposition.

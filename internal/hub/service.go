@@ -111,6 +111,7 @@ func New(o Options) *Service {
 	s.mux.HandleFunc("POST "+PathTokens, s.createToken)
 	s.mux.HandleFunc("GET "+PathDevices, s.listDevices)
 	s.mux.HandleFunc("GET "+PathDevices+"/{id}", s.getDevice)
+	s.mux.HandleFunc("DELETE "+PathDevices+"/{id}", s.deleteDevice)
 	return s
 }
 
@@ -643,6 +644,38 @@ func (s *Service) getDevice(w http.ResponseWriter, r *http.Request) {
 		v.Metrics = d.Metrics
 	}
 	writeJSON(w, http.StatusOK, v)
+}
+
+// deleteDevice removes a device and revokes its current credential: it
+// can no longer sign in, and enrolling again needs a new enrollment
+// token. Its audit entries stay.
+func (s *Service) deleteDevice(w http.ResponseWriter, r *http.Request) {
+	p := principal.From(r.Context())
+	if !p.Can(principal.RoleAdmin, principal.ScopeAdminWrite) {
+		writeError(w, http.StatusForbidden, "forbidden", "removing devices needs an admin with admin:write")
+		return
+	}
+	id := r.PathValue("id")
+	d, err := s.o.Store.GetDevice(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Operator && d.TenantID != p.TenantID) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q not found", clip(id)))
+		return
+	}
+	if err != nil {
+		s.internal(w, "getting a device", err)
+		return
+	}
+	if err := s.o.Store.DeleteDevice(r.Context(), d.TenantID, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.internal(w, "removing a device", err)
+		return
+	}
+	if d.CredKeyID != "" {
+		if err := s.o.Credentials.RevokeKey(context.WithoutCancel(r.Context()), d.TenantID, d.CredKeyID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			s.o.Log.Warn("revoking a removed device's credential", "device", d.ID, "key", d.CredKeyID, "err", err.Error())
+		}
+	}
+	s.audit(r.Context(), "hub.device.delete", d.TenantID, d.ID, "ok", s.o.ClientIP(r), map[string]any{"name": d.Name})
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // ---- helpers

@@ -209,10 +209,14 @@ func (g *Gateway) cacheOf(u *upstream.Upstream) *responseCache {
 	return g.caches[groupName(u)]
 }
 
-// readOnly reports whether the upstream's catalog marks its tool read-only.
-func readOnly(u *upstream.Upstream, tool string) bool {
-	a := toolAnnotations(u, tool)
-	return a != nil && a.ReadOnlyHint
+// readOnlyIn reports whether cat marks its tool read-only.
+func readOnlyIn(cat *upstream.Catalog, tool string) bool {
+	for _, t := range cat.Tools {
+		if t.Name == tool {
+			return t.Annotations != nil && t.Annotations.ReadOnlyHint
+		}
+	}
+	return false
 }
 
 // toolAnnotations returns the annotations of the upstream's tool (its own
@@ -240,7 +244,7 @@ func cached[R cacheable](g *Gateway, ctx context.Context, u *upstream.Upstream, 
 	if c == nil || bypass {
 		return run(ctx)
 	}
-	ro := method == "tools/call" && c.cfg.ToolTTL(name) > 0 && readOnly(u, name)
+	ro := method == "tools/call" && c.cfg.ToolTTL(name) > 0 && readOnlyIn(g.listedCatalog(u), name)
 	return serve(c, ctx, req, groupName(u), method, name, args, ro, run)
 }
 

@@ -40,6 +40,18 @@ func (g *Gateway) keepOfflineLocked(name string) bool {
 	return true
 }
 
+// listedCatalog is the catalog clients are offered for u's upstream: the
+// live one, or the one kept while the upstream is down (u's own catalog
+// is empty then).
+func (g *Gateway) listedCatalog(u *upstream.Upstream) *upstream.Catalog {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if r := g.regs[groupName(u)]; r != nil && r.catalog != nil {
+		return r.catalog
+	}
+	return u.Catalog()
+}
+
 // Saved catalogs: with a catalog directory (SetCatalogDir; `mcpedge
 // serve` uses <data_dir>/catalogs), the catalog of every upstream that
 // keeps its catalog is saved whenever it is registered, and at start an

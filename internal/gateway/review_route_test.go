@@ -475,3 +475,81 @@ url = "http://127.0.0.1:2/mcp"
 		t.Errorf("queued %+v, want one call of rec's records", fd.calls)
 	}
 }
+
+// TestMain lets this test binary be a stdio MCP server for the tests that
+// need an upstream they can kill (MCPEDGE_TEST_STDIO_SERVER set): one
+// read-only tool, "lookup". It refuses to start while the file named by
+// MCPEDGE_TEST_STDIO_DEAD exists, so a killed server stays down.
+func TestMain(m *testing.M) {
+	if os.Getenv("MCPEDGE_TEST_STDIO_SERVER") == "" {
+		os.Exit(m.Run())
+	}
+	if _, err := os.Stat(os.Getenv("MCPEDGE_TEST_STDIO_DEAD")); err == nil {
+		os.Exit(3)
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "stdio-test", Version: "1"}, nil)
+	var n atomic.Int32
+	s.AddTool(&mcp.Tool{Name: "lookup", InputSchema: json.RawMessage(`{"type":"object"}`), Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("answer %d", n.Add(1))}}}, nil
+		})
+	_ = s.Run(context.Background(), &mcp.StdioTransport{})
+	os.Exit(0)
+}
+
+// TestKeptCatalogAnswersFromCache: while an upstream's connection is lost
+// and its catalog kept, a read-only tool's call is answered from the
+// response cache, as docs/edge.md says. The cache asked the live
+// connection's catalog whether the tool is read-only, and that catalog is
+// empty while the connection is lost, so the call failed instead.
+func TestKeptCatalogAnswersFromCache(t *testing.T) {
+	dead := filepath.Join(t.TempDir(), "dead")
+	g, gw := reviewGateway(t, fmt.Sprintf(`
+[[upstreams]]
+name = "kv"
+command = %q
+env = { MCPEDGE_TEST_STDIO_SERVER = "1", MCPEDGE_TEST_STDIO_DEAD = %q }
+[upstreams.cache]
+ttl = "1h"
+serve_stale = true
+`, os.Args[0], dead))
+	u, ok := g.Upstream("kv")
+	if !ok || !reviewWait(t, "ready", 20*time.Second, func() bool { return u.Status().State == upstream.StateReady }) {
+		t.Fatalf("upstream not ready: %+v", g.Statuses())
+	}
+	cs := reviewClient(t, gw+"/mcp", nil, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "kv__lookup", Arguments: map[string]any{"k": "a"}})
+	if err != nil || first.IsError {
+		t.Fatalf("first call: %+v %v", first, err)
+	}
+
+	if err := os.WriteFile(dead, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pid := u.Status().PID
+	p, err := os.FindProcess(pid)
+	if pid == 0 || err != nil {
+		t.Fatalf("no child to kill: pid %d %v", pid, err)
+	}
+	_ = p.Kill()
+	if !reviewWait(t, "catalog kept", 20*time.Second, func() bool {
+		for _, s := range g.Statuses() {
+			if s.Name == "kv" && s.CatalogKept {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("catalog not kept: %+v", g.Statuses())
+	}
+	again, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "kv__lookup", Arguments: map[string]any{"k": "a"}})
+	if err != nil || again.IsError {
+		t.Fatalf("call while the connection is lost: %+v %v, want the cached answer", again, err)
+	}
+	a, b := first.Content[0].(*mcp.TextContent).Text, again.Content[0].(*mcp.TextContent).Text
+	if a != b {
+		t.Errorf("answered %q, want the cached %q", b, a)
+	}
+}

@@ -523,6 +523,9 @@ func TestHubEdgeEndToEnd(t *testing.T) {
 		return goroutinesAfter <= goroutinesBefore+5
 	})
 	t.Logf("edge goroutines: %v before the hub went away, %v after two restarts", goroutinesBefore, goroutinesAfter)
+	em := scrape(t, ep)
+	posts, sent := hubMetric(t, em, `mcpedge_hub_telemetry_posts_total{outcome="ok"}`), hubMetric(t, em, "mcpedge_hub_telemetry_sent_bytes_total")
+	t.Logf("telemetry: %v posts accepted, %v compressed bytes (%.0f per post), %d snapshot series, %d audit entries on the hub", posts, sent, sent/posts, len(getDevice(t, hubURL, dev.ID).Metrics.Series), len(seqs))
 	if kidsAfter := children(ep.cmd.Process.Pid); strings.Join(kidsAfter, ",") != strings.Join(kidsBefore, ",") {
 		t.Errorf("edge children: %v before, %v after", kidsBefore, kidsAfter)
 	}

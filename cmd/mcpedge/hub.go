@@ -180,8 +180,11 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return usageError{errors.New("hub token create: --uses must be 1 to 100000 and --ttl greater than 0 and at most a year")}
 	}
 	t, err := st.GetTenantByName(ctx, *tenant)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("tenant %q does not exist: create it first (mcpedge tenant create %s)", *tenant, *tenant)
+	}
 	if err != nil {
-		return fmt.Errorf("tenant %q: %w", *tenant, err)
+		return err
 	}
 	tok, err := hub.CreateToken(ctx, st, t.ID, *tokName, *uses, *ttl, time.Now())
 	if err != nil {

@@ -612,3 +612,47 @@ func TestHubTPMEnrollment(t *testing.T) {
 		return d.LastContact.After(before) && d.Attested
 	})
 }
+
+// TestHubCLI: the hub commands' usage errors and JSON output, without a
+// running gateway (they work on the store directly).
+func TestHubCLI(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, "")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"hub"}, "give a subcommand"},
+		{[]string{"hub", "token"}, "give a subcommand"},
+		{[]string{"hub", "token", "create", "--config", cfgPath}, "--tenant NAME is required"},
+		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "nope"}, `tenant "nope" does not exist`},
+		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "acme", "--uses", "0"}, "--uses must be 1 to 100000"},
+		{[]string{"hub", "devices", "--config", cfgPath, "extra"}, "unexpected argument"},
+	} {
+		out, err := cliErr(env, c.args...)
+		if err == nil || !strings.Contains(out, c.want) {
+			t.Errorf("mcpedge %s: %v\n%s\nwant an error saying %q", strings.Join(c.args, " "), err, out, c.want)
+		}
+	}
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath)
+	if out := cli(t, env, "hub", "devices", "--config", cfgPath); !strings.Contains(out, "no devices enrolled") {
+		t.Errorf("hub devices on a fresh store: %s", out)
+	}
+	if out := strings.TrimSpace(cli(t, env, "hub", "devices", "--json", "--config", cfgPath)); out != "[]" {
+		t.Errorf("hub devices --json on a fresh store: %s", out)
+	}
+	out := cli(t, env, "hub", "token", "create", "--json", "--config", cfgPath, "--tenant", "acme", "--uses", "3", "--ttl", "2h", "--name", "line 3")
+	var tok struct {
+		Token string    `json:"token"`
+		Uses  int       `json:"uses"`
+		Name  string    `json:"name"`
+		Exp   time.Time `json:"expires_at"`
+	}
+	if err := json.Unmarshal([]byte(out), &tok); err != nil || !strings.HasPrefix(tok.Token, hub.EnrollTokenPrefix) || tok.Uses != 3 || tok.Name != "line 3" || time.Until(tok.Exp) < time.Hour {
+		t.Errorf("hub token create --json: %v %s", err, out)
+	}
+	// The token's creation is audited (actor cli).
+	if out := cli(t, env, "audit", "export", "--config", cfgPath); !strings.Contains(out, `"hub.token.create"`) {
+		t.Errorf("no hub.token.create in the audit log:\n%s", out)
+	}
+}

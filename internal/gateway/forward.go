@@ -441,24 +441,31 @@ func listed(cat *upstream.Catalog, uri string) bool {
 // that upstream; on /mcp the owner of the exact URI, else of the first
 // template that matches it in the order the SDK server tries them (sorted
 // by template string). It must agree with the SDK's dispatch of
-// resources/read exactly: authorization asks ownerOf, and a different
-// answer would check one upstream and read from another.
+// resources/read exactly: authorization asks the same lookup (uriOwner),
+// and a different answer would check one upstream and read from another.
 func (g *Gateway) ownerOf(only, uri string) *upstream.Upstream {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
+	return g.lookupLocked(g.ownerNameLocked(only, uri))
+}
+
+// ownerNameLocked is ownerOf's answer as the configured upstream's name,
+// also while no connection serves it (an upstream with targets, none
+// connected, whose catalog is kept). g.mu must be held.
+func (g *Gateway) ownerNameLocked(only, uri string) string {
 	if only != "" {
-		return g.lookupLocked(only)
+		return only
 	}
 	if name, ok := g.resources[uri]; ok {
-		return g.lookupLocked(name)
+		return name
 	}
 	for _, t := range slices.Sorted(maps.Keys(g.templates)) {
 		tmpl, err := uritemplate.New(t)
 		if err == nil && tmpl.Regexp().MatchString(uri) {
-			return g.lookupLocked(g.templates[t])
+			return g.templates[t]
 		}
 	}
-	return nil
+	return ""
 }
 
 func checkTemplate(t string) error {

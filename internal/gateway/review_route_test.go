@@ -553,3 +553,48 @@ serve_stale = true
 		t.Errorf("answered %q, want the cached %q", b, a)
 	}
 }
+
+// TestKeptCatalogResourceOwner: while an upstream with targets has no
+// target connected and its catalog is kept, the owner of its listed
+// resources is still that upstream — the name authorization checks in
+// multi-tenant mode. It was "", so every tenant was told the kept
+// resources did not exist, and the response cache could not answer them.
+func TestKeptCatalogResourceOwner(t *testing.T) {
+	dir := t.TempDir()
+	saved, _ := json.Marshal(savedCatalog{Version: savedCatalogVersion, Upstream: "rec", Init: &mcp.InitializeResult{ProtocolVersion: "2025-11-25",
+		Capabilities: &mcp.ServerCapabilities{Resources: &mcp.ResourceCapabilities{}}, ServerInfo: &mcp.Implementation{Name: "records", Version: "1"}},
+		Resources: []*mcp.Resource{{URI: "rec://index", Name: "index"}},
+		Templates: []*mcp.ResourceTemplate{{URITemplate: "rec://patients/{id}", Name: "patient"}}})
+	if err := os.WriteFile(filepath.Join(dir, "rec.json"), saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("t.toml", []byte(`
+[[upstreams]]
+name = "rec"
+keep_catalog = true
+[[upstreams.targets]]
+url = "http://127.0.0.1:1/mcp"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	g.SetCatalogDir(dir)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	g.Start(ctx)
+	defer func() {
+		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
+		defer c()
+		g.Stop(stop)
+	}()
+	g.WaitAttempted(ctx, 20*time.Second)
+	for _, tt := range []struct{ only, uri string }{{"", "rec://index"}, {"", "rec://patients/7"}, {"rec", "rec://index"}} {
+		if got := g.uriOwner(tt.only, tt.uri); got != "rec" {
+			t.Errorf("uriOwner(%q, %q) = %q, want rec", tt.only, tt.uri, got)
+		}
+	}
+	if got := g.uriOwner("", "other://x"); got != "" {
+		t.Errorf("owner of an unlisted URI: %q", got)
+	}
+}

@@ -548,10 +548,9 @@ func (g *Gateway) uriOwner(only, uri string) string {
 	if only == "" && g.deferrer != nil && strings.HasPrefix(uri, QueueURIPrefix) {
 		return "mcpedge"
 	}
-	if u := g.ownerOf(only, uri); u != nil {
-		return groupName(u)
-	}
-	return ""
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.ownerNameLocked(only, uri)
 }
 
 // builtinMeta returns the _meta for a call to a built-in server: the

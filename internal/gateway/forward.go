@@ -577,6 +577,10 @@ func (g *Gateway) subscribe(ctx context.Context, only string, req *mcp.Subscribe
 	if u == nil {
 		return mcp.ResourceNotFoundError(uri)
 	}
+	u, err := g.subscriptionTarget(ctx, u, req)
+	if err != nil {
+		return err
+	}
 	key := u.Name() + "\x00" + uri
 	g.subs.mu.Lock()
 	if g.subs.count == nil {
@@ -623,6 +627,10 @@ func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.Unsubsc
 	u := g.ownerOf(only, uri)
 	if u == nil {
 		return mcp.ResourceNotFoundError(uri)
+	}
+	u, err := g.subscriptionTarget(ctx, u, req)
+	if err != nil {
+		return err
 	}
 	key := u.Name() + "\x00" + uri
 	g.subs.mu.Lock()

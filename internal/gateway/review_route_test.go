@@ -598,3 +598,68 @@ url = "http://127.0.0.1:1/mcp"
 		t.Errorf("owner of an unlisted URI: %q", got)
 	}
 }
+
+// TestRoutingSubscriptionKeepsLocalOnly: a subscription to a local-only
+// upstream's resource names the resource (a URI a template may fill with
+// the caller's data) and must not reach a remote target. It went to the
+// target whose catalog is offered, here the remote one, listed first.
+func TestRoutingSubscriptionKeepsLocalOnly(t *testing.T) {
+	var cloudSubs, localSubs atomic.Int32
+	upstreamFor := func(subs *atomic.Int32) string {
+		return hostileUpstreamFunc(t, func(method string) (string, bool) {
+			switch method {
+			case "initialize":
+				return `{"protocolVersion":"2025-11-25","capabilities":{"resources":{"subscribe":true}},"serverInfo":{"name":"records","version":"1"}}`, true
+			case "resources/list":
+				return `{"resources":[{"uri":"rec://index","name":"index"}]}`, true
+			case "resources/templates/list":
+				return `{"resourceTemplates":[]}`, true
+			case "resources/subscribe", "resources/unsubscribe":
+				subs.Add(1)
+				return `{}`, true
+			}
+			return "", false
+		})
+	}
+	cloud, local := upstreamFor(&cloudSubs), upstreamFor(&localSubs)
+	g, gw := reviewGateway(t, fmt.Sprintf(`
+[[upstreams]]
+name = "rec"
+local_only = ["*"]
+[[upstreams.targets]]
+name = "cloud"
+url = %q
+locality = "remote"
+[[upstreams.targets]]
+name = "local"
+url = %q
+`, cloud, local))
+	if !reviewWait(t, "both targets connected", 20*time.Second, func() bool {
+		n := 0
+		for _, s := range g.Statuses() {
+			if s.State == upstream.StateReady {
+				n++
+			}
+		}
+		return n == 2
+	}) {
+		t.Fatalf("targets not ready: %+v", g.Statuses())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, path := range []string{"/mcp", "/mcp/rec"} {
+		cs := reviewClient(t, gw+path, nil, "2025-11-25")
+		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "rec://index"}); err != nil {
+			t.Fatalf("%s: subscribe: %v", path, err)
+		}
+		if err := cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: "rec://index"}); err != nil {
+			t.Fatalf("%s: unsubscribe: %v", path, err)
+		}
+	}
+	if n := cloudSubs.Load(); n != 0 {
+		t.Errorf("the remote target received %d (un)subscriptions of a local-only upstream", n)
+	}
+	if n := localSubs.Load(); n != 4 {
+		t.Errorf("the local target received %d (un)subscriptions, want 4", n)
+	}
+}

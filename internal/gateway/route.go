@@ -134,6 +134,32 @@ func (g *Gateway) refreshGroupLocked(name string) {
 	g.registerLocked(name, src, src.Catalog())
 }
 
+// subscriptionTarget is the connection a resources/subscribe or
+// unsubscribe goes to: u (the group's catalog source), unless the caller's
+// calls to the group are local-only (the whole upstream, or the tenant)
+// and u is remote; then the group's first local target in configuration
+// order — the same one every time, so an unsubscription finds its
+// subscription — or, with none, a refusal: the URI names the caller's
+// data as much as a read of it does.
+func (g *Gateway) subscriptionTarget(ctx context.Context, u *upstream.Upstream, req mcp.Request) (*upstream.Upstream, error) {
+	gr := g.routeOf(u)
+	if gr == nil || u.Config().EffectiveLocality() == config.LocalityLocal {
+		return u, nil
+	}
+	in := g.policyFor(ctx, gr, req, "")
+	if in.localOnly == "" {
+		return u, nil
+	}
+	for _, t := range gr.targets {
+		if t.Config().EffectiveLocality() == config.LocalityLocal {
+			return t, nil
+		}
+	}
+	g.routeMetrics.refusals.WithLabelValues(gr.cfg.Name).Inc()
+	return nil, &jsonrpc.Error{Code: CodeRoutingRefused, Message: "upstream " + gr.cfg.Name + ": " + in.localOnly +
+		", and no target of this upstream runs on the device; the subscription was not sent anywhere"}
+}
+
 // candidate is one target as the policy sees it at the moment of a call.
 type candidate struct {
 	u       *upstream.Upstream

@@ -219,7 +219,7 @@ func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writ
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTENANT\tKIND\tATTESTED\tENROLLED\tLAST CONTACT\tADDRESS")
+	fmt.Fprintln(tw, "ID\tNAME\tTENANT\tKIND\tATTESTED\tENROLLED\tLAST CONTACT\tADDRESS\tQUEUED")
 	for _, d := range views {
 		att := "no"
 		if d.Attested {
@@ -229,7 +229,11 @@ func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writ
 		if !d.LastContact.IsZero() {
 			last = d.LastContact.Format(time.RFC3339) + " (" + time.Since(d.LastContact).Round(time.Second).String() + " ago)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Name, d.TenantName, d.Kind, att, d.EnrolledAt.Format(time.RFC3339), last, d.LastAddr)
+		queued := "-"
+		if d.QueueDepth != nil {
+			queued = fmt.Sprint(*d.QueueDepth)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Name, d.TenantName, d.Kind, att, d.EnrolledAt.Format(time.RFC3339), last, d.LastAddr, queued)
 	}
 	return tw.Flush()
 }

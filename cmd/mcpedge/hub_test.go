@@ -326,6 +326,7 @@ type hubDevice struct {
 	LastAddr    string    `json:"last_addr"`
 	AuditSeq    int64     `json:"audit_seq"`
 	Tenant      string    `json:"tenant"`
+	QueueDepth  *int64    `json:"queue_depth"`
 	Metrics     struct {
 		At     time.Time          `json:"at"`
 		Series map[string]float64 `json:"series"`
@@ -435,7 +436,7 @@ func TestHubEdgeEndToEnd(t *testing.T) {
 		dev = getDevice(t, hubURL, l.Devices[0].ID)
 		return dev.AuditSeq >= 2 && dev.Metrics.Series["go_goroutines"] > 0
 	})
-	if dev.Name != "edge-1" || dev.Kind != "file" || dev.Attested || dev.Tenant != "edges" || time.Since(dev.LastContact) > 30*time.Second || dev.LastAddr != "127.0.0.1" {
+	if dev.Name != "edge-1" || dev.Kind != "file" || dev.Attested || dev.Tenant != "edges" || time.Since(dev.LastContact) > 30*time.Second || dev.LastAddr != "127.0.0.1" || dev.QueueDepth == nil {
 		t.Errorf("device on the hub: %+v", dev)
 	}
 	lsOut := cli(t, hubEnv, "hub", "devices", "--config", hubCfg)

@@ -565,6 +565,21 @@ func CreateToken(ctx context.Context, st store.Devices, tenantID, name string, u
 type DeviceView struct {
 	store.Device
 	TenantName string `json:"tenant"`
+	// QueueDepth is the device's offline queue entries waiting for
+	// delivery, from its newest metrics snapshot (absent before one).
+	QueueDepth *int64 `json:"queue_depth,omitempty"`
+}
+
+// view adds what the device list shows beyond the stored device.
+func view(d store.Device, tenant string) DeviceView {
+	v := DeviceView{Device: d, TenantName: tenant}
+	var m struct {
+		QueueDepth *int64 `json:"queue_depth"`
+	}
+	if len(d.Metrics) > 0 && json.Unmarshal(d.Metrics, &m) == nil {
+		v.QueueDepth = m.QueueDepth
+	}
+	return v
 }
 
 // DeviceDetail is GET /api/devices/{id}: the device and its latest
@@ -617,7 +632,7 @@ func ListDevices(ctx context.Context, st store.Store, tenantID string) ([]Device
 			}
 			names[d.TenantID] = n
 		}
-		views = append(views, DeviceView{Device: d, TenantName: n})
+		views = append(views, view(d, n))
 	}
 	return views, nil
 }
@@ -636,10 +651,11 @@ func (s *Service) getDevice(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, "getting a device", err)
 		return
 	}
-	v := DeviceDetail{DeviceView: DeviceView{Device: *d}}
+	tenant := ""
 	if t, err := s.o.Store.GetTenant(r.Context(), d.TenantID); err == nil {
-		v.TenantName = t.Name
+		tenant = t.Name
 	}
+	v := DeviceDetail{DeviceView: view(*d, tenant)}
 	if len(d.Metrics) > 0 {
 		v.Metrics = d.Metrics
 	}

@@ -273,3 +273,24 @@ func TestLinkHubDown(t *testing.T) {
 }
 
 var _ crypto.Signer = fileKey{}
+
+// FuzzDecodeRefusal: whatever a hub (or something in its place) answers,
+// the edge turns it into an error with a bounded message and never
+// panics.
+func FuzzDecodeRefusal(f *testing.F) {
+	f.Add(401, []byte(`{"error":{"code":"bad_token","message":"the enrollment token is unknown"}}`))
+	f.Add(502, []byte("<html>bad gateway</html>"))
+	f.Add(409, []byte(`{"error":{"code":"conflict"},"audit_seq":-1}`))
+	f.Add(200, []byte{})
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		e := decodeRefusal(status, body)
+		if e == nil || e.code == "" {
+			t.Fatal("no error or no code")
+		}
+		if e.code == "http_"+fmt.Sprint(status) && len(e.msg) > 300 {
+			t.Fatalf("an unparsed answer of %d bytes kept whole", len(e.msg))
+		}
+		_ = e.Error()
+		_ = e.permanent()
+	})
+}

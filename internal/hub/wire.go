@@ -336,8 +336,17 @@ func ParseBatch(raw []byte) (*Batch, error) {
 		if e.Seq != b.AuditFrom+int64(i)+1 {
 			return nil, fmt.Errorf("audit[%d]: seq %d, want %d (entries after audit_from, in order, without gaps)", i, e.Seq, b.AuditFrom+int64(i)+1)
 		}
-		if e.Action == "" || len(e.Action) > 128 || len(e.Actor) > 256 || len(e.Target) > 1024 || len(e.Detail) > 64<<10 {
+		if e.Action == "" || len(e.Action) > 128 || len(e.Actor) > 256 || len(e.ActorKind) > 32 || len(e.TenantID) > 64 ||
+			len(e.Target) > 1024 || len(e.ClientIP) > 64 || len(e.Detail) > 64<<10 {
 			return nil, fmt.Errorf("audit[%d]: action missing or a field too long", i)
+		}
+		switch e.Outcome {
+		case "ok", "denied", "error":
+		default:
+			return nil, fmt.Errorf("audit[%d]: outcome %q, want ok, denied or error", i, e.Outcome)
+		}
+		if e.LatencyUS < 0 {
+			return nil, fmt.Errorf("audit[%d]: negative latency", i)
 		}
 	}
 	return &b, nil

@@ -153,6 +153,8 @@ func TestDecodeTelemetry(t *testing.T) {
 		"before from":  func(b *Batch) { b.AuditFrom = 5 },
 		"no action":    func(b *Batch) { b.Audit[0].Action = "" },
 		"bad device":   func(b *Batch) { b.DeviceID = "x" },
+		"outcome":      func(b *Batch) { b.Audit[0].Outcome = "maybe" },
+		"long ip":      func(b *Batch) { b.Audit[0].ClientIP = strings.Repeat("1", 65) },
 		"negative":     func(b *Batch) { b.DroppedSnapshots = -1 },
 		"many entries": func(b *Batch) { b.Audit = make([]store.AuditEntry, MaxAuditEntries+1) },
 	} {

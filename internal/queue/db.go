@@ -37,7 +37,8 @@ const schemaVersion = 1
 // tenant's entry count and bytes, maintained in the transactions that
 // change entries, so a bound is checked without counting rows.
 // seal_keys is the sealbox key ring: ids, salts, check values and
-// message counts; no key material.
+// message counts; no key material. The indexes of laterIndexes are part
+// of it.
 const schema = `
 CREATE TABLE entries (
 	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -211,8 +212,20 @@ func create(path string) error {
 	return f.Close()
 }
 
-// migrate creates the schema in a new database and refuses one made by a
-// newer mcpedge.
+// laterIndexes were added to schema version 1 after it was released: an
+// older mcpedge ignores them, so they need no new version, and migrate
+// creates them in databases made before them.
+//
+// entries_stats covers Stats (metrics, readiness): its grouped count
+// reads the index instead of the rows, about 5 times faster (16 ms
+// instead of 83 ms for 100,000 entries in BenchmarkStats), for an
+// enqueue cost within the benchmark's noise.
+const laterIndexes = `
+CREATE INDEX IF NOT EXISTS entries_stats ON entries (target, state, created_at);
+`
+
+// migrate creates the schema in a new database (and the later indexes in
+// one made before them), and refuses one made by a newer mcpedge.
 func migrate(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -225,11 +238,14 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	}
 	switch {
 	case v == schemaVersion:
-		return nil
+		if _, err := tx.ExecContext(ctx, laterIndexes); err != nil {
+			return fmt.Errorf("creating indexes: %w", err)
+		}
+		return tx.Commit()
 	case v > schemaVersion:
 		return fmt.Errorf("the queue database has schema version %d, made by a newer mcpedge (this one knows %d)", v, schemaVersion)
 	}
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
+	if _, err := tx.ExecContext(ctx, schema+laterIndexes); err != nil {
 		return fmt.Errorf("creating the schema: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, schemaVersion)); err != nil {

@@ -1,7 +1,10 @@
 package queue
 
 import (
+	"database/sql"
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -109,5 +112,45 @@ func BenchmarkStats(b *testing.B) {
 		if err != nil || st.Total.Entries != n {
 			b.Fatalf("%+v, %v", st.Total, err)
 		}
+	}
+}
+
+// A database made before entries_stats existed gets it when opened, and
+// Stats reads the index, not the rows.
+func TestStatsIndex(t *testing.T) {
+	dir := t.TempDir()
+	q := openQueue(t, dir, nil)
+	ctx := t.Context()
+	q.Close()
+	db, err := sql.Open("sqlite", q.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.ExecContext(ctx, `DROP INDEX entries_stats`)
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q = openQueue(t, dir, nil)
+	var n int
+	if err := q.read.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'entries_stats'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("entries_stats after reopening: %d, %v", n, err)
+	}
+	rows, err := q.read.QueryContext(ctx, `EXPLAIN QUERY PLAN `+statsQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if p := fmt.Sprint(plan); !strings.Contains(p, "COVERING INDEX entries_stats") {
+		t.Errorf("query plan: %s", p)
 	}
 }

@@ -1,7 +1,9 @@
 // Package deferq connects the gateway's deferred calls to the offline
 // queue: [Queue] is the gateway's [gateway.Deferrer] over a
 // [*queue.Queue], and [Deliver] delivers queued calls through the
-// gateway's upstream connections. See docs/edge.md, "Wiring the queue".
+// gateway's upstream connections; [Monitor] counts and observes the queue
+// for metrics, /readyz and mcpedge__status. See docs/edge.md, "Wiring the
+// queue".
 package deferq
 
 import (

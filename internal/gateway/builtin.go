@@ -25,7 +25,7 @@ func (g *Gateway) addBuiltins() {
 	g.agg.AddTool(&mcp.Tool{
 		Name:        builtinStatus,
 		Title:       "Gateway status",
-		Description: "Lists the gateway's upstream MCP servers with their state (connecting, ready, failed), last error, and how many tools, prompts and resources each offers.",
+		Description: "Lists the gateway's upstream MCP servers with their state (connecting, ready, failed), last error, and how many tools, prompts and resources each offers; and the offline queue's health (open, entries against its bounds, calls waiting and the oldest one's age).",
 		InputSchema: schema,
 		Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: new(bool)},
 	}, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {

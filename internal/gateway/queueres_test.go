@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,4 +136,80 @@ func FuzzParseQueueURI(f *testing.F) {
 			t.Fatalf("accepted %q as %q", uri, id)
 		}
 	})
+}
+
+// When an entry ends, sessions subscribed to its resource get
+// notifications/resources/updated: a 2025-11-25 client through
+// resources/subscribe, a 2026-07-28 one through subscriptions/listen. A
+// session subscribed to another entry gets nothing.
+func TestQueueResourceUpdated(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "plain", Version: "1"}, nil)
+	up := reviewHTTPUpstream(t, s)
+	g, gwURL := reviewGateway(t, "[server]\n"+reviewBlock("plain", up))
+	g.SetDeferrer(memDeferrer{
+		"/qone": {ID: "qone", State: "pending", Target: "plain", Tool: "x"},
+		"/qtwo": {ID: "qtwo", State: "pending", Target: "plain", Tool: "x"},
+	})
+	type got struct {
+		mu   sync.Mutex
+		uris []string
+	}
+	client := func(version string, g *got) *mcp.ClientSession {
+		return reviewClient(t, gwURL+"/mcp", &mcp.ClientOptions{
+			ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
+				g.mu.Lock()
+				g.uris = append(g.uris, r.Params.URI)
+				g.mu.Unlock()
+			},
+		}, version)
+	}
+	var oldEra, newEra, other got
+	a := client("2025-11-25", &oldEra)
+	b := client("2026-07-28", &newEra)
+	c := client("2025-11-25", &other)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	uri := QueueURI("qone")
+	if err := a.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(ctx, &mcp.SubscribeParams{URI: QueueURI("qtwo")}); err != nil {
+		t.Fatal(err)
+	}
+	// Under 2026-07-28 Subscribe holds a subscriptions/listen stream open
+	// until Unsubscribe.
+	listenErr := make(chan error, 1)
+	go func() { listenErr <- b.Subscribe(context.Background(), &mcp.SubscribeParams{URI: uri}) }()
+	t.Cleanup(func() { _ = b.Unsubscribe(context.Background(), &mcp.UnsubscribeParams{URI: uri}) })
+	has := func(g *got) bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		return len(g.uris) > 0
+	}
+	// The listen stream is set up asynchronously: announce until both
+	// subscribers heard (each announcement is one update per subscriber).
+	reviewWait(t, "updates to both subscribers", 15*time.Second, func() bool {
+		select {
+		case err := <-listenErr:
+			if err != nil {
+				t.Fatalf("subscriptions/listen: %v", err)
+			}
+		default:
+		}
+		g.AnnounceQueued("", "qone", "done", "plain", "x")
+		time.Sleep(50 * time.Millisecond)
+		return has(&oldEra) && has(&newEra)
+	})
+	for _, x := range []*got{&oldEra, &newEra} {
+		x.mu.Lock()
+		for _, u := range x.uris {
+			if u != uri {
+				t.Errorf("update for %s, want %s", u, uri)
+			}
+		}
+		x.mu.Unlock()
+	}
+	if has(&other) {
+		t.Errorf("the subscriber of another entry got %v", other.uris)
+	}
 }

@@ -66,7 +66,10 @@ func (s *Sampler) Load() Sample {
 		return s.cur
 	}
 	cpu := s.cur.CPU
-	if s.all != 0 && all > s.all {
+	// The idle sum includes iowait, which Linux may report going
+	// backwards: the interval's share is unknown then, and the previous
+	// reading stands (the unsigned difference would wrap).
+	if s.all != 0 && all > s.all && idle >= s.idle {
 		busy := float64((all - s.all) - min(idle-s.idle, all-s.all))
 		cpu = busy / float64(all-s.all)
 	}

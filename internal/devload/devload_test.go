@@ -52,6 +52,19 @@ func TestSamplerFiles(t *testing.T) {
 	if got := s.Load(); !got.OK || got.CPU < 0.899 || got.CPU > 0.901 {
 		t.Errorf("second reading %+v, want CPU 0.9", got)
 	}
+	// iowait may go backwards on Linux, and with it the idle sum: the
+	// interval's share is unknown then, and the previous reading stands
+	// (the unsigned difference wrapped and read as 0 % busy).
+	write(stat, "cpu 280 0 0 900 5\n")
+	time.Sleep(time.Millisecond)
+	if got := s.Load(); !got.OK || got.CPU < 0.899 || got.CPU > 0.901 {
+		t.Errorf("reading with idle time going backwards %+v, want the previous CPU 0.9", got)
+	}
+	write(stat, "cpu 290 0 0 995 0\n")
+	time.Sleep(time.Millisecond)
+	if got := s.Load(); !got.OK || got.CPU < 0.099 || got.CPU > 0.101 {
+		t.Errorf("reading after it %+v, want CPU 0.1", got)
+	}
 	// A broken file makes the reading not OK instead of failing.
 	write(mem, "garbage")
 	time.Sleep(time.Millisecond)

@@ -130,7 +130,8 @@ func readSmall(path string) ([]byte, error) {
 }
 
 // ParseStat reads the aggregate "cpu" line of /proc/stat: the idle time
-// (idle + iowait) and the total, in clock ticks.
+// (idle + iowait) and the total (user to steal; guest time is part of
+// user time already), in clock ticks.
 func ParseStat(b []byte) (idle, all uint64, err error) {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 0, 4096), 64<<10)
@@ -146,6 +147,9 @@ func ParseStat(b []byte) (idle, all uint64, err error) {
 			n, err := strconv.ParseUint(string(x), 10, 64)
 			if err != nil {
 				return 0, 0, fmt.Errorf("devload: /proc/stat cpu field %d: %w", i+1, err)
+			}
+			if i >= 8 {
+				continue // guest, guest_nice: already counted in user and nice
 			}
 			if all+n < all {
 				return 0, 0, errors.New("devload: /proc/stat cpu counters overflow")

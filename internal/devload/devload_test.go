@@ -13,6 +13,11 @@ func TestParse(t *testing.T) {
 	if err != nil || idle != 800 || all != 1000 {
 		t.Errorf("ParseStat = %d %d %v", idle, all, err)
 	}
+	// guest and guest_nice (fields 9 and 10) are already counted in user
+	// and nice: counting them again overstated a busy host's total.
+	if idle, all, err := ParseStat([]byte("cpu 300 0 100 500 100 0 0 0 200 0\n")); err != nil || idle != 600 || all != 1000 {
+		t.Errorf("ParseStat with guest time = %d %d %v, want 600 1000", idle, all, err)
+	}
 	avail, total, err := ParseMeminfo([]byte("MemTotal:        1000 kB\nMemFree: 10 kB\nMemAvailable:     250 kB\n"))
 	if err != nil || avail != 250 || total != 1000 {
 		t.Errorf("ParseMeminfo = %d %d %v", avail, total, err)

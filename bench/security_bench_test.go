@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"slices"
 	"testing"
 	"time"
 
@@ -175,39 +174,7 @@ func TestSecuredEcho(t *testing.T) {
 func BenchmarkSecurityOverhead(b *testing.B) {
 	bare := openKeyed(b, setupSecured(b, false))
 	sec := openKeyed(b, setupSecured(b, true))
-	ctx := context.Background()
-	for range 200 { // warm up connections and caches
-		if err := bare.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := sec.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-	db := make([]time.Duration, 0, b.N)
-	ds := make([]time.Duration, 0, b.N)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		first, second, d1, d2 := bare, sec, &db, &ds
-		if i%2 == 1 { // alternate the order too
-			first, second, d1, d2 = sec, bare, &ds, &db
-		}
-		t0 := time.Now()
-		if err := first.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := second.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-		*d1 = append(*d1, t1.Sub(t0))
-		*d2 = append(*d2, time.Since(t1))
-	}
-	b.StopTimer()
-	slices.Sort(db)
-	slices.Sort(ds)
-	pb, ps := db[len(db)/2], ds[len(ds)/2]
+	pb, ps := alternate(b, bare, sec)
 	b.ReportMetric(float64(pb.Nanoseconds()), "p50-bare-ns")
 	b.ReportMetric(float64(ps.Nanoseconds()), "p50-secured-ns")
 	b.ReportMetric(float64((ps - pb).Nanoseconds()), "added-p50-ns")

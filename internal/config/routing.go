@@ -159,22 +159,7 @@ func (d *decoder) decodeTargets(t *table, u *Upstream) []upstreamMeta {
 		m := upstreamMeta{t: tt, unsetVars: map[string]bool{}, target: true}
 		tt.str("name", &tg.TargetName)
 		tt.str("locality", &tg.Locality)
-		tt.str("transport", &tg.Transport)
-		tt.str("command", &tg.Command)
-		tt.strList("args", &tg.Args)
-		tt.str("dir", &tg.Dir)
-		if _, unset := tt.strMap("env", &tg.Env, true, u.Disabled); unset {
-			m.unsetVars["env"] = true
-		}
-		if tt.str("url", &tg.URL) {
-			ul := tt.loc("url")
-			var unset bool
-			tg.URL, unset = d.expand(tg.URL, ul.pos, ul.field, u.Disabled)
-			m.unsetVars["url"] = unset
-		}
-		if _, unset := tt.strMap("headers", &tg.Headers, true, u.Disabled); unset {
-			m.unsetVars["headers"] = true
-		}
+		d.decodeTransportFields(tt, &tg, &m, u.Disabled)
 		tt.str("module", &tg.Module)
 		d.decodeSandbox(tt, &m)
 		tt.unknown(targetKeys)

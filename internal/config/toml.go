@@ -486,6 +486,28 @@ func (m upstreamMeta) elemLoc(field string, i int) loc {
 	return l
 }
 
+// decodeTransportFields reads how an upstream (or a target) is reached:
+// transport, command, args, dir, env, url and headers, with ${VAR}
+// references expanded (tolerated when unset for a disabled upstream).
+func (d *decoder) decodeTransportFields(t *table, u *Upstream, m *upstreamMeta, disabled bool) {
+	t.str("transport", &u.Transport)
+	t.str("command", &u.Command)
+	t.strList("args", &u.Args)
+	t.str("dir", &u.Dir)
+	if _, unset := t.strMap("env", &u.Env, true, disabled); unset {
+		m.unsetVars["env"] = true
+	}
+	if t.str("url", &u.URL) {
+		l := t.loc("url")
+		var unset bool
+		u.URL, unset = d.expand(u.URL, l.pos, l.field, disabled)
+		m.unsetVars["url"] = unset
+	}
+	if _, unset := t.strMap("headers", &u.Headers, true, disabled); unset {
+		m.unsetVars["headers"] = true
+	}
+}
+
 func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	u := defaultUpstream()
 	m := upstreamMeta{t: t, unsetVars: map[string]bool{}}
@@ -494,22 +516,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	t.boolean("disabled", &u.Disabled)
 	t.str("name", &u.Name)
 	t.str("display_name", &u.DisplayName)
-	t.str("transport", &u.Transport)
-	t.str("command", &u.Command)
-	t.strList("args", &u.Args)
-	t.str("dir", &u.Dir)
-	if _, unset := t.strMap("env", &u.Env, true, u.Disabled); unset {
-		m.unsetVars["env"] = true
-	}
-	if t.str("url", &u.URL) {
-		l := t.loc("url")
-		var unset bool
-		u.URL, unset = d.expand(u.URL, l.pos, l.field, u.Disabled)
-		m.unsetVars["url"] = unset
-	}
-	if _, unset := t.strMap("headers", &u.Headers, true, u.Disabled); unset {
-		m.unsetVars["headers"] = true
-	}
+	d.decodeTransportFields(t, &u, &m, u.Disabled)
 	var prefix string
 	if t.str("prefix", &prefix) {
 		u.Prefix = &prefix

@@ -198,6 +198,11 @@ func (g *Gateway) applyCachesLocked(want map[string]config.Upstream) {
 			if caches[name] == nil {
 				cm.bytes.DeleteLabelValues(name)
 			}
+			if _, stays := want[name]; !stays {
+				// A removed upstream's counters go with it.
+				cm.hits.DeleteLabelValues(name)
+				cm.misses.DeleteLabelValues(name)
+			}
 		}
 	}
 	g.caches = caches

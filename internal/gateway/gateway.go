@@ -208,7 +208,8 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		order = append(order, b.cfg.Name)
 	}
 	var stop []*upstream.Upstream
-	levels := map[string]mcp.LoggingLevel{} // carried over to replacements
+	levels := map[string]mcp.LoggingLevel{}     // carried over to replacements
+	replaced := map[string]*upstream.Upstream{} // changed connections: the one stopped
 	for name, u := range g.upstreams {
 		w, ok := want[name]
 		switch {
@@ -225,6 +226,12 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		}
 		delete(g.upstreams, name)
 		g.routeMetrics.latency.DeleteLabelValues(name) // its average goes with its edge
+		if ok {
+			replaced[name] = u
+		} else {
+			g.levels.replace(u, nil)
+			g.forgetConnectionMetrics(name)
+		}
 		g.unregisterLocked(name)
 		if _, stays := groups[name]; !ok && !stays {
 			// A changed upstream keeps its /mcp/<name> server, so clients
@@ -247,6 +254,9 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		u := upstream.New(want[name], &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name]})
 		if l, ok := levels[name]; ok {
 			u.SetLogLevel(l)
+		}
+		if old := replaced[name]; old != nil {
+			g.levels.replace(old, u)
 		}
 		g.upstreams[name] = u
 		start = append(start, u)

@@ -89,3 +89,18 @@ func newEdgeMetrics(r prometheus.Registerer) *edgeMetrics {
 	r.MustRegister(m.retries, m.rejections)
 	return m
 }
+
+// forgetConnectionMetrics drops the series labelled with a connection (an
+// upstream, or one of its targets such as search@cloud) that a reload
+// removed, as the collector above does for its state: its request counters
+// and latency would otherwise stay on /metrics with their last values, and
+// every renamed target would add more. A connection that is only changed
+// keeps its name and so its series. g.mu must be held.
+func (g *Gateway) forgetConnectionMetrics(name string) {
+	l := prometheus.Labels{"upstream": name}
+	g.metrics.Requests.DeletePartialMatch(l)
+	g.metrics.Errors.DeletePartialMatch(l)
+	g.metrics.Latency.DeletePartialMatch(l)
+	g.edgeMetrics.retries.DeletePartialMatch(l)
+	g.edgeMetrics.rejections.DeletePartialMatch(l)
+}

@@ -231,10 +231,27 @@ func (g *Gateway) session(id string) *mcp.ServerSession {
 
 // levelTable remembers the most verbose logging level any client asked of
 // each upstream, so that a shared upstream logs enough for its most curious
-// client; the SDK server then filters per client session.
+// client; the SDK server then filters per client session. It is keyed by
+// connection, so a reload moves the entry of a connection it replaces to
+// the replacement and drops those of the connections it stops
+// ([levelTable.replace]); otherwise every reload would leave entries behind.
 type levelTable struct {
 	mu      sync.Mutex
 	applied map[*upstream.Upstream]int
+}
+
+// replace forgets old (stopped by a reload) and, when next is not nil (its
+// replacement), gives next old's entry: the replacement is set to the same
+// level (see Apply), so a later setLevel that is not more verbose is not
+// sent again.
+func (t *levelTable) replace(old, next *upstream.Upstream) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rank, ok := t.applied[old]
+	delete(t.applied, old)
+	if ok && next != nil {
+		t.applied[next] = rank
+	}
 }
 
 var levelRank = map[mcp.LoggingLevel]int{"debug": 0, "info": 1, "notice": 2, "warning": 3, "error": 4, "critical": 5, "alert": 6, "emergency": 7}
@@ -269,7 +286,11 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 					}
 				}
 			}
-			g.mu.RUnlock()
+			// g.mu stays read-locked while the table is updated: a reload
+			// (Apply, under the write lock) drops the entries of the
+			// connections it stops, and must not find one re-added after.
+			// SetLogLevel does not block.
+			defer g.mu.RUnlock()
 			if sec := g.security; sec != nil {
 				// Only the upstreams the caller may use: one tenant does
 				// not turn up the logging of another's.

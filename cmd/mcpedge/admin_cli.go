@@ -263,6 +263,28 @@ func (c *adminCtx) open(ctx context.Context, raw bool) (closeAll func() error, e
 // parseInterleaved parses flags that may come before, between or after
 // positional arguments ("tenant create acme --plan pro"), and returns the
 // positional ones. After "--" everything is positional.
+// parseSubcommand parses a subcommand's flags and positional arguments:
+// usage is the synopsis printed before the flags on -h or a bad flag,
+// want names the positional arguments it requires (none when empty). A
+// bad flag or argument is a usageError; -h is flag.ErrHelp.
+func parseSubcommand(fs *flag.FlagSet, usage string, args []string, want ...string) ([]string, error) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s\n\nFlags:\n", usage)
+		fs.PrintDefaults()
+	}
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usageError{err}
+	}
+	if err := positional(fs.Name(), pos, want...); err != nil {
+		return nil, err
+	}
+	return pos, nil
+}
+
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	for {

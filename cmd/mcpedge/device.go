@@ -80,18 +80,7 @@ func cmdDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	flags.SetOutput(stderr)
 	src := configFlags(flags)
 	asJSON := flags.Bool("json", false, "print JSON instead of text")
-	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "usage: mcpedge device show [--json] [--config FILE | --mcp-servers FILE]\n\nFlags:\n")
-		flags.PrintDefaults()
-	}
-	pos, err := parseInterleaved(flags, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	if err := positional("device show", pos); err != nil {
+	if _, err := parseSubcommand(flags, "mcpedge device show [--json] [--config FILE | --mcp-servers FILE]", args[1:]); err != nil {
 		return err
 	}
 	s, err := src()

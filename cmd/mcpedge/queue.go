@@ -107,18 +107,8 @@ func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprint(stderr, queueUsage)
 		return usageError{fmt.Errorf("unknown command \"queue %s\" (see the usage above)", sub)}
 	}
-	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "usage: mcpedge queue %s [--config FILE | --mcp-servers FILE]\n\nFlags:\n", sub)
-		flags.PrintDefaults()
-	}
-	pos, err := parseInterleaved(flags, args[1:])
+	pos, err := parseSubcommand(flags, "mcpedge queue "+sub+" [--config FILE | --mcp-servers FILE]", args[1:], want...)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	if err := positional("queue "+sub, pos, want...); err != nil {
 		return err
 	}
 	if state != "" && !queue.State(state).Valid() {

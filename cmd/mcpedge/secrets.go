@@ -139,18 +139,7 @@ func cmdSecrets(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fmt.Fprint(stderr, secretsUsage)
 		return usageError{fmt.Errorf("unknown command \"secrets %s\" (see the usage above)", sub)}
 	}
-	flags.Usage = func() {
-		fmt.Fprintf(flags.Output(), "usage: mcpedge secrets %s [--config FILE | --mcp-servers FILE]\n\nFlags:\n", sub)
-		flags.PrintDefaults()
-	}
-	pos, err := parseInterleaved(flags, args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	if err := positional("secrets "+sub, pos); err != nil {
+	if _, err := parseSubcommand(flags, "mcpedge secrets "+sub+" [--config FILE | --mcp-servers FILE]", args[1:]); err != nil {
 		return err
 	}
 	s, err := src()

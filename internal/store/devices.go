@@ -35,6 +35,22 @@ type Device struct {
 	// JSON) and MetricsAt when it arrived.
 	Metrics   []byte    `json:"-"`
 	MetricsAt time.Time `json:"metrics_at,omitzero"`
+
+	// PCRs are the sha256 PCR values a TPM device attested at enrollment
+	// (or at its last re-approval); its sign-ins must attest the same
+	// values unless PCRPolicy is "off". Nil for file keys.
+	PCRs map[int][]byte `json:"-"`
+	// PCRPolicy is the device's own PCR policy: "" (the hub's default,
+	// "enrolled"), "enrolled" or "off".
+	PCRPolicy string `json:"pcr_policy,omitempty"`
+	// Reapprove is set by an operator after a legitimate PCR change
+	// (firmware update): the next attestation's PCRs are accepted and
+	// recorded, and the flag cleared.
+	Reapprove bool `json:"reapprove,omitempty"`
+	// Refusal is why the device's last sign-in was refused, until one
+	// succeeds; RefusedAt is when.
+	Refusal   string    `json:"refusal,omitempty"`
+	RefusedAt time.Time `json:"refused_at,omitzero"`
 }
 
 // EnrollToken lets an edge gateway enroll once (or Uses times) into a

@@ -34,8 +34,25 @@ func testDevices(t *testing.T, s store.Store) {
 		t.Errorf("EnrolledAt changed on update: %v, was %v", d2.EnrolledAt, first)
 	}
 	got, _ = s.GetDevice(ctx, "d1")
-	if got.Name != "pi-one" || got.Kind != "tpm" || string(got.AK) != "ak" || !got.Attested {
+	if got.Name != "pi-one" || got.Kind != "tpm" || string(got.AK) != "ak" || !got.Attested || got.PCRs != nil || got.PCRPolicy != "" || got.Reapprove || got.Refusal != "" || !got.RefusedAt.IsZero() {
 		t.Fatalf("after update: %+v", got)
+	}
+	// PCR policy state: recorded values, policy, re-approval, refusal.
+	got.PCRs = map[int][]byte{0: make([]byte, 32), 23: {1, 2, 3}}
+	got.PCRPolicy, got.Reapprove, got.Refusal, got.RefusedAt = "off", true, "PCR 23 changed", at(1)
+	ok(t, s.PutDevice(ctx, got), "PutDevice with PCRs")
+	got2, _ := s.GetDevice(ctx, "d1")
+	if len(got2.PCRs) != 2 || len(got2.PCRs[0]) != 32 || string(got2.PCRs[23]) != "\x01\x02\x03" || got2.PCRPolicy != "off" || !got2.Reapprove || got2.Refusal != "PCR 23 changed" || !got2.RefusedAt.Equal(at(1)) {
+		t.Fatalf("PCR state after PutDevice: %+v", got2)
+	}
+	got2.PCRPolicy, got2.Reapprove, got2.Refusal, got2.RefusedAt = "", false, "", time.Time{}
+	ok(t, s.PutDevice(ctx, got2), "PutDevice clearing")
+	got2, _ = s.GetDevice(ctx, "d1")
+	if len(got2.PCRs) != 2 || got2.PCRPolicy != "" || got2.Reapprove || got2.Refusal != "" || !got2.RefusedAt.IsZero() {
+		t.Fatalf("PCR state after clearing: %+v", got2)
+	}
+	if err := s.PutDevice(ctx, &store.Device{ID: "d7", TenantID: a.ID, Kind: "tpm", PublicKey: []byte("p"), PCRPolicy: "sometimes"}); err == nil {
+		t.Error("PutDevice accepted PCR policy \"sometimes\"")
 	}
 	is(t, s.PutDevice(ctx, &store.Device{ID: "d1", TenantID: a.ID, Kind: "file", PublicKey: []byte("other")}), store.ErrConflict, "PutDevice with another key")
 	is(t, s.PutDevice(ctx, &store.Device{ID: "d9", TenantID: "nope", Kind: "file", PublicKey: []byte("p")}), store.ErrNotFound, "PutDevice unknown tenant")

@@ -3,22 +3,73 @@ package sqlbase
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-const deviceCols = `id, tenant_id, name, kind, public_key, ak, attested, labels, cred_key_id, enrolled_at, last_contact, last_addr, audit_seq, metrics, metrics_at`
+const deviceCols = `id, tenant_id, name, kind, public_key, ak, attested, labels, cred_key_id, enrolled_at, last_contact, last_addr, audit_seq, metrics, metrics_at, pcrs, pcr_policy, reapprove, refusal, refused_at`
 
 func scanDevice(r Row) (*store.Device, error) {
 	var d store.Device
+	var pcrs []byte
 	err := r.Scan(&d.ID, &d.TenantID, &d.Name, &d.Kind, &d.PublicKey, &d.AK, &d.Attested, listCol{&d.Labels},
-		strCol{&d.CredKeyID}, timeCol{&d.EnrolledAt}, timeCol{&d.LastContact}, &d.LastAddr, &d.AuditSeq, &d.Metrics, timeCol{&d.MetricsAt})
+		strCol{&d.CredKeyID}, timeCol{&d.EnrolledAt}, timeCol{&d.LastContact}, &d.LastAddr, &d.AuditSeq, &d.Metrics, timeCol{&d.MetricsAt},
+		&pcrs, &d.PCRPolicy, &d.Reapprove, &d.Refusal, timeCol{&d.RefusedAt})
 	if err != nil {
 		return nil, err
 	}
+	if d.PCRs, err = decodePCRs(pcrs); err != nil {
+		return nil, fmt.Errorf("device %q: pcrs: %w", d.ID, err)
+	}
 	return &d, nil
+}
+
+// encodePCRs stores PCR values as JSON {"index": "hex"} (NULL for none),
+// readable with SQL tools.
+func encodePCRs(m map[int][]byte) any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for i, v := range m {
+		out[strconv.Itoa(i)] = hex.EncodeToString(v)
+	}
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func decodePCRs(b []byte) (map[int][]byte, error) {
+	if b == nil {
+		return nil, nil
+	}
+	var raw map[string]string
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return nil, err
+	}
+	out := make(map[int][]byte, len(raw))
+	for k, v := range raw {
+		i, err := strconv.Atoi(k)
+		if err != nil || i < 0 || i > 255 {
+			return nil, fmt.Errorf("PCR index %q", k)
+		}
+		if out[i], err = hex.DecodeString(v); err != nil {
+			return nil, fmt.Errorf("PCR %d: %v", i, err)
+		}
+	}
+	return out, nil
+}
+
+// nullTime stores a zero time as NULL.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return ts(t)
 }
 
 // nullBytes stores an empty byte slice as NULL (optional blobs).
@@ -39,14 +90,18 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (err error) {
 	if d.Kind != "tpm" && d.Kind != "file" {
 		return invalid("device kind %q: want tpm or file", d.Kind)
 	}
+	if d.PCRPolicy != "" && d.PCRPolicy != "enrolled" && d.PCRPolicy != "off" {
+		return invalid("device PCR policy %q: want \"\", enrolled or off", d.PCRPolicy)
+	}
 	now := s.now()
 	var enrolled time.Time
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		old, err := scanDevice(q.QueryRow(ctx, `SELECT `+deviceCols+` FROM devices WHERE id = ?`+s.e.ForUpdate(), d.ID))
 		switch {
 		case isNoRows(err):
-			_, err = q.Exec(ctx, `INSERT INTO devices (id, tenant_id, name, kind, public_key, ak, attested, labels, enrolled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				d.ID, d.TenantID, d.Name, d.Kind, d.PublicKey, nullBytes(d.AK), d.Attested, jsonList(d.Labels), now)
+			_, err = q.Exec(ctx, `INSERT INTO devices (id, tenant_id, name, kind, public_key, ak, attested, labels, enrolled_at, pcrs, pcr_policy, reapprove, refusal, refused_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				d.ID, d.TenantID, d.Name, d.Kind, d.PublicKey, nullBytes(d.AK), d.Attested, jsonList(d.Labels), now,
+				encodePCRs(d.PCRs), d.PCRPolicy, d.Reapprove, d.Refusal, nullTime(d.RefusedAt))
 			if s.e.IsForeignKey(err) {
 				return notFound("tenant", d.TenantID)
 			}
@@ -58,8 +113,9 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (err error) {
 		if !bytes.Equal(old.PublicKey, d.PublicKey) {
 			return conflict("device " + quote(d.ID) + " with another public key")
 		}
-		_, err = q.Exec(ctx, `UPDATE devices SET tenant_id = ?, name = ?, kind = ?, ak = ?, attested = ?, labels = ? WHERE id = ?`,
-			d.TenantID, d.Name, d.Kind, nullBytes(d.AK), d.Attested, jsonList(d.Labels), d.ID)
+		_, err = q.Exec(ctx, `UPDATE devices SET tenant_id = ?, name = ?, kind = ?, ak = ?, attested = ?, labels = ?, pcrs = ?, pcr_policy = ?, reapprove = ?, refusal = ?, refused_at = ? WHERE id = ?`,
+			d.TenantID, d.Name, d.Kind, nullBytes(d.AK), d.Attested, jsonList(d.Labels),
+			encodePCRs(d.PCRs), d.PCRPolicy, d.Reapprove, d.Refusal, nullTime(d.RefusedAt), d.ID)
 		if s.e.IsForeignKey(err) {
 			return notFound("tenant", d.TenantID)
 		}

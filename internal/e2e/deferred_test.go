@@ -4,18 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/queue"
-	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -37,38 +34,16 @@ func TestDeferred(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 
-	dir := t.TempDir()
-	box, err := sealbox.New(t.Context(), sealbox.FileKey(filepath.Join(dir, "queue.key")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qu *queue.Queue
-	runDone := make(chan struct{})
-	runCtx, stopRun := context.WithCancel(context.Background())
+	withQueue, _, stopQueue := offlineQueue(t, t.TempDir(), queue.Options{
+		MaxEntries: 3, MaxAttempts: 1000, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
+		PollInterval: 200 * time.Millisecond,
+	})
 	gw := startGatewayWith(t, "[server]\n"+upstreamBlock("ev", "http", "url = "+q("http://"+p.Addr()+u.Path),
 		`timeout = "5s"`, "retries = 0", `deferrable = ["echo"]`,
-		"[upstreams.breaker]\nfailures = 1\nopen_for = \"500ms\""), func(g *gateway.Gateway) {
-		var err error
-		qu, err = queue.Open(t.Context(), filepath.Join(dir, "queue.db"), box, &queue.Options{
-			MaxEntries: 3, MaxAttempts: 1000, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
-			PollInterval: 200 * time.Millisecond, OnDone: deferq.Announce(g), Logger: logger(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.SetDeferrer(deferq.Queue{Q: qu})
-		go func() {
-			defer close(runDone)
-			_ = qu.Run(runCtx, deferq.Deliver(g))
-		}()
-	})
+		"[upstreams.breaker]\nfailures = 1\nopen_for = \"500ms\""), withQueue)
 	// Runs before the gateway's own cleanup: the loop stops, then the
 	// queue closes, then the gateway stops.
-	t.Cleanup(func() {
-		stopRun()
-		<-runDone
-		_ = qu.Close()
-	})
+	t.Cleanup(stopQueue)
 	if s := status(gw, "ev"); s.State != "ready" {
 		t.Fatalf("upstream through the proxy: %+v", s)
 	}

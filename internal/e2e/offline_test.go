@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -10,11 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/queue"
-	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -46,35 +43,15 @@ func TestOfflineCatalog(t *testing.T) {
 	keptFlag, kept := block("kept", `deferrable = ["echo"]`, "retries = 0")
 	droppedFlag, dropped := block("dropped")
 
-	box, err := sealbox.New(t.Context(), sealbox.FileKey(filepath.Join(dir, "queue.key")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var qu *queue.Queue
-	runDone := make(chan struct{})
-	runCtx, stopRun := context.WithCancel(context.Background())
 	catalogs := filepath.Join(dir, "catalogs")
+	withQueue, _, stopQueue := offlineQueue(t, dir, queue.Options{
+		MaxAttempts: 1000, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second, PollInterval: 200 * time.Millisecond,
+	})
 	gw := startGatewayWith(t, "[server]\n"+kept+dropped, func(g *gateway.Gateway) {
 		g.SetCatalogDir(catalogs)
-		var err error
-		qu, err = queue.Open(t.Context(), filepath.Join(dir, "queue.db"), box, &queue.Options{
-			MaxAttempts: 1000, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
-			PollInterval: 200 * time.Millisecond, Logger: logger(t),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		g.SetDeferrer(deferq.Queue{Q: qu})
-		go func() {
-			defer close(runDone)
-			_ = qu.Run(runCtx, deferq.Deliver(g))
-		}()
+		withQueue(g)
 	})
-	t.Cleanup(func() {
-		stopRun()
-		<-runDone
-		_ = qu.Close()
-	})
+	t.Cleanup(stopQueue)
 	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
 	listed := func() []string {
 		res, err := cs.ListTools(ctxT(t, 10*time.Second), nil)

@@ -5,6 +5,7 @@ package gateway
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -105,5 +106,56 @@ func TestReloadForgetsStoppedConnections(t *testing.T) {
 	}
 	if !after["mcpedge_requests_total/a"] {
 		t.Error("a was only replaced, its request counter is gone")
+	}
+}
+
+// TestListenUnsubscribesUpstream: a 2026-07-28 client subscribes through a
+// subscriptions/listen stream and unsubscribes by ending it. The gateway
+// subscribed the upstream when the stream opened and must unsubscribe it
+// when it ends; it used the ended stream's (canceled) context, so the
+// upstream stayed subscribed.
+func TestListenUnsubscribesUpstream(t *testing.T) {
+	var mu sync.Mutex
+	subscribed := map[string]int{}
+	s := mcp.NewServer(&mcp.Implementation{Name: "sub", Version: "1"}, &mcp.ServerOptions{
+		SubscribeHandler: func(_ context.Context, r *mcp.SubscribeRequest) error {
+			mu.Lock()
+			subscribed[r.Params.URI]++
+			mu.Unlock()
+			return nil
+		},
+		UnsubscribeHandler: func(_ context.Context, r *mcp.UnsubscribeRequest) error {
+			mu.Lock()
+			subscribed[r.Params.URI]--
+			mu.Unlock()
+			return nil
+		},
+	})
+	s.AddResource(&mcp.Resource{URI: "mem://r", Name: "r"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "mem://r", Text: "x"}}}, nil
+	})
+	up := reviewHTTPUpstream(t, s)
+	_, url := reviewGateway(t, "[server]\n"+reviewBlock("sub", up))
+	cs := reviewClient(t, url+"/mcp", nil, "2026-07-28")
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return subscribed["mem://r"]
+	}
+	listenErr := make(chan error, 1)
+	go func() { listenErr <- cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: "mem://r"}) }()
+	if !reviewWait(t, "upstream subscribed", 15*time.Second, func() bool { return count() == 1 }) {
+		t.Fatalf("the upstream was not subscribed (count %d)", count())
+	}
+	if err := cs.Unsubscribe(context.Background(), &mcp.UnsubscribeParams{URI: "mem://r"}); err != nil {
+		t.Fatal(err)
+	}
+	if !reviewWait(t, "upstream unsubscribed", 15*time.Second, func() bool { return count() == 0 }) {
+		t.Fatalf("the client ended its subscriptions/listen stream, the upstream is still subscribed (count %d)", count())
+	}
+	select {
+	case <-listenErr:
+	case <-time.After(10 * time.Second):
+		t.Error("the client's subscriptions/listen did not return after Unsubscribe")
 	}
 }

@@ -628,6 +628,14 @@ func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.Unsubsc
 	if u == nil {
 		return mcp.ResourceNotFoundError(uri)
 	}
+	// The SDK unsubscribes a 2026-07-28 subscriptions/listen stream when
+	// the stream ends, with the stream's context, which is canceled by
+	// then; and a client may give up on its resources/unsubscribe. Either
+	// way the session is counted out below, so the upstream must still be
+	// told: on a context of its own (the request's values, not its
+	// lifetime), bounded by the upstream's timeout.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.Config().Timeout.D())
+	defer cancel()
 	u, err := g.subscriptionTarget(ctx, u, req)
 	if err != nil {
 		return err

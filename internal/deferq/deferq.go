@@ -70,8 +70,11 @@ func (a Queue) Status(ctx context.Context, tenant, id string) (*gateway.QueuedCa
 // Deliver returns the queue's DeliverFunc: each entry is called on its
 // upstream through g (breaker, timeouts, connection), with the entry's
 // delivery key in _meta["io.mcpedge/idempotency_key"]. The upstream's
-// own JSON-RPC error fails the entry for good (it answered); any other
-// error (unreachable, timeout) is retried with the queue's backoff; a
+// own JSON-RPC error fails the entry for good (it answered), and so does
+// the routing policy's refusal (a local-only call of an upstream with no
+// local target: only a configuration change could alter that, and
+// retrying would keep the entry forever); any other error (unreachable,
+// timeout, no target connected) is retried with the queue's backoff; a
 // result — also one with isError — is the entry's result.
 func Deliver(g *gateway.Gateway) queue.DeliverFunc {
 	return func(ctx context.Context, e *queue.Entry) (json.RawMessage, error) {
@@ -80,7 +83,7 @@ func Deliver(g *gateway.Gateway) queue.DeliverFunc {
 		ctx = gateway.WithCallerTenant(ctx, e.Tenant)
 		res, err := g.CallUpstream(ctx, e.Target, e.Tool, e.Arguments, map[string]any{gateway.MetaIdempotencyKey: e.DeliveryKey()})
 		if err != nil {
-			if gateway.IsUpstreamError(err) {
+			if gateway.IsUpstreamError(err) || gateway.IsRoutingRefused(err) {
 				return nil, queue.Permanent(err)
 			}
 			return nil, err

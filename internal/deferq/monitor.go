@@ -158,6 +158,8 @@ func (m *Monitor) Deliver(fn queue.DeliverFunc) queue.DeliverFunc {
 		outcome := "ok"
 		switch {
 		case err == nil:
+		case gateway.IsRoutingRefused(err):
+			outcome = "refused" // failed for good too, but the upstream was not asked
 		case queue.IsPermanent(err):
 			outcome = "upstream_error"
 		default:

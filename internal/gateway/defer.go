@@ -186,16 +186,32 @@ func IsUpstreamError(err error) bool {
 	return errors.As(err, &ua)
 }
 
+// IsRoutingRefused reports whether an error of [Gateway.CallUpstream] is
+// the routing policy's refusal ([CodeRoutingRefused]): the call may only
+// go to a target on the device and the upstream has none. That is
+// configuration, not a passing failure, so sending the call again gets
+// the same refusal.
+func IsRoutingRefused(err error) bool {
+	var werr *jsonrpc.Error
+	return errors.As(err, &werr) && werr.Code == CodeRoutingRefused && !IsUpstreamError(err)
+}
+
 // CallUpstream calls the tool (the upstream's own name) of the named
 // upstream on the gateway's behalf — a queued call's delivery — through
 // the same machinery as a client's call: its connection, circuit breaker,
 // timeouts and retries. meta is sent as the call's _meta. An error is the
 // upstream's own JSON-RPC error ([IsUpstreamError]) or a failure to reach
 // it (a JSON-RPC error with CodeUpstreamUnavailable or CodeUpstreamTimeout,
-// or ctx's error); a result with isError is a result.
+// or ctx's error), or the routing policy's refusal ([IsRoutingRefused]); a
+// result with isError is a result.
 func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json.RawMessage, meta map[string]any) (*mcp.CallToolResult, error) {
 	u, ok := g.Upstream(name)
 	if !ok {
+		if g.configured(name) {
+			// An upstream with targets, none connected now: as unavailable
+			// as an upstream that is down, and said so.
+			return nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: no target is connected", name)}
+		}
 		return nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("no upstream %q", name)}
 	}
 	fromUpstream := false

@@ -58,7 +58,9 @@ type QueueMetrics struct {
 	Refused *prometheus.CounterVec
 	// Attempts counts delivery attempts by target and outcome: "ok" (the
 	// upstream answered with a result), "upstream_error" (its own error:
-	// the entry fails for good) or "unreachable" (retried with backoff).
+	// the entry fails for good), "refused" (the routing policy refused it:
+	// fails for good, the upstream not asked) or "unreachable" (retried
+	// with backoff).
 	Attempts *prometheus.CounterVec
 	// Ended counts entries that became done or failed, by target and
 	// state ("done", "failed").
@@ -85,7 +87,7 @@ func NewQueueMetrics(r prometheus.Registerer, snapshot func() QueueSnapshot) *Qu
 		}, []string{"reason"}),
 		Attempts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mcpedge", Subsystem: "queue", Name: "delivery_attempts_total",
-			Help: "Deliveries of queued calls, by target and outcome (ok, upstream_error, unreachable).",
+			Help: "Deliveries of queued calls, by target and outcome (ok, upstream_error, refused, unreachable).",
 		}, []string{"target", "outcome"}),
 		Ended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mcpedge", Subsystem: "queue", Name: "ended_total",

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,6 +100,79 @@ func (g *Gateway) SetCatalogDir(dir string) {
 		return
 	}
 	g.catalogs = &catalogStore{dir: dir, last: map[string][32]byte{}, pending: map[string][]byte{}}
+	prepareCatalogDir(dir, g.log)
+}
+
+// staleTempAge is how old a leftover temporary file in the catalog
+// directory must be to be removed at setup: older than any save in
+// progress (a save writes one small file), so that a second gateway
+// sharing the directory by mistake does not lose a file it is writing.
+const staleTempAge = time.Minute
+
+// prepareCatalogDir tightens an existing catalog directory to 0700 (the
+// catalogs describe the upstreams' tools, which are no one else's
+// business; the directory is created 0700, but one made by hand or by an
+// older version may be looser) and removes the temporary files of saves
+// that a crash interrupted. Problems are logged, not fatal: saving
+// catalogs is a convenience, and a save reports its own errors.
+func prepareCatalogDir(dir string, log *slog.Logger) {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return // created 0700 by the first save
+	}
+	if err != nil {
+		log.Warn("catalog directory", "dir", dir, "err", err)
+		return
+	}
+	if !fi.IsDir() {
+		log.Warn("catalog directory is not a directory: catalogs will not be saved", "dir", dir)
+		return
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		if err := os.Chmod(dir, 0o700); err != nil {
+			log.Warn("catalog directory is readable by others and could not be restricted", "dir", dir, "mode", fmt.Sprintf("%#o", perm), "err", err)
+		} else {
+			log.Warn("catalog directory was readable by others: restricted to its owner", "dir", dir, "was", fmt.Sprintf("%#o", perm), "now", "0700")
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		log.Warn("catalog directory", "dir", dir, "err", err)
+		return
+	}
+	removed := 0
+	for _, e := range entries {
+		if ok, _ := filepath.Match(".*-*.tmp", e.Name()); !ok || !e.Type().IsRegular() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < staleTempAge {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			log.Warn("removing a leftover temporary catalog file", "file", filepath.Join(dir, e.Name()), "err", err)
+			continue
+		}
+		removed++
+	}
+	if removed > 0 {
+		log.Info("removed leftover temporary catalog files of interrupted saves", "dir", dir, "files", removed)
+	}
+}
+
+// syncDir makes a rename in dir durable: without it a power loss right
+// after the rename can leave the directory without the new name (or
+// with neither file) although the file's own data was synced.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	serr := d.Sync()
+	if cerr := d.Close(); serr == nil {
+		serr = cerr
+	}
+	return serr
 }
 
 // catalogRegisteredLocked saves the catalog just registered for name when
@@ -167,6 +241,12 @@ func (cs *catalogStore) save(name string) error {
 	}
 	if err := os.Rename(tmp.Name(), filepath.Join(cs.dir, name+".json")); err != nil {
 		return err
+	}
+	if err := syncDir(cs.dir); err != nil {
+		// The file is in place; only its durability across a power
+		// loss is in doubt. Not remembered as saved, so the next
+		// registration writes (and syncs) it again.
+		return fmt.Errorf("syncing the catalog directory: %w", err)
 	}
 	cs.last[name] = h
 	return nil

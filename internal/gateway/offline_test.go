@@ -1,10 +1,17 @@
 package gateway
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -38,4 +45,76 @@ func FuzzDecodeSavedCatalog(f *testing.F) {
 			t.Fatal("accepted a catalog without an initialize result")
 		}
 	})
+}
+
+// TestCatalogDirSetup: setting up the catalog store tightens a directory
+// readable by others to 0700 (and logs it) and removes the temporary files
+// of interrupted saves older than a minute, leaving fresh ones (a save in
+// progress) and every other file alone.
+func TestCatalogDirSetup(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "catalogs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-2 * time.Minute)
+	files := map[string]bool{ // name -> stays
+		".ev-123.tmp":    false,
+		".a-b-c-9.tmp":   false,
+		".ev-456.tmp":    true, // fresh: a save may be writing it
+		"ev.json":        true,
+		"notes.tmp":      true,
+		".ev-7.tmp.keep": true,
+	}
+	for name := range files {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("{}"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if name != ".ev-456.tmp" {
+			if err := os.Chtimes(p, old, old); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var logs bytes.Buffer
+	cfg, err := config.Parse("t.toml", []byte(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := New(cfg, slog.New(slog.NewTextHandler(&logs, nil)), telemetry.NewMetrics())
+	g.SetCatalogDir(dir)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		t.Errorf("directory mode %#o, want 0700", perm)
+	}
+	if !strings.Contains(logs.String(), "restricted to its owner") || !strings.Contains(logs.String(), "was=0755") {
+		t.Errorf("the tightening was not logged: %s", logs.String())
+	}
+	for name, stays := range files {
+		_, err := os.Stat(filepath.Join(dir, name))
+		if exists := err == nil; exists != stays {
+			t.Errorf("%s: exists %v, want %v", name, exists, stays)
+		}
+	}
+	// A directory that is already private is left alone, silently.
+	logs.Reset()
+	g.SetCatalogDir(dir)
+	if strings.Contains(logs.String(), "restricted") {
+		t.Errorf("a 0700 directory was reported: %s", logs.String())
+	}
+	// A save still works and leaves no temporary file behind.
+	cs := g.catalogs
+	cs.pending["ev"] = []byte(`{"version":1,"upstream":"ev","init":{}}`)
+	if err := cs.save("ev"); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(dir, ".ev-*.tmp")); len(m) != 1 { // the fresh one only
+		t.Errorf("temporary files after a save: %v", m)
+	}
 }

@@ -285,6 +285,7 @@ func serve[R cacheable](c *responseCache, ctx context.Context, req mcp.Request, 
 	if found && fresh {
 		if res, ok := decodeCached[R](ent, "hit", c.now()); ok {
 			c.hits.Inc()
+			noteCache(ctx, "hit")
 			return res, nil
 		}
 	}
@@ -294,6 +295,7 @@ func serve[R cacheable](c *responseCache, ctx context.Context, req mcp.Request, 
 		if found && c.cfg.ServeStale && unreachable(err) {
 			if res, ok := decodeCached[R](ent, "stale", c.now()); ok {
 				c.hits.Inc()
+				noteCache(ctx, "stale")
 				return res, nil
 			}
 		}

@@ -5,11 +5,20 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -157,5 +166,135 @@ func TestListenUnsubscribesUpstream(t *testing.T) {
 	case <-listenErr:
 	case <-time.After(10 * time.Second):
 		t.Error("the client's subscriptions/listen did not return after Unsubscribe")
+	}
+}
+
+// routeMeta returns the result's routing note.
+func routeMeta(t *testing.T, res *mcp.CallToolResult) map[string]any {
+	t.Helper()
+	v, ok := res.Meta[MetaRoute].(map[string]any)
+	if !ok {
+		t.Fatalf("no %s in _meta: %v", MetaRoute, res.Meta)
+	}
+	return v
+}
+
+func keysOf(m map[string]any) string {
+	k := slices.Sorted(maps.Keys(m))
+	return strings.Join(k, ",")
+}
+
+// TestExplainedForOperatorsOnly: in multi-tenant mode only an operator
+// gets the full routing note (reasons with the device's load, attempts
+// with the targets' errors); any other caller gets upstream, target and
+// factor.
+func TestExplainedForOperatorsOnly(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "ua", Version: "1"}, nil)
+	secTool(s, "t", nil)
+	up := reviewHTTPUpstream(t, s)
+	l := httptest.NewServer(http.NotFoundHandler())
+	dead := l.URL + "/mcp"
+	l.Close()
+	sec := newSecFake()
+	const opTok = "token-of-an-operator"
+	sec.creds[opTok] = &principal.Principal{Kind: principal.KindKey, ID: "key-op", TenantID: "ta", TenantName: "a", Role: principal.RoleAdmin, Operator: true}
+	g, url := secGateway(t, fmt.Sprintf(`
+[[upstreams]]
+name = "ua"
+[[upstreams.targets]]
+url = %q
+[[upstreams.targets]]
+url = %q
+locality = "remote"
+`, dead, up), sec, nil)
+	if !reviewWait(t, "a target connected", 20*time.Second, func() bool { _, ok := g.Upstream("ua"); return ok }) {
+		t.Fatalf("no target connected: %+v", g.Statuses())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	call := func(tok string) map[string]any {
+		cs := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(tok))
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Meta: mcp.Meta{MetaExplain: true}, Name: "ua__t", Arguments: map[string]any{}})
+		if err != nil || res.IsError {
+			t.Fatalf("call: %+v %v", res, err)
+		}
+		return routeMeta(t, res)
+	}
+	op := call(opTok)
+	if keysOf(op) != "attempts,factor,reasons,target,upstream" || op["target"] != "remote" {
+		t.Errorf("operator's note %v, want upstream, target remote, factor, reasons and attempts", op)
+	}
+	if reasons, _ := op["reasons"].([]any); len(reasons) == 0 {
+		t.Errorf("operator's note has no reasons: %v", op)
+	}
+	member := call(secTokA)
+	if keysOf(member) != "factor,target,upstream" {
+		t.Errorf("member's note %v, want only upstream, target and factor", member)
+	}
+	if member["upstream"] != "ua" || member["target"] != "remote" || member["factor"] != op["factor"] {
+		t.Errorf("member's note %v does not match the operator's %v", member, op)
+	}
+}
+
+// TestExplainedStaleAnswer: a stale answer stands in for a call that was
+// routed and failed; its note says "stale" and shows the failed attempt,
+// where it used to claim the call was not routed ({"cached": true} is for
+// fresh answers, which were not).
+func TestExplainedStaleAnswer(t *testing.T) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "kv", Version: "1"}, nil)
+	var n atomic.Int32
+	s.AddTool(&mcp.Tool{Name: "lookup", InputSchema: json.RawMessage(`{"type":"object"}`), Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("answer %d", n.Add(1))}}}, nil
+		})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
+	defer srv.Close()
+	g, gw := reviewGateway(t, fmt.Sprintf(`
+[[upstreams]]
+name = "kv"
+url = %q
+[upstreams.cache]
+ttl = "1h"
+serve_stale = true
+[upstreams.cache.tools]
+lookup = "1s"
+`, srv.URL))
+	if !reviewWait(t, "ready", 20*time.Second, func() bool { _, ok := g.Upstream("kv"); return ok }) {
+		t.Fatalf("upstream not ready: %+v", g.Statuses())
+	}
+	cs := reviewClient(t, gw+"/mcp", nil, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	call := func() *mcp.CallToolResult {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Meta: mcp.Meta{MetaExplain: true}, Name: "kv__lookup", Arguments: map[string]any{"k": "a"}})
+		if err != nil || res.IsError {
+			t.Fatalf("call: %+v %v", res, err)
+		}
+		return res
+	}
+	if v := routeMeta(t, call()); v["upstream"] != "kv" || v["stale"] != nil || v["cached"] != nil {
+		t.Errorf("first call's note %v, want a routed call", v)
+	}
+	if v := routeMeta(t, call()); keysOf(v) != "cached" {
+		t.Errorf("fresh cache hit's note %v, want {cached: true}", v)
+	}
+	time.Sleep(1100 * time.Millisecond) // the result expires
+	srv.CloseClientConnections()
+	srv.Close()
+	res := call()
+	if c, _ := res.Meta[metaCache].(map[string]any); c["stale"] != true {
+		t.Fatalf("not a stale answer: %v", res.Meta)
+	}
+	v := routeMeta(t, res)
+	if v["stale"] != true || v["cached"] != nil || v["upstream"] != "kv" || v["target"] == nil {
+		t.Errorf("stale answer's note %v, want stale with the routing", v)
+	}
+	attempts, _ := v["attempts"].([]any)
+	if len(attempts) == 0 {
+		t.Fatalf("stale answer's note has no attempts: %v", v)
+	}
+	last, _ := attempts[len(attempts)-1].(map[string]any)
+	if last["ok"] != false || last["error"] == nil {
+		t.Errorf("the failed attempt is not shown: %v", attempts)
 	}
 }

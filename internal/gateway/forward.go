@@ -308,7 +308,7 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 			return res, err == nil && res != nil && res.IsError, err
 		}
 		resuming := p.RequestState != "" || len(p.InputResponses) > 0
-		ctx, note := explained(ctx, p.Meta)
+		ctx, note := explained(ctx, p.Meta, g.explainsFully(req))
 		res, err := cached(g, ctx, u, req, "tools/call", name, p.Arguments, resuming,
 			func(ctx context.Context) (*mcp.CallToolResult, error) {
 				return routed(g, ctx, u, req, "tools/call", name, p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
@@ -349,7 +349,7 @@ func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHan
 			}
 			return res, false, err
 		}
-		ctx, note := explained(ctx, p.Meta)
+		ctx, note := explained(ctx, p.Meta, g.explainsFully(req))
 		res, err := routed(g, ctx, u, req, "prompts/get", "", p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.GetPromptResult, error) {
 			return relay(g, ctx, t, req, "prompts/get", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
 				func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
@@ -378,7 +378,7 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		}
 		return res, false, err
 	}
-	ctx, note := explained(ctx, p.Meta)
+	ctx, note := explained(ctx, p.Meta, g.explainsFully(req))
 	res, err := cached(g, ctx, u, req, "resources/read", p.URI, nil, p.RequestState != "" || len(p.InputResponses) > 0,
 		func(ctx context.Context) (*mcp.ReadResourceResult, error) {
 			return routed(g, ctx, u, req, "resources/read", "", p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.ReadResourceResult, error) {

@@ -446,29 +446,64 @@ func attemptFrom(ctx context.Context) *attemptNote {
 // routeNote collects the decision and attempts of one call for the
 // caller, when it asked (MetaExplain).
 type routeNote struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// full: the caller may see the reasons (the device's load, power,
+	// which rules matched) and the attempts (the targets' errors, which
+	// name hosts and addresses). In multi-tenant mode only operators may:
+	// for another tenant's caller that is the device's business, not its
+	// own.
+	full     bool
 	upstream string
 	chosen   string
 	factor   string
 	reasons  []string
 	attempts []map[string]any
+	// cache is how the response cache answered: "hit" (not routed at
+	// all), "stale" (routed, failed, answered with a stale result), or ""
+	// (not from the cache).
+	cache string
 }
 
 type routeNoteKey struct{}
 
 // explained returns a context that collects the routing decision when the
 // request's _meta asks for it, and the note to attach afterwards (nil when
-// not asked).
-func explained(ctx context.Context, meta mcp.Meta) (context.Context, *routeNote) {
+// not asked). full says whether the note may show everything (see
+// routeNote.full; [Gateway.explainsFully]).
+func explained(ctx context.Context, meta mcp.Meta, full bool) (context.Context, *routeNote) {
 	if v, _ := meta[MetaExplain].(bool); !v {
 		return ctx, nil
 	}
-	n := &routeNote{}
+	n := &routeNote{full: full}
 	return context.WithValue(ctx, routeNoteKey{}, n), n
 }
 
+// explainsFully reports whether req's caller may see a routing note in
+// full: always in single-user mode, and in multi-tenant mode only an
+// operator.
+func (g *Gateway) explainsFully(req mcp.Request) bool {
+	if g.security == nil {
+		return true
+	}
+	p := principalOf(req)
+	return p != nil && p.Operator
+}
+
+// noteCache tells the call's note, if it has one, how the response cache
+// answered ("hit" or "stale").
+func noteCache(ctx context.Context, how string) {
+	if n, _ := ctx.Value(routeNoteKey{}).(*routeNote); n != nil {
+		n.mu.Lock()
+		n.cache = how
+		n.mu.Unlock()
+	}
+}
+
 // attach puts the note into the result's _meta under MetaRoute. A result
-// answered from the cache was not routed; the note then says so.
+// answered from the cache was not routed; the note then says so. A stale
+// result stands in for a call that was routed and failed: the note says
+// "stale" as well as how it was routed and (when full) the failed
+// attempts.
 func (n *routeNote) attach(res interface {
 	GetMeta() map[string]any
 	SetMeta(map[string]any)
@@ -479,14 +514,21 @@ func (n *routeNote) attach(res interface {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	v := map[string]any{}
-	if n.upstream == "" {
+	if n.cache == "hit" || (n.upstream == "" && n.cache == "") {
 		v["cached"] = true
 	} else {
-		v["upstream"] = n.upstream
-		v["target"] = n.chosen
-		v["factor"] = n.factor
-		v["reasons"] = slices.Clone(n.reasons)
-		v["attempts"] = slices.Clone(n.attempts)
+		if n.upstream != "" {
+			v["upstream"] = n.upstream
+			v["target"] = n.chosen
+			v["factor"] = n.factor
+		}
+		if n.full {
+			v["reasons"] = slices.Clone(n.reasons)
+			v["attempts"] = slices.Clone(n.attempts)
+		}
+		if n.cache == "stale" {
+			v["stale"] = true
+		}
 	}
 	m := res.GetMeta()
 	if m == nil {
@@ -541,10 +583,13 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 	}
 	if !gr.routed() && len(gr.cfg.LocalOnly) == 0 && len(g.cfg.Load().Routing.LocalOnlyTenants) == 0 {
 		// The common case: one target, nothing local-only.
-		if note != nil {
-			note.record(gr.cfg.Name, targetName(gr.targets[0]), factorOnly, nil)
+		if note == nil {
+			return run(ctx, gr.targets[0])
 		}
-		return run(ctx, gr.targets[0])
+		note.record(gr.cfg.Name, targetName(gr.targets[0]), factorOnly, nil)
+		res, err := run(ctx, gr.targets[0])
+		note.attempt(targetName(gr.targets[0]), err)
+		return res, err
 	}
 	in := g.policyFor(ctx, gr, req, tool)
 	in.probe = gr.routed() && gr.calls.Add(1)%probeEvery == 0

@@ -127,11 +127,11 @@ func TestLatencyEMA(t *testing.T) {
 }
 
 func TestRouteNote(t *testing.T) {
-	ctx, n := explained(context.Background(), mcp.Meta{MetaExplain: true})
+	ctx, n := explained(context.Background(), mcp.Meta{MetaExplain: true}, true)
 	if n == nil || ctx.Value(routeNoteKey{}) != n {
 		t.Fatal("explain not recorded")
 	}
-	if _, n2 := explained(context.Background(), mcp.Meta{MetaExplain: "yes"}); n2 != nil {
+	if _, n2 := explained(context.Background(), mcp.Meta{MetaExplain: "yes"}, true); n2 != nil {
 		t.Error("a non-boolean explain is honoured")
 	}
 	n.record("search", "local", factorPriority, []string{"why"})

@@ -29,7 +29,7 @@ import (
 // (docs/hub.md). With auth off its endpoints answer 503 saying why.
 func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.Service {
 	o := hub.Options{
-		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: verifyAttestation,
+		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: verifyAttestation, MakeCredential: devicekey.MakeCredential,
 		ClientIP: sec.ClientIP.From, Log: log,
 	}
 	if cfg.Auth.Mode != config.AuthRequired {
@@ -38,20 +38,33 @@ func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.S
 	return hub.New(o)
 }
 
-// verifyAttestation checks an enrolling device's TPM attestation with
+// verifyAttestation checks a TPM device's attestation with
 // devicekey.Verify: the quote and certification must be made for this
-// nonce by the AK, which is pinned at the first enrollment. PCR values
-// are recorded, not enforced (docs/hub.md).
-func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce, pinnedAK []byte) ([]byte, error) {
-	var att devicekey.Attestation
-	if err := json.Unmarshal(raw, &att); err != nil {
-		return nil, fmt.Errorf("attestation is not devicekey JSON: %w", err)
-	}
-	v, err := devicekey.Verify(&att, pub, nonce, devicekey.Policy{AK: pinnedAK})
+// nonce by the pinned AK (any AK at the first enrollment) and show the
+// recorded PCR values (docs/hub.md). A refusal is a *hub.AttestationError
+// saying which check failed.
+func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy) (*hub.AttestationResult, error) {
+	att, err := devicekey.ParseAttestation(raw)
 	if err != nil {
-		return nil, err
+		return nil, &hub.AttestationError{Code: hub.CodeBadAttestation, Err: err}
 	}
-	return v.AK, nil
+	v, err := devicekey.Verify(att, pub, nonce, devicekey.Policy{AK: want.AK, PCRs: want.PCRs})
+	if err != nil {
+		ae := &hub.AttestationError{Code: hub.CodeBadAttestation, Err: err}
+		var pm *devicekey.PCRMismatchError
+		switch {
+		case errors.As(err, &pm):
+			ae.Code, ae.PCR = hub.CodePCRChanged, pm.PCR
+		case errors.Is(err, devicekey.ErrStaleNonce):
+			ae.Code = hub.CodeStaleAttestation
+		case errors.Is(err, devicekey.ErrUncertifiedKey):
+			ae.Code = hub.CodeUncertifiedKey
+		case errors.Is(err, devicekey.ErrAKMismatch):
+			ae.Code = hub.CodeWrongAK
+		}
+		return nil, ae
+	}
+	return &hub.AttestationResult{AK: v.AK, EKPublic: v.EKPublic, PCRs: v.PCRs}, nil
 }
 
 // edgeLink is the edge side of `mcpedge serve` when [hub] url is set.
@@ -79,8 +92,12 @@ func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *t
 		}
 		return json.Marshal(a)
 	}
+	var activate func(blob, secret []byte) ([]byte, error)
+	if a, ok := key.(devicekey.CredentialActivator); ok {
+		activate = a.ActivateCredential
+	}
 	l, err := edge.New(edge.Options{
-		Hub: cfg.Hub, Key: key, Attest: attest, Audit: sec.Store,
+		Hub: cfg.Hub, Key: key, Attest: attest, Activate: activate, Audit: sec.Store,
 		Gatherer: m.Registry, Registerer: m.Registry, Log: log.With("component", "hub-link"),
 	})
 	if err == nil {

@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,10 +50,79 @@ type Auditor interface {
 }
 
 // VerifyAttestation checks a TPM attestation of the device key pub for
-// nonce (devicekey.Verify) against the pinned AK (nil at the first
-// enrollment) and returns the AK to pin. It is a function so that this
-// package does not depend on the TPM code.
-type VerifyAttestation func(att json.RawMessage, pub crypto.PublicKey, nonce []byte, pinnedAK []byte) (ak []byte, err error)
+// nonce (devicekey.Verify) against want: the pinned AK (nil at the first
+// enrollment) and the recorded PCR values (nil: not enforced). It returns
+// what the attestation established. A refusal is best an
+// *AttestationError, which says why in the device's and the audit log's
+// terms. It is a function so that this package does not depend on the TPM
+// code.
+type VerifyAttestation func(att json.RawMessage, pub crypto.PublicKey, nonce []byte, want AttestationPolicy) (*AttestationResult, error)
+
+// AttestationPolicy is what a device's attestation must show.
+type AttestationPolicy struct {
+	// AK is the pinned AK public area; nil accepts any (first enrollment).
+	AK []byte
+	// PCRs are the expected sha256 PCR values; nil enforces none.
+	PCRs map[int][]byte
+}
+
+// AttestationResult is what a verified attestation established.
+type AttestationResult struct {
+	// AK is the AK's public area (TPMT_PUBLIC), to pin.
+	AK []byte
+	// EKPublic is the TPM's EK public area (unverified by itself: credential
+	// activation proves that the AK lives in the TPM that holds it).
+	EKPublic []byte
+	// PCRs are the attested sha256 PCR values.
+	PCRs map[int][]byte
+}
+
+// MakeCredential makes a credential activation challenge
+// (devicekey.MakeCredential): secret encrypted to the EK, bound to the AK.
+type MakeCredential func(ekPublic, akPublic, secret []byte) (credentialBlob, encSecret []byte, err error)
+
+// Refusal codes of a TPM attestation (the "code" of the 4xx answer).
+const (
+	// CodeStaleAttestation: the attestation was made for another nonce
+	// (replayed, or an answer to an earlier challenge).
+	CodeStaleAttestation = "stale_attestation"
+	// CodePCRChanged: a PCR differs from the value recorded at enrollment
+	// (or the last re-approval).
+	CodePCRChanged = "pcr_changed"
+	// CodeUncertifiedKey: the AK did not certify the device key.
+	CodeUncertifiedKey = "uncertified_key"
+	// CodeWrongAK: the AK is not the one pinned at enrollment.
+	CodeWrongAK = "wrong_ak"
+	// CodeBadAttestation: malformed, or a signature does not verify.
+	CodeBadAttestation = "bad_attestation"
+	// CodeActivationFailed: the answer to the credential activation
+	// challenge is wrong: the AK is not in the TPM that holds the EK.
+	CodeActivationFailed = "activation_failed"
+	// CodeAttestationRequired: a TPM device signed in without one.
+	CodeAttestationRequired = "attestation_required"
+)
+
+// AttestationError is a refused attestation: Code is one of the Code…
+// constants, Err the verifier's detail.
+type AttestationError struct {
+	Code string
+	// PCR is the first PCR that changed (CodePCRChanged).
+	PCR int
+	Err error
+}
+
+func (e *AttestationError) Error() string { return e.Err.Error() }
+func (e *AttestationError) Unwrap() error { return e.Err }
+
+// PCR policies of a device (store.Device.PCRPolicy).
+const (
+	// PCRPolicyEnrolled (also "", the default): every attestation must
+	// show the PCR values recorded at enrollment or the last re-approval.
+	PCRPolicyEnrolled = "enrolled"
+	// PCROff: PCR values are recorded, not enforced. The attestation is
+	// still required and checked (fresh nonce, pinned AK, certified key).
+	PCRPolicyOff = "off"
+)
 
 // Options configure a [Service].
 type Options struct {
@@ -59,6 +131,10 @@ type Options struct {
 	Audit       Auditor
 	// Verify checks TPM attestations; nil refuses "tpm" enrollments.
 	Verify VerifyAttestation
+	// MakeCredential, when set, makes every TPM enrollment answer a
+	// credential activation challenge first, which binds the AK to the
+	// EK; nil skips it (the AK is then trusted on first use).
+	MakeCredential MakeCredential
 	// Disabled, if not "", is why this gateway cannot be a hub (auth
 	// mode off): every hub endpoint answers 503 with it.
 	Disabled string
@@ -112,6 +188,8 @@ func New(o Options) *Service {
 	s.mux.HandleFunc("GET "+PathDevices, s.listDevices)
 	s.mux.HandleFunc("GET "+PathDevices+"/{id}", s.getDevice)
 	s.mux.HandleFunc("DELETE "+PathDevices+"/{id}", s.deleteDevice)
+	s.mux.HandleFunc("PATCH "+PathDevices+"/{id}", s.patchDevice)
+	s.mux.HandleFunc("POST "+PathDevices+"/{id}/reapprove", s.reapproveDevice)
 	return s
 }
 
@@ -212,8 +290,13 @@ func (s *Service) signIn(w http.ResponseWriter, r *http.Request, enroll bool) {
 	resp, serr := s.doSignIn(r, req, enroll, ip)
 	if serr != nil {
 		s.o.Log.Warn("hub sign-in refused", "action", action, "device", req.DeviceID, "client_ip", ip, "reason", serr.msg)
-		s.audit(r.Context(), action, "", req.DeviceID, "denied", ip, map[string]any{"reason": serr.msg})
+		s.audit(r.Context(), action, "", req.DeviceID, "denied", ip, map[string]any{"reason": serr.msg, "code": serr.code})
 		writeError(w, serr.status, serr.code, serr.msg)
+		return
+	}
+	if resp.Activation != nil {
+		s.audit(r.Context(), action+".challenge", "", req.DeviceID, "ok", ip, map[string]any{"reason": "credential activation challenge issued"})
+		writeJSON(w, http.StatusOK, resp)
 		return
 	}
 	s.audit(r.Context(), action, resp.TenantID, req.DeviceID, "ok", ip, map[string]any{"attested": resp.Attested})
@@ -257,12 +340,66 @@ func (s *Service) doSignIn(r *http.Request, req *SignInRequest, enroll bool, ip 
 	if !ecdsa.VerifyASN1(pub, Digest(purpose, req.Nonce, req.DeviceID, req.HubURL), req.Signature) {
 		return nil, refuse(http.StatusUnauthorized, "bad_signature", "the signature does not verify with the device key of %s", req.DeviceID)
 	}
-	var tenant *store.Tenant
+	// From here on the request is the device's own: a refusal is
+	// recorded on the device for the operator to see.
+	resp, serr := s.signedIn(ctx, req, enroll, dev, pub, now, ip)
+	if serr != nil && known {
+		s.noteRefusal(ctx, req.DeviceID, serr.msg, now)
+	}
+	return resp, serr
+}
+
+// signedIn continues a sign-in whose nonce and signature are good: the
+// TPM attestation, for an enrollment the credential activation and the
+// token, then the credential.
+func (s *Service) signedIn(ctx context.Context, req *SignInRequest, enroll bool, dev *store.Device, pub *ecdsa.PublicKey, now time.Time, ip string) (*SignInResponse, *signInError) {
+	known := dev != nil
+	kind := req.Kind
+	if !enroll {
+		kind = dev.Kind
+	}
+	var att *AttestationResult
+	reapproved := false
+	if kind == "tpm" {
+		if s.o.Verify == nil {
+			return nil, refuse(http.StatusUnauthorized, "attestation_unsupported", "this hub cannot verify TPM attestations")
+		}
+		if len(req.Attestation) == 0 {
+			return nil, refuse(http.StatusUnauthorized, CodeAttestationRequired, "device %s has its key in a TPM: every sign-in must carry a TPM attestation for the hub's nonce (update the edge)", req.DeviceID)
+		}
+		var want AttestationPolicy
+		if known {
+			want.AK = dev.AK
+			// The recorded PCR values hold for enrollments of a known
+			// device too: enrolling again must not reset them.
+			if dev.PCRPolicy != PCRPolicyOff && !dev.Reapprove {
+				want.PCRs = dev.PCRs
+			}
+			reapproved = dev.Reapprove
+		}
+		var err error
+		att, err = s.o.Verify(req.Attestation, pub, req.Nonce, want)
+		if err != nil {
+			return nil, attestationRefusal(req.DeviceID, err)
+		}
+		if enroll && s.o.MakeCredential != nil {
+			if len(req.Activation) == 0 {
+				return s.challenge(ctx, req.DeviceID, att, now)
+			}
+			if err := s.o.Store.UseNonce(ctx, activationHash(req.Activation, req.DeviceID, att.AK), now); err != nil {
+				if errors.Is(err, store.ErrNotFound) {
+					return nil, refuse(http.StatusUnauthorized, CodeActivationFailed, "device %s did not answer the credential activation challenge (wrong or expired answer): its attestation key is not in the TPM whose endorsement key it presented", req.DeviceID)
+				}
+				return nil, refuse(http.StatusServiceUnavailable, "unavailable", "checking the activation: %v", err)
+			}
+		}
+	}
 	if enroll {
 		d := &store.Device{ID: req.DeviceID, Name: req.Name, Kind: req.Kind, PublicKey: req.PublicKey, Labels: req.Labels}
 		if known {
-			// Re-enrollment with the same key: no token, same tenant.
-			d.TenantID, d.AK = dev.TenantID, dev.AK
+			// Re-enrollment with the same key: no token, same tenant
+			// and PCR policy.
+			d.TenantID, d.AK, d.PCRs, d.PCRPolicy = dev.TenantID, dev.AK, dev.PCRs, dev.PCRPolicy
 			if len(dev.AK) > 0 && req.Kind != "tpm" {
 				return nil, refuse(http.StatusUnauthorized, "downgrade", "device %s enrolled with a TPM key and now claims a %q key; refusing the downgrade", req.DeviceID, req.Kind)
 			}
@@ -279,22 +416,26 @@ func (s *Service) doSignIn(r *http.Request, req *SignInRequest, enroll bool, ip 
 			}
 			d.TenantID = tok.TenantID
 		}
-		if req.Kind == "tpm" {
-			if s.o.Verify == nil {
-				return nil, refuse(http.StatusUnauthorized, "attestation_unsupported", "this hub cannot verify TPM attestations")
-			}
-			ak, err := s.o.Verify(req.Attestation, pub, req.Nonce, d.AK)
-			if err != nil {
-				return nil, refuse(http.StatusUnauthorized, "attestation_failed", "the TPM attestation of device %s does not verify: %v", req.DeviceID, err)
-			}
-			d.AK, d.Attested = ak, true
+		if att != nil {
+			d.AK, d.PCRs, d.Attested = att.AK, att.PCRs, true
 		}
 		if err := s.o.Store.PutDevice(ctx, d); err != nil {
 			return nil, refuse(http.StatusServiceUnavailable, "unavailable", "storing the device: %v", err)
 		}
 		dev = d
+	} else if att != nil && (dev.Reapprove || dev.Refusal != "" || !dev.Attested || !samePCRs(dev.PCRs, att.PCRs)) {
+		// Record what this attestation showed: after a re-approval (or
+		// for a device enrolled before PCRs were recorded) these are
+		// the values from now on; with policy "off", the latest.
+		dev.PCRs, dev.Reapprove, dev.Refusal, dev.RefusedAt, dev.Attested = att.PCRs, false, "", time.Time{}, true
+		if err := s.o.Store.PutDevice(ctx, dev); err != nil {
+			return nil, refuse(http.StatusServiceUnavailable, "unavailable", "storing the device: %v", err)
+		}
 	}
-	tenant, err = s.o.Store.GetTenant(ctx, dev.TenantID)
+	if reapproved {
+		s.o.Log.Info("hub: a re-approved device's PCR values were recorded", "device", dev.ID)
+	}
+	tenant, err := s.o.Store.GetTenant(ctx, dev.TenantID)
 	if err != nil {
 		return nil, refuse(http.StatusUnauthorized, "unknown_tenant", "the device's tenant is gone")
 	}
@@ -322,6 +463,90 @@ func (s *Service) doSignIn(r *http.Request, req *SignInRequest, enroll bool, ip 
 		DeviceID: dev.ID, TenantID: tenant.ID, TenantName: tenant.Name, Token: secret, ExpiresAt: k.ExpiresAt,
 		AuditSeq: dev.AuditSeq, Attested: dev.Attested,
 	}, nil
+}
+
+// challenge answers a TPM enrollment with a credential activation
+// challenge: a random secret encrypted to the attested EK for the attested
+// AK. The hub keeps only a hash of (secret, device, AK), as a single-use
+// nonce, so the answer must come from this device with this AK within the
+// nonce lifetime.
+func (s *Service) challenge(ctx context.Context, deviceID string, att *AttestationResult, now time.Time) (*SignInResponse, *signInError) {
+	if len(att.EKPublic) == 0 {
+		return nil, refuse(http.StatusUnauthorized, CodeBadAttestation, "device %s's attestation has no endorsement key (ek_public): the hub cannot bind its attestation key to a TPM", deviceID)
+	}
+	secret := make([]byte, MaxActivation)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, refuse(http.StatusInternalServerError, "internal", "no randomness")
+	}
+	blob, enc, err := s.o.MakeCredential(att.EKPublic, att.AK, secret)
+	if err != nil {
+		return nil, refuse(http.StatusUnauthorized, CodeBadAttestation, "device %s: making a credential for its endorsement key: %v", deviceID, err)
+	}
+	if err := s.o.Store.PutNonce(ctx, activationHash(secret, deviceID, att.AK), now.Add(s.o.NonceTTL).UTC()); err != nil {
+		return nil, refuse(http.StatusServiceUnavailable, "unavailable", "storing the activation challenge: %v", err)
+	}
+	return &SignInResponse{DeviceID: deviceID, Activation: &ActivationChallenge{CredentialBlob: blob, Secret: enc}}, nil
+}
+
+// activationHash is how an activation secret is kept, bound to the device
+// and the AK it was made for.
+func activationHash(secret []byte, deviceID string, ak []byte) []byte {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte("mcpedge hub activation"), secret, []byte(deviceID), ak} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	return h.Sum(nil)
+}
+
+// attestationRefusal turns a verifier's error into the refusal the device
+// and the audit log see.
+func attestationRefusal(deviceID string, err error) *signInError {
+	var ae *AttestationError
+	if !errors.As(err, &ae) {
+		return refuse(http.StatusUnauthorized, CodeBadAttestation, "the TPM attestation of device %s does not verify: %v", deviceID, err)
+	}
+	switch ae.Code {
+	case CodePCRChanged:
+		return refuse(http.StatusForbidden, ae.Code, "PCR %d changed since the device was enrolled or last re-approved (%v); if this is expected (a firmware or boot loader update), an operator re-approves the device: `mcpedge hub devices approve %s` or POST %s/%s/reapprove", ae.PCR, err, deviceID, PathDevices, deviceID)
+	case CodeStaleAttestation:
+		return refuse(http.StatusUnauthorized, ae.Code, "the TPM attestation of device %s was made for another nonce (replayed or stale): %v", deviceID, err)
+	case CodeUncertifiedKey:
+		return refuse(http.StatusUnauthorized, ae.Code, "the TPM attestation of device %s does not certify its device key: %v", deviceID, err)
+	case CodeWrongAK:
+		return refuse(http.StatusUnauthorized, ae.Code, "the TPM attestation of device %s is signed by another attestation key than the one pinned at enrollment (another TPM, or the TPM was cleared; remove and enroll the device again if that is expected): %v", deviceID, err)
+	}
+	return refuse(http.StatusUnauthorized, CodeBadAttestation, "the TPM attestation of device %s does not verify: %v", deviceID, err)
+}
+
+// noteRefusal records why a known device's sign-in was refused, for the
+// device list; a failure to record it is only logged.
+func (s *Service) noteRefusal(ctx context.Context, id, msg string, now time.Time) {
+	d, err := s.o.Store.GetDevice(ctx, id)
+	if err != nil {
+		return
+	}
+	if len(msg) > 2000 {
+		msg = msg[:2000] + "…"
+	}
+	d.Refusal, d.RefusedAt = msg, now.UTC()
+	if err := s.o.Store.PutDevice(context.WithoutCancel(ctx), d); err != nil {
+		s.o.Log.Warn("hub: recording a device's refused sign-in", "device", id, "err", err.Error())
+	}
+}
+
+func samePCRs(a, b map[int][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i, v := range a {
+		if w, ok := b[i]; !ok || string(v) != string(w) {
+			return false
+		}
+	}
+	return true
 }
 
 // hostMismatch says why the signed hub URL is not this hub as the request
@@ -565,6 +790,8 @@ func CreateToken(ctx context.Context, st store.Devices, tenantID, name string, u
 type DeviceView struct {
 	store.Device
 	TenantName string `json:"tenant"`
+	// PCRs are a TPM device's recorded PCR values (index: hex).
+	PCRs map[string]string `json:"pcrs,omitempty"`
 	// QueueDepth is the device's offline queue entries waiting for
 	// delivery, from its newest metrics snapshot (absent before one).
 	QueueDepth *int64 `json:"queue_depth,omitempty"`
@@ -573,6 +800,12 @@ type DeviceView struct {
 // view adds what the device list shows beyond the stored device.
 func view(d store.Device, tenant string) DeviceView {
 	v := DeviceView{Device: d, TenantName: tenant}
+	if d.PCRs != nil {
+		v.PCRs = make(map[string]string, len(d.PCRs))
+		for i, val := range d.PCRs {
+			v.PCRs[strconv.Itoa(i)] = hex.EncodeToString(val)
+		}
+	}
 	var m struct {
 		QueueDepth *int64 `json:"queue_depth"`
 	}
@@ -692,6 +925,129 @@ func (s *Service) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r.Context(), "hub.device.delete", d.TenantID, d.ID, "ok", s.o.ClientIP(r), map[string]any{"name": d.Name})
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// DevicePatch is the body of PATCH /api/devices/{id}.
+type DevicePatch struct {
+	// PCRPolicy is "enrolled" ("" means the same) or "off".
+	PCRPolicy *string `json:"pcr_policy"`
+}
+
+// patchDevice changes a device's PCR policy.
+func (s *Service) patchDevice(w http.ResponseWriter, r *http.Request) {
+	d, p, ok := s.writableDevice(w, r)
+	if !ok {
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<10))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "body_read", err.Error())
+		return
+	}
+	var req DevicePatch
+	if err := decodeStrict(body, &req); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_json", err.Error())
+		return
+	}
+	if req.PCRPolicy == nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", `nothing to change: give "pcr_policy" ("enrolled" or "off")`)
+		return
+	}
+	pol, err := ParsePCRPolicy(*req.PCRPolicy)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
+		return
+	}
+	if err := SetPCRPolicy(r.Context(), s.o.Store, d, pol); err != nil {
+		s.internal(w, "changing a device", err)
+		return
+	}
+	s.audit(r.Context(), "hub.device.pcr_policy", d.TenantID, d.ID, "ok", s.o.ClientIP(r), map[string]any{"pcr_policy": displayPolicy(pol), "by": p.ID})
+	s.writeDevice(w, r, d)
+}
+
+// reapproveDevice accepts the PCR values of the device's next
+// attestation (after a legitimate change such as a firmware update).
+func (s *Service) reapproveDevice(w http.ResponseWriter, r *http.Request) {
+	d, p, ok := s.writableDevice(w, r)
+	if !ok {
+		return
+	}
+	if err := Reapprove(r.Context(), s.o.Store, d); err != nil {
+		if errors.Is(err, ErrNotTPM) {
+			writeError(w, http.StatusConflict, "not_tpm", err.Error())
+			return
+		}
+		s.internal(w, "re-approving a device", err)
+		return
+	}
+	s.audit(r.Context(), "hub.device.reapprove", d.TenantID, d.ID, "ok", s.o.ClientIP(r), map[string]any{"by": p.ID})
+	s.writeDevice(w, r, d)
+}
+
+func (s *Service) writableDevice(w http.ResponseWriter, r *http.Request) (*store.Device, *principal.Principal, bool) {
+	p := principal.From(r.Context())
+	if !p.Can(principal.RoleAdmin, principal.ScopeAdminWrite) {
+		writeError(w, http.StatusForbidden, "forbidden", "changing devices needs an admin with admin:write")
+		return nil, nil, false
+	}
+	id := r.PathValue("id")
+	d, err := s.o.Store.GetDevice(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Operator && d.TenantID != p.TenantID) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q not found", clip(id)))
+		return nil, nil, false
+	}
+	if err != nil {
+		s.internal(w, "getting a device", err)
+		return nil, nil, false
+	}
+	return d, p, true
+}
+
+func (s *Service) writeDevice(w http.ResponseWriter, r *http.Request, d *store.Device) {
+	tenant := ""
+	if t, err := s.o.Store.GetTenant(r.Context(), d.TenantID); err == nil {
+		tenant = t.Name
+	}
+	writeJSON(w, http.StatusOK, view(*d, tenant))
+}
+
+// ErrNotTPM: the device's key is not in a TPM, so it has no PCRs.
+var ErrNotTPM = errors.New("the device's key is not in a TPM: it has no PCR values to approve")
+
+// Reapprove marks a TPM device so that its next attestation's PCR values
+// are accepted and recorded (the CLI uses it directly on the store).
+func Reapprove(ctx context.Context, st store.Devices, d *store.Device) error {
+	if d.Kind != "tpm" {
+		return ErrNotTPM
+	}
+	d.Reapprove = true
+	return st.PutDevice(ctx, d)
+}
+
+// ParsePCRPolicy checks a PCR policy: "enrolled" (stored as "", the
+// default) or "off".
+func ParsePCRPolicy(s string) (string, error) {
+	switch s {
+	case "", PCRPolicyEnrolled:
+		return "", nil
+	case PCRPolicyOff:
+		return PCRPolicyOff, nil
+	}
+	return "", fmt.Errorf("pcr_policy %q: want %q (PCR values must stay those recorded at enrollment) or %q (recorded, not enforced)", clip(s), PCRPolicyEnrolled, PCRPolicyOff)
+}
+
+// SetPCRPolicy stores a device's PCR policy (from ParsePCRPolicy).
+func SetPCRPolicy(ctx context.Context, st store.Devices, d *store.Device, policy string) error {
+	d.PCRPolicy = policy
+	return st.PutDevice(ctx, d)
+}
+
+func displayPolicy(p string) string {
+	if p == "" {
+		return PCRPolicyEnrolled
+	}
+	return p
 }
 
 // ---- helpers

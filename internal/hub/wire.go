@@ -89,8 +89,15 @@ type SignInRequest struct {
 	PublicKey []byte `json:"public_key,omitempty"`
 	// Kind is "tpm" or "file". A TPM key comes with Attestation, which
 	// the hub verifies (devicekey.Verify) and whose AK it pins.
-	Kind        string          `json:"kind,omitempty"`
+	Kind string `json:"kind,omitempty"`
+	// Attestation (devicekey.Attestation JSON) is made for Nonce. A TPM
+	// device sends one with its enrollment and with every sign-in: the
+	// hub checks it against the pinned AK and the recorded PCR values.
 	Attestation json.RawMessage `json:"attestation,omitempty"`
+	// Activation is the secret the device's TPM recovered from the hub's
+	// credential activation challenge (SignInResponse.Activation), on the
+	// second enrollment request of a TPM device.
+	Activation []byte `json:"activation,omitempty"`
 	// Token is the enrollment token; a device the hub knows needs none.
 	Token  string   `json:"token,omitempty"`
 	Name   string   `json:"name,omitempty"`
@@ -110,7 +117,25 @@ type SignInResponse struct {
 	// hub has: telemetry resumes after it.
 	AuditSeq int64 `json:"audit_seq"`
 	Attested bool  `json:"attested"`
+	// Activation, when set, is a credential activation challenge instead
+	// of a credential (Token is empty): the TPM device recovers its
+	// secret with TPM2_ActivateCredential and enrolls again with it in
+	// SignInRequest.Activation (and a fresh nonce).
+	Activation *ActivationChallenge `json:"activation,omitempty"`
 }
+
+// ActivationChallenge is a credential the hub made (TPM2_MakeCredential)
+// for the EK and AK of an enrolling TPM device's attestation: only the TPM
+// that holds both can recover its secret.
+type ActivationChallenge struct {
+	// CredentialBlob is the TPM2B_ID_OBJECT's and Secret the
+	// TPM2B_ENCRYPTED_SECRET's contents (base64 in JSON).
+	CredentialBlob []byte `json:"credential_blob"`
+	Secret         []byte `json:"secret"`
+}
+
+// MaxActivation bounds SignInRequest.Activation (a SHA-256 sized secret).
+const MaxActivation = 32
 
 // NonceResponse is the answer of POST /api/hub/nonce.
 type NonceResponse struct {
@@ -200,11 +225,17 @@ func DecodeSignIn(body []byte, enroll bool) (*SignInRequest, error) {
 	if req.HubURL == "" || len(req.HubURL) > 2048 {
 		return nil, errors.New("hub_url: want the hub's base URL as the edge has it configured")
 	}
+	if len(req.Attestation) > 0 && !json.Valid(req.Attestation) {
+		return nil, errors.New("attestation: not JSON")
+	}
 	if !enroll {
-		if req.PublicKey != nil || req.Kind != "" || req.Attestation != nil || req.Token != "" || req.Name != "" || req.Labels != nil {
-			return nil, errors.New("a sign-in carries only device_id, nonce, signature and hub_url; enrollment fields belong to " + PathEnroll)
+		if req.PublicKey != nil || req.Kind != "" || req.Activation != nil || req.Token != "" || req.Name != "" || req.Labels != nil {
+			return nil, errors.New("a sign-in carries only device_id, nonce, signature, hub_url and (TPM devices) attestation; enrollment fields belong to " + PathEnroll)
 		}
 		return &req, nil
+	}
+	if req.Activation != nil && (req.Kind != "tpm" || len(req.Activation) == 0 || len(req.Activation) > MaxActivation) {
+		return nil, fmt.Errorf("activation: want the 1 to %d byte secret a TPM device recovered from the hub's challenge", MaxActivation)
 	}
 	if _, err := ParsePublicKey(req.PublicKey); err != nil {
 		return nil, err

@@ -66,6 +66,9 @@ type Options struct {
 	// Attest returns the key's TPM attestation for nonce (JSON of
 	// devicekey.Attestation); required for "tpm" keys.
 	Attest func(nonce []byte) (json.RawMessage, error)
+	// Activate answers the hub's credential activation challenge at
+	// enrollment (TPM2_ActivateCredential); nil for keys not in a TPM.
+	Activate func(credentialBlob, encSecret []byte) ([]byte, error)
 	// Audit is the edge's own audit log, read after the last sequence
 	// number the hub has.
 	Audit store.Audit
@@ -362,11 +365,17 @@ func (e *hubError) Error() string {
 // must change something.
 func (e *hubError) permanent() bool {
 	switch e.code {
-	case "bad_token", "token_required", "bad_signature", "wrong_hub", "downgrade", "attestation_failed", "attestation_unsupported", "tenant_disabled", "unknown_tenant", "invalid_request":
+	case "bad_token", "token_required", "bad_signature", "wrong_hub", "downgrade", "attestation_failed", "attestation_unsupported", "tenant_disabled", "unknown_tenant", "invalid_request",
+		hub.CodeAttestationRequired, hub.CodeBadAttestation, hub.CodeUncertifiedKey, hub.CodeWrongAK, hub.CodeActivationFailed:
 		return true
 	}
 	return false
 }
+
+// needsOperator reports refusals an operator cures on the hub without
+// anything changing on the device (a re-approval after a PCR change):
+// retried on the normal backoff, so the device is back soon after.
+func (e *hubError) needsOperator() bool { return e.code == hub.CodePCRChanged }
 
 func (l *Link) signInLoop(ctx context.Context) {
 	backoff := time.Second
@@ -385,8 +394,12 @@ func (l *Link) signInLoop(ctx context.Context) {
 			if err != nil {
 				var he *hubError
 				if errors.As(err, &he) && he.permanent() {
-					l.o.Log.Error("hub sign-in refused; fix the cause, it is retried every 5 minutes", "hub", l.base.Host, "err", err.Error())
+					l.o.Log.Error("hub sign-in refused; fix the cause, it is retried every 5 minutes (local tools keep working)", "hub", l.base.Host, "code", he.code, "err", err.Error())
 					wait = 5 * time.Minute
+				} else if errors.As(err, &he) && he.needsOperator() {
+					l.o.Log.Error("hub sign-in refused: this device's TPM measurements changed; an operator re-approves it on the hub if the change is expected (local tools keep working)", "hub", l.base.Host, "code", he.code, "err", err.Error(), "retry_in", backoff.String())
+					wait = backoff
+					backoff = min(backoff*2, time.Minute)
 				} else {
 					l.o.Log.Warn("hub sign-in failed; retrying", "hub", l.base.Host, "err", err.Error(), "in", backoff.String())
 					wait = backoff
@@ -448,38 +461,26 @@ func (l *Link) signIn(ctx context.Context) error {
 }
 
 func (l *Link) signInAs(ctx context.Context, enroll bool) error {
-	var nr hub.NonceResponse
-	if err := l.postJSON(ctx, hub.PathNonce, struct{}{}, &nr); err != nil {
-		return fmt.Errorf("getting a nonce from the hub: %w", err)
+	resp, err := l.signInOnce(ctx, enroll, nil)
+	if err == nil && resp.Activation != nil {
+		// A TPM enrollment: prove that the AK lives in the TPM of the EK,
+		// then enroll again with the recovered secret.
+		if l.o.Activate == nil {
+			return errors.New("the hub sent a credential activation challenge, but the device key is not in a TPM")
+		}
+		secret, aerr := l.o.Activate(resp.Activation.CredentialBlob, resp.Activation.Secret)
+		if aerr != nil {
+			return fmt.Errorf("answering the hub's credential activation challenge: %w", aerr)
+		}
+		resp, err = l.signInOnce(ctx, enroll, secret)
+		if err == nil && resp.Activation != nil {
+			err = errors.New("the hub sent a second credential activation challenge")
+		}
 	}
-	purpose, path := hub.PurposeSession, hub.PathSession
-	if enroll {
-		purpose, path = hub.PurposeEnroll, hub.PathEnroll
-	}
-	id := l.o.Key.ID()
-	sig, err := l.o.Key.Sign(rand.Reader, hub.Digest(purpose, nr.Nonce, id, l.o.Hub.URL), crypto.SHA256)
 	if err != nil {
-		return fmt.Errorf("signing with the device key: %w", err)
-	}
-	req := hub.SignInRequest{DeviceID: id, Nonce: nr.Nonce, Signature: sig, HubURL: l.o.Hub.URL}
-	if enroll {
-		der, err := marshalPublic(l.o.Key.Public())
-		if err != nil {
-			return err
-		}
-		req.PublicKey, req.Kind, req.Token, req.Name, req.Labels = der, l.o.Key.Kind(), l.o.Hub.EnrollToken, l.o.Hub.Name, l.o.Hub.Labels
-		if l.o.Key.Kind() == "tpm" {
-			att, err := l.o.Attest(nr.Nonce)
-			if err != nil {
-				return fmt.Errorf("attesting the device key: %w", err)
-			}
-			req.Attestation = att
-		}
-	}
-	var resp hub.SignInResponse
-	if err := l.postJSON(ctx, path, req, &resp); err != nil {
 		return err
 	}
+	id := l.o.Key.ID()
 	if resp.Token == "" || resp.DeviceID != id {
 		return errors.New("the hub's sign-in answer has no credential for this device")
 	}
@@ -494,6 +495,48 @@ func (l *Link) signInAs(ctx context.Context, enroll bool) error {
 		l.o.Log.Info("signed in to the hub", "hub", l.base.Host, "device", id, "tenant", resp.TenantName, "enrolled", enroll, "attested", resp.Attested, "audit_seq", resp.AuditSeq)
 	}
 	return nil
+}
+
+// signInOnce makes one enrollment or sign-in request with a fresh nonce;
+// a TPM key attests for it. activation is the answer to the hub's
+// credential activation challenge (enrollment only).
+func (l *Link) signInOnce(ctx context.Context, enroll bool, activation []byte) (*hub.SignInResponse, error) {
+	var nr hub.NonceResponse
+	if err := l.postJSON(ctx, hub.PathNonce, struct{}{}, &nr); err != nil {
+		return nil, fmt.Errorf("getting a nonce from the hub: %w", err)
+	}
+	purpose, path := hub.PurposeSession, hub.PathSession
+	if enroll {
+		purpose, path = hub.PurposeEnroll, hub.PathEnroll
+	}
+	id := l.o.Key.ID()
+	sig, err := l.o.Key.Sign(rand.Reader, hub.Digest(purpose, nr.Nonce, id, l.o.Hub.URL), crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("signing with the device key: %w", err)
+	}
+	req := hub.SignInRequest{DeviceID: id, Nonce: nr.Nonce, Signature: sig, HubURL: l.o.Hub.URL}
+	if enroll {
+		der, err := marshalPublic(l.o.Key.Public())
+		if err != nil {
+			return nil, err
+		}
+		req.PublicKey, req.Kind, req.Token, req.Name, req.Labels = der, l.o.Key.Kind(), l.o.Hub.EnrollToken, l.o.Hub.Name, l.o.Hub.Labels
+		req.Activation = activation
+	}
+	if l.o.Key.Kind() == "tpm" {
+		// Every enrollment and sign-in of a TPM device carries a fresh
+		// attestation: the hub checks the AK and the PCR values each time.
+		att, err := l.o.Attest(nr.Nonce)
+		if err != nil {
+			return nil, fmt.Errorf("attesting the device key: %w", err)
+		}
+		req.Attestation = att
+	}
+	var resp hub.SignInResponse
+	if err := l.postJSON(ctx, path, req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
 }
 
 // postJSON posts v as JSON to the hub (unauthenticated) and decodes the

@@ -138,7 +138,14 @@ const hubUsage = `Hub commands (each takes --config FILE or --mcp-servers FILE t
   hub token create --tenant NAME [--name N] [--uses N] [--ttl 24h]
         Create an enrollment token for edges of the tenant; prints it alone on the last line.
   hub devices [--json]
-        List the enrolled devices: id, name, tenant, kind, attested, enrolled, last contact, address.
+        List the enrolled devices: id, name, tenant, kind, attested, enrolled, last contact, address,
+        PCR policy and why the last sign-in was refused.
+  hub devices approve ID
+        Re-approve a TPM device whose PCR values changed legitimately (firmware update): its next
+        attestation's PCR values are accepted and recorded.
+  hub devices pcrs ID enrolled|off
+        Set a TPM device's PCR policy: enrolled (the default: PCR values must stay those recorded)
+        or off (recorded, not enforced).
 `
 
 // cmdHub runs `mcpedge hub ...` on the store the configuration names.
@@ -147,6 +154,10 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	switch {
 	case len(args) >= 2 && args[0] == "token" && args[1] == "create":
 		name, args = "hub token create", args[2:]
+	case len(args) >= 2 && args[0] == "devices" && args[1] == "approve":
+		name, args = "hub devices approve", args[2:]
+	case len(args) >= 2 && args[0] == "devices" && args[1] == "pcrs":
+		name, args = "hub devices pcrs", args[2:]
 	case len(args) >= 1 && args[0] == "devices":
 		name, args = "hub devices", args[1:]
 	default:
@@ -175,8 +186,18 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		return usageError{err}
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))}
+	wantArgs := map[string]int{"hub devices approve": 1, "hub devices pcrs": 2}[name]
+	if fs.NArg() < wantArgs {
+		return usageError{fmt.Errorf("%s: give the device ID%s", name, map[bool]string{true: " and the policy (enrolled or off)"}[wantArgs == 2])}
+	}
+	if fs.NArg() > wantArgs {
+		return usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(wantArgs))}
+	}
+	var policy string
+	if name == "hub devices pcrs" {
+		if policy, err = hub.ParsePCRPolicy(fs.Arg(1)); err != nil {
+			return usageError{err}
+		}
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
@@ -187,8 +208,11 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("opening the store: %w", err)
 	}
 	defer st.Close()
-	if name == "hub devices" {
+	switch name {
+	case "hub devices":
 		return hubDevices(ctx, st, *asJSON, stdout)
+	case "hub devices approve", "hub devices pcrs":
+		return hubDeviceChange(ctx, st, name, fs.Arg(0), policy, stdout)
 	}
 	if *tenant == "" {
 		return usageError{errors.New("hub token create: --tenant NAME is required")}
@@ -236,7 +260,7 @@ func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writ
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tNAME\tTENANT\tKIND\tATTESTED\tENROLLED\tLAST CONTACT\tADDRESS\tQUEUED")
+	fmt.Fprintln(tw, "ID\tNAME\tTENANT\tKIND\tATTESTED\tENROLLED\tLAST CONTACT\tADDRESS\tQUEUED\tPCRS\tREFUSED")
 	for _, d := range views {
 		att := "no"
 		if d.Attested {
@@ -250,9 +274,68 @@ func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writ
 		if d.QueueDepth != nil {
 			queued = fmt.Sprint(*d.QueueDepth)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Name, d.TenantName, d.Kind, att, d.EnrolledAt.Format(time.RFC3339), last, d.LastAddr, queued)
+		pcrs := "-"
+		if d.Kind == "tpm" {
+			pcrs = hub.PCRPolicyEnrolled
+			if d.PCRPolicy != "" {
+				pcrs = d.PCRPolicy
+			}
+			if d.Reapprove {
+				pcrs += " (re-approved)"
+			}
+		}
+		refused := "-"
+		if d.Refusal != "" {
+			refused = d.RefusedAt.Format(time.RFC3339) + " " + d.Refusal
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Name, d.TenantName, d.Kind, att, d.EnrolledAt.Format(time.RFC3339), last, d.LastAddr, queued, pcrs, refused)
 	}
 	return tw.Flush()
+}
+
+// hubDeviceChange re-approves a device's PCR values or sets its PCR
+// policy, on the store, audited as the REST endpoints are.
+func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy string, stdout io.Writer) error {
+	d, err := st.GetDevice(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("device %q is not enrolled with this hub (see mcpedge hub devices)", id)
+	}
+	if err != nil {
+		return err
+	}
+	action, detail := "hub.device.reapprove", map[string]any{}
+	if name == "hub devices approve" {
+		if err := hub.Reapprove(ctx, st, d); err != nil {
+			return fmt.Errorf("device %s: %w", id, err)
+		}
+	} else {
+		if err := hub.SetPCRPolicy(ctx, st, d, policy); err != nil {
+			return err
+		}
+		action, detail["pcr_policy"] = "hub.device.pcr_policy", fs0(policy, hub.PCRPolicyEnrolled)
+	}
+	al := audit.NewLogger(st, slog.New(slog.DiscardHandler), audit.LoggerOptions{})
+	b, _ := json.Marshal(detail)
+	al.Record(ctx, &store.AuditEntry{TenantID: d.TenantID, Actor: "cli", ActorKind: "cli", Action: action, Target: d.ID, Outcome: "ok", Detail: b})
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := al.Close(closeCtx); err != nil {
+		return fmt.Errorf("auditing the change: %w", err)
+	}
+	if name == "hub devices approve" {
+		fmt.Fprintf(stdout, "device %s re-approved: the PCR values of its next sign-in are accepted and recorded\n", d.ID)
+	} else {
+		fmt.Fprintf(stdout, "device %s: PCR policy %s\n", d.ID, fs0(policy, hub.PCRPolicyEnrolled))
+	}
+	return nil
+}
+
+// fs0 is s, or def when s is "".
+func fs0(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // hubAPIRoute reports whether an /api request is the hub's, which bypasses

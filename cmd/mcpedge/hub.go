@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -175,6 +176,15 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	uses := fs.Int("uses", 1, "how many devices may enroll with the token")
 	ttl := fs.Duration("ttl", hub.DefaultTokenTTL, "how long the token is valid")
 	asJSON := fs.Bool("json", false, "print JSON")
+	if name == "hub devices approve" || name == "hub devices pcrs" {
+		// "approve ID --config F": the leading positional arguments go
+		// after the flags, as the flag package wants them.
+		n := 0
+		for n < len(args) && !strings.HasPrefix(args[n], "-") {
+			n++
+		}
+		args = append(append(append([]string{}, args[n:]...), "--"), args[:n]...)
+	}
 	_, cfg, err := parseAndLoad(fs, args, src)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

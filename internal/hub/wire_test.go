@@ -84,6 +84,19 @@ func TestSignInRoundTrip(t *testing.T) {
 	if _, err := DecodeSignIn(body, false); err == nil {
 		t.Error("a session request with enrollment fields was accepted")
 	}
+	// A TPM device's sign-in carries its attestation; its enrollment may
+	// carry the answer to the activation challenge.
+	session, _ := json.Marshal(SignInRequest{DeviceID: id, Nonce: nonce, Signature: sig, HubURL: "http://h", Attestation: json.RawMessage(`{"version":1}`)})
+	if req, err := DecodeSignIn(session, false); err != nil || string(req.Attestation) != `{"version":1}` {
+		t.Errorf("a session with an attestation: %v", err)
+	}
+	withActivation, _ := json.Marshal(SignInRequest{DeviceID: id, Nonce: nonce, Signature: sig, HubURL: "http://h", PublicKey: der, Kind: "tpm", Attestation: json.RawMessage(`{}`), Activation: []byte("secret")})
+	if req, err := DecodeSignIn(withActivation, true); err != nil || string(req.Activation) != "secret" {
+		t.Errorf("an enrollment with an activation answer: %v", err)
+	}
+	if _, err := DecodeSignIn(withActivation, false); err == nil {
+		t.Error("a session request with an activation answer was accepted")
+	}
 }
 
 func TestDecodeSignInRefusals(t *testing.T) {
@@ -94,17 +107,21 @@ func TestDecodeSignInRefusals(t *testing.T) {
 		return SignInRequest{DeviceID: id, Nonce: bytes.Repeat([]byte{1}, NonceBytes), Signature: []byte{1, 2}, HubURL: "http://h", PublicKey: der, Kind: "file"}
 	}
 	for name, mod := range map[string]func(*SignInRequest){
-		"bad id":          func(r *SignInRequest) { r.DeviceID = "XYZ" },
-		"short nonce":     func(r *SignInRequest) { r.Nonce = []byte{1} },
-		"no signature":    func(r *SignInRequest) { r.Signature = nil },
-		"no hub url":      func(r *SignInRequest) { r.HubURL = "" },
-		"not a key":       func(r *SignInRequest) { r.PublicKey = rsaLike },
-		"another key":     func(r *SignInRequest) { r.PublicKey = der2 },
-		"kind":            func(r *SignInRequest) { r.Kind = "usb" },
-		"tpm without att": func(r *SignInRequest) { r.Kind = "tpm" },
-		"file with att":   func(r *SignInRequest) { r.Attestation = json.RawMessage(`{}`) },
-		"empty label":     func(r *SignInRequest) { r.Labels = []string{""} },
-		"long name":       func(r *SignInRequest) { r.Name = strings.Repeat("x", 65) },
+		"bad id":               func(r *SignInRequest) { r.DeviceID = "XYZ" },
+		"short nonce":          func(r *SignInRequest) { r.Nonce = []byte{1} },
+		"no signature":         func(r *SignInRequest) { r.Signature = nil },
+		"no hub url":           func(r *SignInRequest) { r.HubURL = "" },
+		"not a key":            func(r *SignInRequest) { r.PublicKey = rsaLike },
+		"another key":          func(r *SignInRequest) { r.PublicKey = der2 },
+		"kind":                 func(r *SignInRequest) { r.Kind = "usb" },
+		"tpm without att":      func(r *SignInRequest) { r.Kind = "tpm" },
+		"file with att":        func(r *SignInRequest) { r.Attestation = json.RawMessage(`{}`) },
+		"file with activation": func(r *SignInRequest) { r.Activation = []byte{1} },
+		"long activation": func(r *SignInRequest) {
+			r.Kind, r.Attestation, r.Activation = "tpm", json.RawMessage(`{}`), make([]byte, MaxActivation+1)
+		},
+		"empty label": func(r *SignInRequest) { r.Labels = []string{""} },
+		"long name":   func(r *SignInRequest) { r.Name = strings.Repeat("x", 65) },
 	} {
 		r := good()
 		mod(&r)
@@ -206,6 +223,11 @@ func FuzzDecodeSignIn(f *testing.F) {
 	f.Add(enroll, true)
 	f.Add(session, false)
 	f.Add([]byte(`{"kind":"tpm","attestation":{"version":1}}`), true)
+	tpmEnroll, _ := json.Marshal(SignInRequest{DeviceID: id, Nonce: nonce, Signature: sig, HubURL: "http://h", PublicKey: der, Kind: "tpm", Attestation: json.RawMessage(`{"version":1}`), Activation: bytes.Repeat([]byte{7}, MaxActivation)})
+	tpmSession, _ := json.Marshal(SignInRequest{DeviceID: id, Nonce: nonce, Signature: sig, HubURL: "http://h", Attestation: json.RawMessage(`{"version":1,"pcrs":{"23":"AA=="}}`)})
+	f.Add(tpmEnroll, true)
+	f.Add(tpmSession, false)
+	f.Add(tpmEnroll, false)
 	f.Add([]byte(`{`), false)
 	f.Fuzz(func(t *testing.T, data []byte, isEnroll bool) {
 		req, err := DecodeSignIn(data, isEnroll)

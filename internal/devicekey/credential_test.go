@@ -2,6 +2,7 @@ package devicekey_test
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 
@@ -71,5 +72,41 @@ func TestCredentialActivation(t *testing.T) {
 	}
 	if _, _, err := devicekey.MakeCredential(a1.EKPublic, a1.AKPublic, make([]byte, 33)); err == nil {
 		t.Error("MakeCredential took a 33-byte secret")
+	}
+}
+
+// BenchmarkMakeCredential is the hub's cost per TPM enrollment challenge.
+func BenchmarkMakeCredential(b *testing.B) {
+	s, _, _ := loadSeed(b)
+	secret := make([]byte, devicekey.MaxCredentialSecret)
+	for b.Loop() {
+		if _, _, err := devicekey.MakeCredential(s.Attestation.EKPublic, s.Attestation.AKPublic, secret); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkActivateCredential is the device's cost per enrollment
+// (EK, AK and TPM2_ActivateCredential on swtpm).
+func BenchmarkActivateCredential(b *testing.B) {
+	sw := swtpmtest.Start(b)
+	k, err := devicekey.Open(context.Background(), devicekey.Options{DataDir: b.TempDir(), TPM: sw.Addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	n := make([]byte, 32)
+	att, err := k.Attest(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	blob, enc, err := devicekey.MakeCredential(att.EKPublic, att.AKPublic, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := k.(devicekey.CredentialActivator).ActivateCredential(blob, enc); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

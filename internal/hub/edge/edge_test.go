@@ -70,7 +70,7 @@ type testHub struct {
 	mcp  chan string // Authorization headers /mcp saw
 }
 
-func newTestHub(t *testing.T) *testHub {
+func newTestHub(t *testing.T, opts ...func(*hub.Options)) *testHub {
 	ctx := t.Context()
 	log := slog.New(slog.DiscardHandler)
 	st := memStore(t)
@@ -89,7 +89,11 @@ func newTestHub(t *testing.T) *testHub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := hub.New(hub.Options{Store: st, Credentials: as, Audit: al, Log: log})
+	o := hub.Options{Store: st, Credentials: as, Audit: al, Log: log}
+	for _, f := range opts {
+		f(&o)
+	}
+	svc := hub.New(o)
 	h := &testHub{st: st, auth: as, tok: tok.Token, mcp: make(chan string, 16)}
 	public := map[string]bool{}
 	for _, p := range hub.PublicPaths {
@@ -127,16 +131,20 @@ func edgeAudit(t *testing.T, n int) store.Store {
 	return st
 }
 
-func newLink(t *testing.T, h *testHub, key Key, au store.Audit, buffer int) *Link {
+func newLink(t *testing.T, h *testHub, key Key, au store.Audit, buffer int, opts ...func(*Options)) *Link {
 	reg := prometheus.NewRegistry()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "mcpedge_test_gauge", Help: "a gauge"})
 	g.Set(7)
 	reg.MustRegister(g)
-	l, err := New(Options{
+	o := Options{
 		Hub: config.Hub{URL: h.srv.URL, EnrollToken: h.tok, Name: "t1", Timeout: config.Duration(5 * time.Second),
 			TelemetryInterval: config.Duration(time.Hour), TelemetryBatch: 3, TelemetryBuffer: buffer},
 		Key: key, Audit: au, Gatherer: reg, Registerer: reg,
-	})
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	l, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -629,6 +629,11 @@ func TestHubCLI(t *testing.T) {
 		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "nope"}, `tenant "nope" does not exist`},
 		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "acme", "--uses", "0"}, "--uses must be 1 to 100000"},
 		{[]string{"hub", "devices", "--config", cfgPath, "extra"}, "unexpected argument"},
+		{[]string{"hub", "devices", "approve", "--config", cfgPath}, "give the device ID"},
+		{[]string{"hub", "devices", "approve", "a", "b", "--config", cfgPath}, `unexpected argument "b"`},
+		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "--config", cfgPath}, "and the policy"},
+		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "sometimes", "--config", cfgPath}, `pcr_policy "sometimes"`},
+		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "off", "--config", cfgPath}, "is not enrolled with this hub"},
 	} {
 		out, err := cliErr(env, c.args...)
 		if err == nil || !strings.Contains(out, c.want) {

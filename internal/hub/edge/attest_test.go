@@ -27,6 +27,7 @@ type simTPM struct {
 	ak   string
 	pcr  string
 	lies bool // the activation answer is wrong
+	n    int  // attestations made
 }
 
 type simAttestation struct {
@@ -40,6 +41,7 @@ func (k *simTPM) Kind() string { return "tpm" }
 func (k *simTPM) attest(nonce []byte) (json.RawMessage, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.n++
 	return json.Marshal(simAttestation{Nonce: nonce, AK: k.ak, PCR: k.pcr})
 }
 
@@ -143,6 +145,22 @@ func TestLinkTPMPolicy(t *testing.T) {
 	}
 	if l.Status().LastProblem == "" {
 		t.Error("the link's status does not show the refusal")
+	}
+	// Requests right after the refusal get it without asking the hub
+	// again (no attestation, no audit entry per call).
+	k.mu.Lock()
+	before := k.n
+	k.mu.Unlock()
+	for range 5 {
+		if _, err := l.currentToken(ctx); !isCode(err, hub.CodePCRChanged) {
+			t.Fatalf("a request after the refusal: %v", err)
+		}
+	}
+	k.mu.Lock()
+	after := k.n
+	k.mu.Unlock()
+	if after != before {
+		t.Errorf("%d attestations for 5 requests within the hold", after-before)
 	}
 	// Enrolling again does not escape the policy.
 	if err := l.signInAs(ctx, true); !isCode(err, hub.CodePCRChanged) {

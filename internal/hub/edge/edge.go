@@ -103,7 +103,11 @@ type Link struct {
 	acked    int64 // the hub's last audit sequence number of this device
 	haveSeq  bool
 	lastErr  string
-	lastSent time.Time
+	// refusal is the hub's last refusal of a sign-in and refusedAt when;
+	// requests do not ask again within refusalHold of it.
+	refusal   error
+	refusedAt time.Time
+	lastSent  time.Time
 	ring     []hub.Snapshot
 	dropped  int64
 	kick     chan struct{} // sign in again now
@@ -279,9 +283,17 @@ func (l *Link) serveProxy(w http.ResponseWriter, r *http.Request) {
 func (l *Link) currentToken(ctx context.Context) (string, error) {
 	l.mu.Lock()
 	tok, exp, last := l.token, l.expires, l.lastErr
+	refusal, refusedAt := l.refusal, l.refusedAt
 	l.mu.Unlock()
 	if tok != "" && time.Until(exp) > 30*time.Second {
 		return tok, nil
+	}
+	// A hub that just refused this device (a changed PCR, say) refuses
+	// it again: every hub call of a busy client would otherwise cost an
+	// attestation and an audit entry on the hub. The sign-in loop keeps
+	// retrying on its backoff.
+	if refusal != nil && time.Since(refusedAt) < refusalHold {
+		return "", refusal
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -453,12 +465,24 @@ func (l *Link) signIn(ctx context.Context) error {
 	}
 	if err != nil {
 		l.setErr(err.Error())
+		if errors.As(err, &he) && he.status < 500 {
+			l.mu.Lock()
+			l.refusal, l.refusedAt = err, time.Now()
+			l.mu.Unlock()
+		}
 		l.metrics.signIns.WithLabelValues("failed").Inc()
 		return err
 	}
+	l.mu.Lock()
+	l.refusal = nil
+	l.mu.Unlock()
 	l.metrics.signIns.WithLabelValues("ok").Inc()
 	return nil
 }
+
+// refusalHold is how long requests take the hub's refusal of a sign-in
+// as the answer instead of asking again.
+const refusalHold = 5 * time.Second
 
 func (l *Link) signInAs(ctx context.Context, enroll bool) error {
 	resp, err := l.signInOnce(ctx, enroll, nil)

@@ -95,23 +95,23 @@ type Link struct {
 	enc     *zstd.Encoder
 	metrics *linkMetrics
 
-	mu       sync.Mutex
-	token    string
-	expires  time.Time
-	ttl      time.Duration // of the current credential, as issued
-	tenant   string
-	acked    int64 // the hub's last audit sequence number of this device
-	haveSeq  bool
-	lastErr  string
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+	ttl     time.Duration // of the current credential, as issued
+	tenant  string
+	acked   int64 // the hub's last audit sequence number of this device
+	haveSeq bool
+	lastErr string
 	// refusal is the hub's last refusal of a sign-in and refusedAt when;
 	// requests do not ask again within refusalHold of it.
 	refusal   error
 	refusedAt time.Time
 	lastSent  time.Time
-	ring     []hub.Snapshot
-	dropped  int64
-	kick     chan struct{} // sign in again now
-	signing  chan struct{} // held during a sign-in (capacity 1)
+	ring      []hub.Snapshot
+	dropped   int64
+	kick      chan struct{} // sign in again now
+	signing   chan struct{} // held during a sign-in (capacity 1)
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"strings"
@@ -665,7 +666,7 @@ func (g *Gateway) observeDecision(gr *group, d decision) {
 	prev, _ := g.lastChoice.Swap(gr.cfg.Name, chosen)
 	if prev != nil && prev.(string) != chosen {
 		g.log.Info("routing: first choice changed", "upstream", gr.cfg.Name, "from", prev, "to", chosen, "factor", d.factor, "reasons", d.reasons)
-	} else if g.log.Enabled(context.Background(), -4) {
+	} else if g.log.Enabled(context.Background(), slog.LevelDebug) {
 		g.log.Debug("routing decision", "upstream", gr.cfg.Name, "target", chosen, "factor", d.factor, "reasons", d.reasons)
 	}
 }

@@ -36,9 +36,11 @@ type Attestation struct {
 	// fixed template, so the same TPM always has the same AK.
 	AKPublic []byte `json:"ak_public"`
 	// EKPublic is the endorsement key's TPMT_PUBLIC (TCG ECC P-256 EK
-	// template), and EKCert its certificate (DER) when the TPM's NV
-	// holds one. Reported for the verifier to record: the AK is not
-	// bound to the EK by this protocol (see docs/device-identity.md).
+	// template, or the RSA 2048 one when only that EK is certified), and
+	// EKCert its certificate (DER) when the TPM's NV holds one. The
+	// attestation itself does not bind the AK to the EK: a verifier does
+	// that with a credential activation (MakeCredential), and checks
+	// EKCert with EKRoots.VerifyEKCert (see docs/device-identity.md).
 	EKPublic []byte `json:"ek_public,omitempty"`
 	EKCert   []byte `json:"ek_cert,omitempty"`
 	// KeyPublic is the device key's TPMT_PUBLIC.

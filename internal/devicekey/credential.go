@@ -70,8 +70,9 @@ type CredentialActivator interface {
 }
 
 // ActivateCredential runs TPM2_ActivateCredential with this TPM's AK (the
-// fixed template Attest uses) and EK (TCG ECC P-256 template, authorized
-// by a PolicySecret session on the endorsement hierarchy).
+// fixed template Attest uses) and EK (the one Attest presents, see
+// chooseEK; authorized by a PolicySecret session on the endorsement
+// hierarchy).
 func (k *tpmKey) ActivateCredential(credentialBlob, encSecret []byte) ([]byte, error) {
 	if len(credentialBlob) == 0 || len(credentialBlob) > 1024 || len(encSecret) == 0 || len(encSecret) > 1024 {
 		return nil, fmt.Errorf("devicekey: credential of %d and secret of %d bytes, want 1..1024 each", len(credentialBlob), len(encSecret))
@@ -87,7 +88,8 @@ func (k *tpmKey) ActivateCredential(credentialBlob, encSecret []byte) ([]byte, e
 	}
 	// The device key holds one object slot; EK and AK take the other two
 	// a TPM without a resource manager may have.
-	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, tpm2.ECCEKTemplate)
+	ekTemplate, _ := chooseEK(t)
+	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, ekTemplate)
 	if err != nil {
 		return nil, fail("create the endorsement key", err)
 	}

@@ -71,8 +71,35 @@ func eccSigningTemplate(restricted bool) tpm2.TPMTPublic {
 	}
 }
 
-// ekCertIndex is the TCG NV index of the ECC P-256 EK certificate.
-const ekCertIndex = tpm2.TPMHandle(0x01c0000a)
+// ekCertIndex is the TCG NV index of the ECC P-256 EK certificate, and
+// rsaEKCertIndex that of the RSA 2048 EK certificate.
+const (
+	ekCertIndex    = tpm2.TPMHandle(0x01c0000a)
+	rsaEKCertIndex = tpm2.TPMHandle(0x01c00002)
+)
+
+// chooseEK says which EK this TPM's attestations present and credential
+// activations use: the ECC P-256 EK (TCG template) when the TPM holds
+// its certificate or holds no EK certificate at all, else the RSA 2048
+// EK when the TPM holds that one's certificate. Manufacturers certify
+// the RSA EK almost always and the ECC EK often (swtpm_setup certifies
+// RSA 2048 and ECC P-384); a hub that checks EK certificates needs the
+// EK that has one. The choice depends only on which NV indexes are
+// defined, so Attest and ActivateCredential make the same one.
+func chooseEK(t transport.TPM) (tpm2.TPMTPublic, tpm2.TPMHandle) {
+	if nvDefined(t, ekCertIndex) {
+		return tpm2.ECCEKTemplate, ekCertIndex
+	}
+	if nvDefined(t, rsaEKCertIndex) {
+		return tpm2.RSAEKTemplate, rsaEKCertIndex
+	}
+	return tpm2.ECCEKTemplate, ekCertIndex
+}
+
+func nvDefined(t transport.TPM, index tpm2.TPMHandle) bool {
+	_, err := tpm2.NVReadPublic{NVIndex: index}.Execute(t)
+	return err == nil
+}
 
 // Blob file formats: JSON naming what the file holds, with the object's
 // TPMT_PUBLIC and its TPM2B_PRIVATE contents (encrypted by the TPM under
@@ -234,13 +261,14 @@ func (k *tpmKey) Attest(nonce []byte) (*Attestation, error) {
 
 	// The EK first, flushed before the AK is made: a TPM without a
 	// resource manager may have only three object slots.
-	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, tpm2.ECCEKTemplate)
+	ekTemplate, ekIndex := chooseEK(t)
+	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, ekTemplate)
 	if err != nil {
 		return nil, fail("create the endorsement key", err)
 	}
 	ekPub := ek.OutPublic.Bytes()
 	flush(t, ek.ObjectHandle)
-	ekCert := readNV(t, ekCertIndex)
+	ekCert := readNV(t, ekIndex)
 
 	ak, err := createPrimary(t, tpm2.TPMRHEndorsement, akTemplate)
 	if err != nil {

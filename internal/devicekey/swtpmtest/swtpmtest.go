@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -44,7 +45,11 @@ func Start(t testing.TB) *TPM {
 		}
 		t.Skip("swtpm is not installed (apt-get install swtpm swtpm-tools); set MCPEDGE_REQUIRE_SERVICES=1 to fail instead")
 	}
-	dir := t.TempDir()
+	return startIn(t, bin, t.TempDir())
+}
+
+func startIn(t testing.TB, bin, dir string) *TPM {
+	t.Helper()
 	// The port is found free and then handed to swtpm, so another
 	// process may take it in between: try again with another port.
 	var lastErr error
@@ -58,6 +63,98 @@ func Start(t testing.TB) *TPM {
 	}
 	t.Fatalf("swtpmtest: %v", lastErr)
 	return nil
+}
+
+// LocalCA is a certificate authority of swtpm_localca (Debian package
+// swtpm-tools) in a test's temporary directory: a self-signed root and
+// an intermediate that signs EK certificates, both made (with certtool)
+// when the first TPM is provisioned.
+type LocalCA struct {
+	// Dir holds the CA's keys and certificates.
+	Dir string
+	// Root and Issuer are the PEM files of the root certificate and of
+	// the intermediate that signs EK certificates; they exist once a TPM
+	// has been provisioned.
+	Root, Issuer string
+
+	conf string // swtpm_setup's configuration file
+}
+
+// NewLocalCA prepares an empty CA directory for StartProvisioned.
+func NewLocalCA(t testing.TB) *LocalCA {
+	t.Helper()
+	dir := t.TempDir()
+	ca := &LocalCA{
+		Dir:    dir,
+		Root:   filepath.Join(dir, "swtpm-localca-rootca-cert.pem"),
+		Issuer: filepath.Join(dir, "issuercert.pem"),
+		conf:   filepath.Join(dir, "swtpm_setup.conf"),
+	}
+	localca := filepath.Join(dir, "swtpm-localca.conf")
+	write := func(path, content string) {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatalf("swtpmtest: %v", err)
+		}
+	}
+	write(localca, "statedir = "+dir+"\nsigningkey = "+filepath.Join(dir, "signkey.pem")+
+		"\nissuercert = "+ca.Issuer+"\ncertserial = "+filepath.Join(dir, "certserial")+"\n")
+	write(filepath.Join(dir, "swtpm-localca.options"), "")
+	write(ca.conf, "create_certs_tool = "+lookTool(t, "swtpm_localca")+
+		"\ncreate_certs_tool_config = "+localca+
+		"\ncreate_certs_tool_options = "+filepath.Join(dir, "swtpm-localca.options")+
+		"\nactive_pcr_banks = sha256\n")
+	return ca
+}
+
+// Bundle returns the CA's root and intermediate certificates in one PEM
+// bundle, as a verifier's trusted EK roots.
+func (ca *LocalCA) Bundle(t testing.TB) []byte {
+	t.Helper()
+	var out []byte
+	for _, p := range []string{ca.Root, ca.Issuer} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatalf("swtpmtest: the local CA has no certificates yet (provision a TPM first): %v", err)
+		}
+		out = append(out, b...)
+	}
+	return out
+}
+
+// StartProvisioned starts a swtpm whose state was first manufactured by
+// swtpm_setup with EKs and EK certificates signed by ca: an RSA 2048 EK
+// certificate in NV index 0x01c00002 and an ECC P-384 one in 0x01c00016,
+// as a TPM vendor provisions them. It takes about a second more than
+// Start (the CA's keys are made at its first use).
+func StartProvisioned(t testing.TB, ca *LocalCA) *TPM {
+	t.Helper()
+	bin := lookTool(t, "swtpm")
+	setup := lookTool(t, "swtpm_setup")
+	lookTool(t, "swtpm_localca")
+	lookTool(t, "certtool")
+	dir := t.TempDir()
+	cmd := exec.Command(setup, "--tpm2", "--tpmstate", dir, "--config", ca.conf,
+		"--create-ek-cert", "--logfile", filepath.Join(dir, "setup.log"))
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "setup.log"))
+		t.Fatalf("swtpmtest: swtpm_setup: %v\n%s\n%s", err, out, log)
+	}
+	return startIn(t, bin, dir)
+}
+
+// lookTool finds a program of swtpm/swtpm-tools, skipping (or failing,
+// with MCPEDGE_REQUIRE_SERVICES) the test when it is not installed.
+func lookTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") != "" {
+			t.Fatalf("%s is not installed and MCPEDGE_REQUIRE_SERVICES is set (apt-get install swtpm swtpm-tools gnutls-bin)", name)
+		}
+		t.Skipf("%s is not installed (apt-get install swtpm swtpm-tools gnutls-bin); set MCPEDGE_REQUIRE_SERVICES=1 to fail instead", name)
+	}
+	return p
 }
 
 func start(bin, dir string) (*TPM, error) {

@@ -125,6 +125,9 @@ type Config struct {
 	// Hub makes the gateway an edge of a hub gateway (toml [hub]); see
 	// hub.go and docs/hub.md.
 	Hub Hub
+	// HubServer configures the hub side (toml [hub_server]); see
+	// hubserver.go and docs/hub.md.
+	HubServer HubServer
 	// Routing is the device-wide routing policy (toml [routing]); see
 	// routing.go.
 	Routing Routing

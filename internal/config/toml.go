@@ -345,13 +345,15 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	qt := d.decodeQueue(top, c)
 	ht := d.decodeHub(top, c)
 	dt := d.decodeDevice(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "routing", "device"}, securityTables...))
+	hst := d.decodeHubServer(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
 	d.validateQueue(c, qt)
 	d.validateHub(c, ht)
 	d.validateDevice(c, dt)
+	d.validateHubServer(c, hst)
 	return c
 }
 

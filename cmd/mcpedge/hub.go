@@ -30,26 +30,57 @@ import (
 // (docs/hub.md). With auth off its endpoints answer 503 saying why.
 func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.Service {
 	o := hub.Options{
-		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: verifyAttestation, MakeCredential: devicekey.MakeCredential,
+		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: attestationVerifier(sec.EKRoots), MakeCredential: devicekey.MakeCredential,
 		ClientIP: sec.ClientIP.From, Log: log,
 	}
 	if cfg.Auth.Mode != config.AuthRequired {
 		o.Disabled = `this gateway cannot be a hub: [auth] mode is "off", and devices sign in with credentials`
+	} else if sec.EKRoots == nil {
+		log.Warn("hub: TPM endorsement key certificates are not checked ([hub_server] ek_roots is not set): a TPM device's endorsement key is trusted on first use, so a device made entirely in software can enroll as a TPM device")
+	} else {
+		log.Info("hub: TPM devices enroll only with an endorsement key certificate from a trusted manufacturer", "ek_roots", cfg.HubServer.EKRoots, "roots", sec.EKRoots.Roots, "intermediates", sec.EKRoots.Intermediates)
 	}
 	return hub.New(o)
 }
 
-// verifyAttestation checks a TPM device's attestation with
-// devicekey.Verify: the quote and certification must be made for this
-// nonce by the pinned AK (any AK at the first enrollment) and show the
-// recorded PCR values (docs/hub.md). A refusal is a *hub.AttestationError
-// saying which check failed.
-func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy) (*hub.AttestationResult, error) {
+// loadEKRoots reads [hub_server] ek_roots, if set, for `mcpedge serve`:
+// a file that cannot be used stops the start rather than leaving the hub
+// without the check the operator asked for.
+func loadEKRoots(cfg *config.Config) (*devicekey.EKRoots, error) {
+	if cfg.HubServer.EKRoots == "" {
+		return nil, nil
+	}
+	r, err := devicekey.LoadEKRoots(cfg.HubServer.EKRoots)
+	if err != nil {
+		return nil, fmt.Errorf("[hub_server] ek_roots: %w", err)
+	}
+	return r, nil
+}
+
+// attestationVerifier returns the hub's check of a TPM device's
+// attestation (devicekey.Verify): the quote and certification must be
+// made for this nonce by the pinned AK (any AK at the first enrollment)
+// and show the recorded PCR values; with ekRoots, an enrollment also
+// needs an EK certificate that chains to them and certifies the EK
+// presented (docs/hub.md). A refusal is a *hub.AttestationError saying
+// which check failed.
+func attestationVerifier(ekRoots *devicekey.EKRoots) hub.VerifyAttestation {
+	return func(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy) (*hub.AttestationResult, error) {
+		return verifyAttestation(raw, pub, nonce, want, ekRoots)
+	}
+}
+
+func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy, ekRoots *devicekey.EKRoots) (*hub.AttestationResult, error) {
 	att, err := devicekey.ParseAttestation(raw)
 	if err != nil {
 		return nil, &hub.AttestationError{Code: hub.CodeBadAttestation, Err: err}
 	}
 	v, err := devicekey.Verify(att, pub, nonce, devicekey.Policy{AK: want.AK, PCRs: want.PCRs})
+	if err == nil && want.Enrollment && ekRoots != nil {
+		// After Verify: the evidence is fresh and signed, so a refusal
+		// here is about the TPM itself, not a replay.
+		_, err = ekRoots.VerifyEKCert(v.EKPublic, v.EKCert, time.Now())
+	}
 	if err != nil {
 		ae := &hub.AttestationError{Code: hub.CodeBadAttestation, Err: err}
 		var pm *devicekey.PCRMismatchError
@@ -62,6 +93,10 @@ func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, 
 			ae.Code = hub.CodeUncertifiedKey
 		case errors.Is(err, devicekey.ErrAKMismatch):
 			ae.Code = hub.CodeWrongAK
+		case errors.Is(err, devicekey.ErrEKUntrusted):
+			ae.Code = hub.CodeEKUntrusted
+		case errors.Is(err, devicekey.ErrEKMismatch):
+			ae.Code = hub.CodeEKMismatch
 		}
 		return nil, ae
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
@@ -41,7 +42,10 @@ type securityStack struct {
 	Layer    *tenancy.Layer // nil when auth is off
 	// Tenant is the bootstrap tenant, which single-user mode acts as.
 	Tenant store.Tenant
-	cancel context.CancelFunc
+	// EKRoots are the hub's trusted TPM manufacturer CAs ([hub_server]
+	// ek_roots; nil: EK certificates are not checked). See hub.go.
+	EKRoots *devicekey.EKRoots
+	cancel  context.CancelFunc
 }
 
 // openSecurity opens the stack. Bootstrap output (the first admin key) goes

@@ -106,6 +106,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeSec()
+	if sec.EKRoots, err = loadEKRoots(cfg); err != nil {
+		return err
+	}
 	link, err := startEdge(ctx, cfg, sec, m, log) // [hub] url: adds the hub's upstream to cfg
 	if err != nil {
 		return err

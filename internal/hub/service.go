@@ -64,6 +64,12 @@ type AttestationPolicy struct {
 	AK []byte
 	// PCRs are the expected sha256 PCR values; nil enforces none.
 	PCRs map[int][]byte
+	// Enrollment is set when the attestation is for an enrollment (which
+	// a credential activation then binds to the EK): a verifier that
+	// checks EK certificates does it then, and refuses with
+	// CodeEKUntrusted or CodeEKMismatch. Later sign-ins are bound to the
+	// enrolled TPM by the pinned AK.
+	Enrollment bool
 }
 
 // AttestationResult is what a verified attestation established.
@@ -100,6 +106,12 @@ const (
 	CodeActivationFailed = "activation_failed"
 	// CodeAttestationRequired: a TPM device signed in without one.
 	CodeAttestationRequired = "attestation_required"
+	// CodeEKUntrusted: the hub checks EK certificates ([hub_server]
+	// ek_roots) and the TPM has none, or it does not chain to those roots.
+	CodeEKUntrusted = "ek_untrusted"
+	// CodeEKMismatch: the EK certificate chains to the roots but
+	// certifies another key than the EK the device presented.
+	CodeEKMismatch = "ek_mismatch"
 )
 
 // AttestationError is a refused attestation: Code is one of the Code…
@@ -367,7 +379,7 @@ func (s *Service) signedIn(ctx context.Context, req *SignInRequest, enroll bool,
 		if len(req.Attestation) == 0 {
 			return nil, refuse(http.StatusUnauthorized, CodeAttestationRequired, "device %s has its key in a TPM: every sign-in must carry a TPM attestation for the hub's nonce (update the edge)", req.DeviceID)
 		}
-		var want AttestationPolicy
+		want := AttestationPolicy{Enrollment: enroll}
 		if known {
 			want.AK = dev.AK
 			// The recorded PCR values hold for enrollments of a known
@@ -515,6 +527,10 @@ func attestationRefusal(deviceID string, err error) *signInError {
 		return refuse(http.StatusUnauthorized, ae.Code, "the TPM attestation of device %s was made for another nonce (replayed or stale): %v", deviceID, err)
 	case CodeUncertifiedKey:
 		return refuse(http.StatusUnauthorized, ae.Code, "the TPM attestation of device %s does not certify its device key: %v", deviceID, err)
+	case CodeEKUntrusted:
+		return refuse(http.StatusUnauthorized, ae.Code, "device %s cannot enroll as a TPM device: this hub requires an endorsement key certificate from a TPM manufacturer it trusts ([hub_server] ek_roots): %v", deviceID, err)
+	case CodeEKMismatch:
+		return refuse(http.StatusUnauthorized, ae.Code, "device %s cannot enroll as a TPM device: its endorsement key certificate is for another key than the endorsement key it presented: %v", deviceID, err)
 	case CodeWrongAK:
 		return refuse(http.StatusUnauthorized, ae.Code, "the TPM attestation of device %s is signed by another attestation key than the one pinned at enrollment (another TPM, or the TPM was cleared; remove and enroll the device again if that is expected): %v", deviceID, err)
 	}

@@ -17,9 +17,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
 )
 
 // TPM is a running swtpm.
@@ -238,4 +242,46 @@ func ping(port int) error {
 		return fmt.Errorf("GetRandom answered with code %#x", rc)
 	}
 	return nil
+}
+
+// WriteNV defines the NV index (owner authorization, readable without a
+// password, as EK certificate indexes are) and writes data to it, in
+// chunks every TPM accepts. Tests use it to put a certificate where a
+// manufacturer would, for instance another TPM's EK certificate.
+func (s *TPM) WriteNV(t testing.TB, index uint32, data []byte) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(s.Addr, "tcp://"), 5*time.Second)
+	if err != nil {
+		t.Fatalf("swtpmtest: %v", err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	tr := transport.FromReadWriter(conn)
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
+	pub := tpm2.TPMSNVPublic{
+		NVIndex: tpm2.TPMHandle(index),
+		NameAlg: tpm2.TPMAlgSHA256,
+		Attributes: tpm2.TPMANV{
+			OwnerWrite: true, OwnerRead: true, AuthRead: true, NoDA: true, NT: tpm2.TPMNTOrdinary,
+		},
+		DataSize: uint16(len(data)),
+	}
+	if _, err := (tpm2.NVDefineSpace{AuthHandle: owner, PublicInfo: tpm2.New2B(pub)}).Execute(tr); err != nil {
+		t.Fatalf("swtpmtest: NV_DefineSpace %#x: %v", index, err)
+	}
+	name, err := tpm2.NVName(&pub)
+	if err != nil {
+		t.Fatalf("swtpmtest: %v", err)
+	}
+	for off := 0; off < len(data); off += 512 {
+		end := min(off+512, len(data))
+		if _, err := (tpm2.NVWrite{
+			AuthHandle: owner,
+			NVIndex:    tpm2.NamedHandle{Handle: tpm2.TPMHandle(index), Name: *name},
+			Data:       tpm2.TPM2BMaxNVBuffer{Buffer: data[off:end]},
+			Offset:     uint16(off),
+		}).Execute(tr); err != nil {
+			t.Fatalf("swtpmtest: NV_Write %#x: %v", index, err)
+		}
+	}
 }

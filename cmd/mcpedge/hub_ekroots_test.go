@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/devicekey"
+	"github.com/mcpedge/mcpedge/internal/devicekey/swtpmtest"
+	"github.com/mcpedge/mcpedge/internal/hub"
+)
+
+// enrollDenials returns the "code: reason" of every denied enrollment in
+// the hub's audit log, oldest first.
+func enrollDenials(t *testing.T, base string) []string {
+	t.Helper()
+	code, b := apiDo(t, http.MethodGet, base+"/api/audit?action=hub.enroll&limit=1000", testAdminKey, "")
+	var page struct {
+		Entries []struct {
+			Outcome string `json:"outcome"`
+			Detail  []byte `json:"detail"`
+		} `json:"entries"`
+	}
+	if code != 200 || json.Unmarshal(b, &page) != nil {
+		t.Fatalf("hub audit: %d %s", code, b)
+	}
+	var out []string
+	for _, e := range page.Entries {
+		if e.Outcome == "denied" {
+			var d struct{ Code, Reason string }
+			_ = json.Unmarshal(e.Detail, &d)
+			out = append(out, d.Code+": "+d.Reason)
+		}
+	}
+	return out
+}
+
+// TestHubEKRoots runs a hub with [hub_server] ek_roots set to a local
+// CA's certificates and TPM edges (real binaries, real swtpm, the TPMs
+// manufactured by swtpm_setup with EK certificates from swtpm_localca):
+// a TPM with an EK certificate from that CA enrolls; a TPM without an EK
+// certificate (a device that could be entirely software) and a TPM
+// certified by another CA are refused ek_untrusted; a TPM that presents
+// another TPM's (valid) EK certificate is refused ek_mismatch. A hub
+// whose ek_roots cannot be used does not start; one without ek_roots says
+// at start that EK certificates are not checked.
+func TestHubEKRoots(t *testing.T) {
+	ca := swtpmtest.NewLocalCA(t)
+	good := swtpmtest.StartProvisioned(t, ca)
+	foreign := swtpmtest.StartProvisioned(t, swtpmtest.NewLocalCA(t))
+	bare := swtpmtest.Start(t)
+	copied := swtpmtest.Start(t)
+
+	// The copied TPM holds the good TPM's EK certificate where its own
+	// would be, as a software device replaying a real TPM's certificate.
+	k, err := devicekey.Open(context.Background(), devicekey.Options{DataDir: t.TempDir(), TPM: good.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	att, err := k.Attest([]byte("n"))
+	k.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(att.EKCert) == 0 {
+		t.Fatal("the provisioned TPM's attestation has no EK certificate")
+	}
+	copied.WriteNV(t, 0x01c00002, att.EKCert)
+
+	dir := t.TempDir()
+	roots := filepath.Join(dir, "tpm-roots.pem")
+	if err := os.WriteFile(roots, ca.Bundle(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Unusable roots: serve refuses to start, naming the setting.
+	for name, content := range map[string]string{"missing.pem": "", "key.pem": "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"} {
+		p := filepath.Join(dir, name)
+		if content != "" {
+			if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cfg := writeConfig(t, "[hub_server]\nek_roots = \""+p+"\"\n")
+		_, errOut, code := mcpedge(t, "", secEnv(t), "serve", "--listen", "127.0.0.1:0", "--config", cfg)
+		if code == 0 || !strings.Contains(errOut, "[hub_server] ek_roots") || !strings.Contains(errOut, name) {
+			t.Errorf("serve with ek_roots %s: exit %d\n%s", name, code, errOut)
+		}
+	}
+
+	hubEnv := secEnv(t)
+	hubCfg := writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n[hub_server]\nek_roots = \""+roots+"\"\n")
+	hp := startServe(t, hubEnv, "--config", hubCfg)
+	if s := hp.stderr.String(); !strings.Contains(s, "TPM devices enroll only with an endorsement key certificate") || strings.Contains(s, "are not checked") {
+		t.Errorf("the hub's start log does not say EK certificates are checked:\n%s", s)
+	}
+	cli(t, hubEnv, "tenant", "create", "edges", "--config", hubCfg, "--upstreams", "*")
+	tok := lastLine(cli(t, hubEnv, "hub", "token", "create", "--config", hubCfg, "--tenant", "edges", "--uses", "10"))
+
+	stop := func(p *gatewayProc) {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Wait()
+	}
+	edge := func(tpm *swtpmtest.TPM) *gatewayProc {
+		env := []string{"XDG_DATA_HOME=" + t.TempDir(), "MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_AUTH_TOKEN="}
+		return startServe(t, env, "--config", writeConfig(t, "[device]\ntpm = \""+tpm.Addr+"\"\n[hub]\nurl = \""+hp.URL+"\"\nenroll_token = \""+tok+"\"\n"))
+	}
+	devices := func() []attestedDevice {
+		code, b := apiDo(t, http.MethodGet, hp.URL+hub.PathDevices, testAdminKey, "")
+		var l struct{ Devices []attestedDevice }
+		if code != 200 || json.Unmarshal(b, &l) != nil {
+			t.Fatalf("devices: %d %s", code, b)
+		}
+		return l.Devices
+	}
+
+	// Refused: each edge keeps running (and retrying) but never enrolls.
+	for _, tc := range []struct {
+		name, code, reason string
+		tpm                *swtpmtest.TPM
+	}{
+		{"a TPM without an EK certificate", hub.CodeEKUntrusted, "has no EK certificate", bare},
+		{"a TPM certified by another CA", hub.CodeEKUntrusted, "does not chain to the configured EK roots", foreign},
+		{"a TPM presenting another TPM's EK certificate", hub.CodeEKMismatch, "for another key", copied},
+	} {
+		before := len(enrollDenials(t, hp.URL))
+		ep := edge(tc.tpm)
+		waitFor(t, 30*time.Second, tc.name+": refused", func() bool {
+			ds := enrollDenials(t, hp.URL)
+			return len(ds) > before && strings.HasPrefix(ds[len(ds)-1], tc.code+": ")
+		})
+		ds := enrollDenials(t, hp.URL)
+		last := ds[len(ds)-1]
+		if !strings.Contains(last, tc.reason) {
+			t.Errorf("%s: refusal %q, want one saying %q", tc.name, last, tc.reason)
+		}
+		waitFor(t, 20*time.Second, tc.name+": the edge logs the refusal", func() bool {
+			return strings.Contains(ep.stderr.String(), "401 "+tc.code)
+		})
+		stop(ep)
+		if n := len(devices()); n != 0 {
+			t.Fatalf("%s: %d devices enrolled", tc.name, n)
+		}
+		t.Logf("%s: %s", tc.name, last)
+	}
+
+	// The TPM certified by the trusted CA enrolls, with activation.
+	ep := edge(good)
+	waitFor(t, 30*time.Second, "the certified TPM enrolled", func() bool { return len(devices()) == 1 })
+	if d := devices()[0]; d.Kind != "tpm" || !d.Attested {
+		t.Fatalf("the enrolled device: %+v", d)
+	}
+	stop(ep)
+
+	// Without ek_roots the hub says at start that nothing is checked.
+	plain := startServe(t, secEnv(t), "--config", writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n"))
+	if s := plain.stderr.String(); !strings.Contains(s, "endorsement key certificates are not checked") {
+		t.Errorf("a hub without ek_roots does not warn:\n%s", s)
+	}
+	stop(plain)
+}

@@ -189,9 +189,11 @@ export MCPEDGE_REQUIRE_SERVICES=1
 # internal/devicekey's tests start private swtpm instances (socket mode on
 # loopback ports) to test TPM keys, attestation and sealing against a real
 # TPM 2.0 implementation. With MCPEDGE_REQUIRE_SERVICES set (above) they
-# fail rather than skip when swtpm is missing.
-if ! command -v swtpm >/dev/null 2>&1; then
-	apt_install swtpm swtpm-tools
+# fail rather than skip when swtpm is missing. The EK certificate tests
+# manufacture TPMs with swtpm_setup and swtpm_localca (swtpm-tools), whose
+# local CA is made with certtool (gnutls-bin).
+if ! command -v swtpm >/dev/null 2>&1 || ! command -v swtpm_setup >/dev/null 2>&1 || ! command -v certtool >/dev/null 2>&1; then
+	apt_install swtpm swtpm-tools gnutls-bin
 fi
 
 # ---------------------------------------------------------------- WASM tool examples

@@ -71,7 +71,7 @@ type CredentialActivator interface {
 
 // ActivateCredential runs TPM2_ActivateCredential with this TPM's AK (the
 // fixed template Attest uses) and EK (the one Attest presents, see
-// chooseEK; authorized by a PolicySecret session on the endorsement
+// openEK; authorized by a PolicySecret session on the endorsement
 // hierarchy).
 func (k *tpmKey) ActivateCredential(credentialBlob, encSecret []byte) ([]byte, error) {
 	if len(credentialBlob) == 0 || len(credentialBlob) > 1024 || len(encSecret) == 0 || len(encSecret) > 1024 {
@@ -88,12 +88,11 @@ func (k *tpmKey) ActivateCredential(credentialBlob, encSecret []byte) ([]byte, e
 	}
 	// The device key holds one object slot; EK and AK take the other two
 	// a TPM without a resource manager may have.
-	ekTemplate, _ := chooseEK(t)
-	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, ekTemplate)
+	ek, err := openEK(t)
 	if err != nil {
 		return nil, fail("create the endorsement key", err)
 	}
-	defer flush(t, ek.ObjectHandle)
+	defer ek.close()
 	ak, err := createPrimary(t, tpm2.TPMRHEndorsement, akTemplate)
 	if err != nil {
 		return nil, fail("create the attestation key", err)
@@ -101,7 +100,7 @@ func (k *tpmKey) ActivateCredential(credentialBlob, encSecret []byte) ([]byte, e
 	defer flush(t, ak.ObjectHandle)
 	rsp, err := tpm2.ActivateCredential{
 		ActivateHandle: tpm2.AuthHandle{Handle: ak.ObjectHandle, Name: ak.Name, Auth: tpm2.PasswordAuth(nil)},
-		KeyHandle: tpm2.AuthHandle{Handle: ek.ObjectHandle, Name: ek.Name,
+		KeyHandle: tpm2.AuthHandle{Handle: ek.handle, Name: ek.name,
 			Auth: tpm2.Policy(tpm2.TPMAlgSHA256, 16, endorsementPolicy)},
 		CredentialBlob: tpm2.TPM2BIDObject{Buffer: credentialBlob},
 		Secret:         tpm2.TPM2BEncryptedSecret{Buffer: encSecret},

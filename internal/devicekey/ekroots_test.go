@@ -274,6 +274,20 @@ func TestProvisionedTPMEKCert(t *testing.T) {
 	if _, err := Verify(att, k.Public(), n, Policy{}); err != nil {
 		t.Fatal(err)
 	}
+	// swtpm_setup persisted the EK at 0x81010001, which openEK uses: it is
+	// the key CreatePrimary makes from the RSA EK template.
+	tr := k.(*tpmKey).t
+	if _, err := (tpm2.ReadPublic{ObjectHandle: tpm2.TPMHandle(0x81010001)}).Execute(tr); err != nil {
+		t.Fatalf("no persisted EK: %v", err)
+	}
+	made, err := createPrimary(tr, tpm2.TPMRHEndorsement, tpm2.RSAEKTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(tr, made.ObjectHandle)
+	if !bytes.Equal(made.OutPublic.Bytes(), att.EKPublic) {
+		t.Fatal("the attested EK is not the RSA EK of the TCG template")
+	}
 	roots, err := ParseEKRoots(ca.Bundle(t))
 	if err != nil {
 		t.Fatal(err)
@@ -354,4 +368,79 @@ func FuzzParseEKRoots(f *testing.F) {
 			t.Fatal("accepted a bundle without a root")
 		}
 	})
+}
+
+// BenchmarkProvisionedTPM is the cost on a TPM with EK certificates
+// (RSA EK): an attestation (which reads the certificate from NV) on the
+// device, and the EK certificate check on the hub.
+func BenchmarkProvisionedTPM(b *testing.B) {
+	ca := swtpmtest.NewLocalCA(b)
+	sw := swtpmtest.StartProvisioned(b, ca)
+	k, err := Open(context.Background(), Options{DataDir: b.TempDir(), TPM: sw.Addr})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer k.Close()
+	n := []byte("0123456789abcdef0123456789abcdef")
+	att, err := k.Attest(n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	roots, err := ParseEKRoots(ca.Bundle(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Attest", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := k.Attest(n); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("VerifyEKCert", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := roots.VerifyEKCert(att.EKPublic, att.EKCert, time.Now()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// A key persisted at the ECC EK's handle that was not made from the EK
+// template is not taken for the EK.
+func TestOpenEKIgnoresOtherPersistedKey(t *testing.T) {
+	sw := swtpmtest.Start(t)
+	tr, err := openTransport(sw.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	other, err := createPrimary(tr, tpm2.TPMRHEndorsement, akTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (tpm2.EvictControl{
+		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		ObjectHandle:     &tpm2.NamedHandle{Handle: other.ObjectHandle, Name: other.Name},
+		PersistentHandle: 0x81010002,
+	}).Execute(tr); err != nil {
+		t.Fatalf("EvictControl: %v", err)
+	}
+	flush(tr, other.ObjectHandle)
+	ek, err := openEK(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ek.close()
+	if ek.handle == 0x81010002 || bytes.Equal(ek.public, other.OutPublic.Bytes()) {
+		t.Fatal("openEK took a persisted non-EK key for the EK")
+	}
+	made, err := createPrimary(tr, tpm2.TPMRHEndorsement, tpm2.ECCEKTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flush(tr, made.ObjectHandle)
+	if !bytes.Equal(made.OutPublic.Bytes(), ek.public) {
+		t.Fatal("openEK's EK is not the ECC EK of the TCG template")
+	}
 }

@@ -78,22 +78,53 @@ const (
 	rsaEKCertIndex = tpm2.TPMHandle(0x01c00002)
 )
 
-// chooseEK says which EK this TPM's attestations present and credential
-// activations use: the ECC P-256 EK (TCG template) when the TPM holds
-// its certificate or holds no EK certificate at all, else the RSA 2048
-// EK when the TPM holds that one's certificate. Manufacturers certify
-// the RSA EK almost always and the ECC EK often (swtpm_setup certifies
-// RSA 2048 and ECC P-384); a hub that checks EK certificates needs the
-// EK that has one. The choice depends only on which NV indexes are
-// defined, so Attest and ActivateCredential make the same one.
-func chooseEK(t transport.TPM) (tpm2.TPMTPublic, tpm2.TPMHandle) {
-	if nvDefined(t, ekCertIndex) {
-		return tpm2.ECCEKTemplate, ekCertIndex
+// endorsementKey is the EK in use: loaded for one attestation or
+// activation, then closed.
+type endorsementKey struct {
+	handle tpm2.TPMHandle
+	name   tpm2.TPM2BName
+	public []byte         // TPMT_PUBLIC
+	index  tpm2.TPMHandle // NV index of its certificate
+	close  func()
+}
+
+// openEK makes available the EK this TPM's attestations present and
+// credential activations use: the ECC P-256 EK (TCG template) when the
+// TPM holds its certificate or holds no EK certificate at all, else the
+// RSA 2048 EK when the TPM holds that one's certificate. Manufacturers
+// certify the RSA EK almost always and the ECC EK often (swtpm_setup
+// certifies RSA 2048 and ECC P-384); a hub that checks EK certificates
+// needs the EK that has one. The choice depends only on which NV indexes
+// are defined, so Attest and ActivateCredential make the same one.
+//
+// When the provisioning persisted the EK at the TCG's handle for it
+// (0x81010001 RSA, 0x81010002 ECC) and the key there has exactly the
+// EK template, that copy is used: generating an RSA primary key can take
+// a hardware TPM seconds. It is the same key CreatePrimary would make; and
+// a verifier that checks the EK certificate compares keys, not handles.
+func openEK(t transport.TPM) (*endorsementKey, error) {
+	tmpl, index, persistent := tpm2.ECCEKTemplate, ekCertIndex, tpm2.TPMHandle(0x81010002)
+	if !nvDefined(t, ekCertIndex) && nvDefined(t, rsaEKCertIndex) {
+		tmpl, index, persistent = tpm2.RSAEKTemplate, rsaEKCertIndex, tpm2.TPMHandle(0x81010001)
 	}
-	if nvDefined(t, rsaEKCertIndex) {
-		return tpm2.RSAEKTemplate, rsaEKCertIndex
+	if rp, err := (tpm2.ReadPublic{ObjectHandle: persistent}).Execute(t); err == nil {
+		if pub, err := rp.OutPublic.Contents(); err == nil && hasTemplate(*pub, tmpl) {
+			return &endorsementKey{handle: persistent, name: rp.Name, public: rp.OutPublic.Bytes(), index: index, close: func() {}}, nil
+		}
 	}
-	return tpm2.ECCEKTemplate, ekCertIndex
+	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, tmpl)
+	if err != nil {
+		return nil, err
+	}
+	return &endorsementKey{handle: ek.ObjectHandle, name: ek.Name, public: ek.OutPublic.Bytes(), index: index,
+		close: func() { flush(t, ek.ObjectHandle) }}, nil
+}
+
+// hasTemplate reports whether pub was made from tmpl: equal in every
+// field but the key itself (unique).
+func hasTemplate(pub, tmpl tpm2.TPMTPublic) bool {
+	pub.Unique = tmpl.Unique
+	return bytes.Equal(tpm2.Marshal(pub), tpm2.Marshal(tmpl))
 }
 
 func nvDefined(t transport.TPM, index tpm2.TPMHandle) bool {
@@ -261,14 +292,13 @@ func (k *tpmKey) Attest(nonce []byte) (*Attestation, error) {
 
 	// The EK first, flushed before the AK is made: a TPM without a
 	// resource manager may have only three object slots.
-	ekTemplate, ekIndex := chooseEK(t)
-	ek, err := createPrimary(t, tpm2.TPMRHEndorsement, ekTemplate)
+	ek, err := openEK(t)
 	if err != nil {
 		return nil, fail("create the endorsement key", err)
 	}
-	ekPub := ek.OutPublic.Bytes()
-	flush(t, ek.ObjectHandle)
-	ekCert := readNV(t, ekIndex)
+	ekPub := ek.public
+	ek.close()
+	ekCert := readNV(t, ek.index)
 
 	ak, err := createPrimary(t, tpm2.TPMRHEndorsement, akTemplate)
 	if err != nil {

@@ -228,3 +228,14 @@ func getDev(t *testing.T, h *testHub, id string) *store.Device {
 	}
 	return d
 }
+
+// An EK certificate refusal is cured only by the operator (ek_roots) or
+// another device, so the link does not retry it on the short backoff.
+func TestEKRefusalsArePermanent(t *testing.T) {
+	for _, code := range []string{hub.CodeEKUntrusted, hub.CodeEKMismatch} {
+		e := &hubError{status: 401, code: code}
+		if !e.permanent() || e.needsOperator() {
+			t.Errorf("%s: permanent %v, needsOperator %v", code, e.permanent(), e.needsOperator())
+		}
+	}
+}

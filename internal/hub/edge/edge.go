@@ -378,7 +378,8 @@ func (e *hubError) Error() string {
 func (e *hubError) permanent() bool {
 	switch e.code {
 	case "bad_token", "token_required", "bad_signature", "wrong_hub", "downgrade", "attestation_failed", "attestation_unsupported", "tenant_disabled", "unknown_tenant", "invalid_request",
-		hub.CodeAttestationRequired, hub.CodeBadAttestation, hub.CodeUncertifiedKey, hub.CodeWrongAK, hub.CodeActivationFailed:
+		hub.CodeAttestationRequired, hub.CodeBadAttestation, hub.CodeUncertifiedKey, hub.CodeWrongAK, hub.CodeActivationFailed,
+		hub.CodeEKUntrusted, hub.CodeEKMismatch:
 		return true
 	}
 	return false

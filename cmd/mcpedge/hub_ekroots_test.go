@@ -158,6 +158,15 @@ func TestHubEKRoots(t *testing.T) {
 	}
 	stop(ep)
 
+	// [hub_server] is read at start: a reload says a restart is needed.
+	if err := os.WriteFile(hubCfg, []byte("[auth]\nrevocation_poll = \"500ms\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = hp.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, 20*time.Second, "the reload warning", func() bool {
+		return strings.Contains(hp.stderr.String(), "[hub_server] changed; restart to apply it")
+	})
+
 	// Without ek_roots the hub says at start that nothing is checked.
 	plain := startServe(t, secEnv(t), "--config", writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n"))
 	if s := plain.stderr.String(); !strings.Contains(s, "endorsement key certificates are not checked") {

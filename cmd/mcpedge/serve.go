@@ -166,6 +166,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return
 		}
 		link.augment(next)
+		warnHubServerChange(cfg, next, log)
 		if next.Server.Listen != cfg.Server.Listen && *listen == "" {
 			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
 		}

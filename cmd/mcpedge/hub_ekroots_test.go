@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -47,7 +48,9 @@ func enrollDenials(t *testing.T, base string) []string {
 // a TPM with an EK certificate from that CA enrolls; a TPM without an EK
 // certificate (a device that could be entirely software) and a TPM
 // certified by another CA are refused ek_untrusted; a TPM that presents
-// another TPM's (valid) EK certificate is refused ek_mismatch. A hub
+// another TPM's (valid) EK certificate is refused ek_mismatch; a real
+// TPM's EK and certificate presented with another TPM's AK pass the
+// certificate check and fail the credential activation. A hub
 // whose ek_roots cannot be used does not start; one without ek_roots says
 // at start that EK certificates are not checked.
 func TestHubEKRoots(t *testing.T) {
@@ -149,6 +152,33 @@ func TestHubEKRoots(t *testing.T) {
 		}
 		t.Logf("%s: %s", tc.name, last)
 	}
+
+	// A real TPM's EK and certificate next to another TPM's AK (the
+	// protocol spoken by hand): the certificate passes, and the hub's
+	// challenge is one only the certified TPM can answer.
+	real := newTPMHand(t, good.Addr)
+	realAtt := real.attest(t, hubNonce(t, hp.URL))
+	real.key.Close()
+	fake := newTPMHand(t, bare.Addr)
+	n := hubNonce(t, hp.URL)
+	fatt := fake.attest(t, n)
+	fatt.EKPublic, fatt.EKCert = realAtt.EKPublic, realAtt.EKCert
+	code, b := apiDo(t, http.MethodPost, hp.URL+hub.PathEnroll, "", fake.request(t, hp.URL, true, n, fatt, tok, nil))
+	var resp hub.SignInResponse
+	if code != 200 || json.Unmarshal(b, &resp) != nil || resp.Activation == nil {
+		t.Fatalf("enrollment with a certified EK and another TPM's AK: %d %s", code, b)
+	}
+	if _, err := fake.key.(devicekey.CredentialActivator).ActivateCredential(resp.Activation.CredentialBlob, resp.Activation.Secret); !errors.Is(err, devicekey.ErrActivation) {
+		t.Fatalf("a TPM activated a credential made for the certified TPM's EK: %v", err)
+	}
+	n = hubNonce(t, hp.URL)
+	fatt = fake.attest(t, n)
+	fatt.EKPublic, fatt.EKCert = realAtt.EKPublic, realAtt.EKCert
+	code, b = apiDo(t, http.MethodPost, hp.URL+hub.PathEnroll, "", fake.request(t, hp.URL, true, n, fatt, tok, make([]byte, 32)))
+	if code != http.StatusUnauthorized || errCode(b) != hub.CodeActivationFailed {
+		t.Fatalf("a guessed activation answer: %d %s", code, b)
+	}
+	fake.key.Close()
 
 	// The TPM certified by the trusted CA enrolls, with activation.
 	ep := edge(good)

@@ -2,7 +2,12 @@
 // swtpm) for tests, so that TPM code is tested against a real TPM 2.0
 // implementation instead of a mock.
 //
-// Tests that call Start are skipped when swtpm is not installed, unless
+// StartProvisioned starts one manufactured with EK certificates from a
+// local CA (NewLocalCA), as a TPM vendor provisions them.
+//
+// Tests that call Start or StartProvisioned are skipped when swtpm (or,
+// for StartProvisioned, swtpm_setup, swtpm_localca or certtool) is not
+// installed, unless
 // MCPEDGE_REQUIRE_SERVICES is set (as scripts/test.sh does), in which case
 // they fail: CI must not pass by skipping.
 package swtpmtest

@@ -7,9 +7,8 @@
 //
 // Tests that call Start or StartProvisioned are skipped when swtpm (or,
 // for StartProvisioned, swtpm_setup, swtpm_localca or certtool) is not
-// installed, unless
-// MCPEDGE_REQUIRE_SERVICES is set (as scripts/test.sh does), in which case
-// they fail: CI must not pass by skipping.
+// installed, unless MCPEDGE_REQUIRE_SERVICES is set (as scripts/test.sh
+// does), in which case they fail: CI must not pass by skipping.
 package swtpmtest
 
 import (

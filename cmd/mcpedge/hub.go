@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -30,13 +31,21 @@ import (
 // (docs/hub.md). With auth off its endpoints answer 503 saying why.
 func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.Service {
 	o := hub.Options{
-		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: attestationVerifier(sec.EKRoots), MakeCredential: devicekey.MakeCredential,
+		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: attestationVerifier(sec.EKRoots, log), MakeCredential: devicekey.MakeCredential,
 		ClientIP: sec.ClientIP.From, Log: log,
 	}
 	if cfg.Auth.Mode != config.AuthRequired {
 		o.Disabled = `this gateway cannot be a hub: [auth] mode is "off", and devices sign in with credentials`
 	} else if sec.EKRoots == nil {
-		log.Warn("hub: TPM endorsement key certificates are not checked ([hub_server] ek_roots is not set): a TPM device's endorsement key is trusted on first use, so a device made entirely in software can enroll as a TPM device")
+		// Every gateway can be a hub, but most never are: the warning is
+		// for those that are (devices or enrollment tokens in the store),
+		// and for the first TPM enrollment (attestationVerifier). A fresh
+		// gateway's first start stays quiet about it.
+		if hubInUse(sec.Store) {
+			log.Warn(ekNotChecked)
+		} else {
+			log.Debug(ekNotChecked)
+		}
 	} else {
 		log.Info("hub: TPM devices enroll only with an endorsement key certificate from a trusted manufacturer", "ek_roots", cfg.HubServer.EKRoots, "roots", sec.EKRoots.Roots, "intermediates", sec.EKRoots.Intermediates)
 	}
@@ -72,10 +81,34 @@ func warnHubServerChange(running, next *config.Config, log *slog.Logger) {
 // needs an EK certificate that chains to them and certifies the EK
 // presented (docs/hub.md). A refusal is a *hub.AttestationError saying
 // which check failed.
-func attestationVerifier(ekRoots *devicekey.EKRoots) hub.VerifyAttestation {
+func attestationVerifier(ekRoots *devicekey.EKRoots, log *slog.Logger) hub.VerifyAttestation {
+	var once sync.Once
 	return func(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy) (*hub.AttestationResult, error) {
-		return verifyAttestation(raw, pub, nonce, want, ekRoots)
+		res, err := verifyAttestation(raw, pub, nonce, want, ekRoots)
+		if err == nil && want.Enrollment && ekRoots == nil {
+			once.Do(func() { log.Warn(ekNotChecked) })
+		}
+		return res, err
 	}
+}
+
+const ekNotChecked = "hub: TPM endorsement key certificates are not checked ([hub_server] ek_roots is not set): a TPM device's endorsement key is trusted on first use, so a device made entirely in software can enroll as a TPM device"
+
+// hubInUse reports whether this gateway acts as a hub: its store holds
+// enrolled devices or enrollment tokens. A store that cannot answer in a
+// second counts as in use (the warning is then given rather than lost).
+func hubInUse(st store.Store) bool {
+	if st == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	devs, err := st.ListDevices(ctx, "")
+	if err != nil || len(devs) > 0 {
+		return true
+	}
+	toks, err := st.ListEnrollTokens(ctx, "")
+	return err != nil || len(toks) > 0
 }
 
 func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy, ekRoots *devicekey.EKRoots) (*hub.AttestationResult, error) {

@@ -197,10 +197,22 @@ func TestHubEKRoots(t *testing.T) {
 		return strings.Contains(hp.stderr.String(), "[hub_server] changed; restart to apply it")
 	})
 
-	// Without ek_roots the hub says at start that nothing is checked.
-	plain := startServe(t, secEnv(t), "--config", writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n"))
-	if s := plain.stderr.String(); !strings.Contains(s, "endorsement key certificates are not checked") {
-		t.Errorf("a hub without ek_roots does not warn:\n%s", s)
+	// Without ek_roots a gateway that is no hub yet (no devices, no
+	// enrollment tokens) stays quiet; one that is a hub says at start
+	// that nothing is checked.
+	plainEnv := secEnv(t)
+	plainCfg := writeConfig(t, "[auth]\nrevocation_poll = \"500ms\"\n")
+	plain := startServe(t, plainEnv, "--config", plainCfg)
+	if s := plain.stderr.String(); strings.Contains(s, "endorsement key certificates are not checked") {
+		t.Errorf("a gateway that is no hub warns about EK certificates:\n%s", s)
 	}
+	cli(t, plainEnv, "tenant", "create", "edges", "--config", plainCfg, "--upstreams", "*")
+	cli(t, plainEnv, "hub", "token", "create", "--config", plainCfg, "--tenant", "edges")
+	stop(plain)
+	plain = startServe(t, plainEnv, "--config", plainCfg)
+	// stderr is copied by its own goroutine: give it a moment.
+	waitFor(t, 10*time.Second, "a hub without ek_roots to warn", func() bool {
+		return strings.Contains(plain.stderr.String(), "endorsement key certificates are not checked")
+	})
 	stop(plain)
 }

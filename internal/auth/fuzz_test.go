@@ -20,8 +20,9 @@ import (
 // 192.0.2.0/24). Every call must return exactly one of a principal and an
 // error; errors are refusals (ErrUnauthenticated or ErrForbidden) with a
 // reason and do not grow with the credential; only the three credentials
-// (modulo surrounding space, and the unused low bits of the last base64
-// character of a JWT signature, which decode to the same signature)
+// (modulo surrounding space; a JWT only in its canonical base64, since
+// tokens are decoded strictly: a last character whose unused low bits are
+// set is malformed even though a lenient decoder gets the same signature)
 // authenticate, from an allowed address, as their own principal; and the
 // audit entries of refusals never contain the presented credential.
 func FuzzAuthenticate(f *testing.F) {
@@ -139,7 +140,9 @@ func sameJWT(tok, signingString string, sig []byte) bool {
 	if !ok || strings.Contains(rest, ".") {
 		return false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(rest)
+	// Strict, like the token parser (jwt.WithStrictDecoding): a signature
+	// with non-zero unused bits in its last character is not this one.
+	got, err := base64.RawURLEncoding.Strict().DecodeString(rest)
 	return err == nil && bytes.Equal(got, sig)
 }
 

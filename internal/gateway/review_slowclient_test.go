@@ -67,7 +67,7 @@ func stalledClient(t *testing.T, stall bool) {
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{}}, nil
 		},
 	}, "2025-11-25")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // generous: 12.8 MB of logs under -race on a loaded machine; a stall would be unbounded
 	defer cancel()
 	if _, err := b.CallTool(ctx, &mcp.CallToolParams{Name: "inter__spam", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)

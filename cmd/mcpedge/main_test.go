@@ -140,6 +140,15 @@ func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 	case <-time.After(30 * time.Second): // a loaded CI machine: opening the store, migrations
 		t.Fatalf("gateway did not report its address: %s", p.stderr.String())
 	}
+	// stderr is copied by its own goroutine, which may lag behind stdout:
+	// wait (briefly; a log level above info never logs it) for the start
+	// log's "listening" line, so that tests can read everything the
+	// gateway logged while starting.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if strings.Contains(p.stderr.String(), `"msg":"listening"`) {
+			break
+		}
+	}
 	return p
 }
 

@@ -340,14 +340,8 @@ func checkMounts(in []Mount) ([]Mount, error) {
 	return out, nil
 }
 
-// Name returns the name the module was compiled with.
-func (m *Module) Name() string { return m.name }
-
 // Hash returns the hex SHA-256 of the module's bytes.
 func (m *Module) Hash() string { return m.hash }
-
-// Sandbox returns the sandbox the module runs in, with defaults applied.
-func (m *Module) Sandbox() Sandbox { return m.sb }
 
 // Close frees the compiled code and stops every run still going. It is safe
 // to call more than once.

@@ -5,12 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"net/url"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +15,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/mcpedge/mcpedge/internal/sealbox"
+	"github.com/mcpedge/mcpedge/internal/sqlitefile"
 )
 
 // BusyTimeout is how long a write waits for another process's write
@@ -149,67 +145,22 @@ func Open(ctx context.Context, path string, box *sealbox.Box, opts *Options) (*Q
 	return q, nil
 }
 
-func (q *Queue) open(ctx context.Context) error {
-	path, err := filepath.Abs(q.path)
-	if err != nil {
-		return err
-	}
-	if err := create(path); err != nil {
-		return err
-	}
-	file := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
-	params := url.Values{}
-	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+func (q *Queue) open(ctx context.Context) (err error) {
 	// Every commit is durable: an Enqueue that returned is on disk.
-	params.Add("_pragma", "synchronous(FULL)")
-	w := url.Values{"_txlock": {"immediate"}}
-	for k, v := range params {
-		w[k] = v
-	}
-	w.Add("_pragma", "journal_mode(WAL)")
-	if q.write, err = sql.Open("sqlite", file+"?"+w.Encode()); err != nil {
-		return err
-	}
-	q.write.SetMaxOpenConns(1)
-	q.write.SetConnMaxLifetime(0)
-	q.write.SetConnMaxIdleTime(0)
-	if err := q.write.PingContext(ctx); err != nil {
-		q.write.Close()
+	if q.read, q.write, err = sqlitefile.Open(ctx, q.path, BusyTimeout, "synchronous(FULL)"); err != nil {
 		return err
 	}
 	if err := migrate(ctx, q.write); err != nil {
 		q.write.Close()
+		q.read.Close()
 		return err
 	}
 	if q.conn, err = q.write.Conn(ctx); err != nil {
 		q.write.Close()
+		q.read.Close()
 		return err
 	}
-	params.Add("_pragma", "query_only(1)")
-	if q.read, err = sql.Open("sqlite", file+"?"+params.Encode()); err != nil {
-		q.write.Close()
-		return err
-	}
-	q.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-	q.read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	return nil
-}
-
-// create makes the database file with mode 0600 unless it exists, and
-// explains a missing directory (SQLite would only say "unable to open").
-func create(path string) error {
-	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("directory %s does not exist", dir)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return f.Close()
 }
 
 // laterIndexes were added to schema version 1 after it was released: an

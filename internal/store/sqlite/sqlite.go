@@ -16,14 +16,12 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
+	"github.com/mcpedge/mcpedge/internal/sqlitefile"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/internal/sqlbase"
 )
@@ -77,16 +75,17 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 }
 
 func open(ctx context.Context, dsn string) (*Store, error) {
-	params := url.Values{}
-	params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
-	params.Add("_pragma", "foreign_keys(1)")
-	params.Add("_pragma", "synchronous(NORMAL)")
+	pragmas := []string{"foreign_keys(1)", "synchronous(NORMAL)"}
 	eng := &engine{busy: BusyTimeout}
 
 	if dsn == ":memory:" {
 		// Every connection to ":memory:" is a database of its own, so
 		// readers and the writer share the one connection.
-		params.Set("_txlock", "immediate")
+		params := url.Values{"_txlock": {"immediate"}}
+		params.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()))
+		for _, p := range pragmas {
+			params.Add("_pragma", p)
+		}
 		db, err := sql.Open("sqlite", ":memory:?"+params.Encode())
 		if err != nil {
 			return nil, err
@@ -96,63 +95,17 @@ func open(ctx context.Context, dsn string) (*Store, error) {
 		db.SetConnMaxIdleTime(0)
 		eng.read, eng.write = db, db
 	} else {
-		path, err := filepath.Abs(dsn)
+		var err error
+		eng.read, eng.write, err = sqlitefile.Open(ctx, dsn, BusyTimeout, pragmas...)
 		if err != nil {
 			return nil, err
 		}
-		if err := create(path); err != nil {
-			return nil, err
-		}
-		file := (&url.URL{Scheme: "file", Path: filepath.ToSlash(path)}).String()
-		w := url.Values{"_txlock": {"immediate"}}
-		for k, v := range params {
-			w[k] = v
-		}
-		w.Add("_pragma", "journal_mode(WAL)")
-		eng.write, err = sql.Open("sqlite", file+"?"+w.Encode())
-		if err != nil {
-			return nil, err
-		}
-		eng.write.SetMaxOpenConns(1)
-		eng.write.SetConnMaxLifetime(0)
-		eng.write.SetConnMaxIdleTime(0)
-		// The writer's first connection switches the file to WAL before
-		// any reader opens it.
-		if err := eng.write.PingContext(ctx); err != nil {
-			eng.write.Close()
-			return nil, err
-		}
-		params.Add("_pragma", "query_only(1)")
-		eng.read, err = sql.Open("sqlite", file+"?"+params.Encode())
-		if err != nil {
-			eng.write.Close()
-			return nil, err
-		}
-		eng.read.SetMaxOpenConns(max(4, runtime.GOMAXPROCS(0)))
-		eng.read.SetMaxIdleConns(max(4, runtime.GOMAXPROCS(0)))
 	}
 	if err := eng.write.PingContext(ctx); err != nil {
 		eng.close()
 		return nil, err
 	}
 	return &Store{Store: sqlbase.New(eng), eng: eng, name: dsn}, nil
-}
-
-// create makes the database file with mode 0600 unless it exists, and
-// explains a missing directory (SQLite would only say "unable to open").
-func create(path string) error {
-	dir := filepath.Dir(path)
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return fmt.Errorf("directory %s does not exist", dir)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, fs.ErrExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return f.Close()
 }
 
 // Migrate brings the schema to [LatestVersion]; a database migrated by a

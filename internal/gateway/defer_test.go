@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"net/url"
 	"sync"
 	"testing"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
-	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -89,23 +86,9 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
 	fd := &fakeDeferrer{}
-	g.SetDeferrer(fd)
-	ctx, cancel := context.WithCancel(context.Background())
-	g.Start(ctx)
-	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		g.CloseSessions(context.Background())
-		srv.Close()
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		g.Stop(stop)
-		cancel()
-	})
-	g.WaitAttempted(ctx, 20*time.Second)
-	cs := reviewClient(t, srv.URL+"/mcp", nil, "2025-11-25")
+	g, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) { g.SetDeferrer(fd) })
+	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
 
 	if _, err := callTool(ctx, cs, "u__unavail"); wireCode(err) != CodeUpstreamUnavailable {
 		t.Errorf("upstream's own -32010: %v", err)

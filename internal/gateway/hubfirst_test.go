@@ -2,13 +2,10 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
-	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -56,21 +53,8 @@ func TestHubLocalFirst(t *testing.T) {
 	}
 	both.Upstreams = append(both.Upstreams, hubUp)
 
-	g := New(onlyHub, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	g.Start(ctx)
-	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: 1 << 20, MaxJSONDepth: 64}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		g.CloseSessions(context.Background())
-		srv.Close()
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		g.Stop(stop)
-	})
-	g.WaitAttempted(ctx, 20*time.Second)
-	cs := reviewClient(t, srv.URL+"/mcp", nil, "2025-11-25")
+	g, gw, ctx := startReviewGateway(t, onlyHub, true, nil)
+	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
 	if d := descriptions(t, cs); d["shared__echo"] != "hub" || d["ev__only"] != "hub" {
 		t.Fatalf("the hub alone: %v", d)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -38,11 +39,24 @@ func reviewGatewayOpts(t testing.TB, toml string, closeSessions bool) (*Gateway,
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	g, url, _ := startReviewGateway(t, cfg, closeSessions, nil)
+	return g, url
+}
+
+// startReviewGateway builds a gateway for cfg, lets setup (if not nil)
+// configure it before Start, serves it from an httptest server, waits until
+// every upstream was attempted, and stops both at cleanup (closeSessions:
+// as for reviewGatewayOpts). The context returned ends at cleanup.
+func startReviewGateway(t testing.TB, cfg *config.Config, closeSessions bool, setup func(*Gateway)) (*Gateway, string, context.Context) {
+	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("MCPEDGE_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	g := New(cfg, log, telemetry.NewMetrics())
+	if setup != nil {
+		setup(g)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	g.Start(ctx)
 	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
@@ -58,7 +72,24 @@ func reviewGatewayOpts(t testing.TB, toml string, closeSessions bool) (*Gateway,
 		cancel()
 	})
 	g.WaitAttempted(ctx, 20*time.Second)
-	return g, srv.URL
+	return g, srv.URL, ctx
+}
+
+// waitTargetsReady waits until n targets (of all upstreams) are ready and
+// fails the test otherwise.
+func waitTargetsReady(t testing.TB, g *Gateway, n int) {
+	t.Helper()
+	if !reviewWait(t, fmt.Sprintf("%d targets connected", n), 20*time.Second, func() bool {
+		ready := 0
+		for _, s := range g.Statuses() {
+			if s.State == upstream.StateReady {
+				ready++
+			}
+		}
+		return ready == n
+	}) {
+		t.Fatalf("targets not ready: %+v", g.Statuses())
+	}
 }
 
 func reviewHTTPUpstream(t testing.TB, s *mcp.Server) string {

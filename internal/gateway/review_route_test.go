@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,17 +69,7 @@ locality = "remote"
 name = "local"
 url = %q
 `, cloud, local))
-	if !reviewWait(t, "both targets connected", 20*time.Second, func() bool {
-		n := 0
-		for _, s := range g.Statuses() {
-			if s.State == upstream.StateReady {
-				n++
-			}
-		}
-		return n == 2
-	}) {
-		t.Fatalf("targets not ready: %+v", g.Statuses())
-	}
+	waitTargetsReady(t, g, 2)
 	cs := reviewClient(t, gw+"/mcp", nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -166,23 +155,9 @@ url = "http://127.0.0.1:3/mcp"
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
-	g.SetCatalogDir(dir)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	g.Start(ctx)
-	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		g.CloseSessions(context.Background())
-		srv.Close()
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		g.Stop(stop)
-	})
-	g.WaitAttempted(ctx, 20*time.Second)
+	_, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) { g.SetCatalogDir(dir) })
 
-	cs := reviewClient(t, srv.URL+"/mcp/rec", nil, "")
+	cs := reviewClient(t, gw+"/mcp/rec", nil, "")
 	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer lcancel()
 	res, err := cs.ListTools(lctx, nil)
@@ -198,7 +173,7 @@ url = "http://127.0.0.1:3/mcp"
 	// An upstream with targets that never connected is not ready (503),
 	// not unknown; a target's connection name is not an upstream.
 	for path, want := range map[string]int{"/mcp/gone": http.StatusServiceUnavailable, "/mcp/rec@local": http.StatusNotFound, "/mcp/nope": http.StatusNotFound} {
-		resp, err := http.Post(srv.URL+path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
+		resp, err := http.Post(gw+path, "application/json", strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"ping"}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -243,17 +218,7 @@ locality = "remote"
 name = "local"
 url = %q
 `, cloud, local))
-	if !reviewWait(t, "both targets connected", 20*time.Second, func() bool {
-		n := 0
-		for _, s := range g.Statuses() {
-			if s.State == upstream.StateReady {
-				n++
-			}
-		}
-		return n == 2
-	}) {
-		t.Fatalf("targets not ready: %+v", g.Statuses())
-	}
+	waitTargetsReady(t, g, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, path := range []string{"/mcp", "/mcp/rec"} {
@@ -437,23 +402,11 @@ deferrable = ["records"]
 name = "a"
 url = "http://127.0.0.1:1/mcp"
 `)
-	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
-	g.SetCatalogDir(dir)
 	fd := &fakeDeferrer{}
-	g.SetDeferrer(fd)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	g.Start(ctx)
-	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		g.CloseSessions(context.Background())
-		srv.Close()
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		g.Stop(stop)
+	g, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) {
+		g.SetCatalogDir(dir)
+		g.SetDeferrer(fd)
 	})
-	g.WaitAttempted(ctx, 20*time.Second)
 	g.Apply(ctx, parse(`
 [[upstreams]]
 name = "rec"
@@ -464,7 +417,7 @@ url = "http://127.0.0.1:2/mcp"
 `))
 	g.WaitAttempted(ctx, 20*time.Second)
 
-	cs := reviewClient(t, srv.URL+"/mcp", nil, "")
+	cs := reviewClient(t, gw+"/mcp", nil, "")
 	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
 	defer ccancel()
 	res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "rec__records", Arguments: map[string]any{"x": 1}})
@@ -634,17 +587,7 @@ locality = "remote"
 name = "local"
 url = %q
 `, cloud, local))
-	if !reviewWait(t, "both targets connected", 20*time.Second, func() bool {
-		n := 0
-		for _, s := range g.Statuses() {
-			if s.State == upstream.StateReady {
-				n++
-			}
-		}
-		return n == 2
-	}) {
-		t.Fatalf("targets not ready: %+v", g.Statuses())
-	}
+	waitTargetsReady(t, g, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, path := range []string{"/mcp", "/mcp/rec"} {

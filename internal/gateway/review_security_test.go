@@ -8,9 +8,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/principal"
-	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -88,25 +85,13 @@ func secGateway(t *testing.T, toml string, sec Security, builtins map[string]*mc
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g := New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
-	for name, s := range builtins {
-		g.AddBuiltin(name, s)
-	}
-	g.SetSecurity(sec)
-	ctx, cancel := context.WithCancel(context.Background())
-	g.Start(ctx)
-	srv := httptest.NewServer(g.Handler(HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
-	t.Cleanup(func() {
-		srv.CloseClientConnections()
-		g.CloseSessions(context.Background())
-		srv.Close()
-		stop, c := context.WithTimeout(context.Background(), 10*time.Second)
-		defer c()
-		g.Stop(stop)
-		cancel()
+	g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) {
+		for name, s := range builtins {
+			g.AddBuiltin(name, s)
+		}
+		g.SetSecurity(sec)
 	})
-	g.WaitAttempted(ctx, 20*time.Second)
-	return g, srv.URL
+	return g, url
 }
 
 type secBearer struct{ tok string }

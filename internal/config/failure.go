@@ -136,7 +136,7 @@ func (f FailureHandling) FailureKey() string {
 var breakerKeys = []string{"failures", "open_for", "half_open_calls"}
 
 // decodeFailureHandling reads an upstream's failure handling settings
-// (retries, tool_timeouts, [upstreams.breaker]) from its table, checking
+// (retries, tool_timeouts, [upstreams.breaker], deferrable) from its table, checking
 // each value where it stands in the file.
 func (d *decoder) decodeFailureHandling(t *table, f *FailureHandling) {
 	var n int64
@@ -163,12 +163,6 @@ func (d *decoder) decodeFailureHandling(t *table, f *FailureHandling) {
 			f.ToolTimeouts = d.decodeToolTimeouts(v, t.loc("tool_timeouts").field)
 		}
 	}
-	d.decodeDeferrable(t, f)
-}
-
-// decodeDeferrable reads "deferrable", an array of the upstream's tool
-// names or ["*"], reporting each bad element where it stands.
-func (d *decoder) decodeDeferrable(t *table, f *FailureHandling) {
 	d.decodeToolList(t, "deferrable", &f.Deferrable)
 }
 

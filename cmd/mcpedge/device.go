@@ -36,17 +36,8 @@ func openDeviceKey(ctx context.Context, cfg *config.Config) (devicekey.Key, erro
 	if cfg.Server.DataDir == "" {
 		return nil, errors.New("the device key needs a data directory: set [server] data_dir (no home directory to default to)")
 	}
-	return devicekey.Open(ctx, deviceKeyOptions(cfg))
-}
-
-// deviceKeyOptions are the devicekey options of a configuration.
-func deviceKeyOptions(cfg *config.Config) devicekey.Options {
-	return devicekey.Options{
-		DataDir: cfg.Server.DataDir,
-		TPM:     cfg.Device.TPM,
-		PCRs:    slices.Clone(cfg.Device.PCRs),
-		Master:  devicekey.DefaultMaster(cfg.Server.DataDir),
-	}
+	// Master nil: devicekey.DefaultMaster(data_dir).
+	return devicekey.Open(ctx, devicekey.Options{DataDir: cfg.Server.DataDir, TPM: cfg.Device.TPM, PCRs: cfg.Device.PCRs})
 }
 
 // deviceInfo is what `device show --json` prints.

@@ -158,7 +158,7 @@ func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *t
 	if !cfg.Hub.Enabled() {
 		return nil, nil
 	}
-	key, err := devicekey.Open(ctx, devicekey.Options{DataDir: cfg.Server.DataDir, TPM: cfg.Device.TPM, PCRs: cfg.Device.PCRs})
+	key, err := openDeviceKey(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("[hub] url is set, so this gateway needs its device key: %w", err)
 	}

@@ -275,10 +275,10 @@ func TestRules(t *testing.T) {
 		{"transport inferred stdio", up + "command = \"x\"\n", nil, nil},
 		{"transport inferred http", up + "url = \"https://h/mcp\"\n", nil, nil},
 		{"transport invalid", up + "transport = \"websocket\"\ncommand = \"x\"\n",
-			nil, []string{`c.toml:3:1: upstreams[0].transport: must be one of stdio, http, sse; got "websocket"`}},
+			nil, []string{`c.toml:3:1: upstreams[0].transport: must be one of stdio, http, sse, wasm; got "websocket"`}},
 		{"transport alias", up + "transport = \"streamable-http\"\nurl = \"https://h/mcp\"\n", nil, nil},
 		{"neither command nor url", up,
-			nil, []string{`c.toml:1:1: upstreams[0].command: one of command (stdio) or url (http, sse) is required`}},
+			nil, []string{`c.toml:1:1: upstreams[0].command: one of command (stdio), url (http, sse) or module (wasm) is required`}},
 		{"both command and url", up + "command = \"x\"\nurl = \"http://h/\"\n",
 			nil, []string{`c.toml:1:1: upstreams[0].transport: both command and url are set: remove one, or set transport to say which is meant`}},
 		{"stdio without command", up + "transport = \"stdio\"\n",
@@ -398,7 +398,7 @@ command = "y"
 		`c.toml:14:13: upstreams[1].headers.Authorization: environment variable REMOTE_TOKEN is not set (use ${REMOTE_TOKEN:-default} to supply a default)`,
 		`c.toml:15:1: upstreams[1].timeout: expected a duration string with a unit, e.g. "30s", got integer`,
 		`c.toml:18:1: upstreams[2].name: is required`,
-		`c.toml:18:1: upstreams[2].command: one of command (stdio) or url (http, sse) is required`,
+		`c.toml:18:1: upstreams[2].command: one of command (stdio), url (http, sse) or module (wasm) is required`,
 		`c.toml:21:1: upstreams[3].name: duplicate name "remote" (first used by upstreams[1].name, line 12)`,
 	}
 	if !reflect.DeepEqual(got, want) {

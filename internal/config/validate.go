@@ -232,6 +232,15 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 	}
 }
 
+// transports lists the transport names the file's format accepts: the
+// mcpServers JSON format has no module, so no wasm.
+func (d *decoder) transports() string {
+	if d.json {
+		return "stdio, http, sse"
+	}
+	return "stdio, http, sse, wasm"
+}
+
 // validateTransport checks how an upstream (or one of its targets) is
 // reached — transport, command, url, module and their companions — and
 // infers the transport when the file leaves it out.
@@ -253,7 +262,7 @@ func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
 			// TOML only: mcpServers JSON has no module key.
 			u.Transport = TransportWASM
 		} else {
-			bad("transport", "must be one of stdio, http, sse; got %q", truncate(u.Transport, 64))
+			bad("transport", "must be one of %s; got %q", d.transports(), truncate(u.Transport, 64))
 			transportOK = false
 		}
 	case hasCommand && hasURL:
@@ -266,7 +275,11 @@ func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
 	case hasModule:
 		u.Transport = TransportWASM
 	default:
-		bad("command", "one of command (stdio) or url (http, sse) is required")
+		if d.json {
+			bad("command", "one of command (stdio) or url (http, sse) is required")
+		} else {
+			bad("command", "one of command (stdio), url (http, sse) or module (wasm) is required")
+		}
 		transportOK = false
 	}
 

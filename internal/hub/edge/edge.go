@@ -377,7 +377,7 @@ func (e *hubError) Error() string {
 // must change something.
 func (e *hubError) permanent() bool {
 	switch e.code {
-	case "bad_token", "token_required", "bad_signature", "wrong_hub", "downgrade", "attestation_failed", "attestation_unsupported", "tenant_disabled", "unknown_tenant", "invalid_request",
+	case "bad_token", "token_required", "bad_signature", "wrong_hub", "downgrade", "attestation_unsupported", "tenant_disabled", "unknown_tenant", "invalid_request",
 		hub.CodeAttestationRequired, hub.CodeBadAttestation, hub.CodeUncertifiedKey, hub.CodeWrongAK, hub.CodeActivationFailed,
 		hub.CodeEKUntrusted, hub.CodeEKMismatch:
 		return true

@@ -188,7 +188,7 @@ func TestQueueResourceUpdated(t *testing.T) {
 	}
 	// The listen stream is set up asynchronously: announce until both
 	// subscribers heard (each announcement is one update per subscriber).
-	reviewWait(t, "updates to both subscribers", 15*time.Second, func() bool {
+	if !reviewWait(t, "updates to both subscribers", 15*time.Second, func() bool {
 		select {
 		case err := <-listenErr:
 			if err != nil {
@@ -199,7 +199,9 @@ func TestQueueResourceUpdated(t *testing.T) {
 		g.AnnounceQueued("", "qone", "done", "plain", "x")
 		time.Sleep(50 * time.Millisecond)
 		return has(&oldEra) && has(&newEra)
-	})
+	}) {
+		t.Fatalf("an update did not reach both subscribers of the entry: 2025-11-25 %v, 2026-07-28 %v", has(&oldEra), has(&newEra))
+	}
 	for _, x := range []*got{&oldEra, &newEra} {
 		x.mu.Lock()
 		for _, u := range x.uris {

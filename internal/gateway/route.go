@@ -51,8 +51,9 @@ type group struct {
 	calls   atomic.Uint64        // routed calls, for probing (probeEvery)
 }
 
-// routed reports whether calls to the group need a decision: it has
-// several targets, or local-only rules may refuse its single one.
+// routed reports whether the group has several targets to choose from.
+// (A single target may still need a decision: local-only rules may refuse
+// it; routed's caller checks those separately.)
 func (gr *group) routed() bool { return len(gr.targets) > 1 }
 
 // groupName is the configured upstream a connection belongs to: target

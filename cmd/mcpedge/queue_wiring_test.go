@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -123,6 +122,25 @@ func metricValue(t *testing.T, base, name string, labels ...string) float64 {
 	return -1
 }
 
+// deferrableEv is the config of the upstream "ev" at url, whose tools
+// named in deferrable (a TOML string list's items) are queued while its
+// breaker, opened by one failure, is open.
+func deferrableEv(url, deferrable string) string {
+	return `
+[[upstreams]]
+name = "ev"
+transport = "http"
+url = "` + url + `"
+timeout = "5s"
+retries = 0
+deferrable = [` + deferrable + `]
+
+[upstreams.breaker]
+failures = 1
+open_for = "500ms"
+`
+}
+
 // TestQueueWiringEndToEnd runs the real binary, multi-tenant, with the
 // [queue] settings, in front of the real everything server behind a fault
 // proxy: queued answers name the entry's resource; a tenant reads and
@@ -133,16 +151,7 @@ func metricValue(t *testing.T, base, name string, labels ...string) float64 {
 // are delivered, the subscriber gets notifications/resources/updated and
 // the metrics count the deliveries.
 func TestQueueWiringEndToEnd(t *testing.T) {
-	target := nodeclient.StartEverythingHTTP(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := faultproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = px.Close() })
+	px, evURL := nodeclient.StartEverythingProxied(t)
 	env := secEnv(t)
 	cfgPath := writeConfig(t, `
 [queue]
@@ -151,19 +160,7 @@ max_call_bytes = 2048
 max_attempts = 1000
 backoff_min = "200ms"
 backoff_max = "1s"
-
-[[upstreams]]
-name = "ev"
-transport = "http"
-url = "http://`+px.Addr()+u.Path+`"
-timeout = "5s"
-retries = 0
-deferrable = ["echo"]
-
-[upstreams.breaker]
-failures = 1
-open_for = "500ms"
-`)
+`+deferrableEv(evURL, `"echo"`))
 	p := startServe(t, env, "--config", cfgPath)
 	p.waitReadyAuth(t, testAdminKey, "ev")
 	// The enterprise plan: the test polls more often than the free
@@ -434,16 +431,7 @@ func TestQueueDisabled(t *testing.T) {
 // queued call is read through its resource and the REST API, and the
 // subscription's update arrives.
 func TestQueueAuthOff(t *testing.T) {
-	target := nodeclient.StartEverythingHTTP(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	px, err := faultproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = px.Close() })
+	px, evURL := nodeclient.StartEverythingProxied(t)
 	env := secEnv(t)
 	cfgPath := writeConfig(t, `
 [auth]
@@ -452,19 +440,7 @@ mode = "off"
 [queue]
 backoff_min = "200ms"
 backoff_max = "1s"
-
-[[upstreams]]
-name = "ev"
-transport = "http"
-url = "http://`+px.Addr()+u.Path+`"
-timeout = "5s"
-retries = 0
-deferrable = ["*"]
-
-[upstreams.breaker]
-failures = 1
-open_for = "500ms"
-`)
+`+deferrableEv(evURL, `"*"`))
 	p := startServe(t, env, "--config", cfgPath)
 	p.waitReady(t, "ev")
 	c := newQueueClient(t, p.URL+"/mcp", "")

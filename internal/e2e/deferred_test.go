@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/json"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -23,22 +22,13 @@ import (
 // when the upstream is back the queued calls are delivered, their results
 // are read with mcpedge__queue_result, and the client is told.
 func TestDeferred(t *testing.T) {
-	target := nodeclient.StartEverythingHTTP(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := faultproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p, evURL := nodeclient.StartEverythingProxied(t)
 
 	withQueue, _, stopQueue := offlineQueue(t, t.TempDir(), queue.Options{
 		MaxEntries: 3, MaxAttempts: 1000, BackoffMin: 200 * time.Millisecond, BackoffMax: time.Second,
 		PollInterval: 200 * time.Millisecond,
 	})
-	gw := startGatewayWith(t, "[server]\n"+upstreamBlock("ev", "http", "url = "+q("http://"+p.Addr()+u.Path),
+	gw := startGatewayWith(t, "[server]\n"+upstreamBlock("ev", "http", "url = "+q(evURL),
 		`timeout = "5s"`, "retries = 0", `deferrable = ["echo"]`,
 		"[upstreams.breaker]\nfailures = 1\nopen_for = \"500ms\""), withQueue)
 	// Runs before the gateway's own cleanup: the loop stops, then the

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/mcpedge/mcpedge/internal/faultproxy"
 )
 
 const modulePath = "github.com/mcpedge/mcpedge"
@@ -290,6 +293,22 @@ func tail(s string, n int) string {
 func StartEverythingHTTP(t testing.TB) (url string) {
 	t.Helper()
 	return StartEverything(t, "streamableHttp")
+}
+
+// StartEverythingProxied is StartEverythingHTTP behind a fault proxy
+// (closed in t.Cleanup): it returns the proxy and the MCP endpoint
+// reached through it.
+func StartEverythingProxied(t testing.TB) (px *faultproxy.Proxy, url string) {
+	t.Helper()
+	u, err := neturl.Parse(StartEverythingHTTP(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if px, err = faultproxy.New(u.Host); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = px.Close() })
+	return px, "http://" + px.Addr() + u.Path
 }
 
 // StartEverythingSSE is StartEverythingHTTP for the legacy HTTP+SSE mode; it

@@ -6,7 +6,7 @@
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
-//	mcpedge migrate | tenant … | key … | user … | plan … | audit … | queue … | secrets …
+//	mcpedge migrate | tenant … | key … | user … | plan … | audit … | queue … | secrets … | hub … | device …
 //	mcpedge version
 package main
 
@@ -107,8 +107,9 @@ Commands:
         configured store (all take --config FILE; they work while a
         gateway runs on the same store). Run one without arguments for help.
   queue ls [--json] | queue retry ID | queue purge ID | queue rekey
-        Inspect and manage the durable offline queue in <data_dir>/queue.db
-        (not yet fed by the gateway; see docs/edge.md).
+        Inspect and manage the durable offline queue in <data_dir>/queue.db,
+        where serve keeps calls of deferrable tools while their upstream is
+        unreachable (see docs/edge.md).
   secrets status [--json] | secrets rekey
         Show the key ring the store's secrets are sealed with, or seal them
         again under a new data key (see docs/operations.md).

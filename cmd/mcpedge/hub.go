@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"encoding/json"
@@ -398,7 +399,7 @@ func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy strin
 		if err := hub.SetPCRPolicy(ctx, st, d, policy); err != nil {
 			return err
 		}
-		action, detail["pcr_policy"] = "hub.device.pcr_policy", fs0(policy, hub.PCRPolicyEnrolled)
+		action, detail["pcr_policy"] = "hub.device.pcr_policy", cmp.Or(policy, hub.PCRPolicyEnrolled)
 	}
 	al := audit.NewLogger(st, slog.New(slog.DiscardHandler), audit.LoggerOptions{})
 	b, _ := json.Marshal(detail)
@@ -411,17 +412,9 @@ func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy strin
 	if name == "hub devices approve" {
 		fmt.Fprintf(stdout, "device %s re-approved: the PCR values of its next sign-in are accepted and recorded\n", d.ID)
 	} else {
-		fmt.Fprintf(stdout, "device %s: PCR policy %s\n", d.ID, fs0(policy, hub.PCRPolicyEnrolled))
+		fmt.Fprintf(stdout, "device %s: PCR policy %s\n", d.ID, cmp.Or(policy, hub.PCRPolicyEnrolled))
 	}
 	return nil
-}
-
-// fs0 is s, or def when s is "".
-func fs0(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // hubAPIRoute reports whether an /api request is the hub's, which bypasses

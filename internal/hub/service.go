@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -435,7 +437,7 @@ func (s *Service) signedIn(ctx context.Context, req *SignInRequest, enroll bool,
 			return nil, refuse(http.StatusServiceUnavailable, "unavailable", "storing the device: %v", err)
 		}
 		dev = d
-	} else if att != nil && (dev.Reapprove || dev.Refusal != "" || !dev.Attested || !samePCRs(dev.PCRs, att.PCRs)) {
+	} else if att != nil && (dev.Reapprove || dev.Refusal != "" || !dev.Attested || !maps.EqualFunc(dev.PCRs, att.PCRs, bytes.Equal)) {
 		// Record what this attestation showed: after a re-approval (or
 		// for a device enrolled before PCRs were recorded) these are
 		// the values from now on; with policy "off", the latest.
@@ -551,18 +553,6 @@ func (s *Service) noteRefusal(ctx context.Context, id, msg string, now time.Time
 	if err := s.o.Store.PutDevice(context.WithoutCancel(ctx), d); err != nil {
 		s.o.Log.Warn("hub: recording a device's refused sign-in", "device", id, "err", err.Error())
 	}
-}
-
-func samePCRs(a, b map[int][]byte) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i, v := range a {
-		if w, ok := b[i]; !ok || string(v) != string(w) {
-			return false
-		}
-	}
-	return true
 }
 
 // hostMismatch says why the signed hub URL is not this hub as the request

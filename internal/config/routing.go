@@ -1,12 +1,10 @@
 package config
 
 import (
-	"fmt"
 	"net"
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Localities of an upstream target: where the server runs, as seen from
@@ -270,16 +268,8 @@ func (d *decoder) fraction(t *table, key string, dst *float64, lo, hi float64) {
 	}
 	if f != f || f < lo || f > hi {
 		l := t.loc(key)
-		d.add(l.pos, l.field, "must be between %s and %s, got %s", fmtNum(lo), fmtNum(hi), fmtNum(f))
+		d.add(l.pos, l.field, "must be between %g and %g, got %g", lo, hi, f)
 		return
 	}
 	*dst = f
-}
-
-func fmtNum(f float64) string { return strings.TrimSuffix(fmt.Sprintf("%g", f), ".0") }
-
-// decodeLocalOnly reads an upstream's "local_only" list (tool names or
-// ["*"]), with the same rules as "deferrable".
-func (d *decoder) decodeLocalOnly(t *table, u *Upstream) {
-	d.decodeToolList(t, "local_only", &u.LocalOnly)
 }

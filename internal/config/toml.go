@@ -531,7 +531,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	t.str("module", &u.Module)
 	d.decodeSandbox(t, &m)
 	t.str("locality", &u.Locality)
-	d.decodeLocalOnly(t, &u)
+	d.decodeToolList(t, "local_only", &u.LocalOnly) // tool names or ["*"], as deferrable
 	var keep bool
 	if t.boolean("keep_catalog", &keep) {
 		u.KeepCatalog = &keep

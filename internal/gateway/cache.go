@@ -214,20 +214,10 @@ func (g *Gateway) cacheOf(u *upstream.Upstream) *responseCache {
 	return g.caches[groupName(u)]
 }
 
-// readOnlyIn reports whether cat marks its tool read-only.
-func readOnlyIn(cat *upstream.Catalog, tool string) bool {
+// toolAnnotations returns the annotations of tool (the upstream's own
+// name) in cat, nil if it has none or no such tool.
+func toolAnnotations(cat *upstream.Catalog, tool string) *mcp.ToolAnnotations {
 	for _, t := range cat.Tools {
-		if t.Name == tool {
-			return t.Annotations != nil && t.Annotations.ReadOnlyHint
-		}
-	}
-	return false
-}
-
-// toolAnnotations returns the annotations of the upstream's tool (its own
-// name) in its current catalog, nil if it has none or no such tool.
-func toolAnnotations(u *upstream.Upstream, tool string) *mcp.ToolAnnotations {
-	for _, t := range u.Catalog().Tools {
 		if t.Name == tool {
 			return t.Annotations
 		}
@@ -249,7 +239,11 @@ func cached[R cacheable](g *Gateway, ctx context.Context, u *upstream.Upstream, 
 	if c == nil || bypass {
 		return run(ctx)
 	}
-	ro := method == "tools/call" && c.cfg.ToolTTL(name) > 0 && readOnlyIn(g.listedCatalog(u), name)
+	ro := false
+	if method == "tools/call" && c.cfg.ToolTTL(name) > 0 {
+		a := toolAnnotations(g.listedCatalog(u), name)
+		ro = a != nil && a.ReadOnlyHint
+	}
 	return serve(c, ctx, req, groupName(u), method, name, args, ro, run)
 }
 

@@ -356,7 +356,7 @@ func safeToRepeat(u *upstream.Upstream, method, tool string) bool {
 	if method != "tools/call" {
 		return false
 	}
-	a := toolAnnotations(u, tool)
+	a := toolAnnotations(u.Catalog(), tool)
 	return a != nil && (a.ReadOnlyHint || a.IdempotentHint)
 }
 

@@ -17,31 +17,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/hub"
 )
 
-// enrollDenials returns the "code: reason" of every denied enrollment in
-// the hub's audit log, oldest first.
-func enrollDenials(t *testing.T, base string) []string {
-	t.Helper()
-	code, b := apiDo(t, http.MethodGet, base+"/api/audit?action=hub.enroll&limit=1000", testAdminKey, "")
-	var page struct {
-		Entries []struct {
-			Outcome string `json:"outcome"`
-			Detail  []byte `json:"detail"`
-		} `json:"entries"`
-	}
-	if code != 200 || json.Unmarshal(b, &page) != nil {
-		t.Fatalf("hub audit: %d %s", code, b)
-	}
-	var out []string
-	for _, e := range page.Entries {
-		if e.Outcome == "denied" {
-			var d struct{ Code, Reason string }
-			_ = json.Unmarshal(e.Detail, &d)
-			out = append(out, d.Code+": "+d.Reason)
-		}
-	}
-	return out
-}
-
 // TestHubEKRoots runs a hub with [hub_server] ek_roots set to a local
 // CA's certificates and TPM edges (real binaries, real swtpm, the TPMs
 // manufactured by swtpm_setup with EK certificates from swtpm_localca):
@@ -132,13 +107,13 @@ func TestHubEKRoots(t *testing.T) {
 		{"a TPM certified by another CA", hub.CodeEKUntrusted, "does not chain to the configured EK roots", foreign},
 		{"a TPM presenting another TPM's EK certificate", hub.CodeEKMismatch, "for another key", copied},
 	} {
-		before := len(enrollDenials(t, hp.URL))
+		before := len(hubDenials(t, hp.URL, "hub.enroll", ""))
 		ep := edge(tc.tpm)
 		waitFor(t, 30*time.Second, tc.name+": refused", func() bool {
-			ds := enrollDenials(t, hp.URL)
+			ds := hubDenials(t, hp.URL, "hub.enroll", "")
 			return len(ds) > before && strings.HasPrefix(ds[len(ds)-1], tc.code+": ")
 		})
-		ds := enrollDenials(t, hp.URL)
+		ds := hubDenials(t, hp.URL, "hub.enroll", "")
 		last := ds[len(ds)-1]
 		if !strings.Contains(last, tc.reason) {
 			t.Errorf("%s: refusal %q, want one saying %q", tc.name, last, tc.reason)

@@ -127,15 +127,42 @@ func DefaultKey(rawURL, dataDir string) (sealbox.KeySource, error) {
 		return memoryKey(), nil
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):
 		return nil, fmt.Errorf("store: a PostgreSQL store needs the master key of its secrets set explicitly, the same on every replica: $%s (base64 of 32 random bytes; make one with: head -c 32 /dev/urandom | base64) or [store] key_file; a key file created on each machine would differ", KeyEnv)
-	case rawURL == "":
-		return FileKey(filepath.Join(dataDir, KeyFile)), nil
-	case strings.HasPrefix(rawURL, "sqlite:///"):
-		return FileKey(filepath.Join(filepath.Dir(filepath.Clean(strings.TrimPrefix(rawURL, "sqlite://"))), KeyFile)), nil
-	case strings.HasPrefix(rawURL, "sqlite://") && dataDir != "":
-		return FileKey(filepath.Join(filepath.Dir(filepath.Join(dataDir, strings.TrimPrefix(rawURL, "sqlite://"))), KeyFile)), nil
+	}
+	if path := sqliteFile(rawURL, dataDir); path != "" {
+		return FileKey(filepath.Join(filepath.Dir(path), KeyFile)), nil
 	}
 	// An URL Open refuses: let it say why.
 	return memoryKey(), nil
+}
+
+// sqliteHasHost says rawURL is a sqlite:// URL with a user, password or
+// host, which Open refuses.
+func sqliteHasHost(rawURL string) bool {
+	return strings.HasPrefix(rawURL, "sqlite://") && strings.Contains(strings.SplitN(strings.TrimPrefix(rawURL, "sqlite://"), "/", 2)[0], "@")
+}
+
+// sqliteFile is the database file that rawURL names ("" in dataDir,
+// sqlite:///abs/path.db or sqlite://rel/path.db in dataDir), or "" when
+// it names none (memory, PostgreSQL, or an URL Open refuses).
+func sqliteFile(rawURL, dataDir string) string {
+	switch {
+	case rawURL == "":
+		if dataDir == "" {
+			return ""
+		}
+		return filepath.Join(dataDir, DefaultFile)
+	case sqliteHasHost(rawURL):
+		return "" // user, password or host: refused
+	case strings.HasPrefix(rawURL, "sqlite:///"):
+		return filepath.Clean(strings.TrimPrefix(rawURL, "sqlite://"))
+	case strings.HasPrefix(rawURL, "sqlite://"):
+		rel := strings.TrimPrefix(rawURL, "sqlite://")
+		if rel == "" || dataDir == "" {
+			return ""
+		}
+		return filepath.Join(dataDir, rel)
+	}
+	return ""
 }
 
 // FileKey is the master key in the file path (32 raw bytes), created with
@@ -164,34 +191,24 @@ func (k memKey) MasterKey(context.Context) ([]byte, error) { return bytes.Clone(
 func (memKey) String() string                              { return "a random key for this in-memory database" }
 
 func openStore(ctx context.Context, rawURL, dataDir string) (store.Store, error) {
-	switch {
-	case rawURL == "":
-		if dataDir == "" {
-			return sqlite.Open(ctx, ":memory:")
-		}
-		if err := mkdir(dataDir); err != nil {
-			return nil, err
-		}
-		return sqlite.Open(ctx, filepath.Join(dataDir, DefaultFile))
-	case rawURL == "sqlite::memory:":
-		return sqlite.Open(ctx, ":memory:")
-	case strings.HasPrefix(rawURL, "sqlite://") && strings.Contains(strings.SplitN(strings.TrimPrefix(rawURL, "sqlite://"), "/", 2)[0], "@"):
-		return nil, fmt.Errorf("store url %s: a sqlite URL names a file and has no user, password or host; want sqlite:///abs/path.db or sqlite://rel/path.db", redact(rawURL))
-	case strings.HasPrefix(rawURL, "sqlite:///"):
-		return sqlite.Open(ctx, filepath.Clean(strings.TrimPrefix(rawURL, "sqlite://")))
-	case strings.HasPrefix(rawURL, "sqlite://"):
-		rel := strings.TrimPrefix(rawURL, "sqlite://")
-		if rel == "" {
-			return nil, errors.New(`store url "sqlite://" names no file; use sqlite:///abs/path.db, sqlite://rel/path.db or sqlite::memory:`)
-		}
-		if dataDir == "" {
-			return nil, fmt.Errorf("store url %s is relative to data_dir, which is not set; set data_dir or use sqlite:///absolute/path", redact(rawURL))
-		}
-		path := filepath.Join(dataDir, rel)
-		if err := mkdir(filepath.Dir(path)); err != nil {
-			return nil, err
+	if path := sqliteFile(rawURL, dataDir); path != "" {
+		if !strings.HasPrefix(rawURL, "sqlite:///") {
+			// In data_dir, private to the gateway's user.
+			if err := mkdir(filepath.Dir(path)); err != nil {
+				return nil, err
+			}
 		}
 		return sqlite.Open(ctx, path)
+	}
+	switch {
+	case rawURL == "", rawURL == "sqlite::memory:":
+		return sqlite.Open(ctx, ":memory:")
+	case sqliteHasHost(rawURL):
+		return nil, fmt.Errorf("store url %s: a sqlite URL names a file and has no user, password or host; want sqlite:///abs/path.db or sqlite://rel/path.db", redact(rawURL))
+	case rawURL == "sqlite://":
+		return nil, errors.New(`store url "sqlite://" names no file; use sqlite:///abs/path.db, sqlite://rel/path.db or sqlite::memory:`)
+	case strings.HasPrefix(rawURL, "sqlite://"):
+		return nil, fmt.Errorf("store url %s is relative to data_dir, which is not set; set data_dir or use sqlite:///absolute/path", redact(rawURL))
 	case strings.HasPrefix(rawURL, "sqlite:"):
 		return nil, fmt.Errorf("store url %s: want sqlite:///abs/path.db, sqlite://rel/path.db (in data_dir) or sqlite::memory:", redact(rawURL))
 	case strings.HasPrefix(rawURL, "postgres://"), strings.HasPrefix(rawURL, "postgresql://"):

@@ -113,3 +113,25 @@ func TestErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultKeyBesideTheFile: the default key file is store.key beside
+// the database file each URL names; memory databases get a key in
+// memory, and PostgreSQL none.
+func TestDefaultKeyBesideTheFile(t *testing.T) {
+	for _, c := range []struct{ url, dataDir, want string }{
+		{"", "/data", "key file " + filepath.Join("/data", open.KeyFile)},
+		{"sqlite:///srv/db/x.db", "/data", "key file " + filepath.Join("/srv/db", open.KeyFile)},
+		{"sqlite://sub/x.db", "/data", "key file " + filepath.Join("/data/sub", open.KeyFile)},
+		{"", "", "in-memory"},
+		{"sqlite::memory:", "/data", "in-memory"},
+		{"sqlite://x.db", "", "in-memory"}, // refused by Open
+	} {
+		k, err := open.DefaultKey(c.url, c.dataDir)
+		if err != nil || !strings.Contains(k.String(), c.want) {
+			t.Errorf("DefaultKey(%q, %q) = %v, %v; want %q", c.url, c.dataDir, k, err, c.want)
+		}
+	}
+	if k, err := open.DefaultKey("postgres://u@h/db", ""); err == nil {
+		t.Errorf("DefaultKey(postgres) = %v, want an error", k)
+	}
+}

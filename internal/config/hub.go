@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -173,7 +174,7 @@ func hubURLProblem(s string) string {
 	case err != nil:
 		return "is not a URL: " + err.Error()
 	case u.Scheme != "http" && u.Scheme != "https":
-		return "must be an http:// or https:// URL, got scheme " + quoteOrEmpty(u.Scheme)
+		return "must be an http:// or https:// URL, got scheme " + strconv.Quote(u.Scheme)
 	case u.Host == "":
 		return "must name a host, e.g. https://hub.example.com"
 	case u.User != nil:
@@ -181,14 +182,7 @@ func hubURLProblem(s string) string {
 	case u.RawQuery != "" || u.Fragment != "":
 		return "must not have a query or fragment"
 	case strings.TrimRight(u.Path, "/") != "":
-		return "must be the hub's base URL without a path (its /mcp and /api/hub are used), got path " + quoteOrEmpty(u.Path)
+		return "must be the hub's base URL without a path (its /mcp and /api/hub are used), got path " + strconv.Quote(u.Path)
 	}
 	return ""
-}
-
-func quoteOrEmpty(s string) string {
-	if s == "" {
-		return `""`
-	}
-	return `"` + s + `"`
 }

@@ -69,8 +69,10 @@ type EnrollToken struct {
 // enrollment tokens and the single-use nonces of enrollment and sign-in.
 type Devices interface {
 	// PutDevice creates the device (filling EnrolledAt) or, for a known
-	// ID, replaces TenantID, Name, Kind, AK, Attested and Labels. A known
-	// ID with another PublicKey is ErrConflict.
+	// ID, replaces TenantID, Name, Kind, AK, Attested, Labels, PCRs,
+	// PCRPolicy, Reapprove, Refusal and RefusedAt (the credential, contact,
+	// AuditSeq and metrics have their own methods). A known ID with
+	// another PublicKey is ErrConflict.
 	PutDevice(ctx context.Context, d *Device) error
 	GetDevice(ctx context.Context, id string) (*Device, error)
 	// GetDeviceByCredential finds the device whose CredKeyID is keyID.

@@ -64,14 +64,6 @@ func decodePCRs(b []byte) (map[int][]byte, error) {
 	return out, nil
 }
 
-// nullTime stores a zero time as NULL.
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return ts(t)
-}
-
 // nullBytes stores an empty byte slice as NULL (optional blobs).
 func nullBytes(b []byte) any {
 	if len(b) == 0 {
@@ -101,7 +93,7 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (err error) {
 		case isNoRows(err):
 			_, err = q.Exec(ctx, `INSERT INTO devices (id, tenant_id, name, kind, public_key, ak, attested, labels, enrolled_at, pcrs, pcr_policy, reapprove, refusal, refused_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 				d.ID, d.TenantID, d.Name, d.Kind, d.PublicKey, nullBytes(d.AK), d.Attested, jsonList(d.Labels), now,
-				encodePCRs(d.PCRs), d.PCRPolicy, d.Reapprove, d.Refusal, nullTime(d.RefusedAt))
+				encodePCRs(d.PCRs), d.PCRPolicy, d.Reapprove, d.Refusal, ts(d.RefusedAt))
 			if s.e.IsForeignKey(err) {
 				return notFound("tenant", d.TenantID)
 			}
@@ -115,7 +107,7 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) (err error) {
 		}
 		_, err = q.Exec(ctx, `UPDATE devices SET tenant_id = ?, name = ?, kind = ?, ak = ?, attested = ?, labels = ?, pcrs = ?, pcr_policy = ?, reapprove = ?, refusal = ?, refused_at = ? WHERE id = ?`,
 			d.TenantID, d.Name, d.Kind, nullBytes(d.AK), d.Attested, jsonList(d.Labels),
-			encodePCRs(d.PCRs), d.PCRPolicy, d.Reapprove, d.Refusal, nullTime(d.RefusedAt), d.ID)
+			encodePCRs(d.PCRs), d.PCRPolicy, d.Reapprove, d.Refusal, ts(d.RefusedAt), d.ID)
 		if s.e.IsForeignKey(err) {
 			return notFound("tenant", d.TenantID)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -71,16 +70,8 @@ func TestFaults(t *testing.T) {
 // at target, reached through a fault proxy.
 func faultGateway(t *testing.T, target string, extra ...string) (*testGateway, *faultproxy.Proxy) {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := faultproxy.New(u.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	gw := startGateway(t, "[server]\n"+upstreamBlock("ev", "http", "url = "+q("http://"+p.Addr()+u.Path), extra...))
+	p, via := nodeclient.ProxyTo(t, target)
+	gw := startGateway(t, "[server]\n"+upstreamBlock("ev", "http", "url = "+q(via), extra...))
 	if s := status(gw, "ev"); s.State != "ready" {
 		t.Fatalf("upstream through the proxy: %+v", s)
 	}

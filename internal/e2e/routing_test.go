@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -23,19 +22,8 @@ import (
 // calls that are safe to repeat only.
 func TestRouting(t *testing.T) {
 	target := nodeclient.StartEverythingHTTP(t)
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := func() *faultproxy.Proxy {
-		p, err := faultproxy.New(u.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.Close() })
-		return p
-	}
-	local, cloud := proxy(), proxy()
+	local, localURL := nodeclient.ProxyTo(t, target)
+	cloud, cloudURL := nodeclient.ProxyTo(t, target)
 	conf := fmt.Sprintf(`
 [[upstreams]]
 name = "ev"
@@ -56,7 +44,7 @@ locality = "local"
 name = "cloud"
 url = %q
 locality = "remote"
-`, "http://"+local.Addr()+u.Path, "http://"+cloud.Addr()+u.Path)
+`, localURL, cloudURL)
 
 	// Latencies on a busy test machine are noise: the subtests that are
 	// not about latency make it decide nothing (latency_factor 1000).

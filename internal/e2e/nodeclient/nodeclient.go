@@ -300,7 +300,15 @@ func StartEverythingHTTP(t testing.TB) (url string) {
 // reached through it.
 func StartEverythingProxied(t testing.TB) (px *faultproxy.Proxy, url string) {
 	t.Helper()
-	u, err := neturl.Parse(StartEverythingHTTP(t))
+	return ProxyTo(t, StartEverythingHTTP(t))
+}
+
+// ProxyTo puts a fault proxy (closed in t.Cleanup) in front of the HTTP
+// endpoint target: it returns the proxy and the endpoint reached through
+// it.
+func ProxyTo(t testing.TB, target string) (px *faultproxy.Proxy, url string) {
+	t.Helper()
+	u, err := neturl.Parse(target)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http/httptest"
 	"slices"
 	"testing"
@@ -14,7 +13,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
 	"github.com/mcpedge/mcpedge/internal/gateway"
-	"github.com/mcpedge/mcpedge/internal/telemetry"
 )
 
 // edgeGateway starts an in-process gateway whose configuration is
@@ -28,40 +26,14 @@ func edgeGateway(tb testing.TB, upstreams string) (*rawmcp.Session, *gateway.Gat
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	g := gateway.New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
 	// The device's real load must not move calls between targets while
 	// the benchmark runs.
-	g.SetLoadSource(func() devload.Sample { return devload.Sample{CPU: 0.1, Memory: 0.1, OK: true} })
-	g.Start(ctx)
-	tb.Cleanup(func() {
-		cancel()
-		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
-		defer scancel()
-		g.Stop(sctx)
+	g, gw := serveGateway(tb, cfg, func(g *gateway.Gateway) {
+		g.SetLoadSource(func() devload.Sample { return devload.Sample{CPU: 0.1, Memory: 0.1, OK: true} })
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ready := 0
-		st := g.Statuses()
-		for _, s := range st {
-			if s.State == "ready" {
-				ready++
-			}
-		}
-		if ready == len(st) && ready > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("upstreams not ready: %+v", st)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	srv := httptest.NewServer(g.Handler(gateway.HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
-	tb.Cleanup(srv.Close)
 	hc := rawmcp.NewHTTPClient(4)
 	tb.Cleanup(hc.CloseIdleConnections)
-	sess, err := rawmcp.Open(context.Background(), hc, srv.URL+"/mcp")
+	sess, err := rawmcp.Open(context.Background(), hc, gw+"/mcp")
 	if err != nil {
 		tb.Fatal(err)
 	}

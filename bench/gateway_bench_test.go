@@ -37,8 +37,21 @@ url = %q
 	if err != nil {
 		tb.Fatal(err)
 	}
+	_, gw := serveGateway(tb, cfg, nil)
+	return gw + "/mcp", "echo__echo"
+}
+
+// serveGateway starts an in-process gateway on cfg, set up first by setup
+// (if not nil), waits until every upstream connection is ready and serves
+// the gateway from an httptest server, whose URL it returns. Both stop at
+// cleanup.
+func serveGateway(tb testing.TB, cfg *config.Config, setup func(*gateway.Gateway)) (*gateway.Gateway, string) {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	g := gateway.New(cfg, slog.New(slog.DiscardHandler), telemetry.NewMetrics())
+	if setup != nil {
+		setup(g)
+	}
 	g.Start(ctx)
 	tb.Cleanup(func() {
 		cancel()
@@ -46,14 +59,20 @@ url = %q
 		defer scancel()
 		g.Stop(sctx)
 	})
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
 	for {
+		ready := 0
 		st := g.Statuses()
-		if len(st) == 1 && st[0].State == "ready" {
+		for _, s := range st {
+			if s.State == "ready" {
+				ready++
+			}
+		}
+		if ready == len(st) && ready > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("upstream not ready: %+v", st)
+			tb.Fatalf("upstreams not ready: %+v", st)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -61,7 +80,7 @@ url = %q
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
 	}))
 	tb.Cleanup(gw.Close)
-	return gw.URL + "/mcp", "echo__echo"
+	return g, gw.URL
 }
 
 func open(tb testing.TB, url, tool string) *rawmcp.Session {

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/mcpedge/mcpedge/bench/internal/fixture"
 	"github.com/mcpedge/mcpedge/bench/internal/rawmcp"
@@ -20,7 +19,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/ratelimit"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
-	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/tenancy"
 )
 
@@ -60,8 +58,7 @@ url = %q
 	}
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
-	m := telemetry.NewMetrics()
-	g := gateway.New(cfg, log, m)
+	tb.Cleanup(cancel) // last: after the gateway and the layer stopped
 	s := &secured{}
 	if withSecurity {
 		st, err := sqlite.Open(ctx, filepath.Join(tb.TempDir(), "bench.db"))
@@ -93,7 +90,6 @@ url = %q
 		cip, _ := ratelimit.NewClientIP(nil)
 		lim := ratelimit.NewMemory(nil)
 		s.layer = tenancy.New(tenancy.Options{Auth: as, Policy: pol, Limiter: lim, Audit: al, ClientIP: cip, Config: cfg, Log: log})
-		g.SetSecurity(s.layer)
 		tb.Cleanup(func() {
 			_ = al.Close(context.Background())
 			_ = as.Close()
@@ -101,27 +97,12 @@ url = %q
 			_ = st.Close()
 		})
 	}
-	g.Start(ctx)
-	tb.Cleanup(func() {
-		cancel()
-		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
-		defer scancel()
-		g.Stop(sctx)
+	_, gw := serveGateway(tb, cfg, func(g *gateway.Gateway) {
+		if s.layer != nil {
+			g.SetSecurity(s.layer)
+		}
 	})
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		st := g.Statuses()
-		if len(st) >= 1 && st[0].State == "ready" {
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("upstream not ready: %+v", st)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	gw := httptest.NewServer(g.Handler(gateway.HTTPOptions{MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth}))
-	tb.Cleanup(gw.Close)
-	s.url = gw.URL + "/mcp"
+	s.url = gw + "/mcp"
 	return s
 }
 

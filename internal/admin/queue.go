@@ -139,9 +139,6 @@ func (h *handler) getQueued(w http.ResponseWriter, r *http.Request) error {
 		return invalid("GET /api/queue/{id} takes no query parameters")
 	}
 	e, err := h.queue.Get(r.Context(), tenant, id)
-	if err == nil && e.Tenant != tenant {
-		err = queue.ErrNotFound // tenant "" (single-user) reads its own only
-	}
 	if err != nil {
 		return queueErr(err, id)
 	}

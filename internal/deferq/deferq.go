@@ -52,9 +52,7 @@ func (e fullError) Unwrap() error        { return e.error }
 // Status reads the tenant's entry; any other is ErrQueuedNotFound.
 func (a Queue) Status(ctx context.Context, tenant, id string) (*gateway.QueuedCall, error) {
 	e, err := a.Q.Get(ctx, tenant, id)
-	// Get with tenant "" reads any tenant's entry; here "" is the
-	// single-user (or anonymous) tenant, which sees its own entries only.
-	if errors.Is(err, queue.ErrNotFound) || (err == nil && e.Tenant != tenant) {
+	if errors.Is(err, queue.ErrNotFound) {
 		return nil, gateway.ErrQueuedNotFound
 	}
 	if err != nil {

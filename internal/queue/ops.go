@@ -112,7 +112,7 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {
 // done entry again changes nothing: the first result stays. OnDone is
 // called after the commit.
 func (q *Queue) Complete(ctx context.Context, id string, result json.RawMessage) error {
-	e, err := q.load(ctx, "", id, false)
+	e, err := q.load(ctx, nil, id, false)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (q *Queue) Fail(ctx context.Context, id string, cause error, retryAt time.T
 	if err != nil || !final || q.opts.OnDone == nil {
 		return err
 	}
-	if e, err := q.load(ctx, "", id, q.box == nil); err == nil {
+	if e, err := q.load(ctx, nil, id, q.box == nil); err == nil {
 		q.notify(*e)
 	}
 	return nil
@@ -432,16 +432,16 @@ func nullBlob(b []byte) any {
 }
 
 // load reads an entry, decrypting its arguments, meta and result unless
-// bare. With a tenant, an entry of another tenant is not found.
-func (q *Queue) load(ctx context.Context, tenant, id string, bare bool) (*Entry, error) {
+// bare. With a tenant (nil: any), an entry of another tenant is not found.
+func (q *Queue) load(ctx context.Context, tenant *string, id string, bare bool) (*Entry, error) {
 	if !bare && q.box == nil {
 		return nil, ErrNoKey
 	}
 	query := `SELECT ` + entryCols + `, payload, result FROM entries WHERE id = ?`
 	args := []any{id}
-	if tenant != "" {
+	if tenant != nil {
 		query += ` AND tenant = ?`
-		args = append(args, tenant)
+		args = append(args, *tenant)
 	}
 	var payload, result []byte
 	e, err := scanEntry(q.read.QueryRowContext(ctx, query, args...), &payload, &result)
@@ -451,7 +451,7 @@ func (q *Queue) load(ctx context.Context, tenant, id string, bare bool) (*Entry,
 	if err != nil {
 		return nil, fmt.Errorf("queue: reading entry %s: %w", id, err)
 	}
-	if tenant != "" && e.Tenant != tenant {
+	if tenant != nil && e.Tenant != *tenant {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
 	if bare {
@@ -509,9 +509,9 @@ func scanEntry(s scanner, extra ...any) (*Entry, error) {
 
 // Get returns an entry of tenant with its arguments, meta and result
 // decrypted. An entry of another tenant is [ErrNotFound], exactly like a
-// missing one.
+// missing one; tenant "" (single-user mode's) is a tenant like any other.
 func (q *Queue) Get(ctx context.Context, tenant, id string) (*Entry, error) {
-	return q.load(ctx, tenant, id, false)
+	return q.load(ctx, &tenant, id, false)
 }
 
 // List returns the entries f selects, oldest first, without their

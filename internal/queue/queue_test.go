@@ -93,6 +93,9 @@ func TestEnqueueGet(t *testing.T) {
 	if _, err := q.Get(ctx, "other", id); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get by another tenant: %v, want ErrNotFound", err)
 	}
+	if _, err := q.Get(ctx, "", id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get by tenant \"\" (single-user mode's): %v, want ErrNotFound", err)
+	}
 	if _, err := q.Get(ctx, "acme", "qnope"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Get of a missing id: %v", err)
 	}

@@ -881,13 +881,8 @@ func (s *Service) getDevice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	d, err := s.o.Store.GetDevice(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Operator && d.TenantID != p.TenantID) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q not found", clip(r.PathValue("id"))))
-		return
-	}
-	if err != nil {
-		s.internal(w, "getting a device", err)
+	d, ok := s.lookupDevice(w, r, p)
+	if !ok {
 		return
 	}
 	tenant := ""
@@ -910,14 +905,8 @@ func (s *Service) deleteDevice(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "forbidden", "removing devices needs an admin with admin:write")
 		return
 	}
-	id := r.PathValue("id")
-	d, err := s.o.Store.GetDevice(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Operator && d.TenantID != p.TenantID) {
-		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q not found", clip(id)))
-		return
-	}
-	if err != nil {
-		s.internal(w, "getting a device", err)
+	d, ok := s.lookupDevice(w, r, p)
+	if !ok {
 		return
 	}
 	if err := s.o.Store.DeleteDevice(r.Context(), d.TenantID, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -997,17 +986,27 @@ func (s *Service) writableDevice(w http.ResponseWriter, r *http.Request) (*store
 		writeError(w, http.StatusForbidden, "forbidden", "changing devices needs an admin with admin:write")
 		return nil, nil, false
 	}
+	d, ok := s.lookupDevice(w, r, p)
+	if !ok {
+		return nil, nil, false
+	}
+	return d, p, true
+}
+
+// lookupDevice returns the device of the path's {id}, answering 404 when
+// there is none or it is another tenant's and p is no operator.
+func (s *Service) lookupDevice(w http.ResponseWriter, r *http.Request, p *principal.Principal) (*store.Device, bool) {
 	id := r.PathValue("id")
 	d, err := s.o.Store.GetDevice(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.Operator && d.TenantID != p.TenantID) {
 		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("device %q not found", clip(id)))
-		return nil, nil, false
+		return nil, false
 	}
 	if err != nil {
 		s.internal(w, "getting a device", err)
-		return nil, nil, false
+		return nil, false
 	}
-	return d, p, true
+	return d, true
 }
 
 func (s *Service) writeDevice(w http.ResponseWriter, r *http.Request, d *store.Device) {

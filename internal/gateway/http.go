@@ -520,16 +520,18 @@ func (g *Gateway) admitREST(next http.Handler) http.Handler {
 			return
 		}
 		if d := g.security.Admit(r, w.Header(), principal.From(r.Context()), "api"); d != nil {
-			if d.RetryAfter > 0 {
-				w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
-			}
-			status := d.Status
-			if status == 0 {
-				status = http.StatusTooManyRequests
-			}
-			g.rejectREST(w, r, status, d.Reason, d.Message)
+			setRetryAfter(w.Header(), d.RetryAfter)
+			g.rejectREST(w, r, d.status(), d.Reason, d.Message)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up; it
+// sets nothing for d <= 0.
+func setRetryAfter(h http.Header, d time.Duration) {
+	if d > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +67,14 @@ type Denial struct {
 	Reason     string
 	Message    string
 	RetryAfter time.Duration
+}
+
+// status is the denial's HTTP status: 429 unless it says otherwise.
+func (d *Denial) status() int {
+	if d.Status == 0 {
+		return http.StatusTooManyRequests
+	}
+	return d.Status
 }
 
 // CallRecord describes one tool call for the audit log.
@@ -165,9 +172,7 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 	if ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable {
 		// Not a verdict on the credential: too many failures from this
 		// address, or the store cannot be asked right now.
-		if ae.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.FormatInt(int64((ae.RetryAfter+time.Second-1)/time.Second), 10))
-		}
+		setRetryAfter(w.Header(), ae.RetryAfter)
 		reason, code := "auth_throttled", CodeRateLimited
 		if ae.Status == http.StatusServiceUnavailable {
 			reason, code = "auth_unavailable", CodeUpstreamUnavailable
@@ -241,13 +246,8 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, envelope func() 
 	if d == nil {
 		return true
 	}
-	if d.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64((d.RetryAfter+time.Second-1)/time.Second), 10))
-	}
-	status := d.Status
-	if status == 0 {
-		status = http.StatusTooManyRequests
-	}
+	setRetryAfter(w.Header(), d.RetryAfter)
+	status := d.status()
 	g.metrics.Rejections.WithLabelValues(d.Reason).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)

@@ -454,9 +454,9 @@ func (l *Link) signIn(ctx context.Context) error {
 		return ctx.Err()
 	}
 	l.mu.Lock()
-	fresh := l.token != "" && time.Until(l.expires) > max(l.ttl/5, time.Minute)
+	tok, exp := l.token, l.expires
 	l.mu.Unlock()
-	if fresh {
+	if tok != "" && time.Until(exp) > l.renewBefore() {
 		return nil // another caller just signed in
 	}
 	err := l.signInAs(ctx, false)

@@ -11,9 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
-
 	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/sqlitefile"
 )
@@ -459,8 +456,7 @@ func (q *Queue) commit(ops []*op) ([]error, error) {
 }
 
 func (q *Queue) dbErr(doing string, err error) error {
-	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY {
+	if sqlitefile.IsBusy(err) {
 		return fmt.Errorf("queue: %s: the database stayed locked by another process for %v: %w", doing, BusyTimeout, err)
 	}
 	return fmt.Errorf("queue: %s: %w", doing, err)

@@ -16,7 +16,8 @@ import (
 	"runtime"
 	"time"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	"modernc.org/sqlite" // also the "sqlite" database/sql driver
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Open opens the database file at path, creating it (mode 0600) unless
@@ -81,4 +82,12 @@ func create(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// IsBusy says err is SQLITE_BUSY (or one of its extended codes): the
+// database stayed locked by another connection or process for the whole
+// busy timeout.
+func IsBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }

@@ -10,6 +10,7 @@ import (
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/mcpedge/mcpedge/internal/sqlitefile"
 	"github.com/mcpedge/mcpedge/internal/store/internal/sqlbase"
 )
 
@@ -119,7 +120,7 @@ func (e *engine) Tx(ctx context.Context, opts sqlbase.TxOptions, fn func(sqlbase
 // busyErr explains SQLITE_BUSY, which after busy_timeout means another
 // process held the database lock for all that time.
 func (e *engine) busyErr(err error) error {
-	if code(err)&0xff == sqlite3.SQLITE_BUSY {
+	if sqlitefile.IsBusy(err) {
 		return fmt.Errorf("the database stayed locked by another connection or process for %v: %w", e.busy, err)
 	}
 	return err

@@ -299,25 +299,24 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 		}
 		s := UpstreamStatus{Status: u.Status()}
 		gname := groupName(u)
-		if r := g.regs[gname]; r != nil && (gname == name || catalogSource(g.groups[gname]) == u) {
-			s.Conflicts = r.conflicts
+		if r := g.regs[gname]; r != nil {
+			if gname == name || catalogSource(g.groups[gname]) == u {
+				s.Conflicts = r.conflicts
+			}
+			s.CatalogKept = r.offline
 		}
-		if r := g.regs[gname]; r != nil && r.offline {
-			s.CatalogKept = true
-		}
-		e := g.edges[name]
-		if e != nil && e.breaker != nil {
-			s.Breaker, s.BreakerReason = e.breaker.status()
+		if e := g.edges[name]; e != nil {
+			if e.breaker != nil {
+				s.Breaker, s.BreakerReason = e.breaker.status()
+			}
+			if l := e.latency(); l > 0 {
+				s.LatencyMs = float64(l.Microseconds()) / 1000
+			}
 		}
 		if gname != name {
 			s.Upstream, s.Target = gname, targetName(u)
 		}
 		s.Locality = u.Config().EffectiveLocality()
-		if e != nil {
-			if l := e.latency(); l > 0 {
-				s.LatencyMs = float64(l.Microseconds()) / 1000
-			}
-		}
 		out = append(out, s)
 	}
 	return out

@@ -333,15 +333,24 @@ func splitList(s string) []string {
 }
 
 // printJSON prints v indented.
-func (c *adminCtx) printJSON(v any) error {
-	enc := json.NewEncoder(c.stdout)
+func (c *adminCtx) printJSON(v any) error { return printJSON(c.stdout, v) }
+
+// table prints rows under a header, aligned.
+func (c *adminCtx) table(header string, rows [][]string) error {
+	return printTable(c.stdout, header, rows)
+}
+
+// printJSON prints v to w indented: every command's --json output.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// table prints rows under a header, aligned.
-func (c *adminCtx) table(header string, rows [][]string) error {
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+// printTable prints rows under a tab-separated header, aligned: every
+// command's table output.
+func printTable(w io.Writer, header string, rows [][]string) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, header)
 	for _, r := range rows {
 		fmt.Fprintln(tw, strings.Join(r, "\t"))

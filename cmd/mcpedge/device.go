@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"flag"
@@ -94,9 +93,7 @@ func cmdDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(info)
+		return printJSON(stdout, info)
 	}
 	fmt.Fprintf(stdout, "id:       %s\nkind:     %s\n", info.ID, info.Kind)
 	if info.TPM != "" {

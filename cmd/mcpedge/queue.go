@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/queue"
@@ -184,17 +182,14 @@ func queueList(ctx context.Context, q *queue.Queue, f queue.Filter, limit int, a
 		f.After = page[len(page)-1].ID
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(entries)
+		return printJSON(stdout, entries)
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tTENANT\tTARGET\tTOOL\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR")
+	rows := make([][]string, 0, len(entries))
 	for _, e := range entries {
-		fmt.Fprintln(tw, strings.Join([]string{e.ID, e.Tenant, e.Target, e.Tool, string(e.State), strconv.Itoa(e.Attempts),
-			fmtTime(e.CreatedAt), fmtTime(e.NextAttempt), oneLine(e.LastError, 80)}, "\t"))
+		rows = append(rows, []string{e.ID, e.Tenant, e.Target, e.Tool, string(e.State), strconv.Itoa(e.Attempts),
+			fmtTime(e.CreatedAt), fmtTime(e.NextAttempt), oneLine(e.LastError, 80)})
 	}
-	return tw.Flush()
+	return printTable(stdout, "ID\tTENANT\tTARGET\tTOOL\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR", rows)
 }
 
 // oneLine shortens s to one line of at most n characters for a table.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
@@ -184,23 +182,20 @@ func cmdSecrets(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		return printJSON(stdout, struct {
 			MasterKey string `json:"master_key"`
 			*store.SecretRing
 		}{key.String(), r})
 	}
 	fmt.Fprintf(stdout, "master key: %s\n%d secrets, %d not sealed yet\n\n", key, r.Secrets, r.Plaintext)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tCREATED\tMESSAGES\tLIMIT\tSECRETS\tACTIVE")
+	rows := make([][]string, 0, len(r.Keys))
 	for _, k := range r.Keys {
 		active := ""
 		if k.Active {
 			active = "yes"
 		}
-		fmt.Fprintln(tw, strings.Join([]string{strconv.FormatUint(uint64(k.ID), 10), fmtTime(k.Created),
-			strconv.FormatUint(k.Messages, 10), strconv.FormatUint(k.MaxMessages, 10), strconv.Itoa(k.Secrets), active}, "\t"))
+		rows = append(rows, []string{strconv.FormatUint(uint64(k.ID), 10), fmtTime(k.Created),
+			strconv.FormatUint(k.Messages, 10), strconv.FormatUint(k.MaxMessages, 10), strconv.Itoa(k.Secrets), active})
 	}
-	return tw.Flush()
+	return printTable(stdout, "KEY\tCREATED\tMESSAGES\tLIMIT\tSECRETS\tACTIVE", rows)
 }

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -253,38 +252,35 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	uses := fs.Int("uses", 1, "how many devices may enroll with the token")
 	ttl := fs.Duration("ttl", hub.DefaultTokenTTL, "how long the token is valid")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if name == "hub devices approve" || name == "hub devices pcrs" {
-		// "approve ID --config F": the leading positional arguments go
-		// after the flags, as the flag package wants them.
-		n := 0
-		for n < len(args) && !strings.HasPrefix(args[n], "-") {
-			n++
-		}
-		args = append(append(append([]string{}, args[n:]...), "--"), args[:n]...)
-	}
-	_, cfg, err := parseAndLoad(fs, args, src)
+	// Flags may come before or after the positional arguments
+	// ("approve ID --config F").
+	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		var ue usageError
-		if !errors.As(err, &ue) && fs.Parsed() {
 			return err
 		}
 		return usageError{err}
 	}
 	wantArgs := map[string]int{"hub devices approve": 1, "hub devices pcrs": 2}[name]
-	if fs.NArg() < wantArgs {
+	if len(pos) < wantArgs {
 		return usageError{fmt.Errorf("%s: give the device ID%s", name, map[bool]string{true: " and the policy (enrolled or off)"}[wantArgs == 2])}
 	}
-	if fs.NArg() > wantArgs {
-		return usageError{fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(wantArgs))}
+	if len(pos) > wantArgs {
+		return usageError{fmt.Errorf("%s: unexpected argument %q", name, pos[wantArgs])}
 	}
 	var policy string
 	if name == "hub devices pcrs" {
-		if policy, err = hub.ParsePCRPolicy(fs.Arg(1)); err != nil {
+		if policy, err = hub.ParsePCRPolicy(pos[1]); err != nil {
 			return usageError{err}
 		}
+	}
+	s, err := src()
+	if err != nil {
+		return err
+	}
+	cfg, err := s.load()
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
@@ -299,7 +295,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	case "hub devices":
 		return hubDevices(ctx, st, *asJSON, stdout)
 	case "hub devices approve", "hub devices pcrs":
-		return hubDeviceChange(ctx, st, name, fs.Arg(0), policy, stdout)
+		return hubDeviceChange(ctx, st, name, pos[0], policy, stdout)
 	}
 	if *tenant == "" {
 		return usageError{errors.New("hub token create: --tenant NAME is required")}

@@ -314,12 +314,7 @@ func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	al := audit.NewLogger(st, slog.New(slog.DiscardHandler), audit.LoggerOptions{})
-	detail, _ := json.Marshal(map[string]any{"uses": tok.Uses, "expires_at": tok.ExpiresAt})
-	al.Record(ctx, &store.AuditEntry{TenantID: t.ID, Actor: "cli", ActorKind: "cli", Action: "hub.token.create", Target: tok.ID, Outcome: "ok", Detail: detail})
-	closeCtx, closeCancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer closeCancel()
-	if err := al.Close(closeCtx); err != nil {
+	if err := cliAudit(ctx, st, t.ID, "hub.token.create", tok.ID, map[string]any{"uses": tok.Uses, "expires_at": tok.ExpiresAt}); err != nil {
 		return fmt.Errorf("auditing the new token: %w", err)
 	}
 	if *asJSON {
@@ -397,12 +392,7 @@ func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy strin
 		}
 		action, detail["pcr_policy"] = "hub.device.pcr_policy", cmp.Or(policy, hub.PCRPolicyEnrolled)
 	}
-	al := audit.NewLogger(st, slog.New(slog.DiscardHandler), audit.LoggerOptions{})
-	b, _ := json.Marshal(detail)
-	al.Record(ctx, &store.AuditEntry{TenantID: d.TenantID, Actor: "cli", ActorKind: "cli", Action: action, Target: d.ID, Outcome: "ok", Detail: b})
-	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := al.Close(closeCtx); err != nil {
+	if err := cliAudit(ctx, st, d.TenantID, action, d.ID, detail); err != nil {
 		return fmt.Errorf("auditing the change: %w", err)
 	}
 	if name == "hub devices approve" {
@@ -411,6 +401,17 @@ func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy strin
 		fmt.Fprintf(stdout, "device %s: PCR policy %s\n", d.ID, cmp.Or(policy, hub.PCRPolicyEnrolled))
 	}
 	return nil
+}
+
+// cliAudit records a hub command's change (actor cli) and waits until it
+// is written.
+func cliAudit(ctx context.Context, st store.Store, tenantID, action, target string, detail map[string]any) error {
+	al := audit.NewLogger(st, slog.New(slog.DiscardHandler), audit.LoggerOptions{})
+	b, _ := json.Marshal(detail)
+	al.Record(ctx, &store.AuditEntry{TenantID: tenantID, Actor: "cli", ActorKind: "cli", Action: action, Target: target, Outcome: "ok", Detail: b})
+	closeCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return al.Close(closeCtx)
 }
 
 // hubAPIRoute reports whether an /api request is the hub's, which bypasses

@@ -509,6 +509,9 @@ func TestHubEdgeEndToEnd(t *testing.T) {
 		return d.AuditSeq > dev.AuditSeq && time.Since(d.LastContact) < 10*time.Second
 	})
 	seqs := edgeAuditOnHub(t, hubURL)
+	if int64(len(seqs)) < last {
+		t.Fatalf("the hub holds %d of the edge's audit entries, want at least the %d its sequence says", len(seqs), last)
+	}
 	for i, s := range seqs {
 		if s != int64(i)+1 {
 			t.Fatalf("the edge's audit entries on the hub are not 1..%d without duplicates: %v", last, seqs)

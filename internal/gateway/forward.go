@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
@@ -459,13 +460,32 @@ func (g *Gateway) ownerNameLocked(only, uri string) string {
 	if name, ok := g.resources[uri]; ok {
 		return name
 	}
-	for _, t := range slices.Sorted(maps.Keys(g.templates)) {
-		tmpl, err := uritemplate.New(t)
-		if err == nil && tmpl.Regexp().MatchString(uri) {
-			return g.templates[t]
+	for _, t := range g.templateOrder {
+		if t.re.MatchString(uri) {
+			return t.up
 		}
 	}
 	return ""
+}
+
+// ownedTemplate is a registered URI template compiled, and its upstream.
+type ownedTemplate struct {
+	re *regexp.Regexp
+	up string
+}
+
+// indexTemplatesLocked compiles the registered URI templates in the order
+// the SDK server tries them (sorted by template string) for
+// ownerNameLocked, so that a read does not sort and compile them again.
+// Registrations call it; g.mu must be held.
+func (g *Gateway) indexTemplatesLocked() {
+	order := make([]ownedTemplate, 0, len(g.templates))
+	for _, t := range slices.Sorted(maps.Keys(g.templates)) {
+		if tmpl, err := uritemplate.New(t); err == nil {
+			order = append(order, ownedTemplate{re: tmpl.Regexp(), up: g.templates[t]})
+		}
+	}
+	g.templateOrder = order
 }
 
 func checkTemplate(t string) error {

@@ -46,10 +46,13 @@ type Gateway struct {
 	regs      map[string]*registration
 	tools     map[string]route // aggregated tool name -> owner
 	prompts   map[string]route
-	resources map[string]string         // exact resource URI -> upstream
-	templates map[string]string         // URI template -> upstream
-	edges     map[string]*edge          // upstream -> breaker, retry budget, timeouts (failure.go)
-	caches    map[string]*responseCache // upstream -> response cache, if it has one (cache.go)
+	resources map[string]string // exact resource URI -> upstream
+	templates map[string]string // URI template -> upstream
+	// templateOrder is templates compiled, in the SDK's order
+	// (indexTemplatesLocked).
+	templateOrder []ownedTemplate
+	edges         map[string]*edge          // upstream -> breaker, retry budget, timeouts (failure.go)
+	caches        map[string]*responseCache // upstream -> response cache, if it has one (cache.go)
 
 	builtins []builtin
 	draining atomic.Bool
@@ -456,6 +459,7 @@ func (g *Gateway) catalogChanged(u *upstream.Upstream) {
 // registerLocked registers cat, the catalog of connection u, as what the
 // configured upstream name offers. g.mu must be held.
 func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstream.Catalog) {
+	defer g.indexTemplatesLocked()
 	old := g.regs[name]
 	if old == nil {
 		old = &registration{catalog: &upstream.Catalog{}}
@@ -705,6 +709,7 @@ func (g *Gateway) unregisterLocked(name string) {
 	if reg == nil {
 		return
 	}
+	defer g.indexTemplatesLocked()
 	delete(g.regs, name)
 	g.withdrawLocked(reg, func(string, string) bool { return true })
 	if per := g.per[name]; per != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/devicekey/swtpmtest"
 	"github.com/mcpedge/mcpedge/internal/hub"
 )
@@ -535,14 +536,19 @@ func TestHubEdgeEndToEnd(t *testing.T) {
 	}
 	// The edge's own data directory holds its device key, not the hub's
 	// credential.
+	sawKey := false
 	_ = filepath.Walk(edgeData, func(path string, info os.FileInfo, err error) error {
 		if err == nil && !info.IsDir() && info.Size() < 1<<20 {
+			sawKey = sawKey || filepath.Base(path) == devicekey.FileKeyName
 			if b, _ := os.ReadFile(path); bytes.Contains(b, []byte("mcpe_")) && !strings.HasSuffix(path, ".db") && !strings.Contains(path, ".db-") {
 				t.Errorf("%s holds a credential", path)
 			}
 		}
 		return nil
 	})
+	if !sawKey {
+		t.Errorf("no %s under %s: the credential check looked in the wrong place", devicekey.FileKeyName, edgeData)
+	}
 }
 
 // queuedID is the queue entry id of a queued call's answer, "" if it was

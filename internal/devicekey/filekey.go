@@ -14,11 +14,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"path/filepath"
 
 	"golang.org/x/crypto/hkdf"
 
+	"github.com/mcpedge/mcpedge/internal/fsutil"
 	"github.com/mcpedge/mcpedge/internal/sealbox"
 )
 
@@ -55,7 +54,7 @@ func openFileKey(ctx context.Context, path string, master sealbox.KeySource) (Ke
 	if len(mk) != sealbox.KeySize {
 		return nil, fmt.Errorf("devicekey: master key from %s is %d bytes, want %d", master, len(mk), sealbox.KeySize)
 	}
-	blob, err := readBounded(path, maxKeyFile)
+	blob, err := fsutil.ReadBounded(path, maxKeyFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createFileKey(path, mk, master)
 	}
@@ -163,12 +162,12 @@ func createFileKey(path string, mk []byte, master sealbox.KeySource) (Key, error
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: seal new key: %w", err)
 	}
-	won, err := writeNew(path, blob)
+	won, err := fsutil.CreateExclusive(path, blob)
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: create %s: %w", path, err)
 	}
 	if !won {
-		if blob, err = readBounded(path, maxKeyFile); err != nil {
+		if blob, err = fsutil.ReadBounded(path, maxKeyFile); err != nil {
 			return nil, fmt.Errorf("devicekey: %w", err)
 		}
 		if priv, err = openSealedKey(blob, mk); err != nil {
@@ -176,64 +175,6 @@ func createFileKey(path string, mk []byte, master sealbox.KeySource) (Key, error
 		}
 	}
 	return newFileKey(priv)
-}
-
-// writeNew writes data to path (mode 0600, directory 0700) unless path
-// exists; won is false when it existed. The data is written and synced
-// under a temporary name and then linked into place, so no reader ever
-// sees a partial file.
-func writeNew(path string, data []byte) (won bool, err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return false, err
-	}
-	tmp, err := os.CreateTemp(dir, ".devicekey-*")
-	if err != nil {
-		return false, err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return false, err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return false, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return false, err
-	}
-	if err := tmp.Close(); err != nil {
-		return false, err
-	}
-	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
-		return false, nil
-	} else if err != nil {
-		return false, err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the new name durable
-		d.Close()
-	}
-	return true, nil
-}
-
-// readBounded reads a file of at most limit bytes.
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is larger than %d bytes: not a device key file", path, limit)
-	}
-	return b, nil
 }
 
 func (k *fileKey) Public() crypto.PublicKey { return &k.priv.PublicKey }

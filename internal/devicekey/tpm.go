@@ -18,6 +18,8 @@ import (
 
 	"github.com/google/go-tpm/tpm2"
 	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/mcpedge/mcpedge/internal/fsutil"
 )
 
 // Object templates. All keys are ECC P-256 with SHA-256 names.
@@ -483,7 +485,7 @@ func flush(t transport.TPM, h tpm2.TPMHandle) {
 // writes it there (mode 0600) when the file does not exist. If another
 // process writes the file first, its blob wins.
 func loadOrCreateBlob(path, format string, create func() (*tpmBlob, error)) (*tpmBlob, error) {
-	b, err := readBounded(path, maxBlobFile)
+	b, err := fsutil.ReadBounded(path, maxBlobFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		blob, err := create()
 		if err != nil {
@@ -493,14 +495,14 @@ func loadOrCreateBlob(path, format string, create func() (*tpmBlob, error)) (*tp
 		if err != nil {
 			return nil, err
 		}
-		won, err := writeNew(path, append(data, '\n'))
+		won, err := fsutil.CreateExclusive(path, append(data, '\n'))
 		if err != nil {
 			return nil, fmt.Errorf("devicekey: create %s: %w", path, err)
 		}
 		if won {
 			return blob, nil
 		}
-		b, err = readBounded(path, maxBlobFile)
+		b, err = fsutil.ReadBounded(path, maxBlobFile)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("devicekey: %w", err)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/fsutil"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -267,7 +267,7 @@ func (g *Gateway) restoreCatalogsLocked() {
 			continue // connected already
 		}
 		path := filepath.Join(cs.dir, name+".json")
-		b, err := readBounded(path, maxSavedCatalog)
+		b, err := fsutil.ReadBounded(path, maxSavedCatalog)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
@@ -319,20 +319,4 @@ func nilsOf[T any](l []*T) []bool {
 		out[i] = x == nil
 	}
 	return out
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("larger than %d bytes", limit)
-	}
-	return b, nil
 }

@@ -8,8 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/mcpedge/mcpedge/internal/fsutil"
 )
 
 // FileKey is a master key kept in a file of exactly KeySize raw bytes.
@@ -48,40 +49,14 @@ func (f fileKey) MasterKey(ctx context.Context) ([]byte, error) {
 // written and synced under a temporary name and then linked into place,
 // so no reader ever sees a partial key file.
 func createKeyFile(path string) ([]byte, error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
-	tmp, err := os.CreateTemp(dir, ".key-*")
+	key := make([]byte, KeySize)
+	rand.Read(key)
+	won, err := fsutil.CreateExclusive(path, key)
 	if err != nil {
 		return nil, err
 	}
-	defer os.Remove(tmp.Name())
-	key := make([]byte, KeySize)
-	rand.Read(key)
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return nil, err
-	}
-	if err := tmp.Close(); err != nil {
-		return nil, err
-	}
-	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+	if !won { // another process made it first: use its key
 		return os.ReadFile(path)
-	} else if err != nil {
-		return nil, err
-	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // make the new name durable
-		d.Close()
 	}
 	return key, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"io"
 	"log/slog"
 	"net"
@@ -117,6 +118,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g := gateway.New(cfg, log, m)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)
+	} else {
+		// Single-user mode: tool calls are audited all the same.
+		g.SetCallAudit(auditstage.NewLogRecorder(sec.Audit, cfg.Audit.Arguments))
 	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
@@ -285,6 +289,7 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	defer closeSec()
 	g := gateway.New(cfg, log, m)
 	// stdio is single-user: whoever started the process is the caller.
+	g.SetCallAudit(auditstage.NewLogRecorder(sec.Audit, cfg.Audit.Arguments))
 	lcfg := *cfg
 	lcfg.Auth.Mode = config.AuthOff
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))

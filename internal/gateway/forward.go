@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -284,48 +285,41 @@ func dropServerInfo(m mcp.Meta) {
 	delete(m, mcp.MetaKeyServerInfo)
 }
 
-// toolHandler forwards tools/call to upstream u, where the tool is called
-// name. Arguments travel as the raw JSON the client sent.
+// toolHandler is the SDK handler of a tool of upstream u, where the tool is
+// called name: it resumes the pipeline (stages.go) with u as the target.
 func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler {
-	builtinUp := u.Config().Transport == upstream.TransportBuiltin
 	return func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		p := req.Params
-		// answered: the upstream's own JSON-RPC error, not the gateway's
-		// "unavailable", which a deferrable call is queued on.
-		var answered atomic.Bool
-		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-			params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
-			if builtinUp {
-				params.Meta = builtinMeta(params.Meta, principalOf(req))
-			}
-			if len(p.Arguments) > 0 {
-				params.Arguments = p.Arguments
-			}
-			res, err := cs.CallTool(ctx, params)
-			answered.Store(err != nil && isUpstreamError(err))
-			if res != nil {
-				dropServerInfo(res.Meta)
-			}
-			return res, err == nil && res != nil && res.IsError, err
-		}
-		resuming := p.RequestState != "" || len(p.InputResponses) > 0
-		ctx, note := explained(ctx, p.Meta, g.explainsFully(req))
-		res, err := cached(g, ctx, u, req, "tools/call", name, p.Arguments, resuming,
-			func(ctx context.Context) (*mcp.CallToolResult, error) {
-				return routed(g, ctx, u, req, "tools/call", name, p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
-					return relay(g, ctx, t, req, "tools/call", name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-						func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
-							return &mcp.CallToolResult{InputRequests: m, RequestState: state}
-						})
-				})
-			})
-		if err != nil && g.deferrer != nil && !builtinUp && !resuming && !answered.Load() &&
-			errCode(err) == CodeUpstreamUnavailable && g.deferrable(u, name, p.Meta) {
-			res, err = g.deferCall(ctx, req, u, name, err)
-		}
-		note.attach(res)
-		return res, err
+		res, err := g.resumeCall(ctx, pipeline.MethodCallTool, req, u, "", name)
+		return typed[*mcp.CallToolResult](res), err
 	}
+}
+
+// forwardTool sends tools/call to target t. Arguments travel as the raw
+// JSON the client sent.
+func (g *Gateway) forwardTool(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	p, name := req.Params, c.Item
+	builtinUp := t.Config().Transport == upstream.TransportBuiltin
+	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
+		params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+		if builtinUp {
+			params.Meta = builtinMeta(params.Meta, principalOf(req))
+		}
+		if len(p.Arguments) > 0 {
+			params.Arguments = p.Arguments
+		}
+		res, err := cs.CallTool(ctx, params)
+		// The upstream's own JSON-RPC error, not the gateway's
+		// "unavailable", which a deferrable call is queued on.
+		c.Answered = err != nil && isUpstreamError(err)
+		if res != nil {
+			dropServerInfo(res.Meta)
+		}
+		return res, err == nil && res != nil && res.IsError, err
+	}
+	return relay(g, ctx, t, req, pipeline.MethodCallTool, name, p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+		func(m mcp.InputRequestMap, state string) *mcp.CallToolResult {
+			return &mcp.CallToolResult{InputRequests: m, RequestState: state}
+		})
 }
 
 // errCode is the JSON-RPC code of err, 0 if it has none.
@@ -339,27 +333,28 @@ func errCode(err error) int64 {
 
 func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHandler {
 	return func(ctx context.Context, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
-		p := req.Params
-		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
-			params := *p
-			params.Name = name
-			params.Meta = withProgress(p.Meta, token)
-			res, err := cs.GetPrompt(ctx, &params)
-			if res != nil {
-				dropServerInfo(res.Meta)
-			}
-			return res, false, err
-		}
-		ctx, note := explained(ctx, p.Meta, g.explainsFully(req))
-		res, err := routed(g, ctx, u, req, "prompts/get", "", p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.GetPromptResult, error) {
-			return relay(g, ctx, t, req, "prompts/get", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-				func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
-					return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
-				})
-		})
-		note.attach(res)
-		return res, err
+		res, err := g.resumeCall(ctx, pipeline.MethodGetPrompt, req, u, "", name)
+		return typed[*mcp.GetPromptResult](res), err
 	}
+}
+
+// forwardPrompt sends prompts/get to target t.
+func (g *Gateway) forwardPrompt(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	p, name := req.Params, c.Item
+	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
+		params := *p
+		params.Name = name
+		params.Meta = withProgress(p.Meta, token)
+		res, err := cs.GetPrompt(ctx, &params)
+		if res != nil {
+			dropServerInfo(res.Meta)
+		}
+		return res, false, err
+	}
+	return relay(g, ctx, t, req, pipeline.MethodGetPrompt, "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+		func(m mcp.InputRequestMap, state string) *mcp.GetPromptResult {
+			return &mcp.GetPromptResult{InputRequests: m, RequestState: state}
+		})
 }
 
 func (g *Gateway) resourceHandler(u *upstream.Upstream) mcp.ResourceHandler {
@@ -368,7 +363,14 @@ func (g *Gateway) resourceHandler(u *upstream.Upstream) mcp.ResourceHandler {
 	}
 }
 
+// read resumes (or enters) the pipeline for a resources/read of upstream u.
 func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
+	res, err := g.resumeCall(ctx, pipeline.MethodReadResource, req, u, "", "")
+	return typed[*mcp.ReadResourceResult](res), err
+}
+
+// forwardRead sends resources/read to target t.
+func (g *Gateway) forwardRead(ctx context.Context, _ *pipeline.Call, t *upstream.Upstream, req *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 	p := req.Params
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
 		params := *p
@@ -379,18 +381,10 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 		}
 		return res, false, err
 	}
-	ctx, note := explained(ctx, p.Meta, g.explainsFully(req))
-	res, err := cached(g, ctx, u, req, "resources/read", p.URI, nil, p.RequestState != "" || len(p.InputResponses) > 0,
-		func(ctx context.Context) (*mcp.ReadResourceResult, error) {
-			return routed(g, ctx, u, req, "resources/read", "", p.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.ReadResourceResult, error) {
-				return relay(g, ctx, t, req, "resources/read", "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
-					func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
-						return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
-					})
-			})
+	return relay(g, ctx, t, req, pipeline.MethodReadResource, "", p.RequestState, p.InputResponses, p.GetProgressToken(), do,
+		func(m mcp.InputRequestMap, state string) *mcp.ReadResourceResult {
+			return &mcp.ReadResourceResult{InputRequests: m, RequestState: state}
 		})
-	note.attach(res)
-	return res, err
 }
 
 // readMiddleware lets /mcp/<name> read URIs the upstream serves without
@@ -518,6 +512,12 @@ func checkToolSchema(t *mcp.Tool) error {
 // complete routes completion/complete: prompt references by aggregated
 // prompt name, resource references by the template's owner.
 func (g *Gateway) complete(ctx context.Context, only string, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
+	res, err := g.resumeCall(ctx, pipeline.MethodComplete, req, nil, only, "")
+	return typed[*mcp.CompleteResult](res), err
+}
+
+// completeNow is complete's forward stage.
+func (g *Gateway) completeNow(ctx context.Context, only string, req *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 	p := *req.Params
 	if p.Ref == nil {
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "completion/complete: missing ref"}
@@ -589,6 +589,12 @@ type subscriptions struct {
 }
 
 func (g *Gateway) subscribe(ctx context.Context, only string, req *mcp.SubscribeRequest) error {
+	_, err := g.resumeCall(ctx, pipeline.MethodSubscribe, req, nil, only, "")
+	return err
+}
+
+// subscribeNow is subscribe's forward stage.
+func (g *Gateway) subscribeNow(ctx context.Context, only string, req *mcp.SubscribeRequest) error {
 	uri, ss := req.Params.URI, req.Session
 	if handled, err := g.queueSubscription(ctx, only, req, uri, true); handled {
 		return err
@@ -640,6 +646,12 @@ func (g *Gateway) subscribe(ctx context.Context, only string, req *mcp.Subscribe
 }
 
 func (g *Gateway) unsubscribe(ctx context.Context, only string, req *mcp.UnsubscribeRequest) error {
+	_, err := g.resumeCall(ctx, pipeline.MethodUnsubscribe, req, nil, only, "")
+	return err
+}
+
+// unsubscribeNow is unsubscribe's forward stage.
+func (g *Gateway) unsubscribeNow(ctx context.Context, only string, req *mcp.UnsubscribeRequest) error {
 	uri, ss := req.Params.URI, req.Session
 	if handled, err := g.queueSubscription(ctx, only, req, uri, false); handled {
 		return err

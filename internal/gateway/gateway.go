@@ -91,6 +91,8 @@ type Gateway struct {
 	loadSource   atomic.Pointer[func() devload.Sample]
 	lastChoice   sync.Map // upstream -> name of the target chosen first last time
 	routeMetrics *routeMetrics
+	// pipe is the compiled data plane (stages.go).
+	pipe pipelineHolder
 	// catalogs saves the catalogs of upstreams that keep theirs
 	// (offline.go); nil: off.
 	catalogs *catalogStore
@@ -135,6 +137,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g.edgeMetrics = newEdgeMetrics(m.Registry)
 	g.cacheMetrics = newCacheMetrics(m.Registry)
 	g.routeMetrics = newRouteMetrics(m.Registry, g)
+	g.buildPipeline()
 	return g
 }
 

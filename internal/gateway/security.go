@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -77,18 +79,9 @@ func (d *Denial) status() int {
 	return d.Status
 }
 
-// CallRecord describes one tool call for the audit log.
-type CallRecord struct {
-	Upstream  string
-	Tool      string // the tool's name at the upstream
-	Name      string // the name the client used
-	Arguments json.RawMessage
-	Outcome   string // "ok", "error" (tool or protocol error), "denied"
-	Error     string
-	Latency   time.Duration
-	ClientIP  string
-	RequestID string
-}
+// CallRecord describes one tool call for the audit log (the audit stage's
+// record).
+type CallRecord = auditstage.Record
 
 // CodeRateLimited is the JSON-RPC error code of a request refused by a
 // rate limit or quota; data.retryAfterMs says when to try again.
@@ -136,7 +129,10 @@ func PrincipalFromMeta(m mcp.Meta) *PrincipalMeta {
 }
 
 // SetSecurity installs the multi-tenant layer. Call it before serving.
-func (g *Gateway) SetSecurity(s Security) { g.security = s }
+func (g *Gateway) SetSecurity(s Security) {
+	g.security = s
+	g.buildPipeline()
+}
 
 // authenticate is the edge of the request path: it resolves the caller and
 // attaches it to the request, both for the gateway (principal.With) and for
@@ -267,11 +263,21 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 	return func(next mcp.MethodHandler) mcp.MethodHandler {
 		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 			sec := g.security
+			p := principalOf(req)
+			if sec != nil {
+				g.rememberCaller(req, p)
+			}
+			switch method {
+			case pipeline.MethodCallTool, pipeline.MethodGetPrompt, pipeline.MethodReadResource,
+				pipeline.MethodSubscribe, pipeline.MethodUnsubscribe, pipeline.MethodComplete:
+				// Calls that reach an upstream go through the pipeline
+				// (stages.go), whose authorize and audit stages run before
+				// the SDK server looks the item up.
+				return g.enterPipeline(ctx, only, method, req, next)
+			}
 			if sec == nil {
 				return next(ctx, method, req)
 			}
-			p := principalOf(req)
-			g.rememberCaller(req, p)
 			switch method {
 			case "initialize", "ping", "notifications/initialized", "logging/setLevel", "server/discover":
 				return next(ctx, method, req)
@@ -290,34 +296,6 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 					r.Tools = kept
 				}
 				return res, err
-			case "tools/call":
-				params, _ := req.GetParams().(*mcp.CallToolParamsRaw)
-				name := ""
-				var args json.RawMessage
-				if params != nil {
-					name, args = params.Name, params.Arguments
-				}
-				up, tool := g.toolOwner(only, name)
-				rec := CallRecord{Upstream: up, Tool: tool, Name: name, Arguments: args}
-				if ex := req.GetExtra(); ex != nil && ex.Header != nil {
-					rec.RequestID = ex.Header.Get("X-Request-Id")
-				}
-				if p == nil || up == "" || !p.CanCall() || !toolAllowed(sec, p, up, tool) {
-					rec.Outcome = "denied"
-					sec.Record(ctx, p, rec)
-					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown tool %q", name)}
-				}
-				start := time.Now()
-				res, err := next(ctx, method, req)
-				rec.Latency = time.Since(start)
-				rec.Outcome = "ok"
-				if err != nil {
-					rec.Outcome, rec.Error = "error", err.Error()
-				} else if r, ok := res.(*mcp.CallToolResult); ok && r.IsError {
-					rec.Outcome = "error"
-				}
-				sec.Record(ctx, p, rec)
-				return res, err
 			case "prompts/list":
 				if p == nil || !p.CanList() {
 					return &mcp.ListPromptsResult{Prompts: []*mcp.Prompt{}}, nil
@@ -333,16 +311,6 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 					r.Prompts = kept
 				}
 				return res, err
-			case "prompts/get":
-				params, _ := req.GetParams().(*mcp.GetPromptParams)
-				name := ""
-				if params != nil {
-					name = params.Name
-				}
-				if up, pn := g.promptOwner(only, name); p == nil || up == "" || !p.CanRead() || !sec.Allowed(p, up, "prompt", pn) {
-					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("unknown prompt %q", name)}
-				}
-				return next(ctx, method, req)
 			case "resources/list":
 				if p == nil || !p.CanList() {
 					return &mcp.ListResourcesResult{Resources: []*mcp.Resource{}}, nil
@@ -373,20 +341,6 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 					r.ResourceTemplates = kept
 				}
 				return res, err
-			case "resources/read", "resources/subscribe", "resources/unsubscribe":
-				uri := ""
-				switch x := req.GetParams().(type) {
-				case *mcp.ReadResourceParams:
-					uri = x.URI
-				case *mcp.SubscribeParams:
-					uri = x.URI
-				case *mcp.UnsubscribeParams:
-					uri = x.URI
-				}
-				if up := g.uriOwner(only, uri); p == nil || up == "" || !p.CanRead() || !resourceAllowed(sec, p, up) {
-					return nil, mcp.ResourceNotFoundError(uri)
-				}
-				return next(ctx, method, req)
 			case "subscriptions/listen":
 				// The 2026-07-28 replacement of resources/subscribe: the SDK
 				// server subscribes each listed URI by calling the
@@ -401,23 +355,6 @@ func (g *Gateway) authzMiddleware(only string) mcp.Middleware {
 							return nil, mcp.ResourceNotFoundError(uri)
 						}
 					}
-				}
-				return next(ctx, method, req)
-			case "completion/complete":
-				params, _ := req.GetParams().(*mcp.CompleteParams)
-				if p == nil || params == nil || params.Ref == nil || !p.CanRead() {
-					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown completion reference"}
-				}
-				up, name, kind := "", "", "resource"
-				switch params.Ref.Type {
-				case "ref/prompt":
-					up, name = g.promptOwner(only, params.Ref.Name)
-					kind = "prompt"
-				default:
-					up = g.refOwner(only, params.Ref.URI) // where complete() sends it
-				}
-				if up == "" || !sec.Allowed(p, up, kind, name) {
-					return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown completion reference"}
 				}
 				return next(ctx, method, req)
 			}

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -252,47 +253,14 @@ func (l *Layer) Allowed(p *principal.Principal, upstream, kind, name string) boo
 	return l.o.Policy.Allowed(p, upstream, kind, name)
 }
 
-// Record implements gateway.Security: one audit entry per tool call.
+// Record implements gateway.Security: one audit entry per tool call,
+// written by the audit stage's recorder.
 func (l *Layer) Record(ctx context.Context, p *principal.Principal, c gateway.CallRecord) {
 	if l.o.Audit == nil {
 		return
 	}
-	detail := audit.ArgumentsDetail(l.o.Config.Audit.Arguments, c.Arguments)
-	if detail == nil {
-		detail = map[string]any{}
-	}
-	// Names come from the client (a call of a tool that does not exist
-	// carries whatever it sent): clip them, as errors are clipped, so one
-	// call can not add megabytes to the append-only log.
-	detail["name"] = truncate(c.Name, maxNameInAudit)
-	if c.RequestID != "" {
-		detail["request_id"] = c.RequestID
-	}
-	if c.Error != "" {
-		detail["error"] = truncate(c.Error, 500)
-	}
-	b, _ := json.Marshal(detail)
-	e := &store.AuditEntry{
-		Action:    "tool.call",
-		Target:    truncate(policy.CanonicalName(c.Upstream, c.Tool), maxNameInAudit),
-		Outcome:   c.Outcome,
-		LatencyUS: c.Latency.Microseconds(),
-		Detail:    b,
-	}
-	if c.Upstream == "" {
-		e.Target = truncate(c.Name, maxNameInAudit)
-	}
-	if p != nil {
-		e.TenantID, e.Actor, e.ActorKind = p.TenantID, p.ID, p.Kind
-	} else {
-		e.ActorKind = principal.KindAnonymous
-	}
-	l.o.Audit.Record(ctx, e)
+	auditstage.NewLogRecorder(l.o.Audit, l.o.Config.Audit.Arguments).Record(ctx, p, c)
 }
-
-// maxNameInAudit bounds a tool name in an audit entry (MCP tool names have
-// at most 128 characters; the prefix adds the upstream's name).
-const maxNameInAudit = 256
 
 // ResourceMetadataURL implements gateway.Security: the RFC 9728 location
 // for the /mcp resource, on the host the client used (or resource_url).

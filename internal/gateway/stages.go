@@ -1,0 +1,305 @@
+package gateway
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
+	"github.com/mcpedge/mcpedge/internal/stage/authz"
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// This file wires the data plane: it builds the pipeline (internal/pipeline,
+// order in pipeline/order.go) from the stage packages and from the stages
+// that still live in the gateway (explain, defer, cache, route, forward:
+// they need its connections and catalog), and runs every call that reaches
+// an upstream through it.
+//
+// A client's call enters in the session's receiving middleware
+// (enterPipeline): audit and authorize run there, before the SDK server
+// looks the item up, so that a refused item and an unknown one are
+// refused alike. The dispatch stage hands the call to the SDK server, and
+// the item's handler resumes the chain (resumeCall) with the stages after
+// dispatch.
+
+// pipelineHolder keeps the compiled chain; it is rebuilt when the security
+// layer or the audit recorder is installed.
+type pipelineHolder struct {
+	chain    atomic.Pointer[pipeline.Chain]
+	callLog  auditstage.Recorder // single-user mode's tool-call audit (SetCallAudit)
+}
+
+// SetCallAudit installs the recorder of tool calls used in single-user
+// mode (in multi-tenant mode calls are reported to [Security.Record]). Call
+// it before serving.
+func (g *Gateway) SetCallAudit(r auditstage.Recorder) {
+	g.pipe.callLog = r
+	g.buildPipeline()
+}
+
+// buildPipeline compiles the chain for the current security layer.
+func (g *Gateway) buildPipeline() {
+	var stages []pipeline.Stage
+	if g.security != nil {
+		stages = append(stages, auditstage.New(securityRecorder{g.security}), authz.New(policyOf{g.security}))
+	} else if g.pipe.callLog != nil {
+		stages = append(stages, auditstage.New(g.pipe.callLog))
+	}
+	stages = append(stages, dispatchStage{}, explainStage{g}, deferStage{g}, cacheStage{g}, routeStage{g})
+	ch, err := pipeline.Compile(stages, forwardStage{g})
+	if err != nil {
+		// The stages above are fixed at compile time: an error here is a
+		// programming error caught by every test.
+		panic(err)
+	}
+	g.pipe.chain.Store(ch)
+}
+
+// Pipeline returns the compiled chain (for tests and status).
+func (g *Gateway) Pipeline() *pipeline.Chain { return g.pipe.chain.Load() }
+
+// securityRecorder reports tool calls to the multi-tenant layer.
+type securityRecorder struct{ sec Security }
+
+func (s securityRecorder) Record(ctx context.Context, p *principal.Principal, r auditstage.Record) {
+	s.sec.Record(ctx, p, r)
+}
+
+// policyOf answers the authorize stage from the security layer, with the
+// gateway's own items (the queue's tool and resources are every caller's).
+type policyOf struct{ sec Security }
+
+func (p policyOf) Allowed(pr *principal.Principal, up, kind, name string) bool {
+	switch kind {
+	case "tool":
+		return toolAllowed(p.sec, pr, up, name)
+	case "resource":
+		return resourceAllowed(p.sec, pr, up)
+	}
+	return p.sec.Allowed(pr, up, kind, name)
+}
+
+// sdkNextKey carries the SDK server's next handler from the receiving
+// middleware to the dispatch stage.
+type sdkNextKey struct{}
+
+// enterPipeline runs a client's call of a pipeline method: it resolves the
+// item's owner as the endpoint (only) names it, and runs the chain, whose
+// dispatch stage calls next.
+func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
+	c := &pipeline.Call{Method: method, Face: only, Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
+	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
+		c.RequestID = ex.Header.Get("X-Request-Id")
+	}
+	switch x := req.GetParams().(type) {
+	case *mcp.CallToolParamsRaw:
+		c.Kind, c.Name, c.Arguments = "tool", x.Name, x.Arguments
+		c.Upstream, c.Item = g.toolOwner(only, x.Name)
+	case *mcp.GetPromptParams:
+		c.Kind, c.Name = "prompt", x.Name
+		c.Upstream, c.Item = g.promptOwner(only, x.Name)
+	case *mcp.ReadResourceParams:
+		c.Kind, c.Name = "resource", x.URI
+		c.Upstream = g.uriOwner(only, x.URI)
+	case *mcp.SubscribeParams:
+		c.Kind, c.Name = "resource", x.URI
+		c.Upstream = g.uriOwner(only, x.URI)
+	case *mcp.UnsubscribeParams:
+		c.Kind, c.Name = "resource", x.URI
+		c.Upstream = g.uriOwner(only, x.URI)
+	case *mcp.CompleteParams:
+		c.Kind = "resource"
+		if x != nil && x.Ref != nil {
+			switch x.Ref.Type {
+			case "ref/prompt":
+				c.Kind, c.Name = "prompt", x.Ref.Name
+				c.Upstream, c.Item = g.promptOwner(only, x.Ref.Name)
+			default:
+				c.Name = x.Ref.URI
+				c.Upstream = g.refOwner(only, x.Ref.URI) // where complete() sends it
+			}
+		}
+	}
+	return g.pipe.chain.Load().Handle(context.WithValue(ctx, sdkNextKey{}, next), c)
+}
+
+// resumeCall continues a call in its item's handler: the chain after
+// dispatch, with u (the upstream whose handler this is) as the target. A
+// handler reached without the pipeline's front (the SDK server calling a
+// subscribe handler for subscriptions/listen; readMiddleware's second
+// attempt) enters after dispatch with a call of its own.
+func (g *Gateway) resumeCall(ctx context.Context, method string, req mcp.Request, u *upstream.Upstream, face, item string) (mcp.Result, error) {
+	c, next, ok := pipeline.Resume(ctx, method)
+	if !ok {
+		c = &pipeline.Call{Method: method, Face: face, Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
+		next = g.pipe.chain.Load().After(method, "dispatch")
+	}
+	if u != nil {
+		c.Target = u
+		c.Upstream = groupName(u)
+		c.Item = item
+	}
+	c.Request = req
+	return next.Handle(ctx, c)
+}
+
+// dispatchStage hands the call to the SDK server, which finds the item and
+// calls its handler; the handler resumes the chain.
+type dispatchStage struct{}
+
+func (dispatchStage) Name() string { return "dispatch" }
+
+func (dispatchStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+	sdkNext, _ := ctx.Value(sdkNextKey{}).(mcp.MethodHandler)
+	if sdkNext == nil {
+		// Entered without a client session (not reachable: calls without
+		// one enter after dispatch).
+		return next.Handle(ctx, c)
+	}
+	return sdkNext(pipeline.Suspend(ctx, c, next), c.Method, c.Request)
+}
+
+// typed returns r as the result type R (nil when r is nil or another type).
+func typed[R mcp.Result](r mcp.Result) R {
+	x, _ := r.(R)
+	return x
+}
+
+// nextAs runs the rest of the chain and returns its result as R.
+func nextAs[R mcp.Result](ctx context.Context, c *pipeline.Call, next pipeline.Handler) (R, error) {
+	r, err := next.Handle(ctx, c)
+	return typed[R](r), err
+}
+
+// target is the call's current connection.
+func target(c *pipeline.Call) *upstream.Upstream {
+	u, _ := c.Target.(*upstream.Upstream)
+	return u
+}
+
+// explainStage attaches the routing explanation (route.go) to the result
+// when the request asks for it.
+type explainStage struct{ g *Gateway }
+
+func (explainStage) Name() string { return "explain" }
+
+func (s explainStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+	var meta mcp.Meta
+	if p, ok := c.Request.GetParams().(interface{ GetMeta() map[string]any }); ok {
+		meta = p.GetMeta()
+	}
+	ctx, note := explained(ctx, meta, s.g.explainsFully(c.Request))
+	res, err := next.Handle(ctx, c)
+	if res != nil && !isNilResult(res) {
+		note.attach(res)
+	}
+	return res, err
+}
+
+// deferStage queues a deferrable tools/call that failed because its
+// upstream is unavailable (the gateway's own -32010, never the upstream's
+// answer), answering with the queue entry (defer.go).
+type deferStage struct{ g *Gateway }
+
+func (deferStage) Name() string { return "defer" }
+
+func (s deferStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+	g, u := s.g, target(c)
+	req, ok := c.Request.(*mcp.CallToolRequest)
+	if !ok || u == nil || g.deferrer == nil {
+		return next.Handle(ctx, c)
+	}
+	p := req.Params
+	res, err := next.Handle(ctx, c)
+	resuming := p.RequestState != "" || len(p.InputResponses) > 0
+	if err != nil && u.Config().Transport != upstream.TransportBuiltin && !resuming && !c.Answered &&
+		errCode(err) == CodeUpstreamUnavailable && g.deferrable(u, c.Item, p.Meta) {
+		return g.deferCall(ctx, req, u, c.Item, err)
+	}
+	return res, err
+}
+
+// cacheStage answers read-only tools and resources from the upstream's
+// response cache (cache.go).
+type cacheStage struct{ g *Gateway }
+
+func (cacheStage) Name() string { return "cache" }
+
+func (s cacheStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+	u := target(c)
+	switch req := c.Request.(type) {
+	case *mcp.CallToolRequest:
+		p := req.Params
+		resuming := p.RequestState != "" || len(p.InputResponses) > 0
+		return cached(s.g, ctx, u, req, pipeline.MethodCallTool, c.Item, p.Arguments, resuming, func(ctx context.Context) (*mcp.CallToolResult, error) {
+			return nextAs[*mcp.CallToolResult](ctx, c, next)
+		})
+	case *mcp.ReadResourceRequest:
+		p := req.Params
+		resuming := p.RequestState != "" || len(p.InputResponses) > 0
+		return cached(s.g, ctx, u, req, pipeline.MethodReadResource, p.URI, nil, resuming, func(ctx context.Context) (*mcp.ReadResourceResult, error) {
+			return nextAs[*mcp.ReadResourceResult](ctx, c, next)
+		})
+	}
+	return next.Handle(ctx, c)
+}
+
+// routeStage picks the target of each attempt and falls back to the next
+// one (route.go); each attempt runs the rest of the chain with the target
+// in c.Target.
+type routeStage struct{ g *Gateway }
+
+func (routeStage) Name() string { return "route" }
+
+func (s routeStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+	g, u := s.g, target(c)
+	switch req := c.Request.(type) {
+	case *mcp.CallToolRequest:
+		return routed(g, ctx, u, req, pipeline.MethodCallTool, c.Item, req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
+			c.Target = t
+			return nextAs[*mcp.CallToolResult](ctx, c, next)
+		})
+	case *mcp.GetPromptRequest:
+		return routed(g, ctx, u, req, pipeline.MethodGetPrompt, "", req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.GetPromptResult, error) {
+			c.Target = t
+			return nextAs[*mcp.GetPromptResult](ctx, c, next)
+		})
+	case *mcp.ReadResourceRequest:
+		return routed(g, ctx, u, req, pipeline.MethodReadResource, "", req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.ReadResourceResult, error) {
+			c.Target = t
+			return nextAs[*mcp.ReadResourceResult](ctx, c, next)
+		})
+	}
+	return next.Handle(ctx, c)
+}
+
+// forwardStage is the terminal: it sends the call to its target through
+// the target's circuit breaker, timeouts and retries, translating between
+// protocol eras (era.go, failure.go). Completions and subscriptions pick
+// their target here, from the item they refer to.
+type forwardStage struct{ g *Gateway }
+
+func (forwardStage) Name() string { return "forward" }
+
+func (s forwardStage) Handle(ctx context.Context, c *pipeline.Call, _ pipeline.Handler) (mcp.Result, error) {
+	g, t := s.g, target(c)
+	switch req := c.Request.(type) {
+	case *mcp.CallToolRequest:
+		return g.forwardTool(ctx, c, t, req)
+	case *mcp.GetPromptRequest:
+		return g.forwardPrompt(ctx, c, t, req)
+	case *mcp.ReadResourceRequest:
+		return g.forwardRead(ctx, c, t, req)
+	case *mcp.CompleteRequest:
+		return g.completeNow(ctx, c.Face, req)
+	case *mcp.SubscribeRequest:
+		return nil, g.subscribeNow(ctx, c.Face, req)
+	case *mcp.UnsubscribeRequest:
+		return nil, g.unsubscribeNow(ctx, c.Face, req)
+	}
+	return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "forward: no handler for " + c.Method}
+}

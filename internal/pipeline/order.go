@@ -1,0 +1,78 @@
+package pipeline
+
+import "slices"
+
+// This file is the order of the data plane. Every call that reaches an
+// upstream passes through the stages below, top to bottom, and its result
+// comes back bottom to top. A stage feels the effects of every stage below
+// it and must not care what the stages above it do. To add a stage: write
+// its package (internal/stage/<name>), add one line here, and hand it to
+// the wiring (internal/gateway/stages.go).
+//
+// What happens before the first stage, at the HTTP edge (request id, Host
+// and Origin checks, credentials, body guard, rate limits and quotas) and
+// in the client session (initialize, the protocol era, finding a listed
+// item) is not a stage: it applies to every request, not only to calls
+// that reach an upstream.
+
+// Entry is one stage in the order: its name, and the methods it applies to
+// (nil: every method in [Methods]).
+type Entry struct {
+	Name    string
+	Methods []string
+}
+
+// Order returns the stages in the order a call passes through them. The
+// last one is the terminal: it sends the call to the upstream.
+func Order() []Entry {
+	return []Entry{
+		// audit records every tools/call with who, what, outcome and latency
+		// (arguments hashed), refused ones too; in single-user mode as well.
+		{Name: "audit", Methods: []string{MethodCallTool}},
+		// authorize refuses what the caller's role, scopes, virtual servers
+		// and rules do not allow, in words that do not tell it apart from
+		// an item that does not exist.
+		{Name: "authorize"},
+		// dispatch is where the client session's SDK server finds the item
+		// the client named and calls its handler, which resumes the chain
+		// (an item the gateway serves itself, like mcpedge__status, is
+		// answered here). Protocol-era handling of results happens here.
+		{Name: "dispatch"},
+		// explain attaches the routing explanation to the result when the
+		// request asks for it.
+		{Name: "explain", Methods: []string{MethodCallTool, MethodGetPrompt, MethodReadResource}},
+		// defer queues a deferrable tool call whose upstream is unavailable
+		// (after the cache: a stale answer is served before a call is queued).
+		{Name: "defer", Methods: []string{MethodCallTool}},
+		// cache answers read-only tools and resources from the response
+		// cache, and stores what the upstream answered.
+		{Name: "cache", Methods: []string{MethodCallTool, MethodReadResource}},
+		// route picks the target (connection) of the upstream for each
+		// attempt and falls back to the next one. Completions and
+		// subscriptions pick theirs in forward (they follow the target of
+		// the item they refer to).
+		{Name: "route", Methods: []string{MethodCallTool, MethodGetPrompt, MethodReadResource}},
+		// forward sends the call to the chosen target through its circuit
+		// breaker, timeouts and retries, translating between protocol eras.
+		{Name: "forward"},
+	}
+}
+
+// The methods the pipeline carries: every request that reaches an upstream.
+const (
+	MethodCallTool     = "tools/call"
+	MethodGetPrompt    = "prompts/get"
+	MethodReadResource = "resources/read"
+	MethodComplete     = "completion/complete"
+	MethodSubscribe    = "resources/subscribe"
+	MethodUnsubscribe  = "resources/unsubscribe"
+)
+
+// Methods returns the methods the pipeline carries.
+func Methods() []string {
+	return []string{MethodCallTool, MethodGetPrompt, MethodReadResource, MethodComplete, MethodSubscribe, MethodUnsubscribe}
+}
+
+func (e Entry) appliesTo(method string) bool {
+	return e.Methods == nil || slices.Contains(e.Methods, method)
+}

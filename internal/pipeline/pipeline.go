@@ -1,0 +1,245 @@
+// Package pipeline is the data plane's spine: a call on its way to an
+// upstream passes through an ordered list of stages, each a small type
+// behind one interface, compiled once into a chain per method.
+//
+// A [Stage] sees the [Call] and the rest of the chain as next; it may
+// answer itself (a cache hit, a refusal), call next once or several times
+// (a fallback to another target), change the call before passing it on
+// (the chosen target) or look at what next returned (audit). The order of
+// the stages, and which methods each applies to, is one list in order.go;
+// nothing else decides it.
+//
+// The package knows no concrete stage and imports nothing of the gateway:
+// stages live in their own packages (internal/stage/...) or, while they
+// are being moved out, in the gateway, and are handed to [Compile] by the
+// code that wires the data plane.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// A Call is one client request (or queued delivery) on its way to an
+// upstream. Stages read it and may set the fields marked as theirs; the
+// chain never copies it, so a stage that calls next several times sees its
+// own changes.
+type Call struct {
+	// Method is the JSON-RPC method: one of [Methods].
+	Method string
+	// Face is the endpoint the request came in on: "" for the aggregated
+	// /mcp, the upstream's name for /mcp/<name>.
+	Face string
+	// Name is what the client named: the tool or prompt name as listed
+	// to it (namespaced on /mcp), or the resource URI, or the completion
+	// reference's name or URI.
+	Name string
+	// Upstream is the configured name of the upstream that owns the item,
+	// "" when none does (an unknown name). Set before the chain runs.
+	Upstream string
+	// Item is the item's own name at its upstream (tool or prompt name);
+	// "" for resources and completions of a resource reference.
+	Item string
+	// Kind is what Item is, in the policy's words: "tool", "prompt" or
+	// "resource".
+	Kind string
+	// Arguments are the tools/call arguments exactly as the client sent
+	// them (nil for other methods).
+	Arguments json.RawMessage
+	// Principal is the authenticated caller; nil in single-user mode.
+	Principal *principal.Principal
+	// RequestID is the request id assigned at the HTTP edge (X-Request-Id).
+	RequestID string
+	// Source says where the call comes from: [SourceClient] or
+	// [SourceQueue] (a queued call's delivery).
+	Source string
+	// Request is the SDK's request for a client's call; nil for a queued
+	// delivery.
+	Request mcp.Request
+
+	// Target is the connection chosen for this attempt: set by the route
+	// stage before each call of next, read by the stages after it. Its
+	// type belongs to the code that wires the chain.
+	Target any
+	// Answered is set by the terminal stage when the upstream itself
+	// answered with a JSON-RPC error (not the gateway's "unavailable").
+	Answered bool
+	// Refused is the name of the stage that refused the call (authorize,
+	// a guardrail), "" when none did. A refusing stage sets it and
+	// returns its error without calling next.
+	Refused string
+	// AnsweredBy is the stage whose result the chain returned: the
+	// innermost stage that ran (the terminal when the call reached the
+	// upstream, else the stage that answered itself).
+	AnsweredBy string
+}
+
+// Sources of a call.
+const (
+	SourceClient = "client"
+	SourceQueue  = "queue"
+)
+
+// A Handler handles a call: the rest of a chain, or its terminal.
+type Handler interface {
+	Handle(ctx context.Context, c *Call) (mcp.Result, error)
+}
+
+// HandlerFunc adapts a function to [Handler].
+type HandlerFunc func(ctx context.Context, c *Call) (mcp.Result, error)
+
+// Handle calls f.
+func (f HandlerFunc) Handle(ctx context.Context, c *Call) (mcp.Result, error) { return f(ctx, c) }
+
+// A Stage is one step of the data plane. Name must be one of the names in
+// [Order]; Handle must call next at most once per attempt it makes and must
+// be safe for concurrent use (one stage value serves every call).
+type Stage interface {
+	Name() string
+	Handle(ctx context.Context, c *Call, next Handler) (mcp.Result, error)
+}
+
+// A Chain is the compiled pipeline: one handler per method.
+type Chain struct {
+	byMethod map[string]Handler
+	stages   map[string][]string
+	// after[method][stage] is the rest of method's chain after stage.
+	after map[string]map[string]Handler
+}
+
+// Compile builds the chain for every method in [Methods] from stages, in
+// the order of [Order], ending in terminal. A stage applies to the methods
+// its entry in Order lists. A stage named in Order but absent from stages
+// is not configured and is left out; a stage whose name Order does not
+// know, or that is given twice, is an error (a typo must not silently drop
+// a check).
+func Compile(stages []Stage, terminal Stage) (*Chain, error) {
+	return compile(Order(), stages, terminal)
+}
+
+func compile(order []Entry, stages []Stage, terminal Stage) (*Chain, error) {
+	if terminal == nil {
+		return nil, fmt.Errorf("pipeline: no terminal stage")
+	}
+	known := map[string]Entry{}
+	for _, e := range order {
+		known[e.Name] = e
+	}
+	byName := map[string]Stage{}
+	for _, s := range append(stages[:len(stages):len(stages)], terminal) {
+		if s == nil {
+			return nil, fmt.Errorf("pipeline: nil stage")
+		}
+		if _, ok := known[s.Name()]; !ok {
+			return nil, fmt.Errorf("pipeline: stage %q is not in the order (pipeline/order.go)", s.Name())
+		}
+		if _, dup := byName[s.Name()]; dup {
+			return nil, fmt.Errorf("pipeline: stage %q given twice", s.Name())
+		}
+		byName[s.Name()] = s
+	}
+	if last := order[len(order)-1].Name; terminal.Name() != last {
+		return nil, fmt.Errorf("pipeline: terminal stage is %q, the order ends with %q", terminal.Name(), last)
+	}
+	ch := &Chain{byMethod: map[string]Handler{}, stages: map[string][]string{}, after: map[string]map[string]Handler{}}
+	for _, m := range Methods() {
+		var applied []Stage
+		for _, e := range order {
+			if s, ok := byName[e.Name]; ok && e.appliesTo(m) {
+				applied = append(applied, s)
+			}
+		}
+		var h Handler = unreachable{}
+		names := make([]string, len(applied))
+		after := map[string]Handler{}
+		for i := len(applied) - 1; i >= 0; i-- {
+			after[applied[i].Name()] = h
+			h = &link{stage: applied[i], next: h}
+			names[i] = applied[i].Name()
+		}
+		ch.byMethod[m] = h
+		ch.stages[m] = names
+		ch.after[m] = after
+	}
+	return ch, nil
+}
+
+// Handle runs c through the chain of its method. A method the pipeline
+// does not carry is a programming error, returned as such.
+func (ch *Chain) Handle(ctx context.Context, c *Call) (mcp.Result, error) {
+	h, ok := ch.byMethod[c.Method]
+	if !ok {
+		return nil, fmt.Errorf("pipeline: method %q does not go through the pipeline", c.Method)
+	}
+	return h.Handle(ctx, c)
+}
+
+// After returns the rest of method's chain after the named stage, for a
+// call that enters the pipeline part way (see [Resume]); nil when the
+// stage does not apply to method.
+func (ch *Chain) After(method, stage string) Handler {
+	return ch.after[method][stage]
+}
+
+// Stages lists the names of the stages a method's calls pass through, in
+// order (for logs, /api and tests).
+func (ch *Chain) Stages(method string) []string {
+	return append([]string(nil), ch.stages[method]...)
+}
+
+// link is one stage of a compiled chain with the rest of it.
+type link struct {
+	stage Stage
+	next  Handler
+}
+
+func (l *link) Handle(ctx context.Context, c *Call) (mcp.Result, error) {
+	res, err := l.stage.Handle(ctx, c, l.next)
+	if c.AnsweredBy == "" {
+		// The first stage to return is the innermost that ran.
+		c.AnsweredBy = l.stage.Name()
+	}
+	return res, err
+}
+
+// unreachable is what the terminal's next would be: a terminal never
+// calls it.
+type unreachable struct{}
+
+func (unreachable) Handle(context.Context, *Call) (mcp.Result, error) {
+	return nil, fmt.Errorf("pipeline: the terminal stage called next")
+}
+
+// A stage that hands the call to code outside the pipeline (the SDK
+// server's dispatch to the item's registered handler) suspends the chain
+// in the context it passes on; that code resumes it with [Resume].
+
+type resumeKey struct{}
+
+type resumePoint struct {
+	c     *Call
+	next  Handler
+	taken atomic.Bool
+}
+
+// Suspend returns ctx carrying c and the rest of its chain, next.
+func Suspend(ctx context.Context, c *Call, next Handler) context.Context {
+	return context.WithValue(ctx, resumeKey{}, &resumePoint{c: c, next: next})
+}
+
+// Resume returns the call of method suspended in ctx and the rest of its
+// chain. Each suspended call is resumed at most once: a second Resume (a
+// handler that runs again for the same request) gets ok false and must
+// enter the chain afresh.
+func Resume(ctx context.Context, method string) (c *Call, next Handler, ok bool) {
+	rp, _ := ctx.Value(resumeKey{}).(*resumePoint)
+	if rp == nil || rp.c.Method != method || !rp.taken.CompareAndSwap(false, true) {
+		return nil, nil, false
+	}
+	return rp.c, rp.next, true
+}

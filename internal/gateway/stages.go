@@ -29,8 +29,8 @@ import (
 // pipelineHolder keeps the compiled chain; it is rebuilt when the security
 // layer or the audit recorder is installed.
 type pipelineHolder struct {
-	chain    atomic.Pointer[pipeline.Chain]
-	callLog  auditstage.Recorder // single-user mode's tool-call audit (SetCallAudit)
+	chain   atomic.Pointer[pipeline.Chain]
+	callLog auditstage.Recorder // single-user mode's tool-call audit (SetCallAudit)
 }
 
 // SetCallAudit installs the recorder of tool calls used in single-user

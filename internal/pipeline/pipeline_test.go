@@ -144,7 +144,9 @@ func TestTerminalCallingNextIsAnError(t *testing.T) {
 
 // suspender hands the call on through the context, as the gateway's
 // dispatch stage hands it to the SDK server.
-type suspender struct{ run func(ctx context.Context) (mcp.Result, error) }
+type suspender struct {
+	run func(ctx context.Context) (mcp.Result, error)
+}
 
 func (suspender) Name() string { return "dispatch" }
 

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
@@ -214,7 +215,21 @@ func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json
 		}
 		return nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("no upstream %q", name)}
 	}
-	fromUpstream := false
+	// A delivery enters the pipeline after the cache stage: it was
+	// audited and authorized when the client made the call, and is
+	// neither cached nor queued again.
+	c := &pipeline.Call{Method: pipeline.MethodCallTool, Source: pipeline.SourceQueue, Name: name + "__" + tool,
+		Upstream: name, Item: tool, Kind: "tool", Arguments: args, Meta: meta, Target: u}
+	res, err := g.pipe.chain.Load().After(pipeline.MethodCallTool, "cache").Handle(ctx, c)
+	if err != nil && c.Answered && isUpstreamError(err) {
+		return nil, upstreamAnswered{err}
+	}
+	return typed[*mcp.CallToolResult](res), err
+}
+
+// deliver is the forward stage of a queued call's delivery: the call as
+// it was queued, through target t's circuit breaker, timeouts and retries.
+func (g *Gateway) deliver(ctx context.Context, c *pipeline.Call, t *upstream.Upstream) (*mcp.CallToolResult, error) {
 	do := func(cctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
 		// begin detaches the call from its caller; the delivery loop's
 		// end (shutdown) still ends the call.
@@ -222,24 +237,18 @@ func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json
 		defer cancel()
 		stop := context.AfterFunc(ctx, cancel)
 		defer stop()
-		params := &mcp.CallToolParams{Meta: withProgress(mcp.Meta(meta), token), Name: tool}
-		if len(args) > 0 {
-			params.Arguments = args
+		params := &mcp.CallToolParams{Meta: withProgress(mcp.Meta(c.Meta), token), Name: c.Item}
+		if len(c.Arguments) > 0 {
+			params.Arguments = c.Arguments
 		}
 		res, err := cs.CallTool(cctx, params)
-		fromUpstream = err != nil && isUpstreamError(err)
+		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
 			dropServerInfo(res.Meta)
 		}
 		return res, err == nil && res != nil && res.IsError, err
 	}
-	res, err := routed(g, ctx, u, nil, "tools/call", tool, "", func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
-		return forward(g, ctx, t, nil, "tools/call", tool, nil, do)
-	})
-	if err != nil && fromUpstream && isUpstreamError(err) {
-		return nil, upstreamAnswered{err}
-	}
-	return res, err
+	return forward(g, ctx, t, nil, pipeline.MethodCallTool, c.Item, nil, do)
 }
 
 // AnnounceQueued tells the tenant's connected clients on /mcp that a

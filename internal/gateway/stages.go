@@ -188,6 +188,9 @@ type explainStage struct{ g *Gateway }
 func (explainStage) Name() string { return "explain" }
 
 func (s explainStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+	if c.Request == nil {
+		return next.Handle(ctx, c)
+	}
 	var meta mcp.Meta
 	if p, ok := c.Request.GetParams().(interface{ GetMeta() map[string]any }); ok {
 		meta = p.GetMeta()
@@ -258,6 +261,12 @@ func (routeStage) Name() string { return "route" }
 func (s routeStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
 	g, u := s.g, target(c)
 	switch req := c.Request.(type) {
+	case nil:
+		// A queued call's delivery (tools/call only).
+		return routed(g, ctx, u, nil, pipeline.MethodCallTool, c.Item, "", func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
+			c.Target = t
+			return nextAs[*mcp.CallToolResult](ctx, c, next)
+		})
 	case *mcp.CallToolRequest:
 		return routed(g, ctx, u, req, pipeline.MethodCallTool, c.Item, req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
 			c.Target = t
@@ -288,6 +297,10 @@ func (forwardStage) Name() string { return "forward" }
 func (s forwardStage) Handle(ctx context.Context, c *pipeline.Call, _ pipeline.Handler) (mcp.Result, error) {
 	g, t := s.g, target(c)
 	switch req := c.Request.(type) {
+	case nil:
+		if c.Source == pipeline.SourceQueue && c.Method == pipeline.MethodCallTool {
+			return g.deliver(ctx, c, t)
+		}
 	case *mcp.CallToolRequest:
 		return g.forwardTool(ctx, c, t, req)
 	case *mcp.GetPromptRequest:

@@ -14,6 +14,10 @@ import "slices"
 // in the client session (initialize, the protocol era, finding a listed
 // item) is not a stage: it applies to every request, not only to calls
 // that reach an upstream.
+//
+// A queued call's delivery enters after cache (route, forward): it was
+// audited and authorized when the client made the call, and is neither
+// answered from the cache nor queued again.
 
 // Entry is one stage in the order: its name, and the methods it applies to
 // (nil: every method in [Methods]).

@@ -51,6 +51,9 @@ type Call struct {
 	// Arguments are the tools/call arguments exactly as the client sent
 	// them (nil for other methods).
 	Arguments json.RawMessage
+	// Meta is the _meta a queued delivery sends (a client's call carries
+	// its own in Request).
+	Meta map[string]any
 	// Principal is the authenticated caller; nil in single-user mode.
 	Principal *principal.Principal
 	// RequestID is the request id assigned at the HTTP edge (X-Request-Id).

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -108,7 +109,7 @@ locality = "remote"
 // upstream's error: the upstream was never asked.
 func TestMonitorCountsRefusal(t *testing.T) {
 	m := NewMonitor(prometheus.NewRegistry())
-	refusal := &jsonrpc.Error{Code: gateway.CodeRoutingRefused, Message: "upstream ev: local-only"}
+	refusal := &jsonrpc.Error{Code: mcpwire.CodeRoutingRefused, Message: "upstream ev: local-only"}
 	fn := m.Deliver(func(context.Context, *queue.Entry) (json.RawMessage, error) { return nil, queue.Permanent(refusal) })
 	if _, err := fn(t.Context(), &queue.Entry{Target: "ev"}); err == nil {
 		t.Fatal("the refusal was lost")

@@ -11,6 +11,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -104,20 +105,20 @@ func TestDeferred(t *testing.T) {
 	}
 	// Not deferrable: the usual error.
 	_, err = call("ev__get-sum", nil, map[string]any{"a": 1, "b": 2})
-	if code(err) != gateway.CodeUpstreamUnavailable {
-		t.Errorf("non-deferrable call: %v, want code %d", err, gateway.CodeUpstreamUnavailable)
+	if code(err) != mcpwire.CodeUpstreamUnavailable {
+		t.Errorf("non-deferrable call: %v, want code %d", err, mcpwire.CodeUpstreamUnavailable)
 	}
 	// A client may opt out of, and into, queueing.
 	_, err = call("ev__echo", mcp.Meta{gateway.MetaDefer: false}, map[string]any{"message": "no"})
-	if code(err) != gateway.CodeUpstreamUnavailable {
-		t.Errorf("deferrable call with _meta defer=false: %v, want code %d", err, gateway.CodeUpstreamUnavailable)
+	if code(err) != mcpwire.CodeUpstreamUnavailable {
+		t.Errorf("deferrable call with _meta defer=false: %v, want code %d", err, mcpwire.CodeUpstreamUnavailable)
 	}
 	res, err = call("ev__get-sum", mcp.Meta{gateway.MetaDefer: true}, map[string]any{"a": 1, "b": 2})
 	id3 := queued("opted-in call", res, err)
 	// Three entries fill the queue.
 	_, err = call("ev__echo", nil, map[string]any{"message": "four"})
-	if code(err) != gateway.CodeQueueFull || !strings.Contains(err.Error(), "full") {
-		t.Errorf("call on a full queue: %v, want code %d", err, gateway.CodeQueueFull)
+	if code(err) != mcpwire.CodeQueueFull || !strings.Contains(err.Error(), "full") {
+		t.Errorf("call on a full queue: %v, want code %d", err, mcpwire.CodeQueueFull)
 	}
 
 	// A queued call is pending, and the others' ids are not found.

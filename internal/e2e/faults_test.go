@@ -19,7 +19,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
-	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -169,8 +169,8 @@ func testBreaker(t *testing.T, target string) {
 			defer cancel()
 			t0 := time.Now()
 			_, err := echo(ctx)
-			if code(err) != gateway.CodeUpstreamTimeout {
-				t.Errorf("call into a blackhole: %v, want code %d", err, gateway.CodeUpstreamTimeout)
+			if code(err) != mcpwire.CodeUpstreamTimeout {
+				t.Errorf("call into a blackhole: %v, want code %d", err, mcpwire.CodeUpstreamTimeout)
 			}
 			if took := time.Since(t0); took > timeout+5*time.Second {
 				t.Errorf("call into a blackhole took %s with a %s timeout", took, timeout)
@@ -184,7 +184,7 @@ func testBreaker(t *testing.T, target string) {
 	t0 := time.Now()
 	_, err := echo(ctxT(t, 10*time.Second))
 	fast := time.Since(t0)
-	if code(err) != gateway.CodeUpstreamUnavailable || !strings.Contains(err.Error(), "circuit breaker open after 3 consecutive failures") || !strings.Contains(err.Error(), "probes again at") {
+	if code(err) != mcpwire.CodeUpstreamUnavailable || !strings.Contains(err.Error(), "circuit breaker open after 3 consecutive failures") || !strings.Contains(err.Error(), "probes again at") {
 		t.Fatalf("call on an open breaker: %v", err)
 	}
 	t.Logf("open breaker: refused in %s (timeout %s): %v", fast.Round(time.Microsecond), timeout, err)
@@ -252,8 +252,8 @@ func testRetries(t *testing.T, target string) {
 	// toggle-simulated-logging is neither read-only nor idempotent.
 	toggle := p.Watch(`"name":"toggle-simulated-logging"`, 1)
 	_, err = cs.CallTool(ctx, &mcp.CallToolParams{Name: "ev__toggle-simulated-logging", Arguments: map[string]any{}})
-	if code(err) != gateway.CodeUpstreamUnavailable {
-		t.Fatalf("non-idempotent tool across a reset: %v, want code %d", err, gateway.CodeUpstreamUnavailable)
+	if code(err) != mcpwire.CodeUpstreamUnavailable {
+		t.Fatalf("non-idempotent tool across a reset: %v, want code %d", err, mcpwire.CodeUpstreamUnavailable)
 	}
 	if toggle.Seen() != 1 {
 		t.Errorf("the non-idempotent tool reached the proxy %d times, want 1", toggle.Seen())
@@ -284,7 +284,7 @@ func testToolTimeout(t *testing.T, target string) {
 		Name: "ev__trigger-long-running-operation", Arguments: map[string]any{"duration": 10, "steps": 2},
 	})
 	took := time.Since(t0)
-	if code(err) != gateway.CodeUpstreamTimeout || !strings.Contains(err.Error(), "tool timeout of 1s") {
+	if code(err) != mcpwire.CodeUpstreamTimeout || !strings.Contains(err.Error(), "tool timeout of 1s") {
 		t.Fatalf("slow tool: %v, want a tool timeout", err)
 	}
 	t.Logf("tool timeout of 1s (upstream timeout 30s) ended the call after %s", took.Round(time.Millisecond))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -114,7 +115,7 @@ func TestOfflineCatalog(t *testing.T) {
 	}
 	t0 := time.Now()
 	_, err = cs.CallTool(ctxT(t, 20*time.Second), &mcp.CallToolParams{Name: "kept__get-sum", Arguments: map[string]any{"a": 1, "b": 2}})
-	if code(err) != gateway.CodeUpstreamUnavailable || time.Since(t0) > 5*time.Second {
+	if code(err) != mcpwire.CodeUpstreamUnavailable || time.Since(t0) > 5*time.Second {
 		t.Fatalf("non-deferrable call while down: %v after %s, want -32010 at once", err, time.Since(t0))
 	}
 
@@ -164,7 +165,7 @@ func TestOfflineCatalog(t *testing.T) {
 		}
 	}
 	_, err = cs2.CallTool(ctxT(t, 20*time.Second), &mcp.CallToolParams{Name: "kept__get-sum", Arguments: map[string]any{"a": 1, "b": 2}})
-	if code(err) != gateway.CodeUpstreamUnavailable {
+	if code(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Errorf("call of a saved catalog's tool while the upstream is down: %v, want -32010", err)
 	}
 }

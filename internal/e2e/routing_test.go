@@ -11,6 +11,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -199,7 +200,7 @@ locality = "remote"
 		// toggle-simulated-logging is neither read-only nor idempotent:
 		// it may have run on the local target, so it is not repeated.
 		_, _, err = call("toggle-simulated-logging", nil)
-		if code(err) != gateway.CodeUpstreamUnavailable {
+		if code(err) != mcpwire.CodeUpstreamUnavailable {
 			t.Fatalf("toggle with the local target resetting: %v, want -32010", err)
 		}
 		if cloudToggle.Seen() != 0 {
@@ -227,7 +228,7 @@ locality = "remote"
 		// reaches the cloud.
 		t0 := time.Now()
 		_, _, err = call("get-sum", sum)
-		if code(err) != gateway.CodeUpstreamUnavailable || time.Since(t0) > 2*time.Second {
+		if code(err) != mcpwire.CodeUpstreamUnavailable || time.Since(t0) > 2*time.Second {
 			t.Fatalf("local-only call with the local target down: %v after %s", err, time.Since(t0))
 		}
 		if cloudSum.Seen() != 0 {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/canonjson"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -368,5 +369,5 @@ func decodeCached[R cacheable](ent cacheEntry, mark string, now time.Time) (R, b
 // or did not answer: the errors a stale result may stand in for.
 func unreachable(err error) bool {
 	code := errCode(err)
-	return code == CodeUpstreamUnavailable || code == CodeUpstreamTimeout
+	return code == mcpwire.CodeUpstreamUnavailable || code == mcpwire.CodeUpstreamTimeout
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -249,7 +250,7 @@ func TestCacheServeStale(t *testing.T) {
 		req := toolReq("", "", `{}`)
 		first, _ := cacheCall(t, c, up, req, true)
 		clk.add(5 * time.Second)
-		up.err = &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: "down"}
+		up.err = &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: "down"}
 		res, err := cacheCall(t, c, up, req, true)
 		if !stale {
 			if err == nil {

@@ -11,9 +11,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -35,9 +36,8 @@ const (
 	MetaQueued = "io.mcpedge/queued"
 )
 
-// CodeQueueFull is the JSON-RPC error of a call that would have been
+// mcpwire.CodeQueueFull is the JSON-RPC error of a call that would have been
 // queued, but the queue (or the tenant's share of it) is full.
-const CodeQueueFull = -32012
 
 // builtinQueueResult is the aggregated name of the tool that reports a
 // queued call's state and result. Reserved like builtinStatus.
@@ -135,14 +135,14 @@ func (g *Gateway) deferrable(u *upstream.Upstream, tool string, meta mcp.Meta) b
 
 // deferCall queues a tools/call that failed with unavailable (the
 // gateway's own -32010, never the upstream's) and answers the client with
-// the entry: a successful result naming it, or CodeQueueFull.
+// the entry: a successful result naming it, or mcpwire.CodeQueueFull.
 func (g *Gateway) deferCall(ctx context.Context, req *mcp.CallToolRequest, u *upstream.Upstream, tool string, unavailable error) (*mcp.CallToolResult, error) {
 	p := req.Params
 	key, _ := p.Meta[MetaIdempotencyKey].(string)
 	id, err := g.deferrer.Defer(ctx, tenantOf(req), groupName(u), tool, p.Arguments, key)
 	if errors.Is(err, ErrQueueFull) {
 		g.log.Warn("call not queued: queue full", "upstream", groupName(u), "tool", tool, "err", err)
-		return nil, &jsonrpc.Error{Code: CodeQueueFull, Message: err.Error()}
+		return nil, &jsonrpc.Error{Code: mcpwire.CodeQueueFull, Message: err.Error()}
 	}
 	if err != nil {
 		g.log.Warn("call not queued", "upstream", groupName(u), "tool", tool, "err", err)
@@ -188,13 +188,13 @@ func IsUpstreamError(err error) bool {
 }
 
 // IsRoutingRefused reports whether an error of [Gateway.CallUpstream] is
-// the routing policy's refusal ([CodeRoutingRefused]): the call may only
+// the routing policy's refusal ([mcpwire.CodeRoutingRefused]): the call may only
 // go to a target on the device and the upstream has none. That is
 // configuration, not a passing failure, so sending the call again gets
 // the same refusal.
 func IsRoutingRefused(err error) bool {
 	var werr *jsonrpc.Error
-	return errors.As(err, &werr) && werr.Code == CodeRoutingRefused && !IsUpstreamError(err)
+	return errors.As(err, &werr) && werr.Code == mcpwire.CodeRoutingRefused && !IsUpstreamError(err)
 }
 
 // CallUpstream calls the tool (the upstream's own name) of the named
@@ -202,7 +202,7 @@ func IsRoutingRefused(err error) bool {
 // the same machinery as a client's call: its connection, circuit breaker,
 // timeouts and retries. meta is sent as the call's _meta. An error is the
 // upstream's own JSON-RPC error ([IsUpstreamError]) or a failure to reach
-// it (a JSON-RPC error with CodeUpstreamUnavailable or CodeUpstreamTimeout,
+// it (a JSON-RPC error with mcpwire.CodeUpstreamUnavailable or mcpwire.CodeUpstreamTimeout,
 // or ctx's error), or the routing policy's refusal ([IsRoutingRefused]); a
 // result with isError is a result.
 func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json.RawMessage, meta map[string]any) (*mcp.CallToolResult, error) {
@@ -211,9 +211,9 @@ func (g *Gateway) CallUpstream(ctx context.Context, name, tool string, args json
 		if g.configured(name) {
 			// An upstream with targets, none connected now: as unavailable
 			// as an upstream that is down, and said so.
-			return nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: no target is connected", name)}
+			return nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: no target is connected", name)}
 		}
-		return nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("no upstream %q", name)}
+		return nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: fmt.Sprintf("no upstream %q", name)}
 	}
 	// A delivery enters the pipeline after the cache stage: it was
 	// audited and authorized when the client made the call, and is

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -69,7 +70,7 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 		return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: "no"}}}, nil
 	})
 	s.AddTool(&mcp.Tool{Name: "unavail", InputSchema: schema}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		return nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: "the upstream's own -32010"}
+		return nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: "the upstream's own -32010"}
 	})
 	direct, err := url.Parse(reviewHTTPUpstream(t, s))
 	if err != nil {
@@ -90,7 +91,7 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 	g, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) { g.SetDeferrer(fd) })
 	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
 
-	if _, err := callTool(ctx, cs, "u__unavail"); wireCode(err) != CodeUpstreamUnavailable {
+	if _, err := callTool(ctx, cs, "u__unavail"); wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Errorf("upstream's own -32010: %v", err)
 	}
 	if res, err := callTool(ctx, cs, "u__toolerr"); err != nil || !res.IsError {
@@ -111,7 +112,7 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 	if _, ok := gotKey.Load("dk-1"); !ok {
 		t.Error("the delivery key did not reach the upstream")
 	}
-	if _, err := g.CallUpstream(ctx, "u", "unavail", nil, nil); !IsUpstreamError(err) || wireCode(err) != CodeUpstreamUnavailable {
+	if _, err := g.CallUpstream(ctx, "u", "unavail", nil, nil); !IsUpstreamError(err) || wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Errorf("CallUpstream of the upstream's error: %v (upstream's: %v)", err, IsUpstreamError(err))
 	}
 	if res, err := g.CallUpstream(ctx, "u", "toolerr", nil, nil); err != nil || !res.IsError {
@@ -137,14 +138,14 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 		t.Errorf("deferred: %+v", fd.calls)
 	}
 	fd.mu.Unlock()
-	if _, err := g.CallUpstream(ctx, "u", "write", nil, nil); err == nil || IsUpstreamError(err) || wireCode(err) != CodeUpstreamUnavailable {
+	if _, err := g.CallUpstream(ctx, "u", "write", nil, nil); err == nil || IsUpstreamError(err) || wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Errorf("CallUpstream, upstream down: %v", err)
 	}
 	fd.mu.Lock()
 	fd.full = true
 	fd.mu.Unlock()
-	if _, err := callTool(ctx, cs, "u__write"); wireCode(err) != CodeQueueFull {
-		t.Errorf("full queue: %v, want %d", err, CodeQueueFull)
+	if _, err := callTool(ctx, cs, "u__write"); wireCode(err) != mcpwire.CodeQueueFull {
+		t.Errorf("full queue: %v, want %d", err, mcpwire.CodeQueueFull)
 	}
 
 	// queue_result: found, and not found.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -133,16 +134,12 @@ func classify(ctx context.Context, err error) outcome {
 // sent, the connection broke, or the server answered with an HTTP error —
 // as a JSON-RPC error of its own (jsonrpc2.ErrRejected, not exported),
 // wrapping the cause. That error is not the upstream's.
-const (
-	codeRejected = -32005
-	msgRejected  = "rejected by transport"
-)
 
 // upstreamError returns the JSON-RPC error the upstream itself answered
 // with, if err carries one.
 func upstreamError(err error) (*jsonrpc.Error, bool) {
 	var werr *jsonrpc.Error
-	if !errors.As(err, &werr) || (werr.Code == codeRejected && werr.Message == msgRejected) {
+	if !errors.As(err, &werr) || (werr.Code == mcpwire.CodeRejected && werr.Message == mcpwire.MsgRejected) {
 		return nil, false
 	}
 	return werr, true

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/faultproxy"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -120,8 +121,8 @@ func TestBreakerCountsTransportFailuresOnly(t *testing.T) {
 	// Transport failures open it.
 	up.proxy.Set(faultproxy.Reset())
 	for i := range 2 {
-		if _, err := callTool(ctx, cs, "f__write"); wireCode(err) != CodeUpstreamUnavailable {
-			t.Fatalf("call %d through a reset: %v, want code %d", i, err, CodeUpstreamUnavailable)
+		if _, err := callTool(ctx, cs, "f__write"); wireCode(err) != mcpwire.CodeUpstreamUnavailable {
+			t.Fatalf("call %d through a reset: %v, want code %d", i, err, mcpwire.CodeUpstreamUnavailable)
 		}
 	}
 	if st := breakerOf(g, "f"); st != "open" {
@@ -131,7 +132,7 @@ func TestBreakerCountsTransportFailuresOnly(t *testing.T) {
 	_, err := callTool(ctx, cs, "f__write")
 	took := time.Since(start)
 	msg := err.Error()
-	if wireCode(err) != CodeUpstreamUnavailable || !strings.Contains(msg, "circuit breaker open after 2 consecutive failures") || !strings.Contains(msg, "probes again at") {
+	if wireCode(err) != mcpwire.CodeUpstreamUnavailable || !strings.Contains(msg, "circuit breaker open after 2 consecutive failures") || !strings.Contains(msg, "probes again at") {
 		t.Fatalf("call on an open breaker: %v", err)
 	}
 	if took > time.Second {
@@ -177,7 +178,7 @@ func TestRetriesOnlySafeCalls(t *testing.T) {
 	}
 
 	w := up.proxy.Watch(`"name":"write"`, 1)
-	if _, err := callTool(ctx, cs, "f__write"); wireCode(err) != CodeUpstreamUnavailable {
+	if _, err := callTool(ctx, cs, "f__write"); wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Fatalf("write through a reset: %v", err)
 	}
 	if w.Seen() != 1 || up.calls["write"].Load() != 0 {
@@ -198,7 +199,7 @@ func TestRetriesOff(t *testing.T) {
 	_, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, "retries = 0"))
 	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
 	w := up.proxy.Watch(`"name":"read"`, 1)
-	if _, err := callTool(context.Background(), cs, "f__read"); wireCode(err) != CodeUpstreamUnavailable {
+	if _, err := callTool(context.Background(), cs, "f__read"); wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Fatalf("read through a reset with retries = 0: %v", err)
 	}
 	if w.Seen() != 1 {
@@ -213,7 +214,7 @@ func TestToolTimeout(t *testing.T) {
 	start := time.Now()
 	_, err := callTool(context.Background(), cs, "f__slow")
 	took := time.Since(start)
-	if wireCode(err) != CodeUpstreamTimeout || !strings.Contains(err.Error(), `tool "slow" within its tool timeout of 300ms`) {
+	if wireCode(err) != mcpwire.CodeUpstreamTimeout || !strings.Contains(err.Error(), `tool "slow" within its tool timeout of 300ms`) {
 		t.Fatalf("slow tool: %v", err)
 	}
 	if took > 5*time.Second {
@@ -293,7 +294,7 @@ func TestClassify(t *testing.T) {
 	live := context.Background()
 	canceled, cancel := context.WithCancel(live)
 	cancel()
-	rejected := &jsonrpc.Error{Code: codeRejected, Message: msgRejected}
+	rejected := &jsonrpc.Error{Code: mcpwire.CodeRejected, Message: mcpwire.MsgRejected}
 	expired, cancel2 := context.WithTimeout(live, -time.Second)
 	defer cancel2()
 	tests := []struct {

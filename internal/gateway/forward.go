@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -90,7 +91,7 @@ var callSeq atomic.Uint64
 // the outcome.
 //
 // The upstream's circuit breaker admits the call first: while it is open
-// the call fails at once with CodeUpstreamUnavailable, saying why and when
+// the call fails at once with mcpwire.CodeUpstreamUnavailable, saying why and when
 // the breaker probes again. A failure to get a session counts against it.
 //
 // The client's request id (X-Request-Id, assigned at the HTTP edge) is put
@@ -133,7 +134,7 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
 		msg := c.edge.breaker.rejection(err)
 		g.log.Debug("upstream call refused", "request_id", upstream.RequestID(ctx), "upstream", u.Name(), "method", method, "reason", msg)
-		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: msg}
+		return nil, nil, nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: msg}
 	}
 	c.admitted = admitted
 	c.edge.budget.earn() // only calls that reach the upstream earn retries
@@ -142,7 +143,7 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		msg := transportDetail(err, u.Config().URL)
 		c.settle(failure, errors.New(msg))
 		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
-		return nil, nil, nil, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: msg}
+		return nil, nil, nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: msg}
 	}
 	if c.att = attemptFrom(clientCtx); c.att != nil {
 		c.att.sent.Store(true) // from here on the upstream may run it
@@ -221,22 +222,18 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 		if c.perTool {
 			msg = fmt.Sprintf("upstream %s did not answer %s of tool %q within its tool timeout of %s", name, c.method, c.tool, c.timeout)
 		}
-		return &jsonrpc.Error{Code: CodeUpstreamTimeout, Message: msg}
+		return &jsonrpc.Error{Code: mcpwire.CodeUpstreamTimeout, Message: msg}
 	case errors.Is(err, context.Canceled):
 		g.metrics.Errors.WithLabelValues(name, c.method, "canceled").Inc()
 		return err
 	default:
 		g.metrics.Errors.WithLabelValues(name, c.method, "unavailable").Inc()
-		return &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %s", name, transportDetail(err, c.up.Config().URL))}
+		return &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: fmt.Sprintf("upstream %s: %s", name, transportDetail(err, c.up.Config().URL))}
 	}
 }
 
 // JSON-RPC error codes the gateway itself returns, in the implementation
 // defined server-error range (-32000 to -32099).
-const (
-	CodeUpstreamUnavailable = -32010
-	CodeUpstreamTimeout     = -32011
-)
 
 // hopByHop are the per-request _meta keys of the 2026-07-28 protocol that
 // describe one hop (client to gateway, or gateway to upstream): the

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -176,7 +177,7 @@ func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
 			ok = false // another tenant's upstream does not exist for this caller
 		}
 		if !ok {
-			g.reject(w, r, http.StatusNotFound, "unknown_upstream", jsonrpcInvalidRequest, fmt.Sprintf("no upstream named %q is configured", name))
+			g.reject(w, r, http.StatusNotFound, "unknown_upstream", mcpwire.CodeInvalidRequest, fmt.Sprintf("no upstream named %q is configured", name))
 			return
 		}
 		if g.PerUpstream(name) == nil {
@@ -186,17 +187,14 @@ func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
 				msg = fmt.Sprintf("upstream %q is not ready yet (state %s): %s", name, st.State, st.LastError)
 			}
 			w.Header().Set("Retry-After", "1")
-			g.reject(w, r, http.StatusServiceUnavailable, "upstream_not_ready", CodeUpstreamUnavailable, msg)
+			g.reject(w, r, http.StatusServiceUnavailable, "upstream_not_ready", mcpwire.CodeUpstreamUnavailable, msg)
 			return
 		}
 		next.ServeHTTP(w, r)
 	})
 }
 
-const (
-	jsonrpcParseError     = -32700
-	jsonrpcInvalidRequest = -32600
-)
+const ()
 
 // guard applies the checks every request must pass before it is looked at:
 // Origin (DNS rebinding), credentials, and no credentials in the URL.
@@ -209,7 +207,7 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if origin := r.Header.Get("Origin"); origin != "" {
 			if !originAllowed(origin, allowed) {
-				g.reject(w, r, http.StatusForbidden, "origin", jsonrpcInvalidRequest, fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
+				g.reject(w, r, http.StatusForbidden, "origin", mcpwire.CodeInvalidRequest, fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
 				return
 			}
 			if corsHeaders(w, r) {
@@ -219,7 +217,7 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 		q := r.URL.Query()
 		for _, k := range []string{"access_token", "token", "api_key", "apikey", "key"} {
 			if q.Has(k) {
-				g.reject(w, r, http.StatusBadRequest, "token_in_query", jsonrpcInvalidRequest, "credentials are never accepted in the URL; send Authorization: Bearer <token>")
+				g.reject(w, r, http.StatusBadRequest, "token_in_query", mcpwire.CodeInvalidRequest, "credentials are never accepted in the URL; send Authorization: Bearer <token>")
 				return
 			}
 		}
@@ -237,7 +235,7 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 			got := []byte(r.Header.Get("Authorization"))
 			if subtle.ConstantTimeCompare(got, want) != 1 {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="mcpedge"`)
-				g.reject(w, r, http.StatusUnauthorized, "unauthorized", jsonrpcInvalidRequest, "missing or invalid bearer token")
+				g.reject(w, r, http.StatusUnauthorized, "unauthorized", mcpwire.CodeInvalidRequest, "missing or invalid bearer token")
 				return
 			}
 		}
@@ -278,24 +276,24 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 		}
 		body, status, reason, err := readBody(w, r, o)
 		if err != nil {
-			code := jsonrpcParseError
+			code := mcpwire.CodeParseError
 			if status == http.StatusRequestEntityTooLarge {
-				code = jsonrpcInvalidRequest
+				code = mcpwire.CodeInvalidRequest
 			}
 			g.reject(w, r, status, reason, code, err.Error())
 			return
 		}
 		if err := jsonguard.Check(body, lim); err != nil {
-			code, reason := jsonrpcParseError, "invalid_json"
+			code, reason := mcpwire.CodeParseError, "invalid_json"
 			switch jsonguard.KindOf(err) {
 			case jsonguard.ErrBatch:
-				code, reason = jsonrpcInvalidRequest, "batch"
+				code, reason = mcpwire.CodeInvalidRequest, "batch"
 			case jsonguard.ErrNotObject:
-				code, reason = jsonrpcInvalidRequest, "not_object"
+				code, reason = mcpwire.CodeInvalidRequest, "not_object"
 			case jsonguard.ErrDuplicateKey:
-				code, reason = jsonrpcInvalidRequest, "duplicate_key"
+				code, reason = mcpwire.CodeInvalidRequest, "duplicate_key"
 			case jsonguard.ErrDepth:
-				code, reason = jsonrpcInvalidRequest, "too_deep"
+				code, reason = mcpwire.CodeInvalidRequest, "too_deep"
 			}
 			g.reject(w, r, http.StatusBadRequest, reason, code, err.Error())
 			return
@@ -320,22 +318,22 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			// new starts.
 			if env, err := envelope(); err == nil && (env.Method == "initialize" || env.Method == "server/discover") {
 				w.Header().Set("Retry-After", "1")
-				g.reject(w, r, http.StatusServiceUnavailable, "draining", CodeUpstreamUnavailable, "the gateway is shutting down; connect to another replica")
+				g.reject(w, r, http.StatusServiceUnavailable, "draining", mcpwire.CodeUpstreamUnavailable, "the gateway is shutting down; connect to another replica")
 				return
 			}
 		}
 		if hm, hn := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"); hm != "" || hn != "" {
 			env, err := envelope()
 			if err != nil {
-				g.reject(w, r, http.StatusBadRequest, "envelope", jsonrpcInvalidRequest, err.Error())
+				g.reject(w, r, http.StatusBadRequest, "envelope", mcpwire.CodeInvalidRequest, err.Error())
 				return
 			}
 			if hm != "" && hm != env.Method {
-				g.reject(w, r, http.StatusBadRequest, "header_mismatch", jsonrpcInvalidRequest, fmt.Sprintf("Mcp-Method header %q does not match the body's method %q", hm, env.Method))
+				g.reject(w, r, http.StatusBadRequest, "header_mismatch", mcpwire.CodeInvalidRequest, fmt.Sprintf("Mcp-Method header %q does not match the body's method %q", hm, env.Method))
 				return
 			}
 			if name, ok := env.Name(); hn != "" && (!ok || hn != name) {
-				g.reject(w, r, http.StatusBadRequest, "header_mismatch", jsonrpcInvalidRequest, fmt.Sprintf("Mcp-Name header %q does not match the body's name %q", hn, name))
+				g.reject(w, r, http.StatusBadRequest, "header_mismatch", mcpwire.CodeInvalidRequest, fmt.Sprintf("Mcp-Name header %q does not match the body's name %q", hn, name))
 				return
 			}
 		}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -115,8 +116,8 @@ locality = "remote"
 	for _, state := range []string{"", "upstream-state-1"} {
 		_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "rec__records", Arguments: map[string]any{}, RequestState: state})
 		var werr *jsonrpc.Error
-		if !errors.As(err, &werr) || werr.Code != CodeRoutingRefused {
-			t.Errorf("requestState %q: %v, want code %d", state, err, CodeRoutingRefused)
+		if !errors.As(err, &werr) || werr.Code != mcpwire.CodeRoutingRefused {
+			t.Errorf("requestState %q: %v, want code %d", state, err, mcpwire.CodeRoutingRefused)
 		}
 	}
 	if n := cloudCalls.Load(); n != 0 {
@@ -166,8 +167,8 @@ url = "http://127.0.0.1:3/mcp"
 	}
 	_, err = cs.CallTool(lctx, &mcp.CallToolParams{Name: "records", Arguments: map[string]any{}})
 	var werr *jsonrpc.Error
-	if !errors.As(err, &werr) || werr.Code != CodeUpstreamUnavailable {
-		t.Errorf("call while no target is connected: %v, want code %d", err, CodeUpstreamUnavailable)
+	if !errors.As(err, &werr) || werr.Code != mcpwire.CodeUpstreamUnavailable {
+		t.Errorf("call while no target is connected: %v, want code %d", err, mcpwire.CodeUpstreamUnavailable)
 	}
 
 	// An upstream with targets that never connected is not ready (503),

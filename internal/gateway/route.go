@@ -13,6 +13,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -38,11 +39,10 @@ const (
 	MetaRoute = "io.mcpedge/route"
 )
 
-// CodeRoutingRefused is the JSON-RPC error of a call the routing policy
+// mcpwire.CodeRoutingRefused is the JSON-RPC error of a call the routing policy
 // may send nowhere: it is local-only and its upstream has no local
-// target. Unlike CodeUpstreamUnavailable it is never queued: waiting does
+// target. Unlike mcpwire.CodeUpstreamUnavailable it is never queued: waiting does
 // not make a remote target local.
-const CodeRoutingRefused = -32013
 
 // group is one configured upstream and the connections it routes to.
 type group struct {
@@ -158,7 +158,7 @@ func (g *Gateway) subscriptionTarget(ctx context.Context, u *upstream.Upstream, 
 		}
 	}
 	g.routeMetrics.refusals.WithLabelValues(gr.cfg.Name).Inc()
-	return nil, &jsonrpc.Error{Code: CodeRoutingRefused, Message: "upstream " + gr.cfg.Name + ": " + in.localOnly +
+	return nil, &jsonrpc.Error{Code: mcpwire.CodeRoutingRefused, Message: "upstream " + gr.cfg.Name + ": " + in.localOnly +
 		", and no target of this upstream runs on the device; the subscription was not sent anywhere"}
 }
 
@@ -601,7 +601,7 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		if note != nil {
 			note.record(gr.cfg.Name, "", d.factor, []string{d.refusal})
 		}
-		return zero, &jsonrpc.Error{Code: CodeRoutingRefused, Message: "upstream " + gr.cfg.Name + ": " + d.refusal}
+		return zero, &jsonrpc.Error{Code: mcpwire.CodeRoutingRefused, Message: "upstream " + gr.cfg.Name + ": " + d.refusal}
 	}
 	if note != nil {
 		note.record(gr.cfg.Name, d.order[0].name, d.factor, d.reasons)
@@ -615,7 +615,7 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		if err == nil || i == len(d.order)-1 {
 			return res, err
 		}
-		if errCode(err) != CodeUpstreamUnavailable || att.answered.Load() {
+		if errCode(err) != mcpwire.CodeUpstreamUnavailable || att.answered.Load() {
 			return res, err
 		}
 		if att.sent.Load() && !safeToRepeat(c.u, method, tool) {
@@ -631,7 +631,7 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 			note.mu.Unlock()
 		}
 	}
-	return zero, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: "upstream " + gr.cfg.Name + ": no target"}
+	return zero, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: "upstream " + gr.cfg.Name + ": no target"}
 }
 
 func (n *routeNote) record(up, chosen, factor string, reasons []string) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
@@ -83,9 +84,8 @@ func (d *Denial) status() int {
 // record).
 type CallRecord = auditstage.Record
 
-// CodeRateLimited is the JSON-RPC error code of a request refused by a
+// mcpwire.CodeRateLimited is the JSON-RPC error code of a request refused by a
 // rate limit or quota; data.retryAfterMs says when to try again.
-const CodeRateLimited = -32029
 
 // metaPrincipal is the _meta key through which the gateway tells its
 // built-in servers (and only them) who is calling. It is hop-by-hop: a
@@ -169,9 +169,9 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 		// Not a verdict on the credential: too many failures from this
 		// address, or the store cannot be asked right now.
 		setRetryAfter(w.Header(), ae.RetryAfter)
-		reason, code := "auth_throttled", CodeRateLimited
+		reason, code := "auth_throttled", mcpwire.CodeRateLimited
 		if ae.Status == http.StatusServiceUnavailable {
-			reason, code = "auth_unavailable", CodeUpstreamUnavailable
+			reason, code = "auth_unavailable", mcpwire.CodeUpstreamUnavailable
 		}
 		if rest {
 			g.rejectREST(w, r, ae.Status, reason, ae.Message)
@@ -193,7 +193,7 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 		g.rejectREST(w, r, status, reason, ae.Message)
 		return
 	}
-	g.reject(w, r, status, reason, jsonrpcInvalidRequest, ae.Message)
+	g.reject(w, r, status, reason, mcpwire.CodeInvalidRequest, ae.Message)
 }
 
 // sdkAuth passes the principal attached by authenticate on to the SDK as
@@ -249,7 +249,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, envelope func() 
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]any{
 		"jsonrpc": "2.0", "id": json.RawMessage(env.ID),
-		"error": map[string]any{"code": CodeRateLimited, "message": d.Message,
+		"error": map[string]any{"code": mcpwire.CodeRateLimited, "message": d.Message,
 			"data": map[string]any{"reason": d.Reason, "retryAfterMs": d.RetryAfter.Milliseconds()}},
 	})
 	return false

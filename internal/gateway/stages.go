@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
@@ -220,7 +221,7 @@ func (s deferStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.
 	res, err := next.Handle(ctx, c)
 	resuming := p.RequestState != "" || len(p.InputResponses) > 0
 	if err != nil && u.Config().Transport != upstream.TransportBuiltin && !resuming && !c.Answered &&
-		errCode(err) == CodeUpstreamUnavailable && g.deferrable(u, c.Item, p.Meta) {
+		errCode(err) == mcpwire.CodeUpstreamUnavailable && g.deferrable(u, c.Item, p.Meta) {
 		return g.deferCall(ctx, req, u, c.Item, err)
 	}
 	return res, err

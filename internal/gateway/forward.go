@@ -19,6 +19,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -242,7 +243,7 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 var hopByHop = []string{
 	mcp.MetaKeyProtocolVersion, mcp.MetaKeyClientInfo, mcp.MetaKeyClientCapabilities,
 	mcp.MetaKeyLogLevel, mcp.MetaKeySubscriptionID, mcp.MetaKeyServerInfo,
-	metaPrincipal,
+	principal.MetaKey,
 }
 
 // withProgress returns the _meta to send upstream: the client's, without

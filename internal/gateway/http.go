@@ -519,7 +519,7 @@ func (g *Gateway) admitREST(next http.Handler) http.Handler {
 		}
 		if d := g.security.Admit(r, w.Header(), principal.From(r.Context()), "api"); d != nil {
 			setRetryAfter(w.Header(), d.RetryAfter)
-			g.rejectREST(w, r, d.status(), d.Reason, d.Message)
+			g.rejectREST(w, r, d.HTTPStatus(), d.Reason, d.Message)
 			return
 		}
 		next.ServeHTTP(w, r)

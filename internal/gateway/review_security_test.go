@@ -334,10 +334,10 @@ func TestReviewSecurityControls(t *testing.T) {
 	secTool(ua, "a_tool", nil)
 	ub := legacyOnly("ub", nil)
 	secTool(ub, "b_tool", nil)
-	seen := make(chan *PrincipalMeta, 4)
+	seen := make(chan *principal.Meta, 4)
 	lat := mcp.NewServer(&mcp.Implementation{Name: "lattice", Version: "1"}, nil)
 	secTool(lat, "whoami", func(_ context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		seen <- PrincipalFromMeta(r.Params.Meta)
+		seen <- principal.FromMeta(r.Params.Meta)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
 	})
 	sec := newSecFake()

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
+	"github.com/mcpedge/mcpedge/internal/httpedge"
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
@@ -48,85 +48,15 @@ type Security interface {
 	ProtectedResourceMetadata() http.Handler
 }
 
-// AuthError is a refused credential: Status 401 (missing, unknown,
-// expired, revoked) or 403 (valid, but not from here / not enough) — or
-// no verdict: 429 (too many failures from this address) or 503 (the
-// store could not be asked).
-// Code is the OAuth error code for WWW-Authenticate ("invalid_token",
-// "insufficient_scope", "invalid_request"; "" when no credential was sent).
-type AuthError struct {
-	Status  int
-	Code    string
-	Message string
-	// RetryAfter is set with Status 429 (too many failed attempts).
-	RetryAfter time.Duration
-}
+// AuthError is a refused credential (see [httpedge.AuthError]).
+type AuthError = httpedge.AuthError
 
-func (e *AuthError) Error() string { return e.Message }
-
-// Denial refuses an admitted request (rate limit, quota).
-type Denial struct {
-	Status     int // 429 for limits and quotas
-	Reason     string
-	Message    string
-	RetryAfter time.Duration
-}
-
-// status is the denial's HTTP status: 429 unless it says otherwise.
-func (d *Denial) status() int {
-	if d.Status == 0 {
-		return http.StatusTooManyRequests
-	}
-	return d.Status
-}
+// Denial refuses an admitted request (see [httpedge.Denial]).
+type Denial = httpedge.Denial
 
 // CallRecord describes one tool call for the audit log (the audit stage's
 // record).
 type CallRecord = auditstage.Record
-
-// mcpwire.CodeRateLimited is the JSON-RPC error code of a request refused by a
-// rate limit or quota; data.retryAfterMs says when to try again.
-
-// metaPrincipal is the _meta key through which the gateway tells its
-// built-in servers (and only them) who is calling. It is hop-by-hop: a
-// client's value is always removed.
-const metaPrincipal = "io.mcpedge/principal"
-
-// PrincipalMeta is the value of the metaPrincipal key.
-type PrincipalMeta struct {
-	TenantID string `json:"tenant_id"`
-	Tenant   string `json:"tenant"`
-	Plan     string `json:"plan"`
-	Operator bool   `json:"operator,omitempty"`
-	ID       string `json:"id"`
-	Kind     string `json:"kind"`
-	Role     string `json:"role"`
-}
-
-// PrincipalFromMeta returns who is calling a built-in server, as the
-// gateway put it in the request's _meta; nil when absent (single-user
-// mode, or a call that did not come through the gateway).
-func PrincipalFromMeta(m mcp.Meta) *PrincipalMeta {
-	v, ok := m[metaPrincipal]
-	if !ok {
-		return nil
-	}
-	switch x := v.(type) {
-	case PrincipalMeta:
-		return &x
-	case *PrincipalMeta:
-		return x
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil
-	}
-	var pm PrincipalMeta
-	if json.Unmarshal(b, &pm) != nil {
-		return nil
-	}
-	return &pm
-}
 
 // SetSecurity installs the multi-tenant layer. Call it before serving.
 func (g *Gateway) SetSecurity(s Security) {
@@ -243,7 +173,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, envelope func() 
 		return true
 	}
 	setRetryAfter(w.Header(), d.RetryAfter)
-	status := d.status()
+	status := d.HTTPStatus()
 	g.metrics.Rejections.WithLabelValues(d.Reason).Inc()
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -500,6 +430,6 @@ func builtinMeta(meta mcp.Meta, p *principal.Principal) mcp.Meta {
 	for k, v := range meta {
 		out[k] = v
 	}
-	out[metaPrincipal] = PrincipalMeta{TenantID: p.TenantID, Tenant: p.TenantName, Plan: p.Plan, Operator: p.Operator, ID: p.ID, Kind: p.Kind, Role: p.Role}
+	out[principal.MetaKey] = principal.Meta{TenantID: p.TenantID, Tenant: p.TenantName, Plan: p.Plan, Operator: p.Operator, ID: p.ID, Kind: p.Kind, Role: p.Role}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/lattice"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -17,7 +16,7 @@ import (
 // Who is calling. Every Service method takes the caller from its context:
 // principal.From(ctx) — which the gateway attaches to REST requests before
 // the handler runs, and which the MCP tools set from the call's
-// "io.mcpedge/principal" _meta (gateway.PrincipalFromMeta) — or, without
+// "io.mcpedge/principal" _meta (principal.FromMeta) — or, without
 // one, Options.DefaultTenant. The tenant scopes stored lattices; the plan
 // selects the limits.
 
@@ -55,7 +54,7 @@ func (c caller) plan() string {
 // call's _meta (the gateway strips any value a client sends), if any.
 func mcpContext(ctx context.Context, req *mcp.CallToolRequest) context.Context {
 	if req != nil && req.Params != nil {
-		if pm := gateway.PrincipalFromMeta(req.Params.Meta); pm != nil {
+		if pm := principal.FromMeta(req.Params.Meta); pm != nil {
 			ctx = principal.With(ctx, &principal.Principal{
 				Kind: kindOf(pm), ID: pm.ID, TenantID: pm.TenantID, TenantName: pm.Tenant,
 				Plan: pm.Plan, Operator: pm.Operator, Role: pm.Role,
@@ -67,7 +66,7 @@ func mcpContext(ctx context.Context, req *mcp.CallToolRequest) context.Context {
 
 // kindOf is the principal's kind: as the gateway says, or, from an older
 // gateway that did not say, recognisable OIDC ids ("oidc:<sub>") only.
-func kindOf(pm *gateway.PrincipalMeta) string {
+func kindOf(pm *principal.Meta) string {
 	if pm.Kind != "" {
 		return pm.Kind
 	}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -46,7 +45,7 @@ func twoTenants(t *testing.T) (svc *Service, acme, globex string, log *auditLog)
 
 // meta is the _meta the gateway adds to a call it forwards for a tenant.
 func meta(tenant, plan string) mcp.Meta {
-	return mcp.Meta{"io.mcpedge/principal": gateway.PrincipalMeta{TenantID: tenant, Tenant: tenant, Plan: plan, ID: "user-" + tenant, Role: principal.RoleMember}}
+	return mcp.Meta{"io.mcpedge/principal": principal.Meta{TenantID: tenant, Tenant: tenant, Plan: plan, ID: "user-" + tenant, Role: principal.RoleMember}}
 }
 
 // callAs calls a tool with m as the call's _meta.

@@ -7,8 +7,8 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/config"
-	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
 )
@@ -30,8 +30,8 @@ func TestReviewRecordBoundsClientNames(t *testing.T) {
 	l := New(Options{Audit: lg, Config: config.Default()})
 	p := &principal.Principal{Kind: principal.KindKey, ID: "k", TenantID: "t", Role: principal.RoleMember}
 	huge := strings.Repeat("x", 1<<20)
-	l.Record(ctx, p, gateway.CallRecord{Name: huge, Outcome: "denied", RequestID: "r1"})
-	l.Record(ctx, p, gateway.CallRecord{Upstream: "ev", Tool: huge, Name: "ev__" + huge, Outcome: "denied"})
+	l.Record(ctx, p, auditstage.Record{Name: huge, Outcome: "denied", RequestID: "r1"})
+	l.Record(ctx, p, auditstage.Record{Upstream: "ev", Tool: huge, Name: "ev__" + huge, Outcome: "denied"})
 	if err := lg.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

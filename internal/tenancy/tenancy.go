@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -25,10 +24,11 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
-	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/httpedge"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/ratelimit"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
@@ -60,8 +60,6 @@ type Layer struct {
 	fails    *failureGate
 	usage    *usageSync // nil unless the limiter is in memory and Usage is set
 }
-
-var _ gateway.Security = (*Layer)(nil)
 
 // New returns the layer.
 func New(o Options) *Layer {
@@ -112,13 +110,13 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 	if !ok {
 		msg := "authentication required: send Authorization: Bearer <API key or access token>"
 		if r.Header.Get("Authorization") != "" {
-			return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_request", Message: "the Authorization header must be \"Bearer <token>\""}
+			return nil, &httpedge.AuthError{Status: http.StatusUnauthorized, Code: "invalid_request", Message: "the Authorization header must be \"Bearer <token>\""}
 		}
-		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Message: msg}
+		return nil, &httpedge.AuthError{Status: http.StatusUnauthorized, Message: msg}
 	}
 	ip := l.o.ClientIP.From(r)
 	if blocked, wait := l.fails.blocked(ip, l.o.Now()); blocked {
-		return nil, &gateway.AuthError{Status: http.StatusTooManyRequests, Message: fmt.Sprintf("%s; retry in %s", throttleMsg, wait.Round(time.Millisecond)), RetryAfter: wait}
+		return nil, &httpedge.AuthError{Status: http.StatusTooManyRequests, Message: fmt.Sprintf("%s; retry in %s", throttleMsg, wait.Round(time.Millisecond)), RetryAfter: wait}
 	}
 	p, err := l.o.Auth.Authenticate(r.Context(), tok, ip)
 	if err != nil {
@@ -127,14 +125,14 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		}
 		reason := auth.Reason(err)
 		if errors.Is(err, auth.ErrForbidden) {
-			return nil, &gateway.AuthError{Status: http.StatusForbidden, Code: "insufficient_scope", Message: reason}
+			return nil, &httpedge.AuthError{Status: http.StatusForbidden, Code: "insufficient_scope", Message: reason}
 		}
 		if !errors.Is(err, auth.ErrUnauthenticated) {
 			// The store failed: say so without blaming the credential.
 			l.o.Log.Error("authentication could not be decided", "error", err)
-			return nil, &gateway.AuthError{Status: http.StatusServiceUnavailable, Message: "the credential could not be checked right now (store unavailable); retry shortly", RetryAfter: time.Second}
+			return nil, &httpedge.AuthError{Status: http.StatusServiceUnavailable, Message: "the credential could not be checked right now (store unavailable); retry shortly", RetryAfter: time.Second}
 		}
-		return nil, &gateway.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: reason}
+		return nil, &httpedge.AuthError{Status: http.StatusUnauthorized, Code: "invalid_token", Message: reason}
 	}
 	l.recordAccept(r, p, ip)
 	return p, nil
@@ -188,7 +186,7 @@ func ratePlan(p config.Plan) ratelimit.Plan {
 }
 
 // Admit implements gateway.Security.
-func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, method string) *gateway.Denial {
+func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, method string) *httpedge.Denial {
 	ctx := r.Context()
 	if p == nil {
 		// Signing in: only the client IP is known, and the default plan's
@@ -201,7 +199,7 @@ func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, me
 		}
 		ratelimit.SetHeaders(h, d)
 		if !d.Allowed {
-			return &gateway.Denial{Status: http.StatusTooManyRequests, Reason: "rate_limited_ip",
+			return &httpedge.Denial{Status: http.StatusTooManyRequests, Reason: "rate_limited_ip",
 				Message: fmt.Sprintf("too many requests from this address; retry in %s", d.RetryAfter.Round(time.Millisecond)), RetryAfter: d.RetryAfter}
 		}
 		return nil
@@ -213,7 +211,7 @@ func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, me
 	}
 	ratelimit.SetHeaders(h, d)
 	if !d.Allowed {
-		return &gateway.Denial{Status: http.StatusTooManyRequests, Reason: "rate_limited_" + d.Dimension,
+		return &httpedge.Denial{Status: http.StatusTooManyRequests, Reason: "rate_limited_" + d.Dimension,
 			Message:    fmt.Sprintf("rate limit exceeded (%s limit of plan %q); retry in %s", d.Dimension, plan.Name, d.RetryAfter.Round(time.Millisecond)),
 			RetryAfter: d.RetryAfter}
 	}
@@ -232,19 +230,19 @@ func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, me
 	}
 	if !q.Allowed {
 		ratelimit.SetHeaders(h, q)
-		return &gateway.Denial{Status: http.StatusTooManyRequests, Reason: "quota_exceeded",
+		return &httpedge.Denial{Status: http.StatusTooManyRequests, Reason: "quota_exceeded",
 			Message:    fmt.Sprintf("monthly quota of %d tool calls of plan %q is used up; it resets in %s", plan.MonthlyQuota, plan.Name, q.Reset.Round(time.Minute)),
 			RetryAfter: q.RetryAfter}
 	}
 	return nil
 }
 
-func (l *Layer) limiterDown(err error) *gateway.Denial {
+func (l *Layer) limiterDown(err error) *httpedge.Denial {
 	l.o.Log.Error("rate limiter could not decide", "error", err)
 	if l.o.FailOpen {
 		return nil
 	}
-	return &gateway.Denial{Status: http.StatusServiceUnavailable, Reason: "limiter_unavailable",
+	return &httpedge.Denial{Status: http.StatusServiceUnavailable, Reason: "limiter_unavailable",
 		Message: "rate limits cannot be checked right now (limiter store unreachable); retry shortly", RetryAfter: time.Second}
 }
 
@@ -255,7 +253,7 @@ func (l *Layer) Allowed(p *principal.Principal, upstream, kind, name string) boo
 
 // Record implements gateway.Security: one audit entry per tool call,
 // written by the audit stage's recorder.
-func (l *Layer) Record(ctx context.Context, p *principal.Principal, c gateway.CallRecord) {
+func (l *Layer) Record(ctx context.Context, p *principal.Principal, c auditstage.Record) {
 	if l.o.Audit == nil {
 		return
 	}

@@ -66,14 +66,6 @@ func loadEKRoots(cfg *config.Config) (*devicekey.EKRoots, error) {
 	return r, nil
 }
 
-// warnHubServerChange says on reload that [hub_server] is read once at
-// start (the EK roots the hub checks with stay those loaded then).
-func warnHubServerChange(running, next *config.Config, log *slog.Logger) {
-	if running.HubServer != next.HubServer {
-		log.Warn("[hub_server] changed; restart to apply it", "running_ek_roots", running.HubServer.EKRoots, "configured_ek_roots", next.HubServer.EKRoots)
-	}
-}
-
 // attestationVerifier returns the hub's check of a TPM device's
 // attestation (devicekey.Verify): the quote and certification must be
 // made for this nonce by the pinned AK (any AK at the first enrollment)

@@ -169,7 +169,8 @@ func TestHubEKRoots(t *testing.T) {
 	}
 	_ = hp.cmd.Process.Signal(syscall.SIGHUP)
 	waitFor(t, 20*time.Second, "the reload warning", func() bool {
-		return strings.Contains(hp.stderr.String(), "[hub_server] changed; restart to apply it")
+		log := hp.stderr.String()
+		return strings.Contains(log, "[hub_server]") && strings.Contains(log, "restart to apply them") && strings.Contains(log, "hub_server.ek_roots")
 	})
 
 	// Without ek_roots a gateway that is no hub yet (no devices, no

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -28,16 +29,19 @@ import (
 // securityStack is everything the multi-tenant layer runs: the store, the
 // optional Redis, authentication, policy, limits and the audit log. It is
 // opened in both auth modes — with auth off the store still holds lattice
-// definitions and the CLI's administration is still audited — but only
-// mode "required" puts Layer into the request path (and so records each
-// tool call).
+// definitions, the CLI's administration is still audited and tool calls
+// are recorded through CallLog — but only mode "required" puts Layer into
+// the request path.
 type securityStack struct {
-	Store    store.Store
-	Redis    *redis.Client
-	Auth     *auth.Service
-	Policy   *policy.Engine
-	Limiter  ratelimit.Limiter
-	Audit    *audit.Logger
+	Store   store.Store
+	Redis   *redis.Client
+	Auth    *auth.Service
+	Policy  *policy.Engine
+	Limiter ratelimit.Limiter
+	Audit   *audit.Logger
+	// CallLog writes the pipeline's tool-call records into Audit, in both
+	// auth modes; a reload changes its [audit] arguments policy.
+	CallLog  *auditstage.LogRecorder
 	ClientIP *ratelimit.ClientIP
 	Layer    *tenancy.Layer // nil when auth is off
 	// Tenant is the bootstrap tenant, which single-user mode acts as.
@@ -108,9 +112,10 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	s.cancel = cancel
 	s.Auth.Start(runCtx)
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
+	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
-			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit,
+			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit, CallLog: s.CallLog,
 			ClientIP: s.ClientIP, Config: cfg, Log: log, Usage: s.Store,
 		})
 		go s.Layer.Run(runCtx)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -120,7 +121,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		g.SetSecurity(sec.Layer)
 	} else {
 		// Single-user mode: tool calls are audited all the same.
-		g.SetCallAudit(auditstage.NewLogRecorder(sec.Audit, cfg.Audit.Arguments))
+		g.SetCallAudit(sec.CallLog)
 	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
@@ -170,15 +171,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return
 		}
 		link.augment(next)
-		warnHubServerChange(cfg, next, log)
-		if next.Server.Listen != cfg.Server.Listen && *listen == "" {
-			log.Warn("server.listen changed; restart to apply it", "running", cfg.Server.Listen, "configured", next.Server.Listen)
+		if *listen != "" {
+			next.Server.Listen = cfg.Server.Listen // --listen wins over the file
 		}
-		if restartNeeded(cfg, next) {
-			log.Warn("[store], [redis], [auth], [plans], [limits], [audit] or [queue] changed; restart to apply them (upstreams and [lattice] are reloaded now)")
+		if keys := config.RestartKeys(cfg, next); len(keys) > 0 {
+			log.Warn(restartMessage(keys), "keys", keys, "reloaded", config.LiveKeys())
 		}
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
+		if err := sec.Policy.SetPlans(ctx, next.Plans); err != nil {
+			log.Error("plans not reloaded; the running plans stay", "err", err.Error())
+		}
+		sec.CallLog.SetArguments(next.Audit.Arguments)
 		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
 	}
 	var changes <-chan struct{}
@@ -289,7 +293,7 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	defer closeSec()
 	g := gateway.New(cfg, log, m)
 	// stdio is single-user: whoever started the process is the caller.
-	g.SetCallAudit(auditstage.NewLogRecorder(sec.Audit, cfg.Audit.Arguments))
+	g.SetCallAudit(sec.CallLog)
 	lcfg := *cfg
 	lcfg.Auth.Mode = config.AuthOff
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
@@ -331,11 +335,20 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// restartNeeded reports whether settings that are read once at start (the
-// store, Redis, authentication, plans, limits, audit policy, offline
-// queue) differ.
-func restartNeeded(a, b *config.Config) bool {
-	return fmt.Sprint(a.Store, a.Redis, a.Auth, a.Plans, a.Limits, a.Audit, a.Queue) != fmt.Sprint(b.Store, b.Redis, b.Auth, b.Plans, b.Limits, b.Audit, b.Queue)
+// restartMessage says which tables changed in ways only a restart
+// applies, e.g. "[store], [queue] changed; restart to apply them: store.url,
+// queue.max_entries (upstreams, lattice, routing, plans and audit.arguments
+// are reloaded now)".
+func restartMessage(keys []string) string {
+	var tables []string
+	for _, k := range keys {
+		t := "[" + strings.SplitN(k, ".", 2)[0] + "]"
+		if !slices.Contains(tables, t) {
+			tables = append(tables, t)
+		}
+	}
+	return fmt.Sprintf("%s changed; restart to apply them: %s (%s are reloaded now)",
+		strings.Join(tables, ", "), strings.Join(keys, ", "), strings.Join(config.LiveKeys(), ", "))
 }
 
 // useWASMCache keeps compiled WASM tool modules in <data_dir>/wasm-cache, so

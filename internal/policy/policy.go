@@ -72,6 +72,19 @@ func New(src Source, plans map[string]config.Plan, log *slog.Logger) *Engine {
 	return e
 }
 
+// SetPlans replaces the configured plans (a configuration reload) and
+// rebuilds the snapshot at once; plans defined in the store still override
+// configured ones of the same name.
+func (e *Engine) SetPlans(ctx context.Context, plans map[string]config.Plan) error {
+	e.mu.Lock()
+	e.plans = plans
+	stale := *e.snap.Load()
+	stale.version = -1 // the next Load rebuilds whatever the store's version
+	e.snap.Store(&stale)
+	e.mu.Unlock()
+	return e.Load(ctx)
+}
+
 // Load reads the whole policy from the store if its version changed.
 func (e *Engine) Load(ctx context.Context) error {
 	e.mu.Lock()

@@ -35,10 +35,13 @@ import (
 
 // Options are the parts the layer composes.
 type Options struct {
-	Auth     *auth.Service
-	Policy   *policy.Engine
-	Limiter  ratelimit.Limiter
-	Audit    *audit.Logger
+	Auth    *auth.Service
+	Policy  *policy.Engine
+	Limiter ratelimit.Limiter
+	Audit   *audit.Logger
+	// CallLog writes tool-call records; nil: one over Audit with
+	// Config.Audit.Arguments.
+	CallLog  *auditstage.LogRecorder
 	ClientIP *ratelimit.ClientIP
 	Config   *config.Config
 	Log      *slog.Logger
@@ -68,6 +71,9 @@ func New(o Options) *Layer {
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.CallLog == nil && o.Audit != nil {
+		o.CallLog = auditstage.NewLogRecorder(o.Audit, o.Config.Audit.Arguments)
 	}
 	l := &Layer{o: o, accepted: map[acceptKey]time.Time{}, fails: newFailureGate()}
 	if mem, ok := o.Limiter.(*ratelimit.Memory); ok && o.Usage != nil {
@@ -254,10 +260,10 @@ func (l *Layer) Allowed(p *principal.Principal, upstream, kind, name string) boo
 // Record implements gateway.Security: one audit entry per tool call,
 // written by the audit stage's recorder.
 func (l *Layer) Record(ctx context.Context, p *principal.Principal, c auditstage.Record) {
-	if l.o.Audit == nil {
+	if l.o.CallLog == nil {
 		return
 	}
-	auditstage.NewLogRecorder(l.o.Audit, l.o.Config.Audit.Arguments).Record(ctx, p, c)
+	l.o.CallLog.Record(ctx, p, c)
 }
 
 // ResourceMetadataURL implements gateway.Security: the RFC 9728 location

@@ -11,6 +11,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/audit"
@@ -86,14 +87,20 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 // LogRecorder writes tool-call records as entries of the audit log.
 type LogRecorder struct {
 	log       *audit.Logger
-	arguments string
+	arguments atomic.Pointer[string]
 }
 
 // NewLogRecorder returns a recorder writing to log; arguments is the
 // [audit] arguments policy (audit.ArgsHash, ArgsFull or ArgsSize).
 func NewLogRecorder(log *audit.Logger, arguments string) *LogRecorder {
-	return &LogRecorder{log: log, arguments: arguments}
+	l := &LogRecorder{log: log}
+	l.SetArguments(arguments)
+	return l
 }
+
+// SetArguments changes the arguments policy of the records written from
+// now on (a configuration reload).
+func (l *LogRecorder) SetArguments(arguments string) { l.arguments.Store(&arguments) }
 
 // MaxName bounds a tool name in an audit entry (MCP tool names have at
 // most 128 characters; the prefix adds the upstream's name).
@@ -104,7 +111,7 @@ func (l *LogRecorder) Record(ctx context.Context, p *principal.Principal, c Reco
 	if l == nil || l.log == nil {
 		return
 	}
-	detail := audit.ArgumentsDetail(l.arguments, c.Arguments)
+	detail := audit.ArgumentsDetail(*l.arguments.Load(), c.Arguments)
 	if detail == nil {
 		detail = map[string]any{}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -145,5 +146,32 @@ func TestLogRecorderWritesAuditEntries(t *testing.T) {
 	e = es[1]
 	if e.Outcome != OutcomeDenied || e.Actor != "k9" || e.TenantID != "t9" || len(e.Target) > MaxName+len("…") {
 		t.Fatalf("denied entry = %+v", e)
+	}
+}
+
+// SetArguments (a reload of [audit] arguments) changes the records written
+// from then on.
+func TestLogRecorderSetArguments(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	l := audit.NewLogger(st, nil, audit.LoggerOptions{})
+	rec := NewLogRecorder(l, audit.ArgsHash)
+	r := Record{Upstream: "up", Tool: "t", Name: "up__t", Arguments: json.RawMessage(`{"k":"v"}`), Outcome: OutcomeOK}
+	rec.Record(ctx, nil, r)
+	rec.SetArguments(audit.ArgsFull)
+	rec.Record(ctx, nil, r)
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	es, err := st.ListAudit(ctx, store.AuditFilter{Action: "tool.call"})
+	if err != nil || len(es) != 2 {
+		t.Fatalf("entries: %v %v", len(es), err)
+	}
+	if strings.Contains(string(es[0].Detail), `"v"`) || !strings.Contains(string(es[1].Detail), `"args":{"k":"v"}`) {
+		t.Fatalf("details: %s / %s", es[0].Detail, es[1].Detail)
 	}
 }

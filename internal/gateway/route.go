@@ -432,10 +432,32 @@ func WithCallerTenant(ctx context.Context, tenant string) context.Context {
 }
 
 // attemptNote tells routed what happened to one attempt on a target: the
-// request reached the target's transport (sent), or the target answered
-// with its own error (answered). begin and end fill it in.
+// gateway got a connection for the request (sent, set by begin), the
+// request was handed to that connection (dispatched) and at least one
+// dispatch may have reached the upstream (maybeSent, see neverSent), or
+// the target answered with its own error (answered, set by end).
 type attemptNote struct {
-	sent, answered atomic.Bool
+	sent, answered        atomic.Bool
+	dispatched, maybeSent atomic.Bool
+}
+
+// dispatch records one dispatch of the request and how it ended (attempt,
+// failure.go). A nil note records nothing.
+func (n *attemptNote) dispatch(err error) {
+	if n == nil {
+		return
+	}
+	n.dispatched.Store(true)
+	if !neverSent(err) {
+		n.maybeSent.Store(true)
+	}
+}
+
+// mayHaveRun reports whether the upstream may have received the request:
+// a connection was obtained and the request was dispatched (or, if it was
+// not, we cannot tell) and not every dispatch failed before sending.
+func (n *attemptNote) mayHaveRun() bool {
+	return n.sent.Load() && (!n.dispatched.Load() || n.maybeSent.Load())
 }
 
 type attemptKey struct{}
@@ -561,9 +583,12 @@ func isNilResult(r any) bool {
 //
 // Fallback happens only when the gateway itself could not get an answer
 // (-32010: breaker open, no connection, transport failure), never after
-// the target's own error, a tool error or a timeout (the time is spent),
-// and after a request was sent only for calls safe to repeat (see
-// safeToRepeat): a call that may have run is not run twice.
+// the target's own error, a tool error or a timeout (the time is spent).
+// A call that never left the gateway (see neverSent: breaker open, no
+// connection, connection refused, DNS or TLS handshake failure) falls back
+// at once, whatever the tool; one that may have reached the target only
+// when it is safe to repeat (see safeToRepeat): a call that may have run
+// is not run twice.
 func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool, state string,
 	run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
 	var zero R
@@ -618,13 +643,13 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		if errCode(err) != CodeUpstreamUnavailable || att.answered.Load() {
 			return res, err
 		}
-		if att.sent.Load() && !safeToRepeat(c.u, method, tool) {
+		if att.mayHaveRun() && !safeToRepeat(c.u, method, tool) {
 			return res, err
 		}
 		next := d.order[i+1]
 		g.routeMetrics.fallbacks.WithLabelValues(gr.cfg.Name, c.name, next.name).Inc()
 		g.log.Warn("routing: falling back to the next target", "upstream", gr.cfg.Name, "from", c.name, "to", next.name,
-			"method", method, "tool", tool, "sent", att.sent.Load(), "err", err)
+			"method", method, "tool", tool, "maybe_sent", att.mayHaveRun(), "err", err)
 		if note != nil {
 			note.mu.Lock()
 			note.chosen = next.name

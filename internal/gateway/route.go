@@ -592,6 +592,8 @@ func isNilResult(r any) bool {
 func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool, state string,
 	run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
 	var zero R
+	plain := run
+	run = func(ctx context.Context, t *upstream.Upstream) (R, error) { return onTarget(g, ctx, t, plain) }
 	gr := g.routeOf(u)
 	if gr == nil {
 		return run(ctx, u)
@@ -657,6 +659,70 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		}
 	}
 	return zero, &jsonrpc.Error{Code: CodeUpstreamUnavailable, Message: "upstream " + gr.cfg.Name + ": no target"}
+}
+
+// onTarget runs one attempt of a call on connection t, holding t for the
+// whole attempt so that a reload that replaces t lets the call finish on
+// it before stopping it (see [Gateway.Apply]). When t was already
+// replaced, the attempt goes to its replacement; when t is down and its
+// replacement is still connecting, it waits for it (awaitReplacement).
+func onTarget[R any](g *Gateway, ctx context.Context, t *upstream.Upstream, run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
+	t = g.awaitReplacement(ctx, t)
+	for range 3 {
+		if t.Hold() {
+			defer t.Release()
+			return run(ctx, t)
+		}
+		next := g.successor(t)
+		if next == nil || next == t {
+			break
+		}
+		t = next
+	}
+	return run(ctx, t) // removed by a reload: it answers that it is unavailable
+}
+
+// successor is the connection that serves t's name now: t itself, its
+// replacement after a reload, or nil when the name is no longer
+// configured.
+func (g *Gateway) successor(t *upstream.Upstream) *upstream.Upstream {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.upstreams[t.Name()]
+}
+
+// awaitReplacement returns the connection a call for t should use. While
+// t is not connected and a reload's replacement for it is making its
+// first connection attempt, the call waits for the replacement to take
+// over — at most until ctx is done or t's timeout passes — instead of
+// failing: a reload must not fail calls that a moment later would
+// succeed.
+func (g *Gateway) awaitReplacement(ctx context.Context, t *upstream.Upstream) *upstream.Upstream {
+	var timeout <-chan time.Time
+	for {
+		g.mu.RLock()
+		name := t.Name()
+		cur, p, swapped := g.upstreams[name], g.pending[name], g.swapped
+		g.mu.RUnlock()
+		if cur != nil && cur != t {
+			t = cur // already replaced
+		}
+		if p == nil || p == t || t.Catalog().Init != nil || p.Status().Attempted {
+			return t
+		}
+		if timeout == nil {
+			tm := time.NewTimer(t.Config().Timeout.D())
+			defer tm.Stop()
+			timeout = tm.C
+		}
+		select {
+		case <-swapped:
+		case <-ctx.Done():
+			return t
+		case <-timeout:
+			return t
+		}
+	}
 }
 
 func (n *routeNote) record(up, chosen, factor string, reasons []string) {

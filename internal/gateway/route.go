@@ -664,10 +664,31 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 // onTarget runs one attempt of a call on connection t, holding t for the
 // whole attempt so that a reload that replaces t lets the call finish on
 // it before stopping it (see [Gateway.Apply]). When t was already
-// replaced, the attempt goes to its replacement; when t is down and its
-// replacement is still connecting, it waits for it (awaitReplacement).
+// replaced, the attempt goes to its replacement. When t is down and a
+// reload's replacement for it is still connecting, the call waits for the
+// replacement (awaitReplacement) — before the attempt when the gateway
+// knows t is down, and after it when the attempt failed without the
+// request leaving the gateway — instead of failing.
 func onTarget[R any](g *Gateway, ctx context.Context, t *upstream.Upstream, run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
-	t = g.awaitReplacement(ctx, t)
+	att := attemptFrom(ctx)
+	if att == nil {
+		att = &attemptNote{}
+		ctx = context.WithValue(ctx, attemptKey{}, att)
+	}
+	t = g.awaitReplacement(ctx, t, false)
+	res, err := holding(g, ctx, t, run)
+	if err == nil || errCode(err) != CodeUpstreamUnavailable || att.answered.Load() || att.mayHaveRun() {
+		return res, err
+	}
+	if next := g.awaitReplacement(ctx, t, true); next != t {
+		return holding(g, ctx, next, run)
+	}
+	return res, err
+}
+
+// holding runs run on t while holding it, or on its replacement when t is
+// being retired.
+func holding[R any](g *Gateway, ctx context.Context, t *upstream.Upstream, run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
 	for range 3 {
 		if t.Hold() {
 			defer t.Release()
@@ -692,12 +713,12 @@ func (g *Gateway) successor(t *upstream.Upstream) *upstream.Upstream {
 }
 
 // awaitReplacement returns the connection a call for t should use. While
-// t is not connected and a reload's replacement for it is making its
-// first connection attempt, the call waits for the replacement to take
-// over — at most until ctx is done or t's timeout passes — instead of
-// failing: a reload must not fail calls that a moment later would
-// succeed.
-func (g *Gateway) awaitReplacement(ctx context.Context, t *upstream.Upstream) *upstream.Upstream {
+// t is not connected (or, with down, just failed to send) and a reload's
+// replacement for it is making its first connection attempt, the call
+// waits for the replacement to take over — at most until ctx is done or
+// t's timeout passes — instead of failing: a reload must not fail calls
+// that a moment later would succeed.
+func (g *Gateway) awaitReplacement(ctx context.Context, t *upstream.Upstream, down bool) *upstream.Upstream {
 	var timeout <-chan time.Time
 	for {
 		g.mu.RLock()
@@ -707,7 +728,7 @@ func (g *Gateway) awaitReplacement(ctx context.Context, t *upstream.Upstream) *u
 		if cur != nil && cur != t {
 			t = cur // already replaced
 		}
-		if p == nil || p == t || t.Catalog().Init != nil || p.Status().Attempted {
+		if p == nil || p == t || (!down && t.Catalog().Init != nil) || p.Status().Attempted {
 			return t
 		}
 		if timeout == nil {

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// slowServer is an MCP server over Streamable HTTP whose tool "work"
+// answers with the server's name once release is closed (at once when
+// release is nil), signalling started when a call begins.
+func slowServer(t *testing.T, name string, release chan struct{}, started chan string) (*httptest.Server, *mcp.Server) {
+	up := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
+	mcp.AddTool(up, &mcp.Tool{Name: "work"}, func(ctx context.Context, _ *mcp.CallToolRequest, _ struct{}) (*mcp.CallToolResult, any, error) {
+		if started != nil {
+			started <- name
+		}
+		if release != nil {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: name}}}, nil, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil))
+	closeFixture(t, srv)
+	return srv, up
+}
+
+func sessions(s *mcp.Server) int {
+	n := 0
+	for range s.Sessions() {
+		n++
+	}
+	return n
+}
+
+func mainConf(url string) string {
+	return fmt.Sprintf("[[upstreams]]\nname = \"main\"\nurl = %q\ntimeout = \"20s\"\nretries = 0\n", url)
+}
+
+func apply(t *testing.T, gw *testGateway, toml string) {
+	t.Helper()
+	cfg, err := config.Parse("reload.toml", []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw.Apply(context.Background(), cfg)
+}
+
+// TestReloadDrainsInFlightCalls changes an upstream's url while a call
+// is in flight on the old connection: new calls go to the new server as
+// soon as it is ready, the call in flight finishes on the old one, and
+// only then is the old connection closed.
+func TestReloadDrainsInFlightCalls(t *testing.T) {
+	release, started := make(chan struct{}), make(chan string, 4)
+	x, xs := slowServer(t, "x", release, started)
+	y, _ := slowServer(t, "y", nil, nil)
+	gw := startGateway(t, mainConf(x.URL))
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	ctx := ctxT(t, 60*time.Second)
+
+	inflight := make(chan string, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "main__work"})
+		if err != nil {
+			inflight <- "error: " + err.Error()
+			return
+		}
+		inflight <- text(t, res)
+	}()
+	if got := <-started; got != "x" {
+		t.Fatalf("started on %s", got)
+	}
+
+	apply(t, gw, mainConf(y.URL))
+	waitFor(t, "the new connection to take over", 15*time.Second, func() bool {
+		u, ok := gw.Upstream("main")
+		return ok && u.Config().URL == y.URL && u.Catalog().Init != nil
+	})
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "main__work"})
+	if err != nil || text(t, res) != "y" {
+		t.Fatalf("a call after the new connection took over: %v %v", err, res)
+	}
+	if n := sessions(xs); n == 0 {
+		t.Fatal("the old connection was closed with a call in flight on it")
+	}
+	close(release)
+	if got := <-inflight; got != "x" {
+		t.Fatalf("the call in flight during the reload: %s", got)
+	}
+	waitFor(t, "the old connection to close", 15*time.Second, func() bool { return sessions(xs) == 0 })
+}
+
+// TestReloadCallWaitsForReplacement: the old server is gone and the new
+// one is slow to accept its first connection. A call made meanwhile
+// waits for the new connection (within its timeout) and succeeds there,
+// instead of failing with "unavailable".
+func TestReloadCallWaitsForReplacement(t *testing.T) {
+	x, _ := slowServer(t, "x", nil, nil)
+	_, yMCP := slowServer(t, "y", nil, nil)
+	gate := make(chan struct{})
+	arrived := make(chan struct{}, 1)
+	inner := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return yMCP }, nil)
+	y := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case arrived <- struct{}{}:
+		default:
+		}
+		<-gate // y accepts nothing until the test says so
+		inner.ServeHTTP(w, r)
+	}))
+	closeFixture(t, y)
+	gw := startGateway(t, mainConf(x.URL))
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	ctx := ctxT(t, 60*time.Second)
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "main__work"}); err != nil || text(t, res) != "x" {
+		t.Fatalf("before: %v", err)
+	}
+
+	apply(t, gw, mainConf(y.URL))
+	<-arrived // the new connection is being made
+	x.CloseClientConnections()
+	x.Listener.Close()
+
+	done := make(chan string, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "main__work"})
+		if err != nil {
+			done <- "error: " + err.Error()
+			return
+		}
+		done <- text(t, res)
+	}()
+	select {
+	case got := <-done:
+		t.Fatalf("the call did not wait for the new connection: %s", got)
+	case <-time.After(300 * time.Millisecond):
+		// Not a synchronisation: the call must not have failed by now.
+		// Whether it arrived before the gate opened or not, it may only
+		// succeed on y.
+	}
+	close(gate)
+	if got := <-done; got != "y" {
+		t.Fatalf("the call made while reconnecting: %s", got)
+	}
+}

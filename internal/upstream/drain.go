@@ -51,10 +51,3 @@ func (u *Upstream) Retire(ctx context.Context) {
 	case <-ctx.Done():
 	}
 }
-
-// Retiring reports whether u is being retired by a reload.
-func (u *Upstream) Retiring() bool {
-	u.holdMu.Lock()
-	defer u.holdMu.Unlock()
-	return u.retiring
-}

@@ -16,8 +16,10 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
@@ -160,7 +162,8 @@ func isUpstreamError(err error) bool {
 // gateway, so that no byte of it can have reached the upstream: the
 // gateway's own "unavailable" (no connection, a stdio child not running,
 // a replaced connection), the SDK's refusal to write to a connection it
-// already knows is broken, a failed dial (connection refused, no route,
+// already knows is broken, a write to a dead stdio child's pipe, a failed
+// dial (connection refused, no route,
 // dial timeout), a DNS failure, or a TLS handshake that failed (the
 // request is written only after the handshake). Anything else — a reset
 // or EOF on a connection the request was written to, a timeout while
@@ -188,6 +191,14 @@ func neverSent(err error) bool {
 	}
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	// A write to a stdio child's stdin that failed with EPIPE: the child
+	// is gone, and a pipe whose reader is gone delivers nothing, so the
+	// child cannot have read the whole request. (Sockets report errors as
+	// *net.OpError, never as *os.PathError.)
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Op == "write" && errors.Is(pe.Err, syscall.EPIPE) {
 		return true
 	}
 	var dns *net.DNSError

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,15 @@ func TestNeverSent(t *testing.T) {
 	_ = cs.Wait()
 	_, closedErr := cs.CallTool(ctx, &mcp.CallToolParams{Name: "anything"})
 
+	// A write to the stdin of a child that is gone: a pipe without reader.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	_, pipeErr := pw.Write([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call"}` + "\n"))
+	pw.Close()
+
 	unavailable := fmt.Errorf("%w: search: connection lost: EOF", upstream.ErrUnavailable)
 
 	never := map[string]error{
@@ -109,6 +119,7 @@ func TestNeverSent(t *testing.T) {
 		"untrusted certificate":           verifyErr,
 		"TLS to a plain server":           headerErr,
 		"the gateway's own unavailable":   unavailable,
+		"a write to a dead child's pipe":  fmt.Errorf("calling \"tools/call\": %w", pipeErr),
 		"a call on a closed connection":   closedErr,
 		"wrapped dial error (as jsonrpc)": fmt.Errorf("calling \"tools/call\": %w", dialErr),
 	}

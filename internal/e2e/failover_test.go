@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -122,5 +124,56 @@ locality = "remote"
 	m := get(t, gw.URL+"/metrics")
 	if !strings.Contains(m, `mcpedge_route_fallbacks_total{from="local",to="remote",upstream="up"}`) {
 		t.Errorf("fallback not counted:\n%s", grepLines(m, "mcpedge_route"))
+	}
+}
+
+// TestFailoverStdioChildKilled: an upstream with two targets, both the
+// real everything server over stdio. The first target's child is killed
+// (SIGKILL); once it is dead — whether or not the gateway has noticed —
+// the next call of a tool that is not safe to repeat succeeds on the
+// second target: writing to a dead child's pipe, or to a connection the
+// SDK knows is broken, or finding no connection, all mean the request
+// never left the gateway.
+func TestFailoverStdioChildKilled(t *testing.T) {
+	gw := startGateway(t, "[routing]\nlatency_factor = 1000\n"+
+		"\n[[upstreams]]\nname = \"ev\"\ntimeout = \"10s\"\nretries = 0\n"+
+		"[upstreams.breaker]\nfailures = 5\nopen_for = \"1h\"\n"+
+		strings.Replace(strings.Replace(everythingStdio(t, "first"), "[[upstreams]]", "[[upstreams.targets]]", 1), "transport = \"stdio\"\n", "locality = \"local\"\n", 1)+
+		strings.Replace(strings.Replace(everythingStdio(t, "second"), "[[upstreams]]", "[[upstreams.targets]]", 1), "transport = \"stdio\"\n", "locality = \"remote\"\n", 1))
+	gw.SetLoadSource(func() devload.Sample { return devload.Sample{CPU: 0.1, Memory: 0.2, OK: true} })
+	waitFor(t, "both targets", 30*time.Second, func() bool {
+		return status(gw, "ev@first").State == "ready" && status(gw, "ev@second").State == "ready"
+	})
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	toggle := func() (*mcp.CallToolResult, map[string]any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Meta: mcp.Meta{gateway.MetaExplain: true}, Name: "ev__toggle-simulated-logging"})
+		if err != nil {
+			return nil, nil, err
+		}
+		route, _ := res.Meta[gateway.MetaRoute].(map[string]any)
+		return res, route, nil
+	}
+	if res, route, err := toggle(); err != nil || res.IsError || route["target"] != "first" {
+		t.Fatalf("before: %v %+v %v", err, res, route)
+	}
+	pid := status(gw, "ev@first").PID
+	if pid == 0 {
+		t.Fatal("no child pid in status")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the child to die", 10*time.Second, func() bool {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		return err != nil || strings.Contains(string(b), ") Z")
+	})
+	res, route, err := toggle()
+	if err != nil {
+		t.Fatalf("the call right after the child died: %v", err)
+	}
+	if res.IsError || route["target"] != "second" {
+		t.Fatalf("the call right after the child died: %+v, route %v", res, route)
 	}
 }

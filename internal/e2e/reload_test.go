@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -151,5 +153,61 @@ func TestReloadCallWaitsForReplacement(t *testing.T) {
 	close(gate)
 	if got := <-done; got != "y" {
 		t.Fatalf("the call made while reconnecting: %s", got)
+	}
+}
+
+// TestReloadFlipsUnderLoadRace is the in-process, race-detector run of
+// what cmd/mcpedge's TestReloadUnderLoad does to the binary: 4 clients
+// call in a closed loop while the upstream's url flips between two
+// servers 10 times and its timeout changes; no call may fail.
+func TestReloadFlipsUnderLoadRace(t *testing.T) {
+	x, _ := slowServer(t, "x", nil, nil)
+	y, _ := slowServer(t, "y", nil, nil)
+	gw := startGateway(t, mainConf(x.URL))
+	var (
+		total, failed atomic.Int64
+		firstErr      atomic.Value
+		stop          = make(chan struct{})
+		wg            sync.WaitGroup
+	)
+	for range 4 {
+		cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+		wg.Go(func() {
+			for total.Load() < 20000 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "main__work"})
+				cancel()
+				total.Add(1)
+				if err == nil && res.IsError {
+					err = fmt.Errorf("tool error %v", res.Content)
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+				}
+			}
+		})
+	}
+	for i := range 10 {
+		to := []string{y.URL, x.URL}[i%2]
+		timeout := []string{"20s", "15s"}[(i/2)%2]
+		apply(t, gw, fmt.Sprintf("[[upstreams]]\nname = \"main\"\nurl = %q\ntimeout = %q\nretries = 0\n", to, timeout))
+		waitFor(t, "the new connection to take over", 15*time.Second, func() bool {
+			u, ok := gw.Upstream("main")
+			return ok && u.Config().URL == to && u.Catalog().Init != nil
+		})
+		n := total.Load()
+		waitFor(t, "calls on the new connection", 15*time.Second, func() bool { return total.Load() >= n+50 })
+	}
+	close(stop)
+	wg.Wait()
+	t.Logf("%d calls, %d failed", total.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d calls failed across the reloads; the first: %v", failed.Load(), total.Load(), firstErr.Load())
 	}
 }

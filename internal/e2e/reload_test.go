@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,4 +213,46 @@ func TestReloadFlipsUnderLoadRace(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d of %d calls failed across the reloads; the first: %v", failed.Load(), total.Load(), firstErr.Load())
 	}
+}
+
+// TestReloadDrainsStdioCall replaces a stdio upstream (its environment
+// changes) while a 6 s call runs on its child: the call finishes on the
+// old child, which is stopped only afterwards. Stopping a connection used
+// to give its calls 5 s before killing the child.
+func TestReloadDrainsStdioCall(t *testing.T) {
+	gw := startGateway(t, "[server]\n"+everythingStdio(t, "keep", `timeout = "30s"`))
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	ctx := ctxT(t, 60*time.Second)
+	waitFor(t, "the upstream", 30*time.Second, func() bool { return status(gw, "keep").State == "ready" })
+	pid := status(gw, "keep").PID
+
+	inflight := make(chan error, 1)
+	go func() {
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "keep__trigger-long-running-operation", Arguments: map[string]any{"duration": 6, "steps": 3}})
+		if err == nil && res.IsError {
+			err = fmt.Errorf("tool error: %v", res.Content)
+		}
+		inflight <- err
+	}()
+	// The call is running on the old child once the gateway counts it in
+	// flight.
+	waitFor(t, "the call to be in flight", 10*time.Second, func() bool {
+		return strings.Contains(get(t, gw.URL+"/metrics"), `mcpedge_requests_total{method="tools/call",upstream="keep"} 1`)
+	})
+
+	apply(t, gw, "[server]\n"+everythingStdio(t, "keep", `timeout = "30s"`, `env = { MCPEDGE_RELOAD = "drain" }`))
+	waitFor(t, "the new child to take over", 30*time.Second, func() bool {
+		s := status(gw, "keep")
+		return s.State == "ready" && s.PID != 0 && s.PID != pid
+	})
+	if syscall.Kill(pid, 0) != nil {
+		t.Fatal("the old child was stopped with a call in flight on it")
+	}
+	if err := <-inflight; err != nil {
+		t.Fatalf("the call in flight during the reload: %v", err)
+	}
+	waitFor(t, "the old child to be stopped", 15*time.Second, func() bool {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		return err != nil || strings.Contains(string(b), ") Z")
+	})
 }

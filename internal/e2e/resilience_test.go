@@ -221,7 +221,7 @@ func TestReloadKeepsUnchangedUpstreams(t *testing.T) {
 		t.Errorf("call on the kept upstream in the same session: %v", err)
 	}
 
-	// A changed upstream (new args) is replaced.
+	// A changed timeout is applied in place: same child, new setting.
 	cfg2, err := config.Parse("reload2.toml", []byte("[server]\n"+everythingStdio(t, "keep", `timeout = "45s"`)+everythingStdio(t, "added")))
 	if err != nil {
 		t.Fatal(err)
@@ -230,7 +230,26 @@ func TestReloadKeepsUnchangedUpstreams(t *testing.T) {
 	if len(chg) != 1 || chg[0] != "keep" {
 		t.Fatalf("changed = %v", chg)
 	}
+	u, _ := gw.Upstream("keep")
+	if got := status(gw, "keep"); got.PID != pid || got.State != "ready" || u.Config().Timeout.D() != 45*time.Second {
+		t.Fatalf("after a timeout change: pid %d -> %d, state %s, timeout %s", pid, got.PID, got.State, u.Config().Timeout.D())
+	}
+
+	// A changed connection (new environment) is replaced: the new child
+	// is started next to the old one, which serves until it is ready.
+	cfg3, err := config.Parse("reload3.toml", []byte("[server]\n"+everythingStdio(t, "keep", `timeout = "45s"`, `env = { MCPEDGE_RELOAD = "3" }`)+everythingStdio(t, "added")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, chg = gw.Apply(ctx, cfg3)
+	if len(chg) != 1 || chg[0] != "keep" {
+		t.Fatalf("changed = %v", chg)
+	}
+	if s := status(gw, "keep"); s.State != "ready" || s.PID != pid {
+		t.Fatalf("the old connection stopped serving before its replacement was ready: %+v", s)
+	}
 	waitFor(t, "the changed upstream", 30*time.Second, func() bool { s := status(gw, "keep"); return s.State == "ready" && s.PID != pid })
+	waitFor(t, "the old child to be stopped", 30*time.Second, func() bool { return syscall.Kill(pid, 0) != nil })
 }
 
 // TestSessionIsolation gives each client session its own upstream process

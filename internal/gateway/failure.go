@@ -8,13 +8,18 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
@@ -148,6 +153,69 @@ func upstreamError(err error) (*jsonrpc.Error, bool) {
 func isUpstreamError(err error) bool {
 	_, ok := upstreamError(err)
 	return ok
+}
+
+// neverSent reports whether err proves that the request never left the
+// gateway, so that no byte of it can have reached the upstream: the
+// gateway's own "unavailable" (no connection, a stdio child not running,
+// a replaced connection), the SDK's refusal to write to a connection it
+// already knows is broken, a write to a dead stdio child's pipe, a failed
+// dial (connection refused, no route,
+// dial timeout), a DNS failure, or a TLS handshake that failed (the
+// request is written only after the handshake). Anything else — a reset
+// or EOF on a connection the request was written to, a timeout while
+// waiting for the answer, an HTTP error status — may have reached the
+// upstream and is "maybe sent". The router falls back at once after a
+// call that was never sent, whether or not the call is safe to repeat
+// (route.go).
+func neverSent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, upstream.ErrUnavailable) {
+		return true
+	}
+	if errors.Is(err, mcp.ErrConnectionClosed) {
+		// The SDK refuses a request on a connection already known to be
+		// broken or closing before writing it, with its jsonrpc2
+		// ErrClientClosing or ErrServerClosing flattened into the text. A
+		// request in flight when the connection breaks gets the read
+		// error instead, without these words.
+		msg := err.Error()
+		if strings.Contains(msg, "client is closing") || strings.Contains(msg, "server is closing") {
+			return true
+		}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	// A write to a stdio child's stdin that failed with EPIPE: the child
+	// is gone, and a pipe whose reader is gone delivers nothing, so the
+	// child cannot have read the whole request. (Sockets report errors as
+	// *net.OpError, never as *os.PathError.)
+	var pe *os.PathError
+	if errors.As(err, &pe) && pe.Op == "write" && errors.Is(pe.Err, syscall.EPIPE) {
+		return true
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return true
+	}
+	var verify *tls.CertificateVerificationError
+	var header tls.RecordHeaderError
+	var authority x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	if errors.As(err, &verify) || errors.As(err, &header) || errors.As(err, &authority) ||
+		errors.As(err, &host) || errors.As(err, &invalid) {
+		return true
+	}
+	// net/http reports these two handshake failures without a type of
+	// their own.
+	msg := err.Error()
+	return strings.Contains(msg, "net/http: TLS handshake timeout") ||
+		strings.Contains(msg, "http: server gave HTTP response to HTTPS client")
 }
 
 // transportDetail describes a transport failure for the client without the
@@ -379,6 +447,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), replayable func() bool) (R, bool, error) {
 	for n := 1; ; n++ {
 		res, isErr, err := do(ctx, cs, c.token)
+		c.att.dispatch(err)
 		if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
 			// The upstream forgot this client's session (it restarted or
 			// timed it out) and did not run the request: open a new one and
@@ -387,6 +456,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 			if cs2, err2 := c.up.Session(ctx, c.clientID); err2 == nil {
 				cs = cs2
 				res, isErr, err = do(ctx, cs, c.token)
+				c.att.dispatch(err)
 			}
 		}
 		if err == nil {

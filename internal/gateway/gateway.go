@@ -93,6 +93,16 @@ type Gateway struct {
 	routeMetrics *routeMetrics
 	// pipe is the compiled data plane (stages.go).
 	pipe pipelineHolder
+	// Reload (Apply): pending are the replacements of changed
+	// connections, connecting next to the ones they replace; swapped is
+	// closed (and renewed) whenever one is promoted; wantGroups are the
+	// configured upstreams of the last Apply. g.mu guards all three.
+	pending    map[string]*upstream.Upstream
+	swapped    chan struct{}
+	wantGroups map[string]config.Upstream
+	// retiring are the connections draining after a reload.
+	retiringMu sync.Mutex
+	retiring   map[*upstream.Upstream]bool
 	// catalogs saves the catalogs of upstreams that keep theirs
 	// (offline.go); nil: off.
 	catalogs *catalogStore
@@ -168,12 +178,17 @@ func (g *Gateway) Start(ctx context.Context) {
 	g.Apply(ctx, g.cfg.Load())
 }
 
-// Stop stops every upstream (and so every stdio child), waiting at most
-// until ctx is done.
+// Stop stops every upstream (and so every stdio child), pending
+// replacements and connections still draining after a reload included,
+// waiting at most until ctx is done.
 func (g *Gateway) Stop(ctx context.Context) {
 	g.mu.Lock()
 	ups := slices.Collect(maps.Values(g.upstreams))
+	ups = append(ups, slices.Collect(maps.Values(g.pending))...)
 	g.mu.Unlock()
+	g.retiringMu.Lock()
+	ups = append(ups, slices.Collect(maps.Keys(g.retiring))...)
+	g.retiringMu.Unlock()
 	var wg sync.WaitGroup
 	for _, u := range ups {
 		wg.Go(func() { u.Stop(ctx) })
@@ -182,9 +197,20 @@ func (g *Gateway) Stop(ctx context.Context) {
 }
 
 // Apply makes the running upstreams match cfg: upstreams that are new are
-// started, removed ones stopped, and changed ones (by [config.Upstream.Fingerprint])
-// replaced. Upstreams whose configuration did not change keep their
-// connections, child processes and client sessions untouched.
+// started, removed ones drained and stopped, and changed ones (by
+// [config.Upstream.Fingerprint]) updated. Upstreams whose configuration
+// did not change keep their connections, child processes and client
+// sessions untouched.
+//
+// A change that leaves the connection as it is ([upstream.SameConnection]:
+// only timeout, connect_timeout or locality differ) is applied in place,
+// without reconnecting. Any other change makes before it breaks: the new
+// connection is built next to the old one, which keeps serving and keeps
+// its catalog registered until the new one is ready and its catalog
+// registered in its place (promote); the old one then lets the calls in
+// flight on it finish (drain) and is stopped. A call that arrives while
+// the old connection is down and the new one is still making its first
+// attempt waits for it, within its timeout (see awaitReplacement).
 func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed, changed []string) {
 	g.cfg.Store(cfg)
 	// want holds the connections (an upstream, or each of its targets),
@@ -213,72 +239,163 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		servers[b.cfg.Name] = b.srv
 		order = append(order, b.cfg.Name)
 	}
-	var stop []*upstream.Upstream
-	levels := map[string]mcp.LoggingLevel{}     // carried over to replacements
-	replaced := map[string]*upstream.Upstream{} // changed connections: the one stopped
+	if g.pending == nil {
+		g.pending = map[string]*upstream.Upstream{}
+		g.swapped = make(chan struct{})
+	}
+	opts := func(name string) *upstream.Options {
+		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name]}
+	}
+	var retire, drop, start []*upstream.Upstream
+	var retuned []string // changed in place: their registration is refreshed
 	for name, u := range g.upstreams {
 		w, ok := want[name]
+		pend := g.pending[name]
 		switch {
 		case !ok:
 			removed = append(removed, name)
-		case w.Fingerprint() != u.Config().Fingerprint():
-			changed = append(changed, name)
-		default:
-			continue
-		}
-		stop = append(stop, u)
-		if l, ok := u.LogLevel(); ok {
-			levels[name] = l
-		}
-		delete(g.upstreams, name)
-		g.routeMetrics.latency.DeleteLabelValues(name) // its average goes with its edge
-		if ok {
-			replaced[name] = u
-		} else {
+			retire = append(retire, u)
+			delete(g.upstreams, name)
+			g.routeMetrics.latency.DeleteLabelValues(name) // its average goes with its edge
 			g.levels.replace(u, nil)
 			g.forgetConnectionMetrics(name)
-		}
-		g.unregisterLocked(name)
-		if _, stays := groups[name]; !ok && !stays {
-			// A changed upstream keeps its /mcp/<name> server, so clients
-			// connected there see list_changed instead of a dead session.
-			// A removed one's clients are disconnected.
-			if per := g.per[name]; per != nil {
-				go closeAll(context.WithoutCancel(ctx), per)
+			g.unregisterLocked(name)
+			if _, stays := groups[name]; !stays {
+				// A removed upstream's clients on /mcp/<name> are
+				// disconnected. (A target removed from an upstream that
+				// stays keeps the upstream's server.)
+				if per := g.per[name]; per != nil {
+					go closeAll(context.WithoutCancel(ctx), per)
+				}
+				delete(g.per, name)
 			}
-			delete(g.per, name)
+		case w.Fingerprint() == u.Config().Fingerprint():
+			// Unchanged. A pending replacement (for a change since
+			// reverted) is dropped.
+		case u.SetConfig(w):
+			changed = append(changed, name)
+			retuned = append(retuned, name)
+		default:
+			changed = append(changed, name)
+			if pend != nil && (pend.Config().Fingerprint() == w.Fingerprint() || pend.SetConfig(w)) {
+				pend = nil // already connecting with this connection: it stays pending
+				break
+			}
+			nu := upstream.New(w, opts(name))
+			if l, ok := u.LogLevel(); ok {
+				nu.SetLogLevel(l)
+			}
+			g.pending[name] = nu
+			start = append(start, nu)
+		}
+		if pend != nil {
+			drop = append(drop, pend)
+			if g.pending[name] == pend {
+				delete(g.pending, name)
+			}
 		}
 	}
-	var start []*upstream.Upstream
 	for _, name := range order {
 		if _, ok := g.upstreams[name]; ok {
 			continue
 		}
-		if !slices.Contains(changed, name) {
-			added = append(added, name)
-		}
-		u := upstream.New(want[name], &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name]})
-		if l, ok := levels[name]; ok {
-			u.SetLogLevel(l)
-		}
-		if old := replaced[name]; old != nil {
-			g.levels.replace(old, u)
-		}
+		added = append(added, name)
+		u := upstream.New(want[name], opts(name))
 		g.upstreams[name] = u
 		start = append(start, u)
 	}
 	g.order = order
+	g.wantGroups = groups
 	g.applyEdgesLocked(want)
 	g.applyCachesLocked(groups)
 	g.applyGroupsLocked(groups)
+	for _, name := range retuned {
+		// Settings outside the connection (the namespace, say) may have
+		// changed with the timeouts: register the catalog again, in place.
+		if u := g.upstreams[name]; groupName(u) == name && u.Catalog().Init != nil {
+			g.registerLocked(name, u, u.Catalog())
+		}
+	}
 	g.mu.Unlock()
-	for _, u := range stop {
+	for _, u := range drop {
 		go u.Stop(context.WithoutCancel(ctx))
+	}
+	for _, u := range retire {
+		g.retire(u)
 	}
 	for _, u := range start {
 		u.Start(ctx)
 	}
 	return added, removed, changed
+}
+
+// promoteLocked makes nu, the pending replacement of connection name,
+// the one that serves: calls routed from now on go to it, and the old
+// connection is returned to be retired. The caller registers nu's
+// catalog. g.mu must be held.
+func (g *Gateway) promoteLocked(name string, nu *upstream.Upstream) (old *upstream.Upstream) {
+	old = g.upstreams[name]
+	delete(g.pending, name)
+	g.upstreams[name] = nu
+	g.routeMetrics.latency.DeleteLabelValues(name) // its average goes with the old connection
+	if old != nil {
+		g.levels.replace(old, nu)
+	}
+	g.applyGroupsLocked(g.wantGroups)
+	close(g.swapped)
+	g.swapped = make(chan struct{})
+	g.log.Info("upstream reconnected with its new configuration; the previous connection drains", "upstream", name)
+	return old
+}
+
+// pendingFailed handles the first failed attempt of a pending
+// replacement: while the old connection serves, it keeps serving (the
+// replacement retries on its own); when the old one is down too, the
+// replacement takes over, down, so that the upstream reports the new
+// configuration's error and calls waiting for it stop waiting.
+func (g *Gateway) pendingFailed(u *upstream.Upstream) {
+	name := u.Name()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending[name] != u {
+		return
+	}
+	cur := g.upstreams[name]
+	if cur != nil && cur.Catalog().Init != nil {
+		g.log.Warn("upstream's new configuration cannot connect yet; the previous connection keeps serving until it does", "upstream", name, "err", u.Status().LastError)
+		return
+	}
+	old := g.promoteLocked(name, u)
+	g.catalogChangedLocked(u)
+	if old != nil {
+		g.retire(old)
+	}
+}
+
+// retire drains u (the calls routed to it finish, new ones go to its
+// replacement) and then stops it, in the background.
+func (g *Gateway) retire(u *upstream.Upstream) {
+	g.retiringMu.Lock()
+	if g.retiring == nil {
+		g.retiring = map[*upstream.Upstream]bool{}
+	}
+	g.retiring[u] = true
+	g.retiringMu.Unlock()
+	go func() {
+		bound := u.Config().Timeout.D()
+		for _, d := range u.Config().ToolTimeouts {
+			bound = max(bound, d.D())
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), bound+time.Second)
+		u.Retire(ctx)
+		cancel()
+		stop, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		u.Stop(stop)
+		cancel()
+		g.retiringMu.Lock()
+		delete(g.retiring, u)
+		g.retiringMu.Unlock()
+	}()
 }
 
 // Upstream returns the named upstream, if configured.
@@ -436,10 +553,37 @@ func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.
 // refuses (it panics on some malformed definitions) costs that item, reported
 // as a conflict, never the gateway.
 func (g *Gateway) catalogChanged(u *upstream.Upstream) {
-	name := u.Name()
-	cat := u.Catalog()
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.catalogChangedLocked(u)
+}
+
+// catalogChangedLocked is catalogChanged with g.mu held.
+func (g *Gateway) catalogChangedLocked(u *upstream.Upstream) {
+	name := u.Name()
+	cat := u.Catalog()
+	if p := g.pending[name]; p == u {
+		if cat.Init == nil {
+			return // not promoted: the connection it replaces still serves
+		}
+		// The replacement is ready: it takes over, and its catalog is
+		// registered below in place of the old one's.
+		if old := g.promoteLocked(name, u); old != nil {
+			g.retire(old)
+		}
+	} else if p != nil && g.upstreams[name] == u && cat.Init == nil {
+		// The connection being replaced was lost.
+		if !p.Status().Attempted {
+			// Its replacement is making its first attempt: keep the
+			// catalog listed; calls wait for the replacement
+			// (awaitReplacement).
+			return
+		}
+		if old := g.promoteLocked(name, p); old != nil {
+			g.retire(old)
+		}
+		u, cat = p, p.Catalog()
+	}
 	if g.upstreams[name] != u {
 		return // replaced or removed meanwhile
 	}

@@ -432,10 +432,32 @@ func WithCallerTenant(ctx context.Context, tenant string) context.Context {
 }
 
 // attemptNote tells routed what happened to one attempt on a target: the
-// request reached the target's transport (sent), or the target answered
-// with its own error (answered). begin and end fill it in.
+// gateway got a connection for the request (sent, set by begin), the
+// request was handed to that connection (dispatched) and at least one
+// dispatch may have reached the upstream (maybeSent, see neverSent), or
+// the target answered with its own error (answered, set by end).
 type attemptNote struct {
-	sent, answered atomic.Bool
+	sent, answered        atomic.Bool
+	dispatched, maybeSent atomic.Bool
+}
+
+// dispatch records one dispatch of the request and how it ended (attempt,
+// failure.go). A nil note records nothing.
+func (n *attemptNote) dispatch(err error) {
+	if n == nil {
+		return
+	}
+	n.dispatched.Store(true)
+	if !neverSent(err) {
+		n.maybeSent.Store(true)
+	}
+}
+
+// mayHaveRun reports whether the upstream may have received the request:
+// a connection was obtained and the request was dispatched (or, if it was
+// not, we cannot tell) and not every dispatch failed before sending.
+func (n *attemptNote) mayHaveRun() bool {
+	return n.sent.Load() && (!n.dispatched.Load() || n.maybeSent.Load())
 }
 
 type attemptKey struct{}
@@ -561,12 +583,17 @@ func isNilResult(r any) bool {
 //
 // Fallback happens only when the gateway itself could not get an answer
 // (-32010: breaker open, no connection, transport failure), never after
-// the target's own error, a tool error or a timeout (the time is spent),
-// and after a request was sent only for calls safe to repeat (see
-// safeToRepeat): a call that may have run is not run twice.
+// the target's own error, a tool error or a timeout (the time is spent).
+// A call that never left the gateway (see neverSent: breaker open, no
+// connection, connection refused, DNS or TLS handshake failure) falls back
+// at once, whatever the tool; one that may have reached the target only
+// when it is safe to repeat (see safeToRepeat): a call that may have run
+// is not run twice.
 func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool, state string,
 	run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
 	var zero R
+	plain := run
+	run = func(ctx context.Context, t *upstream.Upstream) (R, error) { return onTarget(g, ctx, t, plain) }
 	gr := g.routeOf(u)
 	if gr == nil {
 		return run(ctx, u)
@@ -618,13 +645,13 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		if errCode(err) != mcpwire.CodeUpstreamUnavailable || att.answered.Load() {
 			return res, err
 		}
-		if att.sent.Load() && !safeToRepeat(c.u, method, tool) {
+		if att.mayHaveRun() && !safeToRepeat(c.u, method, tool) {
 			return res, err
 		}
 		next := d.order[i+1]
 		g.routeMetrics.fallbacks.WithLabelValues(gr.cfg.Name, c.name, next.name).Inc()
 		g.log.Warn("routing: falling back to the next target", "upstream", gr.cfg.Name, "from", c.name, "to", next.name,
-			"method", method, "tool", tool, "sent", att.sent.Load(), "err", err)
+			"method", method, "tool", tool, "maybe_sent", att.mayHaveRun(), "err", err)
 		if note != nil {
 			note.mu.Lock()
 			note.chosen = next.name
@@ -632,6 +659,91 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		}
 	}
 	return zero, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: "upstream " + gr.cfg.Name + ": no target"}
+}
+
+// onTarget runs one attempt of a call on connection t, holding t for the
+// whole attempt so that a reload that replaces t lets the call finish on
+// it before stopping it (see [Gateway.Apply]). When t was already
+// replaced, the attempt goes to its replacement. When t is down and a
+// reload's replacement for it is still connecting, the call waits for the
+// replacement (awaitReplacement) — before the attempt when the gateway
+// knows t is down, and after it when the attempt failed without the
+// request leaving the gateway — instead of failing.
+func onTarget[R any](g *Gateway, ctx context.Context, t *upstream.Upstream, run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
+	att := attemptFrom(ctx)
+	if att == nil {
+		att = &attemptNote{}
+		ctx = context.WithValue(ctx, attemptKey{}, att)
+	}
+	t = g.awaitReplacement(ctx, t, false)
+	res, err := holding(g, ctx, t, run)
+	if err == nil || errCode(err) != mcpwire.CodeUpstreamUnavailable || att.answered.Load() || att.mayHaveRun() {
+		return res, err
+	}
+	if next := g.awaitReplacement(ctx, t, true); next != t {
+		return holding(g, ctx, next, run)
+	}
+	return res, err
+}
+
+// holding runs run on t while holding it, or on its replacement when t is
+// being retired.
+func holding[R any](g *Gateway, ctx context.Context, t *upstream.Upstream, run func(context.Context, *upstream.Upstream) (R, error)) (R, error) {
+	for range 3 {
+		if t.Hold() {
+			defer t.Release()
+			return run(ctx, t)
+		}
+		next := g.successor(t)
+		if next == nil || next == t {
+			break
+		}
+		t = next
+	}
+	return run(ctx, t) // removed by a reload: it answers that it is unavailable
+}
+
+// successor is the connection that serves t's name now: t itself, its
+// replacement after a reload, or nil when the name is no longer
+// configured.
+func (g *Gateway) successor(t *upstream.Upstream) *upstream.Upstream {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.upstreams[t.Name()]
+}
+
+// awaitReplacement returns the connection a call for t should use. While
+// t is not connected (or, with down, just failed to send) and a reload's
+// replacement for it is making its first connection attempt, the call
+// waits for the replacement to take over — at most until ctx is done or
+// t's timeout passes — instead of failing: a reload must not fail calls
+// that a moment later would succeed.
+func (g *Gateway) awaitReplacement(ctx context.Context, t *upstream.Upstream, down bool) *upstream.Upstream {
+	var timeout <-chan time.Time
+	for {
+		g.mu.RLock()
+		name := t.Name()
+		cur, p, swapped := g.upstreams[name], g.pending[name], g.swapped
+		g.mu.RUnlock()
+		if cur != nil && cur != t {
+			t = cur // already replaced
+		}
+		if p == nil || p == t || (!down && t.Catalog().Init != nil) || p.Status().Attempted {
+			return t
+		}
+		if timeout == nil {
+			tm := time.NewTimer(t.Config().Timeout.D())
+			defer tm.Stop()
+			timeout = tm.C
+		}
+		select {
+		case <-swapped:
+		case <-ctx.Done():
+			return t
+		case <-timeout:
+			return t
+		}
+	}
 }
 
 func (n *routeNote) record(up, chosen, factor string, reasons []string) {

@@ -26,6 +26,9 @@ func (s *sink) g() *Gateway { return (*Gateway)(s) }
 // every resource its clients are subscribed to: a new connection starts with
 // none, and clients would silently stop getting updates.
 func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {
+	if st == upstream.StateFailed {
+		s.g().pendingFailed(u) // a reload's replacement that cannot connect (gateway.go)
+	}
 	if st != upstream.StateReady || u.Config().Isolation == config.IsolationSession {
 		return
 	}

@@ -103,7 +103,9 @@ const TransportBuiltin = "builtin"
 
 // Upstream is one configured MCP server and its supervised connection.
 type Upstream struct {
-	cfg  config.Upstream
+	// cfg is the configuration; a reload that leaves the connection as it
+	// is (see [SameConnection]) replaces it in place ([Upstream.SetConfig]).
+	cfg  atomic.Pointer[config.Upstream]
 	opts Options
 	log  *slog.Logger
 
@@ -124,6 +126,13 @@ type Upstream struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// Draining (drain.go): calls holding the upstream, and whether a
+	// reload is retiring it.
+	holdMu   sync.Mutex
+	holds    int
+	retiring bool
+	idle     chan struct{} // closed when holds drops to 0 while retiring
+
 	// The loaded module of a wasm upstream (see wasm.go).
 	wasmMu     sync.Mutex
 	wasm       *wasmState
@@ -132,7 +141,8 @@ type Upstream struct {
 
 // New returns an Upstream for cfg. It does nothing until [Upstream.Start].
 func New(cfg config.Upstream, opts *Options) *Upstream {
-	u := &Upstream{cfg: cfg, state: StateConnecting, since: time.Now(), refresh: make(chan struct{}, 1), done: make(chan struct{})}
+	u := &Upstream{state: StateConnecting, since: time.Now(), refresh: make(chan struct{}, 1), done: make(chan struct{})}
+	u.cfg.Store(&cfg)
 	if opts != nil {
 		u.opts = *opts
 	}
@@ -161,10 +171,37 @@ func New(cfg config.Upstream, opts *Options) *Upstream {
 }
 
 // Config returns the configuration the upstream was built from.
-func (u *Upstream) Config() config.Upstream { return u.cfg }
+func (u *Upstream) Config() config.Upstream { return *u.cfg.Load() }
+
+// SameConnection reports whether an upstream configured as a can keep
+// serving when its configuration becomes b: every field that shapes the
+// connection (transport, command, arguments, environment, directory, URL,
+// headers, isolation, the wasm module and sandbox) is the same, and only
+// settings read per call or per connect differ (timeout, connect_timeout,
+// locality, and everything outside the fingerprint).
+func SameConnection(a, b config.Upstream) bool {
+	return connKey(a) == connKey(b)
+}
+
+func connKey(c config.Upstream) string {
+	c.Timeout, c.ConnectTimeout, c.Locality = 0, 0, ""
+	return c.Fingerprint()
+}
+
+// SetConfig replaces the upstream's configuration without reconnecting.
+// cfg must describe the same connection ([SameConnection]); it reports
+// false, changing nothing, when it does not. The new timeouts apply to
+// calls and connects that start afterwards.
+func (u *Upstream) SetConfig(cfg config.Upstream) bool {
+	if cfg.Name != u.Name() || !SameConnection(cfg, u.Config()) {
+		return false
+	}
+	u.cfg.Store(&cfg)
+	return true
+}
 
 // Name returns the upstream's configured name.
-func (u *Upstream) Name() string { return u.cfg.Name }
+func (u *Upstream) Name() string { return u.cfg.Load().Name }
 
 // Catalog returns the last catalog fetched while the upstream was ready; it is
 // empty while the upstream is down.
@@ -176,7 +213,7 @@ func (u *Upstream) Status() Status {
 	defer u.mu.Unlock()
 	c := u.catalog.Load()
 	s := Status{
-		Name: u.cfg.Name, Transport: u.cfg.Transport, State: u.state, LastError: u.lastErr,
+		Name: u.Config().Name, Transport: u.Config().Transport, State: u.state, LastError: u.lastErr,
 		Since: u.since, Restarts: u.restarts.Load(), Tools: len(c.Tools), Prompts: len(c.Prompts),
 		Resources: len(c.Resources), Templates: len(c.Templates), Attempted: u.attempted,
 	}
@@ -368,7 +405,7 @@ func (u *Upstream) sleep(d time.Duration) bool {
 
 // fetchCatalog lists everything the server offers, following every page.
 func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.D()+u.cfg.Timeout.D())
+	ctx, cancel := context.WithTimeout(ctx, u.Config().ConnectTimeout.D()+u.Config().Timeout.D())
 	defer cancel()
 	cat := &Catalog{Init: c.cs.InitializeResult(), Fetched: time.Now()}
 	caps := &mcp.ServerCapabilities{}
@@ -424,13 +461,13 @@ func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
 func (u *Upstream) Session(ctx context.Context, clientID string) (*mcp.ClientSession, error) {
 	u.mu.Lock()
 	shared, state, lastErr := u.shared, u.state, u.lastErr
-	if u.cfg.Isolation != "session" || clientID == "" {
+	if u.Config().Isolation != "session" || clientID == "" {
 		u.mu.Unlock()
 		if shared == nil {
 			if lastErr == "" {
 				lastErr = string(state)
 			}
-			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, u.cfg.Name, lastErr)
+			return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, u.Config().Name, lastErr)
 		}
 		return shared.cs, nil
 	}
@@ -440,20 +477,20 @@ func (u *Upstream) Session(ctx context.Context, clientID string) (*mcp.ClientSes
 	}
 	u.mu.Unlock()
 	if shared == nil {
-		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, u.cfg.Name, lastErr)
+		return nil, fmt.Errorf("%w: %s: %s", ErrUnavailable, u.Config().Name, lastErr)
 	}
 	c, err := u.connect(ctx, clientID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s: opening per-session connection: %v", ErrUnavailable, u.cfg.Name, err)
+		return nil, fmt.Errorf("%w: %s: opening per-session connection: %v", ErrUnavailable, u.Config().Name, err)
 	}
-	wait, cancel := context.WithTimeout(ctx, u.cfg.ConnectTimeout.D())
+	wait, cancel := context.WithTimeout(ctx, u.Config().ConnectTimeout.D())
 	c.awaitCatalog(wait, u.Catalog().Tools)
 	cancel()
 	u.mu.Lock()
 	if u.ctx.Err() != nil || u.state == StateStopped { // stopped meanwhile
 		u.mu.Unlock()
 		c.close()
-		return nil, fmt.Errorf("%w: %s: stopped", ErrUnavailable, u.cfg.Name)
+		return nil, fmt.Errorf("%w: %s: stopped", ErrUnavailable, u.Config().Name)
 	}
 	if u.perSess == nil {
 		u.perSess = map[string]*conn{}
@@ -547,7 +584,7 @@ func (u *Upstream) applyLogLevel(c *conn) {
 	if init == nil || init.Capabilities == nil || init.Capabilities.Logging == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeout.D())
+	ctx, cancel := context.WithTimeout(u.ctx, u.Config().Timeout.D())
 	defer cancel()
 	if err := c.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: *lvl}); err != nil {
 		u.log.Warn("setting the upstream's logging level failed", "level", *lvl, "err", err)
@@ -659,7 +696,7 @@ func (c *conn) close() {
 // that cancels it only if Connect has not returned in time.
 func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	var wasmSrv *mcp.Server
-	if u.cfg.Transport == config.TransportWASM {
+	if u.Config().Transport == config.TransportWASM {
 		// Loaded before the connect timer starts: compiling a large module
 		// on a small device can take longer than connect_timeout, and the
 		// load is bounded by itself (tools/list by the sandbox timeout).
@@ -670,10 +707,10 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		wasmSrv = srv
 	}
 	ctx, cancel := context.WithCancel(u.ctx)
-	timer := time.AfterFunc(u.cfg.ConnectTimeout.D(), cancel)
+	timer := time.AfterFunc(u.Config().ConnectTimeout.D(), cancel)
 	c := &conn{cancel: cancel, changed: make(chan struct{}, 1)}
 	var t mcp.Transport
-	switch u.cfg.Transport {
+	switch u.Config().Transport {
 	case TransportBuiltin:
 		if u.opts.Server == nil {
 			cancel()
@@ -693,10 +730,10 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		}
 		t = ct
 	case "stdio":
-		cmd := exec.Command(u.cfg.Command, u.cfg.Args...)
-		cmd.Dir = u.cfg.Dir
+		cmd := exec.Command(u.Config().Command, u.Config().Args...)
+		cmd.Dir = u.Config().Dir
 		cmd.Env = os.Environ()
-		for k, v := range u.cfg.Env {
+		for k, v := range u.Config().Env {
 			cmd.Env = append(cmd.Env, k+"="+v)
 		}
 		cmd.Stderr = &lineLogger{log: u.log}
@@ -704,18 +741,18 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		c.cmd = cmd
 		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
 	case "http":
-		t = &mcp.StreamableClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.httpClient(), MaxRetries: 1}
+		t = &mcp.StreamableClientTransport{Endpoint: u.Config().URL, HTTPClient: u.httpClient(), MaxRetries: 1}
 	case "sse":
-		t = &mcp.SSEClientTransport{Endpoint: u.cfg.URL, HTTPClient: u.httpClient()}
+		t = &mcp.SSEClientTransport{Endpoint: u.Config().URL, HTTPClient: u.httpClient()}
 	default:
-		return nil, fmt.Errorf("unknown transport %q", u.cfg.Transport)
+		return nil, fmt.Errorf("unknown transport %q", u.Config().Transport)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
 	client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner))
 	cs, err := client.Connect(ctx, t, nil)
 	if !timer.Stop() && err == nil {
 		_ = cs.Close()
-		err = fmt.Errorf("no answer to initialize within %s", u.cfg.ConnectTimeout.D())
+		err = fmt.Errorf("no answer to initialize within %s", u.Config().ConnectTimeout.D())
 	}
 	if err != nil {
 		cancel()
@@ -726,7 +763,7 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 			c.onClose()
 		}
 		if ctx.Err() != nil && u.ctx.Err() == nil {
-			err = fmt.Errorf("no answer to initialize within %s: %w", u.cfg.ConnectTimeout.D(), err)
+			err = fmt.Errorf("no answer to initialize within %s: %w", u.Config().ConnectTimeout.D(), err)
 		}
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
@@ -739,7 +776,7 @@ var Version = "dev"
 
 func (u *Upstream) httpClient() *http.Client {
 	cl := *u.opts.HTTPClient
-	cl.Transport = &headerTransport{base: cl.Transport, headers: u.cfg.Headers}
+	cl.Transport = &headerTransport{base: cl.Transport, headers: u.Config().Headers}
 	return &cl
 }
 

@@ -42,13 +42,13 @@ func (u *Upstream) wasmServer() (*mcp.Server, error) {
 	u.wasmMu.Unlock()
 
 	start := time.Now()
-	sb := wasmSandbox(u.cfg.Sandbox)
-	mod, err := wasmtool.Load(u.ctx, u.cfg.Name, u.cfg.Module, sb, &wasmtool.Options{Logger: u.log})
+	sb := wasmSandbox(u.Config().Sandbox)
+	mod, err := wasmtool.Load(u.ctx, u.Config().Name, u.Config().Module, sb, &wasmtool.Options{Logger: u.log})
 	if err != nil {
 		return nil, err
 	}
-	if h := u.cfg.ModuleHash; h != "" && h != mod.Hash() {
-		u.log.Info("wasm module changed since the configuration was loaded; using the file as it is now (reload to make it part of the configuration)", "module", u.cfg.Module)
+	if h := u.Config().ModuleHash; h != "" && h != mod.Hash() {
+		u.log.Info("wasm module changed since the configuration was loaded; using the file as it is now (reload to make it part of the configuration)", "module", u.Config().Module)
 	}
 	srv, err := mod.NewServer(u.ctx)
 	if err != nil {
@@ -67,7 +67,7 @@ func (u *Upstream) wasmServer() (*mcp.Server, error) {
 		return u.wasm.srv, nil
 	}
 	u.wasm = &wasmState{mod: mod, srv: srv}
-	u.log.Info("wasm module loaded", "module", u.cfg.Module, "sha256", mod.Hash()[:16],
+	u.log.Info("wasm module loaded", "module", u.Config().Module, "sha256", mod.Hash()[:16],
 		"memory_mb", sb.MemoryMB, "timeout", sb.Timeout, "mounts", len(sb.Mounts), "took", time.Since(start))
 	return srv, nil
 }

@@ -1,0 +1,179 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/devload"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// bumpServer is an MCP server over Streamable HTTP with one tool, "bump",
+// that is neither read-only nor idempotent (it counts its calls): a call
+// that may have run must never be sent twice.
+func bumpServer(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
+	var n atomic.Int64
+	up := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
+	mcp.AddTool(up, &mcp.Tool{Name: "bump", Description: "counts its calls"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+		v := n.Add(1)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("%s %d", name, v)}}}, nil, nil
+	})
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil))
+	closeFixture(t, srv)
+	return srv, &n
+}
+
+// TestFailoverWhenNeverSent: an upstream with a local and a remote
+// target, both real MCP servers over Streamable HTTP. The local server
+// dies (its listener and every connection closed, as when its process is
+// killed): the very next call of a tool that is not safe to repeat fails
+// on the local target with "connection refused" — the request never left
+// the gateway — and goes on at once to the remote target, which answers.
+// Before the breaker has opened, every such call succeeds; none is lost
+// and none runs twice.
+func TestFailoverWhenNeverSent(t *testing.T) {
+	local, localCalls := bumpServer(t, "local")
+	remote, remoteCalls := bumpServer(t, "remote")
+	gw := startGateway(t, fmt.Sprintf(`
+[routing]
+latency_factor = 1000
+
+[[upstreams]]
+name = "up"
+timeout = "10s"
+retries = 0
+
+[upstreams.breaker]
+failures = 5
+open_for = "1h"
+
+[[upstreams.targets]]
+name = "local"
+url = %q
+locality = "local"
+
+[[upstreams.targets]]
+name = "remote"
+url = %q
+locality = "remote"
+`, local.URL, remote.URL))
+	// The machine running the tests may be busy: the device's load is
+	// the test's to set.
+	gw.SetLoadSource(func() devload.Sample { return devload.Sample{CPU: 0.1, Memory: 0.2, OK: true} })
+	for _, n := range []string{"up@local", "up@remote"} {
+		if s := status(gw, n); s.State != "ready" {
+			t.Fatalf("target %s: %+v", n, s)
+		}
+	}
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	bump := func() (*mcp.CallToolResult, map[string]any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Meta: mcp.Meta{gateway.MetaExplain: true}, Name: "up__bump"})
+		if err != nil {
+			return nil, nil, err
+		}
+		route, _ := res.Meta[gateway.MetaRoute].(map[string]any)
+		return res, route, nil
+	}
+
+	res, route, err := bump()
+	if err != nil || res.IsError || route["target"] != "local" {
+		t.Fatalf("before: %v %+v %v", err, res, route)
+	}
+
+	// The local server dies: connections dropped, port closed.
+	local.CloseClientConnections()
+	local.Listener.Close()
+
+	for i := range 5 {
+		res, route, err := bump()
+		if err != nil {
+			t.Fatalf("call %d after the local target died: %v", i+1, err)
+		}
+		if res.IsError || route["target"] != "remote" {
+			t.Fatalf("call %d: %+v, route %v", i+1, res, route)
+		}
+		if !strings.HasPrefix(text(t, res), "remote ") {
+			t.Fatalf("call %d answered %q", i+1, text(t, res))
+		}
+		if i == 0 {
+			// The first call tried the local target, failed before
+			// sending, and fell back within the same call.
+			attempts := fmt.Sprint(route["attempts"])
+			if !strings.Contains(attempts, "target:local") || !strings.Contains(attempts, "ok:true target:remote") {
+				t.Fatalf("first call's attempts: %s", attempts)
+			}
+		}
+	}
+	if got := localCalls.Load(); got != 1 {
+		t.Errorf("the local server ran bump %d times, want the 1 call made before it died", got)
+	}
+	if got := remoteCalls.Load(); got != 5 {
+		t.Errorf("the remote server ran bump %d times, want 5", got)
+	}
+	m := get(t, gw.URL+"/metrics")
+	if !strings.Contains(m, `mcpedge_route_fallbacks_total{from="local",to="remote",upstream="up"}`) {
+		t.Errorf("fallback not counted:\n%s", grepLines(m, "mcpedge_route"))
+	}
+}
+
+// TestFailoverStdioChildKilled: an upstream with two targets, both the
+// real everything server over stdio. The first target's child is killed
+// (SIGKILL); once it is dead — whether or not the gateway has noticed —
+// the next call of a tool that is not safe to repeat succeeds on the
+// second target: writing to a dead child's pipe, or to a connection the
+// SDK knows is broken, or finding no connection, all mean the request
+// never left the gateway.
+func TestFailoverStdioChildKilled(t *testing.T) {
+	gw := startGateway(t, "[routing]\nlatency_factor = 1000\n"+
+		"\n[[upstreams]]\nname = \"ev\"\ntimeout = \"10s\"\nretries = 0\n"+
+		"[upstreams.breaker]\nfailures = 5\nopen_for = \"1h\"\n"+
+		strings.Replace(strings.Replace(everythingStdio(t, "first"), "[[upstreams]]", "[[upstreams.targets]]", 1), "transport = \"stdio\"\n", "locality = \"local\"\n", 1)+
+		strings.Replace(strings.Replace(everythingStdio(t, "second"), "[[upstreams]]", "[[upstreams.targets]]", 1), "transport = \"stdio\"\n", "locality = \"remote\"\n", 1))
+	gw.SetLoadSource(func() devload.Sample { return devload.Sample{CPU: 0.1, Memory: 0.2, OK: true} })
+	waitFor(t, "both targets", 30*time.Second, func() bool {
+		return status(gw, "ev@first").State == "ready" && status(gw, "ev@second").State == "ready"
+	})
+	cs := goClient(t, gw.URL+"/mcp", nil, "2025-11-25")
+	toggle := func() (*mcp.CallToolResult, map[string]any, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Meta: mcp.Meta{gateway.MetaExplain: true}, Name: "ev__toggle-simulated-logging"})
+		if err != nil {
+			return nil, nil, err
+		}
+		route, _ := res.Meta[gateway.MetaRoute].(map[string]any)
+		return res, route, nil
+	}
+	if res, route, err := toggle(); err != nil || res.IsError || route["target"] != "first" {
+		t.Fatalf("before: %v %+v %v", err, res, route)
+	}
+	pid := status(gw, "ev@first").PID
+	if pid == 0 {
+		t.Fatal("no child pid in status")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the child to die", 10*time.Second, func() bool {
+		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
+		return err != nil || strings.Contains(string(b), ") Z")
+	})
+	res, route, err := toggle()
+	if err != nil {
+		t.Fatalf("the call right after the child died: %v", err)
+	}
+	if res.IsError || route["target"] != "second" {
+		t.Fatalf("the call right after the child died: %+v, route %v", res, route)
+	}
+}

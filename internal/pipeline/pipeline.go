@@ -58,6 +58,10 @@ type Call struct {
 	Principal *principal.Principal
 	// RequestID is the request id assigned at the HTTP edge (X-Request-Id).
 	RequestID string
+	// Resuming is set when the call continues a multi-round-trip
+	// exchange (it carries requestState or inputResponses): its state
+	// lives with the upstream, so it is neither cached nor queued.
+	Resuming bool
 	// Source says where the call comes from: [SourceClient] or
 	// [SourceQueue] (a queued call's delivery).
 	Source string

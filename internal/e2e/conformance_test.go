@@ -54,7 +54,6 @@ const (
 // stays exact. docs/conformance.md explains each.
 var conformanceKnownFailures = map[string]string{
 	// Gateway gaps.
-	"2025/stateful elicitation-sep1330-enums":                     "the gateway's upstream client (go-sdk) rejects the upstream's enum schema (a titled multi-select whose items have type string and anyOf) before relaying elicitation/create",
 	"2026/stateless server-stateless":                             "the gateway declares its own client capabilities to a stateless upstream, not the client's, so the upstream runs a tool that needs sampling the client did not declare instead of answering -32021",
 	"2026/stateless input-required-result-capability-check":       "same cause: the upstream returns an elicitation input request to a client that did not declare elicitation",
 	"2026/stateful server-stateless":                              "a 2025-11-25 upstream learns client capabilities once, from the gateway's own initialize; a 2026 client's per-request capabilities cannot reach it, so it runs a tool that needs sampling the client did not declare",

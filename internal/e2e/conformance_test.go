@@ -54,10 +54,7 @@ const (
 // stays exact. docs/conformance.md explains each.
 var conformanceKnownFailures = map[string]string{
 	// Gateway gaps.
-	"2026/stateless server-stateless":                             "the gateway declares its own client capabilities to a stateless upstream, not the client's, so the upstream runs a tool that needs sampling the client did not declare instead of answering -32021",
-	"2026/stateless input-required-result-capability-check":       "same cause: the upstream returns an elicitation input request to a client that did not declare elicitation",
 	"2026/stateful server-stateless":                              "a 2025-11-25 upstream learns client capabilities once, from the gateway's own initialize; a 2026 client's per-request capabilities cannot reach it, so it runs a tool that needs sampling the client did not declare",
-	"2025/stateless tools-call-with-logging":                      "a stateless upstream takes the log level per request (_meta io.modelcontextprotocol/logLevel); the gateway sends none, so the upstream logs nothing",
 	"2026/stateful input-required-result-basic-elicitation":       "a 2025-11-25 upstream's elicitation/create carries no input key; the gateway names it mcpedge-N, the scenario wants the key the tool uses on 2026-07-28 (user_name)",
 	"2026/stateful input-required-result-multiple-input-requests": "the upstream sends its three requests concurrently, the gateway surfaces only the first per round",
 

@@ -248,3 +248,68 @@ func inputFor(method string, p any) (mcp.InputRequest, error) {
 	}
 	return nil, fmt.Errorf("mcpedge: cannot relay %s to a %s client", method, statelessVersion)
 }
+
+// statelessHop returns the _meta to send to upstream session cs for a client
+// request whose own _meta was client: when cs speaks the stateless
+// 2026-07-28 protocol, it carries per request what only the client can say,
+// which the gateway would otherwise answer with its own hop-by-hop values:
+//
+//   - the client's capabilities, as far as the gateway relays them (roots,
+//     sampling, elicitation), so that the upstream returns only input
+//     requests the client can answer, and refuses (-32021) a call that
+//     needs one it cannot;
+//   - the client's log level, without which the upstream logs nothing: a
+//     2026 client's own, a 2025 client's from its logging/setLevel.
+//
+// meta is the client's _meta without its hop-by-hop keys (withProgress); it
+// is not modified.
+func (g *Gateway) statelessHop(meta, client mcp.Meta, req mcp.Request, cs *mcp.ClientSession) mcp.Meta {
+	if cs == nil {
+		return meta
+	}
+	if ir := cs.InitializeResult(); ir == nil || ir.ProtocolVersion < statelessVersion {
+		return meta
+	}
+	ss, _ := req.GetSession().(*mcp.ServerSession)
+	caps := map[string]any{}
+	var level any
+	if newEra(ss) {
+		if m, ok := client[mcp.MetaKeyClientCapabilities].(map[string]any); ok {
+			for _, k := range relayedCapabilities {
+				if v, ok := m[k]; ok {
+					caps[k] = v
+				}
+			}
+		}
+		level = client[mcp.MetaKeyLogLevel]
+	} else if ss != nil {
+		if ip := ss.InitializeParams(); ip != nil && ip.Capabilities != nil {
+			c := ip.Capabilities
+			if c.RootsV2 != nil {
+				caps["roots"] = c.RootsV2
+			}
+			if c.Sampling != nil {
+				caps["sampling"] = c.Sampling
+			}
+			if c.Elicitation != nil {
+				caps["elicitation"] = c.Elicitation
+			}
+		}
+		if l, ok := g.clientLevels.Load(ss); ok {
+			level = l
+		}
+	}
+	out := make(mcp.Meta, len(meta)+2)
+	for k, v := range meta {
+		out[k] = v
+	}
+	out[mcp.MetaKeyClientCapabilities] = caps
+	if level != nil && level != "" {
+		out[mcp.MetaKeyLogLevel] = level
+	}
+	return out
+}
+
+// relayedCapabilities are the client capabilities whose requests the gateway
+// relays between a client and a stateless upstream.
+var relayedCapabilities = []string{"roots", "sampling", "elicitation"}

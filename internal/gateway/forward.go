@@ -294,7 +294,7 @@ func (g *Gateway) toolHandler(u *upstream.Upstream, name string) mcp.ToolHandler
 		// "unavailable", which a deferrable call is queued on.
 		var answered atomic.Bool
 		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-			params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+			params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
 			if builtinUp {
 				params.Meta = builtinMeta(params.Meta, principalOf(req))
 			}
@@ -343,7 +343,7 @@ func (g *Gateway) promptHandler(u *upstream.Upstream, name string) mcp.PromptHan
 		do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
 			params := *p
 			params.Name = name
-			params.Meta = withProgress(p.Meta, token)
+			params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
 			res, err := cs.GetPrompt(ctx, &params)
 			if res != nil {
 				dropServerInfo(res.Meta)
@@ -372,7 +372,7 @@ func (g *Gateway) read(ctx context.Context, u *upstream.Upstream, req *mcp.ReadR
 	p := req.Params
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
 		params := *p
-		params.Meta = withProgress(p.Meta, token)
+		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)

@@ -273,6 +273,9 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 			if !ok {
 				return res, err
 			}
+			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss.ID() != "" {
+				g.clientLevels.Store(ss, p.Level)
+			}
 			var ups []*upstream.Upstream
 			g.mu.RLock()
 			if only != "" {

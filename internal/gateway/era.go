@@ -43,20 +43,50 @@ func newEra(ss *mcp.ServerSession) bool {
 // waits for the next request or the final result. The upstream never knows
 // the client is stateless.
 type continuation struct {
-	id      string
-	method  string             // the method and upstream it was issued for:
-	up      *upstream.Upstream // a retry must match both
-	events  chan contEvent
+	id     string
+	method string             // the method and upstream it was issued for:
+	up     *upstream.Upstream // a retry must match both
+	events chan contEvent
+	// caps are the client's capabilities; nil: unknown, everything is
+	// relayed. Set before the upstream call starts.
+	caps    *mcp.ClientCapabilities
 	mu      sync.Mutex
-	answers map[string]chan mcp.InputResponse
+	answers map[string]chan contAnswer
 	seq     atomic.Int64
+	// held is a final result that arrived while a round was gathering
+	// requests; the next round returns it. Guarded by mu.
+	held *contEvent
+}
+
+// take returns the held final result, if any, and forgets it.
+func (c *continuation) take() (contEvent, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held == nil {
+		return contEvent{}, false
+	}
+	ev := *c.held
+	c.held = nil
+	return ev, true
+}
+
+func (c *continuation) hold(ev contEvent) {
+	c.mu.Lock()
+	c.held = &ev
+	c.mu.Unlock()
 }
 
 type contEvent struct {
 	inputID string
 	req     mcp.InputRequest
-	res     any // the final result, of the method's result type
+	refused error // the client cannot answer req: refuse it with this
+	res     any   // the final result, of the method's result type
 	err     error
+}
+
+type contAnswer struct {
+	resp mcp.InputResponse
+	err  error
 }
 
 // continuationPrefix marks requestState values minted by the gateway, so
@@ -70,7 +100,7 @@ type continuations struct {
 func (cs *continuations) create(method string, u *upstream.Upstream, ttl time.Duration) *continuation {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	c := &continuation{id: hex.EncodeToString(b[:]), method: method, up: u, events: make(chan contEvent, 4), answers: map[string]chan mcp.InputResponse{}}
+	c := &continuation{id: hex.EncodeToString(b[:]), method: method, up: u, events: make(chan contEvent, 4), answers: map[string]chan contAnswer{}}
 	cs.m.Store(c.id, c)
 	// A client may walk away between rounds: forget the call a while after
 	// the upstream's own timeout has ended it.
@@ -94,10 +124,13 @@ func (cs *continuations) drop(c *continuation) { cs.m.Delete(c.id) }
 
 // ask is called by the sink on behalf of an upstream's server-to-client
 // request: it surfaces the request to the client as an input request and
-// waits for the client's answer.
-func (c *continuation) ask(ctx context.Context, req mcp.InputRequest) (mcp.InputResponse, error) {
+// waits for the client's answer. A request the client declared no
+// capability for is not surfaced; it is refused once the round it arrived
+// in has been put together (nextRound), so that the client still gets the
+// requests it can answer that the upstream sent alongside.
+func (c *continuation) ask(ctx context.Context, method string, req mcp.InputRequest) (mcp.InputResponse, error) {
 	id := "mcpedge-" + strconv.FormatInt(c.seq.Add(1), 10)
-	ch := make(chan mcp.InputResponse, 1)
+	ch := make(chan contAnswer, 1)
 	c.mu.Lock()
 	c.answers[id] = ch
 	c.mu.Unlock()
@@ -107,15 +140,50 @@ func (c *continuation) ask(ctx context.Context, req mcp.InputRequest) (mcp.Input
 		c.mu.Unlock()
 	}()
 	select {
-	case c.events <- contEvent{inputID: id, req: req}:
+	case c.events <- contEvent{inputID: id, req: req, refused: c.refusal(method)}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	select {
 	case r := <-ch:
-		return r, nil
+		return r.resp, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	}
+}
+
+// refusal is the error for a request the client declared no capability for,
+// nil if it may be asked.
+func (c *continuation) refusal(method string) error {
+	if c.caps == nil {
+		return nil
+	}
+	var declared bool
+	switch method {
+	case "sampling/createMessage":
+		declared = c.caps.Sampling != nil
+	case "elicitation/create":
+		declared = c.caps.Elicitation != nil
+	case "roots/list":
+		declared = c.caps.RootsV2 != nil
+	default:
+		return nil
+	}
+	if declared {
+		return nil
+	}
+	return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: fmt.Sprintf("mcpedge: the client did not declare the capability for %s", method)}
+}
+
+// refuse answers a waiting request with err.
+func (c *continuation) refuse(id string, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ch, ok := c.answers[id]; ok {
+		select {
+		case ch <- contAnswer{err: err}:
+		default:
+		}
 	}
 }
 
@@ -128,7 +196,7 @@ func (c *continuation) answer(responses mcp.InputResponseMap) int {
 	for id, r := range responses {
 		if ch, ok := c.answers[id]; ok {
 			select {
-			case ch <- r:
+			case ch <- contAnswer{resp: r}:
 				n++
 			default:
 			}
@@ -137,26 +205,82 @@ func (c *continuation) answer(responses mcp.InputResponseMap) int {
 	return n
 }
 
+// gatherWindow is how long a round waits after an upstream's request for
+// another one. An upstream with several questions at once (a 2025-era SDK
+// server fulfilling an input-required result of its own tool) sends them
+// concurrently; the client gets them in one round, as they were asked,
+// instead of one round each. Each round waits this long once, which is
+// little next to a sampling or elicitation answer, and generous for requests
+// sent together even on a loaded machine. gatherMax bounds the wait.
+const (
+	gatherWindow = 100 * time.Millisecond
+	gatherMax    = time.Second
+)
+
 // nextRound waits for the upstream call's next event and turns it into what
-// the client receives: an input-required result built by needInput, or the
-// final result.
+// the client receives: an input-required result built by needInput, with
+// every request the upstream sent meanwhile (see gatherWindow), or the final
+// result.
 func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInput func(mcp.InputRequestMap, string) R) (R, error) {
 	var zero R
-	select {
-	case ev := <-c.events:
-		if ev.req != nil {
-			return needInput(mcp.InputRequestMap{ev.inputID: ev.req}, continuationPrefix+c.id), nil
+	for {
+		ev, held := c.take()
+		if !held {
+			select {
+			case ev = <-c.events:
+			case <-ctx.Done():
+				// The client gave up on this round; the upstream call is left to
+				// finish or time out on its own and the continuation expires with it.
+				return zero, ctx.Err()
+			}
 		}
-		g.conts.drop(c)
-		res, ok := ev.res.(R)
-		if !ok && ev.err == nil {
-			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: continuation ended without a result"}
+		if ev.req == nil {
+			g.conts.drop(c)
+			res, ok := ev.res.(R)
+			if !ok && ev.err == nil {
+				return zero, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: continuation ended without a result"}
+			}
+			return res, ev.err
 		}
-		return res, ev.err
-	case <-ctx.Done():
-		// The client gave up on this round; the upstream call is left to
-		// finish or time out on its own and the continuation expires with it.
-		return zero, ctx.Err()
+		reqs := mcp.InputRequestMap{}
+		var refused []contEvent
+		add := func(ev contEvent) {
+			if ev.refused != nil {
+				refused = append(refused, ev)
+			} else {
+				reqs[ev.inputID] = ev.req
+			}
+		}
+		add(ev)
+		idle, end := time.NewTimer(gatherWindow), time.NewTimer(gatherMax)
+	gather:
+		for {
+			select {
+			case more := <-c.events:
+				if more.req == nil {
+					c.hold(more)
+					break gather
+				}
+				add(more)
+				idle.Reset(gatherWindow)
+			case <-idle.C:
+				break gather
+			case <-end.C:
+				break gather
+			case <-ctx.Done():
+				break gather
+			}
+		}
+		idle.Stop()
+		end.Stop()
+		for _, r := range refused {
+			c.refuse(r.inputID, r.refused)
+		}
+		if len(reqs) > 0 {
+			return needInput(reqs, continuationPrefix+c.id), nil
+		}
+		// Only requests the client cannot answer: see what the upstream
+		// does about their refusal.
 	}
 }
 
@@ -181,6 +305,11 @@ func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req
 	}
 	timeout, _ := g.edgeOf(u).timeoutFor(u, tool)
 	cont := g.conts.create(method, u, timeout)
+	if r, ok := req.(interface {
+		ClientCapabilities() *mcp.ClientCapabilities
+	}); ok {
+		cont.caps = r.ClientCapabilities()
+	}
 	// The upstream call must outlive this HTTP request: the client comes back
 	// with a new request carrying the answers.
 	cctx, cs, c, err := g.begin(context.WithoutCancel(ctx), u, req, method, tool, progressToken, cont)
@@ -248,3 +377,68 @@ func inputFor(method string, p any) (mcp.InputRequest, error) {
 	}
 	return nil, fmt.Errorf("mcpedge: cannot relay %s to a %s client", method, statelessVersion)
 }
+
+// statelessHop returns the _meta to send to upstream session cs for a client
+// request whose own _meta was client: when cs speaks the stateless
+// 2026-07-28 protocol, it carries per request what only the client can say,
+// which the gateway would otherwise answer with its own hop-by-hop values:
+//
+//   - the client's capabilities, as far as the gateway relays them (roots,
+//     sampling, elicitation), so that the upstream returns only input
+//     requests the client can answer, and refuses (-32021) a call that
+//     needs one it cannot;
+//   - the client's log level, without which the upstream logs nothing: a
+//     2026 client's own, a 2025 client's from its logging/setLevel.
+//
+// meta is the client's _meta without its hop-by-hop keys (withProgress); it
+// is not modified.
+func (g *Gateway) statelessHop(meta, client mcp.Meta, req mcp.Request, cs *mcp.ClientSession) mcp.Meta {
+	if cs == nil {
+		return meta
+	}
+	if ir := cs.InitializeResult(); ir == nil || ir.ProtocolVersion < statelessVersion {
+		return meta
+	}
+	ss, _ := req.GetSession().(*mcp.ServerSession)
+	caps := map[string]any{}
+	var level any
+	if newEra(ss) {
+		if m, ok := client[mcp.MetaKeyClientCapabilities].(map[string]any); ok {
+			for _, k := range relayedCapabilities {
+				if v, ok := m[k]; ok {
+					caps[k] = v
+				}
+			}
+		}
+		level = client[mcp.MetaKeyLogLevel]
+	} else if ss != nil {
+		if ip := ss.InitializeParams(); ip != nil && ip.Capabilities != nil {
+			c := ip.Capabilities
+			if c.RootsV2 != nil {
+				caps["roots"] = c.RootsV2
+			}
+			if c.Sampling != nil {
+				caps["sampling"] = c.Sampling
+			}
+			if c.Elicitation != nil {
+				caps["elicitation"] = c.Elicitation
+			}
+		}
+		if l, ok := g.clientLevels.Load(ss); ok {
+			level = l
+		}
+	}
+	out := make(mcp.Meta, len(meta)+2)
+	for k, v := range meta {
+		out[k] = v
+	}
+	out[mcp.MetaKeyClientCapabilities] = caps
+	if level != nil && level != "" {
+		out[mcp.MetaKeyLogLevel] = level
+	}
+	return out
+}
+
+// relayedCapabilities are the client capabilities whose requests the gateway
+// relays between a client and a stateless upstream.
+var relayedCapabilities = []string{"roots", "sampling", "elicitation"}

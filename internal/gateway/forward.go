@@ -298,7 +298,7 @@ func (g *Gateway) forwardTool(ctx context.Context, c *pipeline.Call, t *upstream
 	p, name := req.Params, c.Item
 	builtinUp := t.Config().Transport == upstream.TransportBuiltin
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-		params := &mcp.CallToolParams{Meta: withProgress(p.Meta, token), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
 		if builtinUp {
 			params.Meta = builtinMeta(params.Meta, principalOf(req))
 		}
@@ -342,7 +342,7 @@ func (g *Gateway) forwardPrompt(ctx context.Context, c *pipeline.Call, t *upstre
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
 		params := *p
 		params.Name = name
-		params.Meta = withProgress(p.Meta, token)
+		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)
@@ -372,7 +372,7 @@ func (g *Gateway) forwardRead(ctx context.Context, _ *pipeline.Call, t *upstream
 	p := req.Params
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
 		params := *p
-		params.Meta = withProgress(p.Meta, token)
+		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)

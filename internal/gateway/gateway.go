@@ -72,6 +72,10 @@ type Gateway struct {
 	subs     subscriptions
 	levels   levelTable
 	sessions sync.Map // client session id -> *mcp.ServerSession
+	// clientLevels is the level each 2025-era client session set with
+	// logging/setLevel (*mcp.ServerSession -> mcp.LoggingLevel), sent on to
+	// stateless upstreams with each request (era.go, statelessHop).
+	clientLevels sync.Map
 	// callers is, in multi-tenant mode, the principal behind each client
 	// session (*mcp.ServerSession -> *principal.Principal), so that what
 	// an upstream sends on its own (logs) reaches only sessions whose
@@ -914,6 +918,7 @@ func (g *Gateway) sessionOpened(ss *mcp.ServerSession) {
 	go func() {
 		_ = ss.Wait()
 		g.sessions.Delete(id)
+		g.clientLevels.Delete(ss)
 		g.metrics.Sessions.Dec()
 		g.subs.dropSession(ss, g)
 		g.mu.RLock()

@@ -168,7 +168,7 @@ func viaContinuation[R mcp.InputResponse](ctx context.Context, c *continuation, 
 	if err != nil {
 		return zero, err
 	}
-	resp, err := c.ask(ctx, req)
+	resp, err := c.ask(ctx, method, req)
 	if err != nil {
 		return zero, err
 	}
@@ -275,6 +275,9 @@ func (g *Gateway) levelMiddleware(only string) mcp.Middleware {
 			rank, ok := levelRank[p.Level]
 			if !ok {
 				return res, err
+			}
+			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss.ID() != "" {
+				g.clientLevels.Store(ss, p.Level)
 			}
 			var ups []*upstream.Upstream
 			g.mu.RLock()

@@ -97,6 +97,23 @@ func (u *Upstream) rootsMiddleware(owner string) mcp.Middleware {
 	}
 }
 
+// elicitMiddleware relays elicitation/create to the sink as the upstream sent
+// it. The SDK client would first check the requested schema against its own
+// reading of the spec and refuse some that the spec allows (a titled
+// multi-select whose items have type string and anyOf, SEP-1330); the client
+// behind the gateway is the one to judge the schema, and to answer.
+func (u *Upstream) elicitMiddleware(owner string) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			p, ok := req.GetParams().(*mcp.ElicitParams)
+			if method != "elicitation/create" || u.opts.Sink == nil || !ok || p == nil {
+				return next(ctx, method, req)
+			}
+			return u.opts.Sink.Elicit(ctx, u, owner, p)
+		}
+	}
+}
+
 // paramsRequired lists the upstream-to-gateway notifications whose params
 // the spec requires and that handlers (the SDK's and the gateway's) read.
 var paramsRequired = map[string]bool{

@@ -748,7 +748,7 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		return nil, fmt.Errorf("unknown transport %q", u.Config().Transport)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
-	client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner))
+	client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner), u.elicitMiddleware(owner))
 	cs, err := client.Connect(ctx, t, nil)
 	if !timer.Stop() && err == nil {
 		_ = cs.Close()

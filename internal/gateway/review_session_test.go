@@ -269,7 +269,10 @@ func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 		last = ss
 	}
 	_ = last.Close()
-	time.Sleep(500 * time.Millisecond)
+	// The gateway forgets a per-session connection once it sees it die.
+	if !reviewWait(t, "the dead per-session connection forgotten", 10*time.Second, func() bool { return u.SessionCount() == 0 }) {
+		t.Fatalf("the per-session connection the upstream closed is still held (%d)", u.SessionCount())
+	}
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "iso__echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatalf("the client's per-session upstream connection dropped once; its calls now fail for good: %v", err)
 	}
@@ -281,8 +284,9 @@ func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 // nothing re-subscribes the new connection, so subscribed clients silently
 // stop getting notifications/resources/updated.
 func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
+	var subscribed atomic.Int32 // subscriptions the upstream accepted
 	s := mcp.NewServer(&mcp.Implementation{Name: "sub", Version: "1"}, &mcp.ServerOptions{
-		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
+		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { subscribed.Add(1); return nil },
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
 	})
 	s.AddResource(&mcp.Resource{URI: "mem://r", Name: "r"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
@@ -306,7 +310,10 @@ func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
 	cfg.Upstreams[0].Timeout *= 2
 	g.Apply(context.Background(), &cfg)
 	reviewWait(t, "ready again", 5*time.Second, func() bool { u, _ := g.Upstream("sub"); return u.Status().State == "ready" })
-	time.Sleep(300 * time.Millisecond)
+	// The update is only heard once the new connection is subscribed.
+	if !reviewWait(t, "re-subscribed", 10*time.Second, func() bool { return subscribed.Load() >= 2 }) {
+		t.Fatalf("the replaced upstream connection was never subscribed again (%d subscriptions)", subscribed.Load())
+	}
 	_ = s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "mem://r"})
 	if !reviewWait(t, "update after reload", 2*time.Second, func() bool { return updated.Load() == 2 }) {
 		t.Fatal("the client is still subscribed (per the gateway) but no longer gets updates once the upstream connection was replaced")

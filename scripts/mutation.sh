@@ -36,7 +36,7 @@ mkdir -p "$out"
 
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
-	pkgs=(internal/jsonguard internal/policy internal/auth internal/queue)
+	pkgs=(internal/jsonguard internal/principal internal/policy internal/auth internal/queue)
 	# The request path's stage packages, once the gateway's call path is
 	# split into them.
 	for d in internal/gateway/stage internal/gateway/stages/* internal/gateway/pipeline internal/pipeline internal/pipeline/*; do

@@ -56,3 +56,25 @@ func FuzzNamespacedName(f *testing.F) {
 		}
 	})
 }
+
+// TestNamespacedNameLongHashesFullName: a long name is shortened with the
+// hash of the full name, not of the sanitised one, so two long names that
+// sanitise alike ("a/b" and "a:b" both become "a_b") still differ.
+func TestNamespacedNameLongHashesFullName(t *testing.T) {
+	head := strings.Repeat("a", 70)
+	a := NamespacedName("up", head+"/x")
+	b := NamespacedName("up", head+":x")
+	if a == b {
+		t.Fatalf("%q and %q both shortened to %q", head+"/x", head+":x", a)
+	}
+	if want := ("up__" + head)[:MaxNameLen-9] + "_" + shortHash("up__"+head+"/x"); a != want {
+		t.Errorf("NamespacedName = %q, want %q (the hash of the full name)", a, want)
+	}
+	// The same for a name that fits once sanitised but has no room left
+	// for the hash.
+	mid := strings.Repeat("m", MaxNameLen-4-4)
+	c, d := NamespacedName("up", mid+"/x"), NamespacedName("up", mid+":x")
+	if c == d || len(c) > MaxNameLen {
+		t.Errorf("%q and %q shortened to %q and %q", mid+"/x", mid+":x", c, d)
+	}
+}

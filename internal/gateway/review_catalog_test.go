@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -48,12 +49,23 @@ func TestReviewRefusedToolIsOrphaned(t *testing.T) {
 	tools.Store(`{"tools":[{"name":"t","inputSchema":{"type":"string"}}]}`)
 	u, _ := g.Upstream("h")
 	u.Refresh()
-	time.Sleep(500 * time.Millisecond)
-	// Remove the upstream altogether.
+	// Wait until the refreshed catalog was registered: its tool is then
+	// reported as skipped for its schema.
+	if !reviewWait(t, "the refreshed catalog registered", 10*time.Second, func() bool {
+		for _, s := range g.Statuses() {
+			if s.Name == "h" && strings.Contains(strings.Join(s.Conflicts, "\n"), `tool "t" skipped`) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("the refreshed catalog was never registered: %+v", g.Statuses())
+	}
+	// Remove the upstream altogether (Apply unregisters it before it
+	// returns).
 	cfg := *g.cfg.Load()
 	cfg.Upstreams = []config.Upstream{}
 	g.Apply(context.Background(), &cfg)
-	time.Sleep(200 * time.Millisecond)
 	if has() {
 		t.Fatal("h__t is still offered on /mcp after upstream h was removed")
 	}

@@ -363,7 +363,19 @@ url = "http://127.0.0.1:1/mcp"
 			got = cat.Tools[0].Name
 			return got == want
 		})
-		time.Sleep(50 * time.Millisecond) // any save still running finishes
+		// Any save still running finishes: nothing is pending, and the
+		// writer that took the last pending catalog (it holds cs.mu while
+		// it writes) is done; writers yet to start find nothing to write.
+		cs := g.catalogs
+		if !reviewWait(t, "no pending save", 5*time.Second, func() bool {
+			cs.pmu.Lock()
+			defer cs.pmu.Unlock()
+			return len(cs.pending) == 0
+		}) {
+			t.Fatal("catalog saves still pending")
+		}
+		cs.mu.Lock()
+		cs.mu.Unlock()
 		b, _ := os.ReadFile(filepath.Join(dir, "ev.json"))
 		if cat, err := decodeSavedCatalog(b, "ev"); err != nil || cat.Tools[0].Name != want {
 			t.Fatalf("round %d: saved %s (%v), want %s", i, got, err, want)

@@ -115,7 +115,33 @@ func TestReviewLogLevelNeverReachesPerSessionConnection(t *testing.T) {
 // (or after it reconnects) the new connection is never sent the level the
 // clients asked for.
 func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
-	up := reviewHTTPUpstream(t, echoServer("shared", true))
+	// The gateway sends the level to the upstream asynchronously (to the
+	// open connection) or while connecting (to a replacement): the test
+	// waits until the upstream has handled logging/setLevel before calling
+	// the tool whose debug log it expects, instead of hoping it came first.
+	srv := echoServer("shared", true)
+	levelSet := make(chan mcp.LoggingLevel, 8)
+	srv.AddReceivingMiddleware(func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+			res, err := next(ctx, method, req)
+			if p, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok && method == "logging/setLevel" && err == nil {
+				levelSet <- p.Level
+			}
+			return res, err
+		}
+	})
+	waitLevelSet := func(when string) {
+		t.Helper()
+		select {
+		case l := <-levelSet:
+			if l != "debug" {
+				t.Fatalf("%s: the upstream was set to %q, want debug", when, l)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the upstream was never sent the client's logging level", when)
+		}
+	}
+	up := reviewHTTPUpstream(t, srv)
 	g, url := reviewGateway(t, "[server]\n"+reviewBlock("shared", up))
 	var got atomic.Int32
 	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(ctx context.Context, r *mcp.LoggingMessageRequest) { got.Add(1) }}, "2025-11-25")
@@ -124,10 +150,11 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
 		t.Fatal(err)
 	}
+	waitLevelSet("before the reload")
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
-	if !reviewWait(t, "log before reload", 2*time.Second, func() bool { return got.Load() > 0 }) {
+	if !reviewWait(t, "log before reload", 10*time.Second, func() bool { return got.Load() > 0 }) {
 		t.Fatal("precondition: no log before the reload")
 	}
 	// Reload with a changed timeout: the upstream is replaced.
@@ -138,21 +165,19 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	if len(changed) != 1 {
 		t.Fatalf("changed = %v", changed)
 	}
-	reviewWait(t, "ready again", 5*time.Second, func() bool {
+	// The replacement is sent the level while it connects (the bug: never).
+	waitLevelSet("after the reload")
+	if !reviewWait(t, "ready again", 10*time.Second, func() bool {
 		u, _ := g.Upstream("shared")
 		return u.Status().State == "ready"
-	})
-	// The level reaches the new connection asynchronously: on a loaded
-	// machine give it several calls' time (the bug lost it for good).
-	before := got.Load()
-	delivered := false
-	for deadline := time.Now().Add(10 * time.Second); !delivered && time.Now().Before(deadline); {
-		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil {
-			t.Fatal(err)
-		}
-		delivered = reviewWait(t, "log after reload", 500*time.Millisecond, func() bool { return got.Load() > before })
+	}) {
+		t.Fatal("the replaced upstream never became ready")
 	}
-	if !delivered {
+	before := got.Load()
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	if !reviewWait(t, "log after reload", 10*time.Second, func() bool { return got.Load() > before }) {
 		t.Fatal("after the upstream was replaced, its debug logs no longer reach the client that asked for debug")
 	}
 }
@@ -244,7 +269,10 @@ func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 		last = ss
 	}
 	_ = last.Close()
-	time.Sleep(500 * time.Millisecond)
+	// The gateway forgets a per-session connection once it sees it die.
+	if !reviewWait(t, "the dead per-session connection forgotten", 10*time.Second, func() bool { return u.SessionCount() == 0 }) {
+		t.Fatalf("the per-session connection the upstream closed is still held (%d)", u.SessionCount())
+	}
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "iso__echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatalf("the client's per-session upstream connection dropped once; its calls now fail for good: %v", err)
 	}
@@ -256,8 +284,9 @@ func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 // nothing re-subscribes the new connection, so subscribed clients silently
 // stop getting notifications/resources/updated.
 func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
+	var subscribed atomic.Int32 // subscriptions the upstream accepted
 	s := mcp.NewServer(&mcp.Implementation{Name: "sub", Version: "1"}, &mcp.ServerOptions{
-		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { return nil },
+		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { subscribed.Add(1); return nil },
 		UnsubscribeHandler: func(context.Context, *mcp.UnsubscribeRequest) error { return nil },
 	})
 	s.AddResource(&mcp.Resource{URI: "mem://r", Name: "r"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
@@ -281,7 +310,10 @@ func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
 	cfg.Upstreams[0].Timeout *= 2
 	g.Apply(context.Background(), &cfg)
 	reviewWait(t, "ready again", 5*time.Second, func() bool { u, _ := g.Upstream("sub"); return u.Status().State == "ready" })
-	time.Sleep(300 * time.Millisecond)
+	// The update is only heard once the new connection is subscribed.
+	if !reviewWait(t, "re-subscribed", 10*time.Second, func() bool { return subscribed.Load() >= 2 }) {
+		t.Fatalf("the replaced upstream connection was never subscribed again (%d subscriptions)", subscribed.Load())
+	}
 	_ = s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "mem://r"})
 	if !reviewWait(t, "update after reload", 2*time.Second, func() bool { return updated.Load() == 2 }) {
 		t.Fatal("the client is still subscribed (per the gateway) but no longer gets updates once the upstream connection was replaced")

@@ -67,7 +67,9 @@ func TestReviewServerToClientNeedsStandaloneStream(t *testing.T) {
 			if _, err := cs.CallTool(ctx, p); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(100 * time.Millisecond)
+			// Progress notifications may be handled after the result: wait
+			// for them rather than for a fixed time.
+			reviewWait(t, "3 progress notifications", 5*time.Second, func() bool { return progress.Load() >= 3 })
 			if progress.Load() != 3 {
 				t.Errorf("got %d of 3 progress notifications", progress.Load())
 			}

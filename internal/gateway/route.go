@@ -598,7 +598,9 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 	if gr == nil {
 		return run(ctx, u)
 	}
-	if cont, ours := g.conts.get(state); state != "" && ours && cont != nil {
+	if cont, ours := g.conts.get(state); state != "" && ours && cont != nil && groupName(cont.up) == gr.cfg.Name {
+		// Resumed on the target it was issued on; another upstream's
+		// continuation is routed like a new call, and runNewEra refuses it.
 		return run(ctx, cont.up)
 	}
 	// Any other requestState (an upstream's own) is routed like a new

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -92,7 +93,7 @@ func TestMcpNameHeaderChecked(t *testing.T) {
 				} `json:"error"`
 			}
 			_ = json.Unmarshal(body, &msg)
-			if resp.StatusCode != http.StatusBadRequest || msg.Error.Code != jsonrpcInvalidRequest || !strings.Contains(msg.Error.Message, "Mcp-Name header") {
+			if resp.StatusCode != http.StatusBadRequest || msg.Error.Code != mcpwire.CodeInvalidRequest || !strings.Contains(msg.Error.Message, "Mcp-Name header") {
 				t.Errorf("HTTP %d %s, want 400 with an Mcp-Name error", resp.StatusCode, body)
 			}
 			if reached {

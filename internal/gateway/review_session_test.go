@@ -157,10 +157,11 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	if !reviewWait(t, "log before reload", 10*time.Second, func() bool { return got.Load() > 0 }) {
 		t.Fatal("precondition: no log before the reload")
 	}
-	// Reload with a changed timeout: the upstream is replaced.
+	// Reload with changed headers: the upstream is replaced (a changed
+	// timeout alone is applied in place, without a new connection).
 	cfg := *g.cfg.Load()
 	cfg.Upstreams = append(cfg.Upstreams[:0:0], cfg.Upstreams...)
-	cfg.Upstreams[0].Timeout *= 2
+	cfg.Upstreams[0].Headers = map[string]string{"X-Reload": "1"}
 	_, _, changed := g.Apply(context.Background(), &cfg)
 	if len(changed) != 1 {
 		t.Fatalf("changed = %v", changed)

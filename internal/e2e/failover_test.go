@@ -20,14 +20,39 @@ import (
 // bumpServer is an MCP server over Streamable HTTP with one tool, "bump",
 // that is neither read-only nor idempotent (it counts its calls): a call
 // that may have run must never be sent twice.
-func bumpServer(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
+//
+// A quiet server leaves the gateway no connection to it between calls: it
+// closes every connection after its response (no keep-alive, so the
+// gateway's HTTP transport keeps no idle connection to it) and offers no
+// standalone SSE stream (GET answers 405, which the spec allows). When a
+// quiet server dies, the gateway has no way to notice until it sends the
+// next request, and that request cannot be written to a connection the
+// server has just closed: the transport must dial, and the dial is
+// refused.
+func bumpServer(t *testing.T, name string, quiet bool) (*httptest.Server, *atomic.Int64) {
 	var n atomic.Int64
 	up := mcp.NewServer(&mcp.Implementation{Name: name, Version: "1"}, nil)
 	mcp.AddTool(up, &mcp.Tool{Name: "bump", Description: "counts its calls"}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 		v := n.Add(1)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("%s %d", name, v)}}}, nil, nil
 	})
-	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil))
+	var h http.Handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil)
+	if quiet {
+		stream := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodGet {
+				w.Header().Set("Allow", "POST, DELETE")
+				http.Error(w, "no standalone SSE stream", http.StatusMethodNotAllowed)
+				return
+			}
+			stream.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewUnstartedServer(h)
+	if quiet {
+		srv.Config.SetKeepAlivesEnabled(false)
+	}
+	srv.Start()
 	closeFixture(t, srv)
 	return srv, &n
 }
@@ -40,9 +65,17 @@ func bumpServer(t *testing.T, name string) (*httptest.Server, *atomic.Int64) {
 // the gateway — and goes on at once to the remote target, which answers.
 // Before the breaker has opened, every such call succeeds; none is lost
 // and none runs twice.
+//
+// The local server is quiet (see bumpServer): the gateway holds no
+// connection to it when it dies, so nothing tells the gateway of the death
+// before the first call (the target is still "ready" then, and the router
+// tries it first), and that call's request is never written to a
+// connection the server closed — a race the gateway would rightly count
+// as "maybe sent" (net/http reports EOF after writing the request; the
+// server may have read it), so that the call would not fail over.
 func TestFailoverWhenNeverSent(t *testing.T) {
-	local, localCalls := bumpServer(t, "local")
-	remote, remoteCalls := bumpServer(t, "remote")
+	local, localCalls := bumpServer(t, "local", true)
+	remote, remoteCalls := bumpServer(t, "remote", false)
 	gw := startGateway(t, fmt.Sprintf(`
 [routing]
 latency_factor = 1000
@@ -94,6 +127,10 @@ locality = "remote"
 	// The local server dies: connections dropped, port closed.
 	local.CloseClientConnections()
 	local.Listener.Close()
+	// The gateway cannot have noticed: it had no connection to lose.
+	if s := status(gw, "up@local"); s.State != "ready" {
+		t.Fatalf("target up@local right after its server died: %+v", s)
+	}
 
 	for i := range 5 {
 		res, route, err := bump()

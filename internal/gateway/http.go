@@ -300,6 +300,18 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			g.reject(w, r, http.StatusBadRequest, reason, code, err.Error())
 			return
 		}
+		// Ids that a float64 decoder would round and keys that a
+		// case-insensitive decoder would read as protocol members: the
+		// bytes are forwarded as they are, so the upstream must read
+		// them as the gateway did (jsonguard.CheckMessage).
+		if err := jsonguard.CheckMessage(body); err != nil {
+			reason := "invalid_id"
+			if jsonguard.KindOf(err) == jsonguard.ErrKeyCase {
+				reason = "key_case"
+			}
+			g.reject(w, r, http.StatusBadRequest, reason, jsonrpcInvalidRequest, err.Error())
+			return
+		}
 		// The envelope is parsed at most once, and only when something
 		// below needs it.
 		var (

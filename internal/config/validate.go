@@ -95,6 +95,12 @@ func (d *decoder) validateServer(s *Server, m serverMeta) {
 	if s.ShutdownGrace <= 0 {
 		bad("shutdown_grace", "must be greater than 0, got %s", s.ShutdownGrace)
 	}
+	if s.ReadHeaderTimeout <= 0 {
+		bad("read_header_timeout", "must be greater than 0, got %s", s.ReadHeaderTimeout)
+	}
+	if s.BodyReadTimeout <= 0 {
+		bad("body_read_timeout", "must be greater than 0, got %s", s.BodyReadTimeout)
+	}
 	if lvl := strings.ToLower(s.LogLevel); slices.Contains(logLevels, lvl) {
 		s.LogLevel = lvl
 	} else {

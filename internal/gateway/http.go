@@ -35,8 +35,14 @@ type HTTPOptions struct {
 	// MaxBodyBytes and MaxJSONDepth bound each JSON-RPC message.
 	MaxBodyBytes int64
 	MaxJSONDepth int
-	// BodyReadTimeout bounds how long a client may take to send a body.
+	// BodyReadTimeout bounds how long a client may take to send a body,
+	// counted from the end of its headers, on every endpoint (0: 30s).
 	BodyReadTimeout time.Duration
+	// LoopbackOnly, set when the gateway listens on a loopback address,
+	// refuses requests whose Host header does not name this machine (or
+	// the host of an allowed origin): a DNS-rebinding page reaches a local
+	// gateway under its own host name.
+	LoopbackOnly bool
 	// SessionTimeout closes client sessions idle for this long (0: 30 minutes).
 	SessionTimeout time.Duration
 	// API, if set, serves /api/ (REST) behind the same guards as /mcp:
@@ -103,7 +109,7 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	if o.API != nil {
 		mux.Handle("/api/", g.guard(o, g.admitREST(g.checkJSONBody(o, o.API))))
 	}
-	return g.requestID(mux)
+	return g.requestID(g.edge(o, mux))
 }
 
 // eraSwitch serves both protocol eras on one endpoint: a request that
@@ -333,6 +339,21 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			if env, err := envelope(); err == nil && (env.Method == "initialize" || env.Method == "server/discover") {
 				w.Header().Set("Retry-After", "1")
 				g.reject(w, r, http.StatusServiceUnavailable, "draining", CodeUpstreamUnavailable, "the gateway is shutting down; connect to another replica")
+				return
+			}
+		}
+		if r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") < statelessVersion {
+			// The session era (eraSwitch sends this to the stateful
+			// handler): only initialize opens a session. The SDK would
+			// open one for any message and answer it 200 with a JSON-RPC
+			// error the client cannot tell from the server's.
+			if env, err := envelope(); err == nil && env.Method != "initialize" && env.Method != "server/discover" {
+				what := "this message"
+				if env.Method != "" {
+					what = fmt.Sprintf("%q", env.Method)
+				}
+				g.reject(w, r, http.StatusBadRequest, "session_required", jsonrpcInvalidRequest,
+					"missing Mcp-Session-Id header: "+what+" must be sent in the session that initialize opened (or declare MCP-Protocol-Version "+statelessVersion+" or later for stateless requests)")
 				return
 			}
 		}

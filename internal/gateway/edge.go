@@ -94,6 +94,7 @@ func (g *Gateway) edge(o HTTPOptions, next http.Handler) http.Handler {
 		if r.Body != nil && r.Body != http.NoBody {
 			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(o.BodyReadTimeout))
 			body = &edgeBody{ReadCloser: r.Body}
+			r = r.WithContext(r.Context()) // a shallow copy: net/http's own request keeps its body
 			r.Body = body
 		}
 		ew := &edgeWriter{ResponseWriter: w, body: body}

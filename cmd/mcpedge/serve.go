@@ -159,7 +159,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	serveErr := make(chan error, 1)
 	// Requests with ambiguous framing that net/http would accept are
 	// marked for the gateway to refuse (gateway.FramingListener).
-	go func() { serveErr <- srv.Serve(gateway.FramingListener(ln)) }()
+	go func() { serveErr <- srv.Serve(gateway.FramingListener(ln, srv.MaxHeaderBytes)) }()
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strconv"
 )
 
@@ -13,10 +14,6 @@ import (
 // framing it found ambiguous; its value says why. A client cannot set it:
 // a request that carries it is itself marked.
 const framingHeader = "X-Mcpedge-Framing-Error"
-
-// maxFramingHeaderBlock bounds a request's header block as FramingListener
-// reads it; http.Server refuses far smaller blocks (MaxHeaderBytes) first.
-const maxFramingHeaderBlock = 1 << 20
 
 // FramingListener returns ln with every accepted connection checked for
 // request framing that net/http accepts although RFC 9112 says it must not
@@ -43,16 +40,30 @@ const maxFramingHeaderBlock = 1 << 20
 // The listener tracks each request's body (by Content-Length or chunk
 // sizes) to find where the next request's headers start; it passes every
 // byte of well-framed requests on unchanged.
-func FramingListener(ln net.Listener) net.Listener { return framingListener{ln} }
+//
+// maxHeaderBytes is the server's http.Server.MaxHeaderBytes (0: the
+// default). A header block is held until it is complete, and handed on as
+// soon as it is longer than net/http accepts (which then refuses it with
+// 431), so a connection never holds more than net/http would.
+func FramingListener(ln net.Listener, maxHeaderBytes int) net.Listener {
+	if maxHeaderBytes <= 0 {
+		maxHeaderBytes = http.DefaultMaxHeaderBytes
+	}
+	// net/http allows 4096 bytes beyond MaxHeaderBytes.
+	return framingListener{ln, maxHeaderBytes + 4096 + 1}
+}
 
-type framingListener struct{ net.Listener }
+type framingListener struct {
+	net.Listener
+	limit int
+}
 
 func (l framingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return &framingConn{Conn: c, br: bufio.NewReaderSize(c, 4096)}, nil
+	return &framingConn{Conn: c, br: bufio.NewReaderSize(c, 4096), limit: l.limit}, nil
 }
 
 const (
@@ -77,6 +88,7 @@ type framingConn struct {
 	line      []byte // the header block or line being read
 	lineStart int    // offset of the current line in line
 	out       []byte // checked bytes not yet returned
+	limit     int    // longest header block or line held
 }
 
 func (c *framingConn) Read(p []byte) (int, error) {
@@ -116,9 +128,9 @@ func (c *framingConn) readLine() error {
 	for {
 		b, err := c.br.ReadSlice('\n')
 		c.line = append(c.line, b...)
-		if len(c.line) > maxFramingHeaderBlock {
-			// net/http has refused this request already; hand over what
-			// there is and end the connection.
+		if len(c.line) > c.limit {
+			// Longer than net/http accepts: hand over what there is, for
+			// net/http to refuse, and end the connection.
 			c.out, c.line, c.state = c.line, nil, fsEnd
 			return nil
 		}

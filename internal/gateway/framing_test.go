@@ -37,7 +37,7 @@ func framedRead(t *testing.T, data string, seed uint64) string {
 		}
 		client.Close()
 	}()
-	fc := &framingConn{Conn: server, br: bufio.NewReaderSize(server, 4096)}
+	fc := &framingConn{Conn: server, br: bufio.NewReaderSize(server, 4096), limit: 1 << 16}
 	var out bytes.Buffer
 	buf := make([]byte, 64)
 	for {

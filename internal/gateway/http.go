@@ -78,8 +78,8 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux := http.NewServeMux()
 	aggServer := func(*http.Request) *mcp.Server { return g.agg }
 	perServer := func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }
-	agg := eraSwitch(aggServer, g.log, o)
-	per := eraSwitch(perServer, g.log, o)
+	agg := g.requireSession(eraSwitch(aggServer, g.log, o))
+	per := g.requireSession(eraSwitch(perServer, g.log, o))
 	if g.security != nil {
 		agg, per = sdkAuth(agg), sdkAuth(per)
 		prm := g.security.ProtectedResourceMetadata()
@@ -125,6 +125,30 @@ func eraSwitch(getServer func(*http.Request) *mcp.Server, log *slog.Logger, o HT
 			return
 		}
 		stateful.ServeHTTP(w, r)
+	})
+}
+
+// sessionlessKey marks a POSTed message of the session era sent without
+// Mcp-Session-Id; its value is the message's method ("" for a response).
+type sessionlessKey struct{}
+
+// requireSession refuses, in the session era, a message other than
+// initialize sent without Mcp-Session-Id: HTTP 400 with a JSON-RPC error.
+// The SDK would open a session for it and answer HTTP 200 with an error of
+// code 0 ("method ... is invalid during session initialization"), or 202
+// for a notification, which a client cannot tell from a server's answer.
+func (g *Gateway) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m, ok := r.Context().Value(sessionlessKey{}).(string); ok && m != "initialize" && m != "server/discover" {
+			what := "a response"
+			if m != "" {
+				what = fmt.Sprintf("%q", m)
+			}
+			g.reject(w, r, http.StatusBadRequest, "session_required", jsonrpcInvalidRequest,
+				"missing Mcp-Session-Id header: "+what+" must be sent in the session that initialize opened (or declare MCP-Protocol-Version "+statelessVersion+" or later for stateless requests)")
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -343,18 +367,9 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			}
 		}
 		if r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") < statelessVersion {
-			// The session era (eraSwitch sends this to the stateful
-			// handler): only initialize opens a session. The SDK would
-			// open one for any message and answer it 200 with a JSON-RPC
-			// error the client cannot tell from the server's.
-			if env, err := envelope(); err == nil && env.Method != "initialize" && env.Method != "server/discover" {
-				what := "this message"
-				if env.Method != "" {
-					what = fmt.Sprintf("%q", env.Method)
-				}
-				g.reject(w, r, http.StatusBadRequest, "session_required", jsonrpcInvalidRequest,
-					"missing Mcp-Session-Id header: "+what+" must be sent in the session that initialize opened (or declare MCP-Protocol-Version "+statelessVersion+" or later for stateless requests)")
-				return
+			// For requireSession, which runs once the endpoint is known.
+			if env, err := envelope(); err == nil {
+				r = r.WithContext(context.WithValue(r.Context(), sessionlessKey{}, env.Method))
 			}
 		}
 		if hm, hn := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"); hm != "" || hn != "" {

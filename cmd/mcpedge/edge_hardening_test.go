@@ -24,7 +24,7 @@ import (
 
 // edgeTimeouts is the [server] block of these tests: short deadlines, so
 // that what they cut off is seen quickly.
-const edgeTimeouts = "[server]\nbody_read_timeout = \"2s\"\nread_header_timeout = \"2s\"\n"
+const edgeTimeouts = "[server]\nbody_read_timeout = \"2s\"\nread_header_timeout = \"2s\"\nallowed_hosts = [\"mcp.proxy.test\"]\n"
 
 func startEdgeGateway(t *testing.T) *gatewayProc {
 	t.Helper()
@@ -424,8 +424,9 @@ func TestEdgeHostAndOriginEverywhere(t *testing.T) {
 			})
 		}
 	}
-	// Control: loopback Host names and origins are served.
-	for _, h := range []string{"localhost", hostOf(t, p), "[::1]:9", "app.localhost"} {
+	// Control: loopback Host names and origins are served, and the names
+	// of server.allowed_hosts.
+	for _, h := range []string{"localhost", hostOf(t, p), "[::1]:9", "app.localhost", "mcp.proxy.test:443", "MCP.proxy.test"} {
 		if code, b := do(http.MethodGet, "/healthz", func(r *http.Request) {
 			r.Host = h
 			r.Header.Set("Origin", "http://localhost:3000")

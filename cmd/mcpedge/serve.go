@@ -131,6 +131,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
+		AllowedHosts:    cfg.Server.AllowedHosts,
 		API:             adminAPI(cfg, sec, lat, log, queueReader),
 	}
 	if sec.Layer == nil {

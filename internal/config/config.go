@@ -159,6 +159,11 @@ type Server struct {
 	// protects a local gateway from DNS-rebinding attacks by web pages.
 	// Values are canonicalised to lower-case "scheme://host[:port]".
 	AllowedOrigins []string
+	// AllowedHosts are Host header values (host names, without port)
+	// accepted in addition to loopback ones when the gateway listens on a
+	// loopback address (toml "allowed_hosts"): the names under which a
+	// reverse proxy on this machine forwards requests. Lower-cased.
+	AllowedHosts []string
 	// MaxBodyBytes bounds a request body (toml "max_body_bytes").
 	MaxBodyBytes int64
 	// MaxJSONDepth bounds the nesting depth of JSON messages

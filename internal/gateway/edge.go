@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,15 @@ func (g *Gateway) edge(o HTTPOptions, next http.Handler) http.Handler {
 	for _, a := range o.AllowedOrigins {
 		allowed[strings.TrimRight(strings.ToLower(a), "/")] = true
 	}
+	hosts := map[string]bool{}
+	for _, h := range o.AllowedHosts {
+		hosts[strings.TrimSuffix(strings.ToLower(h), ".")] = true
+	}
+	for o := range allowed {
+		if u, err := url.Parse(o); err == nil && u.Hostname() != "" {
+			hosts[u.Hostname()] = true
+		}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body *edgeBody
 		if r.Body != nil && r.Body != http.NoBody {
@@ -122,8 +132,8 @@ func (g *Gateway) edge(o HTTPOptions, next http.Handler) http.Handler {
 				return
 			}
 		}
-		if o.LoopbackOnly && !loopbackHost(r.Host, allowed) {
-			g.refuse(w, r, http.StatusForbidden, "host", fmt.Sprintf("host %q is not allowed: this gateway listens on loopback only and answers only to localhost or a loopback address (DNS rebinding protection); add the origin to server.allowed_origins if a page must reach it under that name", r.Host))
+		if o.LoopbackOnly && !loopbackHost(r.Host, hosts) {
+			g.refuse(w, r, http.StatusForbidden, "host", fmt.Sprintf("host %q is not allowed: this gateway listens on loopback only and answers to localhost, a loopback address or a name in server.allowed_hosts (DNS rebinding protection)", r.Host))
 			return
 		}
 		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, allowed) {
@@ -146,9 +156,9 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, rea
 }
 
 // loopbackHost reports whether the Host header names this machine
-// (localhost, a name under .localhost, a loopback address), or the host of
-// an allowed origin.
-func loopbackHost(hostport string, allowedOrigins map[string]bool) bool {
+// (localhost, a name under .localhost, a loopback address) or one of
+// hosts.
+func loopbackHost(hostport string, hosts map[string]bool) bool {
 	host := hostport
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
@@ -157,19 +167,8 @@ func loopbackHost(hostport string, allowedOrigins map[string]bool) bool {
 	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
 		return true
 	}
-	if ip := net.ParseIP(host); ip != nil {
-		return ip.IsLoopback()
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return true
 	}
-	for o := range allowedOrigins {
-		if _, rest, ok := strings.Cut(o, "://"); ok {
-			h := rest
-			if hh, _, err := net.SplitHostPort(rest); err == nil {
-				h = hh
-			}
-			if strings.Trim(h, "[]") == host {
-				return true
-			}
-		}
-	}
-	return false
+	return hosts[host]
 }

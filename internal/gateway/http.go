@@ -43,6 +43,9 @@ type HTTPOptions struct {
 	// the host of an allowed origin): a DNS-rebinding page reaches a local
 	// gateway under its own host name.
 	LoopbackOnly bool
+	// AllowedHosts are further host names accepted with LoopbackOnly (a
+	// reverse proxy on this machine forwarding under its own name).
+	AllowedHosts []string
 	// SessionTimeout closes client sessions idle for this long (0: 30 minutes).
 	SessionTimeout time.Duration
 	// API, if set, serves /api/ (REST) behind the same guards as /mcp:

@@ -49,8 +49,11 @@ func FramingListener(ln net.Listener, maxHeaderBytes int) net.Listener {
 	if maxHeaderBytes <= 0 {
 		maxHeaderBytes = http.DefaultMaxHeaderBytes
 	}
-	// net/http allows 4096 bytes beyond MaxHeaderBytes.
-	return framingListener{ln, maxHeaderBytes + 4096 + 1}
+	// net/http allows 4096 bytes beyond MaxHeaderBytes, and on a reused
+	// connection up to 4096 more may already sit in its read buffer
+	// (uncounted) when it starts counting: a block longer than that sum
+	// is refused whatever the connection's history.
+	return framingListener{ln, maxHeaderBytes + 2*4096 + 1}
 }
 
 type framingListener struct {

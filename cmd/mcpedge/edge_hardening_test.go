@@ -52,9 +52,9 @@ func rawSend(t *testing.T, addr, payload string, wait time.Duration) rawResult {
 	}
 	defer c.Close()
 	start := time.Now()
-	if _, err := io.WriteString(c, payload); err != nil {
-		t.Fatal(err)
-	}
+	// The gateway may close before it has read everything (an oversized
+	// header block); what it answered is still read.
+	_, _ = io.WriteString(c, payload)
 	return readUntilClosed(c, start, wait)
 }
 
@@ -277,6 +277,16 @@ func TestEdgeAmbiguousFraming(t *testing.T) {
 			}
 		})
 	}
+
+	// An oversized header block after a first request on the connection
+	// (net/http may have read ahead of its limit) is still refused.
+	t.Run("header block beyond MaxHeaderBytes on a reused connection", func(t *testing.T) {
+		r := rawSend(t, addr, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"+
+			"GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\nAuthorization: Bearer "+strings.Repeat("A", 100_000)+"\r\n\r\n"+smuggled, 10*time.Second)
+		if answers(r.resp) != 2 || !strings.Contains(r.resp, "HTTP/1.1 431") || !r.closed {
+			t.Errorf("got %q (closed=%v), want 200 then 431 and the connection closed", r.resp, r.closed)
+		}
+	})
 
 	// Control: well-framed requests, chunked or not, keep the connection
 	// and the next request on it is answered.

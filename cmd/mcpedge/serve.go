@@ -134,7 +134,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
-		API: adminAPI(cfg, sec, lat, log, queueReader),
+		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
+		LoopbackOnly:    loopbackListener(ln),
+		AllowedHosts:    cfg.Server.AllowedHosts,
+		API:             adminAPI(cfg, sec, lat, log, queueReader),
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
@@ -142,11 +145,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	h := g.Handler(ho)
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second, // slow-header clients cannot hold connections
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), // slow-header clients cannot hold connections
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		// No ReadTimeout/WriteTimeout: SSE streams are long-lived. Bodies are
-		// bounded by a per-request read deadline in the gateway instead.
+		// bounded by a per-request read deadline in the gateway instead
+		// (server.body_read_timeout), set before authentication.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
@@ -159,7 +163,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	log.Info("listening", "addr", addr, "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode, "store", sec.Store.Kind(), "redis", sec.Redis != nil, "config", s.path)
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	// Requests with ambiguous framing that net/http would accept are
+	// marked for the gateway to refuse (gateway.FramingListener).
+	go func() { serveErr <- srv.Serve(gateway.FramingListener(ln, srv.MaxHeaderBytes)) }()
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -366,4 +372,11 @@ func useWASMCache(cfg *config.Config, log *slog.Logger) {
 	if err := wasmtool.UseCacheDir(dir); err != nil {
 		log.Warn("WASM compilation cache unavailable; modules are compiled at every start", "dir", dir, "error", err)
 	}
+}
+
+// loopbackListener reports whether ln accepts connections on a loopback
+// address only; the gateway then answers only to loopback Host names.
+func loopbackListener(ln net.Listener) bool {
+	a, ok := ln.Addr().(*net.TCPAddr)
+	return ok && a.IP.IsLoopback()
 }

@@ -25,16 +25,20 @@ import (
 // Defaults. They are exported so that other packages (flags, docs, tests) can
 // refer to them instead of repeating magic numbers.
 const (
-	DefaultListen          = "127.0.0.1:8080"
-	DefaultAuthTokenEnv    = "MCPEDGE_AUTH_TOKEN"
-	DefaultMaxBodyBytes    = int64(4 << 20)
-	DefaultMaxJSONDepth    = 64
-	DefaultRequestTimeout  = Duration(60 * time.Second)
-	DefaultShutdownGrace   = Duration(10 * time.Second)
-	DefaultLogLevel        = "info"
-	DefaultPageSize        = 100
-	DefaultUpstreamTimeout = Duration(30 * time.Second)
-	DefaultConnectTimeout  = Duration(10 * time.Second)
+	DefaultListen         = "127.0.0.1:8080"
+	DefaultAuthTokenEnv   = "MCPEDGE_AUTH_TOKEN"
+	DefaultMaxBodyBytes   = int64(4 << 20)
+	DefaultMaxJSONDepth   = 64
+	DefaultRequestTimeout = Duration(60 * time.Second)
+	DefaultShutdownGrace  = Duration(10 * time.Second)
+	// DefaultReadHeaderTimeout and DefaultBodyReadTimeout bound how long a
+	// client may take to send a request's headers and its body.
+	DefaultReadHeaderTimeout = Duration(10 * time.Second)
+	DefaultBodyReadTimeout   = Duration(30 * time.Second)
+	DefaultLogLevel          = "info"
+	DefaultPageSize          = 100
+	DefaultUpstreamTimeout   = Duration(30 * time.Second)
+	DefaultConnectTimeout    = Duration(10 * time.Second)
 
 	// Lattice limits (the [lattice] table), the per-plan limits of the
 	// built-in lattice engine until plans exist.
@@ -155,6 +159,11 @@ type Server struct {
 	// protects a local gateway from DNS-rebinding attacks by web pages.
 	// Values are canonicalised to lower-case "scheme://host[:port]".
 	AllowedOrigins []string
+	// AllowedHosts are Host header values (host names, without port)
+	// accepted in addition to loopback ones when the gateway listens on a
+	// loopback address (toml "allowed_hosts"): the names under which a
+	// reverse proxy on this machine forwards requests. Lower-cased.
+	AllowedHosts []string
 	// MaxBodyBytes bounds a request body (toml "max_body_bytes").
 	MaxBodyBytes int64
 	// MaxJSONDepth bounds the nesting depth of JSON messages
@@ -167,6 +176,14 @@ type Server struct {
 	// ShutdownGrace is how long in-flight requests get to finish on
 	// shutdown (toml "shutdown_grace").
 	ShutdownGrace Duration
+	// ReadHeaderTimeout bounds how long a client may take to send a
+	// request's headers (toml "read_header_timeout").
+	ReadHeaderTimeout Duration
+	// BodyReadTimeout bounds how long a client may take to send a
+	// request's body, counted from the end of its headers, on every
+	// endpoint and whether or not the request is authenticated (toml
+	// "body_read_timeout").
+	BodyReadTimeout Duration
 	// LogLevel is one of debug, info, warn, error (toml "log_level").
 	LogLevel string
 	// PageSize is the number of items per page the gateway serves on list
@@ -399,15 +416,17 @@ func (u Upstream) Fingerprint() string {
 func Default() *Config {
 	c := &Config{
 		Server: Server{
-			Listen:         DefaultListen,
-			AuthTokenEnv:   DefaultAuthTokenEnv,
-			MaxBodyBytes:   DefaultMaxBodyBytes,
-			MaxJSONDepth:   DefaultMaxJSONDepth,
-			RequestTimeout: DefaultRequestTimeout,
-			ShutdownGrace:  DefaultShutdownGrace,
-			LogLevel:       DefaultLogLevel,
-			PageSize:       DefaultPageSize,
-			DataDir:        DefaultDataDir(),
+			Listen:            DefaultListen,
+			AuthTokenEnv:      DefaultAuthTokenEnv,
+			MaxBodyBytes:      DefaultMaxBodyBytes,
+			MaxJSONDepth:      DefaultMaxJSONDepth,
+			RequestTimeout:    DefaultRequestTimeout,
+			ShutdownGrace:     DefaultShutdownGrace,
+			ReadHeaderTimeout: DefaultReadHeaderTimeout,
+			BodyReadTimeout:   DefaultBodyReadTimeout,
+			LogLevel:          DefaultLogLevel,
+			PageSize:          DefaultPageSize,
+			DataDir:           DefaultDataDir(),
 		},
 		Lattice: Lattice{
 			MaxPoints:             DefaultLatticeMaxPoints,

@@ -164,6 +164,9 @@ max_body_bytes = 1024
 max_json_depth = 1000
 request_timeout = "1m30s"
 shutdown_grace = "500ms"
+allowed_hosts = ["MCP.Example.com."]
+read_header_timeout = "3s"
+body_read_timeout = "2s"
 log_level = "DEBUG"
 page_size = 7
 data_dir = "/var/lib/mcpedge"
@@ -173,16 +176,19 @@ data_dir = "/var/lib/mcpedge"
 		t.Fatal(ps)
 	}
 	want := Server{
-		Listen:         ":9000",
-		AuthTokenEnv:   "",
-		AllowedOrigins: []string{"https://app.example.com", "http://localhost:3000", "vscode-webview://abc"},
-		MaxBodyBytes:   1024,
-		MaxJSONDepth:   1000,
-		RequestTimeout: Duration(90 * time.Second),
-		ShutdownGrace:  Duration(500 * time.Millisecond),
-		LogLevel:       "debug",
-		PageSize:       7,
-		DataDir:        "/var/lib/mcpedge",
+		Listen:            ":9000",
+		AuthTokenEnv:      "",
+		AllowedOrigins:    []string{"https://app.example.com", "http://localhost:3000", "vscode-webview://abc"},
+		MaxBodyBytes:      1024,
+		MaxJSONDepth:      1000,
+		RequestTimeout:    Duration(90 * time.Second),
+		ShutdownGrace:     Duration(500 * time.Millisecond),
+		AllowedHosts:      []string{"mcp.example.com"},
+		ReadHeaderTimeout: Duration(3 * time.Second),
+		BodyReadTimeout:   Duration(2 * time.Second),
+		LogLevel:          "debug",
+		PageSize:          7,
+		DataDir:           "/var/lib/mcpedge",
 	}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("got %+v\nwant %+v", c.Server, want)
@@ -239,6 +245,12 @@ func TestRules(t *testing.T) {
 			nil, []string{`c.toml:2:1: server.request_timeout: expected a duration string with a unit, e.g. "30s", got integer`}},
 		{"shutdown_grace negative", "[server]\nshutdown_grace = \"-1s\"\n",
 			nil, []string{`c.toml:2:1: server.shutdown_grace: must be greater than 0, got -1s`}},
+		{"allowed_hosts with a port", "[server]\nallowed_hosts = [\"mcp.example.com\", \"x:8080\"]\n",
+			nil, []string{`c.toml:2:1: server.allowed_hosts[1]: "x:8080" is not a host name: give the name alone, without scheme, port or wildcard, e.g. "mcp.example.com"`}},
+		{"body_read_timeout zero", "[server]\nbody_read_timeout = \"0s\"\n",
+			nil, []string{`c.toml:2:1: server.body_read_timeout: must be greater than 0, got 0s`}},
+		{"read_header_timeout negative", "[server]\nread_header_timeout = \"-1s\"\n",
+			nil, []string{`c.toml:2:1: server.read_header_timeout: must be greater than 0, got -1s`}},
 		{"shutdown_grace garbage", "[server]\nshutdown_grace = \"soon\"\n",
 			nil, []string{`c.toml:2:1: server.shutdown_grace: invalid duration "soon": want a number with a unit, e.g. "30s", "1m30s", "500ms"`}},
 		{"log_level", "[server]\nlog_level = \"verbose\"\n",

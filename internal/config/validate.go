@@ -83,6 +83,15 @@ func (d *decoder) validateServer(s *Server, m serverMeta) {
 		}
 		s.AllowedOrigins[i] = canon
 	}
+	for i, h := range s.AllowedHosts {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if h == "" || h == "*" || strings.ContainsAny(h, ":/@?# \t") {
+			l := m.loc("allowed_hosts")
+			d.add(l.pos, indexField(l.field, i), "%q is not a host name: give the name alone, without scheme, port or wildcard, e.g. \"mcp.example.com\"", truncate(h, 64))
+			continue
+		}
+		s.AllowedHosts[i] = h
+	}
 	if s.MaxBodyBytes <= 0 {
 		bad("max_body_bytes", "must be greater than 0, got %d", s.MaxBodyBytes)
 	}
@@ -94,6 +103,12 @@ func (d *decoder) validateServer(s *Server, m serverMeta) {
 	}
 	if s.ShutdownGrace <= 0 {
 		bad("shutdown_grace", "must be greater than 0, got %s", s.ShutdownGrace)
+	}
+	if s.ReadHeaderTimeout <= 0 {
+		bad("read_header_timeout", "must be greater than 0, got %s", s.ReadHeaderTimeout)
+	}
+	if s.BodyReadTimeout <= 0 {
+		bad("body_read_timeout", "must be greater than 0, got %s", s.BodyReadTimeout)
 	}
 	if lvl := strings.ToLower(s.LogLevel); slices.Contains(logLevels, lvl) {
 		s.LogLevel = lvl

@@ -36,8 +36,17 @@ type HTTPOptions struct {
 	// MaxBodyBytes and MaxJSONDepth bound each JSON-RPC message.
 	MaxBodyBytes int64
 	MaxJSONDepth int
-	// BodyReadTimeout bounds how long a client may take to send a body.
+	// BodyReadTimeout bounds how long a client may take to send a body,
+	// counted from the end of its headers, on every endpoint (0: 30s).
 	BodyReadTimeout time.Duration
+	// LoopbackOnly, set when the gateway listens on a loopback address,
+	// refuses requests whose Host header does not name this machine (or
+	// the host of an allowed origin): a DNS-rebinding page reaches a local
+	// gateway under its own host name.
+	LoopbackOnly bool
+	// AllowedHosts are further host names accepted with LoopbackOnly (a
+	// reverse proxy on this machine forwarding under its own name).
+	AllowedHosts []string
 	// SessionTimeout closes client sessions idle for this long (0: 30 minutes).
 	SessionTimeout time.Duration
 	// API, if set, serves /api/ (REST) behind the same guards as /mcp:
@@ -73,8 +82,8 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux := http.NewServeMux()
 	aggServer := func(*http.Request) *mcp.Server { return g.agg }
 	perServer := func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }
-	agg := eraSwitch(aggServer, g.log, o)
-	per := eraSwitch(perServer, g.log, o)
+	agg := g.requireSession(eraSwitch(aggServer, g.log, o))
+	per := g.requireSession(eraSwitch(perServer, g.log, o))
 	if g.security != nil {
 		agg, per = sdkAuth(agg), sdkAuth(per)
 		prm := g.security.ProtectedResourceMetadata()
@@ -104,7 +113,7 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	if o.API != nil {
 		mux.Handle("/api/", g.guard(o, g.admitREST(g.checkJSONBody(o, o.API))))
 	}
-	return g.requestID(mux)
+	return g.requestID(g.edge(o, mux))
 }
 
 // eraSwitch serves both protocol eras on one endpoint: a request that
@@ -120,6 +129,30 @@ func eraSwitch(getServer func(*http.Request) *mcp.Server, log *slog.Logger, o HT
 			return
 		}
 		stateful.ServeHTTP(w, r)
+	})
+}
+
+// sessionlessKey marks a POSTed message of the session era sent without
+// Mcp-Session-Id; its value is the message's method ("" for a response).
+type sessionlessKey struct{}
+
+// requireSession refuses, in the session era, a message other than
+// initialize sent without Mcp-Session-Id: HTTP 400 with a JSON-RPC error.
+// The SDK would open a session for it and answer HTTP 200 with an error of
+// code 0 ("method ... is invalid during session initialization"), or 202
+// for a notification, which a client cannot tell from a server's answer.
+func (g *Gateway) requireSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if m, ok := r.Context().Value(sessionlessKey{}).(string); ok && m != "initialize" && m != "server/discover" {
+			what := "a response"
+			if m != "" {
+				what = fmt.Sprintf("%q", m)
+			}
+			g.reject(w, r, http.StatusBadRequest, "session_required", jsonrpcInvalidRequest,
+				"missing Mcp-Session-Id header: "+what+" must be sent in the session that initialize opened (or declare MCP-Protocol-Version "+statelessVersion+" or later for stateless requests)")
+			return
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -298,6 +331,18 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			g.reject(w, r, http.StatusBadRequest, reason, code, err.Error())
 			return
 		}
+		// Ids that a float64 decoder would round and keys that a
+		// case-insensitive decoder would read as protocol members: the
+		// bytes are forwarded as they are, so the upstream must read
+		// them as the gateway did (jsonguard.CheckMessage).
+		if err := jsonguard.CheckMessage(body); err != nil {
+			reason := "invalid_id"
+			if jsonguard.KindOf(err) == jsonguard.ErrKeyCase {
+				reason = "key_case"
+			}
+			g.reject(w, r, http.StatusBadRequest, reason, jsonrpcInvalidRequest, err.Error())
+			return
+		}
 		// The envelope is parsed at most once, and only when something
 		// below needs it.
 		var (
@@ -320,6 +365,12 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 				w.Header().Set("Retry-After", "1")
 				g.reject(w, r, http.StatusServiceUnavailable, "draining", mcpwire.CodeUpstreamUnavailable, "the gateway is shutting down; connect to another replica")
 				return
+			}
+		}
+		if r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") < statelessVersion {
+			// For requireSession, which runs once the endpoint is known.
+			if env, err := envelope(); err == nil {
+				r = r.WithContext(context.WithValue(r.Context(), sessionlessKey{}, env.Method))
 			}
 		}
 		if hm, hn := r.Header.Get("Mcp-Method"), r.Header.Get("Mcp-Name"); hm != "" || hn != "" {

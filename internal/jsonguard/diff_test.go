@@ -299,6 +299,9 @@ func seedInputs() [][]byte {
 	for _, tc := range envelopeCases {
 		seeds = append(seeds, []byte(tc.in))
 	}
+	for _, tc := range messageCases {
+		seeds = append(seeds, []byte(tc.in))
+	}
 	return seeds
 }
 

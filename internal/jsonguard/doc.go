@@ -46,6 +46,12 @@
 // switches to a hash map. Only such large objects, nesting deeper than
 // DefaultMaxDepth, unusually many or long escaped keys, and errors allocate.
 //
+// [CheckMessage] closes two more differentials, specific to JSON-RPC: ids
+// that a float64 decoder would round (1.5, 1e400, 9007199254740993) or that
+// are not ids at all (true, {}, []), and keys that differ only in case from
+// a protocol member ("Method", "Name"), which a case-insensitive decoder
+// such as encoding/json reads as that member.
+//
 // [ParseEnvelope] extracts the few top-level fields the gateway routes on
 // (for instance to verify the Mcp-Method and Mcp-Name HTTP headers against
 // the body) without decoding params; it skips over values it does not need.

@@ -52,6 +52,12 @@ const (
 	ErrEnvelope
 	// ErrTooLarge: the input is larger than MaxInputSize.
 	ErrTooLarge
+	// ErrID: returned only by CheckMessage, when "id" is neither a string
+	// nor an integer that a float64 holds exactly.
+	ErrID
+	// ErrKeyCase: returned only by CheckMessage, when a key differs only
+	// in case from a protocol member ("Method", "PARAMS", "Name"...).
+	ErrKeyCase
 )
 
 var kindNames = [...]string{
@@ -64,6 +70,8 @@ var kindNames = [...]string{
 	ErrTrailing:     "trailing data",
 	ErrEnvelope:     "invalid envelope",
 	ErrTooLarge:     "input too large",
+	ErrID:           "invalid id",
+	ErrKeyCase:      "key differs only in case",
 }
 
 func (k Kind) String() string {

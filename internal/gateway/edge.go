@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"io"
 	"net"
 	"net/http"
@@ -148,7 +149,7 @@ func (g *Gateway) edge(o HTTPOptions, next http.Handler) http.Handler {
 // JSON problem object elsewhere.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, reason, msg string) {
 	if r.URL.Path == "/mcp" || strings.HasPrefix(r.URL.Path, "/mcp/") {
-		g.reject(w, r, status, reason, jsonrpcInvalidRequest, msg)
+		g.reject(w, r, status, reason, mcpwire.CodeInvalidRequest, msg)
 		return
 	}
 	g.log.Info("request rejected", "request_id", RequestID(r.Context()), "reason", reason, "status", status, "path", r.URL.Path, "remote", r.RemoteAddr, "detail", msg)

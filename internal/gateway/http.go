@@ -148,7 +148,7 @@ func (g *Gateway) requireSession(next http.Handler) http.Handler {
 			if m != "" {
 				what = fmt.Sprintf("%q", m)
 			}
-			g.reject(w, r, http.StatusBadRequest, "session_required", jsonrpcInvalidRequest,
+			g.reject(w, r, http.StatusBadRequest, "session_required", mcpwire.CodeInvalidRequest,
 				"missing Mcp-Session-Id header: "+what+" must be sent in the session that initialize opened (or declare MCP-Protocol-Version "+statelessVersion+" or later for stateless requests)")
 			return
 		}
@@ -340,7 +340,7 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			if jsonguard.KindOf(err) == jsonguard.ErrKeyCase {
 				reason = "key_case"
 			}
-			g.reject(w, r, http.StatusBadRequest, reason, jsonrpcInvalidRequest, err.Error())
+			g.reject(w, r, http.StatusBadRequest, reason, mcpwire.CodeInvalidRequest, err.Error())
 			return
 		}
 		// The envelope is parsed at most once, and only when something

@@ -94,6 +94,16 @@ type framingConn struct {
 	limit     int    // longest header block or line held
 }
 
+// CloseWrite passes net/http's half close on (it sends its answer's FIN
+// before waiting to close a connection it stops reading, such as after a
+// marked request); without it net/http waits half a second, then closes.
+func (c *framingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
 func (c *framingConn) Read(p []byte) (int, error) {
 	for len(c.out) == 0 {
 		switch c.state {
@@ -216,16 +226,16 @@ func (c *framingConn) headerBlock() {
 		}
 		value = bytes.Trim(value, " \t")
 		switch {
-		case bytes.EqualFold(name, []byte("Content-Length")):
+		case asciiEqualFold(name, []byte("Content-Length")):
 			if cls > 0 && !bytes.Equal(value, cl) {
 				clBad = true
 			}
 			cls++
 			cl = value
-		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+		case asciiEqualFold(name, []byte("Transfer-Encoding")):
 			tes++
 			te = value
-		case bytes.EqualFold(name, []byte(framingHeader)):
+		case asciiEqualFold(name, []byte(framingHeader)):
 			why = "the client sent the reserved header " + framingHeader
 		}
 	}
@@ -238,15 +248,15 @@ func (c *framingConn) headerBlock() {
 		why = "Transfer-Encoding in an HTTP/1.0 request"
 	case tes > 1:
 		why = "Transfer-Encoding occurs " + strconv.Itoa(tes) + " times"
-	case tes == 1 && !bytes.EqualFold(te, []byte("chunked")):
-		why = "Transfer-Encoding " + strconv.Quote(string(te)) + " is not supported, only chunked"
+	case tes == 1 && !asciiEqualFold(te, []byte("chunked")):
+		why = "Transfer-Encoding " + quoteShort(te) + " is not supported, only chunked"
 	case clBad:
 		why = "Content-Length headers with different values"
 	case cls > 0:
 		var err error
 		clN, err = strconv.ParseInt(string(cl), 10, 64)
 		if err != nil || clN < 0 || len(cl) == 0 || cl[0] < '0' || cl[0] > '9' {
-			why = "Content-Length " + strconv.Quote(string(cl)) + " is not a decimal number"
+			why = "Content-Length " + quoteShort(cl) + " is not a decimal number"
 		}
 	}
 	if why != "" {
@@ -257,8 +267,8 @@ func (c *framingConn) headerBlock() {
 		for _, l := range lines[1:] {
 			t := bytes.TrimRight(l, "\r\n")
 			name, _, _ := bytes.Cut(t, []byte(":"))
-			if len(t) == 0 || t[0] == ' ' || t[0] == '\t' || bytes.EqualFold(name, []byte("Content-Length")) ||
-				bytes.EqualFold(name, []byte("Transfer-Encoding")) || bytes.EqualFold(name, []byte(framingHeader)) {
+			if len(t) == 0 || t[0] == ' ' || t[0] == '\t' || asciiEqualFold(name, []byte("Content-Length")) ||
+				asciiEqualFold(name, []byte("Transfer-Encoding")) || asciiEqualFold(name, []byte(framingHeader)) {
 				continue
 			}
 			b.Write(t)
@@ -294,4 +304,36 @@ func chunkSize(line []byte) (int64, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// asciiEqualFold is bytes.EqualFold for ASCII only, as net/http compares
+// header names and "chunked": Unicode folding would take "\u212a" (Kelvin
+// sign) for "k" and "\u017f" (long s) for "s".
+func asciiEqualFold(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+// quoteShort quotes a header value for a reason, at most 64 bytes of it:
+// quoting can make a value four times longer, and the marked request must
+// stay within what net/http accepts.
+func quoteShort(v []byte) string {
+	if len(v) > 64 {
+		return strconv.Quote(string(v[:64])) + "..."
+	}
+	return strconv.Quote(string(v))
 }

@@ -104,3 +104,34 @@ func TestFramingMarksAndEnds(t *testing.T) {
 		})
 	}
 }
+
+// net/http half-closes a connection it stops reading (after a refusal)
+// and then waits before closing it; framingConn passes the half close on,
+// so the client sees the end of the answer at once.
+func TestFramingConnCloseWrite(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fl := FramingListener(ln, 0)
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			defer c.Close()
+			c.Read(make([]byte, 1))
+		}
+	}()
+	c, err := fl.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cw, ok := c.(interface{ CloseWrite() error })
+	if !ok {
+		t.Fatal("framingConn hides CloseWrite")
+	}
+	if err := cw.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+}

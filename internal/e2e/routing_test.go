@@ -153,7 +153,10 @@ locality = "remote"
 		if _, route, err := call("echo", echo); err != nil || route["target"] != "local" {
 			t.Fatalf("first call: %v %v", route, err)
 		}
-		local.Set(faultproxy.Latency(200 * time.Millisecond))
+		// 400ms each way: a local call takes at least 800ms, so that the
+		// cloud's probe, which must answer in less than half the local
+		// average, wins even when a busy test machine slows it down.
+		local.Set(faultproxy.Latency(400 * time.Millisecond))
 		defer local.Set(faultproxy.Pass())
 		// The local target stays first while only it is measured; one
 		// call in ten probes the unmeasured cloud, and once the cloud's

@@ -153,7 +153,10 @@ locality = "remote"
 		if _, route, err := call("echo", echo); err != nil || route["target"] != "local" {
 			t.Fatalf("first call: %v %v", route, err)
 		}
-		local.Set(faultproxy.Latency(200 * time.Millisecond))
+		// 400ms each way: a local call takes at least 800ms, so that the
+		// cloud's probe, which must answer in less than half the local
+		// average, wins even when a busy test machine slows it down.
+		local.Set(faultproxy.Latency(400 * time.Millisecond))
 		defer local.Set(faultproxy.Pass())
 		// The local target stays first while only it is measured; one
 		// call in ten probes the unmeasured cloud, and once the cloud's
@@ -181,31 +184,45 @@ locality = "remote"
 	t.Run("fallback-health", func(t *testing.T) {
 		gw, call := start(t, noLatency)
 		cloudEcho, cloudToggle, cloudSum := cloud.Watch(`"echo"`, 0), cloud.Watch(`"toggle-simulated-logging"`, 0), cloud.Watch(`"get-sum"`, 0)
-		local.Set(faultproxy.Reset())
+		// The local target breaks each call below after the call's
+		// request reached it ("maybe sent"): the request goes through and
+		// its connection is reset when the answer begins. Its other
+		// connections (its event stream) are left alone, so the gateway
+		// cannot learn that the target is failing before it sends the
+		// call, which it would then send elsewhere at once whatever the
+		// tool ("never sent", docs/edge.md).
+		localEcho := local.WatchDelivered(`"echo"`, 1)
+		localToggle := local.WatchDelivered(`"toggle-simulated-logging"`, 1)
 		defer local.Set(faultproxy.Pass())
 
 		// echo is read-only: it fails on the local target mid-call and
 		// is sent again to the cloud.
 		res, route, err := call("echo", echo)
 		if err != nil || res.IsError {
-			t.Fatalf("echo with the local target resetting: %v %+v", err, res)
+			t.Fatalf("echo with the local target failing: %v %+v", err, res)
 		}
 		attempts := fmt.Sprint(route["attempts"])
 		if route["target"] != "cloud" || !strings.Contains(attempts, "target:local") || !strings.Contains(attempts, "ok:true target:cloud") {
 			t.Fatalf("route %v", route)
 		}
-		if cloudEcho.Seen() != 1 {
-			t.Fatalf("echo reached the cloud %d times", cloudEcho.Seen())
+		if localEcho.Failed() != 1 || cloudEcho.Seen() != 1 {
+			t.Fatalf("echo failed on the local target %d times, reached the cloud %d times", localEcho.Failed(), cloudEcho.Seen())
 		}
 		// toggle-simulated-logging is neither read-only nor idempotent:
-		// it may have run on the local target, so it is not repeated.
-		_, _, err = call("toggle-simulated-logging", nil)
+		// it reached the local target and may have run there, so it is
+		// not repeated.
+		_, _, err = call("toggle-simulated-logging", map[string]any{})
 		if code(err) != mcpwire.CodeUpstreamUnavailable {
-			t.Fatalf("toggle with the local target resetting: %v, want -32010", err)
+			t.Fatalf("toggle with the local target failing: %v, want -32010", err)
+		}
+		if localToggle.Failed() != 1 {
+			t.Fatalf("toggle failed on the local target %d times, want 1", localToggle.Failed())
 		}
 		if cloudToggle.Seen() != 0 {
 			t.Fatalf("a call that is not safe to repeat reached the cloud %d times", cloudToggle.Seen())
 		}
+		// The local target is down from here on.
+		local.Set(faultproxy.Reset())
 		// Two failures opened the local breaker: the policy now puts the
 		// local target last, and calls go to the cloud first.
 		waitFor(t, "the local breaker to open", 5*time.Second, func() bool {

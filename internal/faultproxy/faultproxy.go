@@ -18,7 +18,10 @@
 //
 // A [Watch] counts the requests that carry a given byte pattern and can make
 // the next few of them fail, which lets a test break exactly one call and
-// count how many times it was sent.
+// count how many times it was sent. [Proxy.Watch] fails a request before it
+// reaches the target; [Proxy.WatchDelivered] lets it reach the target and
+// breaks the connection when the answer begins, so the target certainly got
+// the request and the client never gets its answer.
 //
 // The proxy knows nothing about the protocol it carries. It is meant for
 // tests on loopback, where a small request arrives in one read; a pattern
@@ -254,6 +257,15 @@ func (p *Proxy) pipe(l *link, src, dst net.Conn, up bool) {
 			if up && p.watched(l, tail, chunk) {
 				return
 			}
+			if !up {
+				if w := l.armed.Load(); w != nil {
+					// The answer to a delivered request a watch fails:
+					// reset instead of forwarding it.
+					w.failed.Add(1)
+					l.close(true)
+					return
+				}
+			}
 			if up {
 				tail = keepTail(tail, chunk, p.longestPattern())
 			}
@@ -320,6 +332,10 @@ type link struct {
 	client net.Conn
 	done   chan struct{}
 
+	// armed is the watch that failed a request this link delivered: the
+	// link is reset when the target's answer begins.
+	armed atomic.Pointer[Watch]
+
 	mu     sync.Mutex
 	target net.Conn
 	closed bool
@@ -362,21 +378,30 @@ func (l *link) close(reset bool) {
 // pattern, such as one request's method name, and makes the first few of
 // them fail: the connection carrying such a chunk is reset and the chunk is
 // not forwarded.
+//
+// A watch made by [Proxy.WatchDelivered] fails a chunk differently: it is
+// forwarded, and the connection is reset when the target next sends data
+// on it, which is not forwarded.
 type Watch struct {
-	pattern []byte
-	fail    atomic.Int64
-	seen    atomic.Int64
-	failed  atomic.Int64
+	pattern   []byte
+	delivered bool // forward failed chunks, reset at the answer
+	fail      atomic.Int64
+	seen      atomic.Int64
+	failed    atomic.Int64
 }
 
 // Watch starts counting chunks that contain pattern; the next fail of them
 // reset their connection instead of being forwarded. pattern must not be
 // empty.
 func (p *Proxy) Watch(pattern string, fail int) *Watch {
+	return p.watch(pattern, fail, false)
+}
+
+func (p *Proxy) watch(pattern string, fail int, delivered bool) *Watch {
 	if pattern == "" {
 		panic("faultproxy: empty watch pattern")
 	}
-	w := &Watch{pattern: []byte(pattern)}
+	w := &Watch{pattern: []byte(pattern), delivered: delivered}
 	w.fail.Store(int64(fail))
 	p.mu.Lock()
 	p.watches = append(p.watches, w)
@@ -384,15 +409,29 @@ func (p *Proxy) Watch(pattern string, fail int) *Watch {
 	return w
 }
 
+// WatchDelivered is like [Proxy.Watch], but the next fail chunks that
+// contain pattern are forwarded to the target, and their connection is
+// reset as soon as the target sends anything back on it (that data is not
+// forwarded). The target has then received the request and begun to answer
+// it — it may have acted on it — while the client sees its connection
+// reset without an answer. Meant for request-response protocols where a
+// connection carries one request at a time (HTTP/1.1 without pipelining).
+func (p *Proxy) WatchDelivered(pattern string, fail int) *Watch {
+	return p.watch(pattern, fail, true)
+}
+
 // Seen returns how many chunks containing the pattern reached the proxy,
 // failed ones included.
 func (w *Watch) Seen() int64 { return w.seen.Load() }
 
-// Failed returns how many of them the proxy failed.
+// Failed returns how many of them the proxy failed: reset instead of
+// forwarding them or, for [Proxy.WatchDelivered], reset at their answer.
 func (w *Watch) Failed() int64 { return w.failed.Load() }
 
 // watched counts chunk against the watches and reports whether a watch
-// failed it (the link is then reset).
+// failed it before it was forwarded (the link is then reset). A
+// [Proxy.WatchDelivered] watch that fails it arms the link instead, and
+// the chunk is forwarded.
 func (p *Proxy) watched(l *link, tail, chunk []byte) bool {
 	p.mu.Lock()
 	ws := p.watches
@@ -412,12 +451,16 @@ func (p *Proxy) watched(l *link, tail, chunk []byte) bool {
 		w.seen.Add(1)
 		for {
 			n := w.fail.Load()
-			if n <= 0 {
+			if n <= 0 || (w.delivered && l.armed.Load() != nil) {
 				break
 			}
 			if w.fail.CompareAndSwap(n, n-1) {
-				w.failed.Add(1)
-				fail = true
+				if w.delivered {
+					l.armed.Store(w) // only this goroutine arms l
+				} else {
+					w.failed.Add(1)
+					fail = true
+				}
 				break
 			}
 		}

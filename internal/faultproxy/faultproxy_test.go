@@ -312,3 +312,83 @@ func TestCloseEndsEverything(t *testing.T) {
 		t.Errorf("goroutines: %d before, %d after Close", before, n)
 	}
 }
+
+// recordingServer answers each line with the same line, after sending it on
+// the returned channel.
+func recordingServer(t *testing.T) (string, <-chan string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 16)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					got <- strings.TrimSuffix(line, "\n")
+					if _, err := c.Write([]byte(line)); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String(), got
+}
+
+func TestWatchDeliveredResetsAtTheAnswer(t *testing.T) {
+	addr, got := recordingServer(t)
+	p, err := New(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	w := p.WatchDelivered(`"method":"do"`, 1)
+	c, r := dial(t, p)
+	if s, err := roundTrip(c, r, `{"method":"do"}`, 5*time.Second); err == nil || s != "" {
+		t.Fatalf("the first watched request was answered: %q, %v", s, err)
+	} else if !isReset(err) {
+		t.Fatalf("the first watched request: %v, want a reset", err)
+	}
+	// The target received the failed request before the reset.
+	select {
+	case s := <-got:
+		if s != `{"method":"do"}` {
+			t.Fatalf("the target received %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed request never reached the target")
+	}
+	if w.Seen() != 1 || w.Failed() != 1 {
+		t.Fatalf("watch: seen %d failed %d, want 1 and 1", w.Seen(), w.Failed())
+	}
+	// The next one goes through, on a new connection, as does anything else.
+	c2, r2 := dial(t, p)
+	for _, line := range []string{`{"method":"do"}`, `{"method":"other"}`} {
+		if s, err := roundTrip(c2, r2, line, 5*time.Second); err != nil || s != line {
+			t.Fatalf("%s: %q, %v", line, s, err)
+		}
+		if s := <-got; s != line {
+			t.Fatalf("the target received %q, want %q", s, line)
+		}
+	}
+	if w.Seen() != 2 || w.Failed() != 1 {
+		t.Errorf("watch: seen %d failed %d, want 2 and 1", w.Seen(), w.Failed())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/principal"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/stage/authz"
+	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/stage/deferral"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -54,7 +55,7 @@ func (g *Gateway) buildPipeline() {
 	if g.deferrer != nil {
 		stages = append(stages, deferral.New(queueOf{g}))
 	}
-	stages = append(stages, cacheStage{g}, routeStage{g})
+	stages = append(stages, cachestage.New(cacheSource{g}, &cachestage.Options{Noted: noteCache}), routeStage{g})
 	ch, err := pipeline.Compile(stages, forwardStage{g})
 	if err != nil {
 		// The stages above are fixed at compile time: an error here is a
@@ -141,6 +142,14 @@ func (g *Gateway) resumeCall(ctx context.Context, method string, req mcp.Request
 	c, next, ok := pipeline.Resume(ctx, method)
 	if !ok {
 		c = &pipeline.Call{Method: method, Face: face, Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
+		switch p := req.GetParams().(type) {
+		case *mcp.CallToolParamsRaw:
+			c.Name, c.Arguments = p.Name, p.Arguments
+		case *mcp.GetPromptParams:
+			c.Name = p.Name
+		case *mcp.ReadResourceParams:
+			c.Name = p.URI
+		}
 		next = g.pipe.chain.Load().After(method, "dispatch")
 	}
 	if u != nil {
@@ -232,29 +241,6 @@ func (q queueOf) Deferrable(c *pipeline.Call) bool {
 
 func (q queueOf) Defer(ctx context.Context, c *pipeline.Call, unavailable error) (mcp.Result, error) {
 	return q.g.deferCall(ctx, c.Request.(*mcp.CallToolRequest), target(c), c.Item, unavailable)
-}
-
-// cacheStage answers read-only tools and resources from the upstream's
-// response cache (cache.go).
-type cacheStage struct{ g *Gateway }
-
-func (cacheStage) Name() string { return "cache" }
-
-func (s cacheStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	u := target(c)
-	switch req := c.Request.(type) {
-	case *mcp.CallToolRequest:
-		p := req.Params
-		return cached(s.g, ctx, u, req, pipeline.MethodCallTool, c.Item, p.Arguments, c.Resuming, func(ctx context.Context) (*mcp.CallToolResult, error) {
-			return nextAs[*mcp.CallToolResult](ctx, c, next)
-		})
-	case *mcp.ReadResourceRequest:
-		p := req.Params
-		return cached(s.g, ctx, u, req, pipeline.MethodReadResource, p.URI, nil, c.Resuming, func(ctx context.Context) (*mcp.ReadResourceResult, error) {
-			return nextAs[*mcp.ReadResourceResult](ctx, c, next)
-		})
-	}
-	return next.Handle(ctx, c)
 }
 
 // routeStage picks the target of each attempt and falls back to the next

@@ -82,6 +82,7 @@ type QueuedCall struct {
 // template on /mcp. Call it before serving.
 func (g *Gateway) SetDeferrer(d Deferrer) {
 	g.deferrer = d
+	g.buildPipeline()
 	g.addQueueResource(d)
 	g.agg.AddTool(&mcp.Tool{
 		Name:        builtinQueueResult,

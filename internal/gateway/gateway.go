@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
+	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -51,8 +52,8 @@ type Gateway struct {
 	// templateOrder is templates compiled, in the SDK's order
 	// (indexTemplatesLocked).
 	templateOrder []ownedTemplate
-	edges         map[string]*edge          // upstream -> breaker, retry budget, timeouts (failure.go)
-	caches        map[string]*responseCache // upstream -> response cache, if it has one (cache.go)
+	edges         map[string]*edge             // upstream -> breaker, retry budget, timeouts (failure.go)
+	caches        map[string]*cachestage.Store // upstream -> response cache, if it has one (cache.go)
 
 	builtins []builtin
 	draining atomic.Bool

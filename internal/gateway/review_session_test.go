@@ -306,9 +306,11 @@ func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
 	if !reviewWait(t, "update", 2*time.Second, func() bool { return updated.Load() == 1 }) {
 		t.Fatal("precondition: no update before the reload")
 	}
+	// Changed headers replace the connection (a changed timeout alone is
+	// applied in place).
 	cfg := *g.cfg.Load()
 	cfg.Upstreams = append(cfg.Upstreams[:0:0], cfg.Upstreams...)
-	cfg.Upstreams[0].Timeout *= 2
+	cfg.Upstreams[0].Headers = map[string]string{"X-Reload": "1"}
 	g.Apply(context.Background(), &cfg)
 	reviewWait(t, "ready again", 5*time.Second, func() bool { u, _ := g.Upstream("sub"); return u.Status().State == "ready" })
 	// The update is only heard once the new connection is subscribed.

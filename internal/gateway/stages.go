@@ -4,11 +4,12 @@ import (
 	"context"
 	"sync/atomic"
 
-	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/stage/authz"
+	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
+	"github.com/mcpedge/mcpedge/internal/stage/deferral"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -50,7 +51,11 @@ func (g *Gateway) buildPipeline() {
 	} else if g.pipe.callLog != nil {
 		stages = append(stages, auditstage.New(g.pipe.callLog))
 	}
-	stages = append(stages, dispatchStage{}, explainStage{g}, deferStage{g}, cacheStage{g}, routeStage{g})
+	stages = append(stages, dispatchStage{}, explainStage{g})
+	if g.deferrer != nil {
+		stages = append(stages, deferral.New(queueOf{g}))
+	}
+	stages = append(stages, cachestage.New(cacheSource{g}, &cachestage.Options{Noted: noteCache}), routeStage{g})
 	ch, err := pipeline.Compile(stages, forwardStage{g})
 	if err != nil {
 		// The stages above are fixed at compile time: an error here is a
@@ -137,6 +142,14 @@ func (g *Gateway) resumeCall(ctx context.Context, method string, req mcp.Request
 	c, next, ok := pipeline.Resume(ctx, method)
 	if !ok {
 		c = &pipeline.Call{Method: method, Face: face, Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
+		switch p := req.GetParams().(type) {
+		case *mcp.CallToolParamsRaw:
+			c.Name, c.Arguments = p.Name, p.Arguments
+		case *mcp.GetPromptParams:
+			c.Name = p.Name
+		case *mcp.ReadResourceParams:
+			c.Name = p.URI
+		}
 		next = g.pipe.chain.Load().After(method, "dispatch")
 	}
 	if u != nil {
@@ -145,6 +158,14 @@ func (g *Gateway) resumeCall(ctx context.Context, method string, req mcp.Request
 		c.Item = item
 	}
 	c.Request = req
+	switch p := req.GetParams().(type) {
+	case *mcp.CallToolParamsRaw:
+		c.Resuming = p.RequestState != "" || len(p.InputResponses) > 0
+	case *mcp.GetPromptParams:
+		c.Resuming = p.RequestState != "" || len(p.InputResponses) > 0
+	case *mcp.ReadResourceParams:
+		c.Resuming = p.RequestState != "" || len(p.InputResponses) > 0
+	}
 	return next.Handle(ctx, c)
 }
 
@@ -204,52 +225,22 @@ func (s explainStage) Handle(ctx context.Context, c *pipeline.Call, next pipelin
 	return res, err
 }
 
-// deferStage queues a deferrable tools/call that failed because its
-// upstream is unavailable (the gateway's own -32010, never the upstream's
-// answer), answering with the queue entry (defer.go).
-type deferStage struct{ g *Gateway }
+// queueOf is the defer stage's queue (stage/deferral): the gateway's
+// Deferrer, with the upstream's configuration saying which tools may be
+// deferred (defer.go).
+type queueOf struct{ g *Gateway }
 
-func (deferStage) Name() string { return "defer" }
-
-func (s deferStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	g, u := s.g, target(c)
+func (q queueOf) Deferrable(c *pipeline.Call) bool {
+	u := target(c)
 	req, ok := c.Request.(*mcp.CallToolRequest)
-	if !ok || u == nil || g.deferrer == nil {
-		return next.Handle(ctx, c)
+	if !ok || u == nil || u.Config().Transport == upstream.TransportBuiltin {
+		return false
 	}
-	p := req.Params
-	res, err := next.Handle(ctx, c)
-	resuming := p.RequestState != "" || len(p.InputResponses) > 0
-	if err != nil && u.Config().Transport != upstream.TransportBuiltin && !resuming && !c.Answered &&
-		errCode(err) == mcpwire.CodeUpstreamUnavailable && g.deferrable(u, c.Item, p.Meta) {
-		return g.deferCall(ctx, req, u, c.Item, err)
-	}
-	return res, err
+	return q.g.deferrable(u, c.Item, req.Params.Meta)
 }
 
-// cacheStage answers read-only tools and resources from the upstream's
-// response cache (cache.go).
-type cacheStage struct{ g *Gateway }
-
-func (cacheStage) Name() string { return "cache" }
-
-func (s cacheStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	u := target(c)
-	switch req := c.Request.(type) {
-	case *mcp.CallToolRequest:
-		p := req.Params
-		resuming := p.RequestState != "" || len(p.InputResponses) > 0
-		return cached(s.g, ctx, u, req, pipeline.MethodCallTool, c.Item, p.Arguments, resuming, func(ctx context.Context) (*mcp.CallToolResult, error) {
-			return nextAs[*mcp.CallToolResult](ctx, c, next)
-		})
-	case *mcp.ReadResourceRequest:
-		p := req.Params
-		resuming := p.RequestState != "" || len(p.InputResponses) > 0
-		return cached(s.g, ctx, u, req, pipeline.MethodReadResource, p.URI, nil, resuming, func(ctx context.Context) (*mcp.ReadResourceResult, error) {
-			return nextAs[*mcp.ReadResourceResult](ctx, c, next)
-		})
-	}
-	return next.Handle(ctx, c)
+func (q queueOf) Defer(ctx context.Context, c *pipeline.Call, unavailable error) (mcp.Result, error) {
+	return q.g.deferCall(ctx, c.Request.(*mcp.CallToolRequest), target(c), c.Item, unavailable)
 }
 
 // routeStage picks the target of each attempt and falls back to the next

@@ -1,4 +1,4 @@
-package gateway
+package cache
 
 import (
 	"context"
@@ -11,8 +11,8 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
-	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -22,27 +22,25 @@ type testClock struct{ t time.Time }
 
 func (c *testClock) now() time.Time      { return c.t }
 func (c *testClock) add(d time.Duration) { c.t = c.t.Add(d) }
-func newTestCache(cfg config.Cache) (*responseCache, *testClock) {
+func newTestCache(cfg config.Cache) (*Store, *testClock) {
 	clk := &testClock{t: time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)}
-	c := newResponseCache(cfg, "k")
+	c := NewStore(cfg, "k", Metrics{})
 	c.now = clk.now
 	return c, clk
 }
 
-func toolReq(tenant, id string, args string) *mcp.CallToolRequest {
-	r := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Name: "get-x", Arguments: json.RawMessage(args)}}
+func toolReq(tenant, id string, args string) *pipeline.Call {
+	r := &pipeline.Call{Method: pipeline.MethodCallTool, Upstream: "up", Name: "up__get-x", Item: "get-x", Arguments: json.RawMessage(args)}
 	if tenant != "" || id != "" {
-		p := &principal.Principal{Kind: "key", ID: id, TenantID: tenant}
-		r.Extra = &mcp.RequestExtra{TokenInfo: &auth.TokenInfo{Extra: map[string]any{"principal": p}}}
+		r.Principal = &principal.Principal{Kind: "key", ID: id, TenantID: tenant}
 	}
 	return r
 }
 
-func readReq(tenant, id string) *mcp.ReadResourceRequest {
-	r := &mcp.ReadResourceRequest{Params: &mcp.ReadResourceParams{URI: "demo://x"}}
+func readReq(tenant, id string) *pipeline.Call {
+	r := &pipeline.Call{Method: pipeline.MethodReadResource, Upstream: "up", Name: "demo://x"}
 	if tenant != "" || id != "" {
-		p := &principal.Principal{Kind: "key", ID: id, TenantID: tenant}
-		r.Extra = &mcp.RequestExtra{TokenInfo: &auth.TokenInfo{Extra: map[string]any{"principal": p}}}
+		r.Principal = &principal.Principal{Kind: "key", ID: id, TenantID: tenant}
 	}
 	return r
 }
@@ -55,29 +53,31 @@ type upstreamTool struct {
 	isErr bool
 }
 
-func (u *upstreamTool) run(req *mcp.CallToolRequest) func(context.Context) (*mcp.CallToolResult, error) {
-	return func(context.Context) (*mcp.CallToolResult, error) {
+func (u *upstreamTool) run(req *pipeline.Call) pipeline.Handler {
+	return pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) {
 		u.calls++
 		if u.err != nil {
 			return nil, u.err
 		}
 		who := "anon"
-		if p := principalOf(req); p != nil {
+		if p := req.Principal; p != nil {
 			who = p.TenantID + "/" + p.ID
 		}
 		return &mcp.CallToolResult{IsError: u.isErr, Content: []mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("%s#%d", who, u.calls)}}}, nil
-	}
+	})
 }
 
-func cacheCall(t *testing.T, c *responseCache, up *upstreamTool, req *mcp.CallToolRequest, readOnly bool) (*mcp.CallToolResult, error) {
+func cacheCall(t *testing.T, c *Store, up *upstreamTool, req *pipeline.Call, readOnly bool) (*mcp.CallToolResult, error) {
 	t.Helper()
-	return serve(c, context.Background(), req, "up", "tools/call", req.Params.Name, req.Params.Arguments, readOnly, up.run(req))
+	res, err := c.serve(context.Background(), req, readOnly, up.run(req), nil)
+	r, _ := res.(*mcp.CallToolResult)
+	return r, err
 }
 
 func textOf(r *mcp.CallToolResult) string { return r.Content[0].(*mcp.TextContent).Text }
 
 func cacheMeta(m mcp.Meta) map[string]any {
-	v, _ := m[metaCache].(map[string]any)
+	v, _ := m[MetaKey].(map[string]any)
 	return v
 }
 
@@ -115,7 +115,7 @@ func TestCacheHitMissAndArgs(t *testing.T) {
 		t.Errorf("the upstream's own result was marked: %v", r1.Meta)
 	}
 	// Hits are copies: marking one does not touch the cached entry.
-	r2.Meta[metaCache] = "changed"
+	r2.Meta[MetaKey] = "changed"
 	if r3, _ := cacheCall(t, c, up, toolReq("", "", `{"a":1,"b":2}`), true); cacheMeta(r3.Meta)["hit"] != true {
 		t.Errorf("cached entry was modified through a hit: %v", r3.Meta)
 	}
@@ -154,18 +154,18 @@ func TestCacheTenantIsolation(t *testing.T) {
 func TestCacheHintsScopeAndTTL(t *testing.T) {
 	c, clk := newTestCache(config.Cache{TTL: config.Duration(time.Minute)})
 	calls := 0
-	read := func(req *mcp.ReadResourceRequest, ttlMs int, scope string) *mcp.ReadResourceResult {
-		res, err := serve(c, context.Background(), req, "up", "resources/read", req.Params.URI, nil, false, func(context.Context) (*mcp.ReadResourceResult, error) {
+	read := func(req *pipeline.Call, ttlMs int, scope string) *mcp.ReadResourceResult {
+		res, err := c.serve(context.Background(), req, false, pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) {
 			calls++
-			p := principalOf(req)
+			p := req.Principal
 			r := &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "demo://x", Text: p.TenantID + "/" + p.ID}}}
 			r.TTLMs, r.CacheScope = ttlMs, scope
 			return r, nil
-		})
+		}), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return res
+		return res.(*mcp.ReadResourceResult)
 	}
 	// Private: another principal of the same tenant does not get it; the
 	// principal itself does.
@@ -215,16 +215,16 @@ func TestCacheExpiryAndErrors(t *testing.T) {
 	if up.calls != 2 {
 		t.Errorf("TTL: calls = %d, want 2 (hit before 10s, miss at 10s)", up.calls)
 	}
-	if n, _ := c.size(); n != 1 {
+	if n, _ := c.Size(); n != 1 {
 		t.Errorf("expired entry kept without serve_stale: %d entries", n)
 	}
 	short := toolReq("", "", `{}`)
-	short.Params.Name = "short"
+	short.Item = "short"
 	cacheCall(t, c, up, short, true)
 	clk.add(time.Second)
 	cacheCall(t, c, up, short, true)
 	off := toolReq("", "", `{}`)
-	off.Params.Name = "off"
+	off.Item = "off"
 	cacheCall(t, c, up, off, true)
 	cacheCall(t, c, up, off, true)
 	if up.calls != 6 {
@@ -280,7 +280,7 @@ func TestCacheLRUBound(t *testing.T) {
 			c.get("0") // 0 is now the most recently used
 		}
 	}
-	if n, b := c.size(); n != 3 || b != 30 {
+	if n, b := c.Size(); n != 3 || b != 30 {
 		t.Errorf("size = %d entries, %d bytes; want 3, 30", n, b)
 	}
 	for k, want := range map[string]bool{"0": true, "1": false, "2": false, "3": true, "4": true} {
@@ -293,10 +293,57 @@ func TestCacheLRUBound(t *testing.T) {
 		b.put(fmt.Sprint(i), []byte("0123456789"), time.Minute)
 	}
 	b.put("big", make([]byte, 26), time.Minute)
-	if n, by := b.size(); n != 2 || by != 20 {
+	if n, by := b.Size(); n != 2 || by != 20 {
 		t.Errorf("byte bound: %d entries, %d bytes; want 2, 20", n, by)
 	}
 	if _, _, ok := b.get("big"); ok {
 		t.Error("an entry over max_bytes was stored")
+	}
+}
+
+// storeOf hands the stage one store for every call.
+type storeOf struct {
+	s  *Store
+	ro bool
+}
+
+func (o storeOf) For(*pipeline.Call) (*Store, bool) { return o.s, o.ro }
+
+// The stage caches only what it may: not resumptions, not other methods,
+// not upstreams without a store; it tells Noted how it answered.
+func TestStageAppliesOnlyWhereItMay(t *testing.T) {
+	st, _ := newTestCache(config.Cache{TTL: config.Duration(time.Minute)})
+	var noted []string
+	s := New(storeOf{s: st, ro: true}, &Options{Noted: func(_ context.Context, how string) { noted = append(noted, how) }})
+	up := &upstreamTool{}
+	call := func(c *pipeline.Call) {
+		t.Helper()
+		if _, err := s.Handle(context.Background(), c, up.run(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call(toolReq("t", "k", `{}`))
+	call(toolReq("t", "k", `{}`))
+	if up.calls != 1 || len(noted) != 1 || noted[0] != "hit" {
+		t.Fatalf("second call: calls %d, noted %v", up.calls, noted)
+	}
+	resuming := toolReq("t", "k", `{}`)
+	resuming.Resuming = true
+	call(resuming)
+	prompt := &pipeline.Call{Method: pipeline.MethodGetPrompt, Upstream: "up", Name: "p"}
+	call(prompt)
+	call(prompt)
+	if up.calls != 4 {
+		t.Fatalf("resumption or prompt answered from the cache: calls %d", up.calls)
+	}
+	none := New(storeOf{}, nil)
+	c := toolReq("t", "k", `{}`)
+	for range 2 {
+		if _, err := none.Handle(context.Background(), c, up.run(c)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if up.calls != 6 {
+		t.Fatalf("an upstream without a store was cached: calls %d", up.calls)
 	}
 }

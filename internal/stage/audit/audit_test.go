@@ -103,14 +103,8 @@ func TestStageRecordsEveryOutcomeOnce(t *testing.T) {
 // hashed and the caller of single-user mode as anonymous.
 func TestLogRecorderWritesAuditEntries(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	l := audit.NewLogger(st, nil, audit.LoggerOptions{})
-	rec := NewLogRecorder(l, audit.ArgsHash)
-	s := New(rec)
+	st, l := openLog(t)
+	s := New(NewLogRecorder(l, audit.ArgsHash))
 	long := make([]byte, 1000)
 	for i := range long {
 		long[i] = 'x'
@@ -153,12 +147,7 @@ func TestLogRecorderWritesAuditEntries(t *testing.T) {
 // from then on.
 func TestLogRecorderSetArguments(t *testing.T) {
 	ctx := context.Background()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "a.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	l := audit.NewLogger(st, nil, audit.LoggerOptions{})
+	st, l := openLog(t)
 	rec := NewLogRecorder(l, audit.ArgsHash)
 	r := Record{Upstream: "up", Tool: "t", Name: "up__t", Arguments: json.RawMessage(`{"k":"v"}`), Outcome: OutcomeOK}
 	rec.Record(ctx, nil, r)
@@ -174,4 +163,16 @@ func TestLogRecorderSetArguments(t *testing.T) {
 	if strings.Contains(string(es[0].Detail), `"v"`) || !strings.Contains(string(es[1].Detail), `"args":{"k":"v"}`) {
 		t.Fatalf("details: %s / %s", es[0].Detail, es[1].Detail)
 	}
+}
+
+// openLog opens an audit logger over a real SQLite store in a temporary
+// directory.
+func openLog(t *testing.T) (*sqlite.Store, *audit.Logger) {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "a.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st, audit.NewLogger(st, nil, audit.LoggerOptions{})
 }

@@ -241,10 +241,10 @@ type results struct {
 
 	idleDefaultKB int64 // no upstreams, every setting at its default
 	idleDefault   rssSplit
-	started    time.Time
-	took       time.Duration
-	loadStart  string
-	loadEnd    string
+	started       time.Time
+	took          time.Duration
+	loadStart     string
+	loadEnd       string
 }
 
 func run(ctx context.Context, o *options) (string, error) {

@@ -75,8 +75,8 @@ type upstreamKind struct {
 }
 
 var kinds = map[string]upstreamKind{
-	"sdkecho":           {"sdkecho", nil, "go-sdk server, typed echo tool, JSONResponse mode"},
-	"sdkecho-sse":       {"sdkecho", []string{"--sse"}, "go-sdk server, SSE answers (the SDK default)"},
+	"sdkecho":           {"sdkecho", nil, "go-sdk server, typed echo and blob tools, JSONResponse mode"},
+	"sdkecho-sse":       {"sdkecho", []string{"--sse"}, "go-sdk server, typed echo and blob tools, SSE answers (the SDK default)"},
 	"sdkecho-stateless": {"sdkecho", []string{"--stateless"}, "go-sdk server, stateless handler (2026-07-28 upstream protocol)"},
 	"minecho":           {"minecho", nil, "hand-written minimal echo (JSON answers)"},
 }

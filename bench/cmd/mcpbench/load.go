@@ -235,7 +235,7 @@ func (m *meter) stop(w *window) {
 }
 
 // closedLoop runs every caller in a closed loop for dur; calls started in
-// the window count.
+// the window count, and the window lasts until they have all returned.
 func closedLoop(ctx context.Context, callers []caller, dur time.Duration, hopPID, upPID int) *window {
 	w := &window{}
 	var stop atomic.Bool
@@ -263,8 +263,11 @@ func closedLoop(ctx context.Context, callers []caller, dur time.Duration, hopPID
 	}
 	m.sampleUntil(ctx, w, m.t0.Add(dur))
 	stop.Store(true)
-	m.stop(w)
+	// The calls in flight count, so the window ends when they are done:
+	// every counted call's CPU time is inside it (which matters when a
+	// call is long against the window, as with large results).
 	wg.Wait()
+	m.stop(w)
 	for i := range lats {
 		w.lats = append(w.lats, lats[i]...)
 		w.errs += errs[i]

@@ -85,7 +85,7 @@ func orDash(ok bool, f func() string) string {
 func render(o *options, res *results) string {
 	var b strings.Builder
 	cpu, ncpu, kernel := machine()
-	hi := maxInt(o.concs)
+	hi := targetConc(o)
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 
 	p("## mcpbench results\n\n")

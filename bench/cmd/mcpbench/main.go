@@ -1,14 +1,20 @@
-// Command mcpbench measures what the mcpedge gateway costs: tools/call
-// throughput and latency direct to an upstream and through the gateway, the
-// gateway's CPU time per call at saturation, its memory (idle, loaded, per
-// idle session) and its cold start, in one bounded run on loopback.
+// Command mcpbench measures what the mcpedge gateway costs, against
+// baselines measured in the same run: tools/call direct to a go-sdk
+// upstream, through a plain httputil.ReverseProxy (the yardstick), through
+// the gateway's /mcp and /mcp/<upstream>, and through the peer,
+// TBXark/mcp-proxy (--peer BINARY). It measures CPU per call and throughput
+// at 16 clients, one-client latency (the paths called in turn), p99 at a
+// fixed rate (open loop), large results, memory (idle, loaded, idle
+// sessions) and cold start, in one bounded run on loopback.
 //
-//	go run ./bench/cmd/mcpbench [--duration 5s] [--out docs/benchmarks-run.md]
+//	go run ./bench/cmd/mcpbench [--peer PATH] [--rounds 5] [--stress] [--out FILE]
 //
-// It builds the gateway (or takes --gateway PATH) and the two benchmark
+// It builds the gateway (or takes --gateway PATH) and the benchmark
 // upstreams, starts every process on free loopback ports in its own process
-// group, and kills them all when it ends, fails or is interrupted. See
-// bench/README.md and docs/benchmarks.md.
+// group, and kills them all when it ends, fails or is interrupted. The
+// paths of each comparison take turns, so that load from other work on the
+// machine falls on all of them alike. See bench/README.md and
+// docs/benchmarks.md.
 package main
 
 import (

@@ -42,39 +42,23 @@ func edgeGateway(tb testing.TB, upstreams string) (*rawmcp.Session, *gateway.Gat
 }
 
 // alternate calls a and c one after the other b.N times (swapping the order
-// every iteration, so both see the same machine load) and returns each
-// one's median latency.
+// every iteration, so both see the same machine load; rawmcp.Alternate) and
+// returns each one's median latency.
 func alternate(b *testing.B, a, c *rawmcp.Session) (p50a, p50c time.Duration) {
 	ctx := context.Background()
-	for range 200 { // warm up connections, caches and averages
-		if err := a.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-		if err := c.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
+	both := []*rawmcp.Session{a, c}
+	// Warm up connections, caches and averages.
+	if _, err := rawmcp.Alternate(ctx, both, 200); err != nil {
+		b.Fatal(err)
 	}
-	da := make([]time.Duration, 0, b.N)
-	dc := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
-	for i := range b.N {
-		first, second, d1, d2 := a, c, &da, &dc
-		if i%2 == 1 {
-			first, second, d1, d2 = c, a, &dc, &da
-		}
-		t0 := time.Now()
-		if err := first.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-		t1 := time.Now()
-		if err := second.Call(ctx); err != nil {
-			b.Fatal(err)
-		}
-		*d1 = append(*d1, t1.Sub(t0))
-		*d2 = append(*d2, time.Since(t1))
+	lat, err := rawmcp.Alternate(ctx, both, b.N)
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.StopTimer()
+	da, dc := lat[0], lat[1]
 	slices.Sort(da)
 	slices.Sort(dc)
 	return da[len(da)/2], dc[len(dc)/2]

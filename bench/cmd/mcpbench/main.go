@@ -1,14 +1,20 @@
-// Command mcpbench measures what the mcpedge gateway costs: tools/call
-// throughput and latency direct to an upstream and through the gateway, the
-// gateway's CPU time per call at saturation, its memory (idle, loaded, per
-// idle session) and its cold start, in one bounded run on loopback.
+// Command mcpbench measures what the mcpedge gateway costs, against
+// baselines measured in the same run: tools/call direct to a go-sdk
+// upstream, through a plain httputil.ReverseProxy (the yardstick), through
+// the gateway's /mcp and /mcp/<upstream>, and through the peer,
+// TBXark/mcp-proxy (--peer BINARY). It measures CPU per call and throughput
+// at 16 clients, one-client latency (the paths called in turn), p99 at a
+// fixed rate (open loop), large results, memory (idle, loaded, idle
+// sessions) and cold start, in one bounded run on loopback.
 //
-//	go run ./bench/cmd/mcpbench [--duration 5s] [--out docs/benchmarks-run.md]
+//	go run ./bench/cmd/mcpbench [--peer PATH] [--rounds 5] [--stress] [--out FILE]
 //
-// It builds the gateway (or takes --gateway PATH) and the two benchmark
+// It builds the gateway (or takes --gateway PATH) and the benchmark
 // upstreams, starts every process on free loopback ports in its own process
-// group, and kills them all when it ends, fails or is interrupted. See
-// bench/README.md and docs/benchmarks.md.
+// group, and kills them all when it ends, fails or is interrupted. The
+// paths of each comparison take turns, so that load from other work on the
+// machine falls on all of them alike. See bench/README.md and
+// docs/benchmarks.md.
 package main
 
 import (
@@ -23,13 +29,14 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/mcpedge/mcpedge/bench/internal/rawmcp"
+	"github.com/mcpedge/mcpedge/bench/internal/fixture"
 )
 
 type options struct {
@@ -50,10 +57,20 @@ type options struct {
 	quietWait   time.Duration
 	maxOther    float64
 	retries     int
+	peer        string // mcp-proxy binary ("" = no peer column)
+	rounds      int
+	altCalls    int
+	rates       []int
+	poolSize    int
+	blobSizes   []int
+	blobConc    int
+	sessCounts  []int
+	stress      bool
 	args        []string
 	root        string // module root
 	binDir      string
 	gatewayVers string
+	peerVers    string
 }
 
 // upstreamKind is a benchmark upstream and how to start it.
@@ -64,8 +81,8 @@ type upstreamKind struct {
 }
 
 var kinds = map[string]upstreamKind{
-	"sdkecho":           {"sdkecho", nil, "go-sdk server, typed echo tool, JSONResponse mode"},
-	"sdkecho-sse":       {"sdkecho", []string{"--sse"}, "go-sdk server, SSE answers (the SDK default)"},
+	"sdkecho":           {"sdkecho", nil, "go-sdk server, typed echo and blob tools, JSONResponse mode"},
+	"sdkecho-sse":       {"sdkecho", []string{"--sse"}, "go-sdk server, typed echo and blob tools, SSE answers (the SDK default)"},
 	"sdkecho-stateless": {"sdkecho", []string{"--stateless"}, "go-sdk server, stateless handler (2026-07-28 upstream protocol)"},
 	"minecho":           {"minecho", nil, "hand-written minimal echo (JSON answers)"},
 }
@@ -73,13 +90,21 @@ var kinds = map[string]upstreamKind{
 func main() {
 	o := &options{args: os.Args[1:]}
 	flag.StringVar(&o.gateway, "gateway", "", "mcpedge binary to measure (default: build ./cmd/mcpedge)")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per load cell")
+	flag.DurationVar(&o.duration, "duration", 2*time.Second, "measured time per load cell and round (see --rounds)")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "warm-up time per load cell (not measured)")
-	ups := flag.String("upstreams", "sdkecho,minecho", "upstream kinds to measure: sdkecho, minecho, sdkecho-sse, sdkecho-stateless")
-	concs := flag.String("concurrency", "1,16", "concurrent clients per cell, comma-separated")
-	flag.IntVar(&o.sessions, "sessions", 200, "idle sessions opened to measure RSS per session")
-	flag.IntVar(&o.coldReps, "coldstart", 20, "cold starts per scenario")
-	flag.BoolVar(&o.sdkClient, "sdk-client", true, "also load with the go-sdk client (realism), besides the raw client")
+	flag.IntVar(&o.rounds, "rounds", 3, "measured windows per load cell; the paths of a comparison take turns, one window each per round")
+	ups := flag.String("upstreams", "sdkecho", "upstream kinds to measure: sdkecho, minecho, sdkecho-sse, sdkecho-stateless")
+	concs := flag.String("concurrency", "16", "concurrent clients per closed-loop cell, comma-separated")
+	flag.IntVar(&o.altCalls, "alternate", 3000, "one-client latency: calls on each path, alternating one call per path (0 = skip)")
+	rates := flag.String("rate", "500", "open-loop cells: calls per second, comma-separated (\"\" = skip)")
+	flag.IntVar(&o.poolSize, "open-sessions", 16, "open-loop cells: sessions a call may use (a call waits when all are busy)")
+	blobs := flag.String("large", "1048576", "large-result cells: bytes of text the upstream's blob tool returns, comma-separated (\"\" = skip)")
+	flag.IntVar(&o.blobConc, "large-clients", 2, "large-result cells: concurrent clients")
+	flag.IntVar(&o.sessions, "sessions", 1000, "idle sessions opened (on a fresh gateway) to measure the RSS they add")
+	flag.IntVar(&o.coldReps, "coldstart", 20, "cold starts per scenario (scenarios interleaved)")
+	flag.StringVar(&o.peer, "peer", "", "TBXark/mcp-proxy `binary` to measure as the peer column (see bench/README.md to build it; none: no peer column)")
+	flag.BoolVar(&o.stress, "stress", false, "also run the stress cases: 64 clients, 2,000 calls/s open loop, 10 MiB results, 5,000 idle sessions")
+	flag.BoolVar(&o.sdkClient, "sdk-client", false, "also load with the go-sdk client (realism), besides the raw client")
 	flag.BoolVar(&o.proxy, "proxy", true, "also measure a plain httputil.ReverseProxy hop (raw client), as a yardstick")
 	flag.StringVar(&o.sdkProtocol, "sdk-protocol", "", "protocol version the go-sdk client asks for (default: the SDK's, which tries 2026-07-28 first)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to `file`")
@@ -106,14 +131,32 @@ func main() {
 		}
 		o.upstreams = append(o.upstreams, u)
 	}
-	for _, c := range strings.Split(*concs, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 || n > 256 {
-			fatalf("bad --concurrency value %q (1..256)", c)
-		}
-		o.concs = append(o.concs, n)
+	o.concs = intList("--concurrency", *concs, 1, 256)
+	o.rates = intList("--rate", *rates, 1, 20000)
+	o.blobSizes = intList("--large", *blobs, 1, fixture.MaxBlobBytes)
+	o.sessCounts = []int{o.sessions}
+	if len(o.concs) == 0 {
+		fatalf("--concurrency needs at least one value")
 	}
-	if o.duration <= 0 || o.warmup < 0 || o.sessions < 1 || o.sessions > 5000 || o.coldReps < 0 || o.coldReps > 500 ||
+	if o.stress {
+		o.concs = appendNew(o.concs, 64)
+		o.rates = appendNew(o.rates, 2000)
+		o.blobSizes = appendNew(o.blobSizes, 10<<20)
+		o.sessCounts = appendNew(o.sessCounts, 5000)
+	}
+	if o.peer != "" {
+		abs, err := filepath.Abs(o.peer)
+		if err != nil {
+			fatalf("--peer: %v", err)
+		}
+		if st, err := os.Stat(abs); err != nil || st.IsDir() {
+			fatalf("--peer %s: not a file", o.peer)
+		}
+		o.peer = abs
+	}
+	if o.duration <= 0 || o.warmup < 0 || o.sessions < 1 || o.sessions > 20000 || o.coldReps < 0 || o.coldReps > 500 ||
+		o.rounds < 1 || o.rounds > 20 || o.altCalls < 0 || o.altCalls > 1000000 || o.poolSize < 1 || o.poolSize > 1024 ||
+		o.blobConc < 1 || o.blobConc > 64 ||
 		o.quietWait < 0 || o.quietWait > 10*time.Minute || o.retries < 0 || o.retries > 5 || o.maxOther <= 0 {
 		fatalf("out-of-range flag value")
 	}
@@ -155,6 +198,32 @@ func main() {
 
 var interrupted atomic.Bool
 
+// intList parses a comma-separated list of integers in [lo, hi]; "" is empty.
+func intList(name, v string, lo, hi int) []int {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < lo || n > hi {
+			fatalf("bad %s value %q (%d..%d)", name, f, lo, hi)
+		}
+		out = appendNew(out, n)
+	}
+	return out
+}
+
+func appendNew(v []int, n int) []int {
+	if slices.Contains(v, n) {
+		return v
+	}
+	return append(v, n)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
 func fatalf(format string, args ...any) {
 	killAll()
 	if interrupted.Load() {
@@ -175,24 +244,13 @@ type results struct {
 	cold       []*coldScenario
 	idleNoneKB int64
 	idleNone   rssSplit
-	started    time.Time
-	took       time.Duration
-	loadStart  string
-	loadEnd    string
-}
 
-type kindResult struct {
-	kind           string
-	idleKB         int64
-	idleSplit      rssSplit
-	sessBaseKB     int64
-	sessAfterKB    int64
-	sessions       int
-	loadedKB       int64 // max VmRSS sampled during the 16-client raw gateway cell
-	hwmKB          int64 // VmHWM at the end
-	upIdleKB       int64
-	cells          []*cell
-	gatewayProfile string
+	idleDefaultKB int64 // no upstreams, every setting at its default
+	idleDefault   rssSplit
+	started       time.Time
+	took          time.Duration
+	loadStart     string
+	loadEnd       string
 }
 
 func run(ctx context.Context, o *options) (string, error) {
@@ -263,7 +321,32 @@ func build(ctx context.Context, o *options) error {
 		return fmt.Errorf("%s version: %w", o.gateway, err)
 	}
 	o.gatewayVers = strings.TrimSpace(string(v))
+	if o.peer != "" {
+		o.peerVers = binaryInfo(ctx, o.peer)
+	}
 	return nil
+}
+
+// binaryInfo describes a Go binary: its Go version and its mcp-go module
+// version, from `go version -m`.
+func binaryInfo(ctx context.Context, path string) string {
+	out, err := exec.CommandContext(ctx, "go", "version", "-m", path).Output()
+	if err != nil {
+		return "not a Go binary?"
+	}
+	var parts []string
+	for i, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case i == 0 && len(f) == 2:
+			parts = append(parts, "built with "+f[1])
+		case len(f) >= 3 && (f[0] == "dep" || f[0] == "mod") && strings.HasSuffix(f[1], "mcp-go"):
+			parts = append(parts, f[1]+" "+f[2])
+		case len(f) >= 2 && f[0] == "build" && strings.HasPrefix(f[1], "CGO_ENABLED="):
+			parts = append(parts, f[1])
+		}
+	}
+	return strings.Join(parts, ", ")
 }
 
 func writeFile(dir, name, content string) (string, error) {
@@ -280,11 +363,31 @@ func slug(s string) string {
 	}, strings.ToLower(s))
 }
 
+// serverTOML is the benchmark gateway's configuration: single-user mode
+// (no authentication, like the peer, which checks no credential; the
+// security layer's cost is measured by BenchmarkSecurityLayer) and an
+// in-memory store (data_dir ""), so that no run writes files outside its
+// temporary directory. defaultTOML keeps the defaults (authentication
+// required, a SQLite store and queue in data_dir) for the idle RSS of a
+// default setup.
 const serverTOML = `[server]
 listen = "127.0.0.1:0"
 log_level = "warn"
 shutdown_grace = "1s"
+data_dir = ""
+
+[auth]
+mode = "off"
 `
+
+func defaultTOML(dataDir string) string {
+	return fmt.Sprintf(`[server]
+listen = "127.0.0.1:0"
+log_level = "warn"
+shutdown_grace = "1s"
+data_dir = %q
+`, dataDir)
+}
 
 func httpUpstreamTOML(url string) string {
 	return serverTOML + fmt.Sprintf(`
@@ -351,195 +454,6 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-}
-
-func measureKind(ctx context.Context, o *options, k string) (*kindResult, error) {
-	kr := &kindResult{kind: k}
-	var upProf, gwProf string
-	if o.cpuprofile != "" {
-		upProf = filepath.Join(o.cpuprofile, k+".pprof")
-		gwProf = filepath.Join(o.cpuprofile, "gateway-"+k+".pprof")
-		kr.gatewayProfile = gwProf
-	}
-	progress("%s: starting upstream and gateway", k)
-	up, err := startUpstream(o, k, upProf)
-	if err != nil {
-		return nil, err
-	}
-	defer up.stop(upProf != "")
-	cfg, err := writeFile(o.binDir, "gateway-"+k+".toml", httpUpstreamTOML("http://"+up.addr+"/mcp"))
-	if err != nil {
-		return nil, err
-	}
-	gw, err := startGateway(ctx, o, cfg, gwProf)
-	if err != nil {
-		return nil, err
-	}
-	defer gw.stop(gwProf != "")
-
-	sleepCtx(ctx, 300*time.Millisecond)
-	kr.idleKB = rssKB(gw.pid)
-	kr.idleSplit = splitOf(gw.pid)
-	kr.upIdleKB = rssKB(up.pid)
-
-	// RSS per idle session: N raw sessions (initialize + initialized) held
-	// open on /mcp, RSS read before and after.
-	progress("%s: opening %d idle sessions", k, o.sessions)
-	gwURL := "http://" + gw.addr + "/mcp"
-	if err := measureSessions(ctx, o, gw, gwURL, kr); err != nil {
-		return nil, err
-	}
-
-	// The yardstick: a plain httputil.ReverseProxy hop to the same upstream.
-	var px *child
-	if o.proxy {
-		px, err = startChild("revproxy", filepath.Join(o.binDir, "revproxy"),
-			[]string{"--listen", "127.0.0.1:0", "--target", "http://" + up.addr + "/mcp"}, nil, 10*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		defer px.stop(false)
-	}
-
-	clients := []string{"raw"}
-	if o.sdkClient {
-		clients = append(clients, "sdk")
-	}
-	for _, cl := range clients {
-		for _, n := range o.concs {
-			paths := []string{"direct", "gateway"}
-			if px != nil && cl == "raw" {
-				paths = []string{"direct", "proxy", "gateway"}
-			}
-			for _, path := range paths {
-				var c *cell
-				for attempt := 0; ; attempt++ {
-					waitQuiet(ctx, o, gw.pid, up.pid)
-					c = &cell{Upstream: k, Client: cl, Path: path, Conc: n, protocol: o.sdkProtocol, Attempts: attempt + 1}
-					hopPID := 0
-					switch path {
-					case "direct":
-						c.url, c.tool = "http://"+up.addr+"/mcp", "echo"
-					case "proxy":
-						c.url, c.tool, hopPID = "http://"+px.addr+"/mcp", "echo", px.pid
-					default:
-						c.url, c.tool, hopPID = gwURL, "echo__echo", gw.pid
-					}
-					progress("%s: %s client, %s, %d clients: %s warm-up + %s", k, cl, path, n, o.warmup, o.duration)
-					if err := c.run(ctx, o.warmup, o.duration, hopPID, up.pid); err != nil {
-						if ctx.Err() != nil {
-							return nil, ctx.Err()
-						}
-						// Recorded and reported; the rest of the run goes on.
-						c.Failed = err.Error()
-						progress("%s: %s client, %s, %d clients FAILED: %v", k, cl, path, n, err)
-						break
-					}
-					if c.OtherLoad() <= o.maxOther || attempt >= o.retries {
-						break
-					}
-					progress("%s: disturbed: other processes used %.0f%% of the CPUs; again", k, 100*c.OtherLoad())
-				}
-				if cl == "raw" && path == "gateway" && n == maxInt(o.concs) {
-					kr.loadedKB = c.HopRSSMaxKB
-				}
-				kr.cells = append(kr.cells, c)
-			}
-		}
-	}
-	kr.hwmKB, _ = statusKB(gw.pid, "VmHWM")
-	return kr, nil
-}
-
-func measureSessions(ctx context.Context, o *options, gw *child, url string, kr *kindResult) error {
-	hc := rawmcp.NewHTTPClient(4)
-	defer hc.CloseIdleConnections()
-	kr.sessBaseKB = rssKB(gw.pid)
-	sess := make([]*rawmcp.Session, 0, o.sessions)
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		for _, s := range sess {
-			_ = s.Close(cctx)
-		}
-	}()
-	for range o.sessions {
-		s, err := rawmcp.Open(ctx, hc, url)
-		if err != nil {
-			return fmt.Errorf("opening idle sessions: %w", err)
-		}
-		sess = append(sess, s)
-	}
-	sleepCtx(ctx, 300*time.Millisecond)
-	kr.sessAfterKB = rssKB(gw.pid)
-	kr.sessions = len(sess)
-	return ctx.Err()
-}
-
-func maxInt(v []int) int {
-	m := 0
-	for _, x := range v {
-		m = max(m, x)
-	}
-	return m
-}
-
-// measureColdAll times gateway start-up: with no upstream (first successful
-// call of the built-in mcpedge__status), with each HTTP upstream kind already
-// running, and with a stdio upstream the gateway spawns itself.
-func measureColdAll(ctx context.Context, o *options, res *results) error {
-	// Idle RSS with no upstreams at all.
-	cfgNone, err := writeFile(o.binDir, "gateway-none.toml", serverTOML)
-	if err != nil {
-		return err
-	}
-	gw, err := startGateway(ctx, o, cfgNone, "")
-	if err != nil {
-		return err
-	}
-	sleepCtx(ctx, 300*time.Millisecond)
-	res.idleNoneKB = rssKB(gw.pid)
-	res.idleNone = splitOf(gw.pid)
-	gw.stop(false)
-
-	if o.coldReps == 0 {
-		return nil
-	}
-	scen := []*coldScenario{{
-		Name: "no upstreams, built-in mcpedge__status", config: serverTOML,
-		tool: "mcpedge__status", args: `{}`, want: `"upstreams"`,
-	}}
-	for _, k := range o.upstreams {
-		up, err := startUpstream(o, k, "")
-		if err != nil {
-			return err
-		}
-		defer up.stop(false)
-		scen = append(scen, &coldScenario{
-			Name: "http upstream " + k + " (already running)", config: httpUpstreamTOML("http://" + up.addr + "/mcp"),
-			tool: "echo__echo", args: `{"message":"cold"}`, want: `"text":"cold"`,
-		})
-	}
-	scen = append(scen, &coldScenario{
-		Name: "stdio upstream sdkecho (spawned by the gateway)",
-		config: serverTOML + fmt.Sprintf(`
-[[upstreams]]
-name = "echo"
-transport = "stdio"
-command = %q
-args = ["--stdio"]
-`, filepath.Join(o.binDir, "sdkecho")),
-		tool: "echo__echo", args: `{"message":"cold"}`, want: `"text":"cold"`,
-	})
-	for _, s := range scen {
-		waitQuiet(ctx, o)
-		progress("cold start x%d: %s", o.coldReps, s.Name)
-		if err := measureCold(ctx, o.gateway, o.gatewayEnv, s, o.binDir, o.coldReps); err != nil {
-			return err
-		}
-		res.cold = append(res.cold, s)
-	}
-	return nil
 }
 
 func machine() (cpu string, ncpu int, kernel string) {

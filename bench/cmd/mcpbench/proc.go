@@ -34,9 +34,19 @@ var (
 	shutting   bool
 )
 
-// startChild execs path and, if it must print an address, waits (at most
-// timeout) for its "listening on http://ADDR/mcp" line.
+// startChild execs path and waits (at most timeout) for its
+// "listening on http://ADDR/mcp" line.
 func startChild(name, path string, args []string, env []string, timeout time.Duration) (*child, error) {
+	return spawn(name, path, args, env, timeout, "")
+}
+
+// startChildAt execs path, a program that prints no address line but was
+// told to listen on addr; it does not wait for the listener.
+func startChildAt(name, path string, args []string, env []string, addr string) (*child, error) {
+	return spawn(name, path, args, env, 0, addr)
+}
+
+func spawn(name, path string, args []string, env []string, timeout time.Duration, addr string) (*child, error) {
 	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), env...)
 	// Own process group, so the whole tree can be killed; and killed by
@@ -85,6 +95,10 @@ func startChild(name, path string, args []string, env []string, timeout time.Dur
 		_ = cmd.Wait()
 		close(c.exited)
 	}()
+	if addr != "" {
+		c.addr = addr
+		return c, nil
+	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {

@@ -43,6 +43,7 @@ type Session struct {
 
 	prefix, suffix []byte // tools/call body around the id
 	want           []byte // what a successful answer must contain
+	minLen         int    // the least bytes a successful answer has
 	body           []byte
 	buf            bytes.Buffer
 }
@@ -89,7 +90,12 @@ func (s *Session) PrepareRaw(tool, arguments, want string) {
 	s.suffix = []byte(`,"method":"tools/call","params":{"name":` + strconv.Quote(tool) +
 		`,"arguments":` + arguments + `}}`)
 	s.want = []byte(want)
+	s.minLen = 0
 }
+
+// ExpectMinBytes makes Call also require answers of at least n bytes (for
+// large results, where want alone would not show that all of it arrived).
+func (s *Session) ExpectMinBytes(n int) { s.minLen = n }
 
 // ErrToolFailed is returned by Call when the answer is not the expected one.
 var ErrToolFailed = errors.New("tools/call did not return the expected result")
@@ -104,7 +110,7 @@ func (s *Session) Call(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK || !bytes.Contains(body, s.want) || bytes.Contains(body, []byte(`"isError":true`)) {
+	if resp.StatusCode != http.StatusOK || len(body) < s.minLen || !bytes.Contains(body, s.want) || bytes.Contains(body, []byte(`"isError":true`)) {
 		return fmt.Errorf("%w: HTTP %d: %s", ErrToolFailed, resp.StatusCode, trim(body))
 	}
 	return nil
@@ -166,4 +172,27 @@ func trim(b []byte) string {
 		b = b[:300]
 	}
 	return string(bytes.TrimSpace(b))
+}
+
+// Alternate calls every session in turn, n rounds, rotating which one goes
+// first every round so that all of them see the same machine load, and
+// returns each session's latencies (in round order). The sessions must have
+// been prepared; the first error stops it.
+func Alternate(ctx context.Context, sessions []*Session, n int) ([][]time.Duration, error) {
+	out := make([][]time.Duration, len(sessions))
+	for i := range out {
+		out[i] = make([]time.Duration, 0, n)
+	}
+	k := len(sessions)
+	for r := range n {
+		for j := range k {
+			i := (r + j) % k
+			t0 := time.Now()
+			if err := sessions[i].Call(ctx); err != nil {
+				return out, fmt.Errorf("session %d: %w", i, err)
+			}
+			out[i] = append(out[i], time.Since(t0))
+		}
+	}
+	return out, nil
 }

@@ -1,6 +1,7 @@
-// Command sdkecho is a benchmark upstream built on the official go-sdk: one
-// typed "echo" tool that returns its "message" argument as text (see
-// [fixture.SDKEcho]). It is what a small Go MCP server usually looks like.
+// Command sdkecho is a benchmark upstream built on the official go-sdk: a
+// typed "echo" tool that returns its "message" argument as text, and "blob",
+// which returns a given number of bytes of text (see [fixture.SDKEcho]). It
+// is what a small Go MCP server usually looks like.
 //
 //	sdkecho [--listen 127.0.0.1:0] [--sse] [--stateless] [--cpuprofile FILE]
 //	sdkecho --stdio

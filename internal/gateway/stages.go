@@ -17,8 +17,8 @@ import (
 
 // This file wires the data plane: it builds the pipeline (internal/pipeline,
 // order in pipeline/order.go) from the stage packages and from the stages
-// that still live in the gateway (explain, defer, cache, route, forward:
-// they need its connections and catalog), and runs every call that reaches
+// that still live in the gateway (dispatch, explain, route, forward: they
+// need its connections, catalog and the SDK server), and runs every call that reaches
 // an upstream through it.
 //
 // A client's call enters in the session's receiving middleware
@@ -101,22 +101,39 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 		c.RequestID = ex.Header.Get("X-Request-Id")
 	}
+	// A request without params (typed nil) names nothing: no owner, and
+	// authorize and the SDK refuse it as an unknown item.
 	switch x := req.GetParams().(type) {
 	case *mcp.CallToolParamsRaw:
-		c.Kind, c.Name, c.Arguments = "tool", x.Name, x.Arguments
-		c.Upstream, c.Item = g.toolOwner(only, x.Name)
+		c.Kind = "tool"
+		if x != nil {
+			c.Name, c.Arguments = x.Name, x.Arguments
+			c.Upstream, c.Item = g.toolOwner(only, x.Name)
+		}
 	case *mcp.GetPromptParams:
-		c.Kind, c.Name = "prompt", x.Name
-		c.Upstream, c.Item = g.promptOwner(only, x.Name)
+		c.Kind = "prompt"
+		if x != nil {
+			c.Name = x.Name
+			c.Upstream, c.Item = g.promptOwner(only, x.Name)
+		}
 	case *mcp.ReadResourceParams:
-		c.Kind, c.Name = "resource", x.URI
-		c.Upstream = g.uriOwner(only, x.URI)
+		c.Kind = "resource"
+		if x != nil {
+			c.Name = x.URI
+			c.Upstream = g.uriOwner(only, x.URI)
+		}
 	case *mcp.SubscribeParams:
-		c.Kind, c.Name = "resource", x.URI
-		c.Upstream = g.uriOwner(only, x.URI)
+		c.Kind = "resource"
+		if x != nil {
+			c.Name = x.URI
+			c.Upstream = g.uriOwner(only, x.URI)
+		}
 	case *mcp.UnsubscribeParams:
-		c.Kind, c.Name = "resource", x.URI
-		c.Upstream = g.uriOwner(only, x.URI)
+		c.Kind = "resource"
+		if x != nil {
+			c.Name = x.URI
+			c.Upstream = g.uriOwner(only, x.URI)
+		}
 	case *mcp.CompleteParams:
 		c.Kind = "resource"
 		if x != nil && x.Ref != nil {
@@ -144,11 +161,17 @@ func (g *Gateway) resumeCall(ctx context.Context, method string, req mcp.Request
 		c = &pipeline.Call{Method: method, Face: face, Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
 		switch p := req.GetParams().(type) {
 		case *mcp.CallToolParamsRaw:
-			c.Name, c.Arguments = p.Name, p.Arguments
+			if p != nil {
+				c.Name, c.Arguments = p.Name, p.Arguments
+			}
 		case *mcp.GetPromptParams:
-			c.Name = p.Name
+			if p != nil {
+				c.Name = p.Name
+			}
 		case *mcp.ReadResourceParams:
-			c.Name = p.URI
+			if p != nil {
+				c.Name = p.URI
+			}
 		}
 		next = g.pipe.chain.Load().After(method, "dispatch")
 	}
@@ -160,11 +183,11 @@ func (g *Gateway) resumeCall(ctx context.Context, method string, req mcp.Request
 	c.Request = req
 	switch p := req.GetParams().(type) {
 	case *mcp.CallToolParamsRaw:
-		c.Resuming = p.RequestState != "" || len(p.InputResponses) > 0
+		c.Resuming = p != nil && (p.RequestState != "" || len(p.InputResponses) > 0)
 	case *mcp.GetPromptParams:
-		c.Resuming = p.RequestState != "" || len(p.InputResponses) > 0
+		c.Resuming = p != nil && (p.RequestState != "" || len(p.InputResponses) > 0)
 	case *mcp.ReadResourceParams:
-		c.Resuming = p.RequestState != "" || len(p.InputResponses) > 0
+		c.Resuming = p != nil && (p.RequestState != "" || len(p.InputResponses) > 0)
 	}
 	return next.Handle(ctx, c)
 }

@@ -37,9 +37,8 @@ mkdir -p "$out"
 pkgs=("$@")
 if [ ${#pkgs[@]} -eq 0 ]; then
 	pkgs=(internal/jsonguard internal/principal internal/policy internal/auth internal/queue)
-	# The request path's stage packages, once the gateway's call path is
-	# split into them.
-	for d in internal/gateway/stage internal/gateway/stages/* internal/gateway/pipeline internal/pipeline internal/pipeline/*; do
+	# The pipeline and the request path's stage packages.
+	for d in internal/pipeline internal/stage/*; do
 		if [ -d "$d" ] && compgen -G "$d/*_test.go" >/dev/null; then
 			pkgs+=("$d")
 		fi

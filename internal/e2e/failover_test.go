@@ -202,9 +202,22 @@ func TestFailoverStdioChildKilled(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	// Dead means that no thread of the child is left to hold its stdin:
+	// the main thread turns zombie as soon as it exits, while the other
+	// threads of a killed node process may still be exiting and keep the
+	// shared descriptor table (and so the pipe's read end) open, so that a
+	// write to the pipe still succeeds. Those threads are gone from
+	// /proc/PID/task once they have exited and released the table.
 	waitFor(t, "the child to die", 10*time.Second, func() bool {
 		b, err := os.ReadFile("/proc/" + itoa(pid) + "/stat")
-		return err != nil || strings.Contains(string(b), ") Z")
+		if err != nil {
+			return true
+		}
+		if !strings.Contains(string(b), ") Z") {
+			return false
+		}
+		tasks, err := os.ReadDir("/proc/" + itoa(pid) + "/task")
+		return err != nil || len(tasks) <= 1
 	})
 	res, route, err := toggle()
 	if err != nil {

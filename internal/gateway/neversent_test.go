@@ -112,15 +112,18 @@ func TestNeverSent(t *testing.T) {
 	unavailable := fmt.Errorf("%w: search: connection lost: EOF", upstream.ErrUnavailable)
 
 	never := map[string]error{
-		"dial to a closed port":           dialErr,
-		"POST to a closed port":           httpErr,
-		"MCP connect to a closed port":    sdkErr,
-		"DNS failure":                     dnsErr,
-		"untrusted certificate":           verifyErr,
-		"TLS to a plain server":           headerErr,
-		"the gateway's own unavailable":   unavailable,
-		"a write to a dead child's pipe":  fmt.Errorf("calling \"tools/call\": %w", pipeErr),
-		"a call on a closed connection":   closedErr,
+		"dial to a closed port":          dialErr,
+		"POST to a closed port":          httpErr,
+		"MCP connect to a closed port":   sdkErr,
+		"DNS failure":                    dnsErr,
+		"untrusted certificate":          verifyErr,
+		"TLS to a plain server":          headerErr,
+		"the gateway's own unavailable":  unavailable,
+		"a write to a dead child's pipe": fmt.Errorf("calling \"tools/call\": %w", pipeErr),
+		"a call on a closed connection":  closedErr,
+		// What upstream.TrackSend makes of the read loop's bare EOF for
+		// a call whose write then failed on a dead child's stdin.
+		"EOF, the write having failed":    fmt.Errorf("%w (writing the request failed: %w)", fmt.Errorf("calling \"tools/call\": %w", io.EOF), pipeErr),
 		"wrapped dial error (as jsonrpc)": fmt.Errorf("calling \"tools/call\": %w", dialErr),
 	}
 	for what, err := range never {

@@ -684,6 +684,9 @@ func (c *conn) close() {
 		if c.cmd != nil {
 			killTree(c.cmd)
 		}
+		if c.cs != nil {
+			tracked.Delete(c.cs)
+		}
 	})
 }
 
@@ -739,7 +742,9 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		cmd.Stderr = &lineLogger{log: u.log}
 		configureChild(cmd)
 		c.cmd = cmd
-		t = &mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}
+		// Records whether each call's request reached the child's stdin
+		// (sendtrack.go).
+		t = writeTracking{&mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}}
 	case "http":
 		t = &mcp.StreamableClientTransport{Endpoint: u.Config().URL, HTTPClient: u.httpClient(), MaxRetries: 1}
 	case "sse":
@@ -768,6 +773,9 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
 	c.cs = cs
+	if _, ok := t.(writeTracking); ok {
+		tracked.Store(cs, struct{}{})
+	}
 	return c, nil
 }
 

@@ -445,6 +445,10 @@ func (g *Gateway) Statuses() []UpstreamStatus {
 			s.Upstream, s.Target = gname, targetName(u)
 		}
 		s.Locality = u.Config().EffectiveLocality()
+		if p := g.pending[name]; p != nil && p != u {
+			st := p.Status()
+			s.Replacing = &st
+		}
 		out = append(out, s)
 	}
 	return out
@@ -472,6 +476,11 @@ type UpstreamStatus struct {
 	// CatalogKept says that the upstream is down and its last catalog is
 	// still listed (keep_catalog).
 	CatalogKept bool `json:"catalog_kept,omitempty"`
+	// Replacing is the connection a reload is building to replace this
+	// one (a changed url, command, headers…), while it is not ready: this
+	// one keeps serving until it is. Its last_error says why a
+	// replacement does not come up.
+	Replacing *upstream.Status `json:"replacing,omitempty"`
 }
 
 // Aggregate returns the server behind /mcp.

@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestStatusShowsAReplacementThatDoesNotComeUp: a reload points an
+// upstream at an address where nothing listens. The running connection
+// keeps serving (its tools stay callable), and its status says that a
+// replacement is being built and why it does not come up, so /readyz and
+// mcpedge__status show what the reload is waiting for.
+func TestStatusShowsAReplacementThatDoesNotComeUp(t *testing.T) {
+	up := reviewHTTPUpstream(t, echoServer("shared", false))
+	g, url := reviewGateway(t, "[server]\n"+reviewBlock("shared", up, `connect_timeout = "1s"`))
+	// A port that refuses connections: listen, note the port, close.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String() + "/mcp"
+	ln.Close()
+
+	cfg := *g.cfg.Load()
+	cfg.Upstreams = append(cfg.Upstreams[:0:0], cfg.Upstreams...)
+	cfg.Upstreams[0].URL = dead
+	g.Apply(context.Background(), &cfg)
+
+	var st UpstreamStatus
+	if !reviewWait(t, "a failing replacement in the status", 15*time.Second, func() bool {
+		for _, s := range g.Statuses() {
+			if s.Name == "shared" {
+				st = s
+			}
+		}
+		return st.Replacing != nil && st.Replacing.LastError != ""
+	}) {
+		t.Fatalf("status while the replacement cannot connect: %+v (replacing %+v)", st, st.Replacing)
+	}
+	if st.State != "ready" || st.Replacing.State == "ready" {
+		t.Fatalf("the running connection should serve while the replacement is %s: %+v", st.Replacing.State, st)
+	}
+	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil || res.IsError {
+		t.Fatalf("the running connection stopped serving: %v %v", res, err)
+	}
+}

@@ -97,7 +97,7 @@ type sdkNextKey struct{}
 // item's owner as the endpoint (only) names it, and runs the chain, whose
 // dispatch stage calls next.
 func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
-	c := &pipeline.Call{Method: method, Face: only, Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
+	c := &pipeline.Call{Method: method, Face: only, Kind: "resource", Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 		c.RequestID = ex.Header.Get("X-Request-Id")
 	}
@@ -117,25 +117,18 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 			c.Upstream, c.Item = g.promptOwner(only, x.Name)
 		}
 	case *mcp.ReadResourceParams:
-		c.Kind = "resource"
 		if x != nil {
-			c.Name = x.URI
-			c.Upstream = g.uriOwner(only, x.URI)
+			g.resourceCall(c, only, x.URI)
 		}
 	case *mcp.SubscribeParams:
-		c.Kind = "resource"
 		if x != nil {
-			c.Name = x.URI
-			c.Upstream = g.uriOwner(only, x.URI)
+			g.resourceCall(c, only, x.URI)
 		}
 	case *mcp.UnsubscribeParams:
-		c.Kind = "resource"
 		if x != nil {
-			c.Name = x.URI
-			c.Upstream = g.uriOwner(only, x.URI)
+			g.resourceCall(c, only, x.URI)
 		}
 	case *mcp.CompleteParams:
-		c.Kind = "resource"
 		if x != nil && x.Ref != nil {
 			switch x.Ref.Type {
 			case "ref/prompt":
@@ -148,6 +141,13 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 		}
 	}
 	return g.pipe.chain.Load().Handle(context.WithValue(ctx, sdkNextKey{}, next), c)
+}
+
+// resourceCall names the resource uri in c and its owner as the
+// endpoint (only) resolves it.
+func (g *Gateway) resourceCall(c *pipeline.Call, only, uri string) {
+	c.Name = uri
+	c.Upstream = g.uriOwner(only, uri)
 }
 
 // resumeCall continues a call in its item's handler: the chain after

@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/hub"
+	"github.com/mcpedge/mcpedge/internal/hub/attest"
 	"github.com/mcpedge/mcpedge/internal/hub/edge"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
@@ -31,7 +30,7 @@ import (
 // (docs/hub.md). With auth off its endpoints answer 503 saying why.
 func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.Service {
 	o := hub.Options{
-		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: attestationVerifier(sec.EKRoots, log), MakeCredential: devicekey.MakeCredential,
+		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: attest.Verifier(sec.EKRoots, log), MakeCredential: devicekey.MakeCredential,
 		ClientIP: sec.ClientIP.From, Log: log,
 	}
 	if cfg.Auth.Mode != config.AuthRequired {
@@ -39,12 +38,12 @@ func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.S
 	} else if sec.EKRoots == nil {
 		// Every gateway can be a hub, but most never are: the warning is
 		// for those that are (devices or enrollment tokens in the store),
-		// and for the first TPM enrollment (attestationVerifier). A fresh
+		// and for the first TPM enrollment (attest.Verifier). A fresh
 		// gateway's first start stays quiet about it.
 		if hubInUse(sec.Store) {
-			log.Warn(ekNotChecked)
+			log.Warn(attest.EKNotChecked)
 		} else {
-			log.Debug(ekNotChecked)
+			log.Debug(attest.EKNotChecked)
 		}
 	} else {
 		log.Info("hub: TPM devices enroll only with an endorsement key certificate from a trusted manufacturer", "ek_roots", cfg.HubServer.EKRoots, "roots", sec.EKRoots.Roots, "intermediates", sec.EKRoots.Intermediates)
@@ -66,26 +65,6 @@ func loadEKRoots(cfg *config.Config) (*devicekey.EKRoots, error) {
 	return r, nil
 }
 
-// attestationVerifier returns the hub's check of a TPM device's
-// attestation (devicekey.Verify): the quote and certification must be
-// made for this nonce by the pinned AK (any AK at the first enrollment)
-// and show the recorded PCR values; with ekRoots, an enrollment also
-// needs an EK certificate that chains to them and certifies the EK
-// presented (docs/hub.md). A refusal is a *hub.AttestationError saying
-// which check failed.
-func attestationVerifier(ekRoots *devicekey.EKRoots, log *slog.Logger) hub.VerifyAttestation {
-	var once sync.Once
-	return func(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy) (*hub.AttestationResult, error) {
-		res, err := verifyAttestation(raw, pub, nonce, want, ekRoots)
-		if err == nil && want.Enrollment && ekRoots == nil {
-			once.Do(func() { log.Warn(ekNotChecked) })
-		}
-		return res, err
-	}
-}
-
-const ekNotChecked = "hub: TPM endorsement key certificates are not checked ([hub_server] ek_roots is not set): a TPM device's endorsement key is trusted on first use, so a device made entirely in software can enroll as a TPM device"
-
 // hubInUse reports whether this gateway acts as a hub: its store holds
 // enrolled devices or enrollment tokens. A store that cannot answer in a
 // second counts as in use (the warning is then given rather than lost).
@@ -101,39 +80,6 @@ func hubInUse(st store.Store) bool {
 	}
 	toks, err := st.ListEnrollTokens(ctx, "")
 	return err != nil || len(toks) > 0
-}
-
-func verifyAttestation(raw json.RawMessage, pub crypto.PublicKey, nonce []byte, want hub.AttestationPolicy, ekRoots *devicekey.EKRoots) (*hub.AttestationResult, error) {
-	att, err := devicekey.ParseAttestation(raw)
-	if err != nil {
-		return nil, &hub.AttestationError{Code: hub.CodeBadAttestation, Err: err}
-	}
-	v, err := devicekey.Verify(att, pub, nonce, devicekey.Policy{AK: want.AK, PCRs: want.PCRs})
-	if err == nil && want.Enrollment && ekRoots != nil {
-		// After Verify: the evidence is fresh and signed, so a refusal
-		// here is about the TPM itself, not a replay.
-		_, err = ekRoots.VerifyEKCert(v.EKPublic, v.EKCert, time.Now())
-	}
-	if err != nil {
-		ae := &hub.AttestationError{Code: hub.CodeBadAttestation, Err: err}
-		var pm *devicekey.PCRMismatchError
-		switch {
-		case errors.As(err, &pm):
-			ae.Code, ae.PCR = hub.CodePCRChanged, pm.PCR
-		case errors.Is(err, devicekey.ErrStaleNonce):
-			ae.Code = hub.CodeStaleAttestation
-		case errors.Is(err, devicekey.ErrUncertifiedKey):
-			ae.Code = hub.CodeUncertifiedKey
-		case errors.Is(err, devicekey.ErrAKMismatch):
-			ae.Code = hub.CodeWrongAK
-		case errors.Is(err, devicekey.ErrEKUntrusted):
-			ae.Code = hub.CodeEKUntrusted
-		case errors.Is(err, devicekey.ErrEKMismatch):
-			ae.Code = hub.CodeEKMismatch
-		}
-		return nil, ae
-	}
-	return &hub.AttestationResult{AK: v.AK, EKPublic: v.EKPublic, PCRs: v.PCRs}, nil
 }
 
 // edgeLink is the edge side of `mcpedge serve` when [hub] url is set.

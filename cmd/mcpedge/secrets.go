@@ -6,24 +6,19 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
-	"github.com/mcpedge/mcpedge/internal/devicekey"
-	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/open"
 )
 
 // The store's secrets (the API-key HMAC key, the JWT signing key) are
 // sealed with a master key that is not in the database; see
-// docs/security.md. storeKeySource decides where it comes from, and
+// docs/security.md. open.MasterKey decides where it comes from, and
 // openStore is how the gateway and every CLI command open the store.
 
 const secretsUsage = `Commands for the store's sealed secrets (each takes --config FILE or --mcp-servers FILE):
@@ -40,79 +35,10 @@ The master key is [store] key / key_file / key_env: by default $MCPEDGE_STORE_KE
 store needs the variable or key_file, the same on every replica.
 `
 
-// storeTPMFile is the TPM-sealed master key of [store] key = "tpm", in
-// data_dir: a key of its own, apart from the device's and the queue's.
-const storeTPMFile = "store.tpm"
-
-// storeKeySource chooses the master key of the store's secrets from the
-// configuration ([store] key, key_file, key_env) and the environment.
-func storeKeySource(cfg *config.Config) (sealbox.KeySource, error) {
-	sc := cfg.Store
-	envName := sc.KeyEnv
-	if envName == "" {
-		envName = config.DefaultStoreKeyEnv
-	}
-	postgres := strings.HasPrefix(sc.URL, "postgres://") || strings.HasPrefix(sc.URL, "postgresql://")
-	file := func() (sealbox.KeySource, error) {
-		path := sc.KeyFile
-		if path == "" {
-			return open.DefaultKey(sc.URL, cfg.Server.DataDir)
-		}
-		if !filepath.IsAbs(path) {
-			if cfg.Server.DataDir == "" {
-				return nil, fmt.Errorf("store.key_file %q is relative to data_dir, which is not set; give an absolute path", path)
-			}
-			path = filepath.Join(cfg.Server.DataDir, path)
-		}
-		if postgres {
-			return existingKeyFile(path), nil
-		}
-		return open.FileKey(path), nil
-	}
-	switch sc.Key {
-	case config.StoreKeyEnv:
-		if os.Getenv(envName) == "" {
-			return nil, fmt.Errorf("[store] key = %q, but %s is not set (base64 of 32 random bytes; make one with: head -c 32 /dev/urandom | base64)", sc.Key, envName)
-		}
-		return sealbox.EnvKey(envName), nil
-	case config.StoreKeyFile:
-		return file()
-	case config.StoreKeyTPM:
-		if postgres {
-			return nil, errors.New(`[store] key = "tpm" seals the key to this machine's TPM, but replicas sharing a PostgreSQL store need the same key: use key_env or key_file`)
-		}
-		if cfg.Server.DataDir == "" {
-			return nil, errors.New(`[store] key = "tpm" keeps the sealed key in data_dir, which is not set`)
-		}
-		return devicekey.TPMSealedKeyFile(cfg.Device.TPM, filepath.Join(cfg.Server.DataDir, storeTPMFile)), nil
-	}
-	if os.Getenv(envName) != "" {
-		return sealbox.EnvKey(envName), nil
-	}
-	return file()
-}
-
-// existingKeyFile is a key file that must exist: the key of a PostgreSQL
-// store is shared by every replica, so each machine making its own would
-// lock the others out.
-type existingKeyFile string
-
-func (f existingKeyFile) String() string { return "key file " + string(f) }
-
-func (f existingKeyFile) MasterKey(ctx context.Context) ([]byte, error) {
-	if _, err := os.Stat(string(f)); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("store.key_file %s does not exist; a PostgreSQL store's key is shared by every replica, so make it once (head -c 32 /dev/urandom > %s; chmod 600 %s) and copy it to each", string(f), string(f), string(f))
-	}
-	return sealbox.FileKey(string(f)).MasterKey(ctx)
-}
-
-// openStore opens the configured store with its secrets' master key.
+// openStore opens the configured store with its secrets' master key
+// (open.MasterKey decides where it comes from).
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
-	key, err := storeKeySource(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return open.OpenWithKey(ctx, cfg.Store.URL, cfg.Server.DataDir, key)
+	return open.Configured(ctx, cfg)
 }
 
 // cmdSecrets runs `mcpedge secrets …`; args start after "secrets".
@@ -150,7 +76,7 @@ func cmdSecrets(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
 	defer stop()
-	key, err := storeKeySource(cfg)
+	key, err := open.MasterKey(cfg)
 	if err != nil {
 		return err
 	}

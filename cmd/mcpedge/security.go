@@ -190,46 +190,11 @@ func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, l
 	})
 	// A change made through this replica's API is in force on this
 	// replica before the answer goes out; other replicas see it within
-	// auth.revocation_poll.
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodGet || r.Method == http.MethodHead || strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r) {
-			h.ServeHTTP(w, r)
-			return
-		}
-		cw := &commitWriter{ResponseWriter: w, reload: func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := sec.Policy.Load(ctx); err != nil {
-				log.Warn("policy reload after an admin change failed; the next poll retries", "error", err)
-			}
-		}}
-		h.ServeHTTP(cw, r)
-	})
-}
-
-// commitWriter reloads the policy just before a successful admin change's
-// status line is written.
-type commitWriter struct {
-	http.ResponseWriter
-	reload func()
-	done   bool
-}
-
-func (c *commitWriter) WriteHeader(code int) {
-	if !c.done {
-		c.done = true
-		if code < 300 {
-			c.reload()
-		}
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *commitWriter) Write(b []byte) (int, error) {
-	if !c.done {
-		c.WriteHeader(http.StatusOK)
-	}
-	return c.ResponseWriter.Write(b)
+	// auth.revocation_poll. Sign-in, the lattice API and the hub's
+	// endpoints change no policy.
+	return admin.ApplyBeforeAnswer(h, sec.Policy.Load, func(r *http.Request) bool {
+		return strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r)
+	}, log)
 }
 
 // anonymous is the caller in single-user mode (auth off): the owner of the

@@ -15,10 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// metaCache is the _meta key of results the cache served (see
-// [cachestage.MetaKey]).
-const metaCache = cachestage.MetaKey
-
 // cacheMetrics count what the response caches do.
 type cacheMetrics struct {
 	hits, misses *prometheus.CounterVec

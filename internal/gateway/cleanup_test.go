@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -282,7 +283,7 @@ lookup = "1s"
 	srv.CloseClientConnections()
 	srv.Close()
 	res := call()
-	if c, _ := res.Meta[metaCache].(map[string]any); c["stale"] != true {
+	if c, _ := res.Meta[cachestage.MetaKey].(map[string]any); c["stale"] != true {
 		t.Fatalf("not a stale answer: %v", res.Meta)
 	}
 	v := routeMeta(t, res)

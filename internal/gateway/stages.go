@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
 	"sync/atomic"
 
 	"github.com/mcpedge/mcpedge/internal/pipeline"
@@ -64,9 +65,6 @@ func (g *Gateway) buildPipeline() {
 	}
 	g.pipe.chain.Store(ch)
 }
-
-// Pipeline returns the compiled chain (for tests and status).
-func (g *Gateway) Pipeline() *pipeline.Chain { return g.pipe.chain.Load() }
 
 // securityRecorder reports tool calls to the multi-tenant layer.
 type securityRecorder struct{ sec Security }
@@ -140,7 +138,12 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 			}
 		}
 	}
-	return g.pipe.chain.Load().Handle(context.WithValue(ctx, sdkNextKey{}, next), c)
+	res, err := g.pipe.chain.Load().Handle(context.WithValue(ctx, sdkNextKey{}, next), c)
+	if g.log.Enabled(ctx, slog.LevelDebug) {
+		g.log.Debug("pipeline", "request_id", c.RequestID, "method", c.Method, "name", c.Name, "upstream", c.Upstream,
+			"answered_by", c.AnsweredBy, "refused_by", c.Refused, "err", err)
+	}
+	return res, err
 }
 
 // resourceCall names the resource uri in c and its owner as the
@@ -242,9 +245,7 @@ func (s explainStage) Handle(ctx context.Context, c *pipeline.Call, next pipelin
 	}
 	ctx, note := explained(ctx, meta, s.g.explainsFully(c.Request))
 	res, err := next.Handle(ctx, c)
-	if res != nil && !isNilResult(res) {
-		note.attach(res)
-	}
+	note.attach(res)
 	return res, err
 }
 

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"testing"
 	"time"
 
@@ -17,13 +16,7 @@ import (
 func TestStatusShowsAReplacementThatDoesNotComeUp(t *testing.T) {
 	up := reviewHTTPUpstream(t, echoServer("shared", false))
 	g, url := reviewGateway(t, "[server]\n"+reviewBlock("shared", up, `connect_timeout = "1s"`))
-	// A port that refuses connections: listen, note the port, close.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := "http://" + ln.Addr().String() + "/mcp"
-	ln.Close()
+	dead := "http://" + closedPort(t) + "/mcp"
 
 	cfg := *g.cfg.Load()
 	cfg.Upstreams = append(cfg.Upstreams[:0:0], cfg.Upstreams...)

@@ -285,13 +285,7 @@ func measureAlternating(ctx context.Context, o *options, cells []*cell, pids []i
 		a.errorMsg = err.Error()
 		return a
 	}
-	ours := func() time.Duration {
-		d := selfCPU()
-		for _, p := range pids {
-			d += cpuOf(p)
-		}
-		return d
-	}
+	ours := func() time.Duration { return benchCPU(pids) }
 	all0, ours0, t0 := machineBusy(), ours(), time.Now()
 	lat, err := rawmcp.Alternate(ctx, sess, o.altCalls)
 	a.elapsed = time.Since(t0)

@@ -482,13 +482,7 @@ func waitQuiet(ctx context.Context, o *options, pids ...int) {
 	deadline := time.Now().Add(o.quietWait)
 	ncpu := float64(runtime.NumCPU())
 	for ctx.Err() == nil {
-		ours := func() time.Duration {
-			d := selfCPU()
-			for _, p := range pids {
-				d += cpuOf(p)
-			}
-			return d
-		}
+		ours := func() time.Duration { return benchCPU(pids) }
 		all0, ours0, t0 := machineBusy(), ours(), time.Now()
 		sleepCtx(ctx, 500*time.Millisecond)
 		other := (machineBusy() - all0 - (ours() - ours0)).Seconds() / (time.Since(t0).Seconds() * ncpu)

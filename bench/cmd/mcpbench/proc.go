@@ -247,6 +247,16 @@ func rssKB(pid int) int64 {
 }
 
 // selfCPU returns the benchmark process's own CPU time.
+// benchCPU is the CPU time used so far by the benchmark itself and the
+// processes pids it started (to tell their load from other processes').
+func benchCPU(pids []int) time.Duration {
+	d := selfCPU()
+	for _, p := range pids {
+		d += cpuOf(p)
+	}
+	return d
+}
+
 func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

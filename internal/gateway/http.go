@@ -227,25 +227,14 @@ func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
 	})
 }
 
-const ()
-
-// guard applies the checks every request must pass before it is looked at:
-// Origin (DNS rebinding), credentials, and no credentials in the URL.
+// guard applies the checks every request to /mcp and /api must pass before
+// it is looked at: CORS for allowed origins (edge has already refused the
+// others, on every endpoint), credentials, and no credentials in the URL.
 func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
-	allowed := map[string]bool{}
-	for _, a := range o.AllowedOrigins {
-		allowed[strings.TrimRight(strings.ToLower(a), "/")] = true
-	}
 	want := []byte("Bearer " + o.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if origin := r.Header.Get("Origin"); origin != "" {
-			if !originAllowed(origin, allowed) {
-				g.reject(w, r, http.StatusForbidden, "origin", mcpwire.CodeInvalidRequest, fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
-				return
-			}
-			if corsHeaders(w, r) {
-				return // a preflight: answered without credentials, as browsers send it
-			}
+		if r.Header.Get("Origin") != "" && corsHeaders(w, r) {
+			return // a preflight: answered without credentials, as browsers send it
 		}
 		q := r.URL.Query()
 		for _, k := range []string{"access_token", "token", "api_key", "apikey", "key"} {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -128,7 +129,7 @@ func (l *LogRecorder) Record(ctx context.Context, p *principal.Principal, c Reco
 	b, _ := json.Marshal(detail)
 	e := &store.AuditEntry{
 		Action:    "tool.call",
-		Target:    truncate(c.Upstream+"__"+c.Tool, MaxName),
+		Target:    truncate(policy.CanonicalName(c.Upstream, c.Tool), MaxName),
 		Outcome:   c.Outcome,
 		LatencyUS: c.Latency.Microseconds(),
 		Detail:    b,

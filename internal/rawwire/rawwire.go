@@ -1,0 +1,136 @@
+// Package rawwire is the byte work of the gateway's hot path: a client's
+// tools/call travels to an HTTP upstream and its result back without being
+// decoded and re-encoded.
+//
+// Everything here works on messages that internal/jsonguard has validated
+// (the client's request at the HTTP edge; each message of the upstream's
+// answer here, before anything reads it). Only what the gateway owns is
+// rewritten — the request id, the tool's name at its upstream — by
+// splicing; every other byte travels as it came.
+//
+// The package knows HTTP and JSON-RPC framing (a JSON body or a
+// text/event-stream of messages), not MCP's rules: what a result must
+// contain, and what to do with a message that is not the answer, is the
+// caller's.
+package rawwire
+
+import (
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
+)
+
+// AppendRequest appends to dst a JSON-RPC request with the string id id,
+// method and the params object params (validated JSON) copied member by
+// member, the value of "name" replaced by name when name is not "". Keys
+// the gateway must not send on are dropped: drop reports them.
+func AppendRequest(dst []byte, id, method string, params []byte, name string, drop func(key []byte) bool) ([]byte, error) {
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = AppendString(dst, id)
+	dst = append(dst, `,"method":`...)
+	dst = AppendString(dst, method)
+	if params == nil {
+		return append(dst, '}'), nil
+	}
+	dst = append(dst, `,"params":{`...)
+	first := true
+	err := jsonguard.Members(params, func(m jsonguard.Member) bool {
+		if drop != nil && drop(m.Key) {
+			return true
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = append(dst, m.RawKey...)
+		dst = append(dst, ':')
+		if name != "" && string(m.Key) == "name" {
+			dst = AppendString(dst, name)
+		} else {
+			dst = append(dst, m.Value...)
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, "}}"...), nil
+}
+
+// AppendString appends s to dst as a JSON string. Invalid UTF-8 is
+// replaced with U+FFFD, as encoding/json does.
+func AppendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, `\u00`...)
+				dst = append(dst, hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// AppendResult appends the head of a JSON-RPC response with the raw id id
+// (as the client sent it) up to its result: what follows is the result's
+// bytes and [ResultTail].
+func AppendResult(dst, id []byte) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	dst = append(dst, id...)
+	return append(dst, `,"result":`...)
+}
+
+// ResultTail closes a response begun with [AppendResult].
+const ResultTail = "}"
+
+// AppendError appends a JSON-RPC error response with the raw id id. data,
+// if not nil, must be valid JSON.
+func AppendError(dst, id []byte, code int64, message string, data []byte) []byte {
+	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
+	if len(id) == 0 {
+		id = []byte("null")
+	}
+	dst = append(dst, id...)
+	dst = append(dst, `,"error":{"code":`...)
+	dst = strconv.AppendInt(dst, code, 10)
+	dst = append(dst, `,"message":`...)
+	dst = AppendString(dst, message)
+	if len(data) > 0 {
+		dst = append(dst, `,"data":`...)
+		dst = append(dst, data...)
+	}
+	return append(dst, "}}"...)
+}

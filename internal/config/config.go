@@ -189,6 +189,11 @@ type Server struct {
 	// PageSize is the number of items per page the gateway serves on list
 	// methods (toml "page_size").
 	PageSize int
+	// HotPath lets tools/call of session-era clients skip the SDK's
+	// decoding and re-encoding (toml "hot_path", default true; see
+	// docs/design/pipeline.md). Turning it off sends every call the SDK's
+	// way: for comparing the two, or if an upstream misbehaves on it.
+	HotPath bool
 	// DataDir is where the gateway keeps its state, such as stored lattice
 	// definitions (toml "data_dir"). It defaults to DefaultDataDir(); ""
 	// turns persistence off. A relative path is resolved against the
@@ -426,6 +431,7 @@ func Default() *Config {
 			BodyReadTimeout:   DefaultBodyReadTimeout,
 			LogLevel:          DefaultLogLevel,
 			PageSize:          DefaultPageSize,
+			HotPath:           true,
 			DataDir:           DefaultDataDir(),
 		},
 		Lattice: Lattice{

@@ -17,6 +17,7 @@ func LiveKeys() []string {
 		"routing",   // read on every call
 		"plans",     // the policy snapshot is rebuilt (rate limits, quotas)
 		"audit.arguments",
+		"server.hot_path", // read on every call
 	}
 }
 

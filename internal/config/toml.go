@@ -296,7 +296,7 @@ func indexTOML(data []byte) tomlIndex {
 }
 
 var (
-	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "data_dir"}
+	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "hot_path", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
 	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog"}
 )
@@ -385,6 +385,7 @@ func (d *decoder) decodeServer(t *table, s *Server) serverMeta {
 	t.duration("read_header_timeout", &s.ReadHeaderTimeout)
 	t.duration("body_read_timeout", &s.BodyReadTimeout)
 	t.str("log_level", &s.LogLevel)
+	t.boolean("hot_path", &s.HotPath)
 	t.str("data_dir", &s.DataDir)
 	t.unknown(serverKeys)
 	return serverMeta{t}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
+	"github.com/mcpedge/mcpedge/internal/rawwire"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
@@ -111,6 +112,10 @@ type Gateway struct {
 	// catalogs saves the catalogs of upstreams that keep theirs
 	// (offline.go); nil: off.
 	catalogs *catalogStore
+	// clients are the session-era client sessions (clients.go); hot is
+	// the hot path's state (hotpath.go, hotforward.go).
+	clients clientTable
+	hot     hotWire
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -118,6 +123,7 @@ type Gateway struct {
 type route struct {
 	up   string
 	name string
+	u    *upstream.Upstream // whose handler the SDK server calls (the hot path's target)
 }
 
 // registration is what one upstream contributed to the aggregated server, so
@@ -129,6 +135,10 @@ type registration struct {
 	// offline: the upstream is down and this, its last catalog, is kept
 	// listed (offline.go).
 	offline bool
+	// perTools are the tools registered on /mcp/<name> by this
+	// registration, with the upstream whose handler serves each (the hot
+	// path's lookup).
+	perTools map[string]*upstream.Upstream
 }
 
 // New builds a gateway for cfg. Upstreams are created but not started; call
@@ -146,6 +156,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 		groups:    map[string]*group{},
 	}
 	g.cfg.Store(cfg)
+	g.hot.reader = rawwire.NewReader(rawwire.Limits{MaxDepth: config.MaxJSONDepthLimit})
 	g.agg = g.newAggregateServer(cfg)
 	g.addBuiltins()
 	m.Registry.MustRegister(newUpstreamCollector(g))
@@ -517,7 +528,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 		},
 		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
 	})
-	s.AddReceivingMiddleware(g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
+	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
 	return s
 }
 
@@ -552,7 +563,7 @@ func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.
 	}
 	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
 	s := mcp.NewServer(impl, opts)
-	s.AddReceivingMiddleware(g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
+	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
 	return s
 }
 
@@ -630,7 +641,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 		per = g.newPerUpstreamServer(name, cat)
 		g.per[name] = per
 	}
-	reg := &registration{catalog: cat}
+	reg := &registration{catalog: cat, perTools: map[string]*upstream.Upstream{}}
 	ucfg := u.Config()
 	prefix := ucfg.NamePrefix()
 	skip := func(format string, args ...any) { reg.conflicts = append(reg.conflicts, fmt.Sprintf(format, args...)) }
@@ -669,6 +680,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			perSkipped.tools = append(perSkipped.tools, t.Name)
 			continue
 		}
+		reg.perTools[t.Name] = u
 		agg := NamespacedName(prefix, t.Name)
 		g.yieldToLocalLocked("tool", g.tools, name, agg, g.agg.RemoveTools)
 		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || agg == builtinQueueResult || (taken && owner.name != t.Name) {
@@ -681,7 +693,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			skip("tool %q skipped: %v", t.Name, err)
 			continue
 		}
-		g.tools[agg] = route{up: name, name: t.Name}
+		g.tools[agg] = route{up: name, name: t.Name, u: u}
 		reg.tools = append(reg.tools, agg)
 	}
 	for _, p := range cat.Prompts {
@@ -702,7 +714,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			skip("prompt %q skipped: %v", p.Name, err)
 			continue
 		}
-		g.prompts[agg] = route{up: name, name: p.Name}
+		g.prompts[agg] = route{up: name, name: p.Name, u: u}
 		reg.prompts = append(reg.prompts, agg)
 	}
 	for _, r := range cat.Resources {

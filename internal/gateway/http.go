@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -82,8 +83,9 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux := http.NewServeMux()
 	aggServer := func(*http.Request) *mcp.Server { return g.agg }
 	perServer := func(r *http.Request) *mcp.Server { return g.PerUpstream(r.PathValue("upstream")) }
-	agg := g.requireSession(eraSwitch(aggServer, g.log, o))
-	per := g.requireSession(eraSwitch(perServer, g.log, o))
+	g.clients.timeout.Store(int64(o.SessionTimeout))
+	agg := g.requireSession(g.eraSwitch(aggServer, o))
+	per := g.requireSession(g.eraSwitch(perServer, o))
 	if g.security != nil {
 		agg, per = sdkAuth(agg), sdkAuth(per)
 		prm := g.security.ProtectedResourceMetadata()
@@ -120,13 +122,22 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 // declares MCP-Protocol-Version 2026-07-28 or later goes to the SDK's
 // stateless handler (no session, one POST per request), everything else
 // (initialize, session traffic, GET streams, DELETE) to the stateful one.
-func eraSwitch(getServer func(*http.Request) *mcp.Server, log *slog.Logger, o HTTPOptions) http.Handler {
-	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: log, SessionTimeout: o.SessionTimeout, MaxRequestBodyBytes: o.MaxBodyBytes})
-	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: log, Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
+//
+// The idle timeout of sessions is kept by the gateway (clients.go), not by
+// the SDK's handler: hot-path calls (hotpath.go) never reach the handler,
+// and must keep their session alive like any other POST.
+func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOptions) http.Handler {
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, MaxRequestBodyBytes: o.MaxBodyBytes})
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessVersion {
+		sid := r.Header.Get("Mcp-Session-Id")
+		if r.Method == http.MethodPost && sid == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessVersion {
 			stateless.ServeHTTP(w, r)
 			return
+		}
+		if e := g.clients.get(sid); e != nil && r.Method == http.MethodPost {
+			e.begin()
+			defer g.clients.end(e)
 		}
 		stateful.ServeHTTP(w, r)
 	})
@@ -379,6 +390,20 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 		}
 		if !g.admit(w, r, envelope) {
 			return
+		}
+		if r.Header.Get("Mcp-Session-Id") != "" {
+			// The hot path (hotpath.go): a session's tools/call that
+			// qualifies is answered here, without the SDK.
+			if env, err := envelope(); err == nil {
+				switch env.Method {
+				case pipeline.MethodCallTool:
+					if g.hotCall(w, r, body, env) {
+						return
+					}
+				case "notifications/cancelled":
+					g.hotCancel(r, body)
+				}
+			}
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))

@@ -318,6 +318,9 @@ func (s forwardStage) Handle(ctx context.Context, c *pipeline.Call, _ pipeline.H
 			return g.deliver(ctx, c, t)
 		}
 	case *mcp.CallToolRequest:
+		if c.Wire != nil {
+			return g.forwardToolWire(ctx, c, t, req)
+		}
 		return g.forwardTool(ctx, c, t, req)
 	case *mcp.GetPromptRequest:
 		return g.forwardPrompt(ctx, c, t, req)

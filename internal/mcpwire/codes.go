@@ -13,6 +13,10 @@ const (
 	// request (a batch, a bad id, a duplicate or case-folded key, too
 	// deep, too large), or a request the HTTP edge refuses.
 	CodeInvalidRequest = -32600
+	// CodeInternalError: the gateway failed in a way that is its own
+	// (for example a result it could not encode), or an error without a
+	// code of its own reached the client of a hot-path call.
+	CodeInternalError = -32603
 )
 
 // The gateway's own codes, in the implementation-defined server-error

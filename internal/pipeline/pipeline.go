@@ -68,6 +68,10 @@ type Call struct {
 	// Request is the SDK's request for a client's call; nil for a queued
 	// delivery.
 	Request mcp.Request
+	// Wire is set when the call travels as bytes on the hot path (a
+	// client's tools/call the SDK server never decoded): the terminal
+	// sends Wire.Params on and leaves the upstream's result in Wire.
+	Wire *Wire
 
 	// Target is the connection chosen for this attempt: set by the route
 	// stage before each call of next, read by the stages after it. Its
@@ -84,6 +88,54 @@ type Call struct {
 	// innermost stage that ran (the terminal when the call reached the
 	// upstream, else the stage that answered itself).
 	AnsweredBy string
+}
+
+// A Wire is a call on the hot path: the client's params as bytes going
+// out, the upstream's result as bytes coming back, neither decoded unless
+// a stage asks.
+//
+// The terminal sets the result with [Wire.SetResult] and returns Summary
+// through the chain: a result whose only field is IsError, which is all
+// audit reads. What the client gets is Result's bytes as long as the chain
+// returns Summary itself; a stage that returns another result (an answer
+// of its own, a changed one) is answered with that result, encoded. A
+// stage that needs to look inside the upstream's result decodes it with
+// [Wire.Decode] — the cost is paid only where a stage asks.
+type Wire struct {
+	// Params is the request's params object exactly as the client sent
+	// it (validated by jsonguard at the HTTP edge).
+	Params []byte
+	// Result is the raw JSON of the upstream's result, valid until
+	// Release; nil until the terminal sets it.
+	Result []byte
+	// Summary is the result the terminal returned for Result.
+	Summary mcp.Result
+
+	release func()
+}
+
+// SetResult records the upstream's result bytes and the summary returned
+// for them; release (may be nil) frees the bytes. A result set earlier
+// (an attempt that was retried) is released.
+func (w *Wire) SetResult(result []byte, summary mcp.Result, release func()) {
+	w.Release()
+	w.Result, w.Summary, w.release = result, summary, release
+}
+
+// Decode decodes the upstream's result into dst.
+func (w *Wire) Decode(dst any) error {
+	if w.Result == nil {
+		return fmt.Errorf("pipeline: no result on the wire")
+	}
+	return json.Unmarshal(w.Result, dst)
+}
+
+// Release frees the result's bytes.
+func (w *Wire) Release() {
+	if w.release != nil {
+		w.release()
+	}
+	w.Result, w.Summary, w.release = nil, nil, nil
 }
 
 // Sources of a call.

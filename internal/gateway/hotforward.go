@@ -1,0 +1,296 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// hotWire is the hot path's state: ids for the requests it posts, and the
+// reader of upstream answers with its buffers.
+type hotWire struct {
+	seq    atomic.Uint64
+	reader *rawwire.Reader
+}
+
+// forwardToolWire is the forward stage for a hot-path tools/call: through
+// the same breaker, timeouts, retries and routing as forwardTool, but each
+// attempt on a Streamable HTTP target posts the client's params with the
+// upstream's tool name spliced in and keeps the result's bytes. A target
+// the gateway cannot post to (stdio, SSE, WASM) is sent the call through
+// the SDK client, as forwardTool does.
+func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.CallToolRequest) (mcp.Result, error) {
+	name := c.Item
+	owner := ""
+	if t.Config().Isolation == config.IsolationSession {
+		owner = req.Session.ID()
+	}
+	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
+		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, isErr, err, fallback := g.postTool(ctx, c, t, cs, name, owner)
+			if !fallback {
+				return res, isErr, err
+			}
+		}
+		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
+		if len(req.Params.Arguments) > 0 {
+			params.Arguments = req.Params.Arguments
+		}
+		res, err := cs.CallTool(ctx, params)
+		c.Answered = err != nil && isUpstreamError(err)
+		if res != nil {
+			dropServerInfo(res.Meta)
+		}
+		return res, err == nil && res != nil && res.IsError, err
+	}
+	res, err := forward(g, ctx, t, req, pipeline.MethodCallTool, name, nil, do)
+	return res, err
+}
+
+// postTool makes one attempt of a hot-path call on an HTTP target. It
+// reports fallback when the upstream no longer knows the session (HTTP
+// 404: it did not run the call), so that the attempt goes through the SDK
+// client, which renews or reports the session as it does for every call.
+func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, name, owner string) (_ *mcp.CallToolResult, isErr bool, _ error, fallback bool) {
+	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, pipeline.MethodCallTool, c.Wire.Params, name, dropToolParam)
+	if err != nil {
+		return nil, false, fmt.Errorf("building the request: %w", err), false
+	}
+	resp, err := t.Post(ctx, cs, body)
+	if err != nil {
+		return nil, false, err, false
+	}
+	defer drainClose(resp.Body)
+	switch {
+	case resp.StatusCode == http.StatusNotFound && cs.ID() != "":
+		return nil, false, nil, true
+	case resp.StatusCode != http.StatusOK:
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
+	}
+	a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
+		g.hotMessage(ctx, t, cs, owner, msg, env)
+	})
+	if err != nil {
+		if errors.Is(err, rawwire.ErrNoAnswer) {
+			// The stream broke before the answer: like a connection lost
+			// mid-call, the upstream may have run it.
+			return nil, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		}
+		return nil, false, err, false
+	}
+	if a.Error != nil {
+		c.Answered = true
+		return nil, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
+	}
+	v, err := toolResultView(a.Result)
+	if err != nil {
+		a.Release()
+		return nil, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+	}
+	if !v.plain {
+		// Odd but valid: no content (the SDK server writes []), or the
+		// upstream's serverInfo annotation (dropped). Decode it, as the
+		// SDK's way would have.
+		var res mcp.CallToolResult
+		err := json.Unmarshal(a.Result, &res)
+		a.Release()
+		if err != nil {
+			return nil, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
+		}
+		dropServerInfo(res.Meta)
+		return &res, res.IsError, nil, false
+	}
+	sum := &mcp.CallToolResult{IsError: v.isError}
+	c.Wire.SetResult(a.Result, sum, a.Release)
+	return sum, v.isError, nil, false
+}
+
+// dropToolParam lists the params members not sent on: the hot path only
+// takes calls whose params are a name, arguments and _meta (hotParams),
+// and sends nothing else, as forwardTool sends only what it knows.
+func dropToolParam(key []byte) bool {
+	switch string(key) {
+	case "name", "arguments", "_meta":
+		return false
+	}
+	return true
+}
+
+// resultView is what the hot path reads of a tools/call result without
+// decoding it.
+type resultView struct {
+	isError bool
+	plain   bool // content is an array and nothing needs changing
+}
+
+// toolResultView reads a result's top-level members. A result that is not
+// an object, or carries the 2026-07-28 protocol's multi-round-trip
+// members (which a session-era client cannot be sent), is an error.
+func toolResultView(b []byte) (resultView, error) {
+	var v resultView
+	hasContent, serverInfo := false, false
+	var bad string
+	if len(b) == 0 || b[0] != '{' {
+		return v, errors.New("its tools/call result is not an object")
+	}
+	err := jsonguard.Members(b, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "content":
+			hasContent = m.Value[0] == '['
+		case "isError":
+			v.isError = string(m.Value) == "true"
+		case "inputRequests", "resultType", "requestState":
+			bad = string(m.Key)
+		case "_meta":
+			if m.Value[0] == '{' {
+				_ = jsonguard.Members(m.Value, func(mm jsonguard.Member) bool {
+					if string(mm.Key) == mcp.MetaKeyServerInfo {
+						serverInfo = true
+					}
+					return !serverInfo
+				})
+			}
+		}
+		return bad == ""
+	})
+	if err != nil {
+		return v, err
+	}
+	if bad != "" {
+		return v, fmt.Errorf("its tools/call result carries %q, a member of the %s protocol, to a session of an earlier one", bad, statelessVersion)
+	}
+	v.plain = hasContent && !serverInfo
+	return v, nil
+}
+
+// hotMessage handles a message an upstream sent on a hot-path call's
+// stream before its answer, as the SDK client's handlers would
+// (upstream/sink.go): notifications go to the sink, requests are answered
+// through it.
+func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, owner string, msg []byte, env jsonguard.Envelope) {
+	s := (*sink)(g)
+	params := func(dst any) bool {
+		var m struct {
+			Params json.RawMessage `json:"params"`
+		}
+		if json.Unmarshal(msg, &m) != nil || len(m.Params) == 0 || string(m.Params) == "null" {
+			return false // the spec requires params of each of these
+		}
+		return json.Unmarshal(m.Params, dst) == nil
+	}
+	if env.ID == nil {
+		switch env.Method {
+		case "notifications/message":
+			var p mcp.LoggingMessageParams
+			if params(&p) {
+				s.Log(ctx, t, owner, &p)
+			}
+		case "notifications/progress":
+			var p mcp.ProgressNotificationParams
+			if params(&p) {
+				s.Progress(ctx, t, &p)
+			}
+		case "notifications/resources/updated":
+			var p mcp.ResourceUpdatedNotificationParams
+			if params(&p) {
+				s.ResourceUpdated(ctx, t, &p)
+			}
+		case "notifications/elicitation/complete":
+			var p mcp.ElicitationCompleteParams
+			if params(&p) {
+				s.ElicitationComplete(ctx, t, owner, &p)
+			}
+		case "notifications/tools/list_changed", "notifications/prompts/list_changed", "notifications/resources/list_changed":
+			t.Refresh()
+		}
+		return
+	}
+	var (
+		res any
+		err error
+	)
+	switch env.Method {
+	case "ping":
+		res = struct{}{}
+	case "roots/list":
+		var p mcp.ListRootsParams
+		_ = params(&p)
+		res, err = s.ListRoots(ctx, t, owner, &p)
+	case "sampling/createMessage":
+		var p mcp.CreateMessageWithToolsParams
+		if !params(&p) {
+			err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "sampling/createMessage without valid params"}
+			break
+		}
+		res, err = s.CreateMessage(ctx, t, owner, &p)
+	case "elicitation/create":
+		var p mcp.ElicitParams
+		if !params(&p) {
+			err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "elicitation/create without valid params"}
+			break
+		}
+		res, err = s.Elicit(ctx, t, owner, &p)
+	default:
+		err = &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: "method not found: " + env.Method}
+	}
+	var out []byte
+	if err != nil {
+		code := int64(mcpwire.CodeInternalError)
+		var werr *jsonrpc.Error
+		if errors.As(err, &werr) {
+			code = werr.Code
+		}
+		out = rawwire.AppendError(nil, env.ID, code, err.Error(), nil)
+	} else {
+		b, merr := json.Marshal(res)
+		if merr != nil {
+			out = rawwire.AppendError(nil, env.ID, mcpwire.CodeInternalError, merr.Error(), nil)
+		} else {
+			out = append(append(rawwire.AppendResult(nil, env.ID), b...), rawwire.ResultTail...)
+		}
+	}
+	// The answer is its own POST (202 Accepted), sent while this stream
+	// is still being read: the upstream waits for it before answering.
+	go func() {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		resp, err := t.Post(actx, cs, out)
+		if err != nil {
+			g.log.Warn("answering an upstream's request on the hot path", "upstream", t.Name(), "method", env.Method, "err", err)
+			return
+		}
+		drainClose(resp.Body)
+	}()
+}
+
+// drainClose reads a little of what is left of a body, so that its
+// connection can be reused, and closes it.
+func drainClose(b io.ReadCloser) {
+	_, _ = io.CopyN(io.Discard, b, 4<<10)
+	_ = b.Close()
+}
+
+func bytesTrim(b []byte) string {
+	s := string(b)
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}

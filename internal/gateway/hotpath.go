@@ -1,0 +1,316 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/upstream"
+	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// The hot path: a client's tools/call that the SDK server never decodes.
+//
+// checkBody has validated the message (jsonguard); if the call qualifies,
+// hotCall builds the pipeline's call from the validated bytes (reading the
+// few members it needs in place), runs the whole chain — audit, authorize
+// and every stage after dispatch, exactly as for a call the SDK server
+// dispatched — and the forward stage (hotforward.go) posts the params'
+// bytes to an HTTP upstream with the tool's name spliced in, and hands the
+// upstream's result bytes back, which are written to the client as they
+// came. What does not qualify takes the SDK's way, unchanged; nothing is
+// written before that decision. docs/design/pipeline.md gives the
+// conditions and why each is there.
+
+// statefulVersions are the protocol versions of the session era the hot
+// path serves; the SDK's handler answers anything else.
+var statefulVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
+
+// hotCall serves the POSTed message body on the hot path when it can, and
+// reports whether it did. env is body's envelope.
+func (g *Gateway) hotCall(w http.ResponseWriter, r *http.Request, body []byte, env jsonguard.Envelope) bool {
+	if env.Method != pipeline.MethodCallTool || env.ID == nil || !g.cfg.Load().Server.HotPath {
+		return false
+	}
+	e := g.clients.get(r.Header.Get("Mcp-Session-Id"))
+	if e == nil || !slices.Contains(statefulVersions, r.Header.Get("Mcp-Protocol-Version")) {
+		return false
+	}
+	if jsonOK, streamOK := accepts(r.Header.Values("Accept")); !jsonOK || !streamOK {
+		return false // the SDK's handler refuses it, in its words
+	}
+	var ti *auth.TokenInfo
+	if g.security != nil {
+		p := principal.From(r.Context())
+		if p == nil || (!p.ExpiresAt.IsZero() && time.Now().After(p.ExpiresAt)) {
+			return false
+		}
+		ti = tokenInfoOf(p)
+	}
+	if userIDOf(ti) != e.userID {
+		return false // another caller's session: the SDK's handler refuses it
+	}
+	ss := e.ss
+	if !hotClient(ss) {
+		return false
+	}
+	params, name, args, meta, ok := hotParams(body)
+	if !ok {
+		return false
+	}
+	only := r.PathValue("upstream")
+	u, up, item := g.hotTool(only, name)
+	if u == nil || !hotUpstream(u) || groupName(u) != up {
+		return false
+	}
+	req := &mcp.CallToolRequest{Session: ss, Params: &mcp.CallToolParamsRaw{Meta: meta, Name: name, Arguments: args},
+		Extra: &mcp.RequestExtra{TokenInfo: ti, Header: r.Header}}
+	c := &pipeline.Call{Method: pipeline.MethodCallTool, Face: only, Kind: "tool", Name: name, Arguments: args,
+		Upstream: up, Item: item, Target: u, Principal: principalOf(req), RequestID: r.Header.Get("X-Request-Id"),
+		Source: pipeline.SourceClient, Request: req, Wire: &pipeline.Wire{Params: params}}
+	if _, cached := (cacheSource{g}).For(c); cached {
+		return false // the cache stores decoded results
+	}
+	// The SDK's handler does not cancel a call when its client goes away
+	// (the session era: a client cancels with notifications/cancelled);
+	// neither does the hot path.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+	untrack, ok := e.track(idKey(env.ID), cancel)
+	if !ok {
+		return false
+	}
+	defer untrack()
+	e.begin()
+	defer g.clients.end(e)
+	if g.security != nil {
+		g.rememberCaller(req, c.Principal)
+	}
+	res, err := g.pipe.chain.Load().Handle(ctx, c)
+	if g.log.Enabled(ctx, slog.LevelDebug) {
+		g.log.Debug("pipeline", "request_id", c.RequestID, "method", c.Method, "name", c.Name, "upstream", c.Upstream,
+			"answered_by", c.AnsweredBy, "refused_by", c.Refused, "hot", true, "err", err)
+	}
+	writeHot(w, env.ID, c.Wire, res, err)
+	c.Wire.Release()
+	return true
+}
+
+// hotCancel delivers a client's notifications/cancelled to the hot-path
+// call it names, and reports whether there was one (the SDK's handler gets
+// the notification either way; it ignores ids it does not know).
+func (g *Gateway) hotCancel(r *http.Request, body []byte) {
+	e := g.clients.get(r.Header.Get("Mcp-Session-Id"))
+	if e == nil {
+		return
+	}
+	var params []byte
+	_ = jsonguard.Members(body, func(m jsonguard.Member) bool {
+		if string(m.Key) == "params" {
+			params = m.Value
+		}
+		return params == nil
+	})
+	if params == nil || params[0] != '{' {
+		return
+	}
+	_ = jsonguard.Members(params, func(m jsonguard.Member) bool {
+		if string(m.Key) == "requestId" {
+			e.cancel(idKey(m.Value))
+			return false
+		}
+		return true
+	})
+}
+
+// idKey is a JSON-RPC id's identity: a string's text, an integer's digits.
+func idKey(raw []byte) string {
+	if s, ok := jsonguard.Unquote(raw); ok {
+		return "s" + s
+	}
+	return "n" + string(raw)
+}
+
+// hotClient reports whether a client session's calls may take the hot
+// path: initialized, and able to receive none of the server-to-client
+// requests (roots, sampling, elicitation) that an upstream may make
+// during a call — the hot path answers on the POST itself, as JSON, and
+// has no stream to carry them on.
+func hotClient(ss *mcp.ServerSession) bool {
+	ip := ss.InitializeParams()
+	if ip == nil {
+		return false
+	}
+	c := ip.Capabilities
+	return c == nil || (c.Sampling == nil && c.Elicitation == nil && c.RootsV2 == nil && !c.Roots.ListChanged)
+}
+
+// hotUpstream reports whether an upstream's calls may take the hot path:
+// any transport (a target without HTTP is sent to through the SDK client
+// by the forward stage), of the session era like the client.
+func hotUpstream(u *upstream.Upstream) bool {
+	return u.Config().Transport != upstream.TransportBuiltin && !upstreamNewEra(u)
+}
+
+// hotParams reads a tools/call's params in place: the object itself, the
+// tool name, the arguments and _meta. It refuses (ok false) what only the
+// SDK's way handles: a name that is not a string, a progress token (the
+// upstream's progress goes to the call's stream), a routing explanation
+// (attached to a decoded result), the 2026-07-28 protocol's per-request
+// keys and multi-round-trip members, and the gateway's own keys.
+func hotParams(body []byte) (params []byte, name string, args json.RawMessage, meta mcp.Meta, ok bool) {
+	_ = jsonguard.Members(body, func(m jsonguard.Member) bool {
+		if string(m.Key) == "params" {
+			params = m.Value
+			return false
+		}
+		return true
+	})
+	if len(params) == 0 || params[0] != '{' {
+		return nil, "", nil, nil, false
+	}
+	ok = true
+	var rawMeta []byte
+	err := jsonguard.Members(params, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "name":
+			name, ok = jsonguard.Unquote(m.Value)
+		case "arguments":
+			if string(m.Value) != "null" {
+				args = json.RawMessage(m.Value)
+			}
+		case "_meta":
+			rawMeta = m.Value
+		case "inputResponses", "requestState":
+			ok = false
+		}
+		return ok
+	})
+	if err != nil || !ok || name == "" {
+		return nil, "", nil, nil, false
+	}
+	if rawMeta != nil && string(rawMeta) != "null" {
+		if rawMeta[0] != '{' {
+			return nil, "", nil, nil, false
+		}
+		_ = jsonguard.Members(rawMeta, func(m jsonguard.Member) bool {
+			k := string(m.Key)
+			if k == "progressToken" || k == MetaExplain || slices.Contains(hopByHop, k) || strings.HasPrefix(k, "io.modelcontextprotocol/") {
+				ok = false
+			}
+			return ok
+		})
+		if !ok || json.Unmarshal(rawMeta, &meta) != nil {
+			return nil, "", nil, nil, false
+		}
+	}
+	return params, name, args, meta, true
+}
+
+// hotTool finds the upstream whose handler the SDK server would call for
+// the tool the client named on the endpoint (only: "" for /mcp), with the
+// upstream's name for the tool.
+func (g *Gateway) hotTool(only, name string) (u *upstream.Upstream, up, item string) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if only == "" {
+		rt, ok := g.tools[name]
+		if !ok {
+			return nil, "", ""
+		}
+		return rt.u, rt.up, rt.name
+	}
+	reg := g.regs[only]
+	if reg == nil {
+		return nil, "", ""
+	}
+	return reg.perTools[name], only, name
+}
+
+// tokenInfoOf is the SDK's view of a principal (sdkAuth).
+func tokenInfoOf(p *principal.Principal) *auth.TokenInfo {
+	return &auth.TokenInfo{UserID: p.Kind + ":" + p.TenantID + ":" + p.ID, Scopes: p.Scopes, Expiration: p.ExpiresAt, Extra: map[string]any{"principal": p}}
+}
+
+func userIDOf(ti *auth.TokenInfo) string {
+	if ti == nil {
+		return ""
+	}
+	return ti.UserID
+}
+
+// accepts reports whether an Accept header admits JSON and an event
+// stream, read as the SDK's handler reads it.
+func accepts(values []string) (jsonOK, streamOK bool) {
+	for _, v := range values {
+		for _, raw := range strings.Split(v, ",") {
+			base, _, _ := strings.Cut(strings.TrimSpace(raw), ";")
+			switch strings.ToLower(strings.TrimSpace(base)) {
+			case "application/json", "application/*":
+				jsonOK = true
+			case "text/event-stream", "text/*":
+				streamOK = true
+			case "*/*":
+				jsonOK, streamOK = true, true
+			}
+		}
+	}
+	return jsonOK, streamOK
+}
+
+// writeHot writes the answer to a hot-path call: the upstream's result
+// bytes when the chain returned them, else the chain's own result or
+// error, encoded.
+func writeHot(w http.ResponseWriter, id []byte, wire *pipeline.Wire, res mcp.Result, err error) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if err != nil {
+		code, data := int64(mcpwire.CodeInternalError), []byte(nil)
+		var werr *jsonrpc.Error
+		if errors.As(err, &werr) {
+			code, data = werr.Code, werr.Data
+		}
+		b := rawwire.AppendError(nil, id, code, err.Error(), data)
+		h.Set("Content-Length", strconv.Itoa(len(b)))
+		_, _ = w.Write(b)
+		return
+	}
+	result := wire.Result
+	if res != wire.Summary || result == nil {
+		if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.Content == nil {
+			cp := *tr
+			cp.Content = []mcp.Content{} // never "content": null, as the SDK server
+			res = &cp
+		}
+		b, merr := json.Marshal(res)
+		if res == nil || merr != nil {
+			msg := "the gateway could not encode the result"
+			if merr != nil {
+				msg += ": " + merr.Error()
+			}
+			b = rawwire.AppendError(nil, id, mcpwire.CodeInternalError, msg, nil)
+			h.Set("Content-Length", strconv.Itoa(len(b)))
+			_, _ = w.Write(b)
+			return
+		}
+		result = b
+	}
+	head := rawwire.AppendResult(make([]byte, 0, 64), id)
+	h.Set("Content-Length", strconv.Itoa(len(head)+len(result)+len(rawwire.ResultTail)))
+	_, _ = w.Write(head)
+	_, _ = w.Write(result)
+	_, _ = w.Write([]byte(rawwire.ResultTail))
+}

@@ -1,0 +1,49 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+
+	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// CanPost reports whether messages for the client session cs may be
+// posted to u directly ([Upstream.Post]) rather than through cs: u speaks
+// Streamable HTTP and cs has been initialized.
+func (u *Upstream) CanPost(cs *mcp.ClientSession) bool {
+	return u.Config().Transport == config.TransportHTTP && cs != nil && cs.InitializeResult() != nil
+}
+
+var (
+	hdrJSON   = []string{"application/json"}
+	hdrAccept = []string{"application/json, text/event-stream"}
+)
+
+// Post sends one JSON-RPC message (body, already encoded) to u's endpoint in
+// the upstream session of cs, as the SDK client would: the session id and
+// protocol version cs negotiated, the upstream's configured headers and the
+// gateway's request id; over the same pooled connections as cs. The caller
+// reads and closes the response.
+func (u *Upstream) Post(ctx context.Context, cs *mcp.ClientSession, body []byte) (*http.Response, error) {
+	cfg := u.Config()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	h := req.Header
+	h["Content-Type"] = hdrJSON
+	h["Accept"] = hdrAccept
+	if id := cs.ID(); id != "" {
+		h["Mcp-Session-Id"] = []string{id}
+	}
+	h["Mcp-Protocol-Version"] = []string{cs.InitializeResult().ProtocolVersion}
+	for k, v := range cfg.Headers {
+		h.Set(k, v)
+	}
+	if id := RequestID(ctx); id != "" {
+		h.Set("X-Request-Id", id)
+	}
+	return u.opts.HTTPClient.Do(req)
+}

@@ -42,39 +42,60 @@ var statefulVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 // hotCall serves the POSTed message body on the hot path when it can, and
 // reports whether it did. env is body's envelope.
 func (g *Gateway) hotCall(w http.ResponseWriter, r *http.Request, body []byte, env jsonguard.Envelope) bool {
-	if env.Method != pipeline.MethodCallTool || env.ID == nil || !g.cfg.Load().Server.HotPath {
-		return false
+	reason := g.serveHot(w, r, body, env)
+	if reason == "" {
+		g.edgeMetrics.hot.WithLabelValues("hot", "").Inc()
+		return true
+	}
+	g.edgeMetrics.hot.WithLabelValues("sdk", reason).Inc()
+	return false
+}
+
+// serveHot is hotCall: it returns "" when it answered the call, else why
+// the call does not qualify.
+func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, env jsonguard.Envelope) string {
+	if !g.cfg.Load().Server.HotPath {
+		return "off"
+	}
+	if env.ID == nil {
+		return "notification"
 	}
 	e := g.clients.get(r.Header.Get("Mcp-Session-Id"))
-	if e == nil || !slices.Contains(statefulVersions, r.Header.Get("Mcp-Protocol-Version")) {
-		return false
+	if e == nil {
+		return "session" // unknown, or not of the session era: the SDK's handler answers
+	}
+	if !slices.Contains(statefulVersions, r.Header.Get("Mcp-Protocol-Version")) {
+		return "protocol_version"
 	}
 	if jsonOK, streamOK := accepts(r.Header.Values("Accept")); !jsonOK || !streamOK {
-		return false // the SDK's handler refuses it, in its words
+		return "accept" // the SDK's handler refuses it, in its words
 	}
 	var ti *auth.TokenInfo
 	if g.security != nil {
 		p := principal.From(r.Context())
 		if p == nil || (!p.ExpiresAt.IsZero() && time.Now().After(p.ExpiresAt)) {
-			return false
+			return "credential"
 		}
 		ti = tokenInfoOf(p)
 	}
 	if userIDOf(ti) != e.userID {
-		return false // another caller's session: the SDK's handler refuses it
+		return "credential" // another caller's session: the SDK's handler refuses it
 	}
 	ss := e.ss
 	if !hotClient(ss) {
-		return false
+		return "client_capabilities"
 	}
 	params, name, args, meta, ok := hotParams(body)
 	if !ok {
-		return false
+		return "params"
 	}
 	only := r.PathValue("upstream")
 	u, up, item := g.hotTool(only, name)
-	if u == nil || !hotUpstream(u) || groupName(u) != up {
-		return false
+	if u == nil || groupName(u) != up {
+		return "tool" // unknown, or the gateway's own
+	}
+	if !hotUpstream(u) {
+		return "upstream"
 	}
 	req := &mcp.CallToolRequest{Session: ss, Params: &mcp.CallToolParamsRaw{Meta: meta, Name: name, Arguments: args},
 		Extra: &mcp.RequestExtra{TokenInfo: ti, Header: r.Header}}
@@ -82,7 +103,7 @@ func (g *Gateway) hotCall(w http.ResponseWriter, r *http.Request, body []byte, e
 		Upstream: up, Item: item, Target: u, Principal: principalOf(req), RequestID: r.Header.Get("X-Request-Id"),
 		Source: pipeline.SourceClient, Request: req, Wire: &pipeline.Wire{Params: params}}
 	if _, cached := (cacheSource{g}).For(c); cached {
-		return false // the cache stores decoded results
+		return "cache" // the cache stores decoded results
 	}
 	// The SDK's handler does not cancel a call when its client goes away
 	// (the session era: a client cancels with notifications/cancelled);
@@ -91,7 +112,7 @@ func (g *Gateway) hotCall(w http.ResponseWriter, r *http.Request, body []byte, e
 	defer cancel()
 	untrack, ok := e.track(idKey(env.ID), cancel)
 	if !ok {
-		return false
+		return "duplicate_id"
 	}
 	defer untrack()
 	e.begin()
@@ -106,7 +127,7 @@ func (g *Gateway) hotCall(w http.ResponseWriter, r *http.Request, body []byte, e
 	}
 	writeHot(w, env.ID, c.Wire, res, err)
 	c.Wire.Release()
-	return true
+	return ""
 }
 
 // hotCancel delivers a client's notifications/cancelled to the hot-path

@@ -169,6 +169,7 @@ read_header_timeout = "3s"
 body_read_timeout = "2s"
 log_level = "DEBUG"
 page_size = 7
+hot_path = false
 data_dir = "/var/lib/mcpedge"
 `
 	c, ps := parseT(t, src, nil)
@@ -188,10 +189,14 @@ data_dir = "/var/lib/mcpedge"
 		BodyReadTimeout:   Duration(2 * time.Second),
 		LogLevel:          "debug",
 		PageSize:          7,
+		HotPath:           false,
 		DataDir:           "/var/lib/mcpedge",
 	}
 	if !reflect.DeepEqual(c.Server, want) {
 		t.Errorf("got %+v\nwant %+v", c.Server, want)
+	}
+	if !Default().Server.HotPath {
+		t.Error("hot_path is off by default, want on")
 	}
 }
 

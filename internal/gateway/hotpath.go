@@ -292,12 +292,16 @@ func accepts(values []string) (jsonOK, streamOK bool) {
 	return jsonOK, streamOK
 }
 
+// hdrJSONType is shared by every hot answer's header (net/http never
+// modifies a header's values).
+var hdrJSONType = []string{"application/json"}
+
 // writeHot writes the answer to a hot-path call: the upstream's result
 // bytes when the chain returned them, else the chain's own result or
 // error, encoded.
 func writeHot(w http.ResponseWriter, id []byte, wire *pipeline.Wire, res mcp.Result, err error) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = hdrJSONType
 	if err != nil {
 		code, data := int64(mcpwire.CodeInternalError), []byte(nil)
 		var werr *jsonrpc.Error
@@ -305,7 +309,7 @@ func writeHot(w http.ResponseWriter, id []byte, wire *pipeline.Wire, res mcp.Res
 			code, data = werr.Code, werr.Data
 		}
 		b := rawwire.AppendError(nil, id, code, err.Error(), data)
-		h.Set("Content-Length", strconv.Itoa(len(b)))
+		h["Content-Length"] = []string{strconv.Itoa(len(b))}
 		_, _ = w.Write(b)
 		return
 	}
@@ -323,14 +327,14 @@ func writeHot(w http.ResponseWriter, id []byte, wire *pipeline.Wire, res mcp.Res
 				msg += ": " + merr.Error()
 			}
 			b = rawwire.AppendError(nil, id, mcpwire.CodeInternalError, msg, nil)
-			h.Set("Content-Length", strconv.Itoa(len(b)))
+			h["Content-Length"] = []string{strconv.Itoa(len(b))}
 			_, _ = w.Write(b)
 			return
 		}
 		result = b
 	}
 	head := rawwire.AppendResult(make([]byte, 0, 64), id)
-	h.Set("Content-Length", strconv.Itoa(len(head)+len(result)+len(rawwire.ResultTail)))
+	h["Content-Length"] = []string{strconv.Itoa(len(head) + len(result) + len(rawwire.ResultTail))}
 	_, _ = w.Write(head)
 	_, _ = w.Write(result)
 	_, _ = w.Write([]byte(rawwire.ResultTail))

@@ -123,22 +123,26 @@ func (r *Reader) ReadAnswer(resp *http.Response, id string, other func(msg []byt
 	return Answer{}, protocolErrorf("the upstream answered with Content-Type %q, not application/json or text/event-stream", resp.Header.Get("Content-Type"))
 }
 
-// readAll reads r into dst, refusing more than max bytes.
-func readAll(dst []byte, r io.Reader, length int64, max int) ([]byte, error) {
-	if length > int64(max) {
-		return dst, protocolErrorf("the upstream's answer has %d bytes, more than the limit of %d", length, max)
+// readAll reads r into dst, refusing more than max bytes. A body of
+// known length is read into a buffer of that size; one of unknown length
+// grows the buffer by doubling.
+func readAll(dst []byte, r io.Reader, length int64, limit int) ([]byte, error) {
+	if length > int64(limit) {
+		return dst, protocolErrorf("the upstream's answer has %d bytes, more than the limit of %d", length, limit)
 	}
-	if length > 0 && int64(cap(dst)) < length {
-		dst = make([]byte, 0, length)
+	if length > 0 && int64(cap(dst)) < length+1 {
+		dst = make([]byte, 0, length+1) // +1: the read that sees EOF
 	}
 	for {
 		if len(dst) == cap(dst) {
-			dst = append(dst, 0)[:len(dst)]
+			grown := make([]byte, len(dst), max(2*cap(dst), 32<<10))
+			copy(grown, dst)
+			dst = grown
 		}
 		n, err := r.Read(dst[len(dst):cap(dst)])
 		dst = dst[:len(dst)+n]
-		if len(dst) > max {
-			return dst, protocolErrorf("the upstream's answer is larger than the limit of %d bytes", max)
+		if len(dst) > limit {
+			return dst, protocolErrorf("the upstream's answer is larger than the limit of %d bytes", limit)
 		}
 		if err == io.EOF {
 			return dst, nil
@@ -151,49 +155,64 @@ func readAll(dst []byte, r io.Reader, length int64, max int) ([]byte, error) {
 
 // answerIn validates one message and reports whether it is the answer to
 // id; a message that is not is handed to other.
+//
+// The answer's envelope is read in one pass over its top-level members;
+// its result's bytes are relayed inside an envelope the gateway writes,
+// so only the result needs to be valid JSON (Check) — the envelope's own
+// ambiguities cannot reach the client. Any other message is read by
+// decoders as well, so it is checked as the client's messages are
+// (jsonguard.CheckMessage: exact ids, no case-folded protocol keys).
 func answerIn(msg []byte, id string, lim Limits, other func([]byte, jsonguard.Envelope)) (Answer, bool, error) {
 	if err := jsonguard.Check(msg, jsonguard.Limits{MaxDepth: lim.MaxDepth}); err != nil {
 		return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
 	}
-	if err := jsonguard.CheckMessage(msg); err != nil {
-		return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
-	}
-	env, err := jsonguard.ParseEnvelope(msg)
+	var (
+		a                 Answer
+		rawID, errObj     []byte
+		request, hasError bool
+	)
+	err := jsonguard.Members(msg, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "method":
+			request = true
+		case "id":
+			rawID = m.Value
+		case "result":
+			a.Result = m.Value
+		case "error":
+			errObj, hasError = m.Value, true
+		}
+		return true
+	})
 	if err != nil {
 		return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
 	}
-	if env.Method != "" || (!env.HasResult && !env.HasError) {
+	if request || (a.Result == nil && !hasError) {
+		if err := jsonguard.CheckMessage(msg); err != nil {
+			return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
+		}
+		env, err := jsonguard.ParseEnvelope(msg)
+		if err != nil {
+			return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
+		}
 		if other != nil {
 			other(msg, env)
 		}
 		return Answer{}, false, nil
 	}
-	if got, ok := jsonguard.Unquote(env.ID); !ok || got != id {
+	if got, ok := jsonguard.Unquote(rawID); !ok || got != id {
 		// An answer to a request this stream did not carry.
-		return Answer{}, false, protocolErrorf("the upstream answered request id %s, not %q", env.ID, id)
+		return Answer{}, false, protocolErrorf("the upstream answered request id %s, not %q", rawID, id)
 	}
-	var a Answer
-	var perr error
-	err = jsonguard.Members(msg, func(m jsonguard.Member) bool {
-		switch string(m.Key) {
-		case "result":
-			a.Result = m.Value
-		case "error":
-			a.Error, perr = parseError(m.Value)
+	if a.Result != nil && hasError {
+		return Answer{}, false, protocolErrorf("the upstream's answer has both result and error")
+	}
+	if hasError {
+		e, err := parseError(errObj)
+		if err != nil {
+			return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
 		}
-		return true
-	})
-	if err == nil {
-		err = perr
-	}
-	if err != nil {
-		return Answer{}, false, protocolErrorf("the upstream sent invalid JSON-RPC: %v", err)
-	}
-	if (a.Result == nil) == (a.Error == nil) {
-		return Answer{}, false, protocolErrorf("the upstream's answer has both or neither of result and error")
-	}
-	if a.Error != nil {
-		a.Result = nil
+		a.Error = e
 	}
 	return a, true, nil
 }
@@ -334,10 +353,11 @@ func readLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
 
 func (r *Reader) getBuf() *[]byte { return r.bufs.Get().(*[]byte) }
 
-// putBuf keeps buffers of up to 1 MiB for reuse; larger ones (a big
-// result) go to the garbage collector rather than pinning memory.
+// putBuf keeps buffers of up to 16 MiB for reuse (a pool holds them only
+// until the next garbage collections); larger ones go to the collector at
+// once rather than pinning memory.
 func (r *Reader) putBuf(b *[]byte) {
-	if cap(*b) > 1<<20 {
+	if cap(*b) > 16<<20 {
 		return
 	}
 	*b = (*b)[:0]

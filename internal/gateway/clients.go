@@ -33,6 +33,7 @@ type clientEntry struct {
 	refs  int                           // requests in progress
 	timer *time.Timer                   // closes the session when idle; nil: no timeout
 	hot   map[string]context.CancelFunc // raw JSON-RPC id -> cancel, of hot-path calls in flight
+	asks  map[string]chan []byte        // id -> waiter, of requests hot-path calls put to the client
 }
 
 // open records a session that answered initialize. It is forgotten when

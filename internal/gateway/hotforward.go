@@ -85,7 +85,7 @@ func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Up
 		return nil, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
 	}
 	a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
-		g.hotMessage(ctx, t, cs, owner, msg, env)
+		g.hotMessage(ctx, t, cs, owner, c.Wire.Client, msg, env)
 	})
 	if err != nil {
 		if errors.Is(err, rawwire.ErrNoAnswer) {
@@ -182,9 +182,10 @@ func toolResultView(b []byte) (resultView, error) {
 
 // hotMessage handles a message an upstream sent on a hot-path call's
 // stream before its answer, as the SDK client's handlers would
-// (upstream/sink.go): notifications go to the sink, requests are answered
-// through it.
-func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, owner string, msg []byte, env jsonguard.Envelope) {
+// (upstream/sink.go): notifications go to the sink; requests go to the
+// call's own client on the call's own stream (client, which knows exactly
+// whose call it is), or through the sink when there is no such stream.
+func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, owner string, client pipeline.Asker, msg []byte, env jsonguard.Envelope) {
 	s := (*sink)(g)
 	params := func(dst any) bool {
 		var m struct {
@@ -224,23 +225,42 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 	}
 	var (
 		res any
+		raw []byte
 		err error
 	)
 	switch env.Method {
-	case "ping":
+	case "roots/list", "sampling/createMessage", "elicitation/create":
+		if client == nil {
+			break
+		}
+		var p []byte
+		_ = jsonguard.Members(msg, func(m jsonguard.Member) bool {
+			if string(m.Key) == "params" {
+				p = m.Value
+			}
+			return p == nil
+		})
+		raw, err = client.Ask(ctx, env.Method, p)
+		if raw == nil && err == nil {
+			err = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client answered " + env.Method + " without a result"}
+		}
+	}
+	switch {
+	case raw != nil || err != nil:
+	case env.Method == "ping":
 		res = struct{}{}
-	case "roots/list":
+	case env.Method == "roots/list":
 		var p mcp.ListRootsParams
 		_ = params(&p)
 		res, err = s.ListRoots(ctx, t, owner, &p)
-	case "sampling/createMessage":
+	case env.Method == "sampling/createMessage":
 		var p mcp.CreateMessageWithToolsParams
 		if !params(&p) {
 			err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "sampling/createMessage without valid params"}
 			break
 		}
 		res, err = s.CreateMessage(ctx, t, owner, &p)
-	case "elicitation/create":
+	case env.Method == "elicitation/create":
 		var p mcp.ElicitParams
 		if !params(&p) {
 			err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "elicitation/create without valid params"}
@@ -252,12 +272,14 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 	}
 	var out []byte
 	if err != nil {
-		code := int64(mcpwire.CodeInternalError)
+		code, data := int64(mcpwire.CodeInternalError), []byte(nil)
 		var werr *jsonrpc.Error
 		if errors.As(err, &werr) {
-			code = werr.Code
+			code, data = werr.Code, werr.Data
 		}
-		out = rawwire.AppendError(nil, env.ID, code, err.Error(), nil)
+		out = rawwire.AppendError(nil, env.ID, code, err.Error(), data)
+	} else if raw != nil {
+		out = append(append(rawwire.AppendResult(nil, env.ID), raw...), rawwire.ResultTail...)
 	} else {
 		b, merr := json.Marshal(res)
 		if merr != nil {

@@ -72,18 +72,16 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	}
 	var ti *auth.TokenInfo
 	if g.security != nil {
-		p := principal.From(r.Context())
-		if p == nil || (!p.ExpiresAt.IsZero() && time.Now().After(p.ExpiresAt)) {
+		if ti = tokenInfoOfRequest(r); ti == nil {
 			return "credential"
 		}
-		ti = tokenInfoOf(p)
 	}
 	if userIDOf(ti) != e.userID {
 		return "credential" // another caller's session: the SDK's handler refuses it
 	}
 	ss := e.ss
-	if !hotClient(ss) {
-		return "client_capabilities"
+	if ss.InitializeParams() == nil {
+		return "session"
 	}
 	params, name, args, meta, ok := hotParams(body)
 	if !ok {
@@ -102,6 +100,8 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	c := &pipeline.Call{Method: pipeline.MethodCallTool, Face: only, Kind: "tool", Name: name, Arguments: args,
 		Upstream: up, Item: item, Target: u, Principal: principalOf(req), RequestID: r.Header.Get("X-Request-Id"),
 		Source: pipeline.SourceClient, Request: req, Wire: &pipeline.Wire{Params: params}}
+	st := &hotStream{g: g, e: e, w: w}
+	c.Wire.Client = st
 	if _, cached := (cacheSource{g}).For(c); cached {
 		return "cache" // the cache stores decoded results
 	}
@@ -125,7 +125,7 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 		g.log.Debug("pipeline", "request_id", c.RequestID, "method", c.Method, "name", c.Name, "upstream", c.Upstream,
 			"answered_by", c.AnsweredBy, "refused_by", c.Refused, "hot", true, "err", err)
 	}
-	writeHot(w, env.ID, c.Wire, res, err)
+	writeHot(st, env.ID, c.Wire, res, err)
 	c.Wire.Release()
 	return ""
 }
@@ -163,20 +163,6 @@ func idKey(raw []byte) string {
 		return "s" + s
 	}
 	return "n" + string(raw)
-}
-
-// hotClient reports whether a client session's calls may take the hot
-// path: initialized, and able to receive none of the server-to-client
-// requests (roots, sampling, elicitation) that an upstream may make
-// during a call — the hot path answers on the POST itself, as JSON, and
-// has no stream to carry them on.
-func hotClient(ss *mcp.ServerSession) bool {
-	ip := ss.InitializeParams()
-	if ip == nil {
-		return false
-	}
-	c := ip.Capabilities
-	return c == nil || (c.Sampling == nil && c.Elicitation == nil && c.RootsV2 == nil && !c.Roots.ListChanged)
 }
 
 // hotUpstream reports whether an upstream's calls may take the hot path:
@@ -261,6 +247,17 @@ func (g *Gateway) hotTool(only, name string) (u *upstream.Upstream, up, item str
 	return reg.perTools[name], only, name
 }
 
+// tokenInfoOfRequest is the SDK's view of the request's caller, nil when
+// there is none or its credential has expired (the SDK's handler refuses
+// it then).
+func tokenInfoOfRequest(r *http.Request) *auth.TokenInfo {
+	p := principal.From(r.Context())
+	if p == nil || (!p.ExpiresAt.IsZero() && time.Now().After(p.ExpiresAt)) {
+		return nil
+	}
+	return tokenInfoOf(p)
+}
+
 // tokenInfoOf is the SDK's view of a principal (sdkAuth).
 func tokenInfoOf(p *principal.Principal) *auth.TokenInfo {
 	return &auth.TokenInfo{UserID: p.Kind + ":" + p.TenantID + ":" + p.ID, Scopes: p.Scopes, Expiration: p.ExpiresAt, Extra: map[string]any{"principal": p}}
@@ -298,23 +295,21 @@ var hdrJSONType = []string{"application/json"}
 
 // writeHot writes the answer to a hot-path call: the upstream's result
 // bytes when the chain returned them, else the chain's own result or
-// error, encoded.
-func writeHot(w http.ResponseWriter, id []byte, wire *pipeline.Wire, res mcp.Result, err error) {
-	h := w.Header()
-	h["Content-Type"] = hdrJSONType
-	if err != nil {
+// error, encoded. It is one JSON body, or the last event of the call's
+// event stream when the call asked the client something.
+func writeHot(st *hotStream, id []byte, wire *pipeline.Wire, res mcp.Result, err error) {
+	var head, result, tail []byte
+	switch {
+	case err != nil:
 		code, data := int64(mcpwire.CodeInternalError), []byte(nil)
 		var werr *jsonrpc.Error
 		if errors.As(err, &werr) {
 			code, data = werr.Code, werr.Data
 		}
-		b := rawwire.AppendError(nil, id, code, err.Error(), data)
-		h["Content-Length"] = []string{strconv.Itoa(len(b))}
-		_, _ = w.Write(b)
-		return
-	}
-	result := wire.Result
-	if res != wire.Summary || result == nil {
+		head = rawwire.AppendError(nil, id, code, err.Error(), data)
+	case res == wire.Summary && wire.Result != nil:
+		head, result, tail = rawwire.AppendResult(make([]byte, 0, 64), id), wire.Result, []byte(rawwire.ResultTail)
+	default:
 		if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.Content == nil {
 			cp := *tr
 			cp.Content = []mcp.Content{} // never "content": null, as the SDK server
@@ -326,16 +321,25 @@ func writeHot(w http.ResponseWriter, id []byte, wire *pipeline.Wire, res mcp.Res
 			if merr != nil {
 				msg += ": " + merr.Error()
 			}
-			b = rawwire.AppendError(nil, id, mcpwire.CodeInternalError, msg, nil)
-			h["Content-Length"] = []string{strconv.Itoa(len(b))}
-			_, _ = w.Write(b)
-			return
+			head = rawwire.AppendError(nil, id, mcpwire.CodeInternalError, msg, nil)
+			break
 		}
-		result = b
+		head, result, tail = rawwire.AppendResult(make([]byte, 0, 64), id), b, []byte(rawwire.ResultTail)
 	}
-	head := rawwire.AppendResult(make([]byte, 0, 64), id)
-	h["Content-Length"] = []string{strconv.Itoa(len(head) + len(result) + len(rawwire.ResultTail))}
-	_, _ = w.Write(head)
-	_, _ = w.Write(result)
-	_, _ = w.Write([]byte(rawwire.ResultTail))
+	st.mu.Lock()
+	sse := st.sse
+	st.mu.Unlock()
+	if sse {
+		msg := append(append(head, result...), tail...)
+		_ = st.event(msg)
+		return
+	}
+	h := st.w.Header()
+	h["Content-Type"] = hdrJSONType
+	h["Content-Length"] = []string{strconv.Itoa(len(head) + len(result) + len(tail))}
+	_, _ = st.w.Write(head)
+	if result != nil {
+		_, _ = st.w.Write(result)
+		_, _ = st.w.Write(tail)
+	}
 }

@@ -402,6 +402,13 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 					}
 				case "notifications/cancelled":
 					g.hotCancel(r, body)
+				case "":
+					// A response: to a question a hot-path call put to
+					// the client (hotstream.go), or else to the SDK.
+					if g.hotAnswer(r, body, env) {
+						w.WriteHeader(http.StatusAccepted)
+						return
+					}
 				}
 			}
 		}

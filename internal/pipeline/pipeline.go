@@ -110,8 +110,19 @@ type Wire struct {
 	Result []byte
 	// Summary is the result the terminal returned for Result.
 	Summary mcp.Result
+	// Client, when set, reaches the client on the call's own stream: an
+	// upstream's request during the call (sampling, elicitation, roots)
+	// is put to the client there.
+	Client Asker
 
 	release func()
+}
+
+// An Asker puts a request to a call's client and waits for its answer.
+type Asker interface {
+	// Ask sends the JSON-RPC request method with params (raw JSON, nil
+	// for none) and returns the client's raw result, or its error.
+	Ask(ctx context.Context, method string, params []byte) (result []byte, err error)
 }
 
 // SetResult records the upstream's result bytes and the summary returned

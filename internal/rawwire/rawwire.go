@@ -134,3 +134,46 @@ func AppendError(dst, id []byte, code int64, message string, data []byte) []byte
 	}
 	return append(dst, "}}"...)
 }
+
+// SplitResponse reads a JSON-RPC response message (validated JSON): the
+// raw result, or the error. Exactly one of them is set when err is nil.
+func SplitResponse(msg []byte) (result []byte, e *Error, err error) {
+	var errObj []byte
+	err = jsonguard.Members(msg, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "result":
+			result = m.Value
+		case "error":
+			errObj = m.Value
+		}
+		return true
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if (result == nil) == (errObj == nil) {
+		return nil, nil, protocolErrorf("a response must have exactly one of result and error")
+	}
+	if errObj != nil {
+		if e, err = parseError(errObj); err != nil {
+			return nil, nil, protocolErrorf("invalid error object: %v", err)
+		}
+	}
+	return result, e, nil
+}
+
+// AppendEvent appends msg (one JSON message) to dst as an event of a
+// text/event-stream. Line breaks in msg can only be whitespace between
+// JSON tokens (a string holds them escaped); each becomes a space, so the
+// event is one data line.
+func AppendEvent(dst, msg []byte) []byte {
+	dst = append(dst, "event: message\ndata: "...)
+	start := len(dst)
+	dst = append(dst, msg...)
+	for i := start; i < len(dst); i++ {
+		if dst[i] == '\n' || dst[i] == '\r' {
+			dst[i] = ' '
+		}
+	}
+	return append(dst, "\n\n"...)
+}

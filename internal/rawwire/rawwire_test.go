@@ -173,3 +173,31 @@ func FuzzReadAnswer(f *testing.F) {
 		a.Release()
 	})
 }
+
+func TestSplitResponse(t *testing.T) {
+	res, e, err := SplitResponse([]byte(`{"jsonrpc":"2.0","id":"a","result":{"roots":[]}}`))
+	if err != nil || e != nil || string(res) != `{"roots":[]}` {
+		t.Fatalf("result: %s %+v %v", res, e, err)
+	}
+	res, e, err = SplitResponse([]byte(`{"jsonrpc":"2.0","id":"a","error":{"code":-1,"message":"no"}}`))
+	if err != nil || res != nil || e == nil || e.Code != -1 || e.Message != "no" {
+		t.Fatalf("error: %s %+v %v", res, e, err)
+	}
+	for _, bad := range []string{`{"jsonrpc":"2.0","id":"a"}`, `{"id":"a","result":1,"error":{"code":1,"message":"m"}}`, `{"id":"a","error":{"code":"x","message":"m"}}`} {
+		if _, _, err := SplitResponse([]byte(bad)); err == nil {
+			t.Errorf("SplitResponse(%s) accepted", bad)
+		}
+	}
+}
+
+func TestAppendEventKeepsOneDataLine(t *testing.T) {
+	got := AppendEvent(nil, []byte("{\"a\":\r\n 1,\n\"s\":\"x\\ny\"}"))
+	want := "event: message\ndata: {\"a\":   1, \"s\":\"x\\ny\"}\n\n"
+	if string(got) != want {
+		t.Fatalf("got %q\nwant %q", got, want)
+	}
+	a, err := NewReader(Limits{}).ReadAnswer(response("text/event-stream", string(AppendEvent(nil, []byte(`{"jsonrpc":"2.0","id":"g","result":{"x":1}}`)))), "g", nil)
+	if err != nil || string(a.Result) != `{"x":1}` {
+		t.Fatalf("reading it back: %s %v", a.Result, err)
+	}
+}

@@ -1,0 +1,114 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+// hotStream is a hot-path call's answer to its client: one JSON body, or —
+// once the upstream asks the client something during the call — an event
+// stream that carries the questions and then the answer, as the SDK's
+// handler would have sent them on the call's own POST.
+type hotStream struct {
+	g  *Gateway
+	e  *clientEntry
+	w  http.ResponseWriter
+	mu sync.Mutex
+	// sse is set once the answer became an event stream.
+	sse bool
+}
+
+// Ask implements pipeline.Asker: it sends the request on the call's stream
+// (turning the answer into an event stream) and waits for the client's
+// response, which the client POSTs in its session (hotAnswer).
+func (s *hotStream) Ask(ctx context.Context, method string, params []byte) ([]byte, error) {
+	id := "mcpedge-ask-" + strconv.FormatUint(s.g.hot.seq.Add(1), 10)
+	ch := make(chan []byte, 1)
+	key := "s" + id
+	s.e.mu.Lock()
+	if s.e.asks == nil {
+		s.e.asks = map[string]chan []byte{}
+	}
+	s.e.asks[key] = ch
+	s.e.mu.Unlock()
+	defer func() {
+		s.e.mu.Lock()
+		delete(s.e.asks, key)
+		s.e.mu.Unlock()
+	}()
+	msg := rawwire.AppendString(append(make([]byte, 0, len(params)+96), `{"jsonrpc":"2.0","id":`...), id)
+	msg = rawwire.AppendString(append(msg, `,"method":`...), method)
+	if len(params) > 0 {
+		msg = append(append(msg, `,"params":`...), params...)
+	}
+	msg = append(msg, '}')
+	if err := s.event(msg); err != nil {
+		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: could not send " + method + " to the client: " + err.Error()}
+	}
+	select {
+	case ans := <-ch:
+		result, e, err := rawwire.SplitResponse(ans)
+		if err != nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client's answer to " + method + ": " + err.Error()}
+		}
+		if e != nil {
+			return nil, &jsonrpc.Error{Code: e.Code, Message: e.Message, Data: e.Data}
+		}
+		return result, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// event writes one message as an event, turning the answer into an event
+// stream first if it is not one yet.
+func (s *hotStream) event(msg []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.sse {
+		h := s.w.Header()
+		h["Content-Type"] = hdrEventStream
+		h["Cache-Control"] = hdrNoCache
+		s.w.WriteHeader(http.StatusOK)
+		s.sse = true
+	}
+	if _, err := s.w.Write(rawwire.AppendEvent(nil, msg)); err != nil {
+		return err
+	}
+	return http.NewResponseController(s.w).Flush()
+}
+
+var (
+	hdrEventStream = []string{"text/event-stream"}
+	hdrNoCache     = []string{"no-cache"}
+)
+
+// hotAnswer delivers a client's POSTed response to the hot-path call that
+// asked for it, and reports whether one did (the SDK's handler gets every
+// other response).
+func (g *Gateway) hotAnswer(r *http.Request, body []byte, env jsonguard.Envelope) bool {
+	e := g.clients.get(r.Header.Get("Mcp-Session-Id"))
+	if e == nil || env.ID == nil {
+		return false
+	}
+	if g.security != nil && userIDOf(tokenInfoOfRequest(r)) != e.userID {
+		return false // not the session's caller: the SDK's handler refuses it
+	}
+	e.mu.Lock()
+	ch, ok := e.asks[idKey(env.ID)]
+	if ok {
+		delete(e.asks, idKey(env.ID)) // one answer per question
+	}
+	e.mu.Unlock()
+	if !ok {
+		return false
+	}
+	ch <- body
+	return true
+}

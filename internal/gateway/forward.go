@@ -42,6 +42,7 @@ type call struct {
 	ctx       context.Context // the upstream call's context: bounds everything done for the call
 	clientCtx context.Context // the client request's context: its values route messages to the right stream
 	release   string          // per-call upstream connection to close at the end ("" if none)
+	hot       *hotStream      // the client's side of a hot-path call (hotstream.go); nil otherwise
 	clientID  string          // the per-session connection's key ("" for the shared one)
 
 	// Failure handling (failure.go).
@@ -115,6 +116,7 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		g.sessionOpened(ss)
 	}
 	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
+	c.hot, _ = clientCtx.Value(hotStreamKey{}).(*hotStream)
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
 	clientID := ""
 	if ss != nil {
@@ -818,6 +820,9 @@ func (t *progressTable) settle(tok string) {
 		return
 	}
 	pt := v.(progressTarget)
+	if pt.call != nil && pt.call.hot != nil {
+		return // relayed in order on the call's own stream, never queued
+	}
 	// Notifications the upstream sent before its result are already queued
 	// in the SDK client when the result arrives, and its handler goroutine
 	// runs them in order within moments; on a loaded machine that can take a

@@ -42,7 +42,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 	}
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
 		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			res, isErr, err, fallback := g.postTool(ctx, c, t, cs, name, owner)
+			res, isErr, err, fallback := g.postTool(ctx, c, t, cs, name, owner, token)
 			if !fallback {
 				return res, isErr, err
 			}
@@ -58,7 +58,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		return res, err == nil && res != nil && res.IsError, err
 	}
-	res, err := forward(g, ctx, t, req, pipeline.MethodCallTool, name, nil, do)
+	res, err := forward(g, ctx, t, req, pipeline.MethodCallTool, name, req.Params.GetProgressToken(), do)
 	return res, err
 }
 
@@ -66,9 +66,12 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 // reports fallback when the upstream no longer knows the session (HTTP
 // 404: it did not run the call), so that the attempt goes through the SDK
 // client, which renews or reports the session as it does for every call.
-func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, name, owner string) (_ *mcp.CallToolResult, isErr bool, _ error, fallback bool) {
+//
+// token is the gateway's progress token for the call ("" if the client
+// asked for no progress): it replaces the client's in _meta.
+func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, name, owner, token string) (_ *mcp.CallToolResult, isErr bool, _ error, fallback bool) {
 	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, pipeline.MethodCallTool, c.Wire.Params, name, dropToolParam)
+	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, pipeline.MethodCallTool, c.Wire.Params, toolParamsEdit(name, token))
 	if err != nil {
 		return nil, false, fmt.Errorf("building the request: %w", err), false
 	}
@@ -122,15 +125,37 @@ func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Up
 	return sum, v.isError, nil, false
 }
 
-// dropToolParam lists the params members not sent on: the hot path only
-// takes calls whose params are a name, arguments and _meta (hotParams),
-// and sends nothing else, as forwardTool sends only what it knows.
-func dropToolParam(key []byte) bool {
-	switch string(key) {
-	case "name", "arguments", "_meta":
-		return false
+// toolParamsEdit is how a hot call's params go on: the upstream's name for
+// the tool, the gateway's progress token for the client's, and nothing but
+// name, arguments and _meta — the hot path only takes calls whose params
+// are those (hotParams), and sends nothing else, as forwardTool sends only
+// what it knows.
+func toolParamsEdit(name, token string) rawwire.Edit {
+	quotedName := rawwire.AppendString(nil, name)
+	return func(key, val []byte) ([]byte, bool) {
+		switch string(key) {
+		case "name":
+			return quotedName, true
+		case "arguments":
+			return nil, true
+		case "_meta":
+			if token == "" || len(val) == 0 || val[0] != '{' {
+				return nil, true
+			}
+			tok := rawwire.AppendString(nil, token)
+			out, err := rawwire.AppendObject(nil, val, func(k, _ []byte) ([]byte, bool) {
+				if string(k) == "progressToken" {
+					return tok, true
+				}
+				return nil, true
+			})
+			if err != nil {
+				return nil, false
+			}
+			return out, true
+		}
+		return nil, false
 	}
-	return true
 }
 
 // resultView is what the hot path reads of a tools/call result without

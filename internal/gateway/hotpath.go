@@ -110,6 +110,7 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	// neither does the hot path.
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
+	ctx = context.WithValue(ctx, hotStreamKey{}, st)
 	untrack, ok := e.track(idKey(env.ID), cancel)
 	if !ok {
 		return "duplicate_id"
@@ -174,8 +175,7 @@ func hotUpstream(u *upstream.Upstream) bool {
 
 // hotParams reads a tools/call's params in place: the object itself, the
 // tool name, the arguments and _meta. It refuses (ok false) what only the
-// SDK's way handles: a name that is not a string, a progress token (the
-// upstream's progress goes to the call's stream), a routing explanation
+// SDK's way handles: a name that is not a string, a routing explanation
 // (attached to a decoded result), the 2026-07-28 protocol's per-request
 // keys and multi-round-trip members, and the gateway's own keys.
 func hotParams(body []byte) (params []byte, name string, args json.RawMessage, meta mcp.Meta, ok bool) {
@@ -215,7 +215,7 @@ func hotParams(body []byte) (params []byte, name string, args json.RawMessage, m
 		}
 		_ = jsonguard.Members(rawMeta, func(m jsonguard.Member) bool {
 			k := string(m.Key)
-			if k == "progressToken" || k == MetaExplain || slices.Contains(hopByHop, k) || strings.HasPrefix(k, "io.modelcontextprotocol/") {
+			if k == MetaExplain || slices.Contains(hopByHop, k) || strings.HasPrefix(k, "io.modelcontextprotocol/") {
 				ok = false
 			}
 			return ok
@@ -328,10 +328,13 @@ func writeHot(st *hotStream, id []byte, wire *pipeline.Wire, res mcp.Result, err
 	}
 	st.mu.Lock()
 	sse := st.sse
+	if !sse {
+		st.done = true
+	}
 	st.mu.Unlock()
 	if sse {
 		msg := append(append(head, result...), tail...)
-		_ = st.event(msg)
+		_ = st.write(msg, true)
 		return
 	}
 	h := st.w.Header()

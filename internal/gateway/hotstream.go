@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -9,6 +11,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // hotStream is a hot-path call's answer to its client: one JSON body, or —
@@ -20,8 +23,43 @@ type hotStream struct {
 	e  *clientEntry
 	w  http.ResponseWriter
 	mu sync.Mutex
-	// sse is set once the answer became an event stream.
-	sse bool
+	// sse is set once the answer became an event stream; done once the
+	// call's answer was written (nothing may follow it).
+	sse, done bool
+}
+
+// hotStreamKey carries a hot-path call's stream in the context the chain
+// runs with, so that the call made for it (begin) knows its client's side.
+type hotStreamKey struct{}
+
+// notify sends a notification on the call's stream (progress of the call).
+func (s *hotStream) notify(method string, params any) {
+	b, err := json.Marshal(params)
+	if err != nil {
+		return
+	}
+	msg := rawwire.AppendString(append(make([]byte, 0, len(b)+64), `{"jsonrpc":"2.0","method":`...), method)
+	msg = append(append(append(msg, `,"params":`...), b...), '}')
+	_ = s.event(msg)
+}
+
+// viaHotStream asks a hot-path call's client, on the call's stream, what
+// the upstream asked on another stream of its own (the sink's way).
+func viaHotStream[R mcp.InputResponse](ctx context.Context, s *hotStream, method string, p any) (R, error) {
+	var zero R
+	params, err := json.Marshal(p)
+	if err != nil {
+		return zero, err
+	}
+	raw, err := s.Ask(ctx, method, params)
+	if err != nil {
+		return zero, err
+	}
+	var res R
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return zero, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client's answer to " + method + ": " + err.Error()}
+	}
+	return res, nil
 }
 
 // Ask implements pipeline.Asker: it sends the request on the call's stream
@@ -69,8 +107,18 @@ func (s *hotStream) Ask(ctx context.Context, method string, params []byte) ([]by
 // event writes one message as an event, turning the answer into an event
 // stream first if it is not one yet.
 func (s *hotStream) event(msg []byte) error {
+	return s.write(msg, false)
+}
+
+// write writes msg as an event; last marks the call's answer, after which
+// nothing is written.
+func (s *hotStream) write(msg []byte, last bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.done {
+		return errors.New("the call was already answered")
+	}
+	s.done = last
 	if !s.sse {
 		h := s.w.Header()
 		h["Content-Type"] = hdrEventStream

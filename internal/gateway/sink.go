@@ -128,6 +128,12 @@ func (s *sink) Progress(ctx context.Context, u *upstream.Upstream, p *mcp.Progre
 	}
 	q := *p
 	q.ProgressToken = t.token
+	if t.call != nil && t.call.hot != nil {
+		// A hot-path call: on its own stream, now, in order with the
+		// rest of what the upstream sent before its answer.
+		t.call.hot.notify("notifications/progress", &q)
+		return
+	}
 	t.queue.Add(1)
 	if !g.post(t.ss, func(ctx context.Context) {
 		cctx, cancel := t.call.clientSide(ctx)
@@ -191,6 +197,9 @@ func ask[R mcp.InputResponse](s *sink, ctx context.Context, u *upstream.Upstream
 	defer cancel()
 	if c.cont != nil {
 		return viaContinuation[R](cctx, c.cont, method, p)
+	}
+	if c.hot != nil {
+		return viaHotStream[R](cctx, c.hot, method, p)
 	}
 	return direct(cctx, c.ss)
 }

@@ -21,11 +21,14 @@ import (
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 )
 
+// An Edit decides, member by member, what of an object is copied: drop
+// it, replace its value (val: the new raw JSON), or keep it as it is.
+type Edit func(key, value []byte) (val []byte, keep bool)
+
 // AppendRequest appends to dst a JSON-RPC request with the string id id,
 // method and the params object params (validated JSON) copied member by
-// member, the value of "name" replaced by name when name is not "". Keys
-// the gateway must not send on are dropped: drop reports them.
-func AppendRequest(dst []byte, id, method string, params []byte, name string, drop func(key []byte) bool) ([]byte, error) {
+// member through edit (nil: every member as it is).
+func AppendRequest(dst []byte, id, method string, params []byte, edit Edit) ([]byte, error) {
 	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
 	dst = AppendString(dst, id)
 	dst = append(dst, `,"method":`...)
@@ -33,11 +36,29 @@ func AppendRequest(dst []byte, id, method string, params []byte, name string, dr
 	if params == nil {
 		return append(dst, '}'), nil
 	}
-	dst = append(dst, `,"params":{`...)
+	dst = append(dst, `,"params":`...)
+	dst, err := AppendObject(dst, params, edit)
+	if err != nil {
+		return nil, err
+	}
+	return append(dst, '}'), nil
+}
+
+// AppendObject appends the object obj (validated JSON) to dst, member by
+// member through edit (nil: every member as it is).
+func AppendObject(dst, obj []byte, edit Edit) ([]byte, error) {
+	dst = append(dst, '{')
 	first := true
-	err := jsonguard.Members(params, func(m jsonguard.Member) bool {
-		if drop != nil && drop(m.Key) {
-			return true
+	err := jsonguard.Members(obj, func(m jsonguard.Member) bool {
+		val := m.Value
+		if edit != nil {
+			v, keep := edit(m.Key, m.Value)
+			if !keep {
+				return true
+			}
+			if v != nil {
+				val = v
+			}
 		}
 		if !first {
 			dst = append(dst, ',')
@@ -45,17 +66,13 @@ func AppendRequest(dst []byte, id, method string, params []byte, name string, dr
 		first = false
 		dst = append(dst, m.RawKey...)
 		dst = append(dst, ':')
-		if name != "" && string(m.Key) == "name" {
-			dst = AppendString(dst, name)
-		} else {
-			dst = append(dst, m.Value...)
-		}
+		dst = append(dst, val...)
 		return true
 	})
 	if err != nil {
 		return nil, err
 	}
-	return append(dst, "}}"...), nil
+	return append(dst, '}'), nil
 }
 
 // AppendString appends s to dst as a JSON string. Invalid UTF-8 is

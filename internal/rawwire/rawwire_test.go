@@ -13,7 +13,15 @@ import (
 
 func TestAppendRequestRenamesAndDrops(t *testing.T) {
 	params := []byte(`{"name":"gh__search","arguments":{"q":"x","name":"keep"},"_meta":{"a":1},"drop\u006de":true,"extra":[1]}`)
-	got, err := AppendRequest(nil, "mcpedge-7", "tools/call", params, "search", func(k []byte) bool { return string(k) == "dropme" })
+	got, err := AppendRequest(nil, "mcpedge-7", "tools/call", params, func(k, v []byte) ([]byte, bool) {
+		switch string(k) {
+		case "dropme":
+			return nil, false
+		case "name":
+			return []byte(`"search"`), true
+		}
+		return nil, true
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,11 +32,11 @@ func TestAppendRequestRenamesAndDrops(t *testing.T) {
 	if err := jsonguard.Check(got, jsonguard.Limits{}); err != nil {
 		t.Fatalf("request is not valid JSON: %v", err)
 	}
-	got, err = AppendRequest(nil, "1", "ping", nil, "", nil)
+	got, err = AppendRequest(nil, "1", "ping", nil, nil)
 	if err != nil || string(got) != `{"jsonrpc":"2.0","id":"1","method":"ping"}` {
 		t.Fatalf("no params: %s, %v", got, err)
 	}
-	if _, err := AppendRequest(nil, "1", "tools/call", []byte(`[1]`), "x", nil); err == nil {
+	if _, err := AppendRequest(nil, "1", "tools/call", []byte(`[1]`), nil); err == nil {
 		t.Fatal("params that are not an object accepted")
 	}
 }

@@ -138,7 +138,7 @@ type registration struct {
 	// perTools are the tools registered on /mcp/<name> by this
 	// registration, with the upstream whose handler serves each (the hot
 	// path's lookup).
-	perTools map[string]*upstream.Upstream
+	perTools, perPrompts map[string]*upstream.Upstream
 }
 
 // New builds a gateway for cfg. Upstreams are created but not started; call
@@ -641,7 +641,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 		per = g.newPerUpstreamServer(name, cat)
 		g.per[name] = per
 	}
-	reg := &registration{catalog: cat, perTools: map[string]*upstream.Upstream{}}
+	reg := &registration{catalog: cat, perTools: map[string]*upstream.Upstream{}, perPrompts: map[string]*upstream.Upstream{}}
 	ucfg := u.Config()
 	prefix := ucfg.NamePrefix()
 	skip := func(format string, args ...any) { reg.conflicts = append(reg.conflicts, fmt.Sprintf(format, args...)) }
@@ -702,6 +702,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			perSkipped.prompts = append(perSkipped.prompts, p.Name)
 			continue
 		}
+		reg.perPrompts[p.Name] = u
 		agg := NamespacedName(prefix, p.Name)
 		g.yieldToLocalLocked("prompt", g.prompts, name, agg, g.agg.RemovePrompts)
 		if owner, taken := g.prompts[agg]; taken && (!owned(owner.up) || owner.name != p.Name) {

@@ -36,13 +36,10 @@ type hotWire struct {
 // the SDK client, as forwardTool does.
 func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.CallToolRequest) (mcp.Result, error) {
 	name := c.Item
-	owner := ""
-	if t.Config().Isolation == config.IsolationSession {
-		owner = req.Session.ID()
-	}
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
 		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			res, isErr, err, fallback := g.postTool(ctx, c, t, cs, name, owner, token)
+			res, isErr, err, fallback := postWire(g, ctx, c, t, cs, name, hotOwner(t, req.Session), token, toolResultView,
+				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 			if !fallback {
 				return res, isErr, err
 			}
@@ -58,34 +55,69 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		return res, err == nil && res != nil && res.IsError, err
 	}
-	res, err := forward(g, ctx, t, req, pipeline.MethodCallTool, name, req.Params.GetProgressToken(), do)
-	return res, err
+	return forward(g, ctx, t, req, pipeline.MethodCallTool, name, req.Params.GetProgressToken(), do)
 }
 
-// postTool makes one attempt of a hot-path call on an HTTP target. It
-// reports fallback when the upstream no longer knows the session (HTTP
-// 404: it did not run the call), so that the attempt goes through the SDK
-// client, which renews or reports the session as it does for every call.
-//
-// token is the gateway's progress token for the call ("" if the client
-// asked for no progress): it replaces the client's in _meta.
-func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, name, owner, token string) (_ *mcp.CallToolResult, isErr bool, _ error, fallback bool) {
+// forwardPromptWire is forwardToolWire for prompts/get.
+func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.GetPromptRequest) (mcp.Result, error) {
+	name := c.Item
+	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
+		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, _, err, fallback := postWire(g, ctx, c, t, cs, name, hotOwner(t, req.Session), token, promptResultView,
+				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
+			if !fallback {
+				return res, false, err
+			}
+		}
+		params := *req.Params
+		params.Name = name
+		params.Meta = withProgress(req.Params.Meta, token)
+		res, err := cs.GetPrompt(ctx, &params)
+		c.Answered = err != nil && isUpstreamError(err)
+		if res != nil {
+			dropServerInfo(res.Meta)
+		}
+		return res, false, err
+	}
+	return forward(g, ctx, t, req, pipeline.MethodGetPrompt, "", req.Params.GetProgressToken(), do)
+}
+
+// hotOwner is the client session that owns t's connection for the call:
+// the client's own with per-session isolation, "" for the shared one.
+func hotOwner(t *upstream.Upstream, ss *mcp.ServerSession) string {
+	if t.Config().Isolation == config.IsolationSession && ss != nil {
+		return ss.ID()
+	}
+	return ""
+}
+
+// postWire makes one attempt of a hot-path call on an HTTP target: the
+// call's method, the client's params with the upstream's name for the
+// item (and the gateway's progress token, "" if none). view reads the
+// result without decoding it; summary makes the result the chain returns
+// for its bytes. It reports fallback when the upstream no longer knows
+// the session (HTTP 404: it did not run the call), so that the attempt
+// goes through the SDK client, which renews or reports the session as it
+// does for every call.
+func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, name, owner, token string,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error, fallback bool) {
+	var zero R
 	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, pipeline.MethodCallTool, c.Wire.Params, toolParamsEdit(name, token))
+	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, c.Method, c.Wire.Params, paramsEdit(name, token))
 	if err != nil {
-		return nil, false, fmt.Errorf("building the request: %w", err), false
+		return zero, false, fmt.Errorf("building the request: %w", err), false
 	}
 	resp, err := t.Post(ctx, cs, body)
 	if err != nil {
-		return nil, false, err, false
+		return zero, false, err, false
 	}
 	defer drainClose(resp.Body)
 	switch {
 	case resp.StatusCode == http.StatusNotFound && cs.ID() != "":
-		return nil, false, nil, true
+		return zero, false, nil, true
 	case resp.StatusCode != http.StatusOK:
 		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
+		return zero, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
 	}
 	a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
 		g.hotMessage(ctx, t, cs, owner, c.Wire.Client, msg, env)
@@ -94,43 +126,44 @@ func (g *Gateway) postTool(ctx context.Context, c *pipeline.Call, t *upstream.Up
 		if errors.Is(err, rawwire.ErrNoAnswer) {
 			// The stream broke before the answer: like a connection lost
 			// mid-call, the upstream may have run it.
-			return nil, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
 		}
-		return nil, false, err, false
+		return zero, false, err, false
 	}
 	if a.Error != nil {
 		c.Answered = true
-		return nil, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
+		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
 	}
-	v, err := toolResultView(a.Result)
+	v, err := view(a.Result)
 	if err != nil {
 		a.Release()
-		return nil, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
 	}
 	if !v.plain {
-		// Odd but valid: no content (the SDK server writes []), or the
+		// Odd but valid: a missing member the SDK's way fills in, or the
 		// upstream's serverInfo annotation (dropped). Decode it, as the
 		// SDK's way would have.
-		var res mcp.CallToolResult
-		err := json.Unmarshal(a.Result, &res)
+		res := summary(false)
+		err := json.Unmarshal(a.Result, res)
 		a.Release()
 		if err != nil {
-			return nil, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
+			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
 		}
-		dropServerInfo(res.Meta)
-		return &res, res.IsError, nil, false
+		dropServerInfo(res.GetMeta())
+		tr, ok := any(res).(*mcp.CallToolResult)
+		return res, ok && tr.IsError, nil, false
 	}
-	sum := &mcp.CallToolResult{IsError: v.isError}
+	sum := summary(v.isError)
 	c.Wire.SetResult(a.Result, sum, a.Release)
 	return sum, v.isError, nil, false
 }
 
-// toolParamsEdit is how a hot call's params go on: the upstream's name for
-// the tool, the gateway's progress token for the client's, and nothing but
+// paramsEdit is how a hot call's params go on: the upstream's name for the
+// item, the gateway's progress token for the client's, and nothing but
 // name, arguments and _meta — the hot path only takes calls whose params
-// are those (hotParams), and sends nothing else, as forwardTool sends only
-// what it knows.
-func toolParamsEdit(name, token string) rawwire.Edit {
+// are those (hotParams), and sends nothing else, as the SDK's way sends
+// only what it knows.
+func paramsEdit(name, token string) rawwire.Edit {
 	quotedName := rawwire.AppendString(nil, name)
 	return func(key, val []byte) ([]byte, bool) {
 		switch string(key) {
@@ -165,19 +198,29 @@ type resultView struct {
 	plain   bool // content is an array and nothing needs changing
 }
 
-// toolResultView reads a result's top-level members. A result that is not
-// an object, or carries the 2026-07-28 protocol's multi-round-trip
-// members (which a session-era client cannot be sent), is an error.
-func toolResultView(b []byte) (resultView, error) {
+// toolResultView reads a tools/call result's top-level members: it is
+// plain when its content is an array.
+func toolResultView(b []byte) (resultView, error) { return readResult(b, "content", "tools/call") }
+
+// promptResultView reads a prompts/get result's top-level members: it is
+// plain when its messages are an array.
+func promptResultView(b []byte) (resultView, error) { return readResult(b, "messages", "prompts/get") }
+
+// readResult reads a result's top-level members: plain when the member
+// list is an array and there is no serverInfo annotation to drop. A result
+// that is not an object, or carries the 2026-07-28 protocol's
+// multi-round-trip members (which a session-era client cannot be sent),
+// is an error.
+func readResult(b []byte, list, method string) (resultView, error) {
 	var v resultView
 	hasContent, serverInfo := false, false
 	var bad string
 	if len(b) == 0 || b[0] != '{' {
-		return v, errors.New("its tools/call result is not an object")
+		return v, fmt.Errorf("its %s result is not an object", method)
 	}
 	err := jsonguard.Members(b, func(m jsonguard.Member) bool {
 		switch string(m.Key) {
-		case "content":
+		case list:
 			hasContent = m.Value[0] == '['
 		case "isError":
 			v.isError = string(m.Value) == "true"
@@ -199,7 +242,7 @@ func toolResultView(b []byte) (resultView, error) {
 		return v, err
 	}
 	if bad != "" {
-		return v, fmt.Errorf("its tools/call result carries %q, a member of the %s protocol, to a session of an earlier one", bad, statelessVersion)
+		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)
 	}
 	v.plain = hasContent && !serverInfo
 	return v, nil

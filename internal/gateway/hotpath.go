@@ -44,10 +44,10 @@ var statefulVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26"}
 func (g *Gateway) hotCall(w http.ResponseWriter, r *http.Request, body []byte, env jsonguard.Envelope) bool {
 	reason := g.serveHot(w, r, body, env)
 	if reason == "" {
-		g.edgeMetrics.hot.WithLabelValues("hot", "").Inc()
+		g.edgeMetrics.hot.WithLabelValues(env.Method, "hot", "").Inc()
 		return true
 	}
-	g.edgeMetrics.hot.WithLabelValues("sdk", reason).Inc()
+	g.edgeMetrics.hot.WithLabelValues(env.Method, "sdk", reason).Inc()
 	return false
 }
 
@@ -88,18 +88,33 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 		return "params"
 	}
 	only := r.PathValue("upstream")
-	u, up, item := g.hotTool(only, name)
-	if u == nil || groupName(u) != up {
-		return "tool" // unknown, or the gateway's own
+	extra := &mcp.RequestExtra{TokenInfo: ti, Header: r.Header}
+	c := &pipeline.Call{Method: env.Method, Face: only, Name: name, RequestID: r.Header.Get("X-Request-Id"),
+		Source: pipeline.SourceClient, Wire: &pipeline.Wire{Params: params}}
+	var u *upstream.Upstream
+	switch env.Method {
+	case pipeline.MethodCallTool:
+		u, c.Upstream, c.Item = g.hotItem(g.tools, only, name, func(reg *registration) map[string]*upstream.Upstream { return reg.perTools })
+		c.Kind, c.Arguments = "tool", args
+		c.Request = &mcp.CallToolRequest{Session: ss, Params: &mcp.CallToolParamsRaw{Meta: meta, Name: name, Arguments: args}, Extra: extra}
+	case pipeline.MethodGetPrompt:
+		u, c.Upstream, c.Item = g.hotItem(g.prompts, only, name, func(reg *registration) map[string]*upstream.Upstream { return reg.perPrompts })
+		var pargs map[string]string
+		if args != nil && json.Unmarshal(args, &pargs) != nil {
+			return "params" // not an object of strings: the SDK's error
+		}
+		c.Kind = "prompt"
+		c.Request = &mcp.GetPromptRequest{Session: ss, Params: &mcp.GetPromptParams{Meta: meta, Name: name, Arguments: pargs}, Extra: extra}
+	default:
+		return "method"
+	}
+	if u == nil || groupName(u) != c.Upstream {
+		return "item" // unknown, or the gateway's own
 	}
 	if !hotUpstream(u) {
 		return "upstream"
 	}
-	req := &mcp.CallToolRequest{Session: ss, Params: &mcp.CallToolParamsRaw{Meta: meta, Name: name, Arguments: args},
-		Extra: &mcp.RequestExtra{TokenInfo: ti, Header: r.Header}}
-	c := &pipeline.Call{Method: pipeline.MethodCallTool, Face: only, Kind: "tool", Name: name, Arguments: args,
-		Upstream: up, Item: item, Target: u, Principal: principalOf(req), RequestID: r.Header.Get("X-Request-Id"),
-		Source: pipeline.SourceClient, Request: req, Wire: &pipeline.Wire{Params: params}}
+	c.Target, c.Principal = u, principalOf(c.Request)
 	st := &hotStream{g: g, e: e, w: w}
 	c.Wire.Client = st
 	if _, cached := (cacheSource{g}).For(c); cached {
@@ -119,7 +134,7 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	e.begin()
 	defer g.clients.end(e)
 	if g.security != nil {
-		g.rememberCaller(req, c.Principal)
+		g.rememberCaller(c.Request, c.Principal)
 	}
 	res, err := g.pipe.chain.Load().Handle(ctx, c)
 	if g.log.Enabled(ctx, slog.LevelDebug) {
@@ -173,8 +188,8 @@ func hotUpstream(u *upstream.Upstream) bool {
 	return u.Config().Transport != upstream.TransportBuiltin && !upstreamNewEra(u)
 }
 
-// hotParams reads a tools/call's params in place: the object itself, the
-// tool name, the arguments and _meta. It refuses (ok false) what only the
+// hotParams reads a tools/call's or prompts/get's params in place: the
+// object itself, the name, the arguments and _meta. It refuses (ok false) what only the
 // SDK's way handles: a name that is not a string, a routing explanation
 // (attached to a decoded result), the 2026-07-28 protocol's per-request
 // keys and multi-round-trip members, and the gateway's own keys.
@@ -227,14 +242,15 @@ func hotParams(body []byte) (params []byte, name string, args json.RawMessage, m
 	return params, name, args, meta, true
 }
 
-// hotTool finds the upstream whose handler the SDK server would call for
-// the tool the client named on the endpoint (only: "" for /mcp), with the
-// upstream's name for the tool.
-func (g *Gateway) hotTool(only, name string) (u *upstream.Upstream, up, item string) {
+// hotItem finds the upstream whose handler the SDK server would call for
+// the tool or prompt the client named on the endpoint (only: "" for
+// /mcp), with the upstream's name for the item: agg are the aggregated
+// names (g.tools, g.prompts), per a registration's items on /mcp/<name>.
+func (g *Gateway) hotItem(agg map[string]route, only, name string, per func(*registration) map[string]*upstream.Upstream) (u *upstream.Upstream, up, item string) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
 	if only == "" {
-		rt, ok := g.tools[name]
+		rt, ok := agg[name]
 		if !ok {
 			return nil, "", ""
 		}
@@ -244,7 +260,7 @@ func (g *Gateway) hotTool(only, name string) (u *upstream.Upstream, up, item str
 	if reg == nil {
 		return nil, "", ""
 	}
-	return reg.perTools[name], only, name
+	return per(reg)[name], only, name
 }
 
 // tokenInfoOfRequest is the SDK's view of the request's caller, nil when

@@ -71,7 +71,7 @@ var breakerStates = map[string]float64{"closed": 0, "half-open": 1, "open": 2}
 
 // edgeMetrics count what failure handling does (see failure.go).
 type edgeMetrics struct {
-	hot        *prometheus.CounterVec // path, reason
+	hot        *prometheus.CounterVec // method, path, reason
 	retries    *prometheus.CounterVec
 	rejections *prometheus.CounterVec
 }
@@ -87,9 +87,9 @@ func newEdgeMetrics(r prometheus.Registerer) *edgeMetrics {
 			Help: "Calls the upstream's circuit breaker refused (open, or half-open with its probes in flight).",
 		}, []string{"upstream"}),
 		hot: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "mcpedge", Name: "tool_calls_path_total",
-			Help: "tools/call of session-era clients by the path they took: \"hot\" (bytes relayed, docs/design/pipeline.md) or \"sdk\", with the reason a call did not qualify.",
-		}, []string{"path", "reason"}),
+			Namespace: "mcpedge", Name: "hot_path_requests_total",
+			Help: "tools/call and prompts/get of session-era clients by the path they took: \"hot\" (bytes relayed, docs/design/pipeline.md) or \"sdk\", with the reason a request did not qualify.",
+		}, []string{"method", "path", "reason"}),
 	}
 	r.MustRegister(m.retries, m.rejections, m.hot)
 	return m

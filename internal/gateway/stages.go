@@ -323,6 +323,9 @@ func (s forwardStage) Handle(ctx context.Context, c *pipeline.Call, _ pipeline.H
 		}
 		return g.forwardTool(ctx, c, t, req)
 	case *mcp.GetPromptRequest:
+		if c.Wire != nil {
+			return g.forwardPromptWire(ctx, c, t, req)
+		}
 		return g.forwardPrompt(ctx, c, t, req)
 	case *mcp.ReadResourceRequest:
 		return g.forwardRead(ctx, c, t, req)

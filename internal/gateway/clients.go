@@ -36,8 +36,8 @@ type clientEntry struct {
 	asks  map[string]chan []byte        // id -> waiter, of requests hot-path calls put to the client
 }
 
-// open records a session that answered initialize. It is forgotten when
-// the session ends.
+// open records a session that answered initialize. The session's end
+// must be reported with close (sessionOpened's watcher does).
 func (t *clientTable) open(ss *mcp.ServerSession, userID string) {
 	id := ss.ID()
 	if id == "" {
@@ -47,22 +47,25 @@ func (t *clientTable) open(ss *mcp.ServerSession, userID string) {
 	if d := time.Duration(t.timeout.Load()); d > 0 {
 		e.timer = time.AfterFunc(d, func() { _ = ss.Close() })
 	}
-	if _, loaded := t.m.LoadOrStore(id, e); loaded {
-		if e.timer != nil {
-			e.timer.Stop()
-		}
+	if _, loaded := t.m.LoadOrStore(id, e); loaded && e.timer != nil {
+		e.timer.Stop()
+	}
+}
+
+// close forgets a session that ended.
+func (t *clientTable) close(ss *mcp.ServerSession) {
+	v, ok := t.m.Load(ss.ID())
+	if !ok || v.(*clientEntry).ss != ss {
 		return
 	}
-	go func() {
-		_ = ss.Wait()
-		t.m.CompareAndDelete(id, e)
-		e.mu.Lock()
-		if e.timer != nil {
-			e.timer.Stop()
-			e.timer = nil
-		}
-		e.mu.Unlock()
-	}()
+	e := v.(*clientEntry)
+	t.m.CompareAndDelete(ss.ID(), e)
+	e.mu.Lock()
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+	e.mu.Unlock()
 }
 
 func (t *clientTable) get(id string) *clientEntry {
@@ -145,6 +148,10 @@ func (g *Gateway) openMiddleware() mcp.Middleware {
 					ti = ex.TokenInfo
 				}
 				g.clients.open(ss, userIDOf(ti))
+				// One watcher per session, from its first answer on: a
+				// client that never sends notifications/initialized is
+				// forgotten all the same when its session ends.
+				g.sessionOpened(ss)
 			}
 			return res, err
 		}

@@ -940,6 +940,7 @@ func (g *Gateway) sessionOpened(ss *mcp.ServerSession) {
 	g.metrics.Sessions.Inc()
 	go func() {
 		_ = ss.Wait()
+		g.clients.close(ss)
 		g.sessions.Delete(id)
 		g.clientLevels.Delete(ss)
 		g.metrics.Sessions.Dec()

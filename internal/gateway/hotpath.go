@@ -70,6 +70,9 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	if jsonOK, streamOK := accepts(r.Header.Values("Accept")); !jsonOK || !streamOK {
 		return "accept" // the SDK's handler refuses it, in its words
 	}
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); !strings.EqualFold(strings.TrimSpace(ct), "application/json") {
+		return "content_type" // likewise (415)
+	}
 	var ti *auth.TokenInfo
 	if g.security != nil {
 		if ti = tokenInfoOfRequest(r); ti == nil {

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -735,10 +736,9 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	case "stdio":
 		cmd := exec.Command(u.Config().Command, u.Config().Args...)
 		cmd.Dir = u.Config().Dir
-		cmd.Env = os.Environ()
-		for k, v := range u.Config().Env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+		// A minimal environment, not the gateway's: a third-party server
+		// must not read the gateway's keys (env.go).
+		cmd.Env = childEnv(os.Environ(), u.Config().InheritEnv, u.Config().Env, runtime.GOOS == "windows")
 		cmd.Stderr = &lineLogger{log: u.log}
 		configureChild(cmd)
 		c.cmd = cmd

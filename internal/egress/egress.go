@@ -190,7 +190,9 @@ type Policy struct {
 	// Who names the dialler in errors, e.g. `upstream "search"` or "hub".
 	Who string
 	// Allow lists ranges that may be dialled whatever their class (the
-	// operator's allow_private). Compared with the normalized address.
+	// operator's allow_private), compared with the normalized address. A
+	// metadata address is allowed only by an entry naming it alone (a /32
+	// or /128), never by a wider range that happens to hold it.
 	Allow []netip.Prefix
 	// Loopback allows loopback addresses: for an upstream configured on a
 	// loopback address or "localhost".
@@ -213,6 +215,12 @@ func (p *Policy) Allowed(a netip.Addr) (Class, bool) {
 	}
 	n := Normalize(a)
 	for _, pr := range p.Allow {
+		// A metadata address is allowed only by an entry that names it
+		// alone: allowing link-local devices (169.254.0.0/16), or
+		// everything, must not also hand out the instance's credentials.
+		if c == Metadata && pr.Bits() != n.BitLen() {
+			continue
+		}
 		if pr.Contains(n) {
 			return c, true
 		}

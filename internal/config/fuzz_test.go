@@ -129,7 +129,7 @@ func checkResult(t *testing.T, data []byte, c *Config, err error) {
 			t.Fatalf("transport %q accepted", u.Transport)
 		}
 		for _, e := range u.InheritEnv {
-			if strings.HasPrefix(strings.ToUpper(e), ownEnvPrefix) {
+			if strings.HasPrefix(strings.ToUpper(e), OwnEnvPrefix) {
 				t.Fatalf("inherit_env %q accepted", e)
 			}
 		}

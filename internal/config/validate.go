@@ -482,9 +482,11 @@ func ownSecretEnv(c *Config) map[string]string {
 	return own
 }
 
-// ownEnvPrefix starts the names of the gateway's own environment
-// variables; none of them ever reaches an upstream.
-const ownEnvPrefix = "MCPEDGE_"
+// OwnEnvPrefix starts the names of the gateway's own environment
+// variables; none of them ever reaches an upstream (inherit_env refuses
+// them, and a stdio child's environment never takes them from the
+// gateway's).
+const OwnEnvPrefix = "MCPEDGE_"
 
 // inheritProblem says what is wrong with an inherit_env entry, "" if
 // nothing.
@@ -494,8 +496,8 @@ func (d *decoder) inheritProblem(name string) string {
 		return "invalid environment variable name: must be non-empty without = or NUL"
 	case strings.ContainsAny(name, "*?["):
 		return fmt.Sprintf("%q: patterns are not supported; list each variable by name", truncate(name, 64))
-	case len(name) >= len(ownEnvPrefix) && strings.EqualFold(name[:len(ownEnvPrefix)], ownEnvPrefix):
-		return fmt.Sprintf("%q is one of the gateway's own variables (%s…), which never pass to an upstream, so that no upstream can read the gateway's keys; give the upstream a credential of its own in env", truncate(name, 64), ownEnvPrefix)
+	case len(name) >= len(OwnEnvPrefix) && strings.EqualFold(name[:len(OwnEnvPrefix)], OwnEnvPrefix):
+		return fmt.Sprintf("%q is one of the gateway's own variables (%s…), which never pass to an upstream, so that no upstream can read the gateway's keys; give the upstream a credential of its own in env", truncate(name, 64), OwnEnvPrefix)
 	case d.ownEnv[name] != "":
 		return fmt.Sprintf("%q holds a secret of the gateway (%s names it), which never passes to an upstream; give the upstream a credential of its own in env", truncate(name, 64), d.ownEnv[name])
 	}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/mcpedge/mcpedge/internal/config"
 )
 
 // baseEnv are the variables of the gateway's environment every stdio child
@@ -20,10 +22,6 @@ var baseEnvWindows = []string{
 	"USERPROFILE", "USERNAME", "HOMEDRIVE", "HOMEPATH", "APPDATA", "LOCALAPPDATA",
 	"PROGRAMFILES", "PROGRAMFILES(X86)", "PROGRAMDATA", "PROCESSOR_ARCHITECTURE", "NUMBER_OF_PROCESSORS", "OS",
 }
-
-// ownEnvPrefix starts the names of the gateway's own variables: none of
-// them is ever inherited (config refuses them in inherit_env too).
-const ownEnvPrefix = "MCPEDGE_"
 
 // childEnv builds the environment of a stdio child from the gateway's own
 // (parent, as os.Environ returns it): the base variables (PATH, HOME,
@@ -56,7 +54,7 @@ func childEnv(parent, inherit []string, env map[string]string, windows bool) []s
 			continue
 		}
 		n := norm(name)
-		if strings.HasPrefix(strings.ToUpper(n), ownEnvPrefix) {
+		if strings.HasPrefix(strings.ToUpper(n), config.OwnEnvPrefix) {
 			continue
 		}
 		if want[n] || strings.HasPrefix(n, "LC_") {

@@ -51,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -62,6 +63,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -131,7 +133,8 @@ type Options struct {
 	// Now defaults to time.Now.
 	Now func() time.Time
 	// HTTPClient fetches the OIDC JWKS; nil means a client with a 10s
-	// timeout.
+	// timeout that dials through the egress policy of a trusted
+	// destination (see jwksClient).
 	HTTPClient *http.Client
 }
 
@@ -217,7 +220,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if cfg.OIDC.Issuer != "" {
 		hc := o.HTTPClient
 		if hc == nil {
-			hc = &http.Client{Timeout: 10 * time.Second}
+			hc = jwksClient()
 		}
 		if s.oidc, err = newOIDCVerifier(cfg.OIDC, hc, s.now, s.log); err != nil {
 			return nil, err
@@ -413,4 +416,17 @@ func Reason(err error) string {
 		return f.reason
 	}
 	return ""
+}
+
+// jwksClient is the default client of the OIDC key-set fetch: a 10s
+// timeout, the environment's proxy as before, and the egress policy of a
+// destination the operator names and trusts — identity providers often run
+// on the private network, so private addresses are allowed, but cloud
+// metadata, unspecified, multicast and reserved addresses are never dialled
+// (docs/egress.md).
+func jwksClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	p := &egress.Policy{Who: "oidc jwks_url", Trusted: true}
+	t.DialContext = p.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}
 }

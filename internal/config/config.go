@@ -16,6 +16,7 @@ package config
 
 import (
 	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -244,11 +245,25 @@ type Upstream struct {
 	Args    []string
 	Env     map[string]string
 	Dir     string
+	// InheritEnv names variables of the gateway's own environment that a
+	// stdio child gets too (toml "inherit_env"), beyond the few every
+	// child gets (PATH, HOME, locale, temporary directory; see
+	// docs/configuration.md). The gateway's own variables — MCPEDGE_…
+	// and those its settings name (auth_token_env, key_env,
+	// bootstrap_key_env, bootstrap_password_env) — are refused.
+	InheritEnv []string
 	// URL is the server endpoint (http and sse only); Headers are sent with
 	// every request to it. Both have ${VAR} references expanded, which is
 	// how secrets such as bearer tokens stay out of the file.
 	URL     string
 	Headers map[string]string
+	// AllowPrivate lists the address ranges an http or sse upstream may be
+	// dialled at although they are not public: loopback (unless the URL's
+	// host is itself loopback), private, CGNAT, link-local, metadata,
+	// unique-local… (toml "allow_private", CIDRs or single addresses;
+	// see docs/egress.md). Every address is normalized (IPv4-mapped IPv6
+	// addresses unmapped) and masked.
+	AllowPrivate []netip.Prefix
 	// Prefix is the namespace for this upstream's tools and prompts: nil
 	// means Name, "" means no namespacing. Use NamePrefix to read it.
 	Prefix *string
@@ -359,10 +374,11 @@ func (u *Upstream) NamePrefix() string {
 }
 
 // Fingerprint returns a stable hash of every field whose change requires
-// reconnecting to the upstream: transport, command, args, env, dir, url,
-// headers, isolation and both timeouts, and for wasm upstreams the module
-// path, its content hash and the sandbox. Hot reload compares fingerprints of
-// same-named upstreams and keeps the sessions of those that did not change.
+// reconnecting to the upstream: transport, command, args, env, inherit_env,
+// dir, url, headers, allow_private, isolation and both timeouts, and for
+// wasm upstreams the module path, its content hash and the sandbox. Hot
+// reload compares fingerprints of same-named upstreams and keeps the
+// sessions of those that did not change.
 //
 // Name, DisplayName, Prefix and Disabled are deliberately left out: renaming
 // the namespace does not need a new connection, and the caller matches
@@ -389,6 +405,14 @@ func (u Upstream) Fingerprint() string {
 	str(u.Dir)
 	str(u.URL)
 	strMap(u.Headers)
+	num(int64(len(u.InheritEnv)))
+	for _, e := range u.InheritEnv {
+		str(e)
+	}
+	num(int64(len(u.AllowPrivate)))
+	for _, p := range u.AllowPrivate {
+		str(p.String())
+	}
 	str(u.Isolation)
 	str(u.Locality)
 	num(int64(u.Timeout))

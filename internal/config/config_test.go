@@ -317,7 +317,7 @@ func TestRules(t *testing.T) {
 		{"url scheme", up + "url = \"ws://h/mcp\"\n",
 			nil, []string{`c.toml:3:1: upstreams[0].url: must be an http:// or https:// URL`}},
 		{"url no host", up + "url = \"http:///mcp\"\n",
-			nil, []string{`c.toml:3:1: upstreams[0].url: must include a host`}},
+			nil, []string{`c.toml:3:1: upstreams[0].url: must include a host, e.g. https://mcp.example.com/mcp`}},
 		{"url unparsable", up + "url = \"http://h:port/\"\n",
 			nil, []string{`c.toml:3:1: upstreams[0].url: is not a valid URL`}},
 		{"url expanded", up + "url = \"https://${HOST}/mcp\"\n", map[string]string{"HOST": "h.example"}, nil},

@@ -26,6 +26,8 @@ func FuzzParse(f *testing.F) {
 		"a = 1979-05-27T07:32:00Z\nb = inf\nc = 0x1F\n'q k' = \"\"\"\nx\"\"\"\n",
 		"[server]\nmax_json_depth = -9223372036854775808\npage_size = 9223372036854775807\n",
 		"[server\n",
+		"[[upstreams]]\nname = \"a\"\ncommand = \"x\"\ninherit_env = [\"A\", \"MCPEDGE_X\"]\n",
+		"[[upstreams]]\nname = \"a\"\nurl = \"http://[::ffff:a9fe:a9fe]/\"\nallow_private = [\"169.254.0.0/16\", \"0x1\"]\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))
@@ -120,11 +122,21 @@ func checkResult(t *testing.T, data []byte, c *Config, err error) {
 				t.Fatalf("bad stdio upstream accepted: %+v", u)
 			}
 		case TransportHTTP, TransportSSE:
-			if u.Command != "" || (!u.Disabled && checkUpstreamURL(u.URL) != "") {
+			if u.Command != "" || (!u.Disabled && (checkUpstreamURL(u.URL) != "" || refusedLiteral(u.URL, u.AllowPrivate) != "")) {
 				t.Fatalf("bad %s upstream accepted: %+v", u.Transport, u)
 			}
 		default:
 			t.Fatalf("transport %q accepted", u.Transport)
+		}
+		for _, e := range u.InheritEnv {
+			if strings.HasPrefix(strings.ToUpper(e), OwnEnvPrefix) {
+				t.Fatalf("inherit_env %q accepted", e)
+			}
+		}
+		for _, p := range u.AllowPrivate {
+			if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() {
+				t.Fatalf("allow_private %s accepted", p)
+			}
 		}
 		if u.Timeout <= 0 || u.ConnectTimeout <= 0 || (u.Isolation != IsolationShared && u.Isolation != IsolationSession) {
 			t.Fatalf("bad upstream settings accepted: %+v", u)

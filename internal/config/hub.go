@@ -1,10 +1,14 @@
 package config
 
 import (
+	"fmt"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/mcpedge/mcpedge/internal/egress"
 )
 
 // Hub defaults and bounds (the [hub] table).
@@ -183,6 +187,24 @@ func hubURLProblem(s string) string {
 		return "must not have a query or fragment"
 	case strings.TrimRight(u.Path, "/") != "":
 		return "must be the hub's base URL without a path (its /mcp and /api/hub are used), got path " + strconv.Quote(u.Path)
+	}
+	return trustedHostProblem(u.Hostname())
+}
+
+// trustedHostProblem says what is wrong with the host of a URL the
+// operator trusts (the hub, an OIDC key set), "" if nothing: a form
+// resolvers read differently, or an address the egress policy never dials
+// for it (metadata, unspecified, multicast, reserved). Private addresses
+// are fine there.
+func trustedHostProblem(host string) string {
+	if err := egress.CheckHost(host); err != nil {
+		return err.Error()
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		p := egress.Policy{Trusted: true}
+		if c, ok := p.Allowed(a); !ok {
+			return fmt.Sprintf("points at %s (%s), which the gateway never connects to for it", egress.Normalize(a), c.Describe())
+		}
 	}
 	return ""
 }

@@ -40,7 +40,8 @@ func LoadMCPServers(path string) (*Config, error) {
 // used in problem messages and as Config.Path.
 //
 // Each entry understands command, args, env, cwd, url (or serverUrl),
-// headers, type (stdio, http, streamable-http, sse) and disabled; other
+// headers, type (stdio, http, streamable-http, sse) and disabled, and
+// mcpedge's inherit_env and allow_private; other
 // fields, which clients add for their own purposes (autoApprove, timeout...),
 // are ignored. Server keys become upstream names after being made valid
 // (see deriveNames) and are kept in DisplayName. Upstreams are sorted by
@@ -147,6 +148,9 @@ func (d *decoder) decodeMCPServer(t *table) (Upstream, upstreamMeta) {
 	if _, unset := t.strMap("headers", &u.Headers, true, u.Disabled); unset {
 		m.unsetVars["headers"] = true
 	}
+	// mcpedge's own: which variables a child inherits, which private
+	// ranges a URL may reach (see the TOML keys of the same names).
+	d.decodeEgressFields(t, &u, &m)
 	// Unknown fields are ignored on purpose: every client adds its own.
 	return u, m
 }

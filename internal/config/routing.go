@@ -115,11 +115,11 @@ func (u Upstream) Expand() []Upstream {
 
 // TargetKeys are the keys a [[upstreams.targets]] table may have: the
 // transport fields, a name and the locality.
-var targetKeys = []string{"name", "transport", "command", "args", "env", "dir", "url", "headers", "module", "sandbox", "locality"}
+var targetKeys = []string{"name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "module", "sandbox", "locality"}
 
 // transportKeys are the upstream keys that belong in the targets when an
 // upstream has targets.
-var transportKeys = []string{"transport", "command", "args", "env", "dir", "url", "headers", "module", "sandbox"}
+var transportKeys = []string{"transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "module", "sandbox"}
 
 // decodeTargets reads [[upstreams.targets]] of an upstream already decoded
 // into u. Each target starts as a copy of u (so it has the upstream's
@@ -153,7 +153,7 @@ func (d *decoder) decodeTargets(t *table, u *Upstream) []upstreamMeta {
 		tt := d.table(e, f)
 		tg := *u
 		tg.Transport, tg.Command, tg.Args, tg.Env, tg.Dir, tg.URL, tg.Headers, tg.Module = "", "", nil, nil, "", "", nil, ""
-		tg.Sandbox, tg.Targets = Sandbox{}, nil
+		tg.Sandbox, tg.Targets, tg.InheritEnv, tg.AllowPrivate = Sandbox{}, nil, nil, nil
 		m := upstreamMeta{t: tt, unsetVars: map[string]bool{}, target: true}
 		tt.str("name", &tg.TargetName)
 		tt.str("locality", &tg.Locality)

@@ -36,6 +36,7 @@ url = "http://127.0.0.1:9000/mcp"
 [[upstreams]]
 name = "plain"
 url = "http://10.1.2.3/mcp"
+allow_private = ["10.0.0.0/8"]
 `
 
 func TestTargetsParse(t *testing.T) {
@@ -73,7 +74,7 @@ func TestTargetsParse(t *testing.T) {
 		t.Errorf("Expand: %+v", got)
 	}
 	p := c.Upstreams[1]
-	if got := p.Expand(); len(got) != 1 || got[0].Name != "plain" || p.EffectiveLocality() != LocalityRemote {
+	if got := p.Expand(); len(got) != 1 || got[0].Name != "plain" || p.EffectiveLocality() != LocalityRemote || len(got[0].AllowPrivate) != 1 {
 		t.Errorf("plain upstream: %+v %s", got, p.EffectiveLocality())
 	}
 	if Default().Routing.Power != PowerBalanced {

@@ -428,6 +428,8 @@ func (d *decoder) validateSecurity(c *Config, m securityMeta) {
 		}
 		if u, err := url.Parse(o.JWKSURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad(m.oidc, "auth.oidc", "jwks_url", "must be an absolute http(s) URL, got %q", truncate(o.JWKSURL, 80))
+		} else if msg := trustedHostProblem(u.Hostname()); msg != "" {
+			bad(m.oidc, "auth.oidc", "jwks_url", "%s", msg)
 		}
 		if o.JWKSRefresh <= 0 {
 			bad(m.oidc, "auth.oidc", "jwks_refresh", "must be greater than 0, got %s", o.JWKSRefresh)

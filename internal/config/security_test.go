@@ -75,3 +75,18 @@ trusted_proxies = ["10.0.0.0/8", "127.0.0.1"]
 		t.Errorf("auth: %+v", c.Auth)
 	}
 }
+
+func TestJWKSURLHost(t *testing.T) {
+	const head = "[auth]\nmode = \"required\"\n[auth.oidc]\nissuer = \"https://idp.example\"\naudience = \"mcpedge\"\n"
+	for src, want := range map[string]string{
+		head + "jwks_url = \"http://169.254.169.254/jwks\"\n": "auth.oidc.jwks_url: points at 169.254.169.254 (link-local/metadata address",
+		head + "jwks_url = \"http://2130706433/jwks\"\n":      "auth.oidc.jwks_url: host \"2130706433\" is the IPv4 address 127.0.0.1 written in a non-standard form",
+		head + "jwks_url = \"http://10.0.0.7/jwks\"\n":        "", // an identity provider on the private network is fine
+	} {
+		_, ps := parseT(t, src, nil)
+		got := strings.Join(ps, "\n")
+		if want == "" && got != "" || !strings.Contains(got, want) {
+			t.Errorf("%s: problems %q, want %q", src, got, want)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -298,7 +299,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "hot_path", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "dir", "url", "headers", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -456,6 +457,14 @@ func (m upstreamMeta) loc(field string) loc {
 	return m.t.loc(field)
 }
 
+// has reports whether field is present in the upstream's table.
+func (m upstreamMeta) has(field string) bool {
+	if k, ok := m.rename[field]; ok {
+		field = k
+	}
+	return m.t.v.fields[field] != nil
+}
+
 // failed reports whether field was present but could not be decoded.
 func (m upstreamMeta) failed(field string) bool {
 	if k, ok := m.rename[field]; ok {
@@ -511,6 +520,29 @@ func (d *decoder) decodeTransportFields(t *table, u *Upstream, m *upstreamMeta, 
 	}
 	if _, unset := t.strMap("headers", &u.Headers, true, disabled); unset {
 		m.unsetVars["headers"] = true
+	}
+	d.decodeEgressFields(t, u, m)
+}
+
+// decodeEgressFields reads what an upstream may reach beyond its own
+// connection: inherit_env (stdio) and allow_private (http, sse). The
+// allow_private ranges are parsed here, where each can be located.
+func (d *decoder) decodeEgressFields(t *table, u *Upstream, m *upstreamMeta) {
+	t.strList("inherit_env", &u.InheritEnv)
+	var allow []string
+	if !t.strList("allow_private", &allow) {
+		return
+	}
+	u.AllowPrivate = make([]netip.Prefix, 0, len(allow))
+	for i, s := range allow {
+		p, msg := parseAllowPrivate(s)
+		if msg != "" {
+			l := m.elemLoc("allow_private", i)
+			d.add(l.pos, l.field, "%s", msg)
+			t.bad["allow_private"] = true
+			continue
+		}
+		u.AllowPrivate = append(u.AllowPrivate, p)
 	}
 }
 

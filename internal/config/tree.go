@@ -107,6 +107,10 @@ type decoder struct {
 	// checks that need the file system (wasm modules and sandbox dirs);
 	// "" skips them (Parse has no file system context).
 	base string
+	// ownEnv maps the environment variables the gateway's settings name
+	// for its own secrets to the setting ("server.auth_token_env"…); no
+	// upstream may inherit them. Set by validate.
+	ownEnv map[string]string
 }
 
 func (d *decoder) add(p pos, field, format string, args ...any) {

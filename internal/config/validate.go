@@ -1,12 +1,16 @@
 package config
 
 import (
+	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/mcpedge/mcpedge/internal/egress"
 )
 
 var (
@@ -19,6 +23,7 @@ var (
 // reported, located with the metadata collected while decoding.
 func (d *decoder) validate(c *Config, sm serverMeta, metas []upstreamMeta) {
 	d.validateServer(&c.Server, sm)
+	d.ownEnv = ownSecretEnv(c)
 
 	firstName := map[string]int{}
 	firstPrefix := map[string]int{}
@@ -318,6 +323,8 @@ func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
 			} else if !m.unsetVars["url"] {
 				if msg := checkUpstreamURL(u.URL); msg != "" {
 					bad("url", "%s", msg)
+				} else if msg := refusedLiteral(u.URL, u.AllowPrivate); msg != "" && !m.failed("allow_private") {
+					bad("url", "%s", msg)
 				}
 			}
 			if hasCommand {
@@ -332,6 +339,12 @@ func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
 			if u.Dir != "" {
 				bad("dir", "is not used by the %s transport", u.Transport)
 			}
+		}
+		if m.has("inherit_env") && u.Transport != TransportStdio {
+			bad("inherit_env", "is only used by the stdio transport (it names variables a child process inherits)")
+		}
+		if m.has("allow_private") && u.Transport != TransportHTTP && u.Transport != TransportSSE {
+			bad("allow_private", "is only used by the http and sse transports (it allows the addresses they connect to)")
 		}
 		if u.Transport != TransportWASM {
 			if hasModule {
@@ -367,6 +380,12 @@ func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
 			d.add(l.pos, l.field, "value must not contain NUL bytes")
 		}
 	}
+	for i, name := range u.InheritEnv {
+		if msg := d.inheritProblem(name); msg != "" {
+			l := m.elemLoc("inherit_env", i)
+			d.add(l.pos, l.field, "%s", msg)
+		}
+	}
 	for _, k := range sortedKeys(u.Headers) {
 		l := m.keyLoc("headers", k)
 		if !validHeaderName(k) {
@@ -378,18 +397,109 @@ func (d *decoder) validateTransport(u *Upstream, m upstreamMeta) {
 	}
 }
 
-// checkUpstreamURL validates an (expanded) upstream URL. The URL itself is
-// not quoted in messages because expansion may have put a secret into it.
+// checkUpstreamURL validates an (expanded) upstream URL: http or https,
+// a host, no credentials, no host in a form resolvers read differently
+// (egress.CheckURL). The URL itself is not quoted in messages because
+// expansion may have put a secret into it.
 func checkUpstreamURL(s string) string {
-	u, err := url.Parse(s)
+	if err := egress.CheckURL(s); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// refusedLiteral says why an upstream URL whose host is an IP address the
+// egress policy refuses (with the upstream's allow_private) cannot work,
+// "" if it can or the host is a name (names are judged when they are
+// resolved, at every connect).
+func refusedLiteral(rawURL string, allow []netip.Prefix) string {
+	pu, err := url.Parse(rawURL)
 	if err != nil {
-		return "is not a valid URL"
+		return ""
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return "must be an http:// or https:// URL"
+	a, err := netip.ParseAddr(pu.Hostname())
+	if err != nil {
+		return ""
 	}
-	if u.Host == "" || u.Hostname() == "" {
-		return "must include a host"
+	p := egress.ForUpstream("", rawURL, allow)
+	if c, ok := p.Allowed(a); !ok {
+		return fmt.Sprintf("points at %s (%s), which the gateway refuses to connect to; allow it with allow_private = [%q] if you mean it",
+			egress.Normalize(a), c.Describe(), egress.HostPrefix(a).String())
+	}
+	return ""
+}
+
+// parseAllowPrivate reads one allow_private entry: a CIDR range or a single
+// address, written in the standard form, masked, and not IPv4-mapped (the
+// policy unmaps addresses before comparing them).
+func parseAllowPrivate(s string) (netip.Prefix, string) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Sprintf("%q is not a CIDR range: write e.g. \"10.0.0.0/8\", \"fd00::/8\" or a single address", truncate(s, 64))
+		}
+		if p.Addr().Is4In6() {
+			return netip.Prefix{}, fmt.Sprintf("%q is an IPv4-mapped IPv6 range: write the IPv4 range itself (addresses are compared after unmapping)", truncate(s, 64))
+		}
+		if p != p.Masked() {
+			return netip.Prefix{}, fmt.Sprintf("%q has address bits set past its length: write %q", truncate(s, 64), p.Masked().String())
+		}
+		return p, ""
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		if ip, ok := egress.ParseInetAton(s); ok {
+			return netip.Prefix{}, fmt.Sprintf("%q is not an address in the standard form: write %q", truncate(s, 64), ip.String())
+		}
+		return netip.Prefix{}, fmt.Sprintf("%q is neither an IP address nor a CIDR range, e.g. \"10.0.0.0/8\"", truncate(s, 64))
+	}
+	if a.Zone() != "" {
+		return netip.Prefix{}, fmt.Sprintf("%q has a zone (%%%s): leave it out", truncate(s, 64), a.Zone())
+	}
+	if a.Is4In6() {
+		return netip.Prefix{}, fmt.Sprintf("%q is an IPv4-mapped IPv6 address: write the IPv4 address %s itself", truncate(s, 64), a.Unmap())
+	}
+	return egress.HostPrefix(a), ""
+}
+
+// ownSecretEnv returns the environment variables the configuration names
+// for the gateway's own secrets, with the setting that names each.
+func ownSecretEnv(c *Config) map[string]string {
+	own := map[string]string{}
+	add := func(name, setting string) {
+		if name != "" {
+			own[name] = setting
+		}
+	}
+	add(c.Server.AuthTokenEnv, "server.auth_token_env")
+	storeKey := c.Store.KeyEnv
+	if storeKey == "" {
+		storeKey = DefaultStoreKeyEnv
+	}
+	add(storeKey, "store.key_env")
+	add(c.Auth.BootstrapKeyEnv, "auth.bootstrap_key_env")
+	add(c.Auth.BootstrapPasswordEnv, "auth.bootstrap_password_env")
+	return own
+}
+
+// OwnEnvPrefix starts the names of the gateway's own environment
+// variables; none of them ever reaches an upstream (inherit_env refuses
+// them, and a stdio child's environment never takes them from the
+// gateway's).
+const OwnEnvPrefix = "MCPEDGE_"
+
+// inheritProblem says what is wrong with an inherit_env entry, "" if
+// nothing.
+func (d *decoder) inheritProblem(name string) string {
+	switch {
+	case name == "" || strings.ContainsAny(name, "=\x00"):
+		return "invalid environment variable name: must be non-empty without = or NUL"
+	case strings.ContainsAny(name, "*?["):
+		return fmt.Sprintf("%q: patterns are not supported; list each variable by name", truncate(name, 64))
+	case len(name) >= len(OwnEnvPrefix) && strings.EqualFold(name[:len(OwnEnvPrefix)], OwnEnvPrefix):
+		return fmt.Sprintf("%q is one of the gateway's own variables (%s…), which never pass to an upstream, so that no upstream can read the gateway's keys; give the upstream a credential of its own in env", truncate(name, 64), OwnEnvPrefix)
+	case d.ownEnv[name] != "":
+		return fmt.Sprintf("%q holds a secret of the gateway (%s names it), which never passes to an upstream; give the upstream a credential of its own in env", truncate(name, 64), d.ownEnv[name])
 	}
 	return ""
 }

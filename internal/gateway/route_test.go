@@ -161,6 +161,7 @@ name = "ev"
 url = "http://127.0.0.1:1/mcp"
 [[upstreams.targets]]
 url = "http://10.0.0.1/mcp"
+allow_private = ["10.0.0.0/8"]
 `))
 	if err != nil {
 		t.Fatal(err)

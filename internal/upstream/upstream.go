@@ -19,14 +19,18 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -85,9 +89,17 @@ type Options struct {
 	// MinBackoff and MaxBackoff bound the reconnect delay. If zero they
 	// default to 200ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	// HTTPClient is used for http and sse transports. If nil, a client with
-	// sane timeouts is used.
+	// HTTPClient is used for http and sse transports. If nil, a client
+	// that dials through the upstream's egress policy is used
+	// (internal/egress: public addresses, allow_private, and loopback for
+	// an upstream configured on loopback). A client given here brings its
+	// own dialing; either way, redirects are followed within the
+	// upstream's origin only, and requests to another origin are refused.
 	HTTPClient *http.Client
+	// Resolver resolves upstream host names for the default client; nil
+	// means the system's. The policy judges the address a name resolves
+	// to, whoever resolves it.
+	Resolver *net.Resolver
 	// Server, if set, makes this a built-in upstream: an MCP server running
 	// inside the gateway, reached over in-memory transports. It goes through
 	// the same supervision, catalog and relay as any other upstream.
@@ -155,15 +167,36 @@ func New(cfg config.Upstream, opts *Options) *Upstream {
 	if u.opts.MaxBackoff <= 0 {
 		u.opts.MaxBackoff = 30 * time.Second
 	}
+	who := fmt.Sprintf("upstream %q", cfg.Name)
 	if u.opts.HTTPClient == nil {
+		policy := egress.ForUpstream(cfg.Name, cfg.URL, cfg.AllowPrivate)
+		dialer := policy.Dialer(&net.Dialer{Resolver: u.opts.Resolver})
 		u.opts.HTTPClient = &http.Client{Transport: &http.Transport{
 			Proxy:                 nil, // never route upstream traffic through an ambient proxy
+			DialContext:           dialer.DialContext,
 			MaxIdleConnsPerHost:   64,
 			IdleConnTimeout:       90 * time.Second,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 0, // streamable responses may legitimately wait
 			ForceAttemptHTTP2:     true,
 		}}
+	} else {
+		cl := *u.opts.HTTPClient // the caller's client is not changed
+		u.opts.HTTPClient = &cl
+	}
+	// A redirect to another server would take the upstream's configured
+	// headers (and the call) with it: only the upstream's own origin is
+	// followed, on every request, the hot path's included.
+	sameOrigin := egress.SameOriginRedirects(who)
+	if prev := u.opts.HTTPClient.CheckRedirect; prev != nil {
+		u.opts.HTTPClient.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if err := sameOrigin(req, via); err != nil {
+				return err
+			}
+			return prev(req, via)
+		}
+	} else {
+		u.opts.HTTPClient.CheckRedirect = sameOrigin
 	}
 	u.log = u.opts.Logger.With("upstream", cfg.Name)
 	u.catalog.Store(&Catalog{})
@@ -735,10 +768,9 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	case "stdio":
 		cmd := exec.Command(u.Config().Command, u.Config().Args...)
 		cmd.Dir = u.Config().Dir
-		cmd.Env = os.Environ()
-		for k, v := range u.Config().Env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
+		// A minimal environment, not the gateway's: a third-party server
+		// must not read the gateway's keys (env.go).
+		cmd.Env = childEnv(os.Environ(), u.Config().InheritEnv, u.Config().Env, runtime.GOOS == "windows")
 		cmd.Stderr = &lineLogger{log: u.log}
 		configureChild(cmd)
 		c.cmd = cmd
@@ -755,9 +787,16 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
 	client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner), u.elicitMiddleware(owner))
 	cs, err := client.Connect(ctx, t, nil)
-	if !timer.Stop() && err == nil {
+	// Whether the connect timer fired is decided here, before cancel
+	// below makes ctx look expired: a connect that failed at once (a
+	// refused dial, say) did not time out.
+	timedOut := !timer.Stop()
+	switch {
+	case timedOut && err == nil:
 		_ = cs.Close()
 		err = fmt.Errorf("no answer to initialize within %s", u.Config().ConnectTimeout.D())
+	case timedOut && u.ctx.Err() == nil:
+		err = fmt.Errorf("no answer to initialize within %s: %w", u.Config().ConnectTimeout.D(), err)
 	}
 	if err != nil {
 		cancel()
@@ -766,9 +805,6 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		}
 		if c.onClose != nil {
 			c.onClose()
-		}
-		if ctx.Err() != nil && u.ctx.Err() == nil {
-			err = fmt.Errorf("no answer to initialize within %s: %w", u.Config().ConnectTimeout.D(), err)
 		}
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
@@ -783,8 +819,13 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 var Version = "dev"
 
 func (u *Upstream) httpClient() *http.Client {
+	cfg := u.Config()
 	cl := *u.opts.HTTPClient
-	cl.Transport = &headerTransport{base: cl.Transport, headers: u.Config().Headers}
+	ht := &headerTransport{base: cl.Transport, headers: cfg.Headers, who: fmt.Sprintf("upstream %q", cfg.Name)}
+	if pu, err := url.Parse(cfg.URL); err == nil {
+		ht.origin = egress.Origin(pu)
+	}
+	cl.Transport = ht
 	return &cl
 }
 
@@ -824,12 +865,24 @@ func RequestID(ctx context.Context) string {
 // headerTransport adds the configured headers (for example an upstream's own
 // credentials) to every request. The client's credentials are never copied
 // here: they stop at the gateway.
+//
+// It sends requests to the upstream's configured origin only: a server may
+// point the client elsewhere (the endpoint event of a legacy SSE server
+// names any URL), and neither the headers nor the calls may follow.
 type headerTransport struct {
 	base    http.RoundTripper
 	headers map[string]string
+	who     string
+	origin  string // of the configured URL
 }
 
 func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if got := egress.Origin(r.URL); got != h.origin {
+		if r.Body != nil {
+			_ = r.Body.Close()
+		}
+		return nil, &egress.OriginError{Who: h.who, Want: h.origin, Got: got}
+	}
 	r = r.Clone(r.Context())
 	for k, v := range h.headers {
 		r.Header.Set(k, v)

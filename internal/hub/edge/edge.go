@@ -40,6 +40,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/hub"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -77,7 +78,9 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	Registerer prometheus.Registerer
 	Log        *slog.Logger
-	// Transport reaches the hub; nil: a transport with sane timeouts.
+	// Transport reaches the hub; nil: a transport with sane timeouts that
+	// dials through the hub's egress policy (private addresses allowed,
+	// metadata addresses refused).
 	Transport http.RoundTripper
 	// Hostname is the default device name (tests); "" means os.Hostname.
 	Hostname string
@@ -136,9 +139,14 @@ func New(o Options) (*Link, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	if o.Transport == nil {
+		// The hub is often on the private network, so private addresses
+		// are allowed; cloud metadata, unspecified, multicast and
+		// reserved addresses never are (docs/egress.md). With a proxy
+		// from the environment, the address checked is the proxy's.
+		hubEgress := &egress.Policy{Who: "hub", Trusted: true}
 		o.Transport = &http.Transport{
 			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:           hubEgress.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   10 * time.Second,
 			ResponseHeaderTimeout: 0, // SSE streams answer late
 			IdleConnTimeout:       90 * time.Second,
@@ -165,7 +173,9 @@ func New(o Options) (*Link, error) {
 	}
 	l := &Link{
 		o: o, base: base, secret: hex.EncodeToString(sec), enc: enc,
-		client: &http.Client{Transport: o.Transport, Timeout: 30 * time.Second},
+		// The link's requests carry the device's credentials: redirects
+		// are followed within the hub's origin only.
+		client: &http.Client{Transport: o.Transport, Timeout: 30 * time.Second, CheckRedirect: egress.SameOriginRedirects("hub")},
 		kick:   make(chan struct{}, 1), signing: make(chan struct{}, 1),
 	}
 	l.metrics = newLinkMetrics(o.Registerer, l)

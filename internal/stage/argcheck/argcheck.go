@@ -153,9 +153,8 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 	return next.Handle(ctx, c)
 }
 
-// CachedSchemas reports how many compiled schemas the stage keeps (for
-// tests and status).
-func (s *Stage) CachedSchemas() int {
+// cached reports how many compiled schemas the stage keeps.
+func (s *Stage) cached() int {
 	s.cache.mu.RLock()
 	defer s.cache.mu.RUnlock()
 	return len(s.cache.entries)
@@ -186,7 +185,7 @@ func (s *Stage) compiled(c *pipeline.Call, raw []byte) *entry {
 func (s *Stage) schemaError(c *pipeline.Call, err error) {
 	count(s.m.SchemaErrors, c.Upstream)
 	if s.log != nil {
-		s.log.Warn("tool inputSchema does not compile: calls are not checked against it",
+		s.log.Warn("tool inputSchema unusable: its calls go through unchecked",
 			"upstream", c.Upstream, "tool", c.Item, "err", err)
 	}
 }

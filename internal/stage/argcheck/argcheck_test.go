@@ -232,7 +232,7 @@ func TestSchemaThatDoesNotCompile(t *testing.T) {
 					t.Fatalf("err %v, next ran %d times, Refused %q; want it through unchecked", err, next.n, c.Refused)
 				}
 			}
-			if n := strings.Count(logged.String(), "does not compile"); n != 1 {
+			if n := strings.Count(logged.String(), "inputSchema unusable"); n != 1 {
 				t.Errorf("logged %d times, want once:\n%s", n, logged.String())
 			}
 			if !strings.Contains(logged.String(), "upstream=up") || !strings.Contains(logged.String(), "tool=t") {
@@ -266,7 +266,7 @@ func TestNotChecked(t *testing.T) {
 			if _, err := s.Handle(context.Background(), tc.c, next); err != nil || next.n != 1 || tc.c.Refused != "" {
 				t.Fatalf("err %v, next ran %d times, Refused %q", err, next.n, tc.c.Refused)
 			}
-			if s.CachedSchemas() != 0 {
+			if s.cached() != 0 {
 				t.Error("a schema was compiled")
 			}
 			if tc.c.Method != pipeline.MethodCallTool && tc.src.asked != 0 {
@@ -291,7 +291,7 @@ func TestCacheByBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := s.CachedSchemas(); n != 1 {
+	if n := s.cached(); n != 1 {
 		t.Fatalf("%d schemas cached, want 1", n)
 	}
 	// The upstream changes the schema: name must now be an integer.
@@ -299,7 +299,7 @@ func TestCacheByBytes(t *testing.T) {
 	if _, err := s.Handle(context.Background(), call(`{"name":"x"}`), &reached{}); err == nil || !strings.Contains(err.Error(), "at /name: got string, want integer") {
 		t.Fatalf("after the schema changed: %v", err)
 	}
-	if n := s.CachedSchemas(); n != 2 {
+	if n := s.cached(); n != 2 {
 		t.Fatalf("%d schemas cached, want 2", n)
 	}
 }
@@ -315,7 +315,7 @@ func TestCacheBounds(t *testing.T) {
 	s.compiled(c, schema(3))
 	s.compiled(c, schema(1)) // 1 is used again: 2 is now the oldest
 	s.compiled(c, schema(4))
-	if n := s.CachedSchemas(); n != 3 {
+	if n := s.cached(); n != 3 {
 		t.Fatalf("%d cached, want 3", n)
 	}
 	if s.cache.get(schema(2)) != nil {
@@ -330,15 +330,15 @@ func TestCacheBounds(t *testing.T) {
 	for i := 10; i < 15; i++ {
 		s.compiled(c, schema(i))
 	}
-	if n := s.CachedSchemas(); n != 2 {
+	if n := s.cached(); n != 2 {
 		t.Errorf("%d cached within %d bytes, want 2", n, 2*size)
 	}
 	if s.cache.bytes > 2*size {
 		t.Errorf("%d bytes cached, bound %d", s.cache.bytes, 2*size)
 	}
 	big := []byte(`{"type":"object","description":"` + strings.Repeat("x", 4*size) + `"}`)
-	if e := s.compiled(c, big); s.cache.get(big) != e || s.CachedSchemas() != 1 {
-		t.Errorf("a schema larger than the bound is not kept alone (%d cached)", s.CachedSchemas())
+	if e := s.compiled(c, big); s.cache.get(big) != e || s.cached() != 1 {
+		t.Errorf("a schema larger than the bound is not kept alone (%d cached)", s.cached())
 	}
 }
 
@@ -360,7 +360,7 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n := s.CachedSchemas(); n > 4 {
+	if n := s.cached(); n > 4 {
 		t.Errorf("%d cached, bound 4", n)
 	}
 }
@@ -395,4 +395,26 @@ func FuzzHandle(f *testing.F) {
 			t.Fatalf("message %q", werr.Message)
 		}
 	})
+}
+
+// BenchmarkHandle is the stage's cost per call with a compiled schema:
+// a schema that only asks for an object, and a typical tool's arguments,
+// valid and not.
+func BenchmarkHandle(b *testing.B) {
+	typical := `{"type":"object","properties":{"path":{"type":"string","minLength":1},"recursive":{"type":"boolean"},"depth":{"type":"integer","minimum":0,"maximum":32},"exclude":{"type":"array","items":{"type":"string"}}},"required":["path"],"additionalProperties":false}`
+	for _, bc := range []struct{ name, schema, args string }{
+		{"object", `{"type":"object"}`, `{"message":"hello"}`},
+		{"typical", typical, `{"path":"/srv/data","recursive":true,"depth":3,"exclude":["*.tmp","*.log"]}`},
+		{"refused", typical, `{"path":"","depth":"3","other":1}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := New(&fixed{schema: []byte(bc.schema), check: true}, nil)
+			next := &reached{}
+			b.ReportAllocs()
+			for b.Loop() {
+				c := call(bc.args)
+				_, _ = s.Handle(context.Background(), c, next)
+			}
+		})
+	}
 }

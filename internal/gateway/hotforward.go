@@ -109,6 +109,10 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	}
 	resp, err := t.Post(ctx, cs, body)
 	if err != nil {
+		if ctx.Err() != nil {
+			g.cancelPosted(ctx, t, cs, id)
+			return zero, false, ctx.Err(), false // not the HTTP client's error: it names the upstream's URL
+		}
 		return zero, false, err, false
 	}
 	defer drainClose(resp.Body)
@@ -123,6 +127,10 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		g.hotMessage(ctx, t, cs, owner, c.Wire.Client, msg, env)
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			g.cancelPosted(ctx, t, cs, id)
+			return zero, false, ctx.Err(), false
+		}
 		if errors.Is(err, rawwire.ErrNoAnswer) {
 			// The stream broke before the answer: like a connection lost
 			// mid-call, the upstream may have run it.
@@ -156,6 +164,26 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	sum := summary(v.isError)
 	c.Wire.SetResult(a.Result, sum, a.Release)
 	return sum, v.isError, nil, false
+}
+
+// cancelPosted tells the upstream that the request id posted in cs's
+// session was cancelled (the client's notifications/cancelled, or the
+// call's timeout) before its answer came, as the SDK client does for the
+// requests it sends: a session-era server does not take the end of a POST
+// for a cancellation, and would run the call to its end.
+func (g *Gateway) cancelPosted(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, id string) {
+	reason, _ := json.Marshal(context.Cause(ctx).Error())
+	msg := []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"` + id + `","reason":` + string(reason) + `}}`)
+	go func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		resp, err := t.Post(cctx, cs, msg)
+		if err != nil {
+			g.log.Debug("cancelling an upstream's request on the hot path", "upstream", t.Name(), "err", err)
+			return
+		}
+		drainClose(resp.Body)
+	}()
 }
 
 // paramsEdit is how a hot call's params go on: the upstream's name for the

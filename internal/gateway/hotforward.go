@@ -251,7 +251,17 @@ func readResult(b []byte, list, method string) (resultView, error) {
 		case list:
 			hasContent = m.Value[0] == '['
 		case "isError":
-			v.isError = string(m.Value) == "true"
+			switch string(m.Value) {
+			case "true":
+				v.isError = true
+			case "false", "null":
+			default:
+				if list == "content" {
+					// Relayed, a client could read it either way; the
+					// SDK's way refuses it, and so does this one.
+					bad = "isError"
+				}
+			}
 		case "inputRequests", "resultType", "requestState":
 			bad = string(m.Key)
 		case "_meta":
@@ -268,6 +278,9 @@ func readResult(b []byte, list, method string) (resultView, error) {
 	})
 	if err != nil {
 		return v, err
+	}
+	if bad == "isError" {
+		return v, fmt.Errorf("its %s result has an isError that is not a boolean", method)
 	}
 	if bad != "" {
 		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)

@@ -448,6 +448,71 @@ func TestHotPathUpstreamRequestStaysWithItsCall(t *testing.T) {
 	}
 }
 
+// TestHotPathElicitationNeedsTheCapability: an upstream's elicitation
+// during a hot-path call is put to the client only if the client declared
+// it can answer that kind (form or URL), as the SDK's way does; otherwise
+// the upstream is refused and the client never sees it.
+func TestHotPathElicitationNeedsTheCapability(t *testing.T) {
+	form := `{"jsonrpc":"2.0","id":"elicit-1","method":"elicitation/create","params":{"message":"name?","requestedSchema":{"type":"object","properties":{"name":{"type":"string"}}}}}`
+	url := `{"jsonrpc":"2.0","id":"elicit-1","method":"elicitation/create","params":{"mode":"url","message":"go there","url":"https://example.com/x","elicitationId":"e1"}}`
+	for _, tc := range []struct {
+		name, caps, ask string
+		asked           bool
+	}{
+		{"no capabilities", `{}`, form, false},
+		{"roots and sampling only", `{"roots":{},"sampling":{}}`, form, false},
+		{"form", `{"elicitation":{}}`, form, true},
+		{"form declared", `{"elicitation":{"form":{}}}`, form, true},
+		{"url only, asked a form", `{"elicitation":{"url":{}}}`, form, false},
+		{"form only, asked a url", `{"elicitation":{"form":{}}}`, url, false},
+		{"url", `{"elicitation":{"url":{}}}`, url, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, hot := range []bool{true, false} {
+				var got []byte
+				answers := map[string]hostileAnswer{
+					"ask": func(w http.ResponseWriter, msg hostileMsg, h *hotHostile) {
+						sse(w, tc.ask)
+						select {
+						case got = <-h.response(`"elicit-1"`):
+						case <-time.After(10 * time.Second):
+						}
+						sse(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[]}}`)
+					},
+				}
+				h := newHotHostile(t, answers)
+				g, gw := hotGateway(t, reviewBlock("h", h.url), hot, nil, HTTPOptions{})
+				waitTargetsReady(t, g, 1)
+				c := newRawClientWith(t, gw+"/mcp", "", tc.caps)
+				asked := false
+				a, _ := c.callAnswering(1, `{"name":"h__ask","arguments":{}}`, func(method string, _ json.RawMessage) (string, string) {
+					asked = asked || method == "elicitation/create"
+					if strings.Contains(tc.ask, `"mode":"url"`) {
+						return "result", `{"action":"accept"}`
+					}
+					return "result", `{"action":"accept","content":{"name":"me"}}`
+				})
+				if a.Msg["result"] == nil {
+					t.Errorf("hot_path=%v: the call: HTTP %d: %s", hot, a.Status, a.Body)
+				}
+				if asked != tc.asked {
+					t.Errorf("hot_path=%v: the client was asked: %v, want %v", hot, asked, tc.asked)
+				}
+				var m struct {
+					Result json.RawMessage
+					Error  *struct{ Message string }
+				}
+				if err := json.Unmarshal(got, &m); err != nil || (m.Error == nil) != tc.asked {
+					t.Errorf("hot_path=%v: the upstream got %s", hot, got)
+				}
+				if hot && !hotReached(t, g, "hot", "", 1) {
+					t.Errorf("not served on the hot path")
+				}
+			}
+		})
+	}
+}
+
 // askingUpstream's tool "ask" asks its client for its roots, a sampling
 // and a form elicitation, and answers with what the client said.
 func askingUpstream() *mcp.Server {
@@ -522,5 +587,97 @@ func TestHotPathQuestionsParity(t *testing.T) {
 				t.Errorf("answers differ:\nhot: %s\nsdk: %s", h.a.Body, s.a.Body)
 			}
 		})
+	}
+}
+
+// TestHotPathRelayedQuestionsParity: requests a hand-written upstream
+// makes on a hot-path call's stream, in the shapes other SDKs write them
+// (roots/list without params or with null params, an elicitation without
+// its mode), reach the client as the SDK's way sends them, and their
+// answers reach the upstream.
+func TestHotPathRelayedQuestionsParity(t *testing.T) {
+	asks := []string{
+		`{"jsonrpc":"2.0","id":"q1","method":"roots/list"}`,
+		`{"jsonrpc":"2.0","id":"q2","method":"roots/list","params":null}`,
+		`{"jsonrpc":"2.0","id":"q3","method":"elicitation/create","params":{"message":"name?","requestedSchema":{"type":"object","properties":{"name":{"type":"string","default":"x"},"pet":{"type":"string","enum":["cat","dog"]}}}}}`,
+		`{"jsonrpc":"2.0","id":"q4","method":"elicitation/create","params":{"message":"go","url":"https://example.com/auth","elicitationId":"e1"}}`,
+		`{"jsonrpc":"2.0","id":"q5","method":"sampling/createMessage","params":{"messages":[{"role":"user","content":{"type":"text","text":"hi"}}],"maxTokens":10}}`,
+	}
+	ids := []string{`"q1"`, `"q2"`, `"q3"`, `"q4"`, `"q5"`}
+	type run struct {
+		asks []any
+		got  map[string]string
+	}
+	runs := map[bool]run{}
+	for _, hot := range []bool{true, false} {
+		var mu sync.Mutex
+		got := map[string]string{}
+		h := newHotHostile(t, map[string]hostileAnswer{
+			"ask": func(w http.ResponseWriter, msg hostileMsg, h *hotHostile) {
+				for i, q := range asks { // one at a time, as an upstream waiting for each answer
+					sse(w, q)
+					select {
+					case b := <-h.response(ids[i]):
+						var m map[string]any
+						_ = json.Unmarshal(b, &m)
+						delete(m, "id")
+						s, _ := json.Marshal(m)
+						mu.Lock()
+						got[ids[i]] = string(s)
+						mu.Unlock()
+					case <-time.After(10 * time.Second):
+					}
+				}
+				sse(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[]}}`)
+			},
+		})
+		g, url := hotGateway(t, reviewBlock("h", h.url), hot, nil, HTTPOptions{})
+		waitTargetsReady(t, g, 1)
+		c := newRawClientWith(t, url+"/mcp", "", `{"roots":{},"sampling":{},"elicitation":{"form":{},"url":{}}}`)
+		var seen []any
+		a, _ := c.callAnswering(1, `{"name":"h__ask","arguments":{}}`, func(method string, params json.RawMessage) (string, string) {
+			var p any
+			if params != nil {
+				_ = json.Unmarshal(params, &p)
+			}
+			seen = append(seen, map[string]any{"method": method, "params": p, "has_params": params != nil})
+			switch method {
+			case "roots/list":
+				return "result", `{"roots":[{"uri":"file:///home/me","name":"me"}]}`
+			case "sampling/createMessage":
+				return "result", `{"role":"assistant","content":{"type":"text","text":"sampled"},"model":"m"}`
+			}
+			if strings.Contains(string(params), `"url"`) {
+				return "result", `{"action":"accept"}`
+			}
+			return "result", `{"action":"accept","content":{"name":"Ada","pet":"cat"}}`
+		})
+		if a.Msg["result"] == nil {
+			t.Errorf("hot_path=%v: HTTP %d: %s", hot, a.Status, a.Body)
+		}
+		if hot && !hotReached(t, g, "hot", "", 1) {
+			t.Error("not served on the hot path")
+		}
+		mu.Lock()
+		runs[hot] = run{seen, got}
+		mu.Unlock()
+	}
+	h, s := runs[true], runs[false]
+	if len(s.asks) != len(asks) {
+		t.Fatalf("the SDK's way asked the client %d times, want %d: %v", len(s.asks), len(asks), s.asks)
+	}
+	for i := range s.asks {
+		if i >= len(h.asks) || !reflect.DeepEqual(h.asks[i], s.asks[i]) {
+			var hv any
+			if i < len(h.asks) {
+				hv = h.asks[i]
+			}
+			t.Errorf("request %d reached the client differently:\nhot: %v\nsdk: %v", i+1, hv, s.asks[i])
+		}
+	}
+	for _, id := range ids {
+		if h.got[id] != s.got[id] || s.got[id] == "" {
+			t.Errorf("the upstream got for %s:\nhot: %s\nsdk: %s", id, h.got[id], s.got[id])
+		}
 	}
 }

@@ -66,6 +66,15 @@ func viaHotStream[R mcp.InputResponse](ctx context.Context, s *hotStream, method
 // (turning the answer into an event stream) and waits for the client's
 // response, which the client POSTs in its session (hotAnswer).
 func (s *hotStream) Ask(ctx context.Context, method string, params []byte) ([]byte, error) {
+	if string(params) == "null" {
+		params = nil // as the SDK's way sends none (a client may refuse null)
+	}
+	if method == "elicitation/create" {
+		var err error
+		if params, err = elicitable(s.e.ss, params); err != nil {
+			return nil, err
+		}
+	}
 	id := "mcpedge-ask-" + strconv.FormatUint(s.g.hot.seq.Add(1), 10)
 	ch := make(chan []byte, 1)
 	key := "s" + id
@@ -102,6 +111,48 @@ func (s *hotStream) Ask(ctx context.Context, method string, params []byte) ([]by
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// elicitable refuses, as the SDK's ServerSession.Elicit does, an
+// elicitation the client did not declare it can answer: none at all, or
+// not of the elicitation's mode (form unless it names a URL). It returns
+// the params with their mode, which the SDK's way always sends and a
+// client may require.
+func elicitable(ss *mcp.ServerSession, params []byte) ([]byte, error) {
+	var caps *mcp.ElicitationCapabilities
+	if ip := ss.InitializeParams(); ip != nil && ip.Capabilities != nil {
+		caps = ip.Capabilities.Elicitation
+	}
+	if caps == nil {
+		return nil, errors.New("client does not support elicitation")
+	}
+	var p struct {
+		Mode, URL     string
+		ElicitationID string `json:"elicitationId"`
+	}
+	_ = json.Unmarshal(params, &p)
+	mode := p.Mode
+	if mode == "" {
+		mode = "form"
+		if p.URL != "" || p.ElicitationID != "" {
+			mode = "url"
+		}
+	}
+	switch {
+	case mode == "form" && caps.Form == nil && caps.URL != nil:
+		return nil, errors.New(`client does not support "form" elicitation`)
+	case mode == "url" && caps.URL == nil:
+		return nil, errors.New(`client does not support "url" elicitation`)
+	}
+	if p.Mode == "" {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(params, &m) != nil || m == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "elicitation/create without valid params"}
+		}
+		m["mode"] = json.RawMessage(strconv.Quote(mode))
+		params, _ = json.Marshal(m)
+	}
+	return params, nil
 }
 
 // event writes one message as an event, turning the answer into an event

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/pipeline"
@@ -158,5 +160,40 @@ func TestHotPathPromptParity(t *testing.T) {
 				t.Logf("hot: %s", h.Body)
 			})
 		}
+	}
+}
+
+// TestHotPathProgressThroughTheSDKClient: a hot-path call to an upstream
+// the gateway reaches through the SDK client (here the legacy SSE
+// transport; stdio alike) gets all of the upstream's progress before the
+// answer, though the SDK client hands notifications to another goroutine
+// than the answer.
+func TestHotPathProgressThroughTheSDKClient(t *testing.T) {
+	srv := httptest.NewServer(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return progressUpstream() }, nil))
+	t.Cleanup(srv.Close)
+	g, url := hotGateway(t, "\n[[upstreams]]\nname = \"prog\"\ntransport = \"sse\"\nurl = \""+srv.URL+"\"\n", true, nil, HTTPOptions{})
+	waitTargetsReady(t, g, 1)
+	c := newRawClientWith(t, url+"/mcp", "", `{}`)
+	const calls = 30
+	for i := range calls {
+		a, seen := c.callAnswering(i, fmt.Sprintf(`{"name":"prog__steps","arguments":{},"_meta":{"progressToken":%d}}`, i), func(method string, _ json.RawMessage) (string, string) {
+			t.Errorf("the client was asked %s", method)
+			return "error", `{"code":-32601,"message":"no"}`
+		})
+		if a.Msg["result"] == nil {
+			t.Fatalf("call %d: HTTP %d: %s", i, a.Status, a.Body)
+		}
+		n := 0
+		for _, s := range seen {
+			if strings.Contains(s, `"notifications/progress"`) {
+				n++
+			}
+		}
+		if n != 5 {
+			t.Errorf("call %d: %d progress notifications before the answer, want 5", i, n)
+		}
+	}
+	if !hotReached(t, g, "hot", "", calls) {
+		t.Errorf("%v calls on the hot path, want %d", hotCount(t, g, "hot", ""), calls)
 	}
 }

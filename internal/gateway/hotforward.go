@@ -110,7 +110,10 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	}
 	resp, err := t.Post(ctx, cs, body)
 	if err != nil {
-		g.hotCancelled(ctx, t, cs, id)
+		if ctx.Err() != nil {
+			g.hotCancelled(ctx, t, cs, id)
+			return zero, false, ctx.Err(), false // not the HTTP client's error: it names the upstream's URL
+		}
 		return zero, false, plainTransportError{err}, false
 	}
 	defer drainClose(resp.Body)
@@ -126,7 +129,10 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		g.hotMessage(ctx, t, cs, owner, ss, c.Wire.Client, msg, env)
 	})
 	if err != nil {
-		g.hotCancelled(ctx, t, cs, id)
+		if ctx.Err() != nil {
+			g.hotCancelled(ctx, t, cs, id)
+			return zero, false, ctx.Err(), false
+		}
 		if errors.Is(err, rawwire.ErrNoAnswer) {
 			// The stream broke before the answer: like a connection lost
 			// mid-call, the upstream may have run it.
@@ -261,7 +267,17 @@ func readResult(b []byte, list, method string) (resultView, error) {
 		case list:
 			hasContent = m.Value[0] == '['
 		case "isError":
-			v.isError = string(m.Value) == "true"
+			switch string(m.Value) {
+			case "true":
+				v.isError = true
+			case "false", "null":
+			default:
+				if list == "content" {
+					// Relayed, a client could read it either way; the
+					// SDK's way refuses it, and so does this one.
+					bad = "isError"
+				}
+			}
 		case "inputRequests", "resultType", "requestState":
 			bad = string(m.Key)
 		case "_meta":
@@ -278,6 +294,9 @@ func readResult(b []byte, list, method string) (resultView, error) {
 	})
 	if err != nil {
 		return v, err
+	}
+	if bad == "isError" {
+		return v, fmt.Errorf("its %s result has an isError that is not a boolean", method)
 	}
 	if bad != "" {
 		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)
@@ -345,8 +364,11 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		var p any
 		switch env.Method {
 		case "roots/list":
-			p = &mcp.ListRootsParams{}
-			_ = params(p)
+			var rp *mcp.ListRootsParams
+			if q := (&mcp.ListRootsParams{}); params(q) {
+				rp = q
+			}
+			p = rp
 		case "sampling/createMessage":
 			p = &mcp.CreateMessageWithToolsParams{}
 			if !params(p) {

@@ -60,6 +60,9 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	if env.ID == nil {
 		return "notification"
 	}
+	if env.JSONRPC != "2.0" {
+		return "jsonrpc" // the SDK's handler refuses it (HTTP 400)
+	}
 	e := g.clients.get(r.Header.Get("Mcp-Session-Id"))
 	if e == nil {
 		return "session" // unknown, or not of the session era: the SDK's handler answers

@@ -66,7 +66,7 @@ func viaHotStream[R mcp.InputResponse](ctx context.Context, s *hotStream, method
 // ss as the SDK server completes them before sending (its Elicit,
 // CreateMessageWithTools, ListRoots): an elicitation's mode inferred and
 // checked against the client's capabilities, sampling messages never
-// null, roots params an object.
+// null, roots params absent when the upstream sent none (never null).
 func hotQuestion(ss *mcp.ServerSession, method string, p any) ([]byte, error) {
 	switch x := p.(type) {
 	case *mcp.ElicitParams:
@@ -103,7 +103,7 @@ func hotQuestion(ss *mcp.ServerSession, method string, p any) ([]byte, error) {
 		p = &q
 	case *mcp.ListRootsParams:
 		if x == nil {
-			p = &mcp.ListRootsParams{}
+			return nil, nil // no params, as the SDK sends none
 		}
 	}
 	return json.Marshal(p)

@@ -138,6 +138,18 @@ func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOpt
 		if e := g.clients.get(sid); e != nil && r.Method == http.MethodPost {
 			e.begin()
 			defer g.clients.end(e)
+		} else if e != nil && r.Method == http.MethodDelete {
+			// The SDK's handler closes the session before it answers 204;
+			// the table forgets it only when the session's watcher sees it
+			// end, on another goroutine: forget it now, so that the hot
+			// path does not serve the client's next POST on a deleted
+			// session.
+			sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			stateful.ServeHTTP(sw, r)
+			if sw.status == http.StatusNoContent {
+				g.clients.close(e.ss)
+			}
+			return
 		}
 		stateful.ServeHTTP(w, r)
 	})

@@ -132,6 +132,7 @@ func (s *sink) Progress(ctx context.Context, u *upstream.Upstream, p *mcp.Progre
 		// A hot-path call: on its own stream, now, in order with the
 		// rest of what the upstream sent before its answer.
 		t.call.hot.notify("notifications/progress", &q)
+		t.last.Store(time.Now().UnixNano())
 		return
 	}
 	t.queue.Add(1)

@@ -218,6 +218,9 @@ func SameConnection(a, b config.Upstream) bool {
 
 func connKey(c config.Upstream) string {
 	c.Timeout, c.ConnectTimeout, c.Locality = 0, 0, ""
+	// Results are scanned per call; descriptions at the catalog's fetch,
+	// so a change of those connects again (and fetches it again).
+	c.Guard.Results, c.Guard.PersonalData = "", false
 	return c.Fingerprint()
 }
 

@@ -154,3 +154,18 @@ func FuzzRedact(f *testing.F) {
 		}
 	})
 }
+
+func TestMayMatch(t *testing.T) {
+	r := NewRedactor(nil)
+	for _, s := range []string{"AKIAIOSFODNN7EXAMPLE", "-----BEGIN", "PassWord=x", `{"API_KEY":1}`} {
+		if !r.MayMatch([]byte(s)) {
+			t.Errorf("MayMatch(%q) = false", s)
+		}
+	}
+	if r.MayMatch([]byte(`{"content":[{"type":"text","text":"all good"}]}`)) {
+		t.Error("MayMatch of a plain result = true")
+	}
+	if !NewRedactor(&RedactOptions{PersonalData: true}).MayMatch([]byte("call 555 0100")) {
+		t.Error("personal data: digits not considered")
+	}
+}

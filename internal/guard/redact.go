@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"bytes"
 	"math"
 	"regexp"
 	"strings"
@@ -245,4 +246,53 @@ func dateLike(v string) bool {
 	iso := len(v) >= 10 && d(0) && d(1) && d(2) && d(3) && (v[4] == '-' || v[4] == '.' || v[4] == '/') && d(5) && d(6) && v[7] == v[4] && d(8) && d(9)
 	eu := len(v) >= 10 && d(0) && d(1) && (v[2] == '-' || v[2] == '.' || v[2] == '/') && d(3) && d(4) && v[5] == v[2] && d(6) && d(7) && d(8) && d(9)
 	return iso || eu
+}
+
+// MayMatch reports whether b (text, or JSON holding it) could hold
+// anything the redactor replaces: false means Redact would find nothing
+// in any string b spells without escapes. It is a cheap prefilter (one
+// search per literal the rules need); JSON with \u escapes must be
+// decoded to be sure.
+func (r *Redactor) MayMatch(b []byte) bool {
+	for _, rule := range r.rules {
+		if len(rule.hints) == 0 {
+			if bytes.ContainsAny(b, "0123456789") {
+				return true
+			}
+			continue
+		}
+		for _, h := range rule.hints {
+			if rule.fold {
+				if containsFoldASCII(b, h) {
+					return true
+				}
+			} else if bytes.Contains(b, []byte(h)) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// containsFoldASCII reports whether b contains lower (ASCII, lower case)
+// in any case.
+func containsFoldASCII(b []byte, lower string) bool {
+	n := len(lower)
+	for i := 0; i+n <= len(b); i++ {
+		j := 0
+		for j < n {
+			c := b[i+j]
+			if c >= 'A' && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lower[j] {
+				break
+			}
+			j++
+		}
+		if j == n {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -34,12 +35,14 @@ const placeholderPrefix = "[REDACTED:"
 // literal that every match contains (case-insensitive when fold), checked
 // first so that a text without it costs one substring search.
 type secretRule struct {
-	kind  string
-	re    *regexp.Regexp
-	group int
-	ok    func(string) bool
-	hints []string
-	fold  bool
+	kind     string
+	re       *regexp.Regexp
+	anchored *regexp.Regexp // re, matching only at the start
+	boundary bool           // re starts with \b
+	group    int
+	ok       func(string) bool
+	hints    []string
+	fold     bool
 }
 
 // A Redactor replaces secrets (and, when built with personal data,
@@ -68,11 +71,11 @@ func NewRedactor(o *RedactOptions) *Redactor {
 			re: regexp.MustCompile(`-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----(?:[\s\S]*?-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|[A-Za-z0-9+/=\s:,.\-]*)`)},
 		{kind: KindAWSKey, hints: []string{"AKIA", "ASIA", "ABIA", "ACCA"},
 			re: regexp.MustCompile(`\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b`)},
-		{kind: KindGitHubToken, hints: []string{"gh", "github_pat_"},
+		{kind: KindGitHubToken, hints: []string{"ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"},
 			re: regexp.MustCompile(`\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})\b`)},
 		{kind: KindSlackToken, hints: []string{"xox"},
 			re: regexp.MustCompile(`\bxox[abposr]-[A-Za-z0-9-]{10,}`)},
-		{kind: KindStripeKey, hints: []string{"_live_"},
+		{kind: KindStripeKey, hints: []string{"sk_live_", "rk_live_"},
 			re: regexp.MustCompile(`\b[sr]k_live_[A-Za-z0-9]{16,}\b`)},
 		{kind: KindGoogleAPIKey, hints: []string{"AIza"},
 			re: regexp.MustCompile(`\bAIza[0-9A-Za-z_\-]{35,}`)},
@@ -92,8 +95,17 @@ func NewRedactor(o *RedactOptions) *Redactor {
 	// Last: a value after a key word, when it looks random. Earlier rules
 	// have replaced the values they know, and placeholders are skipped.
 	r.rules = append(r.rules, secretRule{kind: KindSecret, group: 1, ok: highEntropy, fold: true,
-		hints: []string{"pass", "pwd", "secret", "token", "key", "credential", "auth"},
+		hints: []string{"pass", "pwd", "secret", "token", "key", "credential"},
 		re:    regexp.MustCompile(`(?i)\b(?:password|passwd|passphrase|pwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?)\b["']?\s*[:=]\s*["']?([^\s"',;<>]{8,})`)})
+	for i := range r.rules {
+		rule := &r.rules[i]
+		body, flags := rule.re.String(), ""
+		if rest, ok := strings.CutPrefix(body, "(?i)"); ok {
+			body, flags = rest, "(?i)"
+		}
+		rule.anchored = regexp.MustCompile(flags + "^(?:" + body + ")")
+		rule.boundary = strings.HasPrefix(body, `\b`)
+	}
 	return r
 }
 
@@ -101,64 +113,165 @@ func NewRedactor(o *RedactOptions) *Redactor {
 // count of each kind replaced. Text without any is returned as is.
 // Redact(Redact(s)) == Redact(s). Bytes that are not UTF-8 are replaced
 // by U+FFFD (counted as [KindInvalid]), so the result is valid UTF-8.
+//
+// Go's regular expressions cost time in proportion to the text they
+// search, several times over for patterns like these; so a rule's
+// pattern is tried, anchored, only where a match can start: at each
+// occurrence of one of its literals (or, for numbers, at each number).
+// The result is what a search of the whole text would find.
 func (r *Redactor) Redact(s string) (string, Counts) {
 	var counts Counts
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 		counts.Add(KindInvalid, 1)
 	}
-	var lower string
-	for _, rule := range r.rules {
-		if len(rule.hints) > 0 {
-			found := false
-			for _, h := range rule.hints {
-				if rule.fold {
-					if lower == "" {
-						lower = strings.ToLower(s)
-					}
-					h = strings.ToLower(h)
-					found = strings.Contains(lower, h)
-				} else {
-					found = strings.Contains(s, h)
-				}
-				if found {
-					break
-				}
-			}
-			if !found {
-				continue
-			}
-		} else if !strings.ContainsAny(s, "0123456789") {
-			continue
+	var lower []byte // s folded to lower case, for the key-word rule
+	for i := range r.rules {
+		rule := &r.rules[i]
+		if rule.fold && lower == nil {
+			lower = foldASCII(s)
 		}
-		locs := rule.re.FindAllStringSubmatchIndex(s, -1)
-		if len(locs) == 0 {
+		cands := rule.candidates(s, lower)
+		if len(cands) == 0 {
 			continue
 		}
 		var b strings.Builder
-		last, n := 0, 0
-		for _, loc := range locs {
+		last, copied, n := 0, 0, 0
+		for _, p := range cands {
+			if p < last || (rule.boundary && p > 0 && isWord(s[p-1])) || (rule.fold && !assignNear(s, p)) {
+				continue
+			}
+			loc := rule.anchored.FindStringSubmatchIndex(s[p:])
+			if loc == nil {
+				continue
+			}
+			last = p + loc[1]
 			start, end := loc[2*rule.group], loc[2*rule.group+1]
 			if start < 0 {
 				continue
 			}
+			start, end = p+start, p+end
 			v := s[start:end]
 			if strings.HasPrefix(v, placeholderPrefix) || (rule.ok != nil && !rule.ok(v)) {
 				continue
 			}
-			b.WriteString(s[last:start])
+			b.WriteString(s[copied:start])
 			b.WriteString(Placeholder(rule.kind))
-			last = end
+			copied = end
 			n++
 		}
 		if n == 0 {
 			continue
 		}
-		b.WriteString(s[last:])
-		s, lower = b.String(), ""
+		b.WriteString(s[copied:])
+		s, lower = b.String(), nil
 		counts.Add(rule.kind, n)
 	}
 	return s, counts
+}
+
+// candidates returns, in order, the positions in s where the rule's match
+// may start. lower is s folded to lower case (for a folding rule).
+func (rule *secretRule) candidates(s string, lower []byte) []int {
+	var out []int
+	switch {
+	case rule.fold:
+		// The match starts at a word boundary at or before the literal,
+		// in the run of word characters and '-' that holds it
+		// ("client_secret", "api-key").
+		for _, h := range rule.hints {
+			hb := []byte(h)
+			for from := 0; from < len(lower); {
+				i := bytes.Index(lower[from:], hb)
+				if i < 0 {
+					break
+				}
+				i += from
+				q := i
+				for q > 0 && q > i-32 && (isWord(s[q-1]) || s[q-1] == '-') {
+					q--
+				}
+				for ; q <= i; q++ {
+					if q == 0 || !isWord(s[q-1]) {
+						out = append(out, q)
+					}
+				}
+				from = i + len(h)
+			}
+		}
+		slices.Sort(out)
+		out = slices.Compact(out)
+	case rule.kind == KindEmail:
+		for from := 0; from < len(s); {
+			i := strings.IndexByte(s[from:], '@')
+			if i < 0 {
+				break
+			}
+			i += from
+			q := i
+			for q > 0 && q > i-64 && emailLocal(s[q-1]) {
+				q--
+			}
+			if q < i {
+				out = append(out, q)
+			}
+			from = i + 1
+		}
+	case len(rule.hints) == 0:
+		// Numbers: a digit after a non-word character, or "+digit".
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if (isDigit(c) && (i == 0 || !isWord(s[i-1]))) || (c == '+' && i+1 < len(s) && isDigit(s[i+1])) {
+				out = append(out, i)
+			}
+		}
+	default:
+		for _, h := range rule.hints {
+			for from := 0; from < len(s); {
+				i := strings.Index(s[from:], h)
+				if i < 0 {
+					break
+				}
+				out = append(out, from+i)
+				from += i + len(h)
+			}
+		}
+		if len(rule.hints) > 1 {
+			slices.Sort(out)
+		}
+	}
+	return out
+}
+
+// assignNear reports whether a ':' or '=' follows p closely enough for
+// a key word there to be assigned a value (a cheap test before the
+// key-word pattern: "passed" and "keyboard" are common words).
+func assignNear(s string, p int) bool {
+	end := min(len(s), p+48)
+	return strings.IndexAny(s[p:end], ":=") >= 0
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func isWord(c byte) bool {
+	return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'
+}
+
+func emailLocal(c byte) bool {
+	return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strings.IndexByte("._%+-", c) >= 0
+}
+
+// foldASCII is s with ASCII letters in lower case, byte for byte.
+func foldASCII(s string) []byte {
+	b := make([]byte, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b[i] = c
+	}
+	return b
 }
 
 // highEntropy accepts a value after a key word that looks generated: at

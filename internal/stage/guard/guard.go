@@ -144,8 +144,83 @@ func (sc *scanner) mayChange(raw []byte) bool {
 	return bytes.Contains(raw, []byte(`\u`)) || bytes.Contains(raw, []byte(`\b`)) || bytes.Contains(raw, []byte(`\f`)) || sc.red.MayMatch(raw)
 }
 
+// wireText is the text of a hot-path result's content, or of a prompt
+// message's, as the first look decodes it.
+type wireText struct {
+	Text        string `json:"text"`
+	Title       string `json:"title"`
+	Description string `json:"description"`
+	Resource    *struct {
+		Text string `json:"text"`
+	} `json:"resource"`
+}
+
+// wireLook is what the first look at a hot-path result decodes: the text
+// the scan reads, nothing else (the SDK's decoding of a whole result
+// costs more than the scan).
+type wireLook struct {
+	Content           []wireText `json:"content"`
+	StructuredContent any        `json:"structuredContent"`
+	Description       string     `json:"description"`
+	Messages          []struct {
+		Content wireText `json:"content"`
+	} `json:"messages"`
+}
+
+// wouldChange reports whether the scan would change any text of the
+// result: the first look, which decodes only the text.
+func (sc *scanner) wouldChange(raw []byte) bool {
+	var l wireLook
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return true // let the full decoding report it
+	}
+	texts := []string{l.Description}
+	add := func(t wireText) {
+		texts = append(texts, t.Text, t.Title, t.Description)
+		if t.Resource != nil {
+			texts = append(texts, t.Resource.Text)
+		}
+	}
+	for _, c := range l.Content {
+		add(c)
+	}
+	for _, m := range l.Messages {
+		add(m.Content)
+	}
+	texts = stringsIn(l.StructuredContent, texts)
+	for _, t := range texts {
+		if _, n := detect.Normalize(t); n != nil {
+			return true
+		}
+		if _, r := sc.red.Redact(t); r != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// stringsIn appends every string in a decoded JSON value to out.
+func stringsIn(v any, out []string) []string {
+	switch x := v.(type) {
+	case string:
+		out = append(out, x)
+	case map[string]any:
+		for _, e := range x {
+			out = stringsIn(e, out)
+		}
+	case []any:
+		for _, e := range x {
+			out = stringsIn(e, out)
+		}
+	}
+	return out
+}
+
 // wire decodes a hot-path result and scans it; nil when nothing changed.
 func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
+	if !sc.wouldChange(w.Result) {
+		return nil, nil
+	}
 	switch method {
 	case pipeline.MethodCallTool:
 		var r mcp.CallToolResult

@@ -45,7 +45,8 @@ func guardUpstream(t *testing.T) string {
 	return hostileUpstream(t, map[string]string{
 		"initialize":               hostileInit,
 		"tools/list":               string(tools),
-		"prompts/list":             `{"prompts":[]}`,
+		"prompts/list":             `{"prompts":[{"name":"brief","description":"A brief."}]}`,
+		"prompts/get":              `{"description":"d` + "\\u200b" + `","messages":[{"role":"user","content":{"type":"text","text":"use ` + guardAWSKey + `"}}]}`,
 		"resources/list":           `{"resources":[]}`,
 		"resources/templates/list": `{"resourceTemplates":[]}`,
 		"tools/call":               string(result),
@@ -127,7 +128,17 @@ func TestReviewGuardResultsRedactedBothPaths(t *testing.T) {
 			if !hot && paths != 0 {
 				t.Errorf("hot path calls = %v with hot_path = false", paths)
 			}
-			for kind, n := range map[string]float64{guard.KindAWSKey: 2, guard.KindPrivateKey: 1, guard.KindEscape: 2, guard.KindTag: 7} {
+			pr, err := cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "hostile__brief"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pr.Description != "d" || pr.Messages[0].Content.(*mcp.TextContent).Text != "use [REDACTED:aws_access_key]" {
+				t.Errorf("prompt = %q %+v", pr.Description, pr.Messages[0].Content)
+			}
+			if got := counterValue(g.edgeMetrics.hot.WithLabelValues("prompts/get", "hot", "")); (hot && got != 1) || (!hot && got != 0) {
+				t.Errorf("prompts/get on the hot path = %v (hot_path %v)", got, hot)
+			}
+			for kind, n := range map[string]float64{guard.KindAWSKey: 3, guard.KindFormat: 1, guard.KindPrivateKey: 1, guard.KindEscape: 2, guard.KindTag: 7} {
 				if got := counterValue(g.scan.removed.WithLabelValues("hostile", kind)); got != n {
 					t.Errorf("removed{%s} = %v, want %v", kind, got, n)
 				}

@@ -169,3 +169,46 @@ func TestMayMatch(t *testing.T) {
 		t.Error("personal data: digits not considered")
 	}
 }
+
+// redactWhole is Redact as a search of the whole text would do it: the
+// reference for the anchored search Redact does.
+func redactWhole(r *Redactor, s string) string {
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	for _, rule := range r.rules {
+		var b strings.Builder
+		copied := 0
+		for _, loc := range rule.re.FindAllStringSubmatchIndex(s, -1) {
+			start, end := loc[2*rule.group], loc[2*rule.group+1]
+			if start < 0 {
+				continue
+			}
+			v := s[start:end]
+			if strings.HasPrefix(v, placeholderPrefix) || (rule.ok != nil && !rule.ok(v)) {
+				continue
+			}
+			b.WriteString(s[copied:start])
+			b.WriteString(Placeholder(rule.kind))
+			copied = end
+		}
+		b.WriteString(s[copied:])
+		s = b.String()
+	}
+	return s
+}
+
+// FuzzRedactAnchored checks that trying patterns only where a match can
+// start finds what a search of the whole text finds.
+func FuzzRedactAnchored(f *testing.F) {
+	for _, s := range []string{"a@b.cc.d@e.ff", "x api-key: Zq9!kQ2#mPw", "passed password = Tr0ub4dor&3x! token", "AKIAIOSFODNN7EXAMPLExAKIAIOSFODNN7EXAMPLE", "+1 555 010 9999, 4111-1111-1111-1111", "ghp_" + strings.Repeat("a", 40) + " sk_live_" + strings.Repeat("b", 20)} {
+		f.Add(s)
+	}
+	personal := NewRedactor(&RedactOptions{PersonalData: true})
+	f.Fuzz(func(t *testing.T, s string) {
+		got, _ := personal.Redact(s)
+		if want := redactWhole(personal, s); got != want {
+			t.Fatalf("Redact(%q)\n got %q\nwant %q", s, got, want)
+		}
+	})
+}

@@ -138,6 +138,11 @@ func (r *Redactor) Redact(s string) (string, Counts) {
 		var b strings.Builder
 		last, copied, n := 0, 0, 0
 		for _, p := range cands {
+			if p < last && rule.kind == KindEmail {
+				// An address may start anywhere in the run of its local
+				// part: after the previous match, then.
+				p = last
+			}
 			if p < last || (rule.boundary && p > 0 && isWord(s[p-1])) || (rule.fold && !assignNear(s, p)) {
 				continue
 			}
@@ -243,12 +248,22 @@ func (rule *secretRule) candidates(s string, lower []byte) []int {
 	return out
 }
 
-// assignNear reports whether a ':' or '=' follows p closely enough for
-// a key word there to be assigned a value (a cheap test before the
-// key-word pattern: "passed" and "keyboard" are common words).
+// assignNear reports whether the key word at p may be assigned a value:
+// after its run of word characters and '-', an optional quote, spaces and
+// ':' or '=' (a cheap test before the key-word pattern, which requires
+// as much: "passed" and "keyboard" are common words).
 func assignNear(s string, p int) bool {
-	end := min(len(s), p+48)
-	return strings.IndexAny(s[p:end], ":=") >= 0
+	i := p
+	for i < len(s) && (isWord(s[i]) || s[i] == '-') {
+		i++
+	}
+	if i < len(s) && (s[i] == '"' || s[i] == '\'') {
+		i++
+	}
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r' || s[i] == '\f' || s[i] == '\v') {
+		i++
+	}
+	return i < len(s) && (s[i] == ':' || s[i] == '=')
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

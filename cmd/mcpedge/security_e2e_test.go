@@ -343,6 +343,82 @@ func TestAuthRequiredEndToEnd(t *testing.T) {
 	}
 }
 
+// TestScopeChallengeEndToEnd: the real binary and store, keys made with the
+// CLI. A viewer key and a member key limited to mcp:list get HTTP 403 with
+// the scope challenge the MCP authorization spec asks for on tools/call, in
+// a raw session (the hot path's way in) and from the Go SDK client, whose
+// session goes on; a member key calls; the refusals are in the audit log
+// as denied.
+func TestScopeChallengeEndToEnd(t *testing.T) {
+	env := secEnv(t)
+	cfgPath := writeConfig(t, everythingBlock(t, "ev"))
+	p := startServe(t, env, "--config", cfgPath)
+	base := p.URL
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "ev")
+	key := func(args ...string) string {
+		return lastLine(cli(t, env, append([]string{"key", "create", "--config", cfgPath, "--tenant", "acme"}, args...)...))
+	}
+	viewer := key("--role", "viewer")
+	listOnly := key("--role", "member", "--scopes", "mcp:list")
+	member := key("--role", "member")
+	p.waitReadyAuth(t, testAdminKey, "ev")
+
+	challenge := func(why string) string {
+		return `Bearer realm="mcpedge", resource_metadata="` + base + `/.well-known/oauth-protected-resource/mcp", error="insufficient_scope", scope="mcp:call", error_description="` + why + `"`
+	}
+	for _, tc := range []struct{ name, key, why string }{
+		{"viewer", viewer, "calling tools needs the member role or higher (this credential's role: viewer)"},
+		{"member mcp:list", listOnly, "calling tools needs the mcp:call scope (this credential's scopes: mcp:list)"},
+	} {
+		st, h, _ := rawInit(t, base+"/mcp", tc.key, nil)
+		sid := h.Get("Mcp-Session-Id")
+		if st != http.StatusOK || sid == "" {
+			t.Fatalf("%s: initialize: %d %q", tc.name, st, sid)
+		}
+		session := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+		rawPost(t, base+"/mcp", tc.key, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, session)
+		st, h, body := rawPost(t, base+"/mcp", tc.key, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"ev__echo","arguments":{"message":"hi"}}}`, session)
+		e, _ := body["error"].(map[string]any)
+		if st != http.StatusForbidden || h.Get("WWW-Authenticate") != challenge(tc.why) || body["id"] != float64(2) || e == nil {
+			t.Errorf("%s: tools/call: HTTP %d\n WWW-Authenticate %q\nwant %q\nbody %v", tc.name, st, h.Get("WWW-Authenticate"), challenge(tc.why), body)
+		}
+		// Listing still works, and shows what the key may see.
+		st, _, body = rawPost(t, base+"/mcp", tc.key, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, session)
+		if st != http.StatusOK || body["result"] == nil {
+			t.Errorf("%s: tools/list after the refusal: %d %v", tc.name, st, body)
+		}
+
+		cs, err := connectAs(t, base+"/mcp", tc.key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "hi"}}); err == nil || !strings.Contains(err.Error(), "insufficient scope") {
+			t.Errorf("%s: the SDK client's tools/call: %v", tc.name, err)
+		}
+		if !toolNames(t, cs)["ev__echo"] {
+			t.Errorf("%s: the SDK client's session did not go on", tc.name)
+		}
+	}
+	cs, err := connectAs(t, base+"/mcp", member, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "hi"}}); err != nil || res.IsError {
+		t.Fatalf("a member's tools/call: %v %v", res, err)
+	}
+
+	denied := 0
+	for _, line := range strings.Split(cli(t, env, "audit", "export", "--config", cfgPath), "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil && e["action"] == "tool.call" && e["target"] == "ev__echo" && e["outcome"] == "denied" {
+			denied++
+		}
+	}
+	if denied != 4 {
+		t.Errorf("%d denied ev__echo calls in the audit log, want 4", denied)
+	}
+}
+
 // auditTable finds the audit table's name in a SQLite database.
 func auditTable(t *testing.T, db *sql.DB) string {
 	t.Helper()

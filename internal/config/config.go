@@ -324,6 +324,18 @@ type Upstream struct {
 	// target has its upstream's). See guard.go.
 	GuardOverride GuardOverride
 	Guard         Guard
+	// CheckArguments says whether the arguments of calls to the
+	// upstream's tools are checked against their inputSchema before they
+	// are sent (toml "check_arguments"); nil means the default, see
+	// ChecksArguments. Turn it off for a server whose schemas are wrong.
+	CheckArguments *bool
+}
+
+// ChecksArguments reports whether calls to the upstream's tools have their
+// arguments checked against the tool's inputSchema: unless
+// check_arguments = false.
+func (u Upstream) ChecksArguments() bool {
+	return u.CheckArguments == nil || *u.CheckArguments
 }
 
 // KeepsCatalog reports whether the upstream's tools, prompts and resources

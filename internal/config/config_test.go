@@ -709,3 +709,56 @@ func TestLoad(t *testing.T) {
 		t.Errorf("got %v, want %s", err, want)
 	}
 }
+
+// check_arguments: on unless set to false, a boolean, per upstream (not
+// per target), and outside the fingerprint (turning it off reconnects
+// nothing; a reload applies it).
+func TestCheckArguments(t *testing.T) {
+	const up = "[[upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:9/mcp\"\n"
+	for _, tc := range []struct {
+		name, src string
+		want      bool
+	}{
+		{"default", up, true},
+		{"true", up + "check_arguments = true\n", true},
+		{"false", up + "check_arguments = false\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("c.toml", []byte(tc.src))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.Upstreams[0].ChecksArguments(); got != tc.want {
+				t.Errorf("ChecksArguments() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if !(Upstream{}).ChecksArguments() {
+		t.Error("an upstream built in code does not check arguments")
+	}
+	for _, tc := range []struct{ name, src, want string }{
+		{"not a boolean", up + "check_arguments = \"no\"\n", `c.toml:4:1: upstreams[0].check_arguments: expected boolean (true or false), got string`},
+		{"per target", "[[upstreams]]\nname = \"a\"\n[[upstreams.targets]]\nname = \"t\"\nurl = \"http://127.0.0.1:9/mcp\"\ncheck_arguments = false\n", `unknown key "check_arguments"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("c.toml", []byte(tc.src))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	on, err := Parse("c.toml", []byte(up))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := Parse("c.toml", []byte(up+"check_arguments = false\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on.Upstreams[0].Fingerprint() != off.Upstreams[0].Fingerprint() {
+		t.Error("check_arguments changes the fingerprint: turning it off would reconnect the upstream")
+	}
+	if keys := RestartKeys(on, off); len(keys) != 0 {
+		t.Errorf("a reload does not apply check_arguments: restart keys %v", keys)
+	}
+}

@@ -38,7 +38,10 @@ func TestFederationNodeClient(t *testing.T) {
 	httpURL := nodeclient.StartEverythingHTTP(t)
 	gw := startGateway(t, "[server]\npage_size = 5\n"+
 		everythingStdio(t, "local")+
-		upstreamBlock("remote", "http", "url = "+q(httpURL)))
+		// remote's arguments are not checked (check_arguments), so that
+		// /mcp/remote answers exactly as the server does, bad arguments
+		// included (below); local's are.
+		upstreamBlock("remote", "http", "url = "+q(httpURL), "check_arguments = false"))
 
 	res := nodeclient.Run(t, gw.URL+"/mcp", "list", nil)
 	tools := names(t, res, "tools")
@@ -97,6 +100,13 @@ func TestFederationNodeClient(t *testing.T) {
 		if !reflect.DeepEqual(d["result"], v["result"]) || !reflect.DeepEqual(d["error"], v["error"]) {
 			t.Errorf("%s differs through the gateway:\ndirect %s\nvia    %s", call["name"], jsonText(d), jsonText(v))
 		}
+	}
+
+	// With the check on, arguments the tool's schema forbids are refused by
+	// the gateway, naming the path, instead of reaching the server.
+	bad := map[string]any{"name": "get-sum", "arguments": map[string]any{"a": 2, "b": "not a number"}}
+	if _, err := nodeclient.Try(t, gw.URL+"/mcp/local", "call", bad); err == nil || !strings.Contains(err.Error(), "-32602") || !strings.Contains(err.Error(), "at /b: got string, want number") {
+		t.Errorf("get-sum with a string for b on a checked upstream: %v", err)
 	}
 
 	// An embedded resource (its blob holds a timestamp, so compare shape).

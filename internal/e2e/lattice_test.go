@@ -150,9 +150,16 @@ func TestLatticeBuiltin(t *testing.T) {
 	}
 	checkManhattanPath(t, structured(t, res), dims, from, to)
 
-	// Bad input is a tool error with a clear message, not a protocol error.
-	res, err = agg.CallTool(ctxT(t, 10*time.Second), &mcp.CallToolParams{Name: "lattice__lattice_path", Arguments: map[string]any{"dims": []int{50, 0}, "from": []int{0, 0}, "to": []int{1, 0}}})
-	if err != nil || !res.IsError || !strings.Contains(text(t, res), "dims[1] is 0") {
+	// Input the tool's inputSchema forbids is refused by the gateway's
+	// argument check (-32602 naming the path) before it reaches the tool;
+	// bad input the schema cannot express is the tool's own error, with a
+	// clear message, not a protocol error.
+	_, err = agg.CallTool(ctxT(t, 10*time.Second), &mcp.CallToolParams{Name: "lattice__lattice_path", Arguments: map[string]any{"dims": []int{50, 0}, "from": []int{0, 0}, "to": []int{1, 0}}})
+	if err == nil || !strings.Contains(err.Error(), "arguments do not match the tool's inputSchema: at /dims/1: minimum: got 0, want 1") {
+		t.Errorf("input the schema forbids: %v", err)
+	}
+	res, err = agg.CallTool(ctxT(t, 10*time.Second), &mcp.CallToolParams{Name: "lattice__lattice_path", Arguments: map[string]any{"from": []int{0, 0}, "to": []int{1, 0}}})
+	if err != nil || !res.IsError || !strings.Contains(text(t, res), "no lattice given") {
 		t.Errorf("bad input: %v %v", err, res)
 	}
 

@@ -135,6 +135,13 @@ func TestReloadCallWaitsForReplacement(t *testing.T) {
 	<-arrived // the new connection is being made
 	x.CloseClientConnections()
 	x.Listener.Close()
+	// The old server is gone, and the gateway knows it: a call sent to it
+	// before the gateway noticed may have reached it, and is not moved
+	// (att.mayHaveRun).
+	waitFor(t, "the gateway to notice the old server is gone", 15*time.Second, func() bool {
+		u, ok := gw.Upstream("main")
+		return ok && u.Config().URL == x.URL && u.Catalog().Init == nil
+	})
 
 	done := make(chan string, 1)
 	go func() {

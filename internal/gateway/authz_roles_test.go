@@ -122,23 +122,7 @@ func TestAuthzRolesAndScopes(t *testing.T) {
 	var calls sync.Map
 	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
 	ub := reviewHTTPUpstream(t, rolesUpstream("ub", &calls))
-	src := &policySource{
-		tenants: []store.Tenant{{ID: "ta", Name: "a"}, {ID: "tb", Name: "b"}},
-		vss: map[string][]store.VirtualServer{
-			"ta": {{Name: "main", Upstreams: []string{"ua"}}},
-			"tb": {{Name: "main", Upstreams: []string{"ub"}}},
-		},
-		rules: map[string][]store.Rule{
-			"ta": {
-				{Tool: "ua__write", Effect: "allow", Roles: []string{principal.RoleAdmin, principal.RoleOwner}},
-				{Tool: "ua__write", Effect: "allow", Scopes: []string{"ua:write"}},
-			},
-		},
-	}
-	engine := policy.New(src, config.DefaultPlans(), nil)
-	if err := engine.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	engine := rolesEngine(t)
 	key := func(id, role string, scopes ...string) *principal.Principal {
 		return &principal.Principal{Kind: principal.KindKey, ID: id, KeyID: id, TenantID: "ta", TenantName: "a", Role: role, Scopes: scopes}
 	}
@@ -221,8 +205,11 @@ func TestAuthzRolesAndScopes(t *testing.T) {
 			}
 
 			// tools/call: allowed calls reach the upstream and are recorded
-			// "ok"; refused ones look like an unknown tool, never reach the
-			// upstream and are recorded "denied".
+			// "ok"; refused ones never reach the upstream and are recorded
+			// "denied". A caller who may call tools looks refused ones up
+			// as unknown tools; one whose role or scopes allow no tool call
+			// at all is answered 403 insufficient_scope, whatever the name
+			// (issue 12; TestScopeChallenge checks the HTTP answer).
 			for _, tc := range []struct {
 				name string
 				ok   bool
@@ -241,7 +228,11 @@ func TestAuthzRolesAndScopes(t *testing.T) {
 					}
 					continue
 				}
-				if err == nil || !strings.Contains(err.Error(), `unknown tool "`+tc.name+`"`) || reached {
+				if !c.want.call {
+					if err == nil || !strings.Contains(err.Error(), "insufficient scope: calling tools needs") || !strings.Contains(err.Error(), "Forbidden") || reached {
+						t.Errorf("tools/call %s: %v %+v (reached the upstream: %v), want 403 insufficient_scope", tc.name, err, res, reached)
+					}
+				} else if err == nil || !strings.Contains(err.Error(), `unknown tool "`+tc.name+`"`) || reached {
 					t.Errorf("tools/call %s: %v %+v (reached the upstream: %v), want refused as an unknown tool", tc.name, err, res, reached)
 				}
 				if !slices.Equal(outcomes, []string{"denied"}) {
@@ -249,13 +240,15 @@ func TestAuthzRolesAndScopes(t *testing.T) {
 				}
 			}
 
-			// prompts/get and resources/read.
+			// prompts/get and resources/read: a caller whose role or scopes
+			// allow no reading at all is answered 403 insufficient_scope
+			// (issue 12); any other refusal looks like a missing item.
 			pr, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "ua__greet"})
 			if got := err == nil && len(pr.Messages) == 1; got != c.want.read {
 				t.Errorf("prompts/get ua__greet: %+v %v, want allowed=%v", pr, err, c.want.read)
 			}
-			if err != nil && !strings.Contains(err.Error(), `unknown prompt "ua__greet"`) {
-				t.Errorf("prompts/get refusal does not look like a missing prompt: %v", err)
+			if err != nil && (!strings.Contains(err.Error(), "insufficient scope: getting prompts") || !strings.Contains(err.Error(), "Forbidden")) {
+				t.Errorf("prompts/get by a caller who may read nothing: %v, want 403 insufficient_scope", err)
 			}
 			rr, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mem://ua/doc"})
 			if got := err == nil && len(rr.Contents) == 1 && rr.Contents[0].Text == "doc of ua"; got != c.want.read {
@@ -267,15 +260,51 @@ func TestAuthzRolesAndScopes(t *testing.T) {
 					t.Errorf("resources/read refusal %v does not look like a missing resource (%v)", err, errNone)
 				}
 			}
-			// Another tenant's prompt and resource are never reachable.
-			if _, err := cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "ub__greet"}); err == nil {
+			// Another tenant's prompt and resource are never reachable; to a
+			// caller who may read, they look like missing ones.
+			_, err = cs.GetPrompt(ctx, &mcp.GetPromptParams{Name: "ub__greet"})
+			if err == nil {
 				t.Error("prompts/get ub__greet (another tenant's) allowed")
+			} else if c.want.read && !strings.Contains(err.Error(), `unknown prompt "ub__greet"`) {
+				t.Errorf("prompts/get ub__greet does not look like a missing prompt: %v", err)
 			}
-			if _, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mem://ub/doc"}); err == nil {
+			_, err = cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mem://ub/doc"})
+			if err == nil {
 				t.Error("resources/read mem://ub/doc (another tenant's) allowed")
+			} else if c.want.read {
+				_, errNone := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mem://ub/nonesuch"})
+				if errNone == nil || strings.ReplaceAll(err.Error(), "mem://ub/doc", "X") != strings.ReplaceAll(errNone.Error(), "mem://ub/nonesuch", "X") {
+					t.Errorf("resources/read of another tenant's resource %v does not look like a missing one (%v)", err, errNone)
+				}
 			}
 		})
 	}
+}
+
+// rolesEngine is the policy of the roles tests: tenant "ta" has one
+// virtual server with upstream "ua", tenant "tb" one with "ub"; a rule
+// restricts ua__write to admins and owners, and to keys with the scope
+// "ua:write".
+func rolesEngine(t *testing.T) *policy.Engine {
+	t.Helper()
+	src := &policySource{
+		tenants: []store.Tenant{{ID: "ta", Name: "a"}, {ID: "tb", Name: "b"}},
+		vss: map[string][]store.VirtualServer{
+			"ta": {{Name: "main", Upstreams: []string{"ua"}}},
+			"tb": {{Name: "main", Upstreams: []string{"ub"}}},
+		},
+		rules: map[string][]store.Rule{
+			"ta": {
+				{Tool: "ua__write", Effect: "allow", Roles: []string{principal.RoleAdmin, principal.RoleOwner}},
+				{Tool: "ua__write", Effect: "allow", Scopes: []string{"ua:write"}},
+			},
+		},
+	}
+	engine := policy.New(src, config.DefaultPlans(), nil)
+	if err := engine.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return engine
 }
 
 func callCount(calls *sync.Map, name string) int {

@@ -487,26 +487,27 @@ func checkTemplate(t string) error {
 	return err
 }
 
-// checkToolSchema rejects tools the SDK server would refuse (it panics on
-// them): an upstream's bad tool must cost that tool, not the gateway.
-func checkToolSchema(t *mcp.Tool) error {
+// toolSchema returns a tool's inputSchema as JSON, and rejects tools the
+// SDK server would refuse (it panics on them): an upstream's bad tool must
+// cost that tool, not the gateway.
+func toolSchema(t *mcp.Tool) (json.RawMessage, error) {
 	if t.Name == "" {
-		return errors.New("empty name")
+		return nil, errors.New("empty name")
 	}
 	var m map[string]any
 	b, err := json.Marshal(t.InputSchema)
 	if err != nil || json.Unmarshal(b, &m) != nil {
-		return errors.New("inputSchema is not a JSON object")
+		return nil, errors.New("inputSchema is not a JSON object")
 	}
 	if m["type"] != "object" {
-		return fmt.Errorf(`inputSchema type is %v, want "object"`, m["type"])
+		return nil, fmt.Errorf(`inputSchema type is %v, want "object"`, m["type"])
 	}
 	if t.OutputSchema != nil {
 		if _, err := json.Marshal(t.OutputSchema); err != nil {
-			return fmt.Errorf("outputSchema: %v", err)
+			return nil, fmt.Errorf("outputSchema: %v", err)
 		}
 	}
-	return nil
+	return b, nil
 }
 
 // complete routes completion/complete: prompt references by aggregated

@@ -24,6 +24,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
@@ -89,6 +90,7 @@ type Gateway struct {
 
 	edgeMetrics  *edgeMetrics
 	cacheMetrics *cacheMetrics
+	argMetrics   argcheck.Metrics
 	scan         *guardWiring // guardrails on what upstreams say (guard.go)
 
 	// Routing (route.go). groups maps every configured upstream to its
@@ -140,6 +142,9 @@ type registration struct {
 	// registration, with the upstream whose handler serves each (the hot
 	// path's lookup).
 	perTools, perPrompts map[string]*upstream.Upstream
+	// schemas are the inputSchemas of perTools as JSON, by the upstream's
+	// tool name: what the argcheck stage checks calls against (stages.go).
+	schemas map[string][]byte
 }
 
 // New builds a gateway for cfg. Upstreams are created but not started; call
@@ -165,6 +170,8 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g.cacheMetrics = newCacheMetrics(m.Registry)
 	g.scan = newGuardWiring(m.Registry, log)
 	g.routeMetrics = newRouteMetrics(m.Registry, g)
+	g.argMetrics = newArgcheckMetrics(m.Registry)
+	g.pipe.args = argcheck.New(argSchemas{g}, &argcheck.Options{Logger: log, Metrics: g.argMetrics})
 	g.buildPipeline()
 	return g
 }
@@ -643,7 +650,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 		per = g.newPerUpstreamServer(name, cat)
 		g.per[name] = per
 	}
-	reg := &registration{catalog: cat, perTools: map[string]*upstream.Upstream{}, perPrompts: map[string]*upstream.Upstream{}}
+	reg := &registration{catalog: cat, perTools: map[string]*upstream.Upstream{}, perPrompts: map[string]*upstream.Upstream{}, schemas: map[string][]byte{}}
 	ucfg := u.Config()
 	prefix := ucfg.NamePrefix()
 	skip := func(format string, args ...any) { reg.conflicts = append(reg.conflicts, fmt.Sprintf(format, args...)) }
@@ -672,7 +679,8 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 	})
 
 	for _, t := range cat.Tools {
-		if err := checkToolSchema(t); err != nil {
+		schema, err := toolSchema(t)
+		if err != nil {
 			skip("tool %q skipped: %v", t.Name, err)
 			perSkipped.tools = append(perSkipped.tools, t.Name)
 			continue
@@ -683,6 +691,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 			continue
 		}
 		reg.perTools[t.Name] = u
+		reg.schemas[t.Name] = schema
 		agg := NamespacedName(prefix, t.Name)
 		g.yieldToLocalLocked("tool", g.tools, name, agg, g.agg.RemoveTools)
 		if owner, taken := g.tools[agg]; (taken && !owned(owner.up)) || agg == builtinStatus || agg == builtinQueueResult || (taken && owner.name != t.Name) {

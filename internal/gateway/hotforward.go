@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -109,7 +110,8 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	}
 	resp, err := t.Post(ctx, cs, body)
 	if err != nil {
-		return zero, false, err, false
+		g.hotCancelled(ctx, t, cs, id)
+		return zero, false, plainTransportError{err}, false
 	}
 	defer drainClose(resp.Body)
 	switch {
@@ -120,15 +122,17 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		return zero, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
 	}
 	a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
-		g.hotMessage(ctx, t, cs, owner, c.Wire.Client, msg, env)
+		ss, _ := c.Request.GetSession().(*mcp.ServerSession)
+		g.hotMessage(ctx, t, cs, owner, ss, c.Wire.Client, msg, env)
 	})
 	if err != nil {
+		g.hotCancelled(ctx, t, cs, id)
 		if errors.Is(err, rawwire.ErrNoAnswer) {
 			// The stream broke before the answer: like a connection lost
 			// mid-call, the upstream may have run it.
 			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
 		}
-		return zero, false, err, false
+		return zero, false, plainTransportError{err}, false
 	}
 	if a.Error != nil {
 		c.Answered = true
@@ -157,6 +161,40 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	c.Wire.SetResult(a.Result, sum, a.Release)
 	return sum, v.isError, nil, false
 }
+
+// hotCancelled tells the upstream that the request id of a hot call whose
+// context ended (the client's notifications/cancelled, the call's
+// timeout, the gateway stopping) is cancelled, as the SDK client does for
+// its own requests. It is sent on its own, best effort.
+func (g *Gateway) hotCancelled(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, id string) {
+	if ctx.Err() == nil {
+		return
+	}
+	reason := "the call's context ended: " + context.Cause(ctx).Error()
+	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
+	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}"...)
+	go func() {
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		resp, err := t.Post(actx, cs, msg)
+		if err != nil {
+			g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
+			return
+		}
+		drainClose(resp.Body)
+	}()
+}
+
+// plainTransportError drops the internal words net/http puts before some
+// transport errors ("readLoopPeekFailLocked: "), which tell a user
+// nothing, keeping the error's chain for errors.Is and errors.As.
+type plainTransportError struct{ err error }
+
+func (e plainTransportError) Error() string {
+	return strings.Replace(e.err.Error(), "readLoopPeekFailLocked: ", "", 1)
+}
+
+func (e plainTransportError) Unwrap() error { return e.err }
 
 // paramsEdit is how a hot call's params go on: the upstream's name for the
 // item, the gateway's progress token for the client's, and nothing but
@@ -253,7 +291,7 @@ func readResult(b []byte, list, method string) (resultView, error) {
 // (upstream/sink.go): notifications go to the sink; requests go to the
 // call's own client on the call's own stream (client, which knows exactly
 // whose call it is), or through the sink when there is no such stream.
-func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, owner string, client pipeline.Asker, msg []byte, env jsonguard.Envelope) {
+func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, owner string, ss *mcp.ServerSession, client pipeline.Asker, msg []byte, env jsonguard.Envelope) {
 	s := (*sink)(g)
 	params := func(dst any) bool {
 		var m struct {
@@ -298,17 +336,36 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 	)
 	switch env.Method {
 	case "roots/list", "sampling/createMessage", "elicitation/create":
-		if client == nil {
+		if client == nil || ss == nil {
 			break
 		}
-		var p []byte
-		_ = jsonguard.Members(msg, func(m jsonguard.Member) bool {
-			if string(m.Key) == "params" {
-				p = m.Value
+		// Decoded and put as the SDK server would put it (hotQuestion):
+		// a strict client refuses a question whose params the SDK
+		// server would have completed.
+		var p any
+		switch env.Method {
+		case "roots/list":
+			p = &mcp.ListRootsParams{}
+			_ = params(p)
+		case "sampling/createMessage":
+			p = &mcp.CreateMessageWithToolsParams{}
+			if !params(p) {
+				err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "sampling/createMessage without valid params"}
 			}
-			return p == nil
-		})
-		raw, err = client.Ask(ctx, env.Method, p)
+		case "elicitation/create":
+			p = &mcp.ElicitParams{}
+			if !params(p) {
+				err = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "elicitation/create without valid params"}
+			}
+		}
+		if err != nil {
+			break
+		}
+		var q []byte
+		if q, err = hotQuestion(ss, env.Method, p); err != nil {
+			break
+		}
+		raw, err = client.Ask(ctx, env.Method, q)
 		if raw == nil && err == nil {
 			err = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client answered " + env.Method + " without a result"}
 		}

@@ -47,7 +47,7 @@ func (s *hotStream) notify(method string, params any) {
 // the upstream asked on another stream of its own (the sink's way).
 func viaHotStream[R mcp.InputResponse](ctx context.Context, s *hotStream, method string, p any) (R, error) {
 	var zero R
-	params, err := json.Marshal(p)
+	params, err := hotQuestion(s.e.ss, method, p)
 	if err != nil {
 		return zero, err
 	}
@@ -60,6 +60,53 @@ func viaHotStream[R mcp.InputResponse](ctx context.Context, s *hotStream, method
 		return zero, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client's answer to " + method + ": " + err.Error()}
 	}
 	return res, nil
+}
+
+// hotQuestion encodes the params of a question for the client of session
+// ss as the SDK server completes them before sending (its Elicit,
+// CreateMessageWithTools, ListRoots): an elicitation's mode inferred and
+// checked against the client's capabilities, sampling messages never
+// null, roots params an object.
+func hotQuestion(ss *mcp.ServerSession, method string, p any) ([]byte, error) {
+	switch x := p.(type) {
+	case *mcp.ElicitParams:
+		if x == nil {
+			return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "elicitation/create: params cannot be nil"}
+		}
+		q := *x
+		if q.Mode == "" {
+			q.Mode = "form"
+			if q.URL != "" || q.ElicitationID != "" {
+				q.Mode = "url"
+			}
+		}
+		ip := ss.InitializeParams()
+		if ip == nil || ip.Capabilities == nil || ip.Capabilities.Elicitation == nil {
+			return nil, errors.New("client does not support elicitation")
+		}
+		caps := ip.Capabilities.Elicitation
+		if q.Mode == "form" && caps.Form == nil && caps.URL != nil {
+			return nil, errors.New(`client does not support "form" elicitation`)
+		}
+		if q.Mode == "url" && caps.URL == nil {
+			return nil, errors.New(`client does not support "url" elicitation`)
+		}
+		p = &q
+	case *mcp.CreateMessageWithToolsParams:
+		if x == nil {
+			x = &mcp.CreateMessageWithToolsParams{}
+		}
+		q := *x
+		if q.Messages == nil {
+			q.Messages = []*mcp.SamplingMessageV2{}
+		}
+		p = &q
+	case *mcp.ListRootsParams:
+		if x == nil {
+			p = &mcp.ListRootsParams{}
+		}
+	}
+	return json.Marshal(p)
 }
 
 // Ask implements pipeline.Asker: it sends the request on the call's stream

@@ -388,7 +388,7 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 				return
 			}
 		}
-		if !g.admit(w, r, envelope) {
+		if !g.requireScope(w, r, body, envelope) || !g.admit(w, r, envelope) {
 			return
 		}
 		if r.Header.Get("Mcp-Session-Id") != "" {

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -92,6 +93,21 @@ func newEdgeMetrics(r prometheus.Registerer) *edgeMetrics {
 		}, []string{"method", "path", "reason"}),
 	}
 	r.MustRegister(m.retries, m.rejections, m.hot)
+	return m
+}
+
+// newArgcheckMetrics registers what the argcheck stage counts, by
+// upstream (internal/stage/argcheck).
+func newArgcheckMetrics(r prometheus.Registerer) argcheck.Metrics {
+	vec := func(name, help string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "mcpedge", Name: name, Help: help}, []string{"upstream"})
+	}
+	m := argcheck.Metrics{
+		Refused:      vec("argcheck_refused_total", "tools/call refused because the arguments do not match the tool's inputSchema."),
+		Unchecked:    vec("argcheck_unchecked_total", "tools/call let through unchecked because the tool's inputSchema does not compile (or cannot judge the arguments)."),
+		SchemaErrors: vec("argcheck_schema_errors_total", "Tool inputSchemas that do not compile, counted once each (see the log for which)."),
+	}
+	r.MustRegister(m.Refused, m.Unchecked, m.SchemaErrors)
 	return m
 }
 

@@ -1,19 +1,14 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/guard"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // The guardrails of docs/guardrails.md ("Scanning") end to end: a hostile
@@ -53,37 +48,6 @@ func guardUpstream(t *testing.T) string {
 	})
 }
 
-// guardRawCall posts a tools/call in the session-era session and returns
-// the JSON-RPC response (the last event of an event stream).
-func guardRawCall(t *testing.T, url, session string) []byte {
-	t.Helper()
-	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"hostile__leak","arguments":{}}}`
-	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader([]byte(body)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	req.Header.Set("Mcp-Session-Id", session)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("HTTP %d: %s", resp.StatusCode, b)
-	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		var last []byte
-		for _, line := range bytes.Split(b, []byte("\n")) {
-			if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
-				last = d
-			}
-		}
-		b = last
-	}
-	return b
-}
-
 func TestReviewGuardResultsRedactedBothPaths(t *testing.T) {
 	for _, hot := range []bool{true, false} {
 		name := "hot"
@@ -99,35 +63,36 @@ func TestReviewGuardResultsRedactedBothPaths(t *testing.T) {
 			toml += "[guard]\nresults = \"redact\"\n" + reviewBlock("hostile", url)
 			g, gw := reviewGateway(t, toml)
 			waitTargetsReady(t, g, 1)
-			cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
-			raw := guardRawCall(t, gw+"/mcp", cs.ID())
-			var msg struct {
-				Result *mcp.CallToolResult `json:"result"`
-				Error  any                 `json:"error"`
+			rpcErr, result := newRawClient(t, gw+"/mcp").call(7, "hostile__leak", "{}")
+			if rpcErr != nil {
+				t.Fatalf("error: %v", rpcErr)
 			}
-			if err := json.Unmarshal(raw, &msg); err != nil || msg.Result == nil {
-				t.Fatalf("response %s: %v", raw, err)
+			raw := mustJSON(result)
+			var got mcp.CallToolResult
+			if err := json.Unmarshal(raw, &got); err != nil {
+				t.Fatalf("result %s: %v", raw, err)
 			}
-			text := msg.Result.Content[0].(*mcp.TextContent).Text
+			text := got.Content[0].(*mcp.TextContent).Text
 			want := "key [REDACTED:aws_access_key]\n[REDACTED:private_key]\nred done"
 			if text != want {
 				t.Errorf("text = %q, want %q", text, want)
 			}
-			if sc, _ := msg.Result.StructuredContent.(map[string]any); sc["aws"] != "[REDACTED:aws_access_key]" || sc["note"] != "ok" {
-				t.Errorf("structured content = %v", msg.Result.StructuredContent)
+			if sc, _ := got.StructuredContent.(map[string]any); sc["aws"] != "[REDACTED:aws_access_key]" || sc["note"] != "ok" {
+				t.Errorf("structured content = %v", got.StructuredContent)
 			}
 			for _, bad := range []string{guardAWSKey, "BEGIN RSA", `\u001b`, "\U000E0063"} {
 				if strings.Contains(string(raw), bad) {
 					t.Errorf("the response still carries %q: %s", bad, raw)
 				}
 			}
-			paths := counterValue(g.edgeMetrics.hot.WithLabelValues("tools/call", "hot", ""))
+			paths := counterValue(t, g.edgeMetrics.hot.WithLabelValues("tools/call", "hot", ""))
 			if hot && paths != 1 {
 				t.Errorf("hot path calls = %v, want 1 (the call did not take the hot path)", paths)
 			}
 			if !hot && paths != 0 {
 				t.Errorf("hot path calls = %v with hot_path = false", paths)
 			}
+			cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
 			pr, err := cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "hostile__brief"})
 			if err != nil {
 				t.Fatal(err)
@@ -135,11 +100,11 @@ func TestReviewGuardResultsRedactedBothPaths(t *testing.T) {
 			if pr.Description != "d" || pr.Messages[0].Content.(*mcp.TextContent).Text != "use [REDACTED:aws_access_key]" {
 				t.Errorf("prompt = %q %+v", pr.Description, pr.Messages[0].Content)
 			}
-			if got := counterValue(g.edgeMetrics.hot.WithLabelValues("prompts/get", "hot", "")); (hot && got != 1) || (!hot && got != 0) {
+			if got := counterValue(t, g.edgeMetrics.hot.WithLabelValues("prompts/get", "hot", "")); (hot && got != 1) || (!hot && got != 0) {
 				t.Errorf("prompts/get on the hot path = %v (hot_path %v)", got, hot)
 			}
 			for kind, n := range map[string]float64{guard.KindAWSKey: 3, guard.KindFormat: 1, guard.KindPrivateKey: 1, guard.KindEscape: 2, guard.KindTag: 7} {
-				if got := counterValue(g.scan.removed.WithLabelValues("hostile", kind)); got != n {
+				if got := counterValue(t, g.scan.removed.WithLabelValues("hostile", kind)); got != n {
 					t.Errorf("removed{%s} = %v, want %v", kind, got, n)
 				}
 			}
@@ -151,8 +116,8 @@ func TestReviewGuardResultsOffRelaysBytes(t *testing.T) {
 	url := guardUpstream(t)
 	g, gw := reviewGateway(t, "[server]\n"+reviewBlock("hostile", url))
 	waitTargetsReady(t, g, 1)
-	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
-	if raw := guardRawCall(t, gw+"/mcp", cs.ID()); !strings.Contains(string(raw), guardAWSKey) {
+	_, result := newRawClient(t, gw+"/mcp").call(7, "hostile__leak", "{}")
+	if raw := mustJSON(result); !strings.Contains(string(raw), guardAWSKey) || !strings.Contains(string(raw), `\u001b[31m`) {
 		t.Fatalf("with [guard] off the result changed: %s", raw)
 	}
 }
@@ -193,7 +158,7 @@ func TestReviewGuardDescriptions(t *testing.T) {
 				if add != nil {
 					t.Errorf("quarantined tool listed: %+v", add)
 				}
-				if got := counterValue(g.scan.descriptions.WithLabelValues("hostile", "quarantined", "directive-tag")); got < 1 {
+				if got := counterValue(t, g.scan.descriptions.WithLabelValues("hostile", "quarantined", "directive-tag")); got < 1 {
 					t.Errorf("quarantine not counted: %v", got)
 				}
 			default:
@@ -205,10 +170,3 @@ func TestReviewGuardDescriptions(t *testing.T) {
 	}
 }
 
-func counterValue(c prometheus.Counter) float64 {
-	var m dto.Metric
-	if err := c.Write(&m); err != nil {
-		return -1
-	}
-	return m.GetCounter().GetValue()
-}

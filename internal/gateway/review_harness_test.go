@@ -1,12 +1,14 @@
 package gateway
 
 // Helpers for the review_*_test.go files: an in-process gateway, in-process
-// go-sdk upstreams, a hand-written (hostile) Streamable HTTP upstream, and a
-// way to run a scenario in a child process so that a panic on a gateway
-// goroutine is reported as a test failure instead of killing the test binary.
+// go-sdk upstreams, a hand-written (hostile) Streamable HTTP upstream, a
+// hand-written session-era client (rawClient), and a way to run a scenario
+// in a child process so that a panic on a gateway goroutine is reported as
+// a test failure instead of killing the test binary.
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +26,8 @@ import (
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 func reviewGateway(t testing.TB, toml string) (*Gateway, string) {
@@ -247,4 +251,101 @@ func hostileUpstreamFunc(t testing.TB, result func(method string) (string, bool)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// rawClient is a session-era client written by hand: it initializes with
+// "capabilities":{} (so its tools/call may take the hot path) and posts
+// messages in its session, with token as its bearer credential when set.
+type rawClient struct {
+	t       *testing.T
+	url     string
+	token   string
+	session string
+	// version is the MCP-Protocol-Version header ("" for 2025-11-25).
+	version string
+}
+
+func newRawClient(t *testing.T, url string) *rawClient { return newRawClientAs(t, url, "") }
+
+// newRawClientAs is newRawClient presenting token.
+func newRawClientAs(t *testing.T, url, token string) *rawClient {
+	c := &rawClient{t: t, url: url, token: token}
+	st, _, msg := c.post(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`)
+	if st != http.StatusOK || c.session == "" || msg["result"] == nil {
+		t.Fatalf("initialize: HTTP %d, session %q, %v", st, c.session, msg)
+	}
+	if st, _, _ := c.post(`{"jsonrpc":"2.0","method":"notifications/initialized"}`); st != http.StatusAccepted {
+		t.Fatalf("notifications/initialized: HTTP %d", st)
+	}
+	return c
+}
+
+// post sends one message and returns the HTTP status, the headers and the
+// answer (from a JSON body or the last message of an event stream).
+func (c *rawClient) post(body string) (int, http.Header, map[string]any) {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, c.url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", cmp.Or(c.version, "2025-11-25"))
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.session != "" {
+		req.Header.Set("Mcp-Session-Id", c.session)
+	}
+	resp, err := (&http.Client{Timeout: 15 * time.Second}).Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if id := resp.Header.Get("Mcp-Session-Id"); id != "" && c.session == "" {
+		c.session = id
+	}
+	var msg map[string]any
+	if json.Unmarshal(b, &msg) != nil {
+		for _, line := range bytes.Split(b, []byte("\n")) {
+			if d, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+				_ = json.Unmarshal(d, &msg)
+			}
+		}
+	}
+	return resp.StatusCode, resp.Header, msg
+}
+
+// call posts a tools/call of name with the raw arguments and returns the
+// answer's error (nil for a result) and result.
+func (c *rawClient) call(id int, name, args string) (rpcErr map[string]any, result map[string]any) {
+	c.t.Helper()
+	params := `{"name":` + strings.TrimSpace(string(mustJSON(name)))
+	if args != "" {
+		params += `,"arguments":` + args
+	}
+	params += "}"
+	st, _, msg := c.post(`{"jsonrpc":"2.0","id":` + string(mustJSON(id)) + `,"method":"tools/call","params":` + params + `}`)
+	if st != http.StatusOK {
+		c.t.Fatalf("tools/call %s: HTTP %d %v", name, st, msg)
+	}
+	if msg["id"] != float64(id) {
+		c.t.Fatalf("tools/call %s: answer for id %v, want %d: %v", name, msg["id"], id, msg)
+	}
+	e, _ := msg["error"].(map[string]any)
+	r, _ := msg["result"].(map[string]any)
+	return e, r
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
+}
+
+// counterValue reads one counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }

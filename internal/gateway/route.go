@@ -886,7 +886,8 @@ func (g *Gateway) applyGroupsLocked(want map[string]config.Upstream) {
 		}
 		g.unregisterLocked(name)
 		g.lastChoice.Delete(name)
-		for _, v := range []*prometheus.CounterVec{g.routeMetrics.decisions, g.routeMetrics.fallbacks, g.routeMetrics.refusals} {
+		for _, v := range []*prometheus.CounterVec{g.routeMetrics.decisions, g.routeMetrics.fallbacks, g.routeMetrics.refusals,
+			g.argMetrics.Refused, g.argMetrics.Unchecked, g.argMetrics.SchemaErrors} {
 			v.DeletePartialMatch(prometheus.Labels{"upstream": name})
 		}
 		if len(gr.cfg.Targets) > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
+	"github.com/mcpedge/mcpedge/internal/stage/authz"
 	"github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -85,15 +86,41 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (*http.Re
 	return r.WithContext(principal.With(r.Context(), p)), true
 }
 
+// bearerChallenge is the WWW-Authenticate value for ae: the realm, the
+// RFC 9728 metadata the MCP authorization spec requires, and for a refused
+// credential the error, the scope it lacks (insufficient_scope) and a
+// description.
+func (g *Gateway) bearerChallenge(r *http.Request, ae *AuthError) string {
+	params := []string{`realm="mcpedge"`, fmt.Sprintf("resource_metadata=%q", g.security.ResourceMetadataURL(r))}
+	if ae.Code != "" {
+		params = append(params, fmt.Sprintf("error=%q", ae.Code))
+		if ae.Scope != "" {
+			params = append(params, fmt.Sprintf("scope=%q", authParam(ae.Scope)))
+		}
+		params = append(params, fmt.Sprintf("error_description=%q", authParam(ae.Message)))
+	}
+	return "Bearer " + strings.Join(params, ", ")
+}
+
+// authParam keeps to the characters RFC 6750 §3 allows in error_description
+// and scope (printable ASCII but '"' and backslash): a double quote becomes a
+// single one, anything else outside them '?'.
+func authParam(s string) string {
+	return strings.Map(func(c rune) rune {
+		switch {
+		case c == '"':
+			return '\''
+		case c == '\\' || c < 0x20 || c > 0x7e:
+			return '?'
+		}
+		return c
+	}, s)
+}
+
 // challenge answers 401/403 with the WWW-Authenticate parameters the MCP
 // authorization spec requires (resource_metadata, and error for a bad
 // token), and a JSON-RPC error body for MCP clients.
 func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthError) {
-	params := []string{`realm="mcpedge"`, fmt.Sprintf("resource_metadata=%q", g.security.ResourceMetadataURL(r))}
-	if ae.Code != "" {
-		params = append(params, fmt.Sprintf("error=%q", ae.Code))
-		params = append(params, fmt.Sprintf("error_description=%q", strings.ReplaceAll(ae.Message, `"`, "'")))
-	}
 	rest := strings.HasPrefix(r.URL.Path, "/api/") || r.URL.Path == "/readyz" || r.URL.Path == "/metrics"
 	if ae.Status == http.StatusTooManyRequests || ae.Status == http.StatusServiceUnavailable {
 		// Not a verdict on the credential: too many failures from this
@@ -110,7 +137,7 @@ func (g *Gateway) challenge(w http.ResponseWriter, r *http.Request, ae *AuthErro
 		}
 		return
 	}
-	w.Header().Set("WWW-Authenticate", "Bearer "+strings.Join(params, ", "))
+	w.Header().Set("WWW-Authenticate", g.bearerChallenge(r, ae))
 	status := ae.Status
 	if status != http.StatusForbidden {
 		status = http.StatusUnauthorized
@@ -183,6 +210,77 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, envelope func() 
 			"data": map[string]any{"reason": d.Reason, "retryAfterMs": d.RetryAfter.Milliseconds()}},
 	})
 	return false
+}
+
+// requireScope answers HTTP 403 with WWW-Authenticate: Bearer
+// error="insufficient_scope", scope="…" (the MCP authorization spec's scope
+// challenge) to a JSON-RPC request whose method the caller's role and
+// scopes forbid whatever it names: a tools/call by a viewer or by a key
+// without mcp:call, a prompts/get or resources/read by a key with neither
+// mcp:list nor mcp:call (authz.Insufficient). It runs in checkBody, before
+// admission (a refused call spends no rate or quota) and before the body
+// reaches the SDK or the hot path, so that the status can be set on both
+// ways in. Whether the caller may use the item it names is not asked: that
+// refusal stays the answer of a missing item (the authorize stage), and
+// this one depends on the caller and the method alone, so it tells nothing
+// about what exists. A refused tools/call is audited as denied, as
+// authorize would have. The body is a JSON-RPC error with the request's
+// id, which an SDK client reports for that call without dropping its
+// session.
+func (g *Gateway) requireScope(w http.ResponseWriter, r *http.Request, body []byte, envelope func() (jsonguard.Envelope, error)) bool {
+	sec := g.security
+	if sec == nil {
+		return true
+	}
+	env, err := envelope()
+	if err != nil || env.Method == "" || env.ID == nil {
+		return true
+	}
+	p := principal.From(r.Context())
+	short := authz.Insufficient(p, env.Method)
+	if short.Scope == "" {
+		return true
+	}
+	if env.Method == pipeline.MethodCallTool {
+		c := CallRecord{Name: env.ParamsName, Arguments: toolArguments(body), Outcome: auditstage.OutcomeDenied, RequestID: r.Header.Get("X-Request-Id")}
+		c.Upstream, c.Tool = g.toolOwner(r.PathValue("upstream"), env.ParamsName)
+		sec.Record(r.Context(), p, c)
+	}
+	ae := &AuthError{Status: http.StatusForbidden, Code: "insufficient_scope", Scope: short.Scope, Message: short.Reason}
+	g.metrics.Rejections.WithLabelValues("insufficient_scope").Inc()
+	g.log.Info("request rejected", "request_id", RequestID(r.Context()), "reason", "insufficient_scope", "status", http.StatusForbidden,
+		"path", r.URL.Path, "method", env.Method, "remote", r.RemoteAddr, "detail", short.Reason)
+	w.Header().Set("WWW-Authenticate", g.bearerChallenge(r, ae))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusForbidden)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"jsonrpc": "2.0", "id": json.RawMessage(env.ID),
+		"error": map[string]any{"code": mcpwire.CodeInvalidRequest, "message": "insufficient scope: " + short.Reason,
+			"data": map[string]any{"reason": "insufficient_scope", "scope": short.Scope}},
+	})
+	return false
+}
+
+// toolArguments returns the arguments of a tools/call message as sent
+// (nil when absent), for the audit record of a call refused at the edge.
+func toolArguments(body []byte) json.RawMessage {
+	var params, args []byte
+	_ = jsonguard.Members(body, func(m jsonguard.Member) bool {
+		if string(m.Key) == "params" {
+			params = m.Value
+		}
+		return params == nil
+	})
+	if len(params) == 0 || params[0] != '{' {
+		return nil
+	}
+	_ = jsonguard.Members(params, func(m jsonguard.Member) bool {
+		if string(m.Key) == "arguments" {
+			args = m.Value
+		}
+		return args == nil
+	})
+	return args
 }
 
 // authzMiddleware filters what a caller sees and refuses what it may not

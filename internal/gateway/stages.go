@@ -7,6 +7,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/stage/authz"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
@@ -34,6 +35,9 @@ import (
 type pipelineHolder struct {
 	chain   atomic.Pointer[pipeline.Chain]
 	callLog auditstage.Recorder // single-user mode's tool-call audit (SetCallAudit)
+	// args is the argcheck stage, made once (New): its compiled schemas
+	// outlive a rebuild of the chain.
+	args *argcheck.Stage
 }
 
 // SetCallAudit installs the recorder of tool calls used in single-user
@@ -52,7 +56,7 @@ func (g *Gateway) buildPipeline() {
 	} else if g.pipe.callLog != nil {
 		stages = append(stages, auditstage.New(g.pipe.callLog))
 	}
-	stages = append(stages, dispatchStage{}, explainStage{g})
+	stages = append(stages, dispatchStage{}, g.pipe.args, explainStage{g})
 	if g.deferrer != nil {
 		stages = append(stages, deferral.New(queueOf{g}))
 	}
@@ -248,6 +252,32 @@ func (s explainStage) Handle(ctx context.Context, c *pipeline.Call, next pipelin
 	res, err := next.Handle(ctx, c)
 	note.attach(res)
 	return res, err
+}
+
+// argSchemas gives the argcheck stage the inputSchema of the called tool
+// as its upstream's registration lists it — the definition the caller was
+// shown, whichever target the call is then routed to — and whether the
+// upstream checks arguments (check_arguments, live at a reload).
+type argSchemas struct{ g *Gateway }
+
+func (s argSchemas) InputSchema(c *pipeline.Call) ([]byte, bool) {
+	u := target(c)
+	if u == nil {
+		return nil, false
+	}
+	name := groupName(u)
+	g := s.g
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if gr := g.groups[name]; gr != nil && !gr.cfg.ChecksArguments() {
+		return nil, false
+	}
+	reg := g.regs[name]
+	if reg == nil {
+		return nil, false
+	}
+	schema := reg.schemas[c.Item]
+	return schema, schema != nil
 }
 
 // queueOf is the defer stage's queue (stage/deferral): the gateway's

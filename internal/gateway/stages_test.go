@@ -23,8 +23,11 @@ func (nopRecorder) Record(context.Context, *principal.Principal, auditstage.Reco
 func TestPipelineWiringFollowsTheMode(t *testing.T) {
 	g := New(config.Default(), slog.New(slog.DiscardHandler), telemetry.NewMetrics())
 	stages := func(m string) []string { return g.pipe.chain.Load().Stages(m) }
-	if got, want := stages(pipeline.MethodCallTool), []string{"dispatch", "explain", "cache", "guard", "route", "forward"}; !slices.Equal(got, want) {
+	if got, want := stages(pipeline.MethodCallTool), []string{"dispatch", "argcheck", "explain", "cache", "guard", "route", "forward"}; !slices.Equal(got, want) {
 		t.Fatalf("bare gateway: %v, want %v", got, want)
+	}
+	if got := stages(pipeline.MethodGetPrompt); slices.Contains(got, "argcheck") {
+		t.Fatalf("argcheck applies to prompts/get: %v", got)
 	}
 	g.SetCallAudit(nopRecorder{})
 	if got := stages(pipeline.MethodCallTool); got[0] != "audit" || slices.Contains(got, "authorize") {
@@ -38,7 +41,8 @@ func TestPipelineWiringFollowsTheMode(t *testing.T) {
 		t.Fatalf("multi-tenant prompts/get: %v", got)
 	}
 	g.SetDeferrer(&fakeDeferrer{})
-	if got := stages(pipeline.MethodCallTool); !slices.Contains(got, "defer") || slices.Index(got, "defer") > slices.Index(got, "cache") {
+	if got := stages(pipeline.MethodCallTool); !slices.Contains(got, "defer") || slices.Index(got, "defer") > slices.Index(got, "cache") ||
+		slices.Index(got, "argcheck") > slices.Index(got, "defer") {
 		t.Fatalf("with a queue: %v", got)
 	}
 	for _, m := range pipeline.Methods() {

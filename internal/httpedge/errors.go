@@ -21,6 +21,9 @@ type AuthError struct {
 	Status  int
 	Code    string
 	Message string
+	// Scope is the scope a 403 "insufficient_scope" asks for (RFC 6750
+	// §3: the WWW-Authenticate scope attribute); "" otherwise.
+	Scope string
 	// RetryAfter is set with Status 429 (too many failed attempts).
 	RetryAfter time.Duration
 }

@@ -42,6 +42,20 @@ func Order() []Entry {
 		// (an item the gateway serves itself, like mcpedge__status, is
 		// answered here). Protocol-era handling of results happens here.
 		{Name: "dispatch"},
+		// argcheck refuses a tools/call whose arguments do not match the
+		// inputSchema of the tool the caller was shown. Here, after
+		// dispatch, because only here is the tool known the way it will
+		// be called, on both ways in: the SDK server has found the item
+		// (an unknown tool is its "unknown tool", never an argument
+		// error) and its handler has set the target when resuming, and
+		// the hot path set the target before the chain ran. Above defer
+		// and cache, so that a bad call is neither queued, nor answered
+		// from the cache, nor stored in it; above route, so that it never
+		// reaches a target. Below authorize, so that only permitted calls
+		// are inspected, and below audit, which records its refusals as
+		// denied. A queued call's delivery enters below it: it was checked
+		// when it was queued.
+		{Name: "argcheck", Methods: []string{MethodCallTool}},
 		// explain attaches the routing explanation to the result when the
 		// request asks for it.
 		{Name: "explain", Methods: []string{MethodCallTool, MethodGetPrompt, MethodReadResource}},

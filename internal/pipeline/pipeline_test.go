@@ -215,3 +215,27 @@ func TestOrderEndsInForwardAndNamesAreUnique(t *testing.T) {
 		t.Fatalf("the order ends with %q", order[len(order)-1].Name)
 	}
 }
+
+// argcheck needs the tool the SDK server (or the hot path) found, so it
+// comes after dispatch; a refused call must never be queued, cached or
+// routed, and its refusal must be audited, after authorization.
+func TestArgcheckPlace(t *testing.T) {
+	var names []string
+	for _, e := range Order() {
+		names = append(names, e.Name)
+	}
+	at := slices.Index(names, "argcheck")
+	if at < 0 {
+		t.Fatal("argcheck is not in the order")
+	}
+	for _, before := range []string{"audit", "authorize", "dispatch"} {
+		if slices.Index(names, before) > at {
+			t.Errorf("argcheck runs before %s: %v", before, names)
+		}
+	}
+	for _, after := range []string{"defer", "cache", "route", "forward"} {
+		if slices.Index(names, after) < at {
+			t.Errorf("argcheck runs after %s: %v", after, names)
+		}
+	}
+}

@@ -282,7 +282,10 @@ func (r *Reader) readStream(body io.Reader, id string, lim Limits, other func([]
 			return Answer{}, err
 		}
 		if len(line) == 0 { // end of an event
-			if hasData && (event == "" || event == "message") {
+			// An event without data — a server primes the client for
+			// resumption with an id and an empty data line — carries no
+			// message.
+			if hasData && (event == "" || event == "message") && len(bytes.TrimSpace(data)) > 0 {
 				a, ok, err := answerIn(data, id, lim, other)
 				if err != nil {
 					*buf = data

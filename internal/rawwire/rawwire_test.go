@@ -103,6 +103,7 @@ func TestReadAnswerJSON(t *testing.T) {
 
 func TestReadAnswerStreamHandsOverOtherMessages(t *testing.T) {
 	body := ": comment\n" +
+		"id: prime-0\ndata: \n\n" + "id: prime-1\ndata:\n\n" +
 		"event: message\nid: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{\"level\":\"info\",\"data\":\"x\"}}\n\n" +
 		"event: ping\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"ignored\"}\n\n" +
 		"retry: 10\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"roots/list\"}\r\n\r\n" +

@@ -107,3 +107,53 @@ func TestRefusalLooksLikeUnknownItem(t *testing.T) {
 		}
 	}
 }
+
+// Insufficient names the scope a 403 challenge asks for, and why, for
+// callers whose role or scopes forbid a method whatever the item; nothing
+// for those who may use it and for methods it does not judge.
+func TestInsufficient(t *testing.T) {
+	reads := []string{pipeline.MethodGetPrompt, pipeline.MethodReadResource, pipeline.MethodSubscribe, pipeline.MethodUnsubscribe, pipeline.MethodComplete}
+	for _, tc := range []struct {
+		name             string
+		p                *principal.Principal
+		call, read       string // scope named, "" when allowed
+		callWhy, readWhy string
+	}{
+		{name: "owner", p: who(principal.RoleOwner)},
+		{name: "member", p: who(principal.RoleMember)},
+		{name: "member mcp:call", p: who(principal.RoleMember, principal.ScopeCall)},
+		{name: "viewer", p: who(principal.RoleViewer), call: "mcp:call",
+			callWhy: "calling tools needs the member role or higher (this credential's role: viewer)"},
+		{name: "viewer mcp:call", p: who(principal.RoleViewer, principal.ScopeCall), call: "mcp:call",
+			callWhy: "calling tools needs the member role or higher (this credential's role: viewer)"},
+		{name: "owner mcp:list", p: who(principal.RoleOwner, principal.ScopeList), call: "mcp:call",
+			callWhy: "calling tools needs the mcp:call scope (this credential's scopes: mcp:list)"},
+		{name: "viewer mcp:list", p: who(principal.RoleViewer, principal.ScopeList), call: "mcp:call",
+			callWhy: "calling tools needs the member role or higher (this credential's role: viewer) and the mcp:call scope (this credential's scopes: mcp:list)"},
+		{name: "admin admin:read", p: who(principal.RoleAdmin, principal.ScopeAdminRead), call: "mcp:call", read: "mcp:list",
+			callWhy: "calling tools needs the mcp:call scope (this credential's scopes: admin:read)",
+			readWhy: "getting prompts, reading resources and completing needs the mcp:list or mcp:call scope (this credential's scopes: admin:read)"},
+		{name: "unknown role", p: who("guest"), call: "mcp:call", read: "mcp:list",
+			callWhy: "calling tools needs the member role or higher (this credential's role: guest)",
+			readWhy: "getting prompts, reading resources and completing needs the viewer role or higher (this credential's role: guest)"},
+		{name: "nobody", p: nil, call: "mcp:call", read: "mcp:list",
+			callWhy: "calling tools needs the member role or higher (this credential's role: none)",
+			readWhy: "getting prompts, reading resources and completing needs the viewer role or higher (this credential's role: none)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got, want := Insufficient(tc.p, pipeline.MethodCallTool), (Shortfall{tc.call, tc.callWhy}); got != want {
+				t.Errorf("tools/call: %+v, want %+v", got, want)
+			}
+			for _, m := range reads {
+				if got, want := Insufficient(tc.p, m), (Shortfall{tc.read, tc.readWhy}); got != want {
+					t.Errorf("%s: %+v, want %+v", m, got, want)
+				}
+			}
+			for _, m := range []string{"tools/list", "initialize", "ping", "subscriptions/listen"} {
+				if got := Insufficient(tc.p, m); got != (Shortfall{}) {
+					t.Errorf("%s judged: %+v", m, got)
+				}
+			}
+		})
+	}
+}

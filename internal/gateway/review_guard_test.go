@@ -169,4 +169,3 @@ func TestReviewGuardDescriptions(t *testing.T) {
 		})
 	}
 }
-

@@ -139,6 +139,10 @@ type Config struct {
 	// Device says where the device key lives (toml [device]); see
 	// device.go and docs/device-identity.md.
 	Device Device
+	// Guard scans what a model reads from upstreams (toml [guard]); see
+	// guard.go and docs/guardrails.md. Each upstream's effective settings
+	// are in [Upstream.Guard].
+	Guard Guard
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -315,6 +319,11 @@ type Upstream struct {
 	// KeepCatalog keeps the upstream's last catalog listed while it is down
 	// (toml "keep_catalog"); nil means the default, see KeepsCatalog.
 	KeepCatalog *bool
+	// GuardOverride is the upstream's [upstreams.guard] table as written,
+	// and Guard the settings in effect: GuardOverride over [guard] (a
+	// target has its upstream's). See guard.go.
+	GuardOverride GuardOverride
+	Guard         Guard
 	// CheckArguments says whether the arguments of calls to the
 	// upstream's tools are checked against their inputSchema before they
 	// are sent (toml "check_arguments"); nil means the default, see
@@ -427,6 +436,13 @@ func (u Upstream) Fingerprint() string {
 	}
 	str(u.Isolation)
 	str(u.Locality)
+	if u.Guard != (Guard{}) {
+		// Only when set, so that other fingerprints stay as they were.
+		str("guard")
+		str(u.Guard.Results)
+		k.flag(u.Guard.PersonalData)
+		str(u.Guard.Descriptions)
+	}
 	num(int64(u.Timeout))
 	num(int64(u.ConnectTimeout))
 	// The wasm fields are hashed only for wasm upstreams, so the

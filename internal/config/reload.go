@@ -18,6 +18,7 @@ func LiveKeys() []string {
 		"plans",     // the policy snapshot is rebuilt (rate limits, quotas)
 		"audit.arguments",
 		"server.hot_path", // read on every call
+		"guard",           // copied into each upstream's settings (Upstream.Guard)
 	}
 }
 

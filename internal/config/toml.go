@@ -299,7 +299,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "hot_path", "data_dir"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog", "check_arguments"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog", "check_arguments", "guard"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -342,12 +342,13 @@ func (d *decoder) decodeTOML(root *val) *Config {
 		}
 	}
 	d.decodeRouting(top, c)
+	d.decodeGuard(top, c)
 	secm := d.decodeSecurity(top, c)
 	qt := d.decodeQueue(top, c)
 	ht := d.decodeHub(top, c)
 	dt := d.decodeDevice(top, c)
 	hst := d.decodeHubServer(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device"}, securityTables...))
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device", "guard"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
@@ -563,6 +564,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	t.duration("connect_timeout", &u.ConnectTimeout)
 	d.decodeFailureHandling(t, &u.FailureHandling)
 	d.decodeCache(t, &u.Cache)
+	d.decodeUpstreamGuard(t, &u)
 	t.str("isolation", &u.Isolation)
 	t.str("module", &u.Module)
 	d.decodeSandbox(t, &m)

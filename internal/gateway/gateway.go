@@ -91,6 +91,7 @@ type Gateway struct {
 	edgeMetrics  *edgeMetrics
 	cacheMetrics *cacheMetrics
 	argMetrics   argcheck.Metrics
+	scan         *guardWiring // guardrails on what upstreams say (guard.go)
 
 	// Routing (route.go). groups maps every configured upstream to its
 	// connections (targets); g.mu guards it like upstreams.
@@ -167,6 +168,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	m.Registry.MustRegister(newUpstreamCollector(g))
 	g.edgeMetrics = newEdgeMetrics(m.Registry)
 	g.cacheMetrics = newCacheMetrics(m.Registry)
+	g.scan = newGuardWiring(m.Registry, log)
 	g.routeMetrics = newRouteMetrics(m.Registry, g)
 	g.argMetrics = newArgcheckMetrics(m.Registry)
 	g.pipe.args = argcheck.New(argSchemas{g}, &argcheck.Options{Logger: log, Metrics: g.argMetrics})
@@ -267,7 +269,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		g.swapped = make(chan struct{})
 	}
 	opts := func(name string) *upstream.Options {
-		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name]}
+		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name], Screen: g.scan.screen}
 	}
 	var retire, drop, start []*upstream.Upstream
 	var retuned []string // changed in place: their registration is refreshed

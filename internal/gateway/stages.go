@@ -61,6 +61,7 @@ func (g *Gateway) buildPipeline() {
 		stages = append(stages, deferral.New(queueOf{g}))
 	}
 	stages = append(stages, cachestage.New(cacheSource{g}, &cachestage.Options{Noted: noteCache}), routeStage{g})
+	stages = append(stages, g.guardStage())
 	ch, err := pipeline.Compile(stages, forwardStage{g})
 	if err != nil {
 		// The stages above are fixed at compile time: an error here is a

@@ -23,7 +23,7 @@ func (nopRecorder) Record(context.Context, *principal.Principal, auditstage.Reco
 func TestPipelineWiringFollowsTheMode(t *testing.T) {
 	g := New(config.Default(), slog.New(slog.DiscardHandler), telemetry.NewMetrics())
 	stages := func(m string) []string { return g.pipe.chain.Load().Stages(m) }
-	if got, want := stages(pipeline.MethodCallTool), []string{"dispatch", "argcheck", "explain", "cache", "route", "forward"}; !slices.Equal(got, want) {
+	if got, want := stages(pipeline.MethodCallTool), []string{"dispatch", "argcheck", "explain", "cache", "guard", "route", "forward"}; !slices.Equal(got, want) {
 		t.Fatalf("bare gateway: %v, want %v", got, want)
 	}
 	if got := stages(pipeline.MethodGetPrompt); slices.Contains(got, "argcheck") {

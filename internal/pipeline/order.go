@@ -65,6 +65,14 @@ func Order() []Entry {
 		// cache answers read-only tools and resources from the response
 		// cache, and stores what the upstream answered.
 		{Name: "cache", Methods: []string{MethodCallTool, MethodReadResource}},
+		// guard strips hidden Unicode and escapes from results and redacts
+		// secrets ([guard] results). Below cache, so that the cache keeps
+		// what was scanned: a secret never sits in it and a hit is served
+		// clean without being scanned again (an entry stored before guard
+		// was turned on is served as it is until its TTL). Above route, so
+		// that it scans the one result route settles on, not each attempt;
+		// a queued delivery (entering after cache) is scanned too.
+		{Name: "guard", Methods: []string{MethodCallTool, MethodGetPrompt}},
 		// route picks the target (connection) of the upstream for each
 		// attempt and falls back to the next one. Completions and
 		// subscriptions pick theirs in forward (they follow the target of

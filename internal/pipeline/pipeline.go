@@ -84,6 +84,9 @@ type Call struct {
 	// a guardrail), "" when none did. A refusing stage sets it and
 	// returns its error without calling next.
 	Refused string
+	// Redacted is what the guard stage removed from the result, by kind
+	// (internal/guard's kinds), for the audit stage; nil when nothing.
+	Redacted map[string]int
 	// AnsweredBy is the stage whose result the chain returned: the
 	// innermost stage that ran (the terminal when the call reached the
 	// upstream, else the stage that answered itself).

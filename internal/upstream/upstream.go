@@ -104,6 +104,11 @@ type Options struct {
 	// inside the gateway, reached over in-memory transports. It goes through
 	// the same supervision, catalog and relay as any other upstream.
 	Server *mcp.Server
+	// Screen, if set, sees every catalog fetched from the upstream before
+	// it is stored and served, with the upstream's configuration; it may
+	// change items (they are this fetch's own) and remove them. The
+	// gateway's description guard ([guard] descriptions) is one.
+	Screen func(cfg config.Upstream, cat *Catalog)
 }
 
 // closeTimeout bounds how long closing one upstream connection may take
@@ -206,6 +211,10 @@ func New(cfg config.Upstream, opts *Options) *Upstream {
 // Config returns the configuration the upstream was built from.
 func (u *Upstream) Config() config.Upstream { return *u.cfg.Load() }
 
+// Guard is the upstream's [guard] settings (Config().Guard without copying
+// the whole configuration: it is read on every call).
+func (u *Upstream) Guard() config.Guard { return u.cfg.Load().Guard }
+
 // SameConnection reports whether an upstream configured as a can keep
 // serving when its configuration becomes b: every field that shapes the
 // connection (transport, command, arguments, environment, directory, URL,
@@ -218,6 +227,9 @@ func SameConnection(a, b config.Upstream) bool {
 
 func connKey(c config.Upstream) string {
 	c.Timeout, c.ConnectTimeout, c.Locality = 0, 0, ""
+	// Results are scanned per call; descriptions at the catalog's fetch,
+	// so a change of those connects again (and fetches it again).
+	c.Guard.Results, c.Guard.PersonalData = "", false
 	return c.Fingerprint()
 }
 
@@ -482,6 +494,9 @@ func (u *Upstream) fetchCatalog(ctx context.Context, c *conn) error {
 				cat.Templates = append(cat.Templates, t)
 			}
 		}
+	}
+	if u.opts.Screen != nil {
+		u.opts.Screen(u.Config(), cat)
 	}
 	u.catalog.Store(cat)
 	return nil

@@ -33,6 +33,8 @@ type Record struct {
 	Latency   time.Duration
 	ClientIP  string
 	RequestID string
+	// Redacted is what the guard stage removed from the result, by kind.
+	Redacted map[string]int
 }
 
 // Outcomes of a call.
@@ -67,7 +69,7 @@ func (*Stage) Name() string { return "audit" }
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
 	start := s.now()
 	res, err := next.Handle(ctx, c)
-	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID}
+	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID, Redacted: c.Redacted}
 	switch {
 	case c.Refused != "":
 		r.Outcome = OutcomeDenied
@@ -125,6 +127,9 @@ func (l *LogRecorder) Record(ctx context.Context, p *principal.Principal, c Reco
 	}
 	if c.Error != "" {
 		detail["error"] = truncate(c.Error, 500)
+	}
+	if len(c.Redacted) > 0 {
+		detail["redacted"] = c.Redacted
 	}
 	b, _ := json.Marshal(detail)
 	e := &store.AuditEntry{

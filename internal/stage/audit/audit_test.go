@@ -110,7 +110,7 @@ func TestLogRecorderWritesAuditEntries(t *testing.T) {
 		long[i] = 'x'
 	}
 	calls := []*pipeline.Call{
-		{Method: pipeline.MethodCallTool, Name: "up__echo", Upstream: "up", Item: "echo", Arguments: json.RawMessage(`{"b":2, "a":1}`)},
+		{Method: pipeline.MethodCallTool, Name: "up__echo", Upstream: "up", Item: "echo", Arguments: json.RawMessage(`{"b":2, "a":1}`), Redacted: map[string]int{"aws_access_key": 2}},
 		{Method: pipeline.MethodCallTool, Name: string(long), Principal: &principal.Principal{Kind: principal.KindKey, ID: "k9", TenantID: "t9", Role: principal.RoleViewer}},
 	}
 	_, _ = s.Handle(ctx, calls[0], fixedNext{res: &mcp.CallToolResult{}})
@@ -136,6 +136,10 @@ func TestLogRecorderWritesAuditEntries(t *testing.T) {
 	// The hash of the canonical arguments, not the arguments.
 	if d["args_sha256"] != "43258cff783fe7036d8a43033f830adfc60ec037382473548ac742b888292777" || d["args"] != nil || d["name"] != "up__echo" {
 		t.Fatalf("detail = %v", d)
+	}
+	// What the guard stage redacted from the result.
+	if r, _ := d["redacted"].(map[string]any); r["aws_access_key"] != 2.0 {
+		t.Fatalf("detail redacted = %v", d["redacted"])
 	}
 	e = es[1]
 	if e.Outcome != OutcomeDenied || e.Actor != "k9" || e.TenantID != "t9" || len(e.Target) > MaxName+len("…") {

@@ -1,0 +1,153 @@
+package guard
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	detect "github.com/mcpedge/mcpedge/internal/guard"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+type policy Policy
+
+func (p policy) For(*pipeline.Call) Policy { return Policy(p) }
+
+const awsKey = "AKIAIOSFODNN7EXAMPLE"
+
+func answer(res mcp.Result) pipeline.Handler {
+	return pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) { return res, nil })
+}
+
+func TestToolResultScanned(t *testing.T) {
+	var noted detect.Counts
+	s := New(policy{Redact: true}, &Options{Noted: func(_ context.Context, _ *pipeline.Call, c detect.Counts) { noted = c }})
+	orig := &mcp.CallToolResult{
+		Content: []mcp.Content{
+			&mcp.TextContent{Text: "key " + awsKey + " \x1b[31mred\x1b[0m"},
+			&mcp.ImageContent{MIMEType: "image/png", Data: []byte("x")},
+			&mcp.EmbeddedResource{Resource: &mcp.ResourceContents{URI: "file:///a", Text: "hi\U000E0041"}},
+		},
+		StructuredContent: map[string]any{"list": []any{"ok", "token=" + "Zq8xW2pL9vR4tY7u"}, "n": 1.0},
+	}
+	call := &pipeline.Call{Method: pipeline.MethodCallTool}
+	res, err := s.Handle(context.Background(), call, answer(orig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if call.Redacted[detect.KindAWSKey] != 1 {
+		t.Errorf("call.Redacted = %v, for the audit stage", call.Redacted)
+	}
+	got := res.(*mcp.CallToolResult)
+	if got == orig {
+		t.Fatal("the upstream's result was returned unchanged")
+	}
+	if txt := got.Content[0].(*mcp.TextContent).Text; txt != "key [REDACTED:aws_access_key] red" {
+		t.Errorf("text = %q", txt)
+	}
+	if txt := got.Content[2].(*mcp.EmbeddedResource).Resource.Text; txt != "hi" {
+		t.Errorf("embedded = %q", txt)
+	}
+	if v := got.StructuredContent.(map[string]any)["list"].([]any)[1]; v != "token=[REDACTED:secret]" {
+		t.Errorf("structured = %q", v)
+	}
+	// The upstream's value is not changed in place.
+	if !strings.Contains(orig.Content[0].(*mcp.TextContent).Text, awsKey) || orig.StructuredContent.(map[string]any)["list"].([]any)[1] == "token=[REDACTED:secret]" {
+		t.Error("the original result was modified")
+	}
+	want := detect.Counts{detect.KindAWSKey: 1, detect.KindEscape: 2, detect.KindTag: 1, detect.KindSecret: 1}
+	if len(noted) != len(want) {
+		t.Errorf("noted %v, want %v", noted, want)
+	}
+	for k, n := range want {
+		if noted[k] != n {
+			t.Errorf("noted %v, want %v", noted, want)
+		}
+	}
+}
+
+func TestUnchangedAndOff(t *testing.T) {
+	clean := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "all good"}}}
+	for _, p := range []Policy{{}, {Redact: true}} {
+		res, _ := New(policy(p), nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(clean))
+		if res != clean {
+			t.Errorf("%+v: a clean result was replaced", p)
+		}
+	}
+	secret := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: awsKey}}}
+	res, _ := New(policy{}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(secret))
+	if res != secret {
+		t.Error("off: the result was changed")
+	}
+	res, _ = New(policy{Redact: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodReadResource}, answer(secret))
+	if res != secret {
+		t.Error("resources/read was scanned")
+	}
+}
+
+func TestPersonalData(t *testing.T) {
+	r := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "mail bob@example.com"}}}
+	res, _ := New(policy{Redact: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(r))
+	if res != r {
+		t.Error("personal data redacted without being asked")
+	}
+	res, _ = New(policy{Redact: true, PersonalData: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(r))
+	if txt := res.(*mcp.CallToolResult).Content[0].(*mcp.TextContent).Text; txt != "mail [REDACTED:email]" {
+		t.Errorf("text = %q", txt)
+	}
+}
+
+func TestPromptScanned(t *testing.T) {
+	r := &mcp.GetPromptResult{Description: "d\u200b", Messages: []*mcp.PromptMessage{{Role: "user", Content: &mcp.TextContent{Text: "use " + awsKey}}}}
+	res, _ := New(policy{Redact: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodGetPrompt}, answer(r))
+	got := res.(*mcp.GetPromptResult)
+	if got.Description != "d" || got.Messages[0].Content.(*mcp.TextContent).Text != "use [REDACTED:aws_access_key]" {
+		t.Errorf("got %+v %+v", got, got.Messages[0].Content)
+	}
+	if r.Messages[0].Content.(*mcp.TextContent).Text != "use "+awsKey {
+		t.Error("the original prompt was modified")
+	}
+}
+
+// wireCall is a hot-path call whose terminal left raw in the Wire and
+// returns its summary.
+func wireCall(raw string) (*pipeline.Call, pipeline.Handler) {
+	c := &pipeline.Call{Method: pipeline.MethodCallTool, Wire: &pipeline.Wire{}}
+	next := pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) {
+		sum := &mcp.CallToolResult{}
+		c.Wire.SetResult([]byte(raw), sum, nil)
+		return sum, nil
+	})
+	return c, next
+}
+
+func TestWire(t *testing.T) {
+	s := New(policy{Redact: true}, nil)
+	c, next := wireCall(`{"content":[{"type":"text","text":"plain text"}]}`)
+	res, err := s.Handle(context.Background(), c, next)
+	if err != nil || res != c.Wire.Summary {
+		t.Fatalf("a clean wire result was not relayed as bytes: %v %v", res, err)
+	}
+	c, next = wireCall(`{"content":[{"type":"text","text":"k \u001b[2J` + awsKey + `"}],"isError":true}`)
+	res, err = s.Handle(context.Background(), c, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res == c.Wire.Summary {
+		t.Fatal("a result with a secret was relayed as bytes")
+	}
+	b, _ := json.Marshal(res)
+	if !strings.Contains(string(b), `"k [REDACTED:aws_access_key]"`) || !strings.Contains(string(b), `"isError":true`) {
+		t.Errorf("result = %s", b)
+	}
+	c, next = wireCall(`{"content":[{"type":"text","text":"é fine"}]}`)
+	if res, _ := s.Handle(context.Background(), c, next); res != c.Wire.Summary {
+		t.Error("decoded but unchanged: the bytes must still be relayed")
+	}
+	c, next = wireCall(`{"content":"AKIA"}`)
+	if _, err := s.Handle(context.Background(), c, next); err == nil || !strings.Contains(err.Error(), "guard: decoding") {
+		t.Errorf("undecodable result: err = %v", err)
+	}
+}

@@ -681,3 +681,28 @@ func TestHotPathRelayedQuestionsParity(t *testing.T) {
 		}
 	}
 }
+
+// TestHotPathUpstreamPrimingEvent: an upstream whose event streams begin
+// with a priming event (SEP-1699: an event id and no data, as the
+// TypeScript SDK's server sends with an event store) is answered on the
+// hot path, as the SDK client reads it.
+func TestHotPathUpstreamPrimingEvent(t *testing.T) {
+	h := newHotHostile(t, map[string]hostileAnswer{
+		"primed": func(w http.ResponseWriter, msg hostileMsg, _ *hotHostile) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "id: prime-1\nretry: 1000\ndata: \n\n")
+			fmt.Fprintf(w, "id: prime-2\ndata:\n\n")
+			sse(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[{"type":"text","text":"after priming"}]}}`)
+		},
+	})
+	g, url := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
+	waitTargetsReady(t, g, 1)
+	c := newRawClientWith(t, url+"/mcp", "", `{}`)
+	a := c.callTool(1, `{"name":"h__primed","arguments":{}}`)
+	if a.Status != http.StatusOK || string(a.Msg["result"]) != `{"content":[{"type":"text","text":"after priming"}]}` {
+		t.Errorf("HTTP %d: %s", a.Status, a.Body)
+	}
+	if !hotReached(t, g, "hot", "", 1) {
+		t.Error("not served on the hot path")
+	}
+}

@@ -418,6 +418,11 @@ func serveAll[T any](s *serving, kind string, items []*T, name func(*T) string) 
 
 func serveOne[T any](s *serving, kind, name string, it *T) *T {
 	p := s.p
+	if name == "" {
+		// Nothing to pin it by (and nothing a client could call).
+		p.log.Warn("pin: an item without a name is withheld", "upstream", s.upstream, "kind", kind)
+		return nil
+	}
 	raw, err := json.Marshal(it)
 	var def []byte
 	var hash string

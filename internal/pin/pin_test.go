@@ -327,6 +327,18 @@ func (f *fixture) changedCount(up string) int {
 	return n
 }
 
+func TestNamelessWithheld(t *testing.T) {
+	f := newFixture(t)
+	f.p.Load(t.Context())
+	got := f.p.Serve("fs", Warn, Catalog{Tools: []*mcp.Tool{{Name: "", Description: "x"}, tool("A")}, Templates: []*mcp.ResourceTemplate{{Name: "t"}}})
+	if len(got.Tools) != 1 || got.Tools[0].Name != "read" || len(got.Templates) != 0 {
+		t.Errorf("served %v", names(got))
+	}
+	if err := f.p.Flush(t.Context()); err != nil {
+		t.Fatalf("Flush: %v (a nameless item must not be written)", err)
+	}
+}
+
 func TestRejectedAndReverted(t *testing.T) {
 	f := newFixture(t)
 	ctx := t.Context()

@@ -235,3 +235,65 @@ func labelOf(m *dto.Metric, name string) string {
 	}
 	return ""
 }
+
+// TestPinPolicyReload: changing an upstream's pin on reload serves its
+// catalog under the new policy at once, without reconnecting.
+func TestPinPolicyReload(t *testing.T) {
+	up := mcp.NewServer(&mcp.Implementation{Name: "fs", Version: "1"}, nil)
+	up.AddTool(readTool(honest, pinnedArg), readHandler)
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "pins.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	upURL := reviewHTTPUpstream(t, up)
+	conf := func(policy string) *config.Config {
+		cfg, err := config.Parse("pins.toml", []byte(reviewBlock("fs", upURL, fmt.Sprintf("pin = %q", policy))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	var p *pin.Pinner
+	g, url, ctx := startReviewGateway(t, conf(pin.Hold), true, func(g *Gateway) {
+		p = pin.New(pin.Options{Store: st, Log: slog.New(slog.DiscardHandler), Changed: g.PinsChanged})
+		if err := p.Load(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		g.SetPinner(p)
+	})
+	waitTargetsReady(t, g, 1)
+	cs := reviewClient(t, url+"/mcp", nil, "")
+	desc := func() string {
+		res, err := cs.ListTools(t.Context(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tl := range res.Tools {
+			if tl.Name == "fs__read" {
+				return tl.Description
+			}
+		}
+		return "(not listed)"
+	}
+	if d := desc(); d != honest {
+		t.Fatalf("first listing: %q", d)
+	}
+	u, _ := g.Upstream("fs")
+	up.AddTool(readTool(poisoned, pinnedArg, "key"), readHandler)
+	if !reviewWait(t, "the change held", 10*time.Second, func() bool { return p.Pending("fs") == 1 }) {
+		t.Fatal("the upstream's change never reached pinning")
+	}
+	if d := desc(); d != honest {
+		t.Fatalf("under hold: %q", d)
+	}
+	for _, step := range []struct{ policy, want string }{{pin.Warn, poisoned}, {pin.Block, "(not listed)"}, {pin.Hold, honest}, {pin.Off, poisoned}} {
+		g.Apply(ctx, conf(step.policy))
+		if d := desc(); d != step.want {
+			t.Errorf("after reloading with pin = %q: listed %q, want %q", step.policy, d, step.want)
+		}
+	}
+	if u2, _ := g.Upstream("fs"); u2 != u {
+		t.Error("changing pin reconnected the upstream")
+	}
+}

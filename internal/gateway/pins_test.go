@@ -84,8 +84,10 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	})
 	go p.Run(ctx)
 	waitTargetsReady(t, g, 1)
-	agg := reviewClient(t, url+"/mcp", nil, "")
-	per := reviewClient(t, url+"/mcp/fs", nil, "")
+	// Session-era clients: their tools/call takes the hot path when it is
+	// on (checked below), the SDK's otherwise.
+	agg := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	per := reviewClient(t, url+"/mcp/fs", nil, "2025-11-25")
 
 	describe := func(cs *mcp.ClientSession, name string) (string, int, bool) {
 		res, err := cs.ListTools(t.Context(), nil)
@@ -181,6 +183,13 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 		}
 	}
 
+	// The calls above took the path under test; a withheld tool is not
+	// known to the hot path either (the SDK refuses it).
+	hotCalls := pinPathCount(t, g.metrics.Registry, "hot")
+	if want := hot && policy != pin.Block; want != (hotCalls > 0) {
+		t.Errorf("hot_path = %v, pin = %s: %v calls went through the hot path", hot, policy, hotCalls)
+	}
+
 	// An operator approves what they reviewed; the gateway serves it.
 	if _, err := st.ApprovePin(t.Context(), "fs", store.PinTool, "read", offered.OfferedHash, time.Now()); err != nil {
 		t.Fatal(err)
@@ -200,6 +209,9 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	}
 	if err := call(agg, "fs__read"); err != nil {
 		t.Errorf("call after approval: %v", err)
+	}
+	if after := pinPathCount(t, g.metrics.Registry, "hot"); hot != (after > hotCalls) {
+		t.Errorf("hot_path = %v: the call after approval did not take it (%v hot calls before, %v after)", hot, hotCalls, after)
 	}
 	if v := pinMetric(t, reg, "mcpedge_pin_pending", "fs"); v != 0 {
 		t.Errorf("mcpedge_pin_pending after approval = %v", v)
@@ -296,4 +308,24 @@ func TestPinPolicyReload(t *testing.T) {
 	if u2, _ := g.Upstream("fs"); u2 != u {
 		t.Error("changing pin reconnected the upstream")
 	}
+}
+
+// pinPathCount is mcpedge_hot_path_requests_total summed over path.
+func pinPathCount(t *testing.T, reg *prometheus.Registry, path string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, mf := range mfs {
+		if mf.GetName() == "mcpedge_hot_path_requests_total" {
+			for _, m := range mf.GetMetric() {
+				if labelOf(m, "path") == path {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }

@@ -333,6 +333,8 @@ func (p *Pinner) store(ctx context.Context, w write) (*store.Pin, error) {
 			// this one saw is an offer against it.
 		case err != nil:
 			return nil, err
+		case sp.OfferedHash == "":
+			return &first, nil // one write transaction for a new pin
 		}
 	}
 	hash, def := sp.OfferedHash, sp.OfferedDefinition

@@ -50,6 +50,14 @@ const adminUsage = `Administration commands (each takes --config FILE or --mcp-s
   plan ls [--json]
   plan set NAME [--key-per-minute N] [--key-burst N] [--tenant-per-minute N] [--tenant-burst N]
            [--ip-per-minute N] [--ip-burst N] [--monthly-quota N] [--lattice-max-points N] [--lattice-timeout D]
+  pins ls [--upstream NAME] [--pending] [--json]
+        Pinned tools, prompts and resource templates, and the changes their upstreams offer.
+  pins diff UPSTREAM KIND NAME [--json]
+        The offered change of one pin as a diff (KIND: tool, prompt or template).
+  pins approve UPSTREAM KIND NAME [--hash HASH]
+        Pin the offered definition (give the hash pins diff printed: a later change is refused).
+  pins reject UPSTREAM KIND NAME [--hash HASH]
+        Keep the pinned definition; the same change stays rejected.
   audit verify
         Check the audit log's hash chain; exit status 1 and the first problem when it is broken.
   audit export [--tenant T] [--since RFC3339] [--out FILE]
@@ -82,8 +90,8 @@ type adminCtx struct {
 	stderr io.Writer
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
-	expectHead                                                       string
-	json, operator                                                   bool
+	expectHead, upstream, hash                                       string
+	json, operator, pending                                          bool
 	limits                                                           planFlags
 }
 
@@ -114,6 +122,14 @@ var adminCmds = []adminCmd{
 	{name: "user rm", args: "--tenant NAME USER", run: runUserRemove, flags: tenantFlag},
 	{name: "plan ls", args: "[--json]", run: runPlanList, flags: jsonFlag},
 	{name: "plan set", args: "NAME [--key-per-minute N] … [--lattice-timeout D]", run: runPlanSet, flags: func(fs *flag.FlagSet, c *adminCtx) { c.limits.declare(fs) }},
+	{name: "pins ls", args: "[--upstream NAME] [--pending] [--json]", run: runPinsList, flags: func(fs *flag.FlagSet, c *adminCtx) {
+		fs.StringVar(&c.upstream, "upstream", "", "only this upstream's pins (`name`)")
+		fs.BoolVar(&c.pending, "pending", false, "only pins with a change awaiting approval")
+		jsonFlag(fs, c)
+	}},
+	{name: "pins diff", args: "UPSTREAM KIND NAME [--json]", run: runPinsDiff, flags: jsonFlag},
+	{name: "pins approve", args: "UPSTREAM KIND NAME [--hash HASH]", run: runPinsApprove, flags: hashFlag},
+	{name: "pins reject", args: "UPSTREAM KIND NAME [--hash HASH]", run: runPinsReject, flags: hashFlag},
 	{name: "audit verify", args: "[--expect-head SEQ:HASH]", run: runAuditVerify, raw: true, flags: func(fs *flag.FlagSet, c *adminCtx) {
 		fs.StringVar(&c.expectHead, "expect-head", "", "a head printed by an earlier verify (`SEQ:HASH`), kept outside the database: the chain must still reach it unchanged")
 	}},
@@ -126,6 +142,10 @@ var adminCmds = []adminCmd{
 
 func tenantFlag(fs *flag.FlagSet, c *adminCtx) {
 	fs.StringVar(&c.tenant, "tenant", "", "the tenant's `name` or id")
+}
+
+func hashFlag(fs *flag.FlagSet, c *adminCtx) {
+	fs.StringVar(&c.hash, "hash", "", "the offered `hash` that was reviewed (pins diff prints it); empty: whatever is offered now")
 }
 
 func jsonFlag(fs *flag.FlagSet, c *adminCtx) {

@@ -6,7 +6,7 @@
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
-//	mcpedge migrate | tenant … | key … | user … | plan … | audit … | queue … | secrets … | hub … | device …
+//	mcpedge migrate | tenant … | key … | user … | plan … | pins … | audit … | queue … | secrets … | hub … | device …
 //	mcpedge version
 package main
 
@@ -54,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSecrets(context.Background(), args[1:], stdout, stderr)
 	case "hub":
 		err = cmdHub(context.Background(), args[1:], stdout, stderr)
-	case "migrate", "tenant", "key", "user", "plan", "audit":
+	case "migrate", "tenant", "key", "user", "plan", "pins", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "mcpedge %s\n", version)
@@ -102,6 +102,7 @@ Commands:
   key create --tenant NAME [--role ROLE] [--scopes a,b] [--expires DUR] | key ls | key revoke ID|PREFIX | key rotate ID|PREFIX
   user create --tenant NAME USER [--role ROLE] | user ls | user rm
   plan ls | plan set NAME --key-per-minute N …
+  pins ls [--upstream NAME] [--pending] | pins diff UPSTREAM KIND NAME | pins approve|reject UPSTREAM KIND NAME [--hash HASH]
   audit verify [--expect-head SEQ:HASH] | audit export [--tenant T] [--since TIME] [--out FILE]
         Administer tenants, credentials, plans and the audit log in the
         configured store (all take --config FILE; they work while a

@@ -127,6 +127,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
+	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
+	defer stopPins()
 	if cfg.Server.DataDir != "" {
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
@@ -137,7 +139,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
 		AllowedHosts:    cfg.Server.AllowedHosts,
-		API:             adminAPI(cfg, sec, lat, log, queueReader),
+		API:             adminAPI(cfg, sec, lat, log, queueReader, pins),
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
@@ -303,6 +305,8 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	lcfg := *cfg
 	lcfg.Auth.Mode = config.AuthOff
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
+	_, stopPins := startPins(ctx, g, sec, m.Registry, log)
+	defer stopPins()
 	g.Start(ctx)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

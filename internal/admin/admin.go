@@ -83,6 +83,10 @@ type OpsOptions struct {
 	// Log receives failures that have no caller to report to (nil:
 	// slog.Default()).
 	Log *slog.Logger
+	// PinsChanged, if set, is called after a pin was approved or
+	// rejected, so that this process serves the decision at once
+	// (pin.Pinner.Refresh); other processes see it within their poll.
+	PinsChanged func(context.Context)
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -95,11 +99,13 @@ type Ops struct {
 	plans map[string]config.Plan
 	now   func() time.Time
 	log   *slog.Logger
+	// pinsChanged: OpsOptions.PinsChanged.
+	pinsChanged func(context.Context)
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

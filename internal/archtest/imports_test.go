@@ -75,6 +75,15 @@ func TestDataPlaneLayers(t *testing.T) {
 					t.Errorf("%s imports %s: it may import only internal/principal and internal/mcpwire", p.path, imp)
 				}
 			}
+		case p.path == "internal/pin":
+			// Tool pinning decides on a catalog it is given: it knows the
+			// store and the canonical JSON, not the gateway, the
+			// upstreams or the configuration.
+			for _, imp := range p.imports {
+				if imp != "internal/store" && imp != "internal/canonjson" {
+					t.Errorf("%s imports %s: it may import only internal/store and internal/canonjson", p.path, imp)
+				}
+			}
 		case strings.HasPrefix(p.path, "internal/stage/"):
 			stages++
 			// A stage imports the pipeline and its own service, never the

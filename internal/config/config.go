@@ -329,6 +329,12 @@ type Upstream struct {
 	// are sent (toml "check_arguments"); nil means the default, see
 	// ChecksArguments. Turn it off for a server whose schemas are wrong.
 	CheckArguments *bool
+	// Pin is what the gateway does when a tool, prompt or resource
+	// template of this upstream changes after it was first seen (toml
+	// "pin"): PinHold, PinBlock, PinWarn or PinOff; "" means the
+	// default, see EffectivePin. Tool pinning is described in
+	// docs/guardrails.md.
+	Pin string
 }
 
 // ChecksArguments reports whether calls to the upstream's tools have their
@@ -336,6 +342,28 @@ type Upstream struct {
 // check_arguments = false.
 func (u Upstream) ChecksArguments() bool {
 	return u.CheckArguments == nil || *u.CheckArguments
+}
+
+// Tool pinning policies (Upstream.Pin).
+const (
+	// PinHold keeps serving the pinned definition until an operator
+	// approves the change (the default).
+	PinHold = "hold"
+	// PinBlock withholds the changed item until it is approved.
+	PinBlock = "block"
+	// PinWarn serves the new definition and only records the change.
+	PinWarn = "warn"
+	// PinOff does not pin.
+	PinOff = "off"
+)
+
+// EffectivePin is the upstream's pinning policy: Pin, or PinHold when it
+// is not set.
+func (u Upstream) EffectivePin() string {
+	if u.Pin == "" {
+		return PinHold
+	}
+	return u.Pin
 }
 
 // KeepsCatalog reports whether the upstream's tools, prompts and resources

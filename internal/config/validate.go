@@ -236,6 +236,11 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 		}
 	}
 
+	switch u.Pin {
+	case "", PinHold, PinBlock, PinWarn, PinOff:
+	default:
+		bad("pin", "must be %q, %q, %q or %q, got %q", PinHold, PinBlock, PinWarn, PinOff, truncate(u.Pin, 64))
+	}
 	if u.Prefix != nil && !prefixRE.MatchString(*u.Prefix) {
 		bad("prefix", "%q may contain only letters, digits, _, . and - (tool names allow nothing else)", truncate(*u.Prefix, 64))
 	}

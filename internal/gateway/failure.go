@@ -413,15 +413,16 @@ var repeatable = map[string]bool{
 // safeToRepeat reports whether a call may be sent again: a repeatable
 // method, or a tool the upstream annotates as read-only or idempotent. The
 // annotations are the upstream's own claims; an operator who does not trust
-// them sets retries = 0.
-func safeToRepeat(u *upstream.Upstream, method, tool string) bool {
+// them sets retries = 0. They are read from the catalog clients are
+// shown (listedCatalog): under tool pinning's "hold", the pinned ones.
+func (g *Gateway) safeToRepeat(u *upstream.Upstream, method, tool string) bool {
 	if repeatable[method] {
 		return true
 	}
 	if method != "tools/call" {
 		return false
 	}
-	a := toolAnnotations(u.Catalog(), tool)
+	a := toolAnnotations(g.listedCatalog(u), tool)
 	return a != nil && (a.ReadOnlyHint || a.IdempotentHint)
 }
 
@@ -498,7 +499,7 @@ func (g *Gateway) retry(ctx context.Context, c *call, cs *mcp.ClientSession, n i
 	if n > e.retries || classify(ctx, err) != failure || ctx.Err() != nil {
 		return nil, false
 	}
-	if (replayable != nil && !replayable()) || !safeToRepeat(c.up, c.method, c.tool) {
+	if (replayable != nil && !replayable()) || !g.safeToRepeat(c.up, c.method, c.tool) {
 		return nil, false
 	}
 	wait := retryBackoff(n)

@@ -119,6 +119,9 @@ type Gateway struct {
 	// the hot path's state (hotpath.go, hotforward.go).
 	clients clientTable
 	hot     hotWire
+	// pinner is tool pinning (pins.go); nil: off. Set once before
+	// serving.
+	pinner Pinner
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -330,6 +333,12 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		start = append(start, u)
 	}
 	g.order = order
+	var repinned []string // served under a new pin policy
+	for name, w := range groups {
+		if old, ok := g.wantGroups[name]; ok && old.EffectivePin() != w.EffectivePin() {
+			repinned = append(repinned, name)
+		}
+	}
 	g.wantGroups = groups
 	g.applyEdgesLocked(want)
 	g.applyCachesLocked(groups)
@@ -340,6 +349,9 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		if u := g.upstreams[name]; groupName(u) == name && u.Catalog().Init != nil {
 			g.registerLocked(name, u, u.Catalog())
 		}
+	}
+	for _, name := range repinned {
+		g.reregisterLocked(name)
 	}
 	g.mu.Unlock()
 	for _, u := range drop {
@@ -641,6 +653,7 @@ func (g *Gateway) catalogChangedLocked(u *upstream.Upstream) {
 // configured upstream name offers. g.mu must be held.
 func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstream.Catalog) {
 	defer g.indexTemplatesLocked()
+	cat = g.pinnedLocked(name, u, cat)
 	old := g.regs[name]
 	if old == nil {
 		old = &registration{catalog: &upstream.Catalog{}}

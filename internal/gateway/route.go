@@ -647,7 +647,7 @@ func routed[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mc
 		if errCode(err) != mcpwire.CodeUpstreamUnavailable || att.answered.Load() {
 			return res, err
 		}
-		if att.mayHaveRun() && !safeToRepeat(c.u, method, tool) {
+		if att.mayHaveRun() && !g.safeToRepeat(c.u, method, tool) {
 			return res, err
 		}
 		next := d.order[i+1]

@@ -1,6 +1,7 @@
 // Package store is mcpedge's durable state: tenants, users, API keys,
 // refresh tokens, plans, virtual servers, rules, revocations, the audit log,
-// usage counters and lattice definitions.
+// usage counters, lattice definitions and the pinned definitions of
+// upstreams' tools (tool pinning).
 //
 // Store is a small set of interfaces with written contracts. Two
 // implementations live beside it, SQLite (the embedded default) and
@@ -237,6 +238,7 @@ type Store interface {
 	Lattices
 	Secrets
 	Devices
+	Pins
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

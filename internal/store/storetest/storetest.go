@@ -57,6 +57,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Devices", testDevices},
 		{"EnrollTokens", testEnrollTokens},
 		{"Nonces", testNonces},
+		{"Pins", testPins},
+		{"PinsConcurrent", testPinsConcurrent},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 	}

@@ -1,0 +1,145 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/pin"
+)
+
+// pinLoadTimeout bounds the first load of the pins at start: past it the
+// gateway starts anyway and serves catalogs unverified (withheld under
+// pin = "block") until a later load succeeds.
+const pinLoadTimeout = 10 * time.Second
+
+// startPins turns tool pinning on for g (see docs/guardrails.md): the
+// pins are loaded from the store, new pins and offered changes are
+// written to it in the background, and approvals made elsewhere are picked
+// up every pin.DefaultPoll. Call it before g.Start; stop flushes what is
+// not written yet (within 5 s).
+func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg prometheus.Registerer, log *slog.Logger) (p *pin.Pinner, stop func()) {
+	p = pin.New(pin.Options{Store: sec.Store, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged})
+	loadCtx, cancel := context.WithTimeout(ctx, pinLoadTimeout)
+	if err := p.Load(loadCtx); err != nil {
+		log.Error("tool pinning: pins not loaded; catalogs are served unverified (withheld under pin = \"block\") until they are", "err", err.Error())
+	}
+	cancel()
+	g.SetPinner(p)
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { p.Run(runCtx); close(done) }()
+	return p, func() {
+		stopRun()
+		<-done
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := p.Flush(flushCtx); err != nil {
+			log.Error("tool pinning: pins not written before exit; they are pinned again when next seen", "err", err.Error())
+		}
+	}
+}
+
+// pinsRefresher is admin.OpsOptions.PinsChanged for p: a decision made
+// through this process's admin API is served at once.
+func pinsRefresher(p *pin.Pinner, log *slog.Logger) func(context.Context) {
+	if p == nil {
+		return nil
+	}
+	return func(ctx context.Context) {
+		if err := p.Refresh(ctx); err != nil {
+			log.Warn("tool pinning: pins not reloaded after a decision; the next poll does it", "err", err.Error())
+		}
+	}
+}
+
+func runPinsList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	if err := positional("pins ls", pos); err != nil {
+		return err
+	}
+	state := ""
+	if c.pending {
+		state = admin.PinStatePending
+	}
+	ps, err := c.ops.ListPins(c.ctx, c.upstream, state)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(ps)
+	}
+	rows := make([][]string, len(ps))
+	for i, p := range ps {
+		rows[i] = []string{p.Upstream, p.Kind, p.Name, p.State, short(p.Hash), fmtTime(p.PinnedAt), short(p.OfferedHash), fmtTime(p.OfferedAt)}
+	}
+	return c.table("UPSTREAM\tKIND\tNAME\tSTATE\tHASH\tPINNED\tOFFERED HASH\tOFFERED", rows)
+}
+
+// short is the first 12 hex digits of a hash, enough to tell changes
+// apart in a table; "-" for none.
+func short(h string) string {
+	switch {
+	case h == "":
+		return "-"
+	case len(h) > 12:
+		return h[:12]
+	}
+	return h
+}
+
+func runPinsDiff(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	if err := positional("pins diff", pos, "the UPSTREAM", "the KIND (tool, prompt or template)", "the NAME"); err != nil {
+		return err
+	}
+	p, err := c.ops.GetPin(c.ctx, pos[0], pos[1], pos[2])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(p)
+	}
+	fmt.Fprintf(c.stdout, "%s %q of upstream %s: %s\npinned  %s at %s\n", p.Kind, p.Name, p.Upstream, p.State, p.Hash, fmtTime(p.PinnedAt))
+	if p.OfferedHash == "" {
+		fmt.Fprintln(c.stdout, "the upstream offers the pinned definition: nothing to approve")
+		fmt.Fprint(c.stdout, pin.Pretty(p.Definition))
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "offered %s at %s\n", p.OfferedHash, fmtTime(p.OfferedAt))
+	fmt.Fprint(c.stdout, p.Diff)
+	if p.State == admin.PinStatePending {
+		fmt.Fprintf(c.stdout, "approve exactly this change with: mcpedge pins approve %s %s %q --hash %s\n", p.Upstream, p.Kind, p.Name, p.OfferedHash)
+	}
+	return nil
+}
+
+func runPinsApprove(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	return c.decidePin("pins approve", "approved", pos, c.ops.ApprovePin)
+}
+
+func runPinsReject(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	return c.decidePin("pins reject", "rejected", pos, c.ops.RejectPin)
+}
+
+func (c *adminCtx) decidePin(name, verb string, pos []string, do func(context.Context, admin.PinDecision) (*admin.PinInfo, error)) error {
+	if err := positional(name, pos, "the UPSTREAM", "the KIND (tool, prompt or template)", "the NAME"); err != nil {
+		return err
+	}
+	d := admin.PinDecision{Upstream: pos[0], Kind: pos[1], Name: pos[2], Hash: c.hash}
+	p, err := do(c.ctx, d)
+	if err != nil {
+		return err
+	}
+	if verb == "approved" {
+		fmt.Fprintf(c.stdout, "approved: %s %q of upstream %s is now pinned as %s\n", p.Kind, p.Name, p.Upstream, p.Hash)
+	} else {
+		fmt.Fprintf(c.stdout, "rejected: %s %q of upstream %s stays pinned as %s\n", p.Kind, p.Name, p.Upstream, p.Hash)
+	}
+	fmt.Fprintf(c.stdout, "running gateways on this store serve it within %s\n", pin.DefaultPoll)
+	return nil
+}

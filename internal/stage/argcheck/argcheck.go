@@ -325,6 +325,11 @@ func violations(ve *jsonschema.ValidationError, p *message.Printer) []Violation 
 			}
 			return
 		}
+		if ap, ok := e.ErrorKind.(*kind.AdditionalProperties); ok {
+			// The validator lists them in map order: the same call must
+			// be refused in the same words every time.
+			slices.Sort(ap.Properties)
+		}
 		out = append(out, Violation{Path: clip(pointer(e.InstanceLocation)), Reason: clip(e.ErrorKind.LocalizedString(p))})
 	}
 	walk(ve)

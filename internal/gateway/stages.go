@@ -12,6 +12,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/stage/authz"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/stage/deferral"
+	"github.com/mcpedge/mcpedge/internal/stage/uricheck"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -56,7 +57,7 @@ func (g *Gateway) buildPipeline() {
 	} else if g.pipe.callLog != nil {
 		stages = append(stages, auditstage.New(g.pipe.callLog))
 	}
-	stages = append(stages, dispatchStage{}, g.pipe.args, explainStage{g})
+	stages = append(stages, uricheck.Stage{}, dispatchStage{}, g.pipe.args, explainStage{g})
 	if g.deferrer != nil {
 		stages = append(stages, deferral.New(queueOf{g}))
 	}

@@ -37,6 +37,11 @@ func Order() []Entry {
 		// and rules do not allow, in words that do not tell it apart from
 		// an item that does not exist.
 		{Name: "authorize"},
+		// uricheck refuses a resource URI that climbs out of its directory
+		// (file: with "..", plain or percent-encoded) or carries control
+		// characters or a broken escape. Before dispatch, so that the SDK
+		// server never matches such a URI against a template.
+		{Name: "uricheck", Methods: []string{MethodReadResource, MethodSubscribe, MethodUnsubscribe}},
 		// dispatch is where the client session's SDK server finds the item
 		// the client named and calls its handler, which resumes the chain
 		// (an item the gateway serves itself, like mcpedge__status, is

@@ -104,21 +104,29 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 	if !cfg.Guard.ScansDescriptions() {
 		return
 	}
+	// item screens one tool or prompt: texts are what the model reads of
+	// it; it reports whether the item is kept, and cleans and marks its
+	// description, title and _meta in place.
+	item := func(kind, name string, texts []string, desc, title *string, meta *mcp.Meta) bool {
+		v := w.detector.Scan(strings.Join(texts, "\n"))
+		*desc, _ = guard.Normalize(*desc)
+		*title, _ = guard.Normalize(*title)
+		if w.judged(cfg.Name, kind, name, mode, v) {
+			return false
+		}
+		if v.Flagged() {
+			*desc = flagged(v) + *desc
+			*meta = withGuardMeta(*meta, v)
+		}
+		return true
+	}
 	tools := cat.Tools[:0:0]
 	for _, t := range cat.Tools {
 		cp := *t
-		text := cp.Description + "\n" + cp.Title + "\n" + strings.Join(schemaTexts(cp.InputSchema, nil), "\n")
-		v := w.detector.Scan(text)
-		cp.Description, _ = guard.Normalize(cp.Description)
-		cp.Title, _ = guard.Normalize(cp.Title)
-		if w.judged(cfg.Name, "tool", cp.Name, mode, v) {
-			continue
+		texts := append([]string{cp.Description, cp.Title}, schemaTexts(cp.InputSchema, nil)...)
+		if item("tool", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
+			tools = append(tools, &cp)
 		}
-		if v.Flagged() {
-			cp.Description = flagged(v) + cp.Description
-			cp.Meta = withGuardMeta(cp.Meta, v)
-		}
-		tools = append(tools, &cp)
 	}
 	cat.Tools = tools
 	prompts := cat.Prompts[:0:0]
@@ -130,17 +138,9 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 				texts = append(texts, a.Description, a.Title)
 			}
 		}
-		v := w.detector.Scan(strings.Join(texts, "\n"))
-		cp.Description, _ = guard.Normalize(cp.Description)
-		cp.Title, _ = guard.Normalize(cp.Title)
-		if w.judged(cfg.Name, "prompt", cp.Name, mode, v) {
-			continue
+		if item("prompt", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
+			prompts = append(prompts, &cp)
 		}
-		if v.Flagged() {
-			cp.Description = flagged(v) + cp.Description
-			cp.Meta = withGuardMeta(cp.Meta, v)
-		}
-		prompts = append(prompts, &cp)
 	}
 	cat.Prompts = prompts
 }

@@ -48,7 +48,7 @@ func guardUpstream(t *testing.T) string {
 	})
 }
 
-func TestReviewGuardResultsRedactedBothPaths(t *testing.T) {
+func TestGuardResultsRedactedOnBothPaths(t *testing.T) {
 	for _, hot := range []bool{true, false} {
 		name := "hot"
 		if !hot {
@@ -112,7 +112,7 @@ func TestReviewGuardResultsRedactedBothPaths(t *testing.T) {
 	}
 }
 
-func TestReviewGuardResultsOffRelaysBytes(t *testing.T) {
+func TestGuardResultsOffRelaysBytes(t *testing.T) {
 	url := guardUpstream(t)
 	g, gw := reviewGateway(t, "[server]\n"+reviewBlock("hostile", url))
 	waitTargetsReady(t, g, 1)
@@ -122,7 +122,7 @@ func TestReviewGuardResultsOffRelaysBytes(t *testing.T) {
 	}
 }
 
-func TestReviewGuardDescriptions(t *testing.T) {
+func TestGuardDescriptionsInToolsList(t *testing.T) {
 	for _, mode := range []string{config.GuardFlag, config.GuardQuarantine, config.GuardOff} {
 		t.Run(mode, func(t *testing.T) {
 			url := guardUpstream(t)

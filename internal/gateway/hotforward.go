@@ -313,13 +313,11 @@ func readResult(b []byte, list, method string) (resultView, error) {
 func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.ClientSession, owner string, ss *mcp.ServerSession, client pipeline.Asker, msg []byte, env jsonguard.Envelope) {
 	s := (*sink)(g)
 	params := func(dst any) bool {
-		var m struct {
-			Params json.RawMessage `json:"params"`
-		}
-		if json.Unmarshal(msg, &m) != nil || len(m.Params) == 0 || string(m.Params) == "null" {
+		p := jsonguard.Lookup(msg, "params")
+		if len(p) == 0 || string(p) == "null" {
 			return false // the spec requires params of each of these
 		}
-		return json.Unmarshal(m.Params, dst) == nil
+		return json.Unmarshal(p, dst) == nil
 	}
 	if env.ID == nil {
 		switch env.Method {

@@ -160,23 +160,9 @@ func (g *Gateway) hotCancel(r *http.Request, body []byte) {
 	if e == nil {
 		return
 	}
-	var params []byte
-	_ = jsonguard.Members(body, func(m jsonguard.Member) bool {
-		if string(m.Key) == "params" {
-			params = m.Value
-		}
-		return params == nil
-	})
-	if params == nil || params[0] != '{' {
-		return
+	if id := jsonguard.Lookup(jsonguard.Lookup(body, "params"), "requestId"); id != nil {
+		e.cancel(idKey(id))
 	}
-	_ = jsonguard.Members(params, func(m jsonguard.Member) bool {
-		if string(m.Key) == "requestId" {
-			e.cancel(idKey(m.Value))
-			return false
-		}
-		return true
-	})
 }
 
 // idKey is a JSON-RPC id's identity: a string's text, an integer's digits.
@@ -200,13 +186,7 @@ func hotUpstream(u *upstream.Upstream) bool {
 // (attached to a decoded result), the 2026-07-28 protocol's per-request
 // keys and multi-round-trip members, and the gateway's own keys.
 func hotParams(body []byte) (params []byte, name string, args json.RawMessage, meta mcp.Meta, ok bool) {
-	_ = jsonguard.Members(body, func(m jsonguard.Member) bool {
-		if string(m.Key) == "params" {
-			params = m.Value
-			return false
-		}
-		return true
-	})
+	params = jsonguard.Lookup(body, "params")
 	if len(params) == 0 || params[0] != '{' {
 		return nil, "", nil, nil, false
 	}

@@ -264,23 +264,7 @@ func (g *Gateway) requireScope(w http.ResponseWriter, r *http.Request, body []by
 // toolArguments returns the arguments of a tools/call message as sent
 // (nil when absent), for the audit record of a call refused at the edge.
 func toolArguments(body []byte) json.RawMessage {
-	var params, args []byte
-	_ = jsonguard.Members(body, func(m jsonguard.Member) bool {
-		if string(m.Key) == "params" {
-			params = m.Value
-		}
-		return params == nil
-	})
-	if len(params) == 0 || params[0] != '{' {
-		return nil
-	}
-	_ = jsonguard.Members(params, func(m jsonguard.Member) bool {
-		if string(m.Key) == "arguments" {
-			args = m.Value
-		}
-		return args == nil
-	})
-	return args
+	return jsonguard.Lookup(jsonguard.Lookup(body, "params"), "arguments")
 }
 
 // authzMiddleware filters what a caller sees and refuses what it may not

@@ -75,3 +75,16 @@ func Unquote(v []byte) (string, bool) {
 	}
 	return string(s), true
 }
+
+// Lookup returns the raw value of obj's member key (obj checked as for
+// [Members]), or nil when obj is not an object or has no such member.
+func Lookup(obj []byte, key string) []byte {
+	var v []byte
+	_ = Members(obj, func(m Member) bool {
+		if string(m.Key) == key {
+			v = m.Value
+		}
+		return v == nil
+	})
+	return v
+}

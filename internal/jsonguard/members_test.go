@@ -106,3 +106,21 @@ func FuzzMembers(f *testing.F) {
 		}
 	})
 }
+
+func TestLookup(t *testing.T) {
+	msg := []byte(`{"jsonrpc":"2.0","params":{"n\u0061me":"x","arguments":{"a":[1]}},"id":1}`)
+	if got := Lookup(msg, "params"); string(got) != `{"n\u0061me":"x","arguments":{"a":[1]}}` {
+		t.Fatalf("params = %s", got)
+	}
+	if got := Lookup(Lookup(msg, "params"), "name"); string(got) != `"x"` {
+		t.Fatalf("params.name = %s (keys are compared unescaped)", got)
+	}
+	if got := Lookup(Lookup(msg, "params"), "arguments"); string(got) != `{"a":[1]}` {
+		t.Fatalf("params.arguments = %s", got)
+	}
+	for _, tc := range []struct{ obj, key string }{{`{"a":1}`, "b"}, {`[1]`, "a"}, {``, "a"}, {`"s"`, "a"}} {
+		if got := Lookup([]byte(tc.obj), tc.key); got != nil {
+			t.Errorf("Lookup(%s, %s) = %s, want nil", tc.obj, tc.key, got)
+		}
+	}
+}

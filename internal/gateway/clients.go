@@ -122,15 +122,14 @@ func (e *clientEntry) track(id string, cancel context.CancelFunc) (untrack func(
 }
 
 // cancel cancels the hot-path call with the client's id (raw), if one is
-// in flight; it reports whether there was one.
-func (e *clientEntry) cancel(id string) bool {
+// in flight.
+func (e *clientEntry) cancel(id string) {
 	e.mu.Lock()
 	c, ok := e.hot[id]
 	e.mu.Unlock()
 	if ok {
 		c()
 	}
-	return ok
 }
 
 // openMiddleware records each session-era client session that initialize

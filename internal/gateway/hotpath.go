@@ -153,8 +153,8 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 }
 
 // hotCancel delivers a client's notifications/cancelled to the hot-path
-// call it names, and reports whether there was one (the SDK's handler gets
-// the notification either way; it ignores ids it does not know).
+// call it names, if one is in flight (the SDK's handler gets the
+// notification either way; it ignores ids it does not know).
 func (g *Gateway) hotCancel(r *http.Request, body []byte) {
 	e := g.clients.get(r.Header.Get("Mcp-Session-Id"))
 	if e == nil {

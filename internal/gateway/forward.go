@@ -821,11 +821,12 @@ func (t *progressTable) settle(tok string) {
 		return
 	}
 	pt := v.(progressTarget)
-	if pt.call != nil && pt.call.hot != nil && pt.call.up.Config().Transport == config.TransportHTTP {
+	if pt.call != nil && pt.call.hot != nil && pt.call.hot.posted.Load() {
 		// Read in order from the call's own POST (postWire) and relayed
-		// on the client's stream at once, never queued. (A target reached
-		// through the SDK client — stdio, SSE — hands its notifications
-		// to another goroutine than its answer, like any other call.)
+		// on the client's stream at once, never queued. (An attempt
+		// through the SDK client — stdio, SSE, a session the upstream
+		// forgot — hands its notifications to another goroutine than its
+		// answer, like any other call.)
 		return
 	}
 	// Notifications the upstream sent before its result are already queued

@@ -45,6 +45,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, isErr, err
 			}
 		}
+		hotAttempt(c.Wire.Client, false)
 		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
@@ -70,6 +71,7 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 				return res, false, err
 			}
 		}
+		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
 		params.Meta = withProgress(req.Params.Meta, token)
@@ -108,6 +110,7 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	if err != nil {
 		return zero, false, fmt.Errorf("building the request: %w", err), false
 	}
+	hotAttempt(c.Wire.Client, true)
 	resp, err := t.Post(ctx, cs, body)
 	if err != nil {
 		if ctx.Err() != nil {

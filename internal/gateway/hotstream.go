@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -26,6 +28,20 @@ type hotStream struct {
 	// sse is set once the answer became an event stream; done once the
 	// call's answer was written (nothing may follow it).
 	sse, done bool
+	// posted is set while the call's current attempt was posted by the
+	// hot path itself: its progress is read in order from the POST and
+	// relayed at once, so the call's end need not wait for stragglers
+	// (progressTable.settle). An attempt through the SDK client clears it.
+	posted atomic.Bool
+}
+
+// hotAttempt records how the call's current attempt is sent: posted by the
+// hot path, or through the SDK client. client may be another Asker (or
+// nil): then there is nothing to record.
+func hotAttempt(client pipeline.Asker, posted bool) {
+	if s, ok := client.(*hotStream); ok {
+		s.posted.Store(posted)
+	}
 }
 
 // hotStreamKey carries a hot-path call's stream in the context the chain

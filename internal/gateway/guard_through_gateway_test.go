@@ -60,8 +60,8 @@ func TestGuardResultsRedactedOnBothPaths(t *testing.T) {
 			if !hot {
 				toml += "hot_path = false\n"
 			}
-			toml += "[guard]\nresults = \"redact\"\n" + reviewBlock("hostile", url)
-			g, gw := reviewGateway(t, toml)
+			toml += "[guard]\nresults = \"redact\"\n" + upstreamBlock("hostile", url)
+			g, gw := startGateway(t, toml)
 			waitTargetsReady(t, g, 1)
 			rpcErr, result := newRawClient(t, gw+"/mcp").call(7, "hostile__leak", "{}")
 			if rpcErr != nil {
@@ -92,7 +92,7 @@ func TestGuardResultsRedactedOnBothPaths(t *testing.T) {
 			if !hot && paths != 0 {
 				t.Errorf("hot path calls = %v with hot_path = false", paths)
 			}
-			cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
+			cs := dialClient(t, gw+"/mcp", nil, "2025-11-25")
 			pr, err := cs.GetPrompt(context.Background(), &mcp.GetPromptParams{Name: "hostile__brief"})
 			if err != nil {
 				t.Fatal(err)
@@ -114,7 +114,7 @@ func TestGuardResultsRedactedOnBothPaths(t *testing.T) {
 
 func TestGuardResultsOffRelaysBytes(t *testing.T) {
 	url := guardUpstream(t)
-	g, gw := reviewGateway(t, "[server]\n"+reviewBlock("hostile", url))
+	g, gw := startGateway(t, "[server]\n"+upstreamBlock("hostile", url))
 	waitTargetsReady(t, g, 1)
 	_, result := newRawClient(t, gw+"/mcp").call(7, "hostile__leak", "{}")
 	if raw := mustJSON(result); !strings.Contains(string(raw), guardAWSKey) || !strings.Contains(string(raw), `\u001b[31m`) {
@@ -126,9 +126,9 @@ func TestGuardDescriptionsInToolsList(t *testing.T) {
 	for _, mode := range []string{config.GuardFlag, config.GuardQuarantine, config.GuardOff} {
 		t.Run(mode, func(t *testing.T) {
 			url := guardUpstream(t)
-			g, gw := reviewGateway(t, "[server]\n[guard]\ndescriptions = \""+mode+"\"\n"+reviewBlock("hostile", url))
+			g, gw := startGateway(t, "[server]\n[guard]\ndescriptions = \""+mode+"\"\n"+upstreamBlock("hostile", url))
 			waitTargetsReady(t, g, 1)
-			cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
+			cs := dialClient(t, gw+"/mcp", nil, "2025-11-25")
 			res, err := cs.ListTools(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)

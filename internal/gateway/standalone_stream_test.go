@@ -30,7 +30,7 @@ func interactiveServer() *mcp.Server {
 	return s
 }
 
-// TestReviewServerToClientNeedsStandaloneStream: the sink sends
+// TestServerToClientNeedsStandaloneStream: the sink sends
 // elicitation/sampling/roots requests and progress notifications with the
 // *upstream's* context, which carries no client-side request id, so the SDK
 // server writes them to the client's standalone GET stream instead of the
@@ -40,9 +40,9 @@ func interactiveServer() *mcp.Server {
 // the GET stream, progress and the result travel on different HTTP streams,
 // so their order is not guaranteed either (which settle() tries to paper
 // over).
-func TestReviewServerToClientNeedsStandaloneStream(t *testing.T) {
-	up := reviewHTTPUpstream(t, interactiveServer())
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("inter", up))
+func TestServerToClientNeedsStandaloneStream(t *testing.T) {
+	up := startHTTPUpstream(t, interactiveServer())
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("inter", up))
 	noGET := func(tr *mcp.StreamableClientTransport) { tr.DisableStandaloneSSE = true }
 	for _, tc := range []struct{ name, endpoint, prefix string }{
 		{"direct", up, ""},
@@ -50,7 +50,7 @@ func TestReviewServerToClientNeedsStandaloneStream(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var progress atomic.Int32
-			cs := reviewClient(t, tc.endpoint, &mcp.ClientOptions{
+			cs := dialClient(t, tc.endpoint, &mcp.ClientOptions{
 				ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 					return &mcp.ElicitResult{Action: "accept", Content: map[string]any{}}, nil
 				},
@@ -69,7 +69,7 @@ func TestReviewServerToClientNeedsStandaloneStream(t *testing.T) {
 			}
 			// Progress notifications may be handled after the result: wait
 			// for them rather than for a fixed time.
-			reviewWait(t, "3 progress notifications", 5*time.Second, func() bool { return progress.Load() >= 3 })
+			waitFor(t, "3 progress notifications", 5*time.Second, func() bool { return progress.Load() >= 3 })
 			if progress.Load() != 3 {
 				t.Errorf("got %d of 3 progress notifications", progress.Load())
 			}
@@ -77,13 +77,13 @@ func TestReviewServerToClientNeedsStandaloneStream(t *testing.T) {
 	}
 }
 
-// TestReviewRefreshWithdrawsToolsBriefly: catalogChanged handles every
+// TestRefreshWithdrawsToolsBriefly: catalogChanged handles every
 // list_changed by unregisterLocked (RemoveTools of everything the upstream
 // registered) and then AddTool one by one. The SDK server's tool table is
 // not covered by g.mu, so a tools/call that arrives in between gets
 // "unknown tool" for a tool that never went away. Upstreams that send
 // list_changed often make this a steady error rate.
-func TestReviewRefreshWithdrawsToolsBriefly(t *testing.T) {
+func TestRefreshWithdrawsToolsBriefly(t *testing.T) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "churn", Version: "1"}, nil)
 	schema := json.RawMessage(`{"type":"object","properties":{"a":{"type":"string"}}}`)
 	h := func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -92,9 +92,9 @@ func TestReviewRefreshWithdrawsToolsBriefly(t *testing.T) {
 	for i := range 300 {
 		s.AddTool(&mcp.Tool{Name: "t" + itoa(i), InputSchema: schema}, h)
 	}
-	up := reviewHTTPUpstream(t, s)
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("churn", up))
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	up := startHTTPUpstream(t, s)
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("churn", up))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	stop := make(chan struct{})

@@ -9,10 +9,10 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// TestReviewRefreshReuseRevokesFamily (control): presenting a refresh
+// TestRefreshReuseRevokesFamily (control): presenting a refresh
 // token twice ends the session, including the successor issued by the
 // first use.
-func TestReviewRefreshReuseRevokesFamily(t *testing.T) {
+func TestRefreshReuseRevokesFamily(t *testing.T) {
 	ctx := context.Background()
 	e, _, _ := sessionEnv(t)
 	tok := login(t, e)
@@ -31,12 +31,12 @@ func TestReviewRefreshReuseRevokesFamily(t *testing.T) {
 	}
 }
 
-// TestReviewLoginAllowlistIsNoPasswordOracle: a tenant's IP allowlist is
+// TestLoginAllowlistIsNoPasswordOracle: a tenant's IP allowlist is
 // checked only after the password. From outside the allowlist a wrong
 // password answers 401 ("invalid tenant, user or password") but the right
 // one 403 ("client address not allowed"): the allowlist does not stop
 // password guessing from anywhere, it tells the guesser when it is right.
-func TestReviewLoginAllowlistIsNoPasswordOracle(t *testing.T) {
+func TestLoginAllowlistIsNoPasswordOracle(t *testing.T) {
 	e := newEnv(t, newTestStore(t))
 	tn := e.tenant("acme", func(t *store.Tenant) { t.IPAllowlist = []string{"10.0.0.0/8"} })
 	e.user(tn.ID, "alice", principal.RoleAdmin, goodPassword)

@@ -15,7 +15,7 @@ import (
 // panic, conflict) is neither withdrawn (its name is in the new catalog) nor
 // recorded in the new registration, so it stays on /mcp with its old
 // definition and handler for good — even after the upstream is removed.
-func TestReviewRefusedToolIsOrphaned(t *testing.T) {
+func TestRefusedToolIsOrphaned(t *testing.T) {
 	var tools atomic.Value
 	tools.Store(`{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}`)
 	url := hostileUpstreamFunc(t, func(method string) (string, bool) {
@@ -27,8 +27,8 @@ func TestReviewRefusedToolIsOrphaned(t *testing.T) {
 		}
 		return "", false
 	})
-	g, gw := reviewGateway(t, "[server]\n"+reviewBlock("h", url))
-	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
+	g, gw := startGateway(t, "[server]\n"+upstreamBlock("h", url))
+	cs := dialClient(t, gw+"/mcp", nil, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	has := func() bool {
@@ -51,7 +51,7 @@ func TestReviewRefusedToolIsOrphaned(t *testing.T) {
 	u.Refresh()
 	// Wait until the refreshed catalog was registered: its tool is then
 	// reported as skipped for its schema.
-	if !reviewWait(t, "the refreshed catalog registered", 10*time.Second, func() bool {
+	if !waitFor(t, "the refreshed catalog registered", 10*time.Second, func() bool {
 		for _, s := range g.Statuses() {
 			if s.Name == "h" && strings.Contains(strings.Join(s.Conflicts, "\n"), `tool "t" skipped`) {
 				return true

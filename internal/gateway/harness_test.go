@@ -33,35 +33,35 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-func reviewGateway(t testing.TB, toml string) (*Gateway, string) {
+func startGateway(t testing.TB, toml string) (*Gateway, string) {
 	t.Helper()
-	return reviewGatewayOpts(t, toml, true)
+	return startGatewayOpts(t, toml, true)
 }
 
-// reviewGatewayOpts: closeSessions=false leaves client sessions alone at
+// startGatewayOpts: closeSessions=false leaves client sessions alone at
 // cleanup (for tests where CloseSessions itself hangs).
-func reviewGatewayOpts(t testing.TB, toml string, closeSessions bool) (*Gateway, string) {
+func startGatewayOpts(t testing.TB, toml string, closeSessions bool) (*Gateway, string) {
 	t.Helper()
 	cfg, err := config.Parse("review.toml", []byte(toml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g, url, _ := startReviewGateway(t, cfg, closeSessions, nil)
+	g, url, _ := startTestGateway(t, cfg, closeSessions, nil)
 	return g, url
 }
 
-// startReviewGateway builds a gateway for cfg, lets setup (if not nil)
+// startTestGateway builds a gateway for cfg, lets setup (if not nil)
 // configure it before Start, serves it from an httptest server, waits until
 // every upstream was attempted, and stops both at cleanup (closeSessions:
-// as for reviewGatewayOpts). The context returned ends at cleanup.
-func startReviewGateway(t testing.TB, cfg *config.Config, closeSessions bool, setup func(*Gateway)) (*Gateway, string, context.Context) {
+// as for startGatewayOpts). The context returned ends at cleanup.
+func startTestGateway(t testing.TB, cfg *config.Config, closeSessions bool, setup func(*Gateway)) (*Gateway, string, context.Context) {
 	t.Helper()
-	return startReviewGatewayHTTP(t, cfg, closeSessions, setup, HTTPOptions{})
+	return startTestGatewayHTTP(t, cfg, closeSessions, setup, HTTPOptions{})
 }
 
-// startReviewGatewayHTTP is startReviewGateway with the HTTP options o
+// startTestGatewayHTTP is startTestGateway with the HTTP options o
 // (MaxBodyBytes and MaxJSONDepth come from cfg).
-func startReviewGatewayHTTP(t testing.TB, cfg *config.Config, closeSessions bool, setup func(*Gateway), o HTTPOptions) (*Gateway, string, context.Context) {
+func startTestGatewayHTTP(t testing.TB, cfg *config.Config, closeSessions bool, setup func(*Gateway), o HTTPOptions) (*Gateway, string, context.Context) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("MCPEDGE_TEST_LOG") != "" {
@@ -94,7 +94,7 @@ func startReviewGatewayHTTP(t testing.TB, cfg *config.Config, closeSessions bool
 // fails the test otherwise.
 func waitTargetsReady(t testing.TB, g *Gateway, n int) {
 	t.Helper()
-	if !reviewWait(t, fmt.Sprintf("%d targets connected", n), 20*time.Second, func() bool {
+	if !waitFor(t, fmt.Sprintf("%d targets connected", n), 20*time.Second, func() bool {
 		ready := 0
 		for _, s := range g.Statuses() {
 			if s.State == upstream.StateReady {
@@ -107,7 +107,7 @@ func waitTargetsReady(t testing.TB, g *Gateway, n int) {
 	}
 }
 
-func reviewHTTPUpstream(t testing.TB, s *mcp.Server) string {
+func startHTTPUpstream(t testing.TB, s *mcp.Server) string {
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	t.Cleanup(func() {
 		// Forcibly and bounded: a fixture handler still waiting on a client
@@ -124,13 +124,13 @@ func reviewHTTPUpstream(t testing.TB, s *mcp.Server) string {
 	return srv.URL
 }
 
-func reviewBlock(name, url string, extra ...string) string {
+func upstreamBlock(name, url string, extra ...string) string {
 	b, _ := json.Marshal(name)
 	u, _ := json.Marshal(url)
 	return "\n[[upstreams]]\nname = " + string(b) + "\ntransport = \"http\"\nurl = " + string(u) + "\n" + strings.Join(extra, "\n") + "\n"
 }
 
-func reviewClient(t testing.TB, url string, opts *mcp.ClientOptions, version string, topts ...func(*mcp.StreamableClientTransport)) *mcp.ClientSession {
+func dialClient(t testing.TB, url string, opts *mcp.ClientOptions, version string, topts ...func(*mcp.StreamableClientTransport)) *mcp.ClientSession {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "review", Version: "1"}, opts)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -151,7 +151,7 @@ func reviewClient(t testing.TB, url string, opts *mcp.ClientOptions, version str
 	return cs
 }
 
-func reviewWait(t testing.TB, what string, d time.Duration, cond func() bool) bool {
+func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) bool {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {

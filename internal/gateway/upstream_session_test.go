@@ -52,16 +52,16 @@ func rawPost(t *testing.T, url, session string, msg map[string]any) (string, int
 	return session, resp.StatusCode
 }
 
-// TestReviewSessionWithoutInitializedLeaksPerSessionConnection: the SDK
+// TestSessionWithoutInitializedLeaksPerSessionConnection: the SDK
 // server accepts requests once `initialize` is answered; `notifications/
 // initialized` is not required. sessionOpened runs only from the
 // InitializedHandler, so a session that skips that notification is never
 // tracked: its per-session upstream connection (a child process for stdio)
 // is never released, not when the client deletes the session nor when it
 // idles out. Any client can spawn unbounded children this way.
-func TestReviewSessionWithoutInitializedLeaksPerSessionConnection(t *testing.T) {
-	up := reviewHTTPUpstream(t, echoServer("iso", false))
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("iso", up, `isolation = "session"`))
+func TestSessionWithoutInitializedLeaksPerSessionConnection(t *testing.T) {
+	up := startHTTPUpstream(t, echoServer("iso", false))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("iso", up, `isolation = "session"`))
 	u, _ := g.Upstream("iso")
 	for i := range 3 {
 		sid, _ := rawPost(t, url+"/mcp", "", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
@@ -81,22 +81,22 @@ func TestReviewSessionWithoutInitializedLeaksPerSessionConnection(t *testing.T) 
 		resp.Body.Close()
 		_ = i
 	}
-	if !reviewWait(t, "per-session connections released", 3*time.Second, func() bool { return u.SessionCount() == 0 }) {
+	if !waitFor(t, "per-session connections released", 3*time.Second, func() bool { return u.SessionCount() == 0 }) {
 		t.Fatalf("3 client sessions ended, %d per-session upstream connections still open", u.SessionCount())
 	}
 }
 
-// TestReviewLogLevelNeverReachesPerSessionConnection: the usual order is
+// TestLogLevelNeverReachesPerSessionConnection: the usual order is
 // initialize, logging/setLevel, then calls. With isolation = "session" the
 // client's own upstream connection does not exist yet when setLevel is
 // forwarded (u.Sessions() has only the shared one), levels.applied records
 // the level anyway, and a connection opened later is never told: the
 // client's logs from its own connection never arrive.
-func TestReviewLogLevelNeverReachesPerSessionConnection(t *testing.T) {
-	up := reviewHTTPUpstream(t, echoServer("iso", true))
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("iso", up, `isolation = "session"`))
+func TestLogLevelNeverReachesPerSessionConnection(t *testing.T) {
+	up := startHTTPUpstream(t, echoServer("iso", true))
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("iso", up, `isolation = "session"`))
 	var got atomic.Int32
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(ctx context.Context, r *mcp.LoggingMessageRequest) { got.Add(1) }}, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(ctx context.Context, r *mcp.LoggingMessageRequest) { got.Add(1) }}, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
@@ -105,16 +105,16 @@ func TestReviewLogLevelNeverReachesPerSessionConnection(t *testing.T) {
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "iso__echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
-	if !reviewWait(t, "log message", 2*time.Second, func() bool { return got.Load() > 0 }) {
+	if !waitFor(t, "log message", 2*time.Second, func() bool { return got.Load() > 0 }) {
 		t.Fatal("client set level debug, the upstream logged at debug on the client's own connection, the client got nothing")
 	}
 }
 
-// TestReviewLogLevelLostWhenUpstreamReplaced: levels.applied is keyed by
+// TestLogLevelLostWhenUpstreamReplaced: levels.applied is keyed by
 // upstream name and never reset, so after a reload replaces the upstream
 // (or after it reconnects) the new connection is never sent the level the
 // clients asked for.
-func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
+func TestLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	// The gateway sends the level to the upstream asynchronously (to the
 	// open connection) or while connecting (to a replacement): the test
 	// waits until the upstream has handled logging/setLevel before calling
@@ -141,10 +141,10 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 			t.Fatalf("%s: the upstream was never sent the client's logging level", when)
 		}
 	}
-	up := reviewHTTPUpstream(t, srv)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("shared", up))
+	up := startHTTPUpstream(t, srv)
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("shared", up))
 	var got atomic.Int32
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(ctx context.Context, r *mcp.LoggingMessageRequest) { got.Add(1) }}, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(ctx context.Context, r *mcp.LoggingMessageRequest) { got.Add(1) }}, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
@@ -154,7 +154,7 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
-	if !reviewWait(t, "log before reload", 10*time.Second, func() bool { return got.Load() > 0 }) {
+	if !waitFor(t, "log before reload", 10*time.Second, func() bool { return got.Load() > 0 }) {
 		t.Fatal("precondition: no log before the reload")
 	}
 	// Reload with changed headers: the upstream is replaced (a changed
@@ -168,7 +168,7 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	}
 	// The replacement is sent the level while it connects (the bug: never).
 	waitLevelSet("after the reload")
-	if !reviewWait(t, "ready again", 10*time.Second, func() bool {
+	if !waitFor(t, "ready again", 10*time.Second, func() bool {
 		u, _ := g.Upstream("shared")
 		return u.Status().State == "ready"
 	}) {
@@ -178,16 +178,16 @@ func TestReviewLogLevelLostWhenUpstreamReplaced(t *testing.T) {
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil {
 		t.Fatal(err)
 	}
-	if !reviewWait(t, "log after reload", 10*time.Second, func() bool { return got.Load() > before }) {
+	if !waitFor(t, "log after reload", 10*time.Second, func() bool { return got.Load() > before }) {
 		t.Fatal("after the upstream was replaced, its debug logs no longer reach the client that asked for debug")
 	}
 }
 
-// TestReviewFailedFirstSubscribePoisonsRefcount: subscribe adds the session
+// TestFailedFirstSubscribePoisonsRefcount: subscribe adds the session
 // to the set before the upstream call; when that call fails the SDK server
 // does not record the subscription, but the gateway's set keeps it, so every
 // later subscriber is "not first" and never subscribed upstream.
-func TestReviewFailedFirstSubscribePoisonsRefcount(t *testing.T) {
+func TestFailedFirstSubscribePoisonsRefcount(t *testing.T) {
 	var calls atomic.Int32
 	s := mcp.NewServer(&mcp.Implementation{Name: "sub", Version: "1"}, &mcp.ServerOptions{
 		SubscribeHandler: func(ctx context.Context, r *mcp.SubscribeRequest) error {
@@ -201,16 +201,16 @@ func TestReviewFailedFirstSubscribePoisonsRefcount(t *testing.T) {
 	s.AddResource(&mcp.Resource{URI: "mem://r", Name: "r"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "mem://r", Text: "x"}}}, nil
 	})
-	up := reviewHTTPUpstream(t, s)
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("sub", up))
+	up := startHTTPUpstream(t, s)
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("sub", up))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	a := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	a := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	if err := a.Subscribe(ctx, &mcp.SubscribeParams{URI: "mem://r"}); err == nil {
 		t.Fatal("precondition: first subscribe should fail")
 	}
 	var updated atomic.Int32
-	b := reviewClient(t, url+"/mcp", &mcp.ClientOptions{ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) { updated.Add(1) }}, "2025-11-25")
+	b := dialClient(t, url+"/mcp", &mcp.ClientOptions{ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) { updated.Add(1) }}, "2025-11-25")
 	if err := b.Subscribe(ctx, &mcp.SubscribeParams{URI: "mem://r"}); err != nil {
 		t.Fatalf("second subscribe: %v", err)
 	}
@@ -221,9 +221,9 @@ func TestReviewFailedFirstSubscribePoisonsRefcount(t *testing.T) {
 
 // Control for the test above: the same flow with notifications/initialized
 // releases the per-session connection.
-func TestReviewControlSessionWithInitializedReleases(t *testing.T) {
-	up := reviewHTTPUpstream(t, echoServer("iso", false))
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("iso", up, `isolation = "session"`))
+func TestControlSessionWithInitializedReleases(t *testing.T) {
+	up := startHTTPUpstream(t, echoServer("iso", false))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("iso", up, `isolation = "session"`))
 	u, _ := g.Upstream("iso")
 	sid, _ := rawPost(t, url+"/mcp", "", map[string]any{"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": map[string]any{
 		"protocolVersion": "2025-11-25", "capabilities": map[string]any{}, "clientInfo": map[string]any{"name": "raw", "version": "1"}}})
@@ -240,22 +240,22 @@ func TestReviewControlSessionWithInitializedReleases(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if !reviewWait(t, "released", 3*time.Second, func() bool { return u.SessionCount() == 0 }) {
+	if !waitFor(t, "released", 3*time.Second, func() bool { return u.SessionCount() == 0 }) {
 		t.Fatalf("%d per-session connections still open", u.SessionCount())
 	}
 }
 
-// TestReviewDeadPerSessionConnectionIsNeverReplaced: Upstream.Session
+// TestDeadPerSessionConnectionIsNeverReplaced: Upstream.Session
 // returns the cached per-session connection without checking that it is
 // alive, and nothing removes it when it ends, so once a client's own
 // upstream connection drops, every later call of that client fails until
 // the client session ends (the shared connection, by contrast, reconnects).
-func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
+func TestDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 	s := echoServer("iso", false)
-	up := reviewHTTPUpstream(t, s)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("iso", up, `isolation = "session"`))
+	up := startHTTPUpstream(t, s)
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("iso", up, `isolation = "session"`))
 	u, _ := g.Upstream("iso")
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "iso__echo", Arguments: map[string]any{}}); err != nil {
@@ -271,7 +271,7 @@ func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 	}
 	_ = last.Close()
 	// The gateway forgets a per-session connection once it sees it die.
-	if !reviewWait(t, "the dead per-session connection forgotten", 10*time.Second, func() bool { return u.SessionCount() == 0 }) {
+	if !waitFor(t, "the dead per-session connection forgotten", 10*time.Second, func() bool { return u.SessionCount() == 0 }) {
 		t.Fatalf("the per-session connection the upstream closed is still held (%d)", u.SessionCount())
 	}
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "iso__echo", Arguments: map[string]any{}}); err != nil {
@@ -279,12 +279,12 @@ func TestReviewDeadPerSessionConnectionIsNeverReplaced(t *testing.T) {
 	}
 }
 
-// TestReviewSubscriptionsLostWhenUpstreamReconnects: the refcount table
+// TestSubscriptionsLostWhenUpstreamReconnects: the refcount table
 // says "already subscribed upstream", but the upstream connection it was
 // made on is gone after a reconnect or a reload that replaces the upstream;
 // nothing re-subscribes the new connection, so subscribed clients silently
 // stop getting notifications/resources/updated.
-func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
+func TestSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
 	var subscribed atomic.Int32 // subscriptions the upstream accepted
 	s := mcp.NewServer(&mcp.Implementation{Name: "sub", Version: "1"}, &mcp.ServerOptions{
 		SubscribeHandler:   func(context.Context, *mcp.SubscribeRequest) error { subscribed.Add(1); return nil },
@@ -293,17 +293,17 @@ func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
 	s.AddResource(&mcp.Resource{URI: "mem://r", Name: "r"}, func(ctx context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "mem://r", Text: "x"}}}, nil
 	})
-	up := reviewHTTPUpstream(t, s)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("sub", up))
+	up := startHTTPUpstream(t, s)
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("sub", up))
 	var updated atomic.Int32
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) { updated.Add(1) }}, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{ResourceUpdatedHandler: func(context.Context, *mcp.ResourceUpdatedNotificationRequest) { updated.Add(1) }}, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "mem://r"}); err != nil {
 		t.Fatal(err)
 	}
 	_ = s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "mem://r"})
-	if !reviewWait(t, "update", 2*time.Second, func() bool { return updated.Load() == 1 }) {
+	if !waitFor(t, "update", 2*time.Second, func() bool { return updated.Load() == 1 }) {
 		t.Fatal("precondition: no update before the reload")
 	}
 	// Changed headers replace the connection (a changed timeout alone is
@@ -312,24 +312,24 @@ func TestReviewSubscriptionsLostWhenUpstreamReconnects(t *testing.T) {
 	cfg.Upstreams = append(cfg.Upstreams[:0:0], cfg.Upstreams...)
 	cfg.Upstreams[0].Headers = map[string]string{"X-Reload": "1"}
 	g.Apply(context.Background(), &cfg)
-	reviewWait(t, "ready again", 5*time.Second, func() bool { u, _ := g.Upstream("sub"); return u.Status().State == "ready" })
+	waitFor(t, "ready again", 5*time.Second, func() bool { u, _ := g.Upstream("sub"); return u.Status().State == "ready" })
 	// The update is only heard once the new connection is subscribed.
-	if !reviewWait(t, "re-subscribed", 10*time.Second, func() bool { return subscribed.Load() >= 2 }) {
+	if !waitFor(t, "re-subscribed", 10*time.Second, func() bool { return subscribed.Load() >= 2 }) {
 		t.Fatalf("the replaced upstream connection was never subscribed again (%d subscriptions)", subscribed.Load())
 	}
 	_ = s.ResourceUpdated(ctx, &mcp.ResourceUpdatedNotificationParams{URI: "mem://r"})
-	if !reviewWait(t, "update after reload", 2*time.Second, func() bool { return updated.Load() == 2 }) {
+	if !waitFor(t, "update after reload", 2*time.Second, func() bool { return updated.Load() == 2 }) {
 		t.Fatal("the client is still subscribed (per the gateway) but no longer gets updates once the upstream connection was replaced")
 	}
 }
 
-// TestReviewStatelessClientsShareSessionIsolatedUpstream: a 2026-07-28
+// TestStatelessClientsShareSessionIsolatedUpstream: a 2026-07-28
 // client has no session id, and Upstream.Session sends clientID == "" to the
 // shared connection even for isolation = "session". Every stateless client
 // then shares one upstream connection (the shell, browser or login that
 // isolation exists to keep apart), contrary to docs/security.md ("isolation
 // = "session" gives a client its own upstream connection").
-func TestReviewStatelessClientsShareSessionIsolatedUpstream(t *testing.T) {
+func TestStatelessClientsShareSessionIsolatedUpstream(t *testing.T) {
 	var sessions atomic.Int32
 	srv := mcp.NewServer(&mcp.Implementation{Name: "iso", Version: "1"}, &mcp.ServerOptions{
 		InitializedHandler: func(context.Context, *mcp.InitializedRequest) { sessions.Add(1) },
@@ -338,13 +338,13 @@ func TestReviewStatelessClientsShareSessionIsolatedUpstream(t *testing.T) {
 		func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
 		})
-	up := reviewHTTPUpstream(t, srv)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("iso", up, `isolation = "session"`))
+	up := startHTTPUpstream(t, srv)
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("iso", up, `isolation = "session"`))
 	u, _ := g.Upstream("iso")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for range 2 {
-		cs := reviewClient(t, url+"/mcp", nil, "2026-07-28")
+		cs := dialClient(t, url+"/mcp", nil, "2026-07-28")
 		if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "iso__echo", Arguments: map[string]any{}}); err != nil {
 			t.Fatal(err)
 		}

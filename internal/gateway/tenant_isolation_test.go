@@ -78,14 +78,14 @@ func newSecFake() *secFake {
 	}
 }
 
-// secGateway is reviewGateway with sec installed (and optional builtins).
+// secGateway is startGateway with sec installed (and optional builtins).
 func secGateway(t *testing.T, toml string, sec Security, builtins map[string]*mcp.Server) (*Gateway, string) {
 	t.Helper()
 	cfg, err := config.Parse("review.toml", []byte(toml))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) {
+	g, url, _ := startTestGateway(t, cfg, true, func(g *Gateway) {
 		for name, s := range builtins {
 			g.AddBuiltin(name, s)
 		}
@@ -127,14 +127,14 @@ func secTool(s *mcp.Server, name string, h mcp.ToolHandler) {
 	s.AddTool(&mcp.Tool{Name: name, InputSchema: json.RawMessage(`{"type":"object"}`)}, h)
 }
 
-// TestReviewSecuritySubscriptionsListenBypassesAuthz: tenant B may not
+// TestSecuritySubscriptionsListenBypassesAuthz: tenant B may not
 // subscribe to tenant A's resource with resources/subscribe (the control
 // below), but the 2026-07-28 subscriptions/listen request carries the URIs
 // in params.notifications.resourceSubscriptions, reaches authzMiddleware's
 // catch-all (which only asks for CanList) and the SDK server then calls the
 // gateway's SubscribeHandler directly, past the middleware. B is subscribed
 // upstream at A's upstream and receives A's resources/updated notifications.
-func TestReviewSecuritySubscriptionsListenBypassesAuthz(t *testing.T) {
+func TestSecuritySubscriptionsListenBypassesAuthz(t *testing.T) {
 	const secret = "res://a/secret-report"
 	var mu sync.Mutex
 	var subscribed []string
@@ -152,22 +152,22 @@ func TestReviewSecuritySubscriptionsListenBypassesAuthz(t *testing.T) {
 	})
 	ub := legacyOnly("ub", nil)
 	secTool(ub, "b_tool", nil)
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ua", reviewHTTPUpstream(t, ua))+reviewBlock("ub", reviewHTTPUpstream(t, ub)), newSecFake(), nil)
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ua", startHTTPUpstream(t, ua))+upstreamBlock("ub", startHTTPUpstream(t, ub)), newSecFake(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 
 	// Control: the 2025 method is refused, exactly like a missing URI.
-	legacyB := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
+	legacyB := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
 	if err := legacyB.Subscribe(ctx, &mcp.SubscribeParams{URI: secret}); err == nil {
 		t.Fatal("control: resources/subscribe of A's resource by B succeeded")
 	}
 
 	updates := make(chan string, 8)
-	newB := reviewClient(t, url+"/mcp", &mcp.ClientOptions{
+	newB := dialClient(t, url+"/mcp", &mcp.ClientOptions{
 		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) { updates <- r.Params.URI },
 	}, "2026-07-28", withToken(secTokB))
 	_ = newB.Subscribe(ctx, &mcp.SubscribeParams{URI: secret}) // subscriptions/listen
-	reviewWait(t, "upstream subscribe", 3*time.Second, func() bool {
+	waitFor(t, "upstream subscribe", 3*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(subscribed) > 0
@@ -187,11 +187,11 @@ func TestReviewSecuritySubscriptionsListenBypassesAuthz(t *testing.T) {
 
 	// A itself subscribes the same way and gets its update.
 	updatesA := make(chan string, 8)
-	newA := reviewClient(t, url+"/mcp", &mcp.ClientOptions{
+	newA := dialClient(t, url+"/mcp", &mcp.ClientOptions{
 		ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) { updatesA <- r.Params.URI },
 	}, "2026-07-28", withToken(secTokA))
 	_ = newA.Subscribe(ctx, &mcp.SubscribeParams{URI: secret})
-	if !reviewWait(t, "upstream subscribe", 5*time.Second, func() bool {
+	if !waitFor(t, "upstream subscribe", 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(subscribed) > 0
@@ -206,14 +206,14 @@ func TestReviewSecuritySubscriptionsListenBypassesAuthz(t *testing.T) {
 	}
 }
 
-// TestReviewSecurityTemplateOrderReadsOtherTenantsResource: on /mcp the
+// TestSecurityTemplateOrderReadsOtherTenantsResource: on /mcp the
 // authorization of resources/read asks ownerOf, which tries templates in
 // config order, but the SDK server dispatches the read to the first
 // matching template in sorted order. With B's upstream first in the config
 // and a broad template ("res://{+path}") and A's narrower one sorting
 // before it ("res://data/{name}"), the check sees B's upstream (allowed)
 // and the read goes to A's.
-func TestReviewSecurityTemplateOrderReadsOtherTenantsResource(t *testing.T) {
+func TestSecurityTemplateOrderReadsOtherTenantsResource(t *testing.T) {
 	ua := legacyOnly("ua", nil)
 	ua.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "res://data/{name}", Name: "a-data"},
 		func(_ context.Context, r *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
@@ -225,11 +225,11 @@ func TestReviewSecurityTemplateOrderReadsOtherTenantsResource(t *testing.T) {
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "B's data"}}}, nil
 		})
 	// ub first: "earlier upstreams win" is what ownerOf implements.
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ub", reviewHTTPUpstream(t, ub))+reviewBlock("ua", reviewHTTPUpstream(t, ua)), newSecFake(), nil)
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ub", startHTTPUpstream(t, ub))+upstreamBlock("ua", startHTTPUpstream(t, ua)), newSecFake(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 
-	csB := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
+	csB := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
 	// The SDK server dispatches this URI to A's template, so B must get
 	// "not found" (never A's contents).
 	if res, err := csB.ReadResource(ctx, &mcp.ReadResourceParams{URI: "res://data/one"}); err == nil {
@@ -244,18 +244,18 @@ func TestReviewSecurityTemplateOrderReadsOtherTenantsResource(t *testing.T) {
 		t.Fatalf("B reads its own resource: %+v %v", res, err)
 	}
 	// And A, whose upstream is not B's, must not be routed to B's.
-	csA := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokA))
+	csA := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokA))
 	if res, err := csA.ReadResource(ctx, &mcp.ReadResourceParams{URI: "res://data/one"}); err != nil || len(res.Contents) == 0 || res.Contents[0].Text != "A's private data" {
 		t.Fatalf("A reads its own resource: %+v %v", res, err)
 	}
 }
 
-// TestReviewSecurityUpstreamLogsReachOtherTenants: a shared upstream
+// TestSecurityUpstreamLogsReachOtherTenants: a shared upstream
 // connection's log messages go to every session of /mcp (sink.Log), and a
 // logging/setLevel on /mcp is forwarded to every upstream
 // (levelMiddleware), whatever the caller may use. Tenant B sets "debug" and
 // reads what tenant A's upstream logs while serving A.
-func TestReviewSecurityUpstreamLogsReachOtherTenants(t *testing.T) {
+func TestSecurityUpstreamLogsReachOtherTenants(t *testing.T) {
 	ua := legacyOnly("ua", &mcp.ServerOptions{Capabilities: &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}, Tools: &mcp.ToolCapabilities{}}})
 	secTool(ua, "a_tool", func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		_ = r.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "debug", Logger: "ua", Data: "A's customer record 4711"})
@@ -263,12 +263,12 @@ func TestReviewSecurityUpstreamLogsReachOtherTenants(t *testing.T) {
 	})
 	ub := legacyOnly("ub", nil)
 	secTool(ub, "b_tool", nil)
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ua", reviewHTTPUpstream(t, ua))+reviewBlock("ub", reviewHTTPUpstream(t, ub)), newSecFake(), nil)
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ua", startHTTPUpstream(t, ua))+upstreamBlock("ub", startHTTPUpstream(t, ub)), newSecFake(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
 	logsB := make(chan string, 16)
-	csB := reviewClient(t, url+"/mcp", &mcp.ClientOptions{
+	csB := dialClient(t, url+"/mcp", &mcp.ClientOptions{
 		LoggingMessageHandler: func(_ context.Context, r *mcp.LoggingMessageRequest) {
 			b, _ := json.Marshal(r.Params.Data)
 			logsB <- string(b)
@@ -278,7 +278,7 @@ func TestReviewSecurityUpstreamLogsReachOtherTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 	logsA := make(chan string, 16)
-	csA := reviewClient(t, url+"/mcp", &mcp.ClientOptions{
+	csA := dialClient(t, url+"/mcp", &mcp.ClientOptions{
 		LoggingMessageHandler: func(_ context.Context, r *mcp.LoggingMessageRequest) {
 			b, _ := json.Marshal(r.Params.Data)
 			logsA <- string(b)
@@ -323,13 +323,13 @@ func TestReviewSecurityUpstreamLogsReachOtherTenants(t *testing.T) {
 	}
 }
 
-// TestReviewSecurityControls: the defences that hold. B neither sees nor
+// TestSecurityControls: the defences that hold. B neither sees nor
 // calls A's tool (and the refusal looks like a missing tool and is
 // recorded), nor connects to /mcp/ua; the status tool is hidden from
 // non-operators; a client's own io.mcpedge/principal _meta never reaches a
 // built-in server; and a session id made with A's credential is refused to
 // B's.
-func TestReviewSecurityControls(t *testing.T) {
+func TestSecurityControls(t *testing.T) {
 	ua := legacyOnly("ua", nil)
 	secTool(ua, "a_tool", nil)
 	ub := legacyOnly("ub", nil)
@@ -342,13 +342,13 @@ func TestReviewSecurityControls(t *testing.T) {
 	})
 	sec := newSecFake()
 	sec.ups["tb"]["lattice"] = true
-	g, url := secGateway(t, "[server]\n"+reviewBlock("ua", reviewHTTPUpstream(t, ua))+reviewBlock("ub", reviewHTTPUpstream(t, ub)), sec, map[string]*mcp.Server{"lattice": lat})
+	g, url := secGateway(t, "[server]\n"+upstreamBlock("ua", startHTTPUpstream(t, ua))+upstreamBlock("ub", startHTTPUpstream(t, ub)), sec, map[string]*mcp.Server{"lattice": lat})
 	g.WaitAttempted(context.Background(), 10*time.Second)
-	reviewWait(t, "builtin ready", 5*time.Second, func() bool { return g.PerUpstream("lattice") != nil })
+	waitFor(t, "builtin ready", 5*time.Second, func() bool { return g.PerUpstream("lattice") != nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 
-	csB := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
+	csB := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
 	names := map[string]bool{}
 	for tool, err := range csB.Tools(ctx, nil) {
 		if err != nil {
@@ -402,7 +402,7 @@ func TestReviewSecurityControls(t *testing.T) {
 	}
 
 	// A's session id is useless with B's credential.
-	csA := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokA))
+	csA := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokA))
 	body := `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`
 	req, _ = http.NewRequest(http.MethodPost, url+"/mcp", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
@@ -420,14 +420,14 @@ func TestReviewSecurityControls(t *testing.T) {
 	}
 }
 
-// TestReviewSecurityCompletionChecksOneUpstreamAsksAnother: for a
+// TestSecurityCompletionChecksOneUpstreamAsksAnother: for a
 // completion/complete resource reference on /mcp the check asks ownerOf
 // (resources, then the first template whose pattern matches the reference
 // string), but complete() routes by the exact template string. B's broad
 // template "res://{+path}" matches the text of A's literal template
 // "res://~fixed" and sorts before it, so the check sees B's upstream and
 // the request goes to A's.
-func TestReviewSecurityCompletionChecksOneUpstreamAsksAnother(t *testing.T) {
+func TestSecurityCompletionChecksOneUpstreamAsksAnother(t *testing.T) {
 	complete := func(who string) func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 		return func(context.Context, *mcp.CompleteRequest) (*mcp.CompleteResult, error) {
 			return &mcp.CompleteResult{Completion: mcp.CompletionResultDetails{Values: []string{who}}}, nil
@@ -440,10 +440,10 @@ func TestReviewSecurityCompletionChecksOneUpstreamAsksAnother(t *testing.T) {
 	ua.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "res://~fixed", Name: "a"}, read)
 	ub := legacyOnly("ub", &mcp.ServerOptions{CompletionHandler: complete("B-completion")})
 	ub.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "res://{+path}", Name: "b"}, read)
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ub", reviewHTTPUpstream(t, ub))+reviewBlock("ua", reviewHTTPUpstream(t, ua)), newSecFake(), nil)
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ub", startHTTPUpstream(t, ub))+upstreamBlock("ua", startHTTPUpstream(t, ua)), newSecFake(), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	csB := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
+	csB := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokB))
 	ask := func(uri string) (*mcp.CompleteResult, error) {
 		return csB.Complete(ctx, &mcp.CompleteParams{Ref: &mcp.CompleteReference{Type: "ref/resource", URI: uri}, Argument: mcp.CompleteParamsArgument{Name: "path", Value: ""}})
 	}
@@ -455,21 +455,21 @@ func TestReviewSecurityCompletionChecksOneUpstreamAsksAnother(t *testing.T) {
 	}
 }
 
-// TestReviewSecuritySessionBoundToTenant: sdkAuth bound a session to
+// TestSecuritySessionBoundToTenant: sdkAuth bound a session to
 // Kind:ID only. An identity-provider subject is the same in every tenant
 // its tokens name ("oidc:<sub>"), so a token of that subject for tenant B
 // could use the session opened with its token for tenant A — and with it
 // A's per-session upstream connections (isolation = "session"), whose
 // state belongs to A. A session must be bound to the tenant too.
-func TestReviewSecuritySessionBoundToTenant(t *testing.T) {
+func TestSecuritySessionBoundToTenant(t *testing.T) {
 	ub := legacyOnly("ub", nil)
 	secTool(ub, "b_tool", nil)
 	sec := newSecFake()
 	sec.creds["idp-token-for-a"] = &principal.Principal{Kind: principal.KindOIDC, ID: "oidc:alice", TenantID: "ta", TenantName: "a", Role: principal.RoleMember}
 	sec.creds["idp-token-for-b"] = &principal.Principal{Kind: principal.KindOIDC, ID: "oidc:alice", TenantID: "tb", TenantName: "b", Role: principal.RoleMember}
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ub", reviewHTTPUpstream(t, ub)), sec, nil)
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ub", startHTTPUpstream(t, ub)), sec, nil)
 
-	csA := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken("idp-token-for-a"))
+	csA := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken("idp-token-for-a"))
 	req, _ := http.NewRequest(http.MethodPost, url+"/mcp", strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tools/list"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")

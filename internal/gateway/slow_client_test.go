@@ -14,7 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// TestReviewStalledClientBlocksEveryoneOnSharedUpstream: sink.Log calls
+// TestStalledClientBlocksEveryoneOnSharedUpstream: sink.Log calls
 // ss.Log synchronously for every session, on the SDK client's notification
 // goroutine for the shared upstream connection. The SDK server writes the
 // notification straight into the session's standalone SSE response, so a
@@ -24,10 +24,10 @@ import (
 // from then on every other client's progress, logs, resources/updated,
 // list_changed refreshes and sampling/elicitation/roots on that upstream
 // are stuck too.
-func TestReviewStalledClientBlocksEveryoneOnSharedUpstream(t *testing.T) { stalledClient(t, true) }
+func TestStalledClientBlocksEveryoneOnSharedUpstream(t *testing.T) { stalledClient(t, true) }
 
 // Control: the same without the GET stream that is never read.
-func TestReviewControlNoStalledClient(t *testing.T) { stalledClient(t, false) }
+func TestControlNoStalledClient(t *testing.T) { stalledClient(t, false) }
 
 func stalledClient(t *testing.T, stall bool) {
 	s := interactiveServer()
@@ -39,8 +39,8 @@ func stalledClient(t *testing.T, stall bool) {
 			}
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "spammed"}}}, nil
 		})
-	up := reviewHTTPUpstream(t, s)
-	_, gwURL := reviewGateway(t, "[server]\n"+reviewBlock("inter", up))
+	up := startHTTPUpstream(t, s)
+	_, gwURL := startGateway(t, "[server]\n"+upstreamBlock("inter", up))
 
 	// Client A: a session that asks for logs, opens its GET stream and never
 	// reads from it.
@@ -62,7 +62,7 @@ func stalledClient(t *testing.T, stall bool) {
 	}
 
 	// Client B: an ordinary client.
-	b := reviewClient(t, gwURL+"/mcp", &mcp.ClientOptions{
+	b := dialClient(t, gwURL+"/mcp", &mcp.ClientOptions{
 		ElicitationHandler: func(context.Context, *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			return &mcp.ElicitResult{Action: "accept", Content: map[string]any{}}, nil
 		},

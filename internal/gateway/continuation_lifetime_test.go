@@ -35,17 +35,17 @@ func countConts(g *Gateway) int {
 	return n
 }
 
-// TestReviewContinuationLeaksWhenClientNeverReturns: a 2026 client gets an
+// TestContinuationLeaksWhenClientNeverReturns: a 2026 client gets an
 // input-required result and never comes back. architecture.md says the
 // pending call "is dropped after the upstream's timeout"; but the final
 // event fits in the 4-slot events buffer, so the time.After branch in
 // runNewEra never runs and nothing else drops the continuation (the
 // expires field is never read). Each abandoned call leaks a map entry
 // holding the final result, forever.
-func TestReviewContinuationLeaksWhenClientNeverReturns(t *testing.T) {
-	up := reviewHTTPUpstream(t, legacyAsker())
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("legacy", up, `timeout = "1s"`))
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
+func TestContinuationLeaksWhenClientNeverReturns(t *testing.T) {
+	up := startHTTPUpstream(t, legacyAsker())
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("legacy", up, `timeout = "1s"`))
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for range 3 {
@@ -58,21 +58,21 @@ func TestReviewContinuationLeaksWhenClientNeverReturns(t *testing.T) {
 		}
 		// ... and never come back.
 	}
-	if !reviewWait(t, "continuations dropped", 4*time.Second, func() bool { return countConts(g) == 0 && g.inflight.count() == 0 }) {
+	if !waitFor(t, "continuations dropped", 4*time.Second, func() bool { return countConts(g) == 0 && g.inflight.count() == 0 }) {
 		t.Fatalf("after 4x the upstream timeout: %d continuations still held, %d calls in flight", countConts(g), g.inflight.count())
 	}
 }
 
-// TestReviewContinuationAcrossMethodsCrashesGateway: a requestState minted
+// TestContinuationAcrossMethodsCrashesGateway: a requestState minted
 // for tools/call is accepted by prompts/get (runNewEra does not check the
 // continuation's method/upstream). nextRound's `res, _ := ev.res.(R)` then
 // yields a nil *GetPromptResult with a nil error, and the SDK server's
 // setCompleteResultType dereferences it on the handler goroutine.
-func TestReviewContinuationAcrossMethodsCrashesGateway(t *testing.T) {
+func TestContinuationAcrossMethodsCrashesGateway(t *testing.T) {
 	out, ok := inChild(t, func(t *testing.T) {
-		up := reviewHTTPUpstream(t, legacyAsker())
-		_, url := reviewGateway(t, "[server]\n"+reviewBlock("legacy", up))
-		cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
+		up := startHTTPUpstream(t, legacyAsker())
+		_, url := startGateway(t, "[server]\n"+upstreamBlock("legacy", up))
+		cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "legacy__ask", Arguments: map[string]any{}})
@@ -99,7 +99,7 @@ func countSessions(s *mcp.Server) int {
 	return n
 }
 
-// TestReviewStopHangsOnPendingServerToClientRequest: the sink's handlers for
+// TestStopHangsOnPendingServerToClientRequest: the sink's handlers for
 // server-to-client requests (continuation.ask here; ss.Elicit/CreateMessage/
 // ListRoots for stateful clients) wait with only the upstream request's
 // context, which a go-sdk upstream never cancels after the gateway's call
@@ -107,11 +107,11 @@ func countSessions(s *mcp.Server) int {
 // conn.close calls cs.Close() before c.cancel() and killTree, so stopping the
 // upstream never closes the connection (for stdio: never kills the child),
 // and the supervisor goroutine is stuck in c.close forever.
-func TestReviewStopHangsOnPendingServerToClientRequest(t *testing.T) {
+func TestStopHangsOnPendingServerToClientRequest(t *testing.T) {
 	srv := legacyAsker()
-	up := reviewHTTPUpstream(t, srv)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("legacy", up, `timeout = "1s"`))
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
+	up := startHTTPUpstream(t, srv)
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("legacy", up, `timeout = "1s"`))
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "legacy__ask", Arguments: map[string]any{}}); err != nil {
@@ -125,7 +125,7 @@ func TestReviewStopHangsOnPendingServerToClientRequest(t *testing.T) {
 	stopCtx, c := context.WithTimeout(context.Background(), 3*time.Second)
 	defer c()
 	u.Stop(stopCtx)
-	if !reviewWait(t, "upstream session closed", 5*time.Second, func() bool { return countSessions(srv) == 0 }) {
+	if !waitFor(t, "upstream session closed", 5*time.Second, func() bool { return countSessions(srv) == 0 }) {
 		t.Fatalf("Upstream.Stop returned but the upstream connection is still open %s later (ClientSession.Close is waiting for the sink's pending roots/list handler)", 5*time.Second)
 	}
 }

@@ -14,7 +14,7 @@ import (
 func hostileScenario(results map[string]string) func(t *testing.T) {
 	return func(t *testing.T) {
 		url := hostileUpstream(t, results)
-		_, _ = reviewGateway(t, "[server]\n"+reviewBlock("hostile", url))
+		_, _ = startGateway(t, "[server]\n"+upstreamBlock("hostile", url))
 		time.Sleep(1 * time.Second) // give the supervisor time to register
 	}
 }
@@ -28,7 +28,7 @@ func checkChildSurvived(t *testing.T, out string, ok bool) {
 
 // A prompts/list result with a null entry: the SDK client filters nil tools
 // but not nil prompts, resources or templates.
-func TestReviewHostileNullPromptCrashesGateway(t *testing.T) {
+func TestHostileNullPromptCrashesGateway(t *testing.T) {
 	out, ok := inChild(t, hostileScenario(map[string]string{
 		"initialize":               hostileInit,
 		"tools/list":               `{"tools":[]}`,
@@ -42,7 +42,7 @@ func TestReviewHostileNullPromptCrashesGateway(t *testing.T) {
 // A resource whose URI net/url cannot parse: mcp.Server.AddResource panics
 // on it, and catalogChanged does not check resource URIs (it does check
 // templates and tool schemas).
-func TestReviewHostileBadResourceURICrashesGateway(t *testing.T) {
+func TestHostileBadResourceURICrashesGateway(t *testing.T) {
 	out, ok := inChild(t, hostileScenario(map[string]string{
 		"initialize":               hostileInit,
 		"tools/list":               `{"tools":[]}`,
@@ -56,7 +56,7 @@ func TestReviewHostileBadResourceURICrashesGateway(t *testing.T) {
 // notifications/resources/updated is registered in the SDK client with
 // missingParamsOK, so r.Params can be nil; sink.ResourceUpdated hands it to
 // mcp.Server.ResourceUpdated, which reads params.URI.
-func TestReviewHostileParamlessResourceUpdatedCrashesGateway(t *testing.T) {
+func TestHostileParamlessResourceUpdatedCrashesGateway(t *testing.T) {
 	out, ok := inChild(t, hostileScenario(map[string]string{
 		"initialize":               hostileInit,
 		"tools/list":               `{"tools":[]}`,
@@ -69,7 +69,7 @@ func TestReviewHostileParamlessResourceUpdatedCrashesGateway(t *testing.T) {
 
 // For reference (an SDK bug, not the gateway's): the go-sdk client itself
 // dereferences req.Params of a paramless notifications/elicitation/complete.
-func TestReviewHostileParamlessElicitationCompleteCrashesGateway(t *testing.T) {
+func TestHostileParamlessElicitationCompleteCrashesGateway(t *testing.T) {
 	out, ok := inChild(t, hostileScenario(map[string]string{
 		"initialize":               hostileInit,
 		"tools/list":               `{"tools":[]}`,

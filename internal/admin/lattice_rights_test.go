@@ -9,14 +9,14 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// TestReviewLatticeRESTNeedsTheRightsOfTheTools: /api/lattices is the REST
+// TestLatticeRESTNeedsTheRightsOfTheTools: /api/lattices is the REST
 // face of the lattice tools, and docs/lattice.md says "every principal
 // allowed to call the tools (members and up) may create and delete in its
 // tenant". The handler only asked for some principal: a viewer, or a key
 // limited to admin:read, could create, delete and run searches on stored
 // lattices. Reading (GET) needs what listing tools needs; everything else
 // what calling them needs.
-func TestReviewLatticeRESTNeedsTheRightsOfTheTools(t *testing.T) {
+func TestLatticeRESTNeedsTheRightsOfTheTools(t *testing.T) {
 	e := newEnv(t, nil)
 	e.tenant("acme")
 	viewer := e.key("acme", KeySpec{Name: "viewer", Role: principal.RoleViewer})
@@ -49,12 +49,12 @@ func TestReviewLatticeRESTNeedsTheRightsOfTheTools(t *testing.T) {
 	}
 }
 
-// TestReviewScopedCallerMintsNoUnscopedCredential: a key limited to
+// TestScopedCallerMintsNoUnscopedCredential: a key limited to
 // admin:write may only hand out keys limited to a subset of its scopes
 // (mayGrant). But it could create a user with a password (or set one on an
 // existing user), sign in as that user and get an access token that is not
 // limited to scopes at all — including mcp:call, which the key lacks.
-func TestReviewScopedCallerMintsNoUnscopedCredential(t *testing.T) {
+func TestScopedCallerMintsNoUnscopedCredential(t *testing.T) {
 	e := newEnv(t, nil)
 	e.tenant("acme")
 	scoped := e.key("acme", KeySpec{Name: "provisioner", Role: principal.RoleAdmin, Scopes: []string{principal.ScopeAdminRead, principal.ScopeAdminWrite}})
@@ -82,9 +82,9 @@ func TestReviewScopedCallerMintsNoUnscopedCredential(t *testing.T) {
 	want(t, "user without password", e.do(scoped, "POST", "/api/tenants/acme/users", map[string]any{"name": "nopw", "role": "member"}), 201)
 }
 
-// TestReviewLatticeToolOfRequest: every lattice endpoint stands for the
+// TestLatticeToolOfRequest: every lattice endpoint stands for the
 // tool whose policy applies to it.
-func TestReviewLatticeToolOfRequest(t *testing.T) {
+func TestLatticeToolOfRequest(t *testing.T) {
 	for _, c := range []struct{ method, path, tool string }{
 		{"GET", "/api/lattices", "lattice_list"},
 		{"POST", "/api/lattices", "lattice_create"},
@@ -102,11 +102,11 @@ func TestReviewLatticeToolOfRequest(t *testing.T) {
 	}
 }
 
-// TestReviewLatticeRESTIsAudited: over MCP every lattice tool call is a
+// TestLatticeRESTIsAudited: over MCP every lattice tool call is a
 // tool.call audit entry; the REST face wrote none, so creating or deleting
 // stored lattices over REST left no trace. It is audited like the tool
 // call, refusals included.
-func TestReviewLatticeRESTIsAudited(t *testing.T) {
+func TestLatticeRESTIsAudited(t *testing.T) {
 	e := newEnv(t, nil)
 	acme := e.tenant("acme")
 	viewer := e.key("acme", KeySpec{Name: "viewer", Role: principal.RoleViewer})

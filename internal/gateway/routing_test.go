@@ -58,7 +58,7 @@ func TestRoutingResumeKeepsLocalOnly(t *testing.T) {
 	var cloudCalls, localCalls atomic.Int32
 	cloud := countingUpstream(t, &cloudCalls, "cloud")
 	local := countingUpstream(t, &localCalls, "local")
-	g, gw := reviewGateway(t, fmt.Sprintf(`
+	g, gw := startGateway(t, fmt.Sprintf(`
 [[upstreams]]
 name = "rec"
 local_only = ["records"]
@@ -71,7 +71,7 @@ name = "local"
 url = %q
 `, cloud, local))
 	waitTargetsReady(t, g, 2)
-	cs := reviewClient(t, gw+"/mcp", nil, "")
+	cs := dialClient(t, gw+"/mcp", nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 
@@ -96,7 +96,7 @@ url = %q
 func TestRoutingResumeRefusedWithoutLocalTarget(t *testing.T) {
 	var cloudCalls atomic.Int32
 	cloud := countingUpstream(t, &cloudCalls, "cloud")
-	g, gw := reviewGateway(t, fmt.Sprintf(`
+	g, gw := startGateway(t, fmt.Sprintf(`
 [[upstreams]]
 name = "rec"
 local_only = ["*"]
@@ -104,13 +104,13 @@ local_only = ["*"]
 url = %q
 locality = "remote"
 `, cloud))
-	if !reviewWait(t, "target connected", 20*time.Second, func() bool {
+	if !waitFor(t, "target connected", 20*time.Second, func() bool {
 		u, ok := g.Upstream("rec")
 		return ok && u.Status().State == upstream.StateReady
 	}) {
 		t.Fatalf("target not ready: %+v", g.Statuses())
 	}
-	cs := reviewClient(t, gw+"/mcp", nil, "")
+	cs := dialClient(t, gw+"/mcp", nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, state := range []string{"", "upstream-state-1"} {
@@ -156,9 +156,9 @@ url = "http://127.0.0.1:3/mcp"
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) { g.SetCatalogDir(dir) })
+	_, gw, ctx := startTestGateway(t, cfg, true, func(g *Gateway) { g.SetCatalogDir(dir) })
 
-	cs := reviewClient(t, gw+"/mcp/rec", nil, "")
+	cs := dialClient(t, gw+"/mcp/rec", nil, "")
 	lctx, lcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer lcancel()
 	res, err := cs.ListTools(lctx, nil)
@@ -207,7 +207,7 @@ func TestRoutingCompletionKeepsLocalOnly(t *testing.T) {
 		})
 	}
 	cloud, local := upstreamFor(&cloudCalls), upstreamFor(&localCalls)
-	g, gw := reviewGateway(t, fmt.Sprintf(`
+	g, gw := startGateway(t, fmt.Sprintf(`
 [[upstreams]]
 name = "rec"
 local_only = ["*"]
@@ -223,7 +223,7 @@ url = %q
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, path := range []string{"/mcp", "/mcp/rec"} {
-		cs := reviewClient(t, gw+path, nil, "")
+		cs := dialClient(t, gw+path, nil, "")
 		name := "rec__patient"
 		if path != "/mcp" {
 			name = "patient"
@@ -351,7 +351,7 @@ url = "http://127.0.0.1:1/mcp"
 		g.mu.Unlock()
 		want := fmt.Sprintf("t%d-4", i)
 		var got string
-		reviewWait(t, "saved", 5*time.Second, func() bool {
+		waitFor(t, "saved", 5*time.Second, func() bool {
 			b, err := os.ReadFile(filepath.Join(dir, "ev.json"))
 			if err != nil {
 				return false
@@ -367,7 +367,7 @@ url = "http://127.0.0.1:1/mcp"
 		// writer that took the last pending catalog (it holds cs.mu while
 		// it writes) is done; writers yet to start find nothing to write.
 		cs := g.catalogs
-		if !reviewWait(t, "no pending save", 5*time.Second, func() bool {
+		if !waitFor(t, "no pending save", 5*time.Second, func() bool {
 			cs.pmu.Lock()
 			defer cs.pmu.Unlock()
 			return len(cs.pending) == 0
@@ -416,7 +416,7 @@ name = "a"
 url = "http://127.0.0.1:1/mcp"
 `)
 	fd := &fakeDeferrer{}
-	g, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) {
+	g, gw, ctx := startTestGateway(t, cfg, true, func(g *Gateway) {
 		g.SetCatalogDir(dir)
 		g.SetDeferrer(fd)
 	})
@@ -430,7 +430,7 @@ url = "http://127.0.0.1:2/mcp"
 `))
 	g.WaitAttempted(ctx, 20*time.Second)
 
-	cs := reviewClient(t, gw+"/mcp", nil, "")
+	cs := dialClient(t, gw+"/mcp", nil, "")
 	cctx, ccancel := context.WithTimeout(ctx, 20*time.Second)
 	defer ccancel()
 	res, err := cs.CallTool(cctx, &mcp.CallToolParams{Name: "rec__records", Arguments: map[string]any{"x": 1}})
@@ -470,7 +470,7 @@ func TestMain(m *testing.M) {
 // empty while the connection is lost, so the call failed instead.
 func TestKeptCatalogAnswersFromCache(t *testing.T) {
 	dead := filepath.Join(t.TempDir(), "dead")
-	g, gw := reviewGateway(t, fmt.Sprintf(`
+	g, gw := startGateway(t, fmt.Sprintf(`
 [[upstreams]]
 name = "kv"
 command = %q
@@ -480,10 +480,10 @@ ttl = "1h"
 serve_stale = true
 `, os.Args[0], dead))
 	u, ok := g.Upstream("kv")
-	if !ok || !reviewWait(t, "ready", 20*time.Second, func() bool { return u.Status().State == upstream.StateReady }) {
+	if !ok || !waitFor(t, "ready", 20*time.Second, func() bool { return u.Status().State == upstream.StateReady }) {
 		t.Fatalf("upstream not ready: %+v", g.Statuses())
 	}
-	cs := reviewClient(t, gw+"/mcp", nil, "")
+	cs := dialClient(t, gw+"/mcp", nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	first, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "kv__lookup", Arguments: map[string]any{"k": "a"}})
@@ -500,7 +500,7 @@ serve_stale = true
 		t.Fatalf("no child to kill: pid %d %v", pid, err)
 	}
 	_ = p.Kill()
-	if !reviewWait(t, "catalog kept", 20*time.Second, func() bool {
+	if !waitFor(t, "catalog kept", 20*time.Second, func() bool {
 		for _, s := range g.Statuses() {
 			if s.Name == "kv" && s.CatalogKept {
 				return true
@@ -588,7 +588,7 @@ func TestRoutingSubscriptionKeepsLocalOnly(t *testing.T) {
 		})
 	}
 	cloud, local := upstreamFor(&cloudSubs), upstreamFor(&localSubs)
-	g, gw := reviewGateway(t, fmt.Sprintf(`
+	g, gw := startGateway(t, fmt.Sprintf(`
 [[upstreams]]
 name = "rec"
 local_only = ["*"]
@@ -604,7 +604,7 @@ url = %q
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, path := range []string{"/mcp", "/mcp/rec"} {
-		cs := reviewClient(t, gw+path, nil, "2025-11-25")
+		cs := dialClient(t, gw+path, nil, "2025-11-25")
 		if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: "rec://index"}); err != nil {
 			t.Fatalf("%s: subscribe: %v", path, err)
 		}

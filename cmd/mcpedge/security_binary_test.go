@@ -14,14 +14,14 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// Security review tests on the real binary (SQLite store, keys made with
+// Security tests on the real binary (SQLite store, keys made with
 // the CLI), in the style of security_e2e_test.go.
 
-// TestReviewLatticeRESTFollowsPolicy: the lattice REST API is the REST
+// TestLatticeRESTFollowsPolicy: the lattice REST API is the REST
 // face of the lattice tools, so a tenant whose virtual servers do not name
 // the "lattice" upstream, or whose rules deny a lattice tool, may not do
 // over REST what it may not do over MCP.
-func TestReviewLatticeRESTFollowsPolicy(t *testing.T) {
+func TestLatticeRESTFollowsPolicy(t *testing.T) {
 	env := secEnv(t)
 	cfgPath := writeConfig(t, "[auth]\nrevocation_poll = \"200ms\"\n")
 	p := startServe(t, env, "--config", cfgPath)
@@ -69,12 +69,12 @@ func TestReviewLatticeRESTFollowsPolicy(t *testing.T) {
 	}
 }
 
-// TestReviewSecurityControlsBinary: defences that hold on the real binary.
+// TestSecurityControlsBinary: defences that hold on the real binary.
 // A revoked key is refused on the session it opened; /readyz without
 // credentials and with a tenant's key shows no upstream details, /metrics
 // is for operators; an oversized Authorization header, NUL bytes and
 // invalid UTF-8 are refused without harm.
-func TestReviewSecurityControlsBinary(t *testing.T) {
+func TestSecurityControlsBinary(t *testing.T) {
 	env := secEnv(t)
 	cfgPath := writeConfig(t, "[auth]\nrevocation_poll = \"200ms\"\n")
 	p := startServe(t, env, "--config", cfgPath)
@@ -147,9 +147,9 @@ func TestReviewSecurityControlsBinary(t *testing.T) {
 	}
 }
 
-// TestReviewLatticeRESTChangesAreAudited: the same change through the
+// TestLatticeRESTChangesAreAudited: the same change through the
 // lattice tools is a tool.call entry; through /api/lattices nothing.
-func TestReviewLatticeRESTChangesAreAudited(t *testing.T) {
+func TestLatticeRESTChangesAreAudited(t *testing.T) {
 	env := secEnv(t)
 	cfgPath := writeConfig(t, "")
 	p := startServe(t, env, "--config", cfgPath)

@@ -12,12 +12,12 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-// TestReviewDenyRuleGlobCoversSlash: rules and virtual-server globs are
+// TestDenyRuleGlobCoversSlash: rules and virtual-server globs are
 // matched with path.Match, whose * and ? never match '/'. Upstream tool
 // names may contain '/' (the SDK only logs a warning for such names, and
 // the gateway registers them), so a deny rule "gh__*" does not deny
 // "gh__repo/delete", and a member the rule is meant to stop may call it.
-func TestReviewDenyRuleGlobCoversSlash(t *testing.T) {
+func TestDenyRuleGlobCoversSlash(t *testing.T) {
 	src := &fakeSource{
 		version: 1,
 		tenants: []store.Tenant{{ID: "a", Name: "a"}},
@@ -39,10 +39,10 @@ func TestReviewDenyRuleGlobCoversSlash(t *testing.T) {
 	}
 }
 
-// TestReviewGlobMatchAgreesWithPathMatch: apart from '/', globMatch is
+// TestGlobMatchAgreesWithPathMatch: apart from '/', globMatch is
 // path.Match: same answers on names without '/', nothing for malformed
 // patterns; and * and ? also cover '/'.
-func TestReviewGlobMatchAgreesWithPathMatch(t *testing.T) {
+func TestGlobMatchAgreesWithPathMatch(t *testing.T) {
 	patterns := []string{
 		"*", "gh__*", "gh__get*", "*__delete", "gh__?", "gh__[a-c]x", "gh__[^a-c]x", `gh__\*`, `gh__[\]]`,
 		"gh__[a-]", "gh__[", `gh__\`, "ü__*", "gh__[ü-ÿ]", "gh__*_*", "**", "gh__[-a]", "[]", "gh__[\\-]x",

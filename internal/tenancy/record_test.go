@@ -13,12 +13,12 @@ import (
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
 )
 
-// TestReviewRecordBoundsClientNames: the name of a tools/call comes from
+// TestRecordBoundsClientNames: the name of a tools/call comes from
 // the client, up to the body limit (4 MiB by default). A call of a tool
 // that does not exist was recorded with that name twice, as the target and
 // in the detail, so each refused call could add megabytes to the
 // append-only audit log. Names are clipped like errors are.
-func TestReviewRecordBoundsClientNames(t *testing.T) {
+func TestRecordBoundsClientNames(t *testing.T) {
 	ctx := context.Background()
 	st, err := sqlite.Open(ctx, ":memory:")
 	if err != nil {

@@ -14,7 +14,7 @@ import (
 	"log/slog"
 )
 
-// TestReviewShutdownStrandsCallsThatNeedTheClient replays the sequence of
+// TestShutdownStrandsCallsThatNeedTheClient replays the sequence of
 // cmd/mcpedge/serve.go:shutdown (srv.Shutdown in the background, g.Drain,
 // g.CloseSessions). srv.Shutdown closes the listener and idle connections
 // at once, so a call in flight that is waiting for the client's answer to
@@ -22,9 +22,9 @@ import (
 // retry carrying inputResponses) can never get that answer in: the client's
 // POST has no connection to arrive on. Drain then waits out the whole grace
 // period for a call that cannot finish, and the call fails anyway.
-func TestReviewShutdownStrandsCallsThatNeedTheClient(t *testing.T) {
-	up := reviewHTTPUpstream(t, interactiveServer())
-	cfg, err := config.Parse("review.toml", []byte("[server]\n"+reviewBlock("inter", up)))
+func TestShutdownStrandsCallsThatNeedTheClient(t *testing.T) {
+	up := startHTTPUpstream(t, interactiveServer())
+	cfg, err := config.Parse("review.toml", []byte("[server]\n"+upstreamBlock("inter", up)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestReviewShutdownStrandsCallsThatNeedTheClient(t *testing.T) {
 
 	asked := make(chan struct{})
 	shuttingDown := make(chan struct{})
-	cs := reviewClient(t, "http://"+ln.Addr().String()+"/mcp", &mcp.ClientOptions{
+	cs := dialClient(t, "http://"+ln.Addr().String()+"/mcp", &mcp.ClientOptions{
 		ElicitationHandler: func(ctx context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			close(asked)
 			<-shuttingDown // the user answers a moment after SIGTERM
@@ -81,25 +81,25 @@ func TestReviewShutdownStrandsCallsThatNeedTheClient(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		err2 = errors.New("still waiting 5s after Drain returned")
 	}
-	// (Not calling g.CloseSessions here: see TestReviewCloseSessionsHangsOnPendingElicitation.)
+	// (Not calling g.CloseSessions here: see TestCloseSessionsHangsOnPendingElicitation.)
 	if err2 != nil || drained >= grace {
 		t.Fatalf("the client answered 50ms into shutdown, yet Drain took %s (grace %s) and the call: %v", drained.Round(time.Millisecond), grace, err2)
 	}
 }
 
-// TestReviewCloseSessionsHangsOnPendingElicitation: ServerSession.Close
+// TestCloseSessionsHangsOnPendingElicitation: ServerSession.Close
 // (jsonrpc2.Connection.Close) waits for the session's outgoing calls, and
 // the sink's ss.Elicit/CreateMessageWithTools/ListRoots run with the
 // upstream request's context, which nothing on the gateway side cancels.
 // So CloseSessions (which takes no context) blocks for as long as a client
 // sits on an elicitation — in cmd/mcpedge/serve.go:shutdown that is after
 // the grace period, before g.Stop: SIGTERM never finishes.
-func TestReviewCloseSessionsHangsOnPendingElicitation(t *testing.T) {
-	up := reviewHTTPUpstream(t, interactiveServer())
-	g, url := reviewGatewayOpts(t, "[server]\n"+reviewBlock("inter", up), false)
+func TestCloseSessionsHangsOnPendingElicitation(t *testing.T) {
+	up := startHTTPUpstream(t, interactiveServer())
+	g, url := startGatewayOpts(t, "[server]\n"+upstreamBlock("inter", up), false)
 	asked := make(chan struct{})
 	release := make(chan struct{})
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{
 		ElicitationHandler: func(ctx context.Context, r *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
 			close(asked)
 			select { // a user who has walked away

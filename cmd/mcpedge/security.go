@@ -124,6 +124,25 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	return s, nil
 }
 
+// reconfigure applies a reloaded configuration's live security settings:
+// [auth] (except mode and the bootstrap settings, see config.RestartKeys),
+// plans and the [audit] arguments policy. A part that can not be applied
+// is logged and keeps its running settings; the others still apply.
+func (s *securityStack) reconfigure(ctx context.Context, next *config.Config, log *slog.Logger) {
+	if err := s.Auth.Reconfigure(next.Auth); err != nil {
+		log.Error("[auth] not reloaded; the running settings stay", "err", err.Error())
+	} else {
+		s.Policy.SetPollInterval(next.Auth.RevocationPoll.D())
+		if s.Layer != nil {
+			s.Layer.SetAuth(next.Auth)
+		}
+	}
+	if err := s.Policy.SetPlans(ctx, next.Plans); err != nil {
+		log.Error("plans not reloaded; the running plans stay", "err", err.Error())
+	}
+	s.CallLog.SetArguments(next.Audit.Arguments)
+}
+
 // withAdminClientIP gives the credential service's own audit entries
 // (key.create, key.rotate, key.revoke, …) made through the admin API the
 // caller's address, which the admin handler put in ctx.

@@ -187,10 +187,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
-		if err := sec.Policy.SetPlans(ctx, next.Plans); err != nil {
-			log.Error("plans not reloaded; the running plans stay", "err", err.Error())
-		}
-		sec.CallLog.SetArguments(next.Audit.Arguments)
+		sec.reconfigure(ctx, next, log)
 		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
 	}
 	var changes <-chan struct{}

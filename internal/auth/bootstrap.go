@@ -36,21 +36,21 @@ func (s *Service) Bootstrap(ctx context.Context, out io.Writer) (bool, error) {
 	// Check the environment before creating anything, so that a bad value
 	// does not leave a half-made tenant behind.
 	var pwHash, keySecret string
-	if name := s.cfg.BootstrapPasswordEnv; name != "" {
+	if name := s.cfg().BootstrapPasswordEnv; name != "" {
 		if pw := s.getenv(name); pw != "" {
 			if pwHash, err = HashPassword(pw); err != nil {
 				return false, fmt.Errorf("auth: bootstrap: $%s: %w", name, err)
 			}
 		}
 	}
-	if name := s.cfg.BootstrapKeyEnv; name != "" {
+	if name := s.cfg().BootstrapKeyEnv; name != "" {
 		keySecret = s.getenv(name)
 		if keySecret != "" && len(keySecret) < MinImportedKeyLen {
 			return false, fmt.Errorf("auth: bootstrap: $%s must be at least %d characters", name, MinImportedKeyLen)
 		}
 	}
 
-	t := &store.Tenant{Name: s.cfg.BootstrapTenant, Plan: "enterprise", Operator: true}
+	t := &store.Tenant{Name: s.cfg().BootstrapTenant, Plan: "enterprise", Operator: true}
 	if err := s.st.CreateTenant(ctx, t); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return false, nil // another process is bootstrapping
@@ -80,10 +80,10 @@ func (s *Service) Bootstrap(ctx context.Context, out io.Writer) (bool, error) {
 			fmt.Fprintf(out, "\nmcpedge: first start: created tenant %q with owner user %q and an owner API key.\n", t.Name, u.Name)
 			fmt.Fprintf(out, "This API key is shown only now; store it somewhere safe:\n\n%s\n\n", keySecret)
 		} else {
-			fmt.Fprintf(out, "\nmcpedge: first start: created tenant %q with owner user %q and an owner API key from $%s.\n", t.Name, u.Name, s.cfg.BootstrapKeyEnv)
+			fmt.Fprintf(out, "\nmcpedge: first start: created tenant %q with owner user %q and an owner API key from $%s.\n", t.Name, u.Name, s.cfg().BootstrapKeyEnv)
 		}
 		if pwHash == "" {
-			fmt.Fprintf(out, "User %q has no password, so it can not log in yet; set one through the admin API (or set $%s before the first start).\n\n", u.Name, s.cfg.BootstrapPasswordEnv)
+			fmt.Fprintf(out, "User %q has no password, so it can not log in yet; set one through the admin API (or set $%s before the first start).\n\n", u.Name, s.cfg().BootstrapPasswordEnv)
 		}
 	}
 	return true, nil

@@ -236,8 +236,7 @@ func (v *oidcVerifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
 
 // authenticateOIDC verifies a token of the identity provider and maps it
 // to a tenant, role and scopes.
-func (s *Service) authenticateOIDC(ctx context.Context, token, clientIP string) (*principal.Principal, error) {
-	v := s.oidc
+func (s *Service) authenticateOIDC(ctx context.Context, v *oidcVerifier, token, clientIP string) (*principal.Principal, error) {
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -283,7 +284,7 @@ locality = "remote"
 	for _, c := range []string{"ev@local", "ev@remote", "other@local", "other@remote"} {
 		g.routeMetrics.latency.WithLabelValues(c).Set(0.01)
 	}
-	g.routeMetrics.decisions.WithLabelValues("other", "local", factorPriority).Inc()
+	g.routeMetrics.decisions.WithLabelValues("other", "local", routestage.FactorPriority).Inc()
 	g.routeMetrics.fallbacks.WithLabelValues("other", "local", "remote").Inc()
 	g.routeMetrics.refusals.WithLabelValues("other").Inc()
 

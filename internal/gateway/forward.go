@@ -420,17 +420,8 @@ func (g *Gateway) readMiddleware(only string) mcp.Middleware {
 
 // listed reports whether a catalog lists uri or a template matching it.
 func listed(cat *upstream.Catalog, uri string) bool {
-	for _, r := range cat.Resources {
-		if r.URI == uri {
-			return true
-		}
-	}
-	for _, t := range cat.Templates {
-		if tmpl, err := uritemplate.New(t.URITemplate); err == nil && tmpl.Regexp().MatchString(uri) {
-			return true
-		}
-	}
-	return false
+	_, ok := listedMIME(cat, uri)
+	return ok
 }
 
 // ownerOf finds the upstream that serves uri: on a per-upstream endpoint

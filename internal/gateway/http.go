@@ -408,7 +408,7 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			// qualifies is answered here, without the SDK.
 			if env, err := envelope(); err == nil {
 				switch env.Method {
-				case pipeline.MethodCallTool, pipeline.MethodGetPrompt:
+				case pipeline.MethodCallTool, pipeline.MethodGetPrompt, pipeline.MethodReadResource:
 					if g.hotCall(w, r, body, env) {
 						return
 					}

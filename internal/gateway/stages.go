@@ -310,6 +310,9 @@ func (s forwardStage) Handle(ctx context.Context, c *pipeline.Call, _ pipeline.H
 		}
 		return g.forwardPrompt(ctx, c, t, req)
 	case *mcp.ReadResourceRequest:
+		if c.Wire != nil {
+			return g.forwardReadWire(ctx, c, t, req)
+		}
 		return g.forwardRead(ctx, c, t, req)
 	case *mcp.CompleteRequest:
 		return g.completeNow(ctx, c.Face, req)

@@ -19,6 +19,11 @@ func LiveKeys() []string {
 		"audit.arguments",
 		"server.hot_path", // read on every call
 		"guard",           // copied into each upstream's settings (Upstream.Guard)
+		// [server.tls]: the certificate and CA files are re-read and the
+		// client certificate mapping replaced (turning TLS on or off and
+		// [server.tls.acme] need a restart).
+		"server.tls.cert_file", "server.tls.key_file", "server.tls.min_version",
+		"server.tls.client_ca_file", "server.tls.client_auth", "server.tls.client_certs",
 	}
 }
 

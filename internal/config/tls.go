@@ -32,12 +32,13 @@ const (
 
 // ACME defaults and bounds.
 const (
-	// DefaultACMERenewBefore renews a certificate 30 days before it
-	// expires, as Let's Encrypt recommends for its 90-day certificates.
-	DefaultACMERenewBefore = Duration(30 * 24 * time.Hour)
-	// MinACMERenewBefore is the smallest accepted renew_before: the ACME
-	// client spreads renewals over up to an hour after the due time.
-	MinACMERenewBefore = Duration(time.Hour + time.Minute)
+	// MaxACMERenewBefore is the largest accepted renew_before (the ACME
+	// client's own cap). Without renew_before a certificate is renewed
+	// when a third of its lifetime is left, at most 30 days before it
+	// expires (for Let's Encrypt's 90-day certificates: 30 days).
+	MaxACMERenewBefore = Duration(30 * 24 * time.Hour)
+	// MinACMERenewBefore is the smallest accepted renew_before.
+	MinACMERenewBefore = Duration(time.Second)
 	// DefaultACMEDirectory is Let's Encrypt's production directory.
 	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 	// MaxClientCertMappings bounds [[server.tls.client_certs]].
@@ -131,7 +132,9 @@ type ACME struct {
 	// to https. Only with challenge = "http-01".
 	HTTPListen string
 	// RenewBefore is how long before expiry a certificate is renewed
-	// (toml "renew_before", default 720h).
+	// (toml "renew_before", at most 720h); 0, the default, means when a
+	// third of its lifetime is left, at most 30 days before. A renewal is
+	// spread over a tenth of it (at most an hour) after the due time.
 	RenewBefore Duration
 	// AcceptTerms must be true (toml "accept_terms"): it agrees to the
 	// ACME CA's terms of service on the operator's behalf.
@@ -410,10 +413,8 @@ func (d *decoder) validateTLS(s *TLS, m tlsMeta) {
 			bad(m.acme, af, "http_listen", "%s", err)
 		}
 	}
-	if a.RenewBefore == 0 {
-		a.RenewBefore = DefaultACMERenewBefore
-	} else if a.RenewBefore < MinACMERenewBefore {
-		bad(m.acme, af, "renew_before", "must be at least %s, got %s", MinACMERenewBefore, a.RenewBefore)
+	if a.RenewBefore != 0 && (a.RenewBefore < MinACMERenewBefore || a.RenewBefore > MaxACMERenewBefore) {
+		bad(m.acme, af, "renew_before", "must be between %s and %s, got %s", MinACMERenewBefore, MaxACMERenewBefore, a.RenewBefore)
 	}
 	if !a.AcceptTerms {
 		bad(m.acme, af, "accept_terms", "must be true: the ACME CA issues certificates only to accounts that agree to its terms of service; read them and set accept_terms = true")

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
@@ -63,7 +64,7 @@ func newACME(cfg config.ACME, o Options) (*acmeManager, error) {
 	a.m = &autocert.Manager{
 		Prompt:      autocert.AcceptTOS, // accept_terms = true, checked by config
 		Cache:       autocert.DirCache(dir),
-		HostPolicy:  autocert.HostWhitelist(cfg.Domains...),
+		HostPolicy:  hostPolicy(cfg.Domains),
 		RenewBefore: cfg.RenewBefore.D(),
 		Email:       cfg.Email,
 		Client:      &acme.Client{DirectoryURL: cfg.DirectoryURL, HTTPClient: client, UserAgent: "mcpedge"},
@@ -165,4 +166,24 @@ func (a *acmeManager) getCertificateCached(domain string) (*tls.Certificate, err
 		return nil, err
 	}
 	return a.getCertificate(hello(domain))
+}
+
+// hostPolicy allows the configured domains only. Unlike
+// autocert.HostWhitelist it ignores a port in the name: an HTTP-01
+// request's Host carries one when http_listen is reached on a port other
+// than 80 (a test CA, or a port forwarded under another number).
+func hostPolicy(domains []string) autocert.HostPolicy {
+	allowed := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		allowed[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
+	return func(_ context.Context, host string) error {
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if !allowed[strings.ToLower(strings.TrimSuffix(host, "."))] {
+			return fmt.Errorf("%q is not one of server.tls.acme.domains", host)
+		}
+		return nil
+	}
 }

@@ -56,6 +56,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -66,6 +67,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 )
 
 // Errors. Every error Authenticate, Login, Refresh and Logout return for a
@@ -132,6 +134,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// ClientCerts map verified client certificates to tenants
+	// ([[server.tls.client_certs]]); see [Service.AuthenticateCertificate].
+	ClientCerts []config.ClientCert
 	// HTTPClient fetches the OIDC JWKS; nil means a client with a 10s
 	// timeout that dials through the egress policy of a trusted
 	// destination (see jwksClient).
@@ -162,6 +167,9 @@ type Service struct {
 	rev  *revocations
 	used *lastUsed
 	oidc *oidcVerifier // nil without [auth.oidc]
+	// certs maps verified client certificates to tenants
+	// ([[server.tls.client_certs]]); nil: none is mapped.
+	certs atomic.Pointer[certMap]
 
 	hashSlots chan struct{} // bounds concurrent argon2 work
 	accounts  accountLocks  // login attempts take turns per account
@@ -206,6 +214,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		s.now = time.Now
 	}
 	s.used = newLastUsed()
+	s.SetClientCerts(o.ClientCerts)
 	s.hashSlots = make(chan struct{}, hashConcurrency())
 	var err error
 	if s.keyHMAC, err = s.secret(ctx, secretAPIKeyHMAC, 32); err != nil {
@@ -220,7 +229,9 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	if cfg.OIDC.Issuer != "" {
 		hc := o.HTTPClient
 		if hc == nil {
-			hc = jwksClient()
+			if hc, err = jwksClient(cfg.OIDC.TLS); err != nil {
+				return nil, err
+			}
 		}
 		if s.oidc, err = newOIDCVerifier(cfg.OIDC, hc, s.now, s.log); err != nil {
 			return nil, err
@@ -424,9 +435,19 @@ func Reason(err error) string {
 // on the private network, so private addresses are allowed, but cloud
 // metadata, unspecified, multicast and reserved addresses are never dialled
 // (docs/egress.md).
-func jwksClient() *http.Client {
+//
+// The key set's server certificate is always verified; [auth.oidc.tls]
+// adds CAs (a private identity provider) and a client certificate.
+func jwksClient(tc config.ClientTLS) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	p := &egress.Policy{Who: "oidc jwks_url", Trusted: true}
 	t.DialContext = p.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &http.Client{Timeout: 10 * time.Second, Transport: t}
+	conf, err := tlsconf.Client(tc, "auth.oidc.tls", "oidc", nil)
+	if err != nil {
+		return nil, err
+	}
+	if conf != nil {
+		t.TLSClientConfig = conf
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}, nil
 }

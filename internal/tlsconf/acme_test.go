@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/tlsconf/tlstest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -71,9 +72,9 @@ func startPebble(t *testing.T, validity time.Duration, tlsPort, httpPort int) *p
 	dir := t.TempDir()
 
 	// pebble's own HTTPS certificate, from a CA the test makes.
-	ca := newCA(t, "pebble HTTPS CA")
-	certPEM, keyPEM, _ := ca.issue(t, leafOpts{cn: "pebble", dns: []string{"localhost"}, ips: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	env := &pebbleEnv{caFile: write(t, dir, "pebble-ca.pem", ca.pem), mgmtTLS: &tls.Config{RootCAs: pool(ca)}}
+	ca := tlstest.NewCA(t, "pebble HTTPS CA")
+	certPEM, keyPEM, _ := ca.Issue(t, tlstest.Leaf{CN: "pebble", DNS: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	env := &pebbleEnv{caFile: tlstest.Write(t, dir, "pebble-ca.PEM", ca.PEM), mgmtTLS: &tls.Config{RootCAs: tlstest.Pool(ca)}}
 
 	dnsPort := freePort(t)
 	chall := exec.Command(challBin,
@@ -87,8 +88,8 @@ func startPebble(t *testing.T, validity time.Duration, tlsPort, httpPort int) *p
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":                  fmt.Sprintf("127.0.0.1:%d", acmePort),
 		"managementListenAddress":        fmt.Sprintf("127.0.0.1:%d", mgmtPort),
-		"certificate":                    write(t, dir, "pebble-cert.pem", certPEM),
-		"privateKey":                     write(t, dir, "pebble-key.pem", keyPEM),
+		"certificate":                    tlstest.Write(t, dir, "pebble-cert.pem", certPEM),
+		"privateKey":                     tlstest.Write(t, dir, "pebble-key.pem", keyPEM),
 		"httpPort":                       httpPort,
 		"tlsPort":                        tlsPort,
 		"ocspResponderURL":               "",
@@ -96,7 +97,7 @@ func startPebble(t *testing.T, validity time.Duration, tlsPort, httpPort int) *p
 		"certificateValidityPeriod":      uint64(validity / time.Second),
 	}}
 	b, _ := json.Marshal(cfg)
-	cfgFile := write(t, dir, "pebble.json", b)
+	cfgFile := tlstest.Write(t, dir, "pebble.json", b)
 	peb := exec.Command(pebbleBin, "-config", cfgFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
 	// No artificial validation delays, no random nonce refusals: the
 	// test exercises the protocol, not the client's retry of bad nonces.
@@ -210,13 +211,13 @@ func TestACMEIssuanceAndRenewalTLSALPN(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	// Client certificates are required: the CA's validation handshake,
 	// which has none, must still be answered.
-	clientCA := newCA(t, "client CA")
-	cc, ck, _ := clientCA.issue(t, leafOpts{cn: "agent", client: true})
+	clientCA := tlstest.NewCA(t, "client CA")
+	cc, ck, _ := clientCA.Issue(t, tlstest.Leaf{CN: "agent", Client: true})
 	clientCert, err := tls.X509KeyPair(cc, ck)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.TLS{MinVersion: config.TLSVersion13, ClientAuth: config.ClientAuthRequired, ClientCAFile: write(t, dataDir, "clients.pem", clientCA.pem), ACME: config.ACME{
+	cfg := config.TLS{MinVersion: config.TLSVersion13, ClientAuth: config.ClientAuthRequired, ClientCAFile: tlstest.Write(t, dataDir, "clients.pem", clientCA.PEM), ACME: config.ACME{
 		Domains: []string{acmeDomain}, Email: "ops@mcpedge.test", DirectoryURL: env.directory, CAFile: env.caFile,
 		Challenge: config.ChallengeTLSALPN, RenewBefore: config.Duration(30 * time.Second), AcceptTerms: true,
 	}}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/tlsconf/tlstest"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -52,24 +53,18 @@ func handshake(t *testing.T, addr string, tc *tls.Config) (*x509.Certificate, er
 	return c.ConnectionState().PeerCertificates[0], nil
 }
 
-func pool(ca *testCA) *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
 func TestServerReloadsChangedFiles(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "test CA")
-	certA, keyA, leafA := ca.issue(t, leafOpts{cn: "gw", dns: []string{"gw.test"}})
-	cf, kf := write(t, dir, "cert.pem", certA), write(t, dir, "key.pem", keyA)
+	ca := tlstest.NewCA(t, "test CA")
+	certA, keyA, leafA := ca.Issue(t, tlstest.Leaf{CN: "gw", DNS: []string{"gw.test"}})
+	cf, kf := tlstest.Write(t, dir, "cert.pem", certA), tlstest.Write(t, dir, "key.pem", keyA)
 	reg := prometheus.NewRegistry()
 	s, err := New(config.TLS{CertFile: cf, KeyFile: kf, MinVersion: config.TLSVersion13, ClientAuth: config.ClientAuthNone}, Options{Metrics: NewMetrics(reg)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := serve(t, s)
-	client := &tls.Config{RootCAs: pool(ca), ServerName: "gw.test"}
+	client := &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test"}
 	got, err := handshake(t, addr, client)
 	if err != nil {
 		t.Fatalf("handshake: %v", err)
@@ -88,8 +83,8 @@ func TestServerReloadsChangedFiles(t *testing.T) {
 
 	// A rotation caught half-way (new certificate, old key) is refused
 	// and the old certificate stays.
-	certB, keyB, leafB := ca.issue(t, leafOpts{cn: "gw", dns: []string{"gw2.test"}, notAfter: time.Now().Add(48 * time.Hour)})
-	replace(t, cf, certB, 2*time.Second)
+	certB, keyB, leafB := ca.Issue(t, tlstest.Leaf{CN: "gw", DNS: []string{"gw2.test"}, NotAfter: time.Now().Add(48 * time.Hour)})
+	tlstest.Replace(t, cf, certB, 2*time.Second)
 	changed, err := s.Check()
 	if changed || err == nil || !strings.Contains(err.Error(), "does not belong to the certificate") {
 		t.Fatalf("Check with a mismatched key = %v, %v; want the mismatch error", changed, err)
@@ -102,11 +97,11 @@ func TestServerReloadsChangedFiles(t *testing.T) {
 	}
 
 	// The key arrives: the new certificate is served on new connections.
-	replace(t, kf, keyB, 3*time.Second)
+	tlstest.Replace(t, kf, keyB, 3*time.Second)
 	if changed, err := s.Check(); !changed || err != nil {
 		t.Fatalf("Check after the rotation = %v, %v", changed, err)
 	}
-	got, err = handshake(t, addr, &tls.Config{RootCAs: pool(ca), ServerName: "gw2.test"})
+	got, err = handshake(t, addr, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw2.test"})
 	if err != nil || got.SerialNumber.Cmp(leafB.SerialNumber) != 0 {
 		t.Fatalf("after the rotation: %v, %v; want serial %v", got, err, leafB.SerialNumber)
 	}
@@ -120,9 +115,9 @@ func TestServerReloadsChangedFiles(t *testing.T) {
 
 func TestServerRunPicksUpRotation(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "test CA")
-	certA, keyA, _ := ca.issue(t, leafOpts{dns: []string{"gw.test"}})
-	cf, kf := write(t, dir, "cert.pem", certA), write(t, dir, "key.pem", keyA)
+	ca := tlstest.NewCA(t, "test CA")
+	certA, keyA, _ := ca.Issue(t, tlstest.Leaf{DNS: []string{"gw.test"}})
+	cf, kf := tlstest.Write(t, dir, "cert.pem", certA), tlstest.Write(t, dir, "key.pem", keyA)
 	s, err := New(config.TLS{CertFile: cf, KeyFile: kf, MinVersion: config.TLSVersion13}, Options{PollEvery: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -132,13 +127,13 @@ func TestServerRunPicksUpRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serve(t, s)
-	certB, keyB, leafB := ca.issue(t, leafOpts{dns: []string{"gw.test"}})
+	certB, keyB, leafB := ca.Issue(t, tlstest.Leaf{DNS: []string{"gw.test"}})
 	// Key first, then certificate, as a careless rotation would.
-	replace(t, kf, keyB, 2*time.Second)
-	replace(t, cf, certB, 2*time.Second)
+	tlstest.Replace(t, kf, keyB, 2*time.Second)
+	tlstest.Replace(t, cf, certB, 2*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got, err := handshake(t, addr, &tls.Config{RootCAs: pool(ca), ServerName: "gw.test"})
+		got, err := handshake(t, addr, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test"})
 		if err == nil && got.SerialNumber.Cmp(leafB.SerialNumber) == 0 {
 			return
 		}
@@ -151,19 +146,19 @@ func TestServerRunPicksUpRotation(t *testing.T) {
 
 func TestServerVersions(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "test CA")
-	certPEM, keyPEM, _ := ca.issue(t, leafOpts{dns: []string{"gw.test"}})
-	cf, kf := write(t, dir, "cert.pem", certPEM), write(t, dir, "key.pem", keyPEM)
+	ca := tlstest.NewCA(t, "test CA")
+	certPEM, keyPEM, _ := ca.Issue(t, tlstest.Leaf{DNS: []string{"gw.test"}})
+	cf, kf := tlstest.Write(t, dir, "cert.pem", certPEM), tlstest.Write(t, dir, "key.pem", keyPEM)
 
 	s13, err := New(config.TLS{CertFile: cf, KeyFile: kf, MinVersion: config.TLSVersion13}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr13 := serve(t, s13)
-	if _, err := handshake(t, addr13, &tls.Config{RootCAs: pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS12}); err == nil {
+	if _, err := handshake(t, addr13, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS12}); err == nil {
 		t.Fatal("a TLS 1.2 client was accepted with the default min_version 1.3")
 	}
-	c, err := tls.Dial("tcp", addr13, &tls.Config{RootCAs: pool(ca), ServerName: "gw.test"})
+	c, err := tls.Dial("tcp", addr13, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,29 +172,29 @@ func TestServerVersions(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr12 := serve(t, s12)
-	if _, err := handshake(t, addr12, &tls.Config{RootCAs: pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS12,
+	if _, err := handshake(t, addr12, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256}}); err != nil {
 		t.Fatalf("TLS 1.2 with a modern suite refused with min_version 1.2: %v", err)
 	}
-	if _, err := handshake(t, addr12, &tls.Config{RootCAs: pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS12,
+	if _, err := handshake(t, addr12, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS12,
 		CipherSuites: []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA}}); err == nil {
 		t.Fatal("TLS 1.2 with a CBC suite was accepted")
 	}
-	if _, err := handshake(t, addr12, &tls.Config{RootCAs: pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10}); err == nil {
+	if _, err := handshake(t, addr12, &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test", MaxVersion: tls.VersionTLS11, MinVersion: tls.VersionTLS10}); err == nil {
 		t.Fatal("TLS 1.1 was accepted")
 	}
 }
 
 func TestServerClientCertificates(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "server CA")
-	clientCA := newCA(t, "client CA")
-	otherCA := newCA(t, "someone else")
-	certPEM, keyPEM, _ := ca.issue(t, leafOpts{dns: []string{"gw.test"}})
-	cf, kf := write(t, dir, "cert.pem", certPEM), write(t, dir, "key.pem", keyPEM)
-	caf := write(t, dir, "clients.pem", clientCA.pem)
-	good, goodKey, _ := clientCA.issue(t, leafOpts{cn: "edge-1", client: true})
-	bad, badKey, _ := otherCA.issue(t, leafOpts{cn: "intruder", client: true})
+	ca := tlstest.NewCA(t, "server CA")
+	clientCA := tlstest.NewCA(t, "client CA")
+	otherCA := tlstest.NewCA(t, "someone else")
+	certPEM, keyPEM, _ := ca.Issue(t, tlstest.Leaf{DNS: []string{"gw.test"}})
+	cf, kf := tlstest.Write(t, dir, "cert.pem", certPEM), tlstest.Write(t, dir, "key.pem", keyPEM)
+	caf := tlstest.Write(t, dir, "clients.pem", clientCA.PEM)
+	good, goodKey, _ := clientCA.Issue(t, tlstest.Leaf{CN: "edge-1", Client: true})
+	bad, badKey, _ := otherCA.Issue(t, tlstest.Leaf{CN: "intruder", Client: true})
 	goodPair, err := tls.X509KeyPair(good, goodKey)
 	if err != nil {
 		t.Fatal(err)
@@ -207,7 +202,7 @@ func TestServerClientCertificates(t *testing.T) {
 	badPair, _ := tls.X509KeyPair(bad, badKey)
 
 	get := func(addr string, certs ...tls.Certificate) (string, error) {
-		tc := &tls.Config{RootCAs: pool(ca), ServerName: "gw.test"}
+		tc := &tls.Config{RootCAs: tlstest.Pool(ca), ServerName: "gw.test"}
 		if len(certs) > 0 {
 			// Sent whatever CAs the server names (a Go client would
 			// otherwise keep a certificate of another CA to itself).
@@ -253,7 +248,7 @@ func TestServerClientCertificates(t *testing.T) {
 			t.Fatalf("with a certificate of the client CA: %q, %v", got, err)
 		}
 		// A reload that trusts the other CA instead.
-		other := write(t, dir, "other.pem", otherCA.pem)
+		other := tlstest.Write(t, dir, "other.pem", otherCA.PEM)
 		if err := s.Apply(config.TLS{CertFile: cf, KeyFile: kf, MinVersion: config.TLSVersion13, ClientCAFile: other, ClientAuth: config.ClientAuthRequired}); err != nil {
 			t.Fatal(err)
 		}
@@ -268,13 +263,13 @@ func TestServerClientCertificates(t *testing.T) {
 
 func TestLoadErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "test CA")
-	certPEM, keyPEM, _ := ca.issue(t, leafOpts{dns: []string{"gw.test"}})
-	_, otherKey, _ := ca.issue(t, leafOpts{dns: []string{"gw.test"}})
-	cf := write(t, dir, "cert.pem", certPEM)
-	kf := write(t, dir, "key.pem", keyPEM)
-	okf := write(t, dir, "other-key.pem", otherKey)
-	junk := write(t, dir, "junk.pem", []byte("not a certificate\n"))
+	ca := tlstest.NewCA(t, "test CA")
+	certPEM, keyPEM, _ := ca.Issue(t, tlstest.Leaf{DNS: []string{"gw.test"}})
+	_, otherKey, _ := ca.Issue(t, tlstest.Leaf{DNS: []string{"gw.test"}})
+	cf := tlstest.Write(t, dir, "cert.pem", certPEM)
+	kf := tlstest.Write(t, dir, "key.pem", keyPEM)
+	okf := tlstest.Write(t, dir, "other-key.pem", otherKey)
+	junk := tlstest.Write(t, dir, "junk.pem", []byte("not a certificate\n"))
 	cases := []struct {
 		name, cert, key, want string
 	}{
@@ -301,18 +296,18 @@ func TestLoadErrors(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t, "test CA")
-	expired, expiredKey, _ := ca.issue(t, leafOpts{dns: []string{"old.test"}, notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
-	soon, soonKey, _ := ca.issue(t, leafOpts{cn: "edge", client: true, notAfter: time.Now().Add(72 * time.Hour)})
+	ca := tlstest.NewCA(t, "test CA")
+	expired, expiredKey, _ := ca.Issue(t, tlstest.Leaf{DNS: []string{"old.test"}, NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	soon, soonKey, _ := ca.Issue(t, tlstest.Leaf{CN: "edge", Client: true, NotAfter: time.Now().Add(72 * time.Hour)})
 	cfg := config.Default()
-	cfg.Server.TLS = config.TLS{CertFile: write(t, dir, "c.pem", expired), KeyFile: write(t, dir, "k.pem", expiredKey), ClientCAFile: write(t, dir, "ca.pem", ca.pem)}
+	cfg.Server.TLS = config.TLS{CertFile: tlstest.Write(t, dir, "c.pem", expired), KeyFile: tlstest.Write(t, dir, "k.pem", expiredKey), ClientCAFile: tlstest.Write(t, dir, "ca.PEM", ca.PEM)}
 	cfg.Upstreams = []config.Upstream{
-		{Name: "a", Transport: config.TransportHTTP, URL: "https://a.test/mcp", TLS: config.ClientTLS{CertFile: write(t, dir, "uc.pem", soon), KeyFile: write(t, dir, "uk.pem", soonKey)}},
-		{Name: "b", Transport: config.TransportHTTP, URL: "https://b.test/mcp", TLS: config.ClientTLS{CAFile: dir + "/missing-ca.pem"}},
+		{Name: "a", Transport: config.TransportHTTP, URL: "https://a.test/mcp", TLS: config.ClientTLS{CertFile: tlstest.Write(t, dir, "uc.pem", soon), KeyFile: tlstest.Write(t, dir, "uk.pem", soonKey)}},
+		{Name: "b", Transport: config.TransportHTTP, URL: "https://b.test/mcp", TLS: config.ClientTLS{CAFile: dir + "/missing-ca.PEM"}},
 		{Name: "c", Transport: config.TransportHTTP, URL: "https://c.test/mcp", Disabled: true, TLS: config.ClientTLS{CAFile: dir + "/missing-too.pem"}},
 	}
 	warnings, err := Check(cfg, time.Now())
-	if err == nil || !strings.Contains(err.Error(), "upstreams[1].tls.ca_file: "+dir+"/missing-ca.pem does not exist") {
+	if err == nil || !strings.Contains(err.Error(), "upstreams[1].tls.ca_file: "+dir+"/missing-ca.PEM does not exist") {
 		t.Fatalf("Check error = %v, want the missing CA file of upstreams[1]", err)
 	}
 	if strings.Contains(err.Error(), "missing-too") {

@@ -1,4 +1,7 @@
-package tlsconf
+// Package tlstest makes certificate authorities and certificates for
+// tests (crypto/x509, ECDSA P-256), and writes them where the gateway's
+// configuration can name them.
+package tlstest
 
 import (
 	"crypto/ecdsa"
@@ -9,17 +12,19 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 )
 
-// testCA is a certificate authority made by a test.
-type testCA struct {
-	cert *x509.Certificate
+// A CA is a certificate authority made by a test.
+type CA struct {
+	// Cert is the CA certificate, PEM the same in PEM.
+	Cert *x509.Certificate
 	key  *ecdsa.PrivateKey
-	pem  []byte
+	PEM  []byte
 }
 
 func nextSerial() *big.Int {
@@ -30,7 +35,7 @@ func nextSerial() *big.Int {
 	return n
 }
 
-func newCA(t *testing.T, name string) *testCA {
+func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -50,49 +55,52 @@ func newCA(t *testing.T, name string) *testCA {
 		t.Fatal(err)
 	}
 	c, _ := x509.ParseCertificate(der)
-	return &testCA{cert: c, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &CA{Cert: c, key: key, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-// leafOpts shape a certificate the CA issues.
-type leafOpts struct {
-	cn        string
-	dns       []string
-	ips       []net.IP
-	emails    []string
-	client    bool
-	notBefore time.Time
-	notAfter  time.Time
+// Leaf shapes a certificate a CA issues; zero times mean valid from an
+// hour ago for 12 hours.
+type Leaf struct {
+	CN        string
+	DNS       []string
+	IPs       []net.IP
+	Emails    []string
+	URIs      []*url.URL
+	Client    bool // for client authentication (else server)
+	NotBefore time.Time
+	NotAfter  time.Time
 }
 
-// issue returns a certificate and key in PEM.
-func (ca *testCA) issue(t *testing.T, o leafOpts) (certPEM, keyPEM []byte, cert *x509.Certificate) {
+// Issue returns a certificate and its key in PEM, and the certificate.
+func (ca *CA) Issue(t testing.TB, o Leaf) (certPEM, keyPEM []byte, cert *x509.Certificate) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.notBefore.IsZero() {
-		o.notBefore = time.Now().Add(-time.Hour)
+	if o.NotBefore.IsZero() {
+		o.NotBefore = time.Now().Add(-time.Hour)
 	}
-	if o.notAfter.IsZero() {
-		o.notAfter = time.Now().Add(12 * time.Hour)
+	if o.NotAfter.IsZero() {
+		o.NotAfter = time.Now().Add(12 * time.Hour)
 	}
 	eku := x509.ExtKeyUsageServerAuth
-	if o.client {
+	if o.Client {
 		eku = x509.ExtKeyUsageClientAuth
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:   nextSerial(),
-		Subject:        pkix.Name{CommonName: o.cn},
-		DNSNames:       o.dns,
-		IPAddresses:    o.ips,
-		EmailAddresses: o.emails,
-		NotBefore:      o.notBefore,
-		NotAfter:       o.notAfter,
+		Subject:        pkix.Name{CommonName: o.CN},
+		DNSNames:       o.DNS,
+		IPAddresses:    o.IPs,
+		EmailAddresses: o.Emails,
+		URIs:           o.URIs,
+		NotBefore:      o.NotBefore,
+		NotAfter:       o.NotAfter,
 		KeyUsage:       x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:    []x509.ExtKeyUsage{eku},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +113,8 @@ func (ca *testCA) issue(t *testing.T, o leafOpts) (certPEM, keyPEM []byte, cert 
 		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), c
 }
 
-// write writes data to dir/name and returns the path.
-func write(t *testing.T, dir, name string, data []byte) string {
+// Write writes data to dir/name and returns the path.
+func Write(t testing.TB, dir, name string, data []byte) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
 	if err := os.WriteFile(p, data, 0o600); err != nil {
@@ -115,10 +123,10 @@ func write(t *testing.T, dir, name string, data []byte) string {
 	return p
 }
 
-// replace writes data to path through a rename, as certificate tools and
+// Replace writes data to path through a rename, as certificate tools and
 // Kubernetes do, and moves its modification time forward so that a
 // change within the file system's time resolution is still seen.
-func replace(t *testing.T, path string, data []byte, bump time.Duration) {
+func Replace(t testing.TB, path string, data []byte, bump time.Duration) {
 	t.Helper()
 	tmp := path + ".new"
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -131,4 +139,13 @@ func replace(t *testing.T, path string, data []byte, bump time.Duration) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Pool is a pool holding the CAs.
+func Pool(cas ...*CA) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, ca := range cas {
+		p.AddCert(ca.Cert)
+	}
+	return p
 }

@@ -12,13 +12,13 @@ import (
 
 // Kinds of principal.
 const (
-	KindKey       = "key"       // an API key
-	KindUser      = "user"      // a user session (access token from /api/auth/login)
-	KindOIDC      = "oidc"      // a bearer JWT from the configured identity provider
+	KindKey  = "key"  // an API key
+	KindUser = "user" // a user session (access token from /api/auth/login)
+	KindOIDC = "oidc" // a bearer JWT from the configured identity provider
 	// KindCertificate is a client certificate verified by mTLS and mapped
 	// to a tenant by [[server.tls.client_certs]].
 	KindCertificate = "certificate"
-	KindAnonymous = "anonymous" // auth mode "off": the single local user
+	KindAnonymous   = "anonymous" // auth mode "off": the single local user
 )
 
 // Roles, weakest first. A role includes every right of the roles before it.

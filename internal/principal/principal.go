@@ -12,8 +12,12 @@ import (
 
 // Kinds of principal.
 const (
-	KindKey  = "key"  // an API key
-	KindUser = "user" // a user session (access token from /api/auth/login)
+	KindKey         = "key"         // an API key
+	KindUser        = "user"        // a user session (access token from /api/auth/login)
+	KindOIDC        = "oidc"        // a bearer JWT from the configured identity provider
+	KindCertificate = "certificate" // a client certificate verified by mTLS, mapped by [[server.tls.client_certs]]
+	KindAnonymous   = "anonymous"   // auth mode "off": the single local user
+)
 	KindOIDC = "oidc" // a bearer JWT from the configured identity provider
 	// KindCertificate is a client certificate verified by mTLS and mapped
 	// to a tenant by [[server.tls.client_certs]].

@@ -18,12 +18,6 @@ const (
 	KindCertificate = "certificate" // a client certificate verified by mTLS, mapped by [[server.tls.client_certs]]
 	KindAnonymous   = "anonymous"   // auth mode "off": the single local user
 )
-	KindOIDC = "oidc" // a bearer JWT from the configured identity provider
-	// KindCertificate is a client certificate verified by mTLS and mapped
-	// to a tenant by [[server.tls.client_certs]].
-	KindCertificate = "certificate"
-	KindAnonymous   = "anonymous" // auth mode "off": the single local user
-)
 
 // Roles, weakest first. A role includes every right of the roles before it.
 const (

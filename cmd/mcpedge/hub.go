@@ -23,6 +23,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/hub/edge"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 )
 
 // hubService is the hub side of `mcpedge serve`: every gateway whose
@@ -92,7 +93,7 @@ type edgeLink struct {
 
 // startEdge opens the device key, starts the link to the hub and adds its
 // synthetic upstream ("hub") to cfg. It returns nil without [hub] url.
-func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *telemetry.Metrics, log *slog.Logger) (*edgeLink, error) {
+func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *telemetry.Metrics, certMetrics *tlsconf.Metrics, log *slog.Logger) (*edgeLink, error) {
 	if !cfg.Hub.Enabled() {
 		return nil, nil
 	}
@@ -114,6 +115,7 @@ func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *t
 	l, err := edge.New(edge.Options{
 		Hub: cfg.Hub, Key: key, Attest: attest, Activate: activate, Audit: sec.Store,
 		Gatherer: m.Registry, Registerer: m.Registry, Log: log.With("component", "hub-link"),
+		CertMetrics: certMetrics,
 	})
 	if err == nil {
 		err = l.Start(ctx)

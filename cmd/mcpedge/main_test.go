@@ -98,7 +98,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
+var listenRE = regexp.MustCompile(`listening on (https?://\S+)/mcp`)
 
 func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 	t.Helper()

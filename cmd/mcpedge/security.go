@@ -79,7 +79,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 		}
 	}
 	s.Audit = audit.NewLogger(s.Store, log, audit.LoggerOptions{Registerer: reg})
-	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: withAdminClientIP(s.Audit.Record), Log: log}
+	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: withAdminClientIP(s.Audit.Record), Log: log, ClientCerts: cfg.Server.TLS.ClientCerts}
 	if s.Redis != nil {
 		ao.Redis = s.Redis
 	}

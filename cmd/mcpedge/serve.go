@@ -21,6 +21,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/mcpedge/mcpedge/internal/wasmtool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -103,6 +104,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer ln.Close()
 	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
+	certMetrics := tlsconf.NewMetrics(m.Registry)
+	tlsSrv, err := openTLS(cfg, log, certMetrics)
+	if err != nil {
+		return err
+	}
 	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, stdout)
 	if err != nil {
 		return err
@@ -111,12 +117,14 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sec.EKRoots, err = loadEKRoots(cfg); err != nil {
 		return err
 	}
-	link, err := startEdge(ctx, cfg, sec, m, log) // [hub] url: adds the hub's upstream to cfg
+	link, err := startEdge(ctx, cfg, sec, m, certMetrics, log) // [hub] url: adds the hub's upstream to cfg
 	if err != nil {
 		return err
 	}
 	defer link.Close()
 	g := gateway.New(cfg, log, m)
+	g.SetCertMetrics(certMetrics)
+	g.SetReadinessChecks(readinessChecks(sec)...)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)
 	} else {
@@ -146,7 +154,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	h := g.Handler(ho)
 	srv := &http.Server{
-		Handler:           h,
+		// With TLS, net/http sees the framing check's connections, not
+		// *tls.Conn: ConnContext and WithConnState give requests their
+		// TLS state (the client certificate) back.
+		Handler:           tlsconf.WithConnState(h),
+		ConnContext:       tlsconf.ConnContext,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), // slow-header clients cannot hold connections
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -156,18 +168,32 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
-	fmt.Fprintf(stdout, "mcpedge %s listening on http://%s/mcp\n", version, addr)
+	scheme, serveLn := "http", ln
+	if tlsSrv != nil {
+		scheme, serveLn = "https", tlsSrv.Listener(ln)
+	}
+	fmt.Fprintf(stdout, "mcpedge %s listening on %s://%s/mcp\n", version, scheme, addr)
 	if len(cfg.Upstreams) == 0 {
 		fmt.Fprintf(stdout, "no upstreams configured: only the built-in tools (mcpedge__status, lattice__*) are served.\n"+
 			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+
 			"or reuse a desktop client's file (mcpedge serve --mcp-servers claude_desktop_config.json).\n")
 	}
-	log.Info("listening", "addr", addr, "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode, "store", sec.Store.Kind(), "redis", sec.Redis != nil, "config", s.path)
+	log.Info("listening", "addr", addr, "scheme", scheme, "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode, "store", sec.Store.Kind(), "redis", sec.Redis != nil, "config", s.path)
+	if tlsSrv != nil {
+		log.Info(tlsconf.Describe(cfg.Server.TLS))
+	}
 
 	serveErr := make(chan error, 1)
 	// Requests with ambiguous framing that net/http would accept are
 	// marked for the gateway to refuse (gateway.FramingListener).
-	go func() { serveErr <- srv.Serve(gateway.FramingListener(ln, srv.MaxHeaderBytes)) }()
+	go func() { serveErr <- srv.Serve(gateway.FramingListener(serveLn, srv.MaxHeaderBytes)) }()
+	if tlsSrv != nil {
+		// Certificate files are checked for changes; with ACME the
+		// certificates are obtained now, and renewed.
+		if err := tlsSrv.Start(ctx); err != nil {
+			return err
+		}
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -188,6 +214,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
 		sec.reconfigure(ctx, next, log)
+		reloadTLS(tlsSrv, sec, next, log)
 		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
 	}
 	var changes <-chan struct{}
@@ -338,7 +365,19 @@ func cmdConfigCheck(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (%d upstreams, listen %s)\n", s.path, len(cfg.Upstreams), cfg.Server.Listen)
+	// The TLS files are read as `mcpedge serve` would read them.
+	warnings, err := tlsconf.Check(cfg, time.Now())
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "%s: warning: %s\n", s.path, w)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.path, err)
+	}
+	scheme := "http"
+	if cfg.Server.TLS.Enabled() {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d upstreams, listen %s://%s)\n", s.path, len(cfg.Upstreams), scheme, cfg.Server.Listen)
 	return nil
 }
 

@@ -66,6 +66,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 )
 
 // Errors. Every error Authenticate, Login, Refresh and Logout return for a
@@ -132,6 +133,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// ClientCerts map verified client certificates to tenants
+	// ([[server.tls.client_certs]]); see [Service.AuthenticateCertificate].
+	ClientCerts []config.ClientCert
 	// HTTPClient fetches the OIDC JWKS; nil means a client with a 10s
 	// timeout that dials through the egress policy of a trusted
 	// destination (see jwksClient).
@@ -143,7 +147,7 @@ type Options struct {
 type Service struct {
 	st    store.Store
 	conf  atomic.Pointer[authConf] // the [auth] settings in force; Reconfigure swaps them
-	hc    *http.Client             // fetches the OIDC key set
+	hc    *http.Client             // fetches the OIDC key set when given in Options; nil: one per [auth.oidc] tls
 	rdb   redis.UniversalClient
 	audit func(ctx context.Context, e *store.AuditEntry)
 	log   *slog.Logger
@@ -161,6 +165,9 @@ type Service struct {
 
 	rev  *revocations
 	used *lastUsed
+	// certs maps verified client certificates to tenants
+	// ([[server.tls.client_certs]]); nil: none is mapped.
+	certs atomic.Pointer[certMap]
 
 	hashSlots chan struct{} // bounds concurrent argon2 work
 	accounts  accountLocks  // login attempts take turns per account
@@ -205,6 +212,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		s.now = time.Now
 	}
 	s.used = newLastUsed()
+	s.SetClientCerts(o.ClientCerts)
 	s.hashSlots = make(chan struct{}, hashConcurrency())
 	var err error
 	if s.keyHMAC, err = s.secret(ctx, secretAPIKeyHMAC, 32); err != nil {
@@ -215,9 +223,6 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	s.keyMAC = newMACPool(s.keyHMAC)
 	s.refreshKey = hmacSHA256(s.keyHMAC, []byte("mcpedge refresh token v1"))
-	if s.hc == nil {
-		s.hc = jwksClient()
-	}
 	c, err := s.newConf(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -433,9 +438,19 @@ func Reason(err error) string {
 // on the private network, so private addresses are allowed, but cloud
 // metadata, unspecified, multicast and reserved addresses are never dialled
 // (docs/egress.md).
-func jwksClient() *http.Client {
+//
+// The key set's server certificate is always verified; [auth.oidc.tls]
+// adds CAs (a private identity provider) and a client certificate.
+func jwksClient(tc config.ClientTLS) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	p := &egress.Policy{Who: "oidc jwks_url", Trusted: true}
 	t.DialContext = p.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &http.Client{Timeout: 10 * time.Second, Transport: t}
+	conf, err := tlsconf.Client(tc, "auth.oidc.tls", "oidc", nil)
+	if err != nil {
+		return nil, err
+	}
+	if conf != nil {
+		t.TLSClientConfig = conf
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}, nil
 }

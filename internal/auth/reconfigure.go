@@ -36,7 +36,14 @@ func (s *Service) newConf(cfg config.Auth, prev *authConf) (*authConf, error) {
 	case prev != nil && prev.oidc != nil && reflect.DeepEqual(prev.cfg.OIDC, cfg.OIDC):
 		c.oidc = prev.oidc
 	default:
-		v, err := newOIDCVerifier(cfg.OIDC, s.hc, s.now, s.log)
+		hc := s.hc // a client given in Options (tests), else one per [auth.oidc]
+		if hc == nil {
+			var err error
+			if hc, err = jwksClient(cfg.OIDC.TLS); err != nil {
+				return nil, err
+			}
+		}
+		v, err := newOIDCVerifier(cfg.OIDC, hc, s.now, s.log)
 		if err != nil {
 			return nil, err
 		}

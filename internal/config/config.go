@@ -204,6 +204,9 @@ type Server struct {
 	// turns persistence off. A relative path is resolved against the
 	// config file's directory by Load (not by Parse).
 	DataDir string
+	// TLS terminates TLS on the listener (toml [server.tls]); see tls.go
+	// and docs/deploy.md. Absent: plain HTTP.
+	TLS TLS
 }
 
 // Lattice bounds what the built-in lattice engine may be asked to do; these
@@ -335,6 +338,10 @@ type Upstream struct {
 	// default, see EffectivePin. Tool pinning is described in
 	// docs/guardrails.md.
 	Pin string
+	// TLS verifies the server of an http or sse upstream against extra
+	// CAs and presents a client certificate (toml [upstreams.tls]);
+	// targets inherit it. Certificates are always verified.
+	TLS ClientTLS
 }
 
 // ChecksArguments reports whether calls to the upstream's tools have their

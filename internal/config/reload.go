@@ -20,6 +20,11 @@ func LiveKeys() []string {
 		"server.hot_path", // read on every call
 		"guard",           // copied into each upstream's settings (Upstream.Guard)
 		"auth",            // auth.Service.Reconfigure, except restartOnly below
+		// [server.tls]: the certificate and CA files are re-read and the
+		// client certificate mapping replaced (turning TLS on or off and
+		// [server.tls.acme] need a restart).
+		"server.tls.cert_file", "server.tls.key_file", "server.tls.min_version",
+		"server.tls.client_ca_file", "server.tls.client_auth", "server.tls.client_certs",
 	}
 }
 

@@ -159,6 +159,9 @@ type OIDC struct {
 	// Algorithms are the accepted signing algorithms (default RS256,
 	// ES256, PS256, EdDSA). "none" and HMAC algorithms are never accepted.
 	Algorithms []string
+	// TLS verifies the key set's server against extra CAs, with an
+	// optional client certificate (toml [auth.oidc.tls]).
+	TLS ClientTLS
 }
 
 // Plan holds the limits of one plan (toml [plans.NAME]). Rates are requests
@@ -230,7 +233,7 @@ var (
 	storeKeys  = []string{"url", "key", "key_file", "key_env"}
 	redisKeys  = []string{"url"}
 	authKeys   = []string{"mode", "issuer", "audience", "access_ttl", "refresh_ttl", "key_rotate_overlap", "revocation_poll", "lockout_threshold", "lockout_base", "lockout_max", "resource_url", "bootstrap_tenant", "bootstrap_key_env", "bootstrap_password_env", "oidc"}
-	oidcKeys   = []string{"issuer", "audience", "jwks_url", "jwks_refresh", "tenant_claim", "default_tenant", "role_claim", "default_role", "algorithms"}
+	oidcKeys   = []string{"issuer", "audience", "jwks_url", "jwks_refresh", "tenant_claim", "default_tenant", "role_claim", "default_role", "algorithms", "tls"}
 	planKeys   = []string{"key_per_minute", "key_burst", "tenant_per_minute", "tenant_burst", "ip_per_minute", "ip_burst", "monthly_quota", "lattice_max_points", "lattice_timeout"}
 	limitsKeys = []string{"trusted_proxies"}
 	auditKeys  = []string{"arguments"}
@@ -322,6 +325,9 @@ func (d *decoder) decodeSecurity(top *table, c *Config) securityMeta {
 			o.str("role_claim", &oc.RoleClaim)
 			o.str("default_role", &oc.DefaultRole)
 			o.strList("algorithms", &oc.Algorithms)
+			if ct := d.decodeClientTLS(o, &oc.TLS); ct != nil {
+				d.validateClientTLS(&oc.TLS, ct, "auth.oidc.tls")
+			}
 			o.unknown(oidcKeys)
 		}
 		t.unknown(authKeys)

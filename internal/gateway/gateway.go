@@ -27,6 +27,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -68,6 +69,13 @@ type Gateway struct {
 	// queueHealth reports the offline queue for /readyz and
 	// mcpedge__status (queueres.go); nil: not reported.
 	queueHealth func() QueueHealth
+	// certMetrics records the expiry of upstreams' client certificates;
+	// nil: not recorded. Set once before Start (SetCertMetrics).
+	certMetrics *tlsconf.Metrics
+	// readiness are the checks /readyz runs besides the upstreams' (the
+	// store, Redis); set once before serving (SetReadinessChecks).
+	readiness  []ReadinessCheck
+	readyCache *readinessCache
 
 	inflight inflightTable
 	conts    continuations
@@ -272,7 +280,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		g.swapped = make(chan struct{})
 	}
 	opts := func(name string) *upstream.Options {
-		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name], Screen: g.scan.screen}
+		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name], Screen: g.scan.screen, CertMetrics: g.certMetrics}
 	}
 	var retire, drop, start []*upstream.Upstream
 	var retuned []string // changed in place: their registration is refreshed

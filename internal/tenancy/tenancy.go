@@ -129,6 +129,15 @@ func (l *Layer) Flush(ctx context.Context) error {
 // Authenticate implements gateway.Security.
 func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 	tok, ok := auth.BearerToken(r)
+	if !ok && r.Header.Get("Authorization") == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		// mTLS: a client certificate verified against
+		// server.tls.client_ca_file, mapped to a tenant by
+		// [[server.tls.client_certs]]. A bearer credential, when sent,
+		// is the one that counts.
+		return l.authenticateWith(r, func(ip string) (*principal.Principal, error) {
+			return l.o.Auth.AuthenticateCertificate(r.Context(), r.TLS.VerifiedChains[0][0], ip)
+		})
+	}
 	if !ok {
 		msg := "authentication required: send Authorization: Bearer <API key or access token>"
 		if r.Header.Get("Authorization") != "" {
@@ -136,11 +145,19 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		}
 		return nil, &httpedge.AuthError{Status: http.StatusUnauthorized, Message: msg}
 	}
+	return l.authenticateWith(r, func(ip string) (*principal.Principal, error) {
+		return l.o.Auth.Authenticate(r.Context(), tok, ip)
+	})
+}
+
+// authenticateWith runs check for the request's client address, with the
+// throttle of failed attempts, and turns its refusal into the answer.
+func (l *Layer) authenticateWith(r *http.Request, check func(ip string) (*principal.Principal, error)) (*principal.Principal, error) {
 	ip := l.o.ClientIP.From(r)
 	if blocked, wait := l.fails.blocked(ip, l.o.Now()); blocked {
 		return nil, &httpedge.AuthError{Status: http.StatusTooManyRequests, Message: fmt.Sprintf("%s; retry in %s", throttleMsg, wait.Round(time.Millisecond)), RetryAfter: wait}
 	}
-	p, err := l.o.Auth.Authenticate(r.Context(), tok, ip)
+	p, err := check(ip)
 	if err != nil {
 		if errors.Is(err, auth.ErrUnauthenticated) {
 			l.fails.failed(ip, l.o.Now())

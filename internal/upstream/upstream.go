@@ -31,6 +31,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/egress"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -109,6 +110,9 @@ type Options struct {
 	// change items (they are this fetch's own) and remove them. The
 	// gateway's description guard ([guard] descriptions) is one.
 	Screen func(cfg config.Upstream, cat *Catalog)
+	// CertMetrics records the expiry of the upstream's client
+	// certificate ([upstreams.tls] cert_file); nil: not recorded.
+	CertMetrics *tlsconf.Metrics
 }
 
 // closeTimeout bounds how long closing one upstream connection may take
@@ -150,6 +154,10 @@ type Upstream struct {
 	retiring bool
 	idle     chan struct{} // closed when holds drops to 0 while retiring
 
+	// tlsErr is why [upstreams.tls] could not be loaded: every connection
+	// attempt fails with it.
+	tlsErr error
+
 	// The loaded module of a wasm upstream (see wasm.go).
 	wasmMu     sync.Mutex
 	wasm       *wasmState
@@ -176,7 +184,14 @@ func New(cfg config.Upstream, opts *Options) *Upstream {
 	if u.opts.HTTPClient == nil {
 		policy := egress.ForUpstream(cfg.Name, cfg.URL, cfg.AllowPrivate)
 		dialer := policy.Dialer(&net.Dialer{Resolver: u.opts.Resolver})
+		// The server's certificate is always verified; [upstreams.tls]
+		// adds CAs and a client certificate. A file that cannot be read
+		// fails every connection attempt with the reason (status,
+		// /readyz) rather than falling back to something else.
+		tc, err := tlsconf.Client(cfg.TLS, "upstreams."+cfg.Name+".tls", "upstream/"+cfg.Name, u.opts.CertMetrics)
+		u.tlsErr = err
 		u.opts.HTTPClient = &http.Client{Transport: &http.Transport{
+			TLSClientConfig:       tc,
 			Proxy:                 nil, // never route upstream traffic through an ambient proxy
 			DialContext:           dialer.DialContext,
 			MaxIdleConnsPerHost:   64,
@@ -756,6 +771,9 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 			return nil, fmt.Errorf("loading wasm module: %w", err)
 		}
 		wasmSrv = srv
+	}
+	if tr := u.Config().Transport; u.tlsErr != nil && (tr == config.TransportHTTP || tr == config.TransportSSE) {
+		return nil, u.tlsErr
 	}
 	ctx, cancel := context.WithCancel(u.ctx)
 	timer := time.AfterFunc(u.Config().ConnectTimeout.D(), cancel)

@@ -7,6 +7,7 @@
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
 //	mcpedge migrate | tenant … | key … | user … | plan … | pins … | audit … | queue … | secrets … | hub … | device …
+//	mcpedge healthcheck [--url URL]
 //	mcpedge version
 package main
 
@@ -56,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdHub(context.Background(), args[1:], stdout, stderr)
 	case "migrate", "tenant", "key", "user", "plan", "pins", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
+	case "healthcheck":
+		err = cmdHealthcheck(context.Background(), args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "mcpedge %s\n", version)
 		return 0
@@ -120,6 +123,9 @@ Commands:
   device show [--json]
         Print this device's identity key (id, tpm or file, public key, PCRs),
         creating it on first use (see docs/device-identity.md).
+  healthcheck [--url URL] [--timeout DUR] [--server-name NAME]
+        Exit 0 when the gateway's /healthz answers 200 (default
+        http://127.0.0.1:8080/healthz): the container image's HEALTHCHECK.
   version
         Print the version.
 `)

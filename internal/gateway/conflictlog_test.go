@@ -50,7 +50,7 @@ func (l *lockedLog) lines(t *testing.T) []map[string]any {
 // the hub's catalog. The conflicts stay in the status.
 func TestHubConflictsLoggedOnce(t *testing.T) {
 	hub := serverWith("hub", builtinStatus, "ev__only")
-	hubURL := reviewHTTPUpstream(t, hub)
+	hubURL := startHTTPUpstream(t, hub)
 	empty := ""
 	cfg, err := config.Parse("edge.toml", nil)
 	if err != nil {
@@ -77,7 +77,7 @@ func TestHubConflictsLoggedOnce(t *testing.T) {
 		mcp.AddTool(hub, &mcp.Tool{Name: name}, func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
 			return &mcp.CallToolResult{}, nil, nil
 		})
-		if !reviewWait(t, "the hub's new tool", 20*time.Second, func() bool {
+		if !waitFor(t, "the hub's new tool", 20*time.Second, func() bool {
 			g.mu.RLock()
 			defer g.mu.RUnlock()
 			_, ok := g.tools[name]
@@ -124,7 +124,7 @@ func TestUpstreamConflictWarnedOnce(t *testing.T) {
 		return s
 	}
 	second := res("b")
-	cfg, err := config.Parse("gw.toml", []byte(reviewBlock("a", reviewHTTPUpstream(t, res("a")))+reviewBlock("b", reviewHTTPUpstream(t, second))))
+	cfg, err := config.Parse("gw.toml", []byte(upstreamBlock("a", startHTTPUpstream(t, res("a")))+upstreamBlock("b", startHTTPUpstream(t, second))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestUpstreamConflictWarnedOnce(t *testing.T) {
 		second.AddResource(&mcp.Resource{URI: uri, Name: "more"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 			return &mcp.ReadResourceResult{}, nil
 		})
-		if !reviewWait(t, "the new resource", 20*time.Second, func() bool {
+		if !waitFor(t, "the new resource", 20*time.Second, func() bool {
 			g.mu.RLock()
 			defer g.mu.RUnlock()
 			_, ok := g.resources[uri]

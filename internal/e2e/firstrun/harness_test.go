@@ -26,6 +26,10 @@ import (
 // binary is the mcpedge built for this test run.
 var binary string
 
+// operatorKey is the first-start owner key of every gateway the tests run
+// (MCPEDGE_ADMIN_KEY), for the ones whose authentication is on.
+const operatorKey = "mcpe_firstrunoperatorkey0123456789abcdefghijklmn"
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -97,8 +101,16 @@ var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
 // data directory of its own, and waits until it listens.
 func serve(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return serveIn(t, "", env, args...)
+}
+
+// serveIn is serve with the gateway's working directory dir ("" for the
+// test's).
+func serveIn(t *testing.T, dir string, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"serve", "--listen", "127.0.0.1:0"}, args...)...)
-	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir())
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "XDG_DATA_HOME="+t.TempDir(), "MCPEDGE_ADMIN_KEY="+operatorKey)
 	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -171,7 +183,9 @@ type upstreamStatus struct {
 
 func (p *proc) readyz(t *testing.T) (readiness, int) {
 	t.Helper()
-	resp, err := http.Get(p.URL + "/readyz")
+	req, _ := http.NewRequest(http.MethodGet, p.URL+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+operatorKey)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

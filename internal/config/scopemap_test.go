@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -54,5 +56,33 @@ func TestScopeMapProblems(t *testing.T) {
 				t.Errorf("got %v\nwant %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestScopeMapDocExamples: the providers' examples in
+// docs/configuration.md are valid configurations with a scope_map.
+func TestScopeMapDocExamples(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "docs", "configuration.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(b), "```toml\n")[1:] {
+		block = block[:strings.Index(block, "```")]
+		if !strings.Contains(block, "[auth.oidc.scope_map]") {
+			continue
+		}
+		n++
+		c, err := parseTOML("example.toml", []byte(block), envMap(nil))
+		if err != nil {
+			t.Errorf("%v\n%s", err, block)
+			continue
+		}
+		if len(c.Auth.OIDC.ScopeMap) == 0 {
+			t.Errorf("no scope_map read from\n%s", block)
+		}
+	}
+	if n < 4 {
+		t.Errorf("%d scope_map examples in docs/configuration.md, want the four providers'", n)
 	}
 }

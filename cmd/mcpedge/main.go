@@ -40,8 +40,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "stdio":
 		err = cmdStdio(context.Background(), args[1:], stderr)
 	case "config":
+		if len(args) >= 2 && args[1] == "import" {
+			err = cmdConfigImport(args[2:], stdout, stderr) // config_import.go
+			break
+		}
 		if len(args) < 2 || args[1] != "check" {
-			fmt.Fprintln(stderr, "usage: mcpedge config check (--config FILE | --mcp-servers FILE)")
+			fmt.Fprintln(stderr, "usage: mcpedge config check (--config FILE | --mcp-servers FILE) | mcpedge config import FILE")
 			return 2
 		}
 		err = cmdConfigCheck(args[2:], stdout)
@@ -97,6 +101,9 @@ Commands:
         Serve the aggregated catalog over stdio, for desktop clients.
   config check (--config FILE | --mcp-servers FILE)
         Validate a configuration and print every problem with file:line.
+  config import FILE
+        Print the TOML equivalent of an MCP client's file (Claude Desktop,
+        Cursor, VS Code, Claude Code, Windsurf, or a registry server.json).
   lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
         Benchmark the built-in lattice engine and print a table.
   migrate

@@ -31,10 +31,13 @@ import (
 type source struct {
 	path       string
 	mcpServers bool
+	servers    string // with --config: a client file whose servers are added (issue 16)
 }
 
 func (s source) load() (*config.Config, error) {
 	switch {
+	case s.servers != "":
+		return config.LoadCombined(s.path, s.servers)
 	case s.path == "":
 		return config.Default(), nil
 	case s.mcpServers:
@@ -49,7 +52,7 @@ func configFlags(fs *flag.FlagSet) func() (source, error) {
 	mcpServers := fs.String("mcp-servers", "", "desktop-client JSON `file` with an \"mcpServers\" object")
 	return func() (source, error) {
 		if *cfgPath != "" && *mcpServers != "" {
-			return source{}, usageError{errors.New("--config and --mcp-servers cannot be used together")}
+			return source{path: *cfgPath, servers: *mcpServers}, nil
 		}
 		if *mcpServers != "" {
 			return source{path: *mcpServers, mcpServers: true}, nil

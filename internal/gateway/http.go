@@ -23,6 +23,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -129,8 +130,8 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 // the SDK's handler: hot-path calls (hotpath.go) never reach the handler,
 // and must keep their session alive like any other POST.
 func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOptions) http.Handler {
-	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, MaxRequestBodyBytes: o.MaxBodyBytes})
-	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: telemetry.SDKLogger(g.log), MaxRequestBodyBytes: o.MaxBodyBytes})
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: telemetry.SDKLogger(g.log), Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sid := r.Header.Get("Mcp-Session-Id")
 		if r.Method == http.MethodPost && sid == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessVersion {

@@ -105,7 +105,7 @@ func (o *Ops) CreateKey(ctx context.Context, tenantRef string, s KeySpec) (_ *Ne
 	if err := validRole(s.Role); err != nil {
 		return nil, err
 	}
-	if err := validScopes(s.Scopes); err != nil {
+	if err := validKeyScopes(s.Scopes); err != nil {
 		return nil, err
 	}
 	s.Scopes = dedupe(s.Scopes)

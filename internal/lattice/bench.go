@@ -6,6 +6,7 @@ import (
 	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -388,4 +389,45 @@ func FormatBenchTable(rows []BenchRow) string {
 	}
 	w.Flush()
 	return sb.String()
+}
+
+// Bounds of BenchOptions that Validate enforces: beyond them a run would
+// take hours or more memory than any machine has, so a typo fails at once.
+const (
+	MaxBenchRepeats = 1000
+	MaxBenchWorkers = 4096
+	MaxBenchRegion  = 16 << 30
+)
+
+// Validate checks options given by a person (the command line): zero
+// values mean defaults, anything else must be in range. Its messages
+// name the option as the command line spells it.
+func (o *BenchOptions) Validate() error {
+	switch {
+	case o.Repeats < 0 || o.Repeats > MaxBenchRepeats:
+		return fmt.Errorf("--repeats must be 1 to %d (0: 1), got %d", MaxBenchRepeats, o.Repeats)
+	case o.Workers < 0 || o.Workers > MaxBenchWorkers:
+		return fmt.Errorf("--workers must be 0 (GOMAXPROCS) to %d, got %d", MaxBenchWorkers, o.Workers)
+	case o.RegionBytes < 0 || o.RegionBytes > MaxBenchRegion:
+		return fmt.Errorf("--region must be 0 (64 MiB) to %d bytes, got %d", MaxBenchRegion, o.RegionBytes)
+	case !(o.Density > 0 && o.Density <= 1):
+		return fmt.Errorf("--density must be in (0, 1], got %g", o.Density)
+	}
+	return nil
+}
+
+// ParseShape parses a lattice shape such as 1000x1000 or 100x100x100.
+func ParseShape(v string) ([]int64, error) {
+	var dims []int64
+	for _, part := range strings.Split(v, "x") {
+		n, err := strconv.ParseInt(strings.TrimSpace(part), 10, 64)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a shape such as 1000x1000 (axis lengths ≥ 1 joined by x)", v)
+		}
+		dims = append(dims, n)
+	}
+	if len(dims) > MaxDims {
+		return nil, fmt.Errorf("%q has more than %d axes", v, MaxDims)
+	}
+	return dims, nil
 }

@@ -2,6 +2,7 @@ package lattice
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
@@ -430,4 +431,38 @@ func ParseShape(v string) ([]int64, error) {
 		return nil, fmt.Errorf("%q has more than %d axes", v, MaxDims)
 	}
 	return dims, nil
+}
+
+// MarshalJSON writes a row for `mcpedge lattice bench --json`, with
+// snake_case names; a ratio that is not finite (nothing measured to
+// divide by) is null, which JSON can hold and +Inf it can not.
+func (r BenchRow) MarshalJSON() ([]byte, error) {
+	finite := func(v float64) *float64 {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil
+		}
+		return &v
+	}
+	return json.Marshal(struct {
+		Case                string   `json:"case"`
+		Dims                []int64  `json:"dims"`
+		Points              int64    `json:"points"`
+		Density             float64  `json:"density"`
+		Workers             int      `json:"workers"`
+		Visited             int64    `json:"visited"`
+		Seconds             *float64 `json:"seconds"`
+		NodesPerSec         *float64 `json:"nodes_per_sec"`
+		BuildSeconds        *float64 `json:"build_seconds,omitempty"`
+		CleanBytes          int64    `json:"clean_bytes"`
+		AccountedBytes      int64    `json:"accounted_bytes"`
+		BorrowedBytes       int64    `json:"borrowed_bytes,omitempty"`
+		CatalyticSecs       *float64 `json:"catalytic_seconds,omitempty"`
+		ExplicitListBytes   *float64 `json:"explicit_list_bytes"`
+		ExplicitMatrixBytes *float64 `json:"explicit_matrix_bytes"`
+		ReductionVsList     *float64 `json:"reduction_vs_list"`
+		Note                string   `json:"note,omitempty"`
+		Err                 string   `json:"error,omitempty"`
+	}{r.Case, r.Dims, r.Points, r.Density, r.Workers, r.Visited, finite(r.Seconds), finite(r.NodesPerSec), finite(r.BuildSeconds),
+		r.CleanBytes, r.AccountedBytes, r.BorrowedBytes, finite(r.CatalyticSecs), finite(r.ExplicitListBytes), finite(r.ExplicitMatrixBytes),
+		finite(r.ReductionVsList), r.Note, r.Err})
 }

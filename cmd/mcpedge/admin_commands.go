@@ -129,15 +129,7 @@ func runKeyList(c *adminCtx, pos []string) error {
 	now := time.Now()
 	rows := make([][]string, len(ks))
 	for i, k := range ks {
-		state := "active"
-		switch {
-		case !k.RevokedAt.IsZero():
-			state = "revoked"
-		case !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(now):
-			state = "expired"
-		case k.RotatedTo != "":
-			state = "rotated"
-		}
+		state := admin.KeyState(&k, now)
 		scopes := strings.Join(k.Scopes, ",")
 		if scopes == "" {
 			scopes = "-"

@@ -41,7 +41,7 @@ func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.S
 		// for those that are (devices or enrollment tokens in the store),
 		// and for the first TPM enrollment (attest.Verifier). A fresh
 		// gateway's first start stays quiet about it.
-		if hubInUse(sec.Store) {
+		if hub.InUse(sec.Store) {
 			log.Warn(attest.EKNotChecked)
 		} else {
 			log.Debug(attest.EKNotChecked)
@@ -64,23 +64,6 @@ func loadEKRoots(cfg *config.Config) (*devicekey.EKRoots, error) {
 		return nil, fmt.Errorf("[hub_server] ek_roots: %w", err)
 	}
 	return r, nil
-}
-
-// hubInUse reports whether this gateway acts as a hub: its store holds
-// enrolled devices or enrollment tokens. A store that cannot answer in a
-// second counts as in use (the warning is then given rather than lost).
-func hubInUse(st store.Store) bool {
-	if st == nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	devs, err := st.ListDevices(ctx, "")
-	if err != nil || len(devs) > 0 {
-		return true
-	}
-	toks, err := st.ListEnrollTokens(ctx, "")
-	return err != nil || len(toks) > 0
 }
 
 // edgeLink is the edge side of `mcpedge serve` when [hub] url is set.

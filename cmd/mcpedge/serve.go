@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
@@ -161,7 +159,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 			next.Server.Listen = cfg.Server.Listen // --listen wins over the file
 		}
 		if keys := config.RestartKeys(cfg, next); len(keys) > 0 {
-			log.Warn(restartMessage(keys), "keys", keys, "reloaded", config.LiveKeys())
+			log.Warn(config.RestartMessage(keys), "keys", keys, "reloaded", config.LiveKeys())
 		}
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
@@ -357,22 +355,6 @@ func (a *app) configCmd() *cobra.Command {
 	cf = addConfigFlags(check)
 	jsonFlag(check, &asJSON)
 	return group("config", "Check a configuration", check)
-}
-
-// restartMessage says which tables changed in ways only a restart
-// applies, e.g. "[store], [queue] changed; restart to apply them: store.url,
-// queue.max_entries (upstreams, lattice, routing, plans and audit.arguments
-// are reloaded now)".
-func restartMessage(keys []string) string {
-	var tables []string
-	for _, k := range keys {
-		t := "[" + strings.SplitN(k, ".", 2)[0] + "]"
-		if !slices.Contains(tables, t) {
-			tables = append(tables, t)
-		}
-	}
-	return fmt.Sprintf("%s changed; restart to apply them: %s (%s are reloaded now)",
-		strings.Join(tables, ", "), strings.Join(keys, ", "), strings.Join(config.LiveKeys(), ", "))
 }
 
 // useWASMCache keeps compiled WASM tool modules in <data_dir>/wasm-cache, so

@@ -3,8 +3,10 @@ package admin
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 // TestLastOperatorTenant: the last operator tenant can not be removed,
@@ -115,5 +117,23 @@ func TestPlanLimitsInRange(t *testing.T) {
 	}
 	if (&PlanLimits{}).Empty() != true {
 		t.Error("empty limits are not Empty")
+	}
+}
+
+func TestKeyState(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		k    store.APIKey
+		want string
+	}{
+		{store.APIKey{}, "active"},
+		{store.APIKey{ExpiresAt: now.Add(time.Hour)}, "active"},
+		{store.APIKey{ExpiresAt: now}, "expired"},
+		{store.APIKey{RotatedTo: "k2"}, "rotated"},
+		{store.APIKey{RevokedAt: now, RotatedTo: "k2", ExpiresAt: now}, "revoked"},
+	} {
+		if got := KeyState(&tc.k, now); got != tc.want {
+			t.Errorf("KeyState(%+v) = %s, want %s", tc.k, got, tc.want)
+		}
 	}
 }

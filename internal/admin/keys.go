@@ -243,3 +243,17 @@ func normKey(k *store.APIKey) {
 	k.Scopes = nonNil(k.Scopes)
 	k.Hash = nil
 }
+
+// KeyState is what a key is at now: "revoked", "expired", "rotated" (it
+// still works for the rotation overlap) or "active".
+func KeyState(k *store.APIKey, now time.Time) string {
+	switch {
+	case !k.RevokedAt.IsZero():
+		return "revoked"
+	case !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(now):
+		return "expired"
+	case k.RotatedTo != "":
+		return "rotated"
+	}
+	return "active"
+}

@@ -1134,3 +1134,20 @@ func clip(s string) string {
 func base32Lower(b []byte) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
+
+// InUse reports whether this gateway acts as a hub: its store holds
+// enrolled devices or enrollment tokens. A store that cannot answer in a
+// second counts as in use (the warning is then given rather than lost).
+func InUse(st store.Store) bool {
+	if st == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	devs, err := st.ListDevices(ctx, "")
+	if err != nil || len(devs) > 0 {
+		return true
+	}
+	toks, err := st.ListEnrollTokens(ctx, "")
+	return err != nil || len(toks) > 0
+}

@@ -164,25 +164,25 @@ lattices (its audit entries stay). Asks for confirmation on a terminal; give
 			flags: yesF, run: runTenantRemove}),
 	)
 	key := group("key", "Create, list, revoke and rotate API keys",
-		a.adminCommand(adminSpec{use: "create", short: "Create an API key; prints it alone on the last line", check: needTenant,
+		a.adminCommand(adminSpec{use: "create --tenant NAME", short: "Create an API key; prints it alone on the last line", check: needTenant,
 			flags: both(tenantFlag, jsonF, func(f *pflag.FlagSet, c *adminCtx) {
 				f.StringVar(&c.name, "name", admin.DefaultKeyName, "the key's `NAME`")
 				f.StringVar(&c.role, "role", admin.DefaultKeyRole, roles)
 				f.StringVar(&c.scopes, "scopes", "", "comma-separated `SCOPES` to limit the key to ("+admin.KnownScopesText()+"); none: every right of the role")
 				f.StringVar(&c.expires, "expires", "", "`LIFETIME` such as 720h or 30d (default: never expires)")
 			}), run: runKeyCreate}),
-		a.adminCommand(adminSpec{use: "ls", short: "List a tenant's keys (never their secrets)", check: needTenant, flags: both(tenantFlag, jsonF), run: runKeyList}),
+		a.adminCommand(adminSpec{use: "ls --tenant NAME", short: "List a tenant's keys (never their secrets)", check: needTenant, flags: both(tenantFlag, jsonF), run: runKeyList}),
 		a.adminCommand(adminSpec{use: "revoke ID|PREFIX", short: "Revoke a key at once, on every gateway of the store (asks first)", args: []string{"the key's ID or PREFIX"},
 			flags: both(tenantFlag, jsonF, yesF), run: runKeyRevoke}),
 		a.adminCommand(adminSpec{use: "rotate ID|PREFIX", short: "Replace a key; prints the successor alone on the last line", args: []string{"the key's ID or PREFIX"},
 			flags: both(tenantFlag, jsonF), run: runKeyRotate}),
 	)
 	user := group("user", "Create, list and remove users",
-		a.adminCommand(adminSpec{use: "create USER", short: "Create a user; the password comes from $" + passwordEnv + ", else the first line of stdin",
+		a.adminCommand(adminSpec{use: "create --tenant NAME USER", short: "Create a user; the password comes from $" + passwordEnv + ", else the first line of stdin",
 			args: []string{"the USER name"}, check: needTenant,
 			flags: both(tenantFlag, jsonF, func(f *pflag.FlagSet, c *adminCtx) { f.StringVar(&c.role, "role", "member", roles) }), run: runUserCreate}),
-		a.adminCommand(adminSpec{use: "ls", short: "List a tenant's users", check: needTenant, flags: both(tenantFlag, jsonF), run: runUserList}),
-		a.adminCommand(adminSpec{use: "rm USER", short: "Remove a user and end their sessions (asks first)", args: []string{"the USER name"}, check: needTenant,
+		a.adminCommand(adminSpec{use: "ls --tenant NAME", short: "List a tenant's users", check: needTenant, flags: both(tenantFlag, jsonF), run: runUserList}),
+		a.adminCommand(adminSpec{use: "rm --tenant NAME USER", short: "Remove a user and end their sessions (asks first)", args: []string{"the USER name"}, check: needTenant,
 			flags: both(tenantFlag, yesF), run: runUserRemove}),
 	)
 	plan := group("plan", "List plans and set their limits",

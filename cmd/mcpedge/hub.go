@@ -156,7 +156,7 @@ func (a *app) hubCmd() *cobra.Command {
 		tokJSON, devJSON, changeJSON    bool
 	)
 	tokCreate := &cobra.Command{
-		Use:   "create",
+		Use:   "create --tenant NAME",
 		Short: "Create an enrollment token for edges of a tenant; prints it alone on the last line",
 		Args:  posArgs(),
 		PreRunE: func(*cobra.Command, []string) error {

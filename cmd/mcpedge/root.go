@@ -169,6 +169,10 @@ type source struct {
 	mcpServers bool
 }
 
+// source says which file the flags name. Combining --config and
+// --mcp-servers (the TOML's upstreams plus the client file's, issue 16)
+// is internal/config's to decide: when it can load both, this is the one
+// place to pass both on, and source.load the one place to call it.
 func (f *configFlags) source() (source, error) {
 	if f.config != "" && f.mcpServers != "" {
 		return source{}, cmdline.Usagef("--config and --mcp-servers cannot be used together")

@@ -244,3 +244,49 @@ func TestCLIReferenceComplete(t *testing.T) {
 	}
 	walk(root)
 }
+
+// TestAuditExportDetailJSON: audit export writes detail as the JSON object
+// it is (it was base64), and the verifier script docs/operations.md gives
+// for archived exports still checks the chain from those lines.
+func TestAuditExportDetailJSON(t *testing.T) {
+	cfg, _ := adminStore(t)
+	c := []string{"--config", cfg}
+	mustRun(t, append([]string{"tenant", "create", "acme", "--plan", "pro"}, c...)...)
+	out := mustRun(t, append([]string{"audit", "export"}, c...)...)
+	var found bool
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var e map[string]any
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("export line %q: %v", line, err)
+		}
+		if e["action"] == "tenant.create" {
+			d, ok := e["detail"].(map[string]any)
+			found = ok && d["name"] == "acme" && d["plan"] == "pro"
+		}
+	}
+	if !found {
+		t.Fatalf("no tenant.create entry with its detail as an object:\n%s", out)
+	}
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 to run the documented verifier with")
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, script, ok := strings.Cut(string(doc), "```python\n")
+	script, _, _ = strings.Cut(script, "```")
+	if !ok || script == "" {
+		t.Fatal("no python verifier in docs/operations.md")
+	}
+	cmd := exec.Command(py, "-c", script)
+	cmd.Stdin = strings.NewReader(out)
+	res, err := cmd.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(res), "ok: ") {
+		t.Fatalf("the documented verifier on an export: %v\n%s", err, res)
+	}
+	if head := strings.TrimSpace(mustRun(t, append([]string{"audit", "verify", "--json"}, c...)...)); !strings.Contains(head, `"ok": true`) {
+		t.Errorf("audit verify --json: %s", head)
+	}
+}

@@ -252,7 +252,7 @@ type planFlags struct {
 
 func (p *planFlags) declare(fs *pflag.FlagSet) {
 	p.fs, p.values = fs, map[string]*int64{}
-	for _, f := range admin.PlanLimitFields {
+	for _, f := range admin.PlanLimitFields() {
 		p.values[f.Flag] = fs.Int64(f.Flag, 0, fmt.Sprintf("%s (`N`, 0 to %d; 0: unlimited)", f.Help, admin.MaxPlanLimit))
 	}
 	fs.DurationVar(&p.timeout, "lattice-timeout", 0, "lattice operation timeout (`DURATION`; 0: the [lattice] default)")
@@ -261,7 +261,7 @@ func (p *planFlags) declare(fs *pflag.FlagSet) {
 // limits are the limits given; nil fields were not.
 func (p *planFlags) limits() admin.PlanLimits {
 	var l admin.PlanLimits
-	for _, f := range admin.PlanLimitFields {
+	for _, f := range admin.PlanLimitFields() {
 		if p.fs.Changed(f.Flag) {
 			*f.Field(&l) = p.values[f.Flag]
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
@@ -111,7 +112,7 @@ adjacency-list baseline, and prints throughput and memory per case. The default
 				fmt.Fprint(a.stdout, lattice.FormatBenchTable(rows))
 			}
 			if ctx.Err() != nil {
-				return errInterrupted
+				return errors.New("interrupted")
 			}
 			for _, r := range rows {
 				if r.Err != "" {

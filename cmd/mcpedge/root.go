@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -251,6 +250,3 @@ func (a *app) versionCmd() *cobra.Command {
 	jsonFlag(c, &asJSON)
 	return c
 }
-
-// errInterrupted is returned by a command stopped by Ctrl-C.
-var errInterrupted = errors.New("interrupted")

@@ -18,10 +18,6 @@ import (
 // texts and messages: "mcp:list, mcp:call, admin:read, admin:write".
 func KnownScopesText() string { return strings.Join(principal.KnownScopes, ", ") }
 
-// reservedScopeSpaces are the prefixes of the gateway's own scopes: a
-// scope in them that is not a known one is a typo.
-var reservedScopeSpaces = []string{"mcp:", "admin:"}
-
 // validKeyScopes checks the scopes a key is limited to. Beyond the
 // syntax (validScopes): a scope under mcp: or admin: must be a known one,
 // and a key limited to scopes must have at least one known scope, since
@@ -40,7 +36,9 @@ func validKeyScopes(scopes []string) error {
 			known = true
 			continue
 		}
-		for _, p := range reservedScopeSpaces {
+		// A scope under the gateway's own prefixes that is not a known
+		// one is a typo.
+		for _, p := range []string{"mcp:", "admin:"} {
 			if strings.HasPrefix(s, p) {
 				return invalid("scope %q is not one of %s", clip(s), KnownScopesText())
 			}
@@ -140,15 +138,17 @@ type PlanLimitField struct {
 
 // PlanLimitFields are the plan limits set by number (lattice_timeout_ms,
 // a duration on the command line, is not one of them).
-var PlanLimitFields = []PlanLimitField{
-	{"key-per-minute", "requests per minute per key or user", func(l *PlanLimits) **int64 { return &l.KeyPerMinute }},
-	{"key-burst", "burst per key", func(l *PlanLimits) **int64 { return &l.KeyBurst }},
-	{"tenant-per-minute", "requests per minute per tenant", func(l *PlanLimits) **int64 { return &l.TenantPerMinute }},
-	{"tenant-burst", "burst per tenant", func(l *PlanLimits) **int64 { return &l.TenantBurst }},
-	{"ip-per-minute", "requests per minute per client address", func(l *PlanLimits) **int64 { return &l.IPPerMinute }},
-	{"ip-burst", "burst per address", func(l *PlanLimits) **int64 { return &l.IPBurst }},
-	{"monthly-quota", "tools/call per tenant per calendar month", func(l *PlanLimits) **int64 { return &l.MonthlyQuota }},
-	{"lattice-max-points", "largest lattice", func(l *PlanLimits) **int64 { return &l.LatticeMaxPoints }},
+func PlanLimitFields() []PlanLimitField {
+	return []PlanLimitField{
+		{"key-per-minute", "requests per minute per key or user", func(l *PlanLimits) **int64 { return &l.KeyPerMinute }},
+		{"key-burst", "burst per key", func(l *PlanLimits) **int64 { return &l.KeyBurst }},
+		{"tenant-per-minute", "requests per minute per tenant", func(l *PlanLimits) **int64 { return &l.TenantPerMinute }},
+		{"tenant-burst", "burst per tenant", func(l *PlanLimits) **int64 { return &l.TenantBurst }},
+		{"ip-per-minute", "requests per minute per client address", func(l *PlanLimits) **int64 { return &l.IPPerMinute }},
+		{"ip-burst", "burst per address", func(l *PlanLimits) **int64 { return &l.IPBurst }},
+		{"monthly-quota", "tools/call per tenant per calendar month", func(l *PlanLimits) **int64 { return &l.MonthlyQuota }},
+		{"lattice-max-points", "largest lattice", func(l *PlanLimits) **int64 { return &l.LatticeMaxPoints }},
+	}
 }
 
 // Empty reports whether no limit is given.

@@ -114,6 +114,23 @@ func (a *app) adminCommand(s adminSpec) *cobra.Command {
 	if s.flags != nil {
 		s.flags(cmd.Flags(), c)
 	}
+	// Completion of the values that are fixed.
+	if cmd.Flags().Lookup("role") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "member", "admin", "owner"}, cobra.ShellCompDirectiveNoFileComp))
+	}
+	if cmd.Flags().Lookup("scopes") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("scopes", cobra.FixedCompletions([]string{"mcp:list", "mcp:call", "admin:read", "admin:write"}, cobra.ShellCompDirectiveNoFileComp|cobra.ShellCompDirectiveNoSpace))
+	}
+	if len(s.args) == 3 && strings.HasPrefix(s.args[1], "the KIND") {
+		cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) == 1 {
+				return []cobra.Completion{"tool", "prompt", "template"}, cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+	} else {
+		cmd.ValidArgsFunction = cobra.NoFileCompletions
+	}
 	return cmd
 }
 

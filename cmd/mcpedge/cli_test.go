@@ -205,6 +205,13 @@ func TestCompletionAndManPages(t *testing.T) {
 			t.Errorf("completion %s: %.200s", sh, out)
 		}
 	}
+	// The values completion offers come from the declaration too.
+	if out := mustRun(t, "__complete", "pins", "diff", "fs", ""); !strings.Contains(out, "tool\nprompt\ntemplate") {
+		t.Errorf("completion of a pin's KIND: %q", out)
+	}
+	if out := mustRun(t, "__complete", "key", "create", "--role", ""); !strings.Contains(out, "viewer\nmember\nadmin\nowner") {
+		t.Errorf("completion of --role: %q", out)
+	}
 	dir := t.TempDir()
 	mustRun(t, "docs", "man", dir)
 	for _, page := range []string{"mcpedge.1", "mcpedge-serve.1", "mcpedge-tenant-rm.1", "mcpedge-hub-devices-pcrs.1"} {

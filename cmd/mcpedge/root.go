@@ -59,7 +59,16 @@ Exit status: 0 done, 1 failed, 2 a wrong command line (see docs/cli.md).`,
 		Version:       version,
 		SilenceErrors: true,
 		SilenceUsage:  true,
-		Args:          cobra.NoArgs,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			msg := fmt.Sprintf("unknown command %q", args[0])
+			if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+				msg += fmt.Sprintf(" (did you mean %q?)", s[0])
+			}
+			return cmdline.Usagef("%s", msg)
+		},
 		RunE: func(c *cobra.Command, _ []string) error {
 			c.SetOut(a.stderr)
 			_ = c.Help()

@@ -354,8 +354,8 @@ func edgeAuditOnHub(t *testing.T, base string) []int64 {
 		code, b := apiDo(t, http.MethodGet, fmt.Sprintf("%s/api/audit?action=edge.&limit=1000&after=%d", base, after), testAdminKey, "")
 		var page struct {
 			Entries []struct {
-				Seq    int64  `json:"seq"`
-				Detail []byte `json:"detail"`
+				Seq    int64           `json:"seq"`
+				Detail json.RawMessage `json:"detail"`
 			} `json:"entries"`
 		}
 		if code != 200 || json.Unmarshal(b, &page) != nil {

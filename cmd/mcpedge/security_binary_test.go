@@ -170,7 +170,7 @@ func TestLatticeRESTChangesAreAudited(t *testing.T) {
 	for _, line := range strings.Split(out, "\n") {
 		var e struct {
 			Action, Target, Outcome string
-			Detail                  []byte
+			Detail                  json.RawMessage
 		}
 		if json.Unmarshal([]byte(line), &e) == nil && e.Action == "tool.call" && e.Outcome == "ok" && strings.Contains(string(e.Detail), created.ID) {
 			seen[e.Target] = true

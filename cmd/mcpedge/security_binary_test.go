@@ -89,7 +89,7 @@ func TestSecurityControlsBinary(t *testing.T) {
 	if res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "lattice__lattice_list", Arguments: map[string]any{}}); err != nil || res.IsError {
 		t.Fatalf("before revocation: %+v %v", res, err)
 	}
-	cli(t, env, "key", "revoke", keyA[:12], "--config", cfgPath, "--tenant", "acme")
+	cli(t, env, "key", "revoke", keyA[:12], "--config", cfgPath, "--tenant", "acme", "--yes")
 	waitFor(t, 5*time.Second, "revoked key refused on its open session", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
@@ -170,7 +170,7 @@ func TestLatticeRESTChangesAreAudited(t *testing.T) {
 	for _, line := range strings.Split(out, "\n") {
 		var e struct {
 			Action, Target, Outcome string
-			Detail                  []byte
+			Detail                  json.RawMessage
 		}
 		if json.Unmarshal([]byte(line), &e) == nil && e.Action == "tool.call" && e.Outcome == "ok" && strings.Contains(string(e.Detail), created.ID) {
 			seen[e.Target] = true

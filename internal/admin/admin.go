@@ -87,6 +87,9 @@ type OpsOptions struct {
 	// rejected, so that this process serves the decision at once
 	// (pin.Pinner.Refresh); other processes see it within their poll.
 	PinsChanged func(context.Context)
+	// Upstreams, if set, returns the names of the configured upstreams,
+	// so that a tenant asking for others is warned (nil: no check).
+	Upstreams func() []string
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -101,11 +104,13 @@ type Ops struct {
 	log   *slog.Logger
 	// pinsChanged: OpsOptions.PinsChanged.
 	pinsChanged func(context.Context)
+	// upstreams: OpsOptions.Upstreams.
+	upstreams func() []string
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

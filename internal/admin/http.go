@@ -424,12 +424,12 @@ func (h *handler) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := h.decode(w, r, &s); err != nil {
 		return err
 	}
-	t, err := h.ops.CreateTenant(r.Context(), s)
+	t, warnings, err := h.ops.CreateTenantWarn(r.Context(), s)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/api/tenants/"+t.ID)
-	writeJSON(w, http.StatusCreated, t)
+	writeJSON(w, http.StatusCreated, CreatedTenant{Tenant: t, Warnings: warnings})
 	return nil
 }
 

@@ -5,6 +5,7 @@
 //	mcpedge serve [--config FILE | --mcp-servers FILE] [--listen ADDR]
 //	mcpedge stdio (--config FILE | --mcp-servers FILE)
 //	mcpedge config check (--config FILE | --mcp-servers FILE)
+//	mcpedge guard test FILE [--config FILE | --rules FILE] [--json]
 //	mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
 //	mcpedge migrate | tenant … | key … | user … | plan … | pins … | audit … | queue … | secrets … | hub … | device …
 //	mcpedge version
@@ -54,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdSecrets(context.Background(), args[1:], stdout, stderr)
 	case "hub":
 		err = cmdHub(context.Background(), args[1:], stdout, stderr)
+	case "guard":
+		err = cmdGuard(args[1:], os.Stdin, stdout, stderr)
 	case "migrate", "tenant", "key", "user", "plan", "pins", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
@@ -70,6 +73,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
+		}
+		if errors.Is(err, errFlagged) {
+			return 1 // the report says what
 		}
 		var ue usageError
 		if errors.As(err, &ue) {
@@ -94,6 +100,9 @@ Commands:
         Serve the aggregated catalog over stdio, for desktop clients.
   config check (--config FILE | --mcp-servers FILE)
         Validate a configuration and print every problem with file:line.
+  guard test FILE [--config FILE | --rules FILE] [--personal-data] [--json]
+        Run the guard's rules against a sample (definitions, a result or
+        text) and print each verdict; exit status 1 when something is flagged.
   lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
         Benchmark the built-in lattice engine and print a table.
   migrate

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"slices"
 	"strings"
 
 	"github.com/mcpedge/mcpedge/internal/config"
@@ -107,8 +106,12 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 	// item screens one tool or prompt: texts are what the model reads of
 	// it; it reports whether the item is kept, and cleans and marks its
 	// description, title and _meta in place.
+	det := w.detector
+	if cfg.Guard.Rules != nil {
+		det = cfg.Guard.Rules.Detector()
+	}
 	item := func(kind, name string, texts []string, desc, title *string, meta *mcp.Meta) bool {
-		v := w.detector.Scan(strings.Join(texts, "\n"))
+		v := det.Scan(strings.Join(texts, "\n"))
 		*desc, _ = guard.Normalize(*desc)
 		*title, _ = guard.Normalize(*title)
 		if w.judged(cfg.Name, kind, name, mode, v) {
@@ -116,14 +119,14 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 		}
 		if v.Flagged() {
 			*desc = flagged(v) + *desc
-			*meta = withGuardMeta(*meta, v)
+			*meta = withGuardMeta(*meta, v, det.Version())
 		}
 		return true
 	}
 	tools := cat.Tools[:0:0]
 	for _, t := range cat.Tools {
 		cp := *t
-		texts := append([]string{cp.Description, cp.Title}, schemaTexts(cp.InputSchema, nil)...)
+		texts := append([]string{cp.Description, cp.Title}, guard.SchemaTexts(cp.InputSchema, nil)...)
 		if item("tool", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
 			tools = append(tools, &cp)
 		}
@@ -166,36 +169,11 @@ func flagged(v guard.Verdict) string {
 	return strings.Replace(guardWarning, "%s", strings.Join(v.Rules(), ", "), 1)
 }
 
-func withGuardMeta(m mcp.Meta, v guard.Verdict) mcp.Meta {
+func withGuardMeta(m mcp.Meta, v guard.Verdict, version string) mcp.Meta {
 	out := make(mcp.Meta, len(m)+1)
 	for k, x := range m {
 		out[k] = x
 	}
-	out[GuardMetaKey] = map[string]any{"verdict": "flagged", "rules": v.Rules(), "rules_version": guard.RulesVersion}
-	return out
-}
-
-// schemaTexts collects the descriptions and titles in a JSON schema (as
-// decoded: maps and slices), which a model reads with the tool's own.
-func schemaTexts(v any, out []string) []string {
-	switch x := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if s, ok := x[k].(string); ok && (k == "description" || k == "title") {
-				out = append(out, s)
-				continue
-			}
-			out = schemaTexts(x[k], out)
-		}
-	case []any:
-		for _, e := range x {
-			out = schemaTexts(e, out)
-		}
-	}
+	out[GuardMetaKey] = map[string]any{"verdict": "flagged", "rules": v.Rules(), "rules_version": version}
 	return out
 }

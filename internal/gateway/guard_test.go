@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/guard"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -58,5 +59,33 @@ func TestGuardScreen(t *testing.T) {
 	w.screen(config.Upstream{Name: "u"}, cat)
 	if cat.Tools[0].Description != "Reads a file.\u200b" || len(cat.Prompts) != 2 {
 		t.Error("off: the catalog was changed")
+	}
+}
+
+// An operator's rule file (config.Guard.Rules) judges with the built-in
+// rules it leaves on, and its version is in the verdict's _meta.
+func TestGuardScreenOperatorRules(t *testing.T) {
+	w := newGuardWiring(prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	rf, err := guard.ParseRuleFile("r.toml", []byte("version = \"acme-1\"\ndisable = [\"sensitive-file\"]\n[[rule]]\nid = \"acme-host\"\npattern = 'internal\\.acme'\nexplain = \"names an internal host\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := guard.NewRuleSet(rf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat := &upstream.Catalog{Tools: []*mcp.Tool{
+		{Name: "host", Description: "Fetches from internal.acme first."},
+		{Name: "file", Description: "Reads ~/.ssh/config for you."},
+	}}
+	w.screen(config.Upstream{Name: "u", Guard: config.Guard{Descriptions: config.GuardFlag, Rules: rs}}, cat)
+	if d := cat.Tools[0].Description; !strings.Contains(d, "(acme-host)") {
+		t.Errorf("operator rule did not fire: %q", d)
+	}
+	if m, _ := cat.Tools[0].Meta[GuardMetaKey].(map[string]any); m == nil || m["rules_version"] != rs.Version {
+		t.Errorf("_meta = %v, want rules_version %q", cat.Tools[0].Meta, rs.Version)
+	}
+	if d := cat.Tools[1].Description; d != "Reads ~/.ssh/config for you." {
+		t.Errorf("a disabled built-in rule fired: %q", d)
 	}
 }

@@ -58,6 +58,14 @@ const adminUsage = `Administration commands (each takes --config FILE or --mcp-s
         Pin the offered definition (give the hash pins diff printed: a later change is refused).
   pins reject UPSTREAM KIND NAME [--hash HASH]
         Keep the pinned definition; the same change stays rejected.
+  guard ls [--upstream NAME] [--pending] [--json]
+        List the items the description guard quarantined (descriptions = "quarantine").
+  guard show UPSTREAM KIND NAME [--json]
+        Show a quarantined item: the rules that fired and the text judged.
+  guard approve UPSTREAM KIND NAME [--hash HASH]
+        Release it in the definition reviewed (a changed one is quarantined again).
+  guard reject UPSTREAM KIND NAME [--hash HASH]
+        Keep the pinned definition; the same change stays rejected.
   audit verify
         Check the audit log's hash chain; exit status 1 and the first problem when it is broken.
   audit export [--tenant T] [--since RFC3339] [--out FILE]
@@ -130,6 +138,14 @@ var adminCmds = []adminCmd{
 	{name: "pins diff", args: "UPSTREAM KIND NAME [--json]", run: runPinsDiff, flags: jsonFlag},
 	{name: "pins approve", args: "UPSTREAM KIND NAME [--hash HASH]", run: runPinsApprove, flags: hashFlag},
 	{name: "pins reject", args: "UPSTREAM KIND NAME [--hash HASH]", run: runPinsReject, flags: hashFlag},
+	{name: "guard ls", args: "[--upstream NAME] [--pending] [--json]", run: runGuardList, flags: func(fs *flag.FlagSet, c *adminCtx) {
+		fs.StringVar(&c.upstream, "upstream", "", "only this upstream's items (`name`)")
+		fs.BoolVar(&c.pending, "pending", false, "only items awaiting a decision")
+		jsonFlag(fs, c)
+	}},
+	{name: "guard show", args: "UPSTREAM KIND NAME [--json]", run: runGuardShow, flags: jsonFlag},
+	{name: "guard approve", args: "UPSTREAM KIND NAME [--hash HASH]", run: runGuardApprove, flags: hashFlag},
+	{name: "guard reject", args: "UPSTREAM KIND NAME [--hash HASH]", run: runGuardReject, flags: hashFlag},
 	{name: "audit verify", args: "[--expect-head SEQ:HASH]", run: runAuditVerify, raw: true, flags: func(fs *flag.FlagSet, c *adminCtx) {
 		fs.StringVar(&c.expectHead, "expect-head", "", "a head printed by an earlier verify (`SEQ:HASH`), kept outside the database: the chain must still reach it unchanged")
 	}},

@@ -1,17 +1,28 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/guard"
+	"github.com/mcpedge/mcpedge/internal/quarantine"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 const guardUsage = `usage: mcpedge guard test FILE [--config FILE | --rules FILE] [--personal-data] [--json]
+       mcpedge guard ls|show|approve|reject … (quarantined items; run mcpedge guard ls -h)
 
 Run the guard's rules against a sample, as the gateway would, and print
 each verdict with the rule that fired. FILE ("-": standard input) is
@@ -29,7 +40,9 @@ flagged, 0 when the sample is clean.
 // errFlagged is returned when a sample has flagged items: exit status 1.
 var errFlagged = errors.New("flagged")
 
-// cmdGuard runs `mcpedge guard …`; args start after "guard".
+// cmdGuard runs `mcpedge guard test …`; args start after "guard". The
+// quarantine's commands (guard ls, show, approve, reject) are
+// administration commands (adminCmds).
 func cmdGuard(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "test" {
 		fmt.Fprint(stderr, guardUsage)
@@ -106,5 +119,108 @@ func cmdGuard(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if rep.Flagged > 0 {
 		return errFlagged
 	}
+	return nil
+}
+
+// startQuarantine turns the release of quarantined items on for g (see
+// docs/guardrails.md, "Quarantine"): verdicts are loaded from the store,
+// new quarantines written to it in the background, and decisions made
+// elsewhere picked up every quarantine.DefaultPoll. Call it before
+// g.Start; stop writes what is not written yet (within 5 s).
+func startQuarantine(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg prometheus.Registerer, log *slog.Logger) (b *quarantine.Book, stop func()) {
+	b = quarantine.New(quarantine.Options{Store: sec.Store, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.QuarantineChanged})
+	loadCtx, cancel := context.WithTimeout(ctx, pinLoadTimeout)
+	if err := b.Load(loadCtx); err != nil {
+		log.Error("guard: quarantine verdicts not loaded; quarantined items stay withheld until they are", "err", err.Error())
+	}
+	cancel()
+	g.SetQuarantine(b)
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() { b.Run(runCtx); close(done) }()
+	return b, func() {
+		stopRun()
+		<-done
+		flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Flush(flushCtx); err != nil {
+			log.Error("guard: quarantines not written before exit; they are recorded again when next seen", "err", err.Error())
+		}
+	}
+}
+
+// quarantineRefresher is admin.OpsOptions.QuarantineChanged for b: a
+// decision made through this process's admin API is served at once.
+func quarantineRefresher(b *quarantine.Book, log *slog.Logger) func(context.Context) {
+	if b == nil {
+		return nil
+	}
+	return func(ctx context.Context) {
+		if err := b.Refresh(ctx); err != nil {
+			log.Warn("guard: verdicts not reloaded after a decision; the next poll does it", "err", err.Error())
+		}
+	}
+}
+
+func runGuardList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	if err := positional("guard ls", pos); err != nil {
+		return err
+	}
+	state := ""
+	if c.pending {
+		state = store.VerdictQuarantined
+	}
+	vs, err := c.ops.ListQuarantine(c.ctx, c.upstream, state)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(vs)
+	}
+	rows := make([][]string, len(vs))
+	for i, v := range vs {
+		rows[i] = []string{v.Upstream, v.Kind, v.Name, v.State, strings.Join(v.Rules, ","), short(v.Hash), fmtTime(v.SeenAt), fmtTime(v.DecidedAt)}
+	}
+	return c.table("UPSTREAM\tKIND\tNAME\tSTATE\tRULES\tHASH\tSEEN\tDECIDED", rows)
+}
+
+func runGuardShow(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	if err := positional("guard show", pos, "the UPSTREAM", "the KIND (tool, prompt, template or resource)", "the NAME"); err != nil {
+		return err
+	}
+	v, err := c.ops.GetQuarantined(c.ctx, pos[0], pos[1], pos[2])
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(v)
+	}
+	fmt.Fprintf(c.stdout, "%s %q of upstream %s: %s\nhash:  %s\nrules: %s (rules %s)\nseen:  %s\n\n%s\n", v.Kind, v.Name, v.Upstream, v.State,
+		v.Hash, strings.Join(v.Rules, ", "), v.RulesVersion, fmtTime(v.SeenAt), v.Text)
+	return nil
+}
+
+func runGuardApprove(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	return c.decideQuarantined("guard approve", pos, c.ops.ApproveQuarantined)
+}
+
+func runGuardReject(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+	return c.decideQuarantined("guard reject", pos, c.ops.RejectQuarantined)
+}
+
+func (c *adminCtx) decideQuarantined(name string, pos []string, do func(context.Context, admin.QuarantineDecision) (*store.GuardVerdict, error)) error {
+	if err := positional(name, pos, "the UPSTREAM", "the KIND (tool, prompt, template or resource)", "the NAME"); err != nil {
+		return err
+	}
+	v, err := do(c.ctx, admin.QuarantineDecision{Upstream: pos[0], Kind: pos[1], Name: pos[2], Hash: c.hash})
+	if err != nil {
+		return err
+	}
+	if v.State == store.VerdictApproved {
+		fmt.Fprintf(c.stdout, "approved: %s %q of upstream %s is served in definition %s\n", v.Kind, v.Name, v.Upstream, v.Hash)
+	} else {
+		fmt.Fprintf(c.stdout, "rejected: %s %q of upstream %s stays withheld\n", v.Kind, v.Name, v.Upstream)
+	}
+	fmt.Fprintf(c.stdout, "running gateways on this store apply it within %s\n", quarantine.DefaultPoll)
 	return nil
 }

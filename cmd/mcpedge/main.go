@@ -56,7 +56,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "hub":
 		err = cmdHub(context.Background(), args[1:], stdout, stderr)
 	case "guard":
-		err = cmdGuard(args[1:], os.Stdin, stdout, stderr)
+		if len(args) > 1 && args[1] != "test" && args[1] != "-h" && args[1] != "--help" && args[1] != "help" {
+			err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
+		} else {
+			err = cmdGuard(args[1:], os.Stdin, stdout, stderr)
+		}
 	case "migrate", "tenant", "key", "user", "plan", "pins", "audit":
 		err = cmdAdmin(context.Background(), args, os.Stdin, stdout, stderr)
 	case "version", "--version", "-v":
@@ -103,6 +107,8 @@ Commands:
   guard test FILE [--config FILE | --rules FILE] [--personal-data] [--json]
         Run the guard's rules against a sample (definitions, a result or
         text) and print each verdict; exit status 1 when something is flagged.
+  guard ls | guard show|approve|reject UPSTREAM KIND NAME [--hash HASH]
+        Review the items the description guard quarantined (takes --config FILE).
   lattice bench [--large] [--3d] [--shape DIMS] [--repeats N]
         Benchmark the built-in lattice engine and print a table.
   migrate

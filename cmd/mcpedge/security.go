@@ -17,6 +17,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/pin"
+	"github.com/mcpedge/mcpedge/internal/quarantine"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/ratelimit"
@@ -182,8 +183,9 @@ func (s *securityStack) Close(ctx context.Context) {
 
 // adminAPI is everything under /api/: administration, sign-in and the
 // lattice REST API.
-func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner) http.Handler {
-	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log, PinsChanged: pinsRefresher(pins, log)})
+func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, book *quarantine.Book) http.Handler {
+	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
+		PinsChanged: pinsRefresher(pins, log), QuarantineChanged: quarantineRefresher(book, log)})
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,

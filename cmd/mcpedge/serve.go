@@ -129,6 +129,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer stopQueue()
 	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
+	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
+	defer stopQuarantine()
 	if cfg.Server.DataDir != "" {
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
@@ -139,7 +141,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
 		AllowedHosts:    cfg.Server.AllowedHosts,
-		API:             adminAPI(cfg, sec, lat, log, queueReader, pins),
+		API:             adminAPI(cfg, sec, lat, log, queueReader, pins, book),
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
@@ -307,6 +309,8 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
 	_, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
+	_, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
+	defer stopQuarantine()
 	g.Start(ctx)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -2,12 +2,20 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
 	"log/slog"
 	"strings"
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/guard"
+	"github.com/mcpedge/mcpedge/internal/pin"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/quarantine"
+	"github.com/mcpedge/mcpedge/internal/store"
 	guardstage "github.com/mcpedge/mcpedge/internal/stage/guard"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -31,6 +39,8 @@ const guardWarning = "[mcpedge guard: this description was flagged as possibly p
 type guardWiring struct {
 	detector *guard.Detector
 	log      *slog.Logger
+	// book releases quarantined items (nil: none is released).
+	book atomic.Pointer[Quarantine]
 	// removed counts what the results guard removed, by upstream and kind
 	// (tag, bidi, format, escape, control, aws_access_key, …).
 	removed *prometheus.CounterVec
@@ -93,41 +103,99 @@ func (s guardSource) For(c *pipeline.Call) guardstage.Policy {
 	return guardstage.Policy{Redact: gc.RedactsResults(), PersonalData: gc.PersonalData}
 }
 
+// Quarantine is the release of quarantined items (internal/quarantine)
+// as the description guard uses it: Released reports whether an item the
+// detector flagged under descriptions = "quarantine" was approved in this
+// definition, and records it otherwise. It is called while a catalog is
+// screened, so it must do no I/O (*quarantine.Book keeps its verdicts in
+// memory).
+type Quarantine interface {
+	Released(ctx context.Context, it quarantine.Item) bool
+}
+
+// SetQuarantine turns the release of quarantined items on (without it, a
+// quarantined item is withheld for as long as it is flagged). Its change
+// notifications go to [Gateway.QuarantineChanged].
+func (g *Gateway) SetQuarantine(q Quarantine) {
+	if q == nil {
+		g.scan.book.Store(nil)
+		return
+	}
+	g.scan.book.Store(&q)
+}
+
+// QuarantineChanged fetches upstream's catalog again because a decision
+// about one of its quarantined items changed: the screen then serves or
+// withholds it.
+func (g *Gateway) QuarantineChanged(name string) {
+	g.mu.Lock()
+	var us []*upstream.Upstream
+	if u := g.upstreams[name]; u != nil {
+		us = append(us, u)
+	}
+	if gr := g.groups[name]; gr != nil {
+		us = append(us, gr.targets...)
+	}
+	g.mu.Unlock()
+	for _, u := range us {
+		u.Refresh()
+	}
+}
+
 // screen is the description guard: with [guard] descriptions on, each
-// tool's and prompt's description and title are normalised, and the
-// poisoning detector judges them with their parameters' descriptions;
-// "flag" marks a flagged item (a warning line before its description,
-// _meta GuardMetaKey), "quarantine" withholds it.
+// tool's, prompt's, resource's and resource template's description and
+// title are normalised, and the poisoning detector judges them with
+// their parameters' descriptions; "flag" marks a flagged item (a warning
+// line before its description, _meta GuardMetaKey), "quarantine"
+// withholds it unless an operator released it (SetQuarantine).
 func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 	mode := cfg.Guard.Descriptions
 	if !cfg.Guard.ScansDescriptions() {
 		return
 	}
-	// item screens one tool or prompt: texts are what the model reads of
-	// it; it reports whether the item is kept, and cleans and marks its
-	// description, title and _meta in place.
 	det := w.detector
 	if cfg.Guard.Rules != nil {
 		det = cfg.Guard.Rules.Detector()
 	}
-	item := func(kind, name string, texts []string, desc, title *string, meta *mcp.Meta) bool {
+	var book Quarantine
+	if p := w.book.Load(); p != nil {
+		book = *p
+	}
+	// item screens one item: orig is the item as fetched (for the hash of
+	// its definition), texts are what the model reads of it; it reports
+	// whether the item is kept, and cleans and marks its description,
+	// title and _meta in place.
+	item := func(kind, name string, orig any, texts []string, desc, title *string, meta *mcp.Meta) bool {
 		v := det.Scan(strings.Join(texts, "\n"))
 		*desc, _ = guard.Normalize(*desc)
 		*title, _ = guard.Normalize(*title)
-		if w.judged(cfg.Name, kind, name, mode, v) {
-			return false
+		if !v.Flagged() {
+			return true
 		}
-		if v.Flagged() {
-			*desc = flagged(v) + *desc
-			*meta = withGuardMeta(*meta, v, det.Version())
+		w.count(cfg.Name, mode, v)
+		if mode == config.GuardQuarantine {
+			released := false
+			if book != nil {
+				released = book.Released(context.Background(), quarantine.Item{Upstream: cfg.Name, Kind: kind, Name: name,
+					Hash: definitionHash(kind, orig), Rules: v.Rules(), RulesVersion: det.Version(), Text: v.Clean})
+			}
+			if !released {
+				w.log.Warn("guard: "+kind+" description quarantined", "upstream", cfg.Name, kind, name, "rules", v.Rules(), "findings", v.Findings)
+				return false
+			}
+			*meta = withGuardMeta(*meta, "approved", v, det.Version())
+			return true
 		}
+		w.log.Warn("guard: "+kind+" description flagged", "upstream", cfg.Name, kind, name, "rules", v.Rules(), "findings", v.Findings)
+		*desc = flagged(v) + *desc
+		*meta = withGuardMeta(*meta, "flagged", v, det.Version())
 		return true
 	}
 	tools := cat.Tools[:0:0]
 	for _, t := range cat.Tools {
 		cp := *t
 		texts := append([]string{cp.Description, cp.Title}, guard.SchemaTexts(cp.InputSchema, nil)...)
-		if item("tool", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
+		if item(store.PinTool, cp.Name, t, texts, &cp.Description, &cp.Title, &cp.Meta) {
 			tools = append(tools, &cp)
 		}
 	}
@@ -141,19 +209,53 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 				texts = append(texts, a.Description, a.Title)
 			}
 		}
-		if item("prompt", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
+		if item(store.PinPrompt, cp.Name, p, texts, &cp.Description, &cp.Title, &cp.Meta) {
 			prompts = append(prompts, &cp)
 		}
 	}
 	cat.Prompts = prompts
+	templates := cat.Templates[:0:0]
+	for _, t := range cat.Templates {
+		cp := *t
+		if item(store.PinTemplate, cp.URITemplate, t, []string{cp.Description, cp.Title}, &cp.Description, &cp.Title, &cp.Meta) {
+			templates = append(templates, &cp)
+		}
+	}
+	cat.Templates = templates
+	resources := cat.Resources[:0:0]
+	for _, r := range cat.Resources {
+		cp := *r
+		if item(store.KindResource, cp.URI, r, []string{cp.Description, cp.Title}, &cp.Description, &cp.Title, &cp.Meta) {
+			resources = append(resources, &cp)
+		}
+	}
+	cat.Resources = resources
 }
 
-// judged counts and logs a flagged item, and reports whether it is
-// withheld (quarantine).
-func (w *guardWiring) judged(up, kind, name, mode string, v guard.Verdict) (withheld bool) {
-	if !v.Flagged() {
-		return false
+// definitionHash is the hash of an item's definition as the upstream
+// offered it: what a release of a quarantined item applies to. Tools,
+// prompts and templates hash as tool pinning does (internal/pin); a
+// resource hashes by its uri, name, title, description and mimeType.
+func definitionHash(kind string, item any) string {
+	raw, err := json.Marshal(item)
+	if err == nil {
+		if kind == store.KindResource {
+			if r, ok := item.(*mcp.Resource); ok {
+				raw, err = json.Marshal(map[string]any{"uri": r.URI, "name": r.Name, "title": r.Title, "description": r.Description, "mimeType": r.MIMEType})
+			}
+		} else if _, h, derr := pin.Definition(kind, raw); derr == nil {
+			return h
+		}
 	}
+	if err != nil {
+		raw = []byte(fmt.Sprint(item))
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// count counts a flagged item by rule.
+func (w *guardWiring) count(up, mode string, v guard.Verdict) {
 	verdict := "flagged"
 	if mode == config.GuardQuarantine {
 		verdict = "quarantined"
@@ -161,19 +263,17 @@ func (w *guardWiring) judged(up, kind, name, mode string, v guard.Verdict) (with
 	for _, f := range v.Findings {
 		w.descriptions.WithLabelValues(up, verdict, f.Rule).Inc()
 	}
-	w.log.Warn("guard: "+kind+" description "+verdict, "upstream", up, kind, name, "rules", v.Rules(), "findings", v.Findings)
-	return mode == config.GuardQuarantine
 }
 
 func flagged(v guard.Verdict) string {
 	return strings.Replace(guardWarning, "%s", strings.Join(v.Rules(), ", "), 1)
 }
 
-func withGuardMeta(m mcp.Meta, v guard.Verdict, version string) mcp.Meta {
+func withGuardMeta(m mcp.Meta, verdict string, v guard.Verdict, version string) mcp.Meta {
 	out := make(mcp.Meta, len(m)+1)
 	for k, x := range m {
 		out[k] = x
 	}
-	out[GuardMetaKey] = map[string]any{"verdict": "flagged", "rules": v.Rules(), "rules_version": version}
+	out[GuardMetaKey] = map[string]any{"verdict": verdict, "rules": v.Rules(), "rules_version": version}
 	return out
 }

@@ -39,6 +39,8 @@ const guardWarning = "[mcpedge guard: this description was flagged as possibly p
 type guardWiring struct {
 	detector *guard.Detector
 	log      *slog.Logger
+	// questions scans server-to-client requests (sampling, elicitation).
+	questions *guardstage.Stage
 	// book releases quarantined items (nil: none is released).
 	book atomic.Pointer[Quarantine]
 	// removed counts what the results guard removed, by upstream and kind
@@ -56,7 +58,7 @@ func newGuardWiring(r prometheus.Registerer, log *slog.Logger) *guardWiring {
 		// catches an error here.
 		panic(err)
 	}
-	w := &guardWiring{detector: d, log: log,
+	w := &guardWiring{detector: d, log: log, questions: guardstage.New(nil, nil),
 		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mcpedge", Subsystem: "guard", Name: "removed_total",
 			Help: "What the results guard removed from tools/call and prompts/get results, by upstream and kind (hidden Unicode, escapes, secrets by type).",
@@ -79,6 +81,27 @@ func (w *guardWiring) noted(ctx context.Context, c *pipeline.Call, removed guard
 	if w.log.Enabled(ctx, slog.LevelDebug) {
 		w.log.Debug("guard: result scanned", "request_id", c.RequestID, "upstream", c.Upstream, "method", c.Method, "name", c.Name, "removed", map[string]int(removed))
 	}
+}
+
+// scanQuestion scans the params of a server-to-client request (method
+// sampling/createMessage or elicitation/create) from upstream u under u's
+// [guard] results setting: hidden Unicode and terminal escapes removed,
+// secrets (and personal data, if set) redacted, counted like a result's.
+// It returns p itself when nothing changed.
+func (g *Gateway) scanQuestion(ctx context.Context, u *upstream.Upstream, method string, p any) any {
+	if u == nil {
+		return p
+	}
+	gc := u.Guard()
+	out, removed := g.scan.questions.Question(guardstage.Policy{Redact: gc.RedactsResults(), PersonalData: gc.PersonalData}, p)
+	if removed == nil {
+		return out
+	}
+	for kind, n := range removed {
+		g.scan.removed.WithLabelValues(u.Name(), kind).Add(float64(n))
+	}
+	g.scan.log.Info("guard: "+method+" from an upstream scanned", "upstream", u.Name(), "removed", map[string]int(removed))
+	return out
 }
 
 // guardStage is the guard stage over the upstreams' settings.

@@ -80,7 +80,7 @@ func (*Stage) Name() string { return "guard" }
 
 // Handle implements [pipeline.Stage].
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	if c.Method != pipeline.MethodCallTool && c.Method != pipeline.MethodGetPrompt {
+	if c.Method != pipeline.MethodCallTool && c.Method != pipeline.MethodGetPrompt && c.Method != pipeline.MethodReadResource {
 		return next.Handle(ctx, c)
 	}
 	p := s.src.For(c)
@@ -112,6 +112,10 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 			}
 		case *mcp.GetPromptResult:
 			if x := sc.prompt(r); x != nil {
+				out = x
+			}
+		case *mcp.ReadResourceResult:
+			if x := sc.read(r); x != nil {
 				out = x
 			}
 		}
@@ -165,6 +169,12 @@ type wireLook struct {
 	Messages          []struct {
 		Content wireText `json:"content"`
 	} `json:"messages"`
+	Contents []struct {
+		Text string `json:"text"`
+	} `json:"contents"`
+	// InputRequests are an input-required result's questions: every
+	// string in them is looked at.
+	InputRequests any `json:"inputRequests"`
 }
 
 // wouldChange reports whether the scan would change any text of the
@@ -187,7 +197,11 @@ func (sc *scanner) wouldChange(raw []byte) bool {
 	for _, m := range l.Messages {
 		add(m.Content)
 	}
+	for _, c := range l.Contents {
+		texts = append(texts, c.Text)
+	}
 	texts = stringsIn(l.StructuredContent, texts)
+	texts = stringsIn(l.InputRequests, texts)
 	for _, t := range texts {
 		if _, n := detect.Normalize(t); n != nil {
 			return true
@@ -238,6 +252,14 @@ func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
 		if x := sc.prompt(&r); x != nil {
 			return x, nil
 		}
+	case pipeline.MethodReadResource:
+		var r mcp.ReadResourceResult
+		if err := w.Decode(&r); err != nil {
+			return nil, fmt.Errorf("decoding the result: %w", err)
+		}
+		if x := sc.read(&r); x != nil {
+			return x, nil
+		}
 	}
 	return nil, nil
 }
@@ -283,6 +305,10 @@ func (sc *scanner) tool(r *mcp.CallToolResult) *mcp.CallToolResult {
 			out.StructuredContent = x
 		}
 	}
+	if x, changed := sc.inputs(r.InputRequests); changed {
+		own()
+		out.InputRequests = x
+	}
 	return out
 }
 
@@ -311,7 +337,155 @@ func (sc *scanner) prompt(r *mcp.GetPromptResult) *mcp.GetPromptResult {
 			out.Messages[i] = &cp
 		}
 	}
+	if x, changed := sc.inputs(r.InputRequests); changed {
+		own()
+		out.InputRequests = x
+	}
 	return out
+}
+
+// read returns a scanned copy of a resources/read result (its contents'
+// text; blobs are left alone), or nil when nothing changed.
+func (sc *scanner) read(r *mcp.ReadResourceResult) *mcp.ReadResourceResult {
+	var out *mcp.ReadResourceResult
+	for i, rc := range r.Contents {
+		if rc == nil {
+			continue
+		}
+		if t, changed := sc.text(rc.Text); changed {
+			if out == nil {
+				cp := *r
+				cp.Contents = slices.Clone(r.Contents)
+				out = &cp
+			}
+			c := *rc
+			c.Text = t
+			out.Contents[i] = &c
+		}
+	}
+	if x, changed := sc.inputs(r.InputRequests); changed {
+		if out == nil {
+			cp := *r
+			out = &cp
+		}
+		out.InputRequests = x
+	}
+	return out
+}
+
+// Question scans what an upstream asks the client's model or user in a
+// server-to-client request: a sampling/createMessage's system prompt and
+// messages (text, embedded resources, resource links), or an
+// elicitation/create's message and the texts of its requested schema. It
+// returns params unchanged and nil counts when nothing changes, else a
+// scanned copy (params is never changed in place) and what was removed.
+// With p.Redact false it does nothing.
+func (s *Stage) Question(p Policy, params any) (any, detect.Counts) {
+	if !p.Redact || params == nil {
+		return params, nil
+	}
+	sc := scanner{red: s.secrets}
+	if p.PersonalData {
+		sc.red = s.private
+	}
+	if out, changed := sc.question(params); changed {
+		return out, sc.counts
+	}
+	return params, nil
+}
+
+// question returns a scanned copy of a server-to-client request's params
+// (see [Stage.Question]) and true, or params and false when nothing
+// changed.
+func (sc *scanner) question(params any) (any, bool) {
+	switch q := params.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		if q == nil {
+			return params, false
+		}
+		var out *mcp.CreateMessageWithToolsParams
+		own := func() {
+			if out == nil {
+				cp := *q
+				cp.Messages = slices.Clone(q.Messages)
+				out = &cp
+			}
+		}
+		if t, changed := sc.text(q.SystemPrompt); changed {
+			own()
+			out.SystemPrompt = t
+		}
+		for i, m := range q.Messages {
+			if m == nil {
+				continue
+			}
+			var content []mcp.Content
+			for j, ct := range m.Content {
+				if x := sc.content(ct); x != nil {
+					if content == nil {
+						content = slices.Clone(m.Content)
+					}
+					content[j] = x
+				}
+			}
+			if content != nil {
+				own()
+				cp := *m
+				cp.Content = content
+				out.Messages[i] = &cp
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case *mcp.ElicitParams:
+		if q == nil {
+			return params, false
+		}
+		var out *mcp.ElicitParams
+		if t, changed := sc.text(q.Message); changed {
+			cp := *q
+			cp.Message = t
+			out = &cp
+		}
+		if q.RequestedSchema != nil {
+			v := q.RequestedSchema
+			if raw, ok := v.(json.RawMessage); ok {
+				var d any
+				if json.Unmarshal(raw, &d) == nil {
+					v = d
+				}
+			}
+			if x, changed := sc.value(v); changed {
+				if out == nil {
+					cp := *q
+					out = &cp
+				}
+				out.RequestedSchema = x
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	}
+	return params, false
+}
+
+// inputs returns a scanned copy of a result's input requests (the
+// questions of an input-required result) and true, or m and false.
+func (sc *scanner) inputs(m mcp.InputRequestMap) (mcp.InputRequestMap, bool) {
+	var out mcp.InputRequestMap
+	for k, q := range m {
+		x, changed := sc.question(q)
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(m)
+		}
+		out[k] = x.(mcp.InputRequest)
+	}
+	return out, out != nil
 }
 
 // content returns a scanned copy of ct, or nil when nothing changed.

@@ -64,6 +64,7 @@ func TestRedact(t *testing.T) {
 		{"jwt", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "Bearer [REDACTED:jwt]", Counts{KindJWT: 1}, false},
 		{"keyword", `{"password": "Tr0ub4dor&3x!", "user": "bob"}`, `{"password": "[REDACTED:secret]", "user": "bob"}`, Counts{KindSecret: 1}, false},
 		{"keyword env", "API_KEY=9f8e7d6c5b4a39281706", "API_KEY=[REDACTED:secret]", Counts{KindSecret: 1}, false},
+		{"keyword with a prefix", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nGITHUB_TOKEN: 9f8e7d6c5b4a39281706ab", "aws_secret_access_key = [REDACTED:secret]\nGITHUB_TOKEN: [REDACTED:secret]", Counts{KindSecret: 2}, false},
 		{"keyword low entropy", "password: ******** token: required", "password: ******** token: required", nil, false},
 		{"email off", "mail bob@example.com", "mail bob@example.com", nil, false},
 		{"email on", "mail bob@example.com", "mail [REDACTED:email]", Counts{KindEmail: 1}, true},

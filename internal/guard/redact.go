@@ -96,7 +96,7 @@ func NewRedactor(o *RedactOptions) *Redactor {
 	// have replaced the values they know, and placeholders are skipped.
 	r.rules = append(r.rules, secretRule{kind: KindSecret, group: 1, ok: highEntropy, fold: true,
 		hints: []string{"pass", "pwd", "secret", "token", "key", "credential"},
-		re:    regexp.MustCompile(`(?i)\b(?:password|passwd|passphrase|pwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?)\b["']?\s*[:=]\s*["']?([^\s"',;<>]{8,})`)})
+		re:    regexp.MustCompile(`(?i)\b(?:[a-z0-9]{1,20}[_-]){0,3}?(?:password|passwd|passphrase|pwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?)\b["']?\s*[:=]\s*["']?([^\s"',;<>]{8,})`)})
 	for i := range r.rules {
 		rule := &r.rules[i]
 		body, flags := rule.re.String(), ""

@@ -53,3 +53,31 @@ func TestCheckSample(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCheckSample: a sample (mcpedge guard test FILE) is outside input;
+// whatever it holds, CheckSample returns a report whose count of flagged
+// items matches its items.
+func FuzzCheckSample(f *testing.F) {
+	f.Add([]byte(`{"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"a","description":"<IMPORTANT>x</IMPORTANT>","inputSchema":{"properties":{"q":{"description":"y"}}}}]}}`))
+	f.Add([]byte(`[{"name":"p","arguments":[{"description":3}]},{"uri":7},null]`))
+	f.Add([]byte(`{"content":[{"type":"text","text":"AKIAIOSFODNN7EXAMPLE"},null,5],"structuredContent":[[{"a":"\u001b[2J"}]]}`))
+	f.Add([]byte(`{"jsonrpc":"2.0","method":"elicitation/create","params":{"message":"m","requestedSchema":{}}}`))
+	f.Add([]byte("plain \x1b[31m text \xff"))
+	rs, err := NewRuleSet(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	red := NewRedactor(&RedactOptions{PersonalData: true})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep := CheckSample(data, rs, red)
+		n := 0
+		for _, it := range rep.Items {
+			if it.Flagged {
+				n++
+			}
+		}
+		if n != rep.Flagged || rep.Format == "" {
+			t.Fatalf("report %+v", rep)
+		}
+	})
+}

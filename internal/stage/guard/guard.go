@@ -26,6 +26,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	detect "github.com/mcpedge/mcpedge/internal/guard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
@@ -61,6 +64,8 @@ type Stage struct {
 	src              Source
 	secrets, private *detect.Redactor
 	o                Options
+	// bufs holds the buffers mayChange reads a result's text into.
+	bufs sync.Pool
 }
 
 var _ pipeline.Stage = (*Stage)(nil)
@@ -97,7 +102,7 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 	}
 	var out mcp.Result
 	if w := c.Wire; w != nil && w.Result != nil && res == w.Summary {
-		if !sc.mayChange(w.Result) {
+		if !sc.mayChange(w.Result, &s.bufs) {
 			return res, nil
 		}
 		out, err = sc.wire(c.Method, w)
@@ -137,104 +142,139 @@ type scanner struct {
 }
 
 // mayChange reports whether a result's JSON bytes may hold anything the
-// scan changes: non-ASCII text, an escape that may spell a control or
-// hidden character (\u, \b, \f), or a literal the redactor needs.
-func (sc *scanner) mayChange(raw []byte) bool {
-	for _, b := range raw {
-		if b >= 0x80 {
-			return true
-		}
+// scan changes. It reads every string value of raw (not object keys)
+// unescaped into one text, in one pass without decoding the result, and
+// asks the normaliser and the redactor about that text: false means that
+// no string of the result has anything to remove or redact. (Strings the
+// scan leaves alone, such as a URI or _meta, are read too: a secret in
+// one of those makes the result decoded and scanned, and relayed
+// unchanged.)
+func (sc *scanner) mayChange(raw []byte, pool *sync.Pool) bool {
+	bp, _ := pool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
 	}
-	return bytes.Contains(raw, []byte(`\u`)) || bytes.Contains(raw, []byte(`\b`)) || bytes.Contains(raw, []byte(`\f`)) || sc.red.MayMatch(raw)
+	text, ok := jsonStrings(raw, (*bp)[:0])
+	may := !ok || !detect.Clean(string(text)) || sc.red.Finds(string(text))
+	if cap(text) <= 1<<20 {
+		*bp = text
+		pool.Put(bp)
+	}
+	return may
 }
 
-// wireText is the text of a hot-path result's content, or of a prompt
-// message's, as the first look decodes it.
-type wireText struct {
-	Text        string `json:"text"`
-	Title       string `json:"title"`
-	Description string `json:"description"`
-	Resource    *struct {
-		Text string `json:"text"`
-	} `json:"resource"`
+// jsonStrings appends to buf the value of every string in the JSON raw
+// that is not an object key, unescaped, each followed by a line feed. It
+// is false when raw cannot be read that way (an unterminated string, a
+// bad escape): the caller then decodes it. An escaped lone surrogate
+// becomes U+FFFD, as encoding/json decodes it.
+func jsonStrings(raw []byte, buf []byte) ([]byte, bool) {
+	for i := 0; i < len(raw); {
+		q := bytes.IndexByte(raw[i:], '"')
+		if q < 0 {
+			break
+		}
+		start, j := len(buf), i+q+1
+		for {
+			e := bytes.IndexByte(raw[j:], '"')
+			if e < 0 {
+				return buf, false
+			}
+			if b := bytes.IndexByte(raw[j:j+e], '\\'); b >= 0 {
+				e = b
+			}
+			buf = append(buf, raw[j:j+e]...)
+			j += e
+			if raw[j] == '"' {
+				break
+			}
+			// An escape.
+			if j+1 >= len(raw) {
+				return buf, false
+			}
+			switch c := raw[j+1]; c {
+			case '"', '\\', '/':
+				buf = append(buf, c)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, n := unicodeEscape(raw[j:])
+				if n == 0 {
+					return buf, false
+				}
+				buf = utf8.AppendRune(buf, r)
+				j += n
+				continue
+			default:
+				return buf, false
+			}
+			j += 2
+		}
+		// j is at the closing quote: a key if a colon follows.
+		k := j + 1
+		for k < len(raw) && (raw[k] == ' ' || raw[k] == '\t' || raw[k] == '\n' || raw[k] == '\r') {
+			k++
+		}
+		if k < len(raw) && raw[k] == ':' {
+			buf = buf[:start]
+		} else {
+			buf = append(buf, '\n')
+		}
+		i = j + 1
+	}
+	return buf, true
 }
 
-// wireLook is what the first look at a hot-path result decodes: the text
-// the scan reads, nothing else (the SDK's decoding of a whole result
-// costs more than the scan).
-type wireLook struct {
-	Content           []wireText `json:"content"`
-	StructuredContent any        `json:"structuredContent"`
-	Description       string     `json:"description"`
-	Messages          []struct {
-		Content wireText `json:"content"`
-	} `json:"messages"`
-	Contents []struct {
-		Text string `json:"text"`
-	} `json:"contents"`
-	// InputRequests are an input-required result's questions: every
-	// string in them is looked at.
-	InputRequests any `json:"inputRequests"`
+// unicodeEscape decodes the \uXXXX escape (with its low surrogate, for a
+// high one) at the start of b: the character and the bytes read, 0 if
+// the escape is malformed.
+func unicodeEscape(b []byte) (rune, int) {
+	r := hex4(b)
+	if r < 0 {
+		return 0, 0
+	}
+	if utf16.IsSurrogate(r) {
+		if r2 := hex4(b[6:]); r < 0xDC00 && r2 >= 0 {
+			if c := utf16.DecodeRune(r, r2); c != utf8.RuneError {
+				return c, 12
+			}
+		}
+		return utf8.RuneError, 6
+	}
+	return r, 6
 }
 
-// wouldChange reports whether the scan would change any text of the
-// result: the first look, which decodes only the text.
-func (sc *scanner) wouldChange(raw []byte) bool {
-	var l wireLook
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return true // let the full decoding report it
+// hex4 is the value of the \uXXXX at the start of b, or -1.
+func hex4(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
 	}
-	texts := []string{l.Description}
-	add := func(t wireText) {
-		texts = append(texts, t.Text, t.Title, t.Description)
-		if t.Resource != nil {
-			texts = append(texts, t.Resource.Text)
+	var r rune
+	for _, c := range b[2:6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return -1
 		}
 	}
-	for _, c := range l.Content {
-		add(c)
-	}
-	for _, m := range l.Messages {
-		add(m.Content)
-	}
-	for _, c := range l.Contents {
-		texts = append(texts, c.Text)
-	}
-	texts = stringsIn(l.StructuredContent, texts)
-	texts = stringsIn(l.InputRequests, texts)
-	for _, t := range texts {
-		if _, n := detect.Normalize(t); n != nil {
-			return true
-		}
-		if _, r := sc.red.Redact(t); r != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// stringsIn appends every string in a decoded JSON value to out.
-func stringsIn(v any, out []string) []string {
-	switch x := v.(type) {
-	case string:
-		out = append(out, x)
-	case map[string]any:
-		for _, e := range x {
-			out = stringsIn(e, out)
-		}
-	case []any:
-		for _, e := range x {
-			out = stringsIn(e, out)
-		}
-	}
-	return out
+	return r
 }
 
 // wire decodes a hot-path result and scans it; nil when nothing changed.
 func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
-	if !sc.wouldChange(w.Result) {
-		return nil, nil
-	}
 	switch method {
 	case pipeline.MethodCallTool:
 		var r mcp.CallToolResult

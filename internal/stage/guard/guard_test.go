@@ -198,7 +198,7 @@ func TestWire(t *testing.T) {
 	if res, _ := s.Handle(context.Background(), c, next); res != c.Wire.Summary {
 		t.Error("decoded but unchanged: the bytes must still be relayed")
 	}
-	c, next = wireCall(`{"content":"AKIA"}`)
+	c, next = wireCall(`{"content":"AKIAIOSFODNN7EXAMPLE"}`)
 	if _, err := s.Handle(context.Background(), c, next); err == nil || !strings.Contains(err.Error(), "guard: decoding") {
 		t.Errorf("undecodable result: err = %v", err)
 	}

@@ -347,7 +347,3 @@ func nextRune(s string) rune {
 	r, _ := utf8.DecodeRuneInString(s)
 	return r
 }
-
-// Clean reports whether Normalize would return s unchanged: a fast check
-// for callers that only need to know.
-func Clean(s string) bool { return clean(s) }

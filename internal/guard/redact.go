@@ -148,9 +148,18 @@ func caseVariants(c byte, fold bool) []byte {
 // rule's replacement either. (It may be true where Redact, skipping a
 // candidate inside a longer match its check refused, changes nothing.)
 func (r *Redactor) Finds(s string) bool {
-	if !utf8.ValidString(s) {
-		return true
-	}
+	return !utf8.ValidString(s) || r.finds(s)
+}
+
+// WouldChange reports whether Normalize followed by Redact may change s
+// (what the results guard does to a text): false means both return it as
+// it is. One pass for the normaliser's check, one for the redactor's.
+func (r *Redactor) WouldChange(s string) bool {
+	return !clean(s) || r.finds(s)
+}
+
+// finds is Finds for valid UTF-8.
+func (r *Redactor) finds(s string) bool {
 	for i := 0; i+1 < len(s); i++ {
 		k := uint16(s[i])<<8 | uint16(s[i+1])
 		if r.pairs[k>>6]&(1<<(k&63)) == 0 {
@@ -168,7 +177,8 @@ func (r *Redactor) Finds(s string) bool {
 					}
 					continue
 				}
-				for _, q := range foldStarts(s, i, nil) {
+				var starts [33]int // foldStarts looks at most 32 bytes back
+				for _, q := range foldStarts(s, i, starts[:0]) {
 					if rule.hit(s, q) {
 						return true
 					}

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 
 	detect "github.com/mcpedge/mcpedge/internal/guard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
@@ -155,7 +156,11 @@ func (sc *scanner) mayChange(raw []byte, pool *sync.Pool) bool {
 		bp = new([]byte)
 	}
 	text, ok := jsonStrings(raw, (*bp)[:0])
-	may := !ok || !detect.Clean(string(text)) || sc.red.Finds(string(text))
+	// The text is looked at, not kept: a string over the buffer saves
+	// copying it (the buffer is not written again before it goes back
+	// to the pool).
+	t := unsafe.String(unsafe.SliceData(text), len(text))
+	may := !ok || sc.red.WouldChange(t)
 	if cap(text) <= 1<<20 {
 		*bp = text
 		pool.Put(bp)

@@ -1,22 +1,26 @@
 // Package guard is the pipeline stage that scans what a model will read in
-// tools/call and prompts/get results: it removes hidden Unicode and
-// terminal escape sequences from their text and redacts secrets (and, when
-// the upstream's settings ask, personal data), using the detectors of
-// internal/guard ([guard] results; docs/guardrails.md, "Scanning").
+// tools/call, prompts/get and resources/read results: it removes hidden
+// Unicode and terminal escape sequences from their text and redacts
+// secrets (and, when the upstream's settings ask, personal data), using
+// the detectors of internal/guard ([guard] results; docs/guardrails.md,
+// "Scanning"). [Stage.Question] does the same to the sampling and
+// elicitation requests an upstream sends, for the gateway to call where it
+// relays them.
 //
 // It sees the call and what the stages below it answered. Text content,
 // the text of embedded resources, resource links' titles and
-// descriptions, every string of structured content and a prompt's
-// description and messages are scanned; images, audio, blobs, _meta and
-// object keys are not. When nothing changes it returns the result it was
-// given, so a hot-path result's bytes go to the client untouched; when
-// something does, it returns a changed copy (never the upstream's value
-// changed in place), which the client gets re-encoded.
+// descriptions, every string of structured content, a prompt's
+// description and messages, a resource's text contents and the questions
+// of an input-required result are scanned; images, audio, blobs, _meta
+// and object keys are not. When nothing changes it returns the result it
+// was given, so a hot-path result's bytes go to the client untouched;
+// when something does, it returns a changed copy (never the upstream's
+// value changed in place), which the client gets re-encoded.
 //
-// On the hot path the result is bytes (pipeline.Wire): the stage decodes
-// it only when a cheap search of the bytes finds something it might
-// change (non-ASCII, a \u escape, or a literal one of the redactor's rules
-// needs).
+// On the hot path the result is bytes (pipeline.Wire): the stage reads
+// the string values of its JSON in one pass, without decoding it, and
+// decodes it only when the normaliser or the redactor would change that
+// text.
 package guard
 
 import (

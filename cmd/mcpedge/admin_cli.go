@@ -254,7 +254,19 @@ as the first start does, and print the key. mcpedge never does this by itself
 once a store has been set up: every other command refuses such a store and
 names this one. See docs/cli.md, "Recovering a store".`,
 		flags: jsonF, run: runBootstrap})
-	return []*cobra.Command{migrate, tenant, key, user, plan, pins, auditG, boot}
+	guardArgs := []string{"the UPSTREAM", "the KIND (tool, prompt, template or resource)", "the NAME"}
+	guardG := group("guard", "Test the guard's rules on a sample; review the items it quarantined",
+		a.guardTestCmd(),
+		a.adminCommand(adminSpec{use: "ls", short: "List the items the description guard quarantined (descriptions = \"quarantine\")",
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.upstream, "upstream", "", "only this upstream's items (`NAME`)")
+				f.BoolVar(&c.pending, "pending", false, "only items still quarantined")
+			}), run: runGuardList}),
+		a.adminCommand(adminSpec{use: "show UPSTREAM KIND NAME", short: "Show a quarantined item: the rules that fired and the text judged", args: guardArgs, flags: jsonF, run: runGuardShow}),
+		a.adminCommand(adminSpec{use: "approve UPSTREAM KIND NAME", short: "Release it in the definition reviewed (a changed one is quarantined again)", args: guardArgs, flags: both(hashF, jsonF), run: runGuardApprove}),
+		a.adminCommand(adminSpec{use: "reject UPSTREAM KIND NAME", short: "Keep it withheld; the same definition stays rejected", args: guardArgs, flags: both(hashF, jsonF), run: runGuardReject}),
+	)
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, boot}
 }
 
 // open opens the store and, unless s.raw, what Ops needs: Redis (so that

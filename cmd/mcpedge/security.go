@@ -20,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/pin"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/quarantine"
 	"github.com/mcpedge/mcpedge/internal/ratelimit"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -239,8 +240,9 @@ func (s *securityStack) Close(ctx context.Context) {
 
 // adminAPI is everything under /api/: administration, sign-in and the
 // lattice REST API.
-func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, upstreams func() []string) http.Handler {
-	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log, PinsChanged: pinsRefresher(pins, log), Upstreams: upstreams})
+func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) http.Handler {
+	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
+		PinsChanged: pinsRefresher(pins, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,

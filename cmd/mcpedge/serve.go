@@ -113,6 +113,8 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	defer stopQueue()
 	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
+	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
+	defer stopQuarantine()
 	if cfg.Server.DataDir != "" {
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
@@ -123,7 +125,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
 		AllowedHosts:    cfg.Server.AllowedHosts,
-		API:             adminAPI(cfg, sec, lat, log, queueReader, pins, runningUpstreams(g)),
+		API:             adminAPI(cfg, sec, lat, log, queueReader, pins, runningUpstreams(g), book),
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
@@ -331,6 +333,8 @@ func stdio(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
 	_, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
+	_, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
+	defer stopQuarantine()
 	g.Start(ctx)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -489,6 +489,10 @@ func (u Upstream) Fingerprint() string {
 		str(u.Guard.Results)
 		k.flag(u.Guard.PersonalData)
 		str(u.Guard.Descriptions)
+		if u.Guard.Rules != nil {
+			str("rules")
+			str(u.Guard.Rules.Digest)
+		}
 	}
 	num(int64(u.Timeout))
 	num(int64(u.ConnectTimeout))

@@ -211,7 +211,7 @@ func TestGuardQuestionsScannedOnBothPaths(t *testing.T) {
 	sseSrv := httptest.NewServer(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return sneakyAsker() }, nil))
 	t.Cleanup(sseSrv.Close)
 	for _, up := range []struct{ name, block string }{
-		{"streamable", reviewBlock("sneaky", reviewHTTPUpstream(t, sneakyAsker()))},
+		{"streamable", upstreamBlock("sneaky", startHTTPUpstream(t, sneakyAsker()))},
 		{"sse", "\n[[upstreams]]\nname = \"sneaky\"\ntransport = \"sse\"\nurl = \"" + sseSrv.URL + "\"\n"},
 	} {
 		for _, hot := range []bool{true, false} {

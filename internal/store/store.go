@@ -239,6 +239,7 @@ type Store interface {
 	Secrets
 	Devices
 	Pins
+	MCPSessions
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/mcpedge/mcpedge/internal/wasmtool"
@@ -123,6 +124,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		// Single-user mode: tool calls are audited all the same.
 		g.SetCallAudit(sec.CallLog)
 	}
+	keepSessions(ctx, g, sec, log)
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
@@ -383,4 +385,17 @@ func useWASMCache(cfg *config.Config, log *slog.Logger) {
 func loopbackListener(ln net.Listener) bool {
 	a, ok := ln.Addr().(*net.TCPAddr)
 	return ok && a.IP.IsLoopback()
+}
+
+// keepSessions saves client sessions in the store, so that every replica
+// sharing it serves any session and a restart ends none; with Redis, the
+// replicas hear of each other's changes to a session at once
+// (docs/design/sessions.md). A janitor purges expired sessions.
+func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, log *slog.Logger) {
+	o := sessionstore.Options{OnError: func(what string, err error) { log.Warn("sessions: "+what, "err", err) }}
+	if sec.Redis != nil {
+		o.Changes = sessionstore.NewRedisChanges(ctx, sec.Redis, log)
+	}
+	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
+	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

@@ -122,6 +122,9 @@ type Gateway struct {
 	// pinner is tool pinning (pins.go); nil: off. Set once before
 	// serving.
 	pinner Pinner
+	// kept are the sessions saved for other replicas and restarts
+	// (sessions.go); off until SetSessionKeeper.
+	kept sessionKeeping
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -549,7 +552,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 		},
 		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
 	})
-	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
+	s.AddReceivingMiddleware(g.keepMiddleware(""), g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
 	return s
 }
 
@@ -584,7 +587,7 @@ func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.
 	}
 	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
 	s := mcp.NewServer(impl, opts)
-	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
+	s.AddReceivingMiddleware(g.keepMiddleware(name), g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
 	return s
 }
 

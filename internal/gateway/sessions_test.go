@@ -147,13 +147,13 @@ func TestKeptSessionServedByEveryReplica(t *testing.T) {
 	}
 
 	// State set on one replica is in force on the others.
-	if st, _, msg := a.on(urls[1]+"/mcp").post(`{"jsonrpc":"2.0","id":30,"method":"logging/setLevel","params":{"level":"debug"}}`); st != http.StatusOK || msg["result"] == nil {
+	if st, _, msg := a.on(urls[1] + "/mcp").post(`{"jsonrpc":"2.0","id":30,"method":"logging/setLevel","params":{"level":"debug"}}`); st != http.StatusOK || msg["result"] == nil {
 		t.Fatalf("logging/setLevel on replica 1: HTTP %d %v", st, msg)
 	}
 	// The event stream is on replica 0 (where the session was opened),
 	// the subscription made on replica 2.
 	events := a.on(urls[0] + "/mcp").stream()
-	if st, _, msg := a.on(urls[2]+"/mcp").post(`{"jsonrpc":"2.0","id":31,"method":"resources/subscribe","params":{"uri":"res://doc"}}`); st != http.StatusOK || msg["result"] == nil {
+	if st, _, msg := a.on(urls[2] + "/mcp").post(`{"jsonrpc":"2.0","id":31,"method":"resources/subscribe","params":{"uri":"res://doc"}}`); st != http.StatusOK || msg["result"] == nil {
 		t.Fatalf("resources/subscribe on replica 2: HTTP %d %v", st, msg)
 	}
 	rec, err = st.GetMCPSession(t.Context(), sessionstore.IDHash(a.session))
@@ -185,7 +185,7 @@ func TestKeptSessionServedByEveryReplica(t *testing.T) {
 		t.Fatalf("DELETE: HTTP %d", code)
 	}
 	for i := range 3 {
-		if st, _, _ := a.on(urls[i]+"/mcp").post(`{"jsonrpc":"2.0","id":40,"method":"tools/list"}`); st != http.StatusNotFound {
+		if st, _, _ := a.on(urls[i] + "/mcp").post(`{"jsonrpc":"2.0","id":40,"method":"tools/list"}`); st != http.StatusNotFound {
 			t.Errorf("replica %d after DELETE: HTTP %d, want 404", i, st)
 		}
 	}
@@ -232,7 +232,7 @@ func TestKeptSessionBoundToCaller(t *testing.T) {
 		t.Error("replica 1 re-created the session for another caller")
 	}
 	// The session's own caller, on the replica that never saw it.
-	if a := c.on(urls[1] + "/mcp").callTool(4, read); a.Status != http.StatusOK || a.Msg["result"] == nil {
+	if a := c.on(urls[1]+"/mcp").callTool(4, read); a.Status != http.StatusOK || a.Msg["result"] == nil {
 		t.Fatalf("alice on replica 1: HTTP %d: %s", a.Status, a.Body)
 	}
 	if v, _ := calls.Load("ua__read"); v == nil {

@@ -393,9 +393,14 @@ func loopbackListener(ln net.Listener) bool {
 // (docs/design/sessions.md). A janitor purges expired sessions.
 func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, log *slog.Logger) {
 	o := sessionstore.Options{OnError: func(what string, err error) { log.Warn("sessions: "+what, "err", err) }}
+	var relay *sessionstore.RedisChanges
 	if sec.Redis != nil {
-		o.Changes = sessionstore.NewRedisChanges(ctx, sec.Redis, log)
+		relay = sessionstore.NewRedisChanges(ctx, sec.Redis, log)
+		o.Changes = relay
 	}
 	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
+	if relay != nil {
+		g.SetAnswerRelay(relay) // answers to a call's questions reach the replica running it
+	}
 	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

@@ -250,6 +250,13 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 		{"call", map[string]any{"name": "ev__echo", "arguments": map[string]any{"message": "node"}}},
 		{"progress", map[string]any{"name": "ev__trigger-long-running-operation", "arguments": map[string]any{"duration": 1, "steps": 2}}},
 		{"read", "res://doc"},
+		// A question the upstream puts to the client during a call: the
+		// client's answer is a POST of its own, which the balancer sends
+		// to another replica than the one running the call (relayed
+		// through Redis).
+		{"sampling", map[string]any{"name": "ev__trigger-sampling-request"}},
+		{"elicitation", map[string]any{"name": "ev__trigger-elicitation-request"}},
+		{"sampling", map[string]any{"name": "ev__trigger-sampling-request"}},
 	} {
 		r := nodeclient.Run(t, lb, sc.name, sc.arg, nodeclient.WithHeader("Authorization", "Bearer "+e2eAdminKey), nodeclient.WithTimeout(60*time.Second))
 		if r["ok"] != true {

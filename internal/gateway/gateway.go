@@ -13,6 +13,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -169,6 +170,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	}
 	g.cfg.Store(cfg)
 	g.hot.reader = rawwire.NewReader(rawwire.Limits{MaxDepth: config.MaxJSONDepthLimit})
+	g.hot.askTag = rand.Text()[:10]
 	g.agg = g.newAggregateServer(cfg)
 	g.addBuiltins()
 	m.Registry.MustRegister(newUpstreamCollector(g))

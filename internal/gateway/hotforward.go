@@ -27,6 +27,9 @@ import (
 type hotWire struct {
 	seq    atomic.Uint64
 	reader *rawwire.Reader
+	// askTag makes the ids of questions hot-path calls put to clients
+	// unique across replicas (sessions.go relays answers between them).
+	askTag string
 }
 
 // forwardToolWire is the forward stage for a hot-path tools/call: through

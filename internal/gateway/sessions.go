@@ -8,13 +8,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/sessionstore"
@@ -48,6 +51,82 @@ type sessionKeeping struct {
 	// session (header replayHeader), so that they are not saved again.
 	replayKey string
 	replayID  atomic.Int64
+	// relay carries clients' answers to hot-path questions between
+	// replicas (nil: answers reach only this replica's calls).
+	relay sessionstore.Relay
+}
+
+// askPrefix starts the ids of the questions hot-path calls put to their
+// clients (hotstream.go); an answer with such an id that no call of this
+// replica waits for is relayed to the others.
+const askPrefix = "mcpedge-ask-"
+
+// SetAnswerRelay makes a client's answer to a question a call put to it
+// (sampling, elicitation, roots, asked by a hot-path call) reach the
+// replica running the call, whichever replica the answer's POST reached.
+// Call it before serving; nil: answers reach this replica's calls only.
+func (g *Gateway) SetAnswerRelay(r sessionstore.Relay) {
+	g.kept.relay = r
+	if r != nil {
+		r.SubscribeAnswers(g.answerRelayed)
+	}
+}
+
+// relayAnswer passes on a POSTed answer to a hot-path question that no
+// call of this replica waits for (hotAnswer found none), and answers 202;
+// it reports whether it did. c is the session the request was checked
+// against (its caller, its endpoint).
+func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *sessionCopy) bool {
+	if g.kept.relay == nil || r.Body == nil {
+		return false
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return false
+	}
+	env, err := jsonguard.ParseEnvelope(body)
+	if err != nil || env.Method != "" || env.ID == nil {
+		return false
+	}
+	askID, ok := jsonguard.Unquote(env.ID)
+	if !ok || !strings.HasPrefix(askID, askPrefix) || askID[len(askPrefix):] == g.hot.askTag || strings.HasPrefix(askID[len(askPrefix):], g.hot.askTag+"-") {
+		return false // not a hot-path question, or one of this replica's: its call has ended
+	}
+	if err := g.kept.relay.PublishAnswer(r.Context(), sessionstore.IDHash(c.id), askID, body); err != nil {
+		g.log.Warn("a client's answer could not be relayed to the replica that asked", "err", err)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return true
+}
+
+// answerRelayed delivers an answer another replica relayed to the call of
+// this replica that asked the question, if one waits for it.
+func (g *Gateway) answerRelayed(idHash, askID string, body []byte) {
+	var id string
+	g.kept.copies.Range(func(k, _ any) bool {
+		if sessionstore.IDHash(k.(string)) == idHash {
+			id = k.(string)
+			return false
+		}
+		return true
+	})
+	e := g.clients.get(id)
+	if e == nil {
+		return
+	}
+	e.mu.Lock()
+	ch, ok := e.asks["s"+askID]
+	if ok {
+		delete(e.asks, "s"+askID) // one answer per question
+	}
+	e.mu.Unlock()
+	if ok {
+		select {
+		case ch <- body:
+		default:
+		}
+	}
 }
 
 const replayHeader = "Mcp-Edge-Replay"
@@ -65,8 +144,13 @@ type sessionCopy struct {
 	// that re-created the session, not its lifetime), for replays.
 	base context.Context
 
-	mu      sync.Mutex
-	applied sessionstore.State // the state this copy is in
+	mu sync.Mutex
+	// want is the saved state this copy should be in, applied what it
+	// is in (they differ while a replay fails; applyState retries).
+	want, applied sessionstore.State
+	// applyMu serializes applyState; retries counts its failed rounds.
+	applyMu sync.Mutex
+	retries int
 }
 
 // SetSessionKeeper makes client sessions recoverable by every replica
@@ -143,7 +227,7 @@ func (g *Gateway) keepMiddleware(face string) mcp.Middleware {
 				}
 				if c := g.copyOf(id, ss); c != nil {
 					c.mu.Lock()
-					c.applied = st.Clone()
+					c.want, c.applied = st.Clone(), st.Clone()
 					c.mu.Unlock()
 				}
 				return res, err
@@ -158,6 +242,7 @@ func (g *Gateway) keepMiddleware(face string) mcp.Middleware {
 			}
 			if c := g.copyOf(id, ss); c != nil {
 				c.mu.Lock()
+				change(&c.want)
 				change(&c.applied)
 				c.mu.Unlock()
 			}
@@ -245,35 +330,62 @@ func (g *Gateway) recoverSession(r *http.Request, id, face string, ti *auth.Toke
 	return c, nil
 }
 
-// applyState brings copy c to state s: what differs in level and
-// subscriptions is replayed into the session as the client's own
-// requests, so that the gateway's effects follow (the level is sent on
-// to upstreams, subscriptions made upstream and known to the SDK's
-// server for its updates).
+// applyState brings copy c to state s (the saved one): what differs in
+// level and subscriptions is replayed into the session as the client's
+// own requests, so that the gateway's effects follow (the level is sent
+// on to upstreams, subscriptions made upstream and known to the SDK's
+// server for its updates). What fails to apply — the upstream owning a
+// resource is not connected yet, say, after a restart — is tried again
+// 1, 2, 4 … 60 seconds later, while the copy lives.
 func (g *Gateway) applyState(c *sessionCopy, s sessionstore.State) {
+	c.applyMu.Lock()
+	defer c.applyMu.Unlock()
 	c.mu.Lock()
+	c.want = s.Clone()
 	have := c.applied.Clone()
-	c.applied = s.Clone()
 	c.mu.Unlock()
-	var msgs []string
+	failed := false
+	apply := func(m string, done func(*sessionstore.State)) {
+		if err := g.replay(c, s.ProtocolVersion, m); err != nil {
+			g.log.Warn("re-applying a session's state", "session_hash", sessionstore.IDHash(c.id)[:16], "request", m, "err", err)
+			failed = true
+			return
+		}
+		c.mu.Lock()
+		done(&c.applied)
+		c.mu.Unlock()
+	}
 	if s.LogLevel != "" && s.LogLevel != have.LogLevel {
-		msgs = append(msgs, `"method":"logging/setLevel","params":{"level":`+quoteJSON(s.LogLevel)+`}`)
+		apply(`"method":"logging/setLevel","params":{"level":`+quoteJSON(s.LogLevel)+`}`, func(a *sessionstore.State) { a.LogLevel = s.LogLevel })
 	}
 	for _, uri := range s.Subscriptions {
 		if _, found := slices.BinarySearch(have.Subscriptions, uri); !found {
-			msgs = append(msgs, `"method":"resources/subscribe","params":{"uri":`+quoteJSON(uri)+`}`)
+			apply(`"method":"resources/subscribe","params":{"uri":`+quoteJSON(uri)+`}`, func(a *sessionstore.State) { a.Subscribe(uri) })
 		}
 	}
 	for _, uri := range have.Subscriptions {
 		if _, found := slices.BinarySearch(s.Subscriptions, uri); !found {
-			msgs = append(msgs, `"method":"resources/unsubscribe","params":{"uri":`+quoteJSON(uri)+`}`)
+			apply(`"method":"resources/unsubscribe","params":{"uri":`+quoteJSON(uri)+`}`, func(a *sessionstore.State) { a.Unsubscribe(uri) })
 		}
 	}
-	for _, m := range msgs {
-		if err := g.replay(c, s.ProtocolVersion, m); err != nil {
-			g.log.Warn("re-applying a session's state", "session_hash", sessionstore.IDHash(c.id)[:16], "request", m, "err", err)
-		}
+	if !failed || c.tr == nil {
+		c.retries = 0
+		return
 	}
+	c.retries++
+	if c.retries > 30 {
+		return
+	}
+	d := min(time.Second<<min(c.retries-1, 6), time.Minute)
+	time.AfterFunc(d, func() {
+		if v, ok := g.kept.copies.Load(c.id); !ok || v.(*sessionCopy) != c {
+			return // the copy closed
+		}
+		c.mu.Lock()
+		want := c.want.Clone()
+		c.mu.Unlock()
+		g.applyState(c, want)
+	})
 }
 
 func quoteJSON(s string) string { b, _ := json.Marshal(s); return string(b) }
@@ -474,6 +586,9 @@ func (g *Gateway) serveCopy(w http.ResponseWriter, r *http.Request, c *sessionCo
 		}
 		if jsonOK, streamOK := accepts(r.Header.Values("Accept")); !jsonOK || !streamOK {
 			http.Error(w, "Accept must contain both 'application/json' and 'text/event-stream'", http.StatusBadRequest)
+			return
+		}
+		if g.relayAnswer(w, r, c) {
 			return
 		}
 		if e := g.clients.get(c.id); e != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -109,4 +110,86 @@ func (c *RedisChanges) Subscribe(fn func(idHash string, deleted bool)) {
 			}
 		}()
 	})
+}
+
+// AnswerChannel carries clients' answers to questions a replica put to
+// them during a call, to the replica that waits for them.
+const AnswerChannel = "mcpedge:sessions:answers"
+
+// MaxAnswerBytes bounds a relayed answer.
+const MaxAnswerBytes = 8 << 20
+
+// Relay carries a client's answer (a JSON-RPC response) to the replica
+// whose call asked the question: the answer's POST may reach any replica.
+type Relay interface {
+	// PublishAnswer sends the answer body to the question askID of the
+	// session whose id hashes to idHash.
+	PublishAnswer(ctx context.Context, idHash, askID string, body []byte) error
+	// SubscribeAnswers calls fn for every answer another replica relays.
+	SubscribeAnswers(fn func(idHash, askID string, body []byte))
+}
+
+type answerMessage struct {
+	Origin string          `json:"origin"`
+	IDHash string          `json:"id_hash"`
+	AskID  string          `json:"ask_id"`
+	Body   json.RawMessage `json:"body"`
+}
+
+// ParseAnswer decodes a relayed answer; ok is false for anything this
+// package would not have published.
+func ParseAnswer(payload []byte) (origin, idHash, askID string, body []byte, ok bool) {
+	var m answerMessage
+	if len(payload) > MaxAnswerBytes+1024 || json.Unmarshal(payload, &m) != nil || len(m.IDHash) != 64 ||
+		m.Origin == "" || len(m.Origin) > 64 || m.AskID == "" || len(m.AskID) > 128 || len(m.Body) == 0 || m.Body[0] != '{' {
+		return "", "", "", nil, false
+	}
+	if _, err := hex.DecodeString(m.IDHash); err != nil {
+		return "", "", "", nil, false
+	}
+	return m.Origin, m.IDHash, m.AskID, m.Body, true
+}
+
+// PublishAnswer implements Relay.
+func (c *RedisChanges) PublishAnswer(ctx context.Context, idHash, askID string, body []byte) error {
+	if len(body) > MaxAnswerBytes {
+		return fmt.Errorf("answer of %d bytes exceeds %d", len(body), MaxAnswerBytes)
+	}
+	b, err := json.Marshal(answerMessage{Origin: c.origin, IDHash: idHash, AskID: askID, Body: body})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return c.rdb.Publish(ctx, AnswerChannel, b).Err()
+}
+
+// SubscribeAnswers implements Relay; the subscription is confirmed before
+// it returns (bounded).
+func (c *RedisChanges) SubscribeAnswers(fn func(idHash, askID string, body []byte)) {
+	ps := c.rdb.Subscribe(c.ctx, AnswerChannel)
+	rctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	if _, err := ps.Receive(rctx); err != nil {
+		c.log.Warn("sessions: subscribing to relayed answers on Redis", "err", err)
+	}
+	cancel()
+	ch := ps.Channel()
+	go func() {
+		defer ps.Close()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case msg, ok := <-ch:
+				if !ok {
+					return
+				}
+				origin, h, ask, body, ok := ParseAnswer([]byte(msg.Payload))
+				if !ok || origin == c.origin {
+					continue
+				}
+				fn(h, ask, body)
+			}
+		}
+	}()
 }

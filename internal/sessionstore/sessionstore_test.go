@@ -232,3 +232,53 @@ func TestRedisChanges(t *testing.T) {
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func FuzzParseAnswer(f *testing.F) {
+	f.Add([]byte(`{"origin":"abc","id_hash":"` + IDHash("x") + `","ask_id":"mcpedge-ask-a-1","body":{"jsonrpc":"2.0","id":"mcpedge-ask-a-1","result":{}}}`))
+	f.Add([]byte(`{"origin":"abc","id_hash":"zz","ask_id":"","body":1}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		origin, h, ask, body, ok := ParseAnswer(b)
+		if ok && (origin == "" || len(h) != 64 || ask == "" || len(body) == 0 || body[0] != '{') {
+			t.Fatalf("accepted %q", b)
+		}
+	})
+}
+
+// TestRedisAnswers: an answer relayed by one replica reaches the others
+// whole, over a real Redis.
+func TestRedisAnswers(t *testing.T) {
+	u := os.Getenv("MCPEDGE_TEST_REDIS")
+	if u == "" {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
+			t.Fatal("MCPEDGE_TEST_REDIS is not set and MCPEDGE_REQUIRE_SERVICES=1")
+		}
+		t.Skip("MCPEDGE_TEST_REDIS is not set")
+	}
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	a, b := NewRedisChanges(ctx, rdb, slogDiscard()), NewRedisChanges(ctx, rdb, slogDiscard())
+	got := make(chan string, 2)
+	b.SubscribeAnswers(func(h, ask string, body []byte) { got <- h + " " + ask + " " + string(body) })
+	a.SubscribeAnswers(func(h, ask string, body []byte) { got <- "self" })
+	body := `{"jsonrpc":"2.0","id":"mcpedge-ask-x-1","result":{"content":{"type":"text","text":"hi"}}}`
+	if err := a.PublishAnswer(ctx, IDHash("s"), "mcpedge-ask-x-1", []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != IDHash("s")+" mcpedge-ask-x-1 "+body {
+			t.Fatalf("got %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the answer did not arrive")
+	}
+	if err := a.PublishAnswer(ctx, IDHash("s"), "x", make([]byte, MaxAnswerBytes+1)); err == nil {
+		t.Error("an oversized answer was published")
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -60,6 +61,9 @@ func measureReplicas(ctx context.Context, o *options) (*replicasResult, error) {
 	}
 	defer up.stop(false)
 	db := filepath.Join(o.binDir, "replicas", "store.db")
+	if err := os.MkdirAll(filepath.Dir(db), 0o700); err != nil {
+		return nil, err
+	}
 	cfg, err := writeFile(filepath.Dir(db), "replica.toml", replicaTOML(db, "http://"+up.addr+"/mcp"))
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,6 +161,11 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	rd := requireService(t, "MCPEDGE_TEST_REDIS")
 	ev := nodeclient.StartEverythingHTTP(t)
 	docs := newReplicaUpstream(t)
+	root, err := nodeclient.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := startConformanceServer(t, buildEverythingServer(t, root), false)
 	var key [32]byte
 	_, _ = rand.Read(key[:])
 	env := []string{"MCPEDGE_ADMIN_KEY=" + e2eAdminKey, "MCPEDGE_STORE_KEY=" + base64.StdEncoding.EncodeToString(key[:])}
@@ -167,12 +173,17 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	var procs []*gatewayProc
 	var backends []string
 	for i := range 3 {
-		cfg := fmt.Sprintf("[server]\nshutdown_grace = \"2s\"\n[store]\nurl = %s\n[redis]\nurl = %s\n", q(pg), q(rd)) +
+		// Single-user mode (auth off, loopback): the conformance suite sends
+		// no credential. Sessions bound to credentials and tenants across
+		// replicas: TestChangesAcrossReplicas, TestKeptSessionBoundToCaller.
+		cfg := fmt.Sprintf("[server]\nshutdown_grace = \"2s\"\n[auth]\nmode = \"off\"\n[store]\nurl = %s\n[redis]\nurl = %s\n", q(pg), q(rd)) +
 			upstreamBlock("ev", "http", "url = "+q(ev)) +
-			upstreamBlock("docs", "http", "url = "+q(docs.URL), fmt.Sprintf("headers = { \"X-Replica\" = \"r%d\" }", i))
+			upstreamBlock("docs", "http", "url = "+q(docs.URL), fmt.Sprintf("headers = { \"X-Replica\" = \"r%d\" }", i)) +
+			upstreamBlock("stateful", "http", "url = "+q(conf)) +
+			everythingStdio(t, "evs") // calls to stdio upstreams are dispatched by the SDK's server, not the hot path
 		addr := freeAddr(t)
 		p := startProc(t, writeFile(t, "mcpedge.toml", cfg), addr, append(env, "XDG_DATA_HOME="+t.TempDir())...)
-		p.waitReady(t, e2eAdminKey, "ev", "docs")
+		p.waitReady(t, e2eAdminKey, "ev", "docs", "stateful", "evs")
 		procs, backends = append(procs, p), append(backends, addr)
 	}
 	lb := startHAProxy(t, backends) + "/mcp"
@@ -257,10 +268,38 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 		{"sampling", map[string]any{"name": "ev__trigger-sampling-request"}},
 		{"elicitation", map[string]any{"name": "ev__trigger-elicitation-request"}},
 		{"sampling", map[string]any{"name": "ev__trigger-sampling-request"}},
+		// The same through the SDK's server (a stdio upstream): the
+		// gateway names those questions per replica, so that the answer
+		// is relayed to the one that asked.
+		{"sampling", map[string]any{"name": "evs__trigger-sampling-request"}},
+		{"elicitation", map[string]any{"name": "evs__trigger-elicitation-request"}},
+		{"roots", map[string]any{"name": "evs__get-roots-list"}},
 	} {
 		r := nodeclient.Run(t, lb, sc.name, sc.arg, nodeclient.WithHeader("Authorization", "Bearer "+e2eAdminKey), nodeclient.WithTimeout(60*time.Second))
 		if r["ok"] != true {
 			t.Errorf("node %s: %s", sc.name, jsonText(r))
+		}
+	}
+
+	// The official conformance suite (2025-11-25, server mode) through the
+	// balancer passes every scored scenario it passes directly against the
+	// same upstream.
+	if node, missing := conformanceNode(root); missing != "" {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
+			t.Fatalf("%s and MCPEDGE_REQUIRE_SERVICES=1: %s", missing, nodeclient.InstallHint)
+		}
+		t.Logf("conformance suite skipped: %s", missing)
+	} else {
+		scored := scoredServerScenarios(t, filepath.Join(root, conformanceReq, era2025+".yaml"))
+		direct := &conformanceRun{name: "direct-2025/stateful", era: era2025, url: conf}
+		through := &conformanceRun{name: "2025/stateful through the balancer", era: era2025, url: strings.TrimSuffix(lb, "/mcp") + "/mcp/stateful"}
+		runConformance(t, root, node, direct)
+		runConformance(t, root, node, through)
+		logConformanceTable(t, []*conformanceRun{direct, through}, map[string][]string{era2025: scored})
+		for _, sc := range scored {
+			if direct.results[sc] && !through.results[sc] {
+				t.Errorf("through the balancer, scored scenario %s fails (passes directly): %s", sc, through.failures[sc])
+			}
 		}
 	}
 

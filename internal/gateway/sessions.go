@@ -22,6 +22,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"golang.org/x/sync/singleflight"
 )
@@ -45,8 +46,10 @@ import (
 type sessionKeeping struct {
 	keeper     sessionstore.Keeper
 	recovering singleflight.Group
-	// copies are the kept sessions this replica holds, by session id.
+	// copies are the kept sessions this replica holds, by session id;
+	// byHash finds their ids by the hashes other replicas announce.
 	copies sync.Map // id -> *sessionCopy
+	byHash sync.Map // sessionstore.IDHash(id) -> id
 	// replayKey marks the requests the gateway replays into a re-created
 	// session (header replayHeader), so that they are not saved again.
 	replayKey string
@@ -90,8 +93,17 @@ func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *session
 		return false
 	}
 	askID, ok := jsonguard.Unquote(env.ID)
-	if !ok || !strings.HasPrefix(askID, askPrefix) || askID[len(askPrefix):] == g.hot.askTag || strings.HasPrefix(askID[len(askPrefix):], g.hot.askTag+"-") {
-		return false // not a hot-path question, or one of this replica's: its call has ended
+	if !ok {
+		return false
+	}
+	rest, hot := strings.CutPrefix(askID, askPrefix)
+	if !hot {
+		if rest, ok = strings.CutPrefix(askID, sdkAskPrefix); !ok {
+			return false // not a question the gateway put
+		}
+	}
+	if strings.HasPrefix(rest, g.hot.askTag+"-") {
+		return false // this replica's own: its call has ended (hot), or the session takes it (SDK)
 	}
 	if err := g.kept.relay.PublishAnswer(r.Context(), sessionstore.IDHash(c.id), askID, body); err != nil {
 		g.log.Warn("a client's answer could not be relayed to the replica that asked", "err", err)
@@ -103,15 +115,17 @@ func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *session
 // answerRelayed delivers an answer another replica relayed to the call of
 // this replica that asked the question, if one waits for it.
 func (g *Gateway) answerRelayed(idHash, askID string, body []byte) {
-	var id string
-	g.kept.copies.Range(func(k, _ any) bool {
-		if sessionstore.IDHash(k.(string)) == idHash {
-			id = k.(string)
-			return false
+	c := g.copyByHash(idHash)
+	if c == nil {
+		return
+	}
+	if strings.HasPrefix(askID, sdkAskPrefix+g.hot.askTag+"-") {
+		if err := g.feed(c, body); err != nil {
+			g.log.Warn("a relayed answer could not be given to its session", "err", err)
 		}
-		return true
-	})
-	e := g.clients.get(id)
+		return
+	}
+	e := g.clients.get(c.id)
 	if e == nil {
 		return
 	}
@@ -254,6 +268,33 @@ func (g *Gateway) keepMiddleware(face string) mcp.Middleware {
 	}
 }
 
+// hold records copy c as this replica's copy of its session until the
+// session ends.
+func (g *Gateway) hold(c *sessionCopy) {
+	g.kept.copies.Store(c.id, c)
+	g.kept.byHash.Store(sessionstore.IDHash(c.id), c.id)
+	go func() {
+		_ = c.ss.Wait()
+		if g.kept.copies.CompareAndDelete(c.id, c) {
+			g.kept.byHash.Delete(sessionstore.IDHash(c.id))
+		}
+	}()
+}
+
+// copyByHash returns this replica's copy of the session whose id hashes
+// to idHash, or nil.
+func (g *Gateway) copyByHash(idHash string) *sessionCopy {
+	id, ok := g.kept.byHash.Load(idHash)
+	if !ok {
+		return nil
+	}
+	v, ok := g.kept.copies.Load(id)
+	if !ok {
+		return nil
+	}
+	return v.(*sessionCopy)
+}
+
 // copyOf returns this replica's copy of session id if it is ss's.
 func (g *Gateway) copyOf(id string, ss *mcp.ServerSession) *sessionCopy {
 	v, ok := g.kept.copies.Load(id)
@@ -304,18 +345,14 @@ func (g *Gateway) recoverSession(r *http.Request, id, face string, ti *auth.Toke
 			LogLevel:                  mcp.LoggingLevel(rec.State.LogLevel),
 		}
 		tr := &mcp.StreamableServerTransport{SessionID: id}
-		ss, err := srv.Connect(r.Context(), tr, &mcp.ServerSessionOptions{State: state})
+		ss, err := srv.Connect(r.Context(), askNaming{tr, g.hot.askTag}, &mcp.ServerSessionOptions{State: state})
 		if err != nil {
 			return nil, fmt.Errorf("re-creating session: %w", err)
 		}
 		c := &sessionCopy{id: id, face: face, ss: ss, tr: tr, ti: ti, base: context.WithoutCancel(r.Context())}
-		g.kept.copies.Store(id, c)
+		g.hold(c)
 		g.clients.open(ss, userIDOf(ti))
 		g.sessionOpened(ss)
-		go func() {
-			_ = ss.Wait()
-			g.kept.copies.CompareAndDelete(id, c)
-		}()
 		g.log.Info("session re-created from the store", "session_hash", sessionstore.IDHash(id)[:16], "face", face, "subscriptions", len(rec.State.Subscriptions))
 		g.applyState(c, rec.State)
 		return c, nil
@@ -449,14 +486,7 @@ func (w *replayWriter) Flush() {}
 // holds a copy of: a deleted session's copy is closed, a changed one is
 // brought to the saved state.
 func (g *Gateway) sessionChanged(idHash string, deleted bool) {
-	var c *sessionCopy
-	g.kept.copies.Range(func(k, v any) bool {
-		if sessionstore.IDHash(k.(string)) == idHash {
-			c = v.(*sessionCopy)
-			return false
-		}
-		return true
-	})
+	c := g.copyByHash(idHash)
 	if c == nil {
 		return
 	}
@@ -489,18 +519,14 @@ func (g *Gateway) openKept(w http.ResponseWriter, r *http.Request, srv *mcp.Serv
 	}
 	id := rand.Text()
 	tr := &mcp.StreamableServerTransport{SessionID: id}
-	ss, err := srv.Connect(r.Context(), tr, nil)
+	ss, err := srv.Connect(r.Context(), askNaming{tr, g.hot.askTag}, nil)
 	if err != nil {
 		g.log.Error("opening a session", "err", err)
 		http.Error(w, "failed connection", http.StatusInternalServerError)
 		return
 	}
 	c := &sessionCopy{id: id, face: r.PathValue("upstream"), ss: ss, tr: tr, ti: auth.TokenInfoFromContext(r.Context()), base: context.WithoutCancel(r.Context())}
-	g.kept.copies.Store(id, c)
-	go func() {
-		_ = ss.Wait()
-		g.kept.copies.CompareAndDelete(id, c)
-	}()
+	g.hold(c)
 	g.serveCopy(w, r, c)
 	if ss.InitializeParams() == nil {
 		_ = ss.Close() // not opened by initialize: nothing can use it
@@ -617,4 +643,94 @@ func (g *Gateway) endKept(ctx context.Context, id string) {
 	if err := g.kept.keeper.Delete(context.WithoutCancel(ctx), id); err != nil && !errors.Is(err, sessionstore.ErrNotFound) {
 		g.log.Warn("ended session not removed from the store", "err", err)
 	}
+}
+
+// sdkAskPrefix starts the ids of the requests a session's SDK server puts
+// to its client (sampling, elicitation, roots during a call the SDK's
+// server dispatched), renamed by askNaming so that an answer tells which
+// replica asked: "mcpedge-sdk-<replica>-<n>".
+const sdkAskPrefix = "mcpedge-sdk-"
+
+// askNaming is the transport of a kept session seen by the SDK's server:
+// the gateway's own StreamableServerTransport (whose ServeHTTP serves the
+// session), with the ids of the server's requests to the client renamed
+// on the way out and back (askConn).
+type askNaming struct {
+	*mcp.StreamableServerTransport
+	tag string
+}
+
+func (t askNaming) Connect(ctx context.Context) (mcp.Connection, error) {
+	c, err := t.StreamableServerTransport.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &askConn{Connection: c, prefix: sdkAskPrefix + t.tag + "-"}, nil
+}
+
+// askConn renames the numeric ids of outgoing requests to
+// prefix+number, and back in the answers.
+type askConn struct {
+	mcp.Connection
+	prefix string
+}
+
+func (c *askConn) Write(ctx context.Context, msg jsonrpc.Message) error {
+	if req, ok := msg.(*jsonrpc.Request); ok && req.IsCall() {
+		if n, ok := req.ID.Raw().(int64); ok {
+			if id, err := jsonrpc.MakeID(c.prefix + strconv.FormatInt(n, 10)); err == nil {
+				r := *req
+				r.ID = id
+				msg = &r
+			}
+		}
+	}
+	return c.Connection.Write(ctx, msg)
+}
+
+func (c *askConn) Read(ctx context.Context) (jsonrpc.Message, error) {
+	msg, err := c.Connection.Read(ctx)
+	if resp, ok := msg.(*jsonrpc.Response); ok && err == nil {
+		if s, ok := resp.ID.Raw().(string); ok {
+			if rest, ok := strings.CutPrefix(s, c.prefix); ok {
+				if n, perr := strconv.ParseInt(rest, 10, 64); perr == nil && n >= 0 {
+					if id, ierr := jsonrpc.MakeID(float64(n)); ierr == nil && n < 1<<53 {
+						r := *resp
+						r.ID = id
+						msg = &r
+					}
+				}
+			}
+		}
+	}
+	return msg, err
+}
+
+// feed delivers a relayed answer to a question copy c's SDK server put to
+// its client, as the client's own POST would have.
+func (g *Gateway) feed(c *sessionCopy, body []byte) error {
+	if c.tr == nil {
+		return errors.New("not a kept session")
+	}
+	c.mu.Lock()
+	version := c.want.ProtocolVersion
+	c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(c.base, notifyTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", c.id)
+	if version != "" {
+		req.Header.Set("Mcp-Protocol-Version", version)
+	}
+	rec := &replayWriter{h: http.Header{}}
+	c.tr.ServeHTTP(rec, req)
+	if rec.status >= 300 {
+		return fmt.Errorf("HTTP %d: %s", rec.status, bytes.TrimSpace(rec.buf.Bytes()))
+	}
+	return nil
 }

@@ -117,6 +117,9 @@ func DecodeState(b []byte) (State, error) {
 }
 
 func encodeState(s State) ([]byte, error) {
+	if len(s.Subscriptions) > MaxSubscriptions {
+		return nil, fmt.Errorf("%d subscriptions exceed %d", len(s.Subscriptions), MaxSubscriptions)
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, err

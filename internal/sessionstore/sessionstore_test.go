@@ -3,6 +3,7 @@ package sessionstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -85,6 +86,17 @@ func TestKeeper(t *testing.T) {
 	rec, _ = k.Load(ctx, "sid-1")
 	if strings.Join(rec.State.Subscriptions, " ") != "a://1 a://2 a://4 a://5 a://6" {
 		t.Errorf("loaded after updates: %+v", rec.State)
+	}
+	// A change past the bounds is refused, and the session stays loadable.
+	if _, err := k.Update(ctx, "sid-1", func(s *State) {
+		for i := range MaxSubscriptions + 1 {
+			s.Subscribe(fmt.Sprintf("b://%05d", i))
+		}
+	}); err == nil {
+		t.Error("Update saved more than MaxSubscriptions subscriptions")
+	}
+	if _, err := k.Load(ctx, "sid-1"); err != nil {
+		t.Errorf("Load after a refused update: %v", err)
 	}
 	if err := k.Delete(ctx, "sid-1"); err != nil {
 		t.Fatal(err)

@@ -330,7 +330,9 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		case "notifications/message":
 			var p mcp.LoggingMessageParams
 			if params(&p) {
-				s.Log(ctx, t, owner, &p)
+				// The calling client gets it on the call's own stream
+				// (sessions.go, logOnCall); every other one as before.
+				s.logExcept(ctx, t, owner, &p, g.logOnCall(client, ss, &p))
 			}
 		case "notifications/progress":
 			var p mcp.ProgressNotificationParams

@@ -19,6 +19,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
+	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -733,4 +734,30 @@ func (g *Gateway) feed(c *sessionCopy, body []byte) error {
 		return fmt.Errorf("HTTP %d: %s", rec.status, bytes.TrimSpace(rec.buf.Bytes()))
 	}
 	return nil
+}
+
+// logOnCall sends a log message an upstream sent on a hot-path call's
+// stream to the calling client on that call's own stream, filtered by the
+// level the client set, and returns the client's session (nil: not sent
+// this way). On the session's standalone stream (GET) the message would
+// reach the client only if that stream is on this replica; behind a load
+// balancer without affinity it rarely is (docs/design/sessions.md).
+func (g *Gateway) logOnCall(client pipeline.Asker, ss *mcp.ServerSession, p *mcp.LoggingMessageParams) *mcp.ServerSession {
+	hs, ok := client.(*hotStream)
+	if !ok || ss == nil || hs.e == nil || hs.e.ss != ss || p == nil {
+		return nil
+	}
+	lv, ok := g.clientLevels.Load(ss)
+	if !ok {
+		return nil // no level set: the SDK sends the client no log message at all
+	}
+	want, ok1 := levelRank[lv.(mcp.LoggingLevel)]
+	got, ok2 := levelRank[p.Level]
+	if !ok1 || !ok2 {
+		return nil
+	}
+	if got >= want {
+		hs.notify("notifications/message", p)
+	}
+	return ss
 }

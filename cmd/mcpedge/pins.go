@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/pin"
@@ -32,6 +33,15 @@ func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg 
 	}
 	cancel()
 	g.SetPinner(p)
+	sec.Changes.On(changebus.TopicPins, func() {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), pinLoadTimeout)
+			defer cancel()
+			if err := p.Refresh(ctx); err != nil {
+				log.Warn("tool pinning: pins not reloaded after another replica's decision; the next poll does it", "err", err.Error())
+			}
+		}()
+	})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { p.Run(runCtx); close(done) }()
@@ -48,7 +58,7 @@ func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg 
 
 // pinsRefresher is admin.OpsOptions.PinsChanged for p: a decision made
 // through this process's admin API is served at once.
-func pinsRefresher(p *pin.Pinner, log *slog.Logger) func(context.Context) {
+func pinsRefresher(p *pin.Pinner, changes *changebus.Bus, log *slog.Logger) func(context.Context) {
 	if p == nil {
 		return nil
 	}
@@ -56,6 +66,7 @@ func pinsRefresher(p *pin.Pinner, log *slog.Logger) func(context.Context) {
 		if err := p.Refresh(ctx); err != nil {
 			log.Warn("tool pinning: pins not reloaded after a decision; the next poll does it", "err", err.Error())
 		}
+		changes.Announce(ctx, changebus.TopicPins) // the other replicas reload now (with Redis)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
@@ -47,6 +48,9 @@ type securityStack struct {
 	CallLog  *auditstage.LogRecorder
 	ClientIP *ratelimit.ClientIP
 	Layer    *tenancy.Layer // nil when auth is off
+	// Changes tells the other replicas at once that the policy or the
+	// pins changed (nil without Redis: they poll).
+	Changes *changebus.Bus
 	// Tenant is the bootstrap tenant, which single-user mode acts as.
 	Tenant store.Tenant
 	// EKRoots are the hub's trusted TPM manufacturer CAs ([hub_server]
@@ -151,6 +155,10 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.Auth.Start(runCtx)
+	if s.Redis != nil {
+		s.Changes = changebus.New(runCtx, s.Redis, log)
+		s.Changes.On(changebus.TopicPolicy, s.Policy.Invalidate) // another replica's admin change, now rather than at the next poll
+	}
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
 	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
 	if cfg.Auth.Mode == config.AuthRequired {
@@ -242,7 +250,7 @@ func (s *securityStack) Close(ctx context.Context) {
 // lattice REST API.
 func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) http.Handler {
 	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
-		PinsChanged: pinsRefresher(pins, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
@@ -252,7 +260,13 @@ func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, l
 	// replica before the answer goes out; other replicas see it within
 	// auth.revocation_poll. Sign-in, the lattice API and the hub's
 	// endpoints change no policy.
-	return admin.ApplyBeforeAnswer(h, sec.Policy.Load, func(r *http.Request) bool {
+	// With Redis, the others are told at once (changebus).
+	apply := func(ctx context.Context) error {
+		err := sec.Policy.Load(ctx)
+		sec.Changes.Announce(ctx, changebus.TopicPolicy)
+		return err
+	}
+	return admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
 		return strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r)
 	}, log)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/mcpedge/mcpedge/internal/upstream"
@@ -107,6 +108,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		// Single-user mode: tool calls are audited all the same.
 		g.SetCallAudit(sec.CallLog)
 	}
+	keepSessions(ctx, g, sec, log)
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
@@ -454,4 +456,22 @@ func runningUpstreams(g *gateway.Gateway) func() []string {
 		}
 		return names
 	}
+}
+
+// keepSessions saves client sessions in the store, so that every replica
+// sharing it serves any session and a restart ends none; with Redis, the
+// replicas hear of each other's changes to a session at once
+// (docs/design/sessions.md). A janitor purges expired sessions.
+func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, log *slog.Logger) {
+	o := sessionstore.Options{OnError: func(what string, err error) { log.Warn("sessions: "+what, "err", err) }}
+	var relay *sessionstore.RedisChanges
+	if sec.Redis != nil {
+		relay = sessionstore.NewRedisChanges(ctx, sec.Redis, log)
+		o.Changes = relay
+	}
+	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
+	if relay != nil {
+		g.SetAnswerRelay(relay) // answers to a call's questions reach the replica running it
+	}
+	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

@@ -13,6 +13,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -130,6 +131,9 @@ type Gateway struct {
 	// pinner is tool pinning (pins.go); nil: off. Set once before
 	// serving.
 	pinner Pinner
+	// kept are the sessions saved for other replicas and restarts
+	// (sessions.go); off until SetSessionKeeper.
+	kept sessionKeeping
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -174,6 +178,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	}
 	g.cfg.Store(cfg)
 	g.hot.reader = rawwire.NewReader(rawwire.Limits{MaxDepth: config.MaxJSONDepthLimit})
+	g.hot.askTag = rand.Text()[:10]
 	g.agg = g.newAggregateServer(cfg)
 	g.addBuiltins()
 	m.Registry.MustRegister(newUpstreamCollector(g))
@@ -557,7 +562,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 		},
 		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
 	})
-	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
+	s.AddReceivingMiddleware(g.keepMiddleware(""), g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
 	return s
 }
 
@@ -592,7 +597,7 @@ func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.
 	}
 	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
 	s := mcp.NewServer(impl, opts)
-	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
+	s.AddReceivingMiddleware(g.keepMiddleware(name), g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
 	return s
 }
 

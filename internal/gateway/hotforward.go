@@ -28,6 +28,9 @@ import (
 type hotWire struct {
 	seq    atomic.Uint64
 	reader *rawwire.Reader
+	// askTag makes the ids of questions hot-path calls put to clients
+	// unique across replicas (sessions.go relays answers between them).
+	askTag string
 }
 
 // forwardToolWire is the forward stage for a hot-path tools/call: through
@@ -453,7 +456,9 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		case "notifications/message":
 			var p mcp.LoggingMessageParams
 			if params(&p) {
-				s.Log(ctx, t, owner, &p)
+				// The calling client gets it on the call's own stream
+				// (sessions.go, logOnCall); every other one as before.
+				s.logExcept(ctx, t, owner, &p, g.logOnCall(client, ss, &p))
 			}
 		case "notifications/progress":
 			var p mcp.ProgressNotificationParams

@@ -138,6 +138,18 @@ func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOpt
 			stateless.ServeHTTP(w, r)
 			return
 		}
+		// Sessions kept for every replica (sessions.go): a session this
+		// replica does not hold is re-created from the store.
+		if g.kept.keeper != nil && sid == "" && r.Method == http.MethodPost {
+			g.openKept(w, r, getServer(r))
+			return
+		}
+		if c, ok := g.keptSession(w, r, sid, getServer); !ok {
+			return
+		} else if c != nil {
+			g.serveCopy(w, r, c)
+			return
+		}
 		if e := g.clients.get(sid); e != nil && r.Method == http.MethodPost {
 			e.begin()
 			defer g.clients.end(e)
@@ -151,6 +163,7 @@ func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOpt
 			stateful.ServeHTTP(sw, r)
 			if sw.status == http.StatusNoContent {
 				g.clients.close(e.ss)
+				g.endKept(r.Context(), sid)
 			}
 			return
 		}

@@ -88,11 +88,20 @@ func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp
 // /mcp/<upstream>, each filtered by the level that client set. Each client
 // gets them through its own bounded outbox.
 func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) {
+	s.logExcept(ctx, u, owner, p, nil)
+}
+
+// logExcept is Log for every client but except (nil: none), which got the
+// message another way.
+func (s *sink) logExcept(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams, except *mcp.ServerSession) {
 	if p == nil {
 		return
 	}
 	g := s.g()
 	send := func(ss *mcp.ServerSession) {
+		if ss == except {
+			return
+		}
 		g.post(ss, func(ctx context.Context) { _ = ss.Log(ctx, p) })
 	}
 	if owner != "" {

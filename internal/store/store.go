@@ -240,6 +240,7 @@ type Store interface {
 	Devices
 	Pins
 	GuardVerdicts
+	MCPSessions
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

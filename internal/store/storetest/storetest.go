@@ -60,6 +60,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Pins", testPins},
 		{"PinsConcurrent", testPinsConcurrent},
 		{"GuardVerdicts", testGuardVerdicts},
+		{"MCPSessions", testMCPSessions},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 	}

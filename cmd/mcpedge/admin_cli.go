@@ -121,10 +121,10 @@ func (a *app) adminCommand(s adminSpec) *cobra.Command {
 	if cmd.Flags().Lookup("scopes") != nil {
 		_ = cmd.RegisterFlagCompletionFunc("scopes", cobra.FixedCompletions([]string{"mcp:list", "mcp:call", "admin:read", "admin:write"}, cobra.ShellCompDirectiveNoFileComp|cobra.ShellCompDirectiveNoSpace))
 	}
-	if len(s.args) == 3 && strings.HasPrefix(s.args[1], "the KIND") {
+	if kinds := argChoices(s.args, 1); kinds != nil {
 		cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
 			if len(args) == 1 {
-				return []cobra.Completion{"tool", "prompt", "template"}, cobra.ShellCompDirectiveNoFileComp
+				return kinds, cobra.ShellCompDirectiveNoFileComp
 			}
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
@@ -132,6 +132,26 @@ func (a *app) adminCommand(s adminSpec) *cobra.Command {
 		cmd.ValidArgsFunction = cobra.NoFileCompletions
 	}
 	return cmd
+}
+
+// argChoices are the values the i-th argument's name lists in parentheses
+// ("the KIND (tool, prompt or template)"), for completion; nil if none.
+func argChoices(args []string, i int) []cobra.Completion {
+	if i >= len(args) {
+		return nil
+	}
+	_, list, ok := strings.Cut(args[i], "(")
+	list, _, _ = strings.Cut(list, ")")
+	if !ok || list == "" {
+		return nil
+	}
+	var out []cobra.Completion
+	for _, part := range strings.Split(strings.ReplaceAll(list, " or ", ", "), ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
 }
 
 // adminCmds declares the administration commands.
@@ -151,7 +171,7 @@ func (a *app) adminCmds() []*cobra.Command {
 		}
 	}
 	hashF := func(f *pflag.FlagSet, c *adminCtx) {
-		f.StringVar(&c.hash, "hash", "", "the offered `HASH` that was reviewed (pins diff prints it); empty: whatever is offered now")
+		f.StringVar(&c.hash, "hash", "", "the `HASH` of the definition that was reviewed (pins diff and guard show print it); empty: whatever is offered now")
 	}
 	needTenant := func(c *adminCtx, _ []string) error {
 		if c.tenant == "" {

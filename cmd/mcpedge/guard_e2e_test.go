@@ -139,7 +139,7 @@ url = `+quoteTOML(srv.URL)+`
 	for _, line := range strings.Split(strings.TrimSpace(audit), "\n") {
 		var e struct {
 			Action, Target string
-			Detail         []byte // JSON
+			Detail         json.RawMessage
 		}
 		if json.Unmarshal([]byte(line), &e) != nil {
 			continue

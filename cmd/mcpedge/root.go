@@ -164,7 +164,7 @@ type configFlags struct{ config, mcpServers string }
 func addConfigFlags(c *cobra.Command) *configFlags {
 	f := &configFlags{}
 	c.Flags().StringVar(&f.config, "config", "", "TOML configuration `FILE` (docs/configuration.md)")
-	c.Flags().StringVar(&f.mcpServers, "mcp-servers", "", "desktop-client JSON `FILE` with an \"mcpServers\" object")
+	c.Flags().StringVar(&f.mcpServers, "mcp-servers", "", "an MCP client's JSON `FILE` (mcpServers, VS Code's servers, a registry server.json); with --config its servers are added")
 	_ = c.MarkFlagFilename("config", "toml")
 	_ = c.MarkFlagFilename("mcp-servers", "json")
 	return f

@@ -406,13 +406,19 @@ func TestScopeChallengeEndToEnd(t *testing.T) {
 		t.Fatalf("a member's tools/call: %v %v", res, err)
 	}
 
+	// The gateway writes its audit log in the background: wait for the
+	// four refusals rather than read it once.
 	denied := 0
-	for _, line := range strings.Split(cli(t, env, "audit", "export", "--config", cfgPath), "\n") {
-		var e map[string]any
-		if json.Unmarshal([]byte(line), &e) == nil && e["action"] == "tool.call" && e["target"] == "ev__echo" && e["outcome"] == "denied" {
-			denied++
+	waitFor(t, 10*time.Second, "4 denied ev__echo calls in the audit log", func() bool {
+		denied = 0
+		for _, line := range strings.Split(cli(t, env, "audit", "export", "--config", cfgPath), "\n") {
+			var e map[string]any
+			if json.Unmarshal([]byte(line), &e) == nil && e["action"] == "tool.call" && e["target"] == "ev__echo" && e["outcome"] == "denied" {
+				denied++
+			}
 		}
-	}
+		return denied >= 4
+	})
 	if denied != 4 {
 		t.Errorf("%d denied ev__echo calls in the audit log, want 4", denied)
 	}

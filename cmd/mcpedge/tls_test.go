@@ -137,8 +137,8 @@ func TestServeTLSAndClientCertificates(t *testing.T) {
 		_, body := apiDoTLS(t, f.client(), p.URL+"/api/audit?action=auth.reject", testAdminKey)
 		var got struct {
 			Entries []struct {
-				ActorKind string `json:"actor_kind"`
-				Detail    []byte `json:"detail"`
+				ActorKind string          `json:"actor_kind"`
+				Detail    json.RawMessage `json:"detail"`
 			} `json:"entries"`
 		}
 		_ = json.Unmarshal([]byte(body), &got)

@@ -199,7 +199,11 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	}
 	var changes <-chan struct{}
 	if s.path != "" {
-		changes = watchFile(ctx, s.path, 2*time.Second)
+		watched := []string{s.path}
+		if s.servers != "" {
+			watched = append(watched, s.servers) // --config with --mcp-servers: both files
+		}
+		changes = watchFiles(ctx, 2*time.Second, watched...)
 	}
 	for {
 		select {
@@ -251,18 +255,26 @@ func shutdown(srv *http.Server, g *gateway.Gateway, grace time.Duration, log *sl
 	return err
 }
 
-// watchFile reports changes of a file's size or modification time. Polling
-// keeps it portable and dependency-free; a reload is cheap and idempotent.
-func watchFile(ctx context.Context, path string, every time.Duration) <-chan struct{} {
+// watchFiles reports changes of the files' sizes or modification times.
+// Polling keeps it portable and dependency-free; a reload is cheap and
+// idempotent.
+func watchFiles(ctx context.Context, every time.Duration, paths ...string) <-chan struct{} {
 	ch := make(chan struct{}, 1)
-	stat := func() (time.Time, int64) {
+	type seen struct {
+		mt time.Time
+		sz int64
+	}
+	stat := func(path string) seen {
 		fi, err := os.Stat(path)
 		if err != nil {
-			return time.Time{}, -1
+			return seen{sz: -1}
 		}
-		return fi.ModTime(), fi.Size()
+		return seen{fi.ModTime(), fi.Size()}
 	}
-	mt, sz := stat()
+	last := make([]seen, len(paths))
+	for i, p := range paths {
+		last[i] = stat(p)
+	}
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -271,12 +283,14 @@ func watchFile(ctx context.Context, path string, every time.Duration) <-chan str
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				m2, s2 := stat()
-				if s2 >= 0 && (!m2.Equal(mt) || s2 != sz) {
-					mt, sz = m2, s2
-					select {
-					case ch <- struct{}{}:
-					default:
+				for i, p := range paths {
+					now := stat(p)
+					if now.sz >= 0 && (!now.mt.Equal(last[i].mt) || now.sz != last[i].sz) {
+						last[i] = now
+						select {
+						case ch <- struct{}{}:
+						default:
+						}
 					}
 				}
 			}

@@ -2,12 +2,21 @@ package upstream
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
+	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcpedge/mcpedge/internal/config"
 )
 
 // TestStderrLogged: a child's stderr is logged at info line by line, at
@@ -68,5 +77,49 @@ func TestTelling(t *testing.T) {
 	}
 	if got := telling([]string{"a", "b"}); len(got) != 1 || got[0] != "b" {
 		t.Errorf("telling = %q", got)
+	}
+}
+
+// TestExplainConnectErr: each kind of failed connect is said as what it
+// is, with a hint; a time-out says how long was waited and what the
+// child said.
+func TestExplainConnectErr(t *testing.T) {
+	stdio := config.Upstream{Name: "s", Transport: config.TransportStdio, Command: "srv"}
+	npx := config.Upstream{Name: "n", Transport: config.TransportStdio, Command: "npx", Args: []string{"-y", "@x/server"}}
+	web := config.Upstream{Name: "w", Transport: config.TransportHTTP, URL: "http://user:pw@h.example:8080/mcp"}
+	dnsErr := &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Name: "h.example", Err: "no such host", IsNotFound: true}}
+	for _, tc := range []struct {
+		name     string
+		cfg      config.Upstream
+		err      error
+		timedOut bool
+		tail     []string
+		want     []string
+	}{
+		{"dns", web, fmt.Errorf("calling initialize: %w", dnsErr), false, nil, []string{`host name "h.example" does not resolve`, "hint: check the URL's host name"}},
+		{"refused", web, &net.OpError{Op: "dial", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}, false, nil, []string{"connection refused by h.example:8080", "hint: nothing listens there"}},
+		{"reset", web, &net.OpError{Op: "read", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, false, nil, []string{"can not reach h.example:8080"}},
+		{"no such dir", stdio, &fs.PathError{Op: "chdir", Path: "/nope", Err: syscall.ENOENT}, false, nil, []string{`working directory "/nope" can not be entered`}},
+		{"not found", stdio, &exec.Error{Name: "srv", Err: exec.ErrNotFound}, false, nil, []string{`command "srv" not found`, "hint: install it"}},
+		{"timeout of a package runner", npx, nil, true, []string{"npm warn exec installing @x/server"}, []string{"no answer to initialize within 2m0s", "the server said: npm warn exec installing @x/server", "hint: npx @x/server may still be downloading the server: raise start_timeout (now 2m0s)"}},
+		{"timeout of an http server", web, context.Canceled, true, nil, []string{"no answer to initialize within 10s: context canceled", "check that the URL is its MCP endpoint"}},
+		{"exited", stdio, errors.New("connection closed: EOF"), false, []string{"Traceback (most recent call last):", "ModuleNotFoundError: No module named 'mcp'"}, []string{"the server stopped before answering initialize: connection closed: EOF; the server said: ModuleNotFoundError: No module named 'mcp'"}},
+		{"other", web, errors.New("401 Unauthorized"), false, nil, []string{"401 Unauthorized"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			budget := 10 * time.Second
+			if tc.cfg.IsPackageRunner() {
+				budget = 2 * time.Minute
+			}
+			got := explainConnectErr(tc.cfg, tc.err, tc.timedOut, budget, tc.tail).Error()
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("%q lacks %q", got, w)
+				}
+			}
+			if strings.Contains(got, "pw@") {
+				t.Errorf("credentials in %q", got)
+			}
+		})
 	}
 }

@@ -123,7 +123,8 @@ func TestClientFilesServed(t *testing.T) {
 }
 
 // TestConfigWithClientFile: --config and --mcp-servers together serve the
-// TOML's upstreams and the client file's; an upstream in both is an error
+// TOML's upstreams and the client file's, and a change of the client file
+// is reloaded like one of the TOML file; an upstream in both is an error
 // that names both files.
 func TestConfigWithClientFile(t *testing.T) {
 	dir, nodeDir := samples(t)
@@ -137,12 +138,21 @@ name = "local"
 command = `+q(cmd)+`
 args = `+qlist(args)+`
 `)
-	desktop := filepath.Join(dir, "claude_desktop_config.json")
+	sample, err := os.ReadFile(filepath.Join(dir, "claude_desktop_config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	desktop := writeFile(t, tdir, "claude_desktop_config.json", string(sample))
 	p := serveIn(t, nodeDir, []string{"HOME=" + t.TempDir()}, "--config", cfg, "--mcp-servers", desktop)
 	for _, name := range []string{"local", "everything"} {
 		p.waitUpstream(t, name, 90*time.Second, "ready", func(u upstreamStatus) bool { return u.State == "ready" })
 		callEcho(t, p, name)
 	}
+	// The desktop file gains a server: the gateway sees the change.
+	writeFile(t, tdir, "claude_desktop_config.json", `{"mcpServers": {"everything": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-everything"]},
+  "added": {"command": `+q(cmd)+`, "args": `+qlist(args)+`}}}`)
+	p.waitUpstream(t, "added", 90*time.Second, "added by a change of the client file", func(u upstreamStatus) bool { return u.State == "ready" })
+	callEcho(t, p, "added")
 	p.stop(t)
 
 	clash := writeFile(t, tdir, "clash.toml", "[[upstreams]]\nname = \"everything\"\ncommand = \"true\"\n")

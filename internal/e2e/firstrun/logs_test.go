@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -123,4 +125,71 @@ func post(t *testing.T, url, sid, body string) string {
 		return s
 	}
 	return sid
+}
+
+// TestEdgeWithHubQuiet: an edge paired with its hub (both gateways, so
+// the hub offers the same built-in tools as the edge's own) logs the
+// expected conflicts as one line at info — not an ERROR per item at each
+// fetch of the hub's catalog.
+func TestEdgeWithHubQuiet(t *testing.T) {
+	cmd, args := everything(t)
+	hubData := t.TempDir()
+	hubEnv := []string{"XDG_DATA_HOME=" + hubData}
+	hubCfg := writeFile(t, t.TempDir(), "hub.toml", `[[upstreams]]
+name = "ev"
+command = `+q(cmd)+`
+args = `+qlist(args)+`
+`)
+	hp := serve(t, hubEnv, "--config", hubCfg)
+	hp.waitUpstream(t, "ev", 60*time.Second, "ready", func(u upstreamStatus) bool { return u.State == "ready" })
+	run := func(args ...string) string {
+		c := exec.Command(binary, args...)
+		c.Env = append(os.Environ(), hubEnv...)
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("mcpedge %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	run("tenant", "create", "edges", "--config", hubCfg, "--upstreams", "ev")
+	out := strings.Split(strings.TrimSpace(run("hub", "token", "create", "--config", hubCfg, "--tenant", "edges")), "\n")
+	token := out[len(out)-1]
+
+	edgeCfg := writeFile(t, t.TempDir(), "edge.toml", `[device]
+tpm = "off"
+[hub]
+url = "`+hp.URL+`"
+enroll_token = "${MCPEDGE_ENROLL_TOKEN}"
+name = "edge-1"
+telemetry_interval = "1s"
+`)
+	ep := serve(t, []string{"MCPEDGE_ENROLL_TOKEN=" + token}, "--config", edgeCfg)
+	ep.waitUpstream(t, "hub", 60*time.Second, "ready", func(u upstreamStatus) bool { return u.State == "ready" })
+	summary := ep.waitLog(t, 30*time.Second, "summing up the hub's items the edge has itself", func(l map[string]any) bool {
+		return strings.HasPrefix(fmt.Sprint(l["msg"]), "hub items not offered")
+	})
+	if summary["level"] != "INFO" {
+		t.Errorf("the summary at %s", summary["level"])
+	}
+	// The hub's telemetry runs every second; a few rounds of it, and of
+	// the hub's catalog notifications, pass while the edge lists tools.
+	for range 3 {
+		r, _ := ep.readyz(t)
+		if !r.Ready {
+			t.Errorf("the edge is not ready: %+v", r)
+		}
+		time.Sleep(time.Second)
+	}
+	summaries := 0
+	for _, l := range ep.logLines() {
+		if strings.HasPrefix(fmt.Sprint(l["msg"]), "hub items not offered") {
+			summaries++
+		}
+		if l["level"] == "ERROR" || l["msg"] == "catalog conflict" {
+			t.Errorf("edge log: %s %s %v", l["level"], l["msg"], l["problem"])
+		}
+	}
+	if summaries != 1 {
+		t.Errorf("%d summaries of the hub's conflicts, want 1", summaries)
+	}
 }

@@ -21,9 +21,8 @@ import (
 // acmeManager obtains and renews the listener's certificate from an ACME
 // CA with autocert: the account key and certificates are cached in
 // <data_dir>/acme, certificates are renewed renew_before their expiry (by
-// autocert's own timer, and at the latest at the first handshake after
-// they expired), TLS-ALPN-01 challenges are answered on the listener and
-// HTTP-01 ones on acme.http_listen.
+// autocert's own timer), TLS-ALPN-01 challenges are answered on the
+// listener and HTTP-01 ones on acme.http_listen.
 type acmeManager struct {
 	cfg config.ACME
 	o   Options

@@ -190,6 +190,13 @@ fi
 export MCPEDGE_REQUIRE_SERVICES=1
 # <<< SERVICES
 
+# ---------------------------------------------------------------- HAProxy (sessions across replicas)
+# internal/e2e's TestSessionsAcrossReplicas runs three gateways behind a real
+# load balancer in round robin without affinity (docs/design/sessions.md).
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+	apt_install haproxy
+fi
+
 # ---------------------------------------------------------------- software TPM (device identity)
 # internal/devicekey's tests start private swtpm instances (socket mode on
 # loopback ports) to test TPM keys, attestation and sealing against a real

@@ -23,6 +23,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hostileEnv) == "stdio" {
+		// This test binary is the hostile stdio upstream of a gateway
+		// under test (hostile_test.go).
+		os.Exit(runHostileStdio())
+	}
 	dir, err := os.MkdirTemp("", "mcpedge-bin")
 	if err != nil {
 		panic(err)

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,13 +106,18 @@ func TestServeTLSAndClientCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatalf("MCP over HTTPS with a mapped client certificate: %v\n%s", err, p.stderr.String())
 	}
-	tools, err := cs.ListTools(ctx, nil)
-	if err != nil || len(tools.Tools) == 0 {
-		t.Fatalf("tools/list as agent-1: %v (%d tools)", err, len(tools.Tools))
-	}
+	// The built-in lattice server registers its tools a moment after the
+	// gateway listens: wait for the one called below.
+	waitFor(t, 10*time.Second, "lattice__lattice_list listed", func() bool {
+		tools, err := cs.ListTools(ctx, nil)
+		if err != nil {
+			t.Fatalf("tools/list as agent-1: %v", err)
+		}
+		return slices.ContainsFunc(tools.Tools, func(tl *mcp.Tool) bool { return tl.Name == "lattice__lattice_list" })
+	})
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "lattice__lattice_list", Arguments: map[string]any{}})
 	if err != nil || res.IsError {
-		t.Fatalf("tools/call as agent-1: %v %+v", err, res)
+		t.Fatalf("tools/call as agent-1: %v %+v\n%s", err, res, p.stderr.String())
 	}
 	cs.Close()
 
@@ -193,7 +199,7 @@ func TestServeTLSCertificateRotation(t *testing.T) {
 	}
 	// The expiry metric names the served certificate.
 	code, body := apiDoTLS(t, f.client(), p.URL+"/metrics", testAdminKey)
-	want := fmt.Sprintf(`mcpedge_tls_certificate_expiry_timestamp_seconds{name="gateway",use="server"} %s`, strconv.FormatFloat(float64(leaf.NotAfter.Unix()), 'g', -1, 64))
+	want := fmt.Sprintf(`mcpedge_tls_certificate_expiry_seconds{name="gateway",use="server"} %s`, strconv.FormatFloat(float64(leaf.NotAfter.Unix()), 'g', -1, 64))
 	if code != http.StatusOK || !strings.Contains(body, want) {
 		t.Fatalf("/metrics (%d) lacks %q", code, want)
 	}

@@ -299,7 +299,7 @@ func indexTOML(data []byte) tomlIndex {
 var (
 	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "hot_path", "data_dir", "tls"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog", "check_arguments", "guard", "pin", "tls"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "start_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog", "check_arguments", "guard", "pin", "tls"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -568,6 +568,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	}
 	t.duration("timeout", &u.Timeout)
 	t.duration("connect_timeout", &u.ConnectTimeout)
+	t.duration("start_timeout", &u.StartTimeout)
 	d.decodeFailureHandling(t, &u.FailureHandling)
 	d.decodeCache(t, &u.Cache)
 	d.decodeUpstreamGuard(t, &u)

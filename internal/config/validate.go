@@ -251,6 +251,9 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 	if u.ConnectTimeout <= 0 {
 		bad("connect_timeout", "must be greater than 0, got %s", u.ConnectTimeout)
 	}
+	if u.StartTimeout < 0 {
+		bad("start_timeout", "must be 0 (the default) or greater, got %s", u.StartTimeout)
+	}
 	switch u.Isolation {
 	case IsolationShared, IsolationSession:
 	default:

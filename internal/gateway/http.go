@@ -23,6 +23,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -129,12 +130,24 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 // the SDK's handler: hot-path calls (hotpath.go) never reach the handler,
 // and must keep their session alive like any other POST.
 func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOptions) http.Handler {
-	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, MaxRequestBodyBytes: o.MaxBodyBytes})
-	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: telemetry.SDKLogger(g.log), MaxRequestBodyBytes: o.MaxBodyBytes})
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: telemetry.SDKLogger(g.log), Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sid := r.Header.Get("Mcp-Session-Id")
 		if r.Method == http.MethodPost && sid == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessVersion {
 			stateless.ServeHTTP(w, r)
+			return
+		}
+		// Sessions kept for every replica (sessions.go): a session this
+		// replica does not hold is re-created from the store.
+		if g.kept.keeper != nil && sid == "" && r.Method == http.MethodPost {
+			g.openKept(w, r, getServer(r))
+			return
+		}
+		if c, ok := g.keptSession(w, r, sid, getServer); !ok {
+			return
+		} else if c != nil {
+			g.serveCopy(w, r, c)
 			return
 		}
 		if e := g.clients.get(sid); e != nil && r.Method == http.MethodPost {
@@ -150,6 +163,7 @@ func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOpt
 			stateful.ServeHTTP(sw, r)
 			if sw.status == http.StatusNoContent {
 				g.clients.close(e.ss)
+				g.endKept(r.Context(), sid)
 			}
 			return
 		}
@@ -435,7 +449,7 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			// qualifies is answered here, without the SDK.
 			if env, err := envelope(); err == nil {
 				switch env.Method {
-				case pipeline.MethodCallTool, pipeline.MethodGetPrompt:
+				case pipeline.MethodCallTool, pipeline.MethodGetPrompt, pipeline.MethodReadResource:
 					if g.hotCall(w, r, body, env) {
 						return
 					}

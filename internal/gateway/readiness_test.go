@@ -31,7 +31,7 @@ func TestReadinessChecks(t *testing.T) {
 		}
 		return nil
 	}}
-	_, url, _ := startReviewGateway(t, config.Default(), true, func(g *Gateway) { g.SetReadinessChecks(store) })
+	_, url, _ := startTestGateway(t, config.Default(), true, func(g *Gateway) { g.SetReadinessChecks(store) })
 	get := func() (int, Readiness) {
 		resp, err := http.Get(url + "/readyz")
 		if err != nil {

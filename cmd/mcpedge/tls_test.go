@@ -137,13 +137,14 @@ func TestServeTLSAndClientCertificates(t *testing.T) {
 		_, body := apiDoTLS(t, f.client(), p.URL+"/api/audit?action=auth.reject", testAdminKey)
 		var got struct {
 			Entries []struct {
-				ActorKind string `json:"actor_kind"`
-				Detail    []byte `json:"detail"`
+				ActorKind string          `json:"actor_kind"`
+				Detail    json.RawMessage `json:"detail"`
 			} `json:"entries"`
 		}
 		_ = json.Unmarshal([]byte(body), &got)
 		for _, e := range got.Entries {
-			if e.ActorKind == "certificate" && strings.Contains(string(e.Detail), `"reason":"client certificate not mapped to a tenant","subject":"CN=agent-2"`) {
+			var d struct{ Reason, Subject string }
+			if e.ActorKind == "certificate" && json.Unmarshal(e.Detail, &d) == nil && d.Reason == "client certificate not mapped to a tenant" && d.Subject == "CN=agent-2" {
 				return true
 			}
 		}

@@ -90,7 +90,19 @@ func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *session
 		return false
 	}
 	env, err := jsonguard.ParseEnvelope(body)
-	if err != nil || env.Method != "" || env.ID == nil {
+	if err != nil {
+		return false
+	}
+	if env.Method == "notifications/cancelled" && env.ID == nil {
+		// The call may run on another replica: tell them all (the one
+		// running it cancels it); this one takes it as well (the SDK's
+		// server and the hot path, which has seen it already).
+		if err := g.kept.relay.PublishAnswer(r.Context(), sessionstore.IDHash(c.id), cancelRelay, body); err != nil {
+			g.log.Warn("a client's cancellation could not be relayed to the other replicas", "err", err)
+		}
+		return false
+	}
+	if env.Method != "" || env.ID == nil {
 		return false
 	}
 	askID, ok := jsonguard.Unquote(env.ID)
@@ -118,6 +130,19 @@ func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *session
 func (g *Gateway) answerRelayed(idHash, askID string, body []byte) {
 	c := g.copyByHash(idHash)
 	if c == nil {
+		return
+	}
+	if askID == cancelRelay {
+		// Another replica got the client's notifications/cancelled: the
+		// call it names may run here, on the hot path or the SDK's way.
+		if e := g.clients.get(c.id); e != nil {
+			if id := jsonguard.Lookup(jsonguard.Lookup(body, "params"), "requestId"); id != nil {
+				e.cancel(idKey(id))
+			}
+		}
+		if err := g.feed(c, body); err != nil {
+			g.log.Debug("a relayed cancellation could not be given to its session", "err", err)
+		}
 		return
 	}
 	if strings.HasPrefix(askID, sdkAskPrefix+g.hot.askTag+"-") {
@@ -645,6 +670,10 @@ func (g *Gateway) endKept(ctx context.Context, id string) {
 		g.log.Warn("ended session not removed from the store", "err", err)
 	}
 }
+
+// cancelRelay marks a relayed notifications/cancelled (in place of a
+// question's id).
+const cancelRelay = "notifications/cancelled"
 
 // sdkAskPrefix starts the ids of the requests a session's SDK server puts
 // to its client (sampling, elicitation, roots during a call the SDK's

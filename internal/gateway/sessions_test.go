@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -27,9 +28,34 @@ type changesHub struct {
 }
 
 type hubMember struct {
-	hub *changesHub
-	mu  sync.Mutex
-	fns []func(string, bool)
+	hub     *changesHub
+	mu      sync.Mutex
+	fns     []func(string, bool)
+	answers []func(string, string, []byte)
+}
+
+func (m *hubMember) PublishAnswer(_ context.Context, idHash, askID string, body []byte) error {
+	m.hub.mu.Lock()
+	others := append([]*hubMember{}, m.hub.members...)
+	m.hub.mu.Unlock()
+	for _, o := range others {
+		if o == m {
+			continue
+		}
+		o.mu.Lock()
+		fns := append([]func(string, string, []byte){}, o.answers...)
+		o.mu.Unlock()
+		for _, f := range fns {
+			go f(idHash, askID, append([]byte(nil), body...))
+		}
+	}
+	return nil
+}
+
+func (m *hubMember) SubscribeAnswers(fn func(string, string, []byte)) {
+	m.mu.Lock()
+	m.answers = append(m.answers, fn)
+	m.mu.Unlock()
 }
 
 func (h *changesHub) join() *hubMember {
@@ -105,7 +131,9 @@ func keptReplicas(t *testing.T, n int, toml string, setup func(*Gateway)) (st st
 			if setup != nil {
 				setup(g)
 			}
-			g.SetSessionKeeper(sessionstore.New(st, sessionstore.Options{Changes: hub.join()}))
+			m := hub.join()
+			g.SetSessionKeeper(sessionstore.New(st, sessionstore.Options{Changes: m}))
+			g.SetAnswerRelay(m)
 		})
 		urls, gs = append(urls, url), append(gs, g)
 	}
@@ -254,4 +282,57 @@ func testPolicyEngine(t *testing.T) *policy.Engine {
 		t.Fatal(err)
 	}
 	return engine
+}
+
+// TestKeptSessionCancelAcrossReplicas: a client's notifications/cancelled
+// that reaches another replica than the one running the call cancels the
+// call there, on the hot path and the SDK's way alike (the call's own POST
+// stays open, so nothing else would).
+func TestKeptSessionCancelAcrossReplicas(t *testing.T) {
+	for _, hot := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hot_path=%v", hot), func(t *testing.T) {
+			started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
+			up := legacyOnly("blk", nil)
+			secTool(up, "block", func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				started <- struct{}{}
+				select {
+				case <-ctx.Done():
+					cancelled <- struct{}{}
+					return nil, ctx.Err()
+				case <-time.After(20 * time.Second):
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "not cancelled"}}}, nil
+				}
+			})
+			_, urls, gs := keptReplicas(t, 2, fmt.Sprintf("[server]\nhot_path = %v\n", hot)+reviewBlock("blk", reviewHTTPUpstream(t, up)), nil)
+			for _, g := range gs {
+				waitTargetsReady(t, g, 1)
+			}
+			a := newRawClient(t, urls[0]+"/mcp")
+			// The session is known on replica 1 before the call (as after
+			// any earlier request of the client there).
+			if st, _, _ := a.on(urls[1]+"/mcp").post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusOK {
+				t.Fatalf("tools/list on replica 1: HTTP %d", st)
+			}
+			done := make(chan rawAnswer, 1)
+			go func() { done <- a.callTool(7, `{"name":"blk__block","arguments":{}}`) }()
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call never reached the upstream")
+			}
+			if st, _, _ := a.on(urls[1] + "/mcp").post(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"changed my mind"}}`); st != http.StatusAccepted {
+				t.Fatalf("notifications/cancelled on replica 1: HTTP %d", st)
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call running on replica 0 was not cancelled")
+			}
+			select {
+			case <-done:
+			case <-time.After(25 * time.Second):
+				t.Fatal("the cancelled call's POST never ended")
+			}
+		})
+	}
 }

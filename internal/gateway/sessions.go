@@ -620,7 +620,9 @@ var keptVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-0
 // serveCopy serves a request of a re-created session, with the checks the
 // SDK's handler makes for the sessions it holds.
 func (g *Gateway) serveCopy(w http.ResponseWriter, r *http.Request, c *sessionCopy) {
-	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(keptVersions, v) {
+	// A version of the stateless era is answered by the transport, with
+	// the JSON-RPC error the SDK's handler gives.
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(keptVersions, v) && v < statelessVersion {
 		http.Error(w, "Bad Request: Unsupported protocol version (supported versions: "+strings.Join(keptVersions, ",")+")", http.StatusBadRequest)
 		return
 	}

@@ -310,7 +310,7 @@ func TestKeptSessionCancelAcrossReplicas(t *testing.T) {
 			a := newRawClient(t, urls[0]+"/mcp")
 			// The session is known on replica 1 before the call (as after
 			// any earlier request of the client there).
-			if st, _, _ := a.on(urls[1]+"/mcp").post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusOK {
+			if st, _, _ := a.on(urls[1] + "/mcp").post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusOK {
 				t.Fatalf("tools/list on replica 1: HTTP %d", st)
 			}
 			done := make(chan rawAnswer, 1)

@@ -40,8 +40,10 @@ import (
 // state, to which the gateway's own effects of the client's changes are
 // replayed (the level sent on to upstreams, the subscriptions made
 // upstream). The SDK's handler cannot adopt a session it did not create,
-// so re-created sessions are served by serveCopy, which makes that
-// handler's checks itself.
+// so kept sessions — opened here (openKept) or re-created — are served by
+// serveCopy, which makes that handler's checks itself. Answers to the
+// questions calls put to clients, and clients' cancellations, that land on
+// another replica than the call's are relayed (SetAnswerRelay).
 
 // sessionKeeping is the gateway's state for kept sessions.
 type sessionKeeping struct {
@@ -55,8 +57,8 @@ type sessionKeeping struct {
 	// session (header replayHeader), so that they are not saved again.
 	replayKey string
 	replayID  atomic.Int64
-	// relay carries clients' answers to hot-path questions between
-	// replicas (nil: answers reach only this replica's calls).
+	// relay carries clients' answers and cancellations between replicas
+	// (nil: they reach only the replica they land on).
 	relay sessionstore.Relay
 }
 
@@ -176,8 +178,9 @@ type sessionCopy struct {
 	id   string
 	face string
 	ss   *mcp.ServerSession
-	// tr is the transport of a re-created session, served by serveCopy;
-	// nil for a session the SDK's handler opened here.
+	// tr is the session's transport, served by serveCopy (nil: a
+	// session the SDK's handler holds, which never happens while sessions
+	// are kept; replays refuse it).
 	tr *mcp.StreamableServerTransport
 	ti *auth.TokenInfo // the caller
 	// base carries the caller's credential (the values of the request
@@ -345,7 +348,11 @@ func (g *Gateway) recoverSession(r *http.Request, id, face string, ti *auth.Toke
 	o := ownerOf(ti)
 	v, err, _ := g.kept.recovering.Do(id+"\x00"+o.UserID, func() (any, error) {
 		if v, ok := g.kept.copies.Load(id); ok {
-			return v.(*sessionCopy), nil
+			// A copy this replica holds (opening, or ending): its caller's.
+			if c := v.(*sessionCopy); userIDOf(c.ti) == o.UserID {
+				return c, nil
+			}
+			return nil, errSessionNotFound
 		}
 		rec, err := g.kept.keeper.Load(r.Context(), id)
 		if errors.Is(err, sessionstore.ErrNotFound) {

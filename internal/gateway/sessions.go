@@ -194,6 +194,10 @@ type sessionCopy struct {
 	// applyMu serializes applyState; retries counts its failed rounds.
 	applyMu sync.Mutex
 	retries int
+	// stale is set when another replica announced a change not applied
+	// yet; refreshMu serializes refresh.
+	stale     atomic.Bool
+	refreshMu sync.Mutex
 }
 
 // SetSessionKeeper makes client sessions recoverable by every replica
@@ -527,18 +531,35 @@ func (g *Gateway) sessionChanged(idHash string, deleted bool) {
 		_ = c.ss.Close()
 		return
 	}
+	// Marked at once, on the announcement's own goroutine: a request of
+	// the session that reaches this replica from now on waits for the
+	// refresh (keptSession) rather than being served in the old state.
+	c.stale.Store(true)
 	g.background(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		defer cancel()
-		rec, err := g.kept.keeper.Load(ctx, c.id)
-		if err != nil {
-			if errors.Is(err, sessionstore.ErrNotFound) {
-				_ = c.ss.Close()
-			}
-			return
-		}
-		g.applyState(c, rec.State)
+		g.refresh(ctx, c)
 	})
+}
+
+// refresh brings copy c to the saved state if another replica changed it
+// (c.stale); a session gone from the store is closed.
+func (g *Gateway) refresh(ctx context.Context, c *sessionCopy) {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if !c.stale.Load() {
+		return
+	}
+	rec, err := g.kept.keeper.Load(ctx, c.id)
+	if err != nil {
+		if errors.Is(err, sessionstore.ErrNotFound) {
+			_ = c.ss.Close()
+		}
+		c.stale.Store(false) // the next announcement, or the session's end, decides
+		return
+	}
+	c.stale.Store(false)
+	g.applyState(c, rec.State)
 }
 
 // openKept serves a POST without a session id (initialize) by opening a
@@ -595,6 +616,9 @@ func (g *Gateway) keptSession(w http.ResponseWriter, r *http.Request, sid string
 			g.sessionNotFound(w, r)
 			return nil, false
 		}
+		if c.stale.Load() {
+			g.refresh(r.Context(), c) // another replica changed the session a moment ago
+		}
 		g.kept.keeper.Touch(sid)
 		return c, true
 	}
@@ -611,6 +635,19 @@ func (g *Gateway) keptSession(w http.ResponseWriter, r *http.Request, sid string
 	}
 	g.kept.keeper.Touch(sid)
 	return c, true
+}
+
+// keptUse is keptSession for a request the hot path serves (a session
+// this replica holds, checked already): the copy is brought up to date if
+// another replica just changed it, and kept alive.
+func (g *Gateway) keptUse(r *http.Request) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if v, ok := g.kept.copies.Load(sid); ok {
+		if c := v.(*sessionCopy); c.stale.Load() {
+			g.refresh(r.Context(), c)
+		}
+	}
+	g.kept.keeper.Touch(sid)
 }
 
 // sessionNotFound answers as the SDK's handler does for a session it does

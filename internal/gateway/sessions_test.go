@@ -2,11 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +28,9 @@ import (
 type changesHub struct {
 	mu      sync.Mutex
 	members []*hubMember
+	// inline delivers announcements of changes before Publish returns
+	// (Redis delivers them a moment later).
+	inline bool
 }
 
 type hubMember struct {
@@ -78,7 +84,11 @@ func (m *hubMember) Publish(_ context.Context, idHash string, deleted bool) {
 		fns := append([]func(string, bool){}, o.fns...)
 		o.mu.Unlock()
 		for _, f := range fns {
-			go f(idHash, deleted)
+			if m.hub.inline {
+				f(idHash, deleted)
+			} else {
+				go f(idHash, deleted)
+			}
 		}
 	}
 }
@@ -334,5 +344,100 @@ func TestKeptSessionCancelAcrossReplicas(t *testing.T) {
 				t.Fatal("the cancelled call's POST never ended")
 			}
 		})
+	}
+}
+
+// gatedKeeper holds Load back while armed, until released.
+type gatedKeeper struct {
+	sessionstore.Keeper
+	armed   atomic.Bool
+	release chan struct{}
+}
+
+func (k *gatedKeeper) Load(ctx context.Context, id string) (*sessionstore.Record, error) {
+	if k.armed.Load() {
+		<-k.release
+	}
+	return k.Keeper.Load(ctx, id)
+}
+
+// TestKeptSessionChangeInForceAtOnce: a change announced by another replica
+// is in force for the next request of the session on this one, even while
+// this replica is still reading it from the store: the request waits for
+// it. Here a level set on replica 0 must let replica 1 pass the upstream's
+// log during a call on to the client.
+func TestKeptSessionChangeInForceAtOnce(t *testing.T) {
+	h := newHotHostile(t, map[string]hostileAnswer{
+		"chatty": func(w http.ResponseWriter, msg hostileMsg, _ *hotHostile) {
+			sse(w, `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"during the call"}}`,
+				`{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[{"type":"text","text":"done"}]}}`)
+		},
+	})
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sessions.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	hub := &changesHub{inline: true}
+	gated := &gatedKeeper{release: make(chan struct{})}
+	var urls []string
+	for i := range 2 {
+		cfg, err := config.Parse("kept.toml", []byte(reviewBlock("h", h.url)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) {
+			var k sessionstore.Keeper = sessionstore.New(st, sessionstore.Options{Changes: hub.join()})
+			if i == 1 {
+				gated.Keeper = k
+				k = gated
+			}
+			g.SetSessionKeeper(k)
+		})
+		waitTargetsReady(t, g, 1)
+		urls = append(urls, url+"/mcp")
+	}
+	a := newRawClient(t, urls[0])
+	if st, _, _ := a.on(urls[1]).post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusOK {
+		t.Fatalf("tools/list on replica 1: HTTP %d", st)
+	}
+	gated.armed.Store(true)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			gated.armed.Store(false)
+			close(gated.release)
+		}
+	}
+	defer release()
+	if st, _, msg := a.post(`{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}`); st != http.StatusOK || msg["result"] == nil {
+		t.Fatalf("logging/setLevel on replica 0: HTTP %d %v", st, msg)
+	}
+	type callResult struct {
+		a    rawAnswer
+		seen []string
+	}
+	done := make(chan callResult, 1)
+	go func() {
+		ans, seen := a.on(urls[1]).callAnswering(4, `{"name":"h__chatty","arguments":{}}`, func(string, json.RawMessage) (string, string) {
+			return "error", `{"code":-32601,"message":"no"}`
+		})
+		done <- callResult{ans, seen}
+	}()
+	var r callResult
+	select {
+	case r = <-done:
+		// Served before replica 1 could read the change: the level must
+		// not have been in force, which the check below shows.
+	case <-time.After(500 * time.Millisecond):
+		release() // the call waits for the change; let replica 1 read it
+		r = <-done
+	}
+	if r.a.Status != http.StatusOK || r.a.Msg["result"] == nil {
+		t.Fatalf("tools/call on replica 1: HTTP %d: %s", r.a.Status, r.a.Body)
+	}
+	if !slices.ContainsFunc(r.seen, func(m string) bool { return strings.Contains(m, "during the call") }) {
+		t.Errorf("the upstream's log during the call did not reach the client (stream: %q): the level set on replica 0 was not in force on replica 1", r.seen)
 	}
 }

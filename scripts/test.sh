@@ -208,6 +208,15 @@ if ! command -v swtpm >/dev/null 2>&1 || ! command -v swtpm_setup >/dev/null 2>&
 	apt_install swtpm swtpm-tools gnutls-bin
 fi
 
+# ---------------------------------------------------------------- ACME CA (TLS certificates)
+# internal/tlsconf's ACME tests obtain and renew certificates from a real
+# ACME server on loopback: pebble, with pebble-challtestsrv as its DNS
+# server (Debian package pebble). With MCPEDGE_REQUIRE_SERVICES set they
+# fail rather than skip when it is missing.
+if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
+	apt_install pebble
+fi
+
 # ---------------------------------------------------------------- WASM tool examples
 # Build the example WebAssembly tool servers (examples/wasm/<name>/, package
 # main) next to their sources, so that examples/wasm/mcpedge.toml runs as it

@@ -137,7 +137,7 @@ func keptReplicas(t *testing.T, n int, toml string, setup func(*Gateway)) (st st
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) {
+		g, url, _ := startTestGateway(t, cfg, true, func(g *Gateway) {
 			if setup != nil {
 				setup(g)
 			}
@@ -160,7 +160,7 @@ func (c *rawClient) on(url string) *rawClient {
 func TestKeptSessionServedByEveryReplica(t *testing.T) {
 	var subs sync.Map
 	up := subscribableUpstream(&subs)
-	st, urls, gs := keptReplicas(t, 3, reviewBlock("docs", reviewHTTPUpstream(t, up)), nil)
+	st, urls, gs := keptReplicas(t, 3, upstreamBlock("docs", startHTTPUpstream(t, up)), nil)
 	for _, g := range gs {
 		waitTargetsReady(t, g, 1)
 	}
@@ -241,12 +241,12 @@ func TestKeptSessionServedByEveryReplica(t *testing.T) {
 // session that does not exist, and nothing is re-created for them.
 func TestKeptSessionBoundToCaller(t *testing.T) {
 	var calls sync.Map
-	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
+	ua := startHTTPUpstream(t, rolesUpstream("ua", &calls))
 	alice := &principal.Principal{Kind: principal.KindKey, ID: "k-alice", KeyID: "k-alice", TenantID: "ta", TenantName: "a", Role: principal.RoleMember}
 	bob := &principal.Principal{Kind: principal.KindKey, ID: "k-bob", KeyID: "k-bob", TenantID: "ta", TenantName: "a", Role: principal.RoleMember}
 	aliceElsewhere := &principal.Principal{Kind: principal.KindKey, ID: "k-alice", KeyID: "k-alice", TenantID: "tb", TenantName: "b", Role: principal.RoleMember}
 	creds := map[string]*principal.Principal{"alice": alice, "bob": bob, "alice-elsewhere": aliceElsewhere}
-	_, urls, gs := keptReplicas(t, 2, reviewBlock("ua", ua), func(g *Gateway) {
+	_, urls, gs := keptReplicas(t, 2, upstreamBlock("ua", ua), func(g *Gateway) {
 		g.SetSecurity(&policySec{engine: testPolicyEngine(t), creds: creds})
 	})
 	for _, g := range gs {

@@ -239,6 +239,7 @@ type Store interface {
 	Secrets
 	Devices
 	Pins
+	GuardVerdicts
 	MCPSessions
 
 	// Kind is "sqlite" or "postgres".

@@ -313,7 +313,7 @@ func TestKeptSessionCancelAcrossReplicas(t *testing.T) {
 					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "not cancelled"}}}, nil
 				}
 			})
-			_, urls, gs := keptReplicas(t, 2, fmt.Sprintf("[server]\nhot_path = %v\n", hot)+reviewBlock("blk", reviewHTTPUpstream(t, up)), nil)
+			_, urls, gs := keptReplicas(t, 2, fmt.Sprintf("[server]\nhot_path = %v\n", hot)+upstreamBlock("blk", startHTTPUpstream(t, up)), nil)
 			for _, g := range gs {
 				waitTargetsReady(t, g, 1)
 			}
@@ -382,11 +382,11 @@ func TestKeptSessionChangeInForceAtOnce(t *testing.T) {
 	gated := &gatedKeeper{release: make(chan struct{})}
 	var urls []string
 	for i := range 2 {
-		cfg, err := config.Parse("kept.toml", []byte(reviewBlock("h", h.url)))
+		cfg, err := config.Parse("kept.toml", []byte(upstreamBlock("h", h.url)))
 		if err != nil {
 			t.Fatal(err)
 		}
-		g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) {
+		g, url, _ := startTestGateway(t, cfg, true, func(g *Gateway) {
 			var k sessionstore.Keeper = sessionstore.New(st, sessionstore.Options{Changes: hub.join()})
 			if i == 1 {
 				gated.Keeper = k

@@ -190,6 +190,13 @@ fi
 export MCPEDGE_REQUIRE_SERVICES=1
 # <<< SERVICES
 
+# ---------------------------------------------------------------- HAProxy (sessions across replicas)
+# internal/e2e's TestSessionsAcrossReplicas runs three gateways behind a real
+# load balancer in round robin without affinity (docs/design/sessions.md).
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+	apt_install haproxy
+fi
+
 # ---------------------------------------------------------------- software TPM (device identity)
 # internal/devicekey's tests start private swtpm instances (socket mode on
 # loopback ports) to test TPM keys, attestation and sealing against a real
@@ -199,6 +206,15 @@ export MCPEDGE_REQUIRE_SERVICES=1
 # local CA is made with certtool (gnutls-bin).
 if ! command -v swtpm >/dev/null 2>&1 || ! command -v swtpm_setup >/dev/null 2>&1 || ! command -v certtool >/dev/null 2>&1; then
 	apt_install swtpm swtpm-tools gnutls-bin
+fi
+
+# ---------------------------------------------------------------- ACME CA (TLS certificates)
+# internal/tlsconf's ACME tests obtain and renew certificates from a real
+# ACME server on loopback: pebble, with pebble-challtestsrv as its DNS
+# server (Debian package pebble). With MCPEDGE_REQUIRE_SERVICES set they
+# fail rather than skip when it is missing.
+if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev/null 2>&1; then
+	apt_install pebble
 fi
 
 # ---------------------------------------------------------------- deployment tools

@@ -3,25 +3,24 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
-	"github.com/redis/go-redis/v9"
 )
 
 // The administration commands work on the store the configuration names
@@ -31,193 +30,251 @@ import (
 // same store: revocations reach it through the store (and Redis, when
 // configured), other changes through the store's policy version.
 
-const adminUsage = `Administration commands (each takes --config FILE or --mcp-servers FILE to find the store):
-  migrate
-        Bring the store's schema up to date.
-  tenant create NAME [--plan PLAN] [--upstreams a,b|*] [--operator]
-  tenant ls [--json]
-  tenant rm NAME
-  key create --tenant NAME [--name N] [--role ROLE] [--scopes a,b] [--expires DURATION]
-        Prints the new key alone on the last line.
-  key ls --tenant NAME [--json]
-  key revoke ID|PREFIX [--tenant NAME]
-  key rotate ID|PREFIX [--tenant NAME]
-        Prints the successor key alone on the last line.
-  user create --tenant NAME USER [--role ROLE]
-        The password comes from $MCPEDGE_PASSWORD, else the first line of stdin.
-  user ls --tenant NAME [--json]
-  user rm --tenant NAME USER
-  plan ls [--json]
-  plan set NAME [--key-per-minute N] [--key-burst N] [--tenant-per-minute N] [--tenant-burst N]
-           [--ip-per-minute N] [--ip-burst N] [--monthly-quota N] [--lattice-max-points N] [--lattice-timeout D]
-  pins ls [--upstream NAME] [--pending] [--json]
-        Pinned tools, prompts and resource templates, and the changes their upstreams offer.
-  pins diff UPSTREAM KIND NAME [--json]
-        The offered change of one pin as a diff (KIND: tool, prompt or template).
-  pins approve UPSTREAM KIND NAME [--hash HASH]
-        Pin the offered definition (give the hash pins diff printed: a later change is refused).
-  pins reject UPSTREAM KIND NAME [--hash HASH]
-        Keep the pinned definition; the same change stays rejected.
-  audit verify
-        Check the audit log's hash chain; exit status 1 and the first problem when it is broken.
-  audit export [--tenant T] [--since RFC3339] [--out FILE]
-        Write audit entries as JSON lines.
-`
-
 // passwordEnv is where `user create` takes the password from first.
 const passwordEnv = "MCPEDGE_PASSWORD"
 
-// adminCmd is one administration command.
-type adminCmd struct {
-	name string // "tenant create"
-	args string // usage after the name
-	run  func(c *adminCtx, fs *flag.FlagSet, args []string) error
-	// flags declares the command's own flags.
-	flags func(fs *flag.FlagSet, c *adminCtx)
+// adminSpec declares one administration command.
+type adminSpec struct {
+	use, short, long, example string
+	// args names the positional arguments it requires, in order.
+	args []string
+	// flags declares the command's own flags (besides --config and
+	// --mcp-servers) into c.
+	flags func(f *pflag.FlagSet, c *adminCtx)
+	// check validates the flags and arguments before anything is
+	// opened; its errors are usage errors.
+	check func(c *adminCtx, args []string) error
+	run   func(c *adminCtx, args []string) error
 	// raw commands do not get Ops (migrate, audit): no bootstrap, no audit
 	// logger of their own.
 	raw bool
+	// recovery: authentication and the audit log, no bootstrap and no
+	// Ops (mcpedge bootstrap).
+	recovery bool
 }
 
 // adminCtx is what a command runs with.
 type adminCtx struct {
-	ctx    context.Context // carries the CLI principal
-	cfg    *config.Config
-	st     store.Store
-	ops    *admin.Ops
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	*app
+	cmd *cobra.Command
+	ctx context.Context // carries the CLI principal
+	cfg *config.Config
+	st  store.Store
+	as  *auth.Service
+	ops *admin.Ops
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
-	json, operator, pending                                          bool
+	json, operator, pending, yes                                     bool
 	limits                                                           planFlags
 }
 
-var adminCmds = []adminCmd{
-	{name: "migrate", run: runMigrate, raw: true},
-	{name: "tenant create", args: "NAME [--plan PLAN] [--upstreams a,b|*] [--operator]", run: runTenantCreate, flags: func(fs *flag.FlagSet, c *adminCtx) {
-		fs.StringVar(&c.plan, "plan", "", "the tenant's `plan` (default "+config.DefaultPlan+")")
-		fs.StringVar(&c.upstreams, "upstreams", "*", "upstreams of its virtual server \"all\": comma-separated `names`, or * for every upstream")
-		fs.BoolVar(&c.operator, "operator", false, "make it an operator tenant, which administers the whole gateway")
-	}},
-	{name: "tenant ls", args: "[--json]", run: runTenantList, flags: jsonFlag},
-	{name: "tenant rm", args: "NAME", run: runTenantRemove},
-	{name: "key create", args: "--tenant NAME [--name N] [--role ROLE] [--scopes a,b] [--expires DURATION]", run: runKeyCreate, flags: func(fs *flag.FlagSet, c *adminCtx) {
-		tenantFlag(fs, c)
-		fs.StringVar(&c.name, "name", admin.DefaultKeyName, "the key's `name`")
-		fs.StringVar(&c.role, "role", admin.DefaultKeyRole, "`role`: viewer, member, admin or owner")
-		fs.StringVar(&c.scopes, "scopes", "", "comma-separated `scopes` to limit the key to (mcp:list, mcp:call, admin:read, admin:write); none: every right of the role")
-		fs.StringVar(&c.expires, "expires", "", "lifetime such as 720h or 30d (default: never expires)")
-	}},
-	{name: "key ls", args: "--tenant NAME [--json]", run: runKeyList, flags: func(fs *flag.FlagSet, c *adminCtx) { tenantFlag(fs, c); jsonFlag(fs, c) }},
-	{name: "key revoke", args: "ID|PREFIX [--tenant NAME]", run: runKeyRevoke, flags: tenantFlag},
-	{name: "key rotate", args: "ID|PREFIX [--tenant NAME]", run: runKeyRotate, flags: tenantFlag},
-	{name: "user create", args: "--tenant NAME USER [--role ROLE]", run: runUserCreate, flags: func(fs *flag.FlagSet, c *adminCtx) {
-		tenantFlag(fs, c)
-		fs.StringVar(&c.role, "role", "member", "`role`: viewer, member, admin or owner")
-	}},
-	{name: "user ls", args: "--tenant NAME [--json]", run: runUserList, flags: func(fs *flag.FlagSet, c *adminCtx) { tenantFlag(fs, c); jsonFlag(fs, c) }},
-	{name: "user rm", args: "--tenant NAME USER", run: runUserRemove, flags: tenantFlag},
-	{name: "plan ls", args: "[--json]", run: runPlanList, flags: jsonFlag},
-	{name: "plan set", args: "NAME [--key-per-minute N] … [--lattice-timeout D]", run: runPlanSet, flags: func(fs *flag.FlagSet, c *adminCtx) { c.limits.declare(fs) }},
-	{name: "pins ls", args: "[--upstream NAME] [--pending] [--json]", run: runPinsList, flags: func(fs *flag.FlagSet, c *adminCtx) {
-		fs.StringVar(&c.upstream, "upstream", "", "only this upstream's pins (`name`)")
-		fs.BoolVar(&c.pending, "pending", false, "only pins with a change awaiting approval")
-		jsonFlag(fs, c)
-	}},
-	{name: "pins diff", args: "UPSTREAM KIND NAME [--json]", run: runPinsDiff, flags: jsonFlag},
-	{name: "pins approve", args: "UPSTREAM KIND NAME [--hash HASH]", run: runPinsApprove, flags: hashFlag},
-	{name: "pins reject", args: "UPSTREAM KIND NAME [--hash HASH]", run: runPinsReject, flags: hashFlag},
-	{name: "audit verify", args: "[--expect-head SEQ:HASH]", run: runAuditVerify, raw: true, flags: func(fs *flag.FlagSet, c *adminCtx) {
-		fs.StringVar(&c.expectHead, "expect-head", "", "a head printed by an earlier verify (`SEQ:HASH`), kept outside the database: the chain must still reach it unchanged")
-	}},
-	{name: "audit export", args: "[--tenant T] [--since RFC3339] [--out FILE]", run: runAuditExport, raw: true, flags: func(fs *flag.FlagSet, c *adminCtx) {
-		fs.StringVar(&c.tenant, "tenant", "", "only this tenant's entries (`name` or id)")
-		fs.StringVar(&c.since, "since", "", "only entries at or after this `time` (RFC 3339, e.g. 2026-11-01T00:00:00Z)")
-		fs.StringVar(&c.out, "out", "", "write to this `file` (mode 0600) instead of stdout")
-	}},
-}
-
-func tenantFlag(fs *flag.FlagSet, c *adminCtx) {
-	fs.StringVar(&c.tenant, "tenant", "", "the tenant's `name` or id")
-}
-
-func hashFlag(fs *flag.FlagSet, c *adminCtx) {
-	fs.StringVar(&c.hash, "hash", "", "the offered `hash` that was reviewed (pins diff prints it); empty: whatever is offered now")
-}
-
-func jsonFlag(fs *flag.FlagSet, c *adminCtx) {
-	fs.BoolVar(&c.json, "json", false, "print JSON instead of a table")
-}
-
-// cmdAdmin runs an administration command: args start with its first
-// word ("tenant", "key", …).
-func cmdAdmin(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	var cmd *adminCmd
-	for i := range adminCmds {
-		words := strings.Fields(adminCmds[i].name)
-		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
-			cmd = &adminCmds[i]
-			args = args[len(words):]
-			break
-		}
-	}
-	if cmd == nil {
-		fmt.Fprint(stderr, adminUsage)
-		switch {
-		case len(args) >= 2 && (args[1] == "-h" || args[1] == "--help" || args[1] == "help"):
-			return flag.ErrHelp
-		case len(args) < 2 || strings.HasPrefix(args[1], "-"):
-			return usageError{fmt.Errorf("%s: give a subcommand (see the usage above)", args[0])}
-		}
-		return usageError{fmt.Errorf("unknown command \"%s %s\" (see the usage above)", args[0], args[1])}
-	}
-	c := &adminCtx{stdin: stdin, stdout: stdout, stderr: stderr}
-	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := configFlags(fs)
-	if cmd.flags != nil {
-		cmd.flags(fs, c)
-	}
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mcpedge %s %s [--config FILE | --mcp-servers FILE]\n\nFlags:\n", cmd.name, cmd.args)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+// adminCommand turns a spec into a command.
+func (a *app) adminCommand(s adminSpec) *cobra.Command {
+	c := &adminCtx{app: a}
+	var cf *configFlags
+	cmd := &cobra.Command{
+		Use:     s.use,
+		Short:   s.short,
+		Long:    s.long,
+		Example: s.example,
+		Args:    posArgs(s.args...),
+		PreRunE: func(_ *cobra.Command, args []string) error {
+			if s.check == nil {
+				return nil
+			}
+			if err := s.check(c, args); err != nil {
+				if cmdline.IsUsage(err) {
+					return err
+				}
+				return cmdline.UsageError{Err: err}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if _, c.cfg, err = cf.load(); err != nil {
+				return err
+			}
+			ctx, stop := interruptible(cmd.Context())
+			defer stop()
+			closeAll, err := c.open(ctx, s)
+			if err != nil {
+				return err
+			}
+			err = s.run(c, args)
+			if cerr := closeAll(); cerr != nil && err == nil {
+				err = cerr
+			}
 			return err
+		},
+	}
+	c.cmd = cmd
+	cf = addConfigFlags(cmd)
+	if s.flags != nil {
+		s.flags(cmd.Flags(), c)
+	}
+	// Completion of the values that are fixed.
+	if cmd.Flags().Lookup("role") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("role", cobra.FixedCompletions([]string{"viewer", "member", "admin", "owner"}, cobra.ShellCompDirectiveNoFileComp))
+	}
+	if cmd.Flags().Lookup("scopes") != nil {
+		_ = cmd.RegisterFlagCompletionFunc("scopes", cobra.FixedCompletions([]string{"mcp:list", "mcp:call", "admin:read", "admin:write"}, cobra.ShellCompDirectiveNoFileComp|cobra.ShellCompDirectiveNoSpace))
+	}
+	if len(s.args) == 3 && strings.HasPrefix(s.args[1], "the KIND") {
+		cmd.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			if len(args) == 1 {
+				return []cobra.Completion{"tool", "prompt", "template"}, cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		return usageError{err}
+	} else {
+		cmd.ValidArgsFunction = cobra.NoFileCompletions
 	}
-	s, err := src()
-	if err != nil {
-		return err
-	}
-	if c.cfg, err = s.load(); err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	closeAll, err := c.open(ctx, cmd.raw)
-	if err != nil {
-		return err
-	}
-	err = cmd.run(c, fs, pos)
-	if cerr := closeAll(); cerr != nil && err == nil {
-		err = cerr
-	}
-	return err
+	return cmd
 }
 
-// open opens the store and, unless raw, what Ops needs: Redis (so that
+// adminCmds declares the administration commands.
+func (a *app) adminCmds() []*cobra.Command {
+	tenantFlag := func(f *pflag.FlagSet, c *adminCtx) {
+		f.StringVar(&c.tenant, "tenant", "", "the tenant's `NAME` or id")
+	}
+	jsonF := func(f *pflag.FlagSet, c *adminCtx) { f.BoolVar(&c.json, "json", false, "print JSON instead of text") }
+	yesF := func(f *pflag.FlagSet, c *adminCtx) {
+		f.BoolVarP(&c.yes, "yes", "y", false, "do it without asking (scripts; required when stdin is not a terminal)")
+	}
+	both := func(fs ...func(*pflag.FlagSet, *adminCtx)) func(*pflag.FlagSet, *adminCtx) {
+		return func(f *pflag.FlagSet, c *adminCtx) {
+			for _, d := range fs {
+				d(f, c)
+			}
+		}
+	}
+	hashF := func(f *pflag.FlagSet, c *adminCtx) {
+		f.StringVar(&c.hash, "hash", "", "the offered `HASH` that was reviewed (pins diff prints it); empty: whatever is offered now")
+	}
+	needTenant := func(c *adminCtx, _ []string) error {
+		if c.tenant == "" {
+			return cmdline.Usagef("%s: --tenant is required", cmdName(c.cmd))
+		}
+		return nil
+	}
+	roles := "`ROLE`: viewer, member, admin or owner"
+	pinArgs := []string{"the UPSTREAM", "the KIND (tool, prompt or template)", "the NAME"}
+
+	tenant := group("tenant", "Create, list and remove tenants",
+		a.adminCommand(adminSpec{use: "create NAME", short: "Create a tenant and its virtual server \"all\"", args: []string{"the tenant NAME"},
+			long: `Create a tenant and its virtual server "all", which serves the upstreams
+given with --upstreams (default: every upstream). Upstream names the
+configuration does not define are accepted with a warning naming them (the
+configuration and the tenants change independently).`,
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.plan, "plan", "", "the tenant's `PLAN` (default "+config.DefaultPlan+")")
+				f.StringVar(&c.upstreams, "upstreams", "*", "upstreams of its virtual server \"all\": comma-separated `NAMES`, or * for every upstream")
+				f.BoolVar(&c.operator, "operator", false, "make it an operator tenant, which administers the whole gateway")
+			}), run: runTenantCreate}),
+		a.adminCommand(adminSpec{use: "ls", short: "List tenants", flags: jsonF, run: runTenantList}),
+		a.adminCommand(adminSpec{use: "rm NAME", short: "Remove a tenant and everything it owns (asks first)", args: []string{"the tenant NAME"},
+			long: `Remove a tenant and everything it owns: users, keys, virtual servers, rules,
+lattices (its audit entries stay). Asks for confirmation on a terminal; give
+--yes in scripts. The last operator tenant can not be removed.`,
+			flags: yesF, run: runTenantRemove}),
+	)
+	key := group("key", "Create, list, revoke and rotate API keys",
+		a.adminCommand(adminSpec{use: "create --tenant NAME", short: "Create an API key; prints it alone on the last line", check: needTenant,
+			flags: both(tenantFlag, jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.name, "name", admin.DefaultKeyName, "the key's `NAME`")
+				f.StringVar(&c.role, "role", admin.DefaultKeyRole, roles)
+				f.StringVar(&c.scopes, "scopes", "", "comma-separated `SCOPES` to limit the key to ("+admin.KnownScopesText()+"); none: every right of the role")
+				f.StringVar(&c.expires, "expires", "", "`LIFETIME` such as 720h or 30d (default: never expires)")
+			}), run: runKeyCreate}),
+		a.adminCommand(adminSpec{use: "ls --tenant NAME", short: "List a tenant's keys (never their secrets)", check: needTenant, flags: both(tenantFlag, jsonF), run: runKeyList}),
+		a.adminCommand(adminSpec{use: "revoke ID|PREFIX", short: "Revoke a key at once, on every gateway of the store (asks first)", args: []string{"the key's ID or PREFIX"},
+			flags: both(tenantFlag, jsonF, yesF), run: runKeyRevoke}),
+		a.adminCommand(adminSpec{use: "rotate ID|PREFIX", short: "Replace a key; prints the successor alone on the last line", args: []string{"the key's ID or PREFIX"},
+			flags: both(tenantFlag, jsonF), run: runKeyRotate}),
+	)
+	user := group("user", "Create, list and remove users",
+		a.adminCommand(adminSpec{use: "create --tenant NAME USER", short: "Create a user; the password comes from $" + passwordEnv + ", else the first line of stdin",
+			args: []string{"the USER name"}, check: needTenant,
+			flags: both(tenantFlag, jsonF, func(f *pflag.FlagSet, c *adminCtx) { f.StringVar(&c.role, "role", "member", roles) }), run: runUserCreate}),
+		a.adminCommand(adminSpec{use: "ls --tenant NAME", short: "List a tenant's users", check: needTenant, flags: both(tenantFlag, jsonF), run: runUserList}),
+		a.adminCommand(adminSpec{use: "rm --tenant NAME USER", short: "Remove a user and end their sessions (asks first)", args: []string{"the USER name"}, check: needTenant,
+			flags: both(tenantFlag, yesF), run: runUserRemove}),
+	)
+	plan := group("plan", "List plans and set their limits",
+		a.adminCommand(adminSpec{use: "ls", short: "List the plans and their limits", flags: jsonF, run: runPlanList}),
+		a.adminCommand(adminSpec{use: "set NAME", short: "Create a plan or change its limits (only the flags given change)", args: []string{"the plan NAME"},
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) { c.limits.declare(f) }),
+			check: func(c *adminCtx, _ []string) error { return c.limits.check() }, run: runPlanSet}),
+	)
+	pins := group("pins", "Review the pinned definitions of tools, prompts and resource templates",
+		a.adminCommand(adminSpec{use: "ls", short: "List pins and the changes their upstreams offer",
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.upstream, "upstream", "", "only this upstream's pins (`NAME`)")
+				f.BoolVar(&c.pending, "pending", false, "only pins with a change awaiting approval")
+			}), run: runPinsList}),
+		a.adminCommand(adminSpec{use: "diff UPSTREAM KIND NAME", short: "Show the offered change of one pin as a diff (KIND: tool, prompt or template)", args: pinArgs, flags: jsonF, run: runPinsDiff}),
+		a.adminCommand(adminSpec{use: "approve UPSTREAM KIND NAME", short: "Pin the offered definition (give --hash: a later change is refused)", args: pinArgs, flags: both(hashF, jsonF), run: runPinsApprove}),
+		a.adminCommand(adminSpec{use: "reject UPSTREAM KIND NAME", short: "Keep the pinned definition; the same change stays rejected", args: pinArgs, flags: both(hashF, jsonF), run: runPinsReject}),
+	)
+	auditG := group("audit", "Verify and export the audit log",
+		a.adminCommand(adminSpec{use: "verify", short: "Check the audit log's hash chain; exit status 1 and the first problem when it is broken", raw: true,
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.expectHead, "expect-head", "", "a head printed by an earlier verify (`SEQ:HASH`), kept outside the database: the chain must still reach it unchanged")
+			}),
+			check: func(c *adminCtx, _ []string) error {
+				if c.expectHead == "" {
+					return nil
+				}
+				_, err := audit.ParseHead(c.expectHead)
+				return err
+			}, run: runAuditVerify}),
+		a.adminCommand(adminSpec{use: "export", short: "Write audit entries as JSON lines", raw: true,
+			flags: func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.tenant, "tenant", "", "only this tenant's entries (`NAME` or id)")
+				f.StringVar(&c.since, "since", "", "only entries at or after this `TIME` (RFC 3339, e.g. 2026-11-01T00:00:00Z)")
+				f.StringVar(&c.out, "out", "", "write to this `FILE` (mode 0600) instead of stdout")
+			},
+			check: func(c *adminCtx, _ []string) error {
+				if c.since == "" {
+					return nil
+				}
+				if _, err := time.Parse(time.RFC3339Nano, c.since); err != nil {
+					return cmdline.Usagef("audit export: --since %q is not an RFC 3339 time such as 2026-11-01T00:00:00Z", c.since)
+				}
+				return nil
+			}, run: runAuditExport}),
+	)
+	migrate := a.adminCommand(adminSpec{use: "migrate", short: "Bring the store's schema up to date (serve does this at start)", raw: true, flags: jsonF, run: runMigrate})
+	boot := a.adminCommand(adminSpec{use: "bootstrap", short: "Set up a store again whose every tenant was removed (recovery)", recovery: true,
+		long: `Set up a store again that was set up before but has no tenant left: create the
+operator tenant ([auth] bootstrap_tenant), its owner user and an owner API key,
+as the first start does, and print the key. mcpedge never does this by itself
+once a store has been set up: every other command refuses such a store and
+names this one. See docs/cli.md, "Recovering a store".`,
+		flags: jsonF, run: runBootstrap})
+	guardArgs := []string{"the UPSTREAM", "the KIND (tool, prompt, template or resource)", "the NAME"}
+	guardG := group("guard", "Test the guard's rules on a sample; review the items it quarantined",
+		a.guardTestCmd(),
+		a.adminCommand(adminSpec{use: "ls", short: "List the items the description guard quarantined (descriptions = \"quarantine\")",
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.upstream, "upstream", "", "only this upstream's items (`NAME`)")
+				f.BoolVar(&c.pending, "pending", false, "only items still quarantined")
+			}), run: runGuardList}),
+		a.adminCommand(adminSpec{use: "show UPSTREAM KIND NAME", short: "Show a quarantined item: the rules that fired and the text judged", args: guardArgs, flags: jsonF, run: runGuardShow}),
+		a.adminCommand(adminSpec{use: "approve UPSTREAM KIND NAME", short: "Release it in the definition reviewed (a changed one is quarantined again)", args: guardArgs, flags: both(hashF, jsonF), run: runGuardApprove}),
+		a.adminCommand(adminSpec{use: "reject UPSTREAM KIND NAME", short: "Keep it withheld; the same definition stays rejected", args: guardArgs, flags: both(hashF, jsonF), run: runGuardReject}),
+	)
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, boot}
+}
+
+// open opens the store and, unless s.raw, what Ops needs: Redis (so that
 // revocations reach running gateways at once), authentication and the
 // audit log. On an empty store it first creates the bootstrap operator
 // tenant, as `mcpedge serve` would, so that a tenant made here first does
 // not leave the gateway without an administrator.
-func (c *adminCtx) open(ctx context.Context, raw bool) (closeAll func() error, err error) {
+func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error, err error) {
 	log := slog.New(slog.NewTextHandler(c.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var closers []func() error
 	// A local name: the named result is nil by the time the deferred
@@ -243,7 +300,7 @@ func (c *adminCtx) open(ctx context.Context, raw bool) (closeAll func() error, e
 	c.st = st
 	closers = append(closers, c.st.Close)
 	c.ctx = admin.CLIContext(ctx)
-	if raw {
+	if s.raw {
 		return closeFn, nil
 	}
 	var rdb *redis.Client
@@ -273,109 +330,34 @@ func (c *adminCtx) open(ctx context.Context, raw bool) (closeAll func() error, e
 		return nil, fmt.Errorf("starting authentication: %w", err)
 	}
 	closers = append(closers, as.Close)
-	if _, err := as.Bootstrap(openCtx, c.stderr); err != nil {
+	c.as = as
+	if s.recovery {
+		return closeFn, nil
+	}
+	if err := bootstrap(openCtx, as, c.cfg, firstStart{Notice: c.stderr}); err != nil {
 		return nil, fmt.Errorf("first-start setup: %w", err)
 	}
-	c.ops = admin.NewOps(admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log})
+	c.ops = admin.NewOps(admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg)})
 	return closeFn, nil
 }
 
-// parseInterleaved parses flags that may come before, between or after
-// positional arguments ("tenant create acme --plan pro"), and returns the
-// positional ones. After "--" everything is positional.
-// parseSubcommand parses a subcommand's flags and positional arguments:
-// usage is the synopsis printed before the flags on -h or a bad flag,
-// want names the positional arguments it requires (none when empty). A
-// bad flag or argument is a usageError; -h is flag.ErrHelp.
-func parseSubcommand(fs *flag.FlagSet, usage string, args []string, want ...string) ([]string, error) {
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: %s\n\nFlags:\n", usage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
+// configuredUpstreams is admin.OpsOptions.Upstreams for a configuration.
+func configuredUpstreams(cfg *config.Config) func() []string {
+	return func() []string {
+		names := make([]string, len(cfg.Upstreams))
+		for i, u := range cfg.Upstreams {
+			names[i] = u.Name
 		}
-		return nil, usageError{err}
+		return names
 	}
-	if err := positional(fs.Name(), pos, want...); err != nil {
-		return nil, err
-	}
-	return pos, nil
-}
-
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if consumed := args[:len(args)-len(rest)]; len(consumed) > 0 && consumed[len(consumed)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
-	}
-}
-
-// positional checks the number of positional arguments.
-func positional(name string, pos []string, want ...string) error {
-	if len(pos) != len(want) {
-		if len(pos) > len(want) {
-			return usageError{fmt.Errorf("%s: unexpected argument %q", name, pos[len(want)])}
-		}
-		return usageError{fmt.Errorf("%s: missing %s", name, want[len(pos)])}
-	}
-	return nil
-}
-
-func needTenant(name, tenant string) error {
-	if tenant == "" {
-		return usageError{fmt.Errorf("%s: --tenant is required", name)}
-	}
-	return nil
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, x := range strings.Split(s, ",") {
-		if x = strings.TrimSpace(x); x != "" {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // printJSON prints v indented.
-func (c *adminCtx) printJSON(v any) error { return printJSON(c.stdout, v) }
+func (c *adminCtx) printJSON(v any) error { return cmdline.PrintJSON(c.stdout, v) }
 
 // table prints rows under a header, aligned.
 func (c *adminCtx) table(header string, rows [][]string) error {
-	return printTable(c.stdout, header, rows)
-}
-
-// printJSON prints v to w indented: every command's --json output.
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-// printTable prints rows under a tab-separated header, aligned: every
-// command's table output.
-func printTable(w io.Writer, header string, rows [][]string) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, header)
-	for _, r := range rows {
-		fmt.Fprintln(tw, strings.Join(r, "\t"))
-	}
-	return tw.Flush()
+	return cmdline.PrintTable(c.stdout, header, rows)
 }
 
 // readPassword takes the password from $MCPEDGE_PASSWORD, else from the
@@ -385,28 +367,12 @@ func (c *adminCtx) readPassword() (string, error) {
 	if pw := os.Getenv(passwordEnv); pw != "" {
 		return pw, nil
 	}
-	if f, ok := c.stdin.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			fmt.Fprint(c.stderr, "password (it will be shown as you type; set $"+passwordEnv+" to avoid that): ")
-		}
+	if cmdline.Terminal(c.stdin) {
+		fmt.Fprint(c.stderr, "password (it will be shown as you type; set $"+passwordEnv+" to avoid that): ")
 	}
 	line, err := bufio.NewReader(c.stdin).ReadString('\n')
 	if err != nil && !(errors.Is(err, io.EOF) && line != "") {
 		return "", fmt.Errorf("reading the password from stdin (or set $%s): %w", passwordEnv, err)
 	}
 	return strings.TrimRight(line, "\r\n"), nil
-}
-
-func fmtTime(t time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func yesNo(b bool) string {
-	if b {
-		return "yes"
-	}
-	return "no"
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,31 +10,37 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/spf13/pflag"
+
 	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-func runMigrate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("migrate", pos); err != nil {
-		return err
-	}
+func runMigrate(c *adminCtx, pos []string) error {
 	// open.Open has migrated the schema already.
 	v, err := c.st.SchemaVersion(c.ctx)
 	if err != nil {
 		return err
 	}
+	if c.json {
+		return c.printJSON(map[string]any{"store": c.st.Kind(), "schema_version": v})
+	}
 	fmt.Fprintf(c.stdout, "%s store is at schema version %d\n", c.st.Kind(), v)
 	return nil
 }
 
-func runTenantCreate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("tenant create", pos, "the tenant NAME"); err != nil {
-		return err
-	}
-	ups := splitList(c.upstreams)
-	t, err := c.ops.CreateTenant(c.ctx, admin.TenantSpec{Name: pos[0], Plan: c.plan, Upstreams: ups, Operator: c.operator})
+func runTenantCreate(c *adminCtx, pos []string) error {
+	ups := cmdline.SplitList(c.upstreams)
+	t, warnings, err := c.ops.CreateTenantWarn(c.ctx, admin.TenantSpec{Name: pos[0], Plan: c.plan, Upstreams: ups, Operator: c.operator})
 	if err != nil {
 		return err
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(c.stderr, "mcpedge: warning: %s\n", w)
+	}
+	if c.json {
+		return c.printJSON(admin.CreatedTenant{Tenant: t, Warnings: warnings})
 	}
 	kind := "tenant"
 	if t.Operator {
@@ -45,10 +50,7 @@ func runTenantCreate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	return nil
 }
 
-func runTenantList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("tenant ls", pos); err != nil {
-		return err
-	}
+func runTenantList(c *adminCtx, pos []string) error {
 	ts, err := c.ops.ListTenants(c.ctx)
 	if err != nil {
 		return err
@@ -58,32 +60,36 @@ func runTenantList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	}
 	rows := make([][]string, len(ts))
 	for i, t := range ts {
-		rows[i] = []string{t.Name, t.ID, t.Plan, yesNo(t.Operator), yesNo(t.Disabled), strings.Join(t.IPAllowlist, ","), fmtTime(t.CreatedAt)}
+		rows[i] = []string{t.Name, t.ID, t.Plan, cmdline.YesNo(t.Operator), cmdline.YesNo(t.Disabled), strings.Join(t.IPAllowlist, ","), cmdline.Time(t.CreatedAt)}
 	}
 	return c.table("NAME\tID\tPLAN\tOPERATOR\tDISABLED\tIP ALLOWLIST\tCREATED", rows)
 }
 
-func runTenantRemove(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("tenant rm", pos, "the tenant NAME"); err != nil {
+func runTenantRemove(c *adminCtx, pos []string) error {
+	t, err := c.ops.GetTenant(c.ctx, pos[0])
+	if err != nil {
 		return err
 	}
-	if err := c.ops.DeleteTenant(c.ctx, pos[0]); err != nil {
+	if err := c.ops.CanDeleteTenant(c.ctx, t.Name); err != nil {
+		return err
+	}
+	if err := c.confirm(c.cmd, fmt.Sprintf("remove tenant %s (id %s) with its users, keys, virtual servers, rules and lattices?", t.Name, t.ID), c.yes); err != nil {
+		return err
+	}
+	if err := c.ops.DeleteTenant(c.ctx, t.ID); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "removed tenant %s and everything it owned (its audit entries stay)\n", pos[0])
 	return nil
 }
 
-func runKeyCreate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("key create", pos); err != nil {
-		return err
-	}
-	if err := needTenant("key create", c.tenant); err != nil {
-		return err
-	}
-	nk, err := c.ops.CreateKey(c.ctx, c.tenant, admin.KeySpec{Name: c.name, Role: c.role, Scopes: splitList(c.scopes), ExpiresIn: c.expires})
+func runKeyCreate(c *adminCtx, pos []string) error {
+	nk, err := c.ops.CreateKey(c.ctx, c.tenant, admin.KeySpec{Name: c.name, Role: c.role, Scopes: cmdline.SplitList(c.scopes), ExpiresIn: c.expires})
 	if err != nil {
 		return err
+	}
+	if c.json {
+		return c.printJSON(nk)
 	}
 	c.printNewKey("created", nk)
 	return nil
@@ -97,7 +103,7 @@ func (c *adminCtx) printNewKey(verb string, nk *admin.NewKey) {
 	if len(k.Scopes) > 0 {
 		scopes = strings.Join(k.Scopes, ",")
 	}
-	fmt.Fprintf(c.stdout, "%s key %s (id %s, prefix %s) in tenant %s: role %s, scopes %s, expires %s\n", verb, k.Name, k.ID, k.Prefix, c.tenantName(k.TenantID), k.Role, scopes, fmtTimeOr(k.ExpiresAt, "never"))
+	fmt.Fprintf(c.stdout, "%s key %s (id %s, prefix %s) in tenant %s: role %s, scopes %s, expires %s\n", verb, k.Name, k.ID, k.Prefix, c.tenantName(k.TenantID), k.Role, scopes, cmdline.TimeOr(k.ExpiresAt, "never"))
 	if nk.Replaces != "" {
 		fmt.Fprintf(c.stdout, "key %s keeps working for [auth] key_rotate_overlap (%s)\n", nk.Replaces, c.cfg.Auth.KeyRotateOverlap)
 	}
@@ -112,20 +118,7 @@ func (c *adminCtx) tenantName(id string) string {
 	return id
 }
 
-func fmtTimeOr(t time.Time, zero string) string {
-	if t.IsZero() {
-		return zero
-	}
-	return fmtTime(t)
-}
-
-func runKeyList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("key ls", pos); err != nil {
-		return err
-	}
-	if err := needTenant("key ls", c.tenant); err != nil {
-		return err
-	}
+func runKeyList(c *adminCtx, pos []string) error {
 	ks, err := c.ops.ListKeys(c.ctx, c.tenant)
 	if err != nil {
 		return err
@@ -136,55 +129,47 @@ func runKeyList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	now := time.Now()
 	rows := make([][]string, len(ks))
 	for i, k := range ks {
-		state := "active"
-		switch {
-		case !k.RevokedAt.IsZero():
-			state = "revoked"
-		case !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(now):
-			state = "expired"
-		case k.RotatedTo != "":
-			state = "rotated"
-		}
+		state := admin.KeyState(&k, now)
 		scopes := strings.Join(k.Scopes, ",")
 		if scopes == "" {
 			scopes = "-"
 		}
-		rows[i] = []string{k.Prefix, k.ID, k.Name, k.Role, scopes, state, fmtTime(k.ExpiresAt), fmtTime(k.LastUsedAt), fmtTime(k.CreatedAt)}
+		rows[i] = []string{k.Prefix, k.ID, k.Name, k.Role, scopes, state, cmdline.Time(k.ExpiresAt), cmdline.Time(k.LastUsedAt), cmdline.Time(k.CreatedAt)}
 	}
 	return c.table("PREFIX\tID\tNAME\tROLE\tSCOPES\tSTATE\tEXPIRES\tLAST USED\tCREATED", rows)
 }
 
-func runKeyRevoke(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("key revoke", pos, "the key's ID or PREFIX"); err != nil {
-		return err
-	}
-	k, err := c.ops.RevokeKey(c.ctx, c.tenant, pos[0])
+func runKeyRevoke(c *adminCtx, pos []string) error {
+	k, err := c.ops.GetKey(c.ctx, c.tenant, pos[0])
 	if err != nil {
 		return err
+	}
+	if err := c.confirm(c.cmd, fmt.Sprintf("revoke key %s (id %s, prefix %s, role %s) of tenant %s? Clients using it are refused at once", k.Name, k.ID, k.Prefix, k.Role, c.tenantName(k.TenantID)), c.yes); err != nil {
+		return err
+	}
+	if k, err = c.ops.RevokeKey(c.ctx, k.TenantID, k.ID); err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(k)
 	}
 	fmt.Fprintf(c.stdout, "revoked key %s (id %s, prefix %s) of tenant %s\n", k.Name, k.ID, k.Prefix, c.tenantName(k.TenantID))
 	return nil
 }
 
-func runKeyRotate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("key rotate", pos, "the key's ID or PREFIX"); err != nil {
-		return err
-	}
+func runKeyRotate(c *adminCtx, pos []string) error {
 	nk, err := c.ops.RotateKey(c.ctx, c.tenant, pos[0])
 	if err != nil {
 		return err
+	}
+	if c.json {
+		return c.printJSON(nk)
 	}
 	c.printNewKey("rotated: new", nk)
 	return nil
 }
 
-func runUserCreate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("user create", pos, "the USER name"); err != nil {
-		return err
-	}
-	if err := needTenant("user create", c.tenant); err != nil {
-		return err
-	}
+func runUserCreate(c *adminCtx, pos []string) error {
 	pw, err := c.readPassword()
 	if err != nil {
 		return err
@@ -196,17 +181,14 @@ func runUserCreate(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	if err != nil {
 		return err
 	}
+	if c.json {
+		return c.printJSON(u)
+	}
 	fmt.Fprintf(c.stdout, "created user %s (id %s) in tenant %s with role %s\n", u.Name, u.ID, c.tenant, u.Role)
 	return nil
 }
 
-func runUserList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("user ls", pos); err != nil {
-		return err
-	}
-	if err := needTenant("user ls", c.tenant); err != nil {
-		return err
-	}
+func runUserList(c *adminCtx, pos []string) error {
 	us, err := c.ops.ListUsers(c.ctx, c.tenant)
 	if err != nil {
 		return err
@@ -216,16 +198,16 @@ func runUserList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	}
 	rows := make([][]string, len(us))
 	for i, u := range us {
-		rows[i] = []string{u.Name, u.ID, u.Role, yesNo(u.Disabled), fmtTime(u.CreatedAt)}
+		rows[i] = []string{u.Name, u.ID, u.Role, cmdline.YesNo(u.Disabled), cmdline.Time(u.CreatedAt)}
 	}
 	return c.table("NAME\tID\tROLE\tDISABLED\tCREATED", rows)
 }
 
-func runUserRemove(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("user rm", pos, "the USER name"); err != nil {
+func runUserRemove(c *adminCtx, pos []string) error {
+	if _, err := c.ops.GetUser(c.ctx, c.tenant, pos[0]); err != nil {
 		return err
 	}
-	if err := needTenant("user rm", c.tenant); err != nil {
+	if err := c.confirm(c.cmd, fmt.Sprintf("remove user %s from tenant %s and end their sessions?", pos[0], c.tenant), c.yes); err != nil {
 		return err
 	}
 	if err := c.ops.DeleteUser(c.ctx, c.tenant, pos[0]); err != nil {
@@ -235,10 +217,7 @@ func runUserRemove(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	return nil
 }
 
-func runPlanList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("plan ls", pos); err != nil {
-		return err
-	}
+func runPlanList(c *adminCtx, pos []string) error {
 	ps, err := c.ops.ListPlans(c.ctx)
 	if err != nil {
 		return err
@@ -265,87 +244,67 @@ func runPlanList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 
 // planFlags are plan set's limits; only flags given change anything.
 type planFlags struct {
-	fs     *flag.FlagSet
+	fs     *pflag.FlagSet
 	values map[string]*int64
 	// timeout is --lattice-timeout, a duration.
 	timeout time.Duration
 }
 
-var planLimitFlags = []struct{ flag, help string }{
-	{"key-per-minute", "requests per minute per key or user"},
-	{"key-burst", "burst per key"},
-	{"tenant-per-minute", "requests per minute per tenant"},
-	{"tenant-burst", "burst per tenant"},
-	{"ip-per-minute", "requests per minute per client address"},
-	{"ip-burst", "burst per address"},
-	{"monthly-quota", "tools/call per tenant per calendar month"},
-	{"lattice-max-points", "largest lattice"},
-}
-
-func (p *planFlags) declare(fs *flag.FlagSet) {
+func (p *planFlags) declare(fs *pflag.FlagSet) {
 	p.fs, p.values = fs, map[string]*int64{}
-	for _, f := range planLimitFlags {
-		p.values[f.flag] = fs.Int64(f.flag, 0, f.help+" (`N`; 0: unlimited)")
+	for _, f := range admin.PlanLimitFields() {
+		p.values[f.Flag] = fs.Int64(f.Flag, 0, fmt.Sprintf("%s (`N`, 0 to %d; 0: unlimited)", f.Help, admin.MaxPlanLimit))
 	}
-	fs.DurationVar(&p.timeout, "lattice-timeout", 0, "lattice operation timeout (`duration`; 0: the [lattice] default)")
+	fs.DurationVar(&p.timeout, "lattice-timeout", 0, "lattice operation timeout (`DURATION`; 0: the [lattice] default)")
 }
 
-func (p *planFlags) limits() (admin.PlanLimits, int) {
+// limits are the limits given; nil fields were not.
+func (p *planFlags) limits() admin.PlanLimits {
 	var l admin.PlanLimits
-	set := map[string]bool{}
-	p.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	ptr := func(name string) *int64 {
-		if !set[name] {
-			return nil
+	for _, f := range admin.PlanLimitFields() {
+		if p.fs.Changed(f.Flag) {
+			*f.Field(&l) = p.values[f.Flag]
 		}
-		return p.values[name]
 	}
-	l.KeyPerMinute, l.KeyBurst = ptr("key-per-minute"), ptr("key-burst")
-	l.TenantPerMinute, l.TenantBurst = ptr("tenant-per-minute"), ptr("tenant-burst")
-	l.IPPerMinute, l.IPBurst = ptr("ip-per-minute"), ptr("ip-burst")
-	l.MonthlyQuota, l.LatticeMaxPoints = ptr("monthly-quota"), ptr("lattice-max-points")
-	if set["lattice-timeout"] {
+	if p.fs.Changed("lattice-timeout") {
 		ms := p.timeout.Milliseconds()
 		l.LatticeTimeoutMS = &ms
 	}
-	n := 0
-	for _, f := range planLimitFlags {
-		if set[f.flag] {
-			n++
-		}
-	}
-	if set["lattice-timeout"] {
-		n++
-	}
-	return l, n
+	return l
 }
 
-func runPlanSet(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("plan set", pos, "the plan NAME"); err != nil {
-		return err
+// check refuses a plan set without a limit, and limits out of range,
+// with the messages of the API.
+func (p *planFlags) check() error {
+	l := p.limits()
+	if l.Empty() {
+		return cmdline.Usagef("plan set: give at least one limit, e.g. --key-per-minute 100")
 	}
-	l, n := c.limits.limits()
-	if n == 0 {
-		return usageError{errors.New("plan set: give at least one limit, e.g. --key-per-minute 100")}
+	if err := l.Validate(); err != nil {
+		return cmdline.Usagef("plan set: %v", err)
 	}
-	p, err := c.ops.PutPlan(c.ctx, pos[0], l)
+	return nil
+}
+
+func runPlanSet(c *adminCtx, pos []string) error {
+	p, err := c.ops.PutPlan(c.ctx, pos[0], c.limits.limits())
 	if err != nil {
 		return err
+	}
+	if c.json {
+		return c.printJSON(p)
 	}
 	fmt.Fprintf(c.stdout, "plan %s: key %d/min burst %d, tenant %d/min burst %d, ip %d/min burst %d, monthly quota %d, lattice max points %d, lattice timeout %dms (0: unlimited or default)\n",
 		p.Name, p.KeyPerMinute, p.KeyBurst, p.TenantPerMinute, p.TenantBurst, p.IPPerMinute, p.IPBurst, p.MonthlyQuota, p.LatticeMaxPoints, p.LatticeTimeoutMS)
 	return nil
 }
 
-func runAuditVerify(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("audit verify", pos); err != nil {
-		return err
-	}
+func runAuditVerify(c *adminCtx, pos []string) error {
 	var opts audit.VerifyOptions
 	if c.expectHead != "" {
 		h, err := audit.ParseHead(c.expectHead)
 		if err != nil {
-			return usageError{err}
+			return cmdline.UsageError{Err: err}
 		}
 		opts.ExpectHead = &h
 	}
@@ -353,17 +312,21 @@ func runAuditVerify(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	if err != nil {
 		return err
 	}
+	if c.json {
+		if err := c.printJSON(rep); err != nil {
+			return err
+		}
+	}
 	if !rep.OK {
 		return fmt.Errorf("audit chain broken at seq %d (%s): %s; the %d entries before it are intact", rep.FirstBad, rep.Kind, rep.Problem, rep.Entries)
 	}
-	fmt.Fprintf(c.stdout, "audit chain OK: %d entries, head %s\n", rep.Entries, rep.Head)
+	if !c.json {
+		fmt.Fprintf(c.stdout, "audit chain OK: %d entries, head %s\n", rep.Entries, rep.Head)
+	}
 	return nil
 }
 
-func runAuditExport(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("audit export", pos); err != nil {
-		return err
-	}
+func runAuditExport(c *adminCtx, pos []string) error {
 	var f store.AuditFilter
 	if c.tenant != "" {
 		t, err := c.st.GetTenant(c.ctx, c.tenant)
@@ -383,7 +346,7 @@ func runAuditExport(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	if c.since != "" {
 		t, err := time.Parse(time.RFC3339Nano, c.since)
 		if err != nil {
-			return usageError{fmt.Errorf("audit export: --since %q is not an RFC 3339 time such as 2026-11-01T00:00:00Z", c.since)}
+			return err // checked before
 		}
 		f.Since = t
 	}
@@ -408,5 +371,19 @@ func runAuditExport(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	if file != nil {
 		fmt.Fprintf(c.stderr, "exported %d audit entries to %s\n", n, c.out)
 	}
+	return nil
+}
+
+// runBootstrap sets up again a store that was set up before and has no
+// tenant left (auth.ErrSetUpBefore).
+func runBootstrap(c *adminCtx, _ []string) error {
+	f, err := c.as.Recover(c.ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(map[string]any{"tenant": f.Tenant, "user": f.User, "key": f.Key, "key_env": f.KeyEnv})
+	}
+	f.WriteNotice(c.stdout, "")
 	return nil
 }

@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +50,7 @@ func TestSingleUserModeAuditsToolCalls(t *testing.T) {
 	if call["outcome"] != "ok" || call["actor_kind"] != "anonymous" {
 		t.Errorf("the call's entry: %v", call)
 	}
-	raw, _ := base64.StdEncoding.DecodeString(fmt.Sprint(call["detail"]))
+	raw, _ := json.Marshal(call["detail"]) // a JSON object, not base64
 	if !strings.Contains(string(raw), "args_sha256") || strings.Contains(out, "secret-words") {
 		t.Errorf("arguments must be recorded as a hash: %s", raw)
 	}

@@ -6,28 +6,18 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
 
+	"github.com/spf13/cobra"
+
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 )
-
-const deviceUsage = `Device identity commands (each takes --config FILE or --mcp-servers FILE):
-  device show [--json]
-        Print this device's id, key kind (tpm or file), public key and, for a
-        TPM key, the PCR values an attestation would quote. Creates the key
-        on first use: in the TPM named by [device] tpm (default "auto":
-        /dev/tpmrm0 if present), else in <data_dir>/device.key, sealed with
-        $MCPEDGE_DEVICE_KEY (base64 of 32 bytes) if set, else with
-        <data_dir>/device-master.key. See docs/device-identity.md.
-`
 
 // openDeviceKey opens (creating on first use) the device key the
 // configuration describes: [device] tpm and pcrs, in [server] data_dir.
@@ -53,55 +43,58 @@ type deviceInfo struct {
 	PCRs map[string]string `json:"pcrs,omitempty"`
 }
 
-// cmdDevice runs `mcpedge device …`; args start after "device".
-func cmdDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, deviceUsage)
-		if len(args) == 0 {
-			return usageError{errors.New("device: give a subcommand (see the usage above)")}
-		}
-		return flag.ErrHelp
+func (a *app) deviceCmd() *cobra.Command {
+	var (
+		cf     *configFlags
+		asJSON bool
+	)
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "Print this device's identity key, creating it on first use",
+		Long: `Print this device's id, key kind (tpm or file), public key and, for a TPM
+key, the PCR values an attestation would quote. Creates the key on first
+use: in the TPM named by [device] tpm (default "auto": /dev/tpmrm0 if
+present), else in <data_dir>/device.key, sealed with $MCPEDGE_DEVICE_KEY
+(base64 of 32 bytes) if set, else with <data_dir>/device-master.key. See
+docs/device-identity.md.`,
+		Args: posArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			_, cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			k, err := openDeviceKey(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			defer k.Close()
+			info, err := describeKey(k, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return cmdline.PrintJSON(a.stdout, info)
+			}
+			printDevice(a.stdout, info)
+			return nil
+		},
 	}
-	if args[0] != "show" {
-		fmt.Fprint(stderr, deviceUsage)
-		return usageError{fmt.Errorf("unknown command \"device %s\" (see the usage above)", args[0])}
-	}
-	flags := flag.NewFlagSet("device show", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	src := configFlags(flags)
-	asJSON := flags.Bool("json", false, "print JSON instead of text")
-	if _, err := parseSubcommand(flags, "mcpedge device show [--json] [--config FILE | --mcp-servers FILE]", args[1:]); err != nil {
-		return err
-	}
-	s, err := src()
-	if err != nil {
-		return err
-	}
-	cfg, err := s.load()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	k, err := openDeviceKey(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer k.Close()
-	info, err := describeKey(k, cfg)
-	if err != nil {
-		return err
-	}
-	if *asJSON {
-		return printJSON(stdout, info)
-	}
-	fmt.Fprintf(stdout, "id:       %s\nkind:     %s\n", info.ID, info.Kind)
+	cf = addConfigFlags(show)
+	jsonFlag(show, &asJSON)
+	return group("device", "This device's identity key (docs/device-identity.md)", show)
+}
+
+// printDevice prints what device show shows, as text.
+func printDevice(w io.Writer, info *deviceInfo) {
+	fmt.Fprintf(w, "id:       %s\nkind:     %s\n", info.ID, info.Kind)
 	if info.TPM != "" {
-		fmt.Fprintf(stdout, "tpm:      %s\n", info.TPM)
+		fmt.Fprintf(w, "tpm:      %s\n", info.TPM)
 	}
-	fmt.Fprintf(stdout, "key file: %s\n", info.KeyFile)
+	fmt.Fprintf(w, "key file: %s\n", info.KeyFile)
 	if len(info.PCRs) > 0 {
-		fmt.Fprintln(stdout, "pcrs (sha256):")
+		fmt.Fprintln(w, "pcrs (sha256):")
 		idx := make([]int, 0, len(info.PCRs))
 		for i := range info.PCRs {
 			n, _ := strconv.Atoi(i)
@@ -109,11 +102,10 @@ func cmdDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		slices.Sort(idx)
 		for _, i := range idx {
-			fmt.Fprintf(stdout, "  %2d: %s\n", i, info.PCRs[strconv.Itoa(i)])
+			fmt.Fprintf(w, "  %2d: %s\n", i, info.PCRs[strconv.Itoa(i)])
 		}
 	}
-	fmt.Fprint(stdout, info.PublicKey)
-	return nil
+	fmt.Fprint(w, info.PublicKey)
 }
 
 func describeKey(k devicekey.Key, cfg *config.Config) (*deviceInfo, error) {

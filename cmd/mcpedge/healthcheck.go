@@ -1,32 +1,31 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
-	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/mcpedge/mcpedge/internal/healthprobe"
 )
 
-// cmdHealthcheck is the container image's HEALTHCHECK: it exits 0 when the
+// healthcheckCmd is the container image's HEALTHCHECK: it exits 0 when the
 // gateway's liveness endpoint answers 200 (internal/healthprobe).
-func cmdHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func (a *app) healthcheckCmd() *cobra.Command {
 	var o healthprobe.Options
-	fs.StringVar(&o.URL, "url", healthprobe.DefaultURL, "liveness `URL` to ask")
-	fs.DurationVar(&o.Timeout, "timeout", 0, "give up after this `duration` (default 3s)")
-	fs.StringVar(&o.ServerName, "server-name", "", "`name` an https endpoint's certificate must carry (when --url names an address)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	c := &cobra.Command{
+		Use:   "healthcheck",
+		Short: "Exit 0 when a running gateway's liveness endpoint answers (for container health checks)",
+		Args:  posArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if err := healthprobe.Probe(c.Context(), o); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintln(a.stdout, "ok")
+			return err
+		},
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("healthcheck takes no arguments, got %q", fs.Args())}
-	}
-	if err := healthprobe.Probe(ctx, o); err != nil {
-		return err
-	}
-	fmt.Fprintln(stdout, "ok")
-	return nil
+	c.Flags().StringVar(&o.URL, "url", healthprobe.DefaultURL, "liveness `URL` to ask")
+	c.Flags().DurationVar(&o.Timeout, "timeout", 0, "give up after this `duration` (default 3s)")
+	c.Flags().StringVar(&o.ServerName, "server-name", "", "`name` an https endpoint's certificate must carry (when --url names an address)")
+	return c
 }

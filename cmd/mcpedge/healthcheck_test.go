@@ -26,12 +26,12 @@ func TestHealthcheckCommand(t *testing.T) {
 		{[]string{"healthcheck", "--url", srv.URL + "/healthz"}, 0, "ok", ""},
 		{[]string{"healthcheck", "--url", srv.URL + "/other"}, 1, "", "503 Service Unavailable: draining"},
 		{[]string{"healthcheck", "--url", "ftp://x/"}, 1, "", "want http:// or https://"},
-		{[]string{"healthcheck", "extra"}, 2, "", "takes no arguments"},
-		{[]string{"healthcheck", "--timeout", "soon"}, 1, "", "invalid value"},
+		{[]string{"healthcheck", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"healthcheck", "--timeout", "soon"}, 2, "", `invalid argument "soon"`},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer
-		code := run(tt.args, &stdout, &stderr)
+		code := run(tt.args, strings.NewReader(""), &stdout, &stderr)
 		if code != tt.code || !strings.Contains(stdout.String(), tt.inStdout) || !strings.Contains(stderr.String(), tt.inStderr) {
 			t.Errorf("mcpedge %v: exit %d, stdout %q, stderr %q; want exit %d with %q / %q", tt.args, code, stdout.String(), stderr.String(), tt.code, tt.inStdout, tt.inStderr)
 		}

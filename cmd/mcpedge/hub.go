@@ -5,17 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/hub"
@@ -23,6 +24,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/hub/edge"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 )
 
 // hubService is the hub side of `mcpedge serve`: every gateway whose
@@ -40,7 +42,7 @@ func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.S
 		// for those that are (devices or enrollment tokens in the store),
 		// and for the first TPM enrollment (attest.Verifier). A fresh
 		// gateway's first start stays quiet about it.
-		if hubInUse(sec.Store) {
+		if hub.InUse(sec.Store) {
 			log.Warn(attest.EKNotChecked)
 		} else {
 			log.Debug(attest.EKNotChecked)
@@ -65,23 +67,6 @@ func loadEKRoots(cfg *config.Config) (*devicekey.EKRoots, error) {
 	return r, nil
 }
 
-// hubInUse reports whether this gateway acts as a hub: its store holds
-// enrolled devices or enrollment tokens. A store that cannot answer in a
-// second counts as in use (the warning is then given rather than lost).
-func hubInUse(st store.Store) bool {
-	if st == nil {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	devs, err := st.ListDevices(ctx, "")
-	if err != nil || len(devs) > 0 {
-		return true
-	}
-	toks, err := st.ListEnrollTokens(ctx, "")
-	return err != nil || len(toks) > 0
-}
-
 // edgeLink is the edge side of `mcpedge serve` when [hub] url is set.
 type edgeLink struct {
 	link *edge.Link
@@ -92,7 +77,7 @@ type edgeLink struct {
 
 // startEdge opens the device key, starts the link to the hub and adds its
 // synthetic upstream ("hub") to cfg. It returns nil without [hub] url.
-func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *telemetry.Metrics, log *slog.Logger) (*edgeLink, error) {
+func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *telemetry.Metrics, certMetrics *tlsconf.Metrics, log *slog.Logger) (*edgeLink, error) {
 	if !cfg.Hub.Enabled() {
 		return nil, nil
 	}
@@ -114,6 +99,7 @@ func startEdge(ctx context.Context, cfg *config.Config, sec *securityStack, m *t
 	l, err := edge.New(edge.Options{
 		Hub: cfg.Hub, Key: key, Attest: attest, Activate: activate, Audit: sec.Store,
 		Gatherer: m.Registry, Registerer: m.Registry, Log: log.With("component", "hub-link"),
+		CertMetrics: certMetrics,
 	})
 	if err == nil {
 		err = l.Start(ctx)
@@ -149,118 +135,165 @@ func (e *edgeLink) Close() {
 	_ = e.key.Close()
 }
 
-const hubUsage = `Hub commands (each takes --config FILE or --mcp-servers FILE to find the store):
-  hub token create --tenant NAME [--name N] [--uses N] [--ttl 24h]
-        Create an enrollment token for edges of the tenant; prints it alone on the last line.
-  hub devices [--json]
-        List the enrolled devices: id, name, tenant, kind, attested, enrolled, last contact, address,
-        PCR policy and why the last sign-in was refused.
-  hub devices approve ID
-        Re-approve a TPM device whose PCR values changed legitimately (firmware update): its next
-        attestation's PCR values are accepted and recorded.
-  hub devices pcrs ID enrolled|off
-        Set a TPM device's PCR policy: enrolled (the default: PCR values must stay those recorded)
-        or off (recorded, not enforced).
-`
+func (a *app) hubCmd() *cobra.Command {
+	// openSt loads the configuration and opens the store for a command.
+	openSt := func(ctx context.Context, cf *configFlags) (store.Store, error) {
+		_, cfg, err := cf.load()
+		if err != nil {
+			return nil, err
+		}
+		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		st, err := openStore(openCtx, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("opening the store: %w", err)
+		}
+		return st, nil
+	}
+	var (
+		tokCF, devCF, approveCF, pcrsCF *configFlags
+		tenant, tokName                 string
+		uses                            int
+		ttl                             time.Duration
+		tokJSON, devJSON, changeJSON    bool
+	)
+	tokCreate := &cobra.Command{
+		Use:   "create --tenant NAME",
+		Short: "Create an enrollment token for edges of a tenant; prints it alone on the last line",
+		Args:  posArgs(),
+		PreRunE: func(*cobra.Command, []string) error {
+			if tenant == "" {
+				return cmdline.Usagef("hub token create: --tenant NAME is required")
+			}
+			if err := hub.CheckTokenRequest(uses, ttl, tokName); err != nil {
+				return cmdline.Usagef("hub token create: %v", err)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			st, err := openSt(ctx, tokCF)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			t, err := st.GetTenantByName(ctx, tenant)
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("tenant %q does not exist: create it first (mcpedge tenant create %s)", tenant, tenant)
+			}
+			if err != nil {
+				return err
+			}
+			tok, err := hub.CreateToken(ctx, st, t.ID, tokName, uses, ttl, time.Now())
+			if err != nil {
+				return err
+			}
+			if err := cliAudit(ctx, st, t.ID, "hub.token.create", tok.ID, map[string]any{"uses": tok.Uses, "expires_at": tok.ExpiresAt}); err != nil {
+				return fmt.Errorf("auditing the new token: %w", err)
+			}
+			if tokJSON {
+				return cmdline.PrintJSON(a.stdout, tok)
+			}
+			fmt.Fprintf(a.stdout, "enrollment token %s for tenant %s: %d use(s), expires %s\n", tok.ID, t.Name, tok.Uses, tok.ExpiresAt.Format(time.RFC3339))
+			fmt.Fprintf(a.stdout, "set it on the edge as [hub] enroll_token (e.g. MCPEDGE_ENROLL_TOKEN); it is shown only now:\n%s\n", tok.Token)
+			return nil
+		},
+	}
+	tokCF = addConfigFlags(tokCreate)
+	tokCreate.Flags().StringVar(&tenant, "tenant", "", "the tenant `NAME` devices enrolled with the token join")
+	tokCreate.Flags().StringVar(&tokName, "name", "", fmt.Sprintf("a `LABEL` for the token (at most %d bytes)", hub.MaxTokenNameLen))
+	tokCreate.Flags().IntVar(&uses, "uses", 1, fmt.Sprintf("how many devices may enroll with the token (1 to %d)", hub.MaxTokenUses))
+	tokCreate.Flags().DurationVar(&ttl, "ttl", hub.DefaultTokenTTL, "how long the token is valid (at most a year)")
+	jsonFlag(tokCreate, &tokJSON)
 
-// cmdHub runs `mcpedge hub ...` on the store the configuration names.
-func cmdHub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var name string
-	switch {
-	case len(args) >= 2 && args[0] == "token" && args[1] == "create":
-		name, args = "hub token create", args[2:]
-	case len(args) >= 2 && args[0] == "devices" && args[1] == "approve":
-		name, args = "hub devices approve", args[2:]
-	case len(args) >= 2 && args[0] == "devices" && args[1] == "pcrs":
-		name, args = "hub devices pcrs", args[2:]
-	case len(args) >= 1 && args[0] == "devices":
-		name, args = "hub devices", args[1:]
-	default:
-		fmt.Fprint(stderr, hubUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return flag.ErrHelp
+	change := func(use, short string, want []string, cfp **configFlags) *cobra.Command {
+		c := &cobra.Command{
+			Use:   use,
+			Short: short,
+			Args:  posArgs(want...),
+			PreRunE: func(c *cobra.Command, args []string) error {
+				if len(args) == 2 {
+					if _, err := hub.ParsePCRPolicy(args[1]); err != nil {
+						return cmdline.UsageError{Err: err}
+					}
+				}
+				return nil
+			},
+			RunE: func(c *cobra.Command, args []string) error {
+				ctx, stop := interruptible(c.Context())
+				defer stop()
+				st, err := openSt(ctx, *cfp)
+				if err != nil {
+					return err
+				}
+				defer st.Close()
+				policy := ""
+				if len(args) == 2 {
+					policy, _ = hub.ParsePCRPolicy(args[1])
+				}
+				return hubDeviceChange(ctx, st, cmdName(c), args[0], policy, changeJSON, a.stdout)
+			},
 		}
-		return usageError{errors.New("hub: give a subcommand (see the usage above)")}
+		*cfp = addConfigFlags(c)
+		jsonFlag(c, &changeJSON)
+		return c
 	}
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := configFlags(fs)
-	tenant := fs.String("tenant", "", "the tenant `NAME` devices enrolled with the token join")
-	tokName := fs.String("name", "", "a `label` for the token")
-	uses := fs.Int("uses", 1, "how many devices may enroll with the token")
-	ttl := fs.Duration("ttl", hub.DefaultTokenTTL, "how long the token is valid")
-	asJSON := fs.Bool("json", false, "print JSON")
-	// Flags may come before or after the positional arguments
-	// ("approve ID --config F").
-	pos, err := parseInterleaved(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	approve := change("approve ID", "Re-approve a TPM device whose PCR values changed legitimately (firmware update)", []string{"the device ID"}, &approveCF)
+	pcrs := change("pcrs ID enrolled|off", "Set a TPM device's PCR policy: enrolled (the default) or off (recorded, not enforced)", []string{"the device ID", "the policy (enrolled or off)"}, &pcrsCF)
+	pcrs.ValidArgsFunction = func(_ *cobra.Command, args []string, _ string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if len(args) == 1 {
+			return []cobra.Completion{hub.PCRPolicyEnrolled, hub.PCRPolicyOff}, cobra.ShellCompDirectiveNoFileComp
 		}
-		return usageError{err}
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	wantArgs := map[string]int{"hub devices approve": 1, "hub devices pcrs": 2}[name]
-	if len(pos) < wantArgs {
-		return usageError{fmt.Errorf("%s: give the device ID%s", name, map[bool]string{true: " and the policy (enrolled or off)"}[wantArgs == 2])}
+	rm := a.adminCommand(adminSpec{use: "rm ID", short: "Remove an enrolled device and revoke its credential (asks first)", args: []string{"the device ID"},
+		flags: func(f *pflag.FlagSet, c *adminCtx) {
+			f.BoolVarP(&c.yes, "yes", "y", false, "do it without asking (scripts; required when stdin is not a terminal)")
+		},
+		run: func(c *adminCtx, args []string) error {
+			d, err := c.st.GetDevice(c.ctx, args[0])
+			if errors.Is(err, store.ErrNotFound) {
+				return fmt.Errorf("device %q is not enrolled with this hub (see mcpedge hub devices)", args[0])
+			}
+			if err != nil {
+				return err
+			}
+			if err := c.confirm(c.cmd, fmt.Sprintf("remove device %s (%s, tenant %s)? It can not sign in again until it enrolls anew", d.ID, d.Name, c.tenantName(d.TenantID)), c.yes); err != nil {
+				return err
+			}
+			if err := hub.RemoveDevice(c.ctx, c.st, c.as.RevokeKey, d, slog.New(slog.NewTextHandler(c.stderr, nil))); err != nil {
+				return err
+			}
+			if err := cliAudit(c.ctx, c.st, d.TenantID, "hub.device.delete", d.ID, map[string]any{"name": d.Name}); err != nil {
+				return fmt.Errorf("auditing the removal: %w", err)
+			}
+			fmt.Fprintf(c.stdout, "removed device %s and revoked its credential\n", d.ID)
+			return nil
+		}})
+	devices := &cobra.Command{
+		Use:   "devices",
+		Short: "List the enrolled devices and their last contact; approve, pcrs and rm change one",
+		Long: `List the enrolled devices: id, name, tenant, kind, attested, enrolled, last contact,
+address, PCR policy and why the last sign-in was refused.`,
+		Args: posArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			st, err := openSt(ctx, devCF)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			return hubDevices(ctx, st, devJSON, a.stdout)
+		},
 	}
-	if len(pos) > wantArgs {
-		return usageError{fmt.Errorf("%s: unexpected argument %q", name, pos[wantArgs])}
-	}
-	var policy string
-	if name == "hub devices pcrs" {
-		if policy, err = hub.ParsePCRPolicy(pos[1]); err != nil {
-			return usageError{err}
-		}
-	}
-	s, err := src()
-	if err != nil {
-		return err
-	}
-	cfg, err := s.load()
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	st, err := openStore(openCtx, cfg)
-	if err != nil {
-		return fmt.Errorf("opening the store: %w", err)
-	}
-	defer st.Close()
-	switch name {
-	case "hub devices":
-		return hubDevices(ctx, st, *asJSON, stdout)
-	case "hub devices approve", "hub devices pcrs":
-		return hubDeviceChange(ctx, st, name, pos[0], policy, stdout)
-	}
-	if *tenant == "" {
-		return usageError{errors.New("hub token create: --tenant NAME is required")}
-	}
-	if *uses < 1 || *uses > 100000 || *ttl <= 0 || *ttl > 366*24*time.Hour {
-		return usageError{errors.New("hub token create: --uses must be 1 to 100000 and --ttl greater than 0 and at most a year")}
-	}
-	t, err := st.GetTenantByName(ctx, *tenant)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("tenant %q does not exist: create it first (mcpedge tenant create %s)", *tenant, *tenant)
-	}
-	if err != nil {
-		return err
-	}
-	tok, err := hub.CreateToken(ctx, st, t.ID, *tokName, *uses, *ttl, time.Now())
-	if err != nil {
-		return err
-	}
-	if err := cliAudit(ctx, st, t.ID, "hub.token.create", tok.ID, map[string]any{"uses": tok.Uses, "expires_at": tok.ExpiresAt}); err != nil {
-		return fmt.Errorf("auditing the new token: %w", err)
-	}
-	if *asJSON {
-		return json.NewEncoder(stdout).Encode(tok)
-	}
-	fmt.Fprintf(stdout, "enrollment token %s for tenant %s: %d use(s), expires %s\n", tok.ID, t.Name, tok.Uses, tok.ExpiresAt.Format(time.RFC3339))
-	fmt.Fprintf(stdout, "set it on the edge as [hub] enroll_token (e.g. MCPEDGE_ENROLL_TOKEN); it is shown only now:\n%s\n", tok.Token)
-	return nil
+	devCF = addConfigFlags(devices)
+	jsonFlag(devices, &devJSON)
+	devices.AddCommand(approve, pcrs, rm)
+	g := group("hub", "Enroll edge gateways with this hub and manage their devices (docs/hub.md)",
+		group("token", "Enrollment tokens for edge gateways", tokCreate), devices)
+	return g
 }
 
 func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writer) error {
@@ -269,7 +302,7 @@ func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writ
 		return err
 	}
 	if asJSON {
-		return json.NewEncoder(stdout).Encode(views)
+		return cmdline.PrintJSON(stdout, views)
 	}
 	if len(views) == 0 {
 		fmt.Fprintln(stdout, "no devices enrolled")
@@ -311,7 +344,7 @@ func hubDevices(ctx context.Context, st store.Store, asJSON bool, stdout io.Writ
 
 // hubDeviceChange re-approves a device's PCR values or sets its PCR
 // policy, on the store, audited as the REST endpoints are.
-func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy string, stdout io.Writer) error {
+func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy string, asJSON bool, stdout io.Writer) error {
 	d, err := st.GetDevice(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("device %q is not enrolled with this hub (see mcpedge hub devices)", id)
@@ -332,6 +365,18 @@ func hubDeviceChange(ctx context.Context, st store.Store, name, id, policy strin
 	}
 	if err := cliAudit(ctx, st, d.TenantID, action, d.ID, detail); err != nil {
 		return fmt.Errorf("auditing the change: %w", err)
+	}
+	if asJSON {
+		views, err := hub.ListDevices(ctx, st, d.TenantID)
+		if err != nil {
+			return err
+		}
+		for _, v := range views {
+			if v.ID == d.ID {
+				return cmdline.PrintJSON(stdout, v)
+			}
+		}
+		return fmt.Errorf("device %s: gone after the change", d.ID)
 	}
 	if name == "hub devices approve" {
 		fmt.Fprintf(stdout, "device %s re-approved: the PCR values of its next sign-in are accepted and recorded\n", d.ID)

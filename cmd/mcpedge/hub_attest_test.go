@@ -50,9 +50,9 @@ func hubDenials(t *testing.T, base, action, device string) []string {
 	code, b := apiDo(t, http.MethodGet, base+"/api/audit?action="+action+"&limit=1000", testAdminKey, "")
 	var page struct {
 		Entries []struct {
-			Target  string `json:"target"`
-			Outcome string `json:"outcome"`
-			Detail  []byte `json:"detail"`
+			Target  string          `json:"target"`
+			Outcome string          `json:"outcome"`
+			Detail  json.RawMessage `json:"detail"`
 		} `json:"entries"`
 	}
 	if code != 200 || json.Unmarshal(b, &page) != nil {

@@ -354,8 +354,8 @@ func edgeAuditOnHub(t *testing.T, base string) []int64 {
 		code, b := apiDo(t, http.MethodGet, fmt.Sprintf("%s/api/audit?action=edge.&limit=1000&after=%d", base, after), testAdminKey, "")
 		var page struct {
 			Entries []struct {
-				Seq    int64  `json:"seq"`
-				Detail []byte `json:"detail"`
+				Seq    int64           `json:"seq"`
+				Detail json.RawMessage `json:"detail"`
 			} `json:"entries"`
 		}
 		if code != 200 || json.Unmarshal(b, &page) != nil {
@@ -636,11 +636,11 @@ func TestHubCLI(t *testing.T) {
 		{[]string{"hub", "token"}, "give a subcommand"},
 		{[]string{"hub", "token", "create", "--config", cfgPath}, "--tenant NAME is required"},
 		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "nope"}, `tenant "nope" does not exist`},
-		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "acme", "--uses", "0"}, "--uses must be 1 to 100000"},
+		{[]string{"hub", "token", "create", "--config", cfgPath, "--tenant", "acme", "--uses", "0"}, "uses must be between 1 and 100000"},
 		{[]string{"hub", "devices", "--config", cfgPath, "extra"}, "unexpected argument"},
-		{[]string{"hub", "devices", "approve", "--config", cfgPath}, "give the device ID"},
+		{[]string{"hub", "devices", "approve", "--config", cfgPath}, "missing the device ID"},
 		{[]string{"hub", "devices", "approve", "a", "b", "--config", cfgPath}, `unexpected argument "b"`},
-		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "--config", cfgPath}, "and the policy"},
+		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "--config", cfgPath}, "missing the policy"},
 		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "sometimes", "--config", cfgPath}, `pcr_policy "sometimes"`},
 		{[]string{"hub", "devices", "pcrs", "0123456789abcdef0123456789abcdef", "off", "--config", cfgPath}, "is not enrolled with this hub"},
 	} {

@@ -1,20 +1,18 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/lattice"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
@@ -58,11 +56,84 @@ func newLatticeService(cfg *config.Config, log *slog.Logger, sec *securityStack)
 	return latticesvc.New(o)
 }
 
-func cmdLattice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "bench" {
-		return usageError{errors.New("usage: mcpedge lattice bench [--large] [--3d] [--shape DIMS] [--repeats N] [--catalytic=false] [--workers N] [--baseline-max BYTES] [--region BYTES]")}
+func (a *app) latticeCmd() *cobra.Command {
+	var (
+		opts          lattice.BenchOptions
+		shapes        shapesFlag
+		large, threeD bool
+		asJSON        bool
+	)
+	bench := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark the built-in lattice engine and print a table",
+		Long: `Measures breadth-first search over lattices with 20 % random blocking: one core, all
+cores, catalytic (borrowing a region of synthetic log text) and an explicit
+adjacency-list baseline, and prints throughput and memory per case. The default
+(10^6 and 10^7 points) takes seconds; --large adds 10^8 points.`,
+		Example: "  mcpedge lattice bench --shape 64x64 --catalytic=false --baseline-max -1",
+		Args:    posArgs(),
+		PreRunE: func(*cobra.Command, []string) error {
+			if err := opts.Validate(); err != nil {
+				return cmdline.Usagef("lattice bench: %v", err)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			opts.Include1e8 = large
+			switch {
+			case len(shapes) > 0:
+				opts.Shapes = shapes
+			case threeD:
+				opts.Shapes = [][]int64{{100, 100, 100}, {215, 215, 216}}
+				if large {
+					opts.Shapes = append(opts.Shapes, []int64{464, 464, 465})
+				}
+			}
+			// Measure the engine, not the gateway's collector tuning
+			// (tuneGC): Go's defaults, unless GOGC or GOMEMLIMIT say
+			// otherwise.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(100)
+			}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(math.MaxInt64)
+			}
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			rows := lattice.RunBench(ctx, opts)
+			if asJSON {
+				if err := cmdline.PrintJSON(a.stdout, map[string]any{
+					"version": version, "go": runtime.Version(), "gomaxprocs": runtime.GOMAXPROCS(0), "cpu": cpuModel(), "rows": rows,
+				}); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(a.stdout, "mcpedge %s, %s, GOMAXPROCS=%d, %s\n\n", version, runtime.Version(), runtime.GOMAXPROCS(0), cpuModel())
+				fmt.Fprint(a.stdout, lattice.FormatBenchTable(rows))
+			}
+			if ctx.Err() != nil {
+				return errors.New("interrupted")
+			}
+			for _, r := range rows {
+				if r.Err != "" {
+					return fmt.Errorf("case %s on %v failed: %s", r.Case, r.Dims, r.Err)
+				}
+			}
+			return nil
+		},
 	}
-	return cmdLatticeBench(ctx, args[1:], stdout, stderr)
+	f := bench.Flags()
+	f.BoolVar(&large, "large", false, "add the 10^8-point lattice (10000x10000, or 464x464x465 with --3d); takes 15 s to a minute")
+	f.BoolVar(&threeD, "3d", false, "use cubic 3-D shapes (100^3, 215x215x216) instead of 2-D ones")
+	f.Var(&shapes, "shape", "measure this `SHAPE` instead of the defaults, e.g. 2000x2000 (repeatable)")
+	f.BoolVar(&opts.Catalytic, "catalytic", true, "add catalytic-mode rows")
+	f.IntVar(&opts.Repeats, "repeats", 1, fmt.Sprintf("runs per case, 1 to %d; the fastest is kept", lattice.MaxBenchRepeats))
+	f.IntVar(&opts.Workers, "workers", 0, fmt.Sprintf("workers for the all-cores rows, 0 to %d (0: GOMAXPROCS)", lattice.MaxBenchWorkers))
+	f.Int64Var(&opts.BaselineMaxBytes, "baseline-max", 0, "largest explicit baseline in `BYTES` (0: 1 GiB, negative: none)")
+	f.IntVar(&opts.RegionBytes, "region", 0, fmt.Sprintf("`BYTES` of the region catalytic rows borrow from, 0 to %d (0: 64 MiB)", lattice.MaxBenchRegion))
+	f.Float64Var(&opts.Density, "density", 0.2, "random blocking density, in (0, 1]")
+	jsonFlag(bench, &asJSON)
+	return group("lattice", "The built-in lattice engine (lattice bench: benchmark it)", bench)
 }
 
 // shapesFlag collects --shape values such as 1000x1000 or 100x100x100.
@@ -70,87 +141,15 @@ type shapesFlag [][]int64
 
 func (s *shapesFlag) String() string { return fmt.Sprint([][]int64(*s)) }
 
+// Type names the value in help.
+func (s *shapesFlag) Type() string { return "shape" }
+
 func (s *shapesFlag) Set(v string) error {
-	var dims []int64
-	for _, part := range strings.Split(v, "x") {
-		n, err := strconv.ParseInt(strings.TrimSpace(part), 10, 64)
-		if err != nil || n < 1 {
-			return fmt.Errorf("%q is not a shape such as 1000x1000 (axis lengths ≥ 1 joined by x)", v)
-		}
-		dims = append(dims, n)
-	}
-	if len(dims) > lattice.MaxDims {
-		return fmt.Errorf("%q has more than %d axes", v, lattice.MaxDims)
+	dims, err := lattice.ParseShape(v)
+	if err != nil {
+		return err
 	}
 	*s = append(*s, dims)
-	return nil
-}
-
-func cmdLatticeBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("lattice bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: mcpedge lattice bench [flags]\n\n"+
-			"Measures breadth-first search over lattices with 20 %% random blocking: one core, all\n"+
-			"cores, catalytic (borrowing a region of synthetic log text) and an explicit\n"+
-			"adjacency-list baseline, and prints throughput and memory per case. The default\n"+
-			"(10^6 and 10^7 points) takes seconds; --large adds 10^8 points.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	var opts lattice.BenchOptions
-	var shapes shapesFlag
-	large := fs.Bool("large", false, "add the 10^8-point lattice (10000x10000, or 464x464x465 with --3d); takes 15 s to a minute")
-	threeD := fs.Bool("3d", false, "use cubic 3-D shapes (100^3, 215x215x216) instead of 2-D ones")
-	fs.Var(&shapes, "shape", "measure this `shape` instead of the defaults, e.g. 2000x2000 (repeatable)")
-	fs.BoolVar(&opts.Catalytic, "catalytic", true, "add catalytic-mode rows")
-	fs.IntVar(&opts.Repeats, "repeats", 1, "runs per case; the fastest is kept")
-	fs.IntVar(&opts.Workers, "workers", 0, "workers for the all-cores rows (0: GOMAXPROCS)")
-	fs.Int64Var(&opts.BaselineMaxBytes, "baseline-max", 0, "largest explicit baseline in `bytes` (0: 1 GiB, negative: none)")
-	fs.IntVar(&opts.RegionBytes, "region", 0, "`bytes` of the region catalytic rows borrow from (0: 64 MiB)")
-	fs.Float64Var(&opts.Density, "density", 0.2, "random blocking density, in (0, 1]")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err}
-	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("lattice bench: unexpected argument %q", fs.Arg(0))}
-	}
-	if !(opts.Density > 0 && opts.Density <= 1) {
-		return usageError{fmt.Errorf("lattice bench: --density must be in (0, 1], got %g", opts.Density)}
-	}
-	opts.Include1e8 = *large
-	switch {
-	case len(shapes) > 0:
-		opts.Shapes = shapes
-	case *threeD:
-		opts.Shapes = [][]int64{{100, 100, 100}, {215, 215, 216}}
-		if *large {
-			opts.Shapes = append(opts.Shapes, []int64{464, 464, 465})
-		}
-	}
-	// Measure the engine, not the gateway's collector tuning (tuneGC): Go's
-	// defaults, unless GOGC or GOMEMLIMIT say otherwise.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(100)
-	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(math.MaxInt64)
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-	rows := lattice.RunBench(ctx, opts)
-	fmt.Fprintf(stdout, "mcpedge %s, %s, GOMAXPROCS=%d, %s\n\n", version, runtime.Version(), runtime.GOMAXPROCS(0), cpuModel())
-	fmt.Fprint(stdout, lattice.FormatBenchTable(rows))
-	if ctx.Err() != nil {
-		return errors.New("interrupted")
-	}
-	for _, r := range rows {
-		if r.Err != "" {
-			return fmt.Errorf("case %s on %v failed: %s", r.Case, r.Dims, r.Err)
-		}
-	}
 	return nil
 }
 

@@ -28,7 +28,7 @@ func TestLatticeBenchHelp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	for _, want := range []string{"usage: mcpedge lattice bench", "-large", "-3d", "-shape", "-repeats", "-catalytic"} {
+	for _, want := range []string{"mcpedge lattice bench [flags]", "--large", "-3d", "-shape", "-repeats", "-catalytic"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("help lacks %q:\n%s", want, out)
 		}

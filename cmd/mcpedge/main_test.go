@@ -23,6 +23,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(hostileEnv) == "stdio" {
+		// This test binary is the hostile stdio upstream of a gateway
+		// under test (hostile_test.go).
+		os.Exit(runHostileStdio())
+	}
 	dir, err := os.MkdirTemp("", "mcpedge-bin")
 	if err != nil {
 		panic(err)
@@ -98,7 +103,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
+var listenRE = regexp.MustCompile(`listening on (https?://\S+)/mcp`)
 
 func startServe(t *testing.T, env []string, args ...string) *gatewayProc {
 	t.Helper()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"time"
@@ -10,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/mcpedge/mcpedge/internal/changebus"
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/pin"
 )
@@ -32,6 +33,15 @@ func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg 
 	}
 	cancel()
 	g.SetPinner(p)
+	sec.Changes.On(changebus.TopicPins, func() {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), pinLoadTimeout)
+			defer cancel()
+			if err := p.Refresh(ctx); err != nil {
+				log.Warn("tool pinning: pins not reloaded after another replica's decision; the next poll does it", "err", err.Error())
+			}
+		}()
+	})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { p.Run(runCtx); close(done) }()
@@ -48,7 +58,7 @@ func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg 
 
 // pinsRefresher is admin.OpsOptions.PinsChanged for p: a decision made
 // through this process's admin API is served at once.
-func pinsRefresher(p *pin.Pinner, log *slog.Logger) func(context.Context) {
+func pinsRefresher(p *pin.Pinner, changes *changebus.Bus, log *slog.Logger) func(context.Context) {
 	if p == nil {
 		return nil
 	}
@@ -56,13 +66,11 @@ func pinsRefresher(p *pin.Pinner, log *slog.Logger) func(context.Context) {
 		if err := p.Refresh(ctx); err != nil {
 			log.Warn("tool pinning: pins not reloaded after a decision; the next poll does it", "err", err.Error())
 		}
+		changes.Announce(ctx, changebus.TopicPins) // the other replicas reload now (with Redis)
 	}
 }
 
-func runPinsList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("pins ls", pos); err != nil {
-		return err
-	}
+func runPinsList(c *adminCtx, pos []string) error {
 	state := ""
 	if c.pending {
 		state = admin.PinStatePending
@@ -76,7 +84,7 @@ func runPinsList(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	}
 	rows := make([][]string, len(ps))
 	for i, p := range ps {
-		rows[i] = []string{p.Upstream, p.Kind, p.Name, p.State, short(p.Hash), fmtTime(p.PinnedAt), short(p.OfferedHash), fmtTime(p.OfferedAt)}
+		rows[i] = []string{p.Upstream, p.Kind, p.Name, p.State, short(p.Hash), cmdline.Time(p.PinnedAt), short(p.OfferedHash), cmdline.Time(p.OfferedAt)}
 	}
 	return c.table("UPSTREAM\tKIND\tNAME\tSTATE\tHASH\tPINNED\tOFFERED HASH\tOFFERED", rows)
 }
@@ -93,10 +101,7 @@ func short(h string) string {
 	return h
 }
 
-func runPinsDiff(c *adminCtx, _ *flag.FlagSet, pos []string) error {
-	if err := positional("pins diff", pos, "the UPSTREAM", "the KIND (tool, prompt or template)", "the NAME"); err != nil {
-		return err
-	}
+func runPinsDiff(c *adminCtx, pos []string) error {
 	p, err := c.ops.GetPin(c.ctx, pos[0], pos[1], pos[2])
 	if err != nil {
 		return err
@@ -104,13 +109,13 @@ func runPinsDiff(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	if c.json {
 		return c.printJSON(p)
 	}
-	fmt.Fprintf(c.stdout, "%s %q of upstream %s: %s\npinned  %s at %s\n", p.Kind, p.Name, p.Upstream, p.State, p.Hash, fmtTime(p.PinnedAt))
+	fmt.Fprintf(c.stdout, "%s %q of upstream %s: %s\npinned  %s at %s\n", p.Kind, p.Name, p.Upstream, p.State, p.Hash, cmdline.Time(p.PinnedAt))
 	if p.OfferedHash == "" {
 		fmt.Fprintln(c.stdout, "the upstream offers the pinned definition: nothing to approve")
 		fmt.Fprint(c.stdout, pin.Pretty(p.Definition))
 		return nil
 	}
-	fmt.Fprintf(c.stdout, "offered %s at %s\n", p.OfferedHash, fmtTime(p.OfferedAt))
+	fmt.Fprintf(c.stdout, "offered %s at %s\n", p.OfferedHash, cmdline.Time(p.OfferedAt))
 	fmt.Fprint(c.stdout, p.Diff)
 	if p.State == admin.PinStatePending {
 		fmt.Fprintf(c.stdout, "approve exactly this change with: mcpedge pins approve %s %s %q --hash %s\n", p.Upstream, p.Kind, p.Name, p.OfferedHash)
@@ -118,22 +123,22 @@ func runPinsDiff(c *adminCtx, _ *flag.FlagSet, pos []string) error {
 	return nil
 }
 
-func runPinsApprove(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+func runPinsApprove(c *adminCtx, pos []string) error {
 	return c.decidePin("pins approve", "approved", pos, c.ops.ApprovePin)
 }
 
-func runPinsReject(c *adminCtx, _ *flag.FlagSet, pos []string) error {
+func runPinsReject(c *adminCtx, pos []string) error {
 	return c.decidePin("pins reject", "rejected", pos, c.ops.RejectPin)
 }
 
 func (c *adminCtx) decidePin(name, verb string, pos []string, do func(context.Context, admin.PinDecision) (*admin.PinInfo, error)) error {
-	if err := positional(name, pos, "the UPSTREAM", "the KIND (tool, prompt or template)", "the NAME"); err != nil {
-		return err
-	}
 	d := admin.PinDecision{Upstream: pos[0], Kind: pos[1], Name: pos[2], Hash: c.hash}
 	p, err := do(c.ctx, d)
 	if err != nil {
 		return err
+	}
+	if c.json {
+		return c.printJSON(p)
 	}
 	if verb == "approved" {
 		fmt.Fprintf(c.stdout, "approved: %s %q of upstream %s is now pinned as %s\n", p.Kind, p.Name, p.Upstream, p.Hash)

@@ -3,16 +3,16 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 
+	"github.com/spf13/cobra"
+
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/deferq"
 	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/mcpedge/mcpedge/internal/sealbox"
@@ -26,20 +26,6 @@ const (
 	queueKeyFile = "queue.key"
 	queueKeyEnv  = "MCPEDGE_QUEUE_KEY"
 )
-
-const queueUsage = `Offline queue commands (each takes --config FILE or --mcp-servers FILE to find [server] data_dir):
-  queue ls [--json] [--state pending|delivering|done|failed] [--tenant T] [--target UPSTREAM] [--limit N]
-        List queued calls, oldest first (no arguments or results: they are encrypted).
-  queue retry ID
-        Send a failed (or waiting) call again now, with its attempts reset.
-  queue purge ID
-        Delete a call and its result, in any state.
-  queue rekey
-        Add a new encryption key and re-encrypt every stored call and result with it
-        (needed when the active key has sealed its limit of messages).
-The queue file is <data_dir>/queue.db; ls, retry and purge need no key. The key is
-$MCPEDGE_QUEUE_KEY (base64 of 32 bytes) if set, else <data_dir>/queue.key.
-`
 
 // queueKeySource is where the queue's master key comes from for a data
 // directory.
@@ -72,99 +58,161 @@ func openQueueDB(ctx context.Context, dataDir string, withKey bool, opts *queue.
 	return queue.Open(ctx, filepath.Join(dataDir, queueDBFile), box, opts)
 }
 
-// cmdQueue runs `mcpedge queue …`; args start after "queue".
-func cmdQueue(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, queueUsage)
-		if len(args) == 0 {
-			return usageError{errors.New("queue: give a subcommand (see the usage above)")}
+func (a *app) queueCmd() *cobra.Command {
+	// open loads the configuration and opens the queue for a command;
+	// reading commands do not create a queue where there is none (nil).
+	type opened struct {
+		q       *queue.Queue
+		dataDir string
+		path    string
+	}
+	open := func(ctx context.Context, cf *configFlags, withKey, create bool) (*opened, error) {
+		_, cfg, err := cf.load()
+		if err != nil {
+			return nil, err
 		}
-		return flag.ErrHelp
+		o := &opened{dataDir: cfg.Server.DataDir, path: filepath.Join(cfg.Server.DataDir, queueDBFile)}
+		if !create {
+			if _, err := os.Stat(o.path); o.dataDir == "" || errors.Is(err, fs.ErrNotExist) {
+				return o, nil
+			}
+		}
+		// The configured bounds and retention, so that the CLI's own
+		// pruning keeps what the gateway keeps.
+		qopts := deferq.Options(cfg.Queue)
+		if o.q, err = openQueueDB(ctx, o.dataDir, withKey, &qopts); err != nil {
+			return nil, err
+		}
+		return o, nil
 	}
-	sub := args[0]
-	flags := flag.NewFlagSet("queue "+sub, flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	src := configFlags(flags)
 	var (
-		asJSON                bool
-		state, tenant, target string
-		limit                 int
+		lsCF, retryCF, purgeCF, rekeyCF *configFlags
+		asJSON, rekeyJSON, yes          bool
+		state, tenant, target           string
+		limit                           int
 	)
-	var want []string // positional arguments
-	switch sub {
-	case "ls":
-		flags.BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-		flags.StringVar(&state, "state", "", "only calls in this `state`: pending, delivering, done or failed")
-		flags.StringVar(&tenant, "tenant", "", "only this `tenant`'s calls")
-		flags.StringVar(&target, "target", "", "only calls to this `upstream`")
-		flags.IntVar(&limit, "limit", 1000, "list at most `N` calls")
-	case "retry", "purge":
-		want = []string{"the entry ID"}
-	case "rekey":
-	default:
-		fmt.Fprint(stderr, queueUsage)
-		return usageError{fmt.Errorf("unknown command \"queue %s\" (see the usage above)", sub)}
-	}
-	pos, err := parseSubcommand(flags, "mcpedge queue "+sub+" [--config FILE | --mcp-servers FILE]", args[1:], want...)
-	if err != nil {
-		return err
-	}
-	if state != "" && !queue.State(state).Valid() {
-		return usageError{fmt.Errorf("queue ls: --state %q is not pending, delivering, done or failed", state)}
-	}
-	s, err := src()
-	if err != nil {
-		return err
-	}
-	cfg, err := s.load()
-	if err != nil {
-		return err
-	}
-	dataDir := cfg.Server.DataDir
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
-	defer stop()
-
-	if sub != "rekey" {
-		// Reading commands do not create a queue where there is none.
-		path := filepath.Join(dataDir, queueDBFile)
-		if _, err := os.Stat(path); dataDir == "" || errors.Is(err, fs.ErrNotExist) {
-			if sub == "ls" {
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List queued calls, oldest first (no arguments or results: they are encrypted)",
+		Args:  posArgs(),
+		PreRunE: func(*cobra.Command, []string) error {
+			if state != "" && !queue.State(state).Valid() {
+				return cmdline.Usagef("queue ls: --state %q is not pending, delivering, done or failed", state)
+			}
+			if limit < 1 || limit > queue.MaxListLimit {
+				return cmdline.Usagef("queue ls: --limit must be 1 to %d, got %d", queue.MaxListLimit, limit)
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			o, err := open(ctx, lsCF, false, false)
+			if err != nil {
+				return err
+			}
+			if o.q == nil {
 				if asJSON {
-					fmt.Fprintln(stdout, "[]")
+					fmt.Fprintln(a.stdout, "[]")
 				} else {
-					fmt.Fprintf(stderr, "no offline queue (%s does not exist)\n", path)
+					fmt.Fprintf(a.stderr, "no offline queue (%s does not exist)\n", o.path)
 				}
 				return nil
 			}
-			return fmt.Errorf("queue %s: no entry %s (there is no queue: %s does not exist)", sub, pos[0], path)
-		}
+			defer o.q.Close()
+			return queueList(ctx, o.q, queue.Filter{State: queue.State(state), Tenant: tenant, Target: target}, limit, asJSON, a.stdout)
+		},
 	}
-	// The configured bounds and retention, so that the CLI's own pruning
-	// keeps what the gateway keeps.
-	qopts := deferq.Options(cfg.Queue)
-	q, err := openQueueDB(ctx, dataDir, sub == "rekey", &qopts)
-	if err != nil {
-		return err
-	}
-	defer q.Close()
+	lsCF = addConfigFlags(ls)
+	jsonFlag(ls, &asJSON)
+	ls.Flags().StringVar(&state, "state", "", "only calls in this `STATE`: pending, delivering, done or failed")
+	ls.Flags().StringVar(&tenant, "tenant", "", "only this `TENANT`'s calls")
+	ls.Flags().StringVar(&target, "target", "", "only calls to this `UPSTREAM`")
+	ls.Flags().IntVar(&limit, "limit", 1000, fmt.Sprintf("list at most `N` calls (1 to %d)", queue.MaxListLimit))
+	_ = ls.RegisterFlagCompletionFunc("state", cobra.FixedCompletions([]string{"pending", "delivering", "done", "failed"}, cobra.ShellCompDirectiveNoFileComp))
 
-	switch sub {
-	case "ls":
-		return queueList(ctx, q, queue.Filter{State: queue.State(state), Tenant: tenant, Target: target}, limit, asJSON, stdout)
-	case "retry":
-		if err := q.Retry(ctx, pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "entry %s is pending again (a running gateway sends it within seconds)\n", pos[0])
-	case "purge":
-		if err := q.Purge(ctx, pos[0]); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "purged entry %s\n", pos[0])
-	case "rekey":
-		return queueRekey(ctx, q, dataDir, stdout)
+	retry := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Send a failed (or waiting) call again now, with its attempts reset",
+		Args:  posArgs("the entry ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			o, err := open(ctx, retryCF, false, false)
+			if err != nil {
+				return err
+			}
+			if o.q == nil {
+				return fmt.Errorf("queue retry: no entry %s (there is no queue: %s does not exist)", args[0], o.path)
+			}
+			defer o.q.Close()
+			if err := o.q.Retry(ctx, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "entry %s is pending again (a running gateway sends it within seconds)\n", args[0])
+			return nil
+		},
 	}
-	return nil
+	retryCF = addConfigFlags(retry)
+
+	purge := &cobra.Command{
+		Use:   "purge ID",
+		Short: "Delete a call and its result, in any state (asks first)",
+		Args:  posArgs("the entry ID"),
+		RunE: func(c *cobra.Command, args []string) error {
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			o, err := open(ctx, purgeCF, false, false)
+			if err != nil {
+				return err
+			}
+			if o.q == nil {
+				return fmt.Errorf("queue purge: no entry %s (there is no queue: %s does not exist)", args[0], o.path)
+			}
+			defer o.q.Close()
+			e, err := o.q.Info(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if err := a.confirm(c, fmt.Sprintf("purge entry %s (%s of %s, %s, tenant %s)? The call and its result are lost", e.ID, e.Tool, e.Target, e.State, e.Tenant), yes); err != nil {
+				return err
+			}
+			if err := o.q.Purge(ctx, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "purged entry %s\n", args[0])
+			return nil
+		},
+	}
+	purgeCF = addConfigFlags(purge)
+	yesFlag(purge, &yes)
+
+	rekey := &cobra.Command{
+		Use:   "rekey",
+		Short: "Add a new encryption key and re-encrypt every stored call and result with it",
+		Long: `Add a new encryption key and re-encrypt every stored call and result with it
+(needed when the active key has sealed its limit of messages). The key is
+$MCPEDGE_QUEUE_KEY (base64 of 32 bytes) if set, else <data_dir>/queue.key.`,
+		Args: posArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			ctx, stop := interruptible(c.Context())
+			defer stop()
+			o, err := open(ctx, rekeyCF, true, true)
+			if err != nil {
+				return err
+			}
+			defer o.q.Close()
+			return queueRekey(ctx, o.q, o.dataDir, rekeyJSON, a.stdout)
+		},
+	}
+	rekeyCF = addConfigFlags(rekey)
+	jsonFlag(rekey, &rekeyJSON)
+
+	g := group("queue", "Inspect and manage the durable offline queue (<data_dir>/queue.db)", ls, retry, purge, rekey)
+	g.Long = `Inspect and manage the durable offline queue in <data_dir>/queue.db, where serve
+keeps calls of deferrable tools while their upstream is unreachable (see
+docs/edge.md). ls, retry and purge need no key.`
+	return g
 }
 
 func queueList(ctx context.Context, q *queue.Queue, f queue.Filter, limit int, asJSON bool, stdout io.Writer) error {
@@ -182,29 +230,17 @@ func queueList(ctx context.Context, q *queue.Queue, f queue.Filter, limit int, a
 		f.After = page[len(page)-1].ID
 	}
 	if asJSON {
-		return printJSON(stdout, entries)
+		return cmdline.PrintJSON(stdout, entries)
 	}
 	rows := make([][]string, 0, len(entries))
 	for _, e := range entries {
 		rows = append(rows, []string{e.ID, e.Tenant, e.Target, e.Tool, string(e.State), strconv.Itoa(e.Attempts),
-			fmtTime(e.CreatedAt), fmtTime(e.NextAttempt), oneLine(e.LastError, 80)})
+			cmdline.Time(e.CreatedAt), cmdline.Time(e.NextAttempt), cmdline.OneLine(e.LastError, 80)})
 	}
-	return printTable(stdout, "ID\tTENANT\tTARGET\tTOOL\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR", rows)
+	return cmdline.PrintTable(stdout, "ID\tTENANT\tTARGET\tTOOL\tSTATE\tATTEMPTS\tCREATED\tNEXT ATTEMPT\tLAST ERROR", rows)
 }
 
-// oneLine shortens s to one line of at most n characters for a table.
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if r := []rune(s); len(r) > n {
-		s = string(r[:n-1]) + "…"
-	}
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func queueRekey(ctx context.Context, q *queue.Queue, dataDir string, stdout io.Writer) error {
+func queueRekey(ctx context.Context, q *queue.Queue, dataDir string, asJSON bool, stdout io.Writer) error {
 	box := q.Box()
 	id, err := box.Rotate(ctx)
 	if err != nil {
@@ -213,6 +249,9 @@ func queueRekey(ctx context.Context, q *queue.Queue, dataDir string, stdout io.W
 	n, err := q.Reencrypt(ctx)
 	if err != nil {
 		return fmt.Errorf("key %d is active, but re-encrypting stopped: %w (run queue rekey again to finish)", id, err)
+	}
+	if asJSON {
+		return cmdline.PrintJSON(stdout, map[string]any{"active_key": id, "master_key": queueKeySource(dataDir).String(), "reencrypted": n})
 	}
 	fmt.Fprintf(stdout, "key %d is active (master key from %s); re-encrypted %d entries\n", id, queueKeySource(dataDir), n)
 	return nil

@@ -29,7 +29,7 @@ func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log
 	mon := deferq.NewMonitor(reg)
 	g.SetQueueHealth(mon.Health)
 	if !cfg.Queue.Enabled {
-		mon.Unavailable("disabled in the configuration ([queue] enabled = false)")
+		mon.Unavailable(gateway.QueueDisabled)
 		log.Info("offline queue disabled ([queue] enabled = false): calls to an unreachable upstream fail instead of being queued")
 		return func() {}, nil
 	}

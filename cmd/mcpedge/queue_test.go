@@ -111,13 +111,13 @@ func TestQueueCLI(t *testing.T) {
 	}
 
 	// purge
-	if out, errs, code := mcpedge(t, "", env, "queue", "purge", done); code != 0 || !strings.Contains(out, "purged") {
+	if out, errs, code := mcpedge(t, "", env, "queue", "purge", done, "--yes"); code != 0 || !strings.Contains(out, "purged") {
 		t.Fatalf("purge: exit %d\n%s%s", code, out, errs)
 	}
 	if _, err := q.Get(ctx, "acme", done); !errors.Is(err, queue.ErrNotFound) {
 		t.Errorf("Get after purge: %v", err)
 	}
-	if _, errs, code := mcpedge(t, "", env, "queue", "purge", done); code != 1 || !strings.Contains(errs, "no such entry") {
+	if _, errs, code := mcpedge(t, "", env, "queue", "purge", done, "--yes"); code != 1 || !strings.Contains(errs, "no such entry") {
 		t.Errorf("second purge: exit %d %s", code, errs)
 	}
 

@@ -7,18 +7,21 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/pin"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/quarantine"
 	"github.com/mcpedge/mcpedge/internal/ratelimit"
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -45,6 +48,9 @@ type securityStack struct {
 	CallLog  *auditstage.LogRecorder
 	ClientIP *ratelimit.ClientIP
 	Layer    *tenancy.Layer // nil when auth is off
+	// Changes tells the other replicas at once that the policy or the
+	// pins changed (nil without Redis: they poll).
+	Changes *changebus.Bus
 	// Tenant is the bootstrap tenant, which single-user mode acts as.
 	Tenant store.Tenant
 	// EKRoots are the hub's trusted TPM manufacturer CAs ([hub_server]
@@ -53,9 +59,46 @@ type securityStack struct {
 	cancel  context.CancelFunc
 }
 
-// openSecurity opens the stack. Bootstrap output (the first admin key) goes
-// to notice; it must not be the MCP stream in stdio mode.
-func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, notice io.Writer) (_ *securityStack, err error) {
+// firstStart says where the first start's notice and owner key go.
+type firstStart struct {
+	// Notice is where the notice goes; never the MCP stream of stdio mode.
+	Notice io.Writer
+	// KeyFile, when set, is where a generated owner key is written (mode
+	// 0600) instead of the notice: stdio mode, whose stderr desktop
+	// clients keep in their log files.
+	KeyFile bool
+}
+
+// ownerKeyFile is where stdio mode writes a generated first owner key.
+const ownerKeyFile = "owner-key"
+
+// bootstrap sets up an empty store (auth.Service.FirstStartOn) and tells
+// the operator how to find the owner key.
+func bootstrap(ctx context.Context, as *auth.Service, cfg *config.Config, fs firstStart) error {
+	f, err := as.FirstStartOn(ctx)
+	if err != nil || f == nil {
+		return err
+	}
+	if !fs.KeyFile || f.Key == "" {
+		f.WriteNotice(fs.Notice, "")
+		return nil
+	}
+	if cfg.Server.DataDir == "" {
+		f.Key = ""
+		fmt.Fprintf(fs.Notice, "\nmcpedge: first start: created tenant %q with an owner API key that is not shown here (stdio mode, and no [server] data_dir to write it to); make one with: mcpedge key create --tenant %s --role owner\n", f.Tenant, f.Tenant)
+		return nil
+	}
+	path := filepath.Join(cfg.Server.DataDir, ownerKeyFile)
+	if err := f.WriteKeyFile(path); err != nil {
+		return err
+	}
+	f.WriteNotice(fs.Notice, path)
+	return nil
+}
+
+// openSecurity opens the stack; fs says where the first start's owner key
+// goes.
+func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, fs firstStart) (_ *securityStack, err error) {
 	s := &securityStack{}
 	defer func() {
 		if err != nil {
@@ -79,7 +122,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 		}
 	}
 	s.Audit = audit.NewLogger(s.Store, log, audit.LoggerOptions{Registerer: reg})
-	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: withAdminClientIP(s.Audit.Record), Log: log}
+	ao := auth.Options{Store: s.Store, Config: cfg.Auth, Audit: withAdminClientIP(s.Audit.Record), Log: log, ClientCerts: cfg.Server.TLS.ClientCerts}
 	if s.Redis != nil {
 		ao.Redis = s.Redis
 	}
@@ -87,7 +130,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	if err != nil {
 		return nil, fmt.Errorf("starting authentication: %w", err)
 	}
-	if _, err = s.Auth.Bootstrap(openCtx, notice); err != nil {
+	if err = bootstrap(openCtx, s.Auth, cfg, fs); err != nil {
 		return nil, fmt.Errorf("first-start setup: %w", err)
 	}
 	t, err := s.Store.GetTenantByName(openCtx, cfg.Auth.BootstrapTenant)
@@ -112,6 +155,10 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	s.Auth.Start(runCtx)
+	if s.Redis != nil {
+		s.Changes = changebus.New(runCtx, s.Redis, log)
+		s.Changes.On(changebus.TopicPolicy, s.Policy.Invalidate) // another replica's admin change, now rather than at the next poll
+	}
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
 	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
 	if cfg.Auth.Mode == config.AuthRequired {
@@ -122,6 +169,25 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 		go s.Layer.Run(runCtx)
 	}
 	return s, nil
+}
+
+// reconfigure applies a reloaded configuration's live security settings:
+// [auth] (except mode and the bootstrap settings, see config.RestartKeys),
+// plans and the [audit] arguments policy. A part that can not be applied
+// is logged and keeps its running settings; the others still apply.
+func (s *securityStack) reconfigure(ctx context.Context, next *config.Config, log *slog.Logger) {
+	if err := s.Auth.Reconfigure(next.Auth); err != nil {
+		log.Error("[auth] not reloaded; the running settings stay", "err", err.Error())
+	} else {
+		s.Policy.SetPollInterval(next.Auth.RevocationPoll.D())
+		if s.Layer != nil {
+			s.Layer.SetAuth(next.Auth)
+		}
+	}
+	if err := s.Policy.SetPlans(ctx, next.Plans); err != nil {
+		log.Error("plans not reloaded; the running plans stay", "err", err.Error())
+	}
+	s.CallLog.SetArguments(next.Audit.Arguments)
 }
 
 // withAdminClientIP gives the credential service's own audit entries
@@ -138,8 +204,8 @@ func withAdminClientIP(record func(context.Context, *store.AuditEntry)) func(con
 
 // openSecurityFor opens the stack for a command and returns the function
 // that closes it (flushing the audit log within 10 s).
-func openSecurityFor(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, notice io.Writer) (*securityStack, func(), error) {
-	s, err := openSecurity(ctx, cfg, log, reg, notice)
+func openSecurityFor(ctx context.Context, cfg *config.Config, log *slog.Logger, reg prometheus.Registerer, fs firstStart) (*securityStack, func(), error) {
+	s, err := openSecurity(ctx, cfg, log, reg, fs)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -182,8 +248,9 @@ func (s *securityStack) Close(ctx context.Context) {
 
 // adminAPI is everything under /api/: administration, sign-in and the
 // lattice REST API.
-func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner) http.Handler {
-	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log, PinsChanged: pinsRefresher(pins, log)})
+func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) http.Handler {
+	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
@@ -193,7 +260,13 @@ func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, l
 	// replica before the answer goes out; other replicas see it within
 	// auth.revocation_poll. Sign-in, the lattice API and the hub's
 	// endpoints change no policy.
-	return admin.ApplyBeforeAnswer(h, sec.Policy.Load, func(r *http.Request) bool {
+	// With Redis, the others are told at once (changebus).
+	apply := func(ctx context.Context) error {
+		err := sec.Policy.Load(ctx)
+		sec.Changes.Announce(ctx, changebus.TopicPolicy)
+		return err
+	}
+	return admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
 		return strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r)
 	}, log)
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -278,7 +277,7 @@ func TestAuthRequiredEndToEnd(t *testing.T) {
 	// Revocation with the CLI reaches the running gateway within the
 	// poll bound.
 	prefix := keyA[:12]
-	cli(t, env, "key", "revoke", prefix, "--config", cfgPath, "--tenant", "acme")
+	cli(t, env, "key", "revoke", prefix, "--config", cfgPath, "--tenant", "acme", "--yes")
 	took := waitFor(t, 5*time.Second, "revoked key refused", func() bool {
 		st, _, _ := rawInit(t, base+"/mcp", keyA, nil)
 		return st == http.StatusUnauthorized
@@ -295,7 +294,7 @@ func TestAuthRequiredEndToEnd(t *testing.T) {
 		}
 		if e["action"] == "tool.call" && e["target"] == "ev__echo" && e["outcome"] == "ok" {
 			sawCall = true
-			raw, _ := base64.StdEncoding.DecodeString(fmt.Sprint(e["detail"]))
+			raw, _ := json.Marshal(e["detail"]) // a JSON object, not base64
 			if !strings.Contains(string(raw), "args_sha256") || strings.Contains(string(raw), `"message"`) {
 				t.Errorf("tool arguments must be recorded as a hash by default: %s", raw)
 			}

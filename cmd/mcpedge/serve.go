@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,80 +11,59 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/mcpedge/mcpedge/internal/wasmtool"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/spf13/cobra"
 )
-
-// source says where the configuration comes from, so it can be reloaded.
-type source struct {
-	path       string
-	mcpServers bool
-}
-
-func (s source) load() (*config.Config, error) {
-	switch {
-	case s.path == "":
-		return config.Default(), nil
-	case s.mcpServers:
-		return config.LoadMCPServers(s.path)
-	default:
-		return config.Load(s.path)
-	}
-}
-
-func configFlags(fs *flag.FlagSet) func() (source, error) {
-	cfgPath := fs.String("config", "", "TOML configuration `file`")
-	mcpServers := fs.String("mcp-servers", "", "desktop-client JSON `file` with an \"mcpServers\" object")
-	return func() (source, error) {
-		if *cfgPath != "" && *mcpServers != "" {
-			return source{}, usageError{errors.New("--config and --mcp-servers cannot be used together")}
-		}
-		if *mcpServers != "" {
-			return source{path: *mcpServers, mcpServers: true}, nil
-		}
-		return source{path: *cfgPath}, nil
-	}
-}
-
-// parseAndLoad parses a command's flags and loads the configuration they name.
-func parseAndLoad(fs *flag.FlagSet, args []string, src func() (source, error)) (source, *config.Config, error) {
-	if err := fs.Parse(args); err != nil {
-		return source{}, nil, err
-	}
-	s, err := src()
-	if err != nil {
-		return source{}, nil, err
-	}
-	cfg, err := s.load()
-	return s, cfg, err
-}
 
 func setVersions() {
 	gateway.Version = version
 	upstream.Version = version
 }
 
-func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := configFlags(fs)
-	listen := fs.String("listen", "", "override server.listen (`host:port`)")
-	s, cfg, err := parseAndLoad(fs, args, src)
-	if err != nil {
-		return err
+func (a *app) serveCmd() *cobra.Command {
+	var (
+		cf     *configFlags
+		listen string
+	)
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the gateway over Streamable HTTP",
+		Long: `Run the gateway over Streamable HTTP, at http://HOST:PORT/mcp ([server] listen,
+default 127.0.0.1:8080), with the admin API under /api/. Without a configuration
+it serves only the built-in tools. The configuration file is watched and
+reloaded on change and on SIGHUP; SIGINT and SIGTERM drain and stop.`,
+		Example: "  mcpedge serve --config mcpedge.toml\n  mcpedge serve --mcp-servers claude_desktop_config.json --listen 127.0.0.1:9000",
+		Args:    posArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			s, cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			return serve(c.Context(), s, cfg, listen, a.stdout)
+		},
 	}
-	if *listen != "" {
-		cfg.Server.Listen = *listen
+	cf = addConfigFlags(c)
+	c.Flags().StringVar(&listen, "listen", "", "override [server] listen (`HOST:PORT`)")
+	return c
+}
+
+// serve runs the gateway until a signal stops it; listen, when set,
+// overrides [server] listen.
+func serve(ctx context.Context, s source, cfg *config.Config, listen string, stdout io.Writer) error {
+	if listen != "" {
+		cfg.Server.Listen = listen
 	}
 	setVersions()
 	log := telemetry.NewLogger(cfg.Server.LogLevel)
@@ -103,7 +81,12 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer ln.Close()
 	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
-	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, stdout)
+	certMetrics := tlsconf.NewMetrics(m.Registry)
+	tlsSrv, err := openTLS(cfg, log, certMetrics)
+	if err != nil {
+		return err
+	}
+	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, firstStart{Notice: stdout})
 	if err != nil {
 		return err
 	}
@@ -111,24 +94,29 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sec.EKRoots, err = loadEKRoots(cfg); err != nil {
 		return err
 	}
-	link, err := startEdge(ctx, cfg, sec, m, log) // [hub] url: adds the hub's upstream to cfg
+	link, err := startEdge(ctx, cfg, sec, m, certMetrics, log) // [hub] url: adds the hub's upstream to cfg
 	if err != nil {
 		return err
 	}
 	defer link.Close()
 	g := gateway.New(cfg, log, m)
+	g.SetCertMetrics(certMetrics)
+	g.SetReadinessChecks(readinessChecks(sec)...)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)
 	} else {
 		// Single-user mode: tool calls are audited all the same.
 		g.SetCallAudit(sec.CallLog)
 	}
+	keepSessions(ctx, g, sec, log)
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
 	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
+	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
+	defer stopQuarantine()
 	if cfg.Server.DataDir != "" {
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
@@ -139,14 +127,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
 		AllowedHosts:    cfg.Server.AllowedHosts,
-		API:             adminAPI(cfg, sec, lat, log, queueReader, pins),
+		API:             adminAPI(cfg, sec, lat, log, queueReader, pins, runningUpstreams(g), book),
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
 	}
 	h := g.Handler(ho)
 	srv := &http.Server{
-		Handler:           h,
+		// With TLS, net/http sees the framing check's connections, not
+		// *tls.Conn: ConnContext and WithConnState give requests their
+		// TLS state (the client certificate) back.
+		Handler:           tlsconf.WithConnState(h),
+		ConnContext:       tlsconf.ConnContext,
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.D(), // slow-header clients cannot hold connections
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -156,18 +148,32 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
-	fmt.Fprintf(stdout, "mcpedge %s listening on http://%s/mcp\n", version, addr)
+	scheme, serveLn := "http", ln
+	if tlsSrv != nil {
+		scheme, serveLn = "https", tlsSrv.Listener(ln)
+	}
+	fmt.Fprintf(stdout, "mcpedge %s listening on %s://%s/mcp\n", version, scheme, addr)
 	if len(cfg.Upstreams) == 0 {
 		fmt.Fprintf(stdout, "no upstreams configured: only the built-in tools (mcpedge__status, lattice__*) are served.\n"+
 			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+
 			"or reuse a desktop client's file (mcpedge serve --mcp-servers claude_desktop_config.json).\n")
 	}
-	log.Info("listening", "addr", addr, "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode, "store", sec.Store.Kind(), "redis", sec.Redis != nil, "config", s.path)
+	log.Info("listening", "addr", addr, "scheme", scheme, "upstreams", len(cfg.Upstreams), "auth", cfg.Auth.Mode, "store", sec.Store.Kind(), "redis", sec.Redis != nil, "config", s.path)
+	if tlsSrv != nil {
+		log.Info(tlsconf.Describe(cfg.Server.TLS))
+	}
 
 	serveErr := make(chan error, 1)
 	// Requests with ambiguous framing that net/http would accept are
 	// marked for the gateway to refuse (gateway.FramingListener).
-	go func() { serveErr <- srv.Serve(gateway.FramingListener(ln, srv.MaxHeaderBytes)) }()
+	go func() { serveErr <- srv.Serve(gateway.FramingListener(serveLn, srv.MaxHeaderBytes)) }()
+	if tlsSrv != nil {
+		// Certificate files are checked for changes; with ACME the
+		// certificates are obtained now, and renewed.
+		if err := tlsSrv.Start(ctx); err != nil {
+			return err
+		}
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -179,18 +185,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return
 		}
 		link.augment(next)
-		if *listen != "" {
+		if listen != "" {
 			next.Server.Listen = cfg.Server.Listen // --listen wins over the file
 		}
 		if keys := config.RestartKeys(cfg, next); len(keys) > 0 {
-			log.Warn(restartMessage(keys), "keys", keys, "reloaded", config.LiveKeys())
+			log.Warn(config.RestartMessage(keys), "keys", keys, "reloaded", config.LiveKeys())
 		}
 		added, removed, changed := g.Apply(ctx, next)
 		lat.SetLimits(latticeLimits(next))
-		if err := sec.Policy.SetPlans(ctx, next.Plans); err != nil {
-			log.Error("plans not reloaded; the running plans stay", "err", err.Error())
-		}
-		sec.CallLog.SetArguments(next.Audit.Arguments)
+		sec.reconfigure(ctx, next, log)
+		reloadTLS(tlsSrv, sec, next, log)
 		log.Info("configuration reloaded", "trigger", why, "added", added, "removed", removed, "changed", changed)
 	}
 	var changes <-chan struct{}
@@ -281,20 +285,44 @@ func watchFile(ctx context.Context, path string, every time.Duration) <-chan str
 	return ch
 }
 
-func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("stdio", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	src := configFlags(fs)
-	_, cfg, err := parseAndLoad(fs, args, src)
-	if err != nil {
-		return err
+func (a *app) stdioCmd() *cobra.Command {
+	var cf *configFlags
+	c := &cobra.Command{
+		Use:   "stdio",
+		Short: "Serve the aggregated catalog over stdio, for desktop clients",
+		Long: `Serve the aggregated catalog of the configured upstreams over stdio (stdin and
+stdout carry MCP), as one server a desktop client starts. Logs go to stderr.
+Without a configuration only the built-in tools are served. On a first start
+the owner API key is written to <data_dir>/owner-key (mode 0600), never to
+stderr, which desktop clients keep in their log files.`,
+		Example: "  mcpedge stdio --mcp-servers claude_desktop_config.json",
+		Args:    posArgs(),
+		RunE: func(c *cobra.Command, _ []string) error {
+			s, cfg, err := cf.load()
+			if err != nil {
+				return err
+			}
+			if s.path == "" {
+				fmt.Fprintln(a.stderr, "mcpedge stdio: no --config or --mcp-servers: only the built-in tools are served")
+			}
+			return stdio(c.Context(), cfg, a.stderr)
+		},
 	}
+	cf = addConfigFlags(c)
+	return c
+}
+
+// stdio serves MCP on stdin and stdout until they close or a signal
+// comes.
+func stdio(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	setVersions()
 	log := telemetry.NewLogger(cfg.Server.LogLevel)
 	useWASMCache(cfg, log)
 	m := telemetry.NewMetrics()
-	// stdout is the MCP stream: first-start notices go to stderr.
-	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, stderr)
+	// stdout is the MCP stream: first-start notices go to stderr, and a
+	// generated owner key to a file, since desktop clients keep stderr in
+	// their log files.
+	sec, closeSec, err := openSecurityFor(ctx, cfg, log, m.Registry, firstStart{Notice: stderr, KeyFile: true})
 	if err != nil {
 		return err
 	}
@@ -307,6 +335,8 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
 	_, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
+	_, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
+	defer stopQuarantine()
 	g.Start(ctx)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -323,42 +353,72 @@ func cmdStdio(ctx context.Context, args []string, stderr io.Writer) error {
 	return nil
 }
 
-func cmdConfigCheck(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("config check", flag.ContinueOnError)
-	fs.SetOutput(stdout)
-	src := configFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
+func (a *app) configCmd() *cobra.Command {
+	var (
+		cf     *configFlags
+		asJSON bool
+	)
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a configuration and print every problem with file:line",
+		Args:  posArgs(),
+		RunE: func(*cobra.Command, []string) error {
+			s, err := cf.source()
+			if err != nil {
+				return err
+			}
+			if s.path == "" {
+				return cmdline.Usagef("config check needs --config FILE or --mcp-servers FILE")
+			}
+			cfg, err := s.load()
+			if err != nil {
+				return err
+			}
+			// The TLS files are read as `mcpedge serve` would read them.
+			warnings, err := tlsconf.Check(cfg, time.Now())
+			if err != nil {
+				return fmt.Errorf("%s: %w", s.path, err)
+			}
+			names := make([]string, len(cfg.Upstreams))
+			for i, u := range cfg.Upstreams {
+				names[i] = u.Name
+			}
+			scheme := "http"
+			if cfg.Server.TLS.Enabled() {
+				scheme = "https"
+			}
+			if asJSON {
+				return cmdline.PrintJSON(a.stdout, map[string]any{"file": s.path, "ok": true, "upstreams": names,
+					"listen": scheme + "://" + cfg.Server.Listen, "warnings": warnings})
+			}
+			for _, w := range warnings {
+				fmt.Fprintf(a.stdout, "%s: warning: %s\n", s.path, w)
+			}
+			fmt.Fprintf(a.stdout, "%s: ok (%d upstreams, listen %s://%s)\n", s.path, len(cfg.Upstreams), scheme, cfg.Server.Listen)
+			return nil
+		},
 	}
-	s, err := src()
-	if err != nil {
-		return err
+	cf = addConfigFlags(check)
+	jsonFlag(check, &asJSON)
+	imp := &cobra.Command{
+		Use:   "import FILE",
+		Short: "Print the TOML equivalent of an MCP client's configuration file",
+		Long: `Print the [[upstreams]] of an MCP client's JSON configuration as TOML:
+Claude Desktop's and Cursor's "mcpServers", VS Code's "servers" (with its
+"inputs"), Claude Code's .mcp.json, Windsurf's, or a registry server.json
+(docs/configuration.md).`,
+		Example: "  mcpedge config import claude_desktop_config.json >> mcpedge.toml",
+		Args:    posArgs("FILE"),
+		RunE: func(_ *cobra.Command, args []string) error {
+			im, err := config.ImportClientFile(args[0])
+			if err != nil {
+				return err
+			}
+			_, err = a.stdout.Write(im.TOML())
+			return err
+		},
 	}
-	if s.path == "" {
-		return usageError{errors.New("config check needs --config FILE or --mcp-servers FILE")}
-	}
-	cfg, err := s.load()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%s: ok (%d upstreams, listen %s)\n", s.path, len(cfg.Upstreams), cfg.Server.Listen)
-	return nil
-}
-
-// restartMessage says which tables changed in ways only a restart
-// applies, e.g. "[store], [queue] changed; restart to apply them: store.url,
-// queue.max_entries (upstreams, lattice, routing, plans and audit.arguments
-// are reloaded now)".
-func restartMessage(keys []string) string {
-	var tables []string
-	for _, k := range keys {
-		t := "[" + strings.SplitN(k, ".", 2)[0] + "]"
-		if !slices.Contains(tables, t) {
-			tables = append(tables, t)
-		}
-	}
-	return fmt.Sprintf("%s changed; restart to apply them: %s (%s are reloaded now)",
-		strings.Join(tables, ", "), strings.Join(keys, ", "), strings.Join(config.LiveKeys(), ", "))
+	return group("config", "Check a configuration, or import an MCP client's", check, imp)
 }
 
 // useWASMCache keeps compiled WASM tool modules in <data_dir>/wasm-cache, so
@@ -383,4 +443,35 @@ func useWASMCache(cfg *config.Config, log *slog.Logger) {
 func loopbackListener(ln net.Listener) bool {
 	a, ok := ln.Addr().(*net.TCPAddr)
 	return ok && a.IP.IsLoopback()
+}
+
+// runningUpstreams is admin.OpsOptions.Upstreams for a running gateway:
+// the upstreams it runs now (reloads included).
+func runningUpstreams(g *gateway.Gateway) func() []string {
+	return func() []string {
+		st := g.Statuses()
+		names := make([]string, len(st))
+		for i, s := range st {
+			names[i] = s.Name
+		}
+		return names
+	}
+}
+
+// keepSessions saves client sessions in the store, so that every replica
+// sharing it serves any session and a restart ends none; with Redis, the
+// replicas hear of each other's changes to a session at once
+// (docs/design/sessions.md). A janitor purges expired sessions.
+func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, log *slog.Logger) {
+	o := sessionstore.Options{OnError: func(what string, err error) { log.Warn("sessions: "+what, "err", err) }}
+	var relay *sessionstore.RedisChanges
+	if sec.Redis != nil {
+		relay = sessionstore.NewRedisChanges(ctx, sec.Redis, log)
+		o.Changes = relay
+	}
+	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
+	if relay != nil {
+		g.SetAnswerRelay(relay) // answers to a call's questions reach the replica running it
+	}
+	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

@@ -87,6 +87,14 @@ type OpsOptions struct {
 	// rejected, so that this process serves the decision at once
 	// (pin.Pinner.Refresh); other processes see it within their poll.
 	PinsChanged func(context.Context)
+	// Upstreams, if set, returns the names of the configured upstreams,
+	// so that a tenant asking for others is warned (nil: no check).
+	Upstreams func() []string
+	// QuarantineChanged, if set, is called after a quarantined item was
+	// approved or rejected, so that this process serves the decision at
+	// once (quarantine.Book.Refresh); other processes see it within their
+	// poll.
+	QuarantineChanged func(context.Context)
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -101,11 +109,15 @@ type Ops struct {
 	log   *slog.Logger
 	// pinsChanged: OpsOptions.PinsChanged.
 	pinsChanged func(context.Context)
+	// upstreams: OpsOptions.Upstreams.
+	upstreams func() []string
+	// quarantineChanged: OpsOptions.QuarantineChanged.
+	quarantineChanged func(context.Context)
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

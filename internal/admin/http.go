@@ -97,6 +97,10 @@ var routes = []route{
 	{method: "GET", pattern: "/api/pins/{upstream}/{kind}/{name}", handle: (*handler).getPin},
 	{method: "POST", pattern: "/api/pins/approve", handle: (*handler).approvePin},
 	{method: "POST", pattern: "/api/pins/reject", handle: (*handler).rejectPin},
+	{method: "GET", pattern: "/api/guard/quarantine", handle: (*handler).listQuarantine},
+	{method: "GET", pattern: "/api/guard/quarantine/{upstream}/{kind}/{name}", handle: (*handler).getQuarantined},
+	{method: "POST", pattern: "/api/guard/approve", handle: (*handler).approveQuarantined},
+	{method: "POST", pattern: "/api/guard/reject", handle: (*handler).rejectQuarantined},
 	{method: "GET", pattern: "/api/audit", handle: (*handler).listAudit},
 	{method: "GET", pattern: "/api/queue", handle: (*handler).listQueued},
 	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
@@ -424,12 +428,12 @@ func (h *handler) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := h.decode(w, r, &s); err != nil {
 		return err
 	}
-	t, err := h.ops.CreateTenant(r.Context(), s)
+	t, warnings, err := h.ops.CreateTenantWarn(r.Context(), s)
 	if err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/api/tenants/"+t.ID)
-	writeJSON(w, http.StatusCreated, t)
+	writeJSON(w, http.StatusCreated, CreatedTenant{Tenant: t, Warnings: warnings})
 	return nil
 }
 

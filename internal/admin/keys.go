@@ -105,7 +105,7 @@ func (o *Ops) CreateKey(ctx context.Context, tenantRef string, s KeySpec) (_ *Ne
 	if err := validRole(s.Role); err != nil {
 		return nil, err
 	}
-	if err := validScopes(s.Scopes); err != nil {
+	if err := validKeyScopes(s.Scopes); err != nil {
 		return nil, err
 	}
 	s.Scopes = dedupe(s.Scopes)
@@ -242,4 +242,18 @@ func (o *Ops) findKey(ctx context.Context, tenantID, ref string) (*store.APIKey,
 func normKey(k *store.APIKey) {
 	k.Scopes = nonNil(k.Scopes)
 	k.Hash = nil
+}
+
+// KeyState is what a key is at now: "revoked", "expired", "rotated" (it
+// still works for the rotation overlap) or "active".
+func KeyState(k *store.APIKey, now time.Time) string {
+	switch {
+	case !k.RevokedAt.IsZero():
+		return "revoked"
+	case !k.ExpiresAt.IsZero() && !k.ExpiresAt.After(now):
+		return "expired"
+	case k.RotatedTo != "":
+		return "rotated"
+	}
+	return "active"
 }

@@ -167,12 +167,12 @@ func (o *Ops) PutPlan(ctx context.Context, name string, l PlanLimits) (_ *PlanIn
 	if cur != nil {
 		p = cur.Plan
 	}
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
 	for _, f := range l.fields(&p) {
 		if f.in == nil {
 			continue
-		}
-		if *f.in < 0 {
-			return nil, invalid("%s must not be negative, got %d", f.name, *f.in)
 		}
 		*f.out = *f.in
 		c.detail[f.name] = *f.in

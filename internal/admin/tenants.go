@@ -227,6 +227,15 @@ func (o *Ops) DeleteTenant(ctx context.Context, ref string) (err error) {
 	if t.ID == c.p.TenantID {
 		return errorf(CodeConflict, "you can not delete the tenant you are signed in with")
 	}
+	// The check and the delete are not one transaction: two operators
+	// removing the last two operator tenants at the same moment could
+	// both pass. Both would be operator owners acting on purpose, and
+	// mcpedge bootstrap recovers such a store (never silently).
+	if last, err := o.lastOperator(ctx, t); err != nil {
+		return err
+	} else if last {
+		return errLastOperator(t.Name)
+	}
 	return storeErr(o.st.DeleteTenant(ctx, t.ID), "tenant \""+clip(ref)+"\"")
 }
 

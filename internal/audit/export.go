@@ -21,11 +21,12 @@ import (
 //
 //	{"seq":1,"time":"2026-11-03T10:15:00.123456Z","tenant_id":"…","actor":"…",
 //	 "actor_kind":"key","action":"tool.call","target":"…","outcome":"ok",
-//	 "latency_us":1234,"client_ip":"…","detail":"eyJ…","prev_hash":null,"hash":"q83v…"}
+//	 "latency_us":1234,"client_ip":"…","detail":{"args_sha256":"…"},"prev_hash":null,"hash":"q83v…"}
 //
-// time is RFC 3339 in UTC; the byte fields detail, prev_hash and hash are
-// standard base64 with padding (RFC 4648 section 4), detail being the
-// base64 of its JSON text; fields marked omitempty in store.AuditEntry are
+// time is RFC 3339 in UTC; detail is the entry's JSON object exactly as
+// sealed (store.AuditEntry.MarshalJSON; older exports have it as base64,
+// which is still read); prev_hash and hash are standard base64 with
+// padding (RFC 4648 section 4); fields marked omitempty in store.AuditEntry are
 // left out when empty, and prev_hash is null for entry 1. An export with an
 // empty filter is a whole chain that [VerifyLines] checks; a filtered
 // export is not a chain (entries between are missing) but each entry's

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -137,9 +138,46 @@ func TestExportLineFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _, _ := strings.Cut(buf.String(), "\n")
-	for _, want := range []string{`"seq":1,`, `"time":"2026-11-03T10:00:00Z"`, `"detail":"eyJpIjowfQ=="`, `"prev_hash":null`, `"hash":"`} {
+	for _, want := range []string{`"seq":1,`, `"time":"2026-11-03T10:00:00Z"`, `"detail":{"i":0},"prev_hash":null`, `"hash":"`} {
 		if !strings.Contains(first, want) {
 			t.Errorf("line %s lacks %s", first, want)
 		}
+	}
+}
+
+// TestExportDetailForms: detail is written as the JSON object it holds,
+// byte for byte (HTML characters too), and read back from that form and
+// from the base64 string of older exports; a detail that is not compact
+// JSON stays base64, so no byte of a sealed entry changes.
+func TestExportDetailForms(t *testing.T) {
+	for _, tc := range []struct{ detail, want string }{
+		{`{"s":"<a>&\u2028é","n":[1,2]}`, `"detail":{"s":"<a>&\u2028é","n":[1,2]}`},
+		{`{"a": 1}`, `"detail":"eyJhIjogMX0="`},
+		{`not json`, `"detail":"bm90IGpzb24="`},
+	} {
+		st := &memAudit{}
+		e := &store.AuditEntry{Time: time.Date(2026, 11, 3, 10, 0, 0, 0, time.UTC), Actor: "a", ActorKind: "key", Action: "x", Outcome: "ok", Detail: []byte(tc.detail)}
+		if err := st.AppendAudit(t.Context(), []*store.AuditEntry{e}, Seal); err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if _, err := Export(t.Context(), st, store.AuditFilter{}, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), tc.want) {
+			t.Errorf("detail %s exported as %s, want %s", tc.detail, buf.String(), tc.want)
+		}
+		var back store.AuditEntry
+		if err := json.Unmarshal(buf.Bytes(), &back); err != nil || string(back.Detail) != tc.detail {
+			t.Errorf("detail %s read back as %q, %v", tc.detail, back.Detail, err)
+		}
+		if rep, err := VerifyLines(&buf, VerifyOptions{}); err != nil || !rep.OK {
+			t.Errorf("export of detail %s does not verify: %+v %v", tc.detail, rep, err)
+		}
+	}
+	// An older export's base64 detail reads back the same.
+	var old store.AuditEntry
+	if err := json.Unmarshal([]byte(`{"seq":1,"time":"2026-11-03T10:00:00Z","actor":"a","actor_kind":"key","action":"x","outcome":"ok","detail":"eyJpIjowfQ==","prev_hash":null,"hash":null}`), &old); err != nil || string(old.Detail) != `{"i":0}` {
+		t.Errorf("base64 detail read as %q, %v", old.Detail, err)
 	}
 }

@@ -56,9 +56,9 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/singleflight"
 
@@ -66,6 +66,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 )
 
 // Errors. Every error Authenticate, Login, Refresh and Logout return for a
@@ -132,6 +133,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now defaults to time.Now.
 	Now func() time.Time
+	// ClientCerts map verified client certificates to tenants
+	// ([[server.tls.client_certs]]); see [Service.AuthenticateCertificate].
+	ClientCerts []config.ClientCert
 	// HTTPClient fetches the OIDC JWKS; nil means a client with a 10s
 	// timeout that dials through the egress policy of a trusted
 	// destination (see jwksClient).
@@ -142,17 +146,17 @@ type Options struct {
 // safe for concurrent use.
 type Service struct {
 	st    store.Store
-	cfg   config.Auth
+	conf  atomic.Pointer[authConf] // the [auth] settings in force; Reconfigure swaps them
+	hc    *http.Client             // fetches the OIDC key set when given in Options; nil: one per [auth.oidc] tls
 	rdb   redis.UniversalClient
 	audit func(ctx context.Context, e *store.AuditEntry)
 	log   *slog.Logger
 	now   func() time.Time
 
-	keyHMAC      []byte   // HMAC key for API key hashes
-	keyMAC       *macPool // HMAC states keyed with keyHMAC
-	refreshKey   []byte   // HMAC key for refresh token hashes (derived)
-	jwtKey       []byte
-	accessParser *jwt.Parser
+	keyHMAC    []byte   // HMAC key for API key hashes
+	keyMAC     *macPool // HMAC states keyed with keyHMAC
+	refreshKey []byte   // HMAC key for refresh token hashes (derived)
+	jwtKey     []byte
 
 	keys    *ttlCache[string, *keyEntry]    // by string(hash)
 	users   *ttlCache[string, *store.User]  // by user id
@@ -161,7 +165,9 @@ type Service struct {
 
 	rev  *revocations
 	used *lastUsed
-	oidc *oidcVerifier // nil without [auth.oidc]
+	// certs maps verified client certificates to tenants
+	// ([[server.tls.client_certs]]); nil: none is mapped.
+	certs atomic.Pointer[certMap]
 
 	hashSlots chan struct{} // bounds concurrent argon2 work
 	accounts  accountLocks  // login attempts take turns per account
@@ -188,7 +194,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 	}
 	s := &Service{
 		st:      o.Store,
-		cfg:     cfg,
+		hc:      o.HTTPClient,
 		rdb:     o.Redis,
 		audit:   o.Audit,
 		log:     o.Log,
@@ -206,6 +212,7 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		s.now = time.Now
 	}
 	s.used = newLastUsed()
+	s.SetClientCerts(o.ClientCerts)
 	s.hashSlots = make(chan struct{}, hashConcurrency())
 	var err error
 	if s.keyHMAC, err = s.secret(ctx, secretAPIKeyHMAC, 32); err != nil {
@@ -215,17 +222,12 @@ func New(ctx context.Context, o Options) (*Service, error) {
 		return nil, err
 	}
 	s.keyMAC = newMACPool(s.keyHMAC)
-	s.accessParser = newAccessParser(cfg, s.now)
 	s.refreshKey = hmacSHA256(s.keyHMAC, []byte("mcpedge refresh token v1"))
-	if cfg.OIDC.Issuer != "" {
-		hc := o.HTTPClient
-		if hc == nil {
-			hc = jwksClient()
-		}
-		if s.oidc, err = newOIDCVerifier(cfg.OIDC, hc, s.now, s.log); err != nil {
-			return nil, err
-		}
+	c, err := s.newConf(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
+	s.conf.Store(c)
 	if err := s.pollRevocations(ctx); err != nil {
 		return nil, fmt.Errorf("auth: loading revocations: %w", err)
 	}
@@ -311,27 +313,38 @@ func (s *Service) Start(ctx context.Context) {
 		if s.rdb != nil {
 			s.subscribe(ctx)
 		}
-		s.goLoop(ctx, s.cfg.RevocationPoll.D(), func(ctx context.Context) {
+		// The intervals are read again after every round, so that a
+		// Reconfigure applies to the next one.
+		s.goLoop(ctx, func() time.Duration { return s.cfg().RevocationPoll.D() }, func(ctx context.Context) {
 			if err := s.pollRevocations(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("auth: polling revocations", "err", err)
 			}
 		})
-		s.goLoop(ctx, lastUsedFlush, s.flushLastUsed)
-		if s.oidc != nil {
-			s.goLoop(ctx, s.cfg.OIDC.JWKSRefresh.D(), func(ctx context.Context) {
-				if err := s.oidc.refresh(ctx); err != nil && ctx.Err() == nil {
+		s.goLoop(ctx, func() time.Duration { return lastUsedFlush }, s.flushLastUsed)
+		s.goLoop(ctx, s.oidcRefreshEvery, func(ctx context.Context) {
+			if v := s.conf.Load().oidc; v != nil {
+				if err := v.refresh(ctx); err != nil && ctx.Err() == nil {
 					s.log.Warn("auth: refreshing the OIDC key set", "err", err)
 				}
-			})
-		}
+			}
+		})
 	})
 }
 
-func (s *Service) goLoop(ctx context.Context, every time.Duration, f func(context.Context)) {
+// oidcRefreshEvery is the OIDC key set's refresh interval, or how often to
+// look again whether [auth.oidc] was configured by a reload.
+func (s *Service) oidcRefreshEvery() time.Duration {
+	if c := s.conf.Load(); c.oidc != nil {
+		return c.cfg.OIDC.JWKSRefresh.D()
+	}
+	return time.Minute
+}
+
+func (s *Service) goLoop(ctx context.Context, every func() time.Duration, f func(context.Context)) {
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		t := time.NewTicker(every)
+		t := time.NewTimer(every())
 		defer t.Stop()
 		for {
 			select {
@@ -339,6 +352,7 @@ func (s *Service) goLoop(ctx context.Context, every time.Duration, f func(contex
 				return
 			case <-t.C:
 				f(ctx)
+				t.Reset(every())
 			}
 		}
 	}()
@@ -424,9 +438,19 @@ func Reason(err error) string {
 // on the private network, so private addresses are allowed, but cloud
 // metadata, unspecified, multicast and reserved addresses are never dialled
 // (docs/egress.md).
-func jwksClient() *http.Client {
+//
+// The key set's server certificate is always verified; [auth.oidc.tls]
+// adds CAs (a private identity provider) and a client certificate.
+func jwksClient(tc config.ClientTLS) (*http.Client, error) {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	p := &egress.Policy{Who: "oidc jwks_url", Trusted: true}
 	t.DialContext = p.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	return &http.Client{Timeout: 10 * time.Second, Transport: t}
+	conf, err := tlsconf.Client(tc, "auth.oidc.tls", "oidc", nil)
+	if err != nil {
+		return nil, err
+	}
+	if conf != nil {
+		t.TLSClientConfig = conf
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}, nil
 }

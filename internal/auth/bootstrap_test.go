@@ -3,11 +3,16 @@ package auth
 import (
 	"bytes"
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 func setGetenv(s *Service, vars map[string]string) {
@@ -171,5 +176,75 @@ func TestBootstrapConcurrent(t *testing.T) {
 				t.Fatalf("users %+v, %v", users, err)
 			}
 		})
+	}
+}
+
+// TestBootstrapNotAgain: a store that was set up (its audit log has
+// entries) and lost every tenant is not set up again silently: the next
+// start is refused with how to recover, and Recover does it on purpose.
+func TestBootstrapNotAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newEnv(t, newTestStore(t))
+	setGetenv(e.svc, nil)
+	f, err := e.svc.FirstStartOn(ctx)
+	if err != nil || f == nil || !strings.HasPrefix(f.Key, KeyPrefix) {
+		t.Fatalf("FirstStartOn = %+v, %v", f, err)
+	}
+	if len(e.audit.find("store.bootstrap", "ok")) != 1 {
+		t.Errorf("the bootstrap is not audited")
+	}
+	// The gateway's audit log (not this test's fake) has an entry.
+	if err := e.st.AppendAudit(ctx, []*store.AuditEntry{{Time: time.Now(), Actor: "system", ActorKind: "system", Action: "store.bootstrap", Outcome: "ok"}},
+		func(a *store.AuditEntry) { a.Hash = []byte("h") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Recover(ctx); err == nil || !strings.Contains(err.Error(), "nothing to recover") {
+		t.Errorf("Recover of a store with tenants: %v", err)
+	}
+	ts, _ := e.st.ListTenants(ctx)
+	for _, tn := range ts {
+		if err := e.st.DeleteTenant(ctx, tn.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	ok, err := e.service().Bootstrap(ctx, &out)
+	if ok || !errors.Is(err, ErrSetUpBefore) || !strings.Contains(err.Error(), "mcpedge bootstrap") || out.Len() != 0 {
+		t.Fatalf("Bootstrap of an emptied store = %v, %v, %q", ok, err, out.String())
+	}
+	if n, _ := e.st.CountTenants(ctx); n != 0 {
+		t.Fatalf("%d tenants made", n)
+	}
+	f, err = e.service().Recover(ctx)
+	if err != nil || f == nil || f.Key == "" {
+		t.Fatalf("Recover = %+v, %v", f, err)
+	}
+	if p := mustAuth(t, e.svc, f.Key, testIP); p.Role != principal.RoleOwner || !p.Operator {
+		t.Errorf("recovered key: %+v", p)
+	}
+}
+
+// TestOwnerKeyFile: WriteKeyFile writes the key alone, mode 0600, and
+// never over an existing file; the notice names the file, not the key.
+func TestOwnerKeyFile(t *testing.T) {
+	t.Parallel()
+	f := &FirstStart{Tenant: "default", User: "owner", Key: KeyPrefix + "secret"}
+	path := filepath.Join(t.TempDir(), "owner-key")
+	if err := f.WriteKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	st, _ := os.Stat(path)
+	if err != nil || string(b) != f.Key+"\n" || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %q %v %v", b, st.Mode(), err)
+	}
+	if err := f.WriteKeyFile(path); err == nil {
+		t.Error("an existing key file was overwritten")
+	}
+	var out bytes.Buffer
+	f.WriteNotice(&out, path)
+	if strings.Contains(out.String(), f.Key) || !strings.Contains(out.String(), path) {
+		t.Errorf("notice %q", out.String())
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/egress"
 )
 
@@ -17,11 +18,15 @@ func TestJWKSClientEgress(t *testing.T) {
 		_, _ = w.Write([]byte(`{"keys":[]}`))
 	}))
 	defer srv.Close()
-	hc := jwksClient()
+	hc, err := jwksClient(config.ClientTLS{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// A proxy from the test's environment would be dialled instead of
 	// the address under test.
 	hc.Transport.(*http.Transport).Proxy = nil
-	resp, err := hc.Get(srv.URL + "/jwks")
+	var resp *http.Response
+	resp, err = hc.Get(srv.URL + "/jwks")
 	if err != nil {
 		t.Fatalf("provider on loopback: %v", err)
 	}

@@ -18,7 +18,8 @@ const maxAuthBody = 16 << 10
 //	POST /api/auth/refresh {"refresh_token"}            → 200 Tokens
 //	POST /api/auth/logout  (Authorization: Bearer <access token>) → 204
 //
-// Errors are JSON {"error": code, "message": text} with 400 (malformed
+// Errors have the shape of every other API error (internal/admin),
+// {"error": {"code": code, "message": text}}, with 400 (malformed
 // request), 401 (any refused credential, including a locked account, so
 // that the status does not tell which accounts exist) or 403 (tenant
 // disabled, client address not allowed). clientIP returns the caller's
@@ -38,7 +39,7 @@ func (s *Service) Routes(mux *http.ServeMux, clientIP func(*http.Request) string
 			return
 		}
 		if in.Tenant == "" || in.User == "" || in.Password == "" {
-			writeError(w, http.StatusBadRequest, "bad_request", "tenant, user and password are required")
+			writeError(w, http.StatusBadRequest, "invalid_argument", "tenant, user and password are required")
 			return
 		}
 		tok, err := s.Login(r.Context(), in.Tenant, in.User, in.Password, clientIP(r))
@@ -56,7 +57,7 @@ func (s *Service) Routes(mux *http.ServeMux, clientIP func(*http.Request) string
 			return
 		}
 		if in.RefreshToken == "" {
-			writeError(w, http.StatusBadRequest, "bad_request", "refresh_token is required")
+			writeError(w, http.StatusBadRequest, "invalid_argument", "refresh_token is required")
 			return
 		}
 		tok, err := s.Refresh(r.Context(), in.RefreshToken, clientIP(r))
@@ -109,7 +110,7 @@ func remoteIP(r *http.Request) string {
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(strings.ToLower(ct), "application/json") {
-		writeError(w, http.StatusUnsupportedMediaType, "bad_request", "the body must be application/json")
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "the body must be application/json")
 		return false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAuthBody))
@@ -117,14 +118,14 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 	if err := dec.Decode(v); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			writeError(w, http.StatusRequestEntityTooLarge, "bad_request", "the body is too large")
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", "the body is too large")
 			return false
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "the body must be a JSON object with the documented fields")
+		writeError(w, http.StatusBadRequest, "invalid_json", "the body must be a JSON object with the documented fields")
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		writeError(w, http.StatusBadRequest, "bad_request", "the body must hold one JSON object")
+		writeError(w, http.StatusBadRequest, "invalid_json", "the body must hold one JSON object")
 		return false
 	}
 	return true
@@ -139,7 +140,7 @@ func (s *Service) writeAuthError(w http.ResponseWriter, r *http.Request, err err
 	case errors.Is(err, ErrForbidden):
 		writeError(w, http.StatusForbidden, "forbidden", reasonOr(err, "forbidden"))
 	case errors.Is(err, ErrInvalid):
-		writeError(w, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		writeError(w, http.StatusBadRequest, "invalid_argument", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
 	case r.Context().Err() != nil:
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the request was cancelled")
 	default:
@@ -155,8 +156,11 @@ func reasonOr(err error, def string) string {
 	return def
 }
 
+// writeError answers an error in the shape of every other API error:
+// {"error": {"code": …, "message": …}}, with the admin API's codes
+// (invalid_json, invalid_argument, unauthenticated, forbidden, …).
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]string{"error": code, "message": msg})
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

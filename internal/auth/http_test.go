@@ -60,7 +60,7 @@ func TestRoutes(t *testing.T) {
 
 	// Reuse of the first refresh token.
 	code, m = post(t, srv, "/api/auth/refresh", `{"refresh_token":"`+refresh+`"}`, "")
-	if code != 401 || m["error"] != "unauthenticated" || !strings.Contains(m["message"].(string), "session was revoked") {
+	if e := apiError(m); code != 401 || e["code"] != "unauthenticated" || !strings.Contains(e["message"], "session was revoked") {
 		t.Fatalf("refresh reuse: %d %v", code, m)
 	}
 	// That revoked the session, so log in again and log out.
@@ -98,18 +98,18 @@ func TestRoutesErrors(t *testing.T) {
 	}{
 		{"/api/auth/login", `{"tenant":"acme","user":"alice","password":"wrong password"}`, "", 401, "unauthenticated"},
 		{"/api/auth/login", `{"tenant":"nope","user":"alice","password":"wrong password"}`, "", 401, "unauthenticated"},
-		{"/api/auth/login", `{"tenant":"acme"}`, "", 400, "bad_request"},
-		{"/api/auth/login", `not json`, "", 400, "bad_request"},
-		{"/api/auth/login", `{"tenant":"acme","user":"alice","password":"x","extra":1}`, "", 400, "bad_request"},
-		{"/api/auth/login", `{"tenant":"acme","user":"alice","password":"x"} {}`, "", 400, "bad_request"},
-		{"/api/auth/login", `{"tenant":"` + strings.Repeat("a", maxAuthBody) + `"}`, "", 413, "bad_request"},
-		{"/api/auth/refresh", `{}`, "", 400, "bad_request"},
+		{"/api/auth/login", `{"tenant":"acme"}`, "", 400, "invalid_argument"},
+		{"/api/auth/login", `not json`, "", 400, "invalid_json"},
+		{"/api/auth/login", `{"tenant":"acme","user":"alice","password":"x","extra":1}`, "", 400, "invalid_json"},
+		{"/api/auth/login", `{"tenant":"acme","user":"alice","password":"x"} {}`, "", 400, "invalid_json"},
+		{"/api/auth/login", `{"tenant":"` + strings.Repeat("a", maxAuthBody) + `"}`, "", 413, "body_too_large"},
+		{"/api/auth/refresh", `{}`, "", 400, "invalid_argument"},
 		{"/api/auth/refresh", `{"refresh_token":"mcpr_nope-nope-nope-nope-nope"}`, "", 401, "unauthenticated"},
 		{"/api/auth/logout", ``, "", 401, "unauthenticated"},
 		{"/api/auth/logout", ``, "garbage", 401, "unauthenticated"},
 	} {
 		code, m := post(t, srv, c.path, c.body, c.bearer)
-		if code != c.code || m["error"] != c.errCode || m["message"] == "" {
+		if e := apiError(m); code != c.code || e["code"] != c.errCode || e["message"] == "" {
 			t.Errorf("%s %.40s: %d %v, want %d %s", c.path, c.body, code, m, c.code, c.errCode)
 		}
 	}
@@ -118,7 +118,7 @@ func TestRoutesErrors(t *testing.T) {
 	tn.IPAllowlist = []string{"10.0.0.0/8"}
 	e.updateTenant(tn)
 	code, m := post(t, srv, "/api/auth/login", `{"tenant":"acme","user":"alice","password":"`+goodPassword+`"}`, "")
-	if code != 403 || m["error"] != "forbidden" {
+	if code != 403 || apiError(m)["code"] != "forbidden" {
 		t.Fatalf("login from outside the allowlist: %d %v", code, m)
 	}
 	resp, err := srv.Client().Get(srv.URL + "/api/auth/login")
@@ -129,4 +129,17 @@ func TestRoutesErrors(t *testing.T) {
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET login: %d", resp.StatusCode)
 	}
+}
+
+// apiError is the {"error": {"code", "message"}} of an error answer, the
+// shape of every API error; empty when the body has another shape.
+func apiError(m map[string]any) map[string]string {
+	e, _ := m["error"].(map[string]any)
+	out := map[string]string{}
+	for _, k := range []string{"code", "message"} {
+		if v, ok := e[k].(string); ok {
+			out[k] = v
+		}
+	}
+	return out
 }

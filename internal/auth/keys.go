@@ -405,7 +405,7 @@ func (s *Service) RotateKey(ctx context.Context, tenantID, keyID string) (secret
 		// the old key was meant to.
 		next.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt)).UTC()
 	}
-	oldExpires := now.Add(s.cfg.KeyRotateOverlap.D()).UTC()
+	oldExpires := now.Add(s.cfg().KeyRotateOverlap.D()).UTC()
 	secret, err = s.storeNewKey(ctx, next, func(k *store.APIKey) error {
 		return s.st.RotateKey(ctx, old.TenantID, old.ID, k, oldExpires)
 	})

@@ -236,8 +236,7 @@ func (v *oidcVerifier) keyFor(ctx context.Context, t *jwt.Token) (any, error) {
 
 // authenticateOIDC verifies a token of the identity provider and maps it
 // to a tenant, role and scopes.
-func (s *Service) authenticateOIDC(ctx context.Context, token, clientIP string) (*principal.Principal, error) {
-	v := s.oidc
+func (s *Service) authenticateOIDC(ctx context.Context, v *oidcVerifier, token, clientIP string) (*principal.Principal, error) {
 	claims := jwt.MapClaims{}
 	_, err := v.parser.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) { return v.keyFor(ctx, t) })
 	if err != nil {
@@ -299,7 +298,7 @@ func (s *Service) authenticateOIDC(ctx context.Context, token, clientIP string) 
 		Plan:        te.t.Plan,
 		Operator:    te.t.Operator,
 		Role:        role,
-		Scopes:      oidcScopes(claims),
+		Scopes:      mapScopes(oidcScopes(claims), v.cfg.ScopeMap),
 		IPAllowlist: te.t.IPAllowlist,
 		TokenID:     jti,
 	}
@@ -308,6 +307,41 @@ func (s *Service) authenticateOIDC(ctx context.Context, token, clientIP string) 
 	}
 	return p, nil
 }
+
+// mapScopes applies [auth.oidc] scope_map to a token's scopes: a mapped
+// scope is replaced by the gateway scopes it grants, an unmapped one kept.
+// A token whose scopes all map to nothing is left with none of them and so
+// grants nothing, rather than being read as unscoped (every right of its
+// role).
+func mapScopes(scopes []string, m map[string][]string) []string {
+	if len(m) == 0 {
+		return scopes
+	}
+	var out []string
+	dropped := false
+	for _, s := range scopes {
+		to, ok := m[s]
+		if !ok {
+			to = []string{s}
+		}
+		if len(to) == 0 {
+			dropped = true
+		}
+		for _, g := range to {
+			if !slices.Contains(out, g) && len(out) < maxScopes*4 {
+				out = append(out, g)
+			}
+		}
+	}
+	if len(out) == 0 && dropped {
+		return []string{noScope}
+	}
+	return out
+}
+
+// noScope stands for "scoped, but to nothing": a principal's empty scope
+// list would mean unscoped.
+const noScope = "none"
 
 // oidcScopes reads "scope" (space-separated, RFC 8693/9068) and "scp" (a
 // string or an array of strings, as some providers send).

@@ -27,7 +27,7 @@ func (h *hookStore) CreateRefreshToken(ctx context.Context, t *store.RefreshToke
 	return h.Store.CreateRefreshToken(ctx, t)
 }
 
-func TestReviewRefreshRacingRevocationKeepsSession(t *testing.T) {
+func TestRefreshRacingRevocationKeepsSession(t *testing.T) {
 	ctx := context.Background()
 	setup := func(t *testing.T) (*env, *hookStore, *store.Tenant, *store.User) {
 		hs := &hookStore{Store: newTestStore(t)}

@@ -57,13 +57,27 @@ type revocations struct {
 }
 
 func newRevocations(accessTTL, refreshTTL time.Duration) *revocations {
+	r := &revocations{m: make(map[revID]revEntry)}
+	r.setLifetimes(accessTTL, refreshTTL)
+	return r
+}
+
+// setLifetimes sets how long revocations recorded from now on are kept,
+// from the token lifetimes. Entries already recorded keep theirs: the
+// tokens they stop were issued under the lifetimes in force then.
+func (r *revocations) setLifetimes(accessTTL, refreshTTL time.Duration) {
 	tail := accessTTL + leeway + time.Minute
-	return &revocations{m: make(map[revID]revEntry), sessionTail: tail, userTail: refreshTTL + tail}
+	r.mu.Lock()
+	r.sessionTail, r.userTail = tail, refreshTTL+tail
+	r.mu.Unlock()
 }
 
 // add records a revocation. For a subject revoked twice the latest time
 // is kept (a user revoked again revokes the sessions started since).
 func (r *revocations) add(kind, subject string, at, expires time.Time) {
+	k := revID{kind, subject}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if !at.IsZero() {
 		switch kind {
 		case revFamily:
@@ -72,9 +86,6 @@ func (r *revocations) add(kind, subject string, at, expires time.Time) {
 			expires = at.Add(r.userTail)
 		}
 	}
-	k := revID{kind, subject}
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	e, ok := r.m[k]
 	if !ok || at.After(e.at) {
 		e.at = at

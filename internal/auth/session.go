@@ -179,12 +179,12 @@ func (s *Service) Login(ctx context.Context, tenant, user, password, clientIP st
 
 // lockUntil is the lock after the n-th failure in a row (zero: none).
 func (s *Service) lockUntil(now time.Time, n int) time.Time {
-	th := s.cfg.LockoutThreshold
+	th := s.cfg().LockoutThreshold
 	if n < th {
 		return time.Time{}
 	}
-	d := s.cfg.LockoutBase.D()
-	maxD := s.cfg.LockoutMax.D()
+	d := s.cfg().LockoutBase.D()
+	maxD := s.cfg().LockoutMax.D()
 	for i := th; i < n && d < maxD; i++ {
 		d *= 2
 	}
@@ -194,7 +194,7 @@ func (s *Service) lockUntil(now time.Time, n int) time.Time {
 // startSession creates a refresh-token family and its first tokens.
 func (s *Service) startSession(ctx context.Context, u *store.User, now time.Time) (*Tokens, error) {
 	family := store.NewID()
-	return s.issue(ctx, u, family, now, now, now.Add(s.cfg.RefreshTTL.D()))
+	return s.issue(ctx, u, family, now, now, now.Add(s.cfg().RefreshTTL.D()))
 }
 
 // issue stores a new refresh token of family (the session that started
@@ -224,12 +224,12 @@ func (s *Service) issue(ctx context.Context, u *store.User, family string, now, 
 }
 
 func (s *Service) signAccess(u *store.User, family string, now, sessionStart time.Time) (string, time.Time, error) {
-	exp := now.Add(s.cfg.AccessTTL.D())
+	exp := now.Add(s.cfg().AccessTTL.D())
 	c := accessClaims{
 		RegisteredClaims: jwt.RegisteredClaims{
-			Issuer:    s.cfg.Issuer,
+			Issuer:    s.cfg().Issuer,
 			Subject:   u.ID,
-			Audience:  jwt.ClaimStrings{s.cfg.Audience},
+			Audience:  jwt.ClaimStrings{s.cfg().Audience},
 			ExpiresAt: jwt.NewNumericDate(exp),
 			NotBefore: jwt.NewNumericDate(now),
 			IssuedAt:  jwt.NewNumericDate(now),
@@ -339,7 +339,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken, clientIP string) (*
 // RefreshTTL changed since, the result is off by the change (never after
 // now).
 func (s *Service) sessionStart(rt *store.RefreshToken, now time.Time) time.Time {
-	start := rt.ExpiresAt.Add(-s.cfg.RefreshTTL.D())
+	start := rt.ExpiresAt.Add(-s.cfg().RefreshTTL.D())
 	if start.After(now) {
 		return now
 	}
@@ -454,11 +454,12 @@ func (s *Service) authenticateJWT(ctx context.Context, token, clientIP string) (
 	if _, _, err := jwt.NewParser().ParseUnverified(token, &peek); err != nil {
 		return nil, s.reject(ctx, who{}, clientIP, unauth("malformed token"), nil)
 	}
+	c := s.conf.Load() // one set of settings for the whole check
 	switch {
-	case peek.Issuer == s.cfg.Issuer:
-		return s.authenticateAccess(ctx, token, clientIP)
-	case s.oidc != nil && peek.Issuer == s.cfg.OIDC.Issuer:
-		return s.authenticateOIDC(ctx, token, clientIP)
+	case peek.Issuer == c.cfg.Issuer:
+		return s.authenticateAccess(ctx, c, token, clientIP)
+	case c.oidc != nil && peek.Issuer == c.cfg.OIDC.Issuer:
+		return s.authenticateOIDC(ctx, c.oidc, token, clientIP)
 	}
 	return nil, s.reject(ctx, who{}, clientIP, unauth("token from an unknown issuer"), nil)
 }
@@ -466,11 +467,11 @@ func (s *Service) authenticateJWT(ctx context.Context, token, clientIP string) (
 // authenticateAccess verifies the gateway's own access token: HS256 only,
 // iss, aud, exp required, nbf and iat checked; then session, token and
 // user revocations, the user and the tenant.
-func (s *Service) authenticateAccess(ctx context.Context, token, clientIP string) (*principal.Principal, error) {
+func (s *Service) authenticateAccess(ctx context.Context, conf *authConf, token, clientIP string) (*principal.Principal, error) {
 	var c accessClaims
-	_, err := s.accessParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil })
+	_, err := conf.accessParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.jwtKey, nil })
 	if err != nil {
-		return nil, s.reject(ctx, who{}, clientIP, unauth(jwtReason(err)), map[string]any{"issuer": s.cfg.Issuer})
+		return nil, s.reject(ctx, who{}, clientIP, unauth(jwtReason(err)), map[string]any{"issuer": conf.cfg.Issuer})
 	}
 	w := who{id: c.Subject, kind: principal.KindUser, tenant: c.TenantID}
 	if c.Subject == "" || c.TenantID == "" || c.SessionID == "" || c.ID == "" || c.IssuedAt == nil {

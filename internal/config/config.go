@@ -40,6 +40,12 @@ const (
 	DefaultPageSize          = 100
 	DefaultUpstreamTimeout   = Duration(30 * time.Second)
 	DefaultConnectTimeout    = Duration(10 * time.Second)
+	// DefaultStartTimeout is the first-connect budget of an upstream whose
+	// command is a package runner (npx, uvx, bunx, pnpx, pipx run, uv tool
+	// run, docker/podman run, pnpm/yarn dlx, bun x) and that sets no
+	// start_timeout: such a command may download and install the server
+	// before it can answer initialize.
+	DefaultStartTimeout = Duration(2 * time.Minute)
 
 	// Lattice limits (the [lattice] table), the per-plan limits of the
 	// built-in lattice engine until plans exist.
@@ -204,6 +210,9 @@ type Server struct {
 	// turns persistence off. A relative path is resolved against the
 	// config file's directory by Load (not by Parse).
 	DataDir string
+	// TLS terminates TLS on the listener (toml [server.tls]); see tls.go
+	// and docs/deploy.md. Absent: plain HTTP.
+	TLS TLS
 }
 
 // Lattice bounds what the built-in lattice engine may be asked to do; these
@@ -276,6 +285,12 @@ type Upstream struct {
 	// ConnectTimeout bounds connecting plus the initialize handshake
 	// (toml "connect_timeout").
 	ConnectTimeout Duration
+	// StartTimeout bounds the connects of a stdio upstream until it has
+	// been ready once (toml "start_timeout"): the first start of a server
+	// may include its download. 0 means DefaultStartTimeout for a package
+	// runner command and ConnectTimeout for any other; see
+	// [Upstream.EffectiveStartTimeout].
+	StartTimeout Duration
 	// FailureHandling holds the circuit breaker, retry and per-tool
 	// timeout settings (toml "retries", "tool_timeouts",
 	// [upstreams.breaker]); see failure.go.
@@ -335,6 +350,10 @@ type Upstream struct {
 	// default, see EffectivePin. Tool pinning is described in
 	// docs/guardrails.md.
 	Pin string
+	// TLS verifies the server of an http or sse upstream against extra
+	// CAs and presents a client certificate (toml [upstreams.tls]);
+	// targets inherit it. Certificates are always verified.
+	TLS ClientTLS
 }
 
 // ChecksArguments reports whether calls to the upstream's tools have their
@@ -470,9 +489,18 @@ func (u Upstream) Fingerprint() string {
 		str(u.Guard.Results)
 		k.flag(u.Guard.PersonalData)
 		str(u.Guard.Descriptions)
+		if u.Guard.Rules != nil {
+			str("rules")
+			str(u.Guard.Rules.Digest)
+		}
 	}
 	num(int64(u.Timeout))
 	num(int64(u.ConnectTimeout))
+	if u.StartTimeout != 0 {
+		// Only when set, so that other fingerprints stay as they were.
+		str("start_timeout")
+		num(int64(u.StartTimeout))
+	}
 	// The wasm fields are hashed only for wasm upstreams, so the
 	// fingerprints of the other transports do not depend on them.
 	if u.Transport == TransportWASM {

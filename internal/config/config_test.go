@@ -510,7 +510,7 @@ func TestExpandString(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, missing, err := expandString(tt.in, env)
+			got, missing, err := expandString(tt.in, env, false)
 			if tt.err != "" {
 				if err == nil || err.Error() != tt.err {
 					t.Fatalf("err = %v, want %q", err, tt.err)

@@ -23,7 +23,10 @@ import (
 
 // expandString expands s using lookup. It returns the result, the names of
 // unset variables (each once) and a syntax error, if any.
-func expandString(s string, lookup func(string) (string, bool)) (string, []string, error) {
+//
+// clientRefs admits the references of client files: ${input:id}, passed
+// to lookup whole.
+func expandString(s string, lookup func(string) (string, bool), clientRefs bool) (string, []string, error) {
 	if !strings.Contains(s, "$") {
 		return s, nil, nil
 	}
@@ -54,7 +57,9 @@ func expandString(s string, lookup func(string) (string, bool)) (string, []strin
 
 		name, def, hasDef := strings.Cut(ref, ":-")
 		name = strings.TrimPrefix(name, "env:")
-		if !validEnvName(name) {
+		if id, ok := strings.CutPrefix(name, "input:"); ok && clientRefs && id != "" {
+			// a VS Code input, resolved by lookup
+		} else if !validEnvName(name) {
 			return "", nil, fmt.Errorf("invalid variable name %q in ${...}: want letters, digits and _, not starting with a digit", truncate(name, 64))
 		}
 		v, ok := lookup(name)
@@ -73,14 +78,19 @@ func expandString(s string, lookup func(string) (string, bool)) (string, []strin
 // expand expands s for the setting at p/field and reports problems. It
 // returns the expanded value and whether some variable was unset.
 func (d *decoder) expand(s string, p pos, field string, tolerateUnset bool) (string, bool) {
-	out, missing, err := expandString(s, d.lookup)
+	out, missing, err := expandString(s, d.lookup, d.client != nil)
 	if err != nil {
 		d.add(p, field, "%s", err)
 		return s, false
 	}
-	if !tolerateUnset {
+	if d.raw != nil {
+		d.raw[field] = d.client.portable(s)
+	}
+	// An import writes the reference, not its value: the variable is
+	// needed where the imported configuration runs, not here.
+	if !tolerateUnset && d.raw == nil {
 		for _, name := range missing {
-			d.add(p, field, "environment variable %s is not set (use ${%s:-default} to supply a default)", name, name)
+			d.unsetProblem(p, field, name)
 		}
 	}
 	return out, len(missing) > 0

@@ -53,6 +53,9 @@ func FuzzParseMCPServers(f *testing.F) {
 		`{"mcpServers": [[[[{}]]]]}`,
 		"{\"mcpServers\": {\"\\u65e5\": {\"command\": \"x\"}}} trailing",
 		`{"a": 1e999, "b": -0.0, "c": 12345678901234567890}`,
+		`{"inputs": [{"id": "t", "default": "d"}], "servers": {"a": {"type": "stdio", "command": "${workspaceFolder}/x", "args": ["${input:t}"], "env": {"A": "${input:u}"}}}}`,
+		`{"mcp": {"servers": {"r": {"type": "http", "url": "https://h/", "envFile": "x"}}}}`,
+		`{"name": "io.github.a/b", "packages": [{"registryType": "npm", "identifier": "x", "packageArguments": [{"type": "named", "name": "--p", "value": "{p}"}], "environmentVariables": [{"name": "K"}]}], "remotes": [{"type": "sse", "url": "https://{h}/"}]}`,
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

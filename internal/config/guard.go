@@ -1,5 +1,13 @@
 package config
 
+import (
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/mcpedge/mcpedge/internal/guard"
+)
+
 // Guard is the scanning of what a model reads from upstreams (toml
 // [guard], and per upstream [upstreams.guard] with the same keys, each
 // overriding the [guard] value it names); see docs/guardrails.md,
@@ -21,6 +29,16 @@ type Guard struct {
 	// flagged items, "" or GuardOff leaves them alone (toml
 	// "descriptions", default "off").
 	Descriptions string
+	// RulesFile is the operator's rule file for the poisoning detector
+	// (toml "rules" in [guard] only; relative to the configuration file's
+	// directory), "" for the built-in rules alone.
+	RulesFile string
+	// Rules is the rule set in force, read from RulesFile and checked
+	// when the configuration is loaded: nil means the built-in rules. It
+	// is set in [Config.Guard], and in an upstream's settings when that
+	// upstream scans descriptions (so that a change of the rules fetches
+	// its catalog again: the fingerprint holds the set's digest).
+	Rules *guard.RuleSet
 }
 
 // Values of [Guard] fields.
@@ -49,9 +67,19 @@ type GuardOverride struct {
 
 var guardKeys = []string{"results", "personal_data", "descriptions"}
 
+// guardTopKeys are guardKeys and those only [guard] takes.
+var guardTopKeys = append(slices.Clone(guardKeys), "rules")
+
 // decodeGuardTable reads a [guard] or [upstreams.guard] table into o,
 // checking values where they stand.
-func (d *decoder) decodeGuardTable(t *table, o *GuardOverride) {
+// With rules set (for [guard]), it also reads "rules" into it and reports
+// whether the key is there.
+func (d *decoder) decodeGuardTable(t *table, o *GuardOverride, rules *string) (hasRules bool) {
+	known := guardKeys
+	if rules != nil {
+		known = guardTopKeys
+		hasRules = t.str("rules", rules)
+	}
 	var s string
 	if t.str("results", &s) {
 		if s != GuardResultsRedact && s != GuardOff {
@@ -72,13 +100,14 @@ func (d *decoder) decodeGuardTable(t *table, o *GuardOverride) {
 		}
 		o.Descriptions = &desc
 	}
-	t.unknown(guardKeys)
+	t.unknown(known)
+	return hasRules
 }
 
 // decodeUpstreamGuard reads an upstream's [upstreams.guard] table.
 func (d *decoder) decodeUpstreamGuard(t *table, u *Upstream) {
 	if gt := d.subTable(t, "guard"); gt != nil {
-		d.decodeGuardTable(gt, &u.GuardOverride)
+		d.decodeGuardTable(gt, &u.GuardOverride, nil)
 	}
 }
 
@@ -87,13 +116,21 @@ func (d *decoder) decodeUpstreamGuard(t *table, u *Upstream) {
 // one, else [guard]'s.
 func (d *decoder) decodeGuard(top *table, c *Config) {
 	var o GuardOverride
+	var rules *guard.RuleSet
+	var rulesFile string
 	if gt := d.subTable(top, "guard"); gt != nil {
-		d.decodeGuardTable(gt, &o)
+		if d.decodeGuardTable(gt, &o, &rulesFile) {
+			rules = d.loadGuardRules(gt.loc("rules"), rulesFile)
+		}
 	}
 	c.Guard = o.apply(Guard{})
+	c.Guard.RulesFile, c.Guard.Rules = rulesFile, rules
 	for i := range c.Upstreams {
 		u := &c.Upstreams[i]
-		u.Guard = u.GuardOverride.apply(c.Guard)
+		u.Guard = u.GuardOverride.apply(Guard{Results: c.Guard.Results, PersonalData: c.Guard.PersonalData, Descriptions: c.Guard.Descriptions})
+		if u.Guard.ScansDescriptions() {
+			u.Guard.RulesFile, u.Guard.Rules = rulesFile, rules
+		}
 		for j := range u.Targets {
 			u.Targets[j].Guard = u.Guard
 		}
@@ -118,4 +155,34 @@ func (o GuardOverride) apply(base Guard) Guard {
 		base.Descriptions = ""
 	}
 	return base
+}
+
+// loadGuardRules reads and checks the operator's rule file named at l
+// (relative to the configuration file's directory), reporting each of
+// its problems with the rule file's line and the rule's id.
+func (d *decoder) loadGuardRules(l loc, file string) *guard.RuleSet {
+	if strings.TrimSpace(file) == "" {
+		d.add(l.pos, l.field, "must name a rule file (or leave the key out for the built-in rules)")
+		return nil
+	}
+	path := resolvePath(d.base, file)
+	rf, err := guard.LoadRuleFile(path)
+	if err != nil {
+		var fe *guard.RuleFileError
+		if errors.As(err, &fe) {
+			for _, p := range fe.Problems {
+				one := &guard.RuleFileError{Path: fe.Path, Problems: []guard.RuleProblem{p}}
+				d.add(l.pos, l.field, "rule file %s", one.Error())
+			}
+			return nil
+		}
+		d.add(l.pos, l.field, "rule file: %v", err)
+		return nil
+	}
+	rs, err := guard.NewRuleSet(rf)
+	if err != nil {
+		d.add(l.pos, l.field, "rule file %s: %v", path, err)
+		return nil
+	}
+	return rs
 }

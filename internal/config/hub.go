@@ -72,6 +72,9 @@ type Hub struct {
 	// unreachable (toml "telemetry_buffer"); the oldest are dropped first
 	// and counted.
 	TelemetryBuffer int
+	// TLS verifies the hub's certificate against extra CAs and presents a
+	// client certificate to it (toml [hub.tls]).
+	TLS ClientTLS
 }
 
 // Enabled reports whether this gateway is an edge of a hub.
@@ -87,7 +90,7 @@ func DefaultHub() Hub {
 	}
 }
 
-var hubKeys = []string{"url", "enroll_token", "name", "labels", "deferrable", "timeout", "telemetry_interval", "telemetry_batch", "telemetry_buffer"}
+var hubKeys = []string{"url", "enroll_token", "name", "labels", "deferrable", "timeout", "telemetry_interval", "telemetry_batch", "telemetry_buffer", "tls"}
 
 // decodeHub reads the [hub] table, if any, into c.Hub and returns it (nil
 // when absent) for validateHub's positions.
@@ -116,6 +119,13 @@ func (d *decoder) decodeHub(top *table, c *Config) *table {
 	}
 	if t.integer("telemetry_buffer", &n) {
 		h.TelemetryBuffer = clampInt(n)
+	}
+	if ct := d.decodeClientTLS(t, &h.TLS); ct != nil {
+		d.validateClientTLS(&h.TLS, ct, "hub.tls")
+		if h.URL == "" {
+			l := t.loc("tls")
+			d.add(l.pos, l.field, "is only used with [hub] url")
+		}
 	}
 	t.unknown(hubKeys)
 	return t

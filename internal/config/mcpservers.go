@@ -51,61 +51,97 @@ func ParseMCPServers(path string, data []byte) (*Config, error) {
 }
 
 func parseMCPServers(path string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
-	d := &decoder{file: path, json: true, lookup: lookup}
+	c, _, err := parseClientFile(path, data, lookup, nil)
+	return c, err
+}
+
+// parseClientFile parses a client file. raw, if not nil, receives the text
+// of the expanded settings (see decoder.raw); the returned map gives each
+// upstream's field ("mcpServers.files") by name.
+func parseClientFile(path string, data []byte, lookup func(string) (string, bool), raw map[string]string) (*Config, map[string]string, error) {
+	cv := clientVarsFor(path)
+	d := &decoder{file: path, json: true, client: cv, raw: raw}
+	d.lookup = cv.lookup(lookup)
 	root, ok := d.jsonTree(data)
 	if !ok {
 		sortProblems(d.probs)
-		return nil, &d.probs
+		return nil, nil, &d.probs
 	}
-	c := d.decodeMCPServers(root)
+	c, fields := d.decodeMCPServers(root)
 	c.Path = path
 	if len(d.probs) > 0 {
 		sortProblems(d.probs)
-		return nil, &d.probs
+		return nil, nil, &d.probs
 	}
-	return c, nil
+	return c, fields, nil
 }
 
-func (d *decoder) decodeMCPServers(root *val) *Config {
+func (d *decoder) decodeMCPServers(root *val) (*Config, map[string]string) {
 	c := Default()
+	fields := map[string]string{}
 	if root.kind != kTable {
 		d.add(root.pos, "", "expected a JSON object with an \"mcpServers\" member, got %s", d.kindName(root.kind))
-		return c
+		return c, fields
 	}
-	servers := root.fields["mcpServers"]
-	if servers == nil {
-		d.add(root.pos, "", "no \"mcpServers\" object found")
-		return c
+	format, servers, field := clientShape(root)
+	switch format {
+	case "":
+		d.add(root.pos, "", "no \"mcpServers\" object found (nor VS Code's \"servers\", nor the \"packages\" or \"remotes\" of a registry server.json)")
+		return c, fields
+	case FormatVSCode:
+		d.client.inputs = d.decodeInputs(root.fields["inputs"], "inputs")
+	case FormatRegistry:
+		key, entry := d.registryEntry(root)
+		if entry == nil {
+			return c, fields
+		}
+		servers = newTable(root.pos)
+		servers.set(key, root.pos, entry)
+		field = "server.json"
 	}
 	if servers.kind != kTable {
-		d.add(root.keyPos["mcpServers"], "mcpServers", "expected object, got %s", d.kindName(servers.kind))
-		return c
+		p := root.keyPos[field]
+		if format == FormatVSCode && field != "servers" {
+			p = root.fields["mcp"].keyPos["servers"]
+		}
+		d.add(p, field, "expected object, got %s", d.kindName(servers.kind))
+		return c, fields
 	}
 
 	type entry struct {
-		u Upstream
-		m upstreamMeta
+		u     Upstream
+		m     upstreamMeta
+		key   string
+		title string
 	}
 	var entries []entry
 	for _, key := range servers.keys {
 		v := servers.fields[key]
-		f := joinField("mcpServers", key)
+		f := joinField(field, key)
 		if v.kind != kTable {
 			d.add(servers.keyPos[key], f, "expected object, got %s", d.kindName(v.kind))
 			continue
 		}
 		u, m := d.decodeMCPServer(d.table(v, f))
 		u.DisplayName = key
-		entries = append(entries, entry{u, m})
+		e := entry{u: u, m: m, key: key}
+		if format == FormatRegistry {
+			d.table(root, "").str("title", &e.title)
+		}
+		entries = append(entries, e)
 	}
 
 	keys := make([]string, len(entries))
 	for i, e := range entries {
-		keys[i] = e.u.DisplayName
+		keys[i] = e.key
 	}
 	names := deriveNames(keys)
 	for i := range entries {
 		entries[i].u.Name = names[i]
+		fields[names[i]] = joinField(field, keys[i])
+		if entries[i].title != "" {
+			entries[i].u.DisplayName = entries[i].title
+		}
 	}
 	slices.SortStableFunc(entries, func(a, b entry) int { return strings.Compare(a.u.Name, b.u.Name) })
 
@@ -115,7 +151,7 @@ func (d *decoder) decodeMCPServers(root *val) *Config {
 		metas[i] = e.m
 	}
 	d.validate(c, serverMeta{}, metas)
-	return c
+	return c, fields
 }
 
 func (d *decoder) decodeMCPServer(t *table) (Upstream, upstreamMeta) {
@@ -127,9 +163,24 @@ func (d *decoder) decodeMCPServer(t *table) (Upstream, upstreamMeta) {
 	}
 	t.boolean("disabled", &u.Disabled)
 	t.str("type", &u.Transport)
-	t.str("command", &u.Command)
-	t.strList("args", &u.Args)
-	t.str("cwd", &u.Dir)
+	// The clients expand ${...} in the command line too (VS Code's
+	// ${input:…} and ${workspaceFolder}, Claude Code's and Cursor's
+	// ${VAR} and ${env:VAR}).
+	if t.str("command", &u.Command) {
+		u.Command = d.expandLenient(u.Command, t.loc("command").pos, t.loc("command").field, u.Disabled)
+	}
+	if t.strList("args", &u.Args) {
+		for i, a := range u.Args {
+			u.Args[i] = d.expandLenient(a, t.loc("args").pos, indexField(t.loc("args").field, i), u.Disabled)
+		}
+	}
+	if t.str("cwd", &u.Dir) {
+		u.Dir = d.expandLenient(u.Dir, t.loc("cwd").pos, t.loc("cwd").field, u.Disabled)
+	}
+	if t.get("envFile") != nil {
+		l := t.loc("envFile")
+		d.add(l.pos, l.field, "envFile is not read by mcpedge: put the variables in \"env\" (values may be ${VAR} references to the gateway's environment)")
+	}
 	if _, unset := t.strMap("env", &u.Env, true, u.Disabled); unset {
 		m.unsetVars["env"] = true
 	}

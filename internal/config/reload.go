@@ -19,8 +19,19 @@ func LiveKeys() []string {
 		"audit.arguments",
 		"server.hot_path", // read on every call
 		"guard",           // copied into each upstream's settings (Upstream.Guard)
+		"auth",            // auth.Service.Reconfigure, except restartOnly below
+		// [server.tls]: the certificate and CA files are re-read and the
+		// client certificate mapping replaced (turning TLS on or off and
+		// [server.tls.acme] need a restart).
+		"server.tls.cert_file", "server.tls.key_file", "server.tls.min_version",
+		"server.tls.client_ca_file", "server.tls.client_auth", "server.tls.client_certs",
 	}
 }
+
+// restartOnly are keys inside a live table that only a restart applies:
+// the auth mode decides which middleware the HTTP edge is built with, and
+// the bootstrap settings are read once, on an empty store.
+var restartOnly = []string{"auth.mode", "auth.bootstrap_tenant", "auth.bootstrap_key_env", "auth.bootstrap_password_env"}
 
 // RestartKeys returns the dotted keys (as written in the TOML file, e.g.
 // "store.url", "auth.oidc.issuer", "server.listen") whose value differs
@@ -33,7 +44,7 @@ func RestartKeys(running, next *Config) []string {
 }
 
 func diff(a, b reflect.Value, prefix string, out *[]string) {
-	if live(prefix) {
+	if live(prefix) && !holdsRestartOnly(prefix) {
 		return
 	}
 	if a.Kind() == reflect.Struct && a.Type() != reflect.TypeOf(Duration(0)) {
@@ -55,9 +66,24 @@ func diff(a, b reflect.Value, prefix string, out *[]string) {
 	}
 }
 
+// holdsRestartOnly tells whether a restart-only key lies inside key's table.
+func holdsRestartOnly(key string) bool {
+	for _, k := range restartOnly {
+		if strings.HasPrefix(k, key+".") {
+			return true
+		}
+	}
+	return false
+}
+
 func live(key string) bool {
 	if key == "path" {
 		return true // where the file is, not a setting
+	}
+	for _, k := range restartOnly {
+		if key == k {
+			return false
+		}
 	}
 	for _, k := range LiveKeys() {
 		if key == k || strings.HasPrefix(key, k+".") {

@@ -50,7 +50,15 @@ url = "http://127.0.0.1:9/mcp"
 		{"store and auth", func(c *Config) {
 			c.Store.URL = "sqlite:///tmp/b.db"
 			c.Auth.RevocationPoll *= 2
-		}, []string{"store.url", "auth.revocation_poll"}},
+		}, []string{"store.url"}},
+		{"auth live", func(c *Config) {
+			c.Auth.AccessTTL *= 2
+			c.Auth.OIDC.Issuer = "https://idp.example"
+		}, nil},
+		{"auth mode and bootstrap", func(c *Config) {
+			c.Auth.Mode = AuthOff
+			c.Auth.BootstrapTenant = "other"
+		}, []string{"auth.mode", "auth.bootstrap_tenant"}},
 		{"limits", func(c *Config) { c.Limits.TrustedProxies = []string{"127.0.0.1/32"} }, []string{"limits.trusted_proxies"}},
 		{"hub", func(c *Config) { c.Hub.URL = "http://127.0.0.1:1" }, []string{"hub.url"}},
 	} {

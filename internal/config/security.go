@@ -4,9 +4,11 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Authentication modes (toml [auth] mode).
@@ -159,7 +161,21 @@ type OIDC struct {
 	// Algorithms are the accepted signing algorithms (default RS256,
 	// ES256, PS256, EdDSA). "none" and HMAC algorithms are never accepted.
 	Algorithms []string
+	// TLS verifies the key set's server against extra CAs, with an
+	// optional client certificate (toml [auth.oidc.tls]).
+	TLS ClientTLS
+	// ScopeMap maps a scope of the provider's tokens (as the "scope" or
+	// "scp" claim carries it: "mcp", "MCP.Call", "read:tools") to the
+	// gateway scopes it grants (toml [auth.oidc.scope_map]). A mapped
+	// scope is replaced by its gateway scopes; an unmapped one is kept as
+	// it is (a gateway scope the provider issues itself, or one a per-tool
+	// rule names); one mapped to [] is dropped. See docs/configuration.md.
+	ScopeMap map[string][]string
 }
+
+// GatewayScopes are the scopes with a meaning of their own to the
+// gateway (principal.KnownScopes, which a test keeps equal).
+var GatewayScopes = []string{"mcp:list", "mcp:call", "admin:read", "admin:write"}
 
 // Plan holds the limits of one plan (toml [plans.NAME]). Rates are requests
 // per minute; 0 means unlimited for that dimension.
@@ -230,7 +246,7 @@ var (
 	storeKeys  = []string{"url", "key", "key_file", "key_env"}
 	redisKeys  = []string{"url"}
 	authKeys   = []string{"mode", "issuer", "audience", "access_ttl", "refresh_ttl", "key_rotate_overlap", "revocation_poll", "lockout_threshold", "lockout_base", "lockout_max", "resource_url", "bootstrap_tenant", "bootstrap_key_env", "bootstrap_password_env", "oidc"}
-	oidcKeys   = []string{"issuer", "audience", "jwks_url", "jwks_refresh", "tenant_claim", "default_tenant", "role_claim", "default_role", "algorithms"}
+	oidcKeys   = []string{"issuer", "audience", "jwks_url", "jwks_refresh", "tenant_claim", "default_tenant", "role_claim", "default_role", "algorithms", "tls", "scope_map"}
 	planKeys   = []string{"key_per_minute", "key_burst", "tenant_per_minute", "tenant_burst", "ip_per_minute", "ip_burst", "monthly_quota", "lattice_max_points", "lattice_timeout"}
 	limitsKeys = []string{"trusted_proxies"}
 	auditKeys  = []string{"arguments"}
@@ -322,6 +338,10 @@ func (d *decoder) decodeSecurity(top *table, c *Config) securityMeta {
 			o.str("role_claim", &oc.RoleClaim)
 			o.str("default_role", &oc.DefaultRole)
 			o.strList("algorithms", &oc.Algorithms)
+			if ct := d.decodeClientTLS(o, &oc.TLS); ct != nil {
+				d.validateClientTLS(&oc.TLS, ct, "auth.oidc.tls")
+			}
+			d.decodeScopeMap(o, oc)
 			o.unknown(oidcKeys)
 		}
 		t.unknown(authKeys)
@@ -443,6 +463,7 @@ func (d *decoder) validateSecurity(c *Config, m securityMeta) {
 		if len(o.Algorithms) == 0 {
 			bad(m.oidc, "auth.oidc", "algorithms", "must list at least one algorithm")
 		}
+		d.validateScopeMap(m.oidc, o)
 		for i, alg := range o.Algorithms {
 			switch alg {
 			case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA":
@@ -544,4 +565,63 @@ func redactURL(s string) string {
 		return "(unparsable URL)"
 	}
 	return u.Redacted()
+}
+
+// maxScopeLen bounds a scope string of scope_map.
+const maxScopeLen = 128
+
+// decodeScopeMap reads [auth.oidc.scope_map]: provider scope = [gateway
+// scopes].
+func (d *decoder) decodeScopeMap(o *table, oc *OIDC) {
+	v := o.get("scope_map")
+	if v == nil {
+		return
+	}
+	l := o.loc("scope_map")
+	if v.kind != kTable {
+		o.typeErr("scope_map", v, d.kindName(kTable)+" of arrays of scopes")
+		return
+	}
+	t := d.table(v, l.field)
+	oc.ScopeMap = make(map[string][]string, len(v.keys))
+	for _, k := range v.keys {
+		var list []string
+		if t.strList(k, &list) {
+			oc.ScopeMap[k] = list
+		}
+	}
+}
+
+// validateScopeMap checks scope_map: provider scopes and gateway scopes
+// are single words; a gateway scope in the mcp: or admin: namespace must
+// be one the gateway knows (a typo there would grant nothing, silently).
+func (d *decoder) validateScopeMap(ot *table, o *OIDC) {
+	if len(o.ScopeMap) == 0 || ot == nil {
+		return
+	}
+	mt := ot.v.fields["scope_map"]
+	if mt == nil {
+		return
+	}
+	base := ot.loc("scope_map").field
+	for _, k := range mt.keys {
+		list, ok := o.ScopeMap[k]
+		if !ok {
+			continue
+		}
+		p := mt.keyPos[k]
+		f := joinField(base, k)
+		if k == "" || len(k) > maxScopeLen || strings.IndexFunc(k, unicode.IsSpace) >= 0 {
+			d.add(p, f, "a provider scope is one word of at most %d characters, got %q", maxScopeLen, truncate(k, 64))
+		}
+		for i, s := range list {
+			ef := indexField(f, i)
+			switch {
+			case s == "" || len(s) > maxScopeLen || strings.IndexFunc(s, unicode.IsSpace) >= 0:
+				d.add(p, ef, "a gateway scope is one word of at most %d characters, got %q", maxScopeLen, truncate(s, 64))
+			case (strings.HasPrefix(s, "mcp:") || strings.HasPrefix(s, "admin:")) && !slices.Contains(GatewayScopes, s):
+				d.add(p, ef, "%q is not a gateway scope (%s; other names are free for per-tool rules, outside the mcp: and admin: namespaces)", truncate(s, 64), strings.Join(GatewayScopes, ", "))
+			}
+		}
+	}
 }

@@ -297,9 +297,9 @@ func indexTOML(data []byte) tomlIndex {
 }
 
 var (
-	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "hot_path", "data_dir"}
+	serverKeys   = []string{"listen", "auth_token_env", "allowed_origins", "allowed_hosts", "max_body_bytes", "max_json_depth", "request_timeout", "shutdown_grace", "read_header_timeout", "body_read_timeout", "log_level", "page_size", "hot_path", "data_dir", "tls"}
 	latticeKeys  = []string{"max_points", "max_inline_blocked_cells", "max_path_points", "operation_timeout", "max_lattices"}
-	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog", "check_arguments", "guard", "pin"}
+	upstreamKeys = []string{"name", "display_name", "transport", "command", "args", "env", "inherit_env", "dir", "url", "headers", "allow_private", "prefix", "timeout", "connect_timeout", "start_timeout", "isolation", "disabled", "module", "sandbox", "retries", "breaker", "tool_timeouts", "cache", "deferrable", "targets", "locality", "local_only", "keep_catalog", "check_arguments", "guard", "pin", "tls"}
 )
 
 // decodeTOML interprets the document tree. Problems are collected in d; the
@@ -360,7 +360,10 @@ func (d *decoder) decodeTOML(root *val) *Config {
 }
 
 // serverMeta locates server settings for validation.
-type serverMeta struct{ t *table }
+type serverMeta struct {
+	t   *table
+	tls tlsMeta
+}
 
 func (m serverMeta) loc(key string) loc {
 	if m.t == nil {
@@ -389,8 +392,9 @@ func (d *decoder) decodeServer(t *table, s *Server) serverMeta {
 	t.str("log_level", &s.LogLevel)
 	t.boolean("hot_path", &s.HotPath)
 	t.str("data_dir", &s.DataDir)
+	tm := d.decodeTLS(t, &s.TLS)
 	t.unknown(serverKeys)
-	return serverMeta{t}
+	return serverMeta{t: t, tls: tm}
 }
 
 // latticeMeta locates lattice settings for validation.
@@ -449,6 +453,8 @@ type upstreamMeta struct {
 	// metas of an upstream's targets.
 	target  bool
 	targets []upstreamMeta
+	// tls is the upstream's [upstreams.tls] table, nil when absent.
+	tls *table
 }
 
 func (m upstreamMeta) loc(field string) loc {
@@ -562,6 +568,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 	}
 	t.duration("timeout", &u.Timeout)
 	t.duration("connect_timeout", &u.ConnectTimeout)
+	t.duration("start_timeout", &u.StartTimeout)
 	d.decodeFailureHandling(t, &u.FailureHandling)
 	d.decodeCache(t, &u.Cache)
 	d.decodeUpstreamGuard(t, &u)
@@ -579,6 +586,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 		u.CheckArguments = &check
 	}
 	t.str("pin", &u.Pin)
+	m.tls = d.decodeClientTLS(t, &u.TLS)
 	m.targets = d.decodeTargets(t, &u)
 	t.unknown(upstreamKeys)
 	return u, m
@@ -589,6 +597,7 @@ func (d *decoder) decodeUpstream(t *table) (Upstream, upstreamMeta) {
 // than relative to wherever the gateway happens to be started.
 func resolveDirs(c *Config, path string) {
 	base := filepath.Dir(path)
+	resolveTLSPaths(c, base)
 	if d := c.Server.DataDir; d != "" && !filepath.IsAbs(d) {
 		c.Server.DataDir = filepath.Join(base, d)
 	}

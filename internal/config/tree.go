@@ -111,6 +111,13 @@ type decoder struct {
 	// for its own secrets to the setting ("server.auth_token_env"…); no
 	// upstream may inherit them. Set by validate.
 	ownEnv map[string]string
+	// client holds the variables of a client file (clients.go); nil for
+	// TOML.
+	client *clientVars
+	// raw, when set, receives the text of every expanded setting, by
+	// field, with client-only references made portable: what an imported
+	// configuration writes (ImportClientFile).
+	raw map[string]string
 }
 
 func (d *decoder) add(p pos, field, format string, args ...any) {

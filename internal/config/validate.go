@@ -126,6 +126,7 @@ func (d *decoder) validateServer(s *Server, m serverMeta) {
 	if strings.ContainsRune(s.DataDir, 0) {
 		bad("data_dir", "must not contain NUL bytes")
 	}
+	d.validateTLS(&s.TLS, m.tls)
 }
 
 func (d *decoder) validateLattice(l *Lattice, m latticeMeta) {
@@ -250,10 +251,19 @@ func (d *decoder) validateUpstream(u *Upstream, m upstreamMeta) {
 	if u.ConnectTimeout <= 0 {
 		bad("connect_timeout", "must be greater than 0, got %s", u.ConnectTimeout)
 	}
+	if u.StartTimeout < 0 {
+		bad("start_timeout", "must be 0 (the default) or greater, got %s", u.StartTimeout)
+	}
 	switch u.Isolation {
 	case IsolationShared, IsolationSession:
 	default:
 		bad("isolation", "must be %q or %q, got %q", IsolationShared, IsolationSession, truncate(u.Isolation, 64))
+	}
+	if m.tls != nil {
+		d.validateClientTLS(&u.TLS, m.tls, m.loc("tls").field)
+		if u.Transport != TransportHTTP && u.Transport != TransportSSE && len(u.Targets) == 0 && u.Transport != "" {
+			bad("tls", "is only used by http and sse upstreams, not %s", u.Transport)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/sessionstore"
+	"github.com/mcpedge/mcpedge/internal/store/sqlite"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -52,6 +55,14 @@ func startGatewayWith(t testing.TB, toml string, before func(*gateway.Gateway), 
 	}
 	m := telemetry.NewMetrics()
 	g := gateway.New(cfg, logger(t), m)
+	// Sessions are kept in a store, as `mcpedge serve` keeps them: the
+	// tests go through the path the binary serves sessions on
+	// (internal/gateway/sessions.go).
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "sessions.db"))
+	if err != nil {
+		t.Fatalf("session store: %v", err)
+	}
+	g.SetSessionKeeper(sessionstore.New(st, sessionstore.Options{}))
 	if before != nil {
 		before(g)
 	}
@@ -69,6 +80,7 @@ func startGatewayWith(t testing.TB, toml string, before func(*gateway.Gateway), 
 		defer c()
 		g.Stop(stop)
 		cancel()
+		_ = st.Close()
 	})
 	g.WaitAttempted(ctx, 60*time.Second)
 	waitLazyTools(t, g)

@@ -70,7 +70,7 @@ func TestArgcheckThroughTheGateway(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			up := newTypedUpstream()
-			g, url := reviewGateway(t, tc.server+reviewBlock("calc", reviewHTTPUpstream(t, up.srv)))
+			g, url := startGateway(t, tc.server+upstreamBlock("calc", startHTTPUpstream(t, up.srv)))
 			waitTargetsReady(t, g, 1)
 			hot := g.edgeMetrics.hot.WithLabelValues("tools/call", "hot", "")
 			hotBefore := counterValue(t, hot)
@@ -131,9 +131,9 @@ func TestArgcheckThroughTheGateway(t *testing.T) {
 // on.
 func TestArgcheckSDKClient(t *testing.T) {
 	up := newTypedUpstream()
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("calc", reviewHTTPUpstream(t, up.srv)))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("calc", startHTTPUpstream(t, up.srv)))
 	waitTargetsReady(t, g, 1)
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	_, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "calc__add", Arguments: map[string]any{"a": true, "b": 1}})
@@ -172,15 +172,15 @@ func asRPC(err error, target **jsonrpc.Error) bool {
 // judge; a reload turns the check back on without reconnecting.
 func TestArgcheckOffPerUpstream(t *testing.T) {
 	up := newTypedUpstream()
-	upURL := reviewHTTPUpstream(t, up.srv)
+	upURL := startHTTPUpstream(t, up.srv)
 	cfgText := func(check bool) string {
 		extra := ""
 		if !check {
 			extra = "check_arguments = false"
 		}
-		return "[server]\n" + reviewBlock("calc", upURL, extra)
+		return "[server]\n" + upstreamBlock("calc", upURL, extra)
 	}
-	g, url := reviewGateway(t, cfgText(false))
+	g, url := startGateway(t, cfgText(false))
 	waitTargetsReady(t, g, 1)
 	u, _ := g.Upstream("calc")
 	c := newRawClient(t, url+"/mcp")
@@ -224,14 +224,14 @@ func TestArgcheckFollowsTheCatalog(t *testing.T) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
 	}
 	up.AddTool(&mcp.Tool{Name: "t", InputSchema: json.RawMessage(`{"type":"object","properties":{"x":{"type":"integer"}},"required":["x"]}`)}, h)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("s", reviewHTTPUpstream(t, up)))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("s", startHTTPUpstream(t, up)))
 	waitTargetsReady(t, g, 1)
 	c := newRawClient(t, url+"/mcp")
 	if e, _ := c.call(2, "s__t", `{"x":"a"}`); e == nil {
 		t.Fatal("a string for the integer x went through")
 	}
 	up.AddTool(&mcp.Tool{Name: "t", InputSchema: json.RawMessage(`{"type":"object","properties":{"x":{"type":"string"}},"required":["x"]}`)}, h)
-	if !reviewWait(t, "the new schema listed", 10*time.Second, func() bool {
+	if !waitFor(t, "the new schema listed", 10*time.Second, func() bool {
 		u, _ := g.Upstream("s")
 		for _, tool := range g.listedCatalog(u).Tools {
 			if b, _ := json.Marshal(tool.InputSchema); tool.Name == "t" && strings.Contains(string(b), `"string"`) {
@@ -263,7 +263,7 @@ func TestArgcheckSchemaThatDoesNotCompile(t *testing.T) {
 			ran.Add(1)
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
 		})
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("odd", reviewHTTPUpstream(t, up)))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("odd", startHTTPUpstream(t, up)))
 	waitTargetsReady(t, g, 1)
 	c := newRawClient(t, url+"/mcp")
 	for i := range 2 {
@@ -286,9 +286,9 @@ func TestArgcheckSchemaThatDoesNotCompile(t *testing.T) {
 func TestArgcheckRefusalAudited(t *testing.T) {
 	up := newTypedUpstream()
 	sec := newSecFake()
-	g, url := secGateway(t, "[server]\n"+reviewBlock("ua", reviewHTTPUpstream(t, up.srv)), sec, nil)
+	g, url := secGateway(t, "[server]\n"+upstreamBlock("ua", startHTTPUpstream(t, up.srv)), sec, nil)
 	waitTargetsReady(t, g, 1)
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokA))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(secTokA))
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "ua__add", Arguments: map[string]any{"a": "x", "b": 1}}); err == nil {

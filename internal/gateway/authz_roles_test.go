@@ -120,8 +120,8 @@ func rolesUpstream(name string, calls *sync.Map) *mcp.Server {
 // scope "ua:write".
 func TestAuthzRolesAndScopes(t *testing.T) {
 	var calls sync.Map
-	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
-	ub := reviewHTTPUpstream(t, rolesUpstream("ub", &calls))
+	ua := startHTTPUpstream(t, rolesUpstream("ua", &calls))
+	ub := startHTTPUpstream(t, rolesUpstream("ub", &calls))
 	engine := rolesEngine(t)
 	key := func(id, role string, scopes ...string) *principal.Principal {
 		return &principal.Principal{Kind: principal.KindKey, ID: id, KeyID: id, TenantID: "ta", TenantName: "a", Role: role, Scopes: scopes}
@@ -158,13 +158,13 @@ func TestAuthzRolesAndScopes(t *testing.T) {
 	for _, c := range cases {
 		sec.creds["tok-"+c.p.ID] = c.p
 	}
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ua", ua)+reviewBlock("ub", ub), sec, nil)
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ua", ua)+upstreamBlock("ub", ub), sec, nil)
 
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			cs := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken("tok-"+c.p.ID))
+			cs := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken("tok-"+c.p.ID))
 
 			var tools, prompts, resources []string
 			for tool, err := range cs.Tools(ctx, nil) {

@@ -97,6 +97,18 @@ func toolAnnotations(cat *upstream.Catalog, tool string) *mcp.ToolAnnotations {
 // client was shown).
 type cacheSource struct{ g *Gateway }
 
+// caches reports whether the cache stage would keep or serve c's result
+// (the hot path leaves such calls to the SDK's way: the cache stores
+// decoded results): a read-only tool with a TTL, or a read of an upstream
+// with a cache TTL.
+func (s cacheSource) caches(c *pipeline.Call) bool {
+	st, ro := s.For(c)
+	if c.Method == pipeline.MethodReadResource {
+		return st != nil && st.Config().TTL.D() > 0
+	}
+	return ro
+}
+
 func (s cacheSource) For(c *pipeline.Call) (*cachestage.Store, bool) {
 	u := target(c)
 	if u == nil {

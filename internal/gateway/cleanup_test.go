@@ -50,10 +50,10 @@ func gatheredUpstreams(t *testing.T, g *Gateway) map[string]bool {
 // (requests, errors, latency, retries); repeated reloads do not grow the
 // level table.
 func TestReloadForgetsStoppedConnections(t *testing.T) {
-	upA := reviewHTTPUpstream(t, echoServer("a", true))
-	upB := reviewHTTPUpstream(t, echoServer("b", true))
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("a", upA)+reviewBlock("b", upB))
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(context.Context, *mcp.LoggingMessageRequest) {}}, "2025-11-25")
+	upA := startHTTPUpstream(t, echoServer("a", true))
+	upB := startHTTPUpstream(t, echoServer("b", true))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("a", upA)+upstreamBlock("b", upB))
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{LoggingMessageHandler: func(context.Context, *mcp.LoggingMessageRequest) {}}, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
@@ -144,9 +144,9 @@ func TestListenUnsubscribesUpstream(t *testing.T) {
 	s.AddResource(&mcp.Resource{URI: "mem://r", Name: "r"}, func(context.Context, *mcp.ReadResourceRequest) (*mcp.ReadResourceResult, error) {
 		return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "mem://r", Text: "x"}}}, nil
 	})
-	up := reviewHTTPUpstream(t, s)
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("sub", up))
-	cs := reviewClient(t, url+"/mcp", nil, "2026-07-28")
+	up := startHTTPUpstream(t, s)
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("sub", up))
+	cs := dialClient(t, url+"/mcp", nil, "2026-07-28")
 	count := func() int {
 		mu.Lock()
 		defer mu.Unlock()
@@ -154,13 +154,13 @@ func TestListenUnsubscribesUpstream(t *testing.T) {
 	}
 	listenErr := make(chan error, 1)
 	go func() { listenErr <- cs.Subscribe(context.Background(), &mcp.SubscribeParams{URI: "mem://r"}) }()
-	if !reviewWait(t, "upstream subscribed", 15*time.Second, func() bool { return count() == 1 }) {
+	if !waitFor(t, "upstream subscribed", 15*time.Second, func() bool { return count() == 1 }) {
 		t.Fatalf("the upstream was not subscribed (count %d)", count())
 	}
 	if err := cs.Unsubscribe(context.Background(), &mcp.UnsubscribeParams{URI: "mem://r"}); err != nil {
 		t.Fatal(err)
 	}
-	if !reviewWait(t, "upstream unsubscribed", 15*time.Second, func() bool { return count() == 0 }) {
+	if !waitFor(t, "upstream unsubscribed", 15*time.Second, func() bool { return count() == 0 }) {
 		t.Fatalf("the client ended its subscriptions/listen stream, the upstream is still subscribed (count %d)", count())
 	}
 	select {
@@ -192,7 +192,7 @@ func keysOf(m map[string]any) string {
 func TestExplainedForOperatorsOnly(t *testing.T) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "ua", Version: "1"}, nil)
 	secTool(s, "t", nil)
-	up := reviewHTTPUpstream(t, s)
+	up := startHTTPUpstream(t, s)
 	l := httptest.NewServer(http.NotFoundHandler())
 	dead := l.URL + "/mcp"
 	l.Close()
@@ -208,13 +208,13 @@ url = %q
 url = %q
 locality = "remote"
 `, dead, up), sec, nil)
-	if !reviewWait(t, "a target connected", 20*time.Second, func() bool { _, ok := g.Upstream("ua"); return ok }) {
+	if !waitFor(t, "a target connected", 20*time.Second, func() bool { _, ok := g.Upstream("ua"); return ok }) {
 		t.Fatalf("no target connected: %+v", g.Statuses())
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	call := func(tok string) map[string]any {
-		cs := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken(tok))
+		cs := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken(tok))
 		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Meta: mcp.Meta{MetaExplain: true}, Name: "ua__t", Arguments: map[string]any{}})
 		if err != nil || res.IsError {
 			t.Fatalf("call: %+v %v", res, err)
@@ -250,7 +250,7 @@ func TestExplainedStaleAnswer(t *testing.T) {
 		})
 	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil))
 	defer srv.Close()
-	g, gw := reviewGateway(t, fmt.Sprintf(`
+	g, gw := startGateway(t, fmt.Sprintf(`
 [[upstreams]]
 name = "kv"
 url = %q
@@ -260,10 +260,10 @@ serve_stale = true
 [upstreams.cache.tools]
 lookup = "1s"
 `, srv.URL))
-	if !reviewWait(t, "ready", 20*time.Second, func() bool { _, ok := g.Upstream("kv"); return ok }) {
+	if !waitFor(t, "ready", 20*time.Second, func() bool { _, ok := g.Upstream("kv"); return ok }) {
 		t.Fatalf("upstream not ready: %+v", g.Statuses())
 	}
-	cs := reviewClient(t, gw+"/mcp", nil, "")
+	cs := dialClient(t, gw+"/mcp", nil, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	call := func() *mcp.CallToolResult {

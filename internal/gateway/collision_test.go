@@ -26,9 +26,9 @@ func TestCrossUpstreamNameCollisionRefused(t *testing.T) {
 		})
 		return s
 	}
-	first := reviewBlock("first", reviewHTTPUpstream(t, server("first")), `prefix = ""`)
-	second := reviewBlock("second", reviewHTTPUpstream(t, server("second")), `prefix = ""`)
-	g, url := reviewGateway(t, "[server]\n"+first)
+	first := upstreamBlock("first", startHTTPUpstream(t, server("first")), `prefix = ""`)
+	second := upstreamBlock("second", startHTTPUpstream(t, server("second")), `prefix = ""`)
+	g, url := startGateway(t, "[server]\n"+first)
 	waitTargetsReady(t, g, 1)
 	cfg, err := config.Parse("review.toml", []byte("[server]\n"+first+second))
 	if err != nil {
@@ -41,7 +41,7 @@ func TestCrossUpstreamNameCollisionRefused(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	n := 0
 	for tool, err := range cs.Tools(ctx, nil) {
 		if err != nil {
@@ -76,7 +76,7 @@ func TestCrossUpstreamNameCollisionRefused(t *testing.T) {
 	}
 
 	// The second upstream's tool is still reachable on its own endpoint.
-	per := reviewClient(t, url+"/mcp/second", nil, "2025-11-25")
+	per := dialClient(t, url+"/mcp/second", nil, "2025-11-25")
 	res, err = per.CallTool(ctx, &mcp.CallToolParams{Name: "same", Arguments: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)

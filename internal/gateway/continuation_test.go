@@ -15,10 +15,10 @@ import (
 // upstream's tool is refused and leaves the pending call alone: the real
 // retry then still gets the tool's result.
 func TestContinuationOnlyResumedByItsOwnRequest(t *testing.T) {
-	legacy := reviewHTTPUpstream(t, legacyAsker())
-	other := reviewHTTPUpstream(t, legacyAsker())
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("legacy", legacy)+reviewBlock("other", other))
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
+	legacy := startHTTPUpstream(t, legacyAsker())
+	other := startHTTPUpstream(t, legacyAsker())
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("legacy", legacy)+upstreamBlock("other", other))
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 

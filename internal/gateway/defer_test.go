@@ -72,7 +72,7 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 	s.AddTool(&mcp.Tool{Name: "unavail", InputSchema: schema}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: "the upstream's own -32010"}
 	})
-	direct, err := url.Parse(reviewHTTPUpstream(t, s))
+	direct, err := url.Parse(startHTTPUpstream(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,14 +82,14 @@ func TestDeferOnlyGatewayUnavailable(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = proxy.Close() })
 
-	cfg, err := config.Parse("d.toml", []byte(reviewBlock("u", "http://"+proxy.Addr()+"/mcp",
+	cfg, err := config.Parse("d.toml", []byte(upstreamBlock("u", "http://"+proxy.Addr()+"/mcp",
 		`timeout = "5s"`, "retries = 0", `deferrable = ["*"]`, "breaker = { failures = 1, open_for = \"1m\" }")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fd := &fakeDeferrer{}
-	g, gw, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) { g.SetDeferrer(fd) })
-	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
+	g, gw, ctx := startTestGateway(t, cfg, true, func(g *Gateway) { g.SetDeferrer(fd) })
+	cs := dialClient(t, gw+"/mcp", nil, "2025-11-25")
 
 	if _, err := callTool(ctx, cs, "u__unavail"); wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Errorf("upstream's own -32010: %v", err)

@@ -86,8 +86,8 @@ func answerAll(m mcp.InputRequestMap) mcp.InputResponseMap {
 // 2025 upstream sends together in one input-required round, and none it
 // declared no capability for; those are refused to the upstream.
 func TestEraRoundGathersConcurrentRequests(t *testing.T) {
-	up := reviewHTTPUpstream(t, legacyAllAtOnce())
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("legacy", up))
+	up := startHTTPUpstream(t, legacyAllAtOnce())
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("legacy", up))
 	for _, tc := range []struct {
 		name  string
 		caps  *mcp.ClientCapabilities
@@ -100,7 +100,7 @@ func TestEraRoundGathersConcurrentRequests(t *testing.T) {
 			[]string{"sampling"}, "elicitation refused,roots refused,sampling"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{Capabilities: tc.caps, MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
+			cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{Capabilities: tc.caps, MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true}}, "2026-07-28")
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
 			res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "legacy__three", Arguments: map[string]any{}})
@@ -160,7 +160,7 @@ func statelessReporter(t *testing.T) string {
 // is told the client's capabilities, not the gateway's, and the log level
 // the client asked for, for a client of either era.
 func TestStatelessUpstreamGetsClientCapabilitiesAndLevel(t *testing.T) {
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("new", statelessReporter(t)))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("new", statelessReporter(t)))
 	if u, _ := g.Upstream("new"); u.Catalog().Init == nil || u.Catalog().Init.ProtocolVersion != statelessVersion {
 		t.Fatalf("upstream did not negotiate %s", statelessVersion)
 	}
@@ -177,7 +177,7 @@ func TestStatelessUpstreamGetsClientCapabilitiesAndLevel(t *testing.T) {
 	defer cancel()
 
 	// 2026: only sampling declared.
-	cs := reviewClient(t, url+"/mcp", &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}}}, "2026-07-28")
+	cs := dialClient(t, url+"/mcp", &mcp.ClientOptions{Capabilities: &mcp.ClientCapabilities{Sampling: &mcp.SamplingCapabilities{}}}, "2026-07-28")
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "new__caps", Arguments: map[string]any{}})
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +188,7 @@ func TestStatelessUpstreamGetsClientCapabilitiesAndLevel(t *testing.T) {
 
 	// 2025: elicitation only, and a log level.
 	logs := make(chan string, 4)
-	cs = reviewClient(t, url+"/mcp", &mcp.ClientOptions{
+	cs = dialClient(t, url+"/mcp", &mcp.ClientOptions{
 		Capabilities:          &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{}},
 		LoggingMessageHandler: func(_ context.Context, r *mcp.LoggingMessageRequest) { logs <- fmt.Sprint(r.Params.Data) },
 	}, "2025-11-25")

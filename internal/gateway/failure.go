@@ -448,7 +448,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), replayable func() bool) (R, bool, error) {
 	for n := 1; ; n++ {
 		res, isErr, err := send(ctx, cs, c.token, do)
-		c.att.dispatch(err)
+		c.att.Dispatch(!neverSent(err))
 		if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
 			// The upstream forgot this client's session (it restarted or
 			// timed it out) and did not run the request: open a new one and
@@ -457,7 +457,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 			if cs2, err2 := c.up.Session(ctx, c.clientID); err2 == nil {
 				cs = cs2
 				res, isErr, err = send(ctx, cs, c.token, do)
-				c.att.dispatch(err)
+				c.att.Dispatch(!neverSent(err))
 			}
 		}
 		if err == nil {

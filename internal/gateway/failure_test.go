@@ -63,7 +63,7 @@ func newFaultUpstream(t *testing.T) *faultUpstream {
 		}
 		return ok(ctx, nil)
 	})
-	direct, err := url.Parse(reviewHTTPUpstream(t, s))
+	direct, err := url.Parse(startHTTPUpstream(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,8 +101,8 @@ func breakerOf(g *Gateway, name string) string {
 
 func TestBreakerCountsTransportFailuresOnly(t *testing.T) {
 	up := newFaultUpstream(t)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, `timeout = "5s"`, "retries = 0", "[upstreams.breaker]\nfailures = 2\nopen_for = \"300ms\""))
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("f", up.url, `timeout = "5s"`, "retries = 0", "[upstreams.breaker]\nfailures = 2\nopen_for = \"300ms\""))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	ctx := context.Background()
 
 	// The upstream's own errors and tool errors are answers, not failures.
@@ -147,7 +147,7 @@ func TestBreakerCountsTransportFailuresOnly(t *testing.T) {
 
 	// Back to pass: after open_for a probe goes through and closes it.
 	up.proxy.Set(faultproxy.Pass())
-	if !reviewWait(t, "a call to succeed", 30*time.Second, func() bool {
+	if !waitFor(t, "a call to succeed", 30*time.Second, func() bool {
 		res, err := callTool(ctx, cs, "f__write")
 		return err == nil && !res.IsError
 	}) {
@@ -160,8 +160,8 @@ func TestBreakerCountsTransportFailuresOnly(t *testing.T) {
 
 func TestRetriesOnlySafeCalls(t *testing.T) {
 	up := newFaultUpstream(t)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, `timeout = "10s"`))
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("f", up.url, `timeout = "10s"`))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	ctx := context.Background()
 	for _, tool := range []string{"read", "idem"} {
 		w := up.proxy.Watch(`"name":"`+tool+`"`, 1)
@@ -196,8 +196,8 @@ func TestRetriesOnlySafeCalls(t *testing.T) {
 
 func TestRetriesOff(t *testing.T) {
 	up := newFaultUpstream(t)
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, "retries = 0"))
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("f", up.url, "retries = 0"))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	w := up.proxy.Watch(`"name":"read"`, 1)
 	if _, err := callTool(context.Background(), cs, "f__read"); wireCode(err) != mcpwire.CodeUpstreamUnavailable {
 		t.Fatalf("read through a reset with retries = 0: %v", err)
@@ -209,8 +209,8 @@ func TestRetriesOff(t *testing.T) {
 
 func TestToolTimeout(t *testing.T) {
 	up := newFaultUpstream(t)
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, `timeout = "20s"`, `tool_timeouts = { "slow" = "300ms" }`))
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("f", up.url, `timeout = "20s"`, `tool_timeouts = { "slow" = "300ms" }`))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	start := time.Now()
 	_, err := callTool(context.Background(), cs, "f__slow")
 	took := time.Since(start)
@@ -228,8 +228,8 @@ func TestToolTimeout(t *testing.T) {
 
 func TestReloadKeepsOrResetsBreaker(t *testing.T) {
 	up := newFaultUpstream(t)
-	block := func(extra ...string) string { return "[server]\n" + reviewBlock("f", up.url, extra...) }
-	g, _ := reviewGateway(t, block("[upstreams.breaker]\nfailures = 3"))
+	block := func(extra ...string) string { return "[server]\n" + upstreamBlock("f", up.url, extra...) }
+	g, _ := startGateway(t, block("[upstreams.breaker]\nfailures = 3"))
 	before := g.edges["f"]
 	apply := func(src string) *edge {
 		t.Helper()
@@ -258,7 +258,7 @@ func TestReloadKeepsOrResetsBreaker(t *testing.T) {
 
 func TestBreakerInReadyzAndMetrics(t *testing.T) {
 	up := newFaultUpstream(t)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("f", up.url))
 	get := func(path string) string {
 		resp, err := http.Get(url + path)
 		if err != nil {
@@ -403,8 +403,8 @@ func metricValue(t *testing.T, g *Gateway, name, up, method string) float64 {
 
 func TestRetryStaysOnTheClientsSession(t *testing.T) {
 	up := newFaultUpstream(t)
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("f", up.url, `isolation = "session"`))
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("f", up.url, `isolation = "session"`))
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	if _, err := callTool(context.Background(), cs, "f__idem"); err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -51,7 +52,7 @@ type call struct {
 	timeout  time.Duration        // this call's timeout
 	perTool  bool                 // timeout comes from tool_timeouts
 	admitted func(outcome, error) // reports the current attempt to the breaker; nil once reported
-	att      *attemptNote         // the router's view of this attempt (route.go); nil when not routed
+	att      *routestage.Attempt  // the router's view of this attempt (stage/route); nil when not routed
 }
 
 // clientSide returns a context for sending to the call's client on behalf
@@ -148,8 +149,8 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		g.metrics.Errors.WithLabelValues(u.Name(), method, "unavailable").Inc()
 		return nil, nil, nil, &jsonrpc.Error{Code: mcpwire.CodeUpstreamUnavailable, Message: msg}
 	}
-	if c.att = attemptFrom(clientCtx); c.att != nil {
-		c.att.sent.Store(true) // from here on the upstream may run it
+	if c.att = routestage.AttemptFrom(clientCtx); c.att != nil {
+		c.att.Sent.Store(true) // from here on the upstream may run it
 	}
 	c.timeout, c.perTool = c.edge.timeoutFor(u, tool)
 	ctx, c.cancel = context.WithTimeout(ctx, c.timeout)
@@ -212,7 +213,7 @@ func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error)
 	}
 	werr, fromUpstream := upstreamError(err)
 	if fromUpstream && c.att != nil {
-		c.att.answered.Store(true)
+		c.att.Answered.Store(true)
 	}
 	switch {
 	case fromUpstream:
@@ -419,17 +420,8 @@ func (g *Gateway) readMiddleware(only string) mcp.Middleware {
 
 // listed reports whether a catalog lists uri or a template matching it.
 func listed(cat *upstream.Catalog, uri string) bool {
-	for _, r := range cat.Resources {
-		if r.URI == uri {
-			return true
-		}
-	}
-	for _, t := range cat.Templates {
-		if tmpl, err := uritemplate.New(t.URITemplate); err == nil && tmpl.Regexp().MatchString(uri) {
-			return true
-		}
-	}
-	return false
+	_, ok := listedMIME(cat, uri)
+	return ok
 }
 
 // ownerOf finds the upstream that serves uri: on a per-upstream endpoint
@@ -552,7 +544,8 @@ func (g *Gateway) completeNow(ctx context.Context, only string, req *mcp.Complet
 	p.Meta = withProgress(p.Meta, "")
 	// Routed like a read: what the user is typing is the call's data, so
 	// local-only rules hold for it.
-	return routed(g, ctx, u, req, "completion/complete", "", "", func(ctx context.Context, u *upstream.Upstream) (*mcp.CompleteResult, error) {
+	rc := &pipeline.Call{Method: pipeline.MethodComplete, Request: req, Target: u}
+	res, err := routestage.Run(ctx, routeTargets{g}, rc, func(ctx context.Context, u *upstream.Upstream) (mcp.Result, error) {
 		ctx, cs, c, err := g.begin(ctx, u, req, "completion/complete", "", nil, nil)
 		if err != nil {
 			return nil, err
@@ -563,6 +556,7 @@ func (g *Gateway) completeNow(ctx context.Context, only string, req *mcp.Complet
 		}, nil)
 		return res, g.end(ctx, c, false, err)
 	})
+	return typed[*mcp.CompleteResult](res), err
 }
 
 // refOwner is the upstream a completion/complete resource reference goes

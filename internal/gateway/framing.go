@@ -94,6 +94,10 @@ type framingConn struct {
 	limit     int    // longest header block or line held
 }
 
+// NetConn returns the connection under the check (a *tls.Conn with
+// [server.tls]), as tls.Conn.NetConn does.
+func (c *framingConn) NetConn() net.Conn { return c.Conn }
+
 // CloseWrite passes net/http's half close on (it sends its answer's FIN
 // before waiting to close a connection it stops reading, such as after a
 // marked request); without it net/http waits half a second, then closes.

@@ -13,6 +13,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -27,6 +28,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -68,6 +70,13 @@ type Gateway struct {
 	// queueHealth reports the offline queue for /readyz and
 	// mcpedge__status (queueres.go); nil: not reported.
 	queueHealth func() QueueHealth
+	// certMetrics records the expiry of upstreams' client certificates;
+	// nil: not recorded. Set once before Start (SetCertMetrics).
+	certMetrics *tlsconf.Metrics
+	// readiness are the checks /readyz runs besides the upstreams' (the
+	// store, Redis); set once before serving (SetReadinessChecks).
+	readiness  []ReadinessCheck
+	readyCache *readinessCache
 
 	inflight inflightTable
 	conts    continuations
@@ -122,6 +131,9 @@ type Gateway struct {
 	// pinner is tool pinning (pins.go); nil: off. Set once before
 	// serving.
 	pinner Pinner
+	// kept are the sessions saved for other replicas and restarts
+	// (sessions.go); off until SetSessionKeeper.
+	kept sessionKeeping
 }
 
 // route says which upstream owns an aggregated name and what the upstream
@@ -166,6 +178,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	}
 	g.cfg.Store(cfg)
 	g.hot.reader = rawwire.NewReader(rawwire.Limits{MaxDepth: config.MaxJSONDepthLimit})
+	g.hot.askTag = rand.Text()[:10]
 	g.agg = g.newAggregateServer(cfg)
 	g.addBuiltins()
 	m.Registry.MustRegister(newUpstreamCollector(g))
@@ -272,7 +285,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		g.swapped = make(chan struct{})
 	}
 	opts := func(name string) *upstream.Options {
-		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name], Screen: g.scan.screen}
+		return &upstream.Options{Logger: g.log, Sink: (*sink)(g), Server: servers[name], Screen: g.scan.screen, CertMetrics: g.certMetrics}
 	}
 	var retire, drop, start []*upstream.Upstream
 	var retuned []string // changed in place: their registration is refreshed
@@ -528,7 +541,7 @@ func (g *Gateway) PerUpstream(name string) *mcp.Server {
 
 func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 	s := mcp.NewServer(&mcp.Implementation{Name: "mcpedge", Title: "mcpedge gateway", Version: Version}, &mcp.ServerOptions{
-		Logger:       g.log,
+		Logger:       telemetry.SDKLogger(g.log),
 		PageSize:     cfg.Server.PageSize,
 		Instructions: "mcpedge federates several MCP servers. Tool and prompt names are <upstream>__<name>; resource URIs are the upstreams' own.",
 		Capabilities: &mcp.ServerCapabilities{
@@ -549,7 +562,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 		},
 		InitializedHandler: func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) },
 	})
-	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
+	s.AddReceivingMiddleware(g.keepMiddleware(""), g.openMiddleware(), g.authzMiddleware(""), g.levelMiddleware(""), g.readMiddleware(""))
 	return s
 }
 
@@ -557,7 +570,7 @@ func (g *Gateway) newAggregateServer(cfg *config.Config) *mcp.Server {
 // and capabilities, so a client on /mcp/<name> sees that server unchanged.
 func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.Server {
 	impl := &mcp.Implementation{Name: name, Version: "unknown"}
-	opts := &mcp.ServerOptions{Logger: g.log, PageSize: g.cfg.Load().Server.PageSize, Capabilities: &mcp.ServerCapabilities{}}
+	opts := &mcp.ServerOptions{Logger: telemetry.SDKLogger(g.log), PageSize: g.cfg.Load().Server.PageSize, Capabilities: &mcp.ServerCapabilities{}}
 	if init := cat.Init; init != nil {
 		if init.ServerInfo != nil {
 			impl = init.ServerInfo
@@ -584,7 +597,7 @@ func (g *Gateway) newPerUpstreamServer(name string, cat *upstream.Catalog) *mcp.
 	}
 	opts.InitializedHandler = func(ctx context.Context, r *mcp.InitializedRequest) { g.sessionOpened(r.Session) }
 	s := mcp.NewServer(impl, opts)
-	s.AddReceivingMiddleware(g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
+	s.AddReceivingMiddleware(g.keepMiddleware(name), g.openMiddleware(), g.authzMiddleware(name), g.levelMiddleware(name), g.readMiddleware(name))
 	return s
 }
 
@@ -815,8 +828,37 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 	per.RemoveResourceTemplates(perSkipped.templates...)
 	g.regs[name] = reg
 	g.catalogRegisteredLocked(name, cat)
-	for _, c := range reg.conflicts {
-		g.log.Error("catalog conflict", "upstream", name, "problem", c)
+	g.logConflictsLocked(name, old.conflicts, reg.conflicts)
+}
+
+// logConflictsLocked logs the conflicts of an upstream's registration that
+// its previous registration did not have: a catalog fetched again (a
+// list_changed, a reconnect) repeats its conflicts, which were said once.
+// The hub's items that give way to an edge's own (its built-in tools, its
+// local upstreams: "local first", docs/hub.md) are expected: each is
+// logged at debug and their count in one line at info. Any other conflict
+// is a configuration problem the gateway works around (the item is not
+// offered): a warning. Every conflict stays in the upstream's status.
+func (g *Gateway) logConflictsLocked(name string, before, now []string) {
+	seen := set(before)
+	var fresh []string
+	for _, c := range now {
+		if !seen[c] {
+			fresh = append(fresh, c)
+		}
+	}
+	if len(fresh) == 0 {
+		return
+	}
+	if name == HubUpstream {
+		for _, c := range fresh {
+			g.log.Debug("hub item not offered: this edge has its own of that name (local first)", "upstream", name, "problem", c)
+		}
+		g.log.Info("hub items not offered: this edge has its own of those names (local first); the list is in /readyz", "upstream", name, "count", len(fresh), "total", len(now))
+		return
+	}
+	for _, c := range fresh {
+		g.log.Warn("catalog conflict", "upstream", name, "problem", c)
 	}
 }
 

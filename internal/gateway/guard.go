@@ -2,14 +2,21 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/guard"
+	"github.com/mcpedge/mcpedge/internal/pin"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
+	"github.com/mcpedge/mcpedge/internal/quarantine"
 	guardstage "github.com/mcpedge/mcpedge/internal/stage/guard"
+	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -32,6 +39,10 @@ const guardWarning = "[mcpedge guard: this description was flagged as possibly p
 type guardWiring struct {
 	detector *guard.Detector
 	log      *slog.Logger
+	// questions scans server-to-client requests (sampling, elicitation).
+	questions *guardstage.Stage
+	// book releases quarantined items (nil: none is released).
+	book atomic.Pointer[Quarantine]
 	// removed counts what the results guard removed, by upstream and kind
 	// (tag, bidi, format, escape, control, aws_access_key, …).
 	removed *prometheus.CounterVec
@@ -47,7 +58,7 @@ func newGuardWiring(r prometheus.Registerer, log *slog.Logger) *guardWiring {
 		// catches an error here.
 		panic(err)
 	}
-	w := &guardWiring{detector: d, log: log,
+	w := &guardWiring{detector: d, log: log, questions: guardstage.New(nil, nil),
 		removed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "mcpedge", Subsystem: "guard", Name: "removed_total",
 			Help: "What the results guard removed from tools/call and prompts/get results, by upstream and kind (hidden Unicode, escapes, secrets by type).",
@@ -72,6 +83,27 @@ func (w *guardWiring) noted(ctx context.Context, c *pipeline.Call, removed guard
 	}
 }
 
+// scanQuestion scans the params of a server-to-client request (method
+// sampling/createMessage or elicitation/create) from upstream u under u's
+// [guard] results setting: hidden Unicode and terminal escapes removed,
+// secrets (and personal data, if set) redacted, counted like a result's.
+// It returns p itself when nothing changed.
+func (g *Gateway) scanQuestion(ctx context.Context, u *upstream.Upstream, method string, p any) any {
+	if u == nil {
+		return p
+	}
+	gc := u.Guard()
+	out, removed := g.scan.questions.Question(guardstage.Policy{Redact: gc.RedactsResults(), PersonalData: gc.PersonalData}, p)
+	if removed == nil {
+		return out
+	}
+	for kind, n := range removed {
+		g.scan.removed.WithLabelValues(u.Name(), kind).Add(float64(n))
+	}
+	g.scan.log.Info("guard: "+method+" from an upstream scanned", "upstream", u.Name(), "removed", map[string]int(removed))
+	return out
+}
+
 // guardStage is the guard stage over the upstreams' settings.
 func (g *Gateway) guardStage() pipeline.Stage {
 	return guardstage.New(guardSource{g}, &guardstage.Options{Noted: g.scan.noted})
@@ -94,37 +126,99 @@ func (s guardSource) For(c *pipeline.Call) guardstage.Policy {
 	return guardstage.Policy{Redact: gc.RedactsResults(), PersonalData: gc.PersonalData}
 }
 
+// Quarantine is the release of quarantined items (internal/quarantine)
+// as the description guard uses it: Released reports whether an item the
+// detector flagged under descriptions = "quarantine" was approved in this
+// definition, and records it otherwise. It is called while a catalog is
+// screened, so it must do no I/O (*quarantine.Book keeps its verdicts in
+// memory).
+type Quarantine interface {
+	Released(ctx context.Context, it quarantine.Item) bool
+}
+
+// SetQuarantine turns the release of quarantined items on (without it, a
+// quarantined item is withheld for as long as it is flagged). Its change
+// notifications go to [Gateway.QuarantineChanged].
+func (g *Gateway) SetQuarantine(q Quarantine) {
+	if q == nil {
+		g.scan.book.Store(nil)
+		return
+	}
+	g.scan.book.Store(&q)
+}
+
+// QuarantineChanged fetches upstream's catalog again because a decision
+// about one of its quarantined items changed: the screen then serves or
+// withholds it.
+func (g *Gateway) QuarantineChanged(name string) {
+	g.mu.Lock()
+	var us []*upstream.Upstream
+	if u := g.upstreams[name]; u != nil {
+		us = append(us, u)
+	}
+	if gr := g.groups[name]; gr != nil {
+		us = append(us, gr.targets...)
+	}
+	g.mu.Unlock()
+	for _, u := range us {
+		u.Refresh()
+	}
+}
+
 // screen is the description guard: with [guard] descriptions on, each
-// tool's and prompt's description and title are normalised, and the
-// poisoning detector judges them with their parameters' descriptions;
-// "flag" marks a flagged item (a warning line before its description,
-// _meta GuardMetaKey), "quarantine" withholds it.
+// tool's, prompt's, resource's and resource template's description and
+// title are normalised, and the poisoning detector judges them with
+// their parameters' descriptions; "flag" marks a flagged item (a warning
+// line before its description, _meta GuardMetaKey), "quarantine"
+// withholds it unless an operator released it (SetQuarantine).
 func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 	mode := cfg.Guard.Descriptions
 	if !cfg.Guard.ScansDescriptions() {
 		return
 	}
-	// item screens one tool or prompt: texts are what the model reads of
-	// it; it reports whether the item is kept, and cleans and marks its
-	// description, title and _meta in place.
-	item := func(kind, name string, texts []string, desc, title *string, meta *mcp.Meta) bool {
-		v := w.detector.Scan(strings.Join(texts, "\n"))
+	det := w.detector
+	if cfg.Guard.Rules != nil {
+		det = cfg.Guard.Rules.Detector()
+	}
+	var book Quarantine
+	if p := w.book.Load(); p != nil {
+		book = *p
+	}
+	// item screens one item: orig is the item as fetched (for the hash of
+	// its definition), texts are what the model reads of it; it reports
+	// whether the item is kept, and cleans and marks its description,
+	// title and _meta in place.
+	item := func(kind, name string, orig any, texts []string, desc, title *string, meta *mcp.Meta) bool {
+		v := det.Scan(strings.Join(texts, "\n"))
 		*desc, _ = guard.Normalize(*desc)
 		*title, _ = guard.Normalize(*title)
-		if w.judged(cfg.Name, kind, name, mode, v) {
-			return false
+		if !v.Flagged() {
+			return true
 		}
-		if v.Flagged() {
-			*desc = flagged(v) + *desc
-			*meta = withGuardMeta(*meta, v)
+		w.count(cfg.Name, mode, v)
+		if mode == config.GuardQuarantine {
+			released := false
+			if book != nil {
+				released = book.Released(context.Background(), quarantine.Item{Upstream: cfg.Name, Kind: kind, Name: name,
+					Hash: definitionHash(kind, orig), Rules: v.Rules(), RulesVersion: det.Version(), Text: v.Clean})
+			}
+			if !released {
+				w.log.Warn("guard: "+kind+" description quarantined", "upstream", cfg.Name, kind, name, "rules", v.Rules(), "findings", v.Findings)
+				return false
+			}
+			*meta = withGuardMeta(*meta, "approved", v, det.Version())
+			return true
 		}
+		w.log.Warn("guard: "+kind+" description flagged", "upstream", cfg.Name, kind, name, "rules", v.Rules(), "findings", v.Findings)
+		*desc = flagged(v) + *desc
+		*meta = withGuardMeta(*meta, "flagged", v, det.Version())
 		return true
 	}
 	tools := cat.Tools[:0:0]
 	for _, t := range cat.Tools {
 		cp := *t
-		texts := append([]string{cp.Description, cp.Title}, schemaTexts(cp.InputSchema, nil)...)
-		if item("tool", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
+		texts := append([]string{cp.Description, cp.Title}, guard.SchemaTexts(cp.InputSchema, nil)...)
+		if item(store.PinTool, cp.Name, t, texts, &cp.Description, &cp.Title, &cp.Meta) {
 			tools = append(tools, &cp)
 		}
 	}
@@ -138,19 +232,53 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 				texts = append(texts, a.Description, a.Title)
 			}
 		}
-		if item("prompt", cp.Name, texts, &cp.Description, &cp.Title, &cp.Meta) {
+		if item(store.PinPrompt, cp.Name, p, texts, &cp.Description, &cp.Title, &cp.Meta) {
 			prompts = append(prompts, &cp)
 		}
 	}
 	cat.Prompts = prompts
+	templates := cat.Templates[:0:0]
+	for _, t := range cat.Templates {
+		cp := *t
+		if item(store.PinTemplate, cp.URITemplate, t, []string{cp.Description, cp.Title}, &cp.Description, &cp.Title, &cp.Meta) {
+			templates = append(templates, &cp)
+		}
+	}
+	cat.Templates = templates
+	resources := cat.Resources[:0:0]
+	for _, r := range cat.Resources {
+		cp := *r
+		if item(store.KindResource, cp.URI, r, []string{cp.Description, cp.Title}, &cp.Description, &cp.Title, &cp.Meta) {
+			resources = append(resources, &cp)
+		}
+	}
+	cat.Resources = resources
 }
 
-// judged counts and logs a flagged item, and reports whether it is
-// withheld (quarantine).
-func (w *guardWiring) judged(up, kind, name, mode string, v guard.Verdict) (withheld bool) {
-	if !v.Flagged() {
-		return false
+// definitionHash is the hash of an item's definition as the upstream
+// offered it: what a release of a quarantined item applies to. Tools,
+// prompts and templates hash as tool pinning does (internal/pin); a
+// resource hashes by its uri, name, title, description and mimeType.
+func definitionHash(kind string, item any) string {
+	raw, err := json.Marshal(item)
+	if err == nil {
+		if kind == store.KindResource {
+			if r, ok := item.(*mcp.Resource); ok {
+				raw, err = json.Marshal(map[string]any{"uri": r.URI, "name": r.Name, "title": r.Title, "description": r.Description, "mimeType": r.MIMEType})
+			}
+		} else if _, h, derr := pin.Definition(kind, raw); derr == nil {
+			return h
+		}
 	}
+	if err != nil {
+		raw = []byte(fmt.Sprint(item))
+	}
+	sum := sha256.Sum256(raw)
+	return hex.EncodeToString(sum[:])
+}
+
+// count counts a flagged item by rule.
+func (w *guardWiring) count(up, mode string, v guard.Verdict) {
 	verdict := "flagged"
 	if mode == config.GuardQuarantine {
 		verdict = "quarantined"
@@ -158,44 +286,17 @@ func (w *guardWiring) judged(up, kind, name, mode string, v guard.Verdict) (with
 	for _, f := range v.Findings {
 		w.descriptions.WithLabelValues(up, verdict, f.Rule).Inc()
 	}
-	w.log.Warn("guard: "+kind+" description "+verdict, "upstream", up, kind, name, "rules", v.Rules(), "findings", v.Findings)
-	return mode == config.GuardQuarantine
 }
 
 func flagged(v guard.Verdict) string {
 	return strings.Replace(guardWarning, "%s", strings.Join(v.Rules(), ", "), 1)
 }
 
-func withGuardMeta(m mcp.Meta, v guard.Verdict) mcp.Meta {
+func withGuardMeta(m mcp.Meta, verdict string, v guard.Verdict, version string) mcp.Meta {
 	out := make(mcp.Meta, len(m)+1)
 	for k, x := range m {
 		out[k] = x
 	}
-	out[GuardMetaKey] = map[string]any{"verdict": "flagged", "rules": v.Rules(), "rules_version": guard.RulesVersion}
-	return out
-}
-
-// schemaTexts collects the descriptions and titles in a JSON schema (as
-// decoded: maps and slices), which a model reads with the tool's own.
-func schemaTexts(v any, out []string) []string {
-	switch x := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			if s, ok := x[k].(string); ok && (k == "description" || k == "title") {
-				out = append(out, s)
-				continue
-			}
-			out = schemaTexts(x[k], out)
-		}
-	case []any:
-		for _, e := range x {
-			out = schemaTexts(e, out)
-		}
-	}
+	out[GuardMetaKey] = map[string]any{"verdict": verdict, "rules": v.Rules(), "rules_version": version}
 	return out
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/yosida95/uritemplate/v3"
 )
 
 // hotWire is the hot path's state: ids for the requests it posts, and the
@@ -27,6 +28,9 @@ import (
 type hotWire struct {
 	seq    atomic.Uint64
 	reader *rawwire.Reader
+	// askTag makes the ids of questions hot-path calls put to clients
+	// unique across replicas (sessions.go relays answers between them).
+	askTag string
 }
 
 // forwardToolWire is the forward stage for a hot-path tools/call: through
@@ -39,7 +43,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 	name := c.Item
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
 		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			res, isErr, err, fallback := postWire(g, ctx, c, t, cs, name, hotOwner(t, req.Session), token, toolResultView,
+			res, isErr, err, fallback := postWire(g, ctx, c, t, cs, paramsEdit(name, token), hotOwner(t, req.Session), toolResultView,
 				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 			if !fallback {
 				return res, isErr, err
@@ -65,7 +69,7 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 	name := c.Item
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
 		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			res, _, err, fallback := postWire(g, ctx, c, t, cs, name, hotOwner(t, req.Session), token, promptResultView,
+			res, _, err, fallback := postWire(g, ctx, c, t, cs, paramsEdit(name, token), hotOwner(t, req.Session), promptResultView,
 				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
 			if !fallback {
 				return res, false, err
@@ -85,6 +89,88 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 	return forward(g, ctx, t, req, pipeline.MethodGetPrompt, "", req.Params.GetProgressToken(), do)
 }
 
+// forwardReadWire is forwardToolWire for resources/read: the client's
+// params go on with the URI unchanged, and the result's bytes come back as
+// they came when every content names its uri and mimeType. Otherwise the
+// result is decoded and completed as the SDK server completes it (the
+// read's URI, the listed MIME type), and a result without contents is an
+// error, as there.
+func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.ReadResourceRequest) (mcp.Result, error) {
+	uri := req.Params.URI
+	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
+		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, _, err, fallback := postWire(g, ctx, c, t, cs, readParamsEdit(token), hotOwner(t, req.Session), readResultView,
+				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
+			if !fallback {
+				if err == nil && c.Wire.Result == nil {
+					err = completeRead(res, uri, readMIME(t.Catalog(), uri))
+				}
+				return res, false, err
+			}
+		}
+		hotAttempt(c.Wire.Client, false)
+		params := *req.Params
+		params.Meta = withProgress(req.Params.Meta, token)
+		res, err := cs.ReadResource(ctx, &params)
+		c.Answered = err != nil && isUpstreamError(err)
+		if res != nil {
+			dropServerInfo(res.Meta)
+			if err == nil {
+				err = completeRead(res, uri, readMIME(t.Catalog(), uri))
+			}
+		}
+		return res, false, err
+	}
+	return forward(g, ctx, t, req, pipeline.MethodReadResource, "", req.Params.GetProgressToken(), do)
+}
+
+// completeRead completes a decoded read result as the SDK server does:
+// every content without a uri gets the read's, without a mimeType the
+// listed one; a result without contents is an error.
+func completeRead(res *mcp.ReadResourceResult, uri, mime string) error {
+	if res == nil || res.Contents == nil {
+		return fmt.Errorf("reading resource %s: the upstream's result has no contents", uri)
+	}
+	for _, rc := range res.Contents {
+		if rc == nil {
+			return fmt.Errorf("reading resource %s: the upstream's result has a null content", uri)
+		}
+		if rc.URI == "" {
+			rc.URI = uri
+		}
+		if rc.MIMEType == "" {
+			rc.MIMEType = mime
+		}
+	}
+	return nil
+}
+
+// listedMIME is the MIME type an upstream's catalog lists for uri: the
+// resource's, else the first matching template's (the SDK server's order:
+// resources first, then templates); ok is false when it lists neither.
+func listedMIME(cat *upstream.Catalog, uri string) (mime string, ok bool) {
+	if cat == nil {
+		return "", false
+	}
+	for _, r := range cat.Resources {
+		if r.URI == uri {
+			return r.MIMEType, true
+		}
+	}
+	for _, t := range cat.Templates {
+		if tmpl, err := uritemplate.New(t.URITemplate); err == nil && tmpl.Regexp().MatchString(uri) {
+			return t.MIMEType, true
+		}
+	}
+	return "", false
+}
+
+// readMIME is listedMIME's MIME type alone.
+func readMIME(cat *upstream.Catalog, uri string) string {
+	m, _ := listedMIME(cat, uri)
+	return m
+}
+
 // hotOwner is the client session that owns t's connection for the call:
 // the client's own with per-session isolation, "" for the shared one.
 func hotOwner(t *upstream.Upstream, ss *mcp.ServerSession) string {
@@ -95,18 +181,18 @@ func hotOwner(t *upstream.Upstream, ss *mcp.ServerSession) string {
 }
 
 // postWire makes one attempt of a hot-path call on an HTTP target: the
-// call's method, the client's params with the upstream's name for the
-// item (and the gateway's progress token, "" if none). view reads the
+// call's method, the client's params as edit makes them (the upstream's
+// name for the item, the gateway's progress token). view reads the
 // result without decoding it; summary makes the result the chain returns
 // for its bytes. It reports fallback when the upstream no longer knows
 // the session (HTTP 404: it did not run the call), so that the attempt
 // goes through the SDK client, which renews or reports the session as it
 // does for every call.
-func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, name, owner, token string,
+func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, edit rawwire.Edit, owner string,
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error, fallback bool) {
 	var zero R
 	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, c.Method, c.Wire.Params, paramsEdit(name, token))
+	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, c.Method, c.Wire.Params, edit)
 	if err != nil {
 		return zero, false, fmt.Errorf("building the request: %w", err), false
 	}
@@ -238,6 +324,21 @@ func paramsEdit(name, token string) rawwire.Edit {
 	}
 }
 
+// readParamsEdit is paramsEdit for resources/read: the URI unchanged,
+// the gateway's progress token for the client's, nothing else.
+func readParamsEdit(token string) rawwire.Edit {
+	meta := paramsEdit("", token)
+	return func(key, val []byte) ([]byte, bool) {
+		switch string(key) {
+		case "uri":
+			return nil, true
+		case "_meta":
+			return meta(key, val)
+		}
+		return nil, false
+	}
+}
+
 // resultView is what the hot path reads of a tools/call result without
 // decoding it.
 type resultView struct {
@@ -252,6 +353,34 @@ func toolResultView(b []byte) (resultView, error) { return readResult(b, "conten
 // promptResultView reads a prompts/get result's top-level members: it is
 // plain when its messages are an array.
 func promptResultView(b []byte) (resultView, error) { return readResult(b, "messages", "prompts/get") }
+
+// readResultView reads a resources/read result: plain when its contents
+// are an array of objects that each name their uri and mimeType (else the
+// SDK server would fill them in, and so does forwardReadWire, decoding).
+func readResultView(b []byte) (resultView, error) {
+	v, err := readResult(b, "contents", "resources/read")
+	if err != nil || !v.plain {
+		return v, err
+	}
+	contents := jsonguard.Lookup(b, "contents")
+	var bad error
+	err = jsonguard.Elements(contents, func(el []byte) bool {
+		if len(el) == 0 || el[0] != '{' {
+			v.plain = false
+			return false
+		}
+		uri, mime := jsonguard.Lookup(el, "uri"), jsonguard.Lookup(el, "mimeType")
+		if len(uri) < 3 || uri[0] != '"' || len(mime) < 3 || mime[0] != '"' {
+			v.plain = false // missing, empty or not a string: decode and complete
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		bad = err
+	}
+	return v, bad
+}
 
 // readResult reads a result's top-level members: plain when the member
 // list is an array and there is no serverInfo annotation to drop. A result
@@ -327,7 +456,9 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		case "notifications/message":
 			var p mcp.LoggingMessageParams
 			if params(&p) {
-				s.Log(ctx, t, owner, &p)
+				// The calling client gets it on the call's own stream
+				// (sessions.go, logOnCall); every other one as before.
+				s.logExcept(ctx, t, owner, &p, g.logOnCall(client, ss, &p))
 			}
 		case "notifications/progress":
 			var p mcp.ProgressNotificationParams
@@ -384,6 +515,7 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		if err != nil {
 			break
 		}
+		p = g.scanQuestion(ctx, t, env.Method, p)
 		var q []byte
 		if q, err = hotQuestion(ss, env.Method, p); err != nil {
 			break

@@ -22,7 +22,8 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
-// The hot path: a client's tools/call that the SDK server never decodes.
+// The hot path: a client's tools/call, prompts/get or resources/read that
+// the SDK server never decodes.
 //
 // checkBody has validated the message (jsonguard); if the call qualifies,
 // hotCall builds the pipeline's call from the validated bytes (reading the
@@ -85,11 +86,18 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	if userIDOf(ti) != e.userID {
 		return "credential" // another caller's session: the SDK's handler refuses it
 	}
+	if k := g.kept.keeper; k != nil {
+		k.Touch(r.Header.Get("Mcp-Session-Id")) // the session stays alive for every replica (sessions.go)
+	}
 	ss := e.ss
 	if ss.InitializeParams() == nil {
 		return "session"
 	}
-	params, name, args, meta, ok := hotParams(body)
+	nameKey := "name"
+	if env.Method == pipeline.MethodReadResource {
+		nameKey = "uri"
+	}
+	params, name, args, meta, ok := hotParams(body, nameKey)
 	if !ok {
 		return "params"
 	}
@@ -111,6 +119,16 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 		}
 		c.Kind = "prompt"
 		c.Request = &mcp.GetPromptRequest{Session: ss, Params: &mcp.GetPromptParams{Meta: meta, Name: name, Arguments: pargs}, Extra: extra}
+	case pipeline.MethodReadResource:
+		// The owner as the SDK server (and readMiddleware on
+		// /mcp/<name>) would find it: on /mcp a listed resource, then
+		// the templates in the SDK's order; on /mcp/<name> the upstream
+		// itself, listed or not. The URI goes on unchanged.
+		c.Kind, c.Upstream, c.Item = "resource", g.uriOwner(only, name), name
+		if c.Upstream != "" {
+			u = g.ownerOf(only, name)
+		}
+		c.Request = &mcp.ReadResourceRequest{Session: ss, Params: &mcp.ReadResourceParams{Meta: meta, URI: name}, Extra: extra}
 	default:
 		return "method"
 	}
@@ -123,7 +141,7 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	c.Target, c.Principal = u, principalOf(c.Request)
 	st := &hotStream{g: g, e: e, w: w}
 	c.Wire.Client = st
-	if _, cached := (cacheSource{g}).For(c); cached {
+	if (cacheSource{g}).caches(c) {
 		return "cache" // the cache stores decoded results
 	}
 	// The SDK's handler does not cancel a call when its client goes away
@@ -180,12 +198,13 @@ func hotUpstream(u *upstream.Upstream) bool {
 	return u.Config().Transport != upstream.TransportBuiltin && !upstreamNewEra(u)
 }
 
-// hotParams reads a tools/call's or prompts/get's params in place: the
-// object itself, the name, the arguments and _meta. It refuses (ok false) what only the
+// hotParams reads a tools/call's, prompts/get's or resources/read's params
+// in place: the object itself, the name (nameKey: "name", or "uri" for a
+// read), the arguments and _meta. It refuses (ok false) what only the
 // SDK's way handles: a name that is not a string, a routing explanation
 // (attached to a decoded result), the 2026-07-28 protocol's per-request
 // keys and multi-round-trip members, and the gateway's own keys.
-func hotParams(body []byte) (params []byte, name string, args json.RawMessage, meta mcp.Meta, ok bool) {
+func hotParams(body []byte, nameKey string) (params []byte, name string, args json.RawMessage, meta mcp.Meta, ok bool) {
 	params = jsonguard.Lookup(body, "params")
 	if len(params) == 0 || params[0] != '{' {
 		return nil, "", nil, nil, false
@@ -194,7 +213,7 @@ func hotParams(body []byte) (params []byte, name string, args json.RawMessage, m
 	var rawMeta []byte
 	err := jsonguard.Members(params, func(m jsonguard.Member) bool {
 		switch string(m.Key) {
-		case "name":
+		case nameKey:
 			name, ok = jsonguard.Unquote(m.Value)
 		case "arguments":
 			if string(m.Value) != "null" {

@@ -38,8 +38,8 @@ func TestHotPathCancellation(t *testing.T) {
 	for _, hot := range []bool{true, false} {
 		t.Run(fmt.Sprintf("hot_path=%v", hot), func(t *testing.T) {
 			started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
-			up := reviewHTTPUpstream(t, slowUpstream(started, cancelled))
-			g, url := hotGateway(t, reviewBlock("slow", up), hot, nil, HTTPOptions{})
+			up := startHTTPUpstream(t, slowUpstream(started, cancelled))
+			g, url := hotGateway(t, upstreamBlock("slow", up), hot, nil, HTTPOptions{})
 			waitTargetsReady(t, g, 1)
 			c := newRawClientWith(t, url+"/mcp", "", `{}`)
 
@@ -96,8 +96,8 @@ func TestHotPathTimeout(t *testing.T) {
 	for _, hot := range []bool{true, false} {
 		t.Run(fmt.Sprintf("hot_path=%v", hot), func(t *testing.T) {
 			started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
-			up := reviewHTTPUpstream(t, slowUpstream(started, cancelled))
-			g, url := hotGateway(t, reviewBlock("slow", up, `timeout = "500ms"`), hot, nil, HTTPOptions{})
+			up := startHTTPUpstream(t, slowUpstream(started, cancelled))
+			g, url := hotGateway(t, upstreamBlock("slow", up, `timeout = "500ms"`), hot, nil, HTTPOptions{})
 			waitTargetsReady(t, g, 1)
 			c := newRawClientWith(t, url+"/mcp", "", `{}`)
 			a := c.callTool(3, `{"name":"slow__wait","arguments":{}}`)
@@ -131,8 +131,8 @@ func TestHotPathTimeout(t *testing.T) {
 // answered, and a cancellation of that id still reaches the first call.
 func TestHotPathDuplicateID(t *testing.T) {
 	started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
-	up := reviewHTTPUpstream(t, slowUpstream(started, cancelled))
-	g, url := hotGateway(t, reviewBlock("slow", up), true, nil, HTTPOptions{})
+	up := startHTTPUpstream(t, slowUpstream(started, cancelled))
+	g, url := hotGateway(t, upstreamBlock("slow", up), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	c := newRawClientWith(t, url+"/mcp", "", `{}`)
 

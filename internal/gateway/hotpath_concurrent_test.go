@@ -17,8 +17,8 @@ import (
 // sizes from a few bytes to a MiB (buffers of every size are reused from
 // one answer to the next), each get the answer to their own call.
 func TestHotPathConcurrentCalls(t *testing.T) {
-	up := reviewHTTPUpstream(t, catalogueUpstream())
-	g, url := hotGateway(t, reviewBlock("cat", up), true, nil, HTTPOptions{})
+	up := startHTTPUpstream(t, catalogueUpstream())
+	g, url := hotGateway(t, upstreamBlock("cat", up), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	const sessions, workers, calls = 4, 4, 20
 	var wg sync.WaitGroup

@@ -105,7 +105,7 @@ func hostileAnswers() map[string]hostileAnswer {
 func TestHotPathHostileUpstream(t *testing.T) {
 	answers := hostileAnswers()
 	h := newHotHostile(t, answers)
-	g, url := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
+	g, url := hotGateway(t, upstreamBlock("h", h.url), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	c := newRawClientWith(t, url+"/mcp", "", `{}`)
 
@@ -188,7 +188,7 @@ func TestHotPathUpstreamForgotSession(t *testing.T) {
 		"good": hostileResult(`{"content":[{"type":"text","text":"fine"}]}`),
 	}
 	h := newHotHostile(t, answers)
-	g, url := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
+	g, url := hotGateway(t, upstreamBlock("h", h.url), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	c := newRawClientWith(t, url+"/mcp", "", `{}`)
 
@@ -214,7 +214,7 @@ func TestHotPathUpstreamForgotSession(t *testing.T) {
 		t.Errorf("404 each time: the upstream got %d tools/call, want the hot path's and the SDK client's", n)
 	}
 
-	if !reviewWait(t, "the next call served", 20*time.Second, func() bool {
+	if !waitFor(t, "the next call served", 20*time.Second, func() bool {
 		a := c.callTool(3, `{"name":"h__good","arguments":{}}`)
 		return a.Status == http.StatusOK && a.Msg["result"] != nil
 	}) {
@@ -267,7 +267,7 @@ func TestHotPathUpstreamStreamMessages(t *testing.T) {
 		},
 	}
 	h := newHotHostile(t, answers)
-	g, url := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
+	g, url := hotGateway(t, upstreamBlock("h", h.url), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	c := newRawClientWith(t, url+"/mcp", "", `{"roots":{},"sampling":{},"elicitation":{}}`)
 	if a := c.exchange(`{"jsonrpc":"2.0","id":0,"method":"logging/setLevel","params":{"level":"info"}}`); a.Msg["result"] == nil {
@@ -383,7 +383,7 @@ func TestHotPathUpstreamRequestStaysWithItsCall(t *testing.T) {
 		},
 	}
 	h := newHotHostile(t, answers)
-	g, url := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
+	g, url := hotGateway(t, upstreamBlock("h", h.url), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 
 	// The other client answers roots/list with a root of its own.
@@ -481,7 +481,7 @@ func TestHotPathElicitationNeedsTheCapability(t *testing.T) {
 					},
 				}
 				h := newHotHostile(t, answers)
-				g, gw := hotGateway(t, reviewBlock("h", h.url), hot, nil, HTTPOptions{})
+				g, gw := hotGateway(t, upstreamBlock("h", h.url), hot, nil, HTTPOptions{})
 				waitTargetsReady(t, g, 1)
 				c := newRawClientWith(t, gw+"/mcp", "", tc.caps)
 				asked := false
@@ -546,7 +546,7 @@ func TestHotPathQuestionsParity(t *testing.T) {
 	sseSrv := httptest.NewServer(mcp.NewSSEHandler(func(*http.Request) *mcp.Server { return askingUpstream() }, nil))
 	t.Cleanup(sseSrv.Close)
 	for _, up := range []struct{ name, block string }{
-		{"streamable", reviewBlock("asking", reviewHTTPUpstream(t, askingUpstream()))},
+		{"streamable", upstreamBlock("asking", startHTTPUpstream(t, askingUpstream()))},
 		{"sse", "\n[[upstreams]]\nname = \"asking\"\ntransport = \"sse\"\nurl = \"" + sseSrv.URL + "\"\n"},
 	} {
 		t.Run(up.name, func(t *testing.T) {
@@ -631,7 +631,7 @@ func TestHotPathRelayedQuestionsParity(t *testing.T) {
 				sse(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[]}}`)
 			},
 		})
-		g, url := hotGateway(t, reviewBlock("h", h.url), hot, nil, HTTPOptions{})
+		g, url := hotGateway(t, upstreamBlock("h", h.url), hot, nil, HTTPOptions{})
 		waitTargetsReady(t, g, 1)
 		c := newRawClientWith(t, url+"/mcp", "", `{"roots":{},"sampling":{},"elicitation":{"form":{},"url":{}}}`)
 		var seen []any
@@ -695,7 +695,7 @@ func TestHotPathUpstreamPrimingEvent(t *testing.T) {
 			sse(w, `{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[{"type":"text","text":"after priming"}]}}`)
 		},
 	})
-	g, url := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
+	g, url := hotGateway(t, upstreamBlock("h", h.url), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	c := newRawClientWith(t, url+"/mcp", "", `{}`)
 	a := c.callTool(1, `{"name":"h__primed","arguments":{}}`)

@@ -40,9 +40,9 @@ func progressUpstream() *mcp.Server {
 // before the answer — as on the SDK's way — and the upstream never sees
 // the client's token (the gateway's own keeps clients apart).
 func TestHotPathProgress(t *testing.T) {
-	up := reviewHTTPUpstream(t, progressUpstream())
-	gHot, urlHot := hotGateway(t, reviewBlock("prog", up), true, nil, HTTPOptions{})
-	gSDK, urlSDK := hotGateway(t, reviewBlock("prog", up), false, nil, HTTPOptions{})
+	up := startHTTPUpstream(t, progressUpstream())
+	gHot, urlHot := hotGateway(t, upstreamBlock("prog", up), true, nil, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, upstreamBlock("prog", up), false, nil, HTTPOptions{})
 	waitTargetsReady(t, gHot, 1)
 	waitTargetsReady(t, gSDK, 1)
 	hot := newRawClientWith(t, urlHot+"/mcp", "", `{}`)
@@ -122,9 +122,9 @@ func promptUpstream() *mcp.Server {
 // SDK's way, on /mcp and /mcp/<upstream>, including the SDK's own errors
 // (an unknown prompt, arguments that are not strings).
 func TestHotPathPromptParity(t *testing.T) {
-	up := reviewHTTPUpstream(t, promptUpstream())
-	gHot, urlHot := hotGateway(t, reviewBlock("pr", up), true, nil, HTTPOptions{})
-	gSDK, urlSDK := hotGateway(t, reviewBlock("pr", up), false, nil, HTTPOptions{})
+	up := startHTTPUpstream(t, promptUpstream())
+	gHot, urlHot := hotGateway(t, upstreamBlock("pr", up), true, nil, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, upstreamBlock("pr", up), false, nil, HTTPOptions{})
 	waitTargetsReady(t, gHot, 1)
 	waitTargetsReady(t, gSDK, 1)
 	count := func(t *testing.T, g *Gateway, path, reason string) float64 {

@@ -44,11 +44,11 @@ func hotPolicyGateway(t *testing.T, hot bool, ua, ub string, creds map[string]*p
 		t.Fatal(err)
 	}
 	sec := &policySec{engine: engine, creds: creds}
-	cfg, err := config.Parse("review.toml", []byte(fmt.Sprintf("[server]\nhot_path = %v\n", hot)+reviewBlock("ua", ua)+reviewBlock("ub", ub)))
+	cfg, err := config.Parse("review.toml", []byte(fmt.Sprintf("[server]\nhot_path = %v\n", hot)+upstreamBlock("ua", ua)+upstreamBlock("ub", ub)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) { g.SetSecurity(sec) })
+	g, url, _ := startTestGateway(t, cfg, true, func(g *Gateway) { g.SetSecurity(sec) })
 	waitTargetsReady(t, g, 2)
 	return g, url, sec
 }
@@ -60,8 +60,8 @@ func hotPolicyGateway(t *testing.T, hot bool, ua, ub string, creds map[string]*p
 // edge does before either way (a credential without the call scope).
 func TestHotPathAuthorization(t *testing.T) {
 	var calls sync.Map
-	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
-	ub := reviewHTTPUpstream(t, rolesUpstream("ub", &calls))
+	ua := startHTTPUpstream(t, rolesUpstream("ua", &calls))
+	ub := startHTTPUpstream(t, rolesUpstream("ub", &calls))
 	key := func(id, role string, scopes ...string) *principal.Principal {
 		return &principal.Principal{Kind: principal.KindKey, ID: id, KeyID: id, TenantID: "ta", TenantName: "a", Role: role, Scopes: scopes}
 	}
@@ -151,8 +151,8 @@ func TestHotPathAuthorization(t *testing.T) {
 // caller is refused as the SDK's handler refuses it.
 func TestHotPathSessionOfAnotherCaller(t *testing.T) {
 	var calls sync.Map
-	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
-	ub := reviewHTTPUpstream(t, rolesUpstream("ub", &calls))
+	ua := startHTTPUpstream(t, rolesUpstream("ua", &calls))
+	ub := startHTTPUpstream(t, rolesUpstream("ub", &calls))
 	alice := &principal.Principal{Kind: principal.KindKey, ID: "k-alice", KeyID: "k-alice", TenantID: "ta", TenantName: "a", Role: principal.RoleMember}
 	bob := &principal.Principal{Kind: principal.KindKey, ID: "k-bob", KeyID: "k-bob", TenantID: "ta", TenantName: "a", Role: principal.RoleMember}
 	aliceElsewhere := &principal.Principal{Kind: principal.KindKey, ID: "k-alice", KeyID: "k-alice", TenantID: "tb", TenantName: "b", Role: principal.RoleMember}
@@ -220,10 +220,10 @@ func (l *auditLog) len() int {
 // the upstream, the name the client used, the arguments, the outcome and
 // the upstream's error.
 func TestHotPathAuditSingleUser(t *testing.T) {
-	up := reviewHTTPUpstream(t, catalogueUpstream())
+	up := startHTTPUpstream(t, catalogueUpstream())
 	logHot, logSDK := &auditLog{}, &auditLog{}
-	gHot, urlHot := hotGateway(t, reviewBlock("cat", up), true, func(g *Gateway) { g.SetCallAudit(logHot) }, HTTPOptions{})
-	gSDK, urlSDK := hotGateway(t, reviewBlock("cat", up), false, func(g *Gateway) { g.SetCallAudit(logSDK) }, HTTPOptions{})
+	gHot, urlHot := hotGateway(t, upstreamBlock("cat", up), true, func(g *Gateway) { g.SetCallAudit(logHot) }, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, upstreamBlock("cat", up), false, func(g *Gateway) { g.SetCallAudit(logSDK) }, HTTPOptions{})
 	waitTargetsReady(t, gHot, 1)
 	waitTargetsReady(t, gSDK, 1)
 	for _, ep := range []struct{ path, prefix string }{{"/mcp", "cat__"}, {"/mcp/cat", ""}} {

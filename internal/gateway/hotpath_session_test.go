@@ -17,8 +17,8 @@ import (
 // handler would: an unknown session id and a deleted session get the
 // SDK's 404, never an answer.
 func TestHotPathSessionBinding(t *testing.T) {
-	up := reviewHTTPUpstream(t, catalogueUpstream())
-	g, url := hotGateway(t, reviewBlock("cat", up), true, nil, HTTPOptions{})
+	up := startHTTPUpstream(t, catalogueUpstream())
+	g, url := hotGateway(t, upstreamBlock("cat", up), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 	const hello = `{"name":"cat__text","arguments":{}}`
 
@@ -64,8 +64,8 @@ func TestHotPathSessionBinding(t *testing.T) {
 // handler) keep a session open.
 func TestHotPathIdleTimeout(t *testing.T) {
 	const timeout = 600 * time.Millisecond
-	up := reviewHTTPUpstream(t, catalogueUpstream())
-	g, url := hotGateway(t, reviewBlock("cat", up), true, nil, HTTPOptions{SessionTimeout: timeout})
+	up := startHTTPUpstream(t, catalogueUpstream())
+	g, url := hotGateway(t, upstreamBlock("cat", up), true, nil, HTTPOptions{SessionTimeout: timeout})
 	waitTargetsReady(t, g, 1)
 	const hello = `{"name":"cat__text","arguments":{}}`
 
@@ -89,7 +89,7 @@ func TestHotPathIdleTimeout(t *testing.T) {
 		t.Fatal("the busy session was closed")
 	}
 	if idleGone == 0 {
-		if !reviewWait(t, "idle session closed", 10*time.Second, func() bool { return g.clients.get(idle.session) == nil }) {
+		if !waitFor(t, "idle session closed", 10*time.Second, func() bool { return g.clients.get(idle.session) == nil }) {
 			t.Fatal("the idle session was never closed")
 		}
 	} else if idleGone < timeout/2 {
@@ -108,7 +108,7 @@ func TestHotPathIsolatedUpstream(t *testing.T) {
 	secTool(s, "whoami", func(_ context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: r.Session.ID()}}}, nil
 	})
-	g, url := hotGateway(t, reviewBlock("iso", reviewHTTPUpstream(t, s), `isolation = "session"`), true, nil, HTTPOptions{})
+	g, url := hotGateway(t, upstreamBlock("iso", startHTTPUpstream(t, s), `isolation = "session"`), true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 1)
 
 	whoami := func(c *rawClient, id int, meta string) string {

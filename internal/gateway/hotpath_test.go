@@ -48,7 +48,7 @@ func hotGateway(t *testing.T, toml string, hot bool, setup func(*Gateway), o HTT
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	g, url, _ := startReviewGatewayHTTP(t, cfg, true, setup, o)
+	g, url, _ := startTestGatewayHTTP(t, cfg, true, setup, o)
 	return g, url
 }
 
@@ -128,9 +128,9 @@ var hotCatalogue = []struct{ tool, rest string }{
 // (namespaced names) and /mcp/<upstream> (the upstream's own names), and
 // each call was counted on the path it took.
 func TestHotPathParity(t *testing.T) {
-	up := reviewHTTPUpstream(t, catalogueUpstream())
-	gHot, urlHot := hotGateway(t, reviewBlock("cat", up), true, nil, HTTPOptions{})
-	gSDK, urlSDK := hotGateway(t, reviewBlock("cat", up), false, nil, HTTPOptions{})
+	up := startHTTPUpstream(t, catalogueUpstream())
+	gHot, urlHot := hotGateway(t, upstreamBlock("cat", up), true, nil, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, upstreamBlock("cat", up), false, nil, HTTPOptions{})
 	waitTargetsReady(t, gHot, 1)
 	waitTargetsReady(t, gSDK, 1)
 
@@ -180,15 +180,15 @@ func TestHotPathParity(t *testing.T) {
 // live reload (and on again). Clients with capabilities and calls with a
 // progress token qualify.
 func TestHotPathFallbackReasons(t *testing.T) {
-	up := reviewHTTPUpstream(t, catalogueUpstream())
+	up := startHTTPUpstream(t, catalogueUpstream())
 	hello := func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "hello"}}}, nil
 	}
 	ro := legacyOnly("ro", nil)
 	ro.AddTool(&mcp.Tool{Name: "text", InputSchema: json.RawMessage(`{"type":"object"}`), Annotations: &mcp.ToolAnnotations{ReadOnlyHint: true}}, hello)
 	ro.AddTool(&mcp.Tool{Name: "other", InputSchema: json.RawMessage(`{"type":"object"}`)}, hello)
-	toml := reviewBlock("cat", up) + reviewBlock("new", statelessReporter(t)) +
-		reviewBlock("ro", reviewHTTPUpstream(t, ro), "[upstreams.cache]", `ttl = "1h"`)
+	toml := upstreamBlock("cat", up) + upstreamBlock("new", statelessReporter(t)) +
+		upstreamBlock("ro", startHTTPUpstream(t, ro), "[upstreams.cache]", `ttl = "1h"`)
 	g, url := hotGateway(t, toml, true, nil, HTTPOptions{})
 	waitTargetsReady(t, g, 3)
 
@@ -340,8 +340,8 @@ func TestHotPathParityOddResults(t *testing.T) {
 	}
 	slices.Sort(names)
 	h := newHotHostile(t, answers)
-	gHot, urlHot := hotGateway(t, reviewBlock("h", h.url), true, nil, HTTPOptions{})
-	gSDK, urlSDK := hotGateway(t, reviewBlock("h", h.url), false, nil, HTTPOptions{})
+	gHot, urlHot := hotGateway(t, upstreamBlock("h", h.url), true, nil, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, upstreamBlock("h", h.url), false, nil, HTTPOptions{})
 	waitTargetsReady(t, gHot, 1)
 	waitTargetsReady(t, gSDK, 1)
 	hot := newRawClientWith(t, urlHot+"/mcp", "", `{}`)

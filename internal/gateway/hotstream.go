@@ -129,7 +129,7 @@ func hotQuestion(ss *mcp.ServerSession, method string, p any) ([]byte, error) {
 // (turning the answer into an event stream) and waits for the client's
 // response, which the client POSTs in its session (hotAnswer).
 func (s *hotStream) Ask(ctx context.Context, method string, params []byte) ([]byte, error) {
-	id := "mcpedge-ask-" + strconv.FormatUint(s.g.hot.seq.Add(1), 10)
+	id := askPrefix + s.g.hot.askTag + "-" + strconv.FormatUint(s.g.hot.seq.Add(1), 10)
 	ch := make(chan []byte, 1)
 	key := "s" + id
 	s.e.mu.Lock()

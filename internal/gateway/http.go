@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -101,9 +103,10 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	})
 	guardedReady := g.guard(o, http.HandlerFunc(g.readyz))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		// Probes carry no credentials: without one they get the verdict
-		// alone; upstream details are for operators.
-		if g.security != nil && r.Header.Get("Authorization") == "" {
+		// Probes carry no credentials: without one (a bearer token or a
+		// verified client certificate) they get the verdict alone;
+		// details are for operators.
+		if g.security != nil && r.Header.Get("Authorization") == "" && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
 			g.readyz(w, r)
 			return
 		}
@@ -127,12 +130,24 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 // the SDK's handler: hot-path calls (hotpath.go) never reach the handler,
 // and must keep their session alive like any other POST.
 func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOptions) http.Handler {
-	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, MaxRequestBodyBytes: o.MaxBodyBytes})
-	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: g.log, Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
+	stateful := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: telemetry.SDKLogger(g.log), MaxRequestBodyBytes: o.MaxBodyBytes})
+	stateless := mcp.NewStreamableHTTPHandler(getServer, &mcp.StreamableHTTPOptions{Logger: telemetry.SDKLogger(g.log), Stateless: true, MaxRequestBodyBytes: o.MaxBodyBytes, PropagateRequestCancellation: true})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sid := r.Header.Get("Mcp-Session-Id")
 		if r.Method == http.MethodPost && sid == "" && r.Header.Get("Mcp-Protocol-Version") >= statelessVersion {
 			stateless.ServeHTTP(w, r)
+			return
+		}
+		// Sessions kept for every replica (sessions.go): a session this
+		// replica does not hold is re-created from the store.
+		if g.kept.keeper != nil && sid == "" && r.Method == http.MethodPost {
+			g.openKept(w, r, getServer(r))
+			return
+		}
+		if c, ok := g.keptSession(w, r, sid, getServer); !ok {
+			return
+		} else if c != nil {
+			g.serveCopy(w, r, c)
 			return
 		}
 		if e := g.clients.get(sid); e != nil && r.Method == http.MethodPost {
@@ -148,6 +163,7 @@ func (g *Gateway) eraSwitch(getServer func(*http.Request) *mcp.Server, o HTTPOpt
 			stateful.ServeHTTP(sw, r)
 			if sw.status == http.StatusNoContent {
 				g.clients.close(e.ss)
+				g.endKept(r.Context(), sid)
 			}
 			return
 		}
@@ -181,18 +197,26 @@ func (g *Gateway) requireSession(next http.Handler) http.Handler {
 
 // Readiness is the body of /readyz.
 type Readiness struct {
-	Ready     bool             `json:"ready"`
-	Upstreams []UpstreamStatus `json:"upstreams"`
+	Ready bool `json:"ready"`
+	// Components are the store, Redis (when configured) and the offline
+	// queue, each with its state; a required one that is down makes the
+	// replica unready. Their errors are details (for operators only).
+	Components []ComponentStatus `json:"components"`
+	Upstreams  []UpstreamStatus  `json:"upstreams"`
 	// Queue is the offline queue's health, a detail like Upstreams (left
 	// out for callers who may not see details); it never affects Ready.
 	Queue *QueueHealth `json:"queue,omitempty"`
 }
 
-// readyz answers 200 once every upstream has finished its first connection
-// attempt, whatever its outcome: a replica with one broken upstream still
-// serves the others, so it must stay in rotation. The body shows each
-// upstream's state and last error; "ready" is false while any is still
-// making its first attempt.
+// readyz answers 200 when the store and Redis (when configured) answer
+// and every upstream has finished its first connection attempt, whatever
+// its outcome: a replica with one broken upstream still serves the
+// others, so it must stay in rotation, but a replica that cannot reach
+// its store can authenticate, limit and audit nothing and must leave it
+// (503). The body shows each component's and each upstream's state;
+// "ready" is false while any upstream is still making its first attempt.
+// Without operator credentials only the verdict and the components'
+// states are shown, not errors or upstreams.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	st := g.Statuses()
 	ready := true
@@ -204,22 +228,33 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	if st == nil {
 		st = []UpstreamStatus{}
 	}
-	details := true
-	if g.security != nil {
-		if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
-			st, details = []UpstreamStatus{}, false
+	comps := slices.Clone(g.components(r.Context()))
+	for _, c := range comps {
+		if c.Required && c.State != "up" {
+			ready = false
 		}
 	}
-	var qh *QueueHealth
-	if details {
-		qh = g.queueHealthNow()
+	qh := g.queueHealthNow()
+	if qh != nil {
+		comps = append(comps, queueComponent(qh))
+	}
+	if comps == nil {
+		comps = []ComponentStatus{}
+	}
+	if g.security != nil {
+		if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
+			st, qh = []UpstreamStatus{}, nil
+			for i := range comps {
+				comps[i].Error = ""
+			}
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	if !ready {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}
-	_ = json.NewEncoder(w).Encode(Readiness{Ready: ready, Upstreams: st, Queue: qh})
+	_ = json.NewEncoder(w).Encode(Readiness{Ready: ready, Components: comps, Upstreams: st, Queue: qh})
 }
 
 func (g *Gateway) requireUpstream(next http.Handler) http.Handler {
@@ -408,7 +443,7 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 			// qualifies is answered here, without the SDK.
 			if env, err := envelope(); err == nil {
 				switch env.Method {
-				case pipeline.MethodCallTool, pipeline.MethodGetPrompt:
+				case pipeline.MethodCallTool, pipeline.MethodGetPrompt, pipeline.MethodReadResource:
 					if g.hotCall(w, r, body, env) {
 						return
 					}

@@ -37,8 +37,8 @@ func descriptions(t *testing.T, cs *mcp.ClientSession) map[string]string {
 // whether the hub registered it first or not, and the hub going down
 // does not take the local tool with it.
 func TestHubLocalFirst(t *testing.T) {
-	hubURL := reviewHTTPUpstream(t, serverWith("hub", "shared__echo", "ev__only"))
-	localURL := reviewHTTPUpstream(t, serverWith("local", "echo"))
+	hubURL := startHTTPUpstream(t, serverWith("hub", "shared__echo", "ev__only"))
+	localURL := startHTTPUpstream(t, serverWith("local", "echo"))
 	empty := ""
 	hubUp := config.Upstream{Name: HubUpstream, Transport: config.TransportHTTP, URL: hubURL, Prefix: &empty,
 		Timeout: config.Duration(5 * time.Second), ConnectTimeout: config.Duration(5 * time.Second), Isolation: config.IsolationShared}
@@ -47,21 +47,21 @@ func TestHubLocalFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	onlyHub.Upstreams = append(onlyHub.Upstreams, hubUp)
-	both, err := config.Parse("edge.toml", []byte(reviewBlock("shared", localURL)))
+	both, err := config.Parse("edge.toml", []byte(upstreamBlock("shared", localURL)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	both.Upstreams = append(both.Upstreams, hubUp)
 
-	g, gw, ctx := startReviewGateway(t, onlyHub, true, nil)
-	cs := reviewClient(t, gw+"/mcp", nil, "2025-11-25")
+	g, gw, ctx := startTestGateway(t, onlyHub, true, nil)
+	cs := dialClient(t, gw+"/mcp", nil, "2025-11-25")
 	if d := descriptions(t, cs); d["shared__echo"] != "hub" || d["ev__only"] != "hub" {
 		t.Fatalf("the hub alone: %v", d)
 	}
 
 	// The local upstream arrives after the hub registered the name.
 	g.Apply(ctx, both)
-	if !reviewWait(t, "local takes the name", 20*time.Second, func() bool {
+	if !waitFor(t, "local takes the name", 20*time.Second, func() bool {
 		d := descriptions(t, cs)
 		return d["shared__echo"] == "local" && d["ev__only"] == "hub"
 	}) {
@@ -83,7 +83,7 @@ func TestHubLocalFirst(t *testing.T) {
 
 	// The hub goes away: its own tools go, the local one stays.
 	g.Apply(ctx, withoutHub(both))
-	if !reviewWait(t, "hub gone", 20*time.Second, func() bool { _, ok := descriptions(t, cs)["ev__only"]; return !ok }) {
+	if !waitFor(t, "hub gone", 20*time.Second, func() bool { _, ok := descriptions(t, cs)["ev__only"]; return !ok }) {
 		t.Fatalf("after the hub left: %v", descriptions(t, cs))
 	}
 	if d := descriptions(t, cs); d["shared__echo"] != "local" {
@@ -93,7 +93,7 @@ func TestHubLocalFirst(t *testing.T) {
 	// The hub comes back: its own tools return, the clashing name stays
 	// local.
 	g.Apply(ctx, onlyHubWith(both, hubUp, "x"))
-	if !reviewWait(t, "hub back", 20*time.Second, func() bool { return descriptions(t, cs)["ev__only"] == "hub" }) {
+	if !waitFor(t, "hub back", 20*time.Second, func() bool { return descriptions(t, cs)["ev__only"] == "hub" }) {
 		t.Fatalf("after the hub reconnected: %v", descriptions(t, cs))
 	}
 	if d := descriptions(t, cs); d["shared__echo"] != "local" {

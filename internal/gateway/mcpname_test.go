@@ -27,10 +27,10 @@ func TestMcpNameHeaderChecked(t *testing.T) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
 		})
 	}
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("up", reviewHTTPUpstream(t, s)))
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("up", startHTTPUpstream(t, s)))
 
 	// A 2025-11-25 session for the stateful cases.
-	legacy := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	legacy := dialClient(t, url+"/mcp", nil, "2025-11-25")
 
 	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"up__echo","arguments":{}}}`
 	statelessCall := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"up__echo","arguments":{},"_meta":{` +

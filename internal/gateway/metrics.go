@@ -42,7 +42,7 @@ func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.breaker
 }
 
-var allStates = []upstream.State{upstream.StateConnecting, upstream.StateReady, upstream.StateFailed, upstream.StateStopped}
+var allStates = []upstream.State{upstream.StateConnecting, upstream.StateStarting, upstream.StateReady, upstream.StateFailed, upstream.StateStopped}
 
 func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.g.Statuses() {

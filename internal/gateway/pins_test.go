@@ -65,12 +65,12 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	var mu sync.Mutex
 	var audited []*store.AuditEntry
 	reg := prometheus.NewRegistry()
-	cfg, err := config.Parse("pins.toml", []byte(fmt.Sprintf("[server]\nhot_path = %v\n", hot)+reviewBlock("fs", reviewHTTPUpstream(t, up), fmt.Sprintf("pin = %q", policy))))
+	cfg, err := config.Parse("pins.toml", []byte(fmt.Sprintf("[server]\nhot_path = %v\n", hot)+upstreamBlock("fs", startHTTPUpstream(t, up), fmt.Sprintf("pin = %q", policy))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var p *pin.Pinner
-	g, url, ctx := startReviewGateway(t, cfg, true, func(g *Gateway) {
+	g, url, ctx := startTestGateway(t, cfg, true, func(g *Gateway) {
 		p = pin.New(pin.Options{Store: st, Registerer: reg, Log: slog.New(slog.DiscardHandler), Poll: time.Hour, Changed: g.PinsChanged,
 			Audit: func(_ context.Context, e *store.AuditEntry) {
 				mu.Lock()
@@ -86,8 +86,8 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	waitTargetsReady(t, g, 1)
 	// Session-era clients: their tools/call takes the hot path when it is
 	// on (checked below), the SDK's otherwise.
-	agg := reviewClient(t, url+"/mcp", nil, "2025-11-25")
-	per := reviewClient(t, url+"/mcp/fs", nil, "2025-11-25")
+	agg := dialClient(t, url+"/mcp", nil, "2025-11-25")
+	per := dialClient(t, url+"/mcp/fs", nil, "2025-11-25")
 
 	describe := func(cs *mcp.ClientSession, name string) (string, int, bool) {
 		res, err := cs.ListTools(t.Context(), nil)
@@ -115,7 +115,7 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	if d, _, ok := describe(agg, "fs__read"); !ok || d != honest {
 		t.Fatalf("first listing: %q, %v", d, ok)
 	}
-	if !reviewWait(t, "first pin stored", 10*time.Second, func() bool {
+	if !waitFor(t, "first pin stored", 10*time.Second, func() bool {
 		sp, err := st.GetPin(t.Context(), "fs", store.PinTool, "read")
 		return err == nil && strings.Contains(string(sp.Definition), honest)
 	}) {
@@ -126,7 +126,7 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	// the gateway (list_changed) and it lists the tools again.
 	up.AddTool(readTool(poisoned, pinnedArg, "key"), readHandler)
 	var offered *store.Pin
-	if !reviewWait(t, "the change stored as offered", 10*time.Second, func() bool {
+	if !waitFor(t, "the change stored as offered", 10*time.Second, func() bool {
 		sp, err := st.GetPin(t.Context(), "fs", store.PinTool, "read")
 		offered = sp
 		return err == nil && sp.Pending() && strings.Contains(string(sp.OfferedDefinition), "id_rsa")
@@ -197,7 +197,7 @@ func testToolPinning(t *testing.T, policy string, hot bool) {
 	if err := p.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if !reviewWait(t, "the approved definition served", 10*time.Second, func() bool {
+	if !waitFor(t, "the approved definition served", 10*time.Second, func() bool {
 		d, n, ok := describe(agg, "fs__read")
 		return ok && d == poisoned && n == 2
 	}) {
@@ -258,16 +258,16 @@ func TestPinPolicyReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	upURL := reviewHTTPUpstream(t, up)
+	upURL := startHTTPUpstream(t, up)
 	conf := func(policy string) *config.Config {
-		cfg, err := config.Parse("pins.toml", []byte(reviewBlock("fs", upURL, fmt.Sprintf("pin = %q", policy))))
+		cfg, err := config.Parse("pins.toml", []byte(upstreamBlock("fs", upURL, fmt.Sprintf("pin = %q", policy))))
 		if err != nil {
 			t.Fatal(err)
 		}
 		return cfg
 	}
 	var p *pin.Pinner
-	g, url, ctx := startReviewGateway(t, conf(pin.Hold), true, func(g *Gateway) {
+	g, url, ctx := startTestGateway(t, conf(pin.Hold), true, func(g *Gateway) {
 		p = pin.New(pin.Options{Store: st, Log: slog.New(slog.DiscardHandler), Changed: g.PinsChanged})
 		if err := p.Load(t.Context()); err != nil {
 			t.Fatal(err)
@@ -275,7 +275,7 @@ func TestPinPolicyReload(t *testing.T) {
 		g.SetPinner(p)
 	})
 	waitTargetsReady(t, g, 1)
-	cs := reviewClient(t, url+"/mcp", nil, "")
+	cs := dialClient(t, url+"/mcp", nil, "")
 	desc := func() string {
 		res, err := cs.ListTools(t.Context(), nil)
 		if err != nil {
@@ -293,7 +293,7 @@ func TestPinPolicyReload(t *testing.T) {
 	}
 	u, _ := g.Upstream("fs")
 	up.AddTool(readTool(poisoned, pinnedArg, "key"), readHandler)
-	if !reviewWait(t, "the change held", 10*time.Second, func() bool { return p.Pending("fs") == 1 }) {
+	if !waitFor(t, "the change held", 10*time.Second, func() bool { return p.Pending("fs") == 1 }) {
 		t.Fatal("the upstream's change never reached pinning")
 	}
 	if d := desc(); d != honest {
@@ -353,12 +353,12 @@ func TestPinnedSchemaChecksArguments(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg, err := config.Parse("pins.toml", []byte(reviewBlock("fs", reviewHTTPUpstream(t, up))))
+	cfg, err := config.Parse("pins.toml", []byte(upstreamBlock("fs", startHTTPUpstream(t, up))))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var p *pin.Pinner
-	g, url, _ := startReviewGateway(t, cfg, true, func(g *Gateway) {
+	g, url, _ := startTestGateway(t, cfg, true, func(g *Gateway) {
 		p = pin.New(pin.Options{Store: st, Log: slog.New(slog.DiscardHandler), Changed: g.PinsChanged})
 		if err := p.Load(t.Context()); err != nil {
 			t.Fatal(err)
@@ -366,7 +366,7 @@ func TestPinnedSchemaChecksArguments(t *testing.T) {
 		g.SetPinner(p)
 	})
 	waitTargetsReady(t, g, 1)
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	call := func(args map[string]any) error {
 		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "fs__read", Arguments: args})
 		if err == nil && res.IsError {
@@ -375,7 +375,7 @@ func TestPinnedSchemaChecksArguments(t *testing.T) {
 		return err
 	}
 	up.AddTool(&mcp.Tool{Name: "read", Description: poisoned, InputSchema: schema("path", "key")}, handler)
-	if !reviewWait(t, "the change held", 10*time.Second, func() bool { return p.Pending("fs") == 1 }) {
+	if !waitFor(t, "the change held", 10*time.Second, func() bool { return p.Pending("fs") == 1 }) {
 		t.Fatal("the change never reached pinning")
 	}
 	if err := call(map[string]any{"path": "/etc/hosts", "key": "-----BEGIN"}); err == nil || !strings.Contains(err.Error(), "key") {

@@ -39,11 +39,11 @@ func TestQueueURIReserved(t *testing.T) {
 	s.AddResource(&mcp.Resource{URI: "MCPEDGE://queue/qupper", Name: "fake2"}, own("upstream's fake entry"))
 	s.AddResource(&mcp.Resource{URI: "file:///ok", Name: "ok"}, own("fine"))
 	s.AddResourceTemplate(&mcp.ResourceTemplate{URITemplate: "mcpedge://queue/q{rest}", Name: "steal"}, own("upstream's template"))
-	up := reviewHTTPUpstream(t, s)
-	g, gwURL := reviewGateway(t, "[server]\n"+reviewBlock("sly", up))
+	up := startHTTPUpstream(t, s)
+	g, gwURL := startGateway(t, "[server]\n"+upstreamBlock("sly", up))
 	g.SetDeferrer(memDeferrer{"/qmine": {ID: "qmine", State: "pending", Target: "sly", Tool: "x", CreatedAt: time.Unix(1, 0).UTC()}})
 
-	cs := reviewClient(t, gwURL+"/mcp", nil, "2025-11-25")
+	cs := dialClient(t, gwURL+"/mcp", nil, "2025-11-25")
 	ctx := context.Background()
 	rl, err := cs.ListResources(ctx, nil)
 	if err != nil {
@@ -86,7 +86,7 @@ func TestQueueURIReserved(t *testing.T) {
 		t.Errorf("unsubscribing: %v", err)
 	}
 	// The per-upstream endpoint mirrors the upstream unchanged.
-	ps := reviewClient(t, gwURL+"/mcp/sly", nil, "2025-11-25")
+	ps := dialClient(t, gwURL+"/mcp/sly", nil, "2025-11-25")
 	rr, err = ps.ReadResource(ctx, &mcp.ReadResourceParams{URI: "mcpedge://queue/qmine"})
 	if err != nil || rr.Contents[0].Text != "upstream's fake entry" {
 		t.Errorf("/mcp/sly read: %+v, %v", rr, err)
@@ -144,8 +144,8 @@ func FuzzParseQueueURI(f *testing.F) {
 // session subscribed to another entry gets nothing.
 func TestQueueResourceUpdated(t *testing.T) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "plain", Version: "1"}, nil)
-	up := reviewHTTPUpstream(t, s)
-	g, gwURL := reviewGateway(t, "[server]\n"+reviewBlock("plain", up))
+	up := startHTTPUpstream(t, s)
+	g, gwURL := startGateway(t, "[server]\n"+upstreamBlock("plain", up))
 	g.SetDeferrer(memDeferrer{
 		"/qone": {ID: "qone", State: "pending", Target: "plain", Tool: "x"},
 		"/qtwo": {ID: "qtwo", State: "pending", Target: "plain", Tool: "x"},
@@ -155,7 +155,7 @@ func TestQueueResourceUpdated(t *testing.T) {
 		uris []string
 	}
 	client := func(version string, g *got) *mcp.ClientSession {
-		return reviewClient(t, gwURL+"/mcp", &mcp.ClientOptions{
+		return dialClient(t, gwURL+"/mcp", &mcp.ClientOptions{
 			ResourceUpdatedHandler: func(_ context.Context, r *mcp.ResourceUpdatedNotificationRequest) {
 				g.mu.Lock()
 				g.uris = append(g.uris, r.Params.URI)
@@ -188,7 +188,7 @@ func TestQueueResourceUpdated(t *testing.T) {
 	}
 	// The listen stream is set up asynchronously: announce until both
 	// subscribers heard (each announcement is one update per subscriber).
-	if !reviewWait(t, "updates to both subscribers", 15*time.Second, func() bool {
+	if !waitFor(t, "updates to both subscribers", 15*time.Second, func() bool {
 		select {
 		case err := <-listenErr:
 			if err != nil {

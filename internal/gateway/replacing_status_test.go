@@ -14,8 +14,8 @@ import (
 // replacement is being built and why it does not come up, so /readyz and
 // mcpedge__status show what the reload is waiting for.
 func TestStatusShowsAReplacementThatDoesNotComeUp(t *testing.T) {
-	up := reviewHTTPUpstream(t, echoServer("shared", false))
-	g, url := reviewGateway(t, "[server]\n"+reviewBlock("shared", up, `connect_timeout = "1s"`))
+	up := startHTTPUpstream(t, echoServer("shared", false))
+	g, url := startGateway(t, "[server]\n"+upstreamBlock("shared", up, `connect_timeout = "1s"`))
 	dead := "http://" + closedPort(t) + "/mcp"
 
 	cfg := *g.cfg.Load()
@@ -24,7 +24,7 @@ func TestStatusShowsAReplacementThatDoesNotComeUp(t *testing.T) {
 	g.Apply(context.Background(), &cfg)
 
 	var st UpstreamStatus
-	if !reviewWait(t, "a failing replacement in the status", 15*time.Second, func() bool {
+	if !waitFor(t, "a failing replacement in the status", 15*time.Second, func() bool {
 		for _, s := range g.Statuses() {
 			if s.Name == "shared" {
 				st = s
@@ -37,7 +37,7 @@ func TestStatusShowsAReplacementThatDoesNotComeUp(t *testing.T) {
 	if st.State != "ready" || st.Replacing.State == "ready" {
 		t.Fatalf("the running connection should serve while the replacement is %s: %+v", st.Replacing.State, st)
 	}
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25")
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "shared__echo", Arguments: map[string]any{}}); err != nil || res.IsError {

@@ -51,8 +51,8 @@ const scopeMetadata = `resource_metadata="http://gw.example/.well-known/oauth-pr
 
 func TestScopeChallenge(t *testing.T) {
 	var calls sync.Map
-	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
-	ub := reviewHTTPUpstream(t, rolesUpstream("ub", &calls))
+	ua := startHTTPUpstream(t, rolesUpstream("ua", &calls))
+	ub := startHTTPUpstream(t, rolesUpstream("ub", &calls))
 	key := func(id, role string, scopes ...string) *principal.Principal {
 		return &principal.Principal{Kind: principal.KindKey, ID: id, KeyID: id, TenantID: "ta", TenantName: "a", Role: role, Scopes: scopes}
 	}
@@ -75,7 +75,7 @@ func TestScopeChallenge(t *testing.T) {
 			for _, p := range who {
 				sec.creds["tok-"+p.ID] = p
 			}
-			g, url := secGateway(t, era.server+reviewBlock("ua", ua)+reviewBlock("ub", ub), sec, nil)
+			g, url := secGateway(t, era.server+upstreamBlock("ua", ua)+upstreamBlock("ub", ub), sec, nil)
 			waitTargetsReady(t, g, 2)
 			client := func(name, path string) *rawClient {
 				tok := "tok-" + who[name].ID
@@ -206,11 +206,11 @@ func jsonString(v any) string {
 // and what the caller may do still works in it.
 func TestScopeChallengeKeepsTheSession(t *testing.T) {
 	var calls sync.Map
-	ua := reviewHTTPUpstream(t, rolesUpstream("ua", &calls))
+	ua := startHTTPUpstream(t, rolesUpstream("ua", &calls))
 	viewer := &principal.Principal{Kind: principal.KindKey, ID: "k-viewer", TenantID: "ta", TenantName: "a", Role: principal.RoleViewer}
 	sec := &policySec{engine: rolesEngine(t), creds: map[string]*principal.Principal{"tok-viewer": viewer}}
-	_, url := secGateway(t, "[server]\n"+reviewBlock("ua", ua), sec, nil)
-	cs := reviewClient(t, url+"/mcp", nil, "2025-11-25", withToken("tok-viewer"))
+	_, url := secGateway(t, "[server]\n"+upstreamBlock("ua", ua), sec, nil)
+	cs := dialClient(t, url+"/mcp", nil, "2025-11-25", withToken("tok-viewer"))
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	for range 2 {

@@ -166,7 +166,20 @@ func sdkAuth(next http.Handler) http.Handler {
 		}
 		return &auth.TokenInfo{UserID: p.Kind + ":" + p.TenantID + ":" + p.ID, Scopes: p.Scopes, Expiration: p.ExpiresAt, Extra: map[string]any{"principal": p}}, nil
 	}
-	return auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(next)
+	h := auth.RequireBearerToken(verify, &auth.RequireBearerTokenOptions{AllowMissingExpiration: true})(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A caller authenticated by its client certificate (mTLS) sends
+		// no bearer token, which the SDK's middleware insists on: it is
+		// given a placeholder, never looked at (verify reads the
+		// principal the gateway attached), never forwarded.
+		if r.Header.Get("Authorization") == "" {
+			if p := principal.From(r.Context()); p != nil && p.Kind == principal.KindCertificate {
+				r = r.Clone(r.Context())
+				r.Header.Set("Authorization", "Bearer client-certificate")
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // principalOf returns the caller of an MCP request, or nil.

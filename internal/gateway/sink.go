@@ -88,11 +88,20 @@ func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp
 // /mcp/<upstream>, each filtered by the level that client set. Each client
 // gets them through its own bounded outbox.
 func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) {
+	s.logExcept(ctx, u, owner, p, nil)
+}
+
+// logExcept is Log for every client but except (nil: none), which got the
+// message another way.
+func (s *sink) logExcept(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams, except *mcp.ServerSession) {
 	if p == nil {
 		return
 	}
 	g := s.g()
 	send := func(ss *mcp.ServerSession) {
+		if ss == except {
+			return
+		}
 		g.post(ss, func(ctx context.Context) { _ = ss.Log(ctx, p) })
 	}
 	if owner != "" {
@@ -206,12 +215,18 @@ func ask[R mcp.InputResponse](s *sink, ctx context.Context, u *upstream.Upstream
 }
 
 func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
+	if q, ok := s.g().scanQuestion(ctx, u, "sampling/createMessage", p).(*mcp.CreateMessageWithToolsParams); ok {
+		p = q
+	}
 	return ask(s, ctx, u, owner, "sampling/createMessage", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
 		return ss.CreateMessageWithTools(ctx, p)
 	})
 }
 
 func (s *sink) Elicit(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
+	if q, ok := s.g().scanQuestion(ctx, u, "elicitation/create", p).(*mcp.ElicitParams); ok {
+		p = q
+	}
 	return ask(s, ctx, u, owner, "elicitation/create", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {
 		return ss.Elicit(ctx, p)
 	})

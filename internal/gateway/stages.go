@@ -12,6 +12,8 @@ import (
 	"github.com/mcpedge/mcpedge/internal/stage/authz"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/stage/deferral"
+	"github.com/mcpedge/mcpedge/internal/stage/explain"
+	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
 	"github.com/mcpedge/mcpedge/internal/stage/uricheck"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -20,9 +22,10 @@ import (
 
 // This file wires the data plane: it builds the pipeline (internal/pipeline,
 // order in pipeline/order.go) from the stage packages and from the stages
-// that still live in the gateway (dispatch, explain, route, forward: they
-// need its connections, catalog and the SDK server), and runs every call that reaches
-// an upstream through it.
+// that still live in the gateway (dispatch and forward: they need its
+// connections, catalog and the SDK server), with routeTargets as the
+// gateway's side of the route stage, and runs every call that reaches an
+// upstream through it.
 //
 // A client's call enters in the session's receiving middleware
 // (enterPipeline): audit and authorize run there, before the SDK server
@@ -57,11 +60,13 @@ func (g *Gateway) buildPipeline() {
 	} else if g.pipe.callLog != nil {
 		stages = append(stages, auditstage.New(g.pipe.callLog))
 	}
-	stages = append(stages, uricheck.Stage{}, dispatchStage{}, g.pipe.args, explainStage{g})
+	stages = append(stages, uricheck.Stage{}, dispatchStage{}, g.pipe.args,
+		explain.Stage{Full: func(c *pipeline.Call) bool { return g.explainsFully(c.Request) }})
 	if g.deferrer != nil {
 		stages = append(stages, deferral.New(queueOf{g}))
 	}
-	stages = append(stages, cachestage.New(cacheSource{g}, &cachestage.Options{Noted: noteCache}), routeStage{g})
+	stages = append(stages, cachestage.New(cacheSource{g}, &cachestage.Options{Noted: func(ctx context.Context, how string) { explain.From(ctx).Cached(how) }}),
+		routestage.New[*upstream.Upstream](routeTargets{g}, func(c *pipeline.Call, t *upstream.Upstream) { c.Target = t }))
 	stages = append(stages, g.guardStage())
 	ch, err := pipeline.Compile(stages, forwardStage{g})
 	if err != nil {
@@ -235,26 +240,6 @@ func target(c *pipeline.Call) *upstream.Upstream {
 	return u
 }
 
-// explainStage attaches the routing explanation (route.go) to the result
-// when the request asks for it.
-type explainStage struct{ g *Gateway }
-
-func (explainStage) Name() string { return "explain" }
-
-func (s explainStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	if c.Request == nil {
-		return next.Handle(ctx, c)
-	}
-	var meta mcp.Meta
-	if p, ok := c.Request.GetParams().(interface{ GetMeta() map[string]any }); ok {
-		meta = p.GetMeta()
-	}
-	ctx, note := explained(ctx, meta, s.g.explainsFully(c.Request))
-	res, err := next.Handle(ctx, c)
-	note.attach(res)
-	return res, err
-}
-
 // argSchemas gives the argcheck stage the inputSchema of the called tool
 // as its upstream's registration lists it — the definition the caller was
 // shown, whichever target the call is then routed to — and whether the
@@ -299,41 +284,6 @@ func (q queueOf) Defer(ctx context.Context, c *pipeline.Call, unavailable error)
 	return q.g.deferCall(ctx, c.Request.(*mcp.CallToolRequest), target(c), c.Item, unavailable)
 }
 
-// routeStage picks the target of each attempt and falls back to the next
-// one (route.go); each attempt runs the rest of the chain with the target
-// in c.Target.
-type routeStage struct{ g *Gateway }
-
-func (routeStage) Name() string { return "route" }
-
-func (s routeStage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	g, u := s.g, target(c)
-	switch req := c.Request.(type) {
-	case nil:
-		// A queued call's delivery (tools/call only).
-		return routed(g, ctx, u, nil, pipeline.MethodCallTool, c.Item, "", func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
-			c.Target = t
-			return nextAs[*mcp.CallToolResult](ctx, c, next)
-		})
-	case *mcp.CallToolRequest:
-		return routed(g, ctx, u, req, pipeline.MethodCallTool, c.Item, req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.CallToolResult, error) {
-			c.Target = t
-			return nextAs[*mcp.CallToolResult](ctx, c, next)
-		})
-	case *mcp.GetPromptRequest:
-		return routed(g, ctx, u, req, pipeline.MethodGetPrompt, "", req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.GetPromptResult, error) {
-			c.Target = t
-			return nextAs[*mcp.GetPromptResult](ctx, c, next)
-		})
-	case *mcp.ReadResourceRequest:
-		return routed(g, ctx, u, req, pipeline.MethodReadResource, "", req.Params.RequestState, func(ctx context.Context, t *upstream.Upstream) (*mcp.ReadResourceResult, error) {
-			c.Target = t
-			return nextAs[*mcp.ReadResourceResult](ctx, c, next)
-		})
-	}
-	return next.Handle(ctx, c)
-}
-
 // forwardStage is the terminal: it sends the call to its target through
 // the target's circuit breaker, timeouts and retries, translating between
 // protocol eras (era.go, failure.go). Completions and subscriptions pick
@@ -360,6 +310,9 @@ func (s forwardStage) Handle(ctx context.Context, c *pipeline.Call, _ pipeline.H
 		}
 		return g.forwardPrompt(ctx, c, t, req)
 	case *mcp.ReadResourceRequest:
+		if c.Wire != nil {
+			return g.forwardReadWire(ctx, c, t, req)
+		}
 		return g.forwardRead(ctx, c, t, req)
 	case *mcp.CompleteRequest:
 		return g.completeNow(ctx, c.Face, req)

@@ -24,10 +24,10 @@ func TestResourceURIClimbingOutIsRefused(t *testing.T) {
 			asked.Add(1)
 			return &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: r.Params.URI, Text: "content of " + r.Params.URI}}}, nil
 		})
-	up := reviewHTTPUpstream(t, s)
-	_, url := reviewGateway(t, "[server]\n"+reviewBlock("files", up))
+	up := startHTTPUpstream(t, s)
+	_, url := startGateway(t, "[server]\n"+upstreamBlock("files", up))
 	for _, endpoint := range []string{url + "/mcp", url + "/mcp/files"} {
-		cs := reviewClient(t, endpoint, nil, "2025-11-25")
+		cs := dialClient(t, endpoint, nil, "2025-11-25")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		res, err := cs.ReadResource(ctx, &mcp.ReadResourceParams{URI: "file:///srv/docs/readme.md"})
 		if err != nil || len(res.Contents) != 1 || !strings.Contains(res.Contents[0].Text, "readme.md") {

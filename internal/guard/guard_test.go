@@ -4,6 +4,7 @@ import (
 	"maps"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -64,6 +65,7 @@ func TestRedact(t *testing.T) {
 		{"jwt", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "Bearer [REDACTED:jwt]", Counts{KindJWT: 1}, false},
 		{"keyword", `{"password": "Tr0ub4dor&3x!", "user": "bob"}`, `{"password": "[REDACTED:secret]", "user": "bob"}`, Counts{KindSecret: 1}, false},
 		{"keyword env", "API_KEY=9f8e7d6c5b4a39281706", "API_KEY=[REDACTED:secret]", Counts{KindSecret: 1}, false},
+		{"keyword with a prefix", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nGITHUB_TOKEN: 9f8e7d6c5b4a39281706ab", "aws_secret_access_key = [REDACTED:secret]\nGITHUB_TOKEN: [REDACTED:secret]", Counts{KindSecret: 2}, false},
 		{"keyword low entropy", "password: ******** token: required", "password: ******** token: required", nil, false},
 		{"email off", "mail bob@example.com", "mail bob@example.com", nil, false},
 		{"email on", "mail bob@example.com", "mail [REDACTED:email]", Counts{KindEmail: 1}, true},
@@ -115,7 +117,7 @@ func TestDetectorRules(t *testing.T) {
 }
 
 func FuzzNormalize(f *testing.F) {
-	for _, s := range []string{"", "plain", "\x1b[31mx\x1b]0;t\x07", "a\u200db", "क्\u200dष", "👩\u200d💻", "\U000E0041", "\xff\xfe", "a\ufe0f\ufe0f", "ب\u200d\u061cx", "\u009b1m\u009dx\u009c"} {
+	for _, s := range []string{"", "plain", "eight by\x7ftes and more", "0123456\t89abcdef\x1f", "Größe \u00ad naïve", "\u2028ok\u202e", "\x1b[31mx\x1b]0;t\x07", "a\u200db", "क्\u200dष", "👩\u200d💻", "\U000E0041", "\xff\xfe", "a\ufe0f\ufe0f", "ب\u200d\u061cx", "\u009b1m\u009dx\u009c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -130,7 +132,28 @@ func FuzzNormalize(f *testing.F) {
 		if again != out || c2 != nil {
 			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", s, out, again, c2)
 		}
+		if clean(s) != cleanSlow(s) {
+			t.Fatalf("clean(%q) = %v, the rune-by-rune reference says %v", s, clean(s), cleanSlow(s))
+		}
 	})
+}
+
+// cleanSlow is clean rune by rune, without the fast paths: the reference
+// FuzzNormalize holds clean to.
+func cleanSlow(s string) bool {
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			return false
+		case (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f:
+			return false
+		case (r >= 0x80 && r <= 0x9f) || unicode.Is(unicode.Cf, r) || isVariationSelector(r) || (r >= 0xE0000 && r <= 0xE007F):
+			return false
+		}
+		i += size
+	}
+	return true
 }
 
 func FuzzRedact(f *testing.F) {
@@ -152,21 +175,38 @@ func FuzzRedact(f *testing.F) {
 		if again != out {
 			t.Fatalf("not idempotent: %q -> %q -> %q (%v)", s, out, again, c)
 		}
+		if _, n := r.Redact(s); n != nil && !r.Finds(s) {
+			t.Fatalf("Finds(%q) = false, but Redact counted %v", s, n)
+		}
 	})
 }
 
-func TestMayMatch(t *testing.T) {
-	r := NewRedactor(nil)
-	for _, s := range []string{"AKIAIOSFODNN7EXAMPLE", "-----BEGIN", "PassWord=x", `{"API_KEY":1}`} {
-		if !r.MayMatch([]byte(s)) {
-			t.Errorf("MayMatch(%q) = false", s)
+// Finds is "Redact would change something": the one-pass filter that
+// lets a clean text through without trying every rule.
+func TestFinds(t *testing.T) {
+	r, pd := NewRedactor(nil), NewRedactor(&RedactOptions{PersonalData: true})
+	for _, tc := range []struct {
+		s     string
+		r, pd bool
+	}{
+		{"all good, the build passed and the key step took a token", false, false},
+		{"id AKIAIOSFODNN7EXAMPLE", true, true},
+		{"AKIAIOSFODNN7EXAMPL", false, false},
+		{"PassWord=Zx9!kQ2#mPw", true, true},
+		{"aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", true, true},
+		{"password: ********", false, false},
+		{"token: [REDACTED:jwt]", false, false},
+		{"-----BEGIN OPENSSH PRIVATE KEY-----\nabc", true, true},
+		{"mail bob@example.com", false, true},
+		{"card 4111 1111 1111 1111", false, true},
+		{"a\xffb", true, true},
+	} {
+		if got := r.Finds(tc.s); got != tc.r {
+			t.Errorf("Finds(%q) = %v, want %v", tc.s, got, tc.r)
 		}
-	}
-	if r.MayMatch([]byte(`{"content":[{"type":"text","text":"all good"}]}`)) {
-		t.Error("MayMatch of a plain result = true")
-	}
-	if !NewRedactor(&RedactOptions{PersonalData: true}).MayMatch([]byte("call 555 0100")) {
-		t.Error("personal data: digits not considered")
+		if got := pd.Finds(tc.s); got != tc.pd {
+			t.Errorf("personal data: Finds(%q) = %v, want %v", tc.s, got, tc.pd)
+		}
 	}
 }
 
@@ -211,4 +251,19 @@ func FuzzRedactAnchored(f *testing.F) {
 			t.Fatalf("Redact(%q)\n got %q\nwant %q", s, got, want)
 		}
 	})
+}
+
+// TestSuspectLead: every character Normalize removes or judges (C1
+// controls, Cf, variation selectors, tags) starts with a byte clean's
+// fast path looks at, in the unicode tables of this Go.
+func TestSuspectLead(t *testing.T) {
+	var b [4]byte
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if (r >= 0x80 && r <= 0x9f) || unicode.Is(unicode.Cf, r) || isVariationSelector(r) || (r >= 0xE0000 && r <= 0xE007F) {
+			utf8.EncodeRune(b[:], r)
+			if !suspectLead(b[0]) {
+				t.Fatalf("U+%04X starts with %#x, which clean skips", r, b[0])
+			}
+		}
+	}
 }

@@ -145,10 +145,27 @@ func Normalize(s string) (string, Counts) {
 	return b.String(), counts
 }
 
-// clean reports whether s has nothing Normalize would change, quickly for
-// ASCII text.
+// clean reports whether s has nothing Normalize would change. It is
+// the common case and one pass: eight ASCII bytes at a time while there
+// are no controls, and a multi-byte character is decoded only when its
+// first byte is one that every removed character starts with
+// (suspectLead).
 func clean(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
 	for i := 0; i < len(s); {
+		if i+8 <= len(s) {
+			x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+				uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+			del := x ^ (lo * 0x7f)
+			// No byte ≥ 0x80, none below 0x20, none 0x7f.
+			if x&hi == 0 && (x-lo*0x20)&^x&hi == 0 && (del-lo)&^del&hi == 0 {
+				i += 8
+				continue
+			}
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f {
@@ -157,16 +174,40 @@ func clean(s string) bool {
 			i++
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size <= 1 {
-			return false
+		if !suspectLead(c) {
+			i += seqLen(c)
+			continue
 		}
+		r, size := utf8.DecodeRuneInString(s[i:])
 		if (r >= 0x80 && r <= 0x9f) || unicode.Is(unicode.Cf, r) || isVariationSelector(r) || (r >= 0xE0000 && r <= 0xE007F) {
 			return false
 		}
 		i += size
 	}
 	return true
+}
+
+// suspectLead reports whether c is the first byte, in UTF-8, of a C1
+// control, a format character (Cf), a variation selector or a tag
+// character; no other first byte starts one (TestSuspectLead checks it
+// against the unicode tables).
+func suspectLead(c byte) bool {
+	switch c {
+	case 0xC2, 0xD8, 0xDB, 0xDC, 0xE0, 0xE1, 0xE2, 0xEF, 0xF0, 0xF3:
+		return true
+	}
+	return false
+}
+
+// seqLen is the length of the UTF-8 sequence that starts with c (valid).
+func seqLen(c byte) int {
+	switch {
+	case c >= 0xF0:
+		return 4
+	case c >= 0xE0:
+		return 3
+	}
+	return 2
 }
 
 // escapeLen is the length of the escape sequence at the start of s (which

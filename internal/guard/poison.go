@@ -72,7 +72,8 @@ type compiledRule struct {
 // A Detector judges descriptions against its rules. Build it once with
 // [NewDetector]; it is safe for concurrent use.
 type Detector struct {
-	rules []compiledRule
+	rules   []compiledRule
+	version string
 }
 
 // NewDetector compiles rules (nil: [BuiltinRules]). Ids must be unique
@@ -81,7 +82,7 @@ func NewDetector(rules []Rule) (*Detector, error) {
 	if rules == nil {
 		rules = BuiltinRules()
 	}
-	d := &Detector{}
+	d := &Detector{version: RulesVersion}
 	seen := map[string]bool{RuleHiddenUnicode: true}
 	for _, r := range rules {
 		if r.ID == "" {
@@ -99,6 +100,11 @@ func NewDetector(rules []Rule) (*Detector, error) {
 	}
 	return d, nil
 }
+
+// Version names the rule set the detector judges with (see
+// [RuleSet.Version]); it is [RulesVersion] for a detector built by
+// [NewDetector] alone.
+func (d *Detector) Version() string { return d.version }
 
 // A Finding is one rule that fired, with the text it matched (clipped).
 type Finding struct {

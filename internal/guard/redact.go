@@ -3,6 +3,7 @@ package guard
 import (
 	"bytes"
 	"math"
+	"math/bits"
 	"regexp"
 	"slices"
 	"strings"
@@ -50,6 +51,12 @@ type secretRule struct {
 // Build it once with [NewRedactor]; it is safe for concurrent use.
 type Redactor struct {
 	rules []secretRule
+	// The two-byte filter of Finds: pairs has the bit of every pair of
+	// bytes that starts a literal of a rule (in any case for a folding
+	// rule); first and second have, per byte, the bits of the rules with
+	// a literal starting with it, or whose literal's second byte it is.
+	pairs         [1 << 16 / 64]uint64
+	first, second [256]uint16
 }
 
 // RedactOptions configure a [Redactor]. The zero value redacts secrets
@@ -96,7 +103,7 @@ func NewRedactor(o *RedactOptions) *Redactor {
 	// have replaced the values they know, and placeholders are skipped.
 	r.rules = append(r.rules, secretRule{kind: KindSecret, group: 1, ok: highEntropy, fold: true,
 		hints: []string{"pass", "pwd", "secret", "token", "key", "credential"},
-		re:    regexp.MustCompile(`(?i)\b(?:password|passwd|passphrase|pwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?)\b["']?\s*[:=]\s*["']?([^\s"',;<>]{8,})`)})
+		re:    regexp.MustCompile(`(?i)\b(?:[a-z0-9]{1,20}[_-]){0,3}?(?:password|passwd|passphrase|pwd|secret|client[_-]?secret|token|access[_-]?token|refresh[_-]?token|auth[_-]?token|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|private[_-]?key|credentials?)\b["']?\s*[:=]\s*["']?([^\s"',;<>]{8,})`)})
 	for i := range r.rules {
 		rule := &r.rules[i]
 		body, flags := rule.re.String(), ""
@@ -105,8 +112,148 @@ func NewRedactor(o *RedactOptions) *Redactor {
 		}
 		rule.anchored = regexp.MustCompile(flags + "^(?:" + body + ")")
 		rule.boundary = strings.HasPrefix(body, `\b`)
+		for _, h := range rule.hints {
+			if len(h) < 2 {
+				continue // e-mail: its own search in Finds
+			}
+			for _, a := range caseVariants(h[0], rule.fold) {
+				for _, b := range caseVariants(h[1], rule.fold) {
+					k := uint16(a)<<8 | uint16(b)
+					r.pairs[k>>6] |= 1 << (k & 63)
+					r.first[a] |= 1 << i
+					r.second[b] |= 1 << i
+				}
+			}
+		}
 	}
 	return r
+}
+
+// caseVariants is c, and its other case when fold.
+func caseVariants(c byte, fold bool) []byte {
+	switch {
+	case fold && c >= 'a' && c <= 'z':
+		return []byte{c, c - 'a' + 'A'}
+	case fold && c >= 'A' && c <= 'Z':
+		return []byte{c, c - 'A' + 'a'}
+	}
+	return []byte{c}
+}
+
+// Finds reports whether Redact may replace anything in s (or s is not
+// valid UTF-8): one pass over s, which tries a rule's pattern only where
+// a pair of bytes starts one of its literals. When it is false, Redact
+// changes nothing: Redact's first replacement is always made on s as
+// given, so a rule that matches nowhere in s cannot match after another
+// rule's replacement either. (It may be true where Redact, skipping a
+// candidate inside a longer match its check refused, changes nothing.)
+func (r *Redactor) Finds(s string) bool {
+	return !utf8.ValidString(s) || r.finds(s)
+}
+
+// WouldChange reports whether Normalize followed by Redact may change s
+// (what the results guard does to a text): false means both return it as
+// it is. One pass for the normaliser's check, one for the redactor's.
+func (r *Redactor) WouldChange(s string) bool {
+	return !clean(s) || r.finds(s)
+}
+
+// finds is Finds for valid UTF-8.
+func (r *Redactor) finds(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		k := uint16(s[i])<<8 | uint16(s[i+1])
+		if r.pairs[k>>6]&(1<<(k&63)) == 0 {
+			continue
+		}
+		for m := r.first[s[i]] & r.second[s[i+1]]; m != 0; m &= m - 1 {
+			rule := &r.rules[bits.TrailingZeros16(m)]
+			for _, h := range rule.hints {
+				if !hasLiteralAt(s, i, h, rule.fold) {
+					continue
+				}
+				if !rule.fold {
+					if rule.hit(s, i) {
+						return true
+					}
+					continue
+				}
+				var starts [33]int // foldStarts looks at most 32 bytes back
+				for _, q := range foldStarts(s, i, starts[:0]) {
+					if rule.hit(s, q) {
+						return true
+					}
+				}
+			}
+		}
+	}
+	for i := range r.rules {
+		rule := &r.rules[i]
+		if rule.kind != KindEmail && len(rule.hints) > 0 {
+			continue
+		}
+		for _, p := range rule.candidates(s, nil) {
+			if rule.hit(s, p) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasLiteralAt reports whether s holds the literal h (ASCII; lower case
+// when fold, matched in any case) at i.
+func hasLiteralAt(s string, i int, h string, fold bool) bool {
+	if len(s)-i < len(h) {
+		return false
+	}
+	if !fold {
+		return s[i:i+len(h)] == h
+	}
+	for j := 0; j < len(h); j++ {
+		c := s[i+j]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != h[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// foldStarts appends to out where a key-word match holding the literal at
+// i may start: each word boundary in the run of word characters and '-'
+// that holds it, at most 32 bytes back ("client_secret", "api-key").
+func foldStarts(s string, i int, out []int) []int {
+	q := i
+	for q > 0 && q > i-32 && (isWord(s[q-1]) || s[q-1] == '-') {
+		q--
+	}
+	for ; q <= i; q++ {
+		if q == 0 || !isWord(s[q-1]) {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// hit reports whether the rule replaces something with a match starting
+// at p: its pattern matches there, and the value is not a placeholder and
+// passes the rule's check.
+func (rule *secretRule) hit(s string, p int) bool {
+	if (rule.boundary && p > 0 && isWord(s[p-1])) || (rule.fold && !assignNear(s, p)) {
+		return false
+	}
+	loc := rule.anchored.FindStringSubmatchIndex(s[p:])
+	if loc == nil {
+		return false
+	}
+	start, end := loc[2*rule.group], loc[2*rule.group+1]
+	if start < 0 {
+		return false
+	}
+	v := s[p+start : p+end]
+	return !strings.HasPrefix(v, placeholderPrefix) && (rule.ok == nil || rule.ok(v))
 }
 
 // Redact returns s with every secret replaced by its placeholder, and the
@@ -124,6 +271,9 @@ func (r *Redactor) Redact(s string) (string, Counts) {
 	if !utf8.ValidString(s) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 		counts.Add(KindInvalid, 1)
+	}
+	if !r.Finds(s) {
+		return s, counts
 	}
 	var lower []byte // s folded to lower case, for the key-word rule
 	for i := range r.rules {
@@ -192,15 +342,7 @@ func (rule *secretRule) candidates(s string, lower []byte) []int {
 					break
 				}
 				i += from
-				q := i
-				for q > 0 && q > i-32 && (isWord(s[q-1]) || s[q-1] == '-') {
-					q--
-				}
-				for ; q <= i; q++ {
-					if q == 0 || !isWord(s[q-1]) {
-						out = append(out, q)
-					}
-				}
+				out = foldStarts(s, i, out)
 				from = i + len(h)
 			}
 		}
@@ -374,53 +516,4 @@ func dateLike(v string) bool {
 	iso := len(v) >= 10 && d(0) && d(1) && d(2) && d(3) && (v[4] == '-' || v[4] == '.' || v[4] == '/') && d(5) && d(6) && v[7] == v[4] && d(8) && d(9)
 	eu := len(v) >= 10 && d(0) && d(1) && (v[2] == '-' || v[2] == '.' || v[2] == '/') && d(3) && d(4) && v[5] == v[2] && d(6) && d(7) && d(8) && d(9)
 	return iso || eu
-}
-
-// MayMatch reports whether b (text, or JSON holding it) could hold
-// anything the redactor replaces: false means Redact would find nothing
-// in any string b spells without escapes. It is a cheap prefilter (one
-// search per literal the rules need); JSON with \u escapes must be
-// decoded to be sure.
-func (r *Redactor) MayMatch(b []byte) bool {
-	for _, rule := range r.rules {
-		if len(rule.hints) == 0 {
-			if bytes.ContainsAny(b, "0123456789") {
-				return true
-			}
-			continue
-		}
-		for _, h := range rule.hints {
-			if rule.fold {
-				if containsFoldASCII(b, h) {
-					return true
-				}
-			} else if bytes.Contains(b, []byte(h)) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// containsFoldASCII reports whether b contains lower (ASCII, lower case)
-// in any case.
-func containsFoldASCII(b []byte, lower string) bool {
-	n := len(lower)
-	for i := 0; i+n <= len(b); i++ {
-		j := 0
-		for j < n {
-			c := b[i+j]
-			if c >= 'A' && c <= 'Z' {
-				c += 'a' - 'A'
-			}
-			if c != lower[j] {
-				break
-			}
-			j++
-		}
-		if j == n {
-			return true
-		}
-	}
-	return false
 }

@@ -756,7 +756,7 @@ func (s *Service) createToken(w http.ResponseWriter, r *http.Request) {
 	ttl := DefaultTokenTTL
 	if req.TTL != "" {
 		ttl, err = time.ParseDuration(req.TTL)
-		if err != nil || ttl <= 0 || ttl > 366*24*time.Hour {
+		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalid_argument", "ttl: want a duration such as \"24h\", greater than 0 and at most a year")
 			return
 		}
@@ -764,8 +764,8 @@ func (s *Service) createToken(w http.ResponseWriter, r *http.Request) {
 	if req.Uses == 0 {
 		req.Uses = 1
 	}
-	if req.Uses < 0 || req.Uses > 100000 || len(req.Name) > 64 {
-		writeError(w, http.StatusBadRequest, "invalid_argument", "uses must be between 1 and 100000 and name at most 64 bytes")
+	if err := CheckTokenRequest(req.Uses, ttl, req.Name); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_argument", err.Error())
 		return
 	}
 	resp, err := CreateToken(r.Context(), s.o.Store, tenantID, req.Name, req.Uses, ttl, s.o.Now())
@@ -775,6 +775,27 @@ func (s *Service) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.audit(r.Context(), "hub.token.create", tenantID, resp.ID, "ok", s.o.ClientIP(r), map[string]any{"uses": resp.Uses, "expires_at": resp.ExpiresAt, "by": p.ID})
 	writeJSON(w, http.StatusCreated, resp)
+}
+
+// Bounds of an enrollment token.
+const (
+	MaxTokenUses    = 100000
+	MaxTokenTTL     = 366 * 24 * time.Hour
+	MaxTokenNameLen = 64
+)
+
+// CheckTokenRequest checks an enrollment token's uses, lifetime and
+// name; the REST API and the command line give its messages.
+func CheckTokenRequest(uses int, ttl time.Duration, name string) error {
+	switch {
+	case uses < 1 || uses > MaxTokenUses:
+		return fmt.Errorf("uses must be between 1 and %d, got %d", MaxTokenUses, uses)
+	case ttl <= 0 || ttl > MaxTokenTTL:
+		return fmt.Errorf("ttl must be greater than 0 and at most a year (%s), got %s", MaxTokenTTL, ttl)
+	case len(name) > MaxTokenNameLen:
+		return fmt.Errorf("name must be at most %d bytes, got %d", MaxTokenNameLen, len(name))
+	}
+	return nil
 }
 
 // CreateToken creates an enrollment token for the tenant and returns it
@@ -909,17 +930,28 @@ func (s *Service) deleteDevice(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.o.Store.DeleteDevice(r.Context(), d.TenantID, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	if err := RemoveDevice(r.Context(), s.o.Store, s.o.Credentials.RevokeKey, d, s.o.Log); err != nil {
 		s.internal(w, "removing a device", err)
 		return
 	}
-	if d.CredKeyID != "" {
-		if err := s.o.Credentials.RevokeKey(context.WithoutCancel(r.Context()), d.TenantID, d.CredKeyID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.o.Log.Warn("revoking a removed device's credential", "device", d.ID, "key", d.CredKeyID, "err", err.Error())
-		}
-	}
 	s.audit(r.Context(), "hub.device.delete", d.TenantID, d.ID, "ok", s.o.ClientIP(r), map[string]any{"name": d.Name})
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// RemoveDevice removes an enrolled device and revokes the credential it
+// signs in with (a failed revocation is logged: the device record is
+// gone, so the credential can not sign in as it any more). revoke is the
+// credential service's RevokeKey.
+func RemoveDevice(ctx context.Context, st store.Devices, revoke func(ctx context.Context, tenantID, keyID string) error, d *store.Device, log *slog.Logger) error {
+	if err := st.DeleteDevice(ctx, d.TenantID, d.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if d.CredKeyID != "" {
+		if err := revoke(context.WithoutCancel(ctx), d.TenantID, d.CredKeyID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			log.Warn("revoking a removed device's credential", "device", d.ID, "key", d.CredKeyID, "err", err.Error())
+		}
+	}
+	return nil
 }
 
 // DevicePatch is the body of PATCH /api/devices/{id}.
@@ -1101,4 +1133,21 @@ func clip(s string) string {
 
 func base32Lower(b []byte) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+// InUse reports whether this gateway acts as a hub: its store holds
+// enrolled devices or enrollment tokens. A store that cannot answer in a
+// second counts as in use (the warning is then given rather than lost).
+func InUse(st store.Store) bool {
+	if st == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	devs, err := st.ListDevices(ctx, "")
+	if err != nil || len(devs) > 0 {
+		return true
+	}
+	toks, err := st.ListEnrollTokens(ctx, "")
+	return err != nil || len(toks) > 0
 }

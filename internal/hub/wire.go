@@ -408,3 +408,23 @@ var openAPIDoc []byte
 
 // OpenAPIDocument returns the OpenAPI 3.1 document of the hub endpoints.
 func OpenAPIDocument() []byte { return openAPIDoc }
+
+// wireAudit is an audit entry as the telemetry wire carries it: without
+// store.AuditEntry's JSON methods, so detail is base64 as encoding/json
+// writes []byte — the form hubs of every version read (a hub reads the
+// JSON-object form too, store.AuditEntry.UnmarshalJSON).
+type wireAudit store.AuditEntry
+
+// MarshalJSON writes the batch with its audit entries in the wire's form
+// (wireAudit), so that an edge upgraded before its hub is still read.
+func (b Batch) MarshalJSON() ([]byte, error) {
+	type plain Batch // without this method
+	audit := make([]wireAudit, len(b.Audit))
+	for i := range b.Audit {
+		audit[i] = wireAudit(b.Audit[i])
+	}
+	return json.Marshal(struct {
+		plain
+		Audit []wireAudit `json:"audit"`
+	}{plain(b), audit})
+}

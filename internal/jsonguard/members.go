@@ -88,3 +88,44 @@ func Lookup(obj []byte, key string) []byte {
 	})
 	return v
 }
+
+// Elements calls fn with the raw JSON text of each element of the array
+// arr, in order, until fn returns false. Like [Members], arr must have
+// passed [Check]: elements are found, not validated again.
+func Elements(arr []byte, fn func(el []byte) bool) error {
+	i := skipWS(arr, 0)
+	if i >= len(arr) {
+		return eof(i)
+	}
+	if arr[i] != '[' {
+		return newError(ErrSyntax, i, "value is not an array")
+	}
+	i = skipWS(arr, i+1)
+	if i < len(arr) && arr[i] == ']' {
+		return nil
+	}
+	for {
+		if i >= len(arr) {
+			return eof(i)
+		}
+		end, _, ok := skipValue(arr, i)
+		if !ok {
+			return newError(ErrSyntax, i, "invalid array element")
+		}
+		if !fn(arr[i:end:end]) {
+			return nil
+		}
+		i = skipWS(arr, end)
+		if i >= len(arr) {
+			return eof(i)
+		}
+		switch arr[i] {
+		case ',':
+			i = skipWS(arr, i+1)
+		case ']':
+			return nil
+		default:
+			return newError(ErrSyntax, i, "expected , or ] after an array element")
+		}
+	}
+}

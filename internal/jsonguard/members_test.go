@@ -3,6 +3,7 @@ package jsonguard
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -123,4 +124,62 @@ func TestLookup(t *testing.T) {
 			t.Errorf("Lookup(%s, %s) = %s, want nil", tc.obj, tc.key, got)
 		}
 	}
+}
+
+func TestElements(t *testing.T) {
+	var got []string
+	err := Elements([]byte(` [ {"uri":"a,]"} , 1 ,"x]", [2,[3]] ,null ] `), func(el []byte) bool {
+		got = append(got, string(el))
+		return true
+	})
+	if err != nil || strings.Join(got, "|") != `{"uri":"a,]"}|1|"x]"|[2,[3]]|null` {
+		t.Fatalf("Elements: %q, %v", got, err)
+	}
+	n := 0
+	if err := Elements([]byte(`[1,2,3]`), func([]byte) bool { n++; return n < 2 }); err != nil || n != 2 {
+		t.Fatalf("stopping early: %d elements, %v", n, err)
+	}
+	if err := Elements([]byte(`[]`), func([]byte) bool { t.Fatal("an element of []"); return true }); err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range []string{``, `{}`, `[1`, `[1 2]`, `"a"`} {
+		if err := Elements([]byte(in), func([]byte) bool { return true }); err == nil {
+			t.Errorf("Elements(%q) accepted", in)
+		}
+	}
+}
+
+// FuzzElements checks Elements against encoding/json on every array member
+// of an object that Check accepts.
+func FuzzElements(f *testing.F) {
+	for _, s := range []string{`{"a":[]}`, `{"contents":[{"uri":"x","mimeType":"t","text":"]"}]}`, `{"a":[1, "2" ,[3,{"b":[4]}],null,true]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if Check(in, Limits{}) != nil {
+			return
+		}
+		_ = Members(in, func(m Member) bool {
+			if m.Value[0] != '[' {
+				return true
+			}
+			var want []json.RawMessage
+			if err := json.Unmarshal(m.Value, &want); err != nil {
+				t.Fatalf("encoding/json refused %q: %v", m.Value, err)
+			}
+			i := 0
+			err := Elements(m.Value, func(el []byte) bool {
+				var a, b bytes.Buffer
+				if i >= len(want) || json.Compact(&a, el) != nil || json.Compact(&b, want[i]) != nil || !bytes.Equal(a.Bytes(), b.Bytes()) {
+					t.Fatalf("element %d of %q: %q", i, m.Value, el)
+				}
+				i++
+				return true
+			})
+			if err != nil || i != len(want) {
+				t.Fatalf("Elements(%q): %d of %d elements, %v", m.Value, i, len(want), err)
+			}
+			return true
+		})
+	})
 }

@@ -2,10 +2,12 @@ package lattice
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -388,4 +390,79 @@ func FormatBenchTable(rows []BenchRow) string {
 	}
 	w.Flush()
 	return sb.String()
+}
+
+// Bounds of BenchOptions that Validate enforces: beyond them a run would
+// take hours or more memory than any machine has, so a typo fails at once.
+const (
+	MaxBenchRepeats = 1000
+	MaxBenchWorkers = 4096
+	MaxBenchRegion  = 16 << 30
+)
+
+// Validate checks options given by a person (the command line): zero
+// values mean defaults, anything else must be in range. Its messages
+// name the option as the command line spells it.
+func (o *BenchOptions) Validate() error {
+	switch {
+	case o.Repeats < 0 || o.Repeats > MaxBenchRepeats:
+		return fmt.Errorf("--repeats must be 1 to %d (0: 1), got %d", MaxBenchRepeats, o.Repeats)
+	case o.Workers < 0 || o.Workers > MaxBenchWorkers:
+		return fmt.Errorf("--workers must be 0 (GOMAXPROCS) to %d, got %d", MaxBenchWorkers, o.Workers)
+	case o.RegionBytes < 0 || o.RegionBytes > MaxBenchRegion:
+		return fmt.Errorf("--region must be 0 (64 MiB) to %d bytes, got %d", MaxBenchRegion, o.RegionBytes)
+	case !(o.Density > 0 && o.Density <= 1):
+		return fmt.Errorf("--density must be in (0, 1], got %g", o.Density)
+	}
+	return nil
+}
+
+// ParseShape parses a lattice shape such as 1000x1000 or 100x100x100.
+func ParseShape(v string) ([]int64, error) {
+	var dims []int64
+	for _, part := range strings.Split(v, "x") {
+		n, err := strconv.ParseInt(strings.TrimSpace(part), 10, 64)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a shape such as 1000x1000 (axis lengths ≥ 1 joined by x)", v)
+		}
+		dims = append(dims, n)
+	}
+	if len(dims) > MaxDims {
+		return nil, fmt.Errorf("%q has more than %d axes", v, MaxDims)
+	}
+	return dims, nil
+}
+
+// MarshalJSON writes a row for `mcpedge lattice bench --json`, with
+// snake_case names; a ratio that is not finite (nothing measured to
+// divide by) is null, which JSON can hold and +Inf it can not.
+func (r BenchRow) MarshalJSON() ([]byte, error) {
+	finite := func(v float64) *float64 {
+		if math.IsInf(v, 0) || math.IsNaN(v) {
+			return nil
+		}
+		return &v
+	}
+	return json.Marshal(struct {
+		Case                string   `json:"case"`
+		Dims                []int64  `json:"dims"`
+		Points              int64    `json:"points"`
+		Density             float64  `json:"density"`
+		Workers             int      `json:"workers"`
+		Visited             int64    `json:"visited"`
+		Seconds             *float64 `json:"seconds"`
+		NodesPerSec         *float64 `json:"nodes_per_sec"`
+		BuildSeconds        *float64 `json:"build_seconds,omitempty"`
+		CleanBytes          int64    `json:"clean_bytes"`
+		AccountedBytes      int64    `json:"accounted_bytes"`
+		BorrowedBytes       int64    `json:"borrowed_bytes,omitempty"`
+		CatalyticSecs       *float64 `json:"catalytic_seconds,omitempty"`
+		ExplicitListBytes   *float64 `json:"explicit_list_bytes"`
+		ExplicitMatrixBytes *float64 `json:"explicit_matrix_bytes"`
+		ReductionVsList     *float64 `json:"reduction_vs_list"`
+		Note                string   `json:"note,omitempty"`
+		Err                 string   `json:"error,omitempty"`
+	}{r.Case, r.Dims, r.Points, r.Density, r.Workers, r.Visited, finite(r.Seconds), finite(r.NodesPerSec), finite(r.BuildSeconds),
+		r.CleanBytes, r.AccountedBytes, r.BorrowedBytes, finite(r.CatalyticSecs), finite(r.ExplicitListBytes), finite(r.ExplicitMatrixBytes),
+		finite(r.ReductionVsList), r.Note, r.Err})
 }

@@ -77,7 +77,7 @@ func Order() []Entry {
 		// was turned on is served as it is until its TTL). Above route, so
 		// that it scans the one result route settles on, not each attempt;
 		// a queued delivery (entering after cache) is scanned too.
-		{Name: "guard", Methods: []string{MethodCallTool, MethodGetPrompt}},
+		{Name: "guard", Methods: []string{MethodCallTool, MethodGetPrompt, MethodReadResource}},
 		// route picks the target (connection) of the upstream for each
 		// attempt and falls back to the next one. Completions and
 		// subscriptions pick theirs in forward (they follow the target of

@@ -43,7 +43,8 @@ type Engine struct {
 	log   *slog.Logger
 	snap  atomic.Pointer[snapshot]
 	kick  chan struct{}
-	mu    sync.Mutex // serialises loads
+	every atomic.Int64 // the poll interval of Run, in nanoseconds; SetPollInterval changes it
+	mu    sync.Mutex   // serialises loads
 	// lastCatchUp is when catchUp last reloaded (unix nanoseconds).
 	lastCatchUp atomic.Int64
 }
@@ -188,7 +189,8 @@ func (e *Engine) Invalidate() {
 // Run reloads the policy every interval (cheaply: one version query) until
 // ctx ends.
 func (e *Engine) Run(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	e.every.CompareAndSwap(0, int64(every))
+	t := time.NewTimer(time.Duration(e.every.Load()))
 	defer t.Stop()
 	for {
 		select {
@@ -200,6 +202,16 @@ func (e *Engine) Run(ctx context.Context, every time.Duration) {
 		if err := e.Load(ctx); err != nil && ctx.Err() == nil && e.log != nil {
 			e.log.Warn("policy reload failed; keeping the previous policy", "error", err)
 		}
+		t.Reset(time.Duration(e.every.Load()))
+	}
+}
+
+// SetPollInterval changes how often Run looks in the store (a reload's
+// [auth] revocation_poll): Run loads once now and then waits the new
+// interval. Zero or less is ignored.
+func (e *Engine) SetPollInterval(every time.Duration) {
+	if every > 0 && e.every.Swap(int64(every)) != int64(every) {
+		e.Invalidate()
 	}
 }
 

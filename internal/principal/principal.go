@@ -12,10 +12,11 @@ import (
 
 // Kinds of principal.
 const (
-	KindKey       = "key"       // an API key
-	KindUser      = "user"      // a user session (access token from /api/auth/login)
-	KindOIDC      = "oidc"      // a bearer JWT from the configured identity provider
-	KindAnonymous = "anonymous" // auth mode "off": the single local user
+	KindKey         = "key"         // an API key
+	KindUser        = "user"        // a user session (access token from /api/auth/login)
+	KindOIDC        = "oidc"        // a bearer JWT from the configured identity provider
+	KindCertificate = "certificate" // a client certificate verified by mTLS, mapped by [[server.tls.client_certs]]
+	KindAnonymous   = "anonymous"   // auth mode "off": the single local user
 )
 
 // Roles, weakest first. A role includes every right of the roles before it.

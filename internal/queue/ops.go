@@ -514,6 +514,16 @@ func (q *Queue) Get(ctx context.Context, tenant, id string) (*Entry, error) {
 	return q.load(ctx, &tenant, id, false)
 }
 
+// Info returns an entry of any tenant without its arguments, meta and
+// result (it needs no key): what an operator is shown before purging it.
+func (q *Queue) Info(ctx context.Context, id string) (*Entry, error) {
+	return q.load(ctx, nil, id, true)
+}
+
+// MaxListLimit bounds how many entries one listing asks for (the command
+// line's queue ls --limit).
+const MaxListLimit = 1_000_000
+
 // List returns the entries f selects, oldest first, without their
 // arguments, meta and results (it needs no key).
 func (q *Queue) List(ctx context.Context, f Filter) ([]Entry, error) {

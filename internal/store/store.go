@@ -239,6 +239,8 @@ type Store interface {
 	Secrets
 	Devices
 	Pins
+	GuardVerdicts
+	MCPSessions
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

@@ -6,10 +6,6 @@
 package telemetry
 
 import (
-	"log/slog"
-	"os"
-	"strings"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -60,21 +56,4 @@ func NewMetrics() *Metrics {
 	r.MustRegister(m.Requests, m.Errors, m.Latency, m.Rejections, m.Sessions, m.Dropped,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
-}
-
-// NewLogger returns a JSON slog logger on stderr at the named level
-// (debug, info, warn, error; anything else means info).
-func NewLogger(level string) *slog.Logger {
-	var l slog.Level
-	switch strings.ToLower(level) {
-	case "debug":
-		l = slog.LevelDebug
-	case "warn":
-		l = slog.LevelWarn
-	case "error":
-		l = slog.LevelError
-	default:
-		l = slog.LevelInfo
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
 }

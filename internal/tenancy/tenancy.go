@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/audit"
@@ -62,6 +63,20 @@ type Layer struct {
 	accepted map[acceptKey]time.Time
 	fails    *failureGate
 	usage    *usageSync // nil unless the limiter is in memory and Usage is set
+	// meta is what the OAuth metadata says of [auth]; SetAuth replaces it
+	// on a reload.
+	meta atomic.Pointer[authMeta]
+}
+
+// authMeta is the part of [auth] the OAuth protected resource metadata
+// shows.
+type authMeta struct{ resourceURL, oidcIssuer string }
+
+// SetAuth applies a reloaded [auth] section to what the layer itself reads
+// of it (the resource URL and the identity provider named in the OAuth
+// metadata); the credentials are the auth.Service's (Reconfigure).
+func (l *Layer) SetAuth(a config.Auth) {
+	l.meta.Store(&authMeta{resourceURL: a.ResourceURL, oidcIssuer: a.OIDC.Issuer})
 }
 
 // New returns the layer.
@@ -76,6 +91,7 @@ func New(o Options) *Layer {
 		o.CallLog = auditstage.NewLogRecorder(o.Audit, o.Config.Audit.Arguments)
 	}
 	l := &Layer{o: o, accepted: map[acceptKey]time.Time{}, fails: newFailureGate()}
+	l.SetAuth(o.Config.Auth)
 	if mem, ok := o.Limiter.(*ratelimit.Memory); ok && o.Usage != nil {
 		l.usage = &usageSync{mem: mem, store: o.Usage, seen: map[usageKey]int64{}}
 	}
@@ -113,6 +129,15 @@ func (l *Layer) Flush(ctx context.Context) error {
 // Authenticate implements gateway.Security.
 func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 	tok, ok := auth.BearerToken(r)
+	if !ok && r.Header.Get("Authorization") == "" && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		// mTLS: a client certificate verified against
+		// server.tls.client_ca_file, mapped to a tenant by
+		// [[server.tls.client_certs]]. A bearer credential, when sent,
+		// is the one that counts.
+		return l.authenticateWith(r, func(ip string) (*principal.Principal, error) {
+			return l.o.Auth.AuthenticateCertificate(r.Context(), r.TLS.VerifiedChains[0][0], ip)
+		})
+	}
 	if !ok {
 		msg := "authentication required: send Authorization: Bearer <API key or access token>"
 		if r.Header.Get("Authorization") != "" {
@@ -120,11 +145,19 @@ func (l *Layer) Authenticate(r *http.Request) (*principal.Principal, error) {
 		}
 		return nil, &httpedge.AuthError{Status: http.StatusUnauthorized, Message: msg}
 	}
+	return l.authenticateWith(r, func(ip string) (*principal.Principal, error) {
+		return l.o.Auth.Authenticate(r.Context(), tok, ip)
+	})
+}
+
+// authenticateWith runs check for the request's client address, with the
+// throttle of failed attempts, and turns its refusal into the answer.
+func (l *Layer) authenticateWith(r *http.Request, check func(ip string) (*principal.Principal, error)) (*principal.Principal, error) {
 	ip := l.o.ClientIP.From(r)
 	if blocked, wait := l.fails.blocked(ip, l.o.Now()); blocked {
 		return nil, &httpedge.AuthError{Status: http.StatusTooManyRequests, Message: fmt.Sprintf("%s; retry in %s", throttleMsg, wait.Round(time.Millisecond)), RetryAfter: wait}
 	}
-	p, err := l.o.Auth.Authenticate(r.Context(), tok, ip)
+	p, err := check(ip)
 	if err != nil {
 		if errors.Is(err, auth.ErrUnauthenticated) {
 			l.fails.failed(ip, l.o.Now())
@@ -274,7 +307,7 @@ func (l *Layer) ResourceMetadataURL(r *http.Request) string {
 
 // origin is scheme://host of this gateway as its clients see it.
 func (l *Layer) origin(r *http.Request) string {
-	if u := l.o.Config.Auth.ResourceURL; u != "" {
+	if u := l.meta.Load().resourceURL; u != "" {
 		if i := strings.Index(u[strings.Index(u, "://")+3:], "/"); i >= 0 {
 			return u[:strings.Index(u, "://")+3+i]
 		}
@@ -290,7 +323,8 @@ func (l *Layer) origin(r *http.Request) string {
 // ProtectedResourceMetadata implements gateway.Security.
 func (l *Layer) ProtectedResourceMetadata() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resource := l.o.Config.Auth.ResourceURL
+		meta := l.meta.Load()
+		resource := meta.resourceURL
 		if resource == "" {
 			resource = l.origin(r) + "/mcp"
 		}
@@ -300,7 +334,7 @@ func (l *Layer) ProtectedResourceMetadata() http.Handler {
 			ScopesSupported:        principal.KnownScopes,
 			ResourceName:           "mcpedge",
 		}
-		if iss := l.o.Config.Auth.OIDC.Issuer; iss != "" {
+		if iss := meta.oidcIssuer; iss != "" {
 			md.AuthorizationServers = []string{iss}
 		}
 		w.Header().Set("Content-Type", "application/json")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 
+	"github.com/mcpedge/mcpedge/internal/telemetry"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -38,7 +39,7 @@ type Sink interface {
 func (u *Upstream) clientOptions(owner string, c *conn) *mcp.ClientOptions {
 	s := u.opts.Sink
 	o := &mcp.ClientOptions{
-		Logger:         u.log,
+		Logger:         telemetry.SDKLogger(u.log),
 		MultiRoundTrip: &mcp.MultiRoundTripOptions{Disabled: true},
 		Capabilities: &mcp.ClientCapabilities{
 			RootsV2:     &mcp.RootCapabilities{ListChanged: true},

@@ -31,6 +31,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/egress"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -41,9 +42,13 @@ type State string
 // restart waits out its backoff.
 const (
 	StateConnecting State = "connecting"
-	StateReady      State = "ready"
-	StateFailed     State = "failed"
-	StateStopped    State = "stopped"
+	// StateStarting is a stdio upstream's state while its child is being
+	// started and has not answered initialize yet (a package runner may be
+	// downloading the server); Status.Stderr has what the child wrote.
+	StateStarting State = "starting"
+	StateReady    State = "ready"
+	StateFailed   State = "failed"
+	StateStopped  State = "stopped"
 )
 
 // ErrUnavailable is wrapped by every error returned for an upstream that has
@@ -77,7 +82,11 @@ type Status struct {
 	Protocol   string    `json:"protocol_version,omitempty"`
 	ServerName string    `json:"server_name,omitempty"`
 	PID        int       `json:"pid,omitempty"` // the shared stdio child, if running
-	Attempted  bool      `json:"-"`
+	// Stderr holds the last lines the upstream's child wrote to stderr,
+	// while it is not ready: why a server does not come up is usually
+	// there.
+	Stderr    []string `json:"stderr,omitempty"`
+	Attempted bool     `json:"-"`
 }
 
 // Options configure an Upstream. A nil *Options uses the defaults.
@@ -109,6 +118,9 @@ type Options struct {
 	// change items (they are this fetch's own) and remove them. The
 	// gateway's description guard ([guard] descriptions) is one.
 	Screen func(cfg config.Upstream, cat *Catalog)
+	// CertMetrics records the expiry of the upstream's client
+	// certificate ([upstreams.tls] cert_file); nil: not recorded.
+	CertMetrics *tlsconf.Metrics
 }
 
 // closeTimeout bounds how long closing one upstream connection may take
@@ -134,6 +146,8 @@ type Upstream struct {
 	shared    *conn
 	perSess   map[string]*conn // isolation = "session": client session id -> connection
 	restarts  atomic.Int64
+	everReady atomic.Bool // a connection was ready once: start_timeout no longer applies
+	stderr    stderrTail  // the last lines of its children's stderr (startup.go)
 
 	catalog atomic.Pointer[Catalog]
 	refresh chan struct{}
@@ -149,6 +163,10 @@ type Upstream struct {
 	holds    int
 	retiring bool
 	idle     chan struct{} // closed when holds drops to 0 while retiring
+
+	// tlsErr is why [upstreams.tls] could not be loaded: every connection
+	// attempt fails with it.
+	tlsErr error
 
 	// The loaded module of a wasm upstream (see wasm.go).
 	wasmMu     sync.Mutex
@@ -176,7 +194,14 @@ func New(cfg config.Upstream, opts *Options) *Upstream {
 	if u.opts.HTTPClient == nil {
 		policy := egress.ForUpstream(cfg.Name, cfg.URL, cfg.AllowPrivate)
 		dialer := policy.Dialer(&net.Dialer{Resolver: u.opts.Resolver})
+		// The server's certificate is always verified; [upstreams.tls]
+		// adds CAs and a client certificate. A file that cannot be read
+		// fails every connection attempt with the reason (status,
+		// /readyz) rather than falling back to something else.
+		tc, err := tlsconf.Client(cfg.TLS, "upstreams."+cfg.Name+".tls", "upstream/"+cfg.Name, u.opts.CertMetrics)
+		u.tlsErr = err
 		u.opts.HTTPClient = &http.Client{Transport: &http.Transport{
+			TLSClientConfig:       tc,
 			Proxy:                 nil, // never route upstream traffic through an ambient proxy
 			DialContext:           dialer.DialContext,
 			MaxIdleConnsPerHost:   64,
@@ -265,6 +290,9 @@ func (u *Upstream) Status() Status {
 	if u.shared != nil && u.shared.cmd != nil && u.shared.cmd.Process != nil {
 		s.PID = u.shared.cmd.Process.Pid
 	}
+	if u.state != StateReady {
+		s.Stderr = u.stderr.lastLines()
+	}
 	if c.Init != nil {
 		s.Protocol = c.Init.ProtocolVersion
 		if c.Init.ServerInfo != nil {
@@ -351,7 +379,11 @@ func (u *Upstream) supervise() {
 		failed := u.state == StateFailed
 		u.mu.Unlock()
 		if !failed {
-			u.setState(StateConnecting, nil)
+			st := StateConnecting
+			if u.Config().Transport == config.TransportStdio {
+				st = StateStarting
+			}
+			u.setState(st, nil)
 		}
 		start := time.Now()
 		c, err := u.connect(u.ctx, "")
@@ -376,6 +408,8 @@ func (u *Upstream) supervise() {
 		u.mu.Lock()
 		u.shared = c
 		u.mu.Unlock()
+		u.everReady.Store(true)
+		u.stderr.reset() // kept for the next failure, not what the last start said
 		u.applyLogLevel(c)
 		// Register the catalog before reporting ready, so that whoever sees
 		// "ready" also finds the upstream's tools.
@@ -757,8 +791,17 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		}
 		wasmSrv = srv
 	}
+	if tr := u.Config().Transport; u.tlsErr != nil && (tr == config.TransportHTTP || tr == config.TransportSSE) {
+		return nil, u.tlsErr
+	}
 	ctx, cancel := context.WithCancel(u.ctx)
-	timer := time.AfterFunc(u.Config().ConnectTimeout.D(), cancel)
+	// Until the upstream has been ready once, a connect may include the
+	// server's first download (start_timeout, startup.go).
+	budget := u.Config().ConnectTimeout.D()
+	if owner == "" && !u.everReady.Load() {
+		budget = u.Config().EffectiveStartTimeout().D()
+	}
+	timer := time.AfterFunc(budget, cancel)
 	c := &conn{cancel: cancel, changed: make(chan struct{}, 1)}
 	var t mcp.Transport
 	switch u.Config().Transport {
@@ -786,7 +829,10 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		// A minimal environment, not the gateway's: a third-party server
 		// must not read the gateway's keys (env.go).
 		cmd.Env = childEnv(os.Environ(), u.Config().InheritEnv, u.Config().Env, runtime.GOOS == "windows")
-		cmd.Stderr = &lineLogger{log: u.log}
+		if owner == "" {
+			u.stderr.reset() // what this start says, not the last one
+		}
+		cmd.Stderr = newLineLogger(u.log, &u.stderr)
 		configureChild(cmd)
 		c.cmd = cmd
 		// Records whether each call's request reached the child's stdin
@@ -806,12 +852,12 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	// below makes ctx look expired: a connect that failed at once (a
 	// refused dial, say) did not time out.
 	timedOut := !timer.Stop()
-	switch {
-	case timedOut && err == nil:
+	if timedOut && err == nil {
 		_ = cs.Close()
-		err = fmt.Errorf("no answer to initialize within %s", u.Config().ConnectTimeout.D())
-	case timedOut && u.ctx.Err() == nil:
-		err = fmt.Errorf("no answer to initialize within %s: %w", u.Config().ConnectTimeout.D(), err)
+	}
+	if (err != nil || timedOut) && u.ctx.Err() == nil {
+		// Said as what it is, with the child's last words and a hint.
+		err = explainConnectErr(u.Config(), err, timedOut, budget, u.stderr.lastLines())
 	}
 	if err != nil {
 		cancel()
@@ -910,40 +956,4 @@ func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		base = http.DefaultTransport
 	}
 	return base.RoundTrip(r)
-}
-
-type lineLogger struct {
-	log *slog.Logger
-	buf []byte
-	mu  sync.Mutex
-}
-
-// Write logs the child's stderr line by line at debug level, bounded so a
-// chatty child cannot grow memory.
-func (l *lineLogger) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, p...)
-	for {
-		i := indexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.log.Debug("upstream stderr", "line", string(l.buf[:i]))
-		l.buf = l.buf[i+1:]
-	}
-	if len(l.buf) > 8192 {
-		l.log.Debug("upstream stderr", "line", string(l.buf))
-		l.buf = l.buf[:0]
-	}
-	return len(p), nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }

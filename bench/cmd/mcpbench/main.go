@@ -66,11 +66,14 @@ type options struct {
 	blobConc    int
 	sessCounts  []int
 	stress      bool
-	args        []string
-	root        string // module root
-	binDir      string
-	gatewayVers string
-	peerVers    string
+	// replicaCalls: calls per path of the sessions-across-replicas
+	// cell (replicas.go); 0: skip it.
+	replicaCalls int
+	args         []string
+	root         string // module root
+	binDir       string
+	gatewayVers  string
+	peerVers     string
 }
 
 // upstreamKind is a benchmark upstream and how to start it.
@@ -95,6 +98,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "measured windows per load cell; the paths of a comparison take turns, one window each per round")
 	ups := flag.String("upstreams", "sdkecho", "upstream kinds to measure: sdkecho, minecho, sdkecho-sse, sdkecho-stateless")
 	concs := flag.String("concurrency", "16", "concurrent clients per closed-loop cell, comma-separated")
+	flag.IntVar(&o.replicaCalls, "replicas", 2000, "sessions across replicas: calls on each path (pinned, switching replica every call) on three gateways sharing a store (0 = skip)")
 	flag.IntVar(&o.altCalls, "alternate", 3000, "one-client latency: calls on each path, alternating one call per path (0 = skip)")
 	rates := flag.String("rate", "500", "open-loop cells: calls per second, comma-separated (\"\" = skip)")
 	flag.IntVar(&o.poolSize, "open-sessions", 16, "open-loop cells: sessions a call may use (a call waits when all are busy)")
@@ -156,7 +160,7 @@ func main() {
 	}
 	if o.duration <= 0 || o.warmup < 0 || o.sessions < 1 || o.sessions > 20000 || o.coldReps < 0 || o.coldReps > 500 ||
 		o.rounds < 1 || o.rounds > 20 || o.altCalls < 0 || o.altCalls > 1000000 || o.poolSize < 1 || o.poolSize > 1024 ||
-		o.blobConc < 1 || o.blobConc > 64 ||
+		o.blobConc < 1 || o.blobConc > 64 || o.replicaCalls < 0 || o.replicaCalls > 1000000 ||
 		o.quietWait < 0 || o.quietWait > 10*time.Minute || o.retries < 0 || o.retries > 5 || o.maxOther <= 0 {
 		fatalf("out-of-range flag value")
 	}
@@ -251,6 +255,7 @@ type results struct {
 	took          time.Duration
 	loadStart     string
 	loadEnd       string
+	replicas      *replicasResult
 }
 
 func run(ctx context.Context, o *options) (string, error) {
@@ -267,6 +272,13 @@ func run(ctx context.Context, o *options) (string, error) {
 	}
 	if err := measureColdAll(ctx, o, res); err != nil {
 		return "", err
+	}
+	if o.replicaCalls > 0 {
+		rr, err := measureReplicas(ctx, o)
+		if err != nil {
+			return "", fmt.Errorf("replicas: %w", err)
+		}
+		res.replicas = rr
 	}
 	res.took = time.Since(res.started)
 	res.loadEnd = loadAvg()

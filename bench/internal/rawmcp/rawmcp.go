@@ -46,7 +46,17 @@ type Session struct {
 	minLen         int    // the least bytes a successful answer has
 	body           []byte
 	buf            bytes.Buffer
+
+	// rotate, if set, are the endpoints Call sends to in turn (the same
+	// session on several replicas of a gateway); see Rotate.
+	rotate []string
+	turn   int
 }
+
+// Rotate makes each Call go to the next of urls (replicas sharing the
+// session's store), in turn; nil: every Call to the URL the session was
+// opened on.
+func (s *Session) Rotate(urls []string) { s.rotate, s.turn = urls, 0 }
 
 // Open initializes a session on the MCP endpoint url (initialize, then
 // notifications/initialized).
@@ -143,7 +153,12 @@ var (
 
 // post sends body and reads the whole answer into s.buf.
 func (s *Session) post(ctx context.Context, body []byte) (*http.Response, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.url, bytes.NewReader(body))
+	url := s.url
+	if len(s.rotate) > 0 {
+		url = s.rotate[s.turn%len(s.rotate)]
+		s.turn++
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -43,6 +43,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/hub"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/tlsconf"
 )
 
 // UpstreamName is the name of the synthetic upstream that stands for the
@@ -82,6 +83,9 @@ type Options struct {
 	// dials through the hub's egress policy (private addresses allowed,
 	// metadata addresses refused).
 	Transport http.RoundTripper
+	// CertMetrics records the expiry of the [hub.tls] client certificate
+	// (nil: not recorded).
+	CertMetrics *tlsconf.Metrics
 	// Hostname is the default device name (tests); "" means os.Hostname.
 	Hostname string
 }
@@ -144,7 +148,15 @@ func New(o Options) (*Link, error) {
 		// reserved addresses never are (docs/egress.md). With a proxy
 		// from the environment, the address checked is the proxy's.
 		hubEgress := &egress.Policy{Who: "hub", Trusted: true}
+		// The hub's certificate is always verified; [hub.tls] adds CAs
+		// (a hub with a private CA) and a client certificate (a hub
+		// behind mTLS).
+		tc, err := tlsconf.Client(o.Hub.TLS, "hub.tls", "hub", o.CertMetrics)
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
 		o.Transport = &http.Transport{
+			TLSClientConfig:       tc,
 			Proxy:                 http.ProxyFromEnvironment,
 			DialContext:           hubEgress.Dialer(&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout:   10 * time.Second,

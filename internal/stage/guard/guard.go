@@ -1,22 +1,26 @@
 // Package guard is the pipeline stage that scans what a model will read in
-// tools/call and prompts/get results: it removes hidden Unicode and
-// terminal escape sequences from their text and redacts secrets (and, when
-// the upstream's settings ask, personal data), using the detectors of
-// internal/guard ([guard] results; docs/guardrails.md, "Scanning").
+// tools/call, prompts/get and resources/read results: it removes hidden
+// Unicode and terminal escape sequences from their text and redacts
+// secrets (and, when the upstream's settings ask, personal data), using
+// the detectors of internal/guard ([guard] results; docs/guardrails.md,
+// "Scanning"). [Stage.Question] does the same to the sampling and
+// elicitation requests an upstream sends, for the gateway to call where it
+// relays them.
 //
 // It sees the call and what the stages below it answered. Text content,
 // the text of embedded resources, resource links' titles and
-// descriptions, every string of structured content and a prompt's
-// description and messages are scanned; images, audio, blobs, _meta and
-// object keys are not. When nothing changes it returns the result it was
-// given, so a hot-path result's bytes go to the client untouched; when
-// something does, it returns a changed copy (never the upstream's value
-// changed in place), which the client gets re-encoded.
+// descriptions, every string of structured content, a prompt's
+// description and messages, a resource's text contents and the questions
+// of an input-required result are scanned; images, audio, blobs, _meta
+// and object keys are not. When nothing changes it returns the result it
+// was given, so a hot-path result's bytes go to the client untouched;
+// when something does, it returns a changed copy (never the upstream's
+// value changed in place), which the client gets re-encoded.
 //
-// On the hot path the result is bytes (pipeline.Wire): the stage decodes
-// it only when a cheap search of the bytes finds something it might
-// change (non-ASCII, a \u escape, or a literal one of the redactor's rules
-// needs).
+// On the hot path the result is bytes (pipeline.Wire): the stage reads
+// the string values of its JSON in one pass, without decoding it, and
+// decodes it only when the normaliser or the redactor would change that
+// text.
 package guard
 
 import (
@@ -26,6 +30,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
 
 	detect "github.com/mcpedge/mcpedge/internal/guard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
@@ -61,6 +69,8 @@ type Stage struct {
 	src              Source
 	secrets, private *detect.Redactor
 	o                Options
+	// bufs holds the buffers mayChange reads a result's text into.
+	bufs sync.Pool
 }
 
 var _ pipeline.Stage = (*Stage)(nil)
@@ -80,7 +90,7 @@ func (*Stage) Name() string { return "guard" }
 
 // Handle implements [pipeline.Stage].
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
-	if c.Method != pipeline.MethodCallTool && c.Method != pipeline.MethodGetPrompt {
+	if c.Method != pipeline.MethodCallTool && c.Method != pipeline.MethodGetPrompt && c.Method != pipeline.MethodReadResource {
 		return next.Handle(ctx, c)
 	}
 	p := s.src.For(c)
@@ -97,7 +107,7 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 	}
 	var out mcp.Result
 	if w := c.Wire; w != nil && w.Result != nil && res == w.Summary {
-		if !sc.mayChange(w.Result) {
+		if !sc.mayChange(w.Result, &s.bufs) {
 			return res, nil
 		}
 		out, err = sc.wire(c.Method, w)
@@ -112,6 +122,10 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 			}
 		case *mcp.GetPromptResult:
 			if x := sc.prompt(r); x != nil {
+				out = x
+			}
+		case *mcp.ReadResourceResult:
+			if x := sc.read(r); x != nil {
 				out = x
 			}
 		}
@@ -133,94 +147,143 @@ type scanner struct {
 }
 
 // mayChange reports whether a result's JSON bytes may hold anything the
-// scan changes: non-ASCII text, an escape that may spell a control or
-// hidden character (\u, \b, \f), or a literal the redactor needs.
-func (sc *scanner) mayChange(raw []byte) bool {
-	for _, b := range raw {
-		if b >= 0x80 {
-			return true
-		}
+// scan changes. It reads every string value of raw (not object keys)
+// unescaped into one text, in one pass without decoding the result, and
+// asks the normaliser and the redactor about that text: false means that
+// no string of the result has anything to remove or redact. (Strings the
+// scan leaves alone, such as a URI or _meta, are read too: a secret in
+// one of those makes the result decoded and scanned, and relayed
+// unchanged.)
+func (sc *scanner) mayChange(raw []byte, pool *sync.Pool) bool {
+	bp, _ := pool.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
 	}
-	return bytes.Contains(raw, []byte(`\u`)) || bytes.Contains(raw, []byte(`\b`)) || bytes.Contains(raw, []byte(`\f`)) || sc.red.MayMatch(raw)
+	text, ok := jsonStrings(raw, (*bp)[:0])
+	// The text is looked at, not kept: a string over the buffer saves
+	// copying it (the buffer is not written again before it goes back
+	// to the pool).
+	t := unsafe.String(unsafe.SliceData(text), len(text))
+	may := !ok || sc.red.WouldChange(t)
+	if cap(text) <= 1<<20 {
+		*bp = text
+		pool.Put(bp)
+	}
+	return may
 }
 
-// wireText is the text of a hot-path result's content, or of a prompt
-// message's, as the first look decodes it.
-type wireText struct {
-	Text        string `json:"text"`
-	Title       string `json:"title"`
-	Description string `json:"description"`
-	Resource    *struct {
-		Text string `json:"text"`
-	} `json:"resource"`
+// jsonStrings appends to buf the value of every string in the JSON raw
+// that is not an object key, unescaped, each followed by a line feed. It
+// is false when raw cannot be read that way (an unterminated string, a
+// bad escape): the caller then decodes it. An escaped lone surrogate
+// becomes U+FFFD, as encoding/json decodes it.
+func jsonStrings(raw []byte, buf []byte) ([]byte, bool) {
+	for i := 0; i < len(raw); {
+		q := bytes.IndexByte(raw[i:], '"')
+		if q < 0 {
+			break
+		}
+		start, j := len(buf), i+q+1
+		for {
+			e := bytes.IndexByte(raw[j:], '"')
+			if e < 0 {
+				return buf, false
+			}
+			if b := bytes.IndexByte(raw[j:j+e], '\\'); b >= 0 {
+				e = b
+			}
+			buf = append(buf, raw[j:j+e]...)
+			j += e
+			if raw[j] == '"' {
+				break
+			}
+			// An escape.
+			if j+1 >= len(raw) {
+				return buf, false
+			}
+			switch c := raw[j+1]; c {
+			case '"', '\\', '/':
+				buf = append(buf, c)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, n := unicodeEscape(raw[j:])
+				if n == 0 {
+					return buf, false
+				}
+				buf = utf8.AppendRune(buf, r)
+				j += n
+				continue
+			default:
+				return buf, false
+			}
+			j += 2
+		}
+		// j is at the closing quote: a key if a colon follows.
+		k := j + 1
+		for k < len(raw) && (raw[k] == ' ' || raw[k] == '\t' || raw[k] == '\n' || raw[k] == '\r') {
+			k++
+		}
+		if k < len(raw) && raw[k] == ':' {
+			buf = buf[:start]
+		} else {
+			buf = append(buf, '\n')
+		}
+		i = j + 1
+	}
+	return buf, true
 }
 
-// wireLook is what the first look at a hot-path result decodes: the text
-// the scan reads, nothing else (the SDK's decoding of a whole result
-// costs more than the scan).
-type wireLook struct {
-	Content           []wireText `json:"content"`
-	StructuredContent any        `json:"structuredContent"`
-	Description       string     `json:"description"`
-	Messages          []struct {
-		Content wireText `json:"content"`
-	} `json:"messages"`
+// unicodeEscape decodes the \uXXXX escape (with its low surrogate, for a
+// high one) at the start of b: the character and the bytes read, 0 if
+// the escape is malformed.
+func unicodeEscape(b []byte) (rune, int) {
+	r := hex4(b)
+	if r < 0 {
+		return 0, 0
+	}
+	if utf16.IsSurrogate(r) {
+		if r2 := hex4(b[6:]); r < 0xDC00 && r2 >= 0 {
+			if c := utf16.DecodeRune(r, r2); c != utf8.RuneError {
+				return c, 12
+			}
+		}
+		return utf8.RuneError, 6
+	}
+	return r, 6
 }
 
-// wouldChange reports whether the scan would change any text of the
-// result: the first look, which decodes only the text.
-func (sc *scanner) wouldChange(raw []byte) bool {
-	var l wireLook
-	if err := json.Unmarshal(raw, &l); err != nil {
-		return true // let the full decoding report it
+// hex4 is the value of the \uXXXX at the start of b, or -1.
+func hex4(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
 	}
-	texts := []string{l.Description}
-	add := func(t wireText) {
-		texts = append(texts, t.Text, t.Title, t.Description)
-		if t.Resource != nil {
-			texts = append(texts, t.Resource.Text)
+	var r rune
+	for _, c := range b[2:6] {
+		switch {
+		case c >= '0' && c <= '9':
+			r = r<<4 | rune(c-'0')
+		case c >= 'a' && c <= 'f':
+			r = r<<4 | rune(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			r = r<<4 | rune(c-'A'+10)
+		default:
+			return -1
 		}
 	}
-	for _, c := range l.Content {
-		add(c)
-	}
-	for _, m := range l.Messages {
-		add(m.Content)
-	}
-	texts = stringsIn(l.StructuredContent, texts)
-	for _, t := range texts {
-		if _, n := detect.Normalize(t); n != nil {
-			return true
-		}
-		if _, r := sc.red.Redact(t); r != nil {
-			return true
-		}
-	}
-	return false
-}
-
-// stringsIn appends every string in a decoded JSON value to out.
-func stringsIn(v any, out []string) []string {
-	switch x := v.(type) {
-	case string:
-		out = append(out, x)
-	case map[string]any:
-		for _, e := range x {
-			out = stringsIn(e, out)
-		}
-	case []any:
-		for _, e := range x {
-			out = stringsIn(e, out)
-		}
-	}
-	return out
+	return r
 }
 
 // wire decodes a hot-path result and scans it; nil when nothing changed.
 func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
-	if !sc.wouldChange(w.Result) {
-		return nil, nil
-	}
 	switch method {
 	case pipeline.MethodCallTool:
 		var r mcp.CallToolResult
@@ -236,6 +299,14 @@ func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
 			return nil, fmt.Errorf("decoding the result: %w", err)
 		}
 		if x := sc.prompt(&r); x != nil {
+			return x, nil
+		}
+	case pipeline.MethodReadResource:
+		var r mcp.ReadResourceResult
+		if err := w.Decode(&r); err != nil {
+			return nil, fmt.Errorf("decoding the result: %w", err)
+		}
+		if x := sc.read(&r); x != nil {
 			return x, nil
 		}
 	}
@@ -283,6 +354,10 @@ func (sc *scanner) tool(r *mcp.CallToolResult) *mcp.CallToolResult {
 			out.StructuredContent = x
 		}
 	}
+	if x, changed := sc.inputs(r.InputRequests); changed {
+		own()
+		out.InputRequests = x
+	}
 	return out
 }
 
@@ -311,7 +386,155 @@ func (sc *scanner) prompt(r *mcp.GetPromptResult) *mcp.GetPromptResult {
 			out.Messages[i] = &cp
 		}
 	}
+	if x, changed := sc.inputs(r.InputRequests); changed {
+		own()
+		out.InputRequests = x
+	}
 	return out
+}
+
+// read returns a scanned copy of a resources/read result (its contents'
+// text; blobs are left alone), or nil when nothing changed.
+func (sc *scanner) read(r *mcp.ReadResourceResult) *mcp.ReadResourceResult {
+	var out *mcp.ReadResourceResult
+	for i, rc := range r.Contents {
+		if rc == nil {
+			continue
+		}
+		if t, changed := sc.text(rc.Text); changed {
+			if out == nil {
+				cp := *r
+				cp.Contents = slices.Clone(r.Contents)
+				out = &cp
+			}
+			c := *rc
+			c.Text = t
+			out.Contents[i] = &c
+		}
+	}
+	if x, changed := sc.inputs(r.InputRequests); changed {
+		if out == nil {
+			cp := *r
+			out = &cp
+		}
+		out.InputRequests = x
+	}
+	return out
+}
+
+// Question scans what an upstream asks the client's model or user in a
+// server-to-client request: a sampling/createMessage's system prompt and
+// messages (text, embedded resources, resource links), or an
+// elicitation/create's message and the texts of its requested schema. It
+// returns params unchanged and nil counts when nothing changes, else a
+// scanned copy (params is never changed in place) and what was removed.
+// With p.Redact false it does nothing.
+func (s *Stage) Question(p Policy, params any) (any, detect.Counts) {
+	if !p.Redact || params == nil {
+		return params, nil
+	}
+	sc := scanner{red: s.secrets}
+	if p.PersonalData {
+		sc.red = s.private
+	}
+	if out, changed := sc.question(params); changed {
+		return out, sc.counts
+	}
+	return params, nil
+}
+
+// question returns a scanned copy of a server-to-client request's params
+// (see [Stage.Question]) and true, or params and false when nothing
+// changed.
+func (sc *scanner) question(params any) (any, bool) {
+	switch q := params.(type) {
+	case *mcp.CreateMessageWithToolsParams:
+		if q == nil {
+			return params, false
+		}
+		var out *mcp.CreateMessageWithToolsParams
+		own := func() {
+			if out == nil {
+				cp := *q
+				cp.Messages = slices.Clone(q.Messages)
+				out = &cp
+			}
+		}
+		if t, changed := sc.text(q.SystemPrompt); changed {
+			own()
+			out.SystemPrompt = t
+		}
+		for i, m := range q.Messages {
+			if m == nil {
+				continue
+			}
+			var content []mcp.Content
+			for j, ct := range m.Content {
+				if x := sc.content(ct); x != nil {
+					if content == nil {
+						content = slices.Clone(m.Content)
+					}
+					content[j] = x
+				}
+			}
+			if content != nil {
+				own()
+				cp := *m
+				cp.Content = content
+				out.Messages[i] = &cp
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	case *mcp.ElicitParams:
+		if q == nil {
+			return params, false
+		}
+		var out *mcp.ElicitParams
+		if t, changed := sc.text(q.Message); changed {
+			cp := *q
+			cp.Message = t
+			out = &cp
+		}
+		if q.RequestedSchema != nil {
+			v := q.RequestedSchema
+			if raw, ok := v.(json.RawMessage); ok {
+				var d any
+				if json.Unmarshal(raw, &d) == nil {
+					v = d
+				}
+			}
+			if x, changed := sc.value(v); changed {
+				if out == nil {
+					cp := *q
+					out = &cp
+				}
+				out.RequestedSchema = x
+			}
+		}
+		if out != nil {
+			return out, true
+		}
+	}
+	return params, false
+}
+
+// inputs returns a scanned copy of a result's input requests (the
+// questions of an input-required result) and true, or m and false.
+func (sc *scanner) inputs(m mcp.InputRequestMap) (mcp.InputRequestMap, bool) {
+	var out mcp.InputRequestMap
+	for k, q := range m {
+		x, changed := sc.question(q)
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(m)
+		}
+		out[k] = x.(mcp.InputRequest)
+	}
+	return out, out != nil
 }
 
 // content returns a scanned copy of ct, or nil when nothing changed.

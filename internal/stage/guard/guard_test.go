@@ -81,9 +81,61 @@ func TestUnchangedAndOff(t *testing.T) {
 	if res != secret {
 		t.Error("off: the result was changed")
 	}
-	res, _ = New(policy{Redact: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodReadResource}, answer(secret))
+	res, _ = New(policy{Redact: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodComplete}, answer(secret))
 	if res != secret {
-		t.Error("resources/read was scanned")
+		t.Error("completion/complete was scanned")
+	}
+}
+
+func TestReadResourceScanned(t *testing.T) {
+	r := &mcp.ReadResourceResult{Contents: []*mcp.ResourceContents{{URI: "x://a", Text: "k " + awsKey + "\x1b[2J"}, {URI: "x://b", Blob: []byte(awsKey)}}}
+	s := New(policy{Redact: true}, nil)
+	res, _ := s.Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodReadResource}, answer(r))
+	got := res.(*mcp.ReadResourceResult)
+	if got.Contents[0].Text != "k [REDACTED:aws_access_key]" || string(got.Contents[1].Blob) != awsKey || r.Contents[0].Text != "k "+awsKey+"\x1b[2J" {
+		t.Errorf("got %+v / original %+v", got.Contents[0], r.Contents[0])
+	}
+	c, next := wireCall(`{"contents":[{"uri":"x://a","text":"\u202egnp.exe"}]}`)
+	c.Method = pipeline.MethodReadResource
+	res, err := s.Handle(context.Background(), c, next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rr, ok := res.(*mcp.ReadResourceResult); !ok || rr.Contents[0].Text != "gnp.exe" {
+		t.Errorf("wire read = %#v", res)
+	}
+}
+
+// Questions (sampling, elicitation) are scanned in a copy, and only when
+// the policy says so; an input-required result's questions are scanned
+// with the result.
+func TestQuestionsScanned(t *testing.T) {
+	s := New(nil, nil)
+	sp := &mcp.CreateMessageWithToolsParams{SystemPrompt: "be\x1b[8m quiet", Messages: []*mcp.SamplingMessageV2{{Role: "user", Content: []mcp.Content{&mcp.TextContent{Text: "key " + awsKey}}}}}
+	if out, n := s.Question(Policy{}, sp); out != any(sp) || n != nil {
+		t.Error("scanned with the policy off")
+	}
+	out, n := s.Question(Policy{Redact: true}, sp)
+	got := out.(*mcp.CreateMessageWithToolsParams)
+	if got.SystemPrompt != "be quiet" || got.Messages[0].Content[0].(*mcp.TextContent).Text != "key [REDACTED:aws_access_key]" || n[detect.KindAWSKey] != 1 {
+		t.Errorf("sampling = %q %+v, counts %v", got.SystemPrompt, got.Messages[0].Content[0], n)
+	}
+	if sp.SystemPrompt != "be\x1b[8m quiet" || sp.Messages[0].Content[0].(*mcp.TextContent).Text != "key "+awsKey {
+		t.Error("the upstream's params were changed in place")
+	}
+	ep := &mcp.ElicitParams{Message: "ok", RequestedSchema: json.RawMessage(`{"properties":{"a":{"description":"x\u2066y"}}}`)}
+	out, _ = s.Question(Policy{Redact: true}, ep)
+	if e := out.(*mcp.ElicitParams); e.Message != "ok" || e.RequestedSchema.(map[string]any)["properties"].(map[string]any)["a"].(map[string]any)["description"] != "xy" {
+		t.Errorf("elicitation = %+v", e)
+	}
+	clean := &mcp.ElicitParams{Message: "ok"}
+	if out, _ := s.Question(Policy{Redact: true}, clean); out != any(clean) {
+		t.Error("a clean question was copied")
+	}
+	r := &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"q": &mcp.ElicitParams{Message: "pass\u200bword?"}}}
+	res, _ := New(policy{Redact: true}, nil).Handle(context.Background(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(r))
+	if e := res.(*mcp.CallToolResult).InputRequests["q"].(*mcp.ElicitParams); e.Message != "password?" {
+		t.Errorf("input request = %q", e.Message)
 	}
 }
 
@@ -146,7 +198,7 @@ func TestWire(t *testing.T) {
 	if res, _ := s.Handle(context.Background(), c, next); res != c.Wire.Summary {
 		t.Error("decoded but unchanged: the bytes must still be relayed")
 	}
-	c, next = wireCall(`{"content":"AKIA"}`)
+	c, next = wireCall(`{"content":"AKIAIOSFODNN7EXAMPLE"}`)
 	if _, err := s.Handle(context.Background(), c, next); err == nil || !strings.Contains(err.Error(), "guard: decoding") {
 		t.Errorf("undecodable result: err = %v", err)
 	}

@@ -59,6 +59,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Nonces", testNonces},
 		{"Pins", testPins},
 		{"PinsConcurrent", testPinsConcurrent},
+		{"GuardVerdicts", testGuardVerdicts},
+		{"MCPSessions", testMCPSessions},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 	}

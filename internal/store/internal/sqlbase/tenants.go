@@ -117,6 +117,10 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) (err error) {
 		if err := rows.Err(); err != nil {
 			return err
 		}
+		// The tenant's client sessions end with it (internal/sessionstore).
+		if _, err := q.Exec(ctx, `DELETE FROM mcp_sessions WHERE tenant_id = ?`, id); err != nil {
+			return err
+		}
 		if _, err := q.Exec(ctx, `DELETE FROM tenants WHERE id = ?`, id); err != nil {
 			return err
 		}

@@ -1,0 +1,195 @@
+package sessionstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Channel is the Redis channel sessions' changes are announced on.
+const Channel = "mcpedge:sessions"
+
+// message is what goes over Redis: which session changed (its id hash,
+// never its id) and which replica changed it. A forged message can only
+// make a replica re-read a session from the store, or close its local
+// copy of one (the client's next request re-creates it from the store).
+type message struct {
+	Origin  string `json:"origin"`
+	IDHash  string `json:"id_hash"`
+	Deleted bool   `json:"deleted,omitempty"`
+}
+
+// ParseMessage decodes an announcement; ok is false for anything this
+// package would not have published.
+func ParseMessage(payload []byte) (origin, idHash string, deleted, ok bool) {
+	var m message
+	if len(payload) > 1024 || json.Unmarshal(payload, &m) != nil || len(m.IDHash) != 64 || m.Origin == "" || len(m.Origin) > 64 {
+		return "", "", false, false
+	}
+	if _, err := hex.DecodeString(m.IDHash); err != nil {
+		return "", "", false, false
+	}
+	return m.Origin, m.IDHash, m.Deleted, true
+}
+
+// RedisChanges announces changes over Redis pub/sub.
+type RedisChanges struct {
+	rdb    *redis.Client
+	log    *slog.Logger
+	origin string
+
+	mu   sync.Mutex
+	fns  []func(string, bool)
+	once sync.Once
+	ctx  context.Context
+}
+
+// NewRedisChanges returns announcements over rdb; they are received
+// until ctx is done.
+func NewRedisChanges(ctx context.Context, rdb *redis.Client, log *slog.Logger) *RedisChanges {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return &RedisChanges{rdb: rdb, log: log, origin: hex.EncodeToString(b[:]), ctx: ctx}
+}
+
+// Publish announces a change; a failure is logged (replicas then see the
+// change only when they next load the session).
+func (c *RedisChanges) Publish(ctx context.Context, idHash string, deleted bool) {
+	b, _ := json.Marshal(message{Origin: c.origin, IDHash: idHash, Deleted: deleted})
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	if err := c.rdb.Publish(ctx, Channel, b).Err(); err != nil {
+		c.log.Warn("sessions: announcing a change on Redis", "err", err)
+	}
+}
+
+// Subscribe calls fn for each announcement of another replica. The Redis
+// subscription starts with the first call and is confirmed before it
+// returns (bounded), so that changes published afterwards are seen;
+// go-redis resubscribes on its own after a lost connection.
+func (c *RedisChanges) Subscribe(fn func(idHash string, deleted bool)) {
+	c.mu.Lock()
+	c.fns = append(c.fns, fn)
+	c.mu.Unlock()
+	c.once.Do(func() {
+		ps := c.rdb.Subscribe(c.ctx, Channel)
+		rctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+		if _, err := ps.Receive(rctx); err != nil {
+			c.log.Warn("sessions: subscribing to session changes on Redis", "err", err)
+		}
+		cancel()
+		ch := ps.Channel()
+		go func() {
+			defer ps.Close()
+			for {
+				select {
+				case <-c.ctx.Done():
+					return
+				case msg, ok := <-ch:
+					if !ok {
+						return
+					}
+					origin, h, deleted, ok := ParseMessage([]byte(msg.Payload))
+					if !ok || origin == c.origin {
+						continue
+					}
+					c.mu.Lock()
+					fns := append([]func(string, bool){}, c.fns...)
+					c.mu.Unlock()
+					for _, f := range fns {
+						f(h, deleted)
+					}
+				}
+			}
+		}()
+	})
+}
+
+// AnswerChannel carries clients' answers to questions a replica put to
+// them during a call, to the replica that waits for them.
+const AnswerChannel = "mcpedge:sessions:answers"
+
+// MaxAnswerBytes bounds a relayed answer.
+const MaxAnswerBytes = 8 << 20
+
+// Relay carries a client's answer (a JSON-RPC response) to the replica
+// whose call asked the question: the answer's POST may reach any replica.
+type Relay interface {
+	// PublishAnswer sends the answer body to the question askID of the
+	// session whose id hashes to idHash.
+	PublishAnswer(ctx context.Context, idHash, askID string, body []byte) error
+	// SubscribeAnswers calls fn for every answer another replica relays.
+	SubscribeAnswers(fn func(idHash, askID string, body []byte))
+}
+
+type answerMessage struct {
+	Origin string          `json:"origin"`
+	IDHash string          `json:"id_hash"`
+	AskID  string          `json:"ask_id"`
+	Body   json.RawMessage `json:"body"`
+}
+
+// ParseAnswer decodes a relayed answer; ok is false for anything this
+// package would not have published.
+func ParseAnswer(payload []byte) (origin, idHash, askID string, body []byte, ok bool) {
+	var m answerMessage
+	if len(payload) > MaxAnswerBytes+1024 || json.Unmarshal(payload, &m) != nil || len(m.IDHash) != 64 ||
+		m.Origin == "" || len(m.Origin) > 64 || m.AskID == "" || len(m.AskID) > 128 || len(m.Body) == 0 || m.Body[0] != '{' {
+		return "", "", "", nil, false
+	}
+	if _, err := hex.DecodeString(m.IDHash); err != nil {
+		return "", "", "", nil, false
+	}
+	return m.Origin, m.IDHash, m.AskID, m.Body, true
+}
+
+// PublishAnswer implements Relay.
+func (c *RedisChanges) PublishAnswer(ctx context.Context, idHash, askID string, body []byte) error {
+	if len(body) > MaxAnswerBytes {
+		return fmt.Errorf("answer of %d bytes exceeds %d", len(body), MaxAnswerBytes)
+	}
+	b, err := json.Marshal(answerMessage{Origin: c.origin, IDHash: idHash, AskID: askID, Body: body})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	return c.rdb.Publish(ctx, AnswerChannel, b).Err()
+}
+
+// SubscribeAnswers implements Relay; the subscription is confirmed before
+// it returns (bounded).
+func (c *RedisChanges) SubscribeAnswers(fn func(idHash, askID string, body []byte)) {
+	ps := c.rdb.Subscribe(c.ctx, AnswerChannel)
+	rctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	if _, err := ps.Receive(rctx); err != nil {
+		c.log.Warn("sessions: subscribing to relayed answers on Redis", "err", err)
+	}
+	cancel()
+	ch := ps.Channel()
+	go func() {
+		defer ps.Close()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case msg, ok := <-ch:
+				if !ok {
+					return
+				}
+				origin, h, ask, body, ok := ParseAnswer([]byte(msg.Payload))
+				if !ok || origin == c.origin {
+					continue
+				}
+				fn(h, ask, body)
+			}
+		}
+	}()
+}

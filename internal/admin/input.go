@@ -127,7 +127,7 @@ func (o *Ops) CreateTenantWarn(ctx context.Context, s TenantSpec) (*store.Tenant
 
 // MaxPlanLimit bounds every plan limit (a rate, a burst, a quota): beyond
 // it a number is a typo, not a limit.
-const MaxPlanLimit = 1_000_000_000_000
+const MaxPlanLimit int64 = 1_000_000_000_000
 
 // PlanLimitField is one limit of a plan: its command-line flag, its help
 // and where it is in PlanLimits.

@@ -397,7 +397,7 @@ func FormatBenchTable(rows []BenchRow) string {
 const (
 	MaxBenchRepeats = 1000
 	MaxBenchWorkers = 4096
-	MaxBenchRegion  = 16 << 30
+	MaxBenchRegion  = min(16<<30, math.MaxInt) // 16 GiB, or what an int holds on 32-bit platforms
 )
 
 // Validate checks options given by a person (the command line): zero

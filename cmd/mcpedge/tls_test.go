@@ -200,7 +200,7 @@ func TestServeTLSCertificateRotation(t *testing.T) {
 	}
 	// The expiry metric names the served certificate.
 	code, body := apiDoTLS(t, f.client(), p.URL+"/metrics", testAdminKey)
-	want := fmt.Sprintf(`mcpedge_tls_certificate_expiry_seconds{name="gateway",use="server"} %s`, strconv.FormatFloat(float64(leaf.NotAfter.Unix()), 'g', -1, 64))
+	want := fmt.Sprintf(`mcpedge_tls_certificate_expiry_timestamp_seconds{name="gateway",use="server"} %s`, strconv.FormatFloat(float64(leaf.NotAfter.Unix()), 'g', -1, 64))
 	if code != http.StatusOK || !strings.Contains(body, want) {
 		t.Fatalf("/metrics (%d) lacks %q", code, want)
 	}

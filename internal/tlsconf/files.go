@@ -7,7 +7,7 @@
 //
 // TLS 1.3 is the default minimum; with min_version = "1.2" only
 // forward-secret AEAD suites are offered. Certificate expiry is exported
-// as mcpedge_tls_certificate_expiry_seconds.
+// as mcpedge_tls_certificate_expiry_timestamp_seconds.
 package tlsconf
 
 import (

@@ -12,11 +12,11 @@ type Metrics struct {
 	expiry *prometheus.GaugeVec
 }
 
-// NewMetrics registers mcpedge_tls_certificate_expiry_seconds on
+// NewMetrics registers mcpedge_tls_certificate_expiry_timestamp_seconds on
 // reg (nil: not registered).
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "mcpedge_tls_certificate_expiry_seconds",
+		Name: "mcpedge_tls_certificate_expiry_timestamp_seconds",
 		Help: "When a certificate the gateway presents stops being valid (its NotAfter, Unix seconds). " +
 			"use is server (the listener's, from files or ACME) or client (presented to an upstream or the hub); " +
 			"name is the certificate's first DNS name or common name, or the peer it is presented to.",

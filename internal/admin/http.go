@@ -600,7 +600,7 @@ func (h *handler) createVirtualServer(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	w.Header().Set("Location", "/api/tenants/"+url.PathEscape(r.PathValue("tenant"))+"/virtual-servers/"+v.ID)
-	writeJSON(w, http.StatusCreated, v)
+	writeJSON(w, http.StatusCreated, SavedVirtualServer{VirtualServer: v, Warnings: h.ops.upstreamWarnings(s.Upstreams)})
 	return nil
 }
 
@@ -613,7 +613,7 @@ func (h *handler) updateVirtualServer(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, SavedVirtualServer{VirtualServer: v, Warnings: h.ops.upstreamWarnings(s.Upstreams)})
 	return nil
 }
 

@@ -111,6 +111,15 @@ type CreatedTenant struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// SavedVirtualServer is a virtual server as created or updated, with the
+// warnings about what it asked for (upstream names the configuration does
+// not define): POST and PUT of /api/tenants/{tenant}/virtual-servers answer
+// with it.
+type SavedVirtualServer struct {
+	*store.VirtualServer
+	Warnings []string `json:"warnings,omitempty"`
+}
+
 // CreateTenantWarn is CreateTenant, and also returns warnings about what
 // was accepted (upstream names not configured).
 func (o *Ops) CreateTenantWarn(ctx context.Context, s TenantSpec) (*store.Tenant, []string, error) {

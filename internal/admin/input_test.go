@@ -97,6 +97,19 @@ func TestUnknownUpstreamsWarned(t *testing.T) {
 	if r := e.do(e.root, "POST", "/api/tenants", map[string]any{"name": "gamma", "upstreams": []string{"*"}}); r.body["warnings"] != nil {
 		t.Errorf("warnings for *: %s", r.raw)
 	}
+	// A virtual server naming an unknown upstream is saved with a warning,
+	// on create and on update; one naming configured upstreams has none.
+	r = e.do(e.root, "POST", "/api/tenants/gamma/virtual-servers", map[string]any{"name": "vs", "upstreams": []string{"github", "gitlub"}})
+	want(t, "virtual server with an unknown upstream", r, 201)
+	if ws, _ := r.body["warnings"].([]any); len(ws) != 1 || !strings.Contains(ws[0].(string), "gitlub is not configured") || r.body["id"] == nil {
+		t.Errorf("virtual server warnings: %s", r.raw)
+	}
+	id, _ := r.body["id"].(string)
+	r = e.do(e.root, "PUT", "/api/tenants/gamma/virtual-servers/"+id, map[string]any{"name": "vs", "upstreams": []string{"github"}})
+	want(t, "virtual server fixed", r, 200)
+	if r.body["warnings"] != nil {
+		t.Errorf("warnings for a configured upstream: %s", r.raw)
+	}
 }
 
 // TestPlanLimitsInRange: limits are 0 to MaxPlanLimit, the same check

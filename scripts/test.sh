@@ -217,6 +217,14 @@ if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev
 	apt_install pebble
 fi
 
+# ---------------------------------------------------------------- headless browser (the console)
+# internal/console's browser test drives Debian's chromium headless with
+# chromedp (docs/design/console.md). With MCPEDGE_REQUIRE_SERVICES set it
+# fails rather than skips when chromium is missing.
+if ! command -v chromium >/dev/null 2>&1; then
+	apt_install chromium
+fi
+
 # ---------------------------------------------------------------- WASM tool examples
 # Build the example WebAssembly tool servers (examples/wasm/<name>/, package
 # main) next to their sources, so that examples/wasm/mcpedge.toml runs as it

@@ -121,18 +121,25 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
 	g.Start(ctx)
+	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book)
+	var h http.Handler
+	con, err := webConsole(cfg, sec, ops, log, func() http.Handler { return h })
+	if err != nil {
+		return err
+	}
 	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
 		AllowedHosts:    cfg.Server.AllowedHosts,
-		API:             adminAPI(cfg, sec, lat, log, queueReader, pins, runningUpstreams(g), book),
+		API:             adminAPI(cfg, sec, ops, lat, log, queueReader),
+		Console:         con,
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
 	}
-	h := g.Handler(ho)
+	h = g.Handler(ho)
 	srv := &http.Server{
 		// With TLS, net/http sees the framing check's connections, not
 		// *tls.Conn: ConnContext and WithConnState give requests their

@@ -31,20 +31,22 @@ type pageData struct {
 	Error string
 	Flash string
 	// Page-specific.
-	Ready    *readiness
-	Upstrms  []upstreamRow
-	Tools    []toolView
-	Prompts  []*mcp.Prompt
-	Res      []*mcp.Resource
-	Query    string
-	Result   *callResult
-	Keys     []keyRow
-	NewKey   string
-	Tenant   string
-	Entries  []auditRow
-	Filter   auditFilter
-	Verified *audit.Report
-	NextPage template.URL
+	Ready   *readiness
+	Upstrms []upstreamRow
+	Tools   []toolView
+	Prompts []*mcp.Prompt
+	Res     []*mcp.Resource
+	Query   string
+	Result  *callResult
+	Keys    []keyRow
+	NewKey  string
+	Tenant  string
+	// TenantLabel names Tenant for people: the signed-in tenant's name.
+	TenantLabel string
+	Entries     []auditRow
+	Filter      auditFilter
+	Verified    *audit.Report
+	NextPage    template.URL
 }
 
 var funcs = template.FuncMap{
@@ -397,7 +399,10 @@ func (c *Console) keys(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if tenant == "" {
 		tenant = v.p.TenantID
 	}
-	data := pageData{Title: "API keys", Tenant: tenant}
+	data := pageData{Title: "API keys", Tenant: tenant, TenantLabel: tenant}
+	if tenant == v.p.TenantID {
+		data.TenantLabel = v.p.TenantName
+	}
 	c.mu.Lock()
 	data.NewKey, v.s.newKey = v.s.newKey, ""
 	c.mu.Unlock()

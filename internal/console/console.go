@@ -188,7 +188,10 @@ const csp = "default-src 'self'; script-src 'none'; style-src 'self'; img-src 's
 
 func setSecurityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", csp)
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer browsers send
+	// "Origin: null" on the console's own form posts, which the
+	// gateway refuses.
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")

@@ -197,7 +197,7 @@ func checkHeaders(t *testing.T, what string, h http.Header) {
 	if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
 		t.Errorf("%s: CSP %q allows inline code", what, csp)
 	}
-	for k, want := range map[string]string{"Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"} {
+	for k, want := range map[string]string{"Referrer-Policy": "same-origin", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"} {
 		if got := h.Get(k); got != want {
 			t.Errorf("%s: %s = %q, want %q", what, k, got, want)
 		}

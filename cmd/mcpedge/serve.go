@@ -160,6 +160,9 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		scheme, serveLn = "https", tlsSrv.Listener(ln)
 	}
 	fmt.Fprintf(stdout, "mcpedge %s listening on %s://%s/mcp\n", version, scheme, addr)
+	if con != nil {
+		fmt.Fprintf(stdout, "web console at %s://%s/ui/\n", scheme, addr)
+	}
 	if len(cfg.Upstreams) == 0 {
 		fmt.Fprintf(stdout, "no upstreams configured: only the built-in tools (mcpedge__status, lattice__*) are served.\n"+
 			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+

@@ -168,6 +168,7 @@ func (c *Console) routes() {
 	c.mux.Handle("GET /ui/keys", c.authed(false, c.keys))
 	c.mux.Handle("POST /ui/keys", c.authed(true, c.createKey))
 	c.mux.Handle("POST /ui/keys/revoke", c.authed(true, c.revokeKey))
+	c.mux.Handle("POST /ui/keys/rotate", c.authed(true, c.rotateKey))
 	c.mux.Handle("GET /ui/audit", c.authed(false, c.audit))
 	c.mux.Handle("POST /ui/audit/verify", c.authed(true, c.verifyAudit))
 }

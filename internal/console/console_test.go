@@ -529,3 +529,34 @@ func TestRevokedKeyEndsTheSession(t *testing.T) {
 		t.Fatalf("a revoked key's session: %d", p.status)
 	}
 }
+
+func TestRotateKeyShowsTheSuccessorOnce(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn(e.acmeK)
+	old := e.key("acme", principal.RoleMember)
+	ks, _ := e.ops.ListKeys(admin.CLIContext(e.ctx), "acme")
+	var id string
+	for _, k := range ks {
+		if strings.HasPrefix(old, k.Prefix) {
+			id = k.ID
+		}
+	}
+	if p := b.do(http.MethodPost, "/ui/keys/rotate", url.Values{"id": {id}}, nil); p.status != http.StatusForbidden {
+		t.Fatalf("rotate without token: %d", p.status)
+	}
+	if p := b.post("/ui/keys/rotate", url.Values{"id": {id}}); p.status != http.StatusSeeOther {
+		t.Fatalf("rotate: %d %s", p.status, p.body)
+	}
+	shown := b.get("/ui/keys")
+	secret := regexp.MustCompile(`id="new-key"[^>]*>(mcpe_[A-Za-z0-9_]+)<`).FindStringSubmatch(shown.body)
+	if secret == nil || secret[1] == old || !strings.Contains(shown.body, "rotated") {
+		t.Fatalf("after rotating:\n%s", shown.body)
+	}
+	if _, err := e.auth.Authenticate(e.ctx, secret[1], "127.0.0.1"); err != nil {
+		t.Fatalf("the successor does not work: %v", err)
+	}
+	if again := b.get("/ui/keys"); strings.Contains(again.body, secret[1]) {
+		t.Fatal("the successor's secret is shown a second time")
+	}
+}

@@ -454,6 +454,22 @@ func (c *Console) revokeKey(w http.ResponseWriter, r *http.Request, v *viewer) {
 	http.Redirect(w, r, c.keysURL(tenant, v), http.StatusSeeOther)
 }
 
+func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, v *viewer) {
+	tenant := r.PostForm.Get("tenant")
+	if tenant == "" {
+		tenant = v.p.TenantID
+	}
+	nk, err := c.o.Ops.RotateKey(v.ctx, tenant, r.PostForm.Get("id"))
+	if err != nil {
+		c.failed(w, r, v, "keys", pageData{Title: "API keys", Tenant: tenant}, err)
+		return
+	}
+	c.mu.Lock()
+	v.s.newKey = nk.Secret
+	c.mu.Unlock()
+	http.Redirect(w, r, c.keysURL(tenant, v), http.StatusSeeOther)
+}
+
 // ---- audit
 
 // auditFilter is the audit view's query. Since is "2006-01-02T15:04" (UTC,

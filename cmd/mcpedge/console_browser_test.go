@@ -166,7 +166,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	row := `//tr[td[1][normalize-space()="browser-key"]]`
 	do("revoking the key",
-		chromedp.Click(row+`//button`),
+		chromedp.Click(row+`//button[normalize-space()="Revoke"]`),
 		chromedp.WaitNotPresent(row+`//button`),
 		shot("keys-revoked"),
 	)

@@ -33,7 +33,6 @@ ARG VERSION=dev
 COPY --from=build /rootfs/ /
 COPY --from=build --chown=65532:65532 /rootfs/data /data
 COPY --from=build /out/mcpedge /mcpedge
-ENV PATH=/ XDG_DATA_HOME=/data
 WORKDIR /data
 USER 65532:65532
 EXPOSE 8080/tcp

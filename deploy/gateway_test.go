@@ -3,17 +3,21 @@ package deploy_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/json"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/tlsconf/tlstest"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -22,9 +26,13 @@ const adminKey = "mcpe_deploytestadminkey0123456789abcdefghijkl"
 
 // gateway is a running `mcpedge serve` on loopback.
 type gateway struct {
-	URL    string // http://127.0.0.1:PORT
+	URL    string // http://127.0.0.1:PORT, or https:// with [server.tls]
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
+	// client reaches the gateway (trusting its CA when it serves TLS),
+	// and caFile is that CA for other clients (Prometheus).
+	client *http.Client
+	caFile string
 }
 
 type lockedBuffer struct {
@@ -44,7 +52,7 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var listenRE = regexp.MustCompile(`listening on (http://\S+)/mcp`)
+var listenRE = regexp.MustCompile(`listening on (https?://\S+)/mcp`)
 
 // startGateway runs bin (through wrapper, e.g. a qemu binary, when given)
 // with the configuration cfg, and waits until it listens. The process is
@@ -63,7 +71,7 @@ func startGateway(t *testing.T, wrapper []string, bin, cfg string, within time.D
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &gateway{cmd: cmd, stderr: &lockedBuffer{}}
+	g := &gateway{cmd: cmd, stderr: &lockedBuffer{}, client: &http.Client{Timeout: 30 * time.Second}}
 	cmd.Stderr = g.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -109,7 +117,11 @@ func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 // connect opens an MCP session on the gateway's /mcp as the operator.
 func (g *gateway) connect(t *testing.T, ctx context.Context) *mcp.ClientSession {
 	t.Helper()
-	hc := &http.Client{Transport: bearer{token: adminKey, base: http.DefaultTransport}}
+	base := g.client.Transport
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	hc := &http.Client{Transport: bearer{token: adminKey, base: base}}
 	c := mcp.NewClient(&mcp.Implementation{Name: "deploy-test", Version: "1"}, nil)
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: g.URL + "/mcp", HTTPClient: hc, MaxRetries: -1},
 		// A session-era client, as most are today: its calls take the hot
@@ -132,7 +144,7 @@ func (g *gateway) get(t *testing.T, path, key string) (int, string) {
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := g.client.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
@@ -186,20 +198,30 @@ func everythingCommand(t *testing.T) (string, []string) {
 	return node, []string{entry, "stdio"}
 }
 
-// servedGateway starts the host gateway with the Node everything server as
-// its upstream and makes it serve calls that light up every metric the
-// dashboard and the alert rules name: successful calls, a timeout that
-// opens the circuit breaker, calls refused by the open breaker and queued
-// (deferrable), a call the full queue refuses, and a request with a wrong
-// credential.
+// servedGateway starts the host gateway as in production (TLS and
+// authentication), with the Node everything server as its upstream, and
+// makes it serve calls that light up every metric the dashboard and the
+// alert rules name: successful calls, a timeout that opens the circuit
+// breaker, calls refused by the open breaker and queued (deferrable), a
+// call the full queue refuses, and a request with a wrong credential. Its
+// certificate is valid for 12 hours, so the certificate alerts fire.
 func servedGateway(t *testing.T) *gateway {
 	t.Helper()
 	node, args := everythingCommand(t)
 	a, _ := json.Marshal(args)
 	n, _ := json.Marshal(node)
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t, "deploy test CA")
+	certPEM, keyPEM, _ := ca.Issue(t, tlstest.Leaf{CN: "gateway", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, NotAfter: time.Now().Add(12 * time.Hour)})
+	certFile, keyFile := tlstest.Write(t, dir, "cert.pem", certPEM), tlstest.Write(t, dir, "key.pem", keyPEM)
+	caFile := tlstest.Write(t, dir, "ca.pem", ca.PEM)
 	cfg := `
 [server]
 log_level = "warn"
+
+[server.tls]
+cert_file = ` + strconv.Quote(certFile) + `
+key_file = ` + strconv.Quote(keyFile) + `
 
 [queue]
 max_entries = 1
@@ -217,6 +239,11 @@ failures = 1
 open_for = "1h"
 `
 	g := startGateway(t, nil, hostBinary(t), cfg, 60*time.Second)
+	if !strings.HasPrefix(g.URL, "https://") {
+		t.Fatalf("gateway with [server.tls] listens on %s", g.URL)
+	}
+	g.caFile = caFile
+	g.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: tlstest.Pool(ca)}}}
 	g.waitUpstreamsReady(t, 60*time.Second, "everything")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -33,7 +33,7 @@ const (
 
 func helm(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	bin := cachedTool(t, "helm", helmVersion)
+	bin := cachedTool(t, "helm", "HELM_VERSION")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)

@@ -3,7 +3,8 @@
 // promtool and a real Prometheus scraping a real gateway, helm, the image
 // assembled by deploy/mkimage, and the release binaries under qemu.
 //
-// Tools come from scripts/test.sh: Debian's prometheus (promtool) and
+// The gateway binaries are those of scripts/release.sh, run once per test
+// process (see release). Tools come from scripts/test.sh: Debian's prometheus (promtool) and
 // qemu-user-static, and helm and cyclonedx-gomod built once into
 // $MCPEDGE_TOOLS_DIR (default ~/.cache/mcpedge-tools). A missing tool skips
 // its test, unless MCPEDGE_REQUIRE_SERVICES=1 (set by scripts/test.sh),
@@ -17,17 +18,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
-)
-
-// Versions of the tools built from Go modules; scripts/test.sh builds the
-// same ones (keep them in step).
-const (
-	helmVersion      = "v4.3.2"
-	cyclonedxVersion = "v1.10.0"
 )
 
 // repoRoot is the module root: tests run in deploy/.
@@ -83,73 +78,115 @@ func toolsDir() string {
 	return filepath.Join(os.TempDir(), "mcpedge-tools")
 }
 
-// cachedTool returns the path of a tool scripts/test.sh built into
-// toolsDir()/<name>-<version>/<name>.
-func cachedTool(t testing.TB, name, version string) string {
+// toolVersion reads a version from scripts/tools.sh, which builds the
+// tools (e.g. HELM_VERSION).
+func toolVersion(t testing.TB, variable string) string {
 	t.Helper()
-	p := filepath.Join(toolsDir(), name+"-"+version, name)
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "scripts/tools.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + variable + `=(\S+)$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("scripts/tools.sh does not set %s", variable)
+	}
+	return string(m[1])
+}
+
+// cachedTool returns the path of a tool scripts/test.sh built into
+// toolsDir()/<name>-<version>/<name>, the version read from
+// scripts/tools.sh's variable.
+func cachedTool(t testing.TB, name, variable string) string {
+	t.Helper()
+	p := filepath.Join(toolsDir(), name+"-"+toolVersion(t, variable), name)
 	if _, err := os.Stat(p); err != nil {
-		missing(t, name+" "+version, "scripts/test.sh builds it into "+filepath.Dir(p))
+		missing(t, p, "scripts/test.sh builds it")
 	}
 	return p
 }
 
-// binaries builds each gateway binary once per test process.
-var binaries struct {
-	mu    sync.Mutex
-	dir   string
-	built map[string]string
+// releaseVersion is what the tests' release is stamped with.
+const releaseVersion = "1.2.3-test"
+
+// rel is the release every test uses: scripts/release.sh run once per
+// test process for the linux targets (MCPEDGE_TEST_RELEASE=all: every
+// target), with its SBOM when cyclonedx-gomod is built, and the image.
+var rel struct {
+	once   sync.Once
+	dir    string
+	output string
+	sbom   bool
+	err    error
 }
 
-// gatewayBinary returns a CGO_ENABLED=0 build of cmd/mcpedge for
-// goos/goarch (goarm for arm), built once. -trimpath as in
-// scripts/release.sh and the cross-compile check of scripts/test.sh, so
-// that the compiled packages come from Go's build cache.
+func release(t testing.TB) string {
+	t.Helper()
+	rel.once.Do(func() {
+		dir, err := os.MkdirTemp("", "mcpedge-deploy-release")
+		if err != nil {
+			rel.err = err
+			return
+		}
+		rel.dir = dir
+		targets := "linux/amd64,linux/arm64,linux/arm/7"
+		if os.Getenv("MCPEDGE_TEST_RELEASE") == "all" {
+			targets += ",darwin/amd64,darwin/arm64,windows/amd64"
+		}
+		args := []string{"scripts/release.sh", "--version", releaseVersion, "--out", dir, "--targets", targets}
+		cdx := filepath.Join(toolsDir(), "cyclonedx-gomod-"+toolVersion(t, "CYCLONEDX_GOMOD_VERSION"), "cyclonedx-gomod")
+		if _, err := os.Stat(cdx); err == nil {
+			rel.sbom = true
+		} else {
+			args = append(args, "--no-sbom")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "bash", args...)
+		cmd.Dir = repoRoot(t)
+		// Never build a tool from a test: scripts/test.sh does that.
+		cmd.Env = append(os.Environ(), "SKIP_INSTALL=1", "MCPEDGE_TOOLS_DIR="+toolsDir())
+		var buf bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &buf, &buf
+		rel.err = cmd.Run()
+		rel.output = buf.String()
+	})
+	if rel.err != nil {
+		t.Fatalf("scripts/release.sh: %v\n%s", rel.err, rel.output)
+	}
+	return rel.dir
+}
+
+// gatewayBinary returns the release binary for goos/goarch (goarm "7"
+// for linux/arm).
 func gatewayBinary(t testing.TB, goos, goarch, goarm string) string {
 	t.Helper()
-	binaries.mu.Lock()
-	defer binaries.mu.Unlock()
-	key := goos + "-" + goarch + goarm
-	if p, ok := binaries.built[key]; ok {
-		return p
+	arch := goarch
+	if goarch == "arm" {
+		arch = "armv" + goarm
 	}
-	if binaries.dir == "" {
-		d, err := os.MkdirTemp("", "mcpedge-deploy-bin")
-		if err != nil {
-			t.Fatal(err)
-		}
-		binaries.dir = d
-		binaries.built = map[string]string{}
+	p := filepath.Join(release(t), "mcpedge-"+releaseVersion+"-"+goos+"-"+arch)
+	if goos == "windows" {
+		p += ".exe"
 	}
-	out := filepath.Join(binaries.dir, "mcpedge-"+key)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/mcpedge")
-	cmd.Dir = repoRoot(t)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOARM="+goarm)
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("building mcpedge for %s: %v\n%s", key, err, buf.String())
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the release has no %s/%s binary: %v", goos, goarch, err)
 	}
-	binaries.built[key] = out
-	return out
+	return p
 }
 
 // hostBinary is the gateway for this machine.
 func hostBinary(t testing.TB) string {
 	t.Helper()
-	goarm := ""
-	if runtime.GOARCH == "arm" {
-		goarm = "7"
+	if runtime.GOOS != "linux" || (runtime.GOARCH != "amd64" && runtime.GOARCH != "arm64") {
+		t.Skipf("the deployment tests run the linux/amd64 or linux/arm64 release binary; this is %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
-	return gatewayBinary(t, runtime.GOOS, runtime.GOARCH, goarm)
+	return gatewayBinary(t, "linux", runtime.GOARCH, "")
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binaries.dir != "" {
-		os.RemoveAll(binaries.dir)
+	if rel.dir != "" {
+		os.RemoveAll(rel.dir)
 	}
 	os.Exit(code)
 }

@@ -217,8 +217,28 @@ if ! command -v pebble >/dev/null 2>&1 || ! command -v pebble-challtestsrv >/dev
 	apt_install pebble
 fi
 
+# ---------------------------------------------------------------- deployment tools
+# deploy/'s tests prove the dashboard, alert rules, Helm chart, container
+# image and release builds with real tools: Prometheus and promtool
+# (Debian's prometheus), qemu-user-static to run the linux/arm64 and armv7
+# release binaries, and helm and cyclonedx-gomod built once from their Go
+# modules into $MCPEDGE_TOOLS_DIR (scripts/tools.sh). With
+# MCPEDGE_REQUIRE_SERVICES set they fail rather than skip when one is missing.
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
+	apt_install prometheus
+fi
+if ! command -v qemu-aarch64-static >/dev/null 2>&1 || ! command -v qemu-arm-static >/dev/null 2>&1; then
+	apt_install qemu-user-static
+fi
+if [ ! -f /etc/ssl/certs/ca-certificates.crt ]; then
+	apt_install ca-certificates
+fi
+# shellcheck source=scripts/tools.sh
+. scripts/tools.sh
+go_tool helm "$HELM_VERSION" "$HELM_MODULE" >/dev/null || die "could not build helm $HELM_VERSION"
+go_tool cyclonedx-gomod "$CYCLONEDX_GOMOD_VERSION" "$CYCLONEDX_GOMOD_MODULE" >/dev/null || die "could not build cyclonedx-gomod $CYCLONEDX_GOMOD_VERSION"
 # ---------------------------------------------------------------- headless browser (the console)
-# internal/console's browser test drives Debian's chromium headless with
+# The console's browser test (cmd/mcpedge TestConsoleInABrowser) drives Debian's chromium headless with
 # chromedp (docs/design/console.md). With MCPEDGE_REQUIRE_SERVICES set it
 # fails rather than skips when chromium is missing.
 if ! command -v chromium >/dev/null 2>&1; then
@@ -253,9 +273,11 @@ log "go vet ${PKGS[*]}"
 go vet "${PKGS[@]}"
 
 # The default build is pure Go and must keep cross-compiling for devices.
+# -trimpath as scripts/release.sh (and deploy/'s tests, which run it) build,
+# so that those find the compiled packages in Go's build cache.
 log "cross-compile check (CGO_ENABLED=0: linux/amd64, linux/arm64, linux/arm)"
 for target in linux/amd64 linux/arm64 linux/arm; do
-	CGO_ENABLED=0 GOOS=${target%/*} GOARCH=${target#*/} GOARM=7 go build -o /dev/null ./cmd/mcpedge
+	CGO_ENABLED=0 GOOS=${target%/*} GOARCH=${target#*/} GOARM=7 go build -trimpath -o /dev/null ./cmd/mcpedge
 done
 
 log "go test -race ${PKGS[*]}"

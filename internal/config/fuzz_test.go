@@ -28,6 +28,8 @@ func FuzzParse(f *testing.F) {
 		"[server\n",
 		"[[upstreams]]\nname = \"a\"\ncommand = \"x\"\ninherit_env = [\"A\", \"MCPEDGE_X\"]\n",
 		"[[upstreams]]\nname = \"a\"\nurl = \"http://[::ffff:a9fe:a9fe]/\"\nallow_private = [\"169.254.0.0/16\", \"0x1\"]\n",
+		"[server.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_ca_file = \"ca\"\n[[server.tls.client_certs]]\nfingerprint = \"sha256:00\"\ntenant = \"t\"\n[server.tls.acme]\ndomains = [\"a.b\"]\n",
+		"[hub]\nurl = \"https://h\"\ntls = { ca_file = \"x\", cert_file = \"c\" }\n[[upstreams]]\nname = \"a\"\nurl = \"https://a\"\ntls.server_name = \"a:b\"\n",
 	}
 	for _, s := range seeds {
 		f.Add([]byte(s))

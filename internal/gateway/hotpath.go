@@ -86,8 +86,8 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	if userIDOf(ti) != e.userID {
 		return "credential" // another caller's session: the SDK's handler refuses it
 	}
-	if k := g.kept.keeper; k != nil {
-		k.Touch(r.Header.Get("Mcp-Session-Id")) // the session stays alive for every replica (sessions.go)
+	if g.kept.keeper != nil {
+		g.keptUse(r) // fresh, and alive for every replica (sessions.go)
 	}
 	ss := e.ss
 	if ss.InitializeParams() == nil {

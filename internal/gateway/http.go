@@ -226,8 +226,8 @@ type Readiness struct {
 // its store can authenticate, limit and audit nothing and must leave it
 // (503). The body shows each component's and each upstream's state;
 // "ready" is false while any upstream is still making its first attempt.
-// Without operator credentials only the verdict and the components'
-// states are shown, not errors or upstreams.
+// Without operator credentials only the verdict and the store's and
+// Redis's states are shown, not errors, upstreams or the queue.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 	st := g.Statuses()
 	ready := true
@@ -245,20 +245,26 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 			ready = false
 		}
 	}
-	qh := g.queueHealthNow()
-	if qh != nil {
-		comps = append(comps, queueComponent(qh))
+	details := true
+	if g.security != nil {
+		if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
+			details = false
+		}
+	}
+	var qh *QueueHealth
+	if details {
+		// The queue's health is a detail: a probe does not read it.
+		if qh = g.queueHealthNow(); qh != nil {
+			comps = append(comps, queueComponent(qh))
+		}
+	} else {
+		st = []UpstreamStatus{}
+		for i := range comps {
+			comps[i].Error = ""
+		}
 	}
 	if comps == nil {
 		comps = []ComponentStatus{}
-	}
-	if g.security != nil {
-		if p := principal.From(r.Context()); p == nil || !p.Operator || !p.Can(principal.RoleAdmin, principal.ScopeAdminRead) {
-			st, qh = []UpstreamStatus{}, nil
-			for i := range comps {
-				comps[i].Error = ""
-			}
-		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

@@ -40,8 +40,10 @@ import (
 // state, to which the gateway's own effects of the client's changes are
 // replayed (the level sent on to upstreams, the subscriptions made
 // upstream). The SDK's handler cannot adopt a session it did not create,
-// so re-created sessions are served by serveCopy, which makes that
-// handler's checks itself.
+// so kept sessions — opened here (openKept) or re-created — are served by
+// serveCopy, which makes that handler's checks itself. Answers to the
+// questions calls put to clients, and clients' cancellations, that land on
+// another replica than the call's are relayed (SetAnswerRelay).
 
 // sessionKeeping is the gateway's state for kept sessions.
 type sessionKeeping struct {
@@ -55,8 +57,8 @@ type sessionKeeping struct {
 	// session (header replayHeader), so that they are not saved again.
 	replayKey string
 	replayID  atomic.Int64
-	// relay carries clients' answers to hot-path questions between
-	// replicas (nil: answers reach only this replica's calls).
+	// relay carries clients' answers and cancellations between replicas
+	// (nil: they reach only the replica they land on).
 	relay sessionstore.Relay
 }
 
@@ -90,7 +92,19 @@ func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *session
 		return false
 	}
 	env, err := jsonguard.ParseEnvelope(body)
-	if err != nil || env.Method != "" || env.ID == nil {
+	if err != nil {
+		return false
+	}
+	if env.Method == "notifications/cancelled" && env.ID == nil {
+		// The call may run on another replica: tell them all (the one
+		// running it cancels it); this one takes it as well (the SDK's
+		// server and the hot path, which has seen it already).
+		if err := g.kept.relay.PublishAnswer(r.Context(), sessionstore.IDHash(c.id), cancelRelay, body); err != nil {
+			g.log.Warn("a client's cancellation could not be relayed to the other replicas", "err", err)
+		}
+		return false
+	}
+	if env.Method != "" || env.ID == nil {
 		return false
 	}
 	askID, ok := jsonguard.Unquote(env.ID)
@@ -118,6 +132,19 @@ func (g *Gateway) relayAnswer(w http.ResponseWriter, r *http.Request, c *session
 func (g *Gateway) answerRelayed(idHash, askID string, body []byte) {
 	c := g.copyByHash(idHash)
 	if c == nil {
+		return
+	}
+	if askID == cancelRelay {
+		// Another replica got the client's notifications/cancelled: the
+		// call it names may run here, on the hot path or the SDK's way.
+		if e := g.clients.get(c.id); e != nil {
+			if id := jsonguard.Lookup(jsonguard.Lookup(body, "params"), "requestId"); id != nil {
+				e.cancel(idKey(id))
+			}
+		}
+		if err := g.feed(c, body); err != nil {
+			g.log.Debug("a relayed cancellation could not be given to its session", "err", err)
+		}
 		return
 	}
 	if strings.HasPrefix(askID, sdkAskPrefix+g.hot.askTag+"-") {
@@ -151,8 +178,9 @@ type sessionCopy struct {
 	id   string
 	face string
 	ss   *mcp.ServerSession
-	// tr is the transport of a re-created session, served by serveCopy;
-	// nil for a session the SDK's handler opened here.
+	// tr is the session's transport, served by serveCopy (nil: a
+	// session the SDK's handler holds, which never happens while sessions
+	// are kept; replays refuse it).
 	tr *mcp.StreamableServerTransport
 	ti *auth.TokenInfo // the caller
 	// base carries the caller's credential (the values of the request
@@ -166,6 +194,10 @@ type sessionCopy struct {
 	// applyMu serializes applyState; retries counts its failed rounds.
 	applyMu sync.Mutex
 	retries int
+	// stale is set when another replica announced a change not applied
+	// yet; refreshMu serializes refresh.
+	stale     atomic.Bool
+	refreshMu sync.Mutex
 }
 
 // SetSessionKeeper makes client sessions recoverable by every replica
@@ -320,7 +352,11 @@ func (g *Gateway) recoverSession(r *http.Request, id, face string, ti *auth.Toke
 	o := ownerOf(ti)
 	v, err, _ := g.kept.recovering.Do(id+"\x00"+o.UserID, func() (any, error) {
 		if v, ok := g.kept.copies.Load(id); ok {
-			return v.(*sessionCopy), nil
+			// A copy this replica holds (opening, or ending): its caller's.
+			if c := v.(*sessionCopy); userIDOf(c.ti) == o.UserID {
+				return c, nil
+			}
+			return nil, errSessionNotFound
 		}
 		rec, err := g.kept.keeper.Load(r.Context(), id)
 		if errors.Is(err, sessionstore.ErrNotFound) {
@@ -495,18 +531,35 @@ func (g *Gateway) sessionChanged(idHash string, deleted bool) {
 		_ = c.ss.Close()
 		return
 	}
+	// Marked at once, on the announcement's own goroutine: a request of
+	// the session that reaches this replica from now on waits for the
+	// refresh (keptSession) rather than being served in the old state.
+	c.stale.Store(true)
 	g.background(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), notifyTimeout)
 		defer cancel()
-		rec, err := g.kept.keeper.Load(ctx, c.id)
-		if err != nil {
-			if errors.Is(err, sessionstore.ErrNotFound) {
-				_ = c.ss.Close()
-			}
-			return
-		}
-		g.applyState(c, rec.State)
+		g.refresh(ctx, c)
 	})
+}
+
+// refresh brings copy c to the saved state if another replica changed it
+// (c.stale); a session gone from the store is closed.
+func (g *Gateway) refresh(ctx context.Context, c *sessionCopy) {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	if !c.stale.Load() {
+		return
+	}
+	rec, err := g.kept.keeper.Load(ctx, c.id)
+	if err != nil {
+		if errors.Is(err, sessionstore.ErrNotFound) {
+			_ = c.ss.Close()
+		}
+		c.stale.Store(false) // the next announcement, or the session's end, decides
+		return
+	}
+	c.stale.Store(false)
+	g.applyState(c, rec.State)
 }
 
 // openKept serves a POST without a session id (initialize) by opening a
@@ -563,6 +616,9 @@ func (g *Gateway) keptSession(w http.ResponseWriter, r *http.Request, sid string
 			g.sessionNotFound(w, r)
 			return nil, false
 		}
+		if c.stale.Load() {
+			g.refresh(r.Context(), c) // another replica changed the session a moment ago
+		}
 		g.kept.keeper.Touch(sid)
 		return c, true
 	}
@@ -581,6 +637,19 @@ func (g *Gateway) keptSession(w http.ResponseWriter, r *http.Request, sid string
 	return c, true
 }
 
+// keptUse is keptSession for a request the hot path serves (a session
+// this replica holds, checked already): the copy is brought up to date if
+// another replica just changed it, and kept alive.
+func (g *Gateway) keptUse(r *http.Request) {
+	sid := r.Header.Get("Mcp-Session-Id")
+	if v, ok := g.kept.copies.Load(sid); ok {
+		if c := v.(*sessionCopy); c.stale.Load() {
+			g.refresh(r.Context(), c)
+		}
+	}
+	g.kept.keeper.Touch(sid)
+}
+
 // sessionNotFound answers as the SDK's handler does for a session it does
 // not know.
 func (g *Gateway) sessionNotFound(w http.ResponseWriter, r *http.Request) {
@@ -595,7 +664,9 @@ var keptVersions = []string{"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-0
 // serveCopy serves a request of a re-created session, with the checks the
 // SDK's handler makes for the sessions it holds.
 func (g *Gateway) serveCopy(w http.ResponseWriter, r *http.Request, c *sessionCopy) {
-	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(keptVersions, v) {
+	// A version of the stateless era is answered by the transport, with
+	// the JSON-RPC error the SDK's handler gives.
+	if v := r.Header.Get("Mcp-Protocol-Version"); v != "" && !slices.Contains(keptVersions, v) && v < statelessVersion {
 		http.Error(w, "Bad Request: Unsupported protocol version (supported versions: "+strings.Join(keptVersions, ",")+")", http.StatusBadRequest)
 		return
 	}
@@ -645,6 +716,10 @@ func (g *Gateway) endKept(ctx context.Context, id string) {
 		g.log.Warn("ended session not removed from the store", "err", err)
 	}
 }
+
+// cancelRelay marks a relayed notifications/cancelled (in place of a
+// question's id).
+const cancelRelay = "notifications/cancelled"
 
 // sdkAskPrefix starts the ids of the requests a session's SDK server puts
 // to its client (sampling, elicitation, roots during a call the SDK's

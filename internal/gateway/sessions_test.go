@@ -2,10 +2,14 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,12 +28,40 @@ import (
 type changesHub struct {
 	mu      sync.Mutex
 	members []*hubMember
+	// inline delivers announcements of changes before Publish returns
+	// (Redis delivers them a moment later).
+	inline bool
 }
 
 type hubMember struct {
-	hub *changesHub
-	mu  sync.Mutex
-	fns []func(string, bool)
+	hub     *changesHub
+	mu      sync.Mutex
+	fns     []func(string, bool)
+	answers []func(string, string, []byte)
+}
+
+func (m *hubMember) PublishAnswer(_ context.Context, idHash, askID string, body []byte) error {
+	m.hub.mu.Lock()
+	others := append([]*hubMember{}, m.hub.members...)
+	m.hub.mu.Unlock()
+	for _, o := range others {
+		if o == m {
+			continue
+		}
+		o.mu.Lock()
+		fns := append([]func(string, string, []byte){}, o.answers...)
+		o.mu.Unlock()
+		for _, f := range fns {
+			go f(idHash, askID, append([]byte(nil), body...))
+		}
+	}
+	return nil
+}
+
+func (m *hubMember) SubscribeAnswers(fn func(string, string, []byte)) {
+	m.mu.Lock()
+	m.answers = append(m.answers, fn)
+	m.mu.Unlock()
 }
 
 func (h *changesHub) join() *hubMember {
@@ -52,7 +84,11 @@ func (m *hubMember) Publish(_ context.Context, idHash string, deleted bool) {
 		fns := append([]func(string, bool){}, o.fns...)
 		o.mu.Unlock()
 		for _, f := range fns {
-			go f(idHash, deleted)
+			if m.hub.inline {
+				f(idHash, deleted)
+			} else {
+				go f(idHash, deleted)
+			}
 		}
 	}
 }
@@ -105,7 +141,9 @@ func keptReplicas(t *testing.T, n int, toml string, setup func(*Gateway)) (st st
 			if setup != nil {
 				setup(g)
 			}
-			g.SetSessionKeeper(sessionstore.New(st, sessionstore.Options{Changes: hub.join()}))
+			m := hub.join()
+			g.SetSessionKeeper(sessionstore.New(st, sessionstore.Options{Changes: m}))
+			g.SetAnswerRelay(m)
 		})
 		urls, gs = append(urls, url), append(gs, g)
 	}
@@ -254,4 +292,152 @@ func testPolicyEngine(t *testing.T) *policy.Engine {
 		t.Fatal(err)
 	}
 	return engine
+}
+
+// TestKeptSessionCancelAcrossReplicas: a client's notifications/cancelled
+// that reaches another replica than the one running the call cancels the
+// call there, on the hot path and the SDK's way alike (the call's own POST
+// stays open, so nothing else would).
+func TestKeptSessionCancelAcrossReplicas(t *testing.T) {
+	for _, hot := range []bool{true, false} {
+		t.Run(fmt.Sprintf("hot_path=%v", hot), func(t *testing.T) {
+			started, cancelled := make(chan struct{}, 1), make(chan struct{}, 1)
+			up := legacyOnly("blk", nil)
+			secTool(up, "block", func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+				started <- struct{}{}
+				select {
+				case <-ctx.Done():
+					cancelled <- struct{}{}
+					return nil, ctx.Err()
+				case <-time.After(20 * time.Second):
+					return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "not cancelled"}}}, nil
+				}
+			})
+			_, urls, gs := keptReplicas(t, 2, fmt.Sprintf("[server]\nhot_path = %v\n", hot)+upstreamBlock("blk", startHTTPUpstream(t, up)), nil)
+			for _, g := range gs {
+				waitTargetsReady(t, g, 1)
+			}
+			a := newRawClient(t, urls[0]+"/mcp")
+			// The session is known on replica 1 before the call (as after
+			// any earlier request of the client there).
+			if st, _, _ := a.on(urls[1] + "/mcp").post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusOK {
+				t.Fatalf("tools/list on replica 1: HTTP %d", st)
+			}
+			done := make(chan rawAnswer, 1)
+			go func() { done <- a.callTool(7, `{"name":"blk__block","arguments":{}}`) }()
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call never reached the upstream")
+			}
+			if st, _, _ := a.on(urls[1] + "/mcp").post(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7,"reason":"changed my mind"}}`); st != http.StatusAccepted {
+				t.Fatalf("notifications/cancelled on replica 1: HTTP %d", st)
+			}
+			select {
+			case <-cancelled:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the call running on replica 0 was not cancelled")
+			}
+			select {
+			case <-done:
+			case <-time.After(25 * time.Second):
+				t.Fatal("the cancelled call's POST never ended")
+			}
+		})
+	}
+}
+
+// gatedKeeper holds Load back while armed, until released.
+type gatedKeeper struct {
+	sessionstore.Keeper
+	armed   atomic.Bool
+	release chan struct{}
+}
+
+func (k *gatedKeeper) Load(ctx context.Context, id string) (*sessionstore.Record, error) {
+	if k.armed.Load() {
+		<-k.release
+	}
+	return k.Keeper.Load(ctx, id)
+}
+
+// TestKeptSessionChangeInForceAtOnce: a change announced by another replica
+// is in force for the next request of the session on this one, even while
+// this replica is still reading it from the store: the request waits for
+// it. Here a level set on replica 0 must let replica 1 pass the upstream's
+// log during a call on to the client.
+func TestKeptSessionChangeInForceAtOnce(t *testing.T) {
+	h := newHotHostile(t, map[string]hostileAnswer{
+		"chatty": func(w http.ResponseWriter, msg hostileMsg, _ *hotHostile) {
+			sse(w, `{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"during the call"}}`,
+				`{"jsonrpc":"2.0","id":`+string(msg.ID)+`,"result":{"content":[{"type":"text","text":"done"}]}}`)
+		},
+	})
+	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "sessions.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	hub := &changesHub{inline: true}
+	gated := &gatedKeeper{release: make(chan struct{})}
+	var urls []string
+	for i := range 2 {
+		cfg, err := config.Parse("kept.toml", []byte(upstreamBlock("h", h.url)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, url, _ := startTestGateway(t, cfg, true, func(g *Gateway) {
+			var k sessionstore.Keeper = sessionstore.New(st, sessionstore.Options{Changes: hub.join()})
+			if i == 1 {
+				gated.Keeper = k
+				k = gated
+			}
+			g.SetSessionKeeper(k)
+		})
+		waitTargetsReady(t, g, 1)
+		urls = append(urls, url+"/mcp")
+	}
+	a := newRawClient(t, urls[0])
+	if st, _, _ := a.on(urls[1]).post(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); st != http.StatusOK {
+		t.Fatalf("tools/list on replica 1: HTTP %d", st)
+	}
+	gated.armed.Store(true)
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			gated.armed.Store(false)
+			close(gated.release)
+		}
+	}
+	defer release()
+	if st, _, msg := a.post(`{"jsonrpc":"2.0","id":3,"method":"logging/setLevel","params":{"level":"debug"}}`); st != http.StatusOK || msg["result"] == nil {
+		t.Fatalf("logging/setLevel on replica 0: HTTP %d %v", st, msg)
+	}
+	type callResult struct {
+		a    rawAnswer
+		seen []string
+	}
+	done := make(chan callResult, 1)
+	go func() {
+		ans, seen := a.on(urls[1]).callAnswering(4, `{"name":"h__chatty","arguments":{}}`, func(string, json.RawMessage) (string, string) {
+			return "error", `{"code":-32601,"message":"no"}`
+		})
+		done <- callResult{ans, seen}
+	}()
+	var r callResult
+	select {
+	case r = <-done:
+		// Served before replica 1 could read the change: the level must
+		// not have been in force, which the check below shows.
+	case <-time.After(500 * time.Millisecond):
+		release() // the call waits for the change; let replica 1 read it
+		r = <-done
+	}
+	if r.a.Status != http.StatusOK || r.a.Msg["result"] == nil {
+		t.Fatalf("tools/call on replica 1: HTTP %d: %s", r.a.Status, r.a.Body)
+	}
+	if !slices.ContainsFunc(r.seen, func(m string) bool { return strings.Contains(m, "during the call") }) {
+		t.Errorf("the upstream's log during the call did not reach the client (stream: %q): the level set on replica 0 was not in force on replica 1", r.seen)
+	}
 }

@@ -110,15 +110,9 @@ func (m Metadata) created() time.Time {
 // default command, exposed port, volume, healthcheck and labels.
 func Config(m Metadata) v1.Config {
 	return v1.Config{
-		User:       fmt.Sprintf("%d:%d", UID, GID),
-		Entrypoint: []string{BinaryPath},
-		Cmd:        []string{"serve", "--config", ConfigPath},
-		Env: []string{
-			"PATH=/",
-			// Where the admin commands (`mcpedge tenant …` run with
-			// `docker exec`) find the same store by default.
-			"XDG_DATA_HOME=" + DataDir,
-		},
+		User:         fmt.Sprintf("%d:%d", UID, GID),
+		Entrypoint:   []string{BinaryPath},
+		Cmd:          []string{"serve", "--config", ConfigPath},
 		WorkingDir:   DataDir,
 		ExposedPorts: map[string]struct{}{Port: {}},
 		Volumes:      map[string]struct{}{DataDir: {}},

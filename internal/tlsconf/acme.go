@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/config"
@@ -21,9 +22,8 @@ import (
 // acmeManager obtains and renews the listener's certificate from an ACME
 // CA with autocert: the account key and certificates are cached in
 // <data_dir>/acme, certificates are renewed renew_before their expiry (by
-// autocert's own timer, and at the latest at the first handshake after
-// they expired), TLS-ALPN-01 challenges are answered on the listener and
-// HTTP-01 ones on acme.http_listen.
+// autocert's own timer), TLS-ALPN-01 challenges are answered on the
+// listener and HTTP-01 ones on acme.http_listen.
 type acmeManager struct {
 	cfg config.ACME
 	o   Options
@@ -31,6 +31,9 @@ type acmeManager struct {
 	// challengeConfig answers TLS-ALPN-01 validation handshakes.
 	challengeConfig *tls.Config
 	httpServer      *http.Server
+	// obtained holds the domains whose certificate is there (string →
+	// true), for observe.
+	obtained sync.Map
 }
 
 func newACME(cfg config.ACME, o Options) (*acmeManager, error) {
@@ -138,6 +141,7 @@ func (a *acmeManager) obtain(ctx context.Context, domain string) {
 	for {
 		c, err := a.getCertificate(hello(domain))
 		if err == nil {
+			a.obtained.Store(domain, true)
 			a.o.Log.Info("ACME certificate ready", "domain", domain, "not_after", c.Leaf.NotAfter.UTC().Format(time.RFC3339))
 			return
 		}
@@ -152,20 +156,13 @@ func (a *acmeManager) obtain(ctx context.Context, domain string) {
 }
 
 // observe records the expiry of the certificates served now (autocert
-// renews them on its own timer).
+// renews them on its own timer and keeps them in memory): only domains
+// already obtained, so that it never starts an issuance (obtain does).
 func (a *acmeManager) observe() {
-	for _, d := range a.cfg.Domains {
-		_, _ = a.getCertificateCached(d)
-	}
-}
-
-// getCertificateCached is getCertificate for a certificate already
-// obtained; it never starts an issuance (obtain does).
-func (a *acmeManager) getCertificateCached(domain string) (*tls.Certificate, error) {
-	if _, err := a.m.Cache.Get(context.Background(), domain); err != nil {
-		return nil, err
-	}
-	return a.getCertificate(hello(domain))
+	a.obtained.Range(func(d, _ any) bool {
+		_, _ = a.getCertificate(hello(d.(string)))
+		return true
+	})
 }
 
 // hostPolicy allows the configured domains only. Unlike

@@ -18,7 +18,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "mcpedge_tls_certificate_expiry_timestamp_seconds",
 		Help: "When a certificate the gateway presents stops being valid (its NotAfter, Unix seconds). " +
-			"use is server (the listener's, from files or ACME) or client (to an upstream, the hub or the OIDC key set); " +
+			"use is server (the listener's, from files or ACME) or client (presented to an upstream or the hub); " +
 			"name is the certificate's first DNS name or common name, or the peer it is presented to.",
 	}, []string{"use", "name"})}
 	if reg != nil {

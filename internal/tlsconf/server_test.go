@@ -321,3 +321,15 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("warnings %q lack the expiring client certificate", joined)
 	}
 }
+
+func TestACMEHostPolicy(t *testing.T) {
+	p := hostPolicy([]string{"mcp.example.com"})
+	for host, ok := range map[string]bool{
+		"mcp.example.com": true, "MCP.Example.com.": true, "mcp.example.com:5002": true,
+		"example.com": false, "evil.mcp.example.com": false, "": false, "mcp.example.com.evil": false,
+	} {
+		if err := p(t.Context(), host); (err == nil) != ok {
+			t.Errorf("%q: %v, want allowed=%v", host, err, ok)
+		}
+	}
+}

@@ -1,0 +1,39 @@
+# shellcheck shell=bash
+# Tools built from Go modules for the deployment tests and releases, built
+# once per version into $MCPEDGE_TOOLS_DIR (default ~/.cache/mcpedge-tools)
+# as <name>-<version>/<name>. Sourced by scripts/test.sh and
+# scripts/release.sh; deploy/main_test.go reads the versions from here.
+
+HELM_VERSION=v4.3.2
+HELM_MODULE=helm.sh/helm/v4/cmd/helm
+CYCLONEDX_GOMOD_VERSION=v1.10.0
+CYCLONEDX_GOMOD_MODULE=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
+
+MCPEDGE_TOOLS_DIR=${MCPEDGE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpedge-tools}
+export MCPEDGE_TOOLS_DIR
+
+# go_tool NAME VERSION PACKAGE: print the path of the tool, building it
+# first if this version is not in the cache yet (a few minutes, once).
+go_tool() {
+	local name=$1 version=$2 pkg=$3
+	local dir="$MCPEDGE_TOOLS_DIR/$name-$version"
+	if [ ! -x "$dir/$name" ]; then
+		if [ "${SKIP_INSTALL:-0}" = 1 ]; then
+			printf '%s %s is not built in %s, and SKIP_INSTALL=1\n' "$name" "$version" "$dir" >&2
+			return 1
+		fi
+		printf '==> building %s %s once, into %s\n' "$name" "$version" "$dir" >&2
+		mkdir -p "$dir.tmp"
+		# Outside the module: the tool's own go.mod decides its dependencies.
+		if ! (cd "$dir.tmp" && GOBIN="$dir.tmp" CGO_ENABLED=0 GOFLAGS=-mod=mod nice go install -trimpath "$pkg@$version") >&2; then
+			rm -rf "$dir.tmp"
+			printf 'building %s %s failed\n' "$name" "$version" >&2
+			return 1
+		fi
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		mv "$dir.tmp/$name" "$dir/$name"
+		rm -rf "$dir.tmp"
+	fi
+	printf '%s\n' "$dir/$name"
+}

@@ -237,6 +237,13 @@ fi
 . scripts/tools.sh
 go_tool helm "$HELM_VERSION" "$HELM_MODULE" >/dev/null || die "could not build helm $HELM_VERSION"
 go_tool cyclonedx-gomod "$CYCLONEDX_GOMOD_VERSION" "$CYCLONEDX_GOMOD_MODULE" >/dev/null || die "could not build cyclonedx-gomod $CYCLONEDX_GOMOD_VERSION"
+# ---------------------------------------------------------------- headless browser (the console)
+# The console's browser test (cmd/mcpedge TestConsoleInABrowser) drives Debian's chromium headless with
+# chromedp (docs/design/console.md). With MCPEDGE_REQUIRE_SERVICES set it
+# fails rather than skips when chromium is missing.
+if ! command -v chromium >/dev/null 2>&1; then
+	apt_install chromium
+fi
 
 # ---------------------------------------------------------------- WASM tool examples
 # Build the example WebAssembly tool servers (examples/wasm/<name>/, package

@@ -16,6 +16,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/console"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/pin"
@@ -246,11 +247,15 @@ func (s *securityStack) Close(ctx context.Context) {
 	}
 }
 
+// adminOps is the administration the admin API and the console share.
+func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) *admin.Ops {
+	return admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
+}
+
 // adminAPI is everything under /api/: administration, sign-in and the
 // lattice REST API.
-func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) http.Handler {
-	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
-		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
+func adminAPI(cfg *config.Config, sec *securityStack, ops *admin.Ops, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader) http.Handler {
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,
@@ -269,6 +274,18 @@ func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, l
 	return admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
 		return strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r)
 	}, log)
+}
+
+// webConsole is the console at /ui/ (auth mode "required" only: it signs
+// people in with the gateway's credentials). gateway returns the
+// gateway's handler, built after the console.
+func webConsole(cfg *config.Config, sec *securityStack, ops *admin.Ops, log *slog.Logger, gateway func() http.Handler) (http.Handler, error) {
+	if sec.Layer == nil {
+		return nil, nil
+	}
+	// Keys change no policy (a revocation reaches every replica through
+	// the credential service), so nothing is reloaded after a change.
+	return console.New(console.Options{Ops: ops, Auth: sec.Auth, Gateway: gateway, ClientIP: sec.ClientIP.From, Log: log})
 }
 
 // anonymous is the caller in single-user mode (auth off): the owner of the

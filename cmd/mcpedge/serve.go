@@ -121,18 +121,25 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
 	g.Start(ctx)
+	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book)
+	var h http.Handler
+	con, err := webConsole(cfg, sec, ops, log, func() http.Handler { return h })
+	if err != nil {
+		return err
+	}
 	ho := gateway.HTTPOptions{
 		Token: token, AllowedOrigins: cfg.Server.AllowedOrigins,
 		MaxBodyBytes: cfg.Server.MaxBodyBytes, MaxJSONDepth: cfg.Server.MaxJSONDepth,
 		BodyReadTimeout: cfg.Server.BodyReadTimeout.D(),
 		LoopbackOnly:    loopbackListener(ln),
 		AllowedHosts:    cfg.Server.AllowedHosts,
-		API:             adminAPI(cfg, sec, lat, log, queueReader, pins, runningUpstreams(g), book),
+		API:             adminAPI(cfg, sec, ops, lat, log, queueReader),
+		Console:         con,
 	}
 	if sec.Layer == nil {
 		ho.Anonymous = sec.anonymous()
 	}
-	h := g.Handler(ho)
+	h = g.Handler(ho)
 	srv := &http.Server{
 		// With TLS, net/http sees the framing check's connections, not
 		// *tls.Conn: ConnContext and WithConnState give requests their
@@ -153,6 +160,9 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		scheme, serveLn = "https", tlsSrv.Listener(ln)
 	}
 	fmt.Fprintf(stdout, "mcpedge %s listening on %s://%s/mcp\n", version, scheme, addr)
+	if con != nil {
+		fmt.Fprintf(stdout, "web console at %s://%s/ui/\n", scheme, addr)
+	}
 	if len(cfg.Upstreams) == 0 {
 		fmt.Fprintf(stdout, "no upstreams configured: only the built-in tools (mcpedge__status, lattice__*) are served.\n"+
 			"add MCP servers with a TOML file (mcpedge serve --config mcpedge.toml, see docs/configuration.md)\n"+

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -78,4 +79,21 @@ func (o *Ops) ListAudit(ctx context.Context, q AuditQuery) (_ []store.AuditEntry
 	}
 	es, err := o.st.ListAudit(ctx, f)
 	return nonNil(es), err
+}
+
+// VerifyAudit walks the whole audit chain (audit.Verify) and reports
+// whether it is intact. The chain spans every tenant, so only
+// administrators of an operator tenant may run it, as on the command line.
+func (o *Ops) VerifyAudit(ctx context.Context) (_ audit.Report, err error) {
+	c := o.beginRead(ctx, "audit.verify")
+	defer c.end(&err)
+	if err := c.needOperator(read); err != nil {
+		return audit.Report{}, err
+	}
+	if fl, ok := o.audit.(flusher); ok {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_ = fl.Flush(fctx)
+		cancel()
+	}
+	return audit.Verify(ctx, o.st)
 }

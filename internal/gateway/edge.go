@@ -137,7 +137,7 @@ func (g *Gateway) edge(o HTTPOptions, next http.Handler) http.Handler {
 			g.refuse(w, r, http.StatusForbidden, "host", fmt.Sprintf("host %q is not allowed: this gateway listens on loopback only and answers to localhost, a loopback address or a name in server.allowed_hosts (DNS rebinding protection)", r.Host))
 			return
 		}
-		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, allowed) {
+		if origin := r.Header.Get("Origin"); origin != "" && !originAllowed(origin, allowed) && !consoleSameOrigin(o, r, origin) {
 			g.refuse(w, r, http.StatusForbidden, "origin", fmt.Sprintf("origin %q is not allowed; add it to server.allowed_origins", origin))
 			return
 		}

@@ -59,6 +59,12 @@ type HTTPOptions struct {
 	// attached to every request, so that services scoped by tenant work
 	// the same in both modes.
 	Anonymous *principal.Principal
+	// Console, if set, serves the web console at /ui/ and the redirect
+	// from / (internal/console). It signs people in itself (cookie
+	// sessions with CSRF tokens), so it is behind the edge's checks but
+	// not the bearer-token guard; a form it posts from its own origin is
+	// accepted whatever server.allowed_origins says.
+	Console http.Handler
 }
 
 // publicAPI are the /api paths that need no credential: signing in.
@@ -117,6 +123,11 @@ func (g *Gateway) Handler(o HTTPOptions) http.Handler {
 	mux.Handle("/mcp/{upstream}", g.guard(o, g.checkBody(o, g.requireUpstream(per))))
 	if o.API != nil {
 		mux.Handle("/api/", g.guard(o, g.admitREST(g.checkJSONBody(o, o.API))))
+	}
+	if o.Console != nil {
+		mux.Handle("GET /{$}", o.Console)
+		mux.Handle("/ui", o.Console)
+		mux.Handle("/ui/", o.Console)
 	}
 	return g.requestID(g.edge(o, mux))
 }
@@ -332,6 +343,17 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 // originAllowed accepts loopback origins (a page served from this machine)
 // and configured ones. An origin that merely equals the Host header is not
 // enough: that is exactly what a DNS-rebinding page presents.
+// consoleSameOrigin reports whether r is a request to the console (when
+// one is served) from a page of the console's own origin: the origin's
+// host and port are the request's Host.
+func consoleSameOrigin(o HTTPOptions, r *http.Request, origin string) bool {
+	if o.Console == nil || (r.URL.Path != "/ui" && !strings.HasPrefix(r.URL.Path, "/ui/")) {
+		return false
+	}
+	u, err := url.Parse(origin)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+}
+
 func originAllowed(origin string, allowed map[string]bool) bool {
 	o := strings.TrimRight(strings.ToLower(origin), "/")
 	if allowed[o] {

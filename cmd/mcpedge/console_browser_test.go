@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// TestConsoleInABrowser drives the web console in Debian's headless
+// chromium through the real binary: sign in with a key, see the overview,
+// call a tool from the catalog, create a key (shown once) and revoke it,
+// filter the audit log and verify it. It records every request the pages
+// make and fails on one to another origin. Screenshots go to
+// $MCPEDGE_SCREENSHOTS, or a folder under the system temp dir (logged).
+func TestConsoleInABrowser(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") != "" {
+			t.Fatal("chromium is not installed (scripts/test.sh installs it) and MCPEDGE_REQUIRE_SERVICES is set")
+		}
+		t.Skip("chromium is not installed: the console's browser test needs Debian's chromium (scripts/test.sh installs it)")
+	}
+	shots := os.Getenv("MCPEDGE_SCREENSHOTS")
+	if shots == "" {
+		shots = filepath.Join(os.TempDir(), "mcpedge-console-screenshots")
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshots in %s", shots)
+
+	env := secEnv(t)
+	cfgPath := writeConfig(t, everythingBlock(t, "ev"))
+	p := startServe(t, env, "--config", cfgPath)
+	p.waitReadyAuth(t, testAdminKey, "ev")
+	base := p.URL
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium),
+		chromedp.NoSandbox, // tests run as root in a container
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.WindowSize(1100, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelA()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelT()
+
+	if err := chromedp.Do(ctx); err != nil { // starts the browser and opens the tab
+		t.Fatalf("starting chromium: %v", err)
+	}
+	var mu sync.Mutex
+	var requests []string
+	if err := chromedp.Listen(ctx, func(ev any) {
+		var u string
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			u = e.Request.URL
+		case network.EventRequestWillBeSent:
+			u = e.Request.URL
+		default:
+			return
+		}
+		mu.Lock()
+		requests = append(requests, u)
+		mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			buf, err := chromedp.FullScreenshot(100)(ctx, tg) // quality 100: PNG
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(shots, name+".png"), buf, 0o644)
+		})
+	}
+	text := func(sel any) string {
+		t.Helper()
+		var s string
+		var err error
+		switch sel := sel.(type) {
+		case chromedp.ID:
+			s, err = chromedp.Run(ctx, chromedp.Text(sel))
+		case string:
+			s, err = chromedp.Run(ctx, chromedp.Text(sel))
+		}
+		if err != nil {
+			t.Fatalf("reading %v: %v", sel, err)
+		}
+		return s
+	}
+
+	// do runs steps within 30 s and, when they fail, shows where the
+	// browser is and what it shows.
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			html, _ := chromedp.Run(ctx, chromedp.OuterHTML("html"))
+			t.Fatalf("%s: %v\nat %s:\n%s", what, err, loc, html)
+		}
+	}
+	// Sign in with a key: / leads to the sign-in page, then the overview.
+	do("signing in",
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.ID("key")),
+		shot("signin"),
+		chromedp.SendKeys(chromedp.ID("key"), testAdminKey),
+		chromedp.Submit(chromedp.ID("key")),
+		chromedp.WaitVisible(chromedp.ID("upstreams")),
+		shot("overview"),
+	)
+	if ready, who := text(chromedp.ID("ready")), text(chromedp.ID("who")); ready != "ready" || !strings.Contains(who, "operator") {
+		t.Fatalf("overview: ready %q, who %q", ready, who)
+	}
+	if up := text(chromedp.ID("upstreams")); !strings.Contains(up, "ev") {
+		t.Fatalf("overview upstreams: %q", up)
+	}
+
+	// Call a tool from the catalog and see its result.
+	do("calling a tool",
+		chromedp.Navigate(base+"/ui/catalog?q=ev__echo"),
+		chromedp.WaitVisible(chromedp.ID("args-ev__echo")),
+		chromedp.SetValue(chromedp.ID("args-ev__echo"), `{"message": "hello from chromium"}`),
+		chromedp.Submit(chromedp.ID("args-ev__echo")),
+		chromedp.WaitVisible(chromedp.ID("result")),
+		shot("catalog-result"),
+	)
+	if result := text(chromedp.ID("result")); !strings.Contains(result, "hello from chromium") {
+		t.Fatalf("tool result: %q", result)
+	}
+
+	// Create a key, shown once, that works; revoke it, and it is refused.
+	do("creating a key",
+		chromedp.Navigate(base+"/ui/keys"),
+		chromedp.WaitVisible(chromedp.ID("key-name")),
+		chromedp.SendKeys(chromedp.ID("key-name"), "browser-key"),
+		chromedp.Submit(chromedp.ID("key-name")),
+		chromedp.WaitVisible(chromedp.ID("new-key")),
+		shot("keys-created"),
+	)
+	secret := strings.TrimSpace(text(chromedp.ID("new-key")))
+	if code, body := apiDo(t, http.MethodGet, base+"/api/me", secret, ""); code != http.StatusOK {
+		t.Fatalf("the key the console showed: %d %s", code, body)
+	}
+	row := `//tr[td[1][normalize-space()="browser-key"]]`
+	do("revoking the key",
+		chromedp.Click(row+`//button[normalize-space()="Revoke"]`),
+		chromedp.WaitNotPresent(row+`//button`),
+		shot("keys-revoked"),
+	)
+	if state := text(row + `/td[4]`); state != "revoked" {
+		t.Fatalf("the key's state after revoking: %q", state)
+	}
+	if code, _ := apiDo(t, http.MethodGet, base+"/api/me", secret, ""); code != http.StatusUnauthorized {
+		t.Fatalf("the revoked key: %d", code)
+	}
+
+	// The audit log, filtered, and verified.
+	do("audit",
+		chromedp.Navigate(base+"/ui/audit?action=key.&since="),
+		chromedp.WaitVisible(chromedp.ID("audit")),
+	)
+	if entries := text(chromedp.ID("audit")); !strings.Contains(entries, "key.create") || !strings.Contains(entries, "key.revoke") || strings.Contains(entries, "tool.call") {
+		t.Fatalf("filtered audit entries:\n%s", entries)
+	}
+	do("verify",
+		chromedp.Click(`//button[normalize-space()="Verify the chain"]`),
+		chromedp.WaitVisible(chromedp.ID("verified")),
+		shot("audit"),
+	)
+	if verified := text(chromedp.ID("verified")); !strings.Contains(verified, "intact") {
+		t.Fatalf("verify: %q", verified)
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(requests) < 8 {
+		t.Fatalf("only %d requests recorded: %v", len(requests), requests)
+	}
+	for _, u := range requests {
+		if !strings.HasPrefix(u, base+"/") && !strings.HasPrefix(u, "data:") {
+			t.Errorf("a request left for another origin: %s", u)
+		}
+	}
+	t.Logf("%d requests, all to %s", len(requests), base)
+}

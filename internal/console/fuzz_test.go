@@ -1,0 +1,38 @@
+package console
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// FuzzCatalogPage renders a tool whose description and input schema come
+// from an upstream (outside input): whatever they hold, rendering never
+// fails or panics, and markup in them never comes out as markup.
+func FuzzCatalogPage(f *testing.F) {
+	f.Add("echo", "Echoes.", []byte(`{"type":"object","properties":{"message":{"type":"string","description":"what"}},"required":["message"]}`))
+	f.Add("x", xss, []byte(`{"type":"object","properties":{"<b>":{"type":["string","null"],"description":"`+strings.ReplaceAll(xss, `"`, `\"`)+`"}},"required":["<b>",1]}`))
+	f.Add("y", "", []byte(`{"properties":[],"required":{}}`))
+	f.Add("z", "", []byte(`null`))
+	c, err := New(Options{Ops: nil, Auth: nil, Gateway: nil})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name, desc string, schema []byte) {
+		var s any
+		if json.Unmarshal(schema, &s) != nil {
+			return
+		}
+		tv := viewTool(&mcp.Tool{Name: name, Description: desc, InputSchema: s})
+		var buf bytes.Buffer
+		if err := c.pages["catalog"].Execute(&buf, pageData{Title: "Catalog", Tools: []toolView{tv}}); err != nil {
+			t.Fatalf("rendering: %v", err)
+		}
+		if strings.Contains(buf.String(), "<script") {
+			t.Fatalf("markup came out as markup:\n%s", buf.String())
+		}
+	})
+}

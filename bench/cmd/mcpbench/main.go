@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -452,9 +453,20 @@ func waitReady(ctx context.Context, url string, timeout time.Duration) error {
 			b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 			resp.Body.Close()
 			last = string(b)
-			s := string(b)
-			if resp.StatusCode == http.StatusOK && strings.Contains(s, `"ready":true`) &&
-				strings.Count(s, `"state":"ready"`) == strings.Count(s, `"state":`) {
+			// Ready, and every upstream connected (not only attempted):
+			// the components (store, queue) have states of their own.
+			var rz struct {
+				Ready     bool `json:"ready"`
+				Upstreams []struct {
+					State string `json:"state"`
+				} `json:"upstreams"`
+			}
+			if resp.StatusCode == http.StatusOK && json.Unmarshal(b, &rz) == nil && rz.Ready &&
+				!slices.ContainsFunc(rz.Upstreams, func(u struct {
+					State string `json:"state"`
+				}) bool {
+					return u.State != "ready"
+				}) {
 				return nil
 			}
 		} else {

@@ -69,22 +69,33 @@ func (*Stage) Name() string { return "audit" }
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
 	start := s.now()
 	res, err := next.Handle(ctx, c)
-	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID, Redacted: c.Redacted}
-	switch {
-	case c.Refused != "":
-		r.Outcome = OutcomeDenied
-	case err != nil:
-		r.Outcome, r.Error = OutcomeError, err.Error()
-		r.Latency = s.now().Sub(start)
-	default:
-		r.Outcome = OutcomeOK
-		if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
-			r.Outcome = OutcomeError
+	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID, Redacted: c.Redacted,
+		Outcome: OutcomeOf(c, res, err)}
+	if r.Outcome != OutcomeDenied {
+		if err != nil {
+			r.Error = err.Error()
 		}
 		r.Latency = s.now().Sub(start)
 	}
 	s.rec.Record(ctx, c.Principal, r)
 	return res, err
+}
+
+// OutcomeOf is the outcome of a tools/call the rest of the chain answered
+// with res and err: denied when a stage refused it, error for a protocol
+// error or a tool error (isError), else ok. The metering stage counts by
+// the same words.
+func OutcomeOf(c *pipeline.Call, res mcp.Result, err error) string {
+	switch {
+	case c.Refused != "":
+		return OutcomeDenied
+	case err != nil:
+		return OutcomeError
+	}
+	if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
+		return OutcomeError
+	}
+	return OutcomeOK
 }
 
 // LogRecorder writes tool-call records as entries of the audit log.

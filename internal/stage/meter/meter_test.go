@@ -13,7 +13,7 @@ import (
 )
 
 type counted struct {
-	p                        *principal.Principal
+	p                       *principal.Principal
 	upstream, tool, outcome string
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/metering"
 	"github.com/mcpedge/mcpedge/internal/pin"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
@@ -56,7 +57,10 @@ type securityStack struct {
 	// EKRoots are the hub's trusted TPM manufacturer CAs ([hub_server]
 	// ek_roots; nil: EK certificates are not checked). See hub.go.
 	EKRoots *devicekey.EKRoots
-	cancel  context.CancelFunc
+	// Meter counts tool calls for usage metering ([metering]; nil when
+	// off). Close adds its last counts to the store.
+	Meter  *metering.Meter
+	cancel context.CancelFunc
 }
 
 // firstStart says where the first start's notice and owner key go.
@@ -161,6 +165,11 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	}
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
 	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
+	if cfg.Metering.Enabled {
+		s.Meter = metering.New(metering.Options{Store: s.Store, DefaultTenant: s.Tenant.ID, FlushInterval: cfg.Metering.FlushInterval.D(),
+			Retention: cfg.Metering.Retention.D(), Log: log})
+		go s.Meter.Run(runCtx)
+	}
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
 			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit, CallLog: s.CallLog,
@@ -227,6 +236,11 @@ func (s *securityStack) Close(ctx context.Context) {
 			slog.Default().Error("quota usage not saved", "error", err)
 		}
 	}
+	if s.Meter != nil {
+		if err := s.Meter.Flush(ctx); err != nil {
+			slog.Default().Error("usage counts not saved", "error", err, "calls", s.Meter.Pending())
+		}
+	}
 	if s.Auth != nil {
 		_ = s.Auth.Close()
 	}
@@ -249,8 +263,13 @@ func (s *securityStack) Close(ctx context.Context) {
 // adminAPI is everything under /api/: administration, sign-in and the
 // lattice REST API.
 func adminAPI(cfg *config.Config, sec *securityStack, lat *latticesvc.Service, log *slog.Logger, queue admin.QueueReader, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) http.Handler {
+	var flushUsage func(context.Context) error
+	if sec.Meter != nil {
+		flushUsage = sec.Meter.Flush
+	}
 	ops := admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
-		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams,
+		FlushUsage: flushUsage})
 	h := admin.Handler(admin.Options{
 		Ops: ops, Auth: sec.Auth, Lattice: latticesvc.RESTHandler(lat),
 		ClientIP: sec.ClientIP.From, MaxBodyBytes: cfg.Server.MaxBodyBytes,

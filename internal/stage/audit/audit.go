@@ -39,9 +39,9 @@ type Record struct {
 
 // Outcomes of a call.
 const (
-	OutcomeOK     = "ok"
-	OutcomeError  = "error" // a tool error (isError) or a protocol error
-	OutcomeDenied = "denied"
+	OutcomeOK     = pipeline.OutcomeOK
+	OutcomeError  = pipeline.OutcomeError // a tool error (isError) or a protocol error
+	OutcomeDenied = pipeline.OutcomeDenied
 )
 
 // A Recorder writes call records. It must be safe for concurrent use and
@@ -70,7 +70,7 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 	start := s.now()
 	res, err := next.Handle(ctx, c)
 	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID, Redacted: c.Redacted,
-		Outcome: OutcomeOf(c, res, err)}
+		Outcome: pipeline.ToolOutcome(c, res, err)}
 	if r.Outcome != OutcomeDenied {
 		if err != nil {
 			r.Error = err.Error()
@@ -79,23 +79,6 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 	}
 	s.rec.Record(ctx, c.Principal, r)
 	return res, err
-}
-
-// OutcomeOf is the outcome of a tools/call the rest of the chain answered
-// with res and err: denied when a stage refused it, error for a protocol
-// error or a tool error (isError), else ok. The metering stage counts by
-// the same words.
-func OutcomeOf(c *pipeline.Call, res mcp.Result, err error) string {
-	switch {
-	case c.Refused != "":
-		return OutcomeDenied
-	case err != nil:
-		return OutcomeError
-	}
-	if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
-		return OutcomeError
-	}
-	return OutcomeOK
 }
 
 // LogRecorder writes tool-call records as entries of the audit log.

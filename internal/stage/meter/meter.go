@@ -12,7 +12,6 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
-	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -37,6 +36,6 @@ func (*Stage) Name() string { return "meter" }
 // rest of the chain answered.
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
 	res, err := next.Handle(ctx, c)
-	s.c.Count(c.Principal, c.Upstream, c.Item, auditstage.OutcomeOf(c, res, err))
+	s.c.Count(c.Principal, c.Upstream, c.Item, pipeline.ToolOutcome(c, res, err))
 	return res, err
 }

@@ -70,7 +70,7 @@ func (g *Gateway) buildPipeline() {
 		stages = append(stages, auditstage.New(g.pipe.callLog))
 	}
 	if g.pipe.meter != nil {
-		stages = append(stages, meterstage.New(g.pipe.meter))
+		stages = append(stages, meterstage.New(g.pipe.meter, g.listsTool))
 	}
 	stages = append(stages, uricheck.Stage{}, dispatchStage{}, g.pipe.args,
 		explain.Stage{Full: func(c *pipeline.Call) bool { return g.explainsFully(c.Request) }})
@@ -250,6 +250,15 @@ func nextAs[R mcp.Result](ctx context.Context, c *pipeline.Call, next pipeline.H
 func target(c *pipeline.Call) *upstream.Upstream {
 	u, _ := c.Target.(*upstream.Upstream)
 	return u
+}
+
+// listsTool tells the meter stage whether the call's upstream lists the
+// tool it names (its registration on /mcp/<upstream>).
+func (g *Gateway) listsTool(c *pipeline.Call) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	reg := g.regs[c.Upstream]
+	return reg != nil && reg.perTools[c.Item] != nil
 }
 
 // argSchemas gives the argcheck stage the inputSchema of the called tool

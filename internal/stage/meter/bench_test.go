@@ -2,6 +2,7 @@ package meter
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/mcpedge/mcpedge/internal/metering"
@@ -19,12 +20,19 @@ func BenchmarkCall(b *testing.B) {
 	res := &mcp.CallToolResult{}
 	term := terminal{pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) { return res, nil })}
 	p := &principal.Principal{Kind: principal.KindKey, ID: "k1", TenantID: "t1"}
+	var mu sync.RWMutex
+	listed := map[string]map[string]bool{"fs": {"read": true}}
 	for _, tc := range []struct {
 		name   string
 		stages []pipeline.Stage
 	}{
 		{"off", nil},
-		{"on", []pipeline.Stage{New(metering.New(metering.Options{}))}},
+		// known looks the tool up under a read lock, as the gateway does.
+		{"on", []pipeline.Stage{New(metering.New(metering.Options{}), func(c *pipeline.Call) bool {
+			mu.RLock()
+			defer mu.RUnlock()
+			return listed[c.Upstream][c.Item]
+		})}},
 	} {
 		ch, err := pipeline.Compile(tc.stages, term)
 		if err != nil {

@@ -22,12 +22,19 @@ type Counter interface {
 }
 
 // Stage is the metering stage.
-type Stage struct{ c Counter }
+type Stage struct {
+	c     Counter
+	known func(*pipeline.Call) bool
+}
 
 var _ pipeline.Stage = (*Stage)(nil)
 
-// New returns the stage counting into c.
-func New(c Counter) *Stage { return &Stage{c: c} }
+// New returns the stage counting into c. known, if not nil, reports
+// whether the call's upstream lists its tool (c.Upstream, c.Item): a call
+// of a tool it does not list is counted without the tool's name, which is
+// whatever the client sent, so that a client can not add a row per name
+// it makes up.
+func New(c Counter, known func(*pipeline.Call) bool) *Stage { return &Stage{c: c, known: known} }
 
 // Name implements [pipeline.Stage].
 func (*Stage) Name() string { return "meter" }
@@ -36,6 +43,10 @@ func (*Stage) Name() string { return "meter" }
 // rest of the chain answered.
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
 	res, err := next.Handle(ctx, c)
-	s.c.Count(c.Principal, c.Upstream, c.Item, pipeline.ToolOutcome(c, res, err))
+	tool := c.Item
+	if s.known != nil && tool != "" && !s.known(c) {
+		tool = ""
+	}
+	s.c.Count(c.Principal, c.Upstream, tool, pipeline.ToolOutcome(c, res, err))
 	return res, err
 }

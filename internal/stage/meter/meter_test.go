@@ -44,7 +44,7 @@ func TestStageCountsEveryOutcomeOnce(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mc := &memCounter{}
-			s := New(mc)
+			s := New(mc, func(c *pipeline.Call) bool { return c.Item != "made-up" })
 			c := &pipeline.Call{Method: pipeline.MethodCallTool, Name: "fs__read", Upstream: "fs", Item: "read", Principal: owner}
 			res, err := s.Handle(context.Background(), c, pipeline.HandlerFunc(func(_ context.Context, c *pipeline.Call) (mcp.Result, error) {
 				if tc.refuse {
@@ -65,12 +65,26 @@ func TestStageCountsEveryOutcomeOnce(t *testing.T) {
 	}
 }
 
+// TestUnlistedToolNotNamed: a call of a tool its upstream does not list
+// is counted without the name the client made up.
+func TestUnlistedToolNotNamed(t *testing.T) {
+	mc := &memCounter{}
+	s := New(mc, func(c *pipeline.Call) bool { return c.Item != "made-up" })
+	c := &pipeline.Call{Method: pipeline.MethodCallTool, Name: "fs__made-up", Upstream: "fs", Item: "made-up"}
+	_, _ = s.Handle(context.Background(), c, pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) {
+		return nil, errors.New("unknown tool")
+	}))
+	if len(mc.got) != 1 || mc.got[0].upstream != "fs" || mc.got[0].tool != "" || mc.got[0].outcome != "error" {
+		t.Errorf("counted %+v, want fs with no tool name, error", mc.got)
+	}
+}
+
 // TestInOrder: the stage compiles into the chain for tools/call only,
 // right below audit.
 func TestInOrder(t *testing.T) {
 	mc := &memCounter{}
 	term := pipeline.HandlerFunc(func(context.Context, *pipeline.Call) (mcp.Result, error) { return &mcp.CallToolResult{}, nil })
-	ch, err := pipeline.Compile([]pipeline.Stage{New(mc)}, terminal{term})
+	ch, err := pipeline.Compile([]pipeline.Stage{New(mc, nil)}, terminal{term})
 	if err != nil {
 		t.Fatal(err)
 	}

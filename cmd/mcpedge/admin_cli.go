@@ -65,7 +65,8 @@ type adminCtx struct {
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
-	json, operator, pending, yes                                     bool
+	from, to, tool, granularity                                      string
+	json, operator, pending, yes, csv                                bool
 	limits                                                           planFlags
 }
 
@@ -286,7 +287,45 @@ names this one. See docs/cli.md, "Recovering a store".`,
 		a.adminCommand(adminSpec{use: "approve UPSTREAM KIND NAME", short: "Release it in the definition reviewed (a changed one is quarantined again)", args: guardArgs, flags: both(hashF, jsonF), run: runGuardApprove}),
 		a.adminCommand(adminSpec{use: "reject UPSTREAM KIND NAME", short: "Keep it withheld; the same definition stays rejected", args: guardArgs, flags: both(hashF, jsonF), run: runGuardReject}),
 	)
-	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, boot}
+	usage := a.adminCommand(adminSpec{use: "usage", short: "Report metered tool calls per period, tenant, caller, upstream, tool and outcome",
+		long: `Report the tool calls usage metering counted ([metering], docs/platform.md):
+per hour (or month), tenant, caller, upstream, tool and outcome, from the
+store. Without --from and --to: the current month (UTC) so far. A running
+gateway adds its counts to the store every [metering] flush_interval, so the
+last interval's calls may not be in the report yet. The same report as
+GET /api/usage.`,
+		example: `  mcpedge usage --tenant acme --granularity month
+  mcpedge usage --from 2026-11-01T00:00:00Z --to 2026-12-01T00:00:00Z --csv > november.csv`,
+		flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+			f.StringVar(&c.tenant, "tenant", "", "only this tenant (`NAME` or id); default every tenant")
+			f.StringVar(&c.from, "from", "", "count hours starting at or after this `TIME` (RFC 3339)")
+			f.StringVar(&c.to, "to", "", "count hours starting before this `TIME` (RFC 3339)")
+			f.StringVar(&c.upstream, "upstream", "", "only this upstream's tools (`NAME`)")
+			f.StringVar(&c.tool, "tool", "", "only this tool (`NAME` at its upstream)")
+			f.StringVar(&c.granularity, "granularity", admin.GranularityHour, "`hour` or month")
+			f.BoolVar(&c.csv, "csv", false, "print CSV (period, tenant, tenant_id, actor, actor_kind, upstream, tool, outcome, count)")
+		}),
+		check: func(c *adminCtx, _ []string) error {
+			if c.json && c.csv {
+				return cmdline.Usagef("usage: give --json or --csv, not both")
+			}
+			if c.granularity != admin.GranularityHour && c.granularity != admin.GranularityMonth {
+				return cmdline.Usagef("usage: --granularity must be hour or month, got %q", c.granularity)
+			}
+			for name, v := range map[string]string{"from": c.from, "to": c.to} {
+				if v == "" {
+					continue
+				}
+				if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+					return cmdline.Usagef("usage: --%s %q is not an RFC 3339 time such as 2026-11-01T00:00:00Z", name, v)
+				}
+			}
+			return nil
+		}, run: runUsage})
+	if f := usage.Flags().Lookup("granularity"); f != nil {
+		_ = usage.RegisterFlagCompletionFunc("granularity", cobra.FixedCompletions([]string{admin.GranularityHour, admin.GranularityMonth}, cobra.ShellCompDirectiveNoFileComp))
+	}
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot}
 }
 
 // open opens the store and, unless s.raw, what Ops needs: Redis (so that

@@ -387,3 +387,41 @@ func runBootstrap(c *adminCtx, _ []string) error {
 	f.WriteNotice(c.stdout, "")
 	return nil
 }
+
+func runUsage(c *adminCtx, _ []string) error {
+	q := admin.UsageQuery{Tenant: c.tenant, Upstream: c.upstream, Tool: c.tool, Granularity: c.granularity}
+	// check validated the times.
+	if c.from != "" {
+		q.From, _ = time.Parse(time.RFC3339Nano, c.from)
+	}
+	if c.to != "" {
+		q.To, _ = time.Parse(time.RFC3339Nano, c.to)
+	}
+	rep, err := c.ops.Usage(c.ctx, q)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.json:
+		return c.printJSON(rep)
+	case c.csv:
+		return admin.WriteUsageCSV(c.stdout, rep)
+	}
+	rows := make([][]string, len(rep.Rows))
+	for i, r := range rep.Rows {
+		actor := r.Actor
+		if actor == "" {
+			actor = "-"
+		}
+		rows[i] = []string{r.Period, r.TenantName, actor + " (" + r.ActorKind + ")", r.Upstream, r.Tool, r.Outcome, strconv.FormatInt(r.Count, 10)}
+	}
+	if err := c.table("PERIOD\tTENANT\tCALLER\tUPSTREAM\tTOOL\tOUTCOME\tCALLS", rows); err != nil {
+		return err
+	}
+	note := ""
+	if rep.Truncated {
+		note = " (truncated: narrow the range or the filters)"
+	}
+	_, err = fmt.Fprintf(c.stdout, "total: %d calls%s\n", rep.Total, note)
+	return err
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/console"
 	"github.com/mcpedge/mcpedge/internal/devicekey"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
+	"github.com/mcpedge/mcpedge/internal/metering"
 	"github.com/mcpedge/mcpedge/internal/pin"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
@@ -57,7 +58,10 @@ type securityStack struct {
 	// EKRoots are the hub's trusted TPM manufacturer CAs ([hub_server]
 	// ek_roots; nil: EK certificates are not checked). See hub.go.
 	EKRoots *devicekey.EKRoots
-	cancel  context.CancelFunc
+	// Meter counts tool calls for usage metering ([metering]; nil when
+	// off). Close adds its last counts to the store.
+	Meter  *metering.Meter
+	cancel context.CancelFunc
 }
 
 // firstStart says where the first start's notice and owner key go.
@@ -162,6 +166,11 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	}
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
 	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
+	if cfg.Metering.Enabled {
+		s.Meter = metering.New(metering.Options{Store: s.Store, DefaultTenant: s.Tenant.ID, FlushInterval: cfg.Metering.FlushInterval.D(),
+			Retention: cfg.Metering.Retention.D(), Log: log})
+		go s.Meter.Run(runCtx)
+	}
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
 			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit, CallLog: s.CallLog,
@@ -228,6 +237,11 @@ func (s *securityStack) Close(ctx context.Context) {
 			slog.Default().Error("quota usage not saved", "error", err)
 		}
 	}
+	if s.Meter != nil {
+		if err := s.Meter.Flush(ctx); err != nil {
+			slog.Default().Error("usage counts not saved", "error", err, "calls", s.Meter.Pending())
+		}
+	}
 	if s.Auth != nil {
 		_ = s.Auth.Close()
 	}
@@ -249,8 +263,13 @@ func (s *securityStack) Close(ctx context.Context) {
 
 // adminOps is the administration the admin API and the console share.
 func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) *admin.Ops {
+	var flushUsage func(context.Context) error
+	if sec.Meter != nil {
+		flushUsage = sec.Meter.Flush // a usage report includes what this replica counted so far
+	}
 	return admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
-		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams})
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams,
+		FlushUsage: flushUsage})
 }
 
 // adminAPI is everything under /api/: administration, sign-in and the

@@ -108,6 +108,9 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		// Single-user mode: tool calls are audited all the same.
 		g.SetCallAudit(sec.CallLog)
 	}
+	if sec.Meter != nil {
+		g.SetMeter(sec.Meter)
+	}
 	keepSessions(ctx, g, sec, log)
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
@@ -354,6 +357,9 @@ func stdio(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	g := gateway.New(cfg, log, m)
 	// stdio is single-user: whoever started the process is the caller.
 	g.SetCallAudit(sec.CallLog)
+	if sec.Meter != nil {
+		g.SetMeter(sec.Meter)
+	}
 	lcfg := *cfg
 	lcfg.Auth.Mode = config.AuthOff
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))

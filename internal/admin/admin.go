@@ -95,6 +95,10 @@ type OpsOptions struct {
 	// once (quarantine.Book.Refresh); other processes see it within their
 	// poll.
 	QuarantineChanged func(context.Context)
+	// FlushUsage, if set, adds the usage counts this process holds in
+	// memory to the store (metering.Meter.Flush), so that a usage report
+	// includes the calls just made.
+	FlushUsage func(context.Context) error
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -113,11 +117,13 @@ type Ops struct {
 	upstreams func() []string
 	// quarantineChanged: OpsOptions.QuarantineChanged.
 	quarantineChanged func(context.Context)
+	// flushUsage: OpsOptions.FlushUsage.
+	flushUsage func(context.Context) error
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

@@ -102,6 +102,7 @@ var routes = []route{
 	{method: "POST", pattern: "/api/guard/approve", handle: (*handler).approveQuarantined},
 	{method: "POST", pattern: "/api/guard/reject", handle: (*handler).rejectQuarantined},
 	{method: "GET", pattern: "/api/audit", handle: (*handler).listAudit},
+	{method: "GET", pattern: "/api/usage", handle: (*handler).usage},
 	{method: "GET", pattern: "/api/queue", handle: (*handler).listQueued},
 	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
@@ -692,6 +693,58 @@ func (h *handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": es, "next_after": next})
 	return nil
+}
+
+// usageQueryParams are the query parameters GET /api/usage accepts.
+var usageQueryParams = []string{"tenant", "from", "to", "upstream", "tool", "granularity", "format"}
+
+func (h *handler) usage(w http.ResponseWriter, r *http.Request) error {
+	qv := r.URL.Query()
+	for k := range qv {
+		if !slices.Contains(usageQueryParams, k) {
+			return invalid("unknown query parameter %q; use %s", clip(k), strings.Join(usageQueryParams, ", "))
+		}
+	}
+	asCSV, err := wantsCSV(qv.Get("format"), r.Header.Get("Accept"))
+	if err != nil {
+		return err
+	}
+	q := UsageQuery{Tenant: qv.Get("tenant"), Upstream: qv.Get("upstream"), Tool: qv.Get("tool"), Granularity: qv.Get("granularity")}
+	if q.From, err = queryTime(qv, "from"); err != nil {
+		return err
+	}
+	if q.To, err = queryTime(qv, "to"); err != nil {
+		return err
+	}
+	rep, err := h.ops.Usage(r.Context(), q)
+	if err != nil {
+		return err
+	}
+	if !asCSV {
+		writeJSON(w, http.StatusOK, rep)
+		return nil
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="usage.csv"`)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_ = WriteUsageCSV(w, rep) // an error here is the client gone: the status is sent
+	return nil
+}
+
+// wantsCSV decides a usage report's format: ?format wins; else an Accept
+// header naming text/csv and not application/json.
+func wantsCSV(format, accept string) (bool, error) {
+	switch format {
+	case "csv":
+		return true, nil
+	case "json":
+		return false, nil
+	case "":
+	default:
+		return false, invalid("format must be json or csv, got %q", clip(format))
+	}
+	return strings.Contains(accept, "text/csv") && !strings.Contains(accept, "application/json"), nil
 }
 
 func queryTime(q url.Values, name string) (time.Time, error) {

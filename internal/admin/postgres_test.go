@@ -26,4 +26,5 @@ func TestPostgres(t *testing.T) {
 	t.Run("endpoints", func(t *testing.T) { testEndpoints(t, newEnv(t, pgStore(t))) })
 	t.Run("cross-tenant", func(t *testing.T) { testCrossTenant(t, newEnv(t, pgStore(t))) })
 	t.Run("last-owner", func(t *testing.T) { testLastOwner(t, newEnv(t, pgStore(t))) })
+	t.Run("usage", func(t *testing.T) { testUsage(t, newEnv(t, pgStore(t))) })
 }

@@ -130,6 +130,8 @@ type Config struct {
 	Plans  map[string]Plan
 	Limits Limits
 	Audit  Audit
+	// Metering is [metering]: usage metering of tool calls.
+	Metering Metering
 	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
 	// queue.go.
 	Queue Queue

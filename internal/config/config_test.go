@@ -101,7 +101,7 @@ func TestExample(t *testing.T) {
 		Path:    "example.toml",
 	}
 	def := Default()
-	want.Auth, want.Plans, want.Audit, want.Queue, want.Routing, want.Hub = def.Auth, def.Plans, def.Audit, def.Queue, def.Routing, def.Hub
+	want.Auth, want.Plans, want.Audit, want.Metering, want.Queue, want.Routing, want.Hub = def.Auth, def.Plans, def.Audit, def.Metering, def.Queue, def.Routing, def.Hub
 	want.Device = def.Device
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)

@@ -205,6 +205,24 @@ type Audit struct {
 	Arguments string
 }
 
+// Metering configures usage metering (toml [metering], docs/platform.md).
+type Metering struct {
+	// Enabled counts every tools/call per tenant, hour, caller, upstream,
+	// tool and outcome in the store (default true).
+	Enabled bool
+	// FlushInterval is how often the counts are added to the store; a
+	// crash loses at most one interval of counting.
+	FlushInterval Duration
+	// Retention is how long hourly records are kept (0: forever).
+	Retention Duration
+}
+
+// Metering defaults.
+const (
+	DefaultMeteringFlush     = Duration(10 * time.Second)
+	DefaultMeteringRetention = Duration(400 * 24 * time.Hour)
+)
+
 // DefaultPlans are the plans every gateway knows; [plans.NAME] overrides or
 // adds to them.
 func DefaultPlans() map[string]Plan {
@@ -240,6 +258,7 @@ func defaultSecurity(c *Config) {
 	}
 	c.Plans = DefaultPlans()
 	c.Audit = Audit{Arguments: DefaultAuditArguments}
+	c.Metering = Metering{Enabled: true, FlushInterval: DefaultMeteringFlush, Retention: DefaultMeteringRetention}
 }
 
 var (
@@ -250,9 +269,11 @@ var (
 	planKeys   = []string{"key_per_minute", "key_burst", "tenant_per_minute", "tenant_burst", "ip_per_minute", "ip_burst", "monthly_quota", "lattice_max_points", "lattice_timeout"}
 	limitsKeys = []string{"trusted_proxies"}
 	auditKeys  = []string{"arguments"}
-	planNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+	// meteringKeys are [metering]'s keys.
+	meteringKeys = []string{"enabled", "flush_interval", "retention"}
+	planNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 	// securityTables are the top-level tables decodeSecurity handles.
-	securityTables = []string{"store", "redis", "auth", "plans", "limits", "audit"}
+	securityTables = []string{"store", "redis", "auth", "plans", "limits", "audit", "metering"}
 )
 
 // subTable returns key's table in t, or nil (reporting a type error) when
@@ -271,8 +292,8 @@ func (d *decoder) subTable(t *table, key string) *table {
 
 // securityMeta locates security settings for validation.
 type securityMeta struct {
-	auth, oidc, store, redis, limits, audit *table
-	plans                                   map[string]*table
+	auth, oidc, store, redis, limits, audit, metering *table
+	plans                                             map[string]*table
 }
 
 func metaLoc(t *table, field, key string) loc {
@@ -386,6 +407,13 @@ func (d *decoder) decodeSecurity(top *table, c *Config) securityMeta {
 		m.audit = t
 		t.str("arguments", &c.Audit.Arguments)
 		t.unknown(auditKeys)
+	}
+	if t := d.subTable(top, "metering"); t != nil {
+		m.metering = t
+		t.boolean("enabled", &c.Metering.Enabled)
+		t.duration("flush_interval", &c.Metering.FlushInterval)
+		t.duration("retention", &c.Metering.Retention)
+		t.unknown(meteringKeys)
 	}
 	return m
 }
@@ -532,6 +560,12 @@ func (d *decoder) validateSecurity(c *Config, m securityMeta) {
 	case AuditArgsHash, AuditArgsRedact, AuditArgsFull:
 	default:
 		bad(m.audit, "audit", "arguments", "must be %q, %q or %q, got %q", AuditArgsHash, AuditArgsRedact, AuditArgsFull, truncate(c.Audit.Arguments, 32))
+	}
+	if f := c.Metering.FlushInterval; f < Duration(time.Second) || f > Duration(time.Hour) {
+		bad(m.metering, "metering", "flush_interval", "must be between 1s and 1h, got %s", f)
+	}
+	if r := c.Metering.Retention; r != 0 && r < Duration(48*time.Hour) {
+		bad(m.metering, "metering", "retention", "must be 0 (keep forever) or at least 48h, got %s", r)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/stage/deferral"
 	"github.com/mcpedge/mcpedge/internal/stage/explain"
+	meterstage "github.com/mcpedge/mcpedge/internal/stage/meter"
 	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
 	"github.com/mcpedge/mcpedge/internal/stage/uricheck"
 	"github.com/mcpedge/mcpedge/internal/upstream"
@@ -39,6 +40,7 @@ import (
 type pipelineHolder struct {
 	chain   atomic.Pointer[pipeline.Chain]
 	callLog auditstage.Recorder // single-user mode's tool-call audit (SetCallAudit)
+	meter   meterstage.Counter  // usage metering (SetMeter); nil: off
 	// args is the argcheck stage, made once (New): its compiled schemas
 	// outlive a rebuild of the chain.
 	args *argcheck.Stage
@@ -52,6 +54,13 @@ func (g *Gateway) SetCallAudit(r auditstage.Recorder) {
 	g.buildPipeline()
 }
 
+// SetMeter installs usage metering: every tools/call is counted by c
+// (internal/metering), in both auth modes. Call it before serving.
+func (g *Gateway) SetMeter(c meterstage.Counter) {
+	g.pipe.meter = c
+	g.buildPipeline()
+}
+
 // buildPipeline compiles the chain for the current security layer.
 func (g *Gateway) buildPipeline() {
 	var stages []pipeline.Stage
@@ -59,6 +68,9 @@ func (g *Gateway) buildPipeline() {
 		stages = append(stages, auditstage.New(securityRecorder{g.security}), authz.New(policyOf{g.security}))
 	} else if g.pipe.callLog != nil {
 		stages = append(stages, auditstage.New(g.pipe.callLog))
+	}
+	if g.pipe.meter != nil {
+		stages = append(stages, meterstage.New(g.pipe.meter, g.listsTool))
 	}
 	stages = append(stages, uricheck.Stage{}, dispatchStage{}, g.pipe.args,
 		explain.Stage{Full: func(c *pipeline.Call) bool { return g.explainsFully(c.Request) }})
@@ -238,6 +250,15 @@ func nextAs[R mcp.Result](ctx context.Context, c *pipeline.Call, next pipeline.H
 func target(c *pipeline.Call) *upstream.Upstream {
 	u, _ := c.Target.(*upstream.Upstream)
 	return u
+}
+
+// listsTool tells the meter stage whether the call's upstream lists the
+// tool it names (its registration on /mcp/<upstream>).
+func (g *Gateway) listsTool(c *pipeline.Call) bool {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	reg := g.regs[c.Upstream]
+	return reg != nil && reg.perTools[c.Item] != nil
 }
 
 // argSchemas gives the argcheck stage the inputSchema of the called tool

@@ -33,6 +33,11 @@ func Order() []Entry {
 		// audit records every tools/call with who, what, outcome and latency
 		// (arguments hashed), refused ones too; in single-user mode as well.
 		{Name: "audit", Methods: []string{MethodCallTool}},
+		// meter counts every tools/call by tenant, caller, upstream, tool
+		// and outcome for usage metering (one in-memory increment; the
+		// store is written in batches). Below audit and above authorize,
+		// so that refused calls are counted as denied, like audit's.
+		{Name: "meter", Methods: []string{MethodCallTool}},
 		// authorize refuses what the caller's role, scopes, virtual servers
 		// and rules do not allow, in words that do not tell it apart from
 		// an item that does not exist.

@@ -316,3 +316,28 @@ func Resume(ctx context.Context, method string) (c *Call, next Handler, ok bool)
 	}
 	return rp.c, rp.next, true
 }
+
+// Outcomes of a tools/call, in the words of the audit log and of usage
+// metering.
+const (
+	OutcomeOK     = "ok"
+	OutcomeError  = "error"  // a tool error (isError) or a protocol error
+	OutcomeDenied = "denied" // a stage refused it
+)
+
+// ToolOutcome is the outcome of a tools/call the chain answered with res
+// and err: denied when a stage refused it, error for a protocol error or a
+// tool error (isError), else ok. The audit and meter stages both use it,
+// so they never disagree on a call.
+func ToolOutcome(c *Call, res mcp.Result, err error) string {
+	switch {
+	case c.Refused != "":
+		return OutcomeDenied
+	case err != nil:
+		return OutcomeError
+	}
+	if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
+		return OutcomeError
+	}
+	return OutcomeOK
+}

@@ -1,6 +1,6 @@
 // Package store is mcpedge's durable state: tenants, users, API keys,
 // refresh tokens, plans, virtual servers, rules, revocations, the audit log,
-// usage counters, lattice definitions and the pinned definitions of
+// usage counters and records, lattice definitions and the pinned definitions of
 // upstreams' tools (tool pinning).
 //
 // Store is a small set of interfaces with written contracts. Two
@@ -235,6 +235,7 @@ type Store interface {
 	Revocations
 	Audit
 	Usage
+	Metering
 	Lattices
 	Secrets
 	Devices

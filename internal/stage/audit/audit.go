@@ -39,9 +39,9 @@ type Record struct {
 
 // Outcomes of a call.
 const (
-	OutcomeOK     = "ok"
-	OutcomeError  = "error" // a tool error (isError) or a protocol error
-	OutcomeDenied = "denied"
+	OutcomeOK     = pipeline.OutcomeOK
+	OutcomeError  = pipeline.OutcomeError // a tool error (isError) or a protocol error
+	OutcomeDenied = pipeline.OutcomeDenied
 )
 
 // A Recorder writes call records. It must be safe for concurrent use and
@@ -69,17 +69,11 @@ func (*Stage) Name() string { return "audit" }
 func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
 	start := s.now()
 	res, err := next.Handle(ctx, c)
-	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID, Redacted: c.Redacted}
-	switch {
-	case c.Refused != "":
-		r.Outcome = OutcomeDenied
-	case err != nil:
-		r.Outcome, r.Error = OutcomeError, err.Error()
-		r.Latency = s.now().Sub(start)
-	default:
-		r.Outcome = OutcomeOK
-		if tr, ok := res.(*mcp.CallToolResult); ok && tr != nil && tr.IsError {
-			r.Outcome = OutcomeError
+	r := Record{Upstream: c.Upstream, Tool: c.Item, Name: c.Name, Arguments: c.Arguments, RequestID: c.RequestID, Redacted: c.Redacted,
+		Outcome: pipeline.ToolOutcome(c, res, err)}
+	if r.Outcome != OutcomeDenied {
+		if err != nil {
+			r.Error = err.Error()
 		}
 		r.Latency = s.now().Sub(start)
 	}

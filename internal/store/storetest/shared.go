@@ -35,6 +35,19 @@ func RunShared(t *testing.T, a, b store.Store) {
 						t.Errorf("store %d: AddUsage: %v", i, err)
 						return
 					}
+					// Two replicas flushing the same metering keys (in
+					// opposite orders) at once.
+					recs := []store.UsageRecord{
+						{TenantID: tn.ID, Hour: at(0), Upstream: "fs", Tool: "read", Outcome: "ok", Count: 3},
+						{TenantID: tn.ID, Hour: at(0), Upstream: "fs", Tool: "write", Outcome: "ok", Count: 1},
+					}
+					if i == 1 {
+						recs[0], recs[1] = recs[1], recs[0]
+					}
+					if err := s.AddUsageRecords(ctx, recs); err != nil {
+						t.Errorf("store %d: AddUsageRecords: %v", i, err)
+						return
+					}
 					if err := s.Revoke(ctx, &store.Revocation{Kind: "jti", Subject: fmt.Sprintf("%s-%d", actor, r)}); err != nil {
 						t.Errorf("store %d: Revoke: %v", i, err)
 						return
@@ -69,6 +82,11 @@ func RunShared(t *testing.T, a, b store.Store) {
 	ok(t, err, "GetUsage")
 	if n != int64(2*total) {
 		t.Errorf("usage = %d after %d adds of 2 through two stores, want %d", n, total, 2*total)
+	}
+	recs, err := b.ListUsage(ctx, store.UsageFilter{TenantID: tn.ID})
+	ok(t, err, "ListUsage")
+	if len(recs) != 2 || recs[0].Count != int64(3*total) || recs[1].Count != int64(total) {
+		t.Errorf("usage records = %+v after %d flushes of 3 (read) and 1 (write) through two stores", recs, total)
 	}
 	revs, err := a.RevocationsSince(ctx, 0, 10000)
 	ok(t, err, "RevocationsSince")

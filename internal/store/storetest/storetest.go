@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditConcurrent", testAuditConcurrent},
 		{"ListAudit", testListAudit},
 		{"Usage", testUsage},
+		{"Metering", testMetering},
 		{"Lattices", testLattices},
 		{"Secrets", testSecrets},
 		{"Devices", testDevices},

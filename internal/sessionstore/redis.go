@@ -79,37 +79,46 @@ func (c *RedisChanges) Subscribe(fn func(idHash string, deleted bool)) {
 	c.fns = append(c.fns, fn)
 	c.mu.Unlock()
 	c.once.Do(func() {
-		ps := c.rdb.Subscribe(c.ctx, Channel)
-		rctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-		if _, err := ps.Receive(rctx); err != nil {
-			c.log.Warn("sessions: subscribing to session changes on Redis", "err", err)
-		}
-		cancel()
-		ch := ps.Channel()
-		go func() {
-			defer ps.Close()
-			for {
-				select {
-				case <-c.ctx.Done():
-					return
-				case msg, ok := <-ch:
-					if !ok {
-						return
-					}
-					origin, h, deleted, ok := ParseMessage([]byte(msg.Payload))
-					if !ok || origin == c.origin {
-						continue
-					}
-					c.mu.Lock()
-					fns := append([]func(string, bool){}, c.fns...)
-					c.mu.Unlock()
-					for _, f := range fns {
-						f(h, deleted)
-					}
-				}
+		c.listen(Channel, "session changes", func(payload []byte) {
+			origin, h, deleted, ok := ParseMessage(payload)
+			if !ok || origin == c.origin {
+				return
 			}
-		}()
+			c.mu.Lock()
+			fns := append([]func(string, bool){}, c.fns...)
+			c.mu.Unlock()
+			for _, f := range fns {
+				f(h, deleted)
+			}
+		})
 	})
+}
+
+// listen subscribes to channel, confirmed before it returns (bounded: a
+// failure is logged as what, and go-redis keeps trying), and hands each
+// message's payload to handle until c's context ends.
+func (c *RedisChanges) listen(channel, what string, handle func(payload []byte)) {
+	ps := c.rdb.Subscribe(c.ctx, channel)
+	rctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	if _, err := ps.Receive(rctx); err != nil {
+		c.log.Warn("sessions: subscribing to "+what+" on Redis", "err", err)
+	}
+	cancel()
+	ch := ps.Channel()
+	go func() {
+		defer ps.Close()
+		for {
+			select {
+			case <-c.ctx.Done():
+				return
+			case msg, ok := <-ch:
+				if !ok {
+					return
+				}
+				handle([]byte(msg.Payload))
+			}
+		}
+	}()
 }
 
 // AnswerChannel carries clients' answers to questions a replica put to
@@ -167,29 +176,11 @@ func (c *RedisChanges) PublishAnswer(ctx context.Context, idHash, askID string, 
 // SubscribeAnswers implements Relay; the subscription is confirmed before
 // it returns (bounded).
 func (c *RedisChanges) SubscribeAnswers(fn func(idHash, askID string, body []byte)) {
-	ps := c.rdb.Subscribe(c.ctx, AnswerChannel)
-	rctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
-	if _, err := ps.Receive(rctx); err != nil {
-		c.log.Warn("sessions: subscribing to relayed answers on Redis", "err", err)
-	}
-	cancel()
-	ch := ps.Channel()
-	go func() {
-		defer ps.Close()
-		for {
-			select {
-			case <-c.ctx.Done():
-				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				origin, h, ask, body, ok := ParseAnswer([]byte(msg.Payload))
-				if !ok || origin == c.origin {
-					continue
-				}
-				fn(h, ask, body)
-			}
+	c.listen(AnswerChannel, "relayed answers", func(payload []byte) {
+		origin, h, ask, body, ok := ParseAnswer(payload)
+		if !ok || origin == c.origin {
+			return
 		}
-	}()
+		fn(h, ask, body)
+	})
 }

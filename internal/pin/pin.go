@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/storeloop"
 )
 
 // Policies (the upstream's "pin" setting).
@@ -249,35 +250,13 @@ func (p *Pinner) Refresh(ctx context.Context) error { return p.Load(ctx) }
 // retried (with a growing delay, at most a minute); what Serve decided
 // meanwhile stands.
 func (p *Pinner) Run(ctx context.Context) {
-	poll := time.NewTicker(p.o.Poll)
-	defer poll.Stop()
-	var retry <-chan time.Time
-	backoff := time.Second
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-poll.C:
-			if err := p.Load(ctx); err != nil && ctx.Err() == nil {
-				p.log.Warn("pins not reloaded; the pins in memory stay in force", "err", err.Error())
-			}
-		case <-p.wake:
-		case <-retry:
-			retry = nil
-		}
-		if err := p.flush(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			p.log.Error("pins not stored; retrying", "err", err.Error(), "retry_in", backoff.String())
-			if retry == nil {
-				retry = time.After(backoff)
-				backoff = min(2*backoff, time.Minute)
-			}
-		} else {
-			backoff = time.Second
-		}
-	}
+	storeloop.Run(ctx, storeloop.Loop{
+		Poll: p.o.Poll, Wake: p.wake, Load: p.Load, Flush: p.flush,
+		LoadFailed: func(err error) { p.log.Warn("pins not reloaded; the pins in memory stay in force", "err", err.Error()) },
+		FlushFailed: func(err error, retryIn time.Duration) {
+			p.log.Error("pins not stored; retrying", "err", err.Error(), "retry_in", retryIn.String())
+		},
+	})
 }
 
 // Flush writes the pending changes now; it is Run's write step, for

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/storeloop"
 )
 
 // DefaultPoll is how often [Book.Run] reloads the verdicts when
@@ -236,35 +237,15 @@ func (b *Book) Refresh(ctx context.Context) error { return b.Load(ctx) }
 // Run writes new quarantines and reloads the verdicts every Options.Poll
 // until ctx is done; a failed write is logged, counted and retried.
 func (b *Book) Run(ctx context.Context) {
-	poll := time.NewTicker(b.o.Poll)
-	defer poll.Stop()
-	var retry <-chan time.Time
-	backoff := time.Second
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-poll.C:
-			if err := b.Load(ctx); err != nil && ctx.Err() == nil {
-				b.log.Warn("guard verdicts not reloaded; those in memory stay in force", "err", err.Error())
-			}
-		case <-b.wake:
-		case <-retry:
-			retry = nil
-		}
-		if err := b.Flush(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			b.log.Error("guard verdicts not stored; retrying", "err", err.Error(), "retry_in", backoff.String())
-			if retry == nil {
-				retry = time.After(backoff)
-				backoff = min(2*backoff, time.Minute)
-			}
-		} else {
-			backoff = time.Second
-		}
-	}
+	storeloop.Run(ctx, storeloop.Loop{
+		Poll: b.o.Poll, Wake: b.wake, Load: b.Load, Flush: b.Flush,
+		LoadFailed: func(err error) {
+			b.log.Warn("guard verdicts not reloaded; those in memory stay in force", "err", err.Error())
+		},
+		FlushFailed: func(err error, retryIn time.Duration) {
+			b.log.Error("guard verdicts not stored; retrying", "err", err.Error(), "retry_in", retryIn.String())
+		},
+	})
 }
 
 // Flush writes the quarantines not yet stored.

@@ -121,7 +121,13 @@ func TestSessionSurvivesRestart(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", strings.ToUpper(id[:len(id)-1])+"X")
+	// Another id: the last character changed (never to itself: an id
+	// that already ends in X gets a Y).
+	last := "X"
+	if strings.HasSuffix(strings.ToUpper(id), "X") {
+		last = "Y"
+	}
+	req.Header.Set("Mcp-Session-Id", strings.ToUpper(id[:len(id)-1])+last)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

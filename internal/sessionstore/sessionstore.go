@@ -229,7 +229,7 @@ func New(st store.MCPSessions, o Options) Keeper {
 type keeper struct {
 	st      store.MCPSessions
 	o       Options
-	touched sync.Map // id hash -> time.Time of the last touch written
+	touched sync.Map // session id -> time.Time of the last touch written (Touch hashes only when it writes)
 }
 
 func (k *keeper) Create(ctx context.Context, id string, o Owner, s State) error {
@@ -242,7 +242,7 @@ func (k *keeper) Create(ctx context.Context, id string, o Owner, s State) error 
 	if err := k.st.CreateMCPSession(ctx, &store.MCPSession{IDHash: h, TenantID: o.TenantID, Binding: o.binding(), State: b, ExpiresAt: now.Add(k.o.TTL)}); err != nil {
 		return err
 	}
-	k.touched.Store(h, now)
+	k.touched.Store(id, now)
 	return nil
 }
 
@@ -303,7 +303,7 @@ func (k *keeper) Update(ctx context.Context, id string, change func(*State)) (St
 		if err != nil {
 			return State{}, err
 		}
-		k.touched.Store(h, k.o.Now())
+		k.touched.Store(id, k.o.Now())
 		if k.o.Changes != nil {
 			k.o.Changes.Publish(ctx, h, false)
 		}
@@ -313,12 +313,12 @@ func (k *keeper) Update(ctx context.Context, id string, change func(*State)) (St
 }
 
 func (k *keeper) Touch(id string) {
-	h := IDHash(id)
 	now := k.o.Now()
-	if v, ok := k.touched.Load(h); ok && now.Sub(v.(time.Time)) < k.o.TouchEvery {
+	if v, ok := k.touched.Load(id); ok && now.Sub(v.(time.Time)) < k.o.TouchEvery {
 		return
 	}
-	k.touched.Store(h, now)
+	k.touched.Store(id, now)
+	h := IDHash(id)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -330,7 +330,7 @@ func (k *keeper) Touch(id string) {
 
 func (k *keeper) Delete(ctx context.Context, id string) error {
 	h := IDHash(id)
-	k.touched.Delete(h)
+	k.touched.Delete(id)
 	err := k.st.DeleteMCPSession(ctx, h)
 	if errors.Is(err, store.ErrNotFound) {
 		return ErrNotFound

@@ -10,7 +10,8 @@
 // Options.BusyPercent (throughput); after Options.IdleAfter below
 // Options.IdleRate it gets Options.IdlePercent again and the freed memory is
 // returned to the operating system at once (one collection, paid when there
-// is nothing else to do). A gateway starts idle.
+// is nothing else to do). A gateway starts idle, and hands back what its
+// start-up left behind at the first quiet sample.
 //
 // The GOGC environment variable, when set, wins: the caller then does not run
 // a Tuner (see [FromEnv]).
@@ -71,6 +72,7 @@ type Tuner struct {
 	last      uint64
 	lastAt    time.Time
 	quietFrom time.Time
+	started   bool // start-up's garbage has been handed back
 }
 
 // New returns an idle Tuner; the caller sets the idle percent in force
@@ -158,6 +160,7 @@ func (t *Tuner) sample() {
 	switch {
 	case rate >= t.o.BusyRate:
 		t.quietFrom = time.Time{}
+		t.started = true // the switch back to idle hands memory back
 		if !t.busy.Load() {
 			t.busy.Store(true)
 			t.o.setPercent(t.o.BusyPercent)
@@ -165,6 +168,12 @@ func (t *Tuner) sample() {
 		}
 	case rate < t.o.IdleRate:
 		if !t.busy.Load() {
+			if !t.started {
+				// Start-up (config, store, catalogs) leaves garbage
+				// that an idle gateway would keep mapped for good.
+				t.started = true
+				t.o.freeOS()
+			}
 			return
 		}
 		if t.quietFrom.IsZero() {

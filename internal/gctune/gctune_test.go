@@ -56,12 +56,29 @@ func TestTunerSwitchesToBusyAtTheRate(t *testing.T) {
 	}
 }
 
+func TestTunerHandsBackStartupMemoryOnceWhenQuiet(t *testing.T) {
+	r := newRig(Options{BusyRate: 20, IdleRate: 5})
+	r.second(10) // between the thresholds: not quiet yet
+	if r.frees != 0 {
+		t.Fatalf("memory returned at %d requests/s", 10)
+	}
+	r.second(0)
+	r.second(0)
+	if r.frees != 1 {
+		t.Fatalf("start-up memory returned %d times over two quiet seconds, want once", r.frees)
+	}
+	if r.t.Busy() || len(r.percent) != 0 {
+		t.Fatalf("the start-up hand-back changed the mode: busy=%v percents=%v", r.t.Busy(), r.percent)
+	}
+}
+
 func TestTunerReturnsToIdleAfterAQuietPeriodAndFreesMemory(t *testing.T) {
 	r := newRig(Options{BusyRate: 20, IdleRate: 5, IdleAfter: 3 * time.Second})
 	r.second(100)
 	if !r.t.Busy() {
 		t.Fatal("not busy at 100 requests/s")
 	}
+	r.frees = 0
 	// Two quiet seconds, then a burst: the quiet period starts over.
 	r.second(0)
 	r.second(1)

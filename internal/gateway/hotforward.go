@@ -49,6 +49,10 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, isErr, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			return pipeWire(g, ctx, c, t, p, paramsEdit(name, token), toolResultView,
+				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
 		if len(req.Params.Arguments) > 0 {
@@ -74,6 +78,11 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 			if !fallback {
 				return res, false, err
 			}
+		}
+		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, _, err := pipeWire(g, ctx, c, t, p, paramsEdit(name, token), promptResultView,
+				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
+			return res, false, err
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
@@ -107,6 +116,14 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 				}
 				return res, false, err
 			}
+		}
+		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, _, err := pipeWire(g, ctx, c, t, p, readParamsEdit(token), readResultView,
+				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
+			if err == nil && c.Wire.Result == nil {
+				err = completeRead(res, uri, readMIME(t.Catalog(), uri))
+			}
+			return res, false, err
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
@@ -229,14 +246,25 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		}
 		return zero, false, plainTransportError{err}, false
 	}
+	res, isErr, err := takeAnswer(c, t, a, view, summary)
+	return res, isErr, err, false
+}
+
+// takeAnswer makes the result of a hot-path attempt from the upstream's
+// answer: its error, or its result's bytes kept for the client (view says
+// whether they can go as they are; else they are decoded, as the SDK's
+// way would have).
+func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.Answer,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
 	if a.Error != nil {
 		c.Answered = true
-		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
+		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}
 	}
 	v, err := view(a.Result)
 	if err != nil {
 		a.Release()
-		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
 	}
 	if !v.plain {
 		// Odd but valid: a missing member the SDK's way fills in, or the
@@ -246,15 +274,66 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		err := json.Unmarshal(a.Result, res)
 		a.Release()
 		if err != nil {
-			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
+			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err)
 		}
 		dropServerInfo(res.GetMeta())
 		tr, ok := any(res).(*mcp.CallToolResult)
-		return res, ok && tr.IsError, nil, false
+		return res, ok && tr.IsError, nil
 	}
 	sum := summary(v.isError)
 	c.Wire.SetResult(a.Result, sum, a.Release)
-	return sum, v.isError, nil, false
+	return sum, v.isError, nil
+}
+
+// pipeWire makes one attempt of a hot-path call on a stdio target: the
+// request's bytes (as postWire makes them) written to the child's framed
+// pipe, and the bytes of its response line taken back (upstream/pipe.go).
+// The child's other messages during the call — progress, its questions
+// to the client — go through the SDK client as for any call.
+func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, p *upstream.Pipe, edit rawwire.Edit,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
+	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+97), id, c.Method, c.Wire.Params, edit)
+	if err != nil {
+		return zero, false, fmt.Errorf("building the request: %w", err)
+	}
+	body = append(body, '\n')
+	hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
+	line, sent, err := p.Call(ctx, id, body)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		if sent {
+			g.pipeCancelled(ctx, t, p, id)
+		}
+		return zero, false, ctx.Err()
+	case !sent:
+		return zero, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
+	default:
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
+	}
+	a, err := g.hot.reader.ParseAnswer(line, id)
+	if err != nil {
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+	}
+	return takeAnswer(c, t, a, view, summary)
+}
+
+// pipeCancelled is hotCancelled for a stdio target.
+func (g *Gateway) pipeCancelled(ctx context.Context, t *upstream.Upstream, p *upstream.Pipe, id string) {
+	if err := p.Notify(cancelledNotice(ctx, id)); err != nil {
+		g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
+	}
+}
+
+// cancelledNotice is the notifications/cancelled for request id of a
+// call whose context ended, with its newline.
+func cancelledNotice(ctx context.Context, id string) []byte {
+	reason := "the call's context ended: " + context.Cause(ctx).Error()
+	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
+	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}\n"...)
+	return msg
 }
 
 // hotCancelled tells the upstream that the request id of a hot call whose
@@ -265,9 +344,8 @@ func (g *Gateway) hotCancelled(ctx context.Context, t *upstream.Upstream, cs *mc
 	if ctx.Err() == nil {
 		return
 	}
-	reason := "the call's context ended: " + context.Cause(ctx).Error()
-	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
-	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}"...)
+	msg := cancelledNotice(ctx, id)
+	msg = msg[:len(msg)-1] // a POST's body needs no newline
 	go func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()

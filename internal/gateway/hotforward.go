@@ -54,7 +54,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 		}
 		hotAttempt(c.Wire.Client, false)
-		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
@@ -87,7 +87,7 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -127,7 +127,7 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -266,6 +266,14 @@ func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.
 		a.Release()
 		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
 	}
+	if v.plain && v.strip {
+		b, err := stripServerInfo(a.Result)
+		a.Release()
+		if err != nil {
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		a = rawwire.Answer{Result: b}
+	}
 	if !v.plain {
 		// Odd but valid: a missing member the SDK's way fills in, or the
 		// upstream's serverInfo annotation (dropped). Decode it, as the
@@ -318,6 +326,29 @@ func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
 	}
 	return takeAnswer(c, t, a, view, summary)
+}
+
+// stripServerInfo returns a copy of result without the serverInfo
+// annotation in its _meta, and without the _meta if nothing else is left,
+// as the SDK's way relays it.
+func stripServerInfo(result []byte) ([]byte, error) {
+	return rawwire.AppendObject(make([]byte, 0, len(result)), result, func(key, val []byte) ([]byte, bool) {
+		if string(key) != "_meta" || len(val) == 0 || val[0] != '{' {
+			return nil, true
+		}
+		n := 0
+		m, err := rawwire.AppendObject(make([]byte, 0, len(val)), val, func(k, _ []byte) ([]byte, bool) {
+			if string(k) == mcp.MetaKeyServerInfo {
+				return nil, false
+			}
+			n++
+			return nil, true
+		})
+		if err != nil || n == 0 {
+			return nil, false
+		}
+		return m, true
+	})
 }
 
 // pipeCancelled is hotCancelled for a stdio target.
@@ -421,7 +452,10 @@ func readParamsEdit(token string) rawwire.Edit {
 // decoding it.
 type resultView struct {
 	isError bool
-	plain   bool // content is an array and nothing needs changing
+	plain   bool // the list (content, messages, contents) is an array
+	// strip: the result's _meta carries the upstream's serverInfo, which
+	// goes (stripServerInfo).
+	strip bool
 }
 
 // toolResultView reads a tools/call result's top-level members: it is
@@ -461,10 +495,10 @@ func readResultView(b []byte) (resultView, error) {
 }
 
 // readResult reads a result's top-level members: plain when the member
-// list is an array and there is no serverInfo annotation to drop. A result
-// that is not an object, or carries the 2026-07-28 protocol's
-// multi-round-trip members (which a session-era client cannot be sent),
-// is an error.
+// list is an array. A serverInfo annotation in its _meta (which the
+// gateway drops, as the SDK's way does) sets strip. A result that is not
+// an object, or carries the 2026-07-28 protocol's multi-round-trip members
+// (which a session-era client cannot be sent), is an error.
 func readResult(b []byte, list, method string) (resultView, error) {
 	var v resultView
 	hasContent, serverInfo := false, false
@@ -511,7 +545,7 @@ func readResult(b []byte, list, method string) (resultView, error) {
 	if bad != "" {
 		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)
 	}
-	v.plain = hasContent && !serverInfo
+	v.plain, v.strip = hasContent, serverInfo
 	return v, nil
 }
 

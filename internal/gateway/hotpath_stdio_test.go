@@ -21,10 +21,13 @@ import (
 // progress, a "hang" tool that answers only when cancelled, a "big" tool,
 // a prompt and a resource).
 func stdioTestServer(kind string) *mcp.Server {
-	if kind != "catalogue" {
+	var s *mcp.Server
+	switch kind {
+	case "catalogue":
+		s = catalogueUpstream()
+	default:
 		return nil
 	}
-	s := catalogueUpstream()
 	secTool(s, "steps", func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		if tok := r.Params.GetProgressToken(); tok != nil {
 			for i := 1; i <= 5; i++ {

@@ -36,6 +36,10 @@ func (f *fakeChild) say(t *testing.T, line string) {
 	}
 }
 
+// sayAsync is say for a goroutine: a failed write shows as a missing
+// line where the test waits for it.
+func (f *fakeChild) sayAsync(line string) { _, _ = io.WriteString(f.out, line+"\n") }
+
 func (f *fakeChild) heard(t *testing.T) string {
 	t.Helper()
 	l, err := f.in.ReadString('\n')
@@ -201,7 +205,7 @@ func TestPipeRefusesAnOverlongLine(t *testing.T) {
 	f := newFakeChild(t)
 	f.p.maxLine = 64
 	sdk := sdkLines(f)
-	go f.say(t, `{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"`+strings.Repeat("x", 100)+`"}}`)
+	go f.sayAsync(`{"jsonrpc":"2.0","method":"notifications/message","params":{"data":"` + strings.Repeat("x", 100) + `"}}`)
 	if _, ok := <-sdk; ok {
 		t.Fatal("the SDK side read an overlong line")
 	}
@@ -220,11 +224,11 @@ func TestPipeLongLinesAcrossTheReadBuffer(t *testing.T) {
 		done <- m
 	}()
 	f.heard(t)
-	go f.say(t, `{"jsonrpc":"2.0","method":"n","params":{"s":"`+big+`"}}`)
+	go f.sayAsync(`{"jsonrpc":"2.0","method":"n","params":{"s":"` + big + `"}}`)
 	if l := within(t, "long notification", sdk); len(l) != len(big)+48 {
 		t.Fatalf("the SDK read %d bytes, want %d", len(l), len(big)+48)
 	}
-	go f.say(t, `{"jsonrpc":"2.0","id":"mcpedge-9","result":{"s":"`+big+`"}}`)
+	go f.sayAsync(`{"jsonrpc":"2.0","id":"mcpedge-9","result":{"s":"` + big + `"}}`)
 	select {
 	case m := <-done:
 		if !strings.HasSuffix(string(m), big+`"}}`) {
@@ -253,7 +257,7 @@ func TestPipeCallContextEnds(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 	// Its late answer goes nowhere near a later call with another id.
-	go f.say(t, `{"jsonrpc":"2.0","id":"mcpedge-3","result":{}}`)
+	go f.sayAsync(`{"jsonrpc":"2.0","id":"mcpedge-3","result":{}}`)
 	go func() {
 		m, _, err := f.p.Call(context.Background(), "mcpedge-4", []byte(`{"id":"mcpedge-4"}`+"\n"))
 		if err == nil && !strings.Contains(string(m), "mcpedge-4") {

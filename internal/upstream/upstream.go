@@ -867,7 +867,7 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		err = startErr
 	)
 	if err == nil {
-		client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
+		client := mcp.NewClient(ClientInfo(), u.clientOptions(owner, c))
 		client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner), u.elicitMiddleware(owner))
 		cs, err = client.Connect(ctx, t, nil)
 	}
@@ -902,6 +902,11 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 
 // Version is the gateway version reported to upstreams; main sets it.
 var Version = "dev"
+
+// ClientInfo is how the gateway names itself to upstreams.
+func ClientInfo() *mcp.Implementation {
+	return &mcp.Implementation{Name: "mcpedge", Version: Version}
+}
 
 func (u *Upstream) httpClient() *http.Client {
 	cfg := u.Config()

@@ -48,10 +48,6 @@ type edge struct {
 // before the first.
 func (e *edge) latency() time.Duration { return e.lat.get() }
 
-// noEdge serves calls on an upstream the gateway no longer configures
-// (removed by a reload while the call began): no breaker, no retries.
-var noEdge = &edge{budget: newRetryBudget()}
-
 func edgeKey(u config.Upstream) string { return u.Fingerprint() + "/" + u.FailureKey() }
 
 func newEdge(u config.Upstream, log *slog.Logger) *edge {
@@ -100,7 +96,7 @@ func (g *Gateway) edgeOf(u *upstream.Upstream) *edge {
 	if e := g.edges[u.Name()]; e != nil {
 		return e
 	}
-	return noEdge
+	return g.noEdge
 }
 
 // outcome is what one attempt says about the upstream's health.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,8 +50,8 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, isErr, err
 			}
 		}
-		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			return pipeWire(g, ctx, c, t, p, paramsEdit(name, token), toolResultView,
+		if p := t.PipeOf(cs); p != nil {
+			return pipeWire(g, ctx, c, t, cs, p, paramsEdit(name, token), toolResultView,
 				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 		}
 		hotAttempt(c.Wire.Client, false)
@@ -79,8 +80,8 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 				return res, false, err
 			}
 		}
-		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			res, _, err := pipeWire(g, ctx, c, t, p, paramsEdit(name, token), promptResultView,
+		if p := t.PipeOf(cs); p != nil {
+			res, _, err := pipeWire(g, ctx, c, t, cs, p, paramsEdit(name, token), promptResultView,
 				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
 			return res, false, err
 		}
@@ -117,8 +118,8 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, false, err
 			}
 		}
-		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
-			res, _, err := pipeWire(g, ctx, c, t, p, readParamsEdit(token), readResultView,
+		if p := t.PipeOf(cs); p != nil {
+			res, _, err := pipeWire(g, ctx, c, t, cs, p, readParamsEdit(token), readResultView,
 				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
 			if err == nil && c.Wire.Result == nil {
 				err = completeRead(res, uri, readMIME(t.Catalog(), uri))
@@ -298,34 +299,242 @@ func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.
 // pipe, and the bytes of its response line taken back (upstream/pipe.go).
 // The child's other messages during the call — progress, its questions
 // to the client — go through the SDK client as for any call.
-func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, p *upstream.Pipe, edit rawwire.Edit,
+//
+// A child of the 2026-07-28 protocol gets what that protocol asks of every
+// request in the request's _meta (eraMeta), and may answer input_required:
+// then the rounds are done here, as the SDK server does them for a client
+// of the session era — each question scanned (scanQuestion) and put to the
+// call's client on the call's stream, the answers sent back with the
+// child's requestState — at most maxInputRounds times.
+func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, p *upstream.Pipe, edit rawwire.Edit,
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
 	var zero R
-	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+97), id, c.Method, c.Wire.Params, edit)
-	if err != nil {
-		return zero, false, fmt.Errorf("building the request: %w", err)
-	}
-	body = append(body, '\n')
-	hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
-	line, sent, err := p.Call(ctx, id, body)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		if sent {
-			g.pipeCancelled(ctx, t, p, id)
+	newEra := cs.InitializeResult().ProtocolVersion >= statelessVersion
+	var extra []byte
+	if newEra {
+		var err error
+		if extra, err = g.eraMeta(c, cs); err != nil {
+			return zero, false, err
 		}
-		return zero, false, ctx.Err()
-	case !sent:
-		return zero, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
-	default:
-		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
 	}
-	a, err := g.hot.reader.ParseAnswer(line, id)
+	var rounds []byte // the inputResponses and requestState members of the next round
+	for round := 0; ; round++ {
+		id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+		body, err := appendEraRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+110), id, c.Method, c.Wire.Params, edit, extra, rounds)
+		if err != nil {
+			return zero, false, fmt.Errorf("building the request: %w", err)
+		}
+		body = append(body, '\n')
+		hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
+		line, sent, err := p.Call(ctx, id, body)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			if sent {
+				g.pipeCancelled(ctx, t, p, id)
+			}
+			return zero, false, ctx.Err()
+		case !sent && round == 0:
+			return zero, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
+		default:
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
+		}
+		a, err := g.hot.reader.ParseAnswer(line, id)
+		if err != nil {
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		if newEra && a.Error == nil {
+			asks, state, need, err := inputRequired(a.Result)
+			if err != nil {
+				return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+			}
+			if need {
+				if round+1 >= maxInputRounds {
+					return zero, false, fmt.Errorf("upstream %s asked for input %d times in one call; the gateway gives up", t.Name(), maxInputRounds)
+				}
+				if rounds, err = g.askRound(ctx, c, t, asks, state); err != nil {
+					return zero, false, err
+				}
+				continue
+			}
+		}
+		return takeAnswer(c, t, a, view, summary)
+	}
+}
+
+// maxInputRounds bounds the input_required rounds of one hot call.
+const maxInputRounds = 8
+
+// inputRequired reads a 2026-07-28 result: whether it asks for input, and
+// then its input requests (raw, by id) and request state.
+func inputRequired(result []byte) (asks []byte, state string, need bool, err error) {
+	var rt, rawState []byte
+	if err := jsonguard.Members(result, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "resultType":
+			rt = m.Value
+		case "inputRequests":
+			asks = m.Value
+		case "requestState":
+			rawState = m.Value
+		}
+		return true
+	}); err != nil {
+		return nil, "", false, err
+	}
+	if string(rt) != `"input_required"` {
+		return nil, "", false, nil
+	}
+	if len(asks) == 0 || asks[0] != '{' {
+		return nil, "", false, errors.New("its input_required result has no inputRequests object")
+	}
+	if rawState != nil {
+		var ok bool
+		if state, ok = jsonguard.Unquote(rawState); !ok {
+			return nil, "", false, errors.New("its requestState is not a string")
+		}
+	}
+	return asks, state, true, nil
+}
+
+// askRound puts each of a 2026-07-28 upstream's input requests (asks, an
+// object of {method, params} by id) to the call's client, as the SDK
+// server would, and returns the members the next round sends: the
+// answers as inputResponses, and state as requestState.
+func (g *Gateway) askRound(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, asks []byte, state string) ([]byte, error) {
+	ss, _ := c.Request.GetSession().(*mcp.ServerSession)
+	if c.Wire.Client == nil || ss == nil {
+		return nil, errors.New("mcpedge: the upstream asks for input and the call has no client to ask")
+	}
+	out := append(make([]byte, 0, 256), `"inputResponses":{`...)
+	n := 0
+	err := jsonguard.Members(asks, func(m jsonguard.Member) bool {
+		var ask struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if err := json.Unmarshal(m.Value, &ask); err != nil {
+			out, n = nil, -1
+			return false
+		}
+		var p any
+		switch ask.Method {
+		case "elicitation/create":
+			p = &mcp.ElicitParams{}
+		case "sampling/createMessage":
+			p = &mcp.CreateMessageWithToolsParams{}
+		case "roots/list":
+			p = &mcp.ListRootsParams{}
+		default:
+			out, n = []byte(ask.Method), -2
+			return false
+		}
+		if len(ask.Params) > 0 && string(ask.Params) != "null" {
+			if err := json.Unmarshal(ask.Params, p); err != nil {
+				out, n = []byte(ask.Method), -1
+				return false
+			}
+		}
+		q, err := hotQuestion(ss, ask.Method, g.scanQuestion(ctx, t, ask.Method, p))
+		if err != nil {
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		res, err := c.Wire.Client.Ask(ctx, ask.Method, q)
+		if err != nil || len(res) == 0 {
+			if err == nil {
+				err = errors.New("no result")
+			}
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, m.RawKey...), ':'), res...)
+		n++
+		return true
+	})
+	switch {
+	case err != nil || n == -1:
+		return nil, fmt.Errorf("upstream %s: its inputRequests are not valid input requests", t.Name())
+	case n == -2:
+		return nil, fmt.Errorf("upstream %s asks the client for %q, which the gateway does not relay", t.Name(), out)
+	case n == -3:
+		return nil, fmt.Errorf("multi-round-trip: asking the client: %s", out)
+	}
+	out = append(out, '}')
+	if state != "" {
+		out = rawwire.AppendString(append(out, `,"requestState":`...), state)
+	}
+	return out, nil
+}
+
+// eraMeta is what a request to a 2026-07-28 upstream session cs carries in
+// its _meta beside the client's own keys, as members (no braces): the
+// protocol version, the gateway's client info, the client's capabilities
+// as far as the gateway relays them and its log level (statelessHop).
+func (g *Gateway) eraMeta(c *pipeline.Call, cs *mcp.ClientSession) ([]byte, error) {
+	hop := g.statelessHop(nil, nil, c.Request, cs)
+	hop[mcp.MetaKeyProtocolVersion] = cs.InitializeResult().ProtocolVersion
+	hop[mcp.MetaKeyClientInfo] = upstream.ClientInfo()
+	b, err := json.Marshal(hop)
 	if err != nil {
-		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		return nil, fmt.Errorf("encoding the request's _meta: %w", err)
 	}
-	return takeAnswer(c, t, a, view, summary)
+	return b[1 : len(b)-1], nil
+}
+
+// appendEraRequest is rawwire.AppendRequest with meta (members, no braces;
+// nil: none) added to the params' _meta, which it creates if the params
+// have none, and the members more (nil: none) added to the params.
+func appendEraRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, meta, more []byte) ([]byte, error) {
+	if meta == nil && more == nil {
+		return rawwire.AppendRequest(dst, id, method, params, edit)
+	}
+	saw := false
+	withMeta := func(key, val []byte) ([]byte, bool) {
+		out, keep := []byte(nil), true
+		if edit != nil {
+			out, keep = edit(key, val)
+		}
+		if !keep || string(key) != "_meta" || meta == nil {
+			return out, keep
+		}
+		if out == nil {
+			out = val
+		}
+		if len(out) == 0 || out[0] != '{' {
+			return nil, false // null: a _meta of meta alone, below
+		}
+		saw = true
+		inner := bytes.TrimSpace(out[1:bytes.LastIndexByte(out, '}')])
+		m := make([]byte, 0, len(inner)+len(meta)+3)
+		m = append(append(m, '{'), inner...)
+		if len(inner) > 0 {
+			m = append(m, ',')
+		}
+		return append(append(m, meta...), '}'), true
+	}
+	body, err := rawwire.AppendRequest(dst, id, method, params, withMeta)
+	if err != nil {
+		return nil, err
+	}
+	// Before the params' and the request's closing braces.
+	body = body[:len(body)-2]
+	if meta != nil && !saw {
+		if body[len(body)-1] != '{' {
+			body = append(body, ',')
+		}
+		body = append(append(append(body, `"_meta":{`...), meta...), '}')
+	}
+	if more != nil {
+		if body[len(body)-1] != '{' {
+			body = append(body, ',')
+		}
+		body = append(body, more...)
+	}
+	return append(body, "}}"...), nil
 }
 
 // stripServerInfo returns a copy of result without the serverInfo
@@ -498,7 +707,8 @@ func readResultView(b []byte) (resultView, error) {
 // list is an array. A serverInfo annotation in its _meta (which the
 // gateway drops, as the SDK's way does) sets strip. A result that is not
 // an object, or carries the 2026-07-28 protocol's multi-round-trip members
-// (which a session-era client cannot be sent), is an error.
+// (which a session-era client cannot be sent; pipeWire does the rounds
+// before), is an error; resultType "complete" goes on, as on the SDK's way.
 func readResult(b []byte, list, method string) (resultView, error) {
 	var v resultView
 	hasContent, serverInfo := false, false
@@ -522,7 +732,12 @@ func readResult(b []byte, list, method string) (resultView, error) {
 					bad = "isError"
 				}
 			}
-		case "inputRequests", "resultType", "requestState":
+		case "resultType":
+			if string(m.Value) == `"complete"` {
+				break // a 2026-07-28 upstream's final round, relayed as the SDK's way relays it
+			}
+			bad = string(m.Key)
+		case "inputRequests", "requestState":
 			bad = string(m.Key)
 		case "_meta":
 			if m.Value[0] == '{' {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -19,12 +20,31 @@ import (
 // (TestMain) for MCPEDGE_TEST_STDIO_SERVER=kind, nil for another kind:
 // "catalogue" (catalogueUpstream's tools, a "steps" tool that reports
 // progress, a "hang" tool that answers only when cancelled, a "big" tool,
-// a prompt and a resource).
+// a prompt and a resource); "catalogue-2026" the same and a tool that asks
+// the client for input the 2026-07-28 way, on a server that offers that
+// protocol (which the gateway then speaks).
 func stdioTestServer(kind string) *mcp.Server {
 	var s *mcp.Server
 	switch kind {
 	case "catalogue":
 		s = catalogueUpstream()
+	case "catalogue-2026":
+		s = mcp.NewServer(&mcp.Implementation{Name: "cat", Version: "1"}, nil)
+		catalogueTools(s)
+		// ask asks the client's name and a sample, then answers with
+		// what it got, in a second round.
+		secTool(s, "ask", func(_ context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			el, ok1 := r.Params.InputResponses["name"].(*mcp.ElicitResult)
+			cm, ok2 := r.Params.InputResponses["sample"].(*mcp.CreateMessageWithToolsResult)
+			if !ok1 || !ok2 {
+				return &mcp.CallToolResult{RequestState: "round-1", InputRequests: mcp.InputRequestMap{
+					"name":   &mcp.ElicitParams{Message: "name?", RequestedSchema: json.RawMessage(`{"type":"object","properties":{"name":{"type":"string"}}}`)},
+					"sample": &mcp.CreateMessageParams{MaxTokens: 10, Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "hi"}}}},
+				}}, nil
+			}
+			b, _ := json.Marshal(map[string]any{"state": r.Params.RequestState, "elicitation": el, "sampling": cm})
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(b)}}}, nil
+		})
 	default:
 		return nil
 	}
@@ -67,6 +87,19 @@ func stdioBlock(name, kind string, env ...string) string {
 	return fmt.Sprintf("\n[[upstreams]]\nname = %q\ncommand = %q\nenv = { %s }\n", name, os.Args[0], e)
 }
 
+// waitTool waits until the gateway serves the tool name on /mcp.
+func waitTool(t *testing.T, g *Gateway, name string) {
+	t.Helper()
+	if !waitFor(t, "tool "+name, 20*time.Second, func() bool {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		_, ok := g.tools[name]
+		return ok
+	}) {
+		t.Fatalf("no tool %s: %+v", name, g.Statuses())
+	}
+}
+
 // pipeOf is the framed pipe of an upstream's shared stdio connection.
 func pipeOf(t *testing.T, g *Gateway, name string) *upstream.Pipe {
 	t.Helper()
@@ -90,12 +123,23 @@ func pipeOf(t *testing.T, g *Gateway, name string) *upstream.Pipe {
 // TestHotPathStdioParity: a stdio upstream's tools/call, prompts/get and
 // resources/read go through its framed pipe as bytes, and each answer
 // decodes to what the SDK's way answers (hot_path = false), for every kind
-// of result catalogueUpstream has.
+// of result catalogueUpstream has, with a child of the session era and one
+// of the 2026-07-28 era (whose requests carry that era's _meta and whose
+// results lose their serverInfo, as on the SDK's way).
 func TestHotPathStdioParity(t *testing.T) {
-	gHot, urlHot := hotGateway(t, stdioBlock("cat", "catalogue"), true, nil, HTTPOptions{})
-	gSDK, urlSDK := hotGateway(t, stdioBlock("cat", "catalogue"), false, nil, HTTPOptions{})
+	for _, kind := range []string{"catalogue", "catalogue-2026"} {
+		t.Run(kind, func(t *testing.T) { stdioParity(t, kind) })
+	}
+}
+
+// stdioParity is TestHotPathStdioParity for one kind of stdioTestServer.
+func stdioParity(t *testing.T, kind string) {
+	gHot, urlHot := hotGateway(t, stdioBlock("cat", kind), true, nil, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, stdioBlock("cat", kind), false, nil, HTTPOptions{})
 	waitTargetsReady(t, gHot, 1)
 	waitTargetsReady(t, gSDK, 1)
+	waitTool(t, gHot, "cat__text")
+	waitTool(t, gSDK, "cat__text")
 	pipe := pipeOf(t, gHot, "cat")
 	hot := newRawClientWith(t, urlHot+"/mcp", "", `{}`)
 	sdk := newRawClientWith(t, urlSDK+"/mcp", "", `{}`)
@@ -188,5 +232,118 @@ func TestHotPathStdioProgressAndCancel(t *testing.T) {
 	}
 	if pipe.Answered() != b+1 {
 		t.Error("the call after the cancelled one did not go through the pipe")
+	}
+}
+
+// TestHotPathStdio2026Questions: a 2026-07-28 stdio child that needs the
+// client's input answers a hot call with input_required; the pipe does the
+// round as the SDK server does it for a session-era client — the questions
+// put to the client on the call's stream, the answers sent back with the
+// child's requestState — and the client gets the same answer as on the
+// SDK's way.
+func TestHotPathStdio2026Questions(t *testing.T) {
+	type run struct {
+		a    rawAnswer
+		asks []any
+	}
+	runs := map[bool]run{}
+	for _, hot := range []bool{true, false} {
+		g, url := hotGateway(t, stdioBlock("cat", "catalogue-2026"), hot, nil, HTTPOptions{})
+		waitTargetsReady(t, g, 1)
+		var before uint64
+		if hot {
+			before = pipeOf(t, g, "cat").Answered()
+		}
+		c := newRawClientWith(t, url+"/mcp", "", `{"sampling":{},"elicitation":{}}`)
+		var asks []any
+		a, _ := c.callAnswering(1, `{"name":"cat__ask","arguments":{}}`, func(method string, params json.RawMessage) (string, string) {
+			var p any
+			_ = json.Unmarshal(params, &p)
+			asks = append(asks, map[string]any{"method": method, "params": p})
+			switch method {
+			case "sampling/createMessage":
+				return "result", `{"role":"assistant","content":{"type":"text","text":"sampled"},"model":"m"}`
+			case "elicitation/create":
+				return "result", `{"action":"accept","content":{"name":"Ada"}}`
+			}
+			return "error", `{"code":-32601,"message":"no"}`
+		})
+		if hot {
+			if !hotReached(t, g, "hot", "", 1) {
+				t.Error("not served on the hot path")
+			}
+			if got := pipeOf(t, g, "cat").Answered() - before; got != 2 {
+				t.Errorf("the pipe answered %d rounds, want 2", got)
+			}
+		}
+		sort.Slice(asks, func(i, j int) bool { return fmt.Sprint(asks[i]) < fmt.Sprint(asks[j]) }) // the SDK asks at once
+		runs[hot] = run{a, asks}
+	}
+	h, s := runs[true], runs[false]
+	if len(s.asks) != 2 {
+		t.Fatalf("the SDK's way asked the client %v: %s", s.asks, s.a.Body)
+	}
+	if !reflect.DeepEqual(h.asks, s.asks) {
+		t.Errorf("the client was asked differently:\nhot: %v\nsdk: %v", h.asks, s.asks)
+	}
+	if !reflect.DeepEqual(h.a.decoded("result"), s.a.decoded("result")) || h.a.Msg["result"] == nil {
+		t.Errorf("answers differ:\nhot: %s\nsdk: %s", h.a.Body, s.a.Body)
+	}
+}
+
+// TestAppendEraRequest: the 2026-07-28 _meta members join the client's
+// _meta (after the edit) or make one, and the next round's members join
+// the params; the result is valid JSON either way.
+func TestAppendEraRequest(t *testing.T) {
+	meta := []byte(`"io.modelcontextprotocol/protocolVersion":"2026-07-28"`)
+	more := []byte(`"inputResponses":{"a":{"action":"accept"}},"requestState":"s"`)
+	for _, c := range []struct {
+		params     string
+		meta, more []byte
+		want       string
+	}{
+		{`{"name":"x"}`, meta, nil, `{"name":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}`},
+		{`{"name":"x","_meta":{"progressToken":1}}`, meta, more, `{"name":"t","_meta":{"progressToken":"g","io.modelcontextprotocol/protocolVersion":"2026-07-28"},"inputResponses":{"a":{"action":"accept"}},"requestState":"s"}`},
+		{`{"name":"x","_meta":{ }}`, meta, nil, `{"name":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}`},
+		{`{"name":"x","_meta":null,"arguments":{"k":[1]}}`, meta, nil, `{"name":"t","arguments":{"k":[1]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}`},
+		{`{"name":"x"}`, nil, nil, `{"name":"t"}`},
+	} {
+		b, err := appendEraRequest(nil, "id-1", "tools/call", []byte(c.params), paramsEdit("t", "g"), c.meta, c.more)
+		if err != nil {
+			t.Fatalf("%s: %v", c.params, err)
+		}
+		var msg struct {
+			Params json.RawMessage `json:"params"`
+		}
+		if err := json.Unmarshal(b, &msg); err != nil {
+			t.Fatalf("%s: not JSON: %s", c.params, b)
+		}
+		var got, want any
+		_ = json.Unmarshal(msg.Params, &got)
+		_ = json.Unmarshal([]byte(c.want), &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s:\n got %s\nwant %s", c.params, msg.Params, c.want)
+		}
+	}
+}
+
+// TestInputRequired reads what a 2026-07-28 result asks, and refuses what
+// does not make sense.
+func TestInputRequired(t *testing.T) {
+	asks, state, need, err := inputRequired([]byte(`{"resultType":"input_required","inputRequests":{"a":{"method":"roots/list"}},"requestState":"st"}`))
+	if err != nil || !need || state != "st" || string(asks) != `{"a":{"method":"roots/list"}}` {
+		t.Fatalf("got %s %q %v %v", asks, state, need, err)
+	}
+	if _, _, need, err := inputRequired([]byte(`{"content":[],"resultType":"complete"}`)); need || err != nil {
+		t.Fatalf("a complete result: need=%v err=%v", need, err)
+	}
+	for _, bad := range []string{
+		`{"resultType":"input_required"}`,
+		`{"resultType":"input_required","inputRequests":[1]}`,
+		`{"resultType":"input_required","inputRequests":{},"requestState":5}`,
+	} {
+		if _, _, _, err := inputRequired([]byte(bad)); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
 	}
 }

@@ -56,6 +56,12 @@ func hotGateway(t *testing.T, toml string, hot bool, setup func(*Gateway), o HTT
 // kind of result the hot path relays.
 func catalogueUpstream() *mcp.Server {
 	s := legacyOnly("cat", nil)
+	catalogueTools(s)
+	return s
+}
+
+// catalogueTools adds catalogueUpstream's tools to s.
+func catalogueTools(s *mcp.Server) {
 	text := func(s string) []mcp.Content { return []mcp.Content{&mcp.TextContent{Text: s}} }
 	tools := map[string]mcp.ToolHandler{
 		"text": func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -103,7 +109,6 @@ func catalogueUpstream() *mcp.Server {
 	for name, h := range tools {
 		secTool(s, name, h)
 	}
-	return s
 }
 
 // hotCatalogue are tools/call params for catalogueUpstream's tools, by the

@@ -12,16 +12,17 @@ import (
 )
 
 // Stdio upstreams: the gateway spawns the go-sdk echo server (sdkecho
-// --stdio --session-era: a server of the 2026-07-28 era takes the SDK's way
-// for now, docs/design/pipeline.md) and calls go through its framed pipe (hot path on) or through
+// --stdio --session-era, and once without --session-era: the 2026-07-28
+// era) and calls go through its framed pipe (hot path on) or through
 // the SDK client (hot_path = false), measured in the same rounds; the peer
 // spawns its own child. There is no direct path: a stdio server has no
 // HTTP endpoint, so the comparison is between the hops.
 
 const (
-	pathStdioHot  = "stdio-hot"  // mcpedge, hot path (framed pipe)
-	pathStdioSDK  = "stdio-sdk"  // mcpedge, hot_path = false
-	pathStdioPeer = "stdio-peer" // TBXark/mcp-proxy with a stdio server
+	pathStdioHot   = "stdio-hot"      // mcpedge, hot path (framed pipe)
+	pathStdioHot26 = "stdio-hot-2026" // the same, the child speaking 2026-07-28
+	pathStdioSDK   = "stdio-sdk"      // mcpedge, hot_path = false
+	pathStdioPeer  = "stdio-peer"     // TBXark/mcp-proxy with a stdio server
 )
 
 type stdioResult struct {
@@ -30,7 +31,11 @@ type stdioResult struct {
 	failed   string
 }
 
-func stdioTOML(bin string, hot bool) string {
+func stdioTOML(bin string, hot, era2026 bool) string {
+	args := `["--stdio", "--session-era"]`
+	if era2026 {
+		args = `["--stdio"]`
+	}
 	return fmt.Sprintf(`[server]
 listen = "127.0.0.1:0"
 log_level = "warn"
@@ -45,8 +50,8 @@ mode = "off"
 name = "echo"
 transport = "stdio"
 command = %q
-args = ["--stdio", "--session-era"]
-`, hot, bin)
+args = %s
+`, hot, bin, args)
 }
 
 // peerStdioConfig is mcp-proxy's configuration with one stdio server.
@@ -74,8 +79,8 @@ func measureStdio(ctx context.Context, o *options) *stdioResult {
 			c.stop(false)
 		}
 	}()
-	start := func(hot bool) *child {
-		cfg, err := writeFile(o.binDir, fmt.Sprintf("gateway-stdio-%v.toml", hot), stdioTOML(bin, hot))
+	start := func(hot, era2026 bool) *child {
+		cfg, err := writeFile(o.binDir, fmt.Sprintf("gateway-stdio-%v-%v.toml", hot, era2026), stdioTOML(bin, hot, era2026))
 		if err != nil {
 			r.failed = err.Error()
 			return nil
@@ -88,8 +93,8 @@ func measureStdio(ctx context.Context, o *options) *stdioResult {
 		hops = append(hops, gw)
 		return gw
 	}
-	hot, sdk := start(true), start(false)
-	if hot == nil || sdk == nil {
+	hot, sdk, hot26 := start(true, false), start(false, false), start(true, true)
+	if hot == nil || sdk == nil || hot26 == nil {
 		return r
 	}
 	hi := targetConc(o)
@@ -99,6 +104,7 @@ func measureStdio(ctx context.Context, o *options) *stdioResult {
 	cells := []*cell{
 		mk(pathStdioHot, "http://"+hot.addr+"/mcp", "echo__echo", hot.pid),
 		mk(pathStdioSDK, "http://"+sdk.addr+"/mcp", "echo__echo", sdk.pid),
+		mk(pathStdioHot26, "http://"+hot26.addr+"/mcp", "echo__echo", hot26.pid),
 	}
 	if o.peer == "" {
 		r.peerNote = "no peer binary given (--peer)"
@@ -132,7 +138,7 @@ func renderStdio(r *stdioResult) string {
 	p := func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }
 	p("### Stdio upstream (sdkecho --stdio --session-era, spawned by the hop)\n\n")
 	p("The go-sdk echo server as a stdio child of each hop, raw clients in a closed loop; no direct path (a stdio server has no HTTP endpoint). ")
-	p("mcpedge with the hot path relays through the child's framed pipe (docs/design/pipeline.md#stdio-upstreams-the-framed-pipe); with `hot_path = false` through the SDK on both sides. Hop CPU is the hop process alone, not its child. The child offers the session era only: with a 2026-07-28 stdio server the hot path is not taken yet (reason `upstream`).\n\n")
+	p("mcpedge with the hot path relays through the child's framed pipe (docs/design/pipeline.md#stdio-upstreams-the-framed-pipe); with `hot_path = false` through the SDK on both sides. Hop CPU is the hop process alone, not its child. The child offers the session era only (`--session-era`) except in the 2026-07-28 row, where each request carries that era's `_meta`.\n\n")
 	if r.failed != "" {
 		p("**Failed:** %s\n\n", r.failed)
 	}
@@ -140,7 +146,8 @@ func renderStdio(r *stdioResult) string {
 		p("Peer: %s.\n\n", r.peerNote)
 	}
 	p("| Hop | Clients | Calls/s | p50 | p99 | Hop CPU/call | Errors |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	label := map[string]string{pathStdioHot: "mcpedge /mcp, hot path (framed pipe)", pathStdioSDK: "mcpedge /mcp, hot_path = false (SDK)", pathStdioPeer: "peer (mcp-proxy)"}
+	label := map[string]string{pathStdioHot: "mcpedge /mcp, hot path (framed pipe)", pathStdioSDK: "mcpedge /mcp, hot_path = false (SDK)",
+		pathStdioHot26: "mcpedge /mcp, hot path, child speaking 2026-07-28", pathStdioPeer: "peer (mcp-proxy)"}
 	for _, c := range r.cells {
 		if c.Failed != "" {
 			p("| %s | %d | failed: %s | | | | |\n", label[c.Path], c.Conc, oneLine(c.Failed))

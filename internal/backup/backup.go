@@ -323,7 +323,7 @@ func Restore(ctx context.Context, r io.Reader, key Key, t Target) (*Manifest, er
 	}
 
 	var (
-		pg                  *pgRestore
+		pg                 *pgRestore
 		tmpStore, tmpQueue string
 	)
 	defer func() {

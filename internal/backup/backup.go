@@ -223,7 +223,12 @@ func Verify(ctx context.Context, r io.Reader, key Key) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := newArchiveReader(dec)
+	return verifyArchive(ctx, dec)
+}
+
+// verifyArchive reads a decrypted archive to its end.
+func verifyArchive(ctx context.Context, r io.Reader) (*Manifest, error) {
+	a := newArchiveReader(r)
 	m, err := readManifest(a)
 	if err != nil {
 		return nil, err

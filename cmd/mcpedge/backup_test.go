@@ -301,3 +301,61 @@ func backupUnderLoad(t *testing.T, storeA, storeB string, env []string) {
 	_ = cs.Close()
 	_ = csB.Close()
 }
+
+// TestBackupCLIRefusals: the commands' errors for what an operator gets
+// wrong, each with nothing written.
+func TestBackupCLIRefusals(t *testing.T) {
+	env := secEnv(t)
+	dirA := t.TempDir()
+	cfgA := writeConfig(t, fmt.Sprintf("[server]\ndata_dir = %q\n", dirA))
+	cli(t, env, "migrate", "--config", cfgA)
+	cli(t, env, "tenant", "create", "acme", "--config", cfgA)
+	out := filepath.Join(t.TempDir(), "b.mcpbak")
+	keyFile := filepath.Join(t.TempDir(), "backup.key")
+	if err := os.WriteFile(keyFile, []byte("0123456789abcdef0123456789abcdef"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	otherKey := filepath.Join(t.TempDir(), "other.key")
+	if err := os.WriteFile(otherKey, []byte("fedcba9876543210fedcba9876543210"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli(t, env, "backup", "--out", out, "--config", cfgA, "--key-file", keyFile)
+	good, _ := os.ReadFile(out)
+
+	refused := func(what, want string, args ...string) {
+		t.Helper()
+		o, err := cliErr(env, args...)
+		if err == nil || !strings.Contains(o, want) {
+			t.Errorf("%s: %v %s, want %q", what, err, o, want)
+		}
+	}
+	refused("no --out", "give the file to write with --out FILE", "backup", "--config", cfgA)
+	refused("an existing file", "exists; backups are not overwritten", "backup", "--out", out, "--config", cfgA)
+	refused("verify without the backup key", "was encrypted with a backup key: give it with --key-file", "backup", "verify", out, "--config", cfgA)
+	if o := cli(t, env, "backup", "verify", out, "--config", cfgA, "--key-file", keyFile); !strings.Contains(o, "is whole") {
+		t.Errorf("verify: %s", o)
+	}
+
+	dirB := t.TempDir()
+	cfgB := writeConfig(t, fmt.Sprintf("[server]\ndata_dir = %q\n", dirB))
+	refused("another backup key", "wrong key: this backup was encrypted with a backup key", "restore", out, "--config", cfgB, "--key-file", otherKey)
+	cut := filepath.Join(t.TempDir(), "cut.mcpbak")
+	os.WriteFile(cut, good[:len(good)-100], 0o600)
+	refused("a file cut short", "damaged or was tampered with", "restore", cut, "--config", cfgB, "--key-file", keyFile)
+	refused("not a backup", "not an mcpedge backup file", "restore", cfgA, "--config", cfgB)
+	// Without the source's store.key in the new data directory.
+	refused("no master key", "store.key does not exist", "restore", out, "--config", cfgB, "--key-file", keyFile)
+	if left, _ := os.ReadDir(dirB); len(left) > 0 {
+		t.Errorf("refused restores left %v in the data directory", left)
+	}
+	// Into the source itself: not empty.
+	refused("a used store", "not empty", "restore", out, "--config", cfgA, "--key-file", keyFile)
+
+	copyFile(t, filepath.Join(dirA, "store.key"), filepath.Join(dirB, "store.key"))
+	if o := cli(t, env, "restore", out, "--config", cfgB, "--key-file", keyFile); !strings.Contains(o, "restored") {
+		t.Errorf("restore: %s", o)
+	}
+	if o := cli(t, env, "tenant", "ls", "--config", cfgB); !strings.Contains(o, "acme") {
+		t.Errorf("tenant ls after the restore: %s", o)
+	}
+}

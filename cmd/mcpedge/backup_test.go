@@ -359,3 +359,72 @@ func TestBackupCLIRefusals(t *testing.T) {
 		t.Errorf("tenant ls after the restore: %s", o)
 	}
 }
+
+// TestScheduledBackupsOneReplica: two replicas on one PostgreSQL store
+// with [backup] interval set: each due backup is made by exactly one of
+// them (into its own directory; the first at the start), and both report
+// its success on /metrics; the backup verifies.
+func TestScheduledBackupsOneReplica(t *testing.T) {
+	pg := storetest.PostgresURL(t)
+	env := append(secEnv(t), "MCPEDGE_STORE_KEY=c2NoZWR1bGVkLWJhY2t1cHMtbWFzdGVyLWtleS0zMiE=")
+	var cfgs, dirs []string
+	for range 2 {
+		dir := t.TempDir()
+		dirs = append(dirs, filepath.Join(dir, "backups"))
+		cfgs = append(cfgs, writeConfig(t, fmt.Sprintf("[server]\ndata_dir = %q\n[store]\nurl = %q\n[backup]\ninterval = \"1m\"\nkeep = 2\n", dir, pg)))
+	}
+	var ps []*gatewayProc
+	for _, c := range cfgs {
+		ps = append(ps, startServe(t, env, "--config", c))
+	}
+	files := func() (all []string) {
+		for _, d := range dirs {
+			es, _ := os.ReadDir(d)
+			for _, e := range es {
+				if strings.HasSuffix(e.Name(), ".mcpbak") {
+					all = append(all, filepath.Join(d, e.Name()))
+				}
+			}
+		}
+		return all
+	}
+	waitFor(t, 60*time.Second, "a scheduled backup", func() bool { return len(files()) > 0 })
+	for i, p := range ps {
+		waitFor(t, 30*time.Second, fmt.Sprint("replica ", i, " reporting the success"), func() bool {
+			return metricValue(t, p.URL, "mcpedge_backup_last_success_timestamp_seconds") > 0
+		})
+		if v := metricValue(t, p.URL, "mcpedge_backup_interval_seconds"); v != 60 {
+			t.Errorf("replica %d: interval gauge %v", i, v)
+		}
+		if v := metricValue(t, p.URL, "mcpedge_backup_failures_total"); v != 0 {
+			t.Errorf("replica %d: failures %v", i, v)
+		}
+	}
+	// One backup per run: a slow machine may have reached the second
+	// run by now, but no two backups are less than the interval apart.
+	f := files()
+	var at []time.Time
+	for _, p := range f {
+		ts, err := time.Parse("20060102T150405Z", strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "mcpedge-backup-"), ".mcpbak"))
+		if err != nil {
+			t.Fatalf("backup file name %s: %v", p, err)
+		}
+		at = append(at, ts)
+	}
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	for i := 1; i < len(at); i++ {
+		if at[i].Sub(at[i-1]) < 59*time.Second {
+			t.Errorf("backups %v and %v: two in one interval", at[i-1], at[i])
+		}
+	}
+	if o := cli(t, env, "backup", "verify", f[0], "--config", cfgs[0]); !strings.Contains(o, "is whole") {
+		t.Errorf("verify: %s", o)
+	}
+	made := 0
+	for _, p := range ps {
+		made += strings.Count(p.stderr.String(), "scheduled backup made")
+	}
+	if made != len(f) {
+		t.Errorf("%d backups logged, %d files", made, len(f))
+	}
+}

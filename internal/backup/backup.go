@@ -412,7 +412,7 @@ func Restore(ctx context.Context, r io.Reader, key Key, t Target) (*Manifest, er
 	}
 	switch engine {
 	case EngineSQLite:
-		if err := place(tmpStore, file); err != nil {
+		if err := place(tmpStore, file, true); err != nil {
 			return nil, err
 		}
 		tmpStore = ""
@@ -422,7 +422,7 @@ func Restore(ctx context.Context, r io.Reader, key Key, t Target) (*Manifest, er
 		}
 	}
 	if queuePath != "" {
-		if err := place(tmpQueue, queuePath); err != nil {
+		if err := place(tmpQueue, queuePath, false); err != nil {
 			return nil, fmt.Errorf("the store is restored, but the offline queue is not: %w", err)
 		}
 		tmpQueue = ""

@@ -178,3 +178,64 @@ func TestPostgresRoundTrip(t *testing.T) {
 }
 
 var _ sealbox.KeySource = envKey(nil)
+
+// TestRestoreIntoEmptyFile: a store file of no bytes, or an SQLite
+// database without tables, is empty and is replaced.
+func TestRestoreIntoEmptyFile(t *testing.T) {
+	ctx := context.Background()
+	key := testKey(t)
+	src := t.TempDir()
+	st := openStore(t, "", src, key.Bytes)
+	names := fill(t, st, 1)
+	st.Close()
+	var buf bytes.Buffer
+	if _, err := Write(ctx, &buf, key, Source{DataDir: src}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		make func(path string) error
+	}{
+		{"no bytes", func(p string) error { return os.WriteFile(p, nil, 0o600) }},
+		{"no tables", func(p string) error {
+			db, err := openSQLite(filepath.Join(src, open.DefaultFile))
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			_, err = db.ExecContext(ctx, `VACUUM INTO ?`, p)
+			if err != nil {
+				return err
+			}
+			// Drop every table of the copy.
+			c, err := openSQLite(p)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			ts, err := sqliteTables(ctx, c)
+			if err != nil {
+				return err
+			}
+			for _, tb := range ts {
+				if _, err := c.ExecContext(ctx, `PRAGMA foreign_keys = OFF; DROP TABLE "`+tb.Name+`"`); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst := t.TempDir()
+			if err := tc.make(filepath.Join(dst, open.DefaultFile)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Restore(ctx, bytes.NewReader(buf.Bytes()), key, Target{DataDir: dst}); err != nil {
+				t.Fatal(err)
+			}
+			got := openStore(t, "", dst, key.Bytes)
+			defer got.Close()
+			checkRestored(t, got, names)
+		})
+	}
+}

@@ -229,12 +229,17 @@ func receiveFile(dir, pattern string, body io.Reader) (string, error) {
 	return path, nil
 }
 
-// place puts the checked file tmp at path, unless path appeared meanwhile
-// with content (a link does not replace an existing file).
-func place(tmp, path string) error {
-	if st, err := os.Stat(path); err == nil && st.Size() == 0 {
-		if err := os.Remove(path); err != nil {
-			return err
+// place puts the checked file tmp at path. With replace, an existing
+// path (which sqliteEmpty found empty: no bytes, or no tables) is removed
+// first, with its -wal and -shm files; otherwise, and for a path that
+// appears meanwhile, nothing is replaced (a link does not replace an
+// existing file).
+func place(tmp, path string, replace bool) error {
+	if _, err := os.Lstat(path); err == nil && replace {
+		for _, p := range []string{path, path + "-wal", path + "-shm"} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
 		}
 	}
 	if err := os.Link(tmp, path); err != nil {

@@ -289,6 +289,11 @@ mcpedge's schema afterwards.`,
 				return err
 			}
 			master = open.NoCreate(master)
+			// The restored secrets open with the configured master key
+			// only: find out that it is missing before reading.
+			if _, err := master.MasterKey(ctx); err != nil {
+				return fmt.Errorf("restore: the store's master key: %w", err)
+			}
 			t := backup.Target{StoreURL: cfg.Store.URL, DataDir: cfg.Server.DataDir,
 				CheckStore: func(ctx context.Context, path string) error {
 					st, err := open.OpenWithKey(ctx, "sqlite://"+path, "", master)

@@ -336,22 +336,29 @@ func TestBackupCLIRefusals(t *testing.T) {
 		t.Errorf("verify: %s", o)
 	}
 
+	// Without the source's store.key in the new data directory: refused
+	// before the backup is read.
+	dirC := t.TempDir()
+	cfgC := writeConfig(t, fmt.Sprintf("[server]\ndata_dir = %q\n", dirC))
+	refused("no master key", "store.key does not exist", "restore", out, "--config", cfgC, "--key-file", keyFile)
+	if left, _ := os.ReadDir(dirC); len(left) > 0 {
+		t.Errorf("the refused restore left %v in the data directory", left)
+	}
+
 	dirB := t.TempDir()
 	cfgB := writeConfig(t, fmt.Sprintf("[server]\ndata_dir = %q\n", dirB))
+	copyFile(t, filepath.Join(dirA, "store.key"), filepath.Join(dirB, "store.key"))
 	refused("another backup key", "wrong key: this backup was encrypted with a backup key", "restore", out, "--config", cfgB, "--key-file", otherKey)
 	cut := filepath.Join(t.TempDir(), "cut.mcpbak")
 	os.WriteFile(cut, good[:len(good)-100], 0o600)
 	refused("a file cut short", "damaged or was tampered with", "restore", cut, "--config", cfgB, "--key-file", keyFile)
 	refused("not a backup", "not an mcpedge backup file", "restore", cfgA, "--config", cfgB)
-	// Without the source's store.key in the new data directory.
-	refused("no master key", "store.key does not exist", "restore", out, "--config", cfgB, "--key-file", keyFile)
-	if left, _ := os.ReadDir(dirB); len(left) > 0 {
+	if left, _ := os.ReadDir(dirB); len(left) != 1 {
 		t.Errorf("refused restores left %v in the data directory", left)
 	}
 	// Into the source itself: not empty.
 	refused("a used store", "not empty", "restore", out, "--config", cfgA, "--key-file", keyFile)
 
-	copyFile(t, filepath.Join(dirA, "store.key"), filepath.Join(dirB, "store.key"))
 	if o := cli(t, env, "restore", out, "--config", cfgB, "--key-file", keyFile); !strings.Contains(o, "restored") {
 		t.Errorf("restore: %s", o)
 	}

@@ -375,6 +375,10 @@ func startBackups(ctx context.Context, cfg *config.Config, st store.Store, log *
 		return func() {}
 	}
 	interval := cfg.Backup.Interval.D()
+	if interval > 0 && open.SQLiteFile(cfg.Store.URL, cfg.Server.DataDir) == "" && !strings.HasPrefix(cfg.Store.URL, "postgres") {
+		log.Warn("scheduled backups are off: the store is in memory")
+		interval = 0
+	}
 	dir := cfg.Backup.Dir
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(cfg.Server.DataDir, dir)
@@ -386,10 +390,6 @@ func startBackups(ctx context.Context, cfg *config.Config, st store.Store, log *
 		Logger: log, Registerer: reg,
 	})
 	if interval <= 0 {
-		return func() {}
-	}
-	if open.SQLiteFile(cfg.Store.URL, cfg.Server.DataDir) == "" && !strings.HasPrefix(cfg.Store.URL, "postgres") {
-		log.Warn("scheduled backups are off: the store is in memory")
 		return func() {}
 	}
 	log.Info("scheduled backups", "interval", interval.String(), "dir", dir, "keep", cfg.Backup.Keep)

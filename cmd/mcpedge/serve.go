@@ -117,6 +117,8 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
+	stopBackups := startBackups(ctx, cfg, sec.Store, log, m.Registry)
+	defer stopBackups()
 	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
 	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)

@@ -21,7 +21,6 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
-	"html/template"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -34,9 +33,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/principal"
 )
-
-//go:embed templates/*.html
-var templateFS embed.FS
 
 //go:embed static
 var staticFS embed.FS
@@ -90,7 +86,6 @@ type Options struct {
 // Console is the web console's handler.
 type Console struct {
 	o        Options
-	pages    map[string]*template.Template
 	static   http.Handler
 	mux      *http.ServeMux
 	mu       sync.Mutex
@@ -131,14 +126,7 @@ func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &Console{o: o, pages: map[string]*template.Template{}, sessions: map[string]*session{}, mux: http.NewServeMux()}
-	for _, page := range []string{"signin", "overview", "catalog", "keys", "audit", "error"} {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
-		if err != nil {
-			return nil, err
-		}
-		c.pages[page] = t
-	}
+	c := &Console{o: o, sessions: map[string]*session{}, mux: http.NewServeMux()}
 	sub, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, err
@@ -171,6 +159,7 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /ui/keys/rotate", c.authed(true, c.rotateKey))
 	c.mux.Handle("GET /ui/audit", c.authed(false, c.audit))
 	c.mux.Handle("POST /ui/audit/verify", c.authed(true, c.verifyAudit))
+	c.mux.Handle("GET /ui/audit/export", c.authed(false, c.auditExport))
 }
 
 // ServeHTTP serves the console: / (a redirect) and everything under /ui/.

@@ -1,13 +1,11 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -46,16 +44,7 @@ type pageData struct {
 	Entries     []auditRow
 	Filter      auditFilter
 	Verified    *audit.Report
-	NextPage    template.URL
-}
-
-var funcs = template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "—"
-		}
-		return t.UTC().Format("2006-01-02 15:04:05Z")
-	},
+	NextPage    string
 }
 
 // render writes a page with the status; data.Me and data.CSRF come from v.
@@ -63,16 +52,16 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	if v != nil {
 		data.Me, data.CSRF = v.p, v.s.csrf
 	}
-	data.Nav = page
-	var buf bytes.Buffer
-	if err := c.pages[page].Execute(&buf, data); err != nil {
-		c.o.Log.Error("console: rendering a page", "page", page, "err", err)
-		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
-		return
-	}
+	c.write(w, status, &head{Title: data.Title, Nav: page, Me: data.Me, CSRF: data.CSRF, Error: data.Error}, mainOf(page, &data))
+}
+
+// write sends a page: the layout around main.
+func (c *Console) write(w http.ResponseWriter, status int, h *head, main func(*markup)) {
+	var m markup
+	layout(&m, h, main)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write([]byte(m.String()))
 }
 
 // failed renders err on the page: the API's status and message for an
@@ -318,7 +307,7 @@ type callResult struct {
 	IsError    bool
 	Problem    string
 	Texts      []string
-	Images     []template.URL
+	Images     []string
 	Structured string
 }
 
@@ -363,7 +352,7 @@ func fill(res *callResult, out *mcp.CallToolResult) {
 			res.Texts = append(res.Texts, ct.Text)
 		case *mcp.ImageContent:
 			if safeImage(ct.MIMEType) {
-				res.Images = append(res.Images, template.URL("data:"+ct.MIMEType+";base64,"+base64.StdEncoding.EncodeToString(ct.Data)))
+				res.Images = append(res.Images, "data:"+ct.MIMEType+";base64,"+base64.StdEncoding.EncodeToString(ct.Data))
 			} else {
 				res.Texts = append(res.Texts, "[an image of type "+ct.MIMEType+", not shown]")
 			}
@@ -475,8 +464,61 @@ func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, v *viewer) {
 // auditFilter is the audit view's query. Since is "2006-01-02T15:04" (UTC,
 // a datetime-local input); After pages on from a sequence number.
 type auditFilter struct {
-	Action, Actor, Outcome, Tenant, Since string
-	After                                 int64
+	Action, Actor, Outcome, Tenant, Since, Until string
+	After                                        int64
+}
+
+// query is the filter as the API's query, or a message for a bad time.
+func (f auditFilter) query(limit int) (admin.AuditQuery, string) {
+	aq := admin.AuditQuery{Tenant: f.Tenant, Actor: f.Actor, Action: f.Action, After: f.After, Limit: limit}
+	if f.Since != "" {
+		t, err := time.Parse(sinceLayout, f.Since)
+		if err != nil {
+			return aq, "Since is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+		}
+		aq.Since = t
+	}
+	if f.Until != "" {
+		t, err := time.Parse(sinceLayout, f.Until)
+		if err != nil {
+			return aq, "Until is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+		}
+		aq.Until = t
+	}
+	return aq, ""
+}
+
+// values is the filter as URL query parameters (Since always, so that an
+// empty one means "from the start", not the page's default).
+func (f auditFilter) values() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"action": f.Action, "actor": f.Actor, "outcome": f.Outcome, "tenant": f.Tenant, "until": f.Until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("since", f.Since)
+	if f.After > 0 {
+		q.Set("after", strconv.FormatInt(f.After, 10))
+	}
+	return q
+}
+
+func auditExportURL(f auditFilter, format string) string {
+	q := f.values()
+	q.Set("format", format)
+	return Prefix + "audit/export?" + q.Encode()
+}
+
+func filterFrom(q url.Values, now time.Time) auditFilter {
+	f := auditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Outcome: q.Get("outcome"), Tenant: q.Get("tenant"), Since: q.Get("since"), Until: q.Get("until")}
+	if a, err := strconv.ParseInt(q.Get("after"), 10, 64); err == nil && a > 0 {
+		f.After = a
+	}
+	if !q.Has("since") {
+		f.Since = now.Add(-24 * time.Hour).UTC().Format(sinceLayout)
+	}
+	return f
 }
 
 type auditRow struct {
@@ -491,28 +533,16 @@ const auditPage = 200
 const sinceLayout = "2006-01-02T15:04"
 
 func (c *Console) audit(w http.ResponseWriter, r *http.Request, v *viewer) {
-	q := r.URL.Query()
-	f := auditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Outcome: q.Get("outcome"), Tenant: q.Get("tenant"), Since: q.Get("since")}
-	if a, err := strconv.ParseInt(q.Get("after"), 10, 64); err == nil && a > 0 {
-		f.After = a
-	}
-	if !q.Has("since") {
-		f.Since = c.o.Now().Add(-24 * time.Hour).UTC().Format(sinceLayout)
-	}
-	c.showAudit(w, r, v, pageData{Title: "Audit log", Filter: f})
+	c.showAudit(w, r, v, pageData{Title: "Audit log", Filter: filterFrom(r.URL.Query(), c.o.Now())})
 }
 
 func (c *Console) showAudit(w http.ResponseWriter, r *http.Request, v *viewer, data pageData) {
 	f := data.Filter
-	aq := admin.AuditQuery{Tenant: f.Tenant, Actor: f.Actor, Action: f.Action, After: f.After, Limit: auditPage}
-	if f.Since != "" {
-		t, err := time.Parse(sinceLayout, f.Since)
-		if err != nil {
-			data.Error = "Since is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
-			c.render(w, r, http.StatusBadRequest, "audit", v, data)
-			return
-		}
-		aq.Since = t
+	aq, bad := f.query(auditPage)
+	if bad != "" {
+		data.Error = bad
+		c.render(w, r, http.StatusBadRequest, "audit", v, data)
+		return
 	}
 	es, err := c.o.Ops.ListAudit(v.ctx, aq)
 	if err != nil {
@@ -526,10 +556,9 @@ func (c *Console) showAudit(w http.ResponseWriter, r *http.Request, v *viewer, d
 		data.Entries = append(data.Entries, auditRow{AuditEntry: e, DetailText: string(e.Detail)})
 	}
 	if len(es) == auditPage {
-		next := r.URL.Query()
-		next.Set("after", strconv.FormatInt(es[len(es)-1].Seq, 10))
-		next.Set("since", f.Since)
-		data.NextPage = template.URL(Prefix + "audit?" + next.Encode())
+		next := f
+		next.After = es[len(es)-1].Seq
+		data.NextPage = Prefix + "audit?" + next.values().Encode()
 	}
 	c.render(w, r, http.StatusOK, "audit", v, data)
 }

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/json"
@@ -118,15 +119,17 @@ func (j *jsonExport) entry(e *store.AuditEntry) error {
 		b, _ := json.Marshal(string(e.Detail))
 		x.Detail = b
 	}
-	b, err := json.Marshal(x)
-	if err != nil {
+	var b bytes.Buffer
+	if !j.first {
+		b.WriteString(",\n")
+	}
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false) // verbatim: the file is not HTML
+	if err := enc.Encode(x); err != nil {
 		return err
 	}
-	if !j.first {
-		b = append([]byte(",\n"), b...)
-	}
 	j.first = false
-	_, err = j.w.Write(b)
+	_, err := j.w.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
 	return err
 }
 

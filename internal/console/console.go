@@ -104,6 +104,8 @@ type session struct {
 	used    time.Time
 	// newKey is a key secret to show once, on the next keys page.
 	newKey string
+	// flash is a message to show once, on the next page (after a change).
+	flash string
 }
 
 // New returns the console.
@@ -160,6 +162,30 @@ func (c *Console) routes() {
 	c.mux.Handle("GET /ui/audit", c.authed(false, c.audit))
 	c.mux.Handle("POST /ui/audit/verify", c.authed(true, c.verifyAudit))
 	c.mux.Handle("GET /ui/audit/export", c.authed(false, c.auditExport))
+	c.mux.Handle("GET /ui/tenants", c.authed(false, c.tenants))
+	c.mux.Handle("POST /ui/tenants", c.authed(true, c.createTenant))
+	c.mux.Handle("POST /ui/tenants/update", c.authed(true, c.updateTenant))
+	c.mux.Handle("POST /ui/tenants/delete", c.authed(true, c.deleteTenant))
+	c.mux.Handle("GET /ui/users", c.authed(false, c.users))
+	c.mux.Handle("POST /ui/users", c.authed(true, c.createUser))
+	c.mux.Handle("POST /ui/users/update", c.authed(true, c.updateUser))
+	c.mux.Handle("POST /ui/users/delete", c.authed(true, c.deleteUser))
+	c.mux.Handle("GET /ui/plans", c.authed(false, c.plans))
+	c.mux.Handle("POST /ui/plans", c.authed(true, c.putPlan))
+	c.mux.Handle("POST /ui/plans/delete", c.authed(true, c.deletePlan))
+	c.mux.Handle("GET /ui/servers", c.authed(false, c.servers))
+	c.mux.Handle("POST /ui/servers", c.authed(true, c.createServer))
+	c.mux.Handle("POST /ui/servers/delete", c.authed(true, c.deleteServer))
+	c.mux.Handle("GET /ui/rules", c.authed(false, c.rules))
+	c.mux.Handle("POST /ui/rules", c.authed(true, c.createRule))
+	c.mux.Handle("POST /ui/rules/delete", c.authed(true, c.deleteRule))
+	c.mux.Handle("GET /ui/pins", c.authed(false, c.pins))
+	c.mux.Handle("GET /ui/pins/view", c.authed(false, c.pinView))
+	c.mux.Handle("POST /ui/pins/approve", c.authed(true, c.decidePin(true)))
+	c.mux.Handle("POST /ui/pins/reject", c.authed(true, c.decidePin(false)))
+	c.mux.Handle("GET /ui/guard/view", c.authed(false, c.guardView))
+	c.mux.Handle("POST /ui/guard/approve", c.authed(true, c.decideQuarantined(true)))
+	c.mux.Handle("POST /ui/guard/reject", c.authed(true, c.decideQuarantined(false)))
 }
 
 // ServeHTTP serves the console: / (a redirect) and everything under /ui/.

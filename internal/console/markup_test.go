@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -183,5 +184,30 @@ func TestHrefTakesOnlyTheConsolesOwnURLs(t *testing.T) {
 // extraPages are the pages not rendered from pageData, each with v in
 // every field that comes from outside.
 func extraPages(v string, me *principal.Principal) map[string]func(*markup) {
-	return map[string]func(*markup){}
+	tn := store.Tenant{ID: v, Name: v, Plan: v, IPAllowlist: []string{v}}
+	plans := []admin.PlanInfo{{Plan: store.Plan{Name: v}, Source: admin.PlanFromStore}}
+	tc := tenantChoice{Current: v, Label: v, All: []store.Tenant{tn}}
+	pin := &admin.PinInfo{Upstream: v, Kind: v, Name: v, State: v, Hash: v, OfferedHash: v, Definition: []byte(`{"a":1}`),
+		Diff: "--- pinned\n+++ offered\n-" + strings.ReplaceAll(v, "\n", " ") + "\n+" + strings.ReplaceAll(v, "\n", " ") + "\n"}
+	gv := &store.GuardVerdict{Upstream: v, Kind: v, Name: v, Hash: v, Rules: []string{v}, RulesVersion: v, Text: v, State: store.VerdictQuarantined}
+	return map[string]func(*markup){
+		"tenants": func(m *markup) {
+			tenantsMain(m, &tenantsData{CSRF: v, Flash: v, Operator: true, Owner: true, Tenants: []store.Tenant{tn}, Plans: plans})
+		},
+		"users": func(m *markup) {
+			usersMain(m, &usersData{CSRF: v, Flash: v, Tenant: tc, Users: []store.User{{ID: v, Name: v, Role: v}}})
+		},
+		"plans": func(m *markup) { plansMain(m, &plansData{CSRF: v, Flash: v, Operator: true, Plans: plans}) },
+		"servers": func(m *markup) {
+			serversMain(m, &serversData{CSRF: v, Flash: v, Tenant: tc, Operator: true, Servers: []store.VirtualServer{{ID: v, Name: v, Upstreams: []string{v}, Tools: []string{v}}}})
+		},
+		"rules": func(m *markup) {
+			rulesMain(m, &rulesData{CSRF: v, Flash: v, Tenant: tc, Rules: []store.Rule{{ID: v, Tool: v, Effect: v, Roles: []string{v}, Scopes: []string{v}}}})
+		},
+		"pins": func(m *markup) {
+			pinsMain(m, &pinsData{CSRF: v, Flash: v, State: v, Pins: []admin.PinInfo{*pin}, Quarantine: []store.GuardVerdict{*gv}})
+		},
+		"pin":     func(m *markup) { pinViewMain(m, &pinView{CSRF: v, Pin: pin}) },
+		"verdict": func(m *markup) { verdictViewMain(m, &verdictView{CSRF: v, Verdict: gv}) },
+	}
 }

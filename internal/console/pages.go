@@ -26,7 +26,13 @@ func navEntries() []navEntry {
 	return []navEntry{
 		{"/ui/", "overview", "Overview", false},
 		{"/ui/catalog", "catalog", "Catalog", false},
+		{"/ui/tenants", "tenants", "Tenants", false},
+		{"/ui/users", "users", "Users", false},
 		{"/ui/keys", "keys", "Keys", false},
+		{"/ui/plans", "plans", "Plans", false},
+		{"/ui/servers", "servers", "Virtual servers", false},
+		{"/ui/rules", "rules", "Rules", false},
+		{"/ui/pins", "pins", "Pins", true},
 		{"/ui/audit", "audit", "Audit", false},
 	}
 }

@@ -543,7 +543,7 @@ func (c *Console) putPlan(w http.ResponseWriter, r *http.Request, v *viewer) {
 		}
 		n, err := strconv.ParseInt(s, 10, 64)
 		if err != nil {
-			c.refuse(w, v, "Plans", "/ui/plans", invalid(pf.key + " must be a whole number"))
+			c.refuse(w, v, "Plans", "/ui/plans", invalid(pf.key+" must be a whole number"))
 			return
 		}
 		*planValue(&tmp, pf.key) = n

@@ -45,6 +45,8 @@ type env struct {
 	acmeK  string // admin key of tenant "acme"
 	mu     sync.Mutex
 	bearer []string // Authorization headers the gateway saw
+	// deviceCalls are the device changes the gateway was asked for.
+	deviceCalls []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -100,6 +102,59 @@ func newEnv(t *testing.T) *env {
 			"upstreams":  []map[string]any{{"name": "ev", "transport": "stdio", "state": "failed", "last_error": "boom " + xss, "tools": 1}},
 		})
 	})
+	// The queue and devices APIs, as the seam: they answer the signed-in
+	// key only (as the gateway would), with markup in what comes from
+	// outside, and record the changes asked for.
+	authed := func(w http.ResponseWriter, r *http.Request) *principal.Principal {
+		p, err := as.Authenticate(r.Context(), strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "127.0.0.1")
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":"unauthenticated","message":"no"}}`))
+			return nil
+		}
+		return p
+	}
+	gw.HandleFunc("GET /api/queue", func(w http.ResponseWriter, r *http.Request) {
+		p := authed(w, r)
+		if p == nil {
+			return
+		}
+		if r.URL.Query().Get("state") == "bogus" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":{"code":"invalid_argument","message":"state must be pending, delivering, done or failed <b>"}}`))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"entries": []map[string]any{{
+			"id": "q-" + p.TenantName, "state": "failed", "target": "ev", "tool": "ev__echo", "attempts": 3,
+			"last_error": "refused " + xss, "created_at": time.Now(),
+		}}, "next_after": "q-" + p.TenantName})
+	})
+	gw.HandleFunc("GET /api/devices", func(w http.ResponseWriter, r *http.Request) {
+		p := authed(w, r)
+		if p == nil {
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"devices": []map[string]any{{
+			"id": "dev1", "tenant": p.TenantName, "name": "press-7", "kind": "tpm", "attested": true, "labels": []string{},
+			"last_contact": time.Now(), "last_addr": "10.0.0.7", "queue_depth": 4, "refusal": "PCR 7 changed " + xss, "refused_at": time.Now(),
+		}}})
+	})
+	device := func(w http.ResponseWriter, r *http.Request) {
+		if authed(w, r) == nil {
+			return
+		}
+		e.mu.Lock()
+		e.deviceCalls = append(e.deviceCalls, r.Method+" "+r.URL.Path)
+		e.mu.Unlock()
+		if r.PathValue("id") != "dev1" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"device not found"}}`))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+	gw.HandleFunc("/api/devices/{id}", device)
+	gw.HandleFunc("/api/devices/{id}/{op}", device)
 	c, err := New(Options{Ops: ops, Auth: as, Gateway: func() http.Handler { return gw }, Log: log})
 	if err != nil {
 		t.Fatal(err)

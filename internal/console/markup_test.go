@@ -10,6 +10,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
+	"github.com/mcpedge/mcpedge/internal/hub"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -207,7 +208,17 @@ func extraPages(v string, me *principal.Principal) map[string]func(*markup) {
 		"pins": func(m *markup) {
 			pinsMain(m, &pinsData{CSRF: v, Flash: v, State: v, Pins: []admin.PinInfo{*pin}, Quarantine: []store.GuardVerdict{*gv}})
 		},
-		"pin":     func(m *markup) { pinViewMain(m, &pinView{CSRF: v, Pin: pin}) },
+		"pin": func(m *markup) { pinViewMain(m, &pinView{CSRF: v, Pin: pin}) },
+		"queue": func(m *markup) {
+			now := time.Unix(5, 0)
+			queueMain(m, &queueData{State: v, Next: "/ui/queue?after=" + v, Entries: []admin.QueuedCall{{ID: v, State: v, Target: v, Tool: v, LastError: v, NextAttempt: &now, DoneAt: &now}}})
+		},
+		"devices": func(m *markup) {
+			depth := int64(3)
+			devicesMain(m, &devicesData{CSRF: v, Flash: v, Operator: true, Devices: []hub.DeviceView{{
+				Device:     store.Device{ID: v, Name: v, Kind: "tpm", PCRPolicy: v, LastAddr: v, Refusal: v},
+				TenantName: v, QueueDepth: &depth}}})
+		},
 		"verdict": func(m *markup) { verdictViewMain(m, &verdictView{CSRF: v, Verdict: gv}) },
 	}
 }

@@ -32,6 +32,8 @@ func navEntries() []navEntry {
 		{"/ui/plans", "plans", "Plans", false},
 		{"/ui/servers", "servers", "Virtual servers", false},
 		{"/ui/rules", "rules", "Rules", false},
+		{"/ui/queue", "queue", "Queue", false},
+		{"/ui/devices", "devices", "Devices", false},
 		{"/ui/pins", "pins", "Pins", true},
 		{"/ui/audit", "audit", "Audit", false},
 	}

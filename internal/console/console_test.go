@@ -87,6 +87,27 @@ func newEnv(t *testing.T) *env {
 	mcp.AddTool(server, &mcp.Tool{Name: "ev__echo", Description: "Echoes. " + xss}, func(ctx context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo: " + in.Message}}}, nil, nil
 	})
+	type typedIn struct {
+		Count int      `json:"count" jsonschema:"how many"`
+		Ratio float64  `json:"ratio,omitempty"`
+		Loud  bool     `json:"loud,omitempty"`
+		Mode  string   `json:"mode,omitempty"`
+		Tags  []string `json:"tags,omitempty"`
+	}
+	typed := &mcp.Tool{Name: "ev__typed", Description: "Says back what it got, typed.", InputSchema: map[string]any{
+		"type": "object", "required": []any{"count"},
+		"properties": map[string]any{
+			"count": map[string]any{"type": "integer", "description": "how many"},
+			"ratio": map[string]any{"type": "number"},
+			"loud":  map[string]any{"type": "boolean"},
+			"mode":  map[string]any{"type": "string", "enum": []any{"fast", "slow"}},
+			"tags":  map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+		},
+	}}
+	mcp.AddTool(server, typed, func(ctx context.Context, _ *mcp.CallToolRequest, in typedIn) (*mcp.CallToolResult, any, error) {
+		b, _ := json.Marshal(in)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "got " + string(b)}}}, nil, nil
+	})
 	mcpH := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	gw := http.NewServeMux()
 	gw.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

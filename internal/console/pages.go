@@ -223,6 +223,11 @@ func catalogMain(m *markup, d *pageData) {
 			m.raw(" (the tool reported an error)")
 		}
 		m.raw("</h2>\n")
+		if res.Arguments != "" {
+			m.raw(`<p>Arguments: <code id="sent">`)
+			m.text(res.Arguments)
+			m.raw("</code></p>\n")
+		}
 		if res.Problem != "" {
 			m.raw(`<p class="error" role="alert">`)
 			m.text(res.Problem)
@@ -515,9 +520,11 @@ func toolCard(m *markup, d *pageData, t *toolView) {
 	m.raw("</pre></details>\n<form method=\"post\" action=\"/ui/catalog/call\" class=\"try\">\n")
 	m.hidden("csrf", d.CSRF)
 	m.hidden("tool", t.Name)
-	m.raw("\n<label")
+	m.raw("\n")
+	argFields(m, t)
+	m.raw("<label")
 	m.attr("for", "args-"+t.Name)
-	m.raw(">Arguments (JSON) for ")
+	m.raw(">Arguments as JSON for ")
 	m.text(t.Name)
 	m.raw("</label>\n<textarea")
 	m.attr("id", "args-"+t.Name)

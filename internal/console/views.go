@@ -192,6 +192,10 @@ type toolView struct {
 type param struct {
 	Name, Type, Description string
 	Required                bool
+	// Kind is the try-it form's input for it (see fieldKind); Enum its
+	// choices when the schema lists strings.
+	Kind string
+	Enum []string
 }
 
 func viewTool(t *mcp.Tool) toolView {
@@ -204,6 +208,7 @@ func viewTool(t *mcp.Tool) toolView {
 		Properties map[string]struct {
 			Type        any    `json:"type"`
 			Description string `json:"description"`
+			Enum        []any  `json:"enum"`
 		} `json:"properties"`
 		Required []string `json:"required"`
 	}
@@ -215,7 +220,8 @@ func viewTool(t *mcp.Tool) toolView {
 				typ = "any"
 			}
 			req := slices.Contains(s.Required, name)
-			tv.Params = append(tv.Params, param{Name: name, Type: typ, Description: p.Description, Required: req})
+			kind, enum := fieldKind(p.Type, p.Enum)
+			tv.Params = append(tv.Params, param{Name: name, Type: typ, Description: p.Description, Required: req, Kind: kind, Enum: enum})
 			if req {
 				example[name] = zeroOf(typ)
 			}
@@ -324,11 +330,18 @@ func (c *Console) callTool(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	if err := json.Unmarshal([]byte(args), &in); err != nil {
 		res.Problem = "The arguments are not a JSON object: " + err.Error()
+	} else if in == nil {
+		res.Problem = "The arguments are not a JSON object."
+	} else if problem := fromFields(r.PostForm, in); problem != "" {
+		res.Problem = problem
 	} else if name == "" {
 		res.Problem = "No tool was named."
 	} else if cs, err := c.mcpSession(ctx, r, v); err != nil {
 		res.Problem = "The gateway could not be reached: " + err.Error()
 	} else {
+		if b, err := json.Marshal(in); err == nil {
+			res.Arguments = string(b)
+		}
 		out, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: in})
 		_ = cs.Close()
 		if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
@@ -174,6 +175,15 @@ func newEnv(t *testing.T) *env {
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}
+	// The lattice API is the real one, with the signed-in principal.
+	lat := latticesvc.RESTHandler(latticesvc.New(latticesvc.Options{Store: st, Logger: log}))
+	latAuthed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := authed(w, r); p != nil {
+			lat.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+		}
+	})
+	gw.Handle("/api/lattices", latAuthed)
+	gw.Handle("/api/lattices/", latAuthed)
 	gw.HandleFunc("/api/devices/{id}", device)
 	gw.HandleFunc("/api/devices/{id}/{op}", device)
 	c, err := New(Options{Ops: ops, Auth: as, Gateway: func() http.Handler { return gw }, Log: log})

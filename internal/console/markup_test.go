@@ -11,6 +11,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/hub"
+	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -212,6 +213,15 @@ func extraPages(v string, me *principal.Principal) map[string]func(*markup) {
 		"queue": func(m *markup) {
 			now := time.Unix(5, 0)
 			queueMain(m, &queueData{State: v, Next: "/ui/queue?after=" + v, Entries: []admin.QueuedCall{{ID: v, State: v, Target: v, Tool: v, LastError: v, NextAttempt: &now, DoneAt: &now}}})
+		},
+		"lattices": func(m *markup) {
+			latticesMain(m, &latticesData{CSRF: v, Flash: v, Limit: 3, Lattices: []latticesvc.Info{{ID: v, Name: v, Dims: []int64{2, 2}, Boundary: v}}})
+		},
+		"lattice": func(m *markup) {
+			latticeViewMain(m, &latticeView{CSRF: v, From: v, To: v, Info: latticesvc.Info{ID: v, Name: v, Dims: []int64{3, 3}, Boundary: v,
+				Blocked: &latticesvc.BlockedSet{Cells: [][]int64{{1, 1}}}},
+				Result: &latticesvc.PathResult{Reachable: true, Length: 4, Path: [][]int64{{0, 0}, {0, 1}, {0, 2}, {1, 2}, {2, 2}}, PathOmitted: v, Algorithm: v,
+					Memory: latticesvc.MemoryJSON{CatalyticNote: v}}})
 		},
 		"devices": func(m *markup) {
 			depth := int64(3)

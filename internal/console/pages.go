@@ -34,6 +34,7 @@ func navEntries() []navEntry {
 		{"/ui/rules", "rules", "Rules", false},
 		{"/ui/queue", "queue", "Queue", false},
 		{"/ui/devices", "devices", "Devices", false},
+		{"/ui/lattices", "lattices", "Lattices", false},
 		{"/ui/pins", "pins", "Pins", true},
 		{"/ui/audit", "audit", "Audit", false},
 	}

@@ -1,12 +1,14 @@
 // Package console is the gateway's web console, served at /ui/: signed-in
 // operators and tenant administrators see the upstreams, the catalog their
-// tenant may use (and call its tools), their API keys and the audit log.
+// tenant may use (and call its tools), tenants, users, API keys, plans,
+// virtual servers, rules, the queue, devices, lattices, pins and the audit
+// log, and act on them.
 //
-// It is rendered on the server with html/template (which escapes every
-// value for its context) from templates and one style sheet embedded in
-// the binary; the pages load nothing from another origin and run no
-// script, so the Content-Security-Policy forbids all script. See
-// docs/design/console.md.
+// Pages are written on the server by typed Go functions through a small
+// escaping writer (markup.go), not html/template, whose reflection would
+// keep every exported method in the binary; one style sheet is embedded.
+// The pages load nothing from another origin and run no script, so the
+// Content-Security-Policy forbids all script. See docs/design/console.md.
 //
 // Every view acts as the signed-in principal: administration goes through
 // [admin.Ops] with the principal in the context (the API's rules), and

@@ -105,7 +105,7 @@ func queueMain(m *markup, d *queueData) {
 	}
 }
 
-// ---- devices (on a hub)
+// ---- devices (every gateway can be a hub: devices enroll with a token)
 
 type devicesData struct {
 	CSRF, Flash string
@@ -122,9 +122,6 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request, v *viewer) {
 	status := http.StatusOK
 	if err := c.api(r, v, http.MethodGet, hub.PathDevices, nil, &out); err != nil {
 		status, hd.Error = errorOf(err)
-		if status == http.StatusNotFound {
-			hd.Error = "This gateway is not a hub ([hub] is not enabled), so it has no enrolled devices."
-		}
 	}
 	d.Devices = out.Devices
 	c.write(w, status, hd, func(m *markup) { devicesMain(m, &d) })

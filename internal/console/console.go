@@ -182,6 +182,8 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /ui/rules", c.authed(true, c.createRule))
 	c.mux.Handle("POST /ui/rules/delete", c.authed(true, c.deleteRule))
 	c.mux.Handle("GET /ui/queue", c.authed(false, c.queue))
+	c.mux.Handle("POST /ui/queue/retry", c.authed(true, c.queueAction(true)))
+	c.mux.Handle("POST /ui/queue/purge", c.authed(true, c.queueAction(false)))
 	c.mux.Handle("GET /ui/devices", c.authed(false, c.devices))
 	c.mux.Handle("POST /ui/devices/reapprove", c.authed(true, c.deviceAction(true)))
 	c.mux.Handle("POST /ui/devices/revoke", c.authed(true, c.deviceAction(false)))

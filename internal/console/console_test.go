@@ -46,8 +46,8 @@ type env struct {
 	acmeK  string // admin key of tenant "acme"
 	mu     sync.Mutex
 	bearer []string // Authorization headers the gateway saw
-	// deviceCalls are the device changes the gateway was asked for.
-	deviceCalls []string
+	// deviceCalls and queueCalls are the changes the gateway was asked for.
+	deviceCalls, queueCalls []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -151,6 +151,26 @@ func newEnv(t *testing.T) *env {
 			"last_error": "refused " + xss, "created_at": time.Now(),
 		}}, "next_after": "q-" + p.TenantName})
 	})
+	queueChange := func(w http.ResponseWriter, r *http.Request) {
+		p := authed(w, r)
+		if p == nil {
+			return
+		}
+		e.mu.Lock()
+		e.queueCalls = append(e.queueCalls, r.Method+" "+r.URL.Path)
+		e.mu.Unlock()
+		switch {
+		case r.PathValue("id") != "q-"+p.TenantName:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no queued call"}}`))
+		case r.Method == http.MethodDelete:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			_, _ = w.Write([]byte(`{"id":"q","state":"pending"}`))
+		}
+	}
+	gw.HandleFunc("POST /api/queue/{id}/retry", queueChange)
+	gw.HandleFunc("DELETE /api/queue/{id}", queueChange)
 	gw.HandleFunc("GET /api/devices", func(w http.ResponseWriter, r *http.Request) {
 		p := authed(w, r)
 		if p == nil {

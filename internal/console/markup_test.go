@@ -212,7 +212,7 @@ func extraPages(v string, me *principal.Principal) map[string]func(*markup) {
 		"pin": func(m *markup) { pinViewMain(m, &pinView{CSRF: v, Pin: pin}) },
 		"queue": func(m *markup) {
 			now := time.Unix(5, 0)
-			queueMain(m, &queueData{State: v, Next: "/ui/queue?after=" + v, Entries: []admin.QueuedCall{{ID: v, State: v, Target: v, Tool: v, LastError: v, NextAttempt: &now, DoneAt: &now}}})
+			queueMain(m, &queueData{CSRF: v, Flash: v, State: v, Next: "/ui/queue?after=" + v, Entries: []admin.QueuedCall{{ID: v, State: "failed", Target: v, Tool: v, LastError: v, NextAttempt: &now, DoneAt: &now}}})
 		},
 		"lattices": func(m *markup) {
 			latticesMain(m, &latticesData{CSRF: v, Flash: v, Limit: 3, Lattices: []latticesvc.Info{{ID: v, Name: v, Dims: []int64{2, 2}, Boundary: v}}})

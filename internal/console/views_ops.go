@@ -18,14 +18,15 @@ import (
 // ---- queue
 
 type queueData struct {
-	State   string
-	Entries []admin.QueuedCall
-	Next    string // the next page's URL, "" on the last
+	CSRF, Flash string
+	State       string
+	Entries     []admin.QueuedCall
+	Next        string // the next page's URL, "" on the last
 }
 
 func (c *Console) queue(w http.ResponseWriter, r *http.Request, v *viewer) {
 	q := r.URL.Query()
-	d := queueData{State: q.Get("state")}
+	d := queueData{CSRF: v.s.csrf, Flash: c.takeFlash(v), State: q.Get("state")}
 	hd := &head{Title: "Offline queue", Nav: "queue", Me: v.p, CSRF: v.s.csrf}
 	params := url.Values{"limit": {"100"}}
 	if d.State != "" {
@@ -54,6 +55,7 @@ func (c *Console) queue(w http.ResponseWriter, r *http.Request, v *viewer) {
 }
 
 func queueMain(m *markup, d *queueData) {
+	flashNote(m, d.Flash)
 	m.raw("<p>Tool calls your tenant queued while an upstream was away (or asked to run later), delivered in order with retries. ",
 		"A call's result is read over MCP at its <code>mcpedge://queue/…</code> resource.</p>\n",
 		"<form method=\"get\" action=\"/ui/queue\" class=\"filters\" role=\"search\">\n<label for=\"queue-state\">State</label>\n<select id=\"queue-state\" name=\"state\">")
@@ -70,7 +72,7 @@ func queueMain(m *markup, d *queueData) {
 		m.raw("</option>")
 	}
 	m.raw("</select>\n<button type=\"submit\">Show</button>\n</form>\n<table id=\"queue\">\n<caption>Queued calls, oldest first</caption>\n")
-	theadRow(m, "Id", "Target", "Tool", "State", "Attempts", "Next attempt", "Queued", "Done", "Last error")
+	theadRow(m, "Id", "Target", "Tool", "State", "Attempts", "Next attempt", "Queued", "Done", "Last error", `<span class="sr">Action</span>`)
 	m.raw("<tbody>\n")
 	for _, e := range d.Entries {
 		m.raw("<tr")
@@ -92,16 +94,45 @@ func queueMain(m *markup, d *queueData) {
 		cell(m, when(e.CreatedAt))
 		cell(m, done)
 		cell(m, e.LastError)
-		m.raw("</tr>\n")
+		m.raw("<td>")
+		if e.State == "failed" || e.State == "pending" {
+			actionForm(m, d.CSRF, "/ui/queue/retry", "Retry", "Retry queued call "+e.ID+" now", "id", e.ID)
+			m.raw(" ")
+		}
+		actionForm(m, d.CSRF, "/ui/queue/purge", "Purge", "Purge queued call "+e.ID, "id", e.ID)
+		m.raw("</td></tr>\n")
 	}
 	if len(d.Entries) == 0 {
-		m.raw("<tr><td colspan=\"9\">No queued calls.</td></tr>\n")
+		m.raw("<tr><td colspan=\"10\">No queued calls.</td></tr>\n")
 	}
 	m.raw("</tbody>\n</table>\n")
 	if d.Next != "" {
 		m.raw("<p><a")
 		m.href("href", d.Next)
 		m.raw(">Next page</a></p>\n")
+	}
+}
+
+func (c *Console) queueAction(retry bool) func(http.ResponseWriter, *http.Request, *viewer) {
+	return func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		id := r.PostForm.Get("id")
+		if !admin.ValidQueueID(id) {
+			c.refuse(w, v, "Offline queue", "/ui/queue", invalid("no such queued call"))
+			return
+		}
+		var err error
+		msg := "Queued call " + id + " purged."
+		if retry {
+			err = c.api(r, v, http.MethodPost, "/api/queue/"+id+"/retry", nil, nil)
+			msg = "Queued call " + id + " is due again now."
+		} else {
+			err = c.api(r, v, http.MethodDelete, "/api/queue/"+id, nil, nil)
+		}
+		if err != nil {
+			c.refuse(w, v, "Offline queue", "/ui/queue", err)
+			return
+		}
+		c.done(w, r, v, "/ui/queue", msg)
 	}
 }
 

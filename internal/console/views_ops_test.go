@@ -15,6 +15,30 @@ func TestQueueShowsTheTenantsCallsThroughTheAPI(t *testing.T) {
 	if p.status != 200 || !strings.Contains(p.body, `data-queued="q-acme"`) || !strings.Contains(p.body, "refused &lt;script&gt;") || strings.Contains(p.body, "<script>alert") {
 		t.Fatalf("queue page: %d\n%s", p.status, p.body)
 	}
+	if p := b.do(http.MethodPost, "/ui/queue/retry", url.Values{"id": {"q-acme"}}, nil); p.status != http.StatusForbidden {
+		t.Fatalf("retry without a token: %d", p.status)
+	}
+	if p := b.post("/ui/queue/retry", url.Values{"id": {"q-acme"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("retry: %d %s", p.status, p.body)
+	}
+	if p := b.get("/ui/queue"); !strings.Contains(p.body, "is due again now") {
+		t.Fatalf("no message after retrying:\n%s", p.body)
+	}
+	if p := b.post("/ui/queue/purge", url.Values{"id": {"q-acme"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("purge: %d %s", p.status, p.body)
+	}
+	if p := b.post("/ui/queue/purge", url.Values{"id": {"q-other"}}); p.status != http.StatusNotFound {
+		t.Fatalf("purge another's: %d", p.status)
+	}
+	if p := b.post("/ui/queue/purge", url.Values{"id": {"../devices/dev1"}}); p.status != http.StatusBadRequest {
+		t.Fatalf("a path in the id: %d", p.status)
+	}
+	e.mu.Lock()
+	calls := strings.Join(e.queueCalls, ",")
+	e.mu.Unlock()
+	if want := "POST /api/queue/q-acme/retry,DELETE /api/queue/q-acme,DELETE /api/queue/q-other"; calls != want {
+		t.Fatalf("the gateway was asked %q, want %q", calls, want)
+	}
 	if p := b.get("/ui/queue?state=bogus"); p.status != http.StatusBadRequest || !strings.Contains(p.body, "state must be pending") || strings.Contains(p.body, "<b>") {
 		t.Fatalf("the API's refusal: %d\n%s", p.status, p.body)
 	}

@@ -122,6 +122,7 @@ func newEnv(t *testing.T) *env {
 			"ready":      true,
 			"components": []map[string]any{{"name": "store", "state": "up", "required": true}},
 			"upstreams":  []map[string]any{{"name": "ev", "transport": "stdio", "state": "failed", "last_error": "boom " + xss, "tools": 1}},
+			"queue":      map[string]any{"open": true, "entries": 12, "max_entries": 100, "bytes": 4096, "waiting": 3, "oldest_waiting_seconds": 42, "near_full": false},
 		})
 	})
 	// The queue and devices APIs, as the seam: they answer the signed-in
@@ -582,13 +583,32 @@ func TestCatalogCallsToolsAsTheSignedInPerson(t *testing.T) {
 
 func TestOverviewShowsReadiness(t *testing.T) {
 	e := newEnv(t)
+	acme, ops := mustTenant(t, e, "acme"), mustTenant(t, e, "ops")
+	e.audit.Record(e.ctx, &store.AuditEntry{TenantID: acme.ID, Actor: "k1", ActorKind: "key", Action: "tool.call", Target: "ev__echo", Outcome: "denied", Detail: []byte(`{"why":"` + strings.ReplaceAll(xss, `"`, `\"`) + `"}`)})
+	e.audit.Record(e.ctx, &store.AuditEntry{TenantID: ops.ID, Actor: "k2", ActorKind: "key", Action: "tool.call", Target: "ops-secret-tool", Outcome: "error"})
 	b := e.browser()
 	b.signIn(e.rootK)
 	p := b.get("/ui/")
-	for _, want := range []string{`id="ready"`, "store", "ev", "failed", "boom &lt;script&gt;"} {
+	for _, want := range []string{`id="ready"`, "store", "ev", "failed", "boom &lt;script&gt;", "3 calls waiting (the oldest for 42 s); 12 of 100 entries, 4096 B", `id="recent"`, "ops-secret-tool", "ev__echo"} {
 		if !strings.Contains(p.body, want) {
 			t.Fatalf("overview lacks %q:\n%s", want, p.body)
 		}
+	}
+	if strings.Contains(p.body, "<script>alert") {
+		t.Fatal("the overview renders markup")
+	}
+	// A tenant admin sees its own tenant's errors only.
+	a := e.browser()
+	a.signIn(e.acmeK)
+	p = a.get("/ui/")
+	if !strings.Contains(p.body, "ev__echo") || strings.Contains(p.body, "ops-secret-tool") {
+		t.Fatalf("acme's recent errors:\n%s", p.body)
+	}
+	// A member may not read the audit log: no recent errors at all.
+	m := e.browser()
+	m.signIn(e.key("acme", principal.RoleMember))
+	if p := m.get("/ui/"); p.status != 200 || strings.Contains(p.body, `id="recent"`) {
+		t.Fatalf("a member's overview: %d", p.status)
 	}
 }
 

@@ -97,7 +97,20 @@ type readiness struct {
 		Error    string `json:"error"`
 	} `json:"components"`
 	Upstreams []map[string]any `json:"upstreams"`
-	Queue     map[string]any   `json:"queue"`
+	Queue     *queueHealth     `json:"queue"`
+}
+
+// queueHealth is /readyz's queue detail (operators only).
+type queueHealth struct {
+	Open                 bool    `json:"open"`
+	Error                string  `json:"error"`
+	Entries              int64   `json:"entries"`
+	MaxEntries           int64   `json:"max_entries"`
+	Bytes                int64   `json:"bytes"`
+	MaxBytes             int64   `json:"max_bytes"`
+	Waiting              int64   `json:"waiting"`
+	OldestWaitingSeconds float64 `json:"oldest_waiting_seconds"`
+	NearFull             bool    `json:"near_full"`
 }
 
 // readyz asks the gateway's /readyz as the signed-in person: operators get

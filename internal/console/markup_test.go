@@ -100,7 +100,8 @@ func everyPage(v string) map[string]string {
 	}})
 	d := pageData{
 		Title: v, Me: me, CSRF: v, Error: v, Query: v,
-		Ready:   &readiness{},
+		Ready:   &readiness{Queue: &queueHealth{Error: v}},
+		Recent:  []store.AuditEntry{{Actor: v, ActorKind: v, Action: v, Target: v, Outcome: v, Detail: []byte(v)}},
 		Upstrms: []upstreamRow{{Name: v, Transport: v, State: v, LastError: v, Breaker: v, LatencyMs: 1}},
 		Tools:   []toolView{tool},
 		Prompts: []*mcp.Prompt{{Name: v, Description: v, Arguments: []*mcp.PromptArgument{{Name: v, Required: true}}}},

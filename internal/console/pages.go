@@ -175,6 +175,39 @@ func overviewMain(m *markup, d *pageData) {
 		}
 		m.raw("</tbody>\n</table>\n</section>\n")
 	}
+	if rd := d.Ready; rd != nil && rd.Queue != nil {
+		qh := rd.Queue
+		m.raw("<section aria-labelledby=\"queue-h\">\n<h2 id=\"queue-h\">Offline queue</h2>\n<p id=\"queue-health\">")
+		if !qh.Open {
+			m.raw("Not open: ")
+			m.text(qh.Error)
+		} else {
+			m.int(qh.Waiting)
+			m.raw(" calls waiting")
+			if qh.OldestWaitingSeconds > 0 {
+				m.raw(" (the oldest for ")
+				m.text(strconv.FormatFloat(qh.OldestWaitingSeconds, 'f', 0, 64))
+				m.raw(" s)")
+			}
+			m.raw("; ")
+			m.int(qh.Entries)
+			if qh.MaxEntries > 0 {
+				m.raw(" of ")
+				m.int(qh.MaxEntries)
+			}
+			m.raw(" entries, ")
+			m.text(bytesText(qh.Bytes))
+			if qh.MaxBytes > 0 {
+				m.raw(" of ")
+				m.text(bytesText(qh.MaxBytes))
+			}
+			m.raw(".")
+			if qh.NearFull {
+				m.raw(` <strong class="bad">Nearly full: new calls will soon be refused.</strong>`)
+			}
+		}
+		m.raw("</p>\n</section>\n")
+	}
 	m.raw("<section aria-labelledby=\"up-h\">\n<h2 id=\"up-h\">Upstreams</h2>\n")
 	if len(d.Upstrms) > 0 {
 		m.raw("<table id=\"upstreams\">\n")
@@ -205,6 +238,30 @@ func overviewMain(m *markup, d *pageData) {
 		m.raw(".</p>\n")
 	}
 	m.raw("</section>\n")
+	if d.Me != nil && d.Me.AtLeast(principal.RoleAdmin) {
+		m.raw("<section aria-labelledby=\"recent-h\">\n<h2 id=\"recent-h\">Recent errors</h2>\n<table id=\"recent\">\n<caption>Refused or failed actions of the last 15 minutes, newest last")
+		if d.RecentCut {
+			m.raw(" (of the first 5,000 entries: open the audit log for more)")
+		}
+		m.raw("</caption>\n")
+		theadRow(m, "Time", "Actor", "Action", "Target", "Outcome", "Detail")
+		m.raw("<tbody>\n")
+		for _, e := range d.Recent {
+			m.raw("<tr>")
+			cell(m, when(e.Time))
+			cell(m, e.ActorKind+":"+e.Actor)
+			cell(m, e.Action)
+			cell(m, e.Target)
+			stateCell(m, e.Outcome)
+			m.raw(`<td><code class="detail">`)
+			m.text(string(e.Detail))
+			m.raw("</code></td></tr>\n")
+		}
+		if len(d.Recent) == 0 {
+			m.raw("<tr><td colspan=\"6\">None.</td></tr>\n")
+		}
+		m.raw("</tbody>\n</table>\n</section>\n")
+	}
 }
 
 func catalogMain(m *markup, d *pageData) {

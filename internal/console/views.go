@@ -45,6 +45,47 @@ type pageData struct {
 	Filter      auditFilter
 	Verified    *audit.Report
 	NextPage    string
+	// Recent are the latest refused or failed actions (overview, admins);
+	// RecentCut says that more entries were recorded than were read.
+	Recent    []store.AuditEntry
+	RecentCut bool
+}
+
+// Recent errors on the overview: the last recentWindow of the audit log,
+// at most recentRead entries read, the last recentShown refused or failed
+// ones shown.
+const (
+	recentWindow = 15 * time.Minute
+	recentRead   = 5000
+	recentShown  = 10
+)
+
+// recentErrors reads the audit log of the last recentWindow as the viewer
+// may (their tenant's, or every tenant's for an operator) and keeps the
+// latest entries whose outcome is not ok.
+func (c *Console) recentErrors(v *viewer) ([]store.AuditEntry, bool) {
+	q := admin.AuditQuery{Since: c.o.Now().Add(-recentWindow), Limit: admin.MaxAuditLimit}
+	var out []store.AuditEntry
+	for read := 0; read < recentRead; {
+		es, err := c.o.Ops.ListAudit(v.ctx, q)
+		if err != nil {
+			return out, false
+		}
+		for _, e := range es {
+			if e.Outcome != "ok" {
+				out = append(out, e)
+				if len(out) > recentShown {
+					out = out[1:]
+				}
+			}
+		}
+		read += len(es)
+		if len(es) < admin.MaxAuditLimit {
+			return out, false
+		}
+		q.After = es[len(es)-1].Seq
+	}
+	return out, true
 }
 
 // render writes a page with the status; data.Me and data.CSRF come from v.
@@ -168,6 +209,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	data.Ready = rd
+	if v.p.AtLeast(principal.RoleAdmin) {
+		data.Recent, data.RecentCut = c.recentErrors(v)
+	}
 	for _, u := range rd.Upstreams {
 		b, _ := json.Marshal(u)
 		var row upstreamRow

@@ -177,6 +177,7 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /ui/plans/delete", c.authed(true, c.deletePlan))
 	c.mux.Handle("GET /ui/servers", c.authed(false, c.servers))
 	c.mux.Handle("POST /ui/servers", c.authed(true, c.createServer))
+	c.mux.Handle("POST /ui/servers/update", c.authed(true, c.updateServer))
 	c.mux.Handle("POST /ui/servers/delete", c.authed(true, c.deleteServer))
 	c.mux.Handle("GET /ui/rules", c.authed(false, c.rules))
 	c.mux.Handle("POST /ui/rules", c.authed(true, c.createRule))

@@ -195,7 +195,7 @@ func extraPages(v string, me *principal.Principal) map[string]func(*markup) {
 	gv := &store.GuardVerdict{Upstream: v, Kind: v, Name: v, Hash: v, Rules: []string{v}, RulesVersion: v, Text: v, State: store.VerdictQuarantined}
 	return map[string]func(*markup){
 		"tenants": func(m *markup) {
-			tenantsMain(m, &tenantsData{CSRF: v, Flash: v, Operator: true, Owner: true, Tenants: []store.Tenant{tn}, Plans: plans})
+			tenantsMain(m, &tenantsData{CSRF: v, Flash: v, Operator: true, Owner: true, Admin: true, Tenants: []store.Tenant{tn}, Plans: plans})
 		},
 		"users": func(m *markup) {
 			usersMain(m, &usersData{CSRF: v, Flash: v, Tenant: tc, Users: []store.User{{ID: v, Name: v, Role: v}}})

@@ -167,13 +167,14 @@ type tenantsData struct {
 	CSRF, Flash string
 	Operator    bool // the viewer administers the gateway
 	Owner       bool // … and may create operator tenants
+	Admin       bool // the viewer may change its own tenant's IP allowlist
 	Tenants     []store.Tenant
 	Plans       []admin.PlanInfo
 }
 
 func (c *Console) tenants(w http.ResponseWriter, r *http.Request, v *viewer) {
 	d := tenantsData{CSRF: v.s.csrf, Flash: c.takeFlash(v), Operator: v.p.Operator && v.p.AtLeast(principal.RoleAdmin),
-		Owner: v.p.Operator && v.p.AtLeast(principal.RoleOwner)}
+		Owner: v.p.Operator && v.p.AtLeast(principal.RoleOwner), Admin: v.p.AtLeast(principal.RoleAdmin)}
 	hd := &head{Title: "Tenants", Nav: "tenants", Me: v.p, CSRF: v.s.csrf}
 	ts, err := c.o.Ops.ListTenants(v.ctx)
 	if err == nil {
@@ -218,6 +219,17 @@ func tenantsMain(m *markup, d *tenantsData) {
 			m.raw(">", l[1], "</a>")
 		}
 		m.raw("</td><td>")
+		if d.Admin {
+			m.raw("<form method=\"post\" action=\"/ui/tenants/update\" class=\"inline\">")
+			m.hidden("csrf", d.CSRF)
+			m.hidden("tenant", t.ID)
+			m.raw(`<input name="ip_allowlist" placeholder="CIDRs; empty: any"`)
+			m.attr("value", strings.Join(t.IPAllowlist, ", "))
+			m.attr("aria-label", "IP allowlist of "+t.Name)
+			m.raw(`><button type="submit"`)
+			m.attr("aria-label", "Set the IP allowlist of "+t.Name)
+			m.raw(">Set allowlist</button></form>\n")
+		}
 		if d.Operator {
 			if t.Disabled {
 				actionForm(m, d.CSRF, "/ui/tenants/update", "Enable", "Enable tenant "+t.Name, "tenant", t.ID, "disabled", "false")
@@ -246,7 +258,7 @@ func tenantsMain(m *markup, d *tenantsData) {
 	}
 	m.raw("</tbody>\n</table>\n")
 	if !d.Operator {
-		m.raw("<p>Only administrators of an operator tenant create tenants, change plans and disable or delete tenants.</p>\n")
+		m.raw("<p>Only administrators of an operator tenant create tenants, change plans and disable or delete tenants. A tenant's admins may change its IP allowlist, but not to one that leaves out their own address.</p>\n")
 		return
 	}
 	m.raw("<form method=\"post\" action=\"/ui/tenants\" class=\"card\" id=\"create-tenant\">\n<h2>Create a tenant</h2>\n")
@@ -284,6 +296,13 @@ func (c *Console) updateTenant(w http.ResponseWriter, r *http.Request, v *viewer
 	if f.Has("disabled") {
 		dis := f.Get("disabled") == "true"
 		p.Disabled = &dis
+	}
+	if f.Has("ip_allowlist") {
+		allow := splitList(f.Get("ip_allowlist"))
+		if allow == nil {
+			allow = []string{}
+		}
+		p.IPAllowlist = &allow
 	}
 	t, err := c.o.Ops.UpdateTenant(v.ctx, f.Get("tenant"), p)
 	if err != nil {
@@ -615,6 +634,21 @@ func serversMain(m *markup, d *serversData) {
 		codeCell(m, tools)
 		cell(m, when(s.CreatedAt))
 		m.raw("<td>")
+		if d.Operator {
+			m.raw("<form method=\"post\" action=\"/ui/servers/update\" class=\"inline\">")
+			m.hidden("csrf", d.CSRF)
+			m.hidden("tenant", d.Tenant.Current)
+			m.hidden("id", s.ID)
+			m.raw(`<input name="upstreams" required`)
+			m.attr("value", strings.Join(s.Upstreams, ", "))
+			m.attr("aria-label", "Upstreams of "+s.Name)
+			m.raw(`><input name="tools" placeholder="tool globs; empty: all"`)
+			m.attr("value", strings.Join(s.Tools, ", "))
+			m.attr("aria-label", "Tool globs of "+s.Name)
+			m.raw(`><button type="submit"`)
+			m.attr("aria-label", "Save virtual server "+s.Name)
+			m.raw(">Save</button></form>\n")
+		}
 		actionForm(m, d.CSRF, "/ui/servers/delete", "Delete", "Delete virtual server "+s.Name, "tenant", d.Tenant.Current, "id", s.ID)
 		m.raw("</td></tr>\n")
 	}
@@ -645,6 +679,22 @@ func (c *Console) createServer(w http.ResponseWriter, r *http.Request, v *viewer
 		return
 	}
 	c.done(w, r, v, back, "Virtual server "+s.Name+" added.")
+}
+
+func (c *Console) updateServer(w http.ResponseWriter, r *http.Request, v *viewer) {
+	tenant := tenantParam(r, v)
+	f := r.PostForm
+	back := tenantURL("/ui/servers", tenant, v)
+	tools := splitList(f.Get("tools"))
+	if tools == nil {
+		tools = []string{}
+	}
+	s, err := c.o.Ops.UpdateVirtualServer(v.ctx, tenant, f.Get("id"), admin.VirtualServerSpec{Upstreams: splitList(f.Get("upstreams")), Tools: tools})
+	if err != nil {
+		c.refuse(w, v, "Virtual servers", back, err)
+		return
+	}
+	c.done(w, r, v, back, "Virtual server "+s.Name+" saved.")
 }
 
 func (c *Console) deleteServer(w http.ResponseWriter, r *http.Request, v *viewer) {

@@ -258,3 +258,53 @@ func TestOperatorChoosesTheTenantAndManagesPlans(t *testing.T) {
 		t.Fatal("the plan is still listed")
 	}
 }
+
+func TestAllowlistAndVirtualServerEdits(t *testing.T) {
+	e := newEnv(t)
+	acme := mustTenant(t, e, "acme")
+	// A tenant admin sets its own tenant's allowlist (the test client is
+	// on loopback, so it must stay in), but may not lock itself out.
+	b := e.browser()
+	b.signIn(e.acmeK)
+	if p := b.post("/ui/tenants/update", url.Values{"tenant": {acme.ID}, "ip_allowlist": {"10.0.0.0/8"}}); p.status != http.StatusConflict || !strings.Contains(p.body, "lock yourself out") {
+		t.Fatalf("an allowlist without one's own address: %d %s", p.status, p.body)
+	}
+	if p := b.post("/ui/tenants/update", url.Values{"tenant": {acme.ID}, "ip_allowlist": {"127.0.0.0/8, 10.0.0.0/8"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("set allowlist: %d %s", p.status, p.body)
+	}
+	if got := mustTenant(t, e, "acme").IPAllowlist; strings.Join(got, ",") != "127.0.0.0/8,10.0.0.0/8" {
+		t.Fatalf("allowlist: %q", got)
+	}
+	if p := b.get("/ui/tenants"); !strings.Contains(p.body, `value="127.0.0.0/8, 10.0.0.0/8"`) {
+		t.Fatalf("the allowlist is not shown:\n%s", p.body)
+	}
+	if p := b.post("/ui/tenants/update", url.Values{"tenant": {acme.ID}, "ip_allowlist": {""}}); p.status != http.StatusSeeOther {
+		t.Fatalf("clear allowlist: %d %s", p.status, p.body)
+	}
+	if got := mustTenant(t, e, "acme").IPAllowlist; len(got) != 0 {
+		t.Fatalf("allowlist after clearing: %q", got)
+	}
+	// A tenant admin can not widen its virtual servers; an operator can.
+	vs, _ := e.ops.ListVirtualServers(admin.CLIContext(e.ctx), "acme")
+	if p := b.get("/ui/servers"); strings.Contains(p.body, "/ui/servers/update") {
+		t.Fatal("a tenant admin is offered to edit a virtual server")
+	}
+	if p := b.post("/ui/servers/update", url.Values{"id": {vs[0].ID}, "upstreams": {"*"}}); p.status != http.StatusForbidden {
+		t.Fatalf("a tenant admin edits a server: %d", p.status)
+	}
+	op := e.browser()
+	op.signIn(e.rootK)
+	if p := op.post("/ui/servers/update", url.Values{"tenant": {acme.ID}, "id": {vs[0].ID}, "upstreams": {"ev"}, "tools": {"ev__echo"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("operator edits a server: %d %s", p.status, p.body)
+	}
+	vs, _ = e.ops.ListVirtualServers(admin.CLIContext(e.ctx), "acme")
+	if strings.Join(vs[0].Upstreams, ",") != "ev" || strings.Join(vs[0].Tools, ",") != "ev__echo" {
+		t.Fatalf("after the edit: %+v", vs[0])
+	}
+	if p := op.post("/ui/servers/update", url.Values{"tenant": {acme.ID}, "id": {vs[0].ID}, "upstreams": {"ev"}, "tools": {""}}); p.status != http.StatusSeeOther {
+		t.Fatalf("clear tools: %d %s", p.status, p.body)
+	}
+	if vs, _ = e.ops.ListVirtualServers(admin.CLIContext(e.ctx), "acme"); len(vs[0].Tools) != 0 {
+		t.Fatalf("tools after clearing: %q", vs[0].Tools)
+	}
+}

@@ -382,7 +382,7 @@ func keysMain(m *markup, d *pageData) {
 	m.raw("<table id=\"keys\">\n<caption>Keys of tenant <code>")
 	m.text(d.TenantLabel)
 	m.raw("</code></caption>\n")
-	theadRow(m, "Name", "Prefix", "Role", "State", "Created", "Last used", "Expires", `<span class="sr">Action</span>`)
+	theadRow(m, "Name", "Prefix", "Role", "State", "Created", "Last used", "Expires", "Scopes", `<span class="sr">Action</span>`)
 	m.raw("<tbody>\n")
 	for _, k := range d.Keys {
 		m.raw("<tr")
@@ -395,6 +395,7 @@ func keysMain(m *markup, d *pageData) {
 		cell(m, when(k.CreatedAt))
 		cell(m, when(k.LastUsedAt))
 		cell(m, when(k.ExpiresAt))
+		cell(m, orEveryone(k.Scopes))
 		m.raw("\n<td>")
 		if k.State == "active" {
 			label := k.Name + " (" + k.Prefix + ")"
@@ -405,14 +406,15 @@ func keysMain(m *markup, d *pageData) {
 		m.raw("</td></tr>\n")
 	}
 	if len(d.Keys) == 0 {
-		m.raw("<tr><td colspan=\"8\">No keys.</td></tr>\n")
+		m.raw("<tr><td colspan=\"9\">No keys.</td></tr>\n")
 	}
 	m.raw("</tbody>\n</table>\n<form method=\"post\" action=\"/ui/keys\" class=\"card\" id=\"create-key\">\n<h2>Create a key</h2>\n")
 	m.hidden("csrf", d.CSRF)
 	m.hidden("tenant", d.Tenant)
 	m.raw("\n<label for=\"key-name\">Name</label>\n<input id=\"key-name\" name=\"name\" required maxlength=\"128\">\n<label for=\"key-role\">Role</label>\n")
 	roleSelect(m, "key-role", "role", principal.RoleMember)
-	m.raw("\n<label for=\"key-expiry\">Expires in (e.g. 30d, 720h; empty: never)</label>\n<input id=\"key-expiry\" name=\"expires_in\">\n",
+	m.raw("\n<label for=\"key-scopes\">Scopes (comma-separated, e.g. mcp:call, admin:read; empty: all the role allows)</label>\n<input id=\"key-scopes\" name=\"scopes\">",
+		"\n<label for=\"key-expiry\">Expires in (e.g. 30d, 720h; empty: never)</label>\n<input id=\"key-expiry\" name=\"expires_in\">\n",
 		"<button type=\"submit\">Create key</button>\n</form>\n")
 }
 

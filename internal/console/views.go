@@ -476,7 +476,7 @@ func (c *Console) createKey(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if tenant == "" {
 		tenant = v.p.TenantID
 	}
-	spec := admin.KeySpec{Name: r.PostForm.Get("name"), Role: r.PostForm.Get("role"), ExpiresIn: r.PostForm.Get("expires_in")}
+	spec := admin.KeySpec{Name: r.PostForm.Get("name"), Role: r.PostForm.Get("role"), Scopes: splitList(r.PostForm.Get("scopes")), ExpiresIn: r.PostForm.Get("expires_in")}
 	nk, err := c.o.Ops.CreateKey(v.ctx, tenant, spec)
 	if err != nil {
 		c.failed(w, r, v, "keys", pageData{Title: "API keys", Tenant: tenant}, err)

@@ -308,3 +308,18 @@ func TestAllowlistAndVirtualServerEdits(t *testing.T) {
 		t.Fatalf("tools after clearing: %q", vs[0].Tools)
 	}
 }
+
+func TestKeyWithScopes(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.signIn(e.acmeK)
+	if p := b.post("/ui/keys", url.Values{"name": {"reader"}, "role": {"admin"}, "scopes": {"admin:read, mcp:list"}}); p.status != http.StatusSeeOther {
+		t.Fatalf("create: %d %s", p.status, p.body)
+	}
+	if p := b.get("/ui/keys"); !strings.Contains(p.body, "<td>admin:read, mcp:list</td>") {
+		t.Fatalf("the scopes are not shown:\n%s", p.body)
+	}
+	if p := b.post("/ui/keys", url.Values{"name": {"odd"}, "scopes": {"root:all"}}); p.status != http.StatusBadRequest {
+		t.Fatalf("an unknown scope: %d", p.status)
+	}
+}

@@ -61,7 +61,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	defer cancelA()
 	ctx, cancel := chromedp.NewContext(actx)
 	defer cancel()
-	ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancelT := context.WithTimeout(ctx, 4*time.Minute) // the whole session, on a loaded machine
 	defer cancelT()
 
 	if err := chromedp.Do(ctx); err != nil { // starts the browser and opens the tab
@@ -101,11 +101,13 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Helper()
 		var s string
 		var err error
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
 		switch sel := sel.(type) {
 		case chromedp.ID:
-			s, err = chromedp.Run(ctx, chromedp.Text(sel))
+			s, err = chromedp.Run(tctx, chromedp.Text(sel))
 		case string:
-			s, err = chromedp.Run(ctx, chromedp.Text(sel))
+			s, err = chromedp.Run(tctx, chromedp.Text(sel))
 		}
 		if err != nil {
 			t.Fatalf("reading %v: %v", sel, err)

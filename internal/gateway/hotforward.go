@@ -17,10 +17,12 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // hotWire is the hot path's state: ids for the requests it posts, and the
@@ -50,7 +52,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 			}
 		}
 		hotAttempt(c.Wire.Client, false)
-		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
+		params := &mcp.CallToolParams{Meta: withProgress(ctx, req.Params.Meta, token), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
@@ -78,7 +80,7 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = withProgress(ctx, req.Params.Meta, token)
 		res, err := cs.GetPrompt(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -110,7 +112,7 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = withProgress(ctx, req.Params.Meta, token)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -192,7 +194,8 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error, fallback bool) {
 	var zero R
 	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, c.Method, c.Wire.Params, edit)
+	edit, tail := traceEdit(trace.SpanContextFromContext(ctx), edit)
+	body, err := rawwire.AppendRequestTail(make([]byte, 0, len(c.Wire.Params)+160), id, c.Method, c.Wire.Params, edit, tail)
 	if err != nil {
 		return zero, false, fmt.Errorf("building the request: %w", err), false
 	}
@@ -322,6 +325,50 @@ func paramsEdit(name, token string) rawwire.Edit {
 		}
 		return nil, false
 	}
+}
+
+// traceEdit adds to edit, a hot call's params edit, the trace context of
+// sc in the params' _meta (internal/tracing.SpliceMeta): the gateway's
+// upstream-call span, or the client's context passed on when tracing is
+// off, so that the upstream's spans join the client's trace. A _meta that
+// already carries sc (a client's passed on as it is) is left alone; with
+// no _meta in the params, tail adds one. With sc not valid (no trace
+// context at all) edit is returned as it is, with no tail.
+func traceEdit(sc trace.SpanContext, edit rawwire.Edit) (rawwire.Edit, rawwire.Tail) {
+	if !sc.IsValid() {
+		return edit, nil
+	}
+	seen := false
+	return func(key, val []byte) ([]byte, bool) {
+			v, keep := []byte(nil), true
+			if edit != nil {
+				v, keep = edit(key, val)
+			}
+			if !keep || string(key) != "_meta" {
+				return v, keep
+			}
+			seen = true
+			if v == nil {
+				v = val
+			}
+			if len(v) == 0 || v[0] != '{' || tracing.MetaCarries(v, sc) {
+				return v, true // not an object: goes on as the client sent it
+			}
+			out, err := tracing.SpliceMeta(nil, v, sc, nil)
+			if err != nil {
+				return nil, false
+			}
+			return out, true
+		}, func(dst []byte, empty bool) []byte {
+			if seen {
+				return dst
+			}
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"_meta":{`...)
+			return append(tracing.AppendMetaMembers(dst, sc), '}')
+		}
 }
 
 // readParamsEdit is paramsEdit for resources/read: the URI unchanged,

@@ -84,8 +84,8 @@ func (d *decoder) decodeTelemetry(top *table, c *Config) {
 	if t == nil {
 		return
 	}
-	t.unknown(telemetryKeys)
 	tt := d.subTable(t, "tracing")
+	t.unknown(telemetryKeys)
 	if tt == nil {
 		return
 	}

@@ -17,12 +17,15 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/e2e/nodeclient"
+	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -482,4 +485,62 @@ func subsequence(got, want []string) bool {
 		}
 	}
 	return i == len(want)
+}
+
+// TestTracingSpansInProcess is TestTracingToJaeger without the backend
+// (an in-memory span recorder), so that it runs everywhere and under the
+// race detector: the server span is the client's child, the stage spans
+// nest under it, the upstream-call span under forward, and the upstream
+// gets that span's context in both header and _meta, in both eras.
+func TestTracingSpansInProcess(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	up := startTracedUpstream(t, tp)
+	gw := startGatewayWith(t, upstreamBlock("traced", "http", "url = "+q(up.URL)), func(g *gateway.Gateway) { g.SetTracing(tracing.With(tp)) })
+	for _, era := range []struct{ version, carry string }{{"2025-11-25", "header"}, {"2026-07-28", "meta"}} {
+		ctx, span := tp.Tracer("trace-client").Start(context.Background(), "agent call")
+		carrier := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, carrier)
+		header, meta := carrier["traceparent"], map[string]any(nil)
+		if era.carry == "meta" {
+			header, meta = "", map[string]any{"traceparent": carrier["traceparent"]}
+		}
+		n := len(up.calls())
+		callInTrace(t, gw.URL+"/mcp", era.version, "traced__work", header, meta)
+		span.End()
+		got := up.calls()[n]
+		spans := map[trace.SpanID]sdktrace.ReadOnlySpan{}
+		var leaf sdktrace.ReadOnlySpan
+		deadline := time.Now().Add(10 * time.Second)
+		for leaf == nil && time.Now().Before(deadline) {
+			for _, s := range rec.Ended() {
+				if s.SpanContext().TraceID() == span.SpanContext().TraceID() {
+					spans[s.SpanContext().SpanID()] = s
+					if s.Name() == "upstream work" {
+						leaf = s
+					}
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if leaf == nil {
+			t.Fatalf("%s: no upstream span in the client's trace", era.version)
+		}
+		var path []string
+		for s := leaf; s != nil; s = spans[s.Parent().SpanID()] {
+			path = append([]string{s.Name()}, path...)
+			if len(path) > 20 {
+				t.Fatal("cycle")
+			}
+		}
+		// (No authorize or defer here: single-user mode, no queue.)
+		want := []string{"agent call", "tools/call traced__work", "mcpedge.cache", "mcpedge.route", "mcpedge.forward", "tools/call work", "upstream work"}
+		if !subsequence(path, want) || path[0] != want[0] {
+			t.Errorf("%s: chain %v, want it to pass through %v", era.version, path, want)
+		}
+		call := spans[leaf.Parent().SpanID()]
+		if call.SpanKind() != trace.SpanKindClient || got.header != got.meta || !strings.Contains(got.header, call.SpanContext().SpanID().String()) {
+			t.Errorf("%s: the upstream got header %q, _meta %q; the upstream-call span is %s", era.version, got.header, got.meta, call.SpanContext().SpanID())
+		}
+	}
 }

@@ -191,3 +191,8 @@ func (e *exporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpa
 	}
 	return nil
 }
+
+// With returns a provider over an OpenTelemetry SDK provider the caller
+// built and owns (tests, or a program embedding the gateway with its own
+// exporter); Shutdown shuts it down.
+func With(sdk *sdktrace.TracerProvider) *Provider { return &Provider{tp: sdk, sdk: sdk} }

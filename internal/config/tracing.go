@@ -21,6 +21,9 @@ const (
 	// TracingHTTP is OTLP over HTTP with protobuf bodies, to
 	// <endpoint>/v1/traces.
 	TracingHTTP = "http/protobuf"
+	// TracingGRPC is OTLP over gRPC, to the endpoint's host and port
+	// (an http:// endpoint is plaintext, https:// TLS).
+	TracingGRPC = "grpc"
 )
 
 // Defaults and bounds of [telemetry.tracing].
@@ -36,12 +39,13 @@ const (
 
 // Tracing configures span export ([telemetry.tracing]).
 type Tracing struct {
-	// Endpoint is the OTLP/HTTP base URL of the collector (toml
-	// "endpoint"), e.g. http://collector:4318; spans go to
-	// <endpoint>/v1/traces. Empty: tracing is off.
+	// Endpoint is the collector's URL (toml "endpoint"): for OTLP/HTTP
+	// its base URL, e.g. http://collector:4318, spans going to
+	// <endpoint>/v1/traces; for gRPC http(s)://host:4317. Empty:
+	// tracing is off.
 	Endpoint string
-	// Protocol is the OTLP protocol (toml "protocol"): only
-	// "http/protobuf".
+	// Protocol is the OTLP protocol (toml "protocol"): "http/protobuf"
+	// (default) or "grpc".
 	Protocol string
 	// Sampling is the share of new traces recorded, 0 to 1 (toml
 	// "sampling"); a call whose client sent a trace context follows the
@@ -125,8 +129,14 @@ func (d *decoder) decodeTelemetry(top *table, c *Config) {
 	} else if tr.TLS.Set() || len(tr.Headers) > 0 {
 		bad("endpoint", "is required when [telemetry.tracing] sets headers or tls: it names the collector")
 	}
-	if tr.Protocol != TracingHTTP {
-		bad("protocol", "must be %q (OTLP over HTTP), got %q", TracingHTTP, truncate(tr.Protocol, 32))
+	switch tr.Protocol {
+	case TracingHTTP:
+	case TracingGRPC:
+		if u, err := url.Parse(tr.Endpoint); err == nil && strings.Trim(u.Path, "/") != "" {
+			bad("endpoint", "must have no path with protocol = %q: gRPC reaches host:port", TracingGRPC)
+		}
+	default:
+		bad("protocol", "must be %q (OTLP over HTTP) or %q (OTLP over gRPC), got %q", TracingHTTP, TracingGRPC, truncate(tr.Protocol, 32))
 	}
 	if !(tr.Sampling >= 0 && tr.Sampling <= 1) {
 		bad("sampling", "must be between 0 and 1, got %s", strconv.FormatFloat(tr.Sampling, 'g', -1, 64))

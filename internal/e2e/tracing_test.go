@@ -199,13 +199,13 @@ func jaegerBinary(t *testing.T) string {
 // jaeger is a running Jaeger v2 with in-memory storage, listening on
 // loopback only.
 type jaeger struct {
-	OTLP, Query string // http://127.0.0.1:port
+	OTLP, OTLPGRPC, Query string // http://127.0.0.1:port
 }
 
 func startJaeger(t *testing.T) *jaeger {
 	t.Helper()
 	bin := jaegerBinary(t)
-	otlp, query, grpcQuery, health := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
+	otlp, otlpGRPC, query, grpcQuery, health := freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	cfg := fmt.Sprintf(`service:
   extensions: [jaeger_storage, jaeger_query, healthcheckv2]
   pipelines:
@@ -240,13 +240,15 @@ receivers:
     protocols:
       http:
         endpoint: %s
+      grpc:
+        endpoint: %s
 processors:
   batch:
     timeout: 200ms
 exporters:
   jaeger_storage_exporter:
     trace_storage: mem
-`, health, query, grpcQuery, otlp)
+`, health, query, grpcQuery, otlp, otlpGRPC)
 	path := writeFile(t, "jaeger.yaml", cfg)
 	cmd := exec.Command(bin, "--config", path)
 	logs := &lockedLog{}
@@ -258,7 +260,7 @@ exporters:
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-	j := &jaeger{OTLP: "http://" + otlp, Query: "http://" + query}
+	j := &jaeger{OTLP: "http://" + otlp, OTLPGRPC: "http://" + otlpGRPC, Query: "http://" + query}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get(j.Query + "/api/services")
@@ -452,6 +454,29 @@ func TestTracingToJaeger(t *testing.T) {
 			}
 		})
 	}
+	// OTLP over gRPC: another gateway exports to Jaeger's gRPC receiver.
+	t.Run("grpc", func(t *testing.T) {
+		cfg := "[server]\nshutdown_grace = \"2s\"\n" +
+			"[telemetry.tracing]\nendpoint = " + q(j.OTLPGRPC) + "\nprotocol = \"grpc\"\nservice_name = \"mcpedge-grpc\"\n" +
+			upstreamBlock("traced", "http", "url = "+q(up.URL))
+		pg := startProc(t, writeFile(t, "mcpedge.toml", cfg), freeAddr(t), "XDG_DATA_HOME="+t.TempDir(), "MCPEDGE_ADMIN_KEY="+e2eAdminKey)
+		pg.waitReady(t, e2eAdminKey, "traced")
+		ctx, span := clientTP.Tracer("trace-client").Start(context.Background(), "agent call")
+		carrier := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, carrier)
+		callInTrace(t, pg.URL+"/mcp", "2025-11-25", "traced__work", carrier["traceparent"], nil)
+		span.End()
+		spans := j.trace(t, span.SpanContext().TraceID().String(), 8)
+		found := false
+		for _, s := range spans {
+			if s.service == "mcpedge-grpc" && s.OperationName == "tools/call traced__work" && s.parent() == span.SpanContext().SpanID().String() {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no server span of the gateway exporting over gRPC: %v", spanNames(spans))
+		}
+	})
 	// Export is observable: spans delivered are counted on /metrics.
 	req, _ := http.NewRequest(http.MethodGet, p.URL+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)

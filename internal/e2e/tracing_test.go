@@ -40,6 +40,7 @@ import (
 // seenTrace is what the traced upstream received with one call.
 type seenTrace struct {
 	header, meta string // traceparent header and _meta value
+	state, note  string // _meta's tracestate and "note"
 }
 
 // tracedUpstream is an MCP server over Streamable HTTP, instrumented as
@@ -67,6 +68,8 @@ func startTracedUpstream(t *testing.T, tp trace.TracerProvider) *tracedUpstream 
 		meta := req.Params.GetMeta()
 		var st seenTrace
 		st.meta, _ = meta["traceparent"].(string)
+		st.state, _ = meta["tracestate"].(string)
+		st.note, _ = meta["note"].(string)
 		if req.Extra != nil && req.Extra.Header != nil {
 			st.header = req.Extra.Header.Get("Traceparent")
 		}
@@ -522,13 +525,16 @@ func TestTracingSpansInProcess(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	up := startTracedUpstream(t, tp)
 	gw := startGatewayWith(t, upstreamBlock("traced", "http", "url = "+q(up.URL)), func(g *gateway.Gateway) { g.SetTracing(tracing.With(tp)) })
-	for _, era := range []struct{ version, carry string }{{"2025-11-25", "header"}, {"2026-07-28", "meta"}} {
+	// The hot path with the context in the header (the gateway adds a
+	// _meta) and in _meta (the gateway's replaces the client's, spliced);
+	// the SDK's way with it in _meta.
+	for _, era := range []struct{ version, carry string }{{"2025-11-25", "header"}, {"2025-11-25", "meta"}, {"2026-07-28", "meta"}} {
 		ctx, span := tp.Tracer("trace-client").Start(context.Background(), "agent call")
 		carrier := propagation.MapCarrier{}
 		propagation.TraceContext{}.Inject(ctx, carrier)
 		header, meta := carrier["traceparent"], map[string]any(nil)
 		if era.carry == "meta" {
-			header, meta = "", map[string]any{"traceparent": carrier["traceparent"]}
+			header, meta = "", map[string]any{"traceparent": carrier["traceparent"], "tracestate": "client=1", "note": "kept"}
 		}
 		n := len(up.calls())
 		callInTrace(t, gw.URL+"/mcp", era.version, "traced__work", header, meta)
@@ -562,6 +568,9 @@ func TestTracingSpansInProcess(t *testing.T) {
 		want := []string{"agent call", "tools/call traced__work", "mcpedge.cache", "mcpedge.route", "mcpedge.forward", "tools/call work", "upstream work"}
 		if !subsequence(path, want) || path[0] != want[0] {
 			t.Errorf("%s: chain %v, want it to pass through %v", era.version, path, want)
+		}
+		if era.carry == "meta" && (got.state != "client=1" || got.note != "kept") {
+			t.Errorf("%s: the client's other _meta did not travel: tracestate %q, note %q", era.version, got.state, got.note)
 		}
 		call := spans[leaf.Parent().SpanID()]
 		if call.SpanKind() != trace.SpanKindClient || got.header != got.meta || !strings.Contains(got.header, call.SpanContext().SpanID().String()) {

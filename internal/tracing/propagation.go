@@ -77,11 +77,9 @@ func (c *carrier) Keys() []string     { return []string{MetaTraceparent, MetaTra
 // those of the HTTP header h. ctx is returned as it is when neither is
 // valid — the common case, which costs two map lookups.
 func Extract(ctx context.Context, h http.Header, meta []byte) context.Context {
-	var c carrier
 	if len(meta) > 0 {
-		c.traceparent, c.tracestate = FromMeta(meta)
-		if c.traceparent != "" {
-			if sc := parse(ctx, &c); sc.IsValid() {
+		if tp, ts := FromMeta(meta); tp != "" {
+			if sc := Parse(tp, ts); sc.IsValid() {
 				return trace.ContextWithRemoteSpanContext(ctx, sc)
 			}
 		}
@@ -90,11 +88,11 @@ func Extract(ctx context.Context, h http.Header, meta []byte) context.Context {
 	if len(tp) != 1 {
 		return ctx // none, or several: W3C says to ignore them
 	}
-	c.traceparent, c.tracestate = tp[0], ""
-	if ts := h[HeaderTracestate]; len(ts) == 1 {
-		c.tracestate = ts[0]
+	ts := ""
+	if v := h[HeaderTracestate]; len(v) == 1 {
+		ts = v[0]
 	}
-	if sc := parse(ctx, &c); sc.IsValid() {
+	if sc := Parse(tp[0], ts); sc.IsValid() {
 		return trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
 	return ctx
@@ -103,11 +101,7 @@ func Extract(ctx context.Context, h http.Header, meta []byte) context.Context {
 // Parse returns the span context of a traceparent and tracestate; not
 // valid when the traceparent is not.
 func Parse(traceparent, tracestate string) trace.SpanContext {
-	return parse(context.Background(), &carrier{traceparent, tracestate})
-}
-
-func parse(ctx context.Context, c *carrier) trace.SpanContext {
-	return trace.SpanContextFromContext(propagation.TraceContext{}.Extract(ctx, c))
+	return trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), &carrier{traceparent, tracestate}))
 }
 
 // AppendTraceparent appends sc as a version-00 traceparent value.

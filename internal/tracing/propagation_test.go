@@ -174,3 +174,21 @@ func FuzzMetaTrace(f *testing.F) {
 		}
 	})
 }
+
+// TestNoTraceContextNoAllocation: what every request pays when neither
+// the client nor the gateway has a trace context (tracing off, the common
+// case) allocates nothing. (The hot path's splice is not called then:
+// gateway.traceEdit returns the params edit as it is.)
+func TestNoTraceContextNoAllocation(t *testing.T) {
+	ctx := context.Background()
+	h := http.Header{"Content-Type": {"application/json"}}
+	meta := map[string]any{"progressToken": 1}
+	n := testing.AllocsPerRun(100, func() {
+		_ = Extract(ctx, h, nil)
+		InjectHeader(ctx, h)
+		_ = InjectMeta(ctx, meta)
+	})
+	if n != 0 {
+		t.Errorf("%v allocations per request without trace context", n)
+	}
+}

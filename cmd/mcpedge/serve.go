@@ -102,6 +102,12 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	defer link.Close()
 	g := gateway.New(cfg, log, m)
 	g.SetCertMetrics(certMetrics)
+	tp, stopTracing, err := openTracing(cfg, log, m, certMetrics)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	g.SetTracing(tp)
 	g.SetReadinessChecks(readinessChecks(sec)...)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)

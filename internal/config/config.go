@@ -153,6 +153,9 @@ type Config struct {
 	// guard.go and docs/guardrails.md. Each upstream's effective settings
 	// are in [Upstream.Guard].
 	Guard Guard
+	// Telemetry is [telemetry]: span export (tracing.go,
+	// docs/design/tracing.md).
+	Telemetry Telemetry
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -558,6 +561,7 @@ func Default() *Config {
 	c.Queue = DefaultQueue()
 	c.Backup = DefaultBackup()
 	c.Hub = DefaultHub()
+	c.Telemetry.Tracing = DefaultTracing()
 	c.Routing = DefaultRouting()
 	c.Device = DefaultDevice()
 	return c

@@ -443,7 +443,7 @@ func retryBackoff(attempt int) time.Duration {
 func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSession,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), replayable func() bool) (R, bool, error) {
 	for n := 1; ; n++ {
-		res, isErr, err := send(ctx, c.up, cs, c.token, do)
+		res, isErr, err := send(g, ctx, c, cs, do)
 		c.att.Dispatch(!neverSent(err))
 		if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
 			// The upstream forgot this client's session (it restarted or
@@ -452,7 +452,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 			c.up.Forget(c.clientID, cs)
 			if cs2, err2 := c.up.Session(ctx, c.clientID); err2 == nil {
 				cs = cs2
-				res, isErr, err = send(ctx, c.up, cs, c.token, do)
+				res, isErr, err = send(g, ctx, c, cs, do)
 				c.att.Dispatch(!neverSent(err))
 			}
 		}
@@ -471,11 +471,16 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 // request on the wire (see [upstream.Upstream.TrackSend]): on a stdio connection, a
 // request the SDK never wrote, or whose write failed, is recognized as
 // never sent even when the SDK reports the read loop's bare EOF for it.
-func send[R any](ctx context.Context, u *upstream.Upstream, cs *mcp.ClientSession, token string,
+// With tracing on, the attempt is a client span (tracing.go), the parent
+// of the upstream's own spans.
+func send[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSession,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error)) (R, bool, error) {
-	tctx, refine := u.TrackSend(ctx, cs)
-	res, isErr, err := do(tctx, cs, token)
-	return res, isErr, refine(err)
+	ctx, span := g.startUpstreamSpan(ctx, c, cs)
+	tctx, refine := c.up.TrackSend(ctx, cs)
+	res, isErr, err := do(tctx, cs, c.token)
+	err = refine(err)
+	endUpstreamSpan(span, isErr, err)
+	return res, isErr, err
 }
 
 // retry decides whether attempt n of call c, which failed with err, is sent

@@ -21,6 +21,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -100,7 +101,7 @@ func (v valuesFrom) Value(key any) any { return v.vals.Value(key) }
 // upstreams, so one id follows a call through every hop.
 func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool string, progressToken any, cont *continuation) (context.Context, *mcp.ClientSession, *call, error) {
 	clientCtx := ctx
-	ctx = upstream.Detach(ctx)
+	ctx = withCallerTrace(upstream.Detach(ctx), clientCtx)
 	var ss *mcp.ServerSession
 	if req != nil {
 		ss, _ = req.GetSession().(*mcp.ServerSession)
@@ -248,9 +249,16 @@ var hopByHop = []string{
 }
 
 // withProgress returns the _meta to send upstream: the client's, without
-// hop-by-hop keys, and with the gateway's progress token when there is one.
-// The client's map is never modified.
-func withProgress(meta mcp.Meta, token string) mcp.Meta {
+// hop-by-hop keys, with the gateway's progress token when there is one,
+// and with the W3C trace context of ctx (the upstream-call span, or the
+// client's context passed on) in traceparent/tracestate (SEP-414). The
+// client's map is never modified.
+func withProgress(ctx context.Context, meta mcp.Meta, token string) mcp.Meta {
+	return tracing.InjectMeta(ctx, progressMeta(meta, token))
+}
+
+// progressMeta is withProgress without the trace context.
+func progressMeta(meta mcp.Meta, token string) mcp.Meta {
 	hop := false
 	for _, k := range hopByHop {
 		if _, ok := meta[k]; ok {
@@ -299,7 +307,7 @@ func (g *Gateway) forwardTool(ctx context.Context, c *pipeline.Call, t *upstream
 	p, name := req.Params, c.Item
 	builtinUp := t.Config().Transport == upstream.TransportBuiltin
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
 		if builtinUp {
 			params.Meta = builtinMeta(params.Meta, principalOf(req))
 		}
@@ -343,7 +351,7 @@ func (g *Gateway) forwardPrompt(ctx context.Context, c *pipeline.Call, t *upstre
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
 		params := *p
 		params.Name = name
-		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
+		params.Meta = g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)
@@ -373,7 +381,7 @@ func (g *Gateway) forwardRead(ctx context.Context, _ *pipeline.Call, t *upstream
 	p := req.Params
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
 		params := *p
-		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
+		params.Meta = g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)
@@ -539,7 +547,7 @@ func (g *Gateway) completeNow(ctx context.Context, only string, req *mcp.Complet
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: no prompt or resource template %q", ref.Name+ref.URI)}
 	}
 	p.Ref = &ref
-	p.Meta = withProgress(p.Meta, "")
+	p.Meta = withProgress(ctx, p.Meta, "")
 	// Routed like a read: what the user is typing is the call's data, so
 	// local-only rules hold for it.
 	rc := &pipeline.Call{Method: pipeline.MethodComplete, Request: req, Target: u}

@@ -116,6 +116,9 @@ type Gateway struct {
 	routeMetrics *routeMetrics
 	// pipe is the compiled data plane (stages.go).
 	pipe pipelineHolder
+	// trace makes the spans of calls (tracing.go); a no-op tracer unless
+	// SetTracing handed it an enabled provider.
+	trace *tracer
 	// Reload (Apply): pending are the replacements of changed
 	// connections, connecting next to the ones they replace; swapped is
 	// closed (and renewed) whenever one is promoted; wantGroups are the
@@ -183,6 +186,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 		groups:    map[string]*group{},
 	}
 	g.cfg.Store(cfg)
+	g.trace = newTracer()
 	g.hot.reader = rawwire.NewReader(rawwire.Limits{MaxDepth: config.MaxJSONDepthLimit})
 	g.hot.askTag = rand.Text()[:10]
 	g.agg = g.newAggregateServer(cfg)

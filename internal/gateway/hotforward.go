@@ -18,10 +18,12 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // hotWire is the hot path's state: ids for the requests it posts, and the
@@ -55,7 +57,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 		}
 		hotAttempt(c.Wire.Client, false)
-		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs), Name: name}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
@@ -88,7 +90,7 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
-		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
+		params.Meta = g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -128,7 +130,7 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
-		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
+		params.Meta = g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -210,7 +212,8 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error, fallback bool) {
 	var zero R
 	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, c.Method, c.Wire.Params, edit)
+	edit, tail := traceEdit(trace.SpanContextFromContext(ctx), edit)
+	body, err := rawwire.AppendRequestTail(make([]byte, 0, len(c.Wire.Params)+160), id, c.Method, c.Wire.Params, edit, tail)
 	if err != nil {
 		return zero, false, fmt.Errorf("building the request: %w", err), false
 	}
@@ -320,7 +323,8 @@ func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 	var rounds []byte // the inputResponses and requestState members of the next round
 	for round := 0; ; round++ {
 		id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-		body, err := appendEraRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+110), id, c.Method, c.Wire.Params, edit, extra, rounds)
+		body, err := appendPipeRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+180), id, c.Method, c.Wire.Params, edit,
+			trace.SpanContextFromContext(ctx), extra, rounds)
 		if err != nil {
 			return zero, false, fmt.Errorf("building the request: %w", err)
 		}
@@ -485,24 +489,27 @@ func (g *Gateway) eraMeta(c *pipeline.Call, cs *mcp.ClientSession) ([]byte, erro
 	return b[1 : len(b)-1], nil
 }
 
-// appendEraRequest is rawwire.AppendRequest with meta (members, no braces;
-// nil: none) added to the params' _meta, which it creates if the params
-// have none, and the members more (nil: none) added to the params.
-func appendEraRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, meta, more []byte) ([]byte, error) {
-	if meta == nil && more == nil {
-		return rawwire.AppendRequest(dst, id, method, params, edit)
-	}
+// appendPipeRequest is the request pipeWire writes: rawwire.AppendRequest
+// with edit, the trace context of sc in the params' _meta (traceEdit), meta
+// (members, no braces; nil: none) added to that _meta, which is made if
+// the params have none, and more (members; nil: none) added to the params.
+func appendPipeRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, sc trace.SpanContext, meta, more []byte) ([]byte, error) {
+	edit, _ = traceEdit(sc, edit) // the _meta it would add, the tail below adds
 	saw := false
 	withMeta := func(key, val []byte) ([]byte, bool) {
 		out, keep := []byte(nil), true
 		if edit != nil {
 			out, keep = edit(key, val)
 		}
-		if !keep || string(key) != "_meta" || meta == nil {
+		if !keep || string(key) != "_meta" {
 			return out, keep
 		}
 		if out == nil {
 			out = val
+		}
+		if meta == nil {
+			saw = true
+			return out, true
 		}
 		if len(out) == 0 || out[0] != '{' {
 			return nil, false // null: a _meta of meta alone, below
@@ -516,25 +523,34 @@ func appendEraRequest(dst []byte, id, method string, params []byte, edit rawwire
 		}
 		return append(append(m, meta...), '}'), true
 	}
-	body, err := rawwire.AppendRequest(dst, id, method, params, withMeta)
-	if err != nil {
-		return nil, err
-	}
-	// Before the params' and the request's closing braces.
-	body = body[:len(body)-2]
-	if meta != nil && !saw {
-		if body[len(body)-1] != '{' {
-			body = append(body, ',')
+	tail := func(dst []byte, empty bool) []byte {
+		if !saw && (meta != nil || sc.IsValid()) {
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"_meta":{`...)
+			n := len(dst)
+			if sc.IsValid() {
+				dst = tracing.AppendMetaMembers(dst, sc)
+			}
+			if meta != nil {
+				if len(dst) > n {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, meta...)
+			}
+			dst = append(dst, '}')
+			empty = false
 		}
-		body = append(append(append(body, `"_meta":{`...), meta...), '}')
-	}
-	if more != nil {
-		if body[len(body)-1] != '{' {
-			body = append(body, ',')
+		if more != nil {
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, more...)
 		}
-		body = append(body, more...)
+		return dst
 	}
-	return append(body, "}}"...), nil
+	return rawwire.AppendRequestTail(dst, id, method, params, withMeta, tail)
 }
 
 // stripServerInfo returns a copy of result without the serverInfo
@@ -640,6 +656,50 @@ func paramsEdit(name, token string) rawwire.Edit {
 		}
 		return nil, false
 	}
+}
+
+// traceEdit adds to edit, a hot call's params edit, the trace context of
+// sc in the params' _meta (internal/tracing.SpliceMeta): the gateway's
+// upstream-call span, or the client's context passed on when tracing is
+// off, so that the upstream's spans join the client's trace. A _meta that
+// already carries sc (a client's passed on as it is) is left alone; with
+// no _meta in the params, tail adds one. With sc not valid (no trace
+// context at all) edit is returned as it is, with no tail.
+func traceEdit(sc trace.SpanContext, edit rawwire.Edit) (rawwire.Edit, rawwire.Tail) {
+	if !sc.IsValid() {
+		return edit, nil
+	}
+	seen := false
+	return func(key, val []byte) ([]byte, bool) {
+			v, keep := []byte(nil), true
+			if edit != nil {
+				v, keep = edit(key, val)
+			}
+			if !keep || string(key) != "_meta" {
+				return v, keep
+			}
+			seen = true
+			if v == nil {
+				v = val
+			}
+			if len(v) == 0 || v[0] != '{' || tracing.MetaCarries(v, sc) {
+				return v, true // not an object: goes on as the client sent it
+			}
+			out, err := tracing.SpliceMeta(nil, v, sc, nil)
+			if err != nil {
+				return nil, false
+			}
+			return out, true
+		}, func(dst []byte, empty bool) []byte {
+			if seen {
+				return dst
+			}
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"_meta":{`...)
+			return append(tracing.AppendMetaMembers(dst, sc), '}')
+		}
 }
 
 // readParamsEdit is paramsEdit for resources/read: the URI unchanged,

@@ -162,6 +162,7 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 		g.rememberCaller(c.Request, c.Principal)
 	}
 	res, err := g.pipe.chain.Load().Handle(ctx, c)
+	g.traceOutcome(ctx, c, res, err)
 	if g.log.Enabled(ctx, slog.LevelDebug) {
 		g.log.Debug("pipeline", "request_id", c.RequestID, "method", c.Method, "name", c.Name, "upstream", c.Upstream,
 			"answered_by", c.AnsweredBy, "refused_by", c.Refused, "hot", true, "err", err)

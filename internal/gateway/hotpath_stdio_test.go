@@ -12,8 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // stdioTestServer is the server the test binary runs as a stdio child
@@ -291,10 +293,10 @@ func TestHotPathStdio2026Questions(t *testing.T) {
 	}
 }
 
-// TestAppendEraRequest: the 2026-07-28 _meta members join the client's
+// TestAppendPipeRequest: the 2026-07-28 _meta members join the client's
 // _meta (after the edit) or make one, and the next round's members join
 // the params; the result is valid JSON either way.
-func TestAppendEraRequest(t *testing.T) {
+func TestAppendPipeRequest(t *testing.T) {
 	meta := []byte(`"io.modelcontextprotocol/protocolVersion":"2026-07-28"`)
 	more := []byte(`"inputResponses":{"a":{"action":"accept"}},"requestState":"s"`)
 	for _, c := range []struct {
@@ -308,7 +310,7 @@ func TestAppendEraRequest(t *testing.T) {
 		{`{"name":"x","_meta":null,"arguments":{"k":[1]}}`, meta, nil, `{"name":"t","arguments":{"k":[1]},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}`},
 		{`{"name":"x"}`, nil, nil, `{"name":"t"}`},
 	} {
-		b, err := appendEraRequest(nil, "id-1", "tools/call", []byte(c.params), paramsEdit("t", "g"), c.meta, c.more)
+		b, err := appendPipeRequest(nil, "id-1", "tools/call", []byte(c.params), paramsEdit("t", "g"), trace.SpanContext{}, c.meta, c.more)
 		if err != nil {
 			t.Fatalf("%s: %v", c.params, err)
 		}
@@ -323,6 +325,38 @@ func TestAppendEraRequest(t *testing.T) {
 		_ = json.Unmarshal([]byte(c.want), &want)
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %s\nwant %s", c.params, msg.Params, c.want)
+		}
+	}
+}
+
+// TestAppendPipeRequestTraced: the trace context and the 2026-07-28 keys
+// share one _meta, made or joined.
+func TestAppendPipeRequestTraced(t *testing.T) {
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1, 2, 3}, SpanID: trace.SpanID{4, 5}, TraceFlags: trace.FlagsSampled})
+	meta := []byte(`"io.modelcontextprotocol/protocolVersion":"2026-07-28"`)
+	for _, params := range []string{`{"name":"x"}`, `{"name":"x","_meta":{"k":1}}`, `{"name":"x","_meta":null}`} {
+		for _, m := range [][]byte{nil, meta} {
+			b, err := appendPipeRequest(nil, "id-1", "tools/call", []byte(params), paramsEdit("t", ""), sc, m, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var msg struct {
+				Params struct {
+					Meta map[string]any `json:"_meta"`
+				} `json:"params"`
+			}
+			if err := json.Unmarshal(b, &msg); err != nil || jsonguard.Check(b, jsonguard.Limits{}) != nil {
+				t.Fatalf("%s: not valid JSON: %s", params, b)
+			}
+			if strings.Contains(params, "null") && m == nil {
+				continue // a _meta that is not an object goes on as the client sent it (traceEdit)
+			}
+			if tp, _ := msg.Params.Meta["traceparent"].(string); !strings.Contains(tp, sc.TraceID().String()) {
+				t.Errorf("%s %s: no traceparent in %s", params, m, b)
+			}
+			if m != nil && msg.Params.Meta["io.modelcontextprotocol/protocolVersion"] != "2026-07-28" {
+				t.Errorf("%s: no protocol version in %s", params, b)
+			}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -56,5 +57,6 @@ func (u *Upstream) Post(ctx context.Context, cs *mcp.ClientSession, body []byte)
 	if id := RequestID(ctx); id != "" {
 		h.Set("X-Request-Id", id)
 	}
+	tracing.InjectHeader(ctx, h)
 	return u.opts.HTTPClient.Do(req)
 }

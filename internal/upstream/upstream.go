@@ -32,6 +32,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/tlsconf"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -980,6 +981,9 @@ func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if id := RequestID(r.Context()); id != "" {
 		r.Header.Set("X-Request-Id", id)
 	}
+	// W3C trace context of the call (the gateway's upstream-call span,
+	// or the client's passed on), so the upstream's spans join its trace.
+	tracing.InjectHeader(r.Context(), r.Header)
 	base := h.base
 	if base == nil {
 		base = http.DefaultTransport

@@ -118,6 +118,11 @@ type Webhooks interface {
 	// until now+lease, oldest due first, and returns them with their
 	// payloads.
 	ClaimWebhookDeliveries(ctx context.Context, owner string, now time.Time, lease time.Duration, limit int) ([]WebhookDelivery, error)
+	// ClaimWebhookDelivery leases the pending delivery id to owner until
+	// now+lease whatever its NextAt (an attempt asked for now: a test
+	// event). ErrNotFound when it is missing, ErrConflict when it is not
+	// pending or another lease holds it.
+	ClaimWebhookDelivery(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (*WebhookDelivery, error)
 	// FinishWebhookDelivery records attempt a of delivery d (claimed by
 	// d.LeaseOwner) and its new State, NextAt and DoneAt; Attempts
 	// becomes a.N, the lease is released. ErrConflict when the lease

@@ -168,6 +168,19 @@ func testWebhooks(t *testing.T, s store.Store) {
 	ok(t, s.RetryWebhookDelivery(ctx, d.TenantID, d.ID, later), "RetryWebhookDelivery")
 	is(t, s.RetryWebhookDelivery(ctx, d.TenantID, d.ID, later), store.ErrConflict, "RetryWebhookDelivery of a pending one")
 
+	// Claiming one by id: whatever it is due, unless leased or finished.
+	one, err := s.ClaimWebhookDelivery(ctx, d.ID, "T", later, time.Minute)
+	ok(t, err, "ClaimWebhookDelivery")
+	if one.LeaseOwner != "T" || len(one.Payload) == 0 {
+		t.Errorf("ClaimWebhookDelivery = %+v", one)
+	}
+	_, err = s.ClaimWebhookDelivery(ctx, d.ID, "U", later, time.Minute)
+	is(t, err, store.ErrConflict, "ClaimWebhookDelivery of a leased delivery")
+	_, err = s.ClaimWebhookDelivery(ctx, taken[1].ID, "U", later, time.Minute)
+	is(t, err, store.ErrConflict, "ClaimWebhookDelivery of a delivered delivery")
+	_, err = s.ClaimWebhookDelivery(ctx, "nope", "U", later, time.Minute)
+	is(t, err, store.ErrNotFound, "ClaimWebhookDelivery of a missing delivery")
+
 	// Pruning removes finished deliveries only.
 	n, err := s.PruneWebhookDeliveries(ctx, t0.Add(time.Second))
 	ok(t, err, "PruneWebhookDeliveries")

@@ -226,6 +226,36 @@ func (s *Store) ClaimWebhookDeliveries(ctx context.Context, owner string, now ti
 	return out, nil
 }
 
+func (s *Store) ClaimWebhookDelivery(ctx context.Context, id, owner string, now time.Time, lease time.Duration) (_ *store.WebhookDelivery, err error) {
+	defer wrap(&err, "claiming webhook delivery %s", id)
+	if owner == "" || lease <= 0 {
+		return nil, invalid("claim: an owner and a positive lease must be given")
+	}
+	now = ts(now)
+	var d *store.WebhookDelivery
+	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
+		n, err := q.Exec(ctx, `UPDATE webhook_deliveries SET lease_owner = ?, lease_until = ? WHERE id = ? AND state = ? AND (lease_until IS NULL OR lease_until <= ?)`,
+			owner, now.Add(lease), id, store.DeliveryPending, now)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			var state string
+			err := q.QueryRow(ctx, `SELECT state FROM webhook_deliveries WHERE id = ?`, id).Scan(&state)
+			if isNoRows(err) {
+				return notFound("webhook delivery", id)
+			}
+			if err != nil {
+				return err
+			}
+			return conflict("webhook delivery " + quote(id) + " is " + state + " or leased")
+		}
+		d, err = scanDelivery(q.QueryRow(ctx, `SELECT `+deliveryCols+`, payload FROM webhook_deliveries WHERE id = ?`, id), true)
+		return err
+	})
+	return d, err
+}
+
 func (s *Store) FinishWebhookDelivery(ctx context.Context, d *store.WebhookDelivery, a store.WebhookAttempt) (err error) {
 	defer wrap(&err, "finishing webhook delivery %s", d.ID)
 	switch d.State {

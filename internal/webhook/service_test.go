@@ -72,16 +72,16 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 // receiver is a test endpoint that checks every signature and counts
 // deliveries by webhook-id.
 type receiver struct {
-	t      *testing.T
-	clk    *clock
-	mu     sync.Mutex
-	keys   [][]byte
-	down   bool
+	t    *testing.T
+	clk  *clock
+	mu   sync.Mutex
+	keys [][]byte
+	down bool
 	// strangers: deliveries signed with no known key are expected.
 	strangers bool
-	seen   map[string]int
-	bodies map[string]Message
-	sigs   []string
+	seen      map[string]int
+	bodies    map[string]Message
+	sigs      []string
 }
 
 func newReceiver(t *testing.T, clk *clock) (*receiver, *httptest.Server) {
@@ -406,7 +406,9 @@ func TestRefusedAndBadEndpoints(t *testing.T) {
 			}
 		}
 	})
-	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect) })
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+	})
 	mux.HandleFunc("/elsewhere", func(w http.ResponseWriter, r *http.Request) { redirected++ })
 	srv2 := httptest.NewServer(mux)
 	defer srv2.Close()

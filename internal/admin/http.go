@@ -105,6 +105,15 @@ var routes = []route{
 	{method: "GET", pattern: "/api/usage", handle: (*handler).usage},
 	{method: "GET", pattern: "/api/queue", handle: (*handler).listQueued},
 	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhooks", handle: (*handler).listWebhooks},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks", handle: (*handler).createWebhook},
+	{method: "PATCH", pattern: "/api/tenants/{tenant}/webhooks/{id}", handle: (*handler).updateWebhook},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/webhooks/{id}", handle: (*handler).deleteWebhook},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks/{id}/rotate", handle: (*handler).rotateWebhook},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks/{id}/test", handle: (*handler).testWebhook},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhooks/{id}/deliveries", handle: (*handler).listWebhookDeliveries},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhook-deliveries/{id}", handle: (*handler).getWebhookDelivery},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhook-deliveries/{id}/retry", handle: (*handler).retryWebhookDelivery},
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
 }
 

@@ -376,6 +376,9 @@ func render(o *options, res *results) string {
 		}
 		p("\nThe scenarios take turns, one start each. The client connects when the gateway prints its address (the peer: when its port accepts), initializes, and retries tools/call every 100 µs until the tool answers.\n")
 	}
+	if res.webhooks != nil {
+		p("\n%s", renderWebhooks(res.webhooks))
+	}
 	if res.replicas != nil {
 		p("\n%s", renderReplicas(res.replicas))
 	}

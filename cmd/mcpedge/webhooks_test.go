@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -13,6 +15,10 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/mcpedge/mcpedge/internal/events"
+	"github.com/mcpedge/mcpedge/internal/hub"
+	"github.com/mcpedge/mcpedge/internal/queue"
+	"github.com/mcpedge/mcpedge/internal/store/storetest"
 	"github.com/mcpedge/mcpedge/internal/webhook"
 )
 
@@ -254,4 +260,130 @@ monthly_quota = 5
 		t.Errorf("removed endpoint still listed: %s", out)
 	}
 	stopGateway(t, p)
+}
+
+// TestWebhooksReplicas: two gateways on one PostgreSQL store share the
+// delivery queue; events published on either (keys created through both
+// APIs while the endpoint is down) are each delivered exactly once when it
+// is back, whichever replica claims them.
+func TestWebhooksReplicas(t *testing.T) {
+	pg := storetest.PostgresURL(t)
+	rcv := newHookReceiver(t)
+	cfgPath := writeConfig(t, fmt.Sprintf(`[store]
+url = %q
+[webhooks]
+allow_private = ["127.0.0.1/32"]
+backoff_min = "100ms"
+backoff_max = "500ms"
+poll_interval = "100ms"
+workers = 8
+`, pg))
+	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_ADMIN_PASSWORD=correct horse battery staple",
+		"MCPEDGE_STORE_KEY=c3RvcmUta2V5LW9mLXRoZS13ZWJob29rLXRlc3QhISE="}
+	p1 := startServe(t, env, "--config", cfgPath)
+	p2 := startServe(t, env, "--config", cfgPath)
+	p1.waitReadyAuth(t, testAdminKey, "lattice")
+	p2.waitReadyAuth(t, testAdminKey, "lattice")
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "lattice")
+	rcv.addSecret(lastLine(cli(t, env, "webhook", "add", "--config", cfgPath, "--tenant", "acme", "--url", "http://"+rcv.addr+"/hook", "--events", "key.created")))
+	rcv.down()
+	const keys = 30
+	for i := range keys {
+		base := p1.URL
+		if i%2 == 1 {
+			base = p2.URL
+		}
+		if code, b := apiDo(t, http.MethodPost, base+"/api/tenants/acme/keys", testAdminKey, fmt.Sprintf(`{"name":"k%d"}`, i)); code != http.StatusCreated {
+			t.Fatalf("key %d: %d %s", i, code, b)
+		}
+	}
+	time.Sleep(time.Second) // both replicas try, and fail, meanwhile
+	rcv.up()
+	waitFor(t, 60*time.Second, "every key.created delivered", func() bool {
+		got, _ := rcv.counts()
+		return got["key.created"] == keys
+	})
+	time.Sleep(time.Second)
+	got, dup := rcv.counts()
+	if got["key.created"] != keys || len(dup) != 0 {
+		t.Errorf("delivered %v; more than once: %v", got, dup)
+	}
+	stopGateway(t, p1)
+	stopGateway(t, p2)
+}
+
+// TestWebhookDeviceEnrolled: a device enrolling with this hub for the
+// first time is an event of its tenant; enrolling again is not.
+func TestWebhookDeviceEnrolled(t *testing.T) {
+	env := secEnv(t)
+	rcv := newHookReceiver(t)
+	cfgPath := writeConfig(t, "[webhooks]\nallow_private = [\"127.0.0.1/32\"]\npoll_interval = \"100ms\"\n")
+	p := startServe(t, env, "--config", cfgPath)
+	base := p.URL
+	cli(t, env, "tenant", "create", "edges", "--config", cfgPath, "--upstreams", "*")
+	rcv.addSecret(lastLine(cli(t, env, "webhook", "add", "--config", cfgPath, "--tenant", "edges", "--url", "http://"+rcv.addr+"/hook", "--events", "device.enrolled")))
+	tok := lastLine(cli(t, env, "hub", "token", "create", "--config", cfgPath, "--tenant", "edges"))
+	d := newTestDevice(t)
+	for i := range 2 {
+		token := tok
+		if i == 1 {
+			token = "" // enrolled already: again without a token
+		}
+		if code, b := apiDo(t, http.MethodPost, base+hub.PathEnroll, "", d.enrollBody(t, base, hubNonce(t, base), token, nil)); code != 200 {
+			t.Fatalf("enrollment %d: %d %s", i+1, code, b)
+		}
+	}
+	waitFor(t, 30*time.Second, "device.enrolled delivered", func() bool {
+		got, _ := rcv.counts()
+		return got["device.enrolled"] == 1
+	})
+	time.Sleep(500 * time.Millisecond)
+	if got, dup := rcv.counts(); got["device.enrolled"] != 1 || len(dup) != 0 {
+		t.Errorf("events %v (repeated: %v), want one device.enrolled", got, dup)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	for id, typ := range rcv.typ {
+		if typ == "device.enrolled" && rcv.seen[id] != 1 {
+			t.Errorf("device.enrolled %s seen %d times", id, rcv.seen[id])
+		}
+	}
+}
+
+// capturePub records what is published (for the wiring's own helpers).
+type capturePub struct {
+	mu sync.Mutex
+	ev []events.Event
+}
+
+func (c *capturePub) Publish(_ context.Context, e events.Event) error {
+	c.mu.Lock()
+	c.ev = append(c.ev, e)
+	c.mu.Unlock()
+	return nil
+}
+
+// TestQueueFailedEvents: the queue's OnDone publishes queue.entry_failed
+// for an entry that failed for good, nothing for one that was delivered,
+// and still calls the announcement it wraps.
+func TestQueueFailedEvents(t *testing.T) {
+	var c capturePub
+	announced := 0
+	on := queueFailedEvents(&c, slog.New(slog.DiscardHandler), func(queue.Entry) { announced++ })
+	on(queue.Entry{ID: "q1", Tenant: "t1", Target: "fs", Tool: "write", State: queue.Done})
+	on(queue.Entry{ID: "q2", Tenant: "t1", Target: "fs", Tool: "write", State: queue.Failed, Attempts: 10, LastError: "unreachable", DoneAt: time.Now()})
+	waitFor(t, 5*time.Second, "the event", func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.ev) > 0 })
+	time.Sleep(100 * time.Millisecond)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if announced != 2 || len(c.ev) != 1 {
+		t.Fatalf("announced %d, events %+v", announced, c.ev)
+	}
+	e := c.ev[0]
+	if e.Type != events.QueueEntryFailed || e.TenantID != "t1" || e.Data["entry_id"] != "q2" || e.Data["error"] != "unreachable" || e.ID == "" {
+		t.Errorf("event %+v", e)
+	}
+	if queueFailedEvents(nil, nil, nil) != nil {
+		t.Error("without a publisher the OnDone is not left as it was")
+	}
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
-	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/events"
+	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/pin"
 )
 

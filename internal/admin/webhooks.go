@@ -84,16 +84,13 @@ func (c *call) endpoint(t *store.Tenant, id string) (*store.WebhookEndpoint, err
 	return e, nil
 }
 
-// webhookErr turns a webhook service refusal (bad url, events) into 400.
+// webhookErr turns the webhook service's refusal of the caller's input (a
+// url, events) into 400; other errors pass as they are.
 func webhookErr(err error) error {
-	if err == nil || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
+	if errors.Is(err, webhook.ErrInvalid) {
+		return invalid("%s", err.Error())
 	}
-	var ae *Error
-	if errors.As(err, &ae) {
-		return err
-	}
-	return invalid("%s", err.Error())
+	return err
 }
 
 // ListWebhooks lists a tenant's endpoints (without their secrets).

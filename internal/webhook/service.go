@@ -206,24 +206,35 @@ func (s *Service) keys(ss []secretEntry, now time.Time) [][]byte {
 	return out
 }
 
+// ErrInvalid is what a refused URL or event list matches (errors.Is): the
+// caller's input, not a failure of the service.
+var ErrInvalid = errors.New("webhook: invalid endpoint")
+
+type invalidError struct{ msg string }
+
+func (e invalidError) Error() string        { return e.msg }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
+func invalidf(format string, args ...any) error { return invalidError{fmt.Sprintf(format, args...)} }
+
 // CheckURL refuses an endpoint URL that could never be delivered to: not
 // http(s), credentials in it, a host in a form resolvers disagree on, or
 // an IP address the egress policy refuses. A name is judged at each
 // connection, on the address it resolves to.
 func (s *Service) CheckURL(raw string) error {
 	if len(raw) > 2048 {
-		return errors.New("the url is longer than 2048 bytes")
+		return invalidf("the url is longer than 2048 bytes")
 	}
 	if err := egress.CheckURL(raw); err != nil {
-		return fmt.Errorf("the url %w", err)
+		return invalidf("the url %s", err)
 	}
 	u, _ := url.Parse(raw)
 	if u.Fragment != "" {
-		return errors.New("the url must not have a fragment")
+		return invalidf("the url must not have a fragment")
 	}
 	if a, err := netip.ParseAddr(u.Hostname()); err == nil {
 		if c, ok := s.policy.Allowed(a); !ok {
-			return fmt.Errorf("the url's address %s is %s, which webhooks may not reach; allow it with [webhooks] allow_private", a, c.Describe())
+			return invalidf("the url's address %s is %s, which webhooks may not reach; allow it with [webhooks] allow_private", a, c.Describe())
 		}
 	}
 	return nil
@@ -241,14 +252,14 @@ type Spec struct {
 // CheckEvents refuses an empty list and unknown event types.
 func CheckEvents(evs []string) error {
 	if len(evs) == 0 {
-		return errors.New(`name the events to deliver (or "*" for all)`)
+		return invalidf(`name the events to deliver (or "*" for all)`)
 	}
 	if len(evs) > 64 {
-		return errors.New("at most 64 event types")
+		return invalidf("at most 64 event types")
 	}
 	for _, e := range evs {
 		if !events.Known(e) {
-			return fmt.Errorf("unknown event type %.64q; known: %s, invoice.<name>, or *", e, strings.Join(events.Types, ", "))
+			return invalidf("unknown event type %.64q; known: %s, invoice.<name>, or *", e, strings.Join(events.Types, ", "))
 		}
 	}
 	return nil

@@ -3,10 +3,16 @@ package gateway
 import (
 	"context"
 	"log/slog"
+	"net"
+	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 )
@@ -83,5 +89,58 @@ func TestBreakerOpenedEvent(t *testing.T) {
 	defer c.mu.Unlock()
 	if len(c.ev) != 1 || c.ev[0].Type != events.BreakerOpened || c.ev[0].Data["upstream"] != "x" {
 		t.Fatalf("events: %+v", c.ev)
+	}
+}
+
+// TestUpstreamDownUpEvents: an HTTP upstream that is not there at start is
+// reported down once (however often its reconnects fail); when its server
+// comes up, up once.
+func TestUpstreamDownUpEvents(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cfg, err := config.Parse("events.toml", []byte(upstreamBlock("late", "http://"+addr+"/mcp", `connect_timeout = "1s"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c capture
+	g, _, _ := startTestGateway(t, cfg, true, func(g *Gateway) { g.SetEvents(&c) })
+	types := func() []string {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		var out []string
+		for _, e := range c.ev {
+			if e.Data["upstream"] != "late" {
+				t.Errorf("event of another upstream: %+v", e)
+			}
+			out = append(out, e.Type)
+		}
+		return out
+	}
+	if !waitFor(t, "upstream.down", 20*time.Second, func() bool { return slices.Equal(types(), []string{events.UpstreamDown}) }) {
+		t.Fatalf("events %v, statuses %+v", types(), g.Statuses())
+	}
+	// Now the server is there.
+	var ln2 net.Listener
+	for range 50 {
+		if ln2, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := mcp.NewServer(&mcp.Implementation{Name: "late", Version: "1"}, nil)
+	srv := &http.Server{Handler: mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, nil)}
+	go srv.Serve(ln2)
+	defer srv.Close()
+	if !waitFor(t, "upstream.up", 40*time.Second, func() bool {
+		return slices.Equal(types(), []string{events.UpstreamDown, events.UpstreamUp})
+	}) {
+		t.Fatalf("events %v, statuses %+v", types(), g.Statuses())
 	}
 }

@@ -52,6 +52,10 @@ type WebhookDeliveryDetail struct {
 
 const maxDescription = 256
 
+// MaxWebhooksPerTenant bounds a tenant's endpoints: every event of the
+// tenant is one delivery per endpoint.
+const MaxWebhooksPerTenant = 20
+
 var errNoWebhooks = &Error{Code: CodeUnavailable, Message: "webhooks are not available here ([webhooks] enabled = false, or the store has no master key)"}
 
 func (c *call) webhookTenant(tenantRef string, acc access) (*store.Tenant, error) {
@@ -118,6 +122,11 @@ func (o *Ops) CreateWebhook(ctx context.Context, tenantRef string, s WebhookSpec
 	}
 	if len(s.Description) > maxDescription {
 		return nil, invalid("description must be at most %d bytes", maxDescription)
+	}
+	if have, err := o.st.ListWebhookEndpoints(ctx, t.ID); err != nil {
+		return nil, err
+	} else if len(have) >= MaxWebhooksPerTenant {
+		return nil, errorf(CodeConflict, "tenant %s has %d webhook endpoints, the most it may have; remove one first", t.Name, len(have))
 	}
 	e, secret, err := o.webhooks.Create(ctx, t.ID, webhook.Spec{URL: s.URL, Description: s.Description, Events: s.Events, AllTenants: s.AllTenants, Disabled: s.Disabled})
 	if err != nil {

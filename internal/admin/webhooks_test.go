@@ -143,3 +143,18 @@ func TestWebhooksREST(t *testing.T) {
 		t.Errorf("operator all_tenants endpoint: %d %s", r.status, r.raw)
 	}
 }
+
+func TestWebhooksPerTenantBound(t *testing.T) {
+	e, _, srv, _ := webhookEnv(t)
+	e.tenant("acme")
+	for i := range MaxWebhooksPerTenant + 1 {
+		r := e.do(e.root, "POST", "/api/tenants/acme/webhooks", map[string]any{"url": srv.URL, "events": []string{"*"}})
+		want := http.StatusCreated
+		if i == MaxWebhooksPerTenant {
+			want = http.StatusConflict
+		}
+		if r.status != want {
+			t.Fatalf("endpoint %d: %d %s, want %d", i+1, r.status, r.raw, want)
+		}
+	}
+}

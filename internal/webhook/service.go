@@ -132,7 +132,7 @@ func New(o Options) (*Service, error) {
 	if s.jitter == nil {
 		s.jitter = rand.Float64
 	}
-	s.policy = &egress.Policy{Who: "webhook endpoint", Allow: o.AllowPrivate, AllowKey: "[webhooks] allow_private"}
+	s.policy = newPolicy(o.AllowPrivate)
 	tr := o.Transport
 	if tr == nil {
 		tr = &http.Transport{
@@ -153,6 +153,12 @@ func New(o Options) (*Service, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return s, nil
+}
+
+// newPolicy is where endpoints may be dialled: public addresses, and
+// allow (never loopback by default: tenants name these URLs).
+func newPolicy(allow []netip.Prefix) *egress.Policy {
+	return &egress.Policy{Who: "webhook endpoint", Allow: allow, AllowKey: "[webhooks] allow_private"}
 }
 
 // ---- endpoints and their secrets

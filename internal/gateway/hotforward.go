@@ -49,8 +49,12 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, isErr, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			return pipeWire(g, ctx, c, t, p, paramsEdit(name, token), toolResultView,
+				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
+		}
 		hotAttempt(c.Wire.Client, false)
-		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
@@ -75,10 +79,15 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 				return res, false, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, _, err := pipeWire(g, ctx, c, t, p, paramsEdit(name, token), promptResultView,
+				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
+			return res, false, err
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -108,9 +117,17 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, false, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil && cs.InitializeResult().ProtocolVersion < statelessVersion {
+			res, _, err := pipeWire(g, ctx, c, t, p, readParamsEdit(token), readResultView,
+				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
+			if err == nil && c.Wire.Result == nil {
+				err = completeRead(res, uri, readMIME(t.Catalog(), uri))
+			}
+			return res, false, err
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -229,14 +246,33 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		}
 		return zero, false, plainTransportError{err}, false
 	}
+	res, isErr, err := takeAnswer(c, t, a, view, summary)
+	return res, isErr, err, false
+}
+
+// takeAnswer makes the result of a hot-path attempt from the upstream's
+// answer: its error, or its result's bytes kept for the client (view says
+// whether they can go as they are; else they are decoded, as the SDK's
+// way would have).
+func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.Answer,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
 	if a.Error != nil {
 		c.Answered = true
-		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
+		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}
 	}
 	v, err := view(a.Result)
 	if err != nil {
 		a.Release()
-		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+	}
+	if v.plain && v.strip {
+		b, err := stripServerInfo(a.Result)
+		a.Release()
+		if err != nil {
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		a = rawwire.Answer{Result: b}
 	}
 	if !v.plain {
 		// Odd but valid: a missing member the SDK's way fills in, or the
@@ -246,15 +282,89 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		err := json.Unmarshal(a.Result, res)
 		a.Release()
 		if err != nil {
-			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
+			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err)
 		}
 		dropServerInfo(res.GetMeta())
 		tr, ok := any(res).(*mcp.CallToolResult)
-		return res, ok && tr.IsError, nil, false
+		return res, ok && tr.IsError, nil
 	}
 	sum := summary(v.isError)
 	c.Wire.SetResult(a.Result, sum, a.Release)
-	return sum, v.isError, nil, false
+	return sum, v.isError, nil
+}
+
+// pipeWire makes one attempt of a hot-path call on a stdio target: the
+// request's bytes (as postWire makes them) written to the child's framed
+// pipe, and the bytes of its response line taken back (upstream/pipe.go).
+// The child's other messages during the call — progress, its questions
+// to the client — go through the SDK client as for any call.
+func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, p *upstream.Pipe, edit rawwire.Edit,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
+	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+97), id, c.Method, c.Wire.Params, edit)
+	if err != nil {
+		return zero, false, fmt.Errorf("building the request: %w", err)
+	}
+	body = append(body, '\n')
+	hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
+	line, sent, err := p.Call(ctx, id, body)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		if sent {
+			g.pipeCancelled(ctx, t, p, id)
+		}
+		return zero, false, ctx.Err()
+	case !sent:
+		return zero, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
+	default:
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
+	}
+	a, err := g.hot.reader.ParseAnswer(line, id)
+	if err != nil {
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+	}
+	return takeAnswer(c, t, a, view, summary)
+}
+
+// stripServerInfo returns a copy of result without the serverInfo
+// annotation in its _meta, and without the _meta if nothing else is left,
+// as the SDK's way relays it.
+func stripServerInfo(result []byte) ([]byte, error) {
+	return rawwire.AppendObject(make([]byte, 0, len(result)), result, func(key, val []byte) ([]byte, bool) {
+		if string(key) != "_meta" || len(val) == 0 || val[0] != '{' {
+			return nil, true
+		}
+		n := 0
+		m, err := rawwire.AppendObject(make([]byte, 0, len(val)), val, func(k, _ []byte) ([]byte, bool) {
+			if string(k) == mcp.MetaKeyServerInfo {
+				return nil, false
+			}
+			n++
+			return nil, true
+		})
+		if err != nil || n == 0 {
+			return nil, false
+		}
+		return m, true
+	})
+}
+
+// pipeCancelled is hotCancelled for a stdio target.
+func (g *Gateway) pipeCancelled(ctx context.Context, t *upstream.Upstream, p *upstream.Pipe, id string) {
+	if err := p.Notify(cancelledNotice(ctx, id)); err != nil {
+		g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
+	}
+}
+
+// cancelledNotice is the notifications/cancelled for request id of a
+// call whose context ended, with its newline.
+func cancelledNotice(ctx context.Context, id string) []byte {
+	reason := "the call's context ended: " + context.Cause(ctx).Error()
+	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
+	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}\n"...)
+	return msg
 }
 
 // hotCancelled tells the upstream that the request id of a hot call whose
@@ -265,9 +375,8 @@ func (g *Gateway) hotCancelled(ctx context.Context, t *upstream.Upstream, cs *mc
 	if ctx.Err() == nil {
 		return
 	}
-	reason := "the call's context ended: " + context.Cause(ctx).Error()
-	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
-	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}"...)
+	msg := cancelledNotice(ctx, id)
+	msg = msg[:len(msg)-1] // a POST's body needs no newline
 	go func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -343,7 +452,10 @@ func readParamsEdit(token string) rawwire.Edit {
 // decoding it.
 type resultView struct {
 	isError bool
-	plain   bool // content is an array and nothing needs changing
+	plain   bool // the list (content, messages, contents) is an array
+	// strip: the result's _meta carries the upstream's serverInfo, which
+	// goes (stripServerInfo).
+	strip bool
 }
 
 // toolResultView reads a tools/call result's top-level members: it is
@@ -383,10 +495,10 @@ func readResultView(b []byte) (resultView, error) {
 }
 
 // readResult reads a result's top-level members: plain when the member
-// list is an array and there is no serverInfo annotation to drop. A result
-// that is not an object, or carries the 2026-07-28 protocol's
-// multi-round-trip members (which a session-era client cannot be sent),
-// is an error.
+// list is an array. A serverInfo annotation in its _meta (which the
+// gateway drops, as the SDK's way does) sets strip. A result that is not
+// an object, or carries the 2026-07-28 protocol's multi-round-trip members
+// (which a session-era client cannot be sent), is an error.
 func readResult(b []byte, list, method string) (resultView, error) {
 	var v resultView
 	hasContent, serverInfo := false, false
@@ -433,7 +545,7 @@ func readResult(b []byte, list, method string) (resultView, error) {
 	if bad != "" {
 		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)
 	}
-	v.plain = hasContent && !serverInfo
+	v.plain, v.strip = hasContent, serverInfo
 	return v, nil
 }
 

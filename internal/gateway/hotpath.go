@@ -192,8 +192,11 @@ func idKey(raw []byte) string {
 }
 
 // hotUpstream reports whether an upstream's calls may take the hot path:
-// any transport (a target without HTTP is sent to through the SDK client
-// by the forward stage), of the session era like the client.
+// any transport but the gateway's own (a target the forward stage cannot
+// post or pipe to is sent the call through the SDK client), of the
+// session era like the client. A server of the 2026-07-28 era may answer
+// with input_required, which only the SDK server's era translation turns
+// into questions to a session-era client.
 func hotUpstream(u *upstream.Upstream) bool {
 	return u.Config().Transport != upstream.TransportBuiltin && !upstreamNewEra(u)
 }

@@ -366,3 +366,21 @@ func TestHotPathParityOddResults(t *testing.T) {
 		})
 	}
 }
+
+// TestStripServerInfo: the upstream's serverInfo annotation leaves a
+// result's _meta, which goes when nothing else is left; every other byte
+// stays as it came.
+func TestStripServerInfo(t *testing.T) {
+	si := `"` + mcp.MetaKeyServerInfo + `":{"name":"s","version":"1"}`
+	for _, c := range []struct{ in, want string }{
+		{`{"content":[],"_meta":{` + si + `}}`, `{"content":[]}`},
+		{`{"_meta":{"a":1,` + si + `,"b":[2]},"content":[{"type":"text","text":"x"}]}`, `{"_meta":{"a":1,"b":[2]},"content":[{"type":"text","text":"x"}]}`},
+		{`{"content":[],"_meta":null}`, `{"content":[],"_meta":null}`},
+		{`{"content":[] , "isError" : true}`, `{"content":[],"isError":true}`},
+	} {
+		got, err := stripServerInfo([]byte(c.in))
+		if err != nil || string(got) != c.want {
+			t.Errorf("stripServerInfo(%s) = %s, %v; want %s", c.in, got, err, c.want)
+		}
+	}
+}

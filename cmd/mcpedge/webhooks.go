@@ -111,7 +111,7 @@ func (a *app) webhookCmd() *cobra.Command {
 			long: `Subscribe an endpoint to events of the tenant (and, for an operator tenant,
 of the whole gateway). Deliveries follow the Standard Webhooks specification:
 a POST with webhook-id, webhook-timestamp and webhook-signature (v1, HMAC-SHA256
-under the secret printed here). Event types: ` + strings.Join(events.Types, ", ") + `,
+under the secret printed here). Event types: ` + strings.Join(events.Types(), ", ") + `,
 invoice.<name>, or * for all. See docs/platform.md, "Webhooks".`,
 			example: `  mcpedge webhook add --tenant acme --url https://hooks.example.com/mcpedge --events key.created,key.revoked,quota.warning`,
 			check: func(c *adminCtx, a []string) error {

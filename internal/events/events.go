@@ -53,8 +53,10 @@ const (
 
 // Types lists the fixed event types (invoice events are open-ended: see
 // [InvoicePrefix]).
-var Types = []string{KeyCreated, KeyRevoked, QuotaWarning, QuotaExhausted, UpstreamDown, UpstreamUp,
-	BreakerOpened, PinChanged, DeviceEnrolled, QueueEntryFailed, Test}
+func Types() []string {
+	return []string{KeyCreated, KeyRevoked, QuotaWarning, QuotaExhausted, UpstreamDown, UpstreamUp,
+		BreakerOpened, PinChanged, DeviceEnrolled, QueueEntryFailed, Test}
+}
 
 // Known reports whether t is an event type a subscription may name: one of
 // [Types], an invoice type ("invoice." and a lower-case word), or "*".
@@ -62,7 +64,7 @@ func Known(t string) bool {
 	if t == "*" {
 		return true
 	}
-	for _, k := range Types {
+	for _, k := range Types() {
 		if t == k {
 			return true
 		}

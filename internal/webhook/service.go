@@ -265,7 +265,7 @@ func CheckEvents(evs []string) error {
 	}
 	for _, e := range evs {
 		if !events.Known(e) {
-			return invalidf("unknown event type %.64q; known: %s, invoice.<name>, or *", e, strings.Join(events.Types, ", "))
+			return invalidf("unknown event type %.64q; known: %s, invoice.<name>, or *", e, strings.Join(events.Types(), ", "))
 		}
 	}
 	return nil

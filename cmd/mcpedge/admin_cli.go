@@ -68,6 +68,7 @@ type adminCtx struct {
 	from, to, tool, granularity                                      string
 	json, operator, pending, yes, csv                                bool
 	limits                                                           planFlags
+	webhook                                                          webhookFlags
 }
 
 // adminCommand turns a spec into a command.
@@ -325,7 +326,7 @@ GET /api/usage.`,
 	if f := usage.Flags().Lookup("granularity"); f != nil {
 		_ = usage.RegisterFlagCompletionFunc("granularity", cobra.FixedCompletions([]string{admin.GranularityHour, admin.GranularityMonth}, cobra.ShellCompDirectiveNoFileComp))
 	}
-	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot}
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot, a.webhookCmd()}
 }
 
 // open opens the store and, unless s.raw, what Ops needs: Redis (so that
@@ -396,7 +397,13 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 	if err := bootstrap(openCtx, as, c.cfg, firstStart{Notice: c.stderr}); err != nil {
 		return nil, fmt.Errorf("first-start setup: %w", err)
 	}
-	c.ops = admin.NewOps(admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg)})
+	oo := admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg)}
+	if wh := openWebhooks(c.cfg, c.st, log); wh != nil {
+		// Webhook commands, and events of what the CLI changes (keys):
+		// queued in the store, delivered by a running gateway.
+		oo.Webhooks, oo.Events = wh, wh
+	}
+	c.ops = admin.NewOps(oo)
 	return closeFn, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/deferq"
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,7 +18,8 @@ import (
 // metrics on reg and its health for /readyz and mcpedge__status, and
 // delivers queued calls for as long as the gateway runs. The returned stop
 // ends the delivery loop, waits for it and closes the queue; it is safe to
-// call more than once. reader is the queue for GET /api/queue…, nil without
+// call more than once. A call that fails for good publishes
+// events.QueueEntryFailed to pub (nil: none). reader is the queue for GET /api/queue…, nil without
 // one.
 //
 // Without a queue ([queue] enabled = false, no data directory, an
@@ -25,7 +27,7 @@ import (
 // fail as they did before, and /readyz, mcpedge__status and
 // mcpedge_queue_open say why there is no queue. The queue never makes the
 // gateway unready.
-func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log *slog.Logger, reg prometheus.Registerer) (stop func(), reader admin.QueueReader) {
+func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log *slog.Logger, reg prometheus.Registerer, pub events.Publisher) (stop func(), reader admin.QueueReader) {
 	mon := deferq.NewMonitor(reg)
 	g.SetQueueHealth(mon.Health)
 	if !cfg.Queue.Enabled {
@@ -34,7 +36,7 @@ func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log
 		return func() {}, nil
 	}
 	opts := deferq.Options(cfg.Queue)
-	opts.OnDone, opts.Logger = mon.OnDone(deferq.Announce(g)), log
+	opts.OnDone, opts.Logger = mon.OnDone(queueFailedEvents(pub, log, deferq.Announce(g))), log
 	q, err := openQueueDB(ctx, cfg.Server.DataDir, true, &opts)
 	if err != nil {
 		mon.Unavailable(err.Error())

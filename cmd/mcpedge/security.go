@@ -28,6 +28,7 @@ import (
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/tenancy"
+	"github.com/mcpedge/mcpedge/internal/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -60,8 +61,12 @@ type securityStack struct {
 	EKRoots *devicekey.EKRoots
 	// Meter counts tool calls for usage metering ([metering]; nil when
 	// off). Close adds its last counts to the store.
-	Meter  *metering.Meter
-	cancel context.CancelFunc
+	Meter *metering.Meter
+	// Webhooks delivers events to subscribed endpoints ([webhooks]; nil
+	// when off or the store has no master key). `serve` runs its
+	// delivery loop; every process with a stack publishes through it.
+	Webhooks *webhook.Service
+	cancel   context.CancelFunc
 }
 
 // firstStart says where the first start's notice and owner key go.
@@ -166,6 +171,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	}
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
 	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
+	s.Webhooks = openWebhooks(cfg, s.Store, log)
 	if cfg.Metering.Enabled {
 		s.Meter = metering.New(metering.Options{Store: s.Store, DefaultTenant: s.Tenant.ID, FlushInterval: cfg.Metering.FlushInterval.D(),
 			Retention: cfg.Metering.Retention.D(), Log: log})
@@ -174,7 +180,7 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
 			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit, CallLog: s.CallLog,
-			ClientIP: s.ClientIP, Config: cfg, Log: log, Usage: s.Store,
+			ClientIP: s.ClientIP, Config: cfg, Log: log, Usage: s.Store, Events: s.events(),
 		})
 		go s.Layer.Run(runCtx)
 	}
@@ -269,7 +275,7 @@ func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pi
 	}
 	return admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
 		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams,
-		FlushUsage: flushUsage})
+		FlushUsage: flushUsage, Webhooks: sec.Webhooks, Events: sec.events()})
 }
 
 // adminAPI is everything under /api/: administration, sign-in and the

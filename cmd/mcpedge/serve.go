@@ -121,7 +121,14 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	keepSessions(ctx, g, sec, log)
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
-	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
+	g.SetEvents(sec.events())
+	if sec.Webhooks != nil {
+		whCtx, stopWebhooks := context.WithCancel(ctx)
+		whDone := make(chan struct{})
+		go func() { sec.Webhooks.Run(whCtx); close(whDone) }()
+		defer func() { stopWebhooks(); <-whDone }() // before the store closes
+	}
+	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry, sec.events())
 	defer stopQueue()
 	stopBackups := startBackups(ctx, cfg, sec.Store, log, m.Registry)
 	defer stopBackups()

@@ -107,6 +107,15 @@ var routes = []route{
 	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
 	{method: "DELETE", pattern: "/api/queue/{id}", handle: (*handler).purgeQueued},
 	{method: "POST", pattern: "/api/queue/{id}/retry", handle: (*handler).retryQueued},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhooks", handle: (*handler).listWebhooks},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks", handle: (*handler).createWebhook},
+	{method: "PATCH", pattern: "/api/tenants/{tenant}/webhooks/{id}", handle: (*handler).updateWebhook},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/webhooks/{id}", handle: (*handler).deleteWebhook},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks/{id}/rotate", handle: (*handler).rotateWebhook},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks/{id}/test", handle: (*handler).testWebhook},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhooks/{id}/deliveries", handle: (*handler).listWebhookDeliveries},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhook-deliveries/{id}", handle: (*handler).getWebhookDelivery},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhook-deliveries/{id}/retry", handle: (*handler).retryWebhookDelivery},
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
 }
 

@@ -132,6 +132,8 @@ type Config struct {
 	Audit  Audit
 	// Metering is [metering]: usage metering of tool calls.
 	Metering Metering
+	// Webhooks is [webhooks]: delivery of events to subscribed endpoints.
+	Webhooks Webhooks
 	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
 	// queue.go.
 	Queue Queue

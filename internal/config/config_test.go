@@ -105,6 +105,7 @@ func TestExample(t *testing.T) {
 	want.Telemetry = def.Telemetry
 	want.Device = def.Device
 	want.Backup = def.Backup
+	want.Webhooks = def.Webhooks
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

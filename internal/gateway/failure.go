@@ -50,7 +50,7 @@ func (e *edge) latency() time.Duration { return e.lat.get() }
 
 func edgeKey(u config.Upstream) string { return u.Fingerprint() + "/" + u.FailureKey() }
 
-func newEdge(u config.Upstream, log *slog.Logger) *edge {
+func newEdge(u config.Upstream, log *slog.Logger, onOpen func(upstream, reason string, openFor time.Duration)) *edge {
 	e := &edge{key: edgeKey(u), budget: newRetryBudget()}
 	if u.Transport == upstream.TransportBuiltin {
 		// In-process servers have no transport to fail.
@@ -60,6 +60,7 @@ func newEdge(u config.Upstream, log *slog.Logger) *edge {
 	e.retries = u.MaxRetries()
 	if failures, openFor, half := u.Breaker.Settings(); failures > 0 {
 		e.breaker = newBreaker(u.Name, failures, openFor, half, log)
+		e.breaker.onOpen = onOpen
 	}
 	return e
 }
@@ -85,7 +86,7 @@ func (g *Gateway) applyEdgesLocked(want map[string]config.Upstream) {
 			edges[name] = e
 			continue
 		}
-		edges[name] = newEdge(w, g.log)
+		edges[name] = newEdge(w, g.log, g.breakerOpened)
 	}
 	g.edges = edges
 }
@@ -248,6 +249,9 @@ type breaker struct {
 	openFor  time.Duration
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	log      *slog.Logger
+	// onOpen, if set, hears when the breaker opens (an event); it is
+	// called on a goroutine of its own.
+	onOpen func(upstream, reason string, openFor time.Duration)
 
 	mu       sync.Mutex
 	lastErr  string    // the latest failure
@@ -289,6 +293,11 @@ func (b *breaker) changed(_ string, from, to gobreaker.State) {
 	switch to {
 	case gobreaker.StateOpen:
 		b.log.Warn("circuit breaker opened", "upstream", b.name, "from", from.String(), "reason", reason, "open_for", b.openFor)
+		// From closed only: a probe failing again while the upstream
+		// stays down is the same outage, not news.
+		if b.onOpen != nil && from == gobreaker.StateClosed {
+			go b.onOpen(b.name, reason, b.openFor)
+		}
 	case gobreaker.StateHalfOpen:
 		b.log.Info("circuit breaker half-open: probing", "upstream", b.name)
 	default:

@@ -38,6 +38,8 @@ var Version = "dev"
 
 // Gateway holds the upstreams and the MCP servers built from their catalogs.
 type Gateway struct {
+	// ev publishes upstream and breaker events (events.go).
+	ev      upstreamEvents
 	log     *slog.Logger
 	metrics *telemetry.Metrics
 	cfg     atomic.Pointer[config.Config]

@@ -26,6 +26,7 @@ func (s *sink) g() *Gateway { return (*Gateway)(s) }
 // every resource its clients are subscribed to: a new connection starts with
 // none, and clients would silently stop getting updates.
 func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {
+	s.g().upstreamStateEvent(u, st)
 	if st == upstream.StateFailed {
 		s.g().pendingFailed(u) // a reload's replacement that cannot connect (gateway.go)
 	}

@@ -380,6 +380,9 @@ func render(o *options, res *results) string {
 	if res.stdio != nil {
 		p("\n%s", renderStdio(res.stdio))
 	}
+	if res.webhooks != nil {
+		p("\n%s", renderWebhooks(res.webhooks))
+	}
 	if res.replicas != nil {
 		p("\n%s", renderReplicas(res.replicas))
 	}

@@ -62,6 +62,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PinsConcurrent", testPinsConcurrent},
 		{"GuardVerdicts", testGuardVerdicts},
 		{"MCPSessions", testMCPSessions},
+		{"Webhooks", testWebhooks},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 		{"Schedules", testSchedules},

@@ -49,6 +49,8 @@ type RedisChanges struct {
 	fns  []func(string, bool)
 	once sync.Once
 	ctx  context.Context
+
+	mail mailbox // Send and Serve (mailbox.go)
 }
 
 // NewRedisChanges returns announcements over rdb; they are received

@@ -501,7 +501,8 @@ func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, l
 	}
 	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
 	if relay != nil {
-		g.SetAnswerRelay(relay) // answers to a call's questions reach the replica running it
+		g.SetAnswerRelay(relay)       // answers to a call's questions reach the replica running it
+		g.SetContinuationRelay(relay) // 2026-07-28 input-required retries reach the replica running the call
 	}
 	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

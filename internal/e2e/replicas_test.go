@@ -281,6 +281,36 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 		}
 	}
 
+	// A 2026-07-28 client through the balancer: a 2025-era upstream asks
+	// for sampling during the call, which the gateway turns into an
+	// input-required round; the client's retry with the answer lands on
+	// another replica than the one running the call, which relays it
+	// there (through Redis) and returns the call's result. Over HTTP (the
+	// hot path's upstream) and stdio (the SDK's server) alike.
+	var sampled atomic.Int32
+	modern := mcp.NewClient(&mcp.Implementation{Name: "e2e-2026", Version: "1"}, &mcp.ClientOptions{
+		CreateMessageHandler: func(context.Context, *mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+			sampled.Add(1)
+			return &mcp.CreateMessageResult{Model: "m", Role: "assistant", Content: &mcp.TextContent{Text: "sampled-across-replicas"}}, nil
+		},
+	})
+	mcs, err := modern.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: lb, MaxRetries: -1,
+		HTTPClient: &http.Client{Transport: bearerTransport{token: e2eAdminKey, base: http.DefaultTransport}}},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2026-07-28"})
+	if err != nil {
+		t.Fatalf("2026-07-28 client: %v", err)
+	}
+	t.Cleanup(func() { _ = mcs.Close() })
+	for _, tool := range []string{"ev__trigger-sampling-request", "evs__trigger-sampling-request"} {
+		for i := range 3 {
+			before := sampled.Load()
+			res, err := mcs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: map[string]any{"prompt": fmt.Sprint("p", i)}})
+			if err != nil || res.IsError || !strings.Contains(text(t, res), "sampled-across-replicas") || sampled.Load() != before+1 {
+				t.Errorf("2026-07-28 %s #%d through the balancer: %v %+v (sampled %d times)", tool, i, err, res, sampled.Load()-before)
+			}
+		}
+	}
+
 	// The official conformance suite (2025-11-25, server mode) through the
 	// balancer passes every scored scenario it passes directly against the
 	// same upstream.

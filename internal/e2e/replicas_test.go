@@ -5,11 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -310,6 +312,15 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 			}
 		}
 	}
+	// Every one of those retries reached another replica than the call's
+	// and was relayed (round robin: the retry follows the first round).
+	relayed := 0.0
+	for _, p := range procs {
+		relayed += metricValue(t, p.URL+"/metrics", e2eAdminKey, `mcpedge_continuation_relays_total{outcome="relayed"}`)
+	}
+	if relayed < 6 {
+		t.Errorf("%v retries relayed to the replica running the call, want 6", relayed)
+	}
 
 	// The official conformance suite (2025-11-25, server mode) through the
 	// balancer passes every scored scenario it passes directly against the
@@ -388,4 +399,34 @@ func connectSessionWith(t testing.TB, url, token string, opts *mcp.ClientOptions
 	}
 	t.Cleanup(func() { _ = cs.Close() })
 	return cs
+}
+
+// metricValue reads one sample (name with its labels, as exposed) from a
+// Prometheus endpoint; 0 when absent.
+func metricValue(t *testing.T, url, token, sample string) float64 {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("%s: HTTP %d %v", url, resp.StatusCode, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("%s: %q", sample, line)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // twoQuestions is a 2025-era upstream named for tenant ta's policy whose
@@ -128,6 +129,10 @@ func TestContinuationAcrossReplicas(t *testing.T) {
 	if r3.RequestState != "" || len(r3.Content) != 1 || r3.Content[0].(*mcp.TextContent).Text != "root=file:///w colour=blue" {
 		t.Fatalf("final result %+v", r3)
 	}
+	if n := testutil.ToFloat64(gs[1].edgeMetrics.contRelays.WithLabelValues("relayed")) + testutil.ToFloat64(gs[2].edgeMetrics.contRelays.WithLabelValues("relayed")); n != 4 {
+		// bob's, round 2, its repetition, round 3: each answered by the owner.
+		t.Errorf("%v retries counted as relayed, want 4", n)
+	}
 	for i := range gs {
 		if n := countConts(gs[i]); n != 0 {
 			t.Errorf("replica %d still holds %d continuations", i, n)
@@ -148,6 +153,9 @@ func TestContinuationAcrossReplicas(t *testing.T) {
 	gs[0].contRelay.(*hubMember).hub.unserve(gs[0].hot.askTag)
 	if _, err := call(cs[1], r1.RequestState, mcp.InputResponseMap{rootsID: &mcp.ListRootsResult{Roots: []*mcp.Root{}}}); err == nil || !strings.Contains(err.Error(), "has stopped") {
 		t.Errorf("resuming a call of a stopped replica: %v", err)
+	}
+	if n := testutil.ToFloat64(gs[1].edgeMetrics.contRelays.WithLabelValues("gone")); n != 1 {
+		t.Errorf("%v retries counted as gone, want 1", n)
 	}
 }
 

@@ -60,6 +60,7 @@ func (g *Gateway) SetContinuationRelay(m sessionstore.Mailbox) {
 func resumeElsewhere[R any](g *Gateway, ctx context.Context, replica, state, method, group, caller string, responses mcp.InputResponseMap, wait time.Duration) (R, error) {
 	var zero R
 	if g.contRelay == nil {
+		g.edgeMetrics.contRelays.WithLabelValues("unreachable").Inc()
 		return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call another replica runs, which this one cannot reach (no Redis is configured); start the call again"}
 	}
 	raw, err := json.Marshal(responses)
@@ -73,12 +74,17 @@ func resumeElsewhere[R any](g *Gateway, ctx context.Context, replica, state, met
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	out, err := g.contRelay.Send(ctx, replica, body)
+	outcome := "relayed"
+	defer func() { g.edgeMetrics.contRelays.WithLabelValues(outcome).Inc() }()
 	switch {
 	case errors.Is(err, sessionstore.ErrNoReplica):
+		outcome = "gone"
 		return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call that ran on a replica that has stopped; start the call again"}
 	case err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		outcome = "failed"
 		return zero, err
 	case err != nil:
+		outcome = "failed"
 		g.log.Warn("a retry of an input-required call could not be relayed to the replica running it", "err", err)
 		return zero, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "the retry could not reach the replica running the call: " + err.Error()}
 	}

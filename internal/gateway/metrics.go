@@ -72,7 +72,7 @@ var breakerStates = map[string]float64{"closed": 0, "half-open": 1, "open": 2}
 
 // edgeMetrics count what failure handling does (see failure.go).
 type edgeMetrics struct {
-	hot        *prometheus.CounterVec // method, path, reason
+	hot *prometheus.CounterVec // method, path, reason
 	// contRelays counts retries of input-required calls relayed to the
 	// replica running the call (contrelay.go), by outcome.
 	contRelays *prometheus.CounterVec

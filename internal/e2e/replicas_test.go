@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -167,7 +168,9 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conf := startConformanceServer(t, buildEverythingServer(t, root), false)
+	confBin := buildEverythingServer(t, root)
+	conf := startConformanceServer(t, confBin, false)
+	confStateless := startConformanceServer(t, confBin, true)
 	var key [32]byte
 	_, _ = rand.Read(key[:])
 	env := []string{"MCPEDGE_ADMIN_KEY=" + e2eAdminKey, "MCPEDGE_STORE_KEY=" + base64.StdEncoding.EncodeToString(key[:])}
@@ -182,10 +185,12 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 			upstreamBlock("ev", "http", "url = "+q(ev)) +
 			upstreamBlock("docs", "http", "url = "+q(docs.URL), fmt.Sprintf("headers = { \"X-Replica\" = \"r%d\" }", i)) +
 			upstreamBlock("stateful", "http", "url = "+q(conf)) +
+			upstreamBlock("stateless", "http", "url = "+q(confStateless)) +
+			upstreamBlock("confstdio", "stdio", "command = "+q(confBin)) + // the conformance server over stdio: the SDK's server dispatches its calls
 			everythingStdio(t, "evs") // calls to stdio upstreams are dispatched by the SDK's server, not the hot path
 		addr := freeAddr(t)
 		p := startProc(t, writeFile(t, "mcpedge.toml", cfg), addr, append(env, "XDG_DATA_HOME="+t.TempDir())...)
-		p.waitReady(t, e2eAdminKey, "ev", "docs", "stateful", "evs")
+		p.waitReady(t, e2eAdminKey, "ev", "docs", "stateful", "stateless", "confstdio", "evs")
 		procs, backends = append(procs, p), append(backends, addr)
 	}
 	lb := startHAProxy(t, backends) + "/mcp"
@@ -322,24 +327,60 @@ func TestSessionsAcrossReplicas(t *testing.T) {
 		t.Errorf("%v retries relayed to the replica running the call, want 6", relayed)
 	}
 
-	// The official conformance suite (2025-11-25, server mode) through the
-	// balancer passes every scored scenario it passes directly against the
-	// same upstream.
+	// The official conformance suite (server mode) through the balancer,
+	// every request of a session on another replica than the one before:
+	// each pairing of client era and upstream (conformance_test.go) passes
+	// every scored scenario the client's era passes directly, but for the
+	// pairing's known failures through one gateway (TestConformanceSuite
+	// keeps that list exact). The conformance server over stdio is served
+	// by the SDK's server, not the hot path: its logs during a call
+	// (tools-call-with-logging) and its questions go by the call's stream
+	// and the Redis relays.
 	if node, missing := conformanceNode(root); missing != "" {
 		if os.Getenv("MCPEDGE_REQUIRE_SERVICES") == "1" {
 			t.Fatalf("%s and MCPEDGE_REQUIRE_SERVICES=1: %s", missing, nodeclient.InstallHint)
 		}
 		t.Logf("conformance suite skipped: %s", missing)
 	} else {
-		scored := scoredServerScenarios(t, filepath.Join(root, conformanceReq, era2025+".yaml"))
-		direct := &conformanceRun{name: "direct-2025/stateful", era: era2025, url: conf}
-		through := &conformanceRun{name: "2025/stateful through the balancer", era: era2025, url: strings.TrimSuffix(lb, "/mcp") + "/mcp/stateful"}
-		runConformance(t, root, node, direct)
-		runConformance(t, root, node, through)
-		logConformanceTable(t, []*conformanceRun{direct, through}, map[string][]string{era2025: scored})
-		for _, sc := range scored {
-			if direct.results[sc] && !through.results[sc] {
-				t.Errorf("through the balancer, scored scenario %s fails (passes directly): %s", sc, through.failures[sc])
+		scored := map[string][]string{}
+		for _, era := range []string{era2025, era2026} {
+			scored[era] = scoredServerScenarios(t, filepath.Join(root, conformanceReq, era+".yaml"))
+		}
+		if v := upstreamProtocol(t, procs[0].URL, "confstdio"); v != era2026 {
+			t.Fatalf("the conformance server over stdio negotiated %q; the known failures below assume %s", v, era2026)
+		}
+		base := strings.TrimSuffix(lb, "/mcp")
+		direct := map[string]*conformanceRun{
+			era2025: {name: "direct-2025/stateful", era: era2025, url: conf},
+			era2026: {name: "direct-2026/stateless", era: era2026, url: confStateless},
+		}
+		through := []*conformanceRun{
+			{name: "2025/stateful", era: era2025, url: base + "/mcp/stateful"},
+			{name: "2026/stateless", era: era2026, url: base + "/mcp/stateless"},
+			{name: "2025/stateless", era: era2025, url: base + "/mcp/stateless"},
+			{name: "2026/stateful", era: era2026, url: base + "/mcp/stateful"},
+			{name: "2025/stdio", era: era2025, url: base + "/mcp/confstdio"},
+			{name: "2026/stdio", era: era2026, url: base + "/mcp/confstdio"},
+		}
+		runs := []*conformanceRun{direct[era2025], direct[era2026]}
+		for _, r := range runs {
+			runConformance(t, root, node, r)
+		}
+		for _, r := range through {
+			runConformance(t, root, node, r)
+			runs = append(runs, r)
+		}
+		logConformanceTable(t, runs, scored)
+		for _, r := range through {
+			for _, sc := range scored[r.era] {
+				if !direct[r.era].results[sc] || r.results[sc] {
+					continue
+				}
+				if why, ok := replicaConformanceKnown(r.name, sc); ok {
+					t.Logf("known failure %s %s through the balancer: %s", r.name, sc, why)
+					continue
+				}
+				t.Errorf("through the balancer, %s fails scored scenario %s (passes directly): %s", r.name, sc, r.failures[sc])
 			}
 		}
 	}
@@ -429,4 +470,42 @@ func metricValue(t *testing.T, url, token, sample string) float64 {
 		}
 	}
 	return 0
+}
+
+// replicaConformanceKnown reports whether scenario sc is a known failure of
+// pairing through one gateway (conformanceKnownFailures). The conformance
+// server over stdio speaks 2026-07-28 (checked by the test), like the
+// stateless one over HTTP: its pairings share that one's known failures.
+func replicaConformanceKnown(pairing, sc string) (string, bool) {
+	pairing = strings.Replace(pairing, "/stdio", "/stateless", 1)
+	why, ok := conformanceKnownFailures[pairing+" "+sc]
+	return why, ok
+}
+
+// upstreamProtocol is the protocol version a replica negotiated with its
+// upstream name, from /readyz (with the operator key).
+func upstreamProtocol(t *testing.T, url, name string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url+"/readyz", nil)
+	req.Header.Set("Authorization", "Bearer "+e2eAdminKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Upstreams []struct {
+			Name     string `json:"name"`
+			Protocol string `json:"protocol_version"`
+		} `json:"upstreams"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatalf("readyz: %v", err)
+	}
+	for _, u := range r.Upstreams {
+		if u.Name == name {
+			return u.Protocol
+		}
+	}
+	return ""
 }

@@ -112,6 +112,9 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetMeter(sec.Meter)
 	}
 	keepSessions(ctx, g, sec, log)
+	if sec.Policy != nil {
+		sec.Policy.OnChange(g.PolicyChanged) // clients get list_changed when what they may see changed
+	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)

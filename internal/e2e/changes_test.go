@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -179,7 +180,21 @@ func TestChangesAcrossReplicas(t *testing.T) {
 	if limited(keys["quiet"]) {
 		t.Fatal("control: a plan changed by the CLI without Redis is in force at once; the check below proves nothing")
 	}
+	// A session on replica b is told its lists may have changed when the
+	// policy changes (here by the CLI's announced change).
+	listChanged := make(chan struct{}, 8)
+	watcher := connectSessionWith(t, b+"/mcp", secret, &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) { listChanged <- struct{}{} },
+	})
+	if _, err := watcher.ListTools(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
 	cli(cfgPath, "plan", "set", "loud-plan", "--key-per-minute", "1", "--key-burst", "1")
+	select {
+	case <-listChanged:
+	case <-time.After(8 * time.Second):
+		t.Error("no tools/list_changed on replica b within 8s of a policy change made with the CLI")
+	}
 	deadline = time.Now().Add(8 * time.Second)
 	for !limited(keys["loud"]) {
 		if time.Now().After(deadline) {

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -62,6 +63,9 @@ type adminCtx struct {
 	st  store.Store
 	as  *auth.Service
 	ops *admin.Ops
+	// changes announces the command's changes to running gateways (with
+	// [redis]; nil: they see them at their next poll).
+	changes *changebus.Bus
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
@@ -104,7 +108,13 @@ func (a *app) adminCommand(s adminSpec) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			before := c.policyVersion(ctx)
 			err = s.run(c, args)
+			if after := c.policyVersion(ctx); after != before {
+				// Tenants, keys, plans, virtual servers, rules: every
+				// gateway on the store reloads its policy now.
+				c.changes.Announce(ctx, changebus.TopicPolicy)
+			}
 			if cerr := closeAll(); cerr != nil && err == nil {
 				err = cerr
 			}
@@ -371,6 +381,7 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 		}
 		rdb = redis.NewClient(opt)
 		closers = append(closers, rdb.Close)
+		c.changes = changebus.NewAnnouncer(rdb, log)
 	}
 	lg := audit.NewLogger(c.st, log, audit.LoggerOptions{})
 	closers = append(closers, func() error {
@@ -397,7 +408,11 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 	if err := bootstrap(openCtx, as, c.cfg, firstStart{Notice: c.stderr}); err != nil {
 		return nil, fmt.Errorf("first-start setup: %w", err)
 	}
-	oo := admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg)}
+	oo := admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg),
+		// Pin and quarantine decisions: the gateways reload them now, and
+		// their clients get list_changed at once.
+		PinsChanged:       func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicPins) },
+		QuarantineChanged: func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicQuarantine) }}
 	if wh := openWebhooks(c.cfg, c.st, log); wh != nil {
 		// Webhook commands, and events of what the CLI changes (keys):
 		// queued in the store, delivered by a running gateway.
@@ -405,6 +420,20 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 	}
 	c.ops = admin.NewOps(oo)
 	return closeFn, nil
+}
+
+// policyVersion is the store's policy version for an administration
+// command that can change it (0 otherwise, or when it cannot be read: the
+// gateways' poll then finds the change).
+func (c *adminCtx) policyVersion(ctx context.Context) int64 {
+	if c.changes == nil || c.ops == nil || c.st == nil {
+		return 0
+	}
+	v, err := c.st.PolicyVersion(ctx)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // configuredUpstreams is admin.OpsOptions.Upstreams for a configuration.

@@ -274,7 +274,7 @@ func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pi
 		flushUsage = sec.Meter.Flush // a usage report includes what this replica counted so far
 	}
 	return admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
-		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams,
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, sec.Changes, log), Upstreams: upstreams,
 		FlushUsage: flushUsage, Webhooks: sec.Webhooks, Events: sec.events()})
 }
 

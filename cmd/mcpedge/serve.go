@@ -119,6 +119,9 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetMeter(sec.Meter)
 	}
 	keepSessions(ctx, g, sec, log)
+	if sec.Policy != nil {
+		sec.Policy.OnChange(g.PolicyChanged) // clients get list_changed when what they may see changed
+	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	g.SetEvents(sec.events())
@@ -523,7 +526,8 @@ func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, l
 	}
 	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
 	if relay != nil {
-		g.SetAnswerRelay(relay) // answers to a call's questions reach the replica running it
+		g.SetAnswerRelay(relay)       // answers to a call's questions reach the replica running it
+		g.SetContinuationRelay(relay) // 2026-07-28 input-required retries reach the replica running the call
 	}
 	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

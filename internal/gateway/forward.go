@@ -45,6 +45,8 @@ type call struct {
 	clientCtx context.Context // the client request's context: its values route messages to the right stream
 	release   string          // per-call upstream connection to close at the end ("" if none)
 	hot       *hotStream      // the client's side of a hot-path call (hotstream.go); nil otherwise
+	logs      atomic.Int64    // log messages queued for the call's stream (sink.go, logOnSDKCall)
+	lastLog   atomic.Int64    // when the last one was queued (unix ns)
 	clientID  string          // the per-session connection's key ("" for the shared one)
 
 	// Failure handling (failure.go).
@@ -175,6 +177,9 @@ func progressTokenFor(id uint64) string {
 // and client cancellations do not) and translates transport-level failures
 // into JSON-RPC errors that tell the client what happened.
 func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error) (out error) {
+	if !c.released.Load() {
+		g.awaitLogs(c)
+	}
 	if !c.released.CompareAndSwap(false, true) {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
@@ -87,10 +88,13 @@ type Gateway struct {
 
 	inflight inflightTable
 	conts    continuations
-	progress progressTable
-	subs     subscriptions
-	levels   levelTable
-	sessions sync.Map // client session id -> *mcp.ServerSession
+	// contRelay carries retries of input-required calls to the replica
+	// running them (contrelay.go); nil: this replica's own only.
+	contRelay sessionstore.Mailbox
+	progress  progressTable
+	subs      subscriptions
+	levels    levelTable
+	sessions  sync.Map // client session id -> *mcp.ServerSession
 	// clientLevels is the level each 2025-era client session set with
 	// logging/setLevel (*mcp.ServerSession -> mcp.LoggingLevel), sent on to
 	// stateless upstreams with each request (era.go, statelessHop).

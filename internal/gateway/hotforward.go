@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -45,7 +46,7 @@ type hotWire struct {
 func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.CallToolRequest) (mcp.Result, error) {
 	name := c.Item
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		if t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, isErr, err, fallback := postWire(g, ctx, c, t, cs, paramsEdit(name, token), hotOwner(t, req.Session), toolResultView,
 				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 			if !fallback {
@@ -75,7 +76,7 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.GetPromptRequest) (mcp.Result, error) {
 	name := c.Item
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
-		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		if t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, _, err, fallback := postWire(g, ctx, c, t, cs, paramsEdit(name, token), hotOwner(t, req.Session), promptResultView,
 				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
 			if !fallback {
@@ -110,7 +111,7 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.ReadResourceRequest) (mcp.Result, error) {
 	uri := req.Params.URI
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
-		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		if t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, _, err, fallback := postWire(g, ctx, c, t, cs, readParamsEdit(token), hotOwner(t, req.Session), readResultView,
 				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
 			if !fallback {
@@ -207,51 +208,142 @@ func hotOwner(t *upstream.Upstream, ss *mcp.ServerSession) string {
 // for its bytes. It reports fallback when the upstream no longer knows
 // the session (HTTP 404: it did not run the call), so that the attempt
 // goes through the SDK client, which renews or reports the session as it
-// does for every call.
+// does for every call. To an upstream of the 2026-07-28 protocol (no
+// session) the request goes with that protocol's headers (Mcp-Method,
+// Mcp-Name) and _meta, and its input_required rounds are done here
+// (hotRounds).
 func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, edit rawwire.Edit, owner string,
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error, fallback bool) {
+	send := func(ctx context.Context, id string, body []byte, _ bool) (rawwire.Answer, bool, error) {
+		hotAttempt(c.Wire.Client, true)
+		resp, err := t.PostCall(ctx, cs, body, c.Method, c.Item)
+		if err != nil {
+			if ctx.Err() != nil {
+				g.hotCancelled(ctx, t, cs, id)
+				return rawwire.Answer{}, false, ctx.Err() // not the HTTP client's error: it names the upstream's URL
+			}
+			return rawwire.Answer{}, false, plainTransportError{err}
+		}
+		defer drainClose(resp.Body)
+		switch {
+		case resp.StatusCode == http.StatusNotFound && cs.ID() != "":
+			return rawwire.Answer{}, true, nil
+		case resp.StatusCode != http.StatusOK:
+			if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "application/json" {
+				// A JSON-RPC error sent with an HTTP error status (the
+				// 2026-07-28 protocol does): the upstream's own answer.
+				a, err := g.hot.reader.ReadAnswer(resp, id, nil)
+				if err == nil && a.Error != nil {
+					return a, false, nil
+				}
+				a.Release()
+				return rawwire.Answer{}, false, fmt.Errorf("upstream answered HTTP %d", resp.StatusCode)
+			}
+			snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return rawwire.Answer{}, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet))
+		}
+		a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
+			ss, _ := c.Request.GetSession().(*mcp.ServerSession)
+			g.hotMessage(ctx, t, cs, owner, ss, c.Wire.Client, msg, env)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				g.hotCancelled(ctx, t, cs, id)
+				return rawwire.Answer{}, false, ctx.Err()
+			}
+			if errors.Is(err, rawwire.ErrNoAnswer) {
+				// The stream broke before the answer: like a connection lost
+				// mid-call, the upstream may have run it.
+				return rawwire.Answer{}, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+			}
+			return rawwire.Answer{}, false, plainTransportError{err}
+		}
+		return a, false, nil
+	}
+	return hotRounds(g, ctx, c, t, cs, edit, view, summary, send)
+}
+
+// hotPostable reports whether postWire may send call c in upstream
+// session cs: always in the session era; in the 2026-07-28 protocol when
+// the name goes in the Mcp-Name header as it is (printable ASCII) and the
+// tool declares no argument that goes in a header of its own
+// (x-mcp-header), which the SDK's way sends.
+func (g *Gateway) hotPostable(c *pipeline.Call, cs *mcp.ClientSession) bool {
+	return cs.InitializeResult().ProtocolVersion < statelessVersion || g.eraPostable(c)
+}
+
+// eraPostable is hotPostable in the 2026-07-28 protocol.
+func (g *Gateway) eraPostable(c *pipeline.Call) bool {
+	for i := 0; i < len(c.Item); i++ {
+		if c.Item[i] < 0x20 || c.Item[i] > 0x7e {
+			return false
+		}
+	}
+	if c.Method != pipeline.MethodCallTool {
+		return true
+	}
+	schema, _ := argSchemas{g}.InputSchema(c)
+	return !bytes.Contains(schema, []byte("x-mcp-header"))
+}
+
+// hotSend sends one round's request (id, body; first: the call's first
+// round) and returns the upstream's answer, or fallback: the attempt is to
+// go through the SDK client instead (nothing ran).
+type hotSend func(ctx context.Context, id string, body []byte, first bool) (a rawwire.Answer, fallback bool, err error)
+
+// hotRounds makes the request of a hot-path attempt (appendPipeRequest:
+// edit, the trace context, and for an upstream session cs of the
+// 2026-07-28 protocol that protocol's _meta, eraMeta), sends it, and makes
+// the attempt's result of the answer (takeAnswer). An answer of that
+// protocol that asks for input (input_required) is answered here, as the
+// SDK server does it for a client of the session era: each input request
+// is decoded, scanned by the guard (scanQuestion) and put to the call's
+// client on the call's own stream (askRound); the answers go back with the
+// upstream's requestState, at most maxInputRounds times.
+func hotRounds[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, edit rawwire.Edit,
+	view func([]byte) (resultView, error), summary func(isErr bool) R, send hotSend) (_ R, isErr bool, _ error, fallback bool) {
 	var zero R
-	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	edit, tail := traceEdit(trace.SpanContextFromContext(ctx), edit)
-	body, err := rawwire.AppendRequestTail(make([]byte, 0, len(c.Wire.Params)+160), id, c.Method, c.Wire.Params, edit, tail)
-	if err != nil {
-		return zero, false, fmt.Errorf("building the request: %w", err), false
-	}
-	hotAttempt(c.Wire.Client, true)
-	resp, err := t.Post(ctx, cs, body)
-	if err != nil {
-		if ctx.Err() != nil {
-			g.hotCancelled(ctx, t, cs, id)
-			return zero, false, ctx.Err(), false // not the HTTP client's error: it names the upstream's URL
+	newEra := cs.InitializeResult().ProtocolVersion >= statelessVersion
+	var extra, rounds []byte
+	if newEra {
+		var err error
+		if extra, err = g.eraMeta(c, cs); err != nil {
+			return zero, false, err, false
 		}
-		return zero, false, plainTransportError{err}, false
 	}
-	defer drainClose(resp.Body)
-	switch {
-	case resp.StatusCode == http.StatusNotFound && cs.ID() != "":
-		return zero, false, nil, true
-	case resp.StatusCode != http.StatusOK:
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return zero, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
-	}
-	a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
-		ss, _ := c.Request.GetSession().(*mcp.ServerSession)
-		g.hotMessage(ctx, t, cs, owner, ss, c.Wire.Client, msg, env)
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			g.hotCancelled(ctx, t, cs, id)
-			return zero, false, ctx.Err(), false
+	sc := trace.SpanContextFromContext(ctx)
+	for round := 0; ; round++ {
+		id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+		body, err := appendPipeRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+180), id, c.Method, c.Wire.Params, edit, sc, extra, rounds)
+		if err != nil {
+			return zero, false, fmt.Errorf("building the request: %w", err), false
 		}
-		if errors.Is(err, rawwire.ErrNoAnswer) {
-			// The stream broke before the answer: like a connection lost
-			// mid-call, the upstream may have run it.
-			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		a, fb, err := send(ctx, id, body, round == 0)
+		if fb || err != nil {
+			return zero, false, err, fb
 		}
-		return zero, false, plainTransportError{err}, false
+		if newEra && a.Error == nil {
+			asks, state, need, err := inputRequired(a.Result)
+			if err != nil {
+				a.Release()
+				return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+			}
+			if need {
+				if round+1 >= maxInputRounds {
+					a.Release()
+					return zero, false, fmt.Errorf("upstream %s asked for input %d times in one call; the gateway gives up", t.Name(), maxInputRounds), false
+				}
+				rounds, err = g.askRound(ctx, c, t, asks, state)
+				a.Release() // asks pointed into it
+				if err != nil {
+					return zero, false, err, false
+				}
+				continue
+			}
+		}
+		res, isErr, err := takeAnswer(c, t, a, view, summary)
+		return res, isErr, err, false
 	}
-	res, isErr, err := takeAnswer(c, t, a, view, summary)
-	return res, isErr, err, false
 }
 
 // takeAnswer makes the result of a hot-path attempt from the upstream's
@@ -300,70 +392,34 @@ func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.
 // pipeWire makes one attempt of a hot-path call on a stdio target: the
 // request's bytes (as postWire makes them) written to the child's framed
 // pipe, and the bytes of its response line taken back (upstream/pipe.go).
-// The child's other messages during the call — progress, its questions
-// to the client — go through the SDK client as for any call.
-//
-// A child of the 2026-07-28 protocol gets what that protocol asks of every
-// request in the request's _meta (eraMeta), and may answer input_required:
-// then the rounds are done here, as the SDK server does them for a client
-// of the session era — each question scanned (scanQuestion) and put to the
-// call's client on the call's stream, the answers sent back with the
-// child's requestState — at most maxInputRounds times.
+// The child's other messages during the call — progress, logs — go
+// through the SDK client as for any call. A child of the 2026-07-28
+// protocol is served as postWire serves such an HTTP upstream (hotRounds).
 func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, p *upstream.Pipe, edit rawwire.Edit,
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
-	var zero R
-	newEra := cs.InitializeResult().ProtocolVersion >= statelessVersion
-	var extra []byte
-	if newEra {
-		var err error
-		if extra, err = g.eraMeta(c, cs); err != nil {
-			return zero, false, err
-		}
-	}
-	var rounds []byte // the inputResponses and requestState members of the next round
-	for round := 0; ; round++ {
-		id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-		body, err := appendPipeRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+180), id, c.Method, c.Wire.Params, edit,
-			trace.SpanContextFromContext(ctx), extra, rounds)
-		if err != nil {
-			return zero, false, fmt.Errorf("building the request: %w", err)
-		}
-		body = append(body, '\n')
+	send := func(ctx context.Context, id string, body []byte, first bool) (rawwire.Answer, bool, error) {
 		hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
-		line, sent, err := p.Call(ctx, id, body)
+		line, sent, err := p.Call(ctx, id, append(body, '\n'))
 		switch {
 		case err == nil:
 		case ctx.Err() != nil:
 			if sent {
 				g.pipeCancelled(ctx, t, p, id)
 			}
-			return zero, false, ctx.Err()
-		case !sent && round == 0:
-			return zero, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
+			return rawwire.Answer{}, false, ctx.Err()
+		case !sent && first:
+			return rawwire.Answer{}, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
 		default:
-			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
+			return rawwire.Answer{}, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
 		}
 		a, err := g.hot.reader.ParseAnswer(line, id)
 		if err != nil {
-			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+			return rawwire.Answer{}, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
 		}
-		if newEra && a.Error == nil {
-			asks, state, need, err := inputRequired(a.Result)
-			if err != nil {
-				return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
-			}
-			if need {
-				if round+1 >= maxInputRounds {
-					return zero, false, fmt.Errorf("upstream %s asked for input %d times in one call; the gateway gives up", t.Name(), maxInputRounds)
-				}
-				if rounds, err = g.askRound(ctx, c, t, asks, state); err != nil {
-					return zero, false, err
-				}
-				continue
-			}
-		}
-		return takeAnswer(c, t, a, view, summary)
+		return a, false, nil
 	}
+	res, isErr, err, _ := hotRounds(g, ctx, c, t, cs, edit, view, summary, send)
+	return res, isErr, err
 }
 
 // maxInputRounds bounds the input_required rounds of one hot call.
@@ -605,7 +661,7 @@ func (g *Gateway) hotCancelled(ctx context.Context, t *upstream.Upstream, cs *mc
 	go func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		resp, err := t.Post(actx, cs, msg)
+		resp, err := t.PostCall(actx, cs, msg, "notifications/cancelled", "")
 		if err != nil {
 			g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
 			return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"reflect"
 	"sort"
@@ -379,5 +380,63 @@ func TestInputRequired(t *testing.T) {
 		if _, _, _, err := inputRequired([]byte(bad)); err == nil {
 			t.Errorf("%s: no error", bad)
 		}
+	}
+}
+
+// TestHotPathStateless2026Parity: a Streamable HTTP upstream of the
+// 2026-07-28 protocol (stateless) is served on the hot path — its requests
+// with that protocol's headers and _meta, its input_required rounds done
+// on the call's stream — and every answer decodes to what the SDK's way
+// answers, the questions included.
+func TestHotPathStateless2026Parity(t *testing.T) {
+	srv := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return stdioTestServer("catalogue-2026") },
+		&mcp.StreamableHTTPOptions{Stateless: true}))
+	t.Cleanup(srv.Close)
+	block := upstreamBlock("cat", srv.URL)
+	gHot, urlHot := hotGateway(t, block, true, nil, HTTPOptions{})
+	gSDK, urlSDK := hotGateway(t, block, false, nil, HTTPOptions{})
+	waitTargetsReady(t, gHot, 1)
+	waitTargetsReady(t, gSDK, 1)
+	waitTool(t, gHot, "cat__text")
+	waitTool(t, gSDK, "cat__text")
+	hot := newRawClientWith(t, urlHot+"/mcp", "", `{"sampling":{},"elicitation":{}}`)
+	sdk := newRawClientWith(t, urlSDK+"/mcp", "", `{"sampling":{},"elicitation":{}}`)
+	for i, c := range hotCatalogue {
+		t.Run(fmt.Sprintf("%d-%s", i, c.tool), func(t *testing.T) {
+			before := hotCount(t, gHot, "hot", "")
+			params := fmt.Sprintf(`{"name":"cat__%s"%s}`, c.tool, c.rest)
+			h, s := hot.callTool(400+i, params), sdk.callTool(400+i, params)
+			if !hotReached(t, gHot, "hot", "", before+1) {
+				t.Error("not served on the hot path")
+			}
+			if h.Msg == nil || s.Msg == nil {
+				t.Fatalf("hot: %s\nsdk: %s", h.Body, s.Body)
+			}
+			for _, k := range []string{"result", "error"} {
+				if hv, sv := h.decoded(k), s.decoded(k); !reflect.DeepEqual(hv, sv) {
+					t.Errorf("%s differs:\nhot: %s\nsdk: %s", k, h.Body, s.Body)
+				}
+			}
+		})
+	}
+	answer := func(asks *[]string) func(string, json.RawMessage) (string, string) {
+		return func(method string, params json.RawMessage) (string, string) {
+			*asks = append(*asks, method+" "+string(params))
+			if method == "sampling/createMessage" {
+				return "result", `{"role":"assistant","content":{"type":"text","text":"sampled"},"model":"m"}`
+			}
+			return "result", `{"action":"accept","content":{"name":"Ada"}}`
+		}
+	}
+	var hAsks, sAsks []string
+	h, _ := hot.callAnswering(500, `{"name":"cat__ask","arguments":{}}`, answer(&hAsks))
+	s, _ := sdk.callAnswering(500, `{"name":"cat__ask","arguments":{}}`, answer(&sAsks))
+	sort.Strings(hAsks)
+	sort.Strings(sAsks)
+	if len(sAsks) != 2 || !reflect.DeepEqual(hAsks, sAsks) {
+		t.Errorf("the client was asked differently:\nhot: %q\nsdk: %q", hAsks, sAsks)
+	}
+	if !reflect.DeepEqual(h.decoded("result"), s.decoded("result")) || h.Msg["result"] == nil {
+		t.Errorf("answers differ:\nhot: %s\nsdk: %s", h.Body, s.Body)
 	}
 }

@@ -249,7 +249,9 @@ func TestHotPathFallbackReasons(t *testing.T) {
 		expect(t, c, 5, `{"name":"nonesuch","arguments":{}}`, "sdk", "item", true)
 	})
 	t.Run("upstream of the 2026-07-28 protocol", func(t *testing.T) {
-		expect(t, c, 40, `{"name":"new__caps","arguments":{}}`, "sdk", "upstream", false)
+		expect(t, c, 40, `{"name":"new__caps","arguments":{}}`, "hot", "", false)
+		// An argument that goes in a header of its own: the SDK's way.
+		expect(t, c, 43, `{"name":"new__hdr","arguments":{"region":"eu"}}`, "sdk", "upstream", false)
 	})
 	t.Run("cached read-only tool", func(t *testing.T) {
 		expect(t, c, 41, `{"name":"ro__text","arguments":{}}`, "sdk", "cache", false)

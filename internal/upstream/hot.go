@@ -39,6 +39,15 @@ var (
 // gateway's request id; over the same pooled connections as cs. The caller
 // reads and closes the response.
 func (u *Upstream) Post(ctx context.Context, cs *mcp.ClientSession, body []byte) (*http.Response, error) {
+	return u.PostCall(ctx, cs, body, "", "")
+}
+
+// PostCall is Post for a message of method that names name (a tool's or
+// prompt's name, a resource's URI; "" for none): in a session of the
+// 2026-07-28 protocol they go in the Mcp-Method and Mcp-Name headers, as
+// that protocol asks. name must be printable ASCII (the caller takes
+// another way for other names, which the protocol encodes).
+func (u *Upstream) PostCall(ctx context.Context, cs *mcp.ClientSession, body []byte, method, name string) (*http.Response, error) {
 	cfg := u.Config()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.URL, bytes.NewReader(body))
 	if err != nil {
@@ -50,7 +59,14 @@ func (u *Upstream) Post(ctx context.Context, cs *mcp.ClientSession, body []byte)
 	if id := cs.ID(); id != "" {
 		h["Mcp-Session-Id"] = []string{id}
 	}
-	h["Mcp-Protocol-Version"] = []string{cs.InitializeResult().ProtocolVersion}
+	v := cs.InitializeResult().ProtocolVersion
+	h["Mcp-Protocol-Version"] = []string{v}
+	if v >= "2026-07-28" && method != "" {
+		h["Mcp-Method"] = []string{method}
+		if name != "" {
+			h["Mcp-Name"] = []string{name}
+		}
+	}
 	for k, v := range cfg.Headers {
 		h.Set(k, v)
 	}

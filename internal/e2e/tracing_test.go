@@ -543,7 +543,19 @@ func TestTracingSpansInProcess(t *testing.T) {
 		spans := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 		var leaf sdktrace.ReadOnlySpan
 		deadline := time.Now().Add(10 * time.Second)
-		for leaf == nil && time.Now().Before(deadline) {
+		// Until the chain from the upstream's span reaches the client's:
+		// the gateway's server span ends once its answer is written, which
+		// may be after the client has read it.
+		rooted := func() bool {
+			n := 0
+			for s := leaf; s != nil && n < 20; s, n = spans[s.Parent().SpanID()], n+1 {
+				if s.SpanContext().SpanID() == span.SpanContext().SpanID() {
+					return true
+				}
+			}
+			return false
+		}
+		for (leaf == nil || !rooted()) && time.Now().Before(deadline) {
 			for _, s := range rec.Ended() {
 				if s.SpanContext().TraceID() == span.SpanContext().TraceID() {
 					spans[s.SpanContext().SpanID()] = s

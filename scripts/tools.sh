@@ -8,6 +8,9 @@ HELM_VERSION=v4.3.2
 HELM_MODULE=helm.sh/helm/v4/cmd/helm
 CYCLONEDX_GOMOD_VERSION=v1.10.0
 CYCLONEDX_GOMOD_MODULE=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
+# Stripe's official mock API server, for internal/billing's tests.
+STRIPE_MOCK_VERSION=v0.203.0
+STRIPE_MOCK_MODULE=github.com/stripe/stripe-mock
 
 MCPEDGE_TOOLS_DIR=${MCPEDGE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpedge-tools}
 export MCPEDGE_TOOLS_DIR

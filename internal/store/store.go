@@ -242,6 +242,7 @@ type Store interface {
 	Pins
 	GuardVerdicts
 	MCPSessions
+	Billing
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

@@ -62,6 +62,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PinsConcurrent", testPinsConcurrent},
 		{"GuardVerdicts", testGuardVerdicts},
 		{"MCPSessions", testMCPSessions},
+		{"Billing", testBilling},
+		{"BillingLease", testBillingLease},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 	}

@@ -151,6 +151,9 @@ type Config struct {
 	// guard.go and docs/guardrails.md. Each upstream's effective settings
 	// are in [Upstream.Guard].
 	Guard Guard
+	// Billing bills tenants through Stripe (toml [billing]); see
+	// billing.go and docs/design/billing.md.
+	Billing Billing
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string

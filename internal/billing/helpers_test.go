@@ -23,7 +23,7 @@ const (
 type notice struct{ kind, tenant string }
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	st     *sqlite.Store
 	svc    *Service
 	rec    *billingtest.Recorder
@@ -79,7 +79,7 @@ func testConfig(apiBase string) config.BillingStripe {
 
 // newFixture opens a fresh SQLite store and a service talking to
 // stripe-mock through a recorder (apiBase "" : that; otherwise apiBase).
-func newFixture(t *testing.T, apiBase string) *fixture {
+func newFixture(t testing.TB, apiBase string) *fixture {
 	t.Helper()
 	f := &fixture{t: t, now: time.Date(2026, 11, 22, 10, 20, 0, 0, time.UTC), logs: &bytes.Buffer{}}
 	st, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "m.db"))
@@ -166,3 +166,5 @@ func (f *fixture) usage(tn *store.Tenant, at time.Time, outcome string, n int64)
 		f.t.Fatal(err)
 	}
 }
+
+func storeFilter(tenantID string) store.UsageFilter { return store.UsageFilter{TenantID: tenantID} }

@@ -15,7 +15,9 @@ type redactingHandler struct {
 	red  *strings.Replacer
 }
 
-func (h *redactingHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.next.Enabled(ctx, l) }
+func (h *redactingHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.next.Enabled(ctx, l)
+}
 
 func (h *redactingHandler) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, h.red.Replace(r.Message), r.PC)
@@ -64,10 +66,18 @@ func (h *redactingHandler) WithGroup(name string) slog.Handler {
 // debug.
 type stripeLogger struct{ log *slog.Logger }
 
-func (l stripeLogger) Debugf(format string, v ...any) { l.log.Debug("stripe: " + fmt.Sprintf(format, v...)) }
-func (l stripeLogger) Infof(format string, v ...any)  { l.log.Debug("stripe: " + fmt.Sprintf(format, v...)) }
-func (l stripeLogger) Warnf(format string, v ...any)  { l.log.Warn("stripe: " + fmt.Sprintf(format, v...)) }
-func (l stripeLogger) Errorf(format string, v ...any) { l.log.Warn("stripe: " + fmt.Sprintf(format, v...)) }
+func (l stripeLogger) Debugf(format string, v ...any) {
+	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
+}
+func (l stripeLogger) Infof(format string, v ...any) {
+	l.log.Debug("stripe: " + fmt.Sprintf(format, v...))
+}
+func (l stripeLogger) Warnf(format string, v ...any) {
+	l.log.Warn("stripe: " + fmt.Sprintf(format, v...))
+}
+func (l stripeLogger) Errorf(format string, v ...any) {
+	l.log.Warn("stripe: " + fmt.Sprintf(format, v...))
+}
 
 func mustJSON(v any) []byte {
 	b, err := json.Marshal(v)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/billing/billingtest"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 const meterPath = "/v1/billing/meter_events"
@@ -46,7 +47,7 @@ func TestReportOnceAndDeltas(t *testing.T) {
 	h0 := f.clock().Truncate(hour)
 	f.usage(acme, h0, "ok", 7)
 	f.usage(acme, h0, "error", 2)
-	f.usage(acme, h0, "denied", 50) // refused calls are not billed
+	f.usage(acme, h0, "denied", 50)            // refused calls are not billed
 	f.usage(acme, h0.Add(-2*hour), "ok", 1000) // before the subscription
 
 	res, err := f.svc.Report(ctx)
@@ -179,5 +180,36 @@ func TestRoundTakesTheLease(t *testing.T) {
 	}
 	if total, _ := billed(t, f.rec.Calls(meterPath)); total != 3 {
 		t.Errorf("billed %d, want 3", total)
+	}
+}
+
+func TestStatusShowsUnreportedAndGrace(t *testing.T) {
+	f := newFixture(t, "http://127.0.0.1:1")
+	ctx := t.Context()
+	acme := f.tenant("acme", "pro", false)
+	f.account(acme, "cus_acme")
+	h0 := f.clock().Truncate(hour)
+	f.usage(acme, h0, "ok", 6)
+	f.usage(acme, h0, "denied", 6)
+	if err := f.st.PutBillingReport(ctx, &store.BillingUsageReport{TenantID: acme.ID, Hour: h0, Reported: 4, Pending: 4}); err != nil {
+		t.Fatal(err)
+	}
+	failed := f.clock()
+	if _, err := f.st.UpdateBillingAccount(ctx, acme.ID, func(a *store.BillingAccount) error {
+		a.Status, a.PastDueSince = "past_due", failed
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sts, err := Status(ctx, f.st, 72*time.Hour, f.clock())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sts) != 1 {
+		t.Fatalf("Status = %+v", sts)
+	}
+	s := sts[0]
+	if s.Tenant != "acme" || s.Plan != "pro" || s.Unreported != 2 || !s.GraceEnds.Equal(failed.Add(72*time.Hour)) || s.CustomerID != "cus_acme" {
+		t.Errorf("Status = %+v", s)
 	}
 }

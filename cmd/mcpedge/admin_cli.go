@@ -62,6 +62,8 @@ type adminCtx struct {
 	st  store.Store
 	as  *auth.Service
 	ops *admin.Ops
+	// audit is the audit log of commands that are not raw.
+	audit *audit.Logger
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
@@ -325,7 +327,7 @@ GET /api/usage.`,
 	if f := usage.Flags().Lookup("granularity"); f != nil {
 		_ = usage.RegisterFlagCompletionFunc("granularity", cobra.FixedCompletions([]string{admin.GranularityHour, admin.GranularityMonth}, cobra.ShellCompDirectiveNoFileComp))
 	}
-	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot}
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot, a.billingCmd()}
 }
 
 // open opens the store and, unless s.raw, what Ops needs: Redis (so that
@@ -372,6 +374,7 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 		closers = append(closers, rdb.Close)
 	}
 	lg := audit.NewLogger(c.st, log, audit.LoggerOptions{})
+	c.audit = lg
 	closers = append(closers, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

@@ -111,3 +111,40 @@ func Status(ctx context.Context, st Store, grace time.Duration, now time.Time) (
 	}
 	return out, nil
 }
+
+// SyncNowResult says what SyncNow did.
+type SyncNowResult struct {
+	SyncResult
+	ReportResult
+	// LeaseHeld: another process (a running gateway) holds the report
+	// lease, so usage was left to it.
+	LeaseHeld bool `json:"lease_held"`
+}
+
+// SyncNow is `mcpedge billing sync`: Sync, then, if the report lease is
+// free, Report and Enforce under it and give it back.
+func (s *Service) SyncNow(ctx context.Context) (SyncNowResult, error) {
+	var out SyncNowResult
+	var err error
+	if out.SyncResult, err = s.Sync(ctx); err != nil {
+		return out, err
+	}
+	now := s.now()
+	got, err := s.o.Store.AcquireBillingLease(ctx, s.o.Holder, now, now.Add(10*time.Minute))
+	if err != nil {
+		return out, err
+	}
+	if !got {
+		out.LeaseHeld = true
+		return out, nil
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = s.o.Store.ReleaseBillingLease(rctx, s.o.Holder)
+		cancel()
+	}()
+	if out.ReportResult, err = s.Report(ctx); err != nil {
+		return out, err
+	}
+	return out, s.Enforce(ctx)
+}

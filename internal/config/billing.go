@@ -169,6 +169,9 @@ func (d *decoder) validateBilling(c *Config, m billingMeta) {
 			bad(f, "want a Stripe price id (\"price_…\")")
 		}
 	}
+	if !c.Metering.Enabled {
+		bad("prices", "billing reports the tool calls usage metering counts: [metering] enabled must not be false")
+	}
 	if s.GracePeriod < 0 || s.GracePeriod > MaxBillingGracePeriod {
 		bad("grace_period", "must be between 0s and %s, got %s", MaxBillingGracePeriod, s.GracePeriod)
 	}

@@ -70,6 +70,7 @@ func TestBillingProblems(t *testing.T) {
 		"[billing.stripe]\nmeter_event = \"\"\n" + prices:           `billing.stripe.meter_event: want the event name of a Stripe meter`,
 		"[billing.stripe]\nsecret_key = \"sk_live_x\"\n" + prices:   `billing.stripe.secret_key: unknown key`,
 		"[billing]\npaypal = true\n":                                `billing.paypal: unknown key`,
+		"[metering]\nenabled = false\n" + prices:                    `[metering] enabled must not be false`,
 		"billing = 1\n":                                             `billing: expected table`,
 	} {
 		_, ps := parseT(t, src, nil)

@@ -100,7 +100,10 @@ func (s *Service) subscribe(ctx context.Context, t *store.Tenant, price string) 
 	}
 	if err := s.o.Store.CreateBillingAccount(ctx, a); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return nil // another replica (or a concurrent sync) stored it first, with the same customer
+			if _, gerr := s.o.Store.GetBillingAccount(ctx, t.ID); gerr == nil {
+				return nil // another replica (or a concurrent sync) stored it first
+			}
+			return fmt.Errorf("Stripe customer %s already belongs to another tenant's account: %w", cus.ID, err)
 		}
 		return err
 	}

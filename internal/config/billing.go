@@ -169,6 +169,9 @@ func (d *decoder) validateBilling(c *Config, m billingMeta) {
 			bad(f, "want a Stripe price id (\"price_…\")")
 		}
 	}
+	if c.Auth.Mode != AuthRequired {
+		bad("prices", "billing bills tenants: it needs [auth] mode = %q (tenants with credentials), not %q", AuthRequired, c.Auth.Mode)
+	}
 	if !c.Metering.Enabled {
 		bad("prices", "billing reports the tool calls usage metering counts: [metering] enabled must not be false")
 	}

@@ -20,6 +20,9 @@ const (
 	statusPaused            = "paused"
 )
 
+// errUnchanged tells UpdateBillingAccount to write nothing.
+var errUnchanged = errors.New("unchanged")
+
 // decision is what an account's state says of its tenant's plan.
 type decision struct {
 	// degrade: the tenant belongs on the free plan; restore: on the
@@ -77,9 +80,12 @@ func (s *Service) apply(ctx context.Context, tenantID, actor string) error {
 			a.Degraded = false
 		}
 		after = *a
+		if a.Degraded == before.Degraded {
+			return errUnchanged // no write: Enforce runs every round
+		}
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, errUnchanged) {
 		return err
 	}
 	t, err := s.o.Store.GetTenant(ctx, tenantID)
@@ -99,7 +105,15 @@ func (s *Service) apply(ctx context.Context, tenantID, actor string) error {
 	default:
 		return nil
 	}
-	return s.setPlan(ctx, t, to, actor, d.reason, after.Status)
+	if err := s.setPlan(ctx, t, to, actor, d.reason, after.Status); err != nil {
+		// Put the flag back, so that the next round tries the move again.
+		_, _ = s.o.Store.UpdateBillingAccount(context.WithoutCancel(ctx), tenantID, func(a *store.BillingAccount) error {
+			a.Degraded = before.Degraded
+			return nil
+		})
+		return err
+	}
+	return nil
 }
 
 // setPlan moves t to plan, audited and announced.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -51,8 +52,9 @@ func openBilling(cfg *config.Config, sec *securityStack, log *slog.Logger, audit
 }
 
 // withBillingWebhook serves Stripe's webhooks at billingWebhookPath
-// beside the admin API. They carry no gateway credential: the Stripe
-// signature is what authenticates them.
+// beside the admin API (they carry no gateway credential: the Stripe
+// signature is what authenticates them), and nudges billing after the API
+// created a tenant or changed one.
 func withBillingWebhook(api http.Handler, svc *billing.Service) http.Handler {
 	if svc == nil {
 		return api
@@ -64,6 +66,12 @@ func withBillingWebhook(api http.Handler, svc *billing.Service) http.Handler {
 			return
 		}
 		api.ServeHTTP(w, r)
+		// A tenant created, or its plan changed: subscribe it now
+		// rather than at the next report_interval.
+		if (r.Method == http.MethodPost && r.URL.Path == "/api/tenants") ||
+			(r.Method == http.MethodPatch && strings.HasPrefix(r.URL.Path, "/api/tenants/") && !strings.Contains(strings.TrimPrefix(r.URL.Path, "/api/tenants/"), "/")) {
+			svc.Nudge()
+		}
 	})
 }
 

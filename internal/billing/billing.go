@@ -87,6 +87,8 @@ type Service struct {
 	whsec     string
 	red       *strings.Replacer
 	log       *slog.Logger
+	// nudge asks Run for a round now (Nudge).
+	nudge chan struct{}
 }
 
 // New returns the service. It fails when a secret can not be read; the
@@ -125,7 +127,7 @@ func New(o Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{o: o, secretKey: key, whsec: whsec}
+	s := &Service{o: o, secretKey: key, whsec: whsec, nudge: make(chan struct{}, 1)}
 	s.red = strings.NewReplacer(key, "[redacted]", whsec, "[redacted]")
 	s.log = slog.New(&redactingHandler{next: o.Log.Handler(), red: s.red})
 	bc := &stripe.BackendConfig{

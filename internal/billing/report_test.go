@@ -1,11 +1,13 @@
 package billing
 
 import (
+	"context"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/billing/billingtest"
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
@@ -211,5 +213,35 @@ func TestStatusShowsUnreportedAndGrace(t *testing.T) {
 	s := sts[0]
 	if s.Tenant != "acme" || s.Plan != "pro" || s.Unreported != 2 || !s.GraceEnds.Equal(failed.Add(72*time.Hour)) || s.CustomerID != "cus_acme" {
 		t.Errorf("Status = %+v", s)
+	}
+}
+
+// A nudge makes Run do a round at once, not at the next interval (an hour
+// here): a tenant created through the API is subscribed right away.
+func TestNudgeRunsARoundNow(t *testing.T) {
+	f := newFixture(t, "")
+	f.svc.o.Config.ReportInterval = config.Duration(time.Hour)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); f.svc.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	// The first round runs at start, with no tenant to subscribe.
+	waitUntil(t, "the first round", func() bool {
+		got, _ := f.st.AcquireBillingLease(t.Context(), "probe", f.clock(), f.clock().Add(time.Second))
+		return !got // the service holds it
+	})
+	f.tenant("acme", "pro", false)
+	f.svc.Nudge()
+	waitUntil(t, "acme subscribed after the nudge", func() bool { return len(f.rec.Calls("/v1/subscriptions")) == 1 })
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

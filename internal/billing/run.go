@@ -37,8 +37,19 @@ func (s *Service) Round(ctx context.Context) (got bool, err error) {
 	return true, nil
 }
 
-// Run does a Round every report interval until ctx ends, then gives the
-// lease up so that another replica takes over at once.
+// Nudge asks Run for a round now rather than at the next interval: a
+// tenant was created or changed plan, and is subscribed at once (if this
+// process holds the lease; else by the holder at its next round).
+func (s *Service) Nudge() {
+	select {
+	case s.nudge <- struct{}{}:
+	default:
+	}
+}
+
+// Run does a Round every report interval, and when nudged, until ctx
+// ends, then gives the lease up so that another replica takes over at
+// once.
 func (s *Service) Run(ctx context.Context) {
 	t := time.NewTicker(s.o.Config.ReportInterval.D())
 	defer t.Stop()
@@ -53,6 +64,7 @@ func (s *Service) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-t.C:
+		case <-s.nudge:
 		}
 	}
 }

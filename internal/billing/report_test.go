@@ -227,8 +227,11 @@ func TestNudgeRunsARoundNow(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	// The first round runs at start, with no tenant to subscribe.
 	waitUntil(t, "the first round", func() bool {
-		got, _ := f.st.AcquireBillingLease(t.Context(), "probe", f.clock(), f.clock().Add(time.Second))
-		return !got // the service holds it
+		// A probe an hour in the past: refused while the service holds
+		// the lease; if granted, expired already for the service.
+		past := f.clock().Add(-time.Hour)
+		got, _ := f.st.AcquireBillingLease(t.Context(), "probe", past, past.Add(time.Second))
+		return !got
 	})
 	f.tenant("acme", "pro", false)
 	f.svc.Nudge()

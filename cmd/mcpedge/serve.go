@@ -17,6 +17,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/gctune"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
@@ -116,6 +117,8 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
+	stopBackups := startBackups(ctx, cfg, sec.Store, log, m.Registry)
+	defer stopBackups()
 	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
 	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
@@ -152,6 +155,12 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		ho.Anonymous = sec.anonymous()
 	}
 	h = g.Handler(ho)
+	if gctune.FromEnv() {
+		// GOGC 400 while calls flow, 100 (and memory handed back) when idle.
+		tu := gctune.New(gctune.Options{Logger: log, OnMode: gctune.Gauge(m.Registry)})
+		go tu.Run(ctx)
+		h = tu.Handler(h)
+	}
 	srv := &http.Server{
 		// With TLS, net/http sees the framing check's connections, not
 		// *tls.Conn: ConnContext and WithConnState give requests their

@@ -105,6 +105,8 @@ var routes = []route{
 	{method: "GET", pattern: "/api/usage", handle: (*handler).usage},
 	{method: "GET", pattern: "/api/queue", handle: (*handler).listQueued},
 	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
+	{method: "DELETE", pattern: "/api/queue/{id}", handle: (*handler).purgeQueued},
+	{method: "POST", pattern: "/api/queue/{id}/retry", handle: (*handler).retryQueued},
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
 }
 

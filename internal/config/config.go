@@ -135,6 +135,8 @@ type Config struct {
 	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
 	// queue.go.
 	Queue Queue
+	// Backup is [backup]: scheduled backups (backup.go).
+	Backup Backup
 	// Hub makes the gateway an edge of a hub gateway (toml [hub]); see
 	// hub.go and docs/hub.md.
 	Hub Hub
@@ -557,6 +559,7 @@ func Default() *Config {
 	}
 	defaultSecurity(c)
 	c.Queue = DefaultQueue()
+	c.Backup = DefaultBackup()
 	c.Hub = DefaultHub()
 	c.Routing = DefaultRouting()
 	c.Device = DefaultDevice()

@@ -48,10 +48,6 @@ type edge struct {
 // before the first.
 func (e *edge) latency() time.Duration { return e.lat.get() }
 
-// noEdge serves calls on an upstream the gateway no longer configures
-// (removed by a reload while the call began): no breaker, no retries.
-var noEdge = &edge{budget: newRetryBudget()}
-
 func edgeKey(u config.Upstream) string { return u.Fingerprint() + "/" + u.FailureKey() }
 
 func newEdge(u config.Upstream, log *slog.Logger) *edge {
@@ -100,7 +96,7 @@ func (g *Gateway) edgeOf(u *upstream.Upstream) *edge {
 	if e := g.edges[u.Name()]; e != nil {
 		return e
 	}
-	return noEdge
+	return g.noEdge
 }
 
 // outcome is what one attempt says about the upstream's health.
@@ -447,7 +443,7 @@ func retryBackoff(attempt int) time.Duration {
 func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSession,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), replayable func() bool) (R, bool, error) {
 	for n := 1; ; n++ {
-		res, isErr, err := send(ctx, cs, c.token, do)
+		res, isErr, err := send(ctx, c.up, cs, c.token, do)
 		c.att.Dispatch(!neverSent(err))
 		if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
 			// The upstream forgot this client's session (it restarted or
@@ -456,7 +452,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 			c.up.Forget(c.clientID, cs)
 			if cs2, err2 := c.up.Session(ctx, c.clientID); err2 == nil {
 				cs = cs2
-				res, isErr, err = send(ctx, cs, c.token, do)
+				res, isErr, err = send(ctx, c.up, cs, c.token, do)
 				c.att.Dispatch(!neverSent(err))
 			}
 		}
@@ -472,12 +468,12 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 }
 
 // send runs do once on cs, refining its error with what became of the
-// request on the wire (see [upstream.TrackSend]): on a stdio connection, a
+// request on the wire (see [upstream.Upstream.TrackSend]): on a stdio connection, a
 // request the SDK never wrote, or whose write failed, is recognized as
 // never sent even when the SDK reports the read loop's bare EOF for it.
-func send[R any](ctx context.Context, cs *mcp.ClientSession, token string,
+func send[R any](ctx context.Context, u *upstream.Upstream, cs *mcp.ClientSession, token string,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error)) (R, bool, error) {
-	tctx, refine := upstream.TrackSend(ctx, cs)
+	tctx, refine := u.TrackSend(ctx, cs)
 	res, isErr, err := do(tctx, cs, token)
 	return res, isErr, refine(err)
 }

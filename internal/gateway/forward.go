@@ -84,8 +84,6 @@ type valuesFrom struct {
 
 func (v valuesFrom) Value(key any) any { return v.vals.Value(key) }
 
-var callSeq atomic.Uint64
-
 // begin resolves the upstream session for a request and registers the call
 // so that sampling, elicitation, roots and progress from the upstream reach
 // the client that caused them. The returned context carries the call's
@@ -116,7 +114,7 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		// Also covers clients that never send notifications/initialized.
 		g.sessionOpened(ss)
 	}
-	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
+	c := &call{id: g.callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
 	c.hot, _ = clientCtx.Value(hotStreamKey{}).(*hotStream)
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
 	clientID := ""

@@ -42,6 +42,11 @@ type Gateway struct {
 	metrics *telemetry.Metrics
 	cfg     atomic.Pointer[config.Config]
 
+	callSeq atomic.Uint64 // numbers the calls to upstreams (begin)
+	// noEdge serves calls on an upstream the gateway no longer configures
+	// (removed by a reload while the call began): no breaker, no retries.
+	noEdge *edge
+
 	agg *mcp.Server
 
 	mu        sync.RWMutex
@@ -166,7 +171,8 @@ type registration struct {
 // [Gateway.Start].
 func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g := &Gateway{
-		log: log, metrics: m,
+		noEdge: &edge{budget: newRetryBudget()},
+		log:    log, metrics: m,
 		upstreams: map[string]*upstream.Upstream{},
 		per:       map[string]*mcp.Server{},
 		regs:      map[string]*registration{},

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,8 +50,12 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, isErr, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil {
+			return pipeWire(g, ctx, c, t, cs, p, paramsEdit(name, token), toolResultView,
+				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
+		}
 		hotAttempt(c.Wire.Client, false)
-		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
@@ -75,10 +80,15 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 				return res, false, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil {
+			res, _, err := pipeWire(g, ctx, c, t, cs, p, paramsEdit(name, token), promptResultView,
+				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
+			return res, false, err
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -108,9 +118,17 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, false, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil {
+			res, _, err := pipeWire(g, ctx, c, t, cs, p, readParamsEdit(token), readResultView,
+				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
+			if err == nil && c.Wire.Result == nil {
+				err = completeRead(res, uri, readMIME(t.Catalog(), uri))
+			}
+			return res, false, err
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -229,14 +247,33 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		}
 		return zero, false, plainTransportError{err}, false
 	}
+	res, isErr, err := takeAnswer(c, t, a, view, summary)
+	return res, isErr, err, false
+}
+
+// takeAnswer makes the result of a hot-path attempt from the upstream's
+// answer: its error, or its result's bytes kept for the client (view says
+// whether they can go as they are; else they are decoded, as the SDK's
+// way would have).
+func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.Answer,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
 	if a.Error != nil {
 		c.Answered = true
-		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
+		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}
 	}
 	v, err := view(a.Result)
 	if err != nil {
 		a.Release()
-		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+	}
+	if v.plain && v.strip {
+		b, err := stripServerInfo(a.Result)
+		a.Release()
+		if err != nil {
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		a = rawwire.Answer{Result: b}
 	}
 	if !v.plain {
 		// Odd but valid: a missing member the SDK's way fills in, or the
@@ -246,15 +283,297 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		err := json.Unmarshal(a.Result, res)
 		a.Release()
 		if err != nil {
-			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
+			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err)
 		}
 		dropServerInfo(res.GetMeta())
 		tr, ok := any(res).(*mcp.CallToolResult)
-		return res, ok && tr.IsError, nil, false
+		return res, ok && tr.IsError, nil
 	}
 	sum := summary(v.isError)
 	c.Wire.SetResult(a.Result, sum, a.Release)
-	return sum, v.isError, nil, false
+	return sum, v.isError, nil
+}
+
+// pipeWire makes one attempt of a hot-path call on a stdio target: the
+// request's bytes (as postWire makes them) written to the child's framed
+// pipe, and the bytes of its response line taken back (upstream/pipe.go).
+// The child's other messages during the call — progress, its questions
+// to the client — go through the SDK client as for any call.
+//
+// A child of the 2026-07-28 protocol gets what that protocol asks of every
+// request in the request's _meta (eraMeta), and may answer input_required:
+// then the rounds are done here, as the SDK server does them for a client
+// of the session era — each question scanned (scanQuestion) and put to the
+// call's client on the call's stream, the answers sent back with the
+// child's requestState — at most maxInputRounds times.
+func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, p *upstream.Pipe, edit rawwire.Edit,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
+	newEra := cs.InitializeResult().ProtocolVersion >= statelessVersion
+	var extra []byte
+	if newEra {
+		var err error
+		if extra, err = g.eraMeta(c, cs); err != nil {
+			return zero, false, err
+		}
+	}
+	var rounds []byte // the inputResponses and requestState members of the next round
+	for round := 0; ; round++ {
+		id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+		body, err := appendEraRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+110), id, c.Method, c.Wire.Params, edit, extra, rounds)
+		if err != nil {
+			return zero, false, fmt.Errorf("building the request: %w", err)
+		}
+		body = append(body, '\n')
+		hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
+		line, sent, err := p.Call(ctx, id, body)
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			if sent {
+				g.pipeCancelled(ctx, t, p, id)
+			}
+			return zero, false, ctx.Err()
+		case !sent && round == 0:
+			return zero, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
+		default:
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
+		}
+		a, err := g.hot.reader.ParseAnswer(line, id)
+		if err != nil {
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		if newEra && a.Error == nil {
+			asks, state, need, err := inputRequired(a.Result)
+			if err != nil {
+				return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+			}
+			if need {
+				if round+1 >= maxInputRounds {
+					return zero, false, fmt.Errorf("upstream %s asked for input %d times in one call; the gateway gives up", t.Name(), maxInputRounds)
+				}
+				if rounds, err = g.askRound(ctx, c, t, asks, state); err != nil {
+					return zero, false, err
+				}
+				continue
+			}
+		}
+		return takeAnswer(c, t, a, view, summary)
+	}
+}
+
+// maxInputRounds bounds the input_required rounds of one hot call.
+const maxInputRounds = 8
+
+// inputRequired reads a 2026-07-28 result: whether it asks for input, and
+// then its input requests (raw, by id) and request state.
+func inputRequired(result []byte) (asks []byte, state string, need bool, err error) {
+	var rt, rawState []byte
+	if err := jsonguard.Members(result, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "resultType":
+			rt = m.Value
+		case "inputRequests":
+			asks = m.Value
+		case "requestState":
+			rawState = m.Value
+		}
+		return true
+	}); err != nil {
+		return nil, "", false, err
+	}
+	if string(rt) != `"input_required"` {
+		return nil, "", false, nil
+	}
+	if len(asks) == 0 || asks[0] != '{' {
+		return nil, "", false, errors.New("its input_required result has no inputRequests object")
+	}
+	if rawState != nil {
+		var ok bool
+		if state, ok = jsonguard.Unquote(rawState); !ok {
+			return nil, "", false, errors.New("its requestState is not a string")
+		}
+	}
+	return asks, state, true, nil
+}
+
+// askRound puts each of a 2026-07-28 upstream's input requests (asks, an
+// object of {method, params} by id) to the call's client, as the SDK
+// server would, and returns the members the next round sends: the
+// answers as inputResponses, and state as requestState.
+func (g *Gateway) askRound(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, asks []byte, state string) ([]byte, error) {
+	ss, _ := c.Request.GetSession().(*mcp.ServerSession)
+	if c.Wire.Client == nil || ss == nil {
+		return nil, errors.New("mcpedge: the upstream asks for input and the call has no client to ask")
+	}
+	out := append(make([]byte, 0, 256), `"inputResponses":{`...)
+	n := 0
+	err := jsonguard.Members(asks, func(m jsonguard.Member) bool {
+		var ask struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if err := json.Unmarshal(m.Value, &ask); err != nil {
+			out, n = nil, -1
+			return false
+		}
+		var p any
+		switch ask.Method {
+		case "elicitation/create":
+			p = &mcp.ElicitParams{}
+		case "sampling/createMessage":
+			p = &mcp.CreateMessageWithToolsParams{}
+		case "roots/list":
+			p = &mcp.ListRootsParams{}
+		default:
+			out, n = []byte(ask.Method), -2
+			return false
+		}
+		if len(ask.Params) > 0 && string(ask.Params) != "null" {
+			if err := json.Unmarshal(ask.Params, p); err != nil {
+				out, n = []byte(ask.Method), -1
+				return false
+			}
+		}
+		q, err := hotQuestion(ss, ask.Method, g.scanQuestion(ctx, t, ask.Method, p))
+		if err != nil {
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		res, err := c.Wire.Client.Ask(ctx, ask.Method, q)
+		if err != nil || len(res) == 0 {
+			if err == nil {
+				err = errors.New("no result")
+			}
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, m.RawKey...), ':'), res...)
+		n++
+		return true
+	})
+	switch {
+	case err != nil || n == -1:
+		return nil, fmt.Errorf("upstream %s: its inputRequests are not valid input requests", t.Name())
+	case n == -2:
+		return nil, fmt.Errorf("upstream %s asks the client for %q, which the gateway does not relay", t.Name(), out)
+	case n == -3:
+		return nil, fmt.Errorf("multi-round-trip: asking the client: %s", out)
+	}
+	out = append(out, '}')
+	if state != "" {
+		out = rawwire.AppendString(append(out, `,"requestState":`...), state)
+	}
+	return out, nil
+}
+
+// eraMeta is what a request to a 2026-07-28 upstream session cs carries in
+// its _meta beside the client's own keys, as members (no braces): the
+// protocol version, the gateway's client info, the client's capabilities
+// as far as the gateway relays them and its log level (statelessHop).
+func (g *Gateway) eraMeta(c *pipeline.Call, cs *mcp.ClientSession) ([]byte, error) {
+	hop := g.statelessHop(nil, nil, c.Request, cs)
+	hop[mcp.MetaKeyProtocolVersion] = cs.InitializeResult().ProtocolVersion
+	hop[mcp.MetaKeyClientInfo] = upstream.ClientInfo()
+	b, err := json.Marshal(hop)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the request's _meta: %w", err)
+	}
+	return b[1 : len(b)-1], nil
+}
+
+// appendEraRequest is rawwire.AppendRequest with meta (members, no braces;
+// nil: none) added to the params' _meta, which it creates if the params
+// have none, and the members more (nil: none) added to the params.
+func appendEraRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, meta, more []byte) ([]byte, error) {
+	if meta == nil && more == nil {
+		return rawwire.AppendRequest(dst, id, method, params, edit)
+	}
+	saw := false
+	withMeta := func(key, val []byte) ([]byte, bool) {
+		out, keep := []byte(nil), true
+		if edit != nil {
+			out, keep = edit(key, val)
+		}
+		if !keep || string(key) != "_meta" || meta == nil {
+			return out, keep
+		}
+		if out == nil {
+			out = val
+		}
+		if len(out) == 0 || out[0] != '{' {
+			return nil, false // null: a _meta of meta alone, below
+		}
+		saw = true
+		inner := bytes.TrimSpace(out[1:bytes.LastIndexByte(out, '}')])
+		m := make([]byte, 0, len(inner)+len(meta)+3)
+		m = append(append(m, '{'), inner...)
+		if len(inner) > 0 {
+			m = append(m, ',')
+		}
+		return append(append(m, meta...), '}'), true
+	}
+	body, err := rawwire.AppendRequest(dst, id, method, params, withMeta)
+	if err != nil {
+		return nil, err
+	}
+	// Before the params' and the request's closing braces.
+	body = body[:len(body)-2]
+	if meta != nil && !saw {
+		if body[len(body)-1] != '{' {
+			body = append(body, ',')
+		}
+		body = append(append(append(body, `"_meta":{`...), meta...), '}')
+	}
+	if more != nil {
+		if body[len(body)-1] != '{' {
+			body = append(body, ',')
+		}
+		body = append(body, more...)
+	}
+	return append(body, "}}"...), nil
+}
+
+// stripServerInfo returns a copy of result without the serverInfo
+// annotation in its _meta, and without the _meta if nothing else is left,
+// as the SDK's way relays it.
+func stripServerInfo(result []byte) ([]byte, error) {
+	return rawwire.AppendObject(make([]byte, 0, len(result)), result, func(key, val []byte) ([]byte, bool) {
+		if string(key) != "_meta" || len(val) == 0 || val[0] != '{' {
+			return nil, true
+		}
+		n := 0
+		m, err := rawwire.AppendObject(make([]byte, 0, len(val)), val, func(k, _ []byte) ([]byte, bool) {
+			if string(k) == mcp.MetaKeyServerInfo {
+				return nil, false
+			}
+			n++
+			return nil, true
+		})
+		if err != nil || n == 0 {
+			return nil, false
+		}
+		return m, true
+	})
+}
+
+// pipeCancelled is hotCancelled for a stdio target.
+func (g *Gateway) pipeCancelled(ctx context.Context, t *upstream.Upstream, p *upstream.Pipe, id string) {
+	if err := p.Notify(cancelledNotice(ctx, id)); err != nil {
+		g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
+	}
+}
+
+// cancelledNotice is the notifications/cancelled for request id of a
+// call whose context ended, with its newline.
+func cancelledNotice(ctx context.Context, id string) []byte {
+	reason := "the call's context ended: " + context.Cause(ctx).Error()
+	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
+	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}\n"...)
+	return msg
 }
 
 // hotCancelled tells the upstream that the request id of a hot call whose
@@ -265,9 +584,8 @@ func (g *Gateway) hotCancelled(ctx context.Context, t *upstream.Upstream, cs *mc
 	if ctx.Err() == nil {
 		return
 	}
-	reason := "the call's context ended: " + context.Cause(ctx).Error()
-	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
-	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}"...)
+	msg := cancelledNotice(ctx, id)
+	msg = msg[:len(msg)-1] // a POST's body needs no newline
 	go func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
@@ -343,7 +661,10 @@ func readParamsEdit(token string) rawwire.Edit {
 // decoding it.
 type resultView struct {
 	isError bool
-	plain   bool // content is an array and nothing needs changing
+	plain   bool // the list (content, messages, contents) is an array
+	// strip: the result's _meta carries the upstream's serverInfo, which
+	// goes (stripServerInfo).
+	strip bool
 }
 
 // toolResultView reads a tools/call result's top-level members: it is
@@ -383,10 +704,11 @@ func readResultView(b []byte) (resultView, error) {
 }
 
 // readResult reads a result's top-level members: plain when the member
-// list is an array and there is no serverInfo annotation to drop. A result
-// that is not an object, or carries the 2026-07-28 protocol's
-// multi-round-trip members (which a session-era client cannot be sent),
-// is an error.
+// list is an array. A serverInfo annotation in its _meta (which the
+// gateway drops, as the SDK's way does) sets strip. A result that is not
+// an object, or carries the 2026-07-28 protocol's multi-round-trip members
+// (which a session-era client cannot be sent; pipeWire does the rounds
+// before), is an error; resultType "complete" goes on, as on the SDK's way.
 func readResult(b []byte, list, method string) (resultView, error) {
 	var v resultView
 	hasContent, serverInfo := false, false
@@ -410,7 +732,12 @@ func readResult(b []byte, list, method string) (resultView, error) {
 					bad = "isError"
 				}
 			}
-		case "inputRequests", "resultType", "requestState":
+		case "resultType":
+			if string(m.Value) == `"complete"` {
+				break // a 2026-07-28 upstream's final round, relayed as the SDK's way relays it
+			}
+			bad = string(m.Key)
+		case "inputRequests", "requestState":
 			bad = string(m.Key)
 		case "_meta":
 			if m.Value[0] == '{' {
@@ -433,7 +760,7 @@ func readResult(b []byte, list, method string) (resultView, error) {
 	if bad != "" {
 		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)
 	}
-	v.plain = hasContent && !serverInfo
+	v.plain, v.strip = hasContent, serverInfo
 	return v, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
@@ -192,10 +193,13 @@ func idKey(raw []byte) string {
 }
 
 // hotUpstream reports whether an upstream's calls may take the hot path:
-// any transport (a target without HTTP is sent to through the SDK client
-// by the forward stage), of the session era like the client.
+// any transport but the gateway's own (a target the forward stage cannot
+// post or pipe to is sent the call through the SDK client), of the
+// session era like the client, or a stdio server of the 2026-07-28 era,
+// whose rounds of input the pipe does itself (pipeWire). Over HTTP such a
+// server takes the SDK's way for now.
 func hotUpstream(u *upstream.Upstream) bool {
-	return u.Config().Transport != upstream.TransportBuiltin && !upstreamNewEra(u)
+	return u.Config().Transport != upstream.TransportBuiltin && (!upstreamNewEra(u) || u.Config().Transport == config.TransportStdio)
 }
 
 // hotParams reads a tools/call's, prompts/get's or resources/read's params

@@ -16,6 +16,17 @@ func (u *Upstream) CanPost(cs *mcp.ClientSession) bool {
 	return u.Config().Transport == config.TransportHTTP && cs != nil && cs.InitializeResult() != nil
 }
 
+// PipeOf returns the framed pipe of cs, a connection to a stdio child
+// that has been initialized, or nil.
+func (u *Upstream) PipeOf(cs *mcp.ClientSession) *Pipe {
+	if cs == nil || cs.InitializeResult() == nil {
+		return nil
+	}
+	p, _ := u.pipes.Load(cs)
+	pp, _ := p.(*Pipe)
+	return pp
+}
+
 var (
 	hdrJSON   = []string{"application/json"}
 	hdrAccept = []string{"application/json, text/event-stream"}

@@ -55,6 +55,7 @@ type options struct {
 	cpuprofile  string
 	timeout     time.Duration
 	gatewayEnv  []string
+	stdio       bool
 	quietWait   time.Duration
 	maxOther    float64
 	retries     int
@@ -110,6 +111,7 @@ func main() {
 	flag.StringVar(&o.peer, "peer", "", "TBXark/mcp-proxy `binary` to measure as the peer column (see bench/README.md to build it; none: no peer column)")
 	flag.BoolVar(&o.stress, "stress", false, "also run the stress cases: 64 clients, 2,000 calls/s open loop, 10 MiB results, 5,000 idle sessions")
 	flag.BoolVar(&o.sdkClient, "sdk-client", false, "also load with the go-sdk client (realism), besides the raw client")
+	flag.BoolVar(&o.stdio, "stdio", true, "also measure a stdio upstream the hop spawns (sdkecho --stdio): mcpedge's hot path against hot_path = false and the peer")
 	flag.BoolVar(&o.proxy, "proxy", true, "also measure a plain httputil.ReverseProxy hop (raw client), as a yardstick")
 	flag.StringVar(&o.sdkProtocol, "sdk-protocol", "", "protocol version the go-sdk client asks for (default: the SDK's, which tries 2026-07-28 first)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to `file`")
@@ -257,6 +259,7 @@ type results struct {
 	loadStart     string
 	loadEnd       string
 	replicas      *replicasResult
+	stdio         *stdioResult
 }
 
 func run(ctx context.Context, o *options) (string, error) {
@@ -270,6 +273,12 @@ func run(ctx context.Context, o *options) (string, error) {
 			return "", fmt.Errorf("%s: %w", k, err)
 		}
 		res.kinds = append(res.kinds, kr)
+	}
+	if o.stdio {
+		res.stdio = measureStdio(ctx, o)
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
 	}
 	if err := measureColdAll(ctx, o, res); err != nil {
 		return "", err

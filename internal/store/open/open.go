@@ -237,3 +237,8 @@ func redact(rawURL string) string {
 	}
 	return "(unparsable)"
 }
+
+// SQLiteFile is the SQLite database file a store URL names in dataDir
+// (as [Open] reads it), or "" when it names none: an in-memory store,
+// PostgreSQL, or an URL Open refuses.
+func SQLiteFile(rawURL, dataDir string) string { return sqliteFile(rawURL, dataDir) }

@@ -66,6 +66,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"BillingLease", testBillingLease},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
+		{"Schedules", testSchedules},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,6 +13,9 @@ CYCLONEDX_GOMOD_MODULE=github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod
 # go.mod has replace directives, so it is built inside a throwaway module.
 JAEGER_VERSION=v1.75.0
 JAEGER_MODULE=github.com/jaegertracing/jaeger/cmd/jaeger
+# Stripe's official mock API server, for internal/billing's tests.
+STRIPE_MOCK_VERSION=v0.203.0
+STRIPE_MOCK_MODULE=github.com/stripe/stripe-mock
 
 MCPEDGE_TOOLS_DIR=${MCPEDGE_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mcpedge-tools}
 export MCPEDGE_TOOLS_DIR

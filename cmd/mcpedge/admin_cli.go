@@ -66,6 +66,8 @@ type adminCtx struct {
 	// changes announces the command's changes to running gateways (with
 	// [redis]; nil: they see them at their next poll).
 	changes *changebus.Bus
+	// audit is the audit log of commands that are not raw.
+	audit *audit.Logger
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
@@ -336,7 +338,7 @@ GET /api/usage.`,
 	if f := usage.Flags().Lookup("granularity"); f != nil {
 		_ = usage.RegisterFlagCompletionFunc("granularity", cobra.FixedCompletions([]string{admin.GranularityHour, admin.GranularityMonth}, cobra.ShellCompDirectiveNoFileComp))
 	}
-	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot, a.webhookCmd()}
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot, a.webhookCmd(), a.billingCmd()}
 }
 
 // open opens the store and, unless s.raw, what Ops needs: Redis (so that
@@ -384,6 +386,7 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 		c.changes = changebus.NewAnnouncer(rdb, log)
 	}
 	lg := audit.NewLogger(c.st, log, audit.LoggerOptions{})
+	c.audit = lg
 	closers = append(closers, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

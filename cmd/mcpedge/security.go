@@ -14,6 +14,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/billing"
 	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/console"
@@ -66,7 +67,10 @@ type securityStack struct {
 	// when off or the store has no master key). `serve` runs its
 	// delivery loop; every process with a stack publishes through it.
 	Webhooks *webhook.Service
-	cancel   context.CancelFunc
+	// Billing bills tenants through Stripe ([billing.stripe]; nil when
+	// off); serve runs its loop and mounts its webhook (billing.go).
+	Billing *billing.Service
+	cancel  context.CancelFunc
 }
 
 // firstStart says where the first start's notice and owner key go.
@@ -176,6 +180,9 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 		s.Meter = metering.New(metering.Options{Store: s.Store, DefaultTenant: s.Tenant.ID, FlushInterval: cfg.Metering.FlushInterval.D(),
 			Retention: cfg.Metering.Retention.D(), Log: log})
 		go s.Meter.Run(runCtx)
+	}
+	if s.Billing, err = openBilling(cfg, s, log, s.Audit.Record); err != nil {
+		return nil, err
 	}
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
@@ -296,9 +303,9 @@ func adminAPI(cfg *config.Config, sec *securityStack, ops *admin.Ops, lat *latti
 		sec.Changes.Announce(ctx, changebus.TopicPolicy)
 		return err
 	}
-	return admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
+	return withBillingWebhook(admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
 		return strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r)
-	}, log)
+	}, log), sec.Billing)
 }
 
 // webConsole is the console at /ui/ (auth mode "required" only: it signs

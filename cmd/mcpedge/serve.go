@@ -143,6 +143,15 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
 	g.Start(ctx)
+	if sec.Billing != nil {
+		// Customers, usage reports and the grace period, by the one
+		// replica holding the report lease; stopped (lease given back)
+		// before the store closes.
+		bctx, stopBilling := context.WithCancel(ctx)
+		billingDone := make(chan struct{})
+		go func() { defer close(billingDone); sec.Billing.Run(bctx) }()
+		defer func() { stopBilling(); <-billingDone }()
+	}
 	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book)
 	var h http.Handler
 	con, err := webConsole(cfg, sec, ops, log, func() http.Handler { return h })

@@ -158,6 +158,9 @@ type Config struct {
 	// Telemetry is [telemetry]: span export (tracing.go,
 	// docs/design/tracing.md).
 	Telemetry Telemetry
+	// Billing bills tenants through Stripe (toml [billing]); see
+	// billing.go and docs/design/billing.md.
+	Billing Billing
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string

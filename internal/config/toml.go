@@ -350,7 +350,8 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	hst := d.decodeHubServer(top, c)
 	bt := d.decodeBackup(top, c)
 	d.decodeTelemetry(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device", "guard", "backup", "telemetry"}, securityTables...))
+	bm := d.decodeBilling(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device", "guard", "backup", "telemetry", "billing"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
@@ -359,6 +360,7 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	d.validateDevice(c, dt)
 	d.validateHubServer(c, hst)
 	d.validateBackup(c, bt)
+	d.validateBilling(c, bm)
 	return c
 }
 

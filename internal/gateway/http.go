@@ -72,6 +72,9 @@ var publicAPI = map[string]bool{
 	"/api/auth/login": true, "/api/auth/refresh": true, "/api/openapi.json": true,
 	// An edge signs in to its hub with its device key (internal/hub).
 	"/api/hub/nonce": true, "/api/hub/enroll": true, "/api/hub/session": true,
+	// Stripe's webhooks carry Stripe's signature, which the billing
+	// handler verifies (internal/billing).
+	"/api/billing/stripe": true,
 }
 
 // compressedAPI are the /api paths whose bodies are compressed (an edge's

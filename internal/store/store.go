@@ -243,6 +243,7 @@ type Store interface {
 	GuardVerdicts
 	MCPSessions
 	Webhooks
+	Billing
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string

@@ -63,6 +63,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GuardVerdicts", testGuardVerdicts},
 		{"MCPSessions", testMCPSessions},
 		{"Webhooks", testWebhooks},
+		{"Billing", testBilling},
+		{"BillingLease", testBillingLease},
 		{"DeleteTenant", testDeleteTenant},
 		{"TimesUTC", testTimesUTC},
 		{"Schedules", testSchedules},

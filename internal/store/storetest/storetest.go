@@ -63,6 +63,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GuardVerdicts", testGuardVerdicts},
 		{"MCPSessions", testMCPSessions},
 		{"DeleteTenant", testDeleteTenant},
+		{"TenantExport", testTenantExport},
+		{"TenantErase", testTenantErase},
+		{"TenantKeyConcurrent", testTenantKeyConcurrent},
+		{"TenantKeyUnsealed", testTenantKeyUnsealed},
 		{"TimesUTC", testTimesUTC},
 	}
 	for _, tt := range tests {

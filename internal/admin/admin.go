@@ -99,6 +99,9 @@ type OpsOptions struct {
 	// memory to the store (metering.Meter.Flush), so that a usage report
 	// includes the calls just made.
 	FlushUsage func(context.Context) error
+	// TenantQueue, if set, is this process's offline queue: a tenant's
+	// export includes its entries there, and its erasure removes them.
+	TenantQueue TenantQueue
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -119,11 +122,13 @@ type Ops struct {
 	quarantineChanged func(context.Context)
 	// flushUsage: OpsOptions.FlushUsage.
 	flushUsage func(context.Context) error
+	// tenantQueue: OpsOptions.TenantQueue.
+	tenantQueue TenantQueue
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage, tenantQueue: o.TenantQueue}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
@@ -114,7 +115,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	keepSessions(ctx, g, sec, log)
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
-	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
+	stopQueue, queueReader := startQueue(ctx, cfg, g, sec.Store, log, m.Registry)
 	defer stopQueue()
 	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
 	defer stopPins()
@@ -124,7 +125,8 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
 	g.Start(ctx)
-	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book)
+	tenantQueue, _ := queueReader.(admin.TenantQueue) // nil without a queue
+	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book, tenantQueue)
 	var h http.Handler
 	con, err := webConsole(cfg, sec, ops, log, func() http.Handler { return h })
 	if err != nil {

@@ -71,6 +71,12 @@ func (o *Ops) ExportTenant(ctx context.Context, ref string, w io.Writer, start f
 	if !c.p.AtLeast(principal.RoleAdmin) {
 		return nil, c.forbid("exporting a tenant needs the admin role or stronger (you are %s)", c.p.Role)
 	}
+	if o.flushUsage != nil {
+		// Include the calls this replica counted so far.
+		if err := o.flushUsage(ctx); err != nil {
+			o.log.Warn("export: flushing this replica's usage counts", "err", err)
+		}
+	}
 	if start != nil {
 		start(t)
 	}

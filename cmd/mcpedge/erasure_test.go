@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -258,6 +259,8 @@ func TestTenantExportEraseEndToEnd(t *testing.T) {
 	if out := cli(t, env, "audit", "verify", "--config", cfgPath); !strings.Contains(out, "audit chain OK") {
 		t.Errorf("audit verify: %s", out)
 	}
+	// So does the verifier docs/operations.md gives for archived exports.
+	docVerifier(t, cli(t, env, "audit", "export", "--config", cfgPath))
 	// acme's keys are refused; beta's work.
 	// (every replica learns of the revocations the erasure recorded
 	// within its auth.revocation_poll, as after tenant rm)
@@ -344,5 +347,27 @@ func checkQueueCopy(t *testing.T, dataDir, dir, acmeID, idA, idB string) {
 	}
 	if e, err := q.Get(ctx, info.Tenant, idB); err != nil || !strings.Contains(string(e.Arguments), "beta-queued") {
 		t.Errorf("beta's entry in the copy: %+v, %v", e, err)
+	}
+}
+
+// docVerifier runs the Python verifier of docs/operations.md on a
+// whole-chain export (skipped without python3).
+func docVerifier(t *testing.T, export string) {
+	t.Helper()
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Log("no python3: the documented verifier is not run")
+		return
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, script, _ := strings.Cut(string(doc), "```python\n")
+	script, _, _ = strings.Cut(script, "```")
+	cmd := exec.Command(py, "-c", script)
+	cmd.Stdin = strings.NewReader(export)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "ok: ") {
+		t.Errorf("the documented verifier after an erasure: %v\n%s", err, out)
 	}
 }

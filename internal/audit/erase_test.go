@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"database/sql"
+	"os"
+	osexec "os/exec"
+	"path/filepath"
 	"encoding/binary"
 	"reflect"
 	"strings"
@@ -11,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/store/sqlite"
 )
 
 func sampleV2() store.AuditEntry {
@@ -272,4 +277,119 @@ func TestEraseOnStores(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestChainFromBeforeMigration11: a SQLite store written by an mcpedge
+// before erasure existed (schema version 8, v1 entries inserted as that
+// version did) is migrated by this one; its chain verifies, keeps
+// verifying as v2 entries are appended, and after its tenant's erasure.
+func TestChainFromBeforeMigration11(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	exec := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.ExecContext(ctx, q, args...); err != nil {
+			t.Fatalf("%.60s: %v", q, err)
+		}
+	}
+	exec(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP) STRICT`)
+	files, _ := filepath.Glob("../store/sqlite/migrations/000[1-8]_*.sql")
+	if len(files) != 8 {
+		t.Fatalf("migrations 1-8: %v", files)
+	}
+	for i, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exec(string(b))
+		exec(`INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, i+1, filepath.Base(f))
+	}
+	now := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	for _, tn := range []string{"acme", "bravo"} {
+		exec(`INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`, "id-"+tn, tn, now.UnixMicro())
+	}
+	var prev []byte
+	for i, tn := range []string{"acme", "bravo", "acme"} {
+		e := store.AuditEntry{Seq: int64(i + 1), Time: now.Add(time.Duration(i) * time.Second), TenantID: "id-" + tn, Actor: "user-" + tn,
+			ActorKind: "user", Action: "tool.call", Target: "ev__echo", Outcome: "ok", ClientIP: "192.0.2.4", Detail: []byte(`{"n":1}`), PrevHash: prev}
+		Seal(&e)
+		exec(`INSERT INTO audit (seq, at, tenant_id, actor, actor_kind, action, target, outcome, latency_us, client_ip, detail, prev_hash, hash)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, e.Seq, e.Time.UnixMicro(), e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome,
+			e.LatencyUS, e.ClientIP, e.Detail, e.PrevHash, e.Hash)
+		exec(`UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, e.Seq, e.Hash)
+		prev = e.Hash
+	}
+
+	st, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if v, _ := st.SchemaVersion(ctx); v != sqlite.LatestVersion() || v < 11 {
+		t.Fatalf("schema version %d", v)
+	}
+	if r, err := Verify(ctx, st); err != nil || !r.OK || r.Entries != 3 {
+		t.Fatalf("the old chain after the migration: %+v, %v", r, err)
+	}
+	l := NewLogger(st, nil, LoggerOptions{})
+	l.Record(ctx, &store.AuditEntry{TenantID: "id-acme", Actor: "user-acme", ActorKind: "user", Action: "tool.call", Outcome: "ok"})
+	l.Record(ctx, &store.AuditEntry{TenantID: "id-bravo", Actor: "user-bravo", ActorKind: "user", Action: "tool.call", Outcome: "ok"})
+	if err := l.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Verify(ctx, st); err != nil || !r.OK || r.Entries != 5 {
+		t.Fatalf("old and new entries: %+v, %v", r, err)
+	}
+	rec := &store.AuditEntry{TenantID: "id-acme", Actor: "cli", ActorKind: "cli", Action: ActionTenantErase, Outcome: "ok", PIISalt: NewPIISalt()}
+	if _, err := st.EraseTenant(ctx, "id-acme", rec, Seal); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := Verify(ctx, st); err != nil || !r.OK || r.Entries != 6 {
+		t.Fatalf("after the erasure: %+v, %v", r, err)
+	}
+	all, _ := st.ListAudit(ctx, store.AuditFilter{TenantID: "id-acme"})
+	for _, e := range all[:len(all)-1] {
+		if !e.Erased || e.Actor != "" {
+			t.Errorf("acme's entry %d: %+v", e.Seq, e)
+		}
+	}
+	// The export verifies offline, with VerifyLines and with the script
+	// docs/operations.md gives.
+	var buf bytes.Buffer
+	if _, err := Export(ctx, st, store.AuditFilter{}, &buf); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := VerifyLines(bytes.NewReader(buf.Bytes()), VerifyOptions{}); err != nil || !r.OK || r.Entries != 6 {
+		t.Fatalf("VerifyLines of the export: %+v, %v", r, err)
+	}
+	py, err := osexec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 to run the documented verifier with")
+	}
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, script, _ := strings.Cut(string(doc), "```python\n")
+	script, _, _ = strings.Cut(script, "```")
+	run := func(input []byte) (string, error) {
+		cmd := osexec.Command(py, "-c", script)
+		cmd.Stdin = bytes.NewReader(input)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(buf.Bytes()); err != nil || !strings.HasPrefix(out, "ok: 6 entries") {
+		t.Errorf("the documented verifier: %v %s", err, out)
+	}
+	// Without the erasure's record (cut off), the erased v1 entries fail.
+	lines := bytes.SplitAfter(buf.Bytes(), []byte("\n"))
+	if out, err := run(bytes.Join(lines[:5], nil)); err == nil || !strings.Contains(out, "no erasure") {
+		t.Errorf("the documented verifier without the erasure's record: %v %s", err, out)
+	}
 }

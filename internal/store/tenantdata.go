@@ -42,8 +42,8 @@ var ExportTables = []string{
 type TenantData interface {
 	// ExportTenant calls emit for every record the store holds about the
 	// tenant, table by table in ExportTables order (within a table in a
-	// stable order), reading the database a page or a cursor at a time,
-	// never the whole export at once. Rows carry metadata only: no
+	// stable order), reading the database a page at a time (no cursor is
+	// open while emit runs), never the whole export at once. Rows carry metadata only: no
 	// secret, no hash of a secret (API key and refresh token hashes,
 	// password hashes), no data key. "audit" rows are *AuditEntry. The
 	// export is not one snapshot: each table is read at its own moment.

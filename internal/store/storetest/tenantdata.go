@@ -101,6 +101,12 @@ func export(t *testing.T, s store.Store, tenantID string) *exported {
 func testTenantExport(t *testing.T, s store.Store) {
 	a, secretsA := fillTenant(t, s, "acme")
 	b, _ := fillTenant(t, s, "bravo")
+	// More hourly records than one page of the export holds.
+	var many []store.UsageRecord
+	for h := range 1500 {
+		many = append(many, store.UsageRecord{TenantID: a.ID, Hour: at(0).Add(time.Duration(h+1) * time.Hour), Actor: "k", ActorKind: "key", Upstream: "ev", Tool: "echo", Outcome: "ok", Count: 1})
+	}
+	ok(t, s.AddUsageRecords(t.Context(), many), "AddUsageRecords")
 	x := export(t, s, a.ID)
 	// Every table has the tenant's rows, in ExportTables order.
 	var want []string
@@ -111,7 +117,7 @@ func testTenantExport(t *testing.T, s store.Store) {
 	}
 	diff(t, want, x.order, "exported tables in order")
 	for table, n := range map[string]int{"tenant": 1, "users": 1, "api_keys": 1, "refresh_tokens": 1, "mcp_sessions": 1, "virtual_servers": 1,
-		"rules": 1, "usage": 1, "usage_hourly": 1, "lattices": 1, "audit": 2} {
+		"rules": 1, "usage": 1, "usage_hourly": 1501, "lattices": 1, "audit": 2} {
 		if len(x.rows[table]) != n {
 			t.Errorf("%s: %d rows, want %d", table, len(x.rows[table]), n)
 		}
@@ -132,6 +138,16 @@ func testTenantExport(t *testing.T, s store.Store) {
 	}
 	if bytes.Contains(all, []byte(b.ID)) || bytes.Contains(all, []byte("bravo")) {
 		t.Error("the export of acme contains bravo's data")
+	}
+	// In order, each once, across pages.
+	var prev time.Time
+	for i, r := range x.rows["usage_hourly"] {
+		var rec struct{ Hour time.Time }
+		ok(t, json.Unmarshal(r, &rec), "usage_hourly row")
+		if i > 0 && !rec.Hour.After(prev) {
+			t.Fatalf("usage_hourly row %d: hour %v after %v", i, rec.Hour, prev)
+		}
+		prev = rec.Hour
 	}
 	var tenant map[string]any
 	ok(t, json.Unmarshal(x.rows["tenant"][0], &tenant), "tenant row")

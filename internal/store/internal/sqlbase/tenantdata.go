@@ -133,12 +133,37 @@ func (s *Store) ExportTenant(ctx context.Context, tenantID string, emit func(tab
 	}
 }
 
+// exportPage is how many rows exportTable reads per query. Rows are read
+// a page at a time and emitted after the page's cursor is closed, so a
+// slow consumer (an HTTP client downloading the archive) never holds a
+// database cursor or read snapshot open.
+const exportPage = 1000
+
 func (s *Store) exportTable(ctx context.Context, t exportTable, tenantID string, emit func(string, any) error) error {
-	rows, err := s.e.Query(ctx, t.query, tenantID)
+	for offset := 0; ; offset += exportPage {
+		page, err := s.exportRows(ctx, t, tenantID, offset)
+		if err != nil {
+			return fmt.Errorf("exporting tenant %q: reading %s: %w", tenantID, t.name, err)
+		}
+		for _, row := range page {
+			if err := emit(t.name, row); err != nil {
+				return err
+			}
+		}
+		if len(page) < exportPage {
+			return nil
+		}
+	}
+}
+
+// exportRows reads one page of t (its ORDER BY makes the order total).
+func (s *Store) exportRows(ctx context.Context, t exportTable, tenantID string, offset int) ([]store.ExportRow, error) {
+	rows, err := s.e.Query(ctx, t.query+` LIMIT ? OFFSET ?`, tenantID, exportPage, offset)
 	if err != nil {
-		return fmt.Errorf("exporting tenant %q: reading %s: %w", tenantID, t.name, err)
+		return nil, err
 	}
 	defer rows.Close()
+	var out []store.ExportRow
 	for rows.Next() {
 		vals := make([]any, len(t.cols))
 		dest := make([]any, len(t.cols))
@@ -165,7 +190,7 @@ func (s *Store) exportTable(ctx context.Context, t exportTable, tenantID string,
 			}
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return fmt.Errorf("exporting tenant %q: reading %s: %w", tenantID, t.name, err)
+			return nil, err
 		}
 		row := store.ExportRow{}
 		for i, c := range t.cols {
@@ -188,14 +213,9 @@ func (s *Store) exportTable(ctx context.Context, t exportTable, tenantID string,
 				row[c.name] = *v
 			}
 		}
-		if err := emit(t.name, row); err != nil {
-			return err
-		}
+		out = append(out, row)
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("exporting tenant %q: reading %s: %w", tenantID, t.name, err)
-	}
-	return nil
+	return out, rows.Err()
 }
 
 // ---- erasure

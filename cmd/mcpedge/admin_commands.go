@@ -476,28 +476,39 @@ func runTenantExport(c *adminCtx, pos []string) error {
 		fmt.Fprintf(c.stderr, "exported tenant %s: %s\n", m.Tenant.Name, exportSummary(m))
 		return nil
 	}
+	if out != "" {
+		if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--out %s: its directory does not exist", out)
+		}
+	}
 	var tmp *os.File
+	var createErr error
 	defer func() {
 		if tmp != nil {
 			tmp.Close()
 			os.Remove(tmp.Name())
 		}
 	}()
-	m, err := c.ops.ExportTenant(c.ctx, pos[0], writerFunc(func(b []byte) (int, error) { return tmp.Write(b) }), func(t *store.Tenant) {
+	write := writerFunc(func(b []byte) (int, error) {
+		if tmp == nil {
+			return 0, createErr
+		}
+		return tmp.Write(b)
+	})
+	m, err := c.ops.ExportTenant(c.ctx, pos[0], write, func(t *store.Tenant) {
 		if out == "" {
 			out = admin.ExportFileName(t.Name, time.Now())
 		}
-		// Beside the destination, so the rename is atomic; 0600.
-		var err error
-		if tmp, err = os.CreateTemp(filepath.Dir(out), ".mcpedge-export-*.zip"); err != nil {
-			tmp = nil
+		// Beside the destination, so the rename is atomic; mode 0600.
+		if tmp, createErr = os.CreateTemp(filepath.Dir(out), ".mcpedge-export-*.zip"); createErr != nil {
+			tmp, createErr = nil, fmt.Errorf("writing the archive beside %s: %w", out, createErr)
 		}
 	})
+	if createErr != nil {
+		return createErr
+	}
 	if err != nil {
 		return err
-	}
-	if tmp == nil {
-		return fmt.Errorf("creating a file beside %s failed", out)
 	}
 	if err := tmp.Sync(); err != nil {
 		return err

@@ -91,8 +91,8 @@ func erase(e *store.AuditEntry) {
 	e.Actor, e.Target, e.ClientIP, e.Detail, e.PIISalt, e.Erased = "", "", "", nil, nil, true
 }
 
-// chain builds a sealed chain of entries.
-func chain(entries ...store.AuditEntry) []store.AuditEntry {
+// sealChain builds a sealed chain of entries.
+func sealChain(entries ...store.AuditEntry) []store.AuditEntry {
 	var prev []byte
 	for i := range entries {
 		e := &entries[i]
@@ -131,7 +131,7 @@ func mk(tenant, actor, action string, v2 bool) store.AuditEntry {
 
 func TestErasure(t *testing.T) {
 	// v2 entries erased: the chain verifies.
-	c := chain(mk("a", "u1", "tool.call", true), mk("b", "u2", "tool.call", true), mk("a", "u1", "key.create", true))
+	c := sealChain(mk("a", "u1", "tool.call", true), mk("b", "u2", "tool.call", true), mk("a", "u1", "key.create", true))
 	erase(&c[0])
 	erase(&c[2])
 	if r := verifyEntries(t, c); !r.OK || r.Entries != 3 {
@@ -162,7 +162,7 @@ func TestErasure(t *testing.T) {
 
 	// v1 entries (written before migration 11) erased: accepted only
 	// with the tenant's erasure recorded after them.
-	old := chain(mk("a", "u1", "tool.call", false), mk("b", "u2", "tool.call", false), mk("a", "u1", "key.create", false),
+	old := sealChain(mk("a", "u1", "tool.call", false), mk("b", "u2", "tool.call", false), mk("a", "u1", "key.create", false),
 		store.AuditEntry{TenantID: "a", Actor: "cli", ActorKind: "cli", Action: ActionTenantErase, Outcome: "ok", PIISalt: NewPIISalt()})
 	if r := verifyEntries(t, old); !r.OK {
 		t.Fatalf("v1 chain: %+v", r)

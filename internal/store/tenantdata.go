@@ -29,19 +29,21 @@ type Erasure struct {
 // nil.
 type ExportRow map[string]any
 
-// ExportTables are the tables ExportTenant emits, in order; "audit" rows
-// are AuditEntry values rather than ExportRows.
-var ExportTables = []string{
-	"tenant", "users", "api_keys", "refresh_tokens", "mcp_sessions",
-	"virtual_servers", "rules", "usage", "usage_hourly", "lattices",
-	"devices", "enroll_tokens", "audit",
+// ExportTables returns the tables ExportTenant emits, in order; "audit"
+// rows are *AuditEntry values rather than ExportRows.
+func ExportTables() []string {
+	return []string{
+		"tenant", "users", "api_keys", "refresh_tokens", "mcp_sessions",
+		"virtual_servers", "rules", "usage", "usage_hourly", "lattices",
+		"devices", "enroll_tokens", "audit",
+	}
 }
 
 // TenantData exports and erases everything the store holds about one
 // tenant, and seals the tenant's data with its own key.
 type TenantData interface {
 	// ExportTenant calls emit for every record the store holds about the
-	// tenant, table by table in ExportTables order (within a table in a
+	// tenant, table by table in ExportTables' order (within a table in a
 	// stable order), reading the database a page at a time (no cursor is
 	// open while emit runs), never the whole export at once. Rows carry metadata only: no
 	// secret, no hash of a secret (API key and refresh token hashes,

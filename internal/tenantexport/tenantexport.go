@@ -83,7 +83,7 @@ type FileInfo struct {
 // Files are the data files of an archive, in order.
 func Files() []string {
 	var out []string
-	for _, t := range store.ExportTables {
+	for _, t := range store.ExportTables() {
 		out = append(out, t+".jsonl")
 	}
 	return append(out, QueueFile)

@@ -72,10 +72,10 @@ type TenantData interface {
 	// opened without its master key can not: an error. A tenant that
 	// does not exist (or was erased): ErrNotFound.
 	SealTenantData(ctx context.Context, tenantID, record string, plaintext []byte) ([]byte, error)
-	// OpenTenantData decrypts what SealTenantData sealed. After the
-	// tenant's removal its key is gone and this fails with an error that
-	// errors.Is ErrKeyDestroyed (processes that used the key in the last
-	// TenantKeyCacheTTL may still hold it in memory until then).
+	// OpenTenantData decrypts what SealTenantData sealed. Once the
+	// tenant's removal commits its key is gone, for every process (the
+	// key is read from the database on each call, never cached), and
+	// this fails with an error that errors.Is ErrKeyDestroyed.
 	OpenTenantData(ctx context.Context, tenantID, record string, ciphertext []byte) ([]byte, error)
 }
 
@@ -83,7 +83,3 @@ type TenantData interface {
 // key does not exist (the tenant was removed): what it sealed is
 // unreadable for good.
 var ErrKeyDestroyed = errors.New("the tenant's data key does not exist (destroyed with the tenant)")
-
-// TenantKeyCacheTTL is how long a process keeps a tenant's data key in
-// memory after reading it from the database.
-const TenantKeyCacheTTL = 30 * time.Second

@@ -24,8 +24,6 @@ type Store struct {
 	// box seals the secrets table once SealSecrets attached it; nil
 	// before (see secrets.go).
 	box atomic.Pointer[sealbox.Box]
-	// tenantKeys caches tenants' data keys (tenantdata.go).
-	tenantKeys tenantKeyCache
 }
 
 // New returns a Store over e.

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/sealbox"
@@ -283,7 +282,6 @@ func (s *Store) EraseTenant(ctx context.Context, tenantID string, record *store.
 		}
 		return nil, err
 	}
-	s.tenantKeys.drop(tenantID)
 	return er, nil
 }
 
@@ -312,61 +310,15 @@ func tenantKeyAD(tenantID string) sealbox.AD {
 	return sealbox.AD{Tenant: tenantID, Record: "tenant_keys/" + tenantID + "/key"}
 }
 
-type tenantKeyCache struct {
-	mu sync.Mutex
-	m  map[string]cachedKey
-}
-
-type cachedKey struct {
-	k       *sealbox.DataKey
-	expires time.Time
-}
-
-func (c *tenantKeyCache) get(id string, now time.Time) *sealbox.DataKey {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.m[id]; ok && now.Before(e.expires) {
-		return e.k
-	}
-	return nil
-}
-
-func (c *tenantKeyCache) put(id string, k *sealbox.DataKey, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.m == nil {
-		c.m = map[string]cachedKey{}
-	}
-	// Keep the cache bounded: drop what expired first.
-	if len(c.m) >= 4096 {
-		for k, e := range c.m {
-			if !now.Before(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		if len(c.m) >= 4096 {
-			clear(c.m)
-		}
-	}
-	c.m[id] = cachedKey{k: k, expires: now.Add(store.TenantKeyCacheTTL)}
-}
-
-func (c *tenantKeyCache) drop(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.m, id)
-}
-
 // tenantKey returns the tenant's data key, creating it when create is set
 // and it does not exist yet (nil, nil when it does not and create is not).
+// It is read from the database every time, never cached: once an erasure
+// commits, no process can open the tenant's data any more. Seals and
+// opens are rare (offline-queue entries), so the query costs little.
 func (s *Store) tenantKey(ctx context.Context, tenantID string, create bool) (*sealbox.DataKey, error) {
 	box := s.box.Load()
 	if box == nil {
 		return nil, errors.New("tenant data keys need a store opened with its master key")
-	}
-	now := s.clock()
-	if k := s.tenantKeys.get(tenantID, now); k != nil {
-		return k, nil
 	}
 	read := func() ([]byte, error) {
 		var wrapped []byte
@@ -414,11 +366,7 @@ func (s *Store) tenantKey(ctx context.Context, tenantID string, create bool) (*s
 	}
 	k, err := sealbox.NewDataKey(material)
 	clear(material)
-	if err != nil {
-		return nil, err
-	}
-	s.tenantKeys.put(tenantID, k, now)
-	return k, nil
+	return k, err
 }
 
 func tenantDataAD(tenantID, record string) sealbox.AD {

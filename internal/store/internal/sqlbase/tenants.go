@@ -86,7 +86,7 @@ func (s *Store) UpdateTenant(ctx context.Context, t *store.Tenant) (err error) {
 // learn that those stopped being valid just as if each had been revoked.
 func (s *Store) DeleteTenant(ctx context.Context, id string) (err error) {
 	defer wrap(&err, "deleting tenant %q", id)
-	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
+	return s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		var found string
 		err := q.QueryRow(ctx, `SELECT id FROM tenants WHERE id = ?`+s.e.ForUpdate(), id).Scan(&found)
 		if isNoRows(err) {
@@ -98,10 +98,6 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) (err error) {
 		_, err = s.deleteTenantTx(ctx, q, id)
 		return err
 	})
-	if err == nil {
-		s.tenantKeys.drop(id)
-	}
-	return err
 }
 
 // deleteTenantTx removes tenant id, which the caller has locked, with

@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -29,6 +30,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/sealbox"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/open"
+	"github.com/mcpedge/mcpedge/internal/store/storetest"
 	"github.com/mcpedge/mcpedge/internal/tenantexport"
 )
 
@@ -369,5 +371,78 @@ func docVerifier(t *testing.T, export string) {
 	cmd.Stdin = strings.NewReader(export)
 	if out, err := cmd.CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "ok: ") {
 		t.Errorf("the documented verifier after an erasure: %v\n%s", err, out)
+	}
+}
+
+// TestTenantEraseReplicasPostgres: two gateways share a PostgreSQL store,
+// each with its own offline queue. A tenant's call is queued on the
+// second; the tenant is erased through the first. The second refuses the
+// tenant's keys within its revocation poll, can not open the queued call
+// any more (the tenant's key is gone from the shared store) and fails it
+// instead of delivering it, while the other tenant's queued call is
+// delivered; the chain verifies.
+func TestTenantEraseReplicasPostgres(t *testing.T) {
+	pg := storetest.PostgresURL(t)
+	px, evURL := nodeclient.StartEverythingProxied(t)
+	cfgPath := writeConfig(t, fmt.Sprintf("[store]\nurl = %q\n[auth]\nrevocation_poll = \"1s\"\n[queue]\nmax_attempts = 1000\nbackoff_min = \"200ms\"\nbackoff_max = \"1s\"\n", pg)+
+		deferrableEv(evURL, `"echo"`))
+	env := []string{"MCPEDGE_ADMIN_KEY=" + testAdminKey, "MCPEDGE_STORE_KEY=ZXJhc3VyZS1yZXBsaWNhLXRlc3Qta2V5LTMyYnl0ZXM="}
+	p1 := startServe(t, env, "--config", cfgPath)
+	data2 := t.TempDir()
+	p2 := startServe(t, append(env, "XDG_DATA_HOME="+data2), "--config", cfgPath)
+	p1.waitReadyAuth(t, testAdminKey, "ev")
+	p2.waitReadyAuth(t, testAdminKey, "ev")
+	cli(t, env, "tenant", "create", "acme", "--config", cfgPath, "--upstreams", "ev", "--plan", "enterprise")
+	cli(t, env, "tenant", "create", "beta", "--config", cfgPath, "--upstreams", "ev", "--plan", "enterprise")
+	keyA := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "acme", "--role", "admin"))
+	keyB := lastLine(cli(t, env, "key", "create", "--config", cfgPath, "--tenant", "beta", "--role", "admin"))
+
+	px.Set(faultproxy.Reset())
+	a, b := newQueueClient(t, p2.URL+"/mcp", keyA), newQueueClient(t, p2.URL+"/mcp", keyB)
+	res, err := a.cs.CallTool(tctx(t), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "acme-on-p2"}})
+	idA, _ := queueAnswer(t, "acme's call on the second replica", res, err)
+	res, err = b.cs.CallTool(tctx(t), &mcp.CallToolParams{Name: "ev__echo", Arguments: map[string]any{"message": "beta-on-p2"}})
+	idB, _ := queueAnswer(t, "beta's call on the second replica", res, err)
+	if code, out := apiDo(t, http.MethodGet, p2.URL+"/api/queue/"+idA, keyA, ""); code != 200 {
+		t.Fatalf("acme reads its queued call on p2: %d %s", code, out)
+	}
+
+	code, out := apiDo(t, http.MethodDelete, p1.URL+"/api/tenants/acme?erase=true", testAdminKey, "")
+	var er store.Erasure
+	if code != 200 || json.Unmarshal(out, &er) != nil || er.Rows["queue_entries"] != 0 || er.Rows["api_keys"] != 1 {
+		t.Fatalf("erase through p1: %d %s", code, out)
+	}
+	waitFor(t, 30*time.Second, "acme's key refused on p2", func() bool {
+		code, _ := apiDo(t, http.MethodGet, p2.URL+"/api/me", keyA, "")
+		return code == 401
+	})
+	if code, out := apiDo(t, http.MethodGet, p2.URL+"/api/tenants/beta/users", keyB, ""); code != 200 {
+		t.Errorf("beta on p2 after acme's erasure: %d %s", code, out)
+	}
+	// The upstream back: p2 delivers beta's call and fails acme's, which
+	// it can no longer open.
+	px.Set(faultproxy.Pass())
+	waitFor(t, 30*time.Second, "beta's call delivered by p2", func() bool {
+		_, out := apiDo(t, http.MethodGet, p2.URL+"/api/queue/"+idB, keyB, "")
+		return strings.Contains(string(out), `"state":"done"`)
+	})
+	qdb, err := sql.Open("sqlite", filepath.Join(data2, "mcpedge", queueDBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qdb.Close()
+	var state, lastErr string
+	waitFor(t, 30*time.Second, "acme's call failed on p2", func() bool {
+		err := qdb.QueryRow(`SELECT state, last_error FROM entries WHERE id = ?`, idA).Scan(&state, &lastErr)
+		return err == nil && state == "failed"
+	})
+	if !strings.Contains(lastErr, "data key does not exist") {
+		t.Errorf("acme's failed entry says %q", lastErr)
+	}
+	if !strings.Contains(p2.stderr.String(), idA) || strings.Contains(p2.stderr.String(), "acme-on-p2") {
+		t.Errorf("p2's log about acme's entry: %s", p2.stderr.String())
+	}
+	if out := cli(t, env, "audit", "verify", "--config", cfgPath); !strings.Contains(out, "audit chain OK") {
+		t.Errorf("audit verify: %s", out)
 	}
 }

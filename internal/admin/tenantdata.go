@@ -71,8 +71,11 @@ func (o *Ops) ExportTenant(ctx context.Context, ref string, w io.Writer, start f
 	if !c.p.AtLeast(principal.RoleAdmin) {
 		return nil, c.forbid("exporting a tenant needs the admin role or stronger (you are %s)", c.p.Role)
 	}
+	// Include what this process recorded and counted so far.
+	if err := o.flushAudit(ctx); err != nil {
+		o.log.Warn("export: writing this process's audit entries first", "err", err)
+	}
 	if o.flushUsage != nil {
-		// Include the calls this replica counted so far.
 		if err := o.flushUsage(ctx); err != nil {
 			o.log.Warn("export: flushing this replica's usage counts", "err", err)
 		}
@@ -100,6 +103,15 @@ func (o *Ops) ExportTenant(ctx context.Context, ref string, w io.Writer, start f
 	}
 	c.detail["name"], c.detail["records"] = t.Name, records
 	return m, nil
+}
+
+// flushAudit waits until the audit entries this process recorded are in
+// the store (when the Recorder can say: *audit.Logger).
+func (o *Ops) flushAudit(ctx context.Context) error {
+	if f, ok := o.audit.(interface{ Flush(context.Context) error }); ok {
+		return f.Flush(ctx)
+	}
+	return nil
 }
 
 // erasedErr turns "not found" for a tenant that was erased into a
@@ -144,10 +156,8 @@ func (o *Ops) EraseTenant(ctx context.Context, ref string) (er *store.Erasure, e
 	}
 	// Entries this process recorded about the tenant must be in the
 	// store before it erases them.
-	if f, ok := o.audit.(interface{ Flush(context.Context) error }); ok {
-		if err := f.Flush(ctx); err != nil {
-			return nil, errorf(CodeUnavailable, "writing the audit log before the erasure: %v", err)
-		}
+	if err := o.flushAudit(ctx); err != nil {
+		return nil, errorf(CodeUnavailable, "writing the audit log before the erasure: %v", err)
 	}
 	rec := &store.AuditEntry{
 		Time: o.now().UTC().Truncate(time.Microsecond), TenantID: t.ID, Actor: c.p.ID, ActorKind: c.p.Kind,

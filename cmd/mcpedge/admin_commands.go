@@ -86,6 +86,9 @@ func runTenantRemove(c *adminCtx, pos []string) error {
 	if err := c.ops.DeleteTenant(c.ctx, t.ID); err != nil {
 		return err
 	}
+	if c.json {
+		return c.printJSON(map[string]any{"tenant_id": t.ID, "name": t.Name, "removed": true})
+	}
 	fmt.Fprintf(c.stdout, "removed tenant %s and everything it owned (its audit entries stay)\n", pos[0])
 	return nil
 }

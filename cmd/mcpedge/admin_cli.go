@@ -52,6 +52,9 @@ type adminSpec struct {
 	// recovery: authentication and the audit log, no bootstrap and no
 	// Ops (mcpedge bootstrap).
 	recovery bool
+	// queue: Ops also reaches this machine's offline queue, when there is
+	// one (tenant export and erasure).
+	queue bool
 }
 
 // adminCtx is what a command runs with.
@@ -72,7 +75,7 @@ type adminCtx struct {
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
 	from, to, tool, granularity                                      string
-	json, operator, pending, yes, csv                                bool
+	json, operator, pending, yes, csv, erase                         bool
 	limits                                                           planFlags
 	webhook                                                          webhookFlags
 }
@@ -208,11 +211,37 @@ configuration and the tenants change independently).`,
 				f.BoolVar(&c.operator, "operator", false, "make it an operator tenant, which administers the whole gateway")
 			}), run: runTenantCreate}),
 		a.adminCommand(adminSpec{use: "ls", short: "List tenants", flags: jsonF, run: runTenantList}),
-		a.adminCommand(adminSpec{use: "rm NAME", short: "Remove a tenant and everything it owns (asks first)", args: []string{"the tenant NAME"},
+		a.adminCommand(adminSpec{use: "rm NAME", short: "Remove a tenant and everything it owns (asks first); --erase also erases it", args: []string{"the tenant NAME"},
 			long: `Remove a tenant and everything it owns: users, keys, virtual servers, rules,
-lattices (its audit entries stay). Asks for confirmation on a terminal; give
---yes in scripts. The last operator tenant can not be removed.`,
-			flags: yesF, run: runTenantRemove}),
+lattices, usage, devices, sessions, its data key (its audit entries stay, readable).
+Asks for confirmation on a terminal; give --yes in scripts. The last operator
+tenant can not be removed.
+
+With --erase the tenant is erased: removed as above and, in the same
+transaction, its audit entries lose their personal fields (actor, target,
+client address, detail; the hash chain stays valid and mcpedge audit verify
+keeps passing), its data key is destroyed (what it sealed, such as offline-queue
+entries on other machines, can not be opened any more), and the erasure is
+recorded and audited. This machine's offline-queue entries of the tenant are
+removed. It can not be undone. See docs/design/erasure.md.`,
+			example: `  mcpedge tenant export acme --out acme.zip
+  mcpedge tenant rm acme --erase --yes`, queue: true,
+			flags: both(yesF, jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.BoolVar(&c.erase, "erase", false, "erase the tenant: also its audit entries' personal fields and its data key (can not be undone)")
+			}), run: runTenantRemove}),
+		a.adminCommand(adminSpec{use: "export NAME", short: "Write everything the gateway holds about a tenant to a ZIP archive", args: []string{"the tenant NAME"},
+			long: `Write everything mcpedge holds about a tenant to a ZIP archive of JSON Lines files
+with a manifest (format version, tenant, time, each file's SHA-256 and record
+count): the tenant, its users, API keys' metadata (never secrets or hashes),
+sessions' metadata, virtual servers, rules, usage, lattices, devices, audit
+entries, and its entries in this machine's offline queue. The archive is
+written to a temporary file beside --out and renamed when complete (mode 0600:
+it holds personal data); "--out -" writes it to stdout. Audited
+(tenant.export). Format: docs/platform.md.`,
+			queue: true,
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.out, "out", "", "write to this `FILE` (default: mcpedge-export-NAME-TIME.zip in the current directory; - for stdout)")
+			}), run: runTenantExport}),
 	)
 	key := group("key", "Create, list, revoke and rotate API keys",
 		a.adminCommand(adminSpec{use: "create --tenant NAME", short: "Create an API key; prints it alone on the last line", check: needTenant,
@@ -411,11 +440,23 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 	if err := bootstrap(openCtx, as, c.cfg, firstStart{Notice: c.stderr}); err != nil {
 		return nil, fmt.Errorf("first-start setup: %w", err)
 	}
+	var tenantQueue admin.TenantQueue
+	if s.queue {
+		q, err := openQueueIfPresent(openCtx, c.cfg, c.st)
+		if err != nil {
+			return nil, fmt.Errorf("opening the offline queue: %w", err)
+		}
+		if q != nil {
+			tenantQueue = q
+			closers = append(closers, q.Close)
+		}
+	}
 	oo := admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg),
 		// Pin and quarantine decisions: the gateways reload them now, and
 		// their clients get list_changed at once.
 		PinsChanged:       func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicPins) },
-		QuarantineChanged: func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicQuarantine) }}
+		QuarantineChanged: func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicQuarantine) },
+		TenantQueue:       tenantQueue}
 	if wh := openWebhooks(c.cfg, c.st, log); wh != nil {
 		// Webhook commands, and events of what the CLI changes (keys):
 		// queued in the store, delivered by a running gateway.

@@ -275,14 +275,14 @@ func (s *securityStack) Close(ctx context.Context) {
 }
 
 // adminOps is the administration the admin API and the console share.
-func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) *admin.Ops {
+func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book, tenantQueue admin.TenantQueue) *admin.Ops {
 	var flushUsage func(context.Context) error
 	if sec.Meter != nil {
 		flushUsage = sec.Meter.Flush // a usage report includes what this replica counted so far
 	}
 	return admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
 		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, sec.Changes, log), Upstreams: upstreams,
-		FlushUsage: flushUsage, Webhooks: sec.Webhooks, Events: sec.events()})
+		FlushUsage: flushUsage, Webhooks: sec.Webhooks, Events: sec.events(), TenantQueue: tenantQueue})
 }
 
 // adminAPI is everything under /api/: administration, sign-in and the

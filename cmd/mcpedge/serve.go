@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
@@ -131,7 +132,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		go func() { sec.Webhooks.Run(whCtx); close(whDone) }()
 		defer func() { stopWebhooks(); <-whDone }() // before the store closes
 	}
-	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry, sec.events())
+	stopQueue, queueReader := startQueue(ctx, cfg, g, sec.Store, log, m.Registry, sec.events())
 	defer stopQueue()
 	stopBackups := startBackups(ctx, cfg, sec.Store, log, m.Registry)
 	defer stopBackups()
@@ -152,7 +153,8 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		go func() { defer close(billingDone); sec.Billing.Run(bctx) }()
 		defer func() { stopBilling(); <-billingDone }()
 	}
-	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book)
+	tenantQueue, _ := queueReader.(admin.TenantQueue) // nil without a queue
+	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book, tenantQueue)
 	var h http.Handler
 	con, err := webConsole(cfg, sec, ops, log, func() http.Handler { return h })
 	if err != nil {

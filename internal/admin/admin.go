@@ -106,6 +106,9 @@ type OpsOptions struct {
 	Webhooks *webhook.Service
 	// Events, if set, hears of key creations and revocations.
 	Events events.Publisher
+	// TenantQueue, if set, is this process's offline queue: a tenant's
+	// export includes its entries there, and its erasure removes them.
+	TenantQueue TenantQueue
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -128,11 +131,13 @@ type Ops struct {
 	flushUsage func(context.Context) error
 	webhooks   *webhook.Service
 	events     events.Publisher
+	// tenantQueue: OpsOptions.TenantQueue.
+	tenantQueue TenantQueue
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage, webhooks: o.Webhooks, events: o.Events}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage, webhooks: o.Webhooks, events: o.Events, tenantQueue: o.TenantQueue}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

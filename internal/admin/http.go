@@ -75,6 +75,7 @@ var routes = []route{
 	{method: "GET", pattern: "/api/tenants/{tenant}", handle: (*handler).getTenant},
 	{method: "PATCH", pattern: "/api/tenants/{tenant}", handle: (*handler).updateTenant},
 	{method: "DELETE", pattern: "/api/tenants/{tenant}", handle: (*handler).deleteTenant},
+	{method: "GET", pattern: "/api/tenants/{tenant}/export", handle: (*handler).exportTenant},
 	{method: "GET", pattern: "/api/tenants/{tenant}/users", handle: (*handler).listUsers},
 	{method: "POST", pattern: "/api/tenants/{tenant}/users", handle: (*handler).createUser},
 	{method: "PATCH", pattern: "/api/tenants/{tenant}/users/{id}", handle: (*handler).updateUser},
@@ -472,6 +473,20 @@ func (h *handler) updateTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
+	if v := r.URL.Query()["erase"]; len(v) > 0 {
+		erase, err := strconv.ParseBool(v[0])
+		if err != nil || len(v) > 1 {
+			return invalid("erase must be true or false, once")
+		}
+		if erase {
+			er, err := h.ops.EraseTenant(r.Context(), r.PathValue("tenant"))
+			if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, er)
+			return nil
+		}
+	}
 	if err := h.ops.DeleteTenant(r.Context(), r.PathValue("tenant")); err != nil {
 		return err
 	}

@@ -66,6 +66,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Billing", testBilling},
 		{"BillingLease", testBillingLease},
 		{"DeleteTenant", testDeleteTenant},
+		{"TenantExport", testTenantExport},
+		{"TenantErase", testTenantErase},
+		{"TenantKeyConcurrent", testTenantKeyConcurrent},
+		{"TenantKeyUnsealed", testTenantKeyUnsealed},
 		{"TimesUTC", testTimesUTC},
 		{"Schedules", testSchedules},
 	}

@@ -32,10 +32,6 @@ ca_file = "/etc/ca.pem"
 	if ps != nil || c.Telemetry.Tracing.Sampling != 1 || !c.Telemetry.Tracing.ParentBased {
 		t.Errorf("integer sampling: %q %+v", ps, c.Telemetry.Tracing)
 	}
-	c, ps = parseT(t, "[telemetry.tracing]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\n", nil)
-	if ps != nil || c.Telemetry.Tracing.Protocol != TracingGRPC {
-		t.Errorf("grpc: %q %+v", ps, c.Telemetry.Tracing)
-	}
 	c, _ = parseT(t, "", nil)
 	if c.Telemetry.Tracing.Enabled() || !reflect.DeepEqual(c.Telemetry.Tracing, DefaultTracing()) {
 		t.Errorf("default: %+v", c.Telemetry.Tracing)
@@ -48,8 +44,8 @@ func TestTracingProblems(t *testing.T) {
 		{"[telemetry.tracing]\nendpoint = \"http://\"\n", "telemetry.tracing.endpoint: must name a host"},
 		{"[telemetry.tracing]\nendpoint = \"http://u:p@h\"\n", "telemetry.tracing.endpoint: must not carry credentials"},
 		{"[telemetry.tracing]\nendpoint = \"http://h?x=1\"\n", "telemetry.tracing.endpoint: must not have a query"},
-		{"[telemetry.tracing]\nendpoint = \"http://h\"\nprotocol = \"thrift\"\n", "telemetry.tracing.protocol: must be \"http/protobuf\" (OTLP over HTTP) or \"grpc\""},
-		{"[telemetry.tracing]\nendpoint = \"http://h:4317/v1/traces\"\nprotocol = \"grpc\"\n", "telemetry.tracing.endpoint: must have no path with protocol = \"grpc\""},
+		{"[telemetry.tracing]\nendpoint = \"http://h\"\nprotocol = \"thrift\"\n", "telemetry.tracing.protocol: must be \"http/protobuf\" (OTLP over HTTP)"},
+		{"[telemetry.tracing]\nendpoint = \"http://h:4317\"\nprotocol = \"grpc\"\n", "telemetry.tracing.protocol: \"grpc\" is not built in"},
 		{"[telemetry.tracing]\nendpoint = \"http://h\"\nsampling = 1.5\n", "telemetry.tracing.sampling: must be between 0 and 1"},
 		{"[telemetry.tracing]\nendpoint = \"http://h\"\nsampling = -0.1\n", "telemetry.tracing.sampling: must be between 0 and 1"},
 		{"[telemetry.tracing]\nendpoint = \"http://h\"\nsampling = \"all\"\n", "telemetry.tracing.sampling"},

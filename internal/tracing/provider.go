@@ -22,13 +22,11 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc/credentials"
 )
 
 // InstrumentationName names the gateway's tracer (the instrumentation
@@ -36,7 +34,7 @@ import (
 const InstrumentationName = "github.com/mcpedge/mcpedge"
 
 // A Provider is the gateway's tracer provider: the OpenTelemetry SDK's
-// with an OTLP exporter (HTTP or gRPC) when tracing is on, a no-op one when it is
+// with an OTLP/HTTP exporter (otlphttp.go) when tracing is on, a no-op one when it is
 // off (spans cost nothing, trace context still travels).
 type Provider struct {
 	tp       trace.TracerProvider
@@ -100,34 +98,11 @@ func New(cfg config.Tracing, o Options) (*Provider, error) {
 // newOTLP returns the OTLP exporter of cfg's protocol.
 func newOTLP(cfg config.Tracing, tc *tls.Config) (sdktrace.SpanExporter, error) {
 	timeout := time.Duration(cfg.Timeout)
-	if cfg.Protocol == config.TracingGRPC {
-		opts := []otlptracegrpc.Option{
-			otlptracegrpc.WithEndpointURL(cfg.Endpoint), // http:// is plaintext
-			otlptracegrpc.WithTimeout(timeout),
-			otlptracegrpc.WithRetry(otlptracegrpc.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: timeout}),
-		}
-		if tc != nil {
-			opts = append(opts, otlptracegrpc.WithTLSCredentials(credentials.NewTLS(tc)))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
-		}
-		return otlptracegrpc.New(context.Background(), opts...)
-	}
 	hc := &http.Client{Transport: &http.Transport{
 		Proxy: http.ProxyFromEnvironment, TLSClientConfig: tc,
 		MaxIdleConns: 4, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: tc != nil,
 	}}
-	opts := []otlptracehttp.Option{
-		otlptracehttp.WithEndpointURL(tracesURL(cfg.Endpoint)),
-		otlptracehttp.WithTimeout(timeout),
-		otlptracehttp.WithHTTPClient(hc),
-		otlptracehttp.WithRetry(otlptracehttp.RetryConfig{Enabled: true, InitialInterval: time.Second, MaxInterval: 5 * time.Second, MaxElapsedTime: timeout}),
-	}
-	if len(cfg.Headers) > 0 {
-		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
-	}
-	return otlptracehttp.New(context.Background(), opts...)
+	return otlptrace.New(context.Background(), newOTLPHTTP(tracesURL(cfg.Endpoint), hc, cfg.Headers, timeout))
 }
 
 // tracesURL is the OTLP/HTTP traces URL of an endpoint: the endpoint's

@@ -68,6 +68,10 @@ func stdioTestServer(kind string) *mcp.Server {
 		}
 		return nil, ctx.Err()
 	})
+	secTool(s, "logs", func(ctx context.Context, r *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		_ = r.Session.Log(ctx, &mcp.LoggingMessageParams{Level: "info", Logger: "cat", Data: "working é"})
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "logged"}}}, nil
+	})
 	secTool(s, "big", func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("é-big-", 50_000)}}}, nil
 	})
@@ -438,5 +442,53 @@ func TestHotPathStateless2026Parity(t *testing.T) {
 	}
 	if !reflect.DeepEqual(h.decoded("result"), s.decoded("result")) || h.Msg["result"] == nil {
 		t.Errorf("answers differ:\nhot: %s\nsdk: %s", h.Body, s.Body)
+	}
+}
+
+// TestHotPathStdioLogsOnTheCallStream: a log message a stdio child sends
+// during a hot call (it comes through the SDK client) reaches the client on
+// the call's own stream, before the answer, as on the HTTP hot path — the
+// only stream a client behind a balancer is sure to read.
+func TestHotPathStdioLogsOnTheCallStream(t *testing.T) {
+	for _, kind := range []string{"catalogue", "catalogue-2026"} {
+		t.Run(kind, func(t *testing.T) {
+			g, url := hotGateway(t, stdioBlock("cat", kind), true, nil, HTTPOptions{})
+			waitTargetsReady(t, g, 1)
+			waitTool(t, g, "cat__logs")
+			c := newRawClientWith(t, url+"/mcp", "", `{}`)
+			if r := c.exchange(`{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}`); r.Msg["result"] == nil {
+				t.Fatalf("setLevel: %s", r.Body)
+			}
+			u, _ := g.Upstream("cat")
+			if !waitFor(t, "the level applied upstream", 10*time.Second, func() bool {
+				g.levels.mu.Lock()
+				defer g.levels.mu.Unlock()
+				_, ok := g.levels.applied[u]
+				return ok
+			}) {
+				t.Fatal("the log level never reached the upstream")
+			}
+			before := pipeOf(t, g, "cat").Answered()
+			for i := range 10 {
+				a, seen := c.callAnswering(10+i, `{"name":"cat__logs","arguments":{}}`, func(method string, _ json.RawMessage) (string, string) {
+					return "error", `{"code":-32601,"message":"no"}`
+				})
+				if a.Msg["result"] == nil {
+					t.Fatalf("call %d: %s", i, a.Body)
+				}
+				n := 0
+				for _, m := range seen {
+					if strings.Contains(m, `"notifications/message"`) && strings.Contains(m, "working é") {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Fatalf("call %d: %d log messages on the call's stream before the answer, want 1: %q", i, n, seen)
+				}
+			}
+			if got := pipeOf(t, g, "cat").Answered() - before; got != 10 {
+				t.Errorf("the pipe answered %d of the 10 calls", got)
+			}
+		})
 	}
 }

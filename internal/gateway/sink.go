@@ -104,8 +104,10 @@ func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *m
 // logOnSDKCall sends p to the client of the call in flight on u's
 // connection (owner's, for a per-session one) on that call's stream, and
 // returns the client's session (nil: there is no such call, or it is not
-// the SDK's to write to: a hot-path call's stream carries its own
-// messages, and a stateless client's round may be over).
+// the SDK's to write to: a hot-path call posted to an HTTP upstream reads
+// its own messages, and a stateless client's round may be over). A
+// hot-path call carried by the SDK client or a stdio pipe gets the message
+// on its own stream (logOnCall).
 func (s *sink) logOnSDKCall(u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) *mcp.ServerSession {
 	g := s.g()
 	if p == nil {
@@ -119,11 +121,18 @@ func (s *sink) logOnSDKCall(u *upstream.Upstream, owner string, p *mcp.LoggingMe
 	} else {
 		c = g.inflight.latest(u)
 	}
-	if c == nil || c.ss == nil || c.hot != nil || c.cont != nil || c.ss.ID() == "" {
+	if c == nil || c.ss == nil || c.cont != nil || c.ss.ID() == "" || (c.hot != nil && c.hot.posted.Load()) {
 		return nil
 	}
 	if owner == "" && !g.mayReceive(c.ss, groupName(u)) {
 		return nil
+	}
+	if c.hot != nil {
+		// A hot-path call whose attempt the SDK client or a stdio
+		// pipe carries: its logs come through here, and go on the
+		// call's own stream as on the HTTP hot path (hotMessage).
+		c.lastLog.Store(time.Now().UnixNano())
+		return g.logOnCall(c.hot, c.ss, p)
 	}
 	ss := c.ss
 	c.lastLog.Store(time.Now().UnixNano())
@@ -153,10 +162,11 @@ func (s *sink) logOnSDKCall(u *upstream.Upstream, owner string, p *mcp.LoggingMe
 // such messages wait: dispatched by the SDK's server, by a client that
 // set a log level, to an upstream connection asked to log. They wait
 // 2 ms, longer while messages keep coming or are queued (1 ms of quiet),
-// 50 ms at most. Hot-path calls read their messages in order and never
-// wait.
+// 50 ms at most. Hot-path calls posted to an HTTP upstream read their
+// messages in order and never wait; those the SDK client or a stdio pipe
+// carries do.
 func (g *Gateway) awaitLogs(c *call) {
-	if c.hot != nil || c.cont != nil || c.ss == nil || c.up == nil {
+	if (c.hot != nil && c.hot.posted.Load()) || c.cont != nil || c.ss == nil || c.up == nil {
 		return
 	}
 	if _, ok := g.clientLevels.Load(c.ss); !ok {

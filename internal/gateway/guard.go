@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -49,6 +51,9 @@ type guardWiring struct {
 	// descriptions counts tools and prompts flagged or quarantined, by
 	// upstream, verdict and rule.
 	descriptions *prometheus.CounterVec
+	// shadows are the other upstreams' tools, for the shadowing check
+	// (shadow.go).
+	shadows shadowBook
 }
 
 func newGuardWiring(r prometheus.Registerer, log *slog.Logger) *guardWiring {
@@ -136,6 +141,13 @@ type Quarantine interface {
 	Released(ctx context.Context, it quarantine.Item) bool
 }
 
+// flagRecorder is what a Quarantine may also do: audit an item flagged
+// under descriptions = "flag" (*quarantine.Book does, once per
+// definition).
+type flagRecorder interface {
+	Flagged(ctx context.Context, it quarantine.Item)
+}
+
 // SetQuarantine turns the release of quarantined items on (without it, a
 // quarantined item is withheld for as long as it is flagged). Its change
 // notifications go to [Gateway.QuarantineChanged].
@@ -173,12 +185,16 @@ func (g *Gateway) QuarantineChanged(name string) {
 // withholds it unless an operator released it (SetQuarantine).
 func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 	mode := cfg.Guard.Descriptions
-	if !cfg.Guard.ScansDescriptions() {
-		return
-	}
 	det := w.detector
 	if cfg.Guard.Rules != nil {
 		det = cfg.Guard.Rules.Detector()
+	}
+	// Every upstream's tools are recorded, judged or not: they are what
+	// the others' are compared with.
+	group, _, _ := strings.Cut(cfg.Name, "@")
+	shadows := w.shadows.offered(cfg.Name, offerOf(group, cat, cfg.Guard.ScansDescriptions() && det.Shadowing()))
+	if !cfg.Guard.ScansDescriptions() {
+		return
 	}
 	var book Quarantine
 	if p := w.book.Load(); p != nil {
@@ -190,6 +206,11 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 	// title and _meta in place.
 	item := func(kind, name string, orig any, texts []string, desc, title *string, meta *mcp.Meta) bool {
 		v := det.Scan(strings.Join(texts, "\n"))
+		if kind == store.PinTool {
+			if f, ok := shadows.Check(name, *desc, texts); ok {
+				v.Findings = append(v.Findings, f)
+			}
+		}
 		*desc, _ = guard.Normalize(*desc)
 		*title, _ = guard.Normalize(*title)
 		if !v.Flagged() {
@@ -200,7 +221,7 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 			released := false
 			if book != nil {
 				released = book.Released(context.Background(), quarantine.Item{Upstream: cfg.Name, Kind: kind, Name: name,
-					Hash: definitionHash(kind, orig), Rules: v.Rules(), RulesVersion: det.Version(), Text: v.Clean})
+					Hash: definitionHash(kind, orig), Rules: v.Rules(), RulesVersion: det.Version(), Text: v.Clean, Findings: storeFindings(v)})
 			}
 			if !released {
 				w.log.Warn("guard: "+kind+" description quarantined", "upstream", cfg.Name, kind, name, "rules", v.Rules(), "findings", v.Findings)
@@ -209,8 +230,15 @@ func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
 			*meta = withGuardMeta(*meta, "approved", v, det.Version())
 			return true
 		}
+		if fl, ok := book.(flagRecorder); ok {
+			fl.Flagged(context.Background(), quarantine.Item{Upstream: cfg.Name, Kind: kind, Name: name,
+				Hash: definitionHash(kind, orig), Rules: v.Rules(), RulesVersion: det.Version(), Text: v.Clean, Findings: storeFindings(v)})
+		}
 		w.log.Warn("guard: "+kind+" description flagged", "upstream", cfg.Name, kind, name, "rules", v.Rules(), "findings", v.Findings)
-		*desc = flagged(v) + *desc
+		// The warning line is added when the catalog is registered, after
+		// tool pinning (annotateFlagged): a verdict that changes without
+		// the definition changing (another upstream's tools do, for the
+		// shadowing check) must not read as a rug pull and be held.
 		*meta = withGuardMeta(*meta, "flagged", v, det.Version())
 		return true
 	}
@@ -277,6 +305,15 @@ func definitionHash(kind string, item any) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// storeFindings are a verdict's findings as a quarantine record keeps them.
+func storeFindings(v guard.Verdict) []store.GuardFinding {
+	out := make([]store.GuardFinding, len(v.Findings))
+	for i, f := range v.Findings {
+		out[i] = store.GuardFinding{Rule: f.Rule, Explain: f.Explain, Match: f.Match}
+	}
+	return out
+}
+
 // count counts a flagged item by rule.
 func (w *guardWiring) count(up, mode string, v guard.Verdict) {
 	verdict := "flagged"
@@ -288,8 +325,199 @@ func (w *guardWiring) count(up, mode string, v guard.Verdict) {
 	}
 }
 
-func flagged(v guard.Verdict) string {
-	return strings.Replace(guardWarning, "%s", strings.Join(v.Rules(), ", "), 1)
+// rejudgeHeld is served (the catalog tool pinning serves for connection
+// cfg, from offered, the catalog the description guard screened) with
+// the verdict of each item pinning substituted judged again. Under pin =
+// "hold" a changed item is served in its pinned definition, but keeps the
+// _meta of the offered one, whose verdict is of a text no client sees:
+// the pinned definition is judged instead (as "flag" judges: a
+// substitute is only served for items the guard did not withhold).
+// served is not changed; a copy is returned when something is.
+func (w *guardWiring) rejudgeHeld(cfg config.Upstream, offered, served *upstream.Catalog) *upstream.Catalog {
+	if offered == served || cfg.Guard.Descriptions != config.GuardFlag {
+		return served
+	}
+	det := w.detector
+	if cfg.Guard.Rules != nil {
+		det = cfg.Guard.Rules.Detector()
+	}
+	meta := func(m mcp.Meta, texts []string, shadow *guard.Finding) mcp.Meta {
+		v := det.Scan(strings.Join(texts, "\n"))
+		if shadow != nil {
+			v.Findings = append(v.Findings, *shadow)
+		}
+		if v.Flagged() {
+			return withGuardMeta(m, "flagged", v, det.Version())
+		}
+		if _, ok := m[GuardMetaKey]; !ok {
+			return m
+		}
+		out := maps.Clone(m)
+		delete(out, GuardMetaKey)
+		return out
+	}
+	var out *upstream.Catalog
+	own := func() {
+		if out == nil {
+			c := *served
+			c.Tools, c.Prompts, c.Templates = slices.Clone(served.Tools), slices.Clone(served.Prompts), slices.Clone(served.Templates)
+			out = &c
+		}
+	}
+	offeredTools := make(map[*mcp.Tool]bool, len(offered.Tools))
+	for _, t := range offered.Tools {
+		offeredTools[t] = true
+	}
+	var shadows *guard.Shadows
+	for i, t := range served.Tools {
+		if t == nil || offeredTools[t] {
+			continue
+		}
+		if shadows == nil {
+			shadows = w.shadows.shadowsFor(cfg.Name)
+		}
+		own()
+		cp := *t
+		texts := append([]string{cp.Description, cp.Title}, guard.SchemaTexts(cp.InputSchema, nil)...)
+		var sf *guard.Finding
+		if det.Shadowing() {
+			if f, ok := shadows.Check(cp.Name, cp.Description, texts); ok {
+				sf = &f
+			}
+		}
+		cp.Meta = meta(cp.Meta, texts, sf)
+		out.Tools[i] = &cp
+	}
+	offeredPrompts := make(map[*mcp.Prompt]bool, len(offered.Prompts))
+	for _, p := range offered.Prompts {
+		offeredPrompts[p] = true
+	}
+	for i, p := range served.Prompts {
+		if p == nil || offeredPrompts[p] {
+			continue
+		}
+		own()
+		cp := *p
+		texts := []string{cp.Description, cp.Title}
+		for _, a := range cp.Arguments {
+			if a != nil {
+				texts = append(texts, a.Description, a.Title)
+			}
+		}
+		cp.Meta = meta(cp.Meta, texts, nil)
+		out.Prompts[i] = &cp
+	}
+	offeredTemplates := make(map[*mcp.ResourceTemplate]bool, len(offered.Templates))
+	for _, t := range offered.Templates {
+		offeredTemplates[t] = true
+	}
+	for i, t := range served.Templates {
+		if t == nil || offeredTemplates[t] {
+			continue
+		}
+		own()
+		cp := *t
+		cp.Meta = meta(cp.Meta, []string{cp.Description, cp.Title}, nil)
+		out.Templates[i] = &cp
+	}
+	if out == nil {
+		return served
+	}
+	return out
+}
+
+// warningOf is the warning line of an item the description guard
+// flagged (its _meta GuardMetaKey verdict is "flagged"), "" for any other.
+func warningOf(m mcp.Meta) string {
+	g, _ := m[GuardMetaKey].(map[string]any)
+	if g == nil || g["verdict"] != "flagged" {
+		return ""
+	}
+	var rules []string
+	switch rs := g["rules"].(type) {
+	case []string:
+		rules = rs
+	case []any: // read back from JSON (a kept catalog)
+		for _, r := range rs {
+			if s, ok := r.(string); ok {
+				rules = append(rules, s)
+			}
+		}
+	}
+	return strings.Replace(guardWarning, "%s", strings.Join(rules, ", "), 1)
+}
+
+// annotateFlagged is cat with a warning line before the description of
+// each item the description guard flagged. It runs when a catalog is
+// registered, after tool pinning, so that what pinning compares is the
+// definition as the upstream offers it (normalised) and the warning
+// follows the verdict of the moment. cat is not changed; items without a
+// flag are shared.
+func annotateFlagged(cat *upstream.Catalog) *upstream.Catalog {
+	var out *upstream.Catalog
+	own := func() {
+		if out == nil {
+			c := *cat
+			c.Tools, c.Prompts = slices.Clone(cat.Tools), slices.Clone(cat.Prompts)
+			c.Templates, c.Resources = slices.Clone(cat.Templates), slices.Clone(cat.Resources)
+			out = &c
+		}
+	}
+	warn := func(desc string, m mcp.Meta) (string, bool) {
+		w := warningOf(m)
+		if w == "" || strings.HasPrefix(desc, w) {
+			return desc, false
+		}
+		return w + desc, true
+	}
+	for i, t := range cat.Tools {
+		if t == nil {
+			continue
+		}
+		if d, ok := warn(t.Description, t.Meta); ok {
+			own()
+			cp := *t
+			cp.Description = d
+			out.Tools[i] = &cp
+		}
+	}
+	for i, p := range cat.Prompts {
+		if p == nil {
+			continue
+		}
+		if d, ok := warn(p.Description, p.Meta); ok {
+			own()
+			cp := *p
+			cp.Description = d
+			out.Prompts[i] = &cp
+		}
+	}
+	for i, t := range cat.Templates {
+		if t == nil {
+			continue
+		}
+		if d, ok := warn(t.Description, t.Meta); ok {
+			own()
+			cp := *t
+			cp.Description = d
+			out.Templates[i] = &cp
+		}
+	}
+	for i, r := range cat.Resources {
+		if r == nil {
+			continue
+		}
+		if d, ok := warn(r.Description, r.Meta); ok {
+			own()
+			cp := *r
+			cp.Description = d
+			out.Resources[i] = &cp
+		}
+	}
+	if out == nil {
+		return cat
+	}
+	return out
 }
 
 func withGuardMeta(m mcp.Meta, verdict string, v guard.Verdict, version string) mcp.Meta {

@@ -80,8 +80,8 @@ type Book struct {
 	// flagged are the definitions audited as flagged (Flagged), by item:
 	// the hash and rules last audited.
 	flagged map[key]string
-	writes   map[key]*store.GuardVerdict // quarantines not yet stored
-	wake     chan struct{}
+	writes  map[key]*store.GuardVerdict // quarantines not yet stored
+	wake    chan struct{}
 
 	pending     *prometheus.GaugeVec
 	quarantined *prometheus.CounterVec

@@ -177,13 +177,17 @@ func (g *Gateway) QuarantineChanged(name string) {
 	}
 }
 
-// screen is the description guard: with [guard] descriptions on, each
+// screen is the hook every catalog an upstream's connection fetches passes
+// through before it is stored: resource URIs are put in the normal form
+// (uri.go), every tool is recorded for the shadowing check (shadow.go),
+// and it is the description guard: with [guard] descriptions on, each
 // tool's, prompt's, resource's and resource template's description and
 // title are normalised, and the poisoning detector judges them with
 // their parameters' descriptions; "flag" marks a flagged item (a warning
 // line before its description, _meta GuardMetaKey), "quarantine"
 // withholds it unless an operator released it (SetQuarantine).
 func (w *guardWiring) screen(cfg config.Upstream, cat *upstream.Catalog) {
+	normalCatalogURIs(cat)
 	mode := cfg.Guard.Descriptions
 	det := w.detector
 	if cfg.Guard.Rules != nil {

@@ -97,8 +97,11 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 // error, as there.
 func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.ReadResourceRequest) (mcp.Result, error) {
 	uri := req.Params.URI
+	own := spelled(t, uri)
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
-		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		// The client's bytes are posted as they are only when they name
+		// the resource as the upstream spells it (uri.go).
+		if own == uri && t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
 			res, _, err, fallback := postWire(g, ctx, c, t, cs, readParamsEdit(token), hotOwner(t, req.Session), readResultView,
 				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
 			if !fallback {
@@ -110,6 +113,7 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
+		params.URI = own
 		params.Meta = withProgress(req.Params.Meta, token)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)

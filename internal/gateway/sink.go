@@ -52,7 +52,7 @@ func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {
 		}
 		for _, uri := range uris {
 			ctx, cancel := context.WithTimeout(context.Background(), u.Config().Timeout.D())
-			if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+			if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: spelled(u, uri)}); err != nil {
 				g.log.Warn("re-subscribing after reconnect failed", "upstream", u.Name(), "uri", uri, "err", err)
 			}
 			cancel()
@@ -70,6 +70,12 @@ func (s *sink) CatalogChanged(u *upstream.Upstream) { s.g().catalogChanged(u) }
 func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp.ResourceUpdatedNotificationParams) {
 	if p == nil {
 		return
+	}
+	if n := normalURI(p.URI); n != p.URI {
+		// Clients subscribed in the normal form (uri.go).
+		cp := *p
+		cp.URI = n
+		p = &cp
 	}
 	g := s.g()
 	per := g.PerUpstream(groupName(u))

@@ -519,7 +519,9 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		if err != nil {
 			break
 		}
-		p = g.scanQuestion(ctx, t, env.Method, p)
+		if p, err = g.scanQuestion(ctx, t, env.Method, p); err != nil {
+			break
+		}
 		var q []byte
 		if q, err = hotQuestion(ss, env.Method, p); err != nil {
 			break

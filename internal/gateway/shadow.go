@@ -93,14 +93,16 @@ func (b *shadowBook) shadowsLocked(o *shadowOffer) *guard.Shadows {
 	return guard.NewShadows(own, sorted)
 }
 
-// shadowsFor is the index connection conn's tools are checked with now
-// (nil if its tools were never recorded).
+// shadowsFor is the index connection conn's tools and requests are
+// checked with now (against every other upstream's tools, when conn's
+// were never recorded).
 func (b *shadowBook) shadowsFor(conn string) *guard.Shadows {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	o := b.offers[conn]
 	if o == nil {
-		return nil
+		g, _, _ := strings.Cut(conn, "@")
+		o = &shadowOffer{group: g}
 	}
 	return b.shadowsLocked(o)
 }

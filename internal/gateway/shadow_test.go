@@ -22,11 +22,18 @@ type flagQuarantine struct {
 	fakeQuarantine
 	mu      sync.Mutex
 	flagged []quarantine.Item
+	blocked []quarantine.Item
 }
 
 func (f *flagQuarantine) Flagged(_ context.Context, it quarantine.Item) {
 	f.mu.Lock()
 	f.flagged = append(f.flagged, it)
+	f.mu.Unlock()
+}
+
+func (f *flagQuarantine) Blocked(_ context.Context, it quarantine.Item) {
+	f.mu.Lock()
+	f.blocked = append(f.blocked, it)
 	f.mu.Unlock()
 }
 

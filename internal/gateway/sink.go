@@ -221,7 +221,11 @@ func ask[R mcp.InputResponse](s *sink, ctx context.Context, u *upstream.Upstream
 }
 
 func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
-	if q, ok := s.g().scanQuestion(ctx, u, "sampling/createMessage", p).(*mcp.CreateMessageWithToolsParams); ok {
+	q, err := s.g().scanQuestion(ctx, u, "sampling/createMessage", p)
+	if err != nil {
+		return nil, err
+	}
+	if q, ok := q.(*mcp.CreateMessageWithToolsParams); ok {
 		p = q
 	}
 	return ask(s, ctx, u, owner, "sampling/createMessage", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
@@ -230,7 +234,11 @@ func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner st
 }
 
 func (s *sink) Elicit(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
-	if q, ok := s.g().scanQuestion(ctx, u, "elicitation/create", p).(*mcp.ElicitParams); ok {
+	q, err := s.g().scanQuestion(ctx, u, "elicitation/create", p)
+	if err != nil {
+		return nil, err
+	}
+	if q, ok := q.(*mcp.ElicitParams); ok {
 		p = q
 	}
 	return ask(s, ctx, u, owner, "elicitation/create", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {

@@ -164,8 +164,16 @@ func (b *Book) Released(ctx context.Context, it Item) bool {
 // definition flagged by those rules, and not again while it stays so.
 // Flagged items are not stored and await no decision. It does no I/O
 // besides the audit record.
-func (b *Book) Flagged(ctx context.Context, it Item) {
-	k := key{it.Upstream, it.Kind, it.Name}
+func (b *Book) Flagged(ctx context.Context, it Item) { b.note(ctx, "guard.flag", "ok", it) }
+
+// Blocked records that a server-to-client request (Kind "request", Name
+// its method) was refused because it was flagged (descriptions =
+// "quarantine"): audited as "guard.block" (outcome "denied"), once per
+// text and rules, like [Book.Flagged].
+func (b *Book) Blocked(ctx context.Context, it Item) { b.note(ctx, "guard.block", "denied", it) }
+
+func (b *Book) note(ctx context.Context, action, outcome string, it Item) {
+	k := key{it.Upstream, it.Kind + "\x00" + action, it.Name}
 	mark := it.Hash + "\x00" + strings.Join(it.Rules, ",")
 	b.mu.Lock()
 	if b.flagged == nil {
@@ -178,8 +186,8 @@ func (b *Book) Flagged(ctx context.Context, it Item) {
 		return
 	}
 	d, _ := json.Marshal(map[string]any{"hash": it.Hash, "rules": it.Rules, "rules_version": it.RulesVersion, "findings": it.Findings})
-	b.o.Audit(ctx, &store.AuditEntry{Time: b.o.Now().UTC(), Actor: "system", ActorKind: "system", Action: "guard.flag",
-		Target: Target(it.Upstream, it.Kind, it.Name), Outcome: "ok", Detail: d})
+	b.o.Audit(ctx, &store.AuditEntry{Time: b.o.Now().UTC(), Actor: "system", ActorKind: "system", Action: action,
+		Target: Target(it.Upstream, it.Kind, it.Name), Outcome: outcome, Detail: d})
 }
 
 // Target is the audit target of an item: "guard:<upstream>/<kind>/<name>".

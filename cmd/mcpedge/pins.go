@@ -25,8 +25,15 @@ const pinLoadTimeout = 10 * time.Second
 // written to it in the background, and approvals made elsewhere are picked
 // up every pin.DefaultPoll. Call it before g.Start; stop flushes what is
 // not written yet (within 5 s).
-func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg prometheus.Registerer, log *slog.Logger) (p *pin.Pinner, stop func()) {
-	p = pin.New(pin.Options{Store: sec.Store, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged})
+//
+// On an edge (link not nil) the pins are its fleet's, kept on its hub
+// (edge.Pins), with the edge's own store as the copy it falls back on.
+func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, link *edgeLink, reg prometheus.Registerer, log *slog.Logger) (p *pin.Pinner, stop func()) {
+	var st pin.Store = sec.Store
+	if link != nil {
+		st = link.link.PinStore(sec.Store)
+	}
+	p = pin.New(pin.Options{Store: st, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged})
 	loadCtx, cancel := context.WithTimeout(ctx, pinLoadTimeout)
 	if err := p.Load(loadCtx); err != nil {
 		log.Error("tool pinning: pins not loaded; catalogs are served unverified (withheld under pin = \"block\") until they are", "err", err.Error())

@@ -116,7 +116,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
 	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
 	defer stopQueue()
-	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
+	pins, stopPins := startPins(ctx, g, sec, link, m.Registry, log)
 	defer stopPins()
 	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
 	defer stopQuarantine()
@@ -363,7 +363,7 @@ func stdio(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	lcfg := *cfg
 	lcfg.Auth.Mode = config.AuthOff
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
-	_, stopPins := startPins(ctx, g, sec, m.Registry, log)
+	_, stopPins := startPins(ctx, g, sec, nil, m.Registry, log)
 	defer stopPins()
 	_, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
 	defer stopQuarantine()

@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/hub"
@@ -25,24 +25,39 @@ type PinStore interface {
 // Pins keeps an edge's tool pins on its hub (docs/hub.md, "Tool pins"):
 // the edge's pinning reads its fleet's pins from the hub and records new
 // pins and offered changes there, so that an operator approves a change
-// once, on the hub, for every edge of the tenant. Every write is also
-// made in the edge's own store, which is read instead when the hub
-// cannot be reached (the pins this edge recorded itself, and those it
-// read from the hub before). It is safe for concurrent use.
+// once, on the hub, for every edge of the tenant.
+//
+// Writes are made in the edge's own store at once and sent to the hub in
+// one batch before the next read (pinning reads every pin.DefaultPoll):
+// pinning a whole catalog costs one request, not one per item, which the
+// hub's rate limits would refuse. The edge's store is read instead of the
+// hub's when the hub cannot be reached (the pins this edge recorded, and
+// those it read from the hub before). It is safe for concurrent use.
 type Pins struct {
 	l     *Link
 	local PinStore
+
+	mu      sync.Mutex
+	pending []hub.PinRequest // not sent to the hub yet, in order
 }
+
+// maxPendingPins bounds the writes kept for the hub while it is away; the
+// oldest are dropped (the edge's store has them, and an offer of an item
+// the hub lacks sends it again).
+const maxPendingPins = 10000
 
 // PinStore returns the link's pin store over local, the edge's own.
 func (l *Link) PinStore(local PinStore) *Pins { return &Pins{l: l, local: local} }
 
 var _ PinStore = (*Pins)(nil)
 
-// ListPins returns the fleet's pins from the hub, or the edge's own when
-// the hub cannot be reached. Pins read from the hub that the edge's store
-// lacks are copied into it.
+// ListPins sends the writes not sent yet, then returns the fleet's pins
+// from the hub, or the edge's own when the hub cannot be reached. Pins
+// read from the hub that the edge's store lacks are copied into it.
 func (p *Pins) ListPins(ctx context.Context, upstream string) ([]store.Pin, error) {
+	if err := p.send(ctx); err != nil {
+		p.l.o.Log.Debug("tool pins not sent to the hub; kept for the next attempt", "err", err.Error())
+	}
 	var resp hub.PinsResponse
 	if err := p.do(ctx, http.MethodGet, nil, &resp); err != nil {
 		p.l.o.Log.Debug("tool pins read from this edge's store: the hub's cannot be read", "err", err.Error())
@@ -56,6 +71,67 @@ func (p *Pins) ListPins(ctx context.Context, upstream string) ([]store.Pin, erro
 	}
 	p.mirror(ctx, out)
 	return out, nil
+}
+
+// send posts the pending writes in one batch. An offer of an item the
+// hub lacks (recorded by this edge before it shared its pins) is sent
+// again after a create from the edge's store.
+func (p *Pins) send(ctx context.Context) error {
+	p.mu.Lock()
+	batch := p.pending
+	p.pending = nil
+	p.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	var resp hub.PinBatchResponse
+	if err := p.do(ctx, http.MethodPost, &hub.PinBatch{Requests: batch}, &resp); err != nil {
+		p.requeue(batch)
+		return err
+	}
+	var again []hub.PinRequest
+	for i, res := range resp.Results {
+		if i >= len(batch) {
+			break
+		}
+		req := batch[i]
+		switch res.Error {
+		case "", "conflict":
+		case "not_found":
+			if own, err := p.local.GetPin(ctx, req.Pin.Upstream, req.Pin.Kind, req.Pin.Name); err == nil {
+				again = append(again, hub.PinRequest{Op: "create", Pin: store.Pin{Upstream: own.Upstream, Kind: own.Kind, Name: own.Name,
+					Hash: own.Hash, Definition: own.Definition, PinnedAt: own.PinnedAt}}, req)
+			}
+		default:
+			p.l.o.Log.Warn("the hub refused a tool pin", "upstream", req.Pin.Upstream, "kind", req.Pin.Kind, "name", req.Pin.Name, "error", res.Error, "message", res.Message)
+		}
+	}
+	if len(again) > 0 {
+		if err := p.do(ctx, http.MethodPost, &hub.PinBatch{Requests: again}, &resp); err != nil {
+			p.requeue(again)
+			return err
+		}
+	}
+	return nil
+}
+
+// requeue puts unsent writes back before the newer ones.
+func (p *Pins) requeue(batch []hub.PinRequest) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.pending = append(batch, p.pending...)
+	if n := len(p.pending); n > maxPendingPins {
+		p.pending = p.pending[n-maxPendingPins:]
+	}
+}
+
+func (p *Pins) queue(req hub.PinRequest) {
+	p.mu.Lock()
+	p.pending = append(p.pending, req)
+	if n := len(p.pending); n > maxPendingPins {
+		p.pending = p.pending[n-maxPendingPins:]
+	}
+	p.mu.Unlock()
 }
 
 // mirror creates in the edge's store the pins it lacks.
@@ -77,67 +153,32 @@ func (p *Pins) mirror(ctx context.Context, pins []store.Pin) {
 	}
 }
 
-// GetPin returns one pin, from the hub or the edge's store.
+// GetPin returns one pin, from the edge's store.
 func (p *Pins) GetPin(ctx context.Context, upstream, kind, name string) (*store.Pin, error) {
-	var resp hub.PinsResponse
-	if err := p.do(ctx, http.MethodGet, nil, &resp); err != nil {
-		return p.local.GetPin(ctx, upstream, kind, name)
-	}
-	for i := range resp.Pins {
-		if sp := &resp.Pins[i]; sp.Upstream == upstream && sp.Kind == kind && sp.Name == name {
-			return sp, nil
-		}
-	}
-	return nil, fmt.Errorf("pin %s/%s/%s: %w", upstream, kind, name, store.ErrNotFound)
+	return p.local.GetPin(ctx, upstream, kind, name)
 }
 
-// CreatePin records a new pin on the hub (store.ErrConflict when the
-// fleet has one: another edge pinned it first) and in the edge's store.
+// CreatePin records a new pin in the edge's store (store.ErrConflict
+// when it has one) and queues it for the hub. If another edge pinned the
+// item first, the hub's pin stands: the next read brings it, and what
+// this edge saw becomes an offered change.
 func (p *Pins) CreatePin(ctx context.Context, sp *store.Pin) error {
-	local := *sp
-	if err := p.local.CreatePin(ctx, &local); err != nil && !errors.Is(err, store.ErrConflict) {
-		p.l.o.Log.Debug("a pin not kept in this edge's store", "err", err.Error())
-	}
-	var resp hub.PinResponse
-	err := p.do(ctx, http.MethodPost, &hub.PinRequest{Op: "create", Pin: *sp}, &resp)
-	if err != nil {
+	if err := p.local.CreatePin(ctx, sp); err != nil {
 		return err
 	}
-	if resp.Pin != nil {
-		sp.PinnedAt = resp.Pin.PinnedAt
-	}
+	p.queue(hub.PinRequest{Op: "create", Pin: *sp})
 	return nil
 }
 
-// OfferPin records on the hub (and in the edge's store) the definition
-// an upstream offers for a pinned item. A pin the hub does not hold yet
-// (recorded by this edge before it shared its pins) is created there
-// first, from the edge's store.
+// OfferPin records in the edge's store the definition an upstream offers
+// for a pinned item, and queues it for the hub.
 func (p *Pins) OfferPin(ctx context.Context, upstream, kind, name, hash string, def []byte, at time.Time) (*store.Pin, error) {
-	if _, err := p.local.OfferPin(ctx, upstream, kind, name, hash, def, at); err != nil {
-		p.l.o.Log.Debug("an offered definition not kept in this edge's store", "err", err.Error())
-	}
-	req := &hub.PinRequest{Op: "offer", Pin: store.Pin{Upstream: upstream, Kind: kind, Name: name, OfferedHash: hash, OfferedDefinition: def, OfferedAt: at}}
-	var resp hub.PinResponse
-	err := p.do(ctx, http.MethodPost, req, &resp)
-	if errors.Is(err, store.ErrNotFound) {
-		own, lerr := p.local.GetPin(ctx, upstream, kind, name)
-		if lerr != nil {
-			return nil, err
-		}
-		first := store.Pin{Upstream: upstream, Kind: kind, Name: name, Hash: own.Hash, Definition: own.Definition, PinnedAt: own.PinnedAt}
-		if cerr := p.do(ctx, http.MethodPost, &hub.PinRequest{Op: "create", Pin: first}, &hub.PinResponse{}); cerr != nil && !errors.Is(cerr, store.ErrConflict) {
-			return nil, cerr
-		}
-		err = p.do(ctx, http.MethodPost, req, &resp)
-	}
+	got, err := p.local.OfferPin(ctx, upstream, kind, name, hash, def, at)
 	if err != nil {
 		return nil, err
 	}
-	if resp.Pin == nil {
-		return nil, errors.New("the hub answered a pin offer without the pin")
-	}
-	return resp.Pin, nil
+	p.queue(hub.PinRequest{Op: "offer", Pin: store.Pin{Upstream: upstream, Kind: kind, Name: name, OfferedHash: hash, OfferedDefinition: def, OfferedAt: at}})
+	return got, nil
 }
 
 // do sends one request of PathPins as the device and decodes the answer

@@ -68,7 +68,12 @@ func TestFleetPins(t *testing.T) {
 	if d := served(a, "Reads a file."); d != "Reads a file." {
 		t.Fatalf("a serves %q", d)
 	}
+	// Written to a's store at once; sent to the hub, in one batch, before
+	// a's next read.
 	if err := a.pinner.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.pinner.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	hp, err := h.st.GetPin(t.Context(), hub.FleetPrefix(tn.ID)+"fs", store.PinTool, "read")
@@ -85,6 +90,9 @@ func TestFleetPins(t *testing.T) {
 		t.Fatalf("b serves %q, want the fleet's pin", d)
 	}
 	if err := b.pinner.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.pinner.Refresh(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	hp, err = h.st.GetPin(t.Context(), hub.FleetPrefix(tn.ID)+"fs", store.PinTool, "read")
@@ -116,8 +124,10 @@ func TestFleetPins(t *testing.T) {
 	}
 }
 
-// The hub refuses what is not a pin, and answers a create that finds the
-// fleet's pin already there with 409 and that pin.
+// The hub refuses what is not a pin, entry by entry in a batch, answers a
+// create that finds the fleet's pin already there with "conflict" and
+// that pin, and an offer for an item never pinned with "not_found"; an
+// edge whose offer the hub lacks the pin of sends the pin from its store.
 func TestFleetPinsRefusals(t *testing.T) {
 	h := newTestHub(t)
 	l := newLink(t, h, newFileKey(t), edgeAudit(t, 0), 10)
@@ -126,32 +136,62 @@ func TestFleetPinsRefusals(t *testing.T) {
 	}
 	t.Cleanup(l.Close)
 	waitUntil(t, 10*time.Second, "signed in", func() bool { return l.Status().SignedIn })
-	p := l.PinStore(memStore(t))
+	local := memStore(t)
+	p := l.PinStore(local)
 	def := []byte(`{"name":"read"}`)
 	good := store.Pin{Upstream: "fs", Kind: store.PinTool, Name: "read", Hash: sha256Hex(def), Definition: def}
-	for _, bad := range []hub.PinRequest{
+	batch := hub.PinBatch{Requests: []hub.PinRequest{
 		{Op: "create", Pin: store.Pin{Upstream: "fs", Kind: "tool", Name: "read", Hash: "00", Definition: def}},
 		{Op: "create", Pin: store.Pin{Upstream: "fs", Kind: "bogus", Name: "read", Hash: good.Hash, Definition: def}},
 		{Op: "create", Pin: store.Pin{Upstream: "", Kind: "tool", Name: "read", Hash: good.Hash, Definition: def}},
 		{Op: "create", Pin: store.Pin{Upstream: "fs", Kind: "tool", Name: "read", Hash: sha256Hex([]byte("x")), Definition: []byte("x")}},
 		{Op: "drop", Pin: good},
-	} {
-		err := p.do(t.Context(), http.MethodPost, &bad, &hub.PinResponse{})
-		var he *hubError
-		if !errors.As(err, &he) || he.status != http.StatusBadRequest {
-			b, _ := json.Marshal(bad)
-			t.Errorf("%s: %v, want 400", b, err)
-		}
-	}
-	if err := p.CreatePin(t.Context(), &good); err != nil {
+		{Op: "create", Pin: good},
+		{Op: "create", Pin: good},
+		{Op: "offer", Pin: store.Pin{Upstream: "fs", Kind: "tool", Name: "nope", OfferedHash: good.Hash, OfferedDefinition: def}},
+	}}
+	var resp hub.PinBatchResponse
+	if err := p.do(t.Context(), http.MethodPost, &batch, &resp); err != nil {
 		t.Fatal(err)
 	}
-	again := good
-	if err := p.CreatePin(t.Context(), &again); !errors.Is(err, store.ErrConflict) {
-		t.Errorf("a second create: %v, want ErrConflict", err)
+	want := []string{"invalid_pin", "invalid_pin", "invalid_pin", "invalid_pin", "invalid_pin", "", "conflict", "not_found"}
+	for i, w := range want {
+		if i >= len(resp.Results) || resp.Results[i].Error != w {
+			b, _ := json.Marshal(resp.Results)
+			t.Fatalf("results %s, want errors %v", b, want)
+		}
 	}
-	if _, err := p.OfferPin(t.Context(), "fs", store.PinTool, "nope", good.Hash, def, time.Now()); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("an offer for an item never pinned: %v", err)
+	if r := resp.Results[6]; r.Pin == nil || r.Pin.Upstream != "fs" || r.Pin.Hash != good.Hash {
+		t.Errorf("the conflict carries %+v", r.Pin)
+	}
+	var bad *hubError
+	if err := p.do(t.Context(), http.MethodPost, map[string]any{"requests": "no"}, &resp); !errors.As(err, &bad) || bad.status != http.StatusBadRequest {
+		t.Errorf("a body that is not a batch: %v", err)
+	}
+
+	// An item this edge pinned before it shared its pins: its offer is
+	// refused as not found, and the pin is sent from the edge's store.
+	def2 := []byte(`{"name":"old"}`)
+	old := store.Pin{Upstream: "fs", Kind: store.PinTool, Name: "old", Hash: sha256Hex(def2), Definition: def2}
+	if err := local.CreatePin(t.Context(), &old); err != nil {
+		t.Fatal(err)
+	}
+	def3 := []byte(`{"name":"old","description":"changed"}`)
+	if _, err := p.OfferPin(t.Context(), "fs", store.PinTool, "old", sha256Hex(def3), def3, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.ListPins(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	hp, err := h.st.ListPins(t.Context(), "")
+	found := false
+	for _, x := range hp {
+		if strings.HasSuffix(x.Upstream, ".fs") && x.Name == "old" {
+			found = x.Hash == old.Hash && x.OfferedHash == sha256Hex(def3)
+		}
+	}
+	if err != nil || !found {
+		t.Errorf("the hub holds %+v, %v", hp, err)
 	}
 }
 

@@ -3,7 +3,14 @@ package deploy_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -416,5 +423,101 @@ func TestHelmRulesCopyIsCurrent(t *testing.T) {
 	}
 	if !bytes.Equal(a, b) {
 		t.Fatalf("%s/files/mcpedge.rules.yml differs from %s: cp %s %s/files/", chartDir, rulesFile, rulesFile, chartDir)
+	}
+}
+
+// TestHelmTemplateTLS: with tls.enabled the gateway terminates TLS with the
+// certificate of a mounted kubernetes.io/tls Secret (and checks client
+// certificates against a mounted CA), its probes and the ServiceMonitor
+// speak HTTPS, and the rendered configuration passes `mcpedge config check`
+// with real files at the mounted paths.
+func TestHelmTemplateTLS(t *testing.T) {
+	r := render(t, "--set", "tls.enabled=true", "--set", "tls.secretName=gw-tls",
+		"--set", "tls.clientCA.secretName=gw-client-ca", "--set", "tls.clientCA.clientAuth=required",
+		"--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.bearerTokenSecret.name=m",
+		"--set", "serviceMonitor.tlsCA.name=gw-tls", "--set", "serviceMonitor.tlsCA.key=ca.crt")
+	checkCommon(t, r)
+	c := r.deployment.Spec.Template.Spec.Containers[0]
+	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+		if p == nil || p.HTTPGet == nil || p.HTTPGet.Scheme != corev1.URISchemeHTTPS {
+			t.Errorf("probe %+v: want HTTPS", p)
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range c.VolumeMounts {
+		if !m.ReadOnly && (m.Name == "tls" || m.Name == "client-ca") {
+			t.Errorf("volume %s mounted writable", m.Name)
+		}
+		mounts[m.Name] = m.MountPath
+	}
+	secrets := map[string]string{}
+	for _, v := range r.deployment.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secrets[v.Name] = v.Secret.SecretName
+		}
+	}
+	if secrets["tls"] != "gw-tls" || secrets["client-ca"] != "gw-client-ca" || mounts["tls"] == "" || mounts["client-ca"] == "" {
+		t.Fatalf("secret volumes %v mounted at %v: want gw-tls and gw-client-ca", secrets, mounts)
+	}
+	toml := r.configMap.Data["mcpedge.toml"]
+	for _, want := range []string{
+		`cert_file = "` + mounts["tls"] + `/tls.crt"`, `key_file = "` + mounts["tls"] + `/tls.key"`,
+		`client_ca_file = "` + mounts["client-ca"] + `/ca.crt"`, `client_auth = "required"`, `min_version = "1.3"`,
+	} {
+		if !strings.Contains(toml, want) {
+			t.Errorf("configuration lacks %s:\n%s", want, toml)
+		}
+	}
+	// The same configuration with the mounts' files made here.
+	dir := t.TempDir()
+	writeTestCert(t, filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+	ca, err := os.ReadFile(filepath.Join(dir, "tls.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	local := r
+	cm := *r.configMap
+	cm.Data = map[string]string{"mcpedge.toml": strings.NewReplacer(mounts["tls"], dir, mounts["client-ca"], dir).Replace(toml)}
+	local.configMap = &cm
+	configCheck(t, local)
+
+	ep := r.serviceMonitor.Spec.Endpoints[0]
+	if ep.Scheme == nil || *ep.Scheme != "https" || ep.TLSConfig == nil || ep.TLSConfig.CA.Secret == nil || ep.TLSConfig.CA.Secret.Name != "gw-tls" {
+		t.Errorf("ServiceMonitor endpoint %+v: want https verified with gw-tls's ca.crt", ep)
+	}
+	if _, err := helm(t, "template", "rel", chartDir, "--set", "tls.enabled=true"); err == nil {
+		t.Error("tls.enabled without tls.secretName was rendered")
+	}
+	if _, err := helm(t, "template", "rel", chartDir, "--set", "tls.clientCA.secretName=x"); err == nil {
+		t.Error("a client CA without tls.enabled was rendered")
+	}
+}
+
+// writeTestCert writes a self-signed certificate for localhost and its key.
+func writeTestCert(t *testing.T, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(90 * 24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -237,6 +237,13 @@ fi
 . scripts/tools.sh
 go_tool helm "$HELM_VERSION" "$HELM_MODULE" >/dev/null || die "could not build helm $HELM_VERSION"
 go_tool cyclonedx-gomod "$CYCLONEDX_GOMOD_VERSION" "$CYCLONEDX_GOMOD_MODULE" >/dev/null || die "could not build cyclonedx-gomod $CYCLONEDX_GOMOD_VERSION"
+# Jaeger v2 all-in-one: the trace backend of internal/e2e's TestTracingToJaeger
+# (docs/design/tracing.md). Its go.mod has replace directives: built as a
+# tool of a throwaway module (TOOL_IN_MODULE=1), once, about ten minutes.
+TOOL_IN_MODULE=1 go_tool jaeger "$JAEGER_VERSION" "$JAEGER_MODULE" >/dev/null || die "could not build jaeger $JAEGER_VERSION"
+# internal/billing and cmd/mcpedge test billing against stripe-mock, started on
+# loopback by the tests (skipped when absent, unless MCPEDGE_REQUIRE_SERVICES=1).
+go_tool stripe-mock "$STRIPE_MOCK_VERSION" "$STRIPE_MOCK_MODULE" >/dev/null || die "could not build stripe-mock $STRIPE_MOCK_VERSION"
 # ---------------------------------------------------------------- headless browser (the console)
 # The console's browser test (cmd/mcpedge TestConsoleInABrowser) drives Debian's chromium headless with
 # chromedp (docs/design/console.md). With MCPEDGE_REQUIRE_SERVICES set it

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/store"
@@ -51,6 +52,9 @@ type adminSpec struct {
 	// recovery: authentication and the audit log, no bootstrap and no
 	// Ops (mcpedge bootstrap).
 	recovery bool
+	// queue: Ops also reaches this machine's offline queue, when there is
+	// one (tenant export and erasure).
+	queue bool
 }
 
 // adminCtx is what a command runs with.
@@ -62,12 +66,18 @@ type adminCtx struct {
 	st  store.Store
 	as  *auth.Service
 	ops *admin.Ops
+	// changes announces the command's changes to running gateways (with
+	// [redis]; nil: they see them at their next poll).
+	changes *changebus.Bus
+	// audit is the audit log of commands that are not raw.
+	audit *audit.Logger
 	// values of the flags commands declare
 	tenant, name, role, scopes, expires, plan, upstreams, out, since string
 	expectHead, upstream, hash                                       string
 	from, to, tool, granularity                                      string
-	json, operator, pending, yes, csv                                bool
+	json, operator, pending, yes, csv, erase                         bool
 	limits                                                           planFlags
+	webhook                                                          webhookFlags
 }
 
 // adminCommand turns a spec into a command.
@@ -103,7 +113,13 @@ func (a *app) adminCommand(s adminSpec) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			before := c.policyVersion(ctx)
 			err = s.run(c, args)
+			if after := c.policyVersion(ctx); after != before {
+				// Tenants, keys, plans, virtual servers, rules: every
+				// gateway on the store reloads its policy now.
+				c.changes.Announce(ctx, changebus.TopicPolicy)
+			}
 			if cerr := closeAll(); cerr != nil && err == nil {
 				err = cerr
 			}
@@ -195,11 +211,37 @@ configuration and the tenants change independently).`,
 				f.BoolVar(&c.operator, "operator", false, "make it an operator tenant, which administers the whole gateway")
 			}), run: runTenantCreate}),
 		a.adminCommand(adminSpec{use: "ls", short: "List tenants", flags: jsonF, run: runTenantList}),
-		a.adminCommand(adminSpec{use: "rm NAME", short: "Remove a tenant and everything it owns (asks first)", args: []string{"the tenant NAME"},
+		a.adminCommand(adminSpec{use: "rm NAME", short: "Remove a tenant and everything it owns (asks first); --erase also erases it", args: []string{"the tenant NAME"},
 			long: `Remove a tenant and everything it owns: users, keys, virtual servers, rules,
-lattices (its audit entries stay). Asks for confirmation on a terminal; give
---yes in scripts. The last operator tenant can not be removed.`,
-			flags: yesF, run: runTenantRemove}),
+lattices, usage, devices, sessions, its data key (its audit entries stay, readable).
+Asks for confirmation on a terminal; give --yes in scripts. The last operator
+tenant can not be removed.
+
+With --erase the tenant is erased: removed as above and, in the same
+transaction, its audit entries lose their personal fields (actor, target,
+client address, detail; the hash chain stays valid and mcpedge audit verify
+keeps passing), its data key is destroyed (what it sealed, such as offline-queue
+entries on other machines, can not be opened any more), and the erasure is
+recorded and audited. This machine's offline-queue entries of the tenant are
+removed. It can not be undone. See docs/design/erasure.md.`,
+			example: `  mcpedge tenant export acme --out acme.zip
+  mcpedge tenant rm acme --erase --yes`, queue: true,
+			flags: both(yesF, jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.BoolVar(&c.erase, "erase", false, "erase the tenant: also its audit entries' personal fields and its data key (can not be undone)")
+			}), run: runTenantRemove}),
+		a.adminCommand(adminSpec{use: "export NAME", short: "Write everything the gateway holds about a tenant to a ZIP archive", args: []string{"the tenant NAME"},
+			long: `Write everything mcpedge holds about a tenant to a ZIP archive of JSON Lines files
+with a manifest (format version, tenant, time, each file's SHA-256 and record
+count): the tenant, its users, API keys' metadata (never secrets or hashes),
+sessions' metadata, virtual servers, rules, usage, lattices, devices, audit
+entries, and its entries in this machine's offline queue. The archive is
+written to a temporary file beside --out and renamed when complete (mode 0600:
+it holds personal data); "--out -" writes it to stdout. Audited
+(tenant.export). Format: docs/platform.md.`,
+			queue: true,
+			flags: both(jsonF, func(f *pflag.FlagSet, c *adminCtx) {
+				f.StringVar(&c.out, "out", "", "write to this `FILE` (default: mcpedge-export-NAME-TIME.zip in the current directory; - for stdout)")
+			}), run: runTenantExport}),
 	)
 	key := group("key", "Create, list, revoke and rotate API keys",
 		a.adminCommand(adminSpec{use: "create --tenant NAME", short: "Create an API key; prints it alone on the last line", check: needTenant,
@@ -325,7 +367,7 @@ GET /api/usage.`,
 	if f := usage.Flags().Lookup("granularity"); f != nil {
 		_ = usage.RegisterFlagCompletionFunc("granularity", cobra.FixedCompletions([]string{admin.GranularityHour, admin.GranularityMonth}, cobra.ShellCompDirectiveNoFileComp))
 	}
-	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot}
+	return []*cobra.Command{migrate, tenant, key, user, plan, pins, guardG, auditG, usage, boot, a.webhookCmd(), a.billingCmd()}
 }
 
 // open opens the store and, unless s.raw, what Ops needs: Redis (so that
@@ -370,8 +412,10 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 		}
 		rdb = redis.NewClient(opt)
 		closers = append(closers, rdb.Close)
+		c.changes = changebus.NewAnnouncer(rdb, log)
 	}
 	lg := audit.NewLogger(c.st, log, audit.LoggerOptions{})
+	c.audit = lg
 	closers = append(closers, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -396,8 +440,44 @@ func (c *adminCtx) open(ctx context.Context, s adminSpec) (closeAll func() error
 	if err := bootstrap(openCtx, as, c.cfg, firstStart{Notice: c.stderr}); err != nil {
 		return nil, fmt.Errorf("first-start setup: %w", err)
 	}
-	c.ops = admin.NewOps(admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg)})
+	var tenantQueue admin.TenantQueue
+	if s.queue {
+		q, err := openQueueIfPresent(openCtx, c.cfg, c.st)
+		if err != nil {
+			return nil, fmt.Errorf("opening the offline queue: %w", err)
+		}
+		if q != nil {
+			tenantQueue = q
+			closers = append(closers, q.Close)
+		}
+	}
+	oo := admin.OpsOptions{Store: c.st, Credentials: as, Audit: lg, Plans: c.cfg.Plans, Log: log, Upstreams: configuredUpstreams(c.cfg),
+		// Pin and quarantine decisions: the gateways reload them now, and
+		// their clients get list_changed at once.
+		PinsChanged:       func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicPins) },
+		QuarantineChanged: func(ctx context.Context) { c.changes.Announce(ctx, changebus.TopicQuarantine) },
+		TenantQueue:       tenantQueue}
+	if wh := openWebhooks(c.cfg, c.st, log); wh != nil {
+		// Webhook commands, and events of what the CLI changes (keys):
+		// queued in the store, delivered by a running gateway.
+		oo.Webhooks, oo.Events = wh, wh
+	}
+	c.ops = admin.NewOps(oo)
 	return closeFn, nil
+}
+
+// policyVersion is the store's policy version for an administration
+// command that can change it (0 otherwise, or when it cannot be read: the
+// gateways' poll then finds the change).
+func (c *adminCtx) policyVersion(ctx context.Context) int64 {
+	if c.changes == nil || c.ops == nil || c.st == nil {
+		return 0
+	}
+	v, err := c.st.PolicyVersion(ctx)
+	if err != nil {
+		return 0
+	}
+	return v
 }
 
 // configuredUpstreams is admin.OpsOptions.Upstreams for a configuration.

@@ -4,7 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/tenantexport"
 )
 
 func runMigrate(c *adminCtx, pos []string) error {
@@ -66,6 +70,9 @@ func runTenantList(c *adminCtx, pos []string) error {
 }
 
 func runTenantRemove(c *adminCtx, pos []string) error {
+	if c.erase {
+		return runTenantErase(c, pos)
+	}
 	t, err := c.ops.GetTenant(c.ctx, pos[0])
 	if err != nil {
 		return err
@@ -78,6 +85,9 @@ func runTenantRemove(c *adminCtx, pos []string) error {
 	}
 	if err := c.ops.DeleteTenant(c.ctx, t.ID); err != nil {
 		return err
+	}
+	if c.json {
+		return c.printJSON(map[string]any{"tenant_id": t.ID, "name": t.Name, "removed": true})
 	}
 	fmt.Fprintf(c.stdout, "removed tenant %s and everything it owned (its audit entries stay)\n", pos[0])
 	return nil
@@ -425,3 +435,116 @@ func runUsage(c *adminCtx, _ []string) error {
 	_, err = fmt.Fprintf(c.stdout, "total: %d calls%s\n", rep.Total, note)
 	return err
 }
+
+func runTenantErase(c *adminCtx, pos []string) error {
+	t, err := c.ops.GetTenant(c.ctx, pos[0])
+	if admin.IsCode(err, admin.CodeNotFound) {
+		// EraseTenant says whether it was erased before, and audits.
+		_, err = c.ops.EraseTenant(c.ctx, pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.ops.CanDeleteTenant(c.ctx, t.Name); err != nil {
+		return err
+	}
+	if err := c.confirm(c.cmd, fmt.Sprintf("ERASE tenant %s (id %s): remove everything it owns, erase the personal fields of its audit entries and destroy its data key? This can not be undone", t.Name, t.ID), c.yes); err != nil {
+		return err
+	}
+	er, err := c.ops.EraseTenant(c.ctx, t.ID)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return c.printJSON(er)
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(er.Rows)) {
+		if er.Rows[k] > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", k, er.Rows[k]))
+		}
+	}
+	fmt.Fprintf(c.stdout, "erased tenant %s (id %s) at %s: removed %s; erased the personal fields of %d audit entries; destroyed its data key\n",
+		er.Name, er.TenantID, cmdline.Time(er.ErasedAt), strings.Join(parts, ", "), er.AuditEntries)
+	return nil
+}
+
+func runTenantExport(c *adminCtx, pos []string) error {
+	out := c.out
+	if out == "-" {
+		m, err := c.ops.ExportTenant(c.ctx, pos[0], c.stdout, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "exported tenant %s: %s\n", m.Tenant.Name, exportSummary(m))
+		return nil
+	}
+	if out != "" {
+		if fi, err := os.Stat(filepath.Dir(out)); err != nil || !fi.IsDir() {
+			return fmt.Errorf("--out %s: its directory does not exist", out)
+		}
+	}
+	var tmp *os.File
+	var createErr error
+	defer func() {
+		if tmp != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	write := writerFunc(func(b []byte) (int, error) {
+		if tmp == nil {
+			return 0, createErr
+		}
+		return tmp.Write(b)
+	})
+	m, err := c.ops.ExportTenant(c.ctx, pos[0], write, func(t *store.Tenant) {
+		if out == "" {
+			out = admin.ExportFileName(t.Name, time.Now())
+		}
+		// Beside the destination, so the rename is atomic; mode 0600.
+		if tmp, createErr = os.CreateTemp(filepath.Dir(out), ".mcpedge-export-*.zip"); createErr != nil {
+			tmp, createErr = nil, fmt.Errorf("writing the archive beside %s: %w", out, createErr)
+		}
+	})
+	if createErr != nil {
+		return createErr
+	}
+	if err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return err
+	}
+	tmp = nil
+	if c.json {
+		return c.printJSON(map[string]any{"file": out, "manifest": m})
+	}
+	fmt.Fprintf(c.stdout, "exported tenant %s to %s: %s\n", m.Tenant.Name, out, exportSummary(m))
+	return nil
+}
+
+// exportSummary counts an archive's records by file, for people.
+func exportSummary(m *tenantexport.Manifest) string {
+	var parts []string
+	for _, f := range m.Files {
+		if f.Records > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", strings.TrimSuffix(f.Name, ".jsonl"), f.Records))
+		}
+	}
+	if len(parts) == 0 {
+		return "no records"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// writerFunc is an io.Writer from a function.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

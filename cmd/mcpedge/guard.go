@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
+	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/guard"
@@ -129,6 +130,15 @@ func startQuarantine(ctx context.Context, g *gateway.Gateway, sec *securityStack
 	}
 	cancel()
 	g.SetQuarantine(b)
+	sec.Changes.On(changebus.TopicQuarantine, func() {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), pinLoadTimeout)
+			defer cancel()
+			if err := b.Refresh(ctx); err != nil {
+				log.Warn("guard: verdicts not reloaded after another process's decision; the next poll does it", "err", err.Error())
+			}
+		}()
+	})
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{})
 	go func() { b.Run(runCtx); close(done) }()
@@ -145,7 +155,7 @@ func startQuarantine(ctx context.Context, g *gateway.Gateway, sec *securityStack
 
 // quarantineRefresher is admin.OpsOptions.QuarantineChanged for b: a
 // decision made through this process's admin API is served at once.
-func quarantineRefresher(b *quarantine.Book, log *slog.Logger) func(context.Context) {
+func quarantineRefresher(b *quarantine.Book, changes *changebus.Bus, log *slog.Logger) func(context.Context) {
 	if b == nil {
 		return nil
 	}
@@ -153,6 +163,7 @@ func quarantineRefresher(b *quarantine.Book, log *slog.Logger) func(context.Cont
 		if err := b.Refresh(ctx); err != nil {
 			log.Warn("guard: verdicts not reloaded after a decision; the next poll does it", "err", err.Error())
 		}
+		changes.Announce(ctx, changebus.TopicQuarantine) // the other replicas reload now (with Redis)
 	}
 }
 

@@ -33,7 +33,7 @@ import (
 func hubService(cfg *config.Config, sec *securityStack, log *slog.Logger) *hub.Service {
 	o := hub.Options{
 		Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Verify: attest.Verifier(sec.EKRoots, log), MakeCredential: devicekey.MakeCredential,
-		ClientIP: sec.ClientIP.From, Log: log,
+		ClientIP: sec.ClientIP.From, Log: log, Events: sec.events(),
 	}
 	if cfg.Auth.Mode != config.AuthRequired {
 		o.Disabled = `this gateway cannot be a hub: [auth] mode is "off", and devices sign in with credentials`

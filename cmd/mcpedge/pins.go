@@ -11,6 +11,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/gateway"
 	"github.com/mcpedge/mcpedge/internal/pin"
 )
@@ -33,7 +34,24 @@ func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, link
 	if link != nil {
 		st = link.link.PinStore(sec.Store)
 	}
-	p = pin.New(pin.Options{Store: st, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged})
+	o := pin.Options{Store: st, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged}
+	if pub := sec.events(); pub != nil {
+		o.OnChange = func(c pin.Change) {
+			// One event per offered definition: replicas seeing the same
+			// change make the same id.
+			e := events.Event{ID: events.DerivedID(events.PinChanged, c.Upstream, c.Kind, c.Name, c.OfferedHash), Type: events.PinChanged,
+				Data: map[string]any{"upstream": c.Upstream, "kind": c.Kind, "name": c.Name, "policy": c.Policy, "served": c.Served,
+					"pinned_hash": c.PinnedHash, "offered_hash": c.OfferedHash}}
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := pub.Publish(ctx, e); err != nil {
+					log.Warn("publishing a pin change event failed", "upstream", c.Upstream, "name", c.Name, "error", err)
+				}
+			}()
+		}
+	}
+	p = pin.New(o)
 	loadCtx, cancel := context.WithTimeout(ctx, pinLoadTimeout)
 	if err := p.Load(loadCtx); err != nil {
 		log.Error("tool pinning: pins not loaded; catalogs are served unverified (withheld under pin = \"block\") until they are", "err", err.Error())

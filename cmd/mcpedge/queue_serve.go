@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/deferq"
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/queue"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -17,7 +21,8 @@ import (
 // metrics on reg and its health for /readyz and mcpedge__status, and
 // delivers queued calls for as long as the gateway runs. The returned stop
 // ends the delivery loop, waits for it and closes the queue; it is safe to
-// call more than once. reader is the queue for GET /api/queue…, nil without
+// call more than once. A call that fails for good publishes
+// events.QueueEntryFailed to pub (nil: none). reader is the queue for GET /api/queue…, nil without
 // one.
 //
 // Without a queue ([queue] enabled = false, no data directory, an
@@ -25,7 +30,7 @@ import (
 // fail as they did before, and /readyz, mcpedge__status and
 // mcpedge_queue_open say why there is no queue. The queue never makes the
 // gateway unready.
-func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log *slog.Logger, reg prometheus.Registerer) (stop func(), reader admin.QueueReader) {
+func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, keys queue.TenantKeys, log *slog.Logger, reg prometheus.Registerer, pub events.Publisher) (stop func(), reader admin.QueueReader) {
 	mon := deferq.NewMonitor(reg)
 	g.SetQueueHealth(mon.Health)
 	if !cfg.Queue.Enabled {
@@ -34,7 +39,10 @@ func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log
 		return func() {}, nil
 	}
 	opts := deferq.Options(cfg.Queue)
-	opts.OnDone, opts.Logger = mon.OnDone(deferq.Announce(g)), log
+	opts.OnDone, opts.Logger = mon.OnDone(queueFailedEvents(pub, log, deferq.Announce(g))), log
+	// Entries are sealed with their tenant's data key too, which erasure
+	// destroys (docs/design/erasure.md).
+	opts.TenantKeys = keys
 	q, err := openQueueDB(ctx, cfg.Server.DataDir, true, &opts)
 	if err != nil {
 		mon.Unavailable(err.Error())
@@ -60,4 +68,19 @@ func startQueue(ctx context.Context, cfg *config.Config, g *gateway.Gateway, log
 			}
 		})
 	}, q
+}
+
+// openQueueIfPresent opens this machine's offline queue for the command
+// line's tenant export and erasure, with the store's tenant keys; nil
+// when there is none (no data_dir, or no queue file yet).
+func openQueueIfPresent(ctx context.Context, cfg *config.Config, keys queue.TenantKeys) (*queue.Queue, error) {
+	if cfg.Server.DataDir == "" || !cfg.Queue.Enabled {
+		return nil, nil
+	}
+	if _, err := os.Stat(filepath.Join(cfg.Server.DataDir, queueDBFile)); err != nil {
+		return nil, nil
+	}
+	opts := deferq.Options(cfg.Queue)
+	opts.TenantKeys = keys
+	return openQueueDB(ctx, cfg.Server.DataDir, true, &opts)
 }

@@ -104,7 +104,7 @@ Exit status: 0 done, 1 failed, 2 a wrong command line (see docs/cli.md).`,
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}
-	for _, c := range []*cobra.Command{a.queueCmd(), a.secretsCmd(), a.hubCmd(), a.deviceCmd()} {
+	for _, c := range []*cobra.Command{a.queueCmd(), a.secretsCmd(), a.hubCmd(), a.deviceCmd(), a.backupCmd(), a.restoreCmd()} {
 		c.GroupID = "admin"
 		root.AddCommand(c)
 	}

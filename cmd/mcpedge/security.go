@@ -14,6 +14,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
+	"github.com/mcpedge/mcpedge/internal/billing"
 	"github.com/mcpedge/mcpedge/internal/changebus"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/console"
@@ -28,6 +29,7 @@ import (
 	auditstage "github.com/mcpedge/mcpedge/internal/stage/audit"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/tenancy"
+	"github.com/mcpedge/mcpedge/internal/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 )
@@ -60,8 +62,15 @@ type securityStack struct {
 	EKRoots *devicekey.EKRoots
 	// Meter counts tool calls for usage metering ([metering]; nil when
 	// off). Close adds its last counts to the store.
-	Meter  *metering.Meter
-	cancel context.CancelFunc
+	Meter *metering.Meter
+	// Webhooks delivers events to subscribed endpoints ([webhooks]; nil
+	// when off or the store has no master key). `serve` runs its
+	// delivery loop; every process with a stack publishes through it.
+	Webhooks *webhook.Service
+	// Billing bills tenants through Stripe ([billing.stripe]; nil when
+	// off); serve runs its loop and mounts its webhook (billing.go).
+	Billing *billing.Service
+	cancel  context.CancelFunc
 }
 
 // firstStart says where the first start's notice and owner key go.
@@ -166,15 +175,19 @@ func openSecurity(ctx context.Context, cfg *config.Config, log *slog.Logger, reg
 	}
 	go s.Policy.Run(runCtx, cfg.Auth.RevocationPoll.D())
 	s.CallLog = auditstage.NewLogRecorder(s.Audit, cfg.Audit.Arguments)
+	s.Webhooks = openWebhooks(cfg, s.Store, log)
 	if cfg.Metering.Enabled {
 		s.Meter = metering.New(metering.Options{Store: s.Store, DefaultTenant: s.Tenant.ID, FlushInterval: cfg.Metering.FlushInterval.D(),
 			Retention: cfg.Metering.Retention.D(), Log: log})
 		go s.Meter.Run(runCtx)
 	}
+	if s.Billing, err = openBilling(cfg, s, log, s.Audit.Record); err != nil {
+		return nil, err
+	}
 	if cfg.Auth.Mode == config.AuthRequired {
 		s.Layer = tenancy.New(tenancy.Options{
 			Auth: s.Auth, Policy: s.Policy, Limiter: s.Limiter, Audit: s.Audit, CallLog: s.CallLog,
-			ClientIP: s.ClientIP, Config: cfg, Log: log, Usage: s.Store,
+			ClientIP: s.ClientIP, Config: cfg, Log: log, Usage: s.Store, Events: s.events(),
 		})
 		go s.Layer.Run(runCtx)
 	}
@@ -262,14 +275,14 @@ func (s *securityStack) Close(ctx context.Context) {
 }
 
 // adminOps is the administration the admin API and the console share.
-func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book) *admin.Ops {
+func adminOps(cfg *config.Config, sec *securityStack, log *slog.Logger, pins *pin.Pinner, upstreams func() []string, book *quarantine.Book, tenantQueue admin.TenantQueue) *admin.Ops {
 	var flushUsage func(context.Context) error
 	if sec.Meter != nil {
 		flushUsage = sec.Meter.Flush // a usage report includes what this replica counted so far
 	}
 	return admin.NewOps(admin.OpsOptions{Store: sec.Store, Credentials: sec.Auth, Audit: sec.Audit, Plans: cfg.Plans, Log: log,
-		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, log), Upstreams: upstreams,
-		FlushUsage: flushUsage})
+		PinsChanged: pinsRefresher(pins, sec.Changes, log), QuarantineChanged: quarantineRefresher(book, sec.Changes, log), Upstreams: upstreams,
+		FlushUsage: flushUsage, Webhooks: sec.Webhooks, Events: sec.events(), TenantQueue: tenantQueue})
 }
 
 // adminAPI is everything under /api/: administration, sign-in and the
@@ -290,9 +303,9 @@ func adminAPI(cfg *config.Config, sec *securityStack, ops *admin.Ops, lat *latti
 		sec.Changes.Announce(ctx, changebus.TopicPolicy)
 		return err
 	}
-	return admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
+	return withBillingWebhook(admin.ApplyBeforeAnswer(h, apply, func(r *http.Request) bool {
 		return strings.HasPrefix(r.URL.Path, "/api/auth/") || strings.HasPrefix(r.URL.Path, "/api/lattices") || hubAPIRoute(r)
-	}, log)
+	}, log), sec.Billing)
 }
 
 // webConsole is the console at /ui/ (auth mode "required" only: it signs

@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/mcpedge/mcpedge/internal/cmdline"
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/gateway"
+	"github.com/mcpedge/mcpedge/internal/gctune"
 	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
@@ -101,6 +103,12 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	defer link.Close()
 	g := gateway.New(cfg, log, m)
 	g.SetCertMetrics(certMetrics)
+	tp, stopTracing, err := openTracing(cfg, log, m, certMetrics)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	g.SetTracing(tp)
 	g.SetReadinessChecks(readinessChecks(sec)...)
 	if sec.Layer != nil {
 		g.SetSecurity(sec.Layer)
@@ -112,10 +120,22 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetMeter(sec.Meter)
 	}
 	keepSessions(ctx, g, sec, log)
+	if sec.Policy != nil {
+		sec.Policy.OnChange(g.PolicyChanged) // clients get list_changed when what they may see changed
+	}
 	lat := newLatticeService(cfg, log, sec)
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(lat))
-	stopQueue, queueReader := startQueue(ctx, cfg, g, log, m.Registry)
+	g.SetEvents(sec.events())
+	if sec.Webhooks != nil {
+		whCtx, stopWebhooks := context.WithCancel(ctx)
+		whDone := make(chan struct{})
+		go func() { sec.Webhooks.Run(whCtx); close(whDone) }()
+		defer func() { stopWebhooks(); <-whDone }() // before the store closes
+	}
+	stopQueue, queueReader := startQueue(ctx, cfg, g, sec.Store, log, m.Registry, sec.events())
 	defer stopQueue()
+	stopBackups := startBackups(ctx, cfg, sec.Store, log, m.Registry)
+	defer stopBackups()
 	pins, stopPins := startPins(ctx, g, sec, link, m.Registry, log)
 	defer stopPins()
 	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
@@ -124,7 +144,17 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		g.SetCatalogDir(filepath.Join(cfg.Server.DataDir, "catalogs")) // keep_catalog survives a restart
 	}
 	g.Start(ctx)
-	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book)
+	if sec.Billing != nil {
+		// Customers, usage reports and the grace period, by the one
+		// replica holding the report lease; stopped (lease given back)
+		// before the store closes.
+		bctx, stopBilling := context.WithCancel(ctx)
+		billingDone := make(chan struct{})
+		go func() { defer close(billingDone); sec.Billing.Run(bctx) }()
+		defer func() { stopBilling(); <-billingDone }()
+	}
+	tenantQueue, _ := queueReader.(admin.TenantQueue) // nil without a queue
+	ops := adminOps(cfg, sec, log, pins, runningUpstreams(g), book, tenantQueue)
 	var h http.Handler
 	con, err := webConsole(cfg, sec, ops, log, func() http.Handler { return h })
 	if err != nil {
@@ -143,6 +173,12 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 		ho.Anonymous = sec.anonymous()
 	}
 	h = g.Handler(ho)
+	if gctune.FromEnv() {
+		// GOGC 400 while calls flow, 100 (and memory handed back) when idle.
+		tu := gctune.New(gctune.Options{Logger: log, OnMode: gctune.Gauge(m.Registry)})
+		go tu.Run(ctx)
+		h = tu.Handler(h)
+	}
 	srv := &http.Server{
 		// With TLS, net/http sees the framing check's connections, not
 		// *tls.Conn: ConnContext and WithConnState give requests their
@@ -501,7 +537,8 @@ func keepSessions(ctx context.Context, g *gateway.Gateway, sec *securityStack, l
 	}
 	g.SetSessionKeeper(sessionstore.New(sec.Store, o))
 	if relay != nil {
-		g.SetAnswerRelay(relay) // answers to a call's questions reach the replica running it
+		g.SetAnswerRelay(relay)       // answers to a call's questions reach the replica running it
+		g.SetContinuationRelay(relay) // 2026-07-28 input-required retries reach the replica running the call
 	}
 	go sessionstore.Purge(ctx, sec.Store, 10*time.Minute, func(err error) { log.Warn("sessions: purging expired sessions", "err", err) })
 }

@@ -39,8 +39,10 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
+	"github.com/mcpedge/mcpedge/internal/webhook"
 )
 
 // Credentials issues and withdraws credentials. *auth.Service implements
@@ -99,6 +101,14 @@ type OpsOptions struct {
 	// memory to the store (metering.Meter.Flush), so that a usage report
 	// includes the calls just made.
 	FlushUsage func(context.Context) error
+	// Webhooks, if set, manages webhook endpoints and sends test events;
+	// nil: the webhook operations answer 503.
+	Webhooks *webhook.Service
+	// Events, if set, hears of key creations and revocations.
+	Events events.Publisher
+	// TenantQueue, if set, is this process's offline queue: a tenant's
+	// export includes its entries there, and its erasure removes them.
+	TenantQueue TenantQueue
 }
 
 // Ops is the administration of the gateway. It is safe for concurrent
@@ -119,11 +129,15 @@ type Ops struct {
 	quarantineChanged func(context.Context)
 	// flushUsage: OpsOptions.FlushUsage.
 	flushUsage func(context.Context) error
+	webhooks   *webhook.Service
+	events     events.Publisher
+	// tenantQueue: OpsOptions.TenantQueue.
+	tenantQueue TenantQueue
 }
 
 // NewOps returns an Ops over o.Store.
 func NewOps(o OpsOptions) *Ops {
-	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage}
+	ops := &Ops{st: o.Store, creds: o.Credentials, audit: o.Audit, hash: o.HashPassword, plans: o.Plans, now: o.Now, log: o.Log, pinsChanged: o.PinsChanged, upstreams: o.Upstreams, quarantineChanged: o.QuarantineChanged, flushUsage: o.FlushUsage, webhooks: o.Webhooks, events: o.Events, tenantQueue: o.TenantQueue}
 	if ops.hash == nil {
 		ops.hash = auth.HashPassword
 	}

@@ -75,6 +75,7 @@ var routes = []route{
 	{method: "GET", pattern: "/api/tenants/{tenant}", handle: (*handler).getTenant},
 	{method: "PATCH", pattern: "/api/tenants/{tenant}", handle: (*handler).updateTenant},
 	{method: "DELETE", pattern: "/api/tenants/{tenant}", handle: (*handler).deleteTenant},
+	{method: "GET", pattern: "/api/tenants/{tenant}/export", handle: (*handler).exportTenant},
 	{method: "GET", pattern: "/api/tenants/{tenant}/users", handle: (*handler).listUsers},
 	{method: "POST", pattern: "/api/tenants/{tenant}/users", handle: (*handler).createUser},
 	{method: "PATCH", pattern: "/api/tenants/{tenant}/users/{id}", handle: (*handler).updateUser},
@@ -105,6 +106,17 @@ var routes = []route{
 	{method: "GET", pattern: "/api/usage", handle: (*handler).usage},
 	{method: "GET", pattern: "/api/queue", handle: (*handler).listQueued},
 	{method: "GET", pattern: "/api/queue/{id}", handle: (*handler).getQueued},
+	{method: "DELETE", pattern: "/api/queue/{id}", handle: (*handler).purgeQueued},
+	{method: "POST", pattern: "/api/queue/{id}/retry", handle: (*handler).retryQueued},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhooks", handle: (*handler).listWebhooks},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks", handle: (*handler).createWebhook},
+	{method: "PATCH", pattern: "/api/tenants/{tenant}/webhooks/{id}", handle: (*handler).updateWebhook},
+	{method: "DELETE", pattern: "/api/tenants/{tenant}/webhooks/{id}", handle: (*handler).deleteWebhook},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks/{id}/rotate", handle: (*handler).rotateWebhook},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhooks/{id}/test", handle: (*handler).testWebhook},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhooks/{id}/deliveries", handle: (*handler).listWebhookDeliveries},
+	{method: "GET", pattern: "/api/tenants/{tenant}/webhook-deliveries/{id}", handle: (*handler).getWebhookDelivery},
+	{method: "POST", pattern: "/api/tenants/{tenant}/webhook-deliveries/{id}/retry", handle: (*handler).retryWebhookDelivery},
 	{method: "GET", pattern: "/api/openapi.json", handle: (*handler).openAPI, public: true},
 }
 
@@ -461,6 +473,20 @@ func (h *handler) updateTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) deleteTenant(w http.ResponseWriter, r *http.Request) error {
+	if v := r.URL.Query()["erase"]; len(v) > 0 {
+		erase, err := strconv.ParseBool(v[0])
+		if err != nil || len(v) > 1 {
+			return invalid("erase must be true or false, once")
+		}
+		if erase {
+			er, err := h.ops.EraseTenant(r.Context(), r.PathValue("tenant"))
+			if err != nil {
+				return err
+			}
+			writeJSON(w, http.StatusOK, er)
+			return nil
+		}
+	}
 	if err := h.ops.DeleteTenant(r.Context(), r.PathValue("tenant")); err != nil {
 		return err
 	}

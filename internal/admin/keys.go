@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -128,6 +129,7 @@ func (o *Ops) CreateKey(ctx context.Context, tenantRef string, s KeySpec) (_ *Ne
 		c.detail["expires_at"] = k.ExpiresAt.UTC().Format(time.RFC3339)
 	}
 	normKey(k)
+	o.publish(ctx, events.KeyCreated, k.TenantID, keyEventData(k, c))
 	return &NewKey{Key: k, Secret: secret}, nil
 }
 
@@ -154,7 +156,26 @@ func (o *Ops) RevokeKey(ctx context.Context, tenantRef, keyRef string) (_ *store
 		return nil, err
 	}
 	normKey(nk)
+	if k.RevokedAt.IsZero() { // the first revocation only
+		o.publish(ctx, events.KeyRevoked, nk.TenantID, keyEventData(nk, c))
+	}
 	return nk, nil
+}
+
+// keyEventData describes a key in an event: never its secret or hash.
+func keyEventData(k *store.APIKey, c *call) map[string]any {
+	return map[string]any{"key_id": k.ID, "name": k.Name, "prefix": k.Prefix, "role": k.Role, "scopes": k.Scopes, "actor": c.p.ID, "actor_kind": c.p.Kind}
+}
+
+// publish hands an event to OpsOptions.Events; a failure is logged, never
+// the caller's (the change is made).
+func (o *Ops) publish(ctx context.Context, typ, tenantID string, data map[string]any) {
+	if o.events == nil {
+		return
+	}
+	if err := o.events.Publish(context.WithoutCancel(ctx), events.Event{Type: typ, TenantID: tenantID, Time: o.now(), Data: data}); err != nil {
+		o.log.Warn("publishing an event failed; its webhooks are not sent", "type", typ, "error", err)
+	}
 }
 
 // RotateKey replaces a key by a new one with the same name, role and
@@ -186,6 +207,9 @@ func (o *Ops) RotateKey(ctx context.Context, tenantRef, keyRef string) (_ *NewKe
 	}
 	c.detail["new_key"], c.detail["new_prefix"] = next.ID, next.Prefix
 	normKey(next)
+	data := keyEventData(next, c)
+	data["replaces"] = k.ID
+	o.publish(ctx, events.KeyCreated, next.TenantID, data)
 	return &NewKey{Key: next, Secret: secret, Replaces: k.ID}, nil
 }
 

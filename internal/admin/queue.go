@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/queue"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 // QueueReader reads the offline queue for GET /api/queue…; *queue.Queue
@@ -198,4 +200,85 @@ func (h *handler) listQueued(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"entries": out, "next_after": next})
 	return nil
+}
+
+// QueueWriter changes queued calls for POST /api/queue/{id}/retry and
+// DELETE /api/queue/{id}; *queue.Queue implements it. A QueueReader that
+// is not one answers those endpoints 503.
+type QueueWriter interface {
+	Retry(ctx context.Context, id string) error
+	Purge(ctx context.Context, id string) error
+}
+
+// queueChange is a retry or purge of one of the caller's tenant's queued
+// calls: it needs the admin role (admin:write for a scoped credential),
+// the call must be the caller's tenant's (another tenant's id answers 404
+// like a missing one), and it is audited as action.
+func (h *handler) queueChange(w http.ResponseWriter, r *http.Request, action string, do func(QueueWriter, string) error) error {
+	p := principal.From(r.Context())
+	if !p.Can(principal.RoleAdmin, principal.ScopeAdminWrite) {
+		return errorf(CodeForbidden, "retrying or purging queued calls needs the admin role or stronger and, for a credential limited to scopes, %s", principal.ScopeAdminWrite)
+	}
+	tenant, err := h.queueCaller(r)
+	if err != nil {
+		return err
+	}
+	qw, ok := h.queue.(QueueWriter)
+	if !ok {
+		return errorf(CodeUnavailable, "this gateway's offline queue can not be changed over the API")
+	}
+	id := r.PathValue("id")
+	if !ValidQueueID(id) {
+		return invalid("%q is not a queued call id (ids are like q2al…: letters, digits, '-' and '_', at most %d)", clip(id), maxQueueIDLen)
+	}
+	if len(r.URL.Query()) > 0 {
+		return invalid("%s %s takes no query parameters", r.Method, r.URL.Path)
+	}
+	e, err := h.queue.Get(r.Context(), tenant, id)
+	if err != nil {
+		return queueErr(err, id)
+	}
+	err = do(qw, id)
+	outcome := OutcomeOK
+	switch {
+	case errors.Is(err, queue.ErrState):
+		outcome = OutcomeError
+		err = errorf(CodeConflict, "%s", strings.TrimPrefix(err.Error(), queue.ErrState.Error()+": "))
+	case err != nil:
+		outcome = OutcomeError
+		err = queueErr(err, id)
+	}
+	if h.ops.audit != nil {
+		ae := &store.AuditEntry{
+			Time: h.ops.now().UTC(), TenantID: p.TenantID, Actor: p.ID, ActorKind: p.Kind,
+			Action: action, Target: "queue:" + id, Outcome: outcome, ClientIP: h.clientIP(r),
+		}
+		ae.Detail, _ = json.Marshal(map[string]any{"tool": e.Tool, "target": e.Target, "state": string(e.State)})
+		h.ops.audit.Record(context.WithoutCancel(r.Context()), ae)
+	}
+	if err != nil {
+		return err
+	}
+	if action == "queue.purge" {
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	e, err = h.queue.Get(r.Context(), tenant, id)
+	if err != nil {
+		return queueErr(err, id)
+	}
+	writeJSON(w, http.StatusOK, queuedCall(e))
+	return nil
+}
+
+// retryQueued answers POST /api/queue/{id}/retry: a failed or pending
+// call goes back in line, due now, its attempts reset.
+func (h *handler) retryQueued(w http.ResponseWriter, r *http.Request) error {
+	return h.queueChange(w, r, "queue.retry", func(q QueueWriter, id string) error { return q.Retry(r.Context(), id) })
+}
+
+// purgeQueued answers DELETE /api/queue/{id}: the call is removed in any
+// state (one being delivered finishes, its result dropped).
+func (h *handler) purgeQueued(w http.ResponseWriter, r *http.Request) error {
+	return h.queueChange(w, r, "queue.purge", func(q QueueWriter, id string) error { return q.Purge(r.Context(), id) })
 }

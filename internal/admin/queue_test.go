@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/queue"
@@ -147,7 +148,8 @@ func TestQueueREST(t *testing.T) {
 	want(t, "admin:read scope", e.do(scoped, "GET", "/api/queue", nil), http.StatusForbidden, CodeForbidden)
 	want(t, "admin:read scope get", e.do(scoped, "GET", "/api/queue/"+a1, nil), http.StatusForbidden, CodeForbidden)
 	want(t, "no principal", e.do(nil, "GET", "/api/queue", nil), http.StatusUnauthorized, CodeUnauthenticated)
-	want(t, "DELETE", e.do(viewer, "DELETE", "/api/queue/"+a1, nil), http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+	want(t, "PUT", e.do(viewer, "PUT", "/api/queue/"+a1, nil), http.StatusMethodNotAllowed, CodeMethodNotAllowed)
+	want(t, "viewer purges", e.do(viewer, "DELETE", "/api/queue/"+a1, nil), http.StatusForbidden, CodeForbidden)
 
 	// Without a queue: 503 saying so.
 	e.h.queue = nil
@@ -206,4 +208,81 @@ func FuzzValidQueueID(f *testing.F) {
 			t.Fatalf("accepted %q", s)
 		}
 	})
+}
+
+// TestQueueRetryAndPurgeREST: an admin of the tenant retries a failed
+// call (back to pending, attempts reset) and purges one; a done call is
+// not retried (409); another tenant's id is 404 like a missing one;
+// viewers and admin:read credentials are refused; each change is audited.
+func TestQueueRetryAndPurgeREST(t *testing.T) {
+	e := newEnv(t, nil)
+	q := openTestQueue(t)
+	e.h.queue = q
+	cli := CLIContext(e.ctx)
+	acme, err := e.ops.CreateTenant(cli, TenantSpec{Name: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.ops.CreateTenant(cli, TenantSpec{Name: "other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminKey := e.key("acme", KeySpec{Name: "a", Role: principal.RoleAdmin})
+	viewer := e.key("acme", KeySpec{Name: "v", Role: principal.RoleViewer})
+	readOnly := e.key("acme", KeySpec{Name: "r", Role: principal.RoleAdmin, Scopes: []string{principal.ScopeAdminRead, principal.ScopeList}})
+	enq := func(tenant string) string {
+		id, err := q.Enqueue(e.ctx, queue.Entry{Tenant: tenant, Target: "ev", Tool: "echo", Arguments: json.RawMessage(`{}`)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	failed, doneID, purge, theirs := enq(acme.ID), enq(acme.ID), enq(acme.ID), enq(other.ID)
+	en, err := q.Next(e.ctx, "ev")
+	if err != nil || en.ID != failed {
+		t.Fatalf("next: %+v %v", en, err)
+	}
+	if err := q.Fail(e.ctx, failed, queue.Permanent(fmt.Errorf("upstream gone")), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if en, err = q.Next(e.ctx, "ev"); err != nil || en.ID != doneID {
+		t.Fatalf("next: %+v %v", en, err)
+	}
+	if err := q.Complete(e.ctx, doneID, json.RawMessage(`{"content":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := q.Get(e.ctx, acme.ID, failed); got.State != queue.Failed {
+		t.Fatalf("setup: %+v", got)
+	}
+
+	want(t, "viewer retries", e.do(viewer, "POST", "/api/queue/"+failed+"/retry", nil), http.StatusForbidden, CodeForbidden)
+	want(t, "admin:read retries", e.do(readOnly, "POST", "/api/queue/"+failed+"/retry", nil), http.StatusForbidden, CodeForbidden)
+	r := e.do(adminKey, "POST", "/api/queue/"+failed+"/retry", nil)
+	want(t, "retry", r, http.StatusOK)
+	if r.body["state"] != "pending" || r.body["attempts"] != float64(0) {
+		t.Errorf("after retry: %s", r.raw)
+	}
+	want(t, "retry a done call", e.do(adminKey, "POST", "/api/queue/"+doneID+"/retry", nil), http.StatusConflict, CodeConflict)
+	want(t, "retry another tenant's", e.do(adminKey, "POST", "/api/queue/"+theirs+"/retry", nil), http.StatusNotFound, CodeNotFound)
+	want(t, "purge another tenant's", e.do(adminKey, "DELETE", "/api/queue/"+theirs, nil), http.StatusNotFound, CodeNotFound)
+	want(t, "bad id", e.do(adminKey, "DELETE", "/api/queue/a%2Fb", nil), http.StatusBadRequest, CodeInvalidArgument)
+	want(t, "purge", e.do(adminKey, "DELETE", "/api/queue/"+purge, nil), http.StatusNoContent)
+	if _, err := q.Get(e.ctx, acme.ID, purge); err == nil {
+		t.Fatal("the purged call is still there")
+	}
+	if _, err := q.Get(e.ctx, other.ID, theirs); err != nil {
+		t.Fatalf("the other tenant's call: %v", err)
+	}
+	es, err := e.ops.ListAudit(cli, AuditQuery{Action: "queue."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, a := range es {
+		got = append(got, a.Action+":"+a.Outcome+":"+a.Target)
+	}
+	wantAudit := []string{"queue.retry:ok:queue:" + failed, "queue.retry:error:queue:" + doneID, "queue.purge:ok:queue:" + purge}
+	if fmt.Sprint(got) != fmt.Sprint(wantAudit) {
+		t.Errorf("audit = %v, want %v", got, wantAudit)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,21 @@ func FuzzVerifyLines(f *testing.F) {
 	} {
 		f.Add([]byte(s.in), s.head)
 	}
+	// Erasable entries, erased ones, and old (v1) entries erased with and
+	// without the erasure's record.
+	for _, v2 := range []bool{true, false} {
+		c := sealChain(mk("a", "u1", "tool.call", v2), mk("b", "u2", "tool.call", v2), mk("a", "u1", "key.create", v2),
+			store.AuditEntry{TenantID: "a", Actor: "cli", ActorKind: "cli", Action: ActionTenantErase, Outcome: "ok", PIISalt: bytes.Repeat([]byte{1}, PIISaltSize)})
+		erase(&c[0])
+		erase(&c[2])
+		var buf bytes.Buffer
+		for i := range c {
+			b, _ := c[i].MarshalJSON()
+			buf.Write(append(b, '\n'))
+		}
+		f.Add(buf.Bytes(), "")
+		f.Add(bytes.Join(bytes.SplitAfter(buf.Bytes(), []byte("\n"))[:3], nil), "")
+	}
 	if rep, err := VerifyLines(bytes.NewReader(chain), VerifyOptions{ExpectHead: &head}); err != nil || !rep.OK || rep.Entries != 5 {
 		f.Fatalf("the sealed chain does not verify: %+v, %v", rep, err)
 	}
@@ -144,8 +160,22 @@ func FuzzVerifyLines(f *testing.F) {
 		reached := opts.ExpectHead == nil || opts.ExpectHead.Seq == 0
 		for i := range entries {
 			e := &entries[i]
-			if e.Seq != int64(i+1) || !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(sealed(e), e.Hash) {
+			// An old entry erased with its tenant has only its link;
+			// its tenant's erasure must be recorded after it.
+			oldErased := e.Erased && len(e.PIIDigest) == 0
+			if e.Seq != int64(i+1) || !bytes.Equal(e.PrevHash, prev) || (!oldErased && !bytes.Equal(sealed(e), e.Hash)) {
 				t.Fatalf("VerifyLines said OK, but entry %d (seq %d) is not intact", i+1, e.Seq)
+			}
+			if len(e.PIISalt) > 0 && !bytes.Equal(PIIDigest(e), e.PIIDigest) {
+				t.Fatalf("VerifyLines said OK, but entry %d's personal fields do not match their digest", e.Seq)
+			}
+			if e.Erased && (e.Actor != "" || e.Target != "" || e.ClientIP != "" || len(e.Detail) > 0 || len(e.PIISalt) > 0) {
+				t.Fatalf("VerifyLines said OK, but erased entry %d has personal fields", e.Seq)
+			}
+			if oldErased && !slices.ContainsFunc(entries[i+1:], func(x store.AuditEntry) bool {
+				return x.Action == ActionTenantErase && x.Outcome == "ok" && x.TenantID == e.TenantID
+			}) {
+				t.Fatalf("VerifyLines said OK, but erased entry %d has no erasure recorded after it", e.Seq)
 			}
 			if opts.ExpectHead != nil && e.Seq == opts.ExpectHead.Seq {
 				if !bytes.Equal(e.Hash, opts.ExpectHead.Hash) {

@@ -162,7 +162,8 @@ func orDefault[T int | time.Duration](v, def T) T {
 // and NUL characters in the string fields with U+FFFD, because PostgreSQL
 // text can hold neither and an entry the store refuses forever would
 // stall the log (strings often come from clients: tool names, IPs).
-// Seq, PrevHash and Hash are ignored; the store assigns them.
+// Seq, PrevHash and Hash are ignored; the store assigns them. An entry
+// without a PIISalt gets a fresh one, which makes it erasable ([Seal]).
 //
 // After Close, Record appends the entry synchronously instead (bounded by a
 // short timeout) and, if that fails, logs it at error level.
@@ -172,7 +173,11 @@ func (l *Logger) Record(ctx context.Context, e *store.AuditEntry) {
 		c.Time = time.Now()
 	}
 	c.Time = c.Time.UTC().Truncate(time.Microsecond)
-	c.Seq, c.PrevHash, c.Hash = 0, nil, nil
+	c.Seq, c.PrevHash, c.Hash, c.PIIDigest, c.Erased = 0, nil, nil, nil, false
+	// Every entry is erasable (v2, see Seal).
+	if len(c.PIISalt) == 0 {
+		c.PIISalt = NewPIISalt()
+	}
 	for _, f := range []*string{&c.TenantID, &c.Actor, &c.ActorKind, &c.Action, &c.Target, &c.Outcome, &c.ClientIP} {
 		*f = storable(*f)
 	}

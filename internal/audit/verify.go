@@ -127,7 +127,8 @@ func Verify(ctx context.Context, st store.Audit) (Report, error) {
 //     Seq 1), so entries were removed, inserted or reordered, or the
 //     previous entry was edited and its Hash recomputed;
 //   - ProblemHash: its Hash is not what [Seal] computes from its fields, so
-//     it was edited.
+//     it was edited; or it is marked erased in a way erasure does not
+//     leave (see checker.checkContents and docs/design/erasure.md).
 //
 // The chain must also reach the head the store records separately
 // ([store.Audit.AuditHead], read before the walk) and opts.ExpectHead, if
@@ -211,6 +212,63 @@ type checker struct {
 	heads  []expectedHead
 	prev   Head // the last intact entry
 	report Report
+	// erasedV1 holds, by tenant, the first erased v1 entry whose erasure
+	// the chain has not recorded yet (see checkContents).
+	erasedV1 map[string]erasedEntry
+}
+
+// erasedEntry is an erased v1 entry and the intact chain before it.
+type erasedEntry struct {
+	seq    int64
+	before Head
+}
+
+// ActionTenantErase is the action of the entry that records a tenant's
+// erasure (store.TenantData.EraseTenant appends it in the erasing
+// transaction).
+const ActionTenantErase = "tenant.erase"
+
+// checkContents checks that e's hash covers its contents; false means it
+// recorded a problem.
+//
+//   - An erasable (v2) entry: its personal fields must match its digest
+//     (unless erased, when they must be empty and the digest stands for
+//     them), and the hash must cover the digest.
+//   - A v1 entry not erased: the hash must cover its fields.
+//   - A v1 entry erased (written before entries were erasable, then its
+//     tenant was erased): its hash covered the fields now gone, so it
+//     can not be recomputed; the link from the next entry still pins
+//     the hash. Such an entry is accepted only if the chain records the
+//     erasure of its tenant (an ActionTenantErase entry of the tenant)
+//     after it; see finish.
+func (c *checker) checkContents(e *store.AuditEntry) bool {
+	if e.Erased && (e.Actor != "" || e.Target != "" || e.ClientIP != "" || len(e.Detail) > 0 || len(e.PIISalt) > 0) {
+		return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d is marked erased but still has personal fields: the entry was edited", e.Seq))
+	}
+	switch {
+	case len(e.PIISalt) > 0:
+		if len(e.PIIDigest) == 0 {
+			return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has a salt but no digest of its personal fields: the entry was edited", e.Seq))
+		}
+		if d := PIIDigest(e); !bytes.Equal(d, e.PIIDigest) {
+			return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has personal fields that hash to %s but its digest is %s: the entry was edited", e.Seq, short(d), short(e.PIIDigest)))
+		}
+	case len(e.PIIDigest) > 0 && !e.Erased:
+		return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has a digest of its personal fields but neither their salt nor the erased mark: the entry was edited", e.Seq))
+	case len(e.PIIDigest) == 0 && e.Erased:
+		// v1, erased: see above.
+		if c.erasedV1 == nil {
+			c.erasedV1 = map[string]erasedEntry{}
+		}
+		if _, seen := c.erasedV1[e.TenantID]; !seen {
+			c.erasedV1[e.TenantID] = erasedEntry{seq: e.Seq, before: c.prev}
+		}
+		return true
+	}
+	if want := sealed(e); !bytes.Equal(e.Hash, want) {
+		return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has hash %s but its contents hash to %s: the entry was edited", e.Seq, short(e.Hash), short(want)))
+	}
+	return true
 }
 
 // expectedHead is a head the chain must reach, and where it comes from.
@@ -247,8 +305,11 @@ func (c *checker) check(e *store.AuditEntry) bool {
 		return c.fail(e.Seq, ProblemLink, fmt.Sprintf("entry %d has prev_hash %s but entry %d has hash %s: entries were removed, inserted or reordered, or entry %d was rewritten",
 			e.Seq, short(e.PrevHash), c.prev.Seq, short(c.prev.Hash), c.prev.Seq))
 	}
-	if want := sealed(e); !bytes.Equal(e.Hash, want) {
-		return c.fail(e.Seq, ProblemHash, fmt.Sprintf("entry %d has hash %s but its contents hash to %s: the entry was edited", e.Seq, short(e.Hash), short(want)))
+	if !c.checkContents(e) {
+		return false
+	}
+	if e.Action == ActionTenantErase && e.Outcome == "ok" {
+		delete(c.erasedV1, e.TenantID)
 	}
 	for i := range c.heads {
 		h := &c.heads[i]
@@ -271,8 +332,21 @@ func (c *checker) fail(seq int64, kind, problem string) bool {
 	return false
 }
 
-// finish checks that the chain reached every expected head.
+// finish checks that every erased v1 entry's erasure is on record and
+// that the chain reached every expected head.
 func (c *checker) finish() Report {
+	var first erasedEntry
+	tenant := ""
+	for t, e := range c.erasedV1 {
+		if first.seq == 0 || e.seq < first.seq {
+			first, tenant = e, t
+		}
+	}
+	if first.seq > 0 {
+		c.report.Entries, c.report.Head = first.before.Seq, first.before
+		c.fail(first.seq, ProblemHash, fmt.Sprintf("entry %d is marked erased, but its hash (written before entries were erasable) can not be checked and no erasure of tenant %q is recorded after it: the entry was edited", first.seq, tenant))
+		return c.report
+	}
 	for _, h := range c.heads {
 		if h.Seq > 0 && !h.seen {
 			c.fail(h.Seq, ProblemTruncate, fmt.Sprintf("the chain ends at entry %d but %s is entry %d: entries were removed from the end", c.prev.Seq, h.source, h.Seq))

@@ -23,8 +23,9 @@ const Channel = "mcpedge:changes"
 
 // Topics announced.
 const (
-	TopicPolicy = "policy"
-	TopicPins   = "pins"
+	TopicPolicy     = "policy"
+	TopicPins       = "pins"
+	TopicQuarantine = "quarantine" // the guard's quarantine verdicts
 )
 
 // message is what goes over Redis. A forged one can only make replicas
@@ -94,6 +95,14 @@ func New(ctx context.Context, rdb *redis.Client, log *slog.Logger) *Bus {
 		}
 	}()
 	return bus
+}
+
+// NewAnnouncer returns a bus over rdb that announces and hears nothing:
+// for a process that changes the store and serves no client (the CLI).
+func NewAnnouncer(rdb *redis.Client, log *slog.Logger) *Bus {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return &Bus{rdb: rdb, log: log, origin: hex.EncodeToString(b[:]), handlers: map[string][]func(){}}
 }
 
 // On calls fn whenever another replica announces topic. fn must not block

@@ -49,6 +49,16 @@ func TestBus(t *testing.T) {
 		t.Fatalf("also got %q", s)
 	case <-time.After(200 * time.Millisecond):
 	}
+	// An announcer (the CLI) is heard by the replicas.
+	NewAnnouncer(rdb, log).Announce(ctx, TopicPins)
+	select {
+	case s := <-got:
+		if s != "b pins" {
+			t.Fatalf("got %q, want b's pins handler", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the announcer's announcement did not arrive")
+	}
 	var nilBus *Bus
 	nilBus.Announce(ctx, TopicPolicy) // no Redis: nothing, no panic
 	nilBus.On(TopicPolicy, func() {})

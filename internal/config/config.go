@@ -132,9 +132,13 @@ type Config struct {
 	Audit  Audit
 	// Metering is [metering]: usage metering of tool calls.
 	Metering Metering
+	// Webhooks is [webhooks]: delivery of events to subscribed endpoints.
+	Webhooks Webhooks
 	// Queue is the offline queue of `mcpedge serve` (toml [queue]); see
 	// queue.go.
 	Queue Queue
+	// Backup is [backup]: scheduled backups (backup.go).
+	Backup Backup
 	// Hub makes the gateway an edge of a hub gateway (toml [hub]); see
 	// hub.go and docs/hub.md.
 	Hub Hub
@@ -151,6 +155,12 @@ type Config struct {
 	// guard.go and docs/guardrails.md. Each upstream's effective settings
 	// are in [Upstream.Guard].
 	Guard Guard
+	// Telemetry is [telemetry]: span export (tracing.go,
+	// docs/design/tracing.md).
+	Telemetry Telemetry
+	// Billing bills tenants through Stripe (toml [billing]); see
+	// billing.go and docs/design/billing.md.
+	Billing Billing
 	// Path is the file the configuration was loaded from, "" for the
 	// embedded defaults. Hot reload re-reads this file.
 	Path string
@@ -554,7 +564,9 @@ func Default() *Config {
 	}
 	defaultSecurity(c)
 	c.Queue = DefaultQueue()
+	c.Backup = DefaultBackup()
 	c.Hub = DefaultHub()
+	c.Telemetry.Tracing = DefaultTracing()
 	c.Routing = DefaultRouting()
 	c.Device = DefaultDevice()
 	return c

@@ -102,7 +102,10 @@ func TestExample(t *testing.T) {
 	}
 	def := Default()
 	want.Auth, want.Plans, want.Audit, want.Metering, want.Queue, want.Routing, want.Hub = def.Auth, def.Plans, def.Audit, def.Metering, def.Queue, def.Routing, def.Hub
+	want.Telemetry = def.Telemetry
 	want.Device = def.Device
+	want.Backup = def.Backup
+	want.Webhooks = def.Webhooks
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got\n%+v\nwant\n%+v", c, want)
 	}

@@ -259,6 +259,7 @@ func defaultSecurity(c *Config) {
 	c.Plans = DefaultPlans()
 	c.Audit = Audit{Arguments: DefaultAuditArguments}
 	c.Metering = Metering{Enabled: true, FlushInterval: DefaultMeteringFlush, Retention: DefaultMeteringRetention}
+	c.Webhooks = defaultWebhooks()
 }
 
 var (
@@ -273,7 +274,7 @@ var (
 	meteringKeys = []string{"enabled", "flush_interval", "retention"}
 	planNameRE   = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 	// securityTables are the top-level tables decodeSecurity handles.
-	securityTables = []string{"store", "redis", "auth", "plans", "limits", "audit", "metering"}
+	securityTables = []string{"store", "redis", "auth", "plans", "limits", "audit", "metering", "webhooks"}
 )
 
 // subTable returns key's table in t, or nil (reporting a type error) when
@@ -293,6 +294,7 @@ func (d *decoder) subTable(t *table, key string) *table {
 // securityMeta locates security settings for validation.
 type securityMeta struct {
 	auth, oidc, store, redis, limits, audit, metering *table
+	webhooks                                          *table
 	plans                                             map[string]*table
 }
 
@@ -414,6 +416,10 @@ func (d *decoder) decodeSecurity(top *table, c *Config) securityMeta {
 		t.duration("flush_interval", &c.Metering.FlushInterval)
 		t.duration("retention", &c.Metering.Retention)
 		t.unknown(meteringKeys)
+	}
+	if t := d.subTable(top, "webhooks"); t != nil {
+		m.webhooks = t
+		d.decodeWebhooks(t, &c.Webhooks)
 	}
 	return m
 }
@@ -567,6 +573,7 @@ func (d *decoder) validateSecurity(c *Config, m securityMeta) {
 	if r := c.Metering.Retention; r != 0 && r < Duration(48*time.Hour) {
 		bad(m.metering, "metering", "retention", "must be 0 (keep forever) or at least 48h, got %s", r)
 	}
+	d.validateWebhooks(m.webhooks, &c.Webhooks)
 }
 
 func validRole(r string) bool {

@@ -348,7 +348,10 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	ht := d.decodeHub(top, c)
 	dt := d.decodeDevice(top, c)
 	hst := d.decodeHubServer(top, c)
-	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device", "guard"}, securityTables...))
+	bt := d.decodeBackup(top, c)
+	d.decodeTelemetry(top, c)
+	bm := d.decodeBilling(top, c)
+	top.unknown(append([]string{"server", "upstreams", "lattice", "queue", "hub", "hub_server", "routing", "device", "guard", "backup", "telemetry", "billing"}, securityTables...))
 	d.validate(c, sm, metas)
 	d.validateLattice(&c.Lattice, lm)
 	d.validateSecurity(c, secm)
@@ -356,6 +359,8 @@ func (d *decoder) decodeTOML(root *val) *Config {
 	d.validateHub(c, ht)
 	d.validateDevice(c, dt)
 	d.validateHubServer(c, hst)
+	d.validateBackup(c, bt)
+	d.validateBilling(c, bm)
 	return c
 }
 

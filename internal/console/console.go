@@ -1,12 +1,14 @@
 // Package console is the gateway's web console, served at /ui/: signed-in
 // operators and tenant administrators see the upstreams, the catalog their
-// tenant may use (and call its tools), their API keys and the audit log.
+// tenant may use (and call its tools), tenants, users, API keys, plans,
+// virtual servers, rules, the queue, devices, lattices, pins and the audit
+// log, and act on them.
 //
-// It is rendered on the server with html/template (which escapes every
-// value for its context) from templates and one style sheet embedded in
-// the binary; the pages load nothing from another origin and run no
-// script, so the Content-Security-Policy forbids all script. See
-// docs/design/console.md.
+// Pages are written on the server by typed Go functions through a small
+// escaping writer (markup.go), not html/template, whose reflection would
+// keep every exported method in the binary; one style sheet is embedded.
+// The pages load nothing from another origin and run no script, so the
+// Content-Security-Policy forbids all script. See docs/design/console.md.
 //
 // Every view acts as the signed-in principal: administration goes through
 // [admin.Ops] with the principal in the context (the API's rules), and
@@ -21,7 +23,6 @@ import (
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
-	"html/template"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -34,9 +35,6 @@ import (
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/principal"
 )
-
-//go:embed templates/*.html
-var templateFS embed.FS
 
 //go:embed static
 var staticFS embed.FS
@@ -90,7 +88,6 @@ type Options struct {
 // Console is the web console's handler.
 type Console struct {
 	o        Options
-	pages    map[string]*template.Template
 	static   http.Handler
 	mux      *http.ServeMux
 	mu       sync.Mutex
@@ -109,6 +106,8 @@ type session struct {
 	used    time.Time
 	// newKey is a key secret to show once, on the next keys page.
 	newKey string
+	// flash is a message to show once, on the next page (after a change).
+	flash string
 }
 
 // New returns the console.
@@ -131,14 +130,7 @@ func New(o Options) (*Console, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	c := &Console{o: o, pages: map[string]*template.Template{}, sessions: map[string]*session{}, mux: http.NewServeMux()}
-	for _, page := range []string{"signin", "overview", "catalog", "keys", "audit", "error"} {
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+page+".html")
-		if err != nil {
-			return nil, err
-		}
-		c.pages[page] = t
-	}
+	c := &Console{o: o, sessions: map[string]*session{}, mux: http.NewServeMux()}
 	sub, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, err
@@ -171,6 +163,43 @@ func (c *Console) routes() {
 	c.mux.Handle("POST /ui/keys/rotate", c.authed(true, c.rotateKey))
 	c.mux.Handle("GET /ui/audit", c.authed(false, c.audit))
 	c.mux.Handle("POST /ui/audit/verify", c.authed(true, c.verifyAudit))
+	c.mux.Handle("GET /ui/audit/export", c.authed(false, c.auditExport))
+	c.mux.Handle("GET /ui/tenants", c.authed(false, c.tenants))
+	c.mux.Handle("POST /ui/tenants", c.authed(true, c.createTenant))
+	c.mux.Handle("POST /ui/tenants/update", c.authed(true, c.updateTenant))
+	c.mux.Handle("POST /ui/tenants/delete", c.authed(true, c.deleteTenant))
+	c.mux.Handle("GET /ui/users", c.authed(false, c.users))
+	c.mux.Handle("POST /ui/users", c.authed(true, c.createUser))
+	c.mux.Handle("POST /ui/users/update", c.authed(true, c.updateUser))
+	c.mux.Handle("POST /ui/users/delete", c.authed(true, c.deleteUser))
+	c.mux.Handle("GET /ui/plans", c.authed(false, c.plans))
+	c.mux.Handle("POST /ui/plans", c.authed(true, c.putPlan))
+	c.mux.Handle("POST /ui/plans/delete", c.authed(true, c.deletePlan))
+	c.mux.Handle("GET /ui/servers", c.authed(false, c.servers))
+	c.mux.Handle("POST /ui/servers", c.authed(true, c.createServer))
+	c.mux.Handle("POST /ui/servers/update", c.authed(true, c.updateServer))
+	c.mux.Handle("POST /ui/servers/delete", c.authed(true, c.deleteServer))
+	c.mux.Handle("GET /ui/rules", c.authed(false, c.rules))
+	c.mux.Handle("POST /ui/rules", c.authed(true, c.createRule))
+	c.mux.Handle("POST /ui/rules/delete", c.authed(true, c.deleteRule))
+	c.mux.Handle("GET /ui/queue", c.authed(false, c.queue))
+	c.mux.Handle("POST /ui/queue/retry", c.authed(true, c.queueAction(true)))
+	c.mux.Handle("POST /ui/queue/purge", c.authed(true, c.queueAction(false)))
+	c.mux.Handle("GET /ui/devices", c.authed(false, c.devices))
+	c.mux.Handle("POST /ui/devices/reapprove", c.authed(true, c.deviceAction(true)))
+	c.mux.Handle("POST /ui/devices/revoke", c.authed(true, c.deviceAction(false)))
+	c.mux.Handle("GET /ui/lattices", c.authed(false, c.lattices))
+	c.mux.Handle("POST /ui/lattices", c.authed(true, c.createLattice))
+	c.mux.Handle("POST /ui/lattices/delete", c.authed(true, c.deleteLattice))
+	c.mux.Handle("GET /ui/lattices/view", c.authed(false, c.latticeView))
+	c.mux.Handle("POST /ui/lattices/path", c.authed(true, c.latticePath))
+	c.mux.Handle("GET /ui/pins", c.authed(false, c.pins))
+	c.mux.Handle("GET /ui/pins/view", c.authed(false, c.pinView))
+	c.mux.Handle("POST /ui/pins/approve", c.authed(true, c.decidePin(true)))
+	c.mux.Handle("POST /ui/pins/reject", c.authed(true, c.decidePin(false)))
+	c.mux.Handle("GET /ui/guard/view", c.authed(false, c.guardView))
+	c.mux.Handle("POST /ui/guard/approve", c.authed(true, c.decideQuarantined(true)))
+	c.mux.Handle("POST /ui/guard/reject", c.authed(true, c.decideQuarantined(false)))
 }
 
 // ServeHTTP serves the console: / (a redirect) and everything under /ui/.

@@ -20,6 +20,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/latticesvc"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 	"github.com/mcpedge/mcpedge/internal/store/sqlite"
@@ -45,6 +46,8 @@ type env struct {
 	acmeK  string // admin key of tenant "acme"
 	mu     sync.Mutex
 	bearer []string // Authorization headers the gateway saw
+	// deviceCalls and queueCalls are the changes the gateway was asked for.
+	deviceCalls, queueCalls []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -85,6 +88,27 @@ func newEnv(t *testing.T) *env {
 	mcp.AddTool(server, &mcp.Tool{Name: "ev__echo", Description: "Echoes. " + xss}, func(ctx context.Context, _ *mcp.CallToolRequest, in echoIn) (*mcp.CallToolResult, any, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "echo: " + in.Message}}}, nil, nil
 	})
+	type typedIn struct {
+		Count int      `json:"count" jsonschema:"how many"`
+		Ratio float64  `json:"ratio,omitempty"`
+		Loud  bool     `json:"loud,omitempty"`
+		Mode  string   `json:"mode,omitempty"`
+		Tags  []string `json:"tags,omitempty"`
+	}
+	typed := &mcp.Tool{Name: "ev__typed", Description: "Says back what it got, typed.", InputSchema: map[string]any{
+		"type": "object", "required": []any{"count"},
+		"properties": map[string]any{
+			"count": map[string]any{"type": "integer", "description": "how many"},
+			"ratio": map[string]any{"type": "number"},
+			"loud":  map[string]any{"type": "boolean"},
+			"mode":  map[string]any{"type": "string", "enum": []any{"fast", "slow"}},
+			"tags":  map[string]any{"type": "array", "items": map[string]any{"type": "string"}},
+		},
+	}}
+	mcp.AddTool(server, typed, func(ctx context.Context, _ *mcp.CallToolRequest, in typedIn) (*mcp.CallToolResult, any, error) {
+		b, _ := json.Marshal(in)
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "got " + string(b)}}}, nil, nil
+	})
 	mcpH := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return server }, nil)
 	gw := http.NewServeMux()
 	gw.Handle("/mcp", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -98,8 +122,91 @@ func newEnv(t *testing.T) *env {
 			"ready":      true,
 			"components": []map[string]any{{"name": "store", "state": "up", "required": true}},
 			"upstreams":  []map[string]any{{"name": "ev", "transport": "stdio", "state": "failed", "last_error": "boom " + xss, "tools": 1}},
+			"queue":      map[string]any{"open": true, "entries": 12, "max_entries": 100, "bytes": 4096, "waiting": 3, "oldest_waiting_seconds": 42, "near_full": false},
 		})
 	})
+	// The queue and devices APIs, as the seam: they answer the signed-in
+	// key only (as the gateway would), with markup in what comes from
+	// outside, and record the changes asked for.
+	authed := func(w http.ResponseWriter, r *http.Request) *principal.Principal {
+		p, err := as.Authenticate(r.Context(), strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "127.0.0.1")
+		if err != nil {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":{"code":"unauthenticated","message":"no"}}`))
+			return nil
+		}
+		return p
+	}
+	gw.HandleFunc("GET /api/queue", func(w http.ResponseWriter, r *http.Request) {
+		p := authed(w, r)
+		if p == nil {
+			return
+		}
+		if r.URL.Query().Get("state") == "bogus" {
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = w.Write([]byte(`{"error":{"code":"invalid_argument","message":"state must be pending, delivering, done or failed <b>"}}`))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"entries": []map[string]any{{
+			"id": "q-" + p.TenantName, "state": "failed", "target": "ev", "tool": "ev__echo", "attempts": 3,
+			"last_error": "refused " + xss, "created_at": time.Now(),
+		}}, "next_after": "q-" + p.TenantName})
+	})
+	queueChange := func(w http.ResponseWriter, r *http.Request) {
+		p := authed(w, r)
+		if p == nil {
+			return
+		}
+		e.mu.Lock()
+		e.queueCalls = append(e.queueCalls, r.Method+" "+r.URL.Path)
+		e.mu.Unlock()
+		switch {
+		case r.PathValue("id") != "q-"+p.TenantName:
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"no queued call"}}`))
+		case r.Method == http.MethodDelete:
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			_, _ = w.Write([]byte(`{"id":"q","state":"pending"}`))
+		}
+	}
+	gw.HandleFunc("POST /api/queue/{id}/retry", queueChange)
+	gw.HandleFunc("DELETE /api/queue/{id}", queueChange)
+	gw.HandleFunc("GET /api/devices", func(w http.ResponseWriter, r *http.Request) {
+		p := authed(w, r)
+		if p == nil {
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"devices": []map[string]any{{
+			"id": "dev1", "tenant": p.TenantName, "name": "press-7", "kind": "tpm", "attested": true, "labels": []string{},
+			"last_contact": time.Now(), "last_addr": "10.0.0.7", "queue_depth": 4, "refusal": "PCR 7 changed " + xss, "refused_at": time.Now(),
+		}}})
+	})
+	device := func(w http.ResponseWriter, r *http.Request) {
+		if authed(w, r) == nil {
+			return
+		}
+		e.mu.Lock()
+		e.deviceCalls = append(e.deviceCalls, r.Method+" "+r.URL.Path)
+		e.mu.Unlock()
+		if r.PathValue("id") != "dev1" {
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"error":{"code":"not_found","message":"device not found"}}`))
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+	// The lattice API is the real one, with the signed-in principal.
+	lat := latticesvc.RESTHandler(latticesvc.New(latticesvc.Options{Store: st, Logger: log}))
+	latAuthed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := authed(w, r); p != nil {
+			lat.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+		}
+	})
+	gw.Handle("/api/lattices", latAuthed)
+	gw.Handle("/api/lattices/", latAuthed)
+	gw.HandleFunc("/api/devices/{id}", device)
+	gw.HandleFunc("/api/devices/{id}/{op}", device)
 	c, err := New(Options{Ops: ops, Auth: as, Gateway: func() http.Handler { return gw }, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -476,13 +583,32 @@ func TestCatalogCallsToolsAsTheSignedInPerson(t *testing.T) {
 
 func TestOverviewShowsReadiness(t *testing.T) {
 	e := newEnv(t)
+	acme, ops := mustTenant(t, e, "acme"), mustTenant(t, e, "ops")
+	e.audit.Record(e.ctx, &store.AuditEntry{TenantID: acme.ID, Actor: "k1", ActorKind: "key", Action: "tool.call", Target: "ev__echo", Outcome: "denied", Detail: []byte(`{"why":"` + strings.ReplaceAll(xss, `"`, `\"`) + `"}`)})
+	e.audit.Record(e.ctx, &store.AuditEntry{TenantID: ops.ID, Actor: "k2", ActorKind: "key", Action: "tool.call", Target: "ops-secret-tool", Outcome: "error"})
 	b := e.browser()
 	b.signIn(e.rootK)
 	p := b.get("/ui/")
-	for _, want := range []string{`id="ready"`, "store", "ev", "failed", "boom &lt;script&gt;"} {
+	for _, want := range []string{`id="ready"`, "store", "ev", "failed", "boom &lt;script&gt;", "3 calls waiting (the oldest for 42 s); 12 of 100 entries, 4096 B", `id="recent"`, "ops-secret-tool", "ev__echo"} {
 		if !strings.Contains(p.body, want) {
 			t.Fatalf("overview lacks %q:\n%s", want, p.body)
 		}
+	}
+	if strings.Contains(p.body, "<script>alert") {
+		t.Fatal("the overview renders markup")
+	}
+	// A tenant admin sees its own tenant's errors only.
+	a := e.browser()
+	a.signIn(e.acmeK)
+	p = a.get("/ui/")
+	if !strings.Contains(p.body, "ev__echo") || strings.Contains(p.body, "ops-secret-tool") {
+		t.Fatalf("acme's recent errors:\n%s", p.body)
+	}
+	// A member may not read the audit log: no recent errors at all.
+	m := e.browser()
+	m.signIn(e.key("acme", principal.RoleMember))
+	if p := m.get("/ui/"); p.status != 200 || strings.Contains(p.body, `id="recent"`) {
+		t.Fatalf("a member's overview: %d", p.status)
 	}
 }
 

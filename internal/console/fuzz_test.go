@@ -1,7 +1,6 @@
 package console
 
 import (
-	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -17,22 +16,17 @@ func FuzzCatalogPage(f *testing.F) {
 	f.Add("x", xss, []byte(`{"type":"object","properties":{"<b>":{"type":["string","null"],"description":"`+strings.ReplaceAll(xss, `"`, `\"`)+`"}},"required":["<b>",1]}`))
 	f.Add("y", "", []byte(`{"properties":[],"required":{}}`))
 	f.Add("z", "", []byte(`null`))
-	c, err := New(Options{Ops: nil, Auth: nil, Gateway: nil})
-	if err != nil {
-		f.Fatal(err)
-	}
 	f.Fuzz(func(t *testing.T, name, desc string, schema []byte) {
 		var s any
 		if json.Unmarshal(schema, &s) != nil {
 			return
 		}
 		tv := viewTool(&mcp.Tool{Name: name, Description: desc, InputSchema: s})
-		var buf bytes.Buffer
-		if err := c.pages["catalog"].Execute(&buf, pageData{Title: "Catalog", Tools: []toolView{tv}}); err != nil {
-			t.Fatalf("rendering: %v", err)
-		}
-		if strings.Contains(buf.String(), "<script") {
-			t.Fatalf("markup came out as markup:\n%s", buf.String())
+		var m markup
+		d := pageData{Title: "Catalog", Tools: []toolView{tv}}
+		layout(&m, &head{Title: d.Title}, mainOf("catalog", &d))
+		if strings.Contains(m.String(), "<script") {
+			t.Fatalf("markup came out as markup:\n%s", m.String())
 		}
 	})
 }

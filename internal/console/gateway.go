@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/admin"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -96,7 +97,20 @@ type readiness struct {
 		Error    string `json:"error"`
 	} `json:"components"`
 	Upstreams []map[string]any `json:"upstreams"`
-	Queue     map[string]any   `json:"queue"`
+	Queue     *queueHealth     `json:"queue"`
+}
+
+// queueHealth is /readyz's queue detail (operators only).
+type queueHealth struct {
+	Open                 bool    `json:"open"`
+	Error                string  `json:"error"`
+	Entries              int64   `json:"entries"`
+	MaxEntries           int64   `json:"max_entries"`
+	Bytes                int64   `json:"bytes"`
+	MaxBytes             int64   `json:"max_bytes"`
+	Waiting              int64   `json:"waiting"`
+	OldestWaitingSeconds float64 `json:"oldest_waiting_seconds"`
+	NearFull             bool    `json:"near_full"`
 }
 
 // readyz asks the gateway's /readyz as the signed-in person: operators get
@@ -130,4 +144,88 @@ func (c *Console) mcpSession(ctx context.Context, r *http.Request, v *viewer) (*
 		DisableStandaloneSSE: true, MaxRetries: -1,
 	}
 	return cl.Connect(ctx, tr, nil)
+}
+
+// apiError is the admin API's error body.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// api calls the gateway's JSON API in process as the signed-in person
+// (the views whose API is not admin.Ops: the queue, devices, lattices):
+// the API's own authorisation applies. A JSON body is sent when body is
+// not nil; a 2xx answer is decoded into out (when not nil); any other
+// answer is returned as an *admin.Error with the API's status and
+// message.
+func (c *Console) api(r *http.Request, v *viewer, method, path string, body, out any) error {
+	ctx, cancel := context.WithTimeout(r.Context(), gatewayTimeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+r.Host+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.client(r, v).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxGatewayReply))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode/100 != 2 {
+		var ae apiError
+		msg := ""
+		if json.Unmarshal(raw, &ae) == nil {
+			msg = ae.Error.Message
+		}
+		if msg == "" {
+			msg = fmt.Sprintf("the gateway answered %s", resp.Status)
+		}
+		return &admin.Error{Code: codeOf(resp.StatusCode), Message: msg}
+	}
+	if out == nil || len(raw) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("reading %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// codeOf maps an HTTP status back to the admin API's error code, so the
+// page answers with the same status.
+func codeOf(status int) string {
+	switch status {
+	case http.StatusBadRequest:
+		return admin.CodeInvalidArgument
+	case http.StatusUnauthorized:
+		return admin.CodeUnauthenticated
+	case http.StatusForbidden:
+		return admin.CodeForbidden
+	case http.StatusNotFound:
+		return admin.CodeNotFound
+	case http.StatusConflict:
+		return admin.CodeConflict
+	case http.StatusRequestEntityTooLarge:
+		return admin.CodeBodyTooLarge
+	case http.StatusServiceUnavailable:
+		return admin.CodeUnavailable
+	}
+	return admin.CodeInternal
 }

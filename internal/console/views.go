@@ -1,13 +1,11 @@
 package console
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -46,16 +44,48 @@ type pageData struct {
 	Entries     []auditRow
 	Filter      auditFilter
 	Verified    *audit.Report
-	NextPage    template.URL
+	NextPage    string
+	// Recent are the latest refused or failed actions (overview, admins);
+	// RecentCut says that more entries were recorded than were read.
+	Recent    []store.AuditEntry
+	RecentCut bool
 }
 
-var funcs = template.FuncMap{
-	"when": func(t time.Time) string {
-		if t.IsZero() {
-			return "—"
+// Recent errors on the overview: the last recentWindow of the audit log,
+// at most recentRead entries read, the last recentShown refused or failed
+// ones shown.
+const (
+	recentWindow = 15 * time.Minute
+	recentRead   = 5000
+	recentShown  = 10
+)
+
+// recentErrors reads the audit log of the last recentWindow as the viewer
+// may (their tenant's, or every tenant's for an operator) and keeps the
+// latest entries whose outcome is not ok.
+func (c *Console) recentErrors(v *viewer) ([]store.AuditEntry, bool) {
+	q := admin.AuditQuery{Since: c.o.Now().Add(-recentWindow), Limit: admin.MaxAuditLimit}
+	var out []store.AuditEntry
+	for read := 0; read < recentRead; {
+		es, err := c.o.Ops.ListAudit(v.ctx, q)
+		if err != nil {
+			return out, false
 		}
-		return t.UTC().Format("2006-01-02 15:04:05Z")
-	},
+		for _, e := range es {
+			if e.Outcome != "ok" {
+				out = append(out, e)
+				if len(out) > recentShown {
+					out = out[1:]
+				}
+			}
+		}
+		read += len(es)
+		if len(es) < admin.MaxAuditLimit {
+			return out, false
+		}
+		q.After = es[len(es)-1].Seq
+	}
+	return out, true
 }
 
 // render writes a page with the status; data.Me and data.CSRF come from v.
@@ -63,16 +93,16 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, pag
 	if v != nil {
 		data.Me, data.CSRF = v.p, v.s.csrf
 	}
-	data.Nav = page
-	var buf bytes.Buffer
-	if err := c.pages[page].Execute(&buf, data); err != nil {
-		c.o.Log.Error("console: rendering a page", "page", page, "err", err)
-		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
-		return
-	}
+	c.write(w, status, &head{Title: data.Title, Nav: page, Me: data.Me, CSRF: data.CSRF, Error: data.Error}, mainOf(page, &data))
+}
+
+// write sends a page: the layout around main.
+func (c *Console) write(w http.ResponseWriter, status int, h *head, main func(*markup)) {
+	var m markup
+	layout(&m, h, main)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write([]byte(m.String()))
 }
 
 // failed renders err on the page: the API's status and message for an
@@ -179,6 +209,9 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	data.Ready = rd
+	if v.p.AtLeast(principal.RoleAdmin) {
+		data.Recent, data.RecentCut = c.recentErrors(v)
+	}
 	for _, u := range rd.Upstreams {
 		b, _ := json.Marshal(u)
 		var row upstreamRow
@@ -203,6 +236,10 @@ type toolView struct {
 type param struct {
 	Name, Type, Description string
 	Required                bool
+	// Kind is the try-it form's input for it (see fieldKind); Enum its
+	// choices when the schema lists strings.
+	Kind string
+	Enum []string
 }
 
 func viewTool(t *mcp.Tool) toolView {
@@ -215,6 +252,7 @@ func viewTool(t *mcp.Tool) toolView {
 		Properties map[string]struct {
 			Type        any    `json:"type"`
 			Description string `json:"description"`
+			Enum        []any  `json:"enum"`
 		} `json:"properties"`
 		Required []string `json:"required"`
 	}
@@ -226,7 +264,8 @@ func viewTool(t *mcp.Tool) toolView {
 				typ = "any"
 			}
 			req := slices.Contains(s.Required, name)
-			tv.Params = append(tv.Params, param{Name: name, Type: typ, Description: p.Description, Required: req})
+			kind, enum := fieldKind(p.Type, p.Enum)
+			tv.Params = append(tv.Params, param{Name: name, Type: typ, Description: p.Description, Required: req, Kind: kind, Enum: enum})
 			if req {
 				example[name] = zeroOf(typ)
 			}
@@ -318,7 +357,7 @@ type callResult struct {
 	IsError    bool
 	Problem    string
 	Texts      []string
-	Images     []template.URL
+	Images     []string
 	Structured string
 }
 
@@ -335,11 +374,18 @@ func (c *Console) callTool(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	if err := json.Unmarshal([]byte(args), &in); err != nil {
 		res.Problem = "The arguments are not a JSON object: " + err.Error()
+	} else if in == nil {
+		res.Problem = "The arguments are not a JSON object."
+	} else if problem := fromFields(r.PostForm, in); problem != "" {
+		res.Problem = problem
 	} else if name == "" {
 		res.Problem = "No tool was named."
 	} else if cs, err := c.mcpSession(ctx, r, v); err != nil {
 		res.Problem = "The gateway could not be reached: " + err.Error()
 	} else {
+		if b, err := json.Marshal(in); err == nil {
+			res.Arguments = string(b)
+		}
 		out, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: in})
 		_ = cs.Close()
 		if err != nil {
@@ -363,7 +409,7 @@ func fill(res *callResult, out *mcp.CallToolResult) {
 			res.Texts = append(res.Texts, ct.Text)
 		case *mcp.ImageContent:
 			if safeImage(ct.MIMEType) {
-				res.Images = append(res.Images, template.URL("data:"+ct.MIMEType+";base64,"+base64.StdEncoding.EncodeToString(ct.Data)))
+				res.Images = append(res.Images, "data:"+ct.MIMEType+";base64,"+base64.StdEncoding.EncodeToString(ct.Data))
 			} else {
 				res.Texts = append(res.Texts, "[an image of type "+ct.MIMEType+", not shown]")
 			}
@@ -430,7 +476,7 @@ func (c *Console) createKey(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if tenant == "" {
 		tenant = v.p.TenantID
 	}
-	spec := admin.KeySpec{Name: r.PostForm.Get("name"), Role: r.PostForm.Get("role"), ExpiresIn: r.PostForm.Get("expires_in")}
+	spec := admin.KeySpec{Name: r.PostForm.Get("name"), Role: r.PostForm.Get("role"), Scopes: splitList(r.PostForm.Get("scopes")), ExpiresIn: r.PostForm.Get("expires_in")}
 	nk, err := c.o.Ops.CreateKey(v.ctx, tenant, spec)
 	if err != nil {
 		c.failed(w, r, v, "keys", pageData{Title: "API keys", Tenant: tenant}, err)
@@ -475,8 +521,61 @@ func (c *Console) rotateKey(w http.ResponseWriter, r *http.Request, v *viewer) {
 // auditFilter is the audit view's query. Since is "2006-01-02T15:04" (UTC,
 // a datetime-local input); After pages on from a sequence number.
 type auditFilter struct {
-	Action, Actor, Outcome, Tenant, Since string
-	After                                 int64
+	Action, Actor, Outcome, Tenant, Since, Until string
+	After                                        int64
+}
+
+// query is the filter as the API's query, or a message for a bad time.
+func (f auditFilter) query(limit int) (admin.AuditQuery, string) {
+	aq := admin.AuditQuery{Tenant: f.Tenant, Actor: f.Actor, Action: f.Action, After: f.After, Limit: limit}
+	if f.Since != "" {
+		t, err := time.Parse(sinceLayout, f.Since)
+		if err != nil {
+			return aq, "Since is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+		}
+		aq.Since = t
+	}
+	if f.Until != "" {
+		t, err := time.Parse(sinceLayout, f.Until)
+		if err != nil {
+			return aq, "Until is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
+		}
+		aq.Until = t
+	}
+	return aq, ""
+}
+
+// values is the filter as URL query parameters (Since always, so that an
+// empty one means "from the start", not the page's default).
+func (f auditFilter) values() url.Values {
+	q := url.Values{}
+	for k, v := range map[string]string{"action": f.Action, "actor": f.Actor, "outcome": f.Outcome, "tenant": f.Tenant, "until": f.Until} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("since", f.Since)
+	if f.After > 0 {
+		q.Set("after", strconv.FormatInt(f.After, 10))
+	}
+	return q
+}
+
+func auditExportURL(f auditFilter, format string) string {
+	q := f.values()
+	q.Set("format", format)
+	return Prefix + "audit/export?" + q.Encode()
+}
+
+func filterFrom(q url.Values, now time.Time) auditFilter {
+	f := auditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Outcome: q.Get("outcome"), Tenant: q.Get("tenant"), Since: q.Get("since"), Until: q.Get("until")}
+	if a, err := strconv.ParseInt(q.Get("after"), 10, 64); err == nil && a > 0 {
+		f.After = a
+	}
+	if !q.Has("since") {
+		f.Since = now.Add(-24 * time.Hour).UTC().Format(sinceLayout)
+	}
+	return f
 }
 
 type auditRow struct {
@@ -491,28 +590,16 @@ const auditPage = 200
 const sinceLayout = "2006-01-02T15:04"
 
 func (c *Console) audit(w http.ResponseWriter, r *http.Request, v *viewer) {
-	q := r.URL.Query()
-	f := auditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Outcome: q.Get("outcome"), Tenant: q.Get("tenant"), Since: q.Get("since")}
-	if a, err := strconv.ParseInt(q.Get("after"), 10, 64); err == nil && a > 0 {
-		f.After = a
-	}
-	if !q.Has("since") {
-		f.Since = c.o.Now().Add(-24 * time.Hour).UTC().Format(sinceLayout)
-	}
-	c.showAudit(w, r, v, pageData{Title: "Audit log", Filter: f})
+	c.showAudit(w, r, v, pageData{Title: "Audit log", Filter: filterFrom(r.URL.Query(), c.o.Now())})
 }
 
 func (c *Console) showAudit(w http.ResponseWriter, r *http.Request, v *viewer, data pageData) {
 	f := data.Filter
-	aq := admin.AuditQuery{Tenant: f.Tenant, Actor: f.Actor, Action: f.Action, After: f.After, Limit: auditPage}
-	if f.Since != "" {
-		t, err := time.Parse(sinceLayout, f.Since)
-		if err != nil {
-			data.Error = "Since is not a date and time (YYYY-MM-DDTHH:MM, UTC)."
-			c.render(w, r, http.StatusBadRequest, "audit", v, data)
-			return
-		}
-		aq.Since = t
+	aq, bad := f.query(auditPage)
+	if bad != "" {
+		data.Error = bad
+		c.render(w, r, http.StatusBadRequest, "audit", v, data)
+		return
 	}
 	es, err := c.o.Ops.ListAudit(v.ctx, aq)
 	if err != nil {
@@ -526,10 +613,9 @@ func (c *Console) showAudit(w http.ResponseWriter, r *http.Request, v *viewer, d
 		data.Entries = append(data.Entries, auditRow{AuditEntry: e, DetailText: string(e.Detail)})
 	}
 	if len(es) == auditPage {
-		next := r.URL.Query()
-		next.Set("after", strconv.FormatInt(es[len(es)-1].Seq, 10))
-		next.Set("since", f.Since)
-		data.NextPage = template.URL(Prefix + "audit?" + next.Encode())
+		next := f
+		next.After = es[len(es)-1].Seq
+		data.NextPage = Prefix + "audit?" + next.values().Encode()
 	}
 	c.render(w, r, http.StatusOK, "audit", v, data)
 }

@@ -238,7 +238,7 @@ func (g *Gateway) deliver(ctx context.Context, c *pipeline.Call, t *upstream.Ups
 		defer cancel()
 		stop := context.AfterFunc(ctx, cancel)
 		defer stop()
-		params := &mcp.CallToolParams{Meta: withProgress(mcp.Meta(c.Meta), token), Name: c.Item}
+		params := &mcp.CallToolParams{Meta: withProgress(cctx, mcp.Meta(c.Meta), token), Name: c.Item}
 		if len(c.Arguments) > 0 {
 			params.Arguments = c.Arguments
 		}

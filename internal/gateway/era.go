@@ -43,20 +43,39 @@ func newEra(ss *mcp.ServerSession) bool {
 // waits for the next request or the final result. The upstream never knows
 // the client is stateless.
 type continuation struct {
+	// id is "<replica>-<random>": the replica running the call (its
+	// askTag), which a resume reaching another replica is relayed to
+	// (contrelay.go), and 128 random bits.
 	id     string
 	method string             // the method and upstream it was issued for:
 	up     *upstream.Upstream // a retry must match both
+	// caller is the credential identity that started the call ("" in
+	// single-user mode): only it may resume the call.
+	caller string
 	events chan contEvent
 	// caps are the client's capabilities; nil: unknown, everything is
 	// relayed. Set before the upstream call starts.
-	caps    *mcp.ClientCapabilities
-	mu      sync.Mutex
+	caps *mcp.ClientCapabilities
+	mu   sync.Mutex
+	// answers are the input requests waiting for the client's answer;
+	// ended the ones that no longer wait: true answered, false withdrawn
+	// (the upstream gave up on it, or the call ended first). Both guarded
+	// by mu; ended holds at most maxEndedAsks.
 	answers map[string]chan contAnswer
+	ended   map[string]bool
 	seq     atomic.Int64
 	// held is a final result that arrived while a round was gathering
 	// requests; the next round returns it. Guarded by mu.
 	held *contEvent
+	// next runs the call's next round and returns its result (the
+	// method's result type): nextRound for a resume another replica
+	// relayed here.
+	next func(context.Context) (any, error)
 }
+
+// maxEndedAsks bounds what a continuation remembers of its answered and
+// withdrawn input requests (an upstream asking without end cannot grow it).
+const maxEndedAsks = 1024
 
 // take returns the held final result, if any, and forgets it.
 func (c *continuation) take() (contEvent, bool) {
@@ -97,10 +116,13 @@ type continuations struct {
 	m sync.Map // id -> *continuation
 }
 
-func (cs *continuations) create(method string, u *upstream.Upstream, ttl time.Duration) *continuation {
+// create registers a continuation run by replica (the gateway's askTag)
+// for caller.
+func (cs *continuations) create(replica, caller, method string, u *upstream.Upstream, ttl time.Duration) *continuation {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
-	c := &continuation{id: hex.EncodeToString(b[:]), method: method, up: u, events: make(chan contEvent, 4), answers: map[string]chan contAnswer{}}
+	c := &continuation{id: replica + "-" + hex.EncodeToString(b[:]), method: method, up: u, caller: caller,
+		events: make(chan contEvent, 4), answers: map[string]chan contAnswer{}, ended: map[string]bool{}}
 	cs.m.Store(c.id, c)
 	// A client may walk away between rounds: forget the call a while after
 	// the upstream's own timeout has ended it.
@@ -108,7 +130,10 @@ func (cs *continuations) create(method string, u *upstream.Upstream, ttl time.Du
 	return c
 }
 
-func (cs *continuations) get(state string) (*continuation, bool) {
+// get finds the continuation a requestState names: ours is false for a
+// state the gateway did not mint; c is nil for one this replica does not
+// hold (finished, expired, or another replica's; see replicaOf).
+func (cs *continuations) get(state string) (c *continuation, ours bool) {
 	id, ok := strings.CutPrefix(state, continuationPrefix)
 	if !ok {
 		return nil, false
@@ -118,6 +143,17 @@ func (cs *continuations) get(state string) (*continuation, bool) {
 		return nil, true
 	}
 	return v.(*continuation), true
+}
+
+// replicaOf is the replica a gateway-minted requestState was issued by
+// ("" if it names none).
+func replicaOf(state string) string {
+	id, _ := strings.CutPrefix(state, continuationPrefix)
+	r, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return ""
+	}
+	return r
 }
 
 func (cs *continuations) drop(c *continuation) { cs.m.Delete(c.id) }
@@ -136,7 +172,10 @@ func (c *continuation) ask(ctx context.Context, method string, req mcp.InputRequ
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
-		delete(c.answers, id)
+		if _, waiting := c.answers[id]; waiting {
+			delete(c.answers, id)
+			c.endAsk(id, false) // withdrawn: the upstream gave up, or the call ended
+		}
 		c.mu.Unlock()
 	}()
 	select {
@@ -175,35 +214,81 @@ func (c *continuation) refusal(method string) error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: fmt.Sprintf("mcpedge: the client did not declare the capability for %s", method)}
 }
 
+// endAsk records that input request id no longer waits; c.mu is held.
+func (c *continuation) endAsk(id string, answered bool) {
+	if len(c.ended) < maxEndedAsks {
+		c.ended[id] = answered
+	}
+}
+
+// waiting reports whether input request id still waits for an answer.
+func (c *continuation) waiting(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.answers[id]
+	return ok
+}
+
 // refuse answers a waiting request with err.
 func (c *continuation) refuse(id string, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ch, ok := c.answers[id]; ok {
-		select {
-		case ch <- contAnswer{err: err}:
-		default:
-		}
+		delete(c.answers, id)
+		c.endAsk(id, false)
+		ch <- contAnswer{err: err} // buffered; the only send on ch
 	}
 }
 
-// answer delivers the client's input responses; it reports how many matched
-// a waiting request.
-func (c *continuation) answer(responses mcp.InputResponseMap) int {
+// answer delivers the client's input responses, each to its waiting
+// request, once: applied counts the ones delivered, withdrawn the ones
+// for requests that stopped waiting before the client answered (the
+// answer is moot, not wrong), again the ones answered already (a repeated
+// retry: not applied a second time).
+func (c *continuation) answer(responses mcp.InputResponseMap) (applied, withdrawn, again int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := 0
 	for id, r := range responses {
 		if ch, ok := c.answers[id]; ok {
-			select {
-			case ch <- contAnswer{resp: r}:
-				n++
-			default:
+			delete(c.answers, id)
+			c.endAsk(id, true)
+			ch <- contAnswer{resp: r} // buffered; the only send on ch
+			applied++
+			continue
+		}
+		if answered, ok := c.ended[id]; ok {
+			if answered {
+				again++
+			} else {
+				withdrawn++
 			}
 		}
 	}
-	return n
+	return applied, withdrawn, again
 }
+
+// resume checks a client's retry against continuation c and applies its
+// answers; sameTarget tells whether the retry was sent to the call's
+// upstream. The error is the one the client gets.
+func (c *continuation) resume(method string, sameTarget bool, caller string, responses mcp.InputResponseMap) error {
+	if c.caller != caller {
+		return errContGone // another caller's: it does not exist for this one
+	}
+	if c.method != method || !sameTarget {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState belongs to a different request; retry the request it was issued for"}
+	}
+	applied, withdrawn, again := c.answer(responses)
+	if applied+withdrawn > 0 {
+		return nil
+	}
+	if again > 0 {
+		return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "these inputResponses were applied already (each answer is applied once); retry with the answers to the latest input-required result"}
+	}
+	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "inputResponses answer none of the pending input requests"}
+}
+
+// errContGone is the error for a requestState no replica can resume.
+var errContGone = &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call the gateway no longer holds (it finished or expired); start the call again"}
 
 // gatherWindow is how long a round waits after an upstream's request for
 // another one. An upstream with several questions at once (a 2025-era SDK
@@ -221,6 +306,14 @@ const (
 // the client receives: an input-required result built by needInput, with
 // every request the upstream sent meanwhile (see gatherWindow), or the final
 // result.
+//
+// Only requests that still wait are put to the client: one the upstream
+// withdrew (it cancelled it, or the call ended) is dropped, and a final
+// result that arrives while a round gathers wins over the requests
+// gathered, which the ended call can no longer use. (On a shared upstream
+// connection a request the upstream sends on its own initiative, such as
+// a server asking for roots once it is initialized, is taken for one of
+// the calls in flight; it ends with that call.)
 func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInput func(mcp.InputRequestMap, string) R) (R, error) {
 	var zero R
 	for {
@@ -242,6 +335,9 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 			}
 			return res, ev.err
 		}
+		if !c.waiting(ev.inputID) {
+			continue // withdrawn before the client saw it
+		}
 		reqs := mcp.InputRequestMap{}
 		var refused []contEvent
 		add := func(ev contEvent) {
@@ -252,6 +348,7 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 			}
 		}
 		add(ev)
+		final := false
 		idle, end := time.NewTimer(gatherWindow), time.NewTimer(gatherMax)
 	gather:
 		for {
@@ -259,9 +356,12 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 			case more := <-c.events:
 				if more.req == nil {
 					c.hold(more)
+					final = true
 					break gather
 				}
-				add(more)
+				if c.waiting(more.inputID) {
+					add(more)
+				}
 				idle.Reset(gatherWindow)
 			case <-idle.C:
 				break gather
@@ -276,11 +376,19 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 		for _, r := range refused {
 			c.refuse(r.inputID, r.refused)
 		}
+		if final {
+			continue // the call has ended: its result, not questions it can no longer use
+		}
+		for id := range reqs {
+			if !c.waiting(id) {
+				delete(reqs, id)
+			}
+		}
 		if len(reqs) > 0 {
 			return needInput(reqs, continuationPrefix+c.id), nil
 		}
-		// Only requests the client cannot answer: see what the upstream
-		// does about their refusal.
+		// Only requests the client cannot answer, or withdrawn ones: see
+		// what the upstream does next.
 	}
 }
 
@@ -288,23 +396,28 @@ func nextRound[R any](g *Gateway, ctx context.Context, c *continuation, needInpu
 // resources/read) for a 2026-era client against an upstream that may send
 // server-to-client requests mid-call. state and responses are the client's
 // requestState and inputResponses; do performs the upstream call.
+//
+// A retry carrying a requestState of another replica's call is relayed to
+// that replica (resumeElsewhere), which runs the call.
 func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool, state string, responses mcp.InputResponseMap, progressToken any,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), needInput func(mcp.InputRequestMap, string) R) (R, error) {
 	var zero R
+	caller := callerOf(req)
+	timeout, _ := g.edgeOf(u).timeoutFor(u, tool)
 	if cont, ours := g.conts.get(state); ours {
 		if cont == nil {
-			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState refers to a call the gateway no longer holds (it finished, expired, or was made on another replica); start the call again"}
+			if r := replicaOf(state); r != "" && r != g.hot.askTag {
+				return resumeElsewhere[R](g, ctx, r, state, method, groupName(u), caller, responses, 2*timeout)
+			}
+			return zero, errContGone
 		}
-		if cont.method != method || cont.up != u {
-			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "requestState belongs to a different request; retry the request it was issued for"}
-		}
-		if cont.answer(responses) == 0 {
-			return zero, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "inputResponses answer none of the pending input requests"}
+		if err := cont.resume(method, cont.up == u, caller, responses); err != nil {
+			return zero, err
 		}
 		return nextRound(g, ctx, cont, needInput)
 	}
-	timeout, _ := g.edgeOf(u).timeoutFor(u, tool)
-	cont := g.conts.create(method, u, timeout)
+	cont := g.conts.create(g.hot.askTag, caller, method, u, timeout)
+	cont.next = func(ctx context.Context) (any, error) { return nextRound(g, ctx, cont, needInput) }
 	if r, ok := req.(interface {
 		ClientCapabilities() *mcp.ClientCapabilities
 	}); ok {
@@ -329,6 +442,17 @@ func runNewEra[R any](g *Gateway, ctx context.Context, u *upstream.Upstream, req
 		}
 	}()
 	return nextRound(g, ctx, cont, needInput)
+}
+
+// callerOf is the credential identity of req's caller ("" without one).
+func callerOf(req mcp.Request) string {
+	if req == nil {
+		return ""
+	}
+	if ex := req.GetExtra(); ex != nil {
+		return userIDOf(ex.TokenInfo)
+	}
+	return ""
 }
 
 // forward runs one request against upstream u for a client of the same era

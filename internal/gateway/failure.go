@@ -48,13 +48,9 @@ type edge struct {
 // before the first.
 func (e *edge) latency() time.Duration { return e.lat.get() }
 
-// noEdge serves calls on an upstream the gateway no longer configures
-// (removed by a reload while the call began): no breaker, no retries.
-var noEdge = &edge{budget: newRetryBudget()}
-
 func edgeKey(u config.Upstream) string { return u.Fingerprint() + "/" + u.FailureKey() }
 
-func newEdge(u config.Upstream, log *slog.Logger) *edge {
+func newEdge(u config.Upstream, log *slog.Logger, onOpen func(upstream, reason string, openFor time.Duration)) *edge {
 	e := &edge{key: edgeKey(u), budget: newRetryBudget()}
 	if u.Transport == upstream.TransportBuiltin {
 		// In-process servers have no transport to fail.
@@ -64,6 +60,7 @@ func newEdge(u config.Upstream, log *slog.Logger) *edge {
 	e.retries = u.MaxRetries()
 	if failures, openFor, half := u.Breaker.Settings(); failures > 0 {
 		e.breaker = newBreaker(u.Name, failures, openFor, half, log)
+		e.breaker.onOpen = onOpen
 	}
 	return e
 }
@@ -89,7 +86,7 @@ func (g *Gateway) applyEdgesLocked(want map[string]config.Upstream) {
 			edges[name] = e
 			continue
 		}
-		edges[name] = newEdge(w, g.log)
+		edges[name] = newEdge(w, g.log, g.breakerOpened)
 	}
 	g.edges = edges
 }
@@ -100,7 +97,7 @@ func (g *Gateway) edgeOf(u *upstream.Upstream) *edge {
 	if e := g.edges[u.Name()]; e != nil {
 		return e
 	}
-	return noEdge
+	return g.noEdge
 }
 
 // outcome is what one attempt says about the upstream's health.
@@ -252,6 +249,9 @@ type breaker struct {
 	openFor  time.Duration
 	cb       *gobreaker.TwoStepCircuitBreaker[struct{}]
 	log      *slog.Logger
+	// onOpen, if set, hears when the breaker opens (an event); it is
+	// called on a goroutine of its own.
+	onOpen func(upstream, reason string, openFor time.Duration)
 
 	mu       sync.Mutex
 	lastErr  string    // the latest failure
@@ -293,6 +293,11 @@ func (b *breaker) changed(_ string, from, to gobreaker.State) {
 	switch to {
 	case gobreaker.StateOpen:
 		b.log.Warn("circuit breaker opened", "upstream", b.name, "from", from.String(), "reason", reason, "open_for", b.openFor)
+		// From closed only: a probe failing again while the upstream
+		// stays down is the same outage, not news.
+		if b.onOpen != nil && from == gobreaker.StateClosed {
+			go b.onOpen(b.name, reason, b.openFor)
+		}
 	case gobreaker.StateHalfOpen:
 		b.log.Info("circuit breaker half-open: probing", "upstream", b.name)
 	default:
@@ -447,7 +452,7 @@ func retryBackoff(attempt int) time.Duration {
 func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSession,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error), replayable func() bool) (R, bool, error) {
 	for n := 1; ; n++ {
-		res, isErr, err := send(ctx, cs, c.token, do)
+		res, isErr, err := send(g, ctx, c, cs, do)
 		c.att.Dispatch(!neverSent(err))
 		if errors.Is(err, mcp.ErrSessionMissing) && c.clientID != "" {
 			// The upstream forgot this client's session (it restarted or
@@ -456,7 +461,7 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 			c.up.Forget(c.clientID, cs)
 			if cs2, err2 := c.up.Session(ctx, c.clientID); err2 == nil {
 				cs = cs2
-				res, isErr, err = send(ctx, cs, c.token, do)
+				res, isErr, err = send(g, ctx, c, cs, do)
 				c.att.Dispatch(!neverSent(err))
 			}
 		}
@@ -472,14 +477,19 @@ func attempt[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSess
 }
 
 // send runs do once on cs, refining its error with what became of the
-// request on the wire (see [upstream.TrackSend]): on a stdio connection, a
+// request on the wire (see [upstream.Upstream.TrackSend]): on a stdio connection, a
 // request the SDK never wrote, or whose write failed, is recognized as
 // never sent even when the SDK reports the read loop's bare EOF for it.
-func send[R any](ctx context.Context, cs *mcp.ClientSession, token string,
+// With tracing on, the attempt is a client span (tracing.go), the parent
+// of the upstream's own spans.
+func send[R any](g *Gateway, ctx context.Context, c *call, cs *mcp.ClientSession,
 	do func(context.Context, *mcp.ClientSession, string) (R, bool, error)) (R, bool, error) {
-	tctx, refine := upstream.TrackSend(ctx, cs)
-	res, isErr, err := do(tctx, cs, token)
-	return res, isErr, refine(err)
+	ctx, span := g.startUpstreamSpan(ctx, c, cs)
+	tctx, refine := c.up.TrackSend(ctx, cs)
+	res, isErr, err := do(tctx, cs, c.token)
+	err = refine(err)
+	endUpstreamSpan(span, isErr, err)
+	return res, isErr, err
 }
 
 // retry decides whether attempt n of call c, which failed with err, is sent

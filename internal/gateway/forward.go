@@ -21,6 +21,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -44,6 +45,8 @@ type call struct {
 	clientCtx context.Context // the client request's context: its values route messages to the right stream
 	release   string          // per-call upstream connection to close at the end ("" if none)
 	hot       *hotStream      // the client's side of a hot-path call (hotstream.go); nil otherwise
+	logs      atomic.Int64    // log messages queued for the call's stream (sink.go, logOnSDKCall)
+	lastLog   atomic.Int64    // when the last one was queued (unix ns)
 	clientID  string          // the per-session connection's key ("" for the shared one)
 
 	// Failure handling (failure.go).
@@ -84,8 +87,6 @@ type valuesFrom struct {
 
 func (v valuesFrom) Value(key any) any { return v.vals.Value(key) }
 
-var callSeq atomic.Uint64
-
 // begin resolves the upstream session for a request and registers the call
 // so that sampling, elicitation, roots and progress from the upstream reach
 // the client that caused them. The returned context carries the call's
@@ -102,7 +103,7 @@ var callSeq atomic.Uint64
 // upstreams, so one id follows a call through every hop.
 func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Request, method, tool string, progressToken any, cont *continuation) (context.Context, *mcp.ClientSession, *call, error) {
 	clientCtx := ctx
-	ctx = upstream.Detach(ctx)
+	ctx = withCallerTrace(upstream.Detach(ctx), clientCtx)
 	var ss *mcp.ServerSession
 	if req != nil {
 		ss, _ = req.GetSession().(*mcp.ServerSession)
@@ -116,7 +117,7 @@ func (g *Gateway) begin(ctx context.Context, u *upstream.Upstream, req mcp.Reque
 		// Also covers clients that never send notifications/initialized.
 		g.sessionOpened(ss)
 	}
-	c := &call{id: callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
+	c := &call{id: g.callSeq.Add(1), ss: ss, up: u, method: method, start: time.Now(), cont: cont, clientCtx: clientCtx, tool: tool, edge: g.edgeOf(u)}
 	c.hot, _ = clientCtx.Value(hotStreamKey{}).(*hotStream)
 	g.metrics.Requests.WithLabelValues(u.Name(), method).Inc()
 	clientID := ""
@@ -176,6 +177,9 @@ func progressTokenFor(id uint64) string {
 // and client cancellations do not) and translates transport-level failures
 // into JSON-RPC errors that tell the client what happened.
 func (g *Gateway) end(ctx context.Context, c *call, isToolError bool, err error) (out error) {
+	if !c.released.Load() {
+		g.awaitLogs(c)
+	}
 	if !c.released.CompareAndSwap(false, true) {
 		return err
 	}
@@ -250,9 +254,16 @@ var hopByHop = []string{
 }
 
 // withProgress returns the _meta to send upstream: the client's, without
-// hop-by-hop keys, and with the gateway's progress token when there is one.
-// The client's map is never modified.
-func withProgress(meta mcp.Meta, token string) mcp.Meta {
+// hop-by-hop keys, with the gateway's progress token when there is one,
+// and with the W3C trace context of ctx (the upstream-call span, or the
+// client's context passed on) in traceparent/tracestate (SEP-414). The
+// client's map is never modified.
+func withProgress(ctx context.Context, meta mcp.Meta, token string) mcp.Meta {
+	return tracing.InjectMeta(ctx, progressMeta(meta, token))
+}
+
+// progressMeta is withProgress without the trace context.
+func progressMeta(meta mcp.Meta, token string) mcp.Meta {
 	hop := false
 	for _, k := range hopByHop {
 		if _, ok := meta[k]; ok {
@@ -301,7 +312,7 @@ func (g *Gateway) forwardTool(ctx context.Context, c *pipeline.Call, t *upstream
 	p, name := req.Params, c.Item
 	builtinUp := t.Config().Transport == upstream.TransportBuiltin
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs), Name: name, InputResponses: p.InputResponses, RequestState: p.RequestState}
 		if builtinUp {
 			params.Meta = builtinMeta(params.Meta, principalOf(req))
 		}
@@ -345,7 +356,7 @@ func (g *Gateway) forwardPrompt(ctx context.Context, c *pipeline.Call, t *upstre
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
 		params := *p
 		params.Name = name
-		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
+		params.Meta = g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)
@@ -376,7 +387,7 @@ func (g *Gateway) forwardRead(ctx context.Context, _ *pipeline.Call, t *upstream
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
 		params := *p
 		params.URI = spelled(t, params.URI)
-		params.Meta = g.statelessHop(withProgress(p.Meta, token), p.Meta, req, cs)
+		params.Meta = g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		if res != nil {
 			dropServerInfo(res.Meta)
@@ -542,7 +553,7 @@ func (g *Gateway) completeNow(ctx context.Context, only string, req *mcp.Complet
 		return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("completion/complete: no prompt or resource template %q", ref.Name+ref.URI)}
 	}
 	p.Ref = &ref
-	p.Meta = withProgress(p.Meta, "")
+	p.Meta = withProgress(ctx, p.Meta, "")
 	// Routed like a read: what the user is typing is the call's data, so
 	// local-only rules hold for it.
 	rc := &pipeline.Call{Method: pipeline.MethodComplete, Request: req, Target: u}

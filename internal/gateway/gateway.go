@@ -25,6 +25,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/devload"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/sessionstore"
 	"github.com/mcpedge/mcpedge/internal/stage/argcheck"
 	cachestage "github.com/mcpedge/mcpedge/internal/stage/cache"
 	"github.com/mcpedge/mcpedge/internal/telemetry"
@@ -38,9 +39,16 @@ var Version = "dev"
 
 // Gateway holds the upstreams and the MCP servers built from their catalogs.
 type Gateway struct {
+	// ev publishes upstream and breaker events (events.go).
+	ev      upstreamEvents
 	log     *slog.Logger
 	metrics *telemetry.Metrics
 	cfg     atomic.Pointer[config.Config]
+
+	callSeq atomic.Uint64 // numbers the calls to upstreams (begin)
+	// noEdge serves calls on an upstream the gateway no longer configures
+	// (removed by a reload while the call began): no breaker, no retries.
+	noEdge *edge
 
 	agg *mcp.Server
 
@@ -80,10 +88,13 @@ type Gateway struct {
 
 	inflight inflightTable
 	conts    continuations
-	progress progressTable
-	subs     subscriptions
-	levels   levelTable
-	sessions sync.Map // client session id -> *mcp.ServerSession
+	// contRelay carries retries of input-required calls to the replica
+	// running them (contrelay.go); nil: this replica's own only.
+	contRelay sessionstore.Mailbox
+	progress  progressTable
+	subs      subscriptions
+	levels    levelTable
+	sessions  sync.Map // client session id -> *mcp.ServerSession
 	// clientLevels is the level each 2025-era client session set with
 	// logging/setLevel (*mcp.ServerSession -> mcp.LoggingLevel), sent on to
 	// stateless upstreams with each request (era.go, statelessHop).
@@ -111,6 +122,9 @@ type Gateway struct {
 	routeMetrics *routeMetrics
 	// pipe is the compiled data plane (stages.go).
 	pipe pipelineHolder
+	// trace makes the spans of calls (tracing.go); a no-op tracer unless
+	// SetTracing handed it an enabled provider.
+	trace *tracer
 	// Reload (Apply): pending are the replacements of changed
 	// connections, connecting next to the ones they replace; swapped is
 	// closed (and renewed) whenever one is promoted; wantGroups are the
@@ -166,7 +180,8 @@ type registration struct {
 // [Gateway.Start].
 func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g := &Gateway{
-		log: log, metrics: m,
+		noEdge: &edge{budget: newRetryBudget()},
+		log:    log, metrics: m,
 		upstreams: map[string]*upstream.Upstream{},
 		per:       map[string]*mcp.Server{},
 		regs:      map[string]*registration{},
@@ -177,6 +192,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 		groups:    map[string]*group{},
 	}
 	g.cfg.Store(cfg)
+	g.trace = newTracer()
 	g.hot.reader = rawwire.NewReader(rawwire.Limits{MaxDepth: config.MaxJSONDepthLimit})
 	g.hot.askTag = rand.Text()[:10]
 	g.agg = g.newAggregateServer(cfg)

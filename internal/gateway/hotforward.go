@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,10 +19,12 @@ import (
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
 	"github.com/mcpedge/mcpedge/internal/rawwire"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/yosida95/uritemplate/v3"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // hotWire is the hot path's state: ids for the requests it posts, and the
@@ -42,15 +46,19 @@ type hotWire struct {
 func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.CallToolRequest) (mcp.Result, error) {
 	name := c.Item
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.CallToolResult, bool, error) {
-		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		if t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, isErr, err, fallback := postWire(g, ctx, c, t, cs, paramsEdit(name, token), hotOwner(t, req.Session), toolResultView,
 				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
 			if !fallback {
 				return res, isErr, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil {
+			return pipeWire(g, ctx, c, t, cs, p, paramsEdit(name, token), toolResultView,
+				func(isErr bool) *mcp.CallToolResult { return &mcp.CallToolResult{IsError: isErr} })
+		}
 		hotAttempt(c.Wire.Client, false)
-		params := &mcp.CallToolParams{Meta: withProgress(req.Params.Meta, token), Name: name}
+		params := &mcp.CallToolParams{Meta: g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs), Name: name}
 		if len(req.Params.Arguments) > 0 {
 			params.Arguments = req.Params.Arguments
 		}
@@ -68,17 +76,22 @@ func (g *Gateway) forwardToolWire(ctx context.Context, c *pipeline.Call, t *upst
 func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.GetPromptRequest) (mcp.Result, error) {
 	name := c.Item
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.GetPromptResult, bool, error) {
-		if t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		if t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, _, err, fallback := postWire(g, ctx, c, t, cs, paramsEdit(name, token), hotOwner(t, req.Session), promptResultView,
 				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
 			if !fallback {
 				return res, false, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil {
+			res, _, err := pipeWire(g, ctx, c, t, cs, p, paramsEdit(name, token), promptResultView,
+				func(bool) *mcp.GetPromptResult { return &mcp.GetPromptResult{} })
+			return res, false, err
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.Name = name
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.GetPrompt(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -99,9 +112,9 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 	uri := req.Params.URI
 	own := spelled(t, uri)
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
-		// The client's bytes are posted as they are only when they name
+		// The client's bytes are sent as they are only when they name
 		// the resource as the upstream spells it (uri.go).
-		if own == uri && t.CanPost(cs) && cs.InitializeResult().ProtocolVersion < statelessVersion {
+		if own == uri && t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, _, err, fallback := postWire(g, ctx, c, t, cs, readParamsEdit(token), hotOwner(t, req.Session), readResultView,
 				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
 			if !fallback {
@@ -111,10 +124,18 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, false, err
 			}
 		}
+		if p := t.PipeOf(cs); p != nil && own == uri {
+			res, _, err := pipeWire(g, ctx, c, t, cs, p, readParamsEdit(token), readResultView,
+				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
+			if err == nil && c.Wire.Result == nil {
+				err = completeRead(res, uri, readMIME(t.Catalog(), uri))
+			}
+			return res, false, err
+		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
 		params.URI = own
-		params.Meta = withProgress(req.Params.Meta, token)
+		params.Meta = g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
 		if res != nil {
@@ -191,56 +212,167 @@ func hotOwner(t *upstream.Upstream, ss *mcp.ServerSession) string {
 // for its bytes. It reports fallback when the upstream no longer knows
 // the session (HTTP 404: it did not run the call), so that the attempt
 // goes through the SDK client, which renews or reports the session as it
-// does for every call.
+// does for every call. To an upstream of the 2026-07-28 protocol (no
+// session) the request goes with that protocol's headers (Mcp-Method,
+// Mcp-Name) and _meta, and its input_required rounds are done here
+// (hotRounds).
 func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, edit rawwire.Edit, owner string,
 	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error, fallback bool) {
+	send := func(ctx context.Context, id string, body []byte, _ bool) (rawwire.Answer, bool, error) {
+		hotAttempt(c.Wire.Client, true)
+		resp, err := t.PostCall(ctx, cs, body, c.Method, c.Item)
+		if err != nil {
+			if ctx.Err() != nil {
+				g.hotCancelled(ctx, t, cs, id)
+				return rawwire.Answer{}, false, ctx.Err() // not the HTTP client's error: it names the upstream's URL
+			}
+			return rawwire.Answer{}, false, plainTransportError{err}
+		}
+		defer drainClose(resp.Body)
+		switch {
+		case resp.StatusCode == http.StatusNotFound && cs.ID() != "":
+			return rawwire.Answer{}, true, nil
+		case resp.StatusCode != http.StatusOK:
+			if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct == "application/json" {
+				// A JSON-RPC error sent with an HTTP error status (the
+				// 2026-07-28 protocol does): the upstream's own answer.
+				a, err := g.hot.reader.ReadAnswer(resp, id, nil)
+				if err == nil && a.Error != nil {
+					return a, false, nil
+				}
+				a.Release()
+				return rawwire.Answer{}, false, fmt.Errorf("upstream answered HTTP %d", resp.StatusCode)
+			}
+			snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			return rawwire.Answer{}, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet))
+		}
+		a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
+			ss, _ := c.Request.GetSession().(*mcp.ServerSession)
+			g.hotMessage(ctx, t, cs, owner, ss, c.Wire.Client, msg, env)
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				g.hotCancelled(ctx, t, cs, id)
+				return rawwire.Answer{}, false, ctx.Err()
+			}
+			if errors.Is(err, rawwire.ErrNoAnswer) {
+				// The stream broke before the answer: like a connection lost
+				// mid-call, the upstream may have run it.
+				return rawwire.Answer{}, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+			}
+			return rawwire.Answer{}, false, plainTransportError{err}
+		}
+		return a, false, nil
+	}
+	return hotRounds(g, ctx, c, t, cs, edit, view, summary, send)
+}
+
+// hotPostable reports whether postWire may send call c in upstream
+// session cs: always in the session era; in the 2026-07-28 protocol when
+// the name goes in the Mcp-Name header as it is (printable ASCII) and the
+// tool declares no argument that goes in a header of its own
+// (x-mcp-header), which the SDK's way sends.
+func (g *Gateway) hotPostable(c *pipeline.Call, cs *mcp.ClientSession) bool {
+	return cs.InitializeResult().ProtocolVersion < statelessVersion || g.eraPostable(c)
+}
+
+// eraPostable is hotPostable in the 2026-07-28 protocol.
+func (g *Gateway) eraPostable(c *pipeline.Call) bool {
+	for i := 0; i < len(c.Item); i++ {
+		if c.Item[i] < 0x20 || c.Item[i] > 0x7e {
+			return false
+		}
+	}
+	if c.Method != pipeline.MethodCallTool {
+		return true
+	}
+	schema, _ := argSchemas{g}.InputSchema(c)
+	return !bytes.Contains(schema, []byte("x-mcp-header"))
+}
+
+// hotSend sends one round's request (id, body; first: the call's first
+// round) and returns the upstream's answer, or fallback: the attempt is to
+// go through the SDK client instead (nothing ran).
+type hotSend func(ctx context.Context, id string, body []byte, first bool) (a rawwire.Answer, fallback bool, err error)
+
+// hotRounds makes the request of a hot-path attempt (appendPipeRequest:
+// edit, the trace context, and for an upstream session cs of the
+// 2026-07-28 protocol that protocol's _meta, eraMeta), sends it, and makes
+// the attempt's result of the answer (takeAnswer). An answer of that
+// protocol that asks for input (input_required) is answered here, as the
+// SDK server does it for a client of the session era: each input request
+// is decoded, scanned by the guard (scanQuestion) and put to the call's
+// client on the call's own stream (askRound); the answers go back with the
+// upstream's requestState, at most maxInputRounds times.
+func hotRounds[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, edit rawwire.Edit,
+	view func([]byte) (resultView, error), summary func(isErr bool) R, send hotSend) (_ R, isErr bool, _ error, fallback bool) {
 	var zero R
-	id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
-	body, err := rawwire.AppendRequest(make([]byte, 0, len(c.Wire.Params)+96), id, c.Method, c.Wire.Params, edit)
-	if err != nil {
-		return zero, false, fmt.Errorf("building the request: %w", err), false
-	}
-	hotAttempt(c.Wire.Client, true)
-	resp, err := t.Post(ctx, cs, body)
-	if err != nil {
-		if ctx.Err() != nil {
-			g.hotCancelled(ctx, t, cs, id)
-			return zero, false, ctx.Err(), false // not the HTTP client's error: it names the upstream's URL
+	newEra := cs.InitializeResult().ProtocolVersion >= statelessVersion
+	var extra, rounds []byte
+	if newEra {
+		var err error
+		if extra, err = g.eraMeta(c, cs); err != nil {
+			return zero, false, err, false
 		}
-		return zero, false, plainTransportError{err}, false
 	}
-	defer drainClose(resp.Body)
-	switch {
-	case resp.StatusCode == http.StatusNotFound && cs.ID() != "":
-		return zero, false, nil, true
-	case resp.StatusCode != http.StatusOK:
-		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return zero, false, fmt.Errorf("upstream answered HTTP %d: %s", resp.StatusCode, bytesTrim(snippet)), false
-	}
-	a, err := g.hot.reader.ReadAnswer(resp, id, func(msg []byte, env jsonguard.Envelope) {
-		ss, _ := c.Request.GetSession().(*mcp.ServerSession)
-		g.hotMessage(ctx, t, cs, owner, ss, c.Wire.Client, msg, env)
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			g.hotCancelled(ctx, t, cs, id)
-			return zero, false, ctx.Err(), false
+	sc := trace.SpanContextFromContext(ctx)
+	for round := 0; ; round++ {
+		id := "mcpedge-" + strconv.FormatUint(g.hot.seq.Add(1), 10)
+		body, err := appendPipeRequest(make([]byte, 0, len(c.Wire.Params)+len(extra)+len(rounds)+180), id, c.Method, c.Wire.Params, edit, sc, extra, rounds)
+		if err != nil {
+			return zero, false, fmt.Errorf("building the request: %w", err), false
 		}
-		if errors.Is(err, rawwire.ErrNoAnswer) {
-			// The stream broke before the answer: like a connection lost
-			// mid-call, the upstream may have run it.
-			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		a, fb, err := send(ctx, id, body, round == 0)
+		if fb || err != nil {
+			return zero, false, err, fb
 		}
-		return zero, false, plainTransportError{err}, false
+		if newEra && a.Error == nil {
+			asks, state, need, err := inputRequired(a.Result)
+			if err != nil {
+				a.Release()
+				return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+			}
+			if need {
+				if round+1 >= maxInputRounds {
+					a.Release()
+					return zero, false, fmt.Errorf("upstream %s asked for input %d times in one call; the gateway gives up", t.Name(), maxInputRounds), false
+				}
+				rounds, err = g.askRound(ctx, c, t, asks, state)
+				a.Release() // asks pointed into it
+				if err != nil {
+					return zero, false, err, false
+				}
+				continue
+			}
+		}
+		res, isErr, err := takeAnswer(c, t, a, view, summary)
+		return res, isErr, err, false
 	}
+}
+
+// takeAnswer makes the result of a hot-path attempt from the upstream's
+// answer: its error, or its result's bytes kept for the client (view says
+// whether they can go as they are; else they are decoded, as the SDK's
+// way would have).
+func takeAnswer[R mcp.Result](c *pipeline.Call, t *upstream.Upstream, a rawwire.Answer,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	var zero R
 	if a.Error != nil {
 		c.Answered = true
-		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}, false
+		return zero, false, &jsonrpc.Error{Code: a.Error.Code, Message: a.Error.Message, Data: a.Error.Data}
 	}
 	v, err := view(a.Result)
 	if err != nil {
 		a.Release()
-		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err), false
+		return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+	}
+	if v.plain && v.strip {
+		b, err := stripServerInfo(a.Result)
+		a.Release()
+		if err != nil {
+			return zero, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		a = rawwire.Answer{Result: b}
 	}
 	if !v.plain {
 		// Odd but valid: a missing member the SDK's way fills in, or the
@@ -250,15 +382,280 @@ func postWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t
 		err := json.Unmarshal(a.Result, res)
 		a.Release()
 		if err != nil {
-			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err), false
+			return zero, false, fmt.Errorf("upstream %s: decoding its result: %w", t.Name(), err)
 		}
 		dropServerInfo(res.GetMeta())
 		tr, ok := any(res).(*mcp.CallToolResult)
-		return res, ok && tr.IsError, nil, false
+		return res, ok && tr.IsError, nil
 	}
 	sum := summary(v.isError)
 	c.Wire.SetResult(a.Result, sum, a.Release)
-	return sum, v.isError, nil, false
+	return sum, v.isError, nil
+}
+
+// pipeWire makes one attempt of a hot-path call on a stdio target: the
+// request's bytes (as postWire makes them) written to the child's framed
+// pipe, and the bytes of its response line taken back (upstream/pipe.go).
+// The child's other messages during the call — progress, logs — go
+// through the SDK client as for any call. A child of the 2026-07-28
+// protocol is served as postWire serves such an HTTP upstream (hotRounds).
+func pipeWire[R mcp.Result](g *Gateway, ctx context.Context, c *pipeline.Call, t *upstream.Upstream, cs *mcp.ClientSession, p *upstream.Pipe, edit rawwire.Edit,
+	view func([]byte) (resultView, error), summary func(isErr bool) R) (_ R, isErr bool, _ error) {
+	send := func(ctx context.Context, id string, body []byte, first bool) (rawwire.Answer, bool, error) {
+		hotAttempt(c.Wire.Client, false) // progress comes through the SDK client
+		line, sent, err := p.Call(ctx, id, append(body, '\n'))
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			if sent {
+				g.pipeCancelled(ctx, t, p, id)
+			}
+			return rawwire.Answer{}, false, ctx.Err()
+		case !sent && first:
+			return rawwire.Answer{}, false, fmt.Errorf("%w: %w", upstream.ErrUnavailable, err) // it never reached the child
+		default:
+			return rawwire.Answer{}, false, fmt.Errorf("upstream %s: %w", t.Name(), err) // written: it may have run
+		}
+		a, err := g.hot.reader.ParseAnswer(line, id)
+		if err != nil {
+			return rawwire.Answer{}, false, fmt.Errorf("upstream %s: %w", t.Name(), err)
+		}
+		return a, false, nil
+	}
+	res, isErr, err, _ := hotRounds(g, ctx, c, t, cs, edit, view, summary, send)
+	return res, isErr, err
+}
+
+// maxInputRounds bounds the input_required rounds of one hot call.
+const maxInputRounds = 8
+
+// inputRequired reads a 2026-07-28 result: whether it asks for input, and
+// then its input requests (raw, by id) and request state.
+func inputRequired(result []byte) (asks []byte, state string, need bool, err error) {
+	var rt, rawState []byte
+	if err := jsonguard.Members(result, func(m jsonguard.Member) bool {
+		switch string(m.Key) {
+		case "resultType":
+			rt = m.Value
+		case "inputRequests":
+			asks = m.Value
+		case "requestState":
+			rawState = m.Value
+		}
+		return true
+	}); err != nil {
+		return nil, "", false, err
+	}
+	if string(rt) != `"input_required"` {
+		return nil, "", false, nil
+	}
+	if len(asks) == 0 || asks[0] != '{' {
+		return nil, "", false, errors.New("its input_required result has no inputRequests object")
+	}
+	if rawState != nil {
+		var ok bool
+		if state, ok = jsonguard.Unquote(rawState); !ok {
+			return nil, "", false, errors.New("its requestState is not a string")
+		}
+	}
+	return asks, state, true, nil
+}
+
+// askRound puts each of a 2026-07-28 upstream's input requests (asks, an
+// object of {method, params} by id) to the call's client, as the SDK
+// server would, and returns the members the next round sends: the
+// answers as inputResponses, and state as requestState.
+func (g *Gateway) askRound(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, asks []byte, state string) ([]byte, error) {
+	ss, _ := c.Request.GetSession().(*mcp.ServerSession)
+	if c.Wire.Client == nil || ss == nil {
+		return nil, errors.New("mcpedge: the upstream asks for input and the call has no client to ask")
+	}
+	out := append(make([]byte, 0, 256), `"inputResponses":{`...)
+	n := 0
+	err := jsonguard.Members(asks, func(m jsonguard.Member) bool {
+		var ask struct {
+			Method string          `json:"method"`
+			Params json.RawMessage `json:"params"`
+		}
+		if err := json.Unmarshal(m.Value, &ask); err != nil {
+			out, n = nil, -1
+			return false
+		}
+		var p any
+		switch ask.Method {
+		case "elicitation/create":
+			p = &mcp.ElicitParams{}
+		case "sampling/createMessage":
+			p = &mcp.CreateMessageWithToolsParams{}
+		case "roots/list":
+			p = &mcp.ListRootsParams{}
+		default:
+			out, n = []byte(ask.Method), -2
+			return false
+		}
+		if len(ask.Params) > 0 && string(ask.Params) != "null" {
+			if err := json.Unmarshal(ask.Params, p); err != nil {
+				out, n = []byte(ask.Method), -1
+				return false
+			}
+		}
+		scanned, err := g.scanQuestion(ctx, t, ask.Method, p)
+		if err != nil {
+			// The guard refused the question (descriptions = "quarantine").
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		q, err := hotQuestion(ss, ask.Method, scanned)
+		if err != nil {
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		res, err := c.Wire.Client.Ask(ctx, ask.Method, q)
+		if err != nil || len(res) == 0 {
+			if err == nil {
+				err = errors.New("no result")
+			}
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		if n > 0 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, m.RawKey...), ':'), res...)
+		n++
+		return true
+	})
+	switch {
+	case err != nil || n == -1:
+		return nil, fmt.Errorf("upstream %s: its inputRequests are not valid input requests", t.Name())
+	case n == -2:
+		return nil, fmt.Errorf("upstream %s asks the client for %q, which the gateway does not relay", t.Name(), out)
+	case n == -3:
+		return nil, fmt.Errorf("multi-round-trip: asking the client: %s", out)
+	}
+	out = append(out, '}')
+	if state != "" {
+		out = rawwire.AppendString(append(out, `,"requestState":`...), state)
+	}
+	return out, nil
+}
+
+// eraMeta is what a request to a 2026-07-28 upstream session cs carries in
+// its _meta beside the client's own keys, as members (no braces): the
+// protocol version, the gateway's client info, the client's capabilities
+// as far as the gateway relays them and its log level (statelessHop).
+func (g *Gateway) eraMeta(c *pipeline.Call, cs *mcp.ClientSession) ([]byte, error) {
+	hop := g.statelessHop(nil, nil, c.Request, cs)
+	hop[mcp.MetaKeyProtocolVersion] = cs.InitializeResult().ProtocolVersion
+	hop[mcp.MetaKeyClientInfo] = upstream.ClientInfo()
+	b, err := json.Marshal(hop)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the request's _meta: %w", err)
+	}
+	return b[1 : len(b)-1], nil
+}
+
+// appendPipeRequest is the request pipeWire writes: rawwire.AppendRequest
+// with edit, the trace context of sc in the params' _meta (traceEdit), meta
+// (members, no braces; nil: none) added to that _meta, which is made if
+// the params have none, and more (members; nil: none) added to the params.
+func appendPipeRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, sc trace.SpanContext, meta, more []byte) ([]byte, error) {
+	edit, _ = traceEdit(sc, edit) // the _meta it would add, the tail below adds
+	saw := false
+	withMeta := func(key, val []byte) ([]byte, bool) {
+		out, keep := []byte(nil), true
+		if edit != nil {
+			out, keep = edit(key, val)
+		}
+		if !keep || string(key) != "_meta" {
+			return out, keep
+		}
+		if out == nil {
+			out = val
+		}
+		if meta == nil {
+			saw = true
+			return out, true
+		}
+		if len(out) == 0 || out[0] != '{' {
+			return nil, false // null: a _meta of meta alone, below
+		}
+		saw = true
+		inner := bytes.TrimSpace(out[1:bytes.LastIndexByte(out, '}')])
+		m := make([]byte, 0, len(inner)+len(meta)+3)
+		m = append(append(m, '{'), inner...)
+		if len(inner) > 0 {
+			m = append(m, ',')
+		}
+		return append(append(m, meta...), '}'), true
+	}
+	tail := func(dst []byte, empty bool) []byte {
+		if !saw && (meta != nil || sc.IsValid()) {
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"_meta":{`...)
+			n := len(dst)
+			if sc.IsValid() {
+				dst = tracing.AppendMetaMembers(dst, sc)
+			}
+			if meta != nil {
+				if len(dst) > n {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, meta...)
+			}
+			dst = append(dst, '}')
+			empty = false
+		}
+		if more != nil {
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, more...)
+		}
+		return dst
+	}
+	return rawwire.AppendRequestTail(dst, id, method, params, withMeta, tail)
+}
+
+// stripServerInfo returns a copy of result without the serverInfo
+// annotation in its _meta, and without the _meta if nothing else is left,
+// as the SDK's way relays it.
+func stripServerInfo(result []byte) ([]byte, error) {
+	return rawwire.AppendObject(make([]byte, 0, len(result)), result, func(key, val []byte) ([]byte, bool) {
+		if string(key) != "_meta" || len(val) == 0 || val[0] != '{' {
+			return nil, true
+		}
+		n := 0
+		m, err := rawwire.AppendObject(make([]byte, 0, len(val)), val, func(k, _ []byte) ([]byte, bool) {
+			if string(k) == mcp.MetaKeyServerInfo {
+				return nil, false
+			}
+			n++
+			return nil, true
+		})
+		if err != nil || n == 0 {
+			return nil, false
+		}
+		return m, true
+	})
+}
+
+// pipeCancelled is hotCancelled for a stdio target.
+func (g *Gateway) pipeCancelled(ctx context.Context, t *upstream.Upstream, p *upstream.Pipe, id string) {
+	if err := p.Notify(cancelledNotice(ctx, id)); err != nil {
+		g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
+	}
+}
+
+// cancelledNotice is the notifications/cancelled for request id of a
+// call whose context ended, with its newline.
+func cancelledNotice(ctx context.Context, id string) []byte {
+	reason := "the call's context ended: " + context.Cause(ctx).Error()
+	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
+	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}\n"...)
+	return msg
 }
 
 // hotCancelled tells the upstream that the request id of a hot call whose
@@ -269,13 +666,12 @@ func (g *Gateway) hotCancelled(ctx context.Context, t *upstream.Upstream, cs *mc
 	if ctx.Err() == nil {
 		return
 	}
-	reason := "the call's context ended: " + context.Cause(ctx).Error()
-	msg := rawwire.AppendString(append(make([]byte, 0, 160), `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`...), id)
-	msg = append(rawwire.AppendString(append(msg, `,"reason":`...), reason), "}}"...)
+	msg := cancelledNotice(ctx, id)
+	msg = msg[:len(msg)-1] // a POST's body needs no newline
 	go func() {
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		resp, err := t.Post(actx, cs, msg)
+		resp, err := t.PostCall(actx, cs, msg, "notifications/cancelled", "")
 		if err != nil {
 			g.log.Debug("telling the upstream a hot call was cancelled", "upstream", t.Name(), "err", err)
 			return
@@ -328,6 +724,50 @@ func paramsEdit(name, token string) rawwire.Edit {
 	}
 }
 
+// traceEdit adds to edit, a hot call's params edit, the trace context of
+// sc in the params' _meta (internal/tracing.SpliceMeta): the gateway's
+// upstream-call span, or the client's context passed on when tracing is
+// off, so that the upstream's spans join the client's trace. A _meta that
+// already carries sc (a client's passed on as it is) is left alone; with
+// no _meta in the params, tail adds one. With sc not valid (no trace
+// context at all) edit is returned as it is, with no tail.
+func traceEdit(sc trace.SpanContext, edit rawwire.Edit) (rawwire.Edit, rawwire.Tail) {
+	if !sc.IsValid() {
+		return edit, nil
+	}
+	seen := false
+	return func(key, val []byte) ([]byte, bool) {
+			v, keep := []byte(nil), true
+			if edit != nil {
+				v, keep = edit(key, val)
+			}
+			if !keep || string(key) != "_meta" {
+				return v, keep
+			}
+			seen = true
+			if v == nil {
+				v = val
+			}
+			if len(v) == 0 || v[0] != '{' || tracing.MetaCarries(v, sc) {
+				return v, true // not an object: goes on as the client sent it
+			}
+			out, err := tracing.SpliceMeta(nil, v, sc, nil)
+			if err != nil {
+				return nil, false
+			}
+			return out, true
+		}, func(dst []byte, empty bool) []byte {
+			if seen {
+				return dst
+			}
+			if !empty {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `"_meta":{`...)
+			return append(tracing.AppendMetaMembers(dst, sc), '}')
+		}
+}
+
 // readParamsEdit is paramsEdit for resources/read: the URI unchanged,
 // the gateway's progress token for the client's, nothing else.
 func readParamsEdit(token string) rawwire.Edit {
@@ -347,7 +787,10 @@ func readParamsEdit(token string) rawwire.Edit {
 // decoding it.
 type resultView struct {
 	isError bool
-	plain   bool // content is an array and nothing needs changing
+	plain   bool // the list (content, messages, contents) is an array
+	// strip: the result's _meta carries the upstream's serverInfo, which
+	// goes (stripServerInfo).
+	strip bool
 }
 
 // toolResultView reads a tools/call result's top-level members: it is
@@ -387,10 +830,11 @@ func readResultView(b []byte) (resultView, error) {
 }
 
 // readResult reads a result's top-level members: plain when the member
-// list is an array and there is no serverInfo annotation to drop. A result
-// that is not an object, or carries the 2026-07-28 protocol's
-// multi-round-trip members (which a session-era client cannot be sent),
-// is an error.
+// list is an array. A serverInfo annotation in its _meta (which the
+// gateway drops, as the SDK's way does) sets strip. A result that is not
+// an object, or carries the 2026-07-28 protocol's multi-round-trip members
+// (which a session-era client cannot be sent; pipeWire does the rounds
+// before), is an error; resultType "complete" goes on, as on the SDK's way.
 func readResult(b []byte, list, method string) (resultView, error) {
 	var v resultView
 	hasContent, serverInfo := false, false
@@ -414,7 +858,12 @@ func readResult(b []byte, list, method string) (resultView, error) {
 					bad = "isError"
 				}
 			}
-		case "inputRequests", "resultType", "requestState":
+		case "resultType":
+			if string(m.Value) == `"complete"` {
+				break // a 2026-07-28 upstream's final round, relayed as the SDK's way relays it
+			}
+			bad = string(m.Key)
+		case "inputRequests", "requestState":
 			bad = string(m.Key)
 		case "_meta":
 			if m.Value[0] == '{' {
@@ -437,7 +886,7 @@ func readResult(b []byte, list, method string) (resultView, error) {
 	if bad != "" {
 		return v, fmt.Errorf("its %s result carries %q, a member of the %s protocol, to a session of an earlier one", method, bad, statelessVersion)
 	}
-	v.plain = hasContent && !serverInfo
+	v.plain, v.strip = hasContent, serverInfo
 	return v, nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/jsonguard"
 	"github.com/mcpedge/mcpedge/internal/mcpwire"
 	"github.com/mcpedge/mcpedge/internal/pipeline"
@@ -144,6 +145,12 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 		return "upstream"
 	}
 	c.Target, c.Principal = u, principalOf(c.Request)
+	if upstreamNewEra(u) && u.Config().Transport == config.TransportHTTP && !g.eraPostable(c) {
+		// An attempt of the 2026-07-28 protocol that postWire cannot make
+		// would go through the SDK client, whose input_required results
+		// only the SDK server turns into questions.
+		return "upstream"
+	}
 	st := &hotStream{g: g, e: e, w: w}
 	c.Wire.Client = st
 	if (cacheSource{g}).caches(c) {
@@ -166,6 +173,7 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 		g.rememberCaller(c.Request, c.Principal)
 	}
 	res, err := g.pipe.chain.Load().Handle(ctx, c)
+	g.traceOutcome(ctx, c, res, err)
 	if g.log.Enabled(ctx, slog.LevelDebug) {
 		g.log.Debug("pipeline", "request_id", c.RequestID, "method", c.Method, "name", c.Name, "upstream", c.Upstream,
 			"answered_by", c.AnsweredBy, "refused_by", c.Refused, "hot", true, "err", err)
@@ -197,10 +205,21 @@ func idKey(raw []byte) string {
 }
 
 // hotUpstream reports whether an upstream's calls may take the hot path:
-// any transport (a target without HTTP is sent to through the SDK client
-// by the forward stage), of the session era like the client.
+// any transport but the gateway's own (a target the forward stage cannot
+// post or pipe to is sent the call through the SDK client), of the
+// session era like the client, or a Streamable HTTP or stdio server of
+// the 2026-07-28 era, whose rounds of input the hot path does itself
+// (hotRounds). Another transport of that era (WASM) takes the SDK's way:
+// only the SDK server's era translation would turn its input_required
+// results into questions to the client.
 func hotUpstream(u *upstream.Upstream) bool {
-	return u.Config().Transport != upstream.TransportBuiltin && !upstreamNewEra(u)
+	switch u.Config().Transport {
+	case upstream.TransportBuiltin:
+		return false
+	case config.TransportStdio, config.TransportHTTP:
+		return true
+	}
+	return !upstreamNewEra(u)
 }
 
 // hotParams reads a tools/call's, prompts/get's or resources/read's params

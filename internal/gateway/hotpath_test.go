@@ -56,6 +56,12 @@ func hotGateway(t *testing.T, toml string, hot bool, setup func(*Gateway), o HTT
 // kind of result the hot path relays.
 func catalogueUpstream() *mcp.Server {
 	s := legacyOnly("cat", nil)
+	catalogueTools(s)
+	return s
+}
+
+// catalogueTools adds catalogueUpstream's tools to s.
+func catalogueTools(s *mcp.Server) {
 	text := func(s string) []mcp.Content { return []mcp.Content{&mcp.TextContent{Text: s}} }
 	tools := map[string]mcp.ToolHandler{
 		"text": func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -103,7 +109,6 @@ func catalogueUpstream() *mcp.Server {
 	for name, h := range tools {
 		secTool(s, name, h)
 	}
-	return s
 }
 
 // hotCatalogue are tools/call params for catalogueUpstream's tools, by the
@@ -244,7 +249,9 @@ func TestHotPathFallbackReasons(t *testing.T) {
 		expect(t, c, 5, `{"name":"nonesuch","arguments":{}}`, "sdk", "item", true)
 	})
 	t.Run("upstream of the 2026-07-28 protocol", func(t *testing.T) {
-		expect(t, c, 40, `{"name":"new__caps","arguments":{}}`, "sdk", "upstream", false)
+		expect(t, c, 40, `{"name":"new__caps","arguments":{}}`, "hot", "", false)
+		// An argument that goes in a header of its own: the SDK's way.
+		expect(t, c, 43, `{"name":"new__hdr","arguments":{"region":"eu"}}`, "sdk", "upstream", false)
 	})
 	t.Run("cached read-only tool", func(t *testing.T) {
 		expect(t, c, 41, `{"name":"ro__text","arguments":{}}`, "sdk", "cache", false)
@@ -364,5 +371,23 @@ func TestHotPathParityOddResults(t *testing.T) {
 			}
 			t.Logf("hot: %s", ha.Body)
 		})
+	}
+}
+
+// TestStripServerInfo: the upstream's serverInfo annotation leaves a
+// result's _meta, which goes when nothing else is left; every other byte
+// stays as it came.
+func TestStripServerInfo(t *testing.T) {
+	si := `"` + mcp.MetaKeyServerInfo + `":{"name":"s","version":"1"}`
+	for _, c := range []struct{ in, want string }{
+		{`{"content":[],"_meta":{` + si + `}}`, `{"content":[]}`},
+		{`{"_meta":{"a":1,` + si + `,"b":[2]},"content":[{"type":"text","text":"x"}]}`, `{"_meta":{"a":1,"b":[2]},"content":[{"type":"text","text":"x"}]}`},
+		{`{"content":[],"_meta":null}`, `{"content":[],"_meta":null}`},
+		{`{"content":[] , "isError" : true}`, `{"content":[],"isError":true}`},
+	} {
+		got, err := stripServerInfo([]byte(c.in))
+		if err != nil || string(got) != c.want {
+			t.Errorf("stripServerInfo(%s) = %s, %v; want %s", c.in, got, err, c.want)
+		}
 	}
 }

@@ -72,6 +72,9 @@ var publicAPI = map[string]bool{
 	"/api/auth/login": true, "/api/auth/refresh": true, "/api/openapi.json": true,
 	// An edge signs in to its hub with its device key (internal/hub).
 	"/api/hub/nonce": true, "/api/hub/enroll": true, "/api/hub/session": true,
+	// Stripe's webhooks carry Stripe's signature, which the billing
+	// handler verifies (internal/billing).
+	"/api/billing/stripe": true,
 }
 
 // compressedAPI are the /api paths whose bodies are compressed (an edge's
@@ -320,9 +323,16 @@ func (g *Gateway) guard(o HTTPOptions, next http.Handler) http.Handler {
 		}
 		if g.security != nil {
 			if !publicAPI[r.URL.Path] {
+				t := timingOf(r)
+				if t != nil {
+					t.authStart = time.Now()
+				}
 				var ok bool
 				if r, ok = g.authenticate(w, r); !ok {
 					return
+				}
+				if t != nil {
+					t.authEnd = time.Now()
 				}
 			}
 		} else if o.Anonymous != nil {
@@ -431,6 +441,14 @@ func (g *Gateway) checkBody(o HTTPOptions, next http.Handler) http.Handler {
 				parsed = true
 			}
 			return env, envErr
+		}
+		// The client's trace context, and with tracing on the request's
+		// server span (tracing.go), for everything below.
+		r, endSpan := g.traceRequest(r, body, envelope)
+		if g.trace.on {
+			st := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+			w = st
+			defer func() { endSpan(st.status) }()
 		}
 		if g.draining.Load() && r.Header.Get("Mcp-Session-Id") == "" {
 			// While draining, calls in flight may still need their clients
@@ -579,7 +597,12 @@ func (g *Gateway) requestID(next http.Handler) http.Handler {
 		r.Header.Set("X-Request-Id", id) // the SDK hands request headers to handlers
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: 200}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
+		ctx := context.WithValue(r.Context(), requestIDKey{}, id)
+		if g.trace.on {
+			// For the server span, which starts once the body is read.
+			ctx = context.WithValue(ctx, edgeTimingKey{}, &edgeTiming{start: start})
+		}
+		next.ServeHTTP(sw, r.WithContext(ctx))
 		if g.log.Enabled(r.Context(), slog.LevelDebug) {
 			g.log.Debug("http request", "request_id", id, "method", r.Method, "path", r.URL.Path,
 				"mcp_method", r.Header.Get("Mcp-Method"), "session", r.Header.Get("Mcp-Session-Id"),

@@ -72,7 +72,10 @@ var breakerStates = map[string]float64{"closed": 0, "half-open": 1, "open": 2}
 
 // edgeMetrics count what failure handling does (see failure.go).
 type edgeMetrics struct {
-	hot        *prometheus.CounterVec // method, path, reason
+	hot *prometheus.CounterVec // method, path, reason
+	// contRelays counts retries of input-required calls relayed to the
+	// replica running the call (contrelay.go), by outcome.
+	contRelays *prometheus.CounterVec
 	retries    *prometheus.CounterVec
 	rejections *prometheus.CounterVec
 }
@@ -92,7 +95,11 @@ func newEdgeMetrics(r prometheus.Registerer) *edgeMetrics {
 			Help: "tools/call and prompts/get of session-era clients by the path they took: \"hot\" (bytes relayed, docs/design/pipeline.md) or \"sdk\", with the reason a request did not qualify.",
 		}, []string{"method", "path", "reason"}),
 	}
-	r.MustRegister(m.retries, m.rejections, m.hot)
+	m.contRelays = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "mcpedge", Name: "continuation_relays_total",
+		Help: "Retries of 2026-07-28 input-required calls that reached another replica than the one running the call, by outcome: \"relayed\" (the owner answered), \"gone\" (the owner has stopped), \"unreachable\" (no Redis), \"failed\" (the relay failed or timed out).",
+	}, []string{"outcome"})
+	r.MustRegister(m.retries, m.rejections, m.hot, m.contRelays)
 	return m
 }
 

@@ -49,6 +49,21 @@ func (g *Gateway) PinsChanged(name string) {
 	g.reregisterLocked(name)
 }
 
+// PolicyChanged tells every client of this replica that its lists may
+// have changed: a tenant's virtual servers or rules decide which tools,
+// prompts and resources it sees, and the policy just changed (through
+// this replica's API, or another process's change announced or polled).
+// The catalogs are registered again as they are, which makes the SDK
+// servers send tools, prompts and resources list_changed (debounced) to
+// their sessions; a client then lists again and sees what it may use now.
+func (g *Gateway) PolicyChanged() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for name := range g.regs {
+		g.reregisterLocked(name)
+	}
+}
+
 // reregisterLocked registers again the catalog upstream name offers now,
 // if it is connected and listed. g.mu must be held.
 func (g *Gateway) reregisterLocked(name string) {

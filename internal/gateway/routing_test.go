@@ -445,7 +445,7 @@ url = "http://127.0.0.1:2/mcp"
 
 // TestMain lets this test binary be a stdio MCP server for the tests that
 // need an upstream they can kill (MCPEDGE_TEST_STDIO_SERVER set): one
-// read-only tool, "lookup". It refuses to start while the file named by
+// read-only tool, "lookup", or the server stdioTestServer names. It refuses to start while the file named by
 // MCPEDGE_TEST_STDIO_DEAD exists, so a killed server stays down.
 func TestMain(m *testing.M) {
 	if os.Getenv("MCPEDGE_TEST_STDIO_SERVER") == "" {
@@ -453,6 +453,10 @@ func TestMain(m *testing.M) {
 	}
 	if _, err := os.Stat(os.Getenv("MCPEDGE_TEST_STDIO_DEAD")); err == nil {
 		os.Exit(3)
+	}
+	if srv := stdioTestServer(os.Getenv("MCPEDGE_TEST_STDIO_SERVER")); srv != nil {
+		_ = srv.Run(context.Background(), &mcp.StdioTransport{})
+		os.Exit(0)
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: "stdio-test", Version: "1"}, nil)
 	var n atomic.Int32

@@ -31,6 +31,41 @@ type changesHub struct {
 	// inline delivers announcements of changes before Publish returns
 	// (Redis delivers them a moment later).
 	inline bool
+	// mail are the replicas' mailboxes by name (sessionstore.Mailbox).
+	mail map[string]func(context.Context, []byte) []byte
+}
+
+func (m *hubMember) Serve(name string, fn func(context.Context, []byte) []byte) {
+	m.hub.mu.Lock()
+	defer m.hub.mu.Unlock()
+	if m.hub.mail == nil {
+		m.hub.mail = map[string]func(context.Context, []byte) []byte{}
+	}
+	m.hub.mail[name] = fn
+}
+
+func (m *hubMember) Send(ctx context.Context, to string, body []byte) ([]byte, error) {
+	m.hub.mu.Lock()
+	fn := m.hub.mail[to]
+	m.hub.mu.Unlock()
+	if fn == nil {
+		return nil, sessionstore.ErrNoReplica
+	}
+	out := make(chan []byte, 1)
+	go func() { out <- fn(ctx, append([]byte(nil), body...)) }()
+	select {
+	case b := <-out:
+		return b, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// unserve makes the replica serving name unreachable, as a stopped one is.
+func (h *changesHub) unserve(name string) {
+	h.mu.Lock()
+	delete(h.mail, name)
+	h.mu.Unlock()
 }
 
 type hubMember struct {
@@ -144,6 +179,7 @@ func keptReplicas(t *testing.T, n int, toml string, setup func(*Gateway)) (st st
 			m := hub.join()
 			g.SetSessionKeeper(sessionstore.New(st, sessionstore.Options{Changes: m}))
 			g.SetAnswerRelay(m)
+			g.SetContinuationRelay(m)
 		})
 		urls, gs = append(urls, url), append(gs, g)
 	}

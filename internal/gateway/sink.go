@@ -26,6 +26,7 @@ func (s *sink) g() *Gateway { return (*Gateway)(s) }
 // every resource its clients are subscribed to: a new connection starts with
 // none, and clients would silently stop getting updates.
 func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {
+	s.g().upstreamStateEvent(u, st)
 	if st == upstream.StateFailed {
 		s.g().pendingFailed(u) // a reload's replacement that cannot connect (gateway.go)
 	}
@@ -93,8 +94,95 @@ func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp
 // go to its client only; a shared connection's go to every client of /mcp and
 // /mcp/<upstream>, each filtered by the level that client set. Each client
 // gets them through its own bounded outbox.
+//
+// A message that arrives while a call the SDK's server dispatched is in
+// flight on the connection (stdio, SSE and WASM upstreams, and HTTP ones
+// off the hot path) goes to that call's client on the call's own stream,
+// as the hot path does for a message on a call's stream (logOnCall):
+// behind a load balancer, the client's standalone stream is usually on
+// another replica. The call is found as a server-to-client request's is
+// (target): the owner's newest call on a per-session connection, the
+// newest call on a shared one.
 func (s *sink) Log(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) {
-	s.logExcept(ctx, u, owner, p, nil)
+	s.logExcept(ctx, u, owner, p, s.logOnSDKCall(u, owner, p))
+}
+
+// logOnSDKCall sends p to the client of the call in flight on u's
+// connection (owner's, for a per-session one) on that call's stream, and
+// returns the client's session (nil: there is no such call, or it is not
+// the SDK's to write to: a hot-path call's stream carries its own
+// messages, and a stateless client's round may be over).
+func (s *sink) logOnSDKCall(u *upstream.Upstream, owner string, p *mcp.LoggingMessageParams) *mcp.ServerSession {
+	g := s.g()
+	if p == nil {
+		return nil
+	}
+	var c *call
+	if owner != "" {
+		if ss := g.session(owner); ss != nil {
+			c = g.inflight.latestOf(u, ss)
+		}
+	} else {
+		c = g.inflight.latest(u)
+	}
+	if c == nil || c.ss == nil || c.hot != nil || c.cont != nil || c.ss.ID() == "" {
+		return nil
+	}
+	if owner == "" && !g.mayReceive(c.ss, groupName(u)) {
+		return nil
+	}
+	ss := c.ss
+	c.lastLog.Store(time.Now().UnixNano())
+	c.logs.Add(1)
+	if !g.post(ss, func(ctx context.Context) {
+		defer c.logs.Add(-1)
+		if c.released.Load() {
+			_ = ss.Log(ctx, p) // the call has answered: its stream is done
+			return
+		}
+		cctx, cancel := c.clientSide(ctx)
+		defer cancel()
+		_ = ss.Log(cctx, p)
+	}) {
+		c.logs.Add(-1)
+		return nil
+	}
+	return ss
+}
+
+// awaitLogs gives an upstream's log messages sent during call c a moment
+// to reach the call's stream (logOnSDKCall) before the call answers. The
+// SDK client hands notifications to another goroutine than the answer, so
+// a message the upstream sent before its result is often handled after
+// it; it would then find no call in flight and go to the client's
+// standalone stream, on whatever replica that is. Only calls that may get
+// such messages wait: dispatched by the SDK's server, by a client that
+// set a log level, to an upstream connection asked to log. They wait
+// 2 ms, longer while messages keep coming or are queued (1 ms of quiet),
+// 50 ms at most. Hot-path calls read their messages in order and never
+// wait.
+func (g *Gateway) awaitLogs(c *call) {
+	if c.hot != nil || c.cont != nil || c.ss == nil || c.up == nil {
+		return
+	}
+	if _, ok := g.clientLevels.Load(c.ss); !ok {
+		return
+	}
+	g.levels.mu.Lock()
+	_, asked := g.levels.applied[c.up]
+	g.levels.mu.Unlock()
+	if !asked {
+		return
+	}
+	const step, minWait, quietFor, maxWait = 250 * time.Microsecond, 2 * time.Millisecond, time.Millisecond, 50 * time.Millisecond
+	start := time.Now()
+	for time.Since(start) < maxWait {
+		quiet := time.Since(time.Unix(0, c.lastLog.Load()))
+		if c.logs.Load() == 0 && time.Since(start) >= minWait && quiet >= quietFor {
+			return
+		}
+		time.Sleep(step)
+	}
 }
 
 // logExcept is Log for every client but except (nil: none), which got the

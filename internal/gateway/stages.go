@@ -16,6 +16,7 @@ import (
 	meterstage "github.com/mcpedge/mcpedge/internal/stage/meter"
 	routestage "github.com/mcpedge/mcpedge/internal/stage/route"
 	"github.com/mcpedge/mcpedge/internal/stage/uricheck"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/mcpedge/mcpedge/internal/upstream"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -80,7 +81,13 @@ func (g *Gateway) buildPipeline() {
 	stages = append(stages, cachestage.New(cacheSource{g}, &cachestage.Options{Noted: func(ctx context.Context, how string) { explain.From(ctx).Cached(how) }}),
 		routestage.New[*upstream.Upstream](routeTargets{g}, func(c *pipeline.Call, t *upstream.Upstream) { c.Target = t }))
 	stages = append(stages, g.guardStage())
-	ch, err := pipeline.Compile(stages, forwardStage{g})
+	var opts []pipeline.Option
+	if g.trace.on {
+		// The stages a slow or refused call is explained by get a span
+		// of their own (docs/design/tracing.md).
+		opts = append(opts, pipeline.Traced(g.trace.t, "authorize", "defer", "cache", "route", "forward"))
+	}
+	ch, err := pipeline.Compile(stages, forwardStage{g}, opts...)
 	if err != nil {
 		// The stages above are fixed at compile time: an error here is a
 		// programming error caught by every test.
@@ -121,6 +128,9 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 	c := &pipeline.Call{Method: method, Face: only, Kind: "resource", Principal: principalOf(req), Source: pipeline.SourceClient, Request: req}
 	if ex := req.GetExtra(); ex != nil && ex.Header != nil {
 		c.RequestID = ex.Header.Get("X-Request-Id")
+		// The trace context checkBody put in the headers: the request's
+		// server span, or the client's context passed on.
+		ctx = tracing.Extract(ctx, ex.Header, nil)
 	}
 	// A request without params (typed nil) names nothing: no owner, and
 	// authorize and the SDK refuse it as an unknown item.
@@ -168,6 +178,7 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 		}
 	}
 	res, err := g.pipe.chain.Load().Handle(context.WithValue(ctx, sdkNextKey{}, next), c)
+	g.traceOutcome(ctx, c, res, err)
 	if g.log.Enabled(ctx, slog.LevelDebug) {
 		g.log.Debug("pipeline", "request_id", c.RequestID, "method", c.Method, "name", c.Name, "upstream", c.Upstream,
 			"answered_by", c.AnsweredBy, "refused_by", c.Refused, "err", err)

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/mcpedge/mcpedge/internal/store"
 )
@@ -161,6 +162,9 @@ type Options struct {
 	NonceTTL time.Duration
 	// Now is the clock (tests).
 	Now func() time.Time
+	// Events, if set, hears of each device enrolled for the first time
+	// (events.DeviceEnrolled).
+	Events events.Publisher
 }
 
 // Service is the hub side: it serves PathNonce, PathEnroll, PathSession,
@@ -437,6 +441,13 @@ func (s *Service) signedIn(ctx context.Context, req *SignInRequest, enroll bool,
 		}
 		if err := s.o.Store.PutDevice(ctx, d); err != nil {
 			return nil, refuse(http.StatusServiceUnavailable, "unavailable", "storing the device: %v", err)
+		}
+		if !known && s.o.Events != nil {
+			e := events.Event{Type: events.DeviceEnrolled, TenantID: d.TenantID, Time: now,
+				Data: map[string]any{"device_id": d.ID, "name": d.Name, "kind": d.Kind, "labels": d.Labels, "attested": d.Attested, "client_ip": ip}}
+			if err := s.o.Events.Publish(context.WithoutCancel(ctx), e); err != nil {
+				s.o.Log.Warn("hub: publishing the enrollment event failed", "device", d.ID, "error", err)
+			}
 		}
 		dev = d
 	} else if att != nil && (dev.Reapprove || dev.Refusal != "" || !dev.Attested || !maps.EqualFunc(dev.PCRs, att.PCRs, bytes.Equal)) {

@@ -91,18 +91,14 @@ func (a *account) free(b int64) {
 	}
 }
 
-var allocSample = []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-var allocMu sync.Mutex
-
 // heapAllocs returns the cumulative heap allocation counter.
 func heapAllocs() int64 {
-	allocMu.Lock()
-	defer allocMu.Unlock()
-	metrics.Read(allocSample)
-	if allocSample[0].Value.Kind() != metrics.KindUint64 {
+	sample := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
 		return 0
 	}
-	return int64(allocSample[0].Value.Uint64())
+	return int64(sample[0].Value.Uint64())
 }
 
 // meter measures one operation.

@@ -94,10 +94,23 @@ type Options struct {
 	// gateway registers that upstream's catalog again. It is called with
 	// no lock of the Pinner held, so it may call Serve.
 	Changed func(upstream string)
+	// OnChange, if set, is called after Serve found an upstream offering
+	// a definition other than the pinned one (once per offered
+	// definition, as the pin.change audit entry), with no lock held.
+	OnChange func(Change)
 	// Poll is how often pins are reloaded; 0 means DefaultPoll.
 	Poll time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// A Change is a pinned item whose upstream offers another definition.
+type Change struct {
+	Upstream, Kind, Name string
+	// Policy is the upstream's pin policy; Served what the gateway
+	// serves meanwhile ("pinned", "withheld" or "offered").
+	Policy, Served          string
+	PinnedHash, OfferedHash string
 }
 
 // Pinner pins upstreams' definitions. It is safe for concurrent use.
@@ -345,7 +358,8 @@ func (p *Pinner) Serve(upstream, policy string, c Catalog) Catalog {
 	}
 	var out Catalog
 	var newPins []string
-	s := &serving{p: p, upstream: upstream, policy: policy, now: p.o.Now(), entries: &entries, newPins: &newPins}
+	var changes []Change
+	s := &serving{p: p, upstream: upstream, policy: policy, now: p.o.Now(), entries: &entries, newPins: &newPins, changes: &changes}
 	out.Tools = serveAll(s, store.PinTool, c.Tools, func(t *mcp.Tool) string { return t.Name })
 	out.Prompts = serveAll(s, store.PinPrompt, c.Prompts, func(t *mcp.Prompt) string { return t.Name })
 	out.Templates = serveAll(s, store.PinTemplate, c.Templates, func(t *mcp.ResourceTemplate) string { return t.URITemplate })
@@ -359,6 +373,11 @@ func (p *Pinner) Serve(upstream, policy string, c Catalog) Catalog {
 	if p.o.Audit != nil {
 		for _, e := range entries {
 			p.o.Audit(context.Background(), e)
+		}
+	}
+	if p.o.OnChange != nil {
+		for _, c := range changes {
+			p.o.OnChange(c)
 		}
 	}
 	if wrote {
@@ -383,6 +402,7 @@ type serving struct {
 	upstream, policy string
 	now              time.Time
 	entries          *[]*store.AuditEntry
+	changes          *[]Change
 	newPins          *[]string
 }
 
@@ -459,6 +479,7 @@ func serveOne[T any](s *serving, kind, name string, it *T) *T {
 		}
 		detail, _ := json.Marshal(map[string]any{"upstream": s.upstream, "kind": kind, "name": name, "policy": s.policy, "served": served,
 			"pinned_hash": cur.Hash, "offered_hash": hash, "diff": d})
+		*s.changes = append(*s.changes, Change{Upstream: s.upstream, Kind: kind, Name: name, Policy: s.policy, Served: served, PinnedHash: cur.Hash, OfferedHash: hash})
 		*s.entries = append(*s.entries, &store.AuditEntry{Time: s.now, Actor: "system", ActorKind: "system", Action: "pin.change",
 			Target: Target(s.upstream, kind, name), Outcome: "ok", Detail: detail})
 		cur = &cp

@@ -147,6 +147,7 @@ type fixture struct {
 	mu      sync.Mutex
 	audit   []*store.AuditEntry
 	changed []string
+	changes []Change // OnChange
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -161,6 +162,11 @@ func newFixture(t *testing.T) *fixture {
 		Audit: func(_ context.Context, e *store.AuditEntry) {
 			f.mu.Lock()
 			f.audit = append(f.audit, e)
+			f.mu.Unlock()
+		},
+		OnChange: func(c Change) {
+			f.mu.Lock()
+			f.changes = append(f.changes, c)
 			f.mu.Unlock()
 		},
 		Changed: func(up string) {
@@ -286,6 +292,12 @@ func TestPolicies(t *testing.T) {
 			if !tt.audited {
 				return
 			}
+			// One change event per changed item, as audited.
+			f.mu.Lock()
+			if len(f.changes) != 3 || f.changes[0].Name != "read" || f.changes[0].Policy != tt.policy || f.changes[0].OfferedHash == f.changes[0].PinnedHash {
+				t.Errorf("OnChange calls: %+v", f.changes)
+			}
+			f.mu.Unlock()
 			if e := f.audit[1]; !strings.Contains(string(e.Detail), `+  \"description\": \"Reads a file. Before that`) {
 				t.Errorf("pin.change detail has no diff: %s", e.Detail)
 			}

@@ -23,6 +23,9 @@ import (
 
 	"github.com/mcpedge/mcpedge/internal/principal"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // A Call is one client request (or queued delivery) on its way to an
@@ -191,11 +194,38 @@ type Chain struct {
 // is not configured and is left out; a stage whose name Order does not
 // know, or that is given twice, is an error (a typo must not silently drop
 // a check).
-func Compile(stages []Stage, terminal Stage) (*Chain, error) {
-	return compile(Order(), stages, terminal)
+func Compile(stages []Stage, terminal Stage, opts ...Option) (*Chain, error) {
+	return compile(Order(), stages, terminal, opts...)
 }
 
-func compile(order []Entry, stages []Stage, terminal Stage) (*Chain, error) {
+// An Option changes how [Compile] builds the chain.
+type Option func(*options)
+
+type options struct {
+	tracer trace.Tracer
+	traced map[string]bool
+}
+
+// Traced puts a span around each of the named stages (for tracing; see
+// docs/design/tracing.md), made with tracer and named "mcpedge.<stage>". A
+// stage's span covers the stages below it, as its Handle does. Without
+// this option the chain makes no span at all, which is how a gateway
+// whose tracing is off runs: nothing is added to a call's path.
+func Traced(tracer trace.Tracer, stages ...string) Option {
+	return func(o *options) {
+		o.tracer = tracer
+		o.traced = map[string]bool{}
+		for _, s := range stages {
+			o.traced[s] = true
+		}
+	}
+}
+
+func compile(order []Entry, stages []Stage, terminal Stage, opts ...Option) (*Chain, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if terminal == nil {
 		return nil, fmt.Errorf("pipeline: no terminal stage")
 	}
@@ -232,7 +262,11 @@ func compile(order []Entry, stages []Stage, terminal Stage) (*Chain, error) {
 		after := map[string]Handler{}
 		for i := len(applied) - 1; i >= 0; i-- {
 			after[applied[i].Name()] = h
-			h = &link{stage: applied[i], next: h}
+			if o.tracer != nil && o.traced[applied[i].Name()] {
+				h = &tracedLink{link: link{stage: applied[i], next: h}, tracer: o.tracer, span: "mcpedge." + applied[i].Name()}
+			} else {
+				h = &link{stage: applied[i], next: h}
+			}
 			names[i] = applied[i].Name()
 		}
 		ch.byMethod[m] = h
@@ -277,6 +311,30 @@ func (l *link) Handle(ctx context.Context, c *Call) (mcp.Result, error) {
 		// The first stage to return is the innermost that ran.
 		c.AnsweredBy = l.stage.Name()
 	}
+	return res, err
+}
+
+// tracedLink is a link whose stage runs in a span of its own.
+type tracedLink struct {
+	link
+	tracer trace.Tracer
+	span   string
+}
+
+func (l *tracedLink) Handle(ctx context.Context, c *Call) (mcp.Result, error) {
+	ctx, span := l.tracer.Start(ctx, l.span, trace.WithAttributes(attribute.String("mcpedge.stage", l.stage.Name())))
+	res, err := l.link.Handle(ctx, c)
+	switch {
+	case c.Refused == l.stage.Name():
+		span.SetAttributes(attribute.String("mcpedge.refused_by", c.Refused))
+		span.SetStatus(codes.Error, "refused")
+	case err != nil:
+		span.SetStatus(codes.Error, err.Error())
+	}
+	if c.AnsweredBy == l.stage.Name() {
+		span.SetAttributes(attribute.Bool("mcpedge.answered", true))
+	}
+	span.End()
 	return res, err
 }
 

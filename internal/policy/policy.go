@@ -47,7 +47,14 @@ type Engine struct {
 	mu    sync.Mutex   // serialises loads
 	// lastCatchUp is when catchUp last reloaded (unix nanoseconds).
 	lastCatchUp atomic.Int64
+	// onChange runs after a load that replaced a loaded policy (OnChange).
+	onChange atomic.Pointer[func()]
 }
+
+// OnChange makes fn run, on a goroutine of its own, each time a load finds
+// the policy changed (not at the first load): tenants, plans, virtual
+// servers, rules.
+func (e *Engine) OnChange(fn func()) { e.onChange.Store(&fn) }
 
 type snapshot struct {
 	version int64
@@ -148,9 +155,12 @@ func (e *Engine) Load(ctx context.Context) error {
 		}
 		s.tenants[t.ID] = tp
 	}
-	e.snap.Store(s)
+	prev := e.snap.Swap(s)
 	if e.log != nil {
 		e.log.Debug("policy loaded", "version", v, "tenants", len(tenants))
+	}
+	if fn := e.onChange.Load(); fn != nil && prev.version != -1 {
+		go (*fn)()
 	}
 	return nil
 }

@@ -130,6 +130,23 @@ func (q *Queue) Next(ctx context.Context, target string) (*Entry, error) {
 		}
 		if c.e != nil {
 			if err := q.openCall(ctx, c.e, c.payload); err != nil {
+				var tr errTransient
+				if errors.As(err, &tr) {
+					// The store did not answer: put the entry back and
+					// try again after a poll interval.
+					q.log.Warn("queue: an entry can not be opened for now", "id", c.e.ID, "target", target, "err", err)
+					if rerr := q.release(context.WithoutCancel(ctx), c.e); rerr != nil {
+						return nil, rerr
+					}
+					select {
+					case <-ctx.Done():
+						return nil, ctxErr(ctx)
+					case <-q.closing:
+						return nil, ErrClosed
+					case <-time.After(q.opts.PollInterval):
+					}
+					continue
+				}
 				q.log.Error("queue: failing an entry that can not be opened", "id", c.e.ID, "target", target, "err", err)
 				if _, ferr := q.fail(ctx, c.e, Permanent(err), time.Time{}); ferr != nil {
 					return nil, ferr

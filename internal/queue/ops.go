@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/mcpedge/mcpedge/internal/sealbox"
+	"github.com/mcpedge/mcpedge/internal/store"
 )
 
 // sealed is what an entry's payload holds, sealed.
@@ -73,6 +74,9 @@ func (q *Queue) Enqueue(ctx context.Context, e Entry) (string, error) {
 	if len(plain) > q.opts.MaxEntryBytes {
 		return "", fmt.Errorf("%w: arguments and meta take %d bytes, at most %d", ErrTooLarge, len(plain), q.opts.MaxEntryBytes)
 	}
+	if plain, err = q.sealTenant(ctx, e.Tenant, id+"/call", plain); err != nil {
+		return "", err
+	}
 	payload, err := q.box.Seal(ctx, callAD(e.Tenant, id), plain)
 	if err != nil {
 		return "", fmt.Errorf("queue: sealing the call: %w", err)
@@ -131,7 +135,11 @@ func (q *Queue) complete(ctx context.Context, e *Entry, result json.RawMessage) 
 	if !json.Valid(result) {
 		return errors.New("queue: the result is not valid JSON")
 	}
-	sealedResult, err := q.box.Seal(ctx, resultAD(e.Tenant, e.ID), result)
+	inner, err := q.sealTenant(ctx, e.Tenant, e.ID+"/result", result)
+	if err != nil {
+		return err
+	}
+	sealedResult, err := q.box.Seal(ctx, resultAD(e.Tenant, e.ID), inner)
 	if err != nil {
 		return fmt.Errorf("queue: sealing the result: %w", err)
 	}
@@ -464,6 +472,9 @@ func (q *Queue) load(ctx context.Context, tenant *string, id string, bare bool) 
 		if e.Result, err = q.box.Open(ctx, resultAD(e.Tenant, e.ID), result); err != nil {
 			return nil, fmt.Errorf("queue: opening the result of entry %s: %w", e.ID, err)
 		}
+		if e.Result, err = q.openTenant(ctx, e.Tenant, e.ID+"/result", e.Result); err != nil {
+			return nil, fmt.Errorf("queue: opening the result of entry %s: %w", e.ID, err)
+		}
 	}
 	return e, nil
 }
@@ -472,6 +483,9 @@ func (q *Queue) load(ctx context.Context, tenant *string, id string, bare bool) 
 func (q *Queue) openCall(ctx context.Context, e *Entry, payload []byte) error {
 	plain, err := q.box.Open(ctx, callAD(e.Tenant, e.ID), payload)
 	if err != nil {
+		return fmt.Errorf("queue: opening the call of entry %s: %w", e.ID, err)
+	}
+	if plain, err = q.openTenant(ctx, e.Tenant, e.ID+"/call", plain); err != nil {
 		return fmt.Errorf("queue: opening the call of entry %s: %w", e.ID, err)
 	}
 	var s sealed
@@ -609,4 +623,47 @@ func (q *Queue) Usage(ctx context.Context, tenant string) (tenantUsage, total Us
 		err = fmt.Errorf("queue: reading usage: %w", err)
 	}
 	return
+}
+
+// sealTenant seals plain with the tenant's data key when the queue has
+// TenantKeys and the tenant is not the single-user one.
+func (q *Queue) sealTenant(ctx context.Context, tenant, record string, plain []byte) ([]byte, error) {
+	if q.opts.TenantKeys == nil || tenant == "" {
+		return plain, nil
+	}
+	ct, err := q.opts.TenantKeys.SealTenantData(ctx, tenant, record, plain)
+	if err != nil {
+		return nil, fmt.Errorf("queue: sealing with the tenant's key: %w", err)
+	}
+	return ct, nil
+}
+
+// ErrTenantSealed is returned for an entry sealed with its tenant's key
+// by a queue that has no [Options.TenantKeys].
+var ErrTenantSealed = errors.New("queue: the entry is sealed with its tenant's data key, which this queue was opened without (open it with the store)")
+
+// errTransient marks a failure to open an entry that may pass (the store
+// did not answer), as opposed to one that never will (the tenant's key is
+// destroyed, the ciphertext is damaged).
+type errTransient struct{ error }
+
+func (e errTransient) Unwrap() error { return e.error }
+
+// openTenant opens what sealTenant sealed; plaintext JSON (an entry
+// sealed by the box alone) is returned as is.
+func (q *Queue) openTenant(ctx context.Context, tenant, record string, b []byte) ([]byte, error) {
+	if !sealbox.IsDataKeyCiphertext(b) {
+		return b, nil
+	}
+	if q.opts.TenantKeys == nil {
+		return nil, ErrTenantSealed
+	}
+	pt, err := q.opts.TenantKeys.OpenTenantData(ctx, tenant, record, b)
+	if err != nil {
+		if errors.Is(err, sealbox.ErrOpen) || errors.Is(err, sealbox.ErrDataKeyFormat) || errors.Is(err, store.ErrKeyDestroyed) || errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		return nil, errTransient{err}
+	}
+	return pt, nil
 }

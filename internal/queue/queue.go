@@ -240,6 +240,23 @@ type Options struct {
 	OnDone func(Entry)
 	// Logger receives the queue's warnings; if nil, slog.Default().
 	Logger *slog.Logger
+	// TenantKeys, if set, seals each entry's arguments, meta and result
+	// with its tenant's own data key (the store's; see
+	// docs/design/erasure.md) inside the box's sealing, so that erasing
+	// the tenant, which destroys that key, makes its entries unreadable
+	// wherever they are. Entries of the single-user tenant ("") and
+	// entries written without it are sealed by the box alone; both kinds
+	// open either way, but a tenant-sealed entry needs TenantKeys.
+	TenantKeys TenantKeys
+}
+
+// TenantKeys seals data with a tenant's own key; store.Store implements
+// it.
+type TenantKeys interface {
+	SealTenantData(ctx context.Context, tenantID, record string, plaintext []byte) ([]byte, error)
+	// OpenTenantData fails with an error that errors.Is
+	// store.ErrKeyDestroyed once the tenant is gone.
+	OpenTenantData(ctx context.Context, tenantID, record string, ciphertext []byte) ([]byte, error)
 }
 
 func (o *Options) setDefaults() {

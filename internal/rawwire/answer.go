@@ -123,6 +123,24 @@ func (r *Reader) ReadAnswer(resp *http.Response, id string, other func(msg []byt
 	return Answer{}, protocolErrorf("the upstream answered with Content-Type %q, not application/json or text/event-stream", resp.Header.Get("Content-Type"))
 }
 
+// ParseAnswer reads msg, one message that must be the answer to the
+// request whose id is the string id (a stdio server's response line, say),
+// validated as ReadAnswer validates each message. The answer's Result
+// points into msg; its Release does nothing.
+func (r *Reader) ParseAnswer(msg []byte, id string) (Answer, error) {
+	if len(msg) > r.lim.MaxMessage {
+		return Answer{}, protocolErrorf("the upstream's message is over %d bytes", r.lim.MaxMessage)
+	}
+	a, ok, err := answerIn(msg, id, r.lim, nil)
+	if err != nil {
+		return Answer{}, err
+	}
+	if !ok {
+		return Answer{}, ErrNoAnswer
+	}
+	return a, nil
+}
+
 // readAll reads r into dst, refusing more than max bytes. A body of
 // known length is read into a buffer of that size; one of unknown length
 // grows the buffer by doubling.

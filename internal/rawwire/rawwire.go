@@ -29,6 +29,17 @@ type Edit func(key, value []byte) (val []byte, keep bool)
 // method and the params object params (validated JSON) copied member by
 // member through edit (nil: every member as it is).
 func AppendRequest(dst []byte, id, method string, params []byte, edit Edit) ([]byte, error) {
+	return AppendRequestTail(dst, id, method, params, edit, nil)
+}
+
+// A Tail appends members after an object's last one, each preceded by a
+// comma unless empty (the object had no member left).
+type Tail func(dst []byte, empty bool) []byte
+
+// AppendRequestTail is [AppendRequest] with tail (nil: none) appending
+// members to the params object after the edited ones: a member the client
+// did not send that the gateway adds (the _meta of trace context).
+func AppendRequestTail(dst []byte, id, method string, params []byte, edit Edit, tail Tail) ([]byte, error) {
 	dst = append(dst, `{"jsonrpc":"2.0","id":`...)
 	dst = AppendString(dst, id)
 	dst = append(dst, `,"method":`...)
@@ -37,7 +48,7 @@ func AppendRequest(dst []byte, id, method string, params []byte, edit Edit) ([]b
 		return append(dst, '}'), nil
 	}
 	dst = append(dst, `,"params":`...)
-	dst, err := AppendObject(dst, params, edit)
+	dst, err := AppendObjectTail(dst, params, edit, tail)
 	if err != nil {
 		return nil, err
 	}
@@ -47,6 +58,12 @@ func AppendRequest(dst []byte, id, method string, params []byte, edit Edit) ([]b
 // AppendObject appends the object obj (validated JSON) to dst, member by
 // member through edit (nil: every member as it is).
 func AppendObject(dst, obj []byte, edit Edit) ([]byte, error) {
+	return AppendObjectTail(dst, obj, edit, nil)
+}
+
+// AppendObjectTail is [AppendObject] with tail (nil: none) appending
+// members after the copied ones.
+func AppendObjectTail(dst, obj []byte, edit Edit, tail Tail) ([]byte, error) {
 	dst = append(dst, '{')
 	first := true
 	err := jsonguard.Members(obj, func(m jsonguard.Member) bool {
@@ -71,6 +88,9 @@ func AppendObject(dst, obj []byte, edit Edit) ([]byte, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if tail != nil {
+		dst = tail(dst, first)
 	}
 	return append(dst, '}'), nil
 }

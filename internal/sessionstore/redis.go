@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -24,20 +25,37 @@ type message struct {
 	Origin  string `json:"origin"`
 	IDHash  string `json:"id_hash"`
 	Deleted bool   `json:"deleted,omitempty"`
+	// Ack, when not 0, asks each replica that hears the announcement to
+	// acknowledge it on mcpedge:sessions:acks:<origin> once it has taken
+	// it in (see Publish).
+	Ack uint64 `json:"ack,omitempty"`
 }
 
 // ParseMessage decodes an announcement; ok is false for anything this
 // package would not have published.
 func ParseMessage(payload []byte) (origin, idHash string, deleted, ok bool) {
+	m, ok := parseMessage(payload)
+	return m.Origin, m.IDHash, m.Deleted, ok
+}
+
+func parseMessage(payload []byte) (message, bool) {
 	var m message
-	if len(payload) > 1024 || json.Unmarshal(payload, &m) != nil || len(m.IDHash) != 64 || m.Origin == "" || len(m.Origin) > 64 {
-		return "", "", false, false
+	if len(payload) > 1024 || json.Unmarshal(payload, &m) != nil || len(m.IDHash) != 64 || !validName(m.Origin) {
+		return message{}, false
 	}
 	if _, err := hex.DecodeString(m.IDHash); err != nil {
-		return "", "", false, false
+		return message{}, false
 	}
-	return m.Origin, m.IDHash, m.Deleted, true
+	return m, true
 }
+
+// ackChannel + origin carries the acknowledgements of origin's
+// announcements.
+const ackChannel = "mcpedge:sessions:acks:"
+
+// ackWait bounds how long Publish waits for the other replicas to take an
+// announcement in.
+const ackWait = 500 * time.Millisecond
 
 // RedisChanges announces changes over Redis pub/sub.
 type RedisChanges struct {
@@ -49,6 +67,15 @@ type RedisChanges struct {
 	fns  []func(string, bool)
 	once sync.Once
 	ctx  context.Context
+
+	mail mailbox // Send and Serve (mailbox.go)
+
+	// listening is set once this replica hears announcements itself (it
+	// then counts among the subscribers Redis reports to Publish).
+	listening atomic.Bool
+	acksOnce  sync.Once
+	ackSeq    atomic.Uint64
+	acks      sync.Map // ack id -> chan struct{}
 }
 
 // NewRedisChanges returns announcements over rdb; they are received
@@ -61,12 +88,58 @@ func NewRedisChanges(ctx context.Context, rdb *redis.Client, log *slog.Logger) *
 
 // Publish announces a change; a failure is logged (replicas then see the
 // change only when they next load the session).
+//
+// It returns once every other replica listening has acknowledged taking
+// the announcement in (a replica holding a copy of the session has then
+// marked it stale: its next request of the session waits for the
+// refresh), or after ackWait. So the answer to the client's change goes
+// out only when no replica would serve its next request in the state
+// before the change. Redis reports how many subscribers got the message,
+// which is how many acknowledgements to wait for.
 func (c *RedisChanges) Publish(ctx context.Context, idHash string, deleted bool) {
-	b, _ := json.Marshal(message{Origin: c.origin, IDHash: idHash, Deleted: deleted})
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-	defer cancel()
-	if err := c.rdb.Publish(ctx, Channel, b).Err(); err != nil {
+	c.acksOnce.Do(func() {
+		c.listen(ackChannel+c.origin, "acknowledgements of session changes", func(payload []byte) {
+			var a struct {
+				Ack uint64 `json:"ack"`
+			}
+			if len(payload) > 128 || json.Unmarshal(payload, &a) != nil || a.Ack == 0 {
+				return
+			}
+			if v, ok := c.acks.Load(a.Ack); ok {
+				select {
+				case v.(chan struct{}) <- struct{}{}:
+				default:
+				}
+			}
+		})
+	})
+	id := c.ackSeq.Add(1)
+	got := make(chan struct{}, 64)
+	c.acks.Store(id, got)
+	defer c.acks.Delete(id)
+	b, _ := json.Marshal(message{Origin: c.origin, IDHash: idHash, Deleted: deleted, Ack: id})
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	n, err := c.rdb.Publish(pctx, Channel, b).Result()
+	cancel()
+	if err != nil {
 		c.log.Warn("sessions: announcing a change on Redis", "err", err)
+		return
+	}
+	want := n
+	if c.listening.Load() {
+		want-- // this replica's own subscription, which ignores it
+	}
+	timeout := time.NewTimer(ackWait)
+	defer timeout.Stop()
+	for ; want > 0; want-- {
+		select {
+		case <-got:
+		case <-timeout.C:
+			c.log.Debug("sessions: not every replica acknowledged a session change in time", "missing", want)
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
@@ -79,16 +152,27 @@ func (c *RedisChanges) Subscribe(fn func(idHash string, deleted bool)) {
 	c.fns = append(c.fns, fn)
 	c.mu.Unlock()
 	c.once.Do(func() {
+		c.listening.Store(true)
 		c.listen(Channel, "session changes", func(payload []byte) {
-			origin, h, deleted, ok := ParseMessage(payload)
-			if !ok || origin == c.origin {
+			m, ok := parseMessage(payload)
+			if !ok || m.Origin == c.origin {
 				return
 			}
 			c.mu.Lock()
 			fns := append([]func(string, bool){}, c.fns...)
 			c.mu.Unlock()
 			for _, f := range fns {
-				f(h, deleted)
+				f(m.IDHash, m.Deleted)
+			}
+			if m.Ack != 0 {
+				b, _ := json.Marshal(struct {
+					Ack uint64 `json:"ack"`
+				}{m.Ack})
+				ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+				if err := c.rdb.Publish(ctx, ackChannel+m.Origin, b).Err(); err != nil {
+					c.log.Debug("sessions: acknowledging a session change", "err", err)
+				}
+				cancel()
 			}
 		})
 	})

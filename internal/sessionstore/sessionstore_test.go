@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,6 +242,31 @@ func TestRedisChanges(t *testing.T) {
 		t.Fatalf("the sender heard its own announcement: %+v", e)
 	case <-time.After(200 * time.Millisecond):
 	}
+
+	// Publish returns once the other replicas have taken the announcement
+	// in (their handlers have run), so that the client's next request
+	// finds the change wherever it lands.
+	c := NewRedisChanges(ctx, rdb, log)
+	var took atomic.Bool
+	c.Subscribe(func(h string, _ bool) {
+		if h == IDHash("s2") {
+			time.Sleep(50 * time.Millisecond) // a slow replica
+			took.Store(true)
+		}
+	})
+	a.Publish(ctx, IDHash("s2"), false)
+	if !took.Load() {
+		t.Error("Publish returned before a replica had taken the announcement in")
+	}
+	// A replica that never takes it in holds Publish up only so long.
+	block := make(chan struct{})
+	defer close(block)
+	c.Subscribe(func(h string, _ bool) {
+		if h == IDHash("s3") {
+			<-block
+		}
+	})
+	a.Publish(ctx, IDHash("s3"), false) // returns (after ackWait)
 }
 
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }

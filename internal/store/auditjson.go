@@ -43,7 +43,10 @@ func (e AuditEntry) MarshalJSON() ([]byte, error) {
 		Detail    any       `json:"detail,omitempty"`
 		PrevHash  []byte    `json:"prev_hash"`
 		Hash      []byte    `json:"hash"`
-	}{e.Seq, e.Time, e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome, e.LatencyUS, e.ClientIP, detail, e.PrevHash, e.Hash})
+		PIISalt   []byte    `json:"pii_salt,omitempty"`
+		PIIDigest []byte    `json:"pii_digest,omitempty"`
+		Erased    bool      `json:"erased,omitempty"`
+	}{e.Seq, e.Time, e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome, e.LatencyUS, e.ClientIP, detail, e.PrevHash, e.Hash, e.PIISalt, e.PIIDigest, e.Erased})
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), err
 }
 

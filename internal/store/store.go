@@ -203,6 +203,16 @@ type AuditEntry struct {
 	Detail   []byte `json:"detail,omitempty"`
 	PrevHash []byte `json:"prev_hash"`
 	Hash     []byte `json:"hash"`
+	// PIISalt and PIIDigest make the entry erasable (hash format v2, see
+	// audit.Seal and docs/design/erasure.md): the digest commits to the
+	// personal fields (Actor, Target, ClientIP, Detail) with the random
+	// salt, and the hash covers the digest instead of the fields. Entries
+	// written before migration 11 have neither (hash format v1).
+	PIISalt   []byte `json:"pii_salt,omitempty"`
+	PIIDigest []byte `json:"pii_digest,omitempty"`
+	// Erased says the personal fields (and the salt) were erased with
+	// the entry's tenant (Store.EraseTenant): they are empty now.
+	Erased bool `json:"erased,omitempty"`
 }
 
 // AuditFilter selects audit entries; zero fields do not filter.
@@ -242,6 +252,9 @@ type Store interface {
 	Pins
 	GuardVerdicts
 	MCPSessions
+	Webhooks
+	Billing
+	TenantData
 
 	// Kind is "sqlite" or "postgres".
 	Kind() string
@@ -262,8 +275,10 @@ type Tenants interface {
 	// UpdateTenant replaces Plan, Operator, IPAllowlist and Disabled.
 	UpdateTenant(ctx context.Context, t *Tenant) error
 	// DeleteTenant removes the tenant and everything that belongs to it
-	// (users, keys, tokens, virtual servers, rules, lattices) except its
-	// audit entries, which are append-only.
+	// (users, keys, tokens, virtual servers, rules, lattices, usage,
+	// devices, client sessions, its data key) except its audit entries,
+	// which are append-only and stay readable. EraseTenant also erases
+	// those.
 	DeleteTenant(ctx context.Context, id string) error
 	// CountTenants is the number of tenants (0 on a fresh store).
 	CountTenants(ctx context.Context) (int, error)

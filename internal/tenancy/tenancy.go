@@ -25,6 +25,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/audit"
 	"github.com/mcpedge/mcpedge/internal/auth"
 	"github.com/mcpedge/mcpedge/internal/config"
+	"github.com/mcpedge/mcpedge/internal/events"
 	"github.com/mcpedge/mcpedge/internal/httpedge"
 	"github.com/mcpedge/mcpedge/internal/policy"
 	"github.com/mcpedge/mcpedge/internal/principal"
@@ -54,6 +55,9 @@ type Options struct {
 	// stops holding is worse than a clear error.
 	FailOpen bool
 	Now      func() time.Time
+	// Events, if set, hears when a tenant's monthly quota is 80 % used
+	// and when it is used up (events.QuotaWarning, QuotaExhausted).
+	Events events.Publisher
 }
 
 // Layer implements gateway.Security.
@@ -266,6 +270,9 @@ func (l *Layer) Admit(r *http.Request, h http.Header, p *principal.Principal, me
 	q, err := l.o.Limiter.Quota(ctx, plan, p.TenantID, now)
 	if err != nil {
 		return l.limiterDown(err)
+	}
+	if q.Allowed {
+		l.quotaEvents(ctx, p, plan, q, now)
 	}
 	if !q.Allowed {
 		ratelimit.SetHeaders(h, q)

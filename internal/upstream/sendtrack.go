@@ -17,7 +17,7 @@ package upstream
 // recognizes as never sent.)
 //
 // So the stdio transport is wrapped to record, for each call made with a
-// context carrying a send record ([TrackSend]), whether a request was
+// context carrying a send record ([Upstream.TrackSend]), whether a request was
 // handed to the transport's Write at all and what that Write returned.
 // Only a request that reached Write and was written without error may have
 // reached the child.
@@ -31,10 +31,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
-
-// tracked holds the client sessions whose transport records writes
-// (stdio), from connect until the connection is closed.
-var tracked sync.Map // *mcp.ClientSession -> struct{}
 
 // sendRecord records what happened to the requests of one call.
 type sendRecord struct {
@@ -55,8 +51,8 @@ type sendRecordKey struct{}
 // dead child's stdin), since the SDK may report the read loop's EOF in its
 // place. On other connections, and for calls that succeeded, the error is
 // returned as it is.
-func TrackSend(ctx context.Context, cs *mcp.ClientSession) (context.Context, func(error) error) {
-	if _, ok := tracked.Load(cs); !ok || cs == nil {
+func (u *Upstream) TrackSend(ctx context.Context, cs *mcp.ClientSession) (context.Context, func(error) error) {
+	if _, ok := u.pipes.Load(cs); !ok || cs == nil {
 		return ctx, func(err error) error { return err }
 	}
 	rec := &sendRecord{}

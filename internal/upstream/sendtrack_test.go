@@ -104,7 +104,7 @@ func (c *dyingConn) Close() error {
 // trackedSession connects a client through writeTracking and a
 // dyingTransport to a server with one tool that counts its calls, as
 // connect does for a stdio upstream.
-func trackedSession(t *testing.T, ctx context.Context) (*mcp.ClientSession, *dyingTransport, *atomic.Int64) {
+func trackedSession(t *testing.T, ctx context.Context) (*Upstream, *mcp.ClientSession, *dyingTransport, *atomic.Int64) {
 	t.Helper()
 	var calls atomic.Int64
 	srv := mcp.NewServer(&mcp.Implementation{Name: "s", Version: "1"}, nil)
@@ -124,9 +124,10 @@ func trackedSession(t *testing.T, ctx context.Context) (*mcp.ClientSession, *dyi
 	if err != nil {
 		t.Fatal(err)
 	}
-	tracked.Store(cs, struct{}{})
-	t.Cleanup(func() { tracked.Delete(cs); _ = cs.Close() })
-	return cs, dt, &calls
+	u := &Upstream{}
+	u.pipes.Store(cs, &Pipe{}) // what connect records for a stdio connection
+	t.Cleanup(func() { u.pipes.Delete(cs); _ = cs.Close() })
+	return u, cs, dt, &calls
 }
 
 func neverWritten(err error) bool {
@@ -144,13 +145,13 @@ func neverWritten(err error) bool {
 func TestTrackSendChildDiedBeforeWrite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cs, dt, calls := trackedSession(t, ctx)
+	u, cs, dt, calls := trackedSession(t, ctx)
 	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "bump"}); err != nil {
 		t.Fatalf("a call before the child died: %v", err)
 	}
 	dt.armed.Store(true)
 
-	tctx, refine := TrackSend(ctx, cs)
+	tctx, refine := u.TrackSend(ctx, cs)
 	_, raw := cs.CallTool(tctx, &mcp.CallToolParams{Name: "bump"})
 	if raw == nil {
 		t.Fatal("the call on a dead child succeeded")
@@ -174,7 +175,7 @@ func TestTrackSendChildDiedBeforeWrite(t *testing.T) {
 	if err := cs.Wait(); err != nil {
 		t.Logf("wait: %v", err)
 	}
-	tctx, refine = TrackSend(ctx, cs)
+	tctx, refine = u.TrackSend(ctx, cs)
 	_, raw = cs.CallTool(tctx, &mcp.CallToolParams{Name: "bump"})
 	if err := refine(raw); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("a call after the connection ended: %v, want it wrapped in ErrUnavailable", err)
@@ -187,8 +188,8 @@ func TestTrackSendChildDiedBeforeWrite(t *testing.T) {
 func TestTrackSendWritten(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cs, _, _ := trackedSession(t, ctx)
-	tctx, refine := TrackSend(ctx, cs)
+	u, cs, _, _ := trackedSession(t, ctx)
+	tctx, refine := u.TrackSend(ctx, cs)
 	if _, err := cs.CallTool(tctx, &mcp.CallToolParams{Name: "bump"}); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func TestTrackSendWritten(t *testing.T) {
 		t.Fatalf("success refined to %v", err)
 	}
 
-	_, refine = TrackSend(ctx, &mcp.ClientSession{})
+	_, refine = u.TrackSend(ctx, &mcp.ClientSession{})
 	if err := refine(io.EOF); err != io.EOF {
 		t.Fatalf("an untracked session's EOF refined to %v", err)
 	}

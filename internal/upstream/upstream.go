@@ -32,6 +32,7 @@ import (
 	"github.com/mcpedge/mcpedge/internal/config"
 	"github.com/mcpedge/mcpedge/internal/egress"
 	"github.com/mcpedge/mcpedge/internal/tlsconf"
+	"github.com/mcpedge/mcpedge/internal/tracing"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -172,6 +173,11 @@ type Upstream struct {
 	// tlsErr is why [upstreams.tls] could not be loaded: every connection
 	// attempt fails with it.
 	tlsErr error
+
+	// pipes are the framed pipes of the stdio connections, by their
+	// client session (pipe.go); a connection in it records its writes
+	// (sendtrack.go).
+	pipes sync.Map // *mcp.ClientSession -> *Pipe
 
 	// The loaded module of a wasm upstream (see wasm.go).
 	wasmMu     sync.Mutex
@@ -705,6 +711,8 @@ func (u *Upstream) Sessions() []*mcp.ClientSession {
 type conn struct {
 	cs      *mcp.ClientSession
 	cmd     *exec.Cmd
+	pipe    *Pipe  // stdio
+	unpipe  func() // forgets pipe in its upstream's pipes
 	cancel  context.CancelFunc
 	onClose func() // extra cleanup (the server side of a built-in upstream)
 	closing sync.Once
@@ -771,8 +779,8 @@ func (c *conn) close() {
 		if c.cmd != nil {
 			killTree(c.cmd)
 		}
-		if c.cs != nil {
-			tracked.Delete(c.cs)
+		if c.unpipe != nil {
+			c.unpipe()
 		}
 	})
 }
@@ -808,7 +816,10 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	}
 	timer := time.AfterFunc(budget, cancel)
 	c := &conn{cancel: cancel, changed: make(chan struct{}, 1)}
-	var t mcp.Transport
+	var (
+		t        mcp.Transport
+		startErr error // a stdio child that could not be started
+	)
 	switch u.Config().Transport {
 	case TransportBuiltin:
 		if u.opts.Server == nil {
@@ -840,9 +851,16 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		cmd.Stderr = newLineLogger(u.log, &u.stderr)
 		configureChild(cmd)
 		c.cmd = cmd
-		// Records whether each call's request reached the child's stdin
-		// (sendtrack.go).
-		t = writeTracking{&mcp.CommandTransport{Command: cmd, TerminateDuration: 2 * time.Second}}
+		// One framed pipe for the SDK client and the hot path (pipe.go);
+		// the SDK's side records whether each call's request reached
+		// the child's stdin (sendtrack.go).
+		p, err := startPipe(cmd, 2*time.Second)
+		if err != nil {
+			startErr = err
+			break
+		}
+		c.pipe = p
+		t = writeTracking{&mcp.IOTransport{Reader: sdkReader{p}, Writer: sdkWriter{p}, MaxLineLength: MaxPipeLine}}
 	case "http":
 		t = &mcp.StreamableClientTransport{Endpoint: u.Config().URL, HTTPClient: u.httpClient(), MaxRetries: 1}
 	case "sse":
@@ -850,9 +868,15 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 	default:
 		return nil, fmt.Errorf("unknown transport %q", u.Config().Transport)
 	}
-	client := mcp.NewClient(&mcp.Implementation{Name: "mcpedge", Version: Version}, u.clientOptions(owner, c))
-	client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner), u.elicitMiddleware(owner))
-	cs, err := client.Connect(ctx, t, nil)
+	var (
+		cs  *mcp.ClientSession
+		err = startErr
+	)
+	if err == nil {
+		client := mcp.NewClient(ClientInfo(), u.clientOptions(owner, c))
+		client.AddReceivingMiddleware(u.guardMiddleware(), u.rootsMiddleware(owner), u.elicitMiddleware(owner))
+		cs, err = client.Connect(ctx, t, nil)
+	}
 	// Whether the connect timer fired is decided here, before cancel
 	// below makes ctx look expired: a connect that failed at once (a
 	// refused dial, say) did not time out.
@@ -875,14 +899,20 @@ func (u *Upstream) connect(_ context.Context, owner string) (*conn, error) {
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
 	c.cs = cs
-	if _, ok := t.(writeTracking); ok {
-		tracked.Store(cs, struct{}{})
+	if c.pipe != nil {
+		u.pipes.Store(cs, c.pipe)
+		c.unpipe = func() { u.pipes.Delete(cs) }
 	}
 	return c, nil
 }
 
 // Version is the gateway version reported to upstreams; main sets it.
 var Version = "dev"
+
+// ClientInfo is how the gateway names itself to upstreams.
+func ClientInfo() *mcp.Implementation {
+	return &mcp.Implementation{Name: "mcpedge", Version: Version}
+}
 
 func (u *Upstream) httpClient() *http.Client {
 	cfg := u.Config()
@@ -956,6 +986,9 @@ func (h *headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if id := RequestID(r.Context()); id != "" {
 		r.Header.Set("X-Request-Id", id)
 	}
+	// W3C trace context of the call (the gateway's upstream-call span,
+	// or the client's passed on), so the upstream's spans join its trace.
+	tracing.InjectHeader(r.Context(), r.Header)
 	base := h.base
 	if base == nil {
 		base = http.DefaultTransport

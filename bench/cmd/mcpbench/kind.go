@@ -67,6 +67,9 @@ type kindResult struct {
 type sessionsResult struct {
 	n               int
 	baseKB, afterKB int64
+	// settledKB is the RSS 7 s after the last session opened: the
+	// gateway has seen no request for longer than gctune's IdleAfter.
+	settledKB int64
 }
 
 // altResult is the one-client latency of every path, measured by calling
@@ -349,6 +352,8 @@ func measureSessions(ctx context.Context, o *options, k string, n int, kr *kindR
 	}
 	sleepCtx(ctx, 300*time.Millisecond)
 	r.afterKB = rssKB(gw.pid)
+	sleepCtx(ctx, 6700*time.Millisecond)
+	r.settledKB = rssKB(gw.pid)
 	kr.sessions = append(kr.sessions, r)
 	return ctx.Err()
 }

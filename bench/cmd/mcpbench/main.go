@@ -55,6 +55,7 @@ type options struct {
 	cpuprofile  string
 	timeout     time.Duration
 	gatewayEnv  []string
+	stdio       bool
 	quietWait   time.Duration
 	maxOther    float64
 	retries     int
@@ -70,11 +71,14 @@ type options struct {
 	// replicaCalls: calls per path of the sessions-across-replicas
 	// cell (replicas.go); 0: skip it.
 	replicaCalls int
-	args         []string
-	root         string // module root
-	binDir       string
-	gatewayVers  string
-	peerVers     string
+	// webhookEvents: events of the webhook dispatch case (webhooks.go);
+	// 0: skip it.
+	webhookEvents int
+	args          []string
+	root          string // module root
+	binDir        string
+	gatewayVers   string
+	peerVers      string
 }
 
 // upstreamKind is a benchmark upstream and how to start it.
@@ -100,6 +104,7 @@ func main() {
 	ups := flag.String("upstreams", "sdkecho", "upstream kinds to measure: sdkecho, minecho, sdkecho-sse, sdkecho-stateless")
 	concs := flag.String("concurrency", "16", "concurrent clients per closed-loop cell, comma-separated")
 	flag.IntVar(&o.replicaCalls, "replicas", 2000, "sessions across replicas: calls on each path (pinned, switching replica every call) on three gateways sharing a store (0 = skip)")
+	flag.IntVar(&o.webhookEvents, "webhooks", 0, "webhook dispatch throughput: events published and delivered to a loopback receiver (0 = skip)")
 	flag.IntVar(&o.altCalls, "alternate", 3000, "one-client latency: calls on each path, alternating one call per path (0 = skip)")
 	rates := flag.String("rate", "500", "open-loop cells: calls per second, comma-separated (\"\" = skip)")
 	flag.IntVar(&o.poolSize, "open-sessions", 16, "open-loop cells: sessions a call may use (a call waits when all are busy)")
@@ -110,6 +115,7 @@ func main() {
 	flag.StringVar(&o.peer, "peer", "", "TBXark/mcp-proxy `binary` to measure as the peer column (see bench/README.md to build it; none: no peer column)")
 	flag.BoolVar(&o.stress, "stress", false, "also run the stress cases: 64 clients, 2,000 calls/s open loop, 10 MiB results, 5,000 idle sessions")
 	flag.BoolVar(&o.sdkClient, "sdk-client", false, "also load with the go-sdk client (realism), besides the raw client")
+	flag.BoolVar(&o.stdio, "stdio", true, "also measure a stdio upstream the hop spawns (sdkecho --stdio): mcpedge's hot path against hot_path = false and the peer")
 	flag.BoolVar(&o.proxy, "proxy", true, "also measure a plain httputil.ReverseProxy hop (raw client), as a yardstick")
 	flag.StringVar(&o.sdkProtocol, "sdk-protocol", "", "protocol version the go-sdk client asks for (default: the SDK's, which tries 2026-07-28 first)")
 	flag.StringVar(&o.out, "out", "", "also write the markdown report to `file`")
@@ -161,7 +167,7 @@ func main() {
 	}
 	if o.duration <= 0 || o.warmup < 0 || o.sessions < 1 || o.sessions > 20000 || o.coldReps < 0 || o.coldReps > 500 ||
 		o.rounds < 1 || o.rounds > 20 || o.altCalls < 0 || o.altCalls > 1000000 || o.poolSize < 1 || o.poolSize > 1024 ||
-		o.blobConc < 1 || o.blobConc > 64 || o.replicaCalls < 0 || o.replicaCalls > 1000000 ||
+		o.blobConc < 1 || o.blobConc > 64 || o.replicaCalls < 0 || o.replicaCalls > 1000000 || o.webhookEvents < 0 || o.webhookEvents > 1000000 ||
 		o.quietWait < 0 || o.quietWait > 10*time.Minute || o.retries < 0 || o.retries > 5 || o.maxOther <= 0 {
 		fatalf("out-of-range flag value")
 	}
@@ -257,6 +263,8 @@ type results struct {
 	loadStart     string
 	loadEnd       string
 	replicas      *replicasResult
+	webhooks      *webhooksResult
+	stdio         *stdioResult
 }
 
 func run(ctx context.Context, o *options) (string, error) {
@@ -271,6 +279,12 @@ func run(ctx context.Context, o *options) (string, error) {
 		}
 		res.kinds = append(res.kinds, kr)
 	}
+	if o.stdio {
+		res.stdio = measureStdio(ctx, o)
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+	}
 	if err := measureColdAll(ctx, o, res); err != nil {
 		return "", err
 	}
@@ -280,6 +294,13 @@ func run(ctx context.Context, o *options) (string, error) {
 			return "", fmt.Errorf("replicas: %w", err)
 		}
 		res.replicas = rr
+	}
+	if o.webhookEvents > 0 {
+		wr, err := measureWebhooks(ctx, o)
+		if err != nil {
+			return "", fmt.Errorf("webhooks: %w", err)
+		}
+		res.webhooks = wr
 	}
 	res.took = time.Since(res.started)
 	res.loadEnd = loadAvg()

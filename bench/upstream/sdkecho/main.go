@@ -31,6 +31,7 @@ func main() {
 	stdio := flag.Bool("stdio", false, "serve MCP over stdin/stdout instead of HTTP")
 	sse := flag.Bool("sse", false, "answer POSTs with text/event-stream (the SDK default) instead of application/json")
 	stateless := flag.Bool("stateless", false, "run the SDK handler stateless (no sessions; 2026-07-28 clients)")
+	sessionEra := flag.Bool("session-era", false, "offer only the session era's protocol versions (2025-11-25 and older), not 2026-07-28")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to `file` until SIGINT/SIGTERM")
 	flag.Parse()
 	log.SetFlags(0)
@@ -41,7 +42,11 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	s := fixture.SDKEcho()
+	var opts *mcp.ServerOptions
+	if *sessionEra {
+		opts = &mcp.ServerOptions{SupportedProtocolVersions: []string{"2025-11-25", "2025-06-18", "2025-03-26"}}
+	}
+	s := fixture.SDKEchoWith(opts)
 	if *stdio {
 		err = s.Run(ctx, &mcp.StdioTransport{})
 		if ctx.Err() != nil {

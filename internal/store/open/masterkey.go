@@ -96,3 +96,25 @@ func Configured(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	}
 	return OpenWithKey(ctx, cfg.Store.URL, cfg.Server.DataDir, key)
 }
+
+// NoCreate returns key, except that a key file mcpedge would create when
+// it is missing (the default store.key of a SQLite store) must exist:
+// commands that read data sealed with an existing key (a restore, a
+// backup) must not make a new one.
+func NoCreate(key sealbox.KeySource) sealbox.KeySource {
+	if fk, ok := key.(fileKey); ok {
+		return mustExistKey(fk.path)
+	}
+	return key
+}
+
+type mustExistKey string
+
+func (f mustExistKey) String() string { return "key file " + string(f) }
+
+func (f mustExistKey) MasterKey(ctx context.Context) ([]byte, error) {
+	if _, err := os.Stat(string(f)); errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("the master key file %s does not exist: copy the key file of the store the backup was made from there (or give the key in $%s)", string(f), KeyEnv)
+	}
+	return sealbox.FileKey(string(f)).MasterKey(ctx)
+}

@@ -237,3 +237,19 @@ func redact(rawURL string) string {
 	}
 	return "(unparsable)"
 }
+
+// SQLiteFile is the SQLite database file a store URL names in dataDir
+// (as [Open] reads it), or "" when it names none: an in-memory store,
+// PostgreSQL, or an URL Open refuses.
+func SQLiteFile(rawURL, dataDir string) string { return sqliteFile(rawURL, dataDir) }
+
+// SecretBox returns the box st's secrets are sealed with, for other
+// records sealed with the same key ring (webhook endpoint secrets); an
+// error for a store not opened by this package.
+func SecretBox(st store.Store) (*sealbox.Box, error) {
+	b, ok := st.(interface{ SecretBox() *sealbox.Box })
+	if !ok || b.SecretBox() == nil {
+		return nil, errors.New("store: opened without a master key, so nothing can be sealed with its key ring")
+	}
+	return b.SecretBox(), nil
+}

@@ -101,16 +101,18 @@ func (s *Store) open(ctx context.Context) error {
 func (s *Store) Migrate(ctx context.Context) error {
 	_, _, err := sqlbase.Migrate(ctx, s.eng, migrations,
 		`SELECT pg_advisory_xact_lock(hashtextextended('mcpedge.migrate:' || current_schema(), 0))`,
-		`CREATE TABLE IF NOT EXISTS schema_migrations (
-			version    INTEGER PRIMARY KEY,
-			name       TEXT NOT NULL,
-			applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-		)`)
+		schemaMigrationsTable)
 	if err != nil {
 		return fmt.Errorf("postgres: migrating %s: %w", s.name, err)
 	}
 	return nil
 }
+
+const schemaMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER PRIMARY KEY,
+			name       TEXT NOT NULL,
+			applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+		)`
 
 // Kind is "postgres".
 func (s *Store) Kind() string { return "postgres" }
@@ -131,3 +133,18 @@ func (s *Store) Close() error {
 
 // String names the database in logs, without its password.
 func (s *Store) String() string { return s.name }
+
+// SchemaAt returns the statements that create schema version v (1 to
+// [LatestVersion]) in an empty schema: the table schema_migrations
+// (without rows) and migrations 1 to v. A restore runs them before it
+// loads a backup of that version (package backup).
+func SchemaAt(v int) ([]string, error) {
+	if v < 1 || v > LatestVersion() {
+		return nil, fmt.Errorf("postgres: schema version %d: this binary knows versions 1 to %d", v, LatestVersion())
+	}
+	stmts := []string{schemaMigrationsTable}
+	for _, m := range migrations[:v] {
+		stmts = append(stmts, m.SQL)
+	}
+	return stmts, nil
+}

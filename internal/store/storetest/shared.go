@@ -135,4 +135,5 @@ func RunShared(t *testing.T, a, b store.Store) {
 			t.Fatalf("round %d: %d of two removals of the last two owners through two stores succeeded (%v), want 1", round, succeeded, errs)
 		}
 	}
+	runSharedBillingLease(t, stores)
 }

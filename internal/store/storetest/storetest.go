@@ -62,8 +62,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PinsConcurrent", testPinsConcurrent},
 		{"GuardVerdicts", testGuardVerdicts},
 		{"MCPSessions", testMCPSessions},
+		{"Webhooks", testWebhooks},
+		{"Billing", testBilling},
+		{"BillingLease", testBillingLease},
 		{"DeleteTenant", testDeleteTenant},
+		{"TenantExport", testTenantExport},
+		{"TenantErase", testTenantErase},
+		{"TenantKeyConcurrent", testTenantKeyConcurrent},
+		{"TenantKeyUnsealed", testTenantKeyUnsealed},
 		{"TimesUTC", testTimesUTC},
+		{"Schedules", testSchedules},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -51,6 +51,17 @@ Redis URLs from the environment).
 {{- $server := default dict (get $cfg "server") }}
 {{- $_ := set $server "listen" (printf "0.0.0.0:%d" (int .Values.service.port)) }}
 {{- $_ := set $server "data_dir" "/data" }}
+{{- if .Values.tls.enabled }}
+{{- $tls := default dict (get $server "tls") }}
+{{- $_ := set $tls "cert_file" "/etc/mcpedge-tls/tls.crt" }}
+{{- $_ := set $tls "key_file" "/etc/mcpedge-tls/tls.key" }}
+{{- $_ := set $tls "min_version" (toString .Values.tls.minVersion) }}
+{{- if .Values.tls.clientCA.secretName }}
+{{- $_ := set $tls "client_ca_file" (printf "/etc/mcpedge-client-ca/%s" .Values.tls.clientCA.key) }}
+{{- $_ := set $tls "client_auth" .Values.tls.clientCA.clientAuth }}
+{{- end }}
+{{- $_ := set $server "tls" $tls }}
+{{- end }}
 {{- $_ := set $cfg "server" $server }}
 {{- if .Values.postgresql.enabled }}
 {{- $store := default dict (get $cfg "store") }}
@@ -93,10 +104,28 @@ for neighbours in an array.
 {{- if and .Values.postgresql.enabled (not .Values.secrets.storeKey.name) }}
 {{- fail "a PostgreSQL store needs secrets.storeKey.name: every replica must seal secrets with the same master key" }}
 {{- end }}
+{{- if and .Values.tls.enabled (not .Values.tls.secretName) }}
+{{- fail "tls.enabled needs tls.secretName: the kubernetes.io/tls Secret with tls.crt and tls.key" }}
+{{- end }}
+{{- if and .Values.tls.clientCA.secretName (not .Values.tls.enabled) }}
+{{- fail "tls.clientCA needs tls.enabled: client certificates are checked in the gateway's own TLS" }}
+{{- end }}
+{{- if and .Values.tls.clientCA.secretName (not (has .Values.tls.clientCA.clientAuth (list "optional" "required"))) }}
+{{- fail "tls.clientCA.clientAuth must be optional or required" }}
+{{- end }}
 {{- if and .Values.redis.enabled (not .Values.redis.urlSecret.name) }}
 {{- fail "redis.enabled needs redis.urlSecret.name: the Secret with the Redis URL" }}
 {{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.serviceMonitor.bearerTokenSecret.name) }}
 {{- fail "serviceMonitor.enabled needs serviceMonitor.bearerTokenSecret.name: /metrics wants an operator admin key with admin:read" }}
 {{- end }}
+{{- end }}
+
+{{/* A probe of the values, speaking HTTPS when the gateway terminates TLS. */}}
+{{- define "mcpedge.probe" -}}
+{{- $p := deepCopy .probe }}
+{{- if and .tls $p.httpGet }}
+{{- $_ := set $p.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $p }}
 {{- end }}

@@ -29,54 +29,11 @@ func (s *Store) AppendAudit(ctx context.Context, entries []*store.AuditEntry, se
 		}
 		saved[i] = *e
 	}
-	now := s.now()
 	err = s.e.Tx(ctx, TxOptions{Durable: true}, func(q Q) error {
-		var seq int64
-		var prev []byte
-		err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+s.e.ForUpdate()).Scan(&seq, &prev)
-		if err != nil {
-			return fmt.Errorf("reading the chain head: %w", err)
-		}
 		for i, e := range entries {
 			*e = saved[i]
-			seq++
-			e.Seq, e.PrevHash = seq, prev
-			if e.Time.IsZero() {
-				e.Time = now
-			}
-			e.Time = ts(e.Time)
-			seal(e)
-			if len(e.Hash) == 0 {
-				return invalid("audit append: seal left the hash of entry %d empty", e.Seq)
-			}
-			prev = e.Hash
 		}
-		// Multi-row inserts: one statement to parse per chunk instead of
-		// one per entry, which is most of an append's cost on SQLite.
-		for start := 0; start < len(entries); start += auditInsertChunk {
-			chunk := entries[start:min(start+auditInsertChunk, len(entries))]
-			var sb strings.Builder
-			sb.WriteString(`INSERT INTO audit (` + auditCols + `) VALUES `)
-			args := make([]any, 0, len(chunk)*13)
-			for i, e := range chunk {
-				if i > 0 {
-					sb.WriteString(", ")
-				}
-				sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-				args = append(args, e.Seq, e.Time, e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome,
-					e.LatencyUS, e.ClientIP, e.Detail, e.PrevHash, e.Hash)
-			}
-			_, err := q.Exec(ctx, sb.String(), args...)
-			if s.e.IsUnique(err) {
-				// Only a head row out of step with the table gets here.
-				return fmt.Errorf("audit entries %d-%d overlap existing ones: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, store.ErrChainBroken)
-			}
-			if err != nil {
-				return err
-			}
-		}
-		_, err = q.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, prev)
-		return err
+		return s.appendAuditTx(ctx, q, entries, seal)
 	})
 	if err != nil {
 		for i, e := range entries {
@@ -86,16 +43,75 @@ func (s *Store) AppendAudit(ctx context.Context, entries []*store.AuditEntry, se
 	return err
 }
 
-// auditInsertChunk is how many entries one INSERT carries (13 parameters
+// appendAuditTx chains and inserts entries inside the caller's write
+// transaction q (which must be durable).
+func (s *Store) appendAuditTx(ctx context.Context, q Q, entries []*store.AuditEntry, seal func(*store.AuditEntry)) error {
+	now := s.now()
+	var seq int64
+	var prev []byte
+	err := q.QueryRow(ctx, `SELECT seq, hash FROM audit_head WHERE id = 1`+s.e.ForUpdate()).Scan(&seq, &prev)
+	if err != nil {
+		return fmt.Errorf("reading the chain head: %w", err)
+	}
+	for _, e := range entries {
+		seq++
+		e.Seq, e.PrevHash = seq, prev
+		if e.Time.IsZero() {
+			e.Time = now
+		}
+		e.Time = ts(e.Time)
+		seal(e)
+		if len(e.Hash) == 0 {
+			return invalid("audit append: seal left the hash of entry %d empty", e.Seq)
+		}
+		prev = e.Hash
+	}
+	// Multi-row inserts: one statement to parse per chunk instead of
+	// one per entry, which is most of an append's cost on SQLite.
+	for start := 0; start < len(entries); start += auditInsertChunk {
+		chunk := entries[start:min(start+auditInsertChunk, len(entries))]
+		var sb strings.Builder
+		sb.WriteString(`INSERT INTO audit (` + auditCols + `) VALUES `)
+		args := make([]any, 0, len(chunk)*16)
+		for i, e := range chunk {
+			if i > 0 {
+				sb.WriteString(", ")
+			}
+			sb.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			args = append(args, e.Seq, e.Time, e.TenantID, e.Actor, e.ActorKind, e.Action, e.Target, e.Outcome,
+				e.LatencyUS, e.ClientIP, e.Detail, e.PrevHash, e.Hash, nilIfEmpty(e.PIISalt), nilIfEmpty(e.PIIDigest), e.Erased)
+		}
+		_, err := q.Exec(ctx, sb.String(), args...)
+		if s.e.IsUnique(err) {
+			// Only a head row out of step with the table gets here.
+			return fmt.Errorf("audit entries %d-%d overlap existing ones: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, store.ErrChainBroken)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	_, err = q.Exec(ctx, `UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1`, seq, prev)
+	return err
+}
+
+// nilIfEmpty stores an empty byte slice as NULL.
+func nilIfEmpty(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// auditInsertChunk is how many entries one INSERT carries (16 parameters
 // each, well below both databases' parameter limits).
 const auditInsertChunk = 64
 
-const auditCols = `seq, at, tenant_id, actor, actor_kind, action, target, outcome, latency_us, client_ip, detail, prev_hash, hash`
+const auditCols = `seq, at, tenant_id, actor, actor_kind, action, target, outcome, latency_us, client_ip, detail, prev_hash, hash, pii_salt, pii_digest, erased`
 
 func scanAudit(r Row) (*store.AuditEntry, error) {
 	var e store.AuditEntry
 	err := r.Scan(&e.Seq, timeCol{&e.Time}, &e.TenantID, &e.Actor, &e.ActorKind, &e.Action, &e.Target, &e.Outcome,
-		&e.LatencyUS, &e.ClientIP, &e.Detail, &e.PrevHash, &e.Hash)
+		&e.LatencyUS, &e.ClientIP, &e.Detail, &e.PrevHash, &e.Hash, &e.PIISalt, &e.PIIDigest, &e.Erased)
 	if err != nil {
 		return nil, err
 	}

@@ -312,3 +312,8 @@ func (k keyRing) Reserve(ctx context.Context, id uint32, n uint64) (before uint6
 	})
 	return before, err
 }
+
+// SecretBox returns the box the store's secrets are sealed with (nil
+// before SealSecrets), so that other records the gateway seals with the
+// same key ring (webhook endpoint secrets) need no key of their own.
+func (s *Store) SecretBox() *sealbox.Box { return s.box.Load() }

@@ -95,46 +95,56 @@ func (s *Store) DeleteTenant(ctx context.Context, id string) (err error) {
 		if err != nil {
 			return err
 		}
-		type subject struct {
-			kind, id string
-			expires  time.Time
-		}
-		var subjects []subject
-		rows, err := q.Query(ctx, `SELECT 'key', id, expires_at FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL
-			UNION ALL SELECT 'user', id, NULL FROM users WHERE tenant_id = ? ORDER BY 1, 2`, id, id)
-		if err != nil {
-			return err
-		}
-		for rows.Next() {
-			var sub subject
-			if err := rows.Scan(&sub.kind, &sub.id, timeCol{&sub.expires}); err != nil {
-				rows.Close()
-				return err
-			}
-			subjects = append(subjects, sub)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		// The tenant's client sessions end with it (internal/sessionstore).
-		if _, err := q.Exec(ctx, `DELETE FROM mcp_sessions WHERE tenant_id = ?`, id); err != nil {
-			return err
-		}
-		if _, err := q.Exec(ctx, `DELETE FROM tenants WHERE id = ?`, id); err != nil {
-			return err
-		}
-		if _, err := bump(ctx, q, counterPolicy); err != nil {
-			return err
-		}
-		now := s.now()
-		for _, sub := range subjects {
-			if err := revoke(ctx, q, &store.Revocation{Kind: sub.kind, Subject: sub.id, At: now, ExpiresAt: sub.expires}); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err = s.deleteTenantTx(ctx, q, id)
+		return err
 	})
+}
+
+// deleteTenantTx removes tenant id, which the caller has locked, with
+// everything it owns but its audit entries, and records the revocations;
+// it returns how many client sessions it removed.
+func (s *Store) deleteTenantTx(ctx context.Context, q Q, id string) (int64, error) {
+	type subject struct {
+		kind, id string
+		expires  time.Time
+	}
+	var subjects []subject
+	rows, err := q.Query(ctx, `SELECT 'key', id, expires_at FROM api_keys WHERE tenant_id = ? AND revoked_at IS NULL
+		UNION ALL SELECT 'user', id, NULL FROM users WHERE tenant_id = ? ORDER BY 1, 2`, id, id)
+	if err != nil {
+		return 0, err
+	}
+	for rows.Next() {
+		var sub subject
+		if err := rows.Scan(&sub.kind, &sub.id, timeCol{&sub.expires}); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		subjects = append(subjects, sub)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	// The tenant's client sessions end with it (internal/sessionstore).
+	sessions, err := q.Exec(ctx, `DELETE FROM mcp_sessions WHERE tenant_id = ?`, id)
+	if err != nil {
+		return 0, err
+	}
+	// The tenant's data key goes with the tenant (ON DELETE CASCADE).
+	if _, err := q.Exec(ctx, `DELETE FROM tenants WHERE id = ?`, id); err != nil {
+		return 0, err
+	}
+	if _, err := bump(ctx, q, counterPolicy); err != nil {
+		return 0, err
+	}
+	now := s.now()
+	for _, sub := range subjects {
+		if err := revoke(ctx, q, &store.Revocation{Kind: sub.kind, Subject: sub.id, At: now, ExpiresAt: sub.expires}); err != nil {
+			return 0, err
+		}
+	}
+	return sessions, nil
 }
 
 func (s *Store) CountTenants(ctx context.Context) (n int, err error) {

@@ -194,8 +194,16 @@ func runGuardShow(c *adminCtx, pos []string) error {
 	if c.json {
 		return c.printJSON(v)
 	}
-	fmt.Fprintf(c.stdout, "%s %q of upstream %s: %s\nhash:  %s\nrules: %s (rules %s)\nseen:  %s\n\n%s\n", v.Kind, v.Name, v.Upstream, v.State,
-		v.Hash, strings.Join(v.Rules, ", "), v.RulesVersion, cmdline.Time(v.SeenAt), v.Text)
+	fmt.Fprintf(c.stdout, "%s %q of upstream %s: %s\nhash:  %s\nrules: %s (rules %s)\nseen:  %s\n", v.Kind, v.Name, v.Upstream, v.State,
+		v.Hash, strings.Join(v.Rules, ", "), v.RulesVersion, cmdline.Time(v.SeenAt))
+	for _, f := range v.Findings {
+		fmt.Fprintf(c.stdout, "  %s: %s", f.Rule, f.Explain)
+		if f.Match != "" {
+			fmt.Fprintf(c.stdout, " — matched %q", f.Match)
+		}
+		fmt.Fprintln(c.stdout)
+	}
+	fmt.Fprintf(c.stdout, "\n%s\n", v.Text)
 	return nil
 }
 

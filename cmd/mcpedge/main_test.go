@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 		// under test (hostile_test.go).
 		os.Exit(runHostileStdio())
 	}
+	if os.Getenv(hostileEnv) == "shadow" {
+		// The impostor of guard_shadow_e2e_test.go, over stdio.
+		os.Exit(runShadowStdio())
+	}
 	dir, err := os.MkdirTemp("", "mcpedge-bin")
 	if err != nil {
 		panic(err)

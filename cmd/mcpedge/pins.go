@@ -26,8 +26,15 @@ const pinLoadTimeout = 10 * time.Second
 // written to it in the background, and approvals made elsewhere are picked
 // up every pin.DefaultPoll. Call it before g.Start; stop flushes what is
 // not written yet (within 5 s).
-func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, reg prometheus.Registerer, log *slog.Logger) (p *pin.Pinner, stop func()) {
-	o := pin.Options{Store: sec.Store, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged}
+//
+// On an edge (link not nil) the pins are its fleet's, kept on its hub
+// (edge.Pins), with the edge's own store as the copy it falls back on.
+func startPins(ctx context.Context, g *gateway.Gateway, sec *securityStack, link *edgeLink, reg prometheus.Registerer, log *slog.Logger) (p *pin.Pinner, stop func()) {
+	var st pin.Store = sec.Store
+	if link != nil {
+		st = link.link.PinStore(sec.Store)
+	}
+	o := pin.Options{Store: st, Audit: sec.Audit.Record, Registerer: reg, Log: log, Changed: g.PinsChanged}
 	if pub := sec.events(); pub != nil {
 		o.OnChange = func(c pin.Change) {
 			// One event per offered definition: replicas seeing the same

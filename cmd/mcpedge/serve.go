@@ -136,7 +136,7 @@ func serve(ctx context.Context, s source, cfg *config.Config, listen string, std
 	defer stopQueue()
 	stopBackups := startBackups(ctx, cfg, sec.Store, log, m.Registry)
 	defer stopBackups()
-	pins, stopPins := startPins(ctx, g, sec, m.Registry, log)
+	pins, stopPins := startPins(ctx, g, sec, link, m.Registry, log)
 	defer stopPins()
 	book, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
 	defer stopQuarantine()
@@ -399,7 +399,7 @@ func stdio(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	lcfg := *cfg
 	lcfg.Auth.Mode = config.AuthOff
 	g.AddBuiltin("lattice", latticesvc.NewMCPServer(newLatticeService(&lcfg, log, sec)))
-	_, stopPins := startPins(ctx, g, sec, m.Registry, log)
+	_, stopPins := startPins(ctx, g, sec, nil, m.Registry, log)
 	defer stopPins()
 	_, stopQuarantine := startQuarantine(ctx, g, sec, m.Registry, log)
 	defer stopQuarantine()

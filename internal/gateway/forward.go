@@ -386,6 +386,7 @@ func (g *Gateway) forwardRead(ctx context.Context, _ *pipeline.Call, t *upstream
 	p := req.Params
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
 		params := *p
+		params.URI = spelled(t, params.URI)
 		params.Meta = g.statelessHop(withProgress(ctx, p.Meta, token), p.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		if res != nil {
@@ -644,7 +645,7 @@ func (g *Gateway) subscribeNow(ctx context.Context, only string, req *mcp.Subscr
 		forget()
 		return err
 	}
-	err = cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri})
+	err = cs.Subscribe(ctx, &mcp.SubscribeParams{URI: spelled(u, uri)})
 	if err = g.end(ctx, c, false, err); err != nil {
 		forget() // a failed first subscription must not count as one
 	}
@@ -694,7 +695,7 @@ func (g *Gateway) unsubscribeNow(ctx context.Context, only string, req *mcp.Unsu
 	if err != nil {
 		return err
 	}
-	err = cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: uri})
+	err = cs.Unsubscribe(ctx, &mcp.UnsubscribeParams{URI: spelled(u, uri)})
 	return g.end(ctx, c, false, err)
 }
 

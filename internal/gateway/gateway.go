@@ -201,6 +201,7 @@ func New(cfg *config.Config, log *slog.Logger, m *telemetry.Metrics) *Gateway {
 	g.edgeMetrics = newEdgeMetrics(m.Registry)
 	g.cacheMetrics = newCacheMetrics(m.Registry)
 	g.scan = newGuardWiring(m.Registry, log)
+	g.scan.shadows.refresh = func(conn string) { go g.refreshConn(conn) }
 	g.routeMetrics = newRouteMetrics(m.Registry, g)
 	g.argMetrics = newArgcheckMetrics(m.Registry)
 	g.pipe.args = argcheck.New(argSchemas{g}, &argcheck.Options{Logger: log, Metrics: g.argMetrics})
@@ -362,6 +363,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Config) (added, removed
 		start = append(start, u)
 	}
 	g.order = order
+	g.scan.shadows.setOrder(order)
 	var repinned []string // served under a new pin policy
 	for name, w := range groups {
 		if old, ok := g.wantGroups[name]; ok && old.EffectivePin() != w.EffectivePin() {
@@ -682,7 +684,11 @@ func (g *Gateway) catalogChangedLocked(u *upstream.Upstream) {
 // configured upstream name offers. g.mu must be held.
 func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstream.Catalog) {
 	defer g.indexTemplatesLocked()
-	cat = g.pinnedLocked(name, u, cat)
+	// What is saved for keep_catalog is the catalog as pinning served it,
+	// without the guard's warning lines, which are added again when a
+	// saved catalog is registered.
+	saved := g.pinnedLocked(name, u, cat)
+	cat = annotateFlagged(g.scan.rejudgeHeld(u.Config(), cat, saved))
 	old := g.regs[name]
 	if old == nil {
 		old = &registration{catalog: &upstream.Catalog{}}
@@ -843,7 +849,7 @@ func (g *Gateway) registerLocked(name string, u *upstream.Upstream, cat *upstrea
 	per.RemoveResources(perSkipped.resources...)
 	per.RemoveResourceTemplates(perSkipped.templates...)
 	g.regs[name] = reg
-	g.catalogRegisteredLocked(name, cat)
+	g.catalogRegisteredLocked(name, saved)
 	g.logConflictsLocked(name, old.conflicts, reg.conflicts)
 }
 

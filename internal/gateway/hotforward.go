@@ -110,8 +110,11 @@ func (g *Gateway) forwardPromptWire(ctx context.Context, c *pipeline.Call, t *up
 // error, as there.
 func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upstream.Upstream, req *mcp.ReadResourceRequest) (mcp.Result, error) {
 	uri := req.Params.URI
+	own := spelled(t, uri)
 	do := func(ctx context.Context, cs *mcp.ClientSession, token string) (*mcp.ReadResourceResult, bool, error) {
-		if t.CanPost(cs) && g.hotPostable(c, cs) {
+		// The client's bytes are sent as they are only when they name
+		// the resource as the upstream spells it (uri.go).
+		if own == uri && t.CanPost(cs) && g.hotPostable(c, cs) {
 			res, _, err, fallback := postWire(g, ctx, c, t, cs, readParamsEdit(token), hotOwner(t, req.Session), readResultView,
 				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
 			if !fallback {
@@ -121,7 +124,7 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 				return res, false, err
 			}
 		}
-		if p := t.PipeOf(cs); p != nil {
+		if p := t.PipeOf(cs); p != nil && own == uri {
 			res, _, err := pipeWire(g, ctx, c, t, cs, p, readParamsEdit(token), readResultView,
 				func(bool) *mcp.ReadResourceResult { return &mcp.ReadResourceResult{} })
 			if err == nil && c.Wire.Result == nil {
@@ -131,6 +134,7 @@ func (g *Gateway) forwardReadWire(ctx context.Context, c *pipeline.Call, t *upst
 		}
 		hotAttempt(c.Wire.Client, false)
 		params := *req.Params
+		params.URI = own
 		params.Meta = g.statelessHop(withProgress(ctx, req.Params.Meta, token), req.Params.Meta, req, cs)
 		res, err := cs.ReadResource(ctx, &params)
 		c.Answered = err != nil && isUpstreamError(err)
@@ -495,7 +499,13 @@ func (g *Gateway) askRound(ctx context.Context, c *pipeline.Call, t *upstream.Up
 				return false
 			}
 		}
-		q, err := hotQuestion(ss, ask.Method, g.scanQuestion(ctx, t, ask.Method, p))
+		scanned, err := g.scanQuestion(ctx, t, ask.Method, p)
+		if err != nil {
+			// The guard refused the question (descriptions = "quarantine").
+			out, n = []byte(err.Error()), -3
+			return false
+		}
+		q, err := hotQuestion(ss, ask.Method, scanned)
 		if err != nil {
 			out, n = []byte(err.Error()), -3
 			return false
@@ -958,7 +968,9 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		if err != nil {
 			break
 		}
-		p = g.scanQuestion(ctx, t, env.Method, p)
+		if p, err = g.scanQuestion(ctx, t, env.Method, p); err != nil {
+			break
+		}
 		var q []byte
 		if q, err = hotQuestion(ss, env.Method, p); err != nil {
 			break

@@ -102,6 +102,11 @@ func (g *Gateway) serveHot(w http.ResponseWriter, r *http.Request, body []byte, 
 	if !ok {
 		return "params"
 	}
+	if nameKey == "uri" && normalURI(name) != name {
+		// Not in the normal form: the SDK's way puts it in the request
+		// (enterPipeline), which the hot path relays as the client sent it.
+		return "uri"
+	}
 	only := r.PathValue("upstream")
 	extra := &mcp.RequestExtra{TokenInfo: ti, Header: r.Header}
 	c := &pipeline.Call{Method: env.Method, Face: only, Name: name, RequestID: r.Header.Get("X-Request-Id"),

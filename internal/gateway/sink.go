@@ -53,7 +53,7 @@ func (s *sink) StateChanged(u *upstream.Upstream, st upstream.State) {
 		}
 		for _, uri := range uris {
 			ctx, cancel := context.WithTimeout(context.Background(), u.Config().Timeout.D())
-			if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: uri}); err != nil {
+			if err := cs.Subscribe(ctx, &mcp.SubscribeParams{URI: spelled(u, uri)}); err != nil {
 				g.log.Warn("re-subscribing after reconnect failed", "upstream", u.Name(), "uri", uri, "err", err)
 			}
 			cancel()
@@ -71,6 +71,12 @@ func (s *sink) CatalogChanged(u *upstream.Upstream) { s.g().catalogChanged(u) }
 func (s *sink) ResourceUpdated(ctx context.Context, u *upstream.Upstream, p *mcp.ResourceUpdatedNotificationParams) {
 	if p == nil {
 		return
+	}
+	if n := normalURI(p.URI); n != p.URI {
+		// Clients subscribed in the normal form (uri.go).
+		cp := *p
+		cp.URI = n
+		p = &cp
 	}
 	g := s.g()
 	per := g.PerUpstream(groupName(u))
@@ -313,7 +319,11 @@ func ask[R mcp.InputResponse](s *sink, ctx context.Context, u *upstream.Upstream
 }
 
 func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.CreateMessageWithToolsParams) (*mcp.CreateMessageWithToolsResult, error) {
-	if q, ok := s.g().scanQuestion(ctx, u, "sampling/createMessage", p).(*mcp.CreateMessageWithToolsParams); ok {
+	q, err := s.g().scanQuestion(ctx, u, "sampling/createMessage", p)
+	if err != nil {
+		return nil, err
+	}
+	if q, ok := q.(*mcp.CreateMessageWithToolsParams); ok {
 		p = q
 	}
 	return ask(s, ctx, u, owner, "sampling/createMessage", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.CreateMessageWithToolsResult, error) {
@@ -322,7 +332,11 @@ func (s *sink) CreateMessage(ctx context.Context, u *upstream.Upstream, owner st
 }
 
 func (s *sink) Elicit(ctx context.Context, u *upstream.Upstream, owner string, p *mcp.ElicitParams) (*mcp.ElicitResult, error) {
-	if q, ok := s.g().scanQuestion(ctx, u, "elicitation/create", p).(*mcp.ElicitParams); ok {
+	q, err := s.g().scanQuestion(ctx, u, "elicitation/create", p)
+	if err != nil {
+		return nil, err
+	}
+	if q, ok := q.(*mcp.ElicitParams); ok {
 		p = q
 	}
 	return ask(s, ctx, u, owner, "elicitation/create", p, func(ctx context.Context, ss *mcp.ServerSession) (*mcp.ElicitResult, error) {

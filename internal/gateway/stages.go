@@ -147,16 +147,22 @@ func (g *Gateway) enterPipeline(ctx context.Context, only, method string, req mc
 			c.Name = x.Name
 			c.Upstream, c.Item = g.promptOwner(only, x.Name)
 		}
+	// A resource URI is put in the normal form here, in the request
+	// itself, so that every stage, the SDK server's lookup and the
+	// upstream see one spelling (uri.go).
 	case *mcp.ReadResourceParams:
 		if x != nil {
+			x.URI = normalURI(x.URI)
 			g.resourceCall(c, only, x.URI)
 		}
 	case *mcp.SubscribeParams:
 		if x != nil {
+			x.URI = normalURI(x.URI)
 			g.resourceCall(c, only, x.URI)
 		}
 	case *mcp.UnsubscribeParams:
 		if x != nil {
+			x.URI = normalURI(x.URI)
 			g.resourceCall(c, only, x.URI)
 		}
 	case *mcp.CompleteParams:

@@ -24,7 +24,7 @@ const RuleHiddenUnicode = "hidden-unicode"
 
 // RulesVersion names the built-in rule set; it changes whenever a rule
 // does, so that a verdict can say which set judged it.
-const RulesVersion = "2026-12-07.1"
+const RulesVersion = "2026-12-07.2"
 
 // BuiltinRules returns the built-in rules (a fresh copy). The hidden
 // Unicode check ([RuleHiddenUnicode]) is not a pattern and always runs.
@@ -74,7 +74,13 @@ type compiledRule struct {
 type Detector struct {
 	rules   []compiledRule
 	version string
+	// noShadowing: the operator's rule file disabled [RuleShadowing].
+	noShadowing bool
 }
+
+// Shadowing reports whether the shadowing check ([RuleShadowing], run by
+// the gateway with [Shadows]) is in force.
+func (d *Detector) Shadowing() bool { return !d.noShadowing }
 
 // NewDetector compiles rules (nil: [BuiltinRules]). Ids must be unique
 // and not empty, and every pattern must compile.

@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"bytes"
 	"math"
 	"math/bits"
 	"regexp"
@@ -191,7 +190,7 @@ func (r *Redactor) finds(s string) bool {
 		if rule.kind != KindEmail && len(rule.hints) > 0 {
 			continue
 		}
-		for _, p := range rule.candidates(s, nil) {
+		for _, p := range rule.candidates(s) {
 			if rule.hit(s, p) {
 				return true
 			}
@@ -272,16 +271,17 @@ func (r *Redactor) Redact(s string) (string, Counts) {
 		s = strings.ToValidUTF8(s, "\uFFFD")
 		counts.Add(KindInvalid, 1)
 	}
-	if !r.Finds(s) {
-		return s, counts
-	}
-	var lower []byte // s folded to lower case, for the key-word rule
+	// Where each rule with literals may match, from one pass over s
+	// (starts); taken again after a rule replaced something.
+	starts := r.starts(s, 0, nil)
 	for i := range r.rules {
 		rule := &r.rules[i]
-		if rule.fold && lower == nil {
-			lower = foldASCII(s)
+		var cands []int
+		if rule.kind != KindEmail && len(rule.hints) > 0 {
+			cands = starts[i]
+		} else {
+			cands = rule.candidates(s)
 		}
-		cands := rule.candidates(s, lower)
 		if len(cands) == 0 {
 			continue
 		}
@@ -319,35 +319,73 @@ func (r *Redactor) Redact(s string) (string, Counts) {
 			continue
 		}
 		b.WriteString(s[copied:])
-		s, lower = b.String(), nil
+		s = b.String()
 		counts.Add(rule.kind, n)
+		if i+1 < len(r.rules) {
+			starts = r.starts(s, i+1, starts)
+		}
 	}
 	return s, counts
 }
 
-// candidates returns, in order, the positions in s where the rule's match
-// may start. lower is s folded to lower case (for a folding rule).
-func (rule *secretRule) candidates(s string, lower []byte) []int {
-	var out []int
-	switch {
-	case rule.fold:
-		// The match starts at a word boundary at or before the literal,
-		// in the run of word characters and '-' that holds it
-		// ("client_secret", "api-key").
-		for _, h := range rule.hints {
-			hb := []byte(h)
-			for from := 0; from < len(lower); {
-				i := bytes.Index(lower[from:], hb)
-				if i < 0 {
-					break
+// starts returns, for each rule from the one at index from on that has
+// literals (all but the e-mail and number rules), the positions in s
+// where its match may start, in order: where one of its literals starts
+// (found in one pass with the table of the byte pairs that start a
+// literal, as finds does), or, for the key-word rule, each word boundary
+// before such a literal in the run that holds it (foldStarts). out, if
+// not nil, is reused.
+func (r *Redactor) starts(s string, from int, out [][]int) [][]int {
+	if out == nil {
+		out = make([][]int, len(r.rules))
+	}
+	for i := from; i < len(r.rules); i++ {
+		out[i] = out[i][:0]
+	}
+	var want uint16 = 0xffff << from
+	folded := false
+	for i := 0; i+1 < len(s); i++ {
+		k := uint16(s[i])<<8 | uint16(s[i+1])
+		if r.pairs[k>>6]&(1<<(k&63)) == 0 {
+			continue
+		}
+		for m := r.first[s[i]] & r.second[s[i+1]] & want; m != 0; m &= m - 1 {
+			ri := bits.TrailingZeros16(m)
+			rule := &r.rules[ri]
+			if rule.kind == KindEmail {
+				continue
+			}
+			for _, h := range rule.hints {
+				if !hasLiteralAt(s, i, h, rule.fold) {
+					continue
 				}
-				i += from
-				out = foldStarts(s, i, out)
-				from = i + len(h)
+				if rule.fold {
+					out[ri] = foldStarts(s, i, out[ri])
+					folded = true
+				} else if n := len(out[ri]); n == 0 || out[ri][n-1] != i {
+					out[ri] = append(out[ri], i)
+				}
+				break
 			}
 		}
-		slices.Sort(out)
-		out = slices.Compact(out)
+	}
+	if folded {
+		for i := from; i < len(r.rules); i++ {
+			if r.rules[i].fold && len(out[i]) > 1 {
+				slices.Sort(out[i])
+				out[i] = slices.Compact(out[i])
+			}
+		}
+	}
+	return out
+}
+
+// candidates returns, in order, the positions in s where the match of a
+// rule without literals (numbers) or of the e-mail rule may start; the
+// other rules' are found by [Redactor.starts].
+func (rule *secretRule) candidates(s string) []int {
+	var out []int
+	switch {
 	case rule.kind == KindEmail:
 		for from := 0; from < len(s); {
 			i := strings.IndexByte(s[from:], '@')
@@ -371,20 +409,6 @@ func (rule *secretRule) candidates(s string, lower []byte) []int {
 			if (isDigit(c) && (i == 0 || !isWord(s[i-1]))) || (c == '+' && i+1 < len(s) && isDigit(s[i+1])) {
 				out = append(out, i)
 			}
-		}
-	default:
-		for _, h := range rule.hints {
-			for from := 0; from < len(s); {
-				i := strings.Index(s[from:], h)
-				if i < 0 {
-					break
-				}
-				out = append(out, from+i)
-				from += i + len(h)
-			}
-		}
-		if len(rule.hints) > 1 {
-			slices.Sort(out)
 		}
 	}
 	return out
@@ -416,19 +440,6 @@ func isWord(c byte) bool {
 
 func emailLocal(c byte) bool {
 	return isDigit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || strings.IndexByte("._%+-", c) >= 0
-}
-
-// foldASCII is s with ASCII letters in lower case, byte for byte.
-func foldASCII(s string) []byte {
-	b := make([]byte, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		b[i] = c
-	}
-	return b
 }
 
 // highEntropy accepts a value after a key word that looks generated: at

@@ -163,7 +163,7 @@ func ParseRuleFile(path string, data []byte) (*RuleFile, error) {
 		fe.Problems = append(fe.Problems, RuleProblem{Msg: fmt.Sprintf("%d rules: at most %d", len(raw.Rule), maxRules)})
 		return nil, fe
 	}
-	builtin := map[string]bool{RuleHiddenUnicode: true}
+	builtin := map[string]bool{RuleHiddenUnicode: true, RuleShadowing: true}
 	for _, r := range BuiltinRules() {
 		builtin[r.ID] = true
 	}
@@ -256,13 +256,13 @@ func ruleLines(data []byte) []int {
 }
 
 // BuiltinRuleIDs lists the ids of the built-in rules, the hidden Unicode
-// check first.
+// check first and the shadowing check ([RuleShadowing]) last.
 func BuiltinRuleIDs() []string {
 	ids := []string{RuleHiddenUnicode}
 	for _, r := range BuiltinRules() {
 		ids = append(ids, r.ID)
 	}
-	return ids
+	return append(ids, RuleShadowing)
 }
 
 // A RuleSet is the rules in force: the built-in set less the rules an
@@ -305,9 +305,13 @@ func NewRuleSet(f *RuleFile) (*RuleSet, error) {
 		return nil, err
 	}
 	d.version = rs.Version
+	d.noShadowing = slices.Contains(disabled, RuleShadowing)
 	rs.detector = d
 	h := sha256.New()
 	h.Write([]byte(rs.Version))
+	if d.noShadowing {
+		h.Write([]byte("-" + RuleShadowing))
+	}
 	for _, r := range rs.Rules {
 		for _, s := range []string{r.ID, r.Pattern, r.Explain} {
 			fmt.Fprintf(h, "%d:%s", len(s), s)

@@ -202,6 +202,8 @@ func New(o Options) *Service {
 	s.mux.HandleFunc("POST "+PathEnroll, s.enroll)
 	s.mux.HandleFunc("POST "+PathSession, s.session)
 	s.mux.HandleFunc("POST "+PathTelemetry, s.telemetry)
+	s.mux.HandleFunc("GET "+PathPins, s.listPins)
+	s.mux.HandleFunc("POST "+PathPins, s.recordPins)
 	s.mux.HandleFunc("POST "+PathTokens, s.createToken)
 	s.mux.HandleFunc("GET "+PathDevices, s.listDevices)
 	s.mux.HandleFunc("GET "+PathDevices+"/{id}", s.getDevice)

@@ -27,6 +27,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -76,8 +77,11 @@ type Book struct {
 
 	mu       sync.Mutex
 	verdicts map[key]*store.GuardVerdict
-	writes   map[key]*store.GuardVerdict // quarantines not yet stored
-	wake     chan struct{}
+	// flagged are the definitions audited as flagged (Flagged), by item:
+	// the hash and rules last audited.
+	flagged map[key]string
+	writes  map[key]*store.GuardVerdict // quarantines not yet stored
+	wake    chan struct{}
 
 	pending     *prometheus.GaugeVec
 	quarantined *prometheus.CounterVec
@@ -117,6 +121,8 @@ type Item struct {
 	RulesVersion string
 	// Text is what the detector judged.
 	Text string
+	// Findings say why each rule fired.
+	Findings []store.GuardFinding
 }
 
 // Released reports whether it was approved in this definition: true
@@ -133,7 +139,7 @@ func (b *Book) Released(ctx context.Context, it Item) bool {
 		return approved
 	}
 	v := &store.GuardVerdict{Upstream: it.Upstream, Kind: it.Kind, Name: it.Name, Hash: it.Hash, Rules: slices.Clone(it.Rules),
-		RulesVersion: it.RulesVersion, Text: it.Text, State: store.VerdictQuarantined, SeenAt: b.o.Now().UTC()}
+		RulesVersion: it.RulesVersion, Text: it.Text, Findings: slices.Clone(it.Findings), State: store.VerdictQuarantined, SeenAt: b.o.Now().UTC()}
 	b.verdicts[k] = v
 	b.writes[k] = v
 	b.updateGaugeLocked(it.Upstream)
@@ -144,12 +150,44 @@ func (b *Book) Released(ctx context.Context, it Item) bool {
 	}
 	b.quarantined.WithLabelValues(it.Upstream, it.Kind).Inc()
 	if b.o.Audit != nil {
-		d, _ := json.Marshal(map[string]any{"hash": it.Hash, "rules": it.Rules, "rules_version": it.RulesVersion})
+		d, _ := json.Marshal(map[string]any{"hash": it.Hash, "rules": it.Rules, "rules_version": it.RulesVersion, "findings": it.Findings})
 		b.o.Audit(ctx, &store.AuditEntry{Time: v.SeenAt, Actor: "system", ActorKind: "system", Action: "guard.quarantine",
 			Target: Target(it.Upstream, it.Kind, it.Name), Outcome: "denied", Detail: d})
 	}
 	b.log.Warn("guard: quarantined; approve with mcpedge guard approve", "upstream", it.Upstream, "kind", it.Kind, "name", it.Name, "rules", it.Rules, "hash", it.Hash)
 	return false
+}
+
+// Flagged records that it was flagged and served with a warning
+// (descriptions = "flag"): audited as "guard.flag" (outcome "ok", with
+// the rules and their findings) the first time this process sees that
+// definition flagged by those rules, and not again while it stays so.
+// Flagged items are not stored and await no decision. It does no I/O
+// besides the audit record.
+func (b *Book) Flagged(ctx context.Context, it Item) { b.note(ctx, "guard.flag", "ok", it) }
+
+// Blocked records that a server-to-client request (Kind "request", Name
+// its method) was refused because it was flagged (descriptions =
+// "quarantine"): audited as "guard.block" (outcome "denied"), once per
+// text and rules, like [Book.Flagged].
+func (b *Book) Blocked(ctx context.Context, it Item) { b.note(ctx, "guard.block", "denied", it) }
+
+func (b *Book) note(ctx context.Context, action, outcome string, it Item) {
+	k := key{it.Upstream, it.Kind + "\x00" + action, it.Name}
+	mark := it.Hash + "\x00" + strings.Join(it.Rules, ",")
+	b.mu.Lock()
+	if b.flagged == nil {
+		b.flagged = map[key]string{}
+	}
+	seen := b.flagged[k] == mark
+	b.flagged[k] = mark
+	b.mu.Unlock()
+	if seen || b.o.Audit == nil {
+		return
+	}
+	d, _ := json.Marshal(map[string]any{"hash": it.Hash, "rules": it.Rules, "rules_version": it.RulesVersion, "findings": it.Findings})
+	b.o.Audit(ctx, &store.AuditEntry{Time: b.o.Now().UTC(), Actor: "system", ActorKind: "system", Action: action,
+		Target: Target(it.Upstream, it.Kind, it.Name), Outcome: outcome, Detail: d})
 }
 
 // Target is the audit target of an item: "guard:<upstream>/<kind>/<name>".

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,4 +131,34 @@ func value(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestBookFlagged: an item flagged under descriptions = "flag" is audited
+// as guard.flag, with its findings, once per definition and rules; it is
+// not stored and awaits no decision.
+func TestBookFlagged(t *testing.T) {
+	var audits []*store.AuditEntry
+	b := New(Options{Store: nil, Log: slog.New(slog.DiscardHandler),
+		Audit: func(_ context.Context, e *store.AuditEntry) { audits = append(audits, e) }})
+	it := Item{Upstream: "imp", Kind: store.PinTool, Name: "echo", Hash: "h1", Rules: []string{"shadowing"}, RulesVersion: "v",
+		Findings: []store.GuardFinding{{Rule: "shadowing", Explain: `takes the name of tool "echo" of upstream "ev"`, Match: "echo"}}}
+	for range 3 {
+		b.Flagged(t.Context(), it)
+	}
+	it2 := it
+	it2.Rules = []string{"shadowing", "conceal"}
+	b.Flagged(t.Context(), it2) // another verdict: audited
+	it3 := it2
+	it3.Hash = "h2"
+	b.Flagged(t.Context(), it3) // another definition: audited
+	if len(audits) != 3 {
+		t.Fatalf("audits = %d, want 3", len(audits))
+	}
+	a := audits[0]
+	if a.Action != "guard.flag" || a.Target != "guard:imp/tool/echo" || a.Outcome != "ok" || !strings.Contains(string(a.Detail), `of upstream \"ev\"`) {
+		t.Errorf("audit %+v %s", a, a.Detail)
+	}
+	if b.Pending("imp") != 0 {
+		t.Error("a flagged item is pending")
+	}
 }

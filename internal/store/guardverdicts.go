@@ -36,10 +36,22 @@ type GuardVerdict struct {
 	Rules        []string `json:"rules"`
 	RulesVersion string   `json:"rules_version"`
 	// Text is what the detector judged (clipped), for the operator.
-	Text      string    `json:"text"`
-	State     string    `json:"state"`
-	SeenAt    time.Time `json:"seen_at"`
-	DecidedAt time.Time `json:"decided_at,omitzero"`
+	Text string `json:"text"`
+	// Findings say why each rule fired (migration 0012; empty for items
+	// quarantined before).
+	Findings  []GuardFinding `json:"findings,omitempty"`
+	State     string         `json:"state"`
+	SeenAt    time.Time      `json:"seen_at"`
+	DecidedAt time.Time      `json:"decided_at,omitzero"`
+}
+
+// A GuardFinding is one rule that fired on a quarantined item: its id,
+// its explanation (for the shadowing check, which other upstream's tool
+// the item takes after) and the text it matched.
+type GuardFinding struct {
+	Rule    string `json:"rule"`
+	Explain string `json:"explain"`
+	Match   string `json:"match,omitempty"`
 }
 
 // Pending reports whether the verdict awaits an operator.

@@ -66,6 +66,11 @@ type Catalog struct {
 	Resources []*mcp.Resource
 	Templates []*mcp.ResourceTemplate
 	Fetched   time.Time
+	// URISpelling maps the normal form of a resource URI or URI template
+	// the upstream lists in another spelling to its own spelling (set by
+	// the gateway's catalog hook, Options.Screen, which lists the normal
+	// form): what is relayed to the upstream. Nil when none differs.
+	URISpelling map[string]string
 }
 
 // Status is a point-in-time view of an upstream for /readyz and the status tools.

@@ -48,6 +48,10 @@ type Policy struct {
 	Redact bool
 	// PersonalData also redacts e-mail addresses, phone and card numbers.
 	PersonalData bool
+	// Judge has Options.Judge judge the questions of an input-required
+	// result (the sampling and elicitation requests an upstream of the
+	// 2026-07-28 era puts in its result).
+	Judge bool
 }
 
 // A Source says what to do with a call's result. It is called on every
@@ -62,6 +66,11 @@ type Source interface {
 // the call's Redacted, which the audit stage records.
 type Options struct {
 	Noted func(ctx context.Context, c *pipeline.Call, removed detect.Counts)
+	// Judge, with Policy.Judge, judges one question of an input-required
+	// result (method sampling/createMessage or elicitation/create): it
+	// returns the question to relay (q itself when it is let through as
+	// it is) or an error, which the call then returns.
+	Judge func(ctx context.Context, c *pipeline.Call, method string, q any) (any, error)
 }
 
 // Stage is the guard stage.
@@ -89,18 +98,38 @@ func New(src Source, o *Options) *Stage {
 func (*Stage) Name() string { return "guard" }
 
 // Handle implements [pipeline.Stage].
-func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (mcp.Result, error) {
+func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Handler) (out mcp.Result, err error) {
 	if c.Method != pipeline.MethodCallTool && c.Method != pipeline.MethodGetPrompt && c.Method != pipeline.MethodReadResource {
 		return next.Handle(ctx, c)
 	}
 	p := s.src.For(c)
 	if !p.Redact {
+		if p.Judge && s.o.Judge != nil {
+			res, err := next.Handle(ctx, c)
+			if err != nil || res == nil {
+				return res, err
+			}
+			return s.judge(ctx, c, res)
+		}
 		return next.Handle(ctx, c)
 	}
 	res, err := next.Handle(ctx, c)
 	if err != nil || res == nil {
 		return res, err
 	}
+	if p.Judge && s.o.Judge != nil {
+		defer func() {
+			if err == nil && out != nil {
+				out, err = s.judge(ctx, c, out)
+			}
+		}()
+	}
+	return s.redact(ctx, c, p, res)
+}
+
+// redact is the stage's scan of a result under Policy.Redact.
+func (s *Stage) redact(ctx context.Context, c *pipeline.Call, p Policy, res mcp.Result) (mcp.Result, error) {
+	var err error
 	sc := scanner{red: s.secrets}
 	if p.PersonalData {
 		sc.red = s.private
@@ -138,6 +167,101 @@ func (s *Stage) Handle(ctx context.Context, c *pipeline.Call, next pipeline.Hand
 		s.o.Noted(ctx, c, sc.counts)
 	}
 	return out, nil
+}
+
+// judge has Options.Judge judge the questions of res, if it is an
+// input-required result: a result relayed as bytes is decoded only when
+// they hold "inputRequests".
+func (s *Stage) judge(ctx context.Context, c *pipeline.Call, res mcp.Result) (mcp.Result, error) {
+	if w := c.Wire; w != nil && w.Result != nil && res == w.Summary {
+		if !bytes.Contains(w.Result, []byte(`"inputRequests"`)) {
+			return res, nil
+		}
+		var err error
+		switch c.Method {
+		case pipeline.MethodCallTool:
+			var r mcp.CallToolResult
+			err, res = w.Decode(&r), &r
+		case pipeline.MethodGetPrompt:
+			var r mcp.GetPromptResult
+			err, res = w.Decode(&r), &r
+		case pipeline.MethodReadResource:
+			var r mcp.ReadResourceResult
+			err, res = w.Decode(&r), &r
+		}
+		if err != nil {
+			return nil, &jsonrpc.Error{Code: mcpwire.CodeInternalError, Message: "guard: decoding the result: " + err.Error()}
+		}
+		judged, err := s.judged(ctx, c, res)
+		if err != nil || judged != nil {
+			return judged, err
+		}
+		return w.Summary, nil // unchanged: relayed as the upstream's bytes
+	}
+	judged, err := s.judged(ctx, c, res)
+	if err != nil || judged != nil {
+		return judged, err
+	}
+	return res, nil
+}
+
+// judged returns a copy of res with its judged questions, nil when none
+// changed, or the error a question got.
+func (s *Stage) judged(ctx context.Context, c *pipeline.Call, res mcp.Result) (mcp.Result, error) {
+	var m mcp.InputRequestMap
+	switch r := res.(type) {
+	case *mcp.CallToolResult:
+		m = r.InputRequests
+	case *mcp.GetPromptResult:
+		m = r.InputRequests
+	case *mcp.ReadResourceResult:
+		m = r.InputRequests
+	}
+	var out mcp.InputRequestMap
+	for k, q := range m {
+		method := ""
+		switch q.(type) {
+		case *mcp.CreateMessageParams, *mcp.CreateMessageWithToolsParams:
+			method = "sampling/createMessage"
+		case *mcp.ElicitParams:
+			method = "elicitation/create"
+		default:
+			continue
+		}
+		x, err := s.o.Judge(ctx, c, method, q)
+		if err != nil {
+			return nil, err
+		}
+		if x == any(q) {
+			continue
+		}
+		xq, ok := x.(mcp.InputRequest)
+		if !ok {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(m)
+		}
+		out[k] = xq
+	}
+	if out == nil {
+		return nil, nil
+	}
+	switch r := res.(type) {
+	case *mcp.CallToolResult:
+		cp := *r
+		cp.InputRequests = out
+		return &cp, nil
+	case *mcp.GetPromptResult:
+		cp := *r
+		cp.InputRequests = out
+		return &cp, nil
+	case *mcp.ReadResourceResult:
+		cp := *r
+		cp.InputRequests = out
+		return &cp, nil
+	}
+	return nil, nil
 }
 
 // scanner scans one result, adding up what it removed.
@@ -287,7 +411,7 @@ func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
 	switch method {
 	case pipeline.MethodCallTool:
 		var r mcp.CallToolResult
-		if err := w.Decode(&r); err != nil {
+		if err := decodeWire(w, &r); err != nil {
 			return nil, fmt.Errorf("decoding the result: %w", err)
 		}
 		if x := sc.tool(&r); x != nil {
@@ -295,7 +419,7 @@ func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
 		}
 	case pipeline.MethodGetPrompt:
 		var r mcp.GetPromptResult
-		if err := w.Decode(&r); err != nil {
+		if err := decodeWire(w, &r); err != nil {
 			return nil, fmt.Errorf("decoding the result: %w", err)
 		}
 		if x := sc.prompt(&r); x != nil {
@@ -303,7 +427,7 @@ func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
 		}
 	case pipeline.MethodReadResource:
 		var r mcp.ReadResourceResult
-		if err := w.Decode(&r); err != nil {
+		if err := decodeWire(w, &r); err != nil {
 			return nil, fmt.Errorf("decoding the result: %w", err)
 		}
 		if x := sc.read(&r); x != nil {
@@ -311,6 +435,21 @@ func (sc *scanner) wire(method string, w *pipeline.Wire) (mcp.Result, error) {
 		}
 	}
 	return nil, nil
+}
+
+// decodeWire decodes a result relayed as bytes into dst. A result of the
+// SDK's types decodes itself (json.Unmarshaler): it is handed the bytes
+// directly, since encoding/json would first validate them and then walk
+// them again to find where the value ends, which cost as much as the
+// decoding (BenchmarkWire). The bytes are one JSON value already checked
+// (rawwire checks every message an upstream sends with jsonguard.Check
+// before the result is taken from it); anything else goes through
+// [pipeline.Wire.Decode].
+func decodeWire(w *pipeline.Wire, dst any) error {
+	if u, ok := dst.(json.Unmarshaler); ok && len(w.Result) > 0 {
+		return u.UnmarshalJSON(w.Result)
+	}
+	return w.Decode(dst)
 }
 
 // text scans one string.

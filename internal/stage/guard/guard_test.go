@@ -3,6 +3,7 @@ package guard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 
@@ -201,5 +202,56 @@ func TestWire(t *testing.T) {
 	c, next = wireCall(`{"content":"AKIAIOSFODNN7EXAMPLE"}`)
 	if _, err := s.Handle(context.Background(), c, next); err == nil || !strings.Contains(err.Error(), "guard: decoding") {
 		t.Errorf("undecodable result: err = %v", err)
+	}
+}
+
+// With Policy.Judge, the questions of an input-required result go to
+// Options.Judge, with or without Redact: a changed question is relayed in
+// a copy of the result, an error is the call's, and a result without
+// questions, decoded or as bytes, is left as it is.
+func TestInputRequestsJudged(t *testing.T) {
+	var asked []string
+	judge := func(_ context.Context, _ *pipeline.Call, method string, q any) (any, error) {
+		asked = append(asked, method)
+		switch x := q.(type) {
+		case *mcp.CreateMessageParams:
+			if strings.Contains(x.SystemPrompt, "evil") {
+				return nil, errors.New("refused")
+			}
+			cp := *x
+			cp.SystemPrompt = "[warned] " + cp.SystemPrompt
+			return &cp, nil
+		}
+		return q, nil
+	}
+	for _, redact := range []bool{false, true} {
+		asked = nil
+		s := New(policy{Redact: redact, Judge: true}, &Options{Judge: judge})
+		q := &mcp.CreateMessageParams{SystemPrompt: "be brief", Messages: []*mcp.SamplingMessage{{Role: "user", Content: &mcp.TextContent{Text: "hi"}}}}
+		orig := &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"s": q, "e": &mcp.ElicitParams{Message: "name?"}}}
+		res, err := s.Handle(t.Context(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(orig))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := res.(*mcp.CallToolResult)
+		if got == orig || got.InputRequests["s"].(*mcp.CreateMessageParams).SystemPrompt != "[warned] be brief" || q.SystemPrompt != "be brief" || len(asked) != 2 {
+			t.Errorf("redact %v: %+v, asked %v", redact, got.InputRequests["s"], asked)
+		}
+		evil := &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"s": &mcp.CreateMessageParams{SystemPrompt: "evil"}}}
+		if _, err := s.Handle(t.Context(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(evil)); err == nil || err.Error() != "refused" {
+			t.Errorf("redact %v: a refused question: %v", redact, err)
+		}
+		plain := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}
+		if res, err := s.Handle(t.Context(), &pipeline.Call{Method: pipeline.MethodCallTool}, answer(plain)); err != nil || res != plain {
+			t.Errorf("redact %v: a plain result: %v %v", redact, res, err)
+		}
+	}
+	// Bytes on the hot path: decoded only when they hold inputRequests.
+	asked = nil
+	s := New(policy{Judge: true}, &Options{Judge: judge})
+	raw := []byte(`{"content":[{"type":"text","text":"ok"}]}`)
+	w := &pipeline.Wire{Result: raw, Summary: &mcp.CallToolResult{}}
+	if res, err := s.Handle(t.Context(), &pipeline.Call{Method: pipeline.MethodCallTool, Wire: w}, answer(w.Summary)); err != nil || res != w.Summary || len(asked) != 0 {
+		t.Errorf("bytes without questions: %v %v %v", res, err, asked)
 	}
 }

@@ -3,25 +3,38 @@ package sqlbase
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/mcpedge/mcpedge/internal/store"
 )
 
-const verdictCols = `upstream, kind, name, hash, rules, rules_version, text, state, seen_at, decided_at`
+const verdictCols = `upstream, kind, name, hash, rules, rules_version, text, state, seen_at, decided_at, findings`
 
 // maxVerdictText bounds the judged text kept with a verdict.
 const maxVerdictText = 8 << 10
 
+// maxVerdictFindings and maxFindingText bound the findings kept.
+const (
+	maxVerdictFindings = 64
+	maxFindingText     = 1 << 10
+)
+
 func scanVerdict(r Row) (*store.GuardVerdict, error) {
 	var v store.GuardVerdict
-	var rules string
-	err := r.Scan(&v.Upstream, &v.Kind, &v.Name, &v.Hash, &rules, &v.RulesVersion, &v.Text, &v.State, timeCol{&v.SeenAt}, timeCol{&v.DecidedAt})
+	var rules, findings string
+	err := r.Scan(&v.Upstream, &v.Kind, &v.Name, &v.Hash, &rules, &v.RulesVersion, &v.Text, &v.State, timeCol{&v.SeenAt}, timeCol{&v.DecidedAt}, &findings)
 	if err != nil {
 		return nil, err
 	}
 	if err := json.Unmarshal([]byte(rules), &v.Rules); err != nil {
 		return nil, err
+	}
+	if err := json.Unmarshal([]byte(findings), &v.Findings); err != nil {
+		return nil, err
+	}
+	if len(v.Findings) == 0 {
+		v.Findings = nil
 	}
 	return &v, nil
 }
@@ -79,25 +92,41 @@ func (s *Store) QuarantineItem(ctx context.Context, in *store.GuardVerdict) (_ *
 	if len(v.Text) > maxVerdictText {
 		v.Text = clipUTF8(v.Text, maxVerdictText)
 	}
+	v.Findings = slices.Clone(v.Findings[:min(len(v.Findings), maxVerdictFindings)])
+	for i := range v.Findings {
+		f := &v.Findings[i]
+		if len(f.Explain) > maxFindingText {
+			f.Explain = clipUTF8(f.Explain, maxFindingText)
+		}
+		if len(f.Match) > maxFindingText {
+			f.Match = clipUTF8(f.Match, maxFindingText)
+		}
+	}
 	rules, err := json.Marshal(v.Rules)
 	if err != nil {
 		return nil, err
+	}
+	findings := []byte("[]")
+	if len(v.Findings) > 0 {
+		if findings, err = json.Marshal(v.Findings); err != nil {
+			return nil, err
+		}
 	}
 	var out *store.GuardVerdict
 	err = s.e.Tx(ctx, TxOptions{}, func(q Q) error {
 		cur, err := scanVerdict(q.QueryRow(ctx, `SELECT `+verdictCols+` FROM guard_verdicts WHERE upstream = ? AND kind = ? AND name = ?`+s.e.ForUpdate(), v.Upstream, v.Kind, v.Name))
 		switch {
 		case isNoRows(err):
-			_, err = q.Exec(ctx, `INSERT INTO guard_verdicts (`+verdictCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				v.Upstream, v.Kind, v.Name, v.Hash, string(rules), v.RulesVersion, v.Text, v.State, v.SeenAt, time.Time{})
+			_, err = q.Exec(ctx, `INSERT INTO guard_verdicts (`+verdictCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				v.Upstream, v.Kind, v.Name, v.Hash, string(rules), v.RulesVersion, v.Text, v.State, v.SeenAt, time.Time{}, string(findings))
 		case err != nil:
 			return err
 		case cur.Hash == v.Hash:
 			out = cur
 			return nil
 		default:
-			_, err = q.Exec(ctx, `UPDATE guard_verdicts SET hash = ?, rules = ?, rules_version = ?, text = ?, state = ?, seen_at = ?, decided_at = NULL WHERE upstream = ? AND kind = ? AND name = ?`,
-				v.Hash, string(rules), v.RulesVersion, v.Text, v.State, v.SeenAt, v.Upstream, v.Kind, v.Name)
+			_, err = q.Exec(ctx, `UPDATE guard_verdicts SET hash = ?, rules = ?, rules_version = ?, text = ?, state = ?, seen_at = ?, decided_at = NULL, findings = ? WHERE upstream = ? AND kind = ? AND name = ?`,
+				v.Hash, string(rules), v.RulesVersion, v.Text, v.State, v.SeenAt, string(findings), v.Upstream, v.Kind, v.Name)
 		}
 		out = &v
 		return err

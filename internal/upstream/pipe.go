@@ -299,13 +299,17 @@ func (p *Pipe) Close() error {
 }
 
 func (p *Pipe) close() error {
-	p.wmu.Lock()
-	err := p.stdin.Close()
-	p.wmu.Unlock()
-	if err != nil {
-		return fmt.Errorf("closing the stdio server's stdin: %w", err)
-	}
-	if p.cmd == nil || p.cmd.Process == nil {
+	// Hot calls still waiting when the child is gone get an error: once
+	// the SDK's connection is closed nothing may read the child's output
+	// to its end (which fails them too).
+	defer p.fail(errors.New("the connection was closed"))
+	// Not under wmu: a write the child does not read would hold it, and
+	// closing is what ends such a write. A stdin that fails to close still
+	// leaves the child to be ended and waited for below.
+	if err := p.stdin.Close(); p.cmd == nil || p.cmd.Process == nil {
+		if err != nil {
+			return fmt.Errorf("closing the stdio server's stdin: %w", err)
+		}
 		return nil
 	}
 	exited := make(chan error, 1)

@@ -331,3 +331,54 @@ func FuzzPipeResponseID(f *testing.F) {
 		}
 	})
 }
+
+// TestPipeCloseFailsWaitingCalls: closing the pipe ends every hot call
+// still waiting, also when nothing reads the child's output any more (the
+// SDK's reader stops once its connection is closed), so that a call
+// whose context has no deadline does not wait forever.
+func TestPipeCloseFailsWaitingCalls(t *testing.T) {
+	f := newFakeChild(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := f.p.Call(context.Background(), "mcpedge-1", []byte(`{"jsonrpc":"2.0","id":"mcpedge-1","method":"m"}`+"\n"))
+		done <- err
+	}()
+	f.heard(t)
+	go func() { _ = f.p.Close() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPipeClosed) {
+			t.Fatalf("the waiting call got %v, want ErrPipeClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting call was not failed when the pipe closed")
+	}
+	if _, sent, err := f.p.Call(context.Background(), "mcpedge-2", []byte("{}\n")); sent || err == nil {
+		t.Fatalf("a call after Close: sent=%v err=%v, want refused", sent, err)
+	}
+}
+
+// TestPipeCloseWhileAWriteIsStuck: a child that does not read its stdin
+// holds a write; Close still ends the child (and so the write) instead of
+// waiting for that write.
+func TestPipeCloseWhileAWriteIsStuck(t *testing.T) {
+	f := newFakeChild(t)
+	wrote := make(chan error, 1)
+	go func() { wrote <- f.p.Notify([]byte(`{"jsonrpc":"2.0","method":"n"}` + "\n")) }() // the child never reads it
+	time.Sleep(50 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- f.p.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a write the child never reads")
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("the stuck write succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck write never ended")
+	}
+}

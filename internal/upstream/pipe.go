@@ -136,6 +136,9 @@ func (p *Pipe) write(msg []byte) (sent bool, err error) {
 	if len(msg) == 0 || msg[len(msg)-1] != '\n' {
 		return false, errors.New("a message to a stdio server must end its line")
 	}
+	if bytes.IndexByte(msg[:len(msg)-1], '\n') >= 0 {
+		return false, errors.New("a message to a stdio server must be one line")
+	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
 	if p.broken {

@@ -277,6 +277,9 @@ func TestPipeWriteRules(t *testing.T) {
 	if _, err := f.p.write([]byte(`{"no":"newline"}`)); err == nil {
 		t.Fatal("a message without its newline was written")
 	}
+	if sent, err := f.p.write([]byte("{\"a\":[\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}\n]}\n")); sent || err == nil {
+		t.Fatal("a message of several lines was written: a line-framed child reads each as a message")
+	}
 	pr, pw := io.Pipe()
 	_ = pr.Close()
 	p := newPipe(nil, pw, strings.NewReader(""), time.Second)

@@ -271,6 +271,9 @@ func (r sdkReader) Read(b []byte) (int, error) {
 	}
 	n := copy(b, p.rest)
 	p.rest = p.rest[n:]
+	if len(p.rest) == 0 {
+		p.rest = nil // a big line is not kept until the next one
+	}
 	return n, nil
 }
 

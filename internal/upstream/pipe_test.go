@@ -385,3 +385,29 @@ func TestPipeCloseWhileAWriteIsStuck(t *testing.T) {
 		t.Fatal("the stuck write never ended")
 	}
 }
+
+// TestPipeKeepsNoLineOnceRead: a big line the SDK has read whole is not
+// kept until the child's next line, which may come much later.
+func TestPipeKeepsNoLineOnceRead(t *testing.T) {
+	f := newFakeChild(t)
+	go f.sayAsync(`{"jsonrpc":"2.0","method":"n","params":{"s":"` + strings.Repeat("z", 1<<20) + `"}}`)
+	r := sdkReader{f.p}
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		if n > 0 && buf[n-1] == '\n' {
+			break
+		}
+	}
+	if total < 1<<20 {
+		t.Fatalf("read %d bytes", total)
+	}
+	if cap(f.p.rest) != 0 {
+		t.Fatalf("the pipe keeps %d bytes of a line the SDK has read", cap(f.p.rest))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -409,5 +410,41 @@ func TestPipeKeepsNoLineOnceRead(t *testing.T) {
 	}
 	if cap(f.p.rest) != 0 {
 		t.Fatalf("the pipe keeps %d bytes of a line the SDK has read", cap(f.p.rest))
+	}
+}
+
+// TestPipeCloseEndsAChildThatReadsNothing: a real child that never reads
+// its stdin (sleep) with a write stuck on the full pipe: Close ends the
+// write, signals the child and returns.
+func TestPipeCloseEndsAChildThatReadsNothing(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	p, err := startPipe(exec.Command(sleep, "300"), 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	big := append([]byte(`{"s":"`+strings.Repeat("x", 1<<20)+`"}`), '\n') // more than a pipe holds
+	go func() { wrote <- p.Notify(big) }()
+	time.Sleep(100 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("the write the child never read succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stuck write never ended")
+	}
+	if p.cmd.ProcessState == nil {
+		t.Fatal("the child was not waited for")
 	}
 }

@@ -425,6 +425,7 @@ func TestPipeCloseEndsAChildThatReadsNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() }) // not left behind if the test fails
 	wrote := make(chan error, 1)
 	big := append([]byte(`{"s":"`+strings.Repeat("x", 1<<20)+`"}`), '\n') // more than a pipe holds
 	go func() { wrote <- p.Notify(big) }()

@@ -99,6 +99,9 @@ func newPipe(cmd *exec.Cmd, stdin io.WriteCloser, stdout io.Reader, terminate ti
 // the child may run it). ctx ending stops the wait, not the request; the
 // caller tells the child (Notify) if it must.
 func (p *Pipe) Call(ctx context.Context, id string, msg []byte) (answer []byte, sent bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err // as the SDK's transport: nothing written for nobody
+	}
 	ch := make(chan pipeAnswer, 1)
 	p.mu.Lock()
 	if p.err != nil {

@@ -449,3 +449,28 @@ func TestPipeCloseEndsAChildThatReadsNothing(t *testing.T) {
 		t.Fatal("the child was not waited for")
 	}
 }
+
+// TestPipeCallOnAnEndedContextSendsNothing: as the SDK's transport
+// refuses a write on an ended context, a hot call whose context has
+// already ended is not written (the child would run it for nobody).
+func TestPipeCallOnAnEndedContextSendsNothing(t *testing.T) {
+	f := newFakeChild(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, sent, err := f.p.Call(ctx, "mcpedge-1", []byte(`{"jsonrpc":"2.0","id":"mcpedge-1","method":"m"}`+"\n"))
+		if sent {
+			err = errors.New("sent on an ended context")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled before writing", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call was written on an ended context (the child never read it)")
+	}
+}

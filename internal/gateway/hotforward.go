@@ -558,7 +558,8 @@ func (g *Gateway) eraMeta(c *pipeline.Call, cs *mcp.ClientSession) ([]byte, erro
 // appendPipeRequest is the request pipeWire writes: rawwire.AppendRequest
 // with edit, the trace context of sc in the params' _meta (traceEdit), meta
 // (members, no braces; nil: none) added to that _meta, which is made if
-// the params have none, and more (members; nil: none) added to the params.
+// the params have none, and more (members; nil: none) added to the params;
+// all on one line.
 func appendPipeRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, sc trace.SpanContext, meta, more []byte) ([]byte, error) {
 	edit, _ = traceEdit(sc, edit) // the _meta it would add, the tail below adds
 	saw := false
@@ -616,7 +617,21 @@ func appendPipeRequest(dst []byte, id, method string, params []byte, edit rawwir
 		}
 		return dst
 	}
-	return rawwire.AppendRequestTail(dst, id, method, params, withMeta, tail)
+	start := len(dst)
+	dst, err := rawwire.AppendRequestTail(dst, id, method, params, withMeta, tail)
+	if err != nil {
+		return nil, err
+	}
+	// One line, whatever whitespace the client's params (or its answers in
+	// more) hold: a line-framed child would read each piece of a broken
+	// line as a message of its own, and a piece can be a whole request.
+	// In valid JSON a line break is only whitespace between tokens.
+	for i := start; i < len(dst); i++ {
+		if dst[i] == '\n' || dst[i] == '\r' {
+			dst[i] = ' '
+		}
+	}
+	return dst, nil
 }
 
 // stripServerInfo returns a copy of result without the serverInfo

@@ -492,3 +492,32 @@ func TestHotPathStdioLogsOnTheCallStream(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendPipeRequestOneLine: a client's params may hold line breaks as
+// whitespace between JSON tokens; the request written to a stdio child
+// must still be one line, or a line-framed child (the Node and Python
+// SDKs) would read the pieces as messages of their own — and a piece that
+// is a whole JSON-RPC request (a tool the guard never saw) would run.
+func TestAppendPipeRequestOneLine(t *testing.T) {
+	smuggled := "{\"name\":\"x\",\"arguments\":{\"a\":[\r\n" +
+		`{"jsonrpc":"2.0","id":"s","method":"tools/call","params":{"name":"forbidden","arguments":{}}}` +
+		"\n]},\"_meta\":{\n\"k\":1}}"
+	more := []byte("\"inputResponses\":{\"a\":{\n\"action\":\"accept\"}}")
+	meta := []byte(`"io.modelcontextprotocol/protocolVersion":"2026-07-28"`)
+	b, err := appendPipeRequest(nil, "id-1", "tools/call", []byte(smuggled), paramsEdit("t", ""), trace.SpanContext{}, meta, more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i := strings.IndexAny(string(b), "\r\n"); i >= 0 {
+		t.Fatalf("the request has a line break at %d: %q", i, b)
+	}
+	var msg struct {
+		Params struct {
+			Name      string         `json:"name"`
+			Arguments map[string]any `json:"arguments"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(b, &msg); err != nil || msg.Params.Name != "t" || len(msg.Params.Arguments["a"].([]any)) != 1 {
+		t.Fatalf("not the same request: %v %s", err, b)
+	}
+}

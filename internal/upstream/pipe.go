@@ -99,6 +99,9 @@ func newPipe(cmd *exec.Cmd, stdin io.WriteCloser, stdout io.Reader, terminate ti
 // the child may run it). ctx ending stops the wait, not the request; the
 // caller tells the child (Notify) if it must.
 func (p *Pipe) Call(ctx context.Context, id string, msg []byte) (answer []byte, sent bool, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err // as the SDK's transport: nothing written for nobody
+	}
 	ch := make(chan pipeAnswer, 1)
 	p.mu.Lock()
 	if p.err != nil {
@@ -135,6 +138,9 @@ func (p *Pipe) Notify(msg []byte) error {
 func (p *Pipe) write(msg []byte) (sent bool, err error) {
 	if len(msg) == 0 || msg[len(msg)-1] != '\n' {
 		return false, errors.New("a message to a stdio server must end its line")
+	}
+	if bytes.IndexByte(msg[:len(msg)-1], '\n') >= 0 {
+		return false, errors.New("a message to a stdio server must be one line")
 	}
 	p.wmu.Lock()
 	defer p.wmu.Unlock()
@@ -268,6 +274,9 @@ func (r sdkReader) Read(b []byte) (int, error) {
 	}
 	n := copy(b, p.rest)
 	p.rest = p.rest[n:]
+	if len(p.rest) == 0 {
+		p.rest = nil // a big line is not kept until the next one
+	}
 	return n, nil
 }
 
@@ -299,13 +308,17 @@ func (p *Pipe) Close() error {
 }
 
 func (p *Pipe) close() error {
-	p.wmu.Lock()
-	err := p.stdin.Close()
-	p.wmu.Unlock()
-	if err != nil {
-		return fmt.Errorf("closing the stdio server's stdin: %w", err)
-	}
-	if p.cmd == nil || p.cmd.Process == nil {
+	// Hot calls still waiting when the child is gone get an error: once
+	// the SDK's connection is closed nothing may read the child's output
+	// to its end (which fails them too).
+	defer p.fail(errors.New("the connection was closed"))
+	// Not under wmu: a write the child does not read would hold it, and
+	// closing is what ends such a write. A stdin that fails to close still
+	// leaves the child to be ended and waited for below.
+	if err := p.stdin.Close(); p.cmd == nil || p.cmd.Process == nil {
+		if err != nil {
+			return fmt.Errorf("closing the stdio server's stdin: %w", err)
+		}
 		return nil
 	}
 	exited := make(chan error, 1)

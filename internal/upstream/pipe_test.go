@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -277,6 +278,9 @@ func TestPipeWriteRules(t *testing.T) {
 	if _, err := f.p.write([]byte(`{"no":"newline"}`)); err == nil {
 		t.Fatal("a message without its newline was written")
 	}
+	if sent, err := f.p.write([]byte("{\"a\":[\n{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\"}\n]}\n")); sent || err == nil {
+		t.Fatal("a message of several lines was written: a line-framed child reads each as a message")
+	}
 	pr, pw := io.Pipe()
 	_ = pr.Close()
 	p := newPipe(nil, pw, strings.NewReader(""), time.Second)
@@ -330,4 +334,143 @@ func FuzzPipeResponseID(f *testing.F) {
 			t.Fatalf("an id %q without ok", id)
 		}
 	})
+}
+
+// TestPipeCloseFailsWaitingCalls: closing the pipe ends every hot call
+// still waiting, also when nothing reads the child's output any more (the
+// SDK's reader stops once its connection is closed), so that a call
+// whose context has no deadline does not wait forever.
+func TestPipeCloseFailsWaitingCalls(t *testing.T) {
+	f := newFakeChild(t)
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := f.p.Call(context.Background(), "mcpedge-1", []byte(`{"jsonrpc":"2.0","id":"mcpedge-1","method":"m"}`+"\n"))
+		done <- err
+	}()
+	f.heard(t)
+	go func() { _ = f.p.Close() }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPipeClosed) {
+			t.Fatalf("the waiting call got %v, want ErrPipeClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting call was not failed when the pipe closed")
+	}
+	if _, sent, err := f.p.Call(context.Background(), "mcpedge-2", []byte("{}\n")); sent || err == nil {
+		t.Fatalf("a call after Close: sent=%v err=%v, want refused", sent, err)
+	}
+}
+
+// TestPipeCloseWhileAWriteIsStuck: a child that does not read its stdin
+// holds a write; Close still ends the child (and so the write) instead of
+// waiting for that write.
+func TestPipeCloseWhileAWriteIsStuck(t *testing.T) {
+	f := newFakeChild(t)
+	wrote := make(chan error, 1)
+	go func() { wrote <- f.p.Notify([]byte(`{"jsonrpc":"2.0","method":"n"}` + "\n")) }() // the child never reads it
+	time.Sleep(50 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- f.p.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for a write the child never reads")
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("the stuck write succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stuck write never ended")
+	}
+}
+
+// TestPipeKeepsNoLineOnceRead: a big line the SDK has read whole is not
+// kept until the child's next line, which may come much later.
+func TestPipeKeepsNoLineOnceRead(t *testing.T) {
+	f := newFakeChild(t)
+	go f.sayAsync(`{"jsonrpc":"2.0","method":"n","params":{"s":"` + strings.Repeat("z", 1<<20) + `"}}`)
+	r := sdkReader{f.p}
+	buf := make([]byte, 64<<10)
+	total := 0
+	for {
+		n, err := r.Read(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+		if n > 0 && buf[n-1] == '\n' {
+			break
+		}
+	}
+	if total < 1<<20 {
+		t.Fatalf("read %d bytes", total)
+	}
+	if cap(f.p.rest) != 0 {
+		t.Fatalf("the pipe keeps %d bytes of a line the SDK has read", cap(f.p.rest))
+	}
+}
+
+// TestPipeCloseEndsAChildThatReadsNothing: a real child that never reads
+// its stdin (sleep) with a write stuck on the full pipe: Close ends the
+// write, signals the child and returns.
+func TestPipeCloseEndsAChildThatReadsNothing(t *testing.T) {
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep command")
+	}
+	p, err := startPipe(exec.Command(sleep, "300"), 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() }) // not left behind if the test fails
+	wrote := make(chan error, 1)
+	big := append([]byte(`{"s":"`+strings.Repeat("x", 1<<20)+`"}`), '\n') // more than a pipe holds
+	go func() { wrote <- p.Notify(big) }()
+	time.Sleep(100 * time.Millisecond)
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return")
+	}
+	select {
+	case err := <-wrote:
+		if err == nil {
+			t.Fatal("the write the child never read succeeded")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stuck write never ended")
+	}
+	if p.cmd.ProcessState == nil {
+		t.Fatal("the child was not waited for")
+	}
+}
+
+// TestPipeCallOnAnEndedContextSendsNothing: as the SDK's transport
+// refuses a write on an ended context, a hot call whose context has
+// already ended is not written (the child would run it for nobody).
+func TestPipeCallOnAnEndedContextSendsNothing(t *testing.T) {
+	f := newFakeChild(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, sent, err := f.p.Call(ctx, "mcpedge-1", []byte(`{"jsonrpc":"2.0","id":"mcpedge-1","method":"m"}`+"\n"))
+		if sent {
+			err = errors.New("sent on an ended context")
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled before writing", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call was written on an ended context (the child never read it)")
+	}
 }

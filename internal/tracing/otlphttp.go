@@ -25,7 +25,7 @@ import (
 // It stands in for otlptracehttp, whose configuration package links the
 // whole gRPC module and, through it, an HTML template executor
 // (golang.org/x/net/trace): the Go linker then keeps every exported method
-// of the binary, about 10 MB (docs/design/tracing.md). The conversion of
+// of the binary, about 12 MB (docs/design/tracing.md). The conversion of
 // spans to protobuf stays the OpenTelemetry SDK's (otlptrace).
 type otlpHTTP struct {
 	url     string

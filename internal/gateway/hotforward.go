@@ -470,15 +470,17 @@ func (g *Gateway) askRound(ctx context.Context, c *pipeline.Call, t *upstream.Up
 	if c.Wire.Client == nil || ss == nil {
 		return nil, errors.New("mcpedge: the upstream asks for input and the call has no client to ask")
 	}
+	invalid := fmt.Errorf("upstream %s: its inputRequests are not valid input requests", t.Name())
 	out := append(make([]byte, 0, 256), `"inputResponses":{`...)
-	n := 0
+	first := true
+	var fail error
 	err := jsonguard.Members(asks, func(m jsonguard.Member) bool {
 		var ask struct {
 			Method string          `json:"method"`
 			Params json.RawMessage `json:"params"`
 		}
 		if err := json.Unmarshal(m.Value, &ask); err != nil {
-			out, n = nil, -1
+			fail = invalid
 			return false
 		}
 		var p any
@@ -490,54 +492,56 @@ func (g *Gateway) askRound(ctx context.Context, c *pipeline.Call, t *upstream.Up
 		case "roots/list":
 			p = &mcp.ListRootsParams{}
 		default:
-			out, n = []byte(ask.Method), -2
+			fail = fmt.Errorf("upstream %s asks the client for %q, which the gateway does not relay", t.Name(), ask.Method)
 			return false
 		}
-		if len(ask.Params) > 0 && string(ask.Params) != "null" {
-			if err := json.Unmarshal(ask.Params, p); err != nil {
-				out, n = []byte(ask.Method), -1
-				return false
-			}
+		if len(ask.Params) > 0 && string(ask.Params) != "null" && json.Unmarshal(ask.Params, p) != nil {
+			fail = invalid
+			return false
 		}
-		scanned, err := g.scanQuestion(ctx, t, ask.Method, p)
+		res, err := g.askClient(ctx, c.Wire.Client, t, ss, ask.Method, p)
 		if err != nil {
-			// The guard refused the question (descriptions = "quarantine").
-			out, n = []byte(err.Error()), -3
+			fail = fmt.Errorf("multi-round-trip: asking the client: %w", err)
 			return false
 		}
-		q, err := hotQuestion(ss, ask.Method, scanned)
-		if err != nil {
-			out, n = []byte(err.Error()), -3
-			return false
-		}
-		res, err := c.Wire.Client.Ask(ctx, ask.Method, q)
-		if err != nil || len(res) == 0 {
-			if err == nil {
-				err = errors.New("no result")
-			}
-			out, n = []byte(err.Error()), -3
-			return false
-		}
-		if n > 0 {
+		if !first {
 			out = append(out, ',')
 		}
+		first = false
 		out = append(append(append(out, m.RawKey...), ':'), res...)
-		n++
 		return true
 	})
 	switch {
-	case err != nil || n == -1:
-		return nil, fmt.Errorf("upstream %s: its inputRequests are not valid input requests", t.Name())
-	case n == -2:
-		return nil, fmt.Errorf("upstream %s asks the client for %q, which the gateway does not relay", t.Name(), out)
-	case n == -3:
-		return nil, fmt.Errorf("multi-round-trip: asking the client: %s", out)
+	case fail != nil:
+		return nil, fail
+	case err != nil:
+		return nil, invalid
 	}
 	out = append(out, '}')
 	if state != "" {
 		out = rawwire.AppendString(append(out, `,"requestState":`...), state)
 	}
 	return out, nil
+}
+
+// askClient puts one question of upstream t (method, its decoded params p)
+// to a hot call's client (the call's stream), after the guard has scanned
+// it (which may refuse it), as the SDK server would put it, and returns
+// the client's raw result.
+func (g *Gateway) askClient(ctx context.Context, client pipeline.Asker, t *upstream.Upstream, ss *mcp.ServerSession, method string, p any) ([]byte, error) {
+	scanned, err := g.scanQuestion(ctx, t, method, p)
+	if err != nil {
+		return nil, err // the guard refused it (descriptions = "quarantine")
+	}
+	q, err := hotQuestion(ss, method, scanned)
+	if err != nil {
+		return nil, err
+	}
+	res, err := client.Ask(ctx, method, q)
+	if err == nil && len(res) == 0 {
+		err = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client answered " + method + " without a result"}
+	}
+	return res, err
 }
 
 // eraMeta is what a request to a 2026-07-28 upstream session cs carries in
@@ -561,7 +565,7 @@ func (g *Gateway) eraMeta(c *pipeline.Call, cs *mcp.ClientSession) ([]byte, erro
 // the params have none, and more (members; nil: none) added to the params;
 // all on one line.
 func appendPipeRequest(dst []byte, id, method string, params []byte, edit rawwire.Edit, sc trace.SpanContext, meta, more []byte) ([]byte, error) {
-	edit, _ = traceEdit(sc, edit) // the _meta it would add, the tail below adds
+	edit = traceEdit(sc, edit)
 	saw := false
 	withMeta := func(key, val []byte) ([]byte, bool) {
 		out, keep := []byte(nil), true
@@ -743,44 +747,33 @@ func paramsEdit(name, token string) rawwire.Edit {
 // sc in the params' _meta (internal/tracing.SpliceMeta): the gateway's
 // upstream-call span, or the client's context passed on when tracing is
 // off, so that the upstream's spans join the client's trace. A _meta that
-// already carries sc (a client's passed on as it is) is left alone; with
-// no _meta in the params, tail adds one. With sc not valid (no trace
-// context at all) edit is returned as it is, with no tail.
-func traceEdit(sc trace.SpanContext, edit rawwire.Edit) (rawwire.Edit, rawwire.Tail) {
+// already carries sc (a client's passed on as it is), or is not an object,
+// is left alone; params without a _meta get one from appendPipeRequest.
+// With sc not valid (no trace context at all) edit is returned as it is.
+func traceEdit(sc trace.SpanContext, edit rawwire.Edit) rawwire.Edit {
 	if !sc.IsValid() {
-		return edit, nil
+		return edit
 	}
-	seen := false
 	return func(key, val []byte) ([]byte, bool) {
-			v, keep := []byte(nil), true
-			if edit != nil {
-				v, keep = edit(key, val)
-			}
-			if !keep || string(key) != "_meta" {
-				return v, keep
-			}
-			seen = true
-			if v == nil {
-				v = val
-			}
-			if len(v) == 0 || v[0] != '{' || tracing.MetaCarries(v, sc) {
-				return v, true // not an object: goes on as the client sent it
-			}
-			out, err := tracing.SpliceMeta(nil, v, sc, nil)
-			if err != nil {
-				return nil, false
-			}
-			return out, true
-		}, func(dst []byte, empty bool) []byte {
-			if seen {
-				return dst
-			}
-			if !empty {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `"_meta":{`...)
-			return append(tracing.AppendMetaMembers(dst, sc), '}')
+		v, keep := []byte(nil), true
+		if edit != nil {
+			v, keep = edit(key, val)
 		}
+		if !keep || string(key) != "_meta" {
+			return v, keep
+		}
+		if v == nil {
+			v = val
+		}
+		if len(v) == 0 || v[0] != '{' || tracing.MetaCarries(v, sc) {
+			return v, true // not an object: goes on as the client sent it
+		}
+		out, err := tracing.SpliceMeta(nil, v, sc, nil)
+		if err != nil {
+			return nil, false
+		}
+		return out, true
+	}
 }
 
 // readParamsEdit is paramsEdit for resources/read: the URI unchanged,
@@ -983,17 +976,7 @@ func (g *Gateway) hotMessage(ctx context.Context, t *upstream.Upstream, cs *mcp.
 		if err != nil {
 			break
 		}
-		if p, err = g.scanQuestion(ctx, t, env.Method, p); err != nil {
-			break
-		}
-		var q []byte
-		if q, err = hotQuestion(ss, env.Method, p); err != nil {
-			break
-		}
-		raw, err = client.Ask(ctx, env.Method, q)
-		if raw == nil && err == nil {
-			err = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "mcpedge: the client answered " + env.Method + " without a result"}
-		}
+		raw, err = g.askClient(ctx, client, t, ss, env.Method, p)
 	}
 	switch {
 	case raw != nil || err != nil:

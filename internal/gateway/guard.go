@@ -608,68 +608,50 @@ func warningOf(m mcp.Meta) string {
 // follows the verdict of the moment. cat is not changed; items without a
 // flag are shared.
 func annotateFlagged(cat *upstream.Catalog) *upstream.Catalog {
-	var out *upstream.Catalog
-	own := func() {
-		if out == nil {
-			c := *cat
-			c.Tools, c.Prompts = slices.Clone(cat.Tools), slices.Clone(cat.Prompts)
-			c.Templates, c.Resources = slices.Clone(cat.Templates), slices.Clone(cat.Resources)
-			out = &c
-		}
-	}
-	warn := func(desc string, m mcp.Meta) (string, bool) {
-		w := warningOf(m)
-		if w == "" || strings.HasPrefix(desc, w) {
-			return desc, false
-		}
-		return w + desc, true
-	}
-	for i, t := range cat.Tools {
-		if t == nil {
-			continue
-		}
-		if d, ok := warn(t.Description, t.Meta); ok {
-			own()
-			cp := *t
-			cp.Description = d
-			out.Tools[i] = &cp
-		}
-	}
-	for i, p := range cat.Prompts {
-		if p == nil {
-			continue
-		}
-		if d, ok := warn(p.Description, p.Meta); ok {
-			own()
-			cp := *p
-			cp.Description = d
-			out.Prompts[i] = &cp
-		}
-	}
-	for i, t := range cat.Templates {
-		if t == nil {
-			continue
-		}
-		if d, ok := warn(t.Description, t.Meta); ok {
-			own()
-			cp := *t
-			cp.Description = d
-			out.Templates[i] = &cp
-		}
-	}
-	for i, r := range cat.Resources {
-		if r == nil {
-			continue
-		}
-		if d, ok := warn(r.Description, r.Meta); ok {
-			own()
-			cp := *r
-			cp.Description = d
-			out.Resources[i] = &cp
-		}
-	}
-	if out == nil {
+	tools := warnedCopies(cat.Tools, func(t *mcp.Tool) (*string, mcp.Meta) { return &t.Description, t.Meta })
+	prompts := warnedCopies(cat.Prompts, func(p *mcp.Prompt) (*string, mcp.Meta) { return &p.Description, p.Meta })
+	templates := warnedCopies(cat.Templates, func(t *mcp.ResourceTemplate) (*string, mcp.Meta) { return &t.Description, t.Meta })
+	resources := warnedCopies(cat.Resources, func(r *mcp.Resource) (*string, mcp.Meta) { return &r.Description, r.Meta })
+	if tools == nil && prompts == nil && templates == nil && resources == nil {
 		return cat
+	}
+	out := *cat
+	if tools != nil {
+		out.Tools = tools
+	}
+	if prompts != nil {
+		out.Prompts = prompts
+	}
+	if templates != nil {
+		out.Templates = templates
+	}
+	if resources != nil {
+		out.Resources = resources
+	}
+	return &out
+}
+
+// warnedCopies is items with each flagged item replaced by a copy whose
+// description (of field) starts with the warning line, or nil when none is
+// flagged (or all already carry it).
+func warnedCopies[T any](items []*T, field func(*T) (desc *string, meta mcp.Meta)) []*T {
+	var out []*T
+	for i, it := range items {
+		if it == nil {
+			continue
+		}
+		d, m := field(it)
+		w := warningOf(m)
+		if w == "" || strings.HasPrefix(*d, w) {
+			continue
+		}
+		if out == nil {
+			out = slices.Clone(items)
+		}
+		cp := *it
+		cd, _ := field(&cp)
+		*cd = w + *d
+		out[i] = &cp
 	}
 	return out
 }
